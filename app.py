@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""The CDK app: EtlCoreStack plus one DatasetStack per datasets/*/config.json. No edit to add a dataset."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from dwlib.config import ConfigError, Project, load_project
+from dwlib.naming import Naming
+from stacks.assets import build_glue_assets
+from stacks.core_stack import EtlCoreStack
+from stacks.dataset_stack import DatasetStack
+from stacks.defaults import DESTROY_DATA_CONTEXT
+
+ROOT = Path(__file__).resolve().parent
+
+
+def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
+    """Every stack of the project, with cdk-nag's AWS Solutions checks over all of them."""
+    app = app or cdk.App()
+    naming = Naming.of(project.core)
+    env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
+    destroy = str(app.node.try_get_context(DESTROY_DATA_CONTEXT)).lower() == "true"
+    core = EtlCoreStack(app, naming.core_stack, core=project.core, destroy_data=destroy, env=env)
+    glue_assets = build_glue_assets()
+    for name, dataset in project.datasets.items():
+        stack = DatasetStack(
+            app,
+            naming.dataset_stack(name),
+            core=project.core,
+            dataset=dataset,
+            dataset_dir=project.dataset_dir(name),
+            glue_assets_dir=glue_assets,
+            env=env,
+        )
+        stack.add_dependency(core)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app
+
+
+def main() -> None:
+    try:
+        project = load_project(ROOT)
+    except ConfigError as exc:
+        print("The project configuration has problems; nothing was synthesized:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        sys.exit(1)
+    build_app(project).synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+"""The bronze job: source -> raw/ -> clean, typed, checked -> bronze/ (kill-and-fill, safely).
+
+`run_bronze` is what both the Glue entry point and `dw run` call. Bronze is replaced only
+after every check passed; any failure leaves the previous table as it was, and the run
+summary says what happened.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from dwlib import fetch, transform
+from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.lake import Lake
+from dwlib.naming import Naming, table_name
+
+# Parquet of typical CSV is about a quarter of its size; aim at files of ~128 MB.
+TARGET_FILE_BYTES = 128 * 1024**2
+CSV_TO_PARQUET_RATIO = 4
+
+
+class JobFailed(Exception):
+    """A run that failed for a reason the user can act on; bronze was not touched."""
+
+
+@dataclass
+class JobContext:
+    """Everything one run needs, resolved: configs, names, the lake and the run's ids."""
+
+    core: CoreConfig
+    dataset: DatasetConfig
+    lake: Lake
+    run_id: str
+    raw_run_id: str | None = None  # re-run bronze from a kept raw run, without fetching
+    dataset_dir: Path | None = None  # relative file sources; None on Glue
+    sample_dir: Path | None = None  # `dw run --sample`: read these files instead of the source
+    policy: fetch.RetryPolicy = field(default_factory=fetch.RetryPolicy)
+    log: Callable[[str], None] = print
+
+    @property
+    def naming(self) -> Naming:
+        return Naming.of(self.core)
+
+    @property
+    def name(self) -> str:
+        return self.dataset.dataset
+
+
+@dataclass
+class RunSummary:
+    dataset: str
+    run_id: str
+    layer: str
+    source: str
+    status: str = "running"
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    finished_at: str | None = None
+    raw_run_id: str | None = None
+    bytes_fetched: int = 0
+    raw_keys: list[str] = field(default_factory=list)
+    rows_in: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    output_prefix: str = ""
+    output_files: int = 0
+    output_bytes: int = 0
+    schema: list[dict[str, str]] = field(default_factory=list)
+    schema_changed: bool | None = None
+    schema_change: dict[str, Any] = field(default_factory=dict)
+    durations_seconds: dict[str, float] = field(default_factory=dict)
+    crawler_command: str = ""
+    error: str | None = None
+    traceback: str | None = None  # only for crashes: the ledger keeps it, the console does not
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.durations_seconds[name] = round(time.perf_counter() - start, 3)
+
+
+def source_description(dataset: DatasetConfig) -> str:
+    kind = dataset.source_kind
+    if kind == "source_url":
+        return dataset.source_url or ""
+    if kind == "api_endpoints":
+        return ", ".join(e.url.split("?")[0] for e in dataset.api_endpoints or [])
+    if kind == "dynamodb_table":
+        return f"dynamodb:{dataset.dynamodb_table}"
+    return "landing"
+
+
+# ------------------------------------------------------------------ steps
+
+
+def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
+    """Put the run's original files under raw/{dataset}/run_id=.../ and return their keys."""
+    naming, lake = ctx.naming, ctx.lake
+    if ctx.raw_run_id:
+        prefix = naming.raw_prefix(ctx.name, ctx.raw_run_id)
+        keys = [o.key for o in lake.data_files(prefix)]
+        if not keys:
+            raise JobFailed(f"no raw files under {prefix}: pick a run id that `dw runs {ctx.name}` lists")
+        return keys
+    prefix = naming.raw_prefix(ctx.name, ctx.run_id)
+    if ctx.sample_dir is not None:
+        files = sorted(p for p in ctx.sample_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise JobFailed(f"{ctx.sample_dir} has no sample files: drop a small extract of the source there")
+        for path in files:
+            lake.put_file(path, prefix + path.name)
+            summary.bytes_fetched += path.stat().st_size
+        return [prefix + p.name for p in files]
+    kind = ctx.dataset.source_kind
+    if kind == "source_url":
+        result = fetch.fetch_source(ctx.dataset.source_url, lake, prefix, dataset_dir=ctx.dataset_dir, policy=ctx.policy)
+    elif kind == "api_endpoints":
+        result = fetch.fetch_api(ctx.dataset.api_endpoints or [], lake, prefix, policy=ctx.policy)
+    else:
+        # dynamodb_table and landing: the files were put there before the run (export Lambda, a drop).
+        keys = [o.key for o in lake.data_files(prefix)]
+        if not keys:
+            what = "the export Lambda has not written" if kind == "dynamodb_table" else "nobody has dropped"
+            raise JobFailed(f"no files under {prefix}: {what} this run's files yet; start the run with their run_id")
+        summary.bytes_fetched = sum(o.size for o in lake.data_files(prefix))
+        return keys
+    summary.bytes_fetched = result.bytes
+    return result.keys
+
+
+def output_file_count(input_bytes: int, fmt: str) -> int:
+    ratio = CSV_TO_PARQUET_RATIO if fmt in ("csv", "json", "jsonl") else 1
+    return max(1, math.ceil(input_bytes / ratio / TARGET_FILE_BYTES))
+
+
+def sized(df: DataFrame, files: int) -> DataFrame:
+    """Avoid thousands of tiny files without serializing a big job into one task."""
+    partitions = df.rdd.getNumPartitions()
+    return df.coalesce(files) if partitions > 4 * files else df
+
+
+def write_parquet(df: DataFrame, uri: str) -> None:
+    df.write.mode("overwrite").option("compression", "zstd").parquet(uri)
+
+
+def previous_schema(ctx: JobContext) -> list[dict[str, str]] | None:
+    """Schema of the last successful bronze run, from the run ledger."""
+    for obj in sorted(ctx.lake.list(ctx.naming.runs_prefix(ctx.name)), key=lambda o: o.key, reverse=True):
+        try:
+            past = ctx.lake.read_json(obj.key)
+        except (ValueError, OSError):
+            continue
+        if past.get("layer") == "bronze" and past.get("status") == "succeeded" and past.get("run_id") != ctx.run_id:
+            return past.get("schema")
+    return None
+
+
+def schema_diff(old: list[dict[str, str]] | None, new: list[dict[str, str]]) -> dict[str, Any]:
+    if old is None:
+        return {}
+    before, after = {c["name"]: c["type"] for c in old}, {c["name"]: c["type"] for c in new}
+    return {
+        "added": [n for n in after if n not in before],
+        "removed": [n for n in before if n not in after],
+        "retyped": {n: f"{before[n]} -> {after[n]}" for n in after if n in before and before[n] != after[n]},
+    }
+
+
+def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary) -> str:
+    """Read, type and check the run's files; write bronze to staging and rejects to quarantine.
+
+    Returns the staging prefix holding the new bronze; raises JobFailed if a check fails.
+    """
+    naming, lake, config = ctx.naming, ctx.lake, ctx.dataset
+    staging = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
+    lake.delete_prefix(staging)
+    with summary.step("unpack"):
+        keys = fetch.unpack_for_reading(lake, raw_keys, staging + "input/")
+    fmt = config.input_format(keys[0])
+    uris = [lake.uri(k) for k in keys]
+    input_bytes = sum(o.size for k in keys for o in lake.list(k))
+
+    with summary.step("transform"):
+        source = transform.read_source(spark, uris, fmt, config.csv)
+        if not source.columns:
+            raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
+        inferred = None
+        if fmt == "csv":
+            names = transform.clean_names(source.columns)
+            undeclared = [n for n in names if n not in config.columns]
+            if undeclared:
+                inferred = transform.infer_types(spark, uris, config.csv, names)
+        unknown = [c for c in [*config.primary_key, *config.columns] if c not in transform.clean_names(source.columns)]
+        if unknown:
+            raise JobFailed(
+                f"config names columns the source does not have: {', '.join(sorted(set(unknown)))}; "
+                f"the source's cleaned columns are: {', '.join(transform.clean_names(source.columns))}"
+            )
+        prepared, names = transform.prepare(
+            source, config, run_id=ctx.run_id, ingested_at=datetime.now(UTC), inferred=inferred
+        )
+        observed = Observation("bronze")
+        prepared = prepared.observe(
+            observed,
+            F.count(F.lit(1)).alias("rows_in"),
+            F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
+        )
+        kept = sized(transform.kept_rows(prepared, names), output_file_count(input_bytes, fmt))
+        write_parquet(kept, lake.uri(staging + "output/"))
+        metrics = observed.get
+    summary.rows_in = int(metrics["rows_in"])
+    summary.rows_rejected = int(metrics["rows_rejected"])
+    summary.rows_kept = summary.rows_in - summary.rows_rejected
+    summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
+
+    if summary.rows_rejected:
+        with summary.step("quarantine"):
+            quarantine = naming.quarantine_prefix(ctx.name, ctx.run_id)
+            rejected = transform.rejected_rows(prepared, names).coalesce(1)
+            write_parquet(rejected, lake.uri(quarantine))
+            counts = (
+                spark.read.parquet(lake.uri(quarantine))
+                .select(F.explode(F.split(transform.REJECT_REASON, "; ")).alias("reason"))
+                .groupBy("reason")
+                .count()
+                .collect()
+            )
+            summary.rejected_by_reason = dict(sorted((r["reason"], int(r["count"])) for r in counts))
+
+    if summary.rows_in == 0:
+        raise JobFailed("the source has no rows; bronze keeps its previous data")
+    fraction = summary.rows_rejected / summary.rows_in
+    limit = config.quality.max_rejected_fraction
+    if fraction > limit:
+        top = ", ".join(f"{reason} ({n})" for reason, n in list(summary.rejected_by_reason.items())[:5])
+        raise JobFailed(
+            f"{summary.rows_rejected} of {summary.rows_in} rows rejected ({fraction:.1%}), above "
+            f"quality.max_rejected_fraction {limit:.1%}; bronze keeps its previous data. Reasons: {top}. "
+            f"See {naming.quarantine_prefix(ctx.name, ctx.run_id)} and fix the source or the config."
+        )
+    return staging + "output/"
+
+
+def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
+    """One bronze run, start to finish; writes runs/{dataset}/run_id=....json whatever happens."""
+    naming, lake = ctx.naming, ctx.lake
+    summary = RunSummary(
+        dataset=ctx.name,
+        run_id=ctx.run_id,
+        layer="bronze",
+        source="sample" if ctx.sample_dir else source_description(ctx.dataset),
+        raw_run_id=ctx.raw_run_id,
+        output_prefix=naming.bronze_prefix(ctx.name),
+        crawler_command=f"aws glue start-crawler --name {naming.crawler('bronze', ctx.name)}",
+    )
+    staging_root = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
+    try:
+        with summary.step("fetch"):
+            summary.raw_keys = land_raw(ctx, summary)
+        staged = transform_and_check(spark, ctx, summary.raw_keys, summary)
+        diff = schema_diff(previous_schema(ctx), summary.schema)
+        summary.schema_change = diff
+        summary.schema_changed = any(diff.values()) if diff else None
+        with summary.step("publish"):
+            lake.replace_prefix(staged, naming.bronze_prefix(ctx.name))
+        files = lake.data_files(naming.bronze_prefix(ctx.name))
+        summary.output_files, summary.output_bytes = len(files), sum(f.size for f in files)
+        summary.status = "succeeded"
+    except JobFailed as exc:
+        summary.status, summary.error = "failed", str(exc)
+    except fetch.FetchError as exc:
+        summary.status, summary.error = "failed", f"fetch failed: {exc}; bronze keeps its previous data"
+    except Exception as exc:  # a crash still gets a ledger entry and leaves bronze alone
+        summary.status = "failed"
+        summary.error = f"{type(exc).__name__}: {exc}; bronze keeps its previous data"
+        summary.traceback = traceback.format_exc(limit=20)
+    finally:
+        summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+        lake.delete_prefix(staging_root)
+        lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id), summary.as_dict())
+    return summary
+
+
+def describe_outcome(summary: RunSummary) -> str:
+    """What a person reads at the end of a run: counts, the crawler command, the schema news."""
+    if summary.status != "succeeded":
+        return f"{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
+    lines = [
+        f"{summary.dataset} bronze run {summary.run_id} succeeded: {summary.rows_in} rows in, "
+        f"{summary.rows_kept} kept, {summary.rows_rejected} rejected; "
+        f"{summary.output_files} file(s), {summary.output_bytes} bytes at {summary.output_prefix}",
+    ]
+    if summary.schema_changed is None:
+        lines.append("first bronze run (no earlier schema): run the crawler to create the table:")
+    elif summary.schema_changed:
+        lines.append(f"schema changed since the last run ({summary.schema_change}): run the crawler:")
+    else:
+        lines.append("schema unchanged since the last run; the crawler is only needed for a new table:")
+    lines.append(f"  {summary.crawler_command}")
+    return "\n".join(lines)
+
+
+def plan(ctx: JobContext) -> list[str]:
+    """`--dry-run`: every name and path the run would use, and what the source looks like. Writes nothing."""
+    naming, name, config = ctx.naming, ctx.name, ctx.dataset
+    run_id = ctx.run_id
+    lines = [f"plan for {name} bronze run {run_id} (dry run: nothing is written)"]
+    if ctx.raw_run_id:
+        prefix = naming.raw_prefix(name, ctx.raw_run_id)
+        files = ctx.lake.data_files(prefix)
+        lines.append(f"  source: kept raw run {prefix} ({len(files)} file(s), {sum(f.size for f in files)} bytes)")
+    elif ctx.sample_dir is not None:
+        files = [p for p in sorted(ctx.sample_dir.glob("*")) if p.is_file()]
+        sizes = ", ".join(f"{p.name} {p.stat().st_size} bytes" for p in files) or "none: add a sample"
+        lines.append(f"  source: sample {ctx.sample_dir} ({sizes})")
+    elif config.source_kind == "source_url":
+        probe = fetch.probe_source(config.source_url, dataset_dir=ctx.dataset_dir, policy=ctx.policy)
+        size = f"{probe.size} bytes" if probe.size is not None else "size unknown"
+        state = "reachable" if probe.reachable else "NOT reachable"
+        lines.append(f"  source: {source_description(config)} ({state}, {size}; {probe.detail})")
+    elif config.source_kind == "api_endpoints":
+        for endpoint in config.api_endpoints or []:
+            probe = fetch.probe_source(endpoint.url, policy=ctx.policy)
+            state = "reachable" if probe.reachable else "NOT reachable"
+            lines.append(f"  source: API {endpoint.url.split('?')[0]} ({state}; paging {endpoint.paging.kind})")
+    else:
+        files = ctx.lake.data_files(naming.raw_prefix(name, run_id))
+        lines.append(f"  source: {source_description(config)}, files under {naming.raw_prefix(name, run_id)}: {len(files)}")
+    lines += [
+        f"  raw:        {ctx.lake.uri(naming.raw_prefix(name, run_id))}",
+        f"  staging:    {ctx.lake.uri(naming.staging_prefix('bronze', name, run_id))}",
+        f"  bronze:     {ctx.lake.uri(naming.bronze_prefix(name))} -> table "
+        f"{naming.database('bronze')}.{table_name(name)}",
+        f"  quarantine: {ctx.lake.uri(naming.quarantine_prefix(name, run_id))}",
+        f"  summary:    {ctx.lake.uri(naming.run_summary_key(name, run_id))}",
+        f"  Glue job {naming.job('bronze', name)}, crawler {naming.crawler('bronze', name)}, "
+        f"pipeline {naming.state_machine(name)}",
+        f"  columns declared: {len(config.columns)}, primary key: {', '.join(config.primary_key) or 'none'}, "
+        f"max rejected fraction: {config.quality.max_rejected_fraction}",
+    ]
+    return lines

@@ -1,0 +1,246 @@
+"""DatasetStack: one per folder under datasets/, every name derived by convention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_cdk import Annotations, Aws, Duration, Stack
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.jobs import BRONZE_ARGS, NONE, default_arguments, job_config_document
+from dwlib.naming import Naming
+from stacks import defaults, nag
+from stacks.nag import acknowledge
+
+# JSONata: run ids are UTC YYYYMMDDTHHMMSSZ unless the caller gives one (DESIGN section 5).
+RUN_ID_EXPR = "{% $exists($states.input.run_id) ? $states.input.run_id : $now('[Y0001][M01][D01]T[H01][m01][s01]Z') %}"
+RAW_RUN_ID_EXPR = "{% $exists($states.input.raw_run_id) ? $states.input.raw_run_id : '" + NONE + "' %}"
+
+
+class DatasetStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        core: CoreConfig,
+        dataset: DatasetConfig,
+        dataset_dir: Path,
+        glue_assets_dir: Path,
+        **kwargs,
+    ):
+        super().__init__(scope, construct_id, description=f"{dataset.dataset}: {dataset.description}", **kwargs)
+        naming = self.naming = Naming.of(core)
+        name = dataset.dataset
+        # Shared resources are found by their conventional names, not by CloudFormation exports,
+        # so a dataset stack never pins the core stack (see README, "Why no exports").
+        bucket = s3.Bucket.from_bucket_name(self, "Lake", naming.bucket(Aws.ACCOUNT_ID))
+        job_role = iam.Role.from_role_name(self, "JobRole", naming.job_role, mutable=False)
+        crawler_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{naming.crawler_role}"
+        security = glue.SecurityConfiguration.from_security_configuration_name(
+            self, "Security", naming.security_configuration
+        )
+        topic = sns.Topic.from_topic_arn(
+            self, "Failures", f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:{naming.failure_topic}"
+        )
+
+        self.job_files = s3deploy.BucketDeployment(
+            self,
+            "JobFiles",
+            destination_bucket=bucket,
+            destination_key_prefix=naming.etl_prefix(name),
+            sources=[
+                s3deploy.Source.asset(str(glue_assets_dir)),
+                s3deploy.Source.asset(str(dataset_dir), exclude=["sample", "sample/**", "*.md"]),
+                s3deploy.Source.json_data(naming.job_config_key(name).rsplit("/", 1)[-1], job_config_document(core, dataset)),
+            ],
+            memory_limit=256,
+        )
+
+        workers = core.glue_worker_configs[dataset.data_size_category]
+        glue_defaults = core.glue_defaults
+        self.bronze_job = glue.PySparkEtlJob(
+            self,
+            "BronzeJob",
+            job_name=naming.job("bronze", name),
+            description=f"bronze: {dataset.description}"[:2048],
+            role=job_role,
+            script=glue.Code.from_bucket(bucket, naming.script_key(name, "bronze")),
+            extra_python_files=[glue.Code.from_bucket(bucket, naming.library_key(name))],
+            glue_version=glue.GlueVersion.V5_1,
+            worker_configuration=glue.WorkerConfiguration(
+                worker_type=defaults.WORKER_TYPES[workers.worker_type], number_of_workers=workers.number_of_workers
+            ),
+            max_concurrent_runs=1,
+            timeout=Duration.minutes(glue_defaults.timeout_minutes),
+            max_retries=glue_defaults.max_retries,
+            security_configuration=security,
+            default_arguments={
+                **default_arguments(name, bucket.s3_url_for_object().rstrip("/"), BRONZE_ARGS),
+                "--additional-python-modules": ",".join(glue_defaults.additional_python_modules),
+            },
+        )
+        self.bronze_job.node.add_dependency(self.job_files)
+
+        self.bronze_crawler = glue.CfnCrawler(
+            self,
+            "BronzeCrawler",
+            name=naming.crawler("bronze", name),
+            description=f"Catalogs {naming.database('bronze')} from {naming.bronze_prefix(name)}; run by hand",
+            role=crawler_role_arn,
+            database_name=naming.database("bronze"),
+            crawler_security_configuration=naming.security_configuration,
+            targets=glue.CfnCrawler.TargetsProperty(
+                s3_targets=[
+                    glue.CfnCrawler.S3TargetProperty(
+                        path=bucket.s3_url_for_object(naming.bronze_prefix(name)),
+                        exclusions=["_SUCCESS", "**/_SUCCESS", "**.crc", "_temporary/**", "**/_temporary/**"],
+                    )
+                ]
+            ),
+            schema_change_policy=glue.CfnCrawler.SchemaChangePolicyProperty(
+                update_behavior="UPDATE_IN_DATABASE", delete_behavior="LOG"
+            ),
+            recrawl_policy=glue.CfnCrawler.RecrawlPolicyProperty(recrawl_behavior="CRAWL_EVERYTHING"),
+            configuration=json.dumps(
+                {
+                    "Version": 1.0,
+                    "CrawlerOutput": {"Tables": {"AddOrUpdateBehavior": "MergeNewColumns"}},
+                    "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
+                }
+            ),
+        )
+
+        self.state_machine = self._pipeline(naming, name, glue_defaults.timeout_minutes, glue_defaults.max_retries)
+        if dataset.schedule:
+            scheduler.Schedule(
+                self,
+                "Schedule",
+                schedule_name=naming.schedule(name),
+                description=f"Runs the {name} pipeline: {dataset.schedule}",
+                schedule=scheduler.ScheduleExpression.expression(dataset.schedule),
+                target=scheduler_targets.StepFunctionsStartExecution(
+                    self.state_machine, input=scheduler.ScheduleTargetInput.from_object({})
+                ),
+            )
+        self.failure_rule = events.Rule(
+            self,
+            "FailureRule",
+            rule_name=naming.failure_rule(name),
+            description=f"Failed, timed out or aborted {name} pipeline runs go to the failure topic",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={"status": ["FAILED", "TIMED_OUT", "ABORTED"], "stateMachineArn": [self.state_machine.state_machine_arn]},
+            ),
+            targets=[events_targets.SnsTopic(topic)],
+        )
+        for query in sorted((dataset_dir / "queries").glob("*.sql")):
+            athena.CfnNamedQuery(
+                self,
+                f"Query{query.stem.title().replace('_', '').replace('-', '')}",
+                name=naming.named_query(name, query.stem),
+                database=naming.database("bronze"),
+                work_group=naming.workgroup,
+                query_string=query.read_text(encoding="utf-8"),
+                description=f"{name}: datasets/{name}/queries/{query.name}",
+            )
+        self._acknowledge()
+
+    def _pipeline(self, naming: Naming, name: str, timeout_minutes: int, retries: int) -> sfn.StateMachine:
+        resolve = sfn.Pass.jsonata(
+            self, "ResolveRunId", assign={"run_id": RUN_ID_EXPR, "raw_run_id": RAW_RUN_ID_EXPR}
+        )
+        bronze = tasks.GlueStartJobRun.jsonata(
+            self,
+            "BronzeJobRun",
+            glue_job_name=naming.job("bronze", name),
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            arguments=sfn.TaskInput.from_object({"--run_id": "{% $run_id %}", "--raw_run_id": "{% $raw_run_id %}"}),
+            outputs={"run_id": "{% $run_id %}", "bronze": "{% $states.result.JobRunState %}"},
+        )
+        bronze.add_retry(
+            errors=["Glue.ConcurrentRunsExceededException", "Glue.InternalServiceException", "Glue.ThrottlingException"],
+            interval=Duration.minutes(1),
+            max_attempts=3,
+            backoff_rate=2,
+        )
+        log_group = logs.LogGroup(
+            self,
+            "PipelineLogs",
+            log_group_name=f"/aws/vendedlogs/states/{naming.state_machine(name)}",
+            retention=defaults.LOG_RETENTION,
+        )
+        return sfn.StateMachine(
+            self,
+            "Pipeline",
+            state_machine_name=naming.state_machine(name),
+            definition_body=sfn.DefinitionBody.from_chainable(resolve.next(bronze)),
+            query_language=sfn.QueryLanguage.JSONATA,
+            timeout=Duration.minutes(timeout_minutes * (retries + 1) + 30),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+        )
+
+    def _acknowledge(self) -> None:
+        stack = Stack.of(self)
+        shared = (
+            f"uses the core stack's security configuration {self.naming.security_configuration} "
+            "(KMS-encrypted CloudWatch logs and job bookmarks), referenced by name, which cdk-nag cannot follow"
+        )
+        for resource in (self.bronze_job, self.bronze_crawler):
+            acknowledge(resource, "AwsSolutions-GL1", shared)
+        acknowledge(self.bronze_job, "AwsSolutions-GL3", shared)
+        acknowledge(
+            self.state_machine,
+            "AwsSolutions-IAM5",
+            "Step Functions' own policy for X-Ray and log delivery has no resource-level scoping",
+            ["Resource::*"],
+        )
+        Annotations.of(self.failure_rule).acknowledge_warning(
+            "@aws-cdk/aws-events:ruleUnresolvedEnvironment",
+            "the failure topic is in the same account and region, found by its conventional ARN",
+        )
+        part = nag.partition(stack)
+        account = nag.pseudo(stack, stack.account, "AccountId")
+        region = nag.pseudo(stack, stack.region, "Region")
+        for handler in [c for c in stack.node.children if c.node.id.startswith("Custom::CDKBucketDeployment")]:
+            acknowledge(
+                handler,
+                "AwsSolutions-IAM5",
+                "CDK's BucketDeployment handler copies the job files from the asset bucket to etl/; "
+                "it learns object keys at deploy time",
+                [
+                    "Action::s3:GetObject*",
+                    "Action::s3:GetBucket*",
+                    "Action::s3:List*",
+                    "Action::s3:DeleteObject*",
+                    "Action::s3:Abort*",
+                    f"Resource::arn:{part}:s3:::cdk-hnb659fds-assets-{account}-{region}/*",
+                    f"Resource::arn:{part}:s3:::{self.naming.bucket(account)}/*",
+                ],
+            )
+            acknowledge(
+                handler,
+                "AwsSolutions-IAM4",
+                "CDK's BucketDeployment handler logs with the basic execution role",
+                ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+            )
+            acknowledge(
+                handler, "AwsSolutions-L1", "CDK's BucketDeployment handler pins its runtime; it runs only at deploy"
+            )

@@ -1,0 +1,27 @@
+"""cdk-nag acknowledgments: every one names a rule, the exact finding, and why it is acceptable."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Validations
+from constructs import IConstruct
+
+
+def acknowledge(construct: IConstruct, rule: str, reason: str, findings: list[str] | None = None) -> None:
+    """Acknowledge `rule` (one id per finding, as cdk-nag 3 requires) on a construct and its children."""
+    validations = Validations.of(construct)
+    for finding in findings or [None]:
+        validations.acknowledge(Acknowledgment(id=f"{rule}[{finding}]" if finding else rule, reason=reason))
+
+
+def pseudo(stack, value: str, name: str) -> str:
+    """How cdk-nag prints a stack attribute in a finding: the literal, or `<AWS::Name>` when unresolved."""
+    from aws_cdk import Token
+
+    return f"<AWS::{name}>" if Token.is_unresolved(value) else value
+
+
+def partition(stack) -> str:
+    from aws_cdk import Token
+
+    # With a concrete region CDK writes the partition literally (enablePartitionLiterals).
+    return "<AWS::Partition>" if Token.is_unresolved(stack.region) else "aws"
