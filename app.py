@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,12 @@ from stacks.dataset_stack import DatasetStack
 from stacks.defaults import DESTROY_DATA_CONTEXT
 
 ROOT = Path(__file__).resolve().parent
+
+
+def new_app(outdir: str | None = None, **context: str) -> cdk.App:
+    """An App with cdk.json's context (feature flags), as the CDK CLI would give it; for tests and tools."""
+    settings = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return cdk.App(outdir=outdir, context={**settings, **context})
 
 
 def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
@@ -38,7 +45,7 @@ def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
             glue_assets_dir=glue_assets,
             env=env,
         )
-        stack.add_dependency(core)
+        stack.add_stack_dependency(core)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

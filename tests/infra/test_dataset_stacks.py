@@ -1,0 +1,170 @@
+"""Every discovered dataset folder becomes a stack whose names all follow the convention."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from dwlib.config import load_project
+from dwlib.jobs import BRONZE_ARGS
+from dwlib.naming import Naming, table_name
+
+DATASETS = sorted(load_project(__import__("pathlib").Path(__file__).resolve().parents[2]).datasets)
+
+
+@pytest.fixture(scope="module")
+def templates(stacks, project):
+    naming = Naming.of(project.core)
+    return {name: Template.from_stack(stacks[naming.dataset_stack(name)]) for name in project.datasets}
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_bronze_job_follows_the_convention(templates, project, name):
+    workers = project.core.glue_worker_configs[project.datasets[name].data_size_category]
+    templates[name].has_resource_properties(
+        "AWS::Glue::Job",
+        {
+            "Name": f"pp-dw-bronze-{name}",
+            "GlueVersion": "5.1",
+            "WorkerType": workers.worker_type,
+            "NumberOfWorkers": workers.number_of_workers,
+            "MaxRetries": project.core.glue_defaults.max_retries,
+            "Timeout": project.core.glue_defaults.timeout_minutes,
+            "ExecutionProperty": {"MaxConcurrentRuns": 1},
+            "SecurityConfiguration": "pp-dw-glue-security",
+            "Command": Match.object_like(
+                {
+                    "Name": "glueetl",
+                    "ScriptLocation": {
+                        "Fn::Join": ["", ["s3://pp-dw-", {"Ref": "AWS::AccountId"}, f"/etl/{name}/glue/bronze_job.py"]]
+                    },
+                }
+            ),
+            "DefaultArguments": Match.object_like(
+                {
+                    "--dataset": name,
+                    "--run_id": "auto",
+                    "--extra-py-files": {
+                        "Fn::Join": ["", ["s3://pp-dw-", {"Ref": "AWS::AccountId"}, f"/etl/{name}/glue/dwlib.zip"]]
+                    },
+                }
+            ),
+        },
+    )
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_job_arguments_match_the_entry_point(templates, name):
+    """Glue parity: the stack passes exactly the arguments the entry point resolves."""
+    (job,) = templates[name].find_resources("AWS::Glue::Job").values()
+    # Glue's own parameters are hyphenated (--extra-py-files); the job's own use underscores.
+    passed = {key[2:] for key in job["Properties"]["DefaultArguments"] if "-" not in key[2:]}
+    assert passed == set(BRONZE_ARGS)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_job_files_are_deployed_by_the_stack(templates, name):
+    templates[name].has_resource_properties(
+        "Custom::CDKBucketDeployment", {"DestinationBucketKeyPrefix": f"etl/{name}/", "Prune": True}
+    )
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_crawler_targets_only_the_table_folder(templates, name):
+    templates[name].has_resource_properties(
+        "AWS::Glue::Crawler",
+        {
+            "Name": f"pp-dw-bronze-{name}-crawler",
+            "DatabaseName": "pp_dw_bronze",
+            "CrawlerSecurityConfiguration": "pp-dw-glue-security",
+            "Targets": {
+                "S3Targets": [
+                    Match.object_like(
+                        {
+                            "Path": {
+                                "Fn::Join": ["", ["s3://pp-dw-", {"Ref": "AWS::AccountId"}, f"/bronze/{table_name(name)}/"]]
+                            }
+                        }
+                    )
+                ]
+            },
+            "Schedule": Match.absent(),
+        },
+    )
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_pipeline_runs_the_bronze_job_synchronously_with_a_run_id(templates, name):
+    template = templates[name]
+    (machine,) = template.find_resources(
+        "AWS::StepFunctions::StateMachine", {"Properties": {"StateMachineName": f"pp-dw-pipeline-{name}"}}
+    ).values()
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    assert "glue:startJobRun.sync" in definition
+    assert f"pp-dw-bronze-{name}" in definition
+    assert "--run_id" in definition and "$now(" in definition
+    assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+    assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_schedule_starts_the_pipeline(templates, project, name):
+    expression = project.datasets[name].schedule
+    schedules = templates[name].find_resources("AWS::Scheduler::Schedule")
+    if expression is None:
+        assert schedules == {}
+        return
+    templates[name].has_resource_properties(
+        "AWS::Scheduler::Schedule",
+        {
+            "Name": f"pp-dw-schedule-{name}",
+            "ScheduleExpression": expression,
+            "Target": Match.object_like({"Arn": {"Ref": Match.string_like_regexp("Pipeline")}}),
+        },
+    )
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_failures_and_timeouts_go_to_the_topic(templates, name):
+    templates[name].has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "Name": f"pp-dw-failures-{name}",
+            "EventPattern": {
+                "source": ["aws.states"],
+                "detail-type": ["Step Functions Execution Status Change"],
+                "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"], "stateMachineArn": Match.any_value()},
+            },
+            "Targets": [Match.object_like({"Arn": Match.object_like({"Fn::Join": Match.array_with([Match.array_with([":pp-dw-failures"])])})})],
+        },
+    )
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_named_queries_from_the_queries_folder(templates, project, name):
+    queries = sorted(p.stem for p in (project.dataset_dir(name) / "queries").glob("*.sql"))
+    found = templates[name].find_resources("AWS::Athena::NamedQuery")
+    assert sorted(q["Properties"]["Name"] for q in found.values()) == [f"pp-dw-{name}-{q}" for q in queries]
+
+
+def test_a_new_folder_becomes_a_new_stack_without_code_changes(project_copy):
+    from app import build_app, new_app
+
+    source = project_copy / "datasets" / "ourairports"
+    shutil.copytree(source, project_copy / "datasets" / "new-airports")
+    config = json.loads((source / "config.json").read_text())
+    config.update(dataset="new-airports", schedule="rate(1 day)")
+    (project_copy / "datasets" / "new-airports" / "config.json").write_text(json.dumps(config))
+
+    app = build_app(load_project(project_copy), new_app())
+    stack = app.node.try_find_child("pp-dw-dataset-new-airports")
+    assert stack is not None
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::Glue::Job", {"Name": "pp-dw-bronze-new-airports"})
+    template.has_resource_properties("AWS::Glue::Crawler", {"Name": "pp-dw-bronze-new-airports-crawler"})
+    template.has_resource_properties(
+        "AWS::Scheduler::Schedule", {"Name": "pp-dw-schedule-new-airports", "ScheduleExpression": "rate(1 day)"}
+    )

@@ -1,0 +1,170 @@
+"""Config errors a user can meet: each names the file, the field, and the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dwlib.config import ConfigError, DatasetConfig, discover_datasets, load_core_config, load_project, parse_column_type
+
+VALID = {
+    "dataset": "shop-orders",
+    "description": "Orders",
+    "data_size_category": "small",
+    "source_url": "https://example.com/orders.csv",
+}
+
+
+def write_dataset(root: Path, folder: str, config: dict | str) -> Path:
+    path = root / "datasets" / folder
+    path.mkdir(parents=True, exist_ok=True)
+    text = config if isinstance(config, str) else json.dumps(config)
+    (path / "config.json").write_text(text)
+    return path
+
+
+def problems_for(project_copy: Path, folder: str, config: dict | str) -> list[str]:
+    write_dataset(project_copy, folder, config)
+    with pytest.raises(ConfigError) as caught:
+        discover_datasets(project_copy)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_shipped_project_is_valid(project):
+    assert {"fda-nsde", "ourairports"} <= set(project.datasets)
+    assert project.core.etl_resource_prefix == "pp-dw"
+
+
+def test_valid_dataset_is_accepted(project_copy):
+    write_dataset(project_copy, "shop-orders", VALID)
+    config = discover_datasets(project_copy)["shop-orders"]
+    assert config.source_kind == "source_url"
+    assert config.quality.max_rejected_fraction == 0.05
+    assert config.input_format() == "csv"
+
+
+@pytest.mark.parametrize(
+    ("folder", "config", "expected"),
+    [
+        ("shop-orders", "{ not json", "datasets/shop-orders/config.json: line 1 column 3: invalid JSON"),
+        ("shop-orders", {**VALID, "sorce_url": "x"}, "datasets/shop-orders/config.json: sorce_url: unknown key; remove it"),
+        (
+            "shop-orders",
+            {**VALID, "data_size_category": "huge"},
+            "datasets/shop-orders/config.json: data_size_category: Input should be 'small', 'medium', 'large' or 'xlarge'",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "landing": True},
+            "datasets/shop-orders/config.json: (top level): exactly one source is needed, found source_url, landing",
+        ),
+        (
+            "shop-orders",
+            {k: v for k, v in VALID.items() if k != "source_url"},
+            "datasets/shop-orders/config.json: (top level): exactly one source is needed, found none",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "dataset": "other-name"},
+            "datasets/shop-orders/config.json: dataset: 'other-name' must equal the folder name 'shop-orders'",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "schedule": "every day"},
+            "datasets/shop-orders/config.json: schedule: 'every day' is not an EventBridge Scheduler expression",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "columns": {"price": "money"}},
+            "datasets/shop-orders/config.json: columns.price: unknown type 'money'",
+        ),
+        ("Shop_Orders", {**VALID, "dataset": "Shop_Orders"}, "datasets/Shop_Orders/config.json: folder name 'Shop_Orders'"),
+        ("shop-orders", {**VALID, "description": ""}, "datasets/shop-orders/config.json: description:"),
+        (
+            "shop-orders",
+            {**VALID, "source_url": "ftp://x/y.csv"},
+            "datasets/shop-orders/config.json: source_url: use an https, http, s3 or file URL",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "source_url": "data/missing.csv"},
+            "datasets/shop-orders/config.json: source_url: file 'data/missing.csv' not found",
+        ),
+    ],
+    ids=[
+        "invalid-json",
+        "unknown-key",
+        "wrong-category",
+        "two-sources",
+        "no-source",
+        "name-not-folder",
+        "bad-schedule",
+        "bad-column-type",
+        "bad-folder-name",
+        "empty-description",
+        "bad-scheme",
+        "missing-file",
+    ],
+)
+def test_config_errors_name_file_field_and_fix(project_copy, folder, config, expected):
+    problems = problems_for(project_copy, folder, config)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_broken_folder_is_reported_at_once(project_copy):
+    write_dataset(project_copy, "first-bad", {**VALID, "dataset": "first-bad", "extra": 1})
+    write_dataset(project_copy, "second-bad", {**VALID, "dataset": "second-bad", "schedule": "x"})
+    with pytest.raises(ConfigError) as caught:
+        discover_datasets(project_copy)
+    files = {p.file for p in caught.value.problems}
+    assert files == {"datasets/first-bad/config.json", "datasets/second-bad/config.json"}
+
+
+def test_core_config_errors(project_copy):
+    core = json.loads((project_copy / "config.json").read_text())
+    del core["glue_worker_configs"]["xlarge"]
+    core["etl_resource_prefix"] = "PP_DW"
+    (project_copy / "config.json").write_text(json.dumps(core))
+    with pytest.raises(ConfigError) as caught:
+        load_core_config(project_copy / "config.json")
+    text = str(caught.value)
+    assert "config.json: etl_resource_prefix: String should match pattern" in text
+    assert "config.json: glue_worker_configs: add a worker config for xlarge" in text
+
+
+def test_load_project_collects_core_and_dataset_problems(project_copy):
+    (project_copy / "config.json").write_text("{}")
+    write_dataset(project_copy, "shop-orders", {**VALID, "oops": True})
+    with pytest.raises(ConfigError) as caught:
+        load_project(project_copy)
+    files = {p.file for p in caught.value.problems}
+    assert files == {"config.json", "datasets/shop-orders/config.json"}
+
+
+@pytest.mark.parametrize(
+    ("text", "spark_type", "fmt"),
+    [
+        ("int", "int", None),
+        ("decimal(10, 2)", "decimal(10,2)", None),
+        ("date:yyyyMMdd", "date", "yyyyMMdd"),
+        ("timestamp:yyyy-MM-dd HH:mm", "timestamp", "yyyy-MM-dd HH:mm"),
+        ("BOOLEAN", "boolean", None),
+    ],
+)
+def test_column_types(text, spark_type, fmt):
+    parsed = parse_column_type(text)
+    assert (parsed.spark_type, parsed.fmt) == (spark_type, fmt)
+
+
+@pytest.mark.parametrize("text", ["int:yyyy", "decimal(40,2)", "decimal(5,6)", "varchar"])
+def test_bad_column_types(text):
+    with pytest.raises(ValueError):
+        parse_column_type(text)
+
+
+def test_input_format_follows_file_name():
+    config = DatasetConfig.model_validate({**VALID, "source_url": "https://x/y/data.jsonl.gz"})
+    assert config.input_format() == "jsonl"
+    assert config.input_format("part.parquet") == "parquet"
