@@ -51,7 +51,7 @@ check: lint test synth ## ruff, tests, synth with cdk-nag and cfn-lint
 demo: install ## install, synthesize, run the demo dataset locally end to end, show a query's answer
 	@$(MAKE) --no-print-directory synth
 	$(BIN)/dw run $(DEMO_DATASET) --sample --lake $(LAKE)
-	$(BIN)/dw query --lake $(LAKE) "$$(cat datasets/$(DEMO_DATASET)/queries/demo.sql)"
+	$(BIN)/dw query --lake $(LAKE) --file datasets/$(DEMO_DATASET)/queries/demo.sql
 
 deploy: install ## cdk deploy --all to the account in your AWS credentials
 	$(BIN)/dw validate

@@ -187,9 +187,7 @@ class EtlCoreStack(Stack):
             description="Shared role of the bronze and gold Glue jobs: the lake's prefixes, nothing else",
         )
         role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=self._object_arns(("etl", *JOB_WRITE_PREFIXES))
-            )
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=self._object_arns(("etl", *JOB_WRITE_PREFIXES)))
         )
         role.add_to_policy(
             iam.PolicyStatement(
@@ -198,9 +196,7 @@ class EtlCoreStack(Stack):
             )
         )
         role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[self.bucket.bucket_arn]
-            )
+            iam.PolicyStatement(actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[self.bucket.bucket_arn])
         )
         role.add_to_policy(self._logs_statement("/aws-glue/"))
         role.add_to_policy(

@@ -67,7 +67,9 @@ class DatasetStack(Stack):
             sources=[
                 s3deploy.Source.asset(str(glue_assets_dir)),
                 s3deploy.Source.asset(str(dataset_dir), exclude=["sample", "sample/**", "*.md"]),
-                s3deploy.Source.json_data(naming.job_config_key(name).rsplit("/", 1)[-1], job_config_document(core, dataset)),
+                s3deploy.Source.json_data(
+                    naming.job_config_key(name).rsplit("/", 1)[-1], job_config_document(core, dataset)
+                ),
             ],
             memory_limit=256,
         )
@@ -146,7 +148,10 @@ class DatasetStack(Stack):
             event_pattern=events.EventPattern(
                 source=["aws.states"],
                 detail_type=["Step Functions Execution Status Change"],
-                detail={"status": ["FAILED", "TIMED_OUT", "ABORTED"], "stateMachineArn": [self.state_machine.state_machine_arn]},
+                detail={
+                    "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                },
             ),
             targets=[events_targets.SnsTopic(topic)],
         )
@@ -163,9 +168,7 @@ class DatasetStack(Stack):
         self._acknowledge()
 
     def _pipeline(self, naming: Naming, name: str, timeout_minutes: int, retries: int) -> sfn.StateMachine:
-        resolve = sfn.Pass.jsonata(
-            self, "ResolveRunId", assign={"run_id": RUN_ID_EXPR, "raw_run_id": RAW_RUN_ID_EXPR}
-        )
+        resolve = sfn.Pass.jsonata(self, "ResolveRunId", assign={"run_id": RUN_ID_EXPR, "raw_run_id": RAW_RUN_ID_EXPR})
         bronze = tasks.GlueStartJobRun.jsonata(
             self,
             "BronzeJobRun",
@@ -175,7 +178,11 @@ class DatasetStack(Stack):
             outputs={"run_id": "{% $run_id %}", "bronze": "{% $states.result.JobRunState %}"},
         )
         bronze.add_retry(
-            errors=["Glue.ConcurrentRunsExceededException", "Glue.InternalServiceException", "Glue.ThrottlingException"],
+            errors=[
+                "Glue.ConcurrentRunsExceededException",
+                "Glue.InternalServiceException",
+                "Glue.ThrottlingException",
+            ],
             interval=Duration.minutes(1),
             max_attempts=3,
             backoff_rate=2,

@@ -130,7 +130,9 @@ def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
         return [prefix + p.name for p in files]
     kind = ctx.dataset.source_kind
     if kind == "source_url":
-        result = fetch.fetch_source(ctx.dataset.source_url, lake, prefix, dataset_dir=ctx.dataset_dir, policy=ctx.policy)
+        result = fetch.fetch_source(
+            ctx.dataset.source_url, lake, prefix, dataset_dir=ctx.dataset_dir, policy=ctx.policy
+        )
     elif kind == "api_endpoints":
         result = fetch.fetch_api(ctx.dataset.api_endpoints or [], lake, prefix, policy=ctx.policy)
     else:
@@ -342,7 +344,9 @@ def plan(ctx: JobContext) -> list[str]:
             lines.append(f"  source: API {endpoint.url.split('?')[0]} ({state}; paging {endpoint.paging.kind})")
     else:
         files = ctx.lake.data_files(naming.raw_prefix(name, run_id))
-        lines.append(f"  source: {source_description(config)}, files under {naming.raw_prefix(name, run_id)}: {len(files)}")
+        lines.append(
+            f"  source: {source_description(config)}, files under {naming.raw_prefix(name, run_id)}: {len(files)}"
+        )
     lines += [
         f"  raw:        {ctx.lake.uri(naming.raw_prefix(name, run_id))}",
         f"  staging:    {ctx.lake.uri(naming.staging_prefix('bronze', name, run_id))}",

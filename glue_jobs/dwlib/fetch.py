@@ -556,9 +556,7 @@ def _fetch_s3(session: _Session, source: str, lake: Lake, key: str, tmp_dir: Pat
     bucket, src_key = _split_s3(source)
     shown = f"s3://{bucket}/{src_key}"
     if not bucket or not src_key or src_key.endswith("/"):
-        raise session.error(
-            f"Source {shown} is not an S3 object; write it as s3://bucket/path/to/file.", url=shown
-        )
+        raise session.error(f"Source {shown} is not an S3 object; write it as s3://bucket/path/to/file.", url=shown)
     client = _s3_client(lake, session.policy)
 
     def attempt() -> int | _Failure:

@@ -214,9 +214,7 @@ class S3Lake(Lake):
                 target = final + obj.key[len(staged) :]
                 if target in old:
                     raise RuntimeError(f"staged file {obj.key} would overwrite {target}; staged names must be new")
-                self.client.copy(
-                    {"Bucket": self.bucket, "Key": self._key(obj.key)}, self.bucket, self._key(target)
-                )
+                self.client.copy({"Bucket": self.bucket, "Key": self._key(obj.key)}, self.bucket, self._key(target))
                 copied.append(target)
         except BaseException:
             self._delete(copied)

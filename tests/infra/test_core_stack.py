@@ -112,9 +112,7 @@ def _policy_text(core, role_name: str) -> str:
     roles = core.find_resources("AWS::IAM::Role", {"Properties": {"RoleName": role_name}})
     assert len(roles) == 1
     (role_id,) = roles
-    policies = core.find_resources(
-        "AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role_id}]}}
-    )
+    policies = core.find_resources("AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role_id}]}})
     assert policies, f"{role_name} has no inline policy"
     return json.dumps(policies)
 

@@ -85,7 +85,10 @@ def test_crawler_targets_only_the_table_folder(templates, name):
                     Match.object_like(
                         {
                             "Path": {
-                                "Fn::Join": ["", ["s3://pp-dw-", {"Ref": "AWS::AccountId"}, f"/bronze/{table_name(name)}/"]]
+                                "Fn::Join": [
+                                    "",
+                                    ["s3://pp-dw-", {"Ref": "AWS::AccountId"}, f"/bronze/{table_name(name)}/"],
+                                ]
                             }
                         }
                     )
@@ -138,7 +141,11 @@ def test_failures_and_timeouts_go_to_the_topic(templates, name):
                 "detail-type": ["Step Functions Execution Status Change"],
                 "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"], "stateMachineArn": Match.any_value()},
             },
-            "Targets": [Match.object_like({"Arn": Match.object_like({"Fn::Join": Match.array_with([Match.array_with([":pp-dw-failures"])])})})],
+            "Targets": [
+                Match.object_like(
+                    {"Arn": Match.object_like({"Fn::Join": Match.array_with([Match.array_with([":pp-dw-failures"])])})}
+                )
+            ],
         },
     )
 

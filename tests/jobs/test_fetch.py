@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from dwlib.config import ApiEndpoint, Paging
 from dwlib.fetch import (
     FetchError,
@@ -35,7 +37,6 @@ from dwlib.fetch import (
     unpack_for_reading,
 )
 from dwlib.lake import LocalLake, S3Lake
-from moto import mock_aws
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=5.0, max_total_seconds=30.0)
 RAW = "raw/demo/run_id=20260101T000000Z/"
@@ -183,9 +184,7 @@ class LoopbackServer:
         self.lock = threading.Lock()
         self.httpd = _Httpd(("127.0.0.1", 0), Handler)
         self.httpd.owner = self
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
@@ -620,17 +619,13 @@ def _add_api_routes(server: LoopbackServer) -> None:
     def cursor(handler, query):
         start = int(query.get("after", "0"))
         more = start + 10 < len(ROWS)
-        handler.json(
-            {"data": {"items": ROWS[start : start + 10]}, "meta": {"next": str(start + 10) if more else None}}
-        )
+        handler.json({"data": {"items": ROWS[start : start + 10]}, "meta": {"next": str(start + 10) if more else None}})
 
     def link(handler, query):
         start = int(query.get("from", "0"))
         headers = {}
         if start + 10 < len(ROWS):
-            headers["Link"] = (
-                f'<{server.url("/api/link")}?from={start + 10}>; rel="next", <http://x/>; rel="last"'
-            )
+            headers["Link"] = f'<{server.url("/api/link")}?from={start + 10}>; rel="next", <http://x/>; rel="last"'
         handler.json({"data": {"items": ROWS[start : start + 10]}}, headers)
 
     def next_field(handler, query):
@@ -662,9 +657,7 @@ def _add_api_routes(server: LoopbackServer) -> None:
 )
 def test_api_paging_styles(server, lake, path, paging, requests):
     _add_api_routes(server)
-    endpoint = ApiEndpoint(
-        url=server.url(path), params={"format": "json"}, paging=paging, records="data.items"
-    )
+    endpoint = ApiEndpoint(url=server.url(path), params={"format": "json"}, paging=paging, records="data.items")
 
     result = fetch_api([endpoint], lake, RAW, policy=FAST, headers={"X-Api-Key": "k-123456"})
 
@@ -745,9 +738,7 @@ def test_api_secrets_never_appear_in_errors(server, lake):
 
 def test_api_records_path_missing_or_not_json(server, lake):
     server.routes["/api/wrong"] = lambda handler, query: handler.json({"rows": []})
-    server.routes["/api/html"] = lambda handler, query: handler.plain(
-        200, {"Content-Type": "text/html"}, b"<html>"
-    )
+    server.routes["/api/html"] = lambda handler, query: handler.plain(200, {"Content-Type": "text/html"}, b"<html>")
 
     with pytest.raises(FetchError, match=r"data\.items.*rows"):
         fetch_api([ApiEndpoint(url=server.url("/api/wrong"), records="data.items")], lake, RAW, policy=FAST)

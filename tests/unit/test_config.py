@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from dwlib.config import ConfigError, DatasetConfig, discover_datasets, load_core_config, load_project, parse_column_type
+from dwlib.config import (
+    ConfigError,
+    DatasetConfig,
+    discover_datasets,
+    load_core_config,
+    load_project,
+    parse_column_type,
+)
 
 VALID = {
     "dataset": "shop-orders",
@@ -49,7 +56,11 @@ def test_valid_dataset_is_accepted(project_copy):
     ("folder", "config", "expected"),
     [
         ("shop-orders", "{ not json", "datasets/shop-orders/config.json: line 1 column 3: invalid JSON"),
-        ("shop-orders", {**VALID, "sorce_url": "x"}, "datasets/shop-orders/config.json: sorce_url: unknown key; remove it"),
+        (
+            "shop-orders",
+            {**VALID, "sorce_url": "x"},
+            "datasets/shop-orders/config.json: sorce_url: unknown key; remove it",
+        ),
         (
             "shop-orders",
             {**VALID, "data_size_category": "huge"},
@@ -80,7 +91,11 @@ def test_valid_dataset_is_accepted(project_copy):
             {**VALID, "columns": {"price": "money"}},
             "datasets/shop-orders/config.json: columns.price: unknown type 'money'",
         ),
-        ("Shop_Orders", {**VALID, "dataset": "Shop_Orders"}, "datasets/Shop_Orders/config.json: folder name 'Shop_Orders'"),
+        (
+            "Shop_Orders",
+            {**VALID, "dataset": "Shop_Orders"},
+            "datasets/Shop_Orders/config.json: folder name 'Shop_Orders'",
+        ),
         ("shop-orders", {**VALID, "description": ""}, "datasets/shop-orders/config.json: description:"),
         (
             "shop-orders",

@@ -1,0 +1,1 @@
+"""The `dw` command: run the pipeline and query the lake locally."""

@@ -1,0 +1,483 @@
+"""`dw`: the whole pipeline on a laptop, with the job code Glue runs and the SQL Athena runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dw.project import DwError, find_root, validate, write_schemas
+from dwlib.config import ConfigError, Project, check_dataset, load_project
+from dwlib.jobs import FORCE_DRY_RUN, job_config_document, resolve_run_id
+from dwlib.naming import Naming, table_name
+
+HELP = """Run the pp-dw pipeline locally: the same Glue job code on Spark local mode, Athena SQL on DuckDB.
+
+\b
+Examples:
+  dw validate
+  dw list
+  dw run fda-nsde --sample
+  dw query "SELECT count(*) FROM pp_dw_bronze.fda_nsde"
+  dw tables
+  dw runs fda-nsde
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+STATE = {"debug": False}
+
+LakeOption = Annotated[
+    Path, typer.Option("--lake", help="Local lake directory, laid out like the bucket.", envvar="DW_LAKE")
+]
+
+
+class Layer(StrEnum):
+    raw = "raw"
+    bronze = "bronze"
+    gold = "gold"
+    all = "all"
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    STATE["debug"] = debug
+
+
+def _project() -> Project:
+    try:
+        return load_project(find_root())
+    except ConfigError as exc:
+        raise DwError("the configuration has problems:\n" + "\n".join(f"  {p}" for p in exc.problems)) from None
+
+
+def _dataset(project: Project, name: str):
+    if name not in project.datasets:
+        known = ", ".join(project.datasets) or "none"
+        raise DwError(
+            f"no dataset {name!r}: datasets are {known} (a dataset is a folder datasets/NAME/ with a config.json)"
+        )
+    return project.datasets[name]
+
+
+def _lake_dir(project: Project, lake: Path | None) -> Path:
+    return (lake or project.root / ".lake").resolve()
+
+
+@contextmanager
+def _step(label: str):
+    with err.status(label, spinner="dots"):
+        yield
+
+
+# ------------------------------------------------------------------ validate / list
+
+
+@app.command("validate")
+def validate_command() -> None:
+    """Check config.json and every dataset folder; list every problem at once.
+
+    \b
+    Example:
+      dw validate
+    """
+    root = find_root()
+    project, problems = validate(root)
+    if problems:
+        for problem in problems:
+            err.print(str(problem), markup=False)
+        err.print(f"{len(problems)} problem(s) found; fix them and run `dw validate` again.", markup=False)
+        raise typer.Exit(1)
+    assert project is not None
+    out.print(f"ok: config.json and {len(project.datasets)} dataset(s) valid: {', '.join(project.datasets)}")
+
+
+def _last_run(lake_dir: Path, naming: Naming, name: str) -> str:
+    folder = lake_dir / naming.runs_prefix(name)
+    runs = sorted(folder.glob("run_id=*.json"), reverse=True) if folder.is_dir() else []
+    if not runs:
+        return "never"
+    summary = json.loads(runs[0].read_text())
+    return f"{summary['run_id']} {summary['layer']} {summary['status']}"
+
+
+@app.command("list")
+def list_command(lake: LakeOption = None) -> None:
+    """One row per dataset: source, workers, schedule, AWS names, tables, last local run.
+
+    \b
+    Example:
+      dw list
+    """
+    project = _project()
+    naming = Naming.of(project.core)
+    lake_dir = _lake_dir(project, lake)
+    table = Table(title=f"{len(project.datasets)} dataset(s)", show_lines=True)
+    for column in ("dataset", "source", "size / workers", "schedule", "AWS names", "tables", "last local run"):
+        table.add_column(column, overflow="fold")
+    for name, config in project.datasets.items():
+        workers = project.core.glue_worker_configs[config.data_size_category]
+        gold = sorted(p.stem for p in (project.dataset_dir(name) / "gold").glob("*.sql"))
+        tables = [f"{naming.database('bronze')}.{table_name(name)}"] + [f"{naming.database('gold')}.{m}" for m in gold]
+        table.add_row(
+            name,
+            config.source_kind,
+            f"{config.data_size_category}: {workers.number_of_workers} x {workers.worker_type}",
+            config.schedule or "on demand",
+            "\n".join([naming.job("bronze", name), naming.crawler("bronze", name), naming.state_machine(name)]),
+            "\n".join(tables),
+            _last_run(lake_dir, naming, name),
+        )
+    out.print(table)
+
+
+# ------------------------------------------------------------------ run
+
+
+def _print_summary(summary) -> None:
+    table = Table(title=f"{summary.dataset} {summary.layer} run {summary.run_id}: {summary.status}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("rows in", summary.rows_in),
+        ("rows kept", summary.rows_kept),
+        ("rows rejected", summary.rows_rejected),
+        *((f"  {reason}", n) for reason, n in summary.rejected_by_reason.items()),
+        ("bytes fetched", summary.bytes_fetched),
+        ("output files", summary.output_files),
+        ("output bytes", summary.output_bytes),
+        *((f"{step} seconds", f"{seconds:.2f}") for step, seconds in summary.durations_seconds.items()),
+    ]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    out.print(table)
+
+
+@app.command("run")
+def run_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset folder name, e.g. fda-nsde.")],
+    layer: Annotated[Layer, typer.Option(help="raw: fetch only; bronze; gold; all: as the pipeline does.")] = Layer.all,
+    lake: LakeOption = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="YYYYMMDDTHHMMSSZ; default: now (UTC).")] = None,
+    raw_run_id: Annotated[
+        str | None, typer.Option("--raw-run-id", help="Re-run bronze from this kept raw run, without fetching.")
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Read datasets/DATASET/sample/ instead of the source.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help=f"Print the plan, probe the source, write nothing (or set {FORCE_DRY_RUN}=1)."),
+    ] = False,
+) -> None:
+    """Run a dataset's pipeline locally with the Glue job code, on Spark local mode.
+
+    \b
+    Examples:
+      dw run fda-nsde --sample             # offline, from the shipped sample
+      dw run fda-nsde                      # fetch the real source, then bronze
+      dw run fda-nsde --layer raw          # fetch only
+      dw run fda-nsde --raw-run-id 20261121T060000Z --layer bronze
+      dw run fda-nsde --dry-run            # the plan; nothing written
+    """
+    from dwlib import bronze
+
+    project = _project()
+    config = _dataset(project, dataset)
+    lake_dir = _lake_dir(project, lake)
+    from dwlib.lake import LocalLake
+
+    sample_dir = project.dataset_dir(dataset) / "sample" if sample else None
+    if sample_dir is not None and not sample_dir.is_dir():
+        raise DwError(f"{sample_dir} does not exist: put a small extract of the source there to run with --sample")
+    try:
+        ctx = bronze.JobContext(
+            core=project.core,
+            dataset=config,
+            lake=LocalLake(lake_dir),
+            run_id=resolve_run_id(run_id),
+            raw_run_id=resolve_run_id(raw_run_id) if raw_run_id else None,
+            dataset_dir=project.dataset_dir(dataset),
+            sample_dir=sample_dir,
+        )
+    except ValueError as exc:
+        raise DwError(str(exc)) from None
+    if dry_run or os.environ.get(FORCE_DRY_RUN, "") not in ("", "0"):
+        out.print("\n".join(bronze.plan(ctx)), markup=False)
+        return
+    naming = Naming.of(project.core)
+    # Mirror what the stack deploys, so `python glue_jobs/bronze_job.py --lake_uri DIR` runs too.
+    ctx.lake.write_json(naming.job_config_key(dataset), job_config_document(project.core, config))
+
+    if layer == Layer.raw:
+        summary = bronze.RunSummary(
+            dataset=dataset, run_id=ctx.run_id, layer="raw", source=bronze.source_description(config)
+        )
+        with _step(f"fetching {summary.source}"):
+            try:
+                keys = bronze.land_raw(ctx, summary)
+            except (bronze.JobFailed, bronze.fetch.FetchError) as exc:
+                raise DwError(f"{dataset} raw run {ctx.run_id} failed: {exc}") from None
+        out.print(
+            f"{len(keys)} file(s), {summary.bytes_fetched} bytes under {lake_dir / naming.raw_prefix(dataset, ctx.run_id)}"
+        )
+        return
+    if layer == Layer.gold:
+        raise DwError("gold models are not built yet (see the gold issue); run --layer bronze")
+
+    from dwlib.jobs import local_session
+
+    started = time.perf_counter()
+    with _step("starting Spark (local mode)"):
+        spark = local_session(f"dw-{dataset}")
+    with _step(f"{dataset}: fetch, clean, type, check, publish"):
+        summary = bronze.run_bronze(spark, ctx)
+    _print_summary(summary)
+    out.print(bronze.describe_outcome(summary), markup=False)
+    out.print(f"total {time.perf_counter() - started:.1f} s; lake: {lake_dir}", markup=False)
+    if summary.status != "succeeded":
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ query / tables / runs
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+@app.command("query")
+def query_command(
+    sql: Annotated[
+        str | None, typer.Argument(help="Athena (Trino) SQL; tables by catalog name, e.g. pp_dw_bronze.fda_nsde.")
+    ] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the SQL from this file.")] = None,
+    lake: LakeOption = None,
+    output: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
+) -> None:
+    """Answer Athena SQL over the local lake with DuckDB, using the Glue catalog's names.
+
+    \b
+    Examples:
+      dw query "SELECT marketing_category, count(*) FROM pp_dw_bronze.fda_nsde GROUP BY 1"
+      dw query --format csv "SELECT * FROM pp_dw_bronze.ourairports LIMIT 5"
+      dw query --file datasets/fda-nsde/queries/demo.sql
+    """
+    from dw.query import QueryError, run_query
+
+    if (sql is None) == (file is None):
+        raise DwError("give the SQL as an argument or with --file PATH, not both")
+    if file is not None:
+        if not file.is_file():
+            raise DwError(f"{file} does not exist; give the path of a .sql file")
+        sql = file.read_text(encoding="utf-8")
+    project = _project()
+    try:
+        result = run_query(sql, _lake_dir(project, lake), Naming.of(project.core))
+    except QueryError as exc:
+        raise DwError(str(exc)) from None
+    if output == Format.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows([[_plain(v) for v in row] for row in result.rows])
+    elif output == Format.json:
+        rows = [dict(zip(result.columns, map(_plain, row), strict=True)) for row in result.rows]
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+    else:
+        table = Table(*[f"{c}\n{t}" for c, t in zip(result.columns, result.types, strict=True)])
+        for row in result.rows:
+            table.add_row(*["NULL" if v is None else str(_plain(v)) for v in row])
+        out.print(table)
+        out.print(f"{len(result.rows)} row(s)")
+
+
+@app.command("tables")
+def tables_command(lake: LakeOption = None) -> None:
+    """The local catalog: databases, tables, columns and types, rows, files, bytes.
+
+    \b
+    Example:
+      dw tables --lake .lake
+    """
+    from dw.query import connect, local_catalog
+
+    project = _project()
+    naming = Naming.of(project.core)
+    lake_dir = _lake_dir(project, lake)
+    catalog = local_catalog(lake_dir, naming)
+    if not catalog:
+        out.print(f"no tables in {lake_dir} yet: run `dw run DATASET --sample` to make one")
+        return
+    con = connect(lake_dir, naming)
+    table = Table("table", "columns", "rows", "files", "bytes")
+    for info in catalog:
+        name = f"{info.database}.{info.table}"
+        columns = con.execute(f'DESCRIBE "{info.database}"."{info.table}"').fetchall()
+        rows = con.execute(f'SELECT count(*) FROM "{info.database}"."{info.table}"').fetchone()[0]
+        table.add_row(
+            name, "\n".join(f"{c[0]} {c[1].lower()}" for c in columns), str(rows), str(info.files), str(info.bytes)
+        )
+    out.print(table)
+
+
+@app.command("runs")
+def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder name.")], lake: LakeOption = None) -> None:
+    """The run ledger of a dataset (runs/DATASET/), newest first.
+
+    \b
+    Example:
+      dw runs fda-nsde
+    """
+    project = _project()
+    _dataset(project, dataset)
+    naming = Naming.of(project.core)
+    folder = _lake_dir(project, lake) / naming.runs_prefix(dataset)
+    files = sorted(folder.glob("run_id=*.json"), reverse=True) if folder.is_dir() else []
+    if not files:
+        out.print(f"no runs of {dataset} in {folder.parent.parent} yet: `dw run {dataset} --sample` makes one")
+        return
+    table = Table("run id", "layer", "status", "in", "kept", "rejected", "seconds", "schema", "error")
+    for column in table.columns[:3]:
+        column.no_wrap = True
+    for path in files:
+        s = json.loads(path.read_text())
+        changed = {None: "first", True: "changed", False: "same"}[s.get("schema_changed")]
+        table.add_row(
+            s["run_id"],
+            s["layer"],
+            s["status"],
+            str(s["rows_in"]),
+            str(s["rows_kept"]),
+            str(s["rows_rejected"]),
+            f"{sum(s['durations_seconds'].values()):.1f}",
+            changed,
+            s.get("error") or "",
+        )
+    out.print(table)
+
+
+# ------------------------------------------------------------------ new / schema
+
+
+DATASET_README = """# {name}
+
+{description}
+
+- Source: `{source}`
+- Table: `{database}.{table}`; run it locally with `dw run {name} --sample` once
+  `sample/` holds a small extract of the source.
+- Declare column types in `config.json` (`columns`), a `primary_key`, and `quality` rules;
+  add Athena queries to `queries/*.sql` and gold models to `gold/*.sql`.
+"""
+
+
+@app.command("new")
+def new_command(
+    dataset: Annotated[str, typer.Argument(help="New dataset name: lowercase letters, digits and '-'.")],
+    source_url: Annotated[str, typer.Option("--source-url", help="https, http, s3 or file URL of the source.")],
+    description: Annotated[str | None, typer.Option(help="One line; shown in `dw list`.")] = None,
+) -> None:
+    """Scaffold a valid dataset folder: config (with JSON Schema), README, sample/, gold/, queries/.
+
+    \b
+    Example:
+      dw new city-bikes --source-url https://example.org/trips.csv
+    """
+    root = find_root()
+    folder = root / "datasets" / dataset
+    if folder.exists():
+        raise DwError(f"{folder} already exists; pick another name or edit that folder")
+    project = _project()
+    naming = Naming.of(project.core)
+    config = {
+        "$schema": "../../schemas/dataset-config.schema.json",
+        "dataset": dataset,
+        "description": description or f"{dataset}, from {source_url.split('?')[0]}",
+        "data_size_category": "small",
+        "source_url": source_url,
+        "columns": {},
+        "primary_key": [],
+    }
+    folder.mkdir(parents=True)
+    try:
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        _, problems = check_dataset(folder, f"datasets/{dataset}/config.json")
+        if problems:
+            raise DwError("the new dataset would not be valid:\n" + "\n".join(f"  {p}" for p in problems))
+        for sub in ("sample", "gold", "queries"):
+            (folder / sub).mkdir()
+            (folder / sub / ".gitkeep").write_text("")
+        (folder / "README.md").write_text(
+            DATASET_README.format(
+                name=dataset,
+                description=config["description"],
+                source=source_url,
+                database=naming.database("bronze"),
+                table=table_name(dataset),
+            )
+        )
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    out.print(f"created {folder.relative_to(root)}/: config.json, README.md, sample/, gold/, queries/")
+    out.print(f"next: drop a small extract into datasets/{dataset}/sample/ and run `dw run {dataset} --sample`")
+
+
+@app.command("schema", hidden=True)
+def schema_command() -> None:
+    """Regenerate schemas/*.schema.json from the config models."""
+    for path in write_schemas(find_root()):
+        out.print(f"wrote {path}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except (DwError, ValueError) as exc:
+        if STATE["debug"]:
+            raise
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # usage errors and the unexpected: one line, exit 1
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors, as typer vendors them
+            exc.show()
+            sys.exit(1)
+        if STATE["debug"]:
+            raise
+        err.print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

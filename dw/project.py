@@ -1,0 +1,96 @@
+"""The repository as `dw` sees it: where it is, and every check `dw validate` makes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import sqlglot
+from sqlglot.errors import ParseError
+
+from dwlib.config import ConfigError, CoreConfig, DatasetConfig, Problem, Project, load_project
+from dwlib.naming import table_name
+
+SCHEMA_DIR = "schemas"
+SCHEMAS = {"dataset-config.schema.json": DatasetConfig, "core-config.schema.json": CoreConfig}
+
+
+class DwError(Exception):
+    """An error worded as advice; `dw` prints it without a traceback and exits 1."""
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: $DW_PROJECT, else the nearest folder upwards with config.json and datasets/."""
+    if os.environ.get("DW_PROJECT"):
+        return Path(os.environ["DW_PROJECT"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "config.json").is_file() and (folder / "datasets").is_dir():
+            return folder
+    raise DwError(
+        f"no project here: {here} has no config.json and datasets/ above it; cd into the project or set DW_PROJECT"
+    )
+
+
+def _sql_problems(path: Path, label: str, dialect: str) -> list[Problem]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        where = f"line {first.get('line', '?')} column {first.get('col', '?')}"
+        return [Problem(label, where, f"does not parse as {dialect} SQL: {first.get('description', exc)}")]
+    if len(statements) != 1:
+        return [Problem(label, "", f"holds {len(statements)} statements; keep exactly one query per file")]
+    return []
+
+
+def validate(root: Path) -> tuple[Project | None, list[Problem]]:
+    """Every problem of the project at once: configs, SQL files, name collisions."""
+    problems: list[Problem] = []
+    try:
+        project = load_project(root)
+    except ConfigError as exc:
+        return None, exc.problems
+    tables: dict[str, str] = {}
+    models: dict[str, str] = {}
+    for name in project.datasets:
+        folder = project.dataset_dir(name)
+        table = table_name(name)
+        if table in tables:
+            problems.append(
+                Problem(
+                    f"datasets/{name}/config.json", "dataset", f"table {table} is also {tables[table]}'s; rename one"
+                )
+            )
+        tables[table] = name
+        for query in sorted((folder / "queries").glob("*.sql")):
+            problems += _sql_problems(query, f"datasets/{name}/queries/{query.name}", "athena")
+        for model in sorted((folder / "gold").glob("*.sql")):
+            label = f"datasets/{name}/gold/{model.name}"
+            problems += _sql_problems(model, label, "spark")
+            if model.stem in models:
+                problems.append(
+                    Problem(label, "", f"gold table {model.stem} is also defined by {models[model.stem]}; rename one")
+                )
+            models[model.stem] = label
+    return project, problems
+
+
+def json_schema(model) -> dict:
+    schema = model.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def write_schemas(root: Path) -> list[Path]:
+    """Regenerate schemas/*.json from the config models (editor completion for config files)."""
+    folder = root / SCHEMA_DIR
+    folder.mkdir(exist_ok=True)
+    written = []
+    for file_name, model in SCHEMAS.items():
+        path = folder / file_name
+        path.write_text(json.dumps(json_schema(model), indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
