@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tempfile
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -79,10 +82,29 @@ def configure(spark: SparkSession) -> SparkSession:
     return spark
 
 
+QUIET_LOG4J = """rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+"""
+
+
+def _quiet_logging() -> str:
+    """A log4j2 config that keeps Spark's start-up chatter out of the terminal (errors still show)."""
+    path = Path(tempfile.gettempdir()) / "pp-dw-log4j2.properties"
+    if not path.exists() or path.read_text() != QUIET_LOG4J:
+        path.write_text(QUIET_LOG4J)
+    return f"-Dlog4j.configurationFile=file:{path} -Duser.timezone=UTC"
+
+
 def local_session(app_name: str = "pp-dw", cores: str = "*") -> SparkSession:
     """Spark local mode as Glue 5.1 would run the same code (Spark 3.5, UTC, no UI)."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    java_options = _quiet_logging()
     builder = (
         SparkSession.builder.master(f"local[{cores}]")
         .appName(app_name)
@@ -96,8 +118,8 @@ def local_session(app_name: str = "pp-dw", cores: str = "*") -> SparkSession:
         .config("spark.hadoop.fs.file.impl.disable.cache", "true")
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.driver.extraJavaOptions", java_options)
+        .config("spark.executor.extraJavaOptions", java_options)
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

@@ -1,0 +1,376 @@
+"""Export a whole DynamoDB table to one CSV in the raw zone of the lake.
+
+`handler(event, context)` scans the table named by `TABLE_NAME` and writes
+`s3://{BUCKET_NAME}/raw/{DATASET}/run_id={run_id}/{DATASET}.csv` (see `Naming.export_key`).
+
+Memory stays bounded whatever the size of the table: the table is read once, page by
+page, and every row is streamed as a JSON line to a temporary file in /tmp while the
+union of attribute names is collected; the CSV (header, then rows) is then written from
+that file to a second temporary file, and uploaded with the S3 transfer manager, whose
+multipart upload only makes the key appear once it is complete. /tmp must hold the CSV
+and the JSON-lines copy, roughly 2 to 3 times the CSV.
+
+Cells: strings as they are; numbers exactly as DynamoDB returns them (the low-level
+client keeps them as strings); booleans `true`/`false`; maps and lists as compact JSON
+whose numbers keep their exact digits; sets as sorted JSON arrays; binary as base64;
+NULL and missing attributes empty.
+
+A run that cannot finish before the Lambda's time limit raises `TimeoutError` and writes
+nothing to the final key.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import errno
+import json
+import math
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from dwlib.naming import Naming, check_run_id, new_run_id
+
+logger = Logger(service="dynamodb-csv-export")
+
+# Parallel scan: one segment per started GB or million items, at most MAX_SEGMENTS.
+MAX_SEGMENTS = 16
+SEGMENT_BYTES = 1 << 30
+SEGMENT_ITEMS = 1_000_000
+
+# Throttling left over after botocore's own (adaptive) retries: exponential backoff with jitter.
+THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+THROTTLE_RETRIES = 8
+BACKOFF_BASE_S = 0.2
+BACKOFF_MAX_S = 20.0
+
+# Time kept back from the Lambda's limit: max(30 s, 10 % of the limit), at most half of it.
+SAFETY_MARGIN_MS = 30_000
+SAFETY_FRACTION = 0.10
+TIME_CHECK_ROWS = 10_000  # while writing the CSV, look at the clock every so many rows
+
+# Upload memory is bounded by chunk size x concurrency, not by the size of the file.
+TRANSFER = TransferConfig(
+    multipart_threshold=16 * 1024 * 1024,
+    multipart_chunksize=16 * 1024 * 1024,
+    max_concurrency=4,
+)
+
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_sleep = time.sleep  # tests replace it
+
+
+class _Stopped(Exception):
+    """A parallel segment stopped because another one failed."""
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    table, bucket, dataset = (_env(name) for name in ("TABLE_NAME", "BUCKET_NAME", "DATASET"))
+    run_id = _run_id((event or {}).get("run_id"))
+    key = Naming.export_key(dataset, run_id)
+    logger.append_keys(run_id=run_id, table=table, dataset=dataset)
+
+    started = time.monotonic()
+    dynamodb = _dynamodb_client()
+    description = dynamodb.describe_table(TableName=table)["Table"]
+    key_names = _key_names(description)
+    segments = _segments(description)
+    run = _Run(table, bucket, key, context)
+    logger.info(
+        "export started",
+        extra={
+            "bucket": bucket,
+            "key": key,
+            "segments": segments,
+            "item_count_estimate": description.get("ItemCount"),
+            "table_size_bytes_estimate": description.get("TableSizeBytes"),
+        },
+    )
+
+    with tempfile.TemporaryDirectory(prefix="dynamodb-csv-export-") as work:
+        try:
+            parts = [os.path.join(work, f"segment-{i:02d}.jsonl") for i in range(segments)]
+            names = _scan(dynamodb, run, parts)
+            run.check_time("before writing the CSV")
+            header = key_names + sorted(names.difference(key_names))
+            csv_path = os.path.join(work, f"{dataset}.csv")
+            written = _write_csv(run, parts, header, csv_path)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise OSError(
+                    error.errno,
+                    f"/tmp is full while exporting table {table!r} after {run.rows} rows: "
+                    "raise the export function's ephemeral storage (it needs room for the CSV and a "
+                    "JSON-lines copy of the table, roughly 2 to 3 times the CSV)",
+                ) from error
+            raise
+        if written != run.rows:  # cannot happen unless a temporary file was lost
+            raise RuntimeError(f"scanned {run.rows} rows of table {table!r} but wrote {written}")
+        size = os.path.getsize(csv_path)
+        run.check_time("before uploading")
+        _s3_client().upload_file(
+            csv_path,
+            bucket,
+            key,
+            ExtraArgs={"ContentType": "text/csv; charset=utf-8"},
+            Config=TRANSFER,
+        )
+
+    logger.info(
+        "export finished",
+        extra={
+            "rows": run.rows,
+            "bytes": size,
+            "columns": len(header),
+            "pages": run.pages,
+            "segments": segments,
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return {"bucket": bucket, "key": key, "rows": run.rows, "run_id": run_id}
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise RuntimeError(f"environment variable {name} is not set; the export stack sets it")
+    return value
+
+
+def _run_id(value: Any) -> str:
+    if value is None:
+        return new_run_id()
+    if not isinstance(value, str):
+        raise ValueError(f"run id {value!r} is not a string of the form YYYYMMDDTHHMMSSZ")
+    return check_run_id(value)
+
+
+def _client_config() -> Config:
+    return Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=MAX_SEGMENTS + 4)
+
+
+def _dynamodb_client():
+    return boto3.client("dynamodb", config=_client_config())
+
+
+def _s3_client():
+    return boto3.client("s3", config=_client_config())
+
+
+def _key_names(description: dict[str, Any]) -> list[str]:
+    """Partition key, then sort key."""
+    order = {"HASH": 0, "RANGE": 1}
+    schema = sorted(description["KeySchema"], key=lambda k: order[k["KeyType"]])
+    return [k["AttributeName"] for k in schema]
+
+
+def _segments(description: dict[str, Any]) -> int:
+    """1 for a small table; else one per started GB or million items, at most MAX_SEGMENTS."""
+    size = description.get("TableSizeBytes") or 0
+    count = description.get("ItemCount") or 0
+    return min(MAX_SEGMENTS, max(1, math.ceil(size / SEGMENT_BYTES), math.ceil(count / SEGMENT_ITEMS)))
+
+
+class _Run:
+    """Progress of one export, shared by the scan threads, and the clock."""
+
+    def __init__(self, table: str, bucket: str, key: str, context: Any) -> None:
+        self.table, self.bucket, self.key, self.context = table, bucket, key, context
+        limit = context.get_remaining_time_in_millis()
+        self.margin_ms = min(max(SAFETY_MARGIN_MS, SAFETY_FRACTION * limit), limit / 2)
+        self.rows = 0
+        self.pages = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def add_page(self, rows: int) -> None:
+        with self.lock:
+            self.rows += rows
+            self.pages += 1
+
+    def check_time(self, when: str) -> None:
+        remaining = self.context.get_remaining_time_in_millis()
+        if remaining < self.margin_ms:
+            raise TimeoutError(
+                f"export of DynamoDB table {self.table!r} stopped {when} after {self.rows} rows scanned: "
+                f"{remaining / 1000:.1f} s of the Lambda's time limit remain, less than the "
+                f"{self.margin_ms / 1000:.1f} s safety margin, so nothing was written to "
+                f"s3://{self.bucket}/{self.key}. Raise the export function's timeout (at most 15 minutes) "
+                "and memory (more memory also means more CPU and network), or give the dataset a bigger "
+                "data_size_category."
+            )
+
+
+# ---------------------------------------------------------------- pass 1: DynamoDB -> JSON lines
+
+
+def _scan(client, run: _Run, parts: list[str]) -> set[str]:
+    """Scan the table once into one JSON-lines file per segment; the union of attribute names."""
+    if len(parts) == 1:
+        return _scan_segment(client, run, parts[0], 0, 1)
+    names: set[str] = set()
+    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="scan") as pool:
+        futures = [
+            pool.submit(_scan_segment, client, run, path, segment, len(parts)) for segment, path in enumerate(parts)
+        ]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() for f in done):
+            run.stop.set()
+        wait(futures)
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    real = [e for e in errors if not isinstance(e, _Stopped)]
+    if real:
+        raise real[0]
+    for future in futures:
+        names.update(future.result())
+    return names
+
+
+def _scan_segment(client, run: _Run, path: str, segment: int, total: int) -> set[str]:
+    names: set[str] = set()
+    request: dict[str, Any] = {"TableName": run.table}
+    if total > 1:
+        request.update(Segment=segment, TotalSegments=total)
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        while True:
+            if run.stop.is_set():
+                raise _Stopped
+            run.check_time("between scan pages")
+            page = _scan_page(client, request, run)
+            items = page.get("Items", [])
+            for item in items:
+                row = {name: _cell(value) for name, value in item.items()}
+                names.update(row)
+                out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+                out.write("\n")
+            run.add_page(len(items))
+            last = page.get("LastEvaluatedKey")
+            del page, items  # only one page in memory, also while the next one is read
+            if not last:
+                return names
+            request["ExclusiveStartKey"] = last
+
+
+def _scan_page(client, request: dict[str, Any], run: _Run) -> dict[str, Any]:
+    for attempt in range(THROTTLE_RETRIES + 1):
+        try:
+            return client.scan(**request)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code not in THROTTLE_CODES or attempt == THROTTLE_RETRIES:
+                raise
+        delay = _backoff(attempt)
+        logger.warning("scan throttled, backing off", extra={"attempt": attempt + 1, "delay_s": delay})
+        run.check_time("while backing off from throttling")
+        _sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with equal jitter: in [cap/2, cap], cap = base * 2**attempt (bounded)."""
+    cap = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)
+    return cap / 2 + random.uniform(0, cap / 2)
+
+
+# ---------------------------------------------------------------- DynamoDB values -> cells
+
+
+def _cell(value: dict[str, Any]) -> str:
+    """The CSV cell of one low-level AttributeValue."""
+    ((kind, data),) = value.items()
+    if kind in ("S", "N"):
+        return data
+    if kind == "BOOL":
+        return "true" if data else "false"
+    if kind == "NULL":
+        return ""
+    if kind == "B":
+        return _b64(data)
+    return _json(kind, data)
+
+
+def _json(kind: str, data: Any) -> str:
+    """Compact JSON of one AttributeValue; numbers keep DynamoDB's exact digits."""
+    if kind == "S":
+        return _json_string(data)
+    if kind == "N":
+        return _json_number(data)
+    if kind == "BOOL":
+        return "true" if data else "false"
+    if kind == "NULL":
+        return "null"
+    if kind == "B":
+        return _json_string(_b64(data))
+    if kind == "M":
+        return "{" + ",".join(f"{_json_string(k)}:{_json_value(v)}" for k, v in sorted(data.items())) + "}"
+    if kind == "L":
+        return "[" + ",".join(_json_value(v) for v in data) + "]"
+    if kind == "SS":
+        return "[" + ",".join(_json_string(s) for s in sorted(data)) + "]"
+    if kind == "NS":
+        return "[" + ",".join(_json_number(n) for n in sorted(data, key=lambda n: (Decimal(n), n))) + "]"
+    if kind == "BS":
+        return "[" + ",".join(_json_string(b) for b in sorted(_b64(b) for b in data)) + "]"
+    raise ValueError(f"unknown DynamoDB attribute type {kind!r}")
+
+
+def _json_value(value: dict[str, Any]) -> str:
+    ((kind, data),) = value.items()
+    return _json(kind, data)
+
+
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _json_number(text: str) -> str:
+    """DynamoDB's number string as a JSON number, digits unchanged when already valid JSON."""
+    if _JSON_NUMBER.fullmatch(text):
+        return text
+    normal = str(Decimal(text))  # `+5`, `.5`, `5.`, `007`: same value, JSON spelling
+    if not _JSON_NUMBER.fullmatch(normal):
+        raise ValueError(f"DynamoDB number {text!r} has no JSON spelling")
+    return normal
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# ---------------------------------------------------------------- pass 2: JSON lines -> CSV
+
+
+def _write_csv(run: _Run, parts: list[str], header: list[str], path: str) -> int:
+    rows = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        for part in parts:
+            with open(part, encoding="utf-8", newline="\n") as lines:  # rows end at \n only
+                for line in lines:
+                    row = json.loads(line)
+                    writer.writerow([row.get(name, "") for name in header])
+                    rows += 1
+                    if rows % TIME_CHECK_ROWS == 0:
+                        run.check_time("while writing the CSV")
+            with contextlib.suppress(OSError):
+                os.remove(part)  # frees /tmp as the CSV grows
+    return rows

@@ -1,0 +1,142 @@
+"""The bronze transforms, one rule at a time, on local[1] Spark."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from dwlib import transform
+from dwlib.config import DatasetConfig
+
+pytestmark = pytest.mark.spark
+RUN = "20260101T000000Z"
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Marketing Start Date", "marketing_start_date"),
+        ("ProductNDC", "product_ndc"),
+        ("NDC11", "ndc11"),
+        ("  Price ($) ", "price"),
+        ("HTTPStatusCode", "http_status_code"),
+        ("2nd Line", "c_2nd_line"),
+        ("a.b-c", "a_b_c"),
+    ],
+)
+def test_clean_name(raw, clean):
+    assert transform.clean_name(raw) == clean
+
+
+def test_clean_names_are_unique_in_source_order():
+    assert transform.clean_names(["Name", "name", "NAME", "", "meta_run_id"]) == [
+        "name",
+        "name_2",
+        "name_3",
+        "column_4",
+        "meta_run_id_2",
+    ]
+
+
+def config(**extra) -> DatasetConfig:
+    return DatasetConfig.model_validate(
+        {"dataset": "tests", "description": "t", "data_size_category": "small", "landing": True, **extra}
+    )
+
+
+def run(spark, tmp_path, text: str, cfg: DatasetConfig):
+    path = tmp_path / "input.csv"
+    path.write_text(text)
+    source = transform.read_source(spark, [str(path)], "csv", cfg.csv)
+    inferred = None
+    names = transform.clean_names(source.columns)
+    if any(n not in cfg.columns for n in names):
+        inferred = transform.infer_types(spark, [str(path)], cfg.csv, names)
+    df, names = transform.prepare(
+        source, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC), inferred=inferred
+    )
+    kept = [r.asDict() for r in transform.kept_rows(df, names).collect()]
+    rejected = [r.asDict() for r in transform.rejected_rows(df, names).collect()]
+    return kept, rejected
+
+
+def test_declared_types_are_cast_and_bad_values_rejected(spark, tmp_path):
+    cfg = config(
+        columns={"id": "int", "price": "decimal(10,2)", "day": "date:yyyyMMdd", "ok": "boolean", "at": "timestamp"}
+    )
+    kept, rejected = run(
+        spark,
+        tmp_path,
+        "Id,Price,Day,OK,At\n"
+        "1,1.50,20240131,true,2024-01-31 10:00:00\n"
+        "2,abc,20240230,yes,2024-01-31T10:00:00\n"
+        "3.5,2,20240101,maybe,\n"
+        " 4 ,,,,\n",
+        cfg,
+    )
+    assert [r["id"] for r in kept] == [1, 4]
+    first = kept[0]
+    assert first["price"] == Decimal("1.50") and first["day"] == date(2024, 1, 31) and first["ok"] is True
+    assert first["at"] == datetime(2024, 1, 31, 10, 0)
+    assert kept[1] == {**kept[1], "price": None, "day": None, "ok": None, "at": None}  # empty is null, not an error
+    reasons = {r["id"]: r["reject_reason"] for r in rejected}
+    assert reasons["2"] == "price: not a valid decimal(10,2); day: not a valid date:yyyyMMdd"
+    assert reasons["3.5"] == "id: not a valid int; ok: not a valid boolean"  # 3.5 is not silently truncated to 3
+    assert rejected[0]["price"] in ("abc", "2")  # quarantine keeps the values as they arrived
+
+
+def test_primary_key_keeps_the_first_row_in_source_order(spark, tmp_path):
+    cfg = config(columns={"id": "int"}, primary_key=["id"])
+    kept, rejected = run(spark, tmp_path, "id,v\n1,first\n2,x\n1,second\n,orphan\n1,third\n", cfg)
+    assert sorted((r["id"], r["v"]) for r in kept) == [(1, "first"), (2, "x")]
+    assert sorted((r["v"], r["reject_reason"]) for r in rejected) == [
+        ("orphan", "id: primary key is null"),
+        ("second", "duplicate primary key"),
+        ("third", "duplicate primary key"),
+    ]
+
+
+def test_a_broken_first_row_does_not_cost_the_valid_duplicate(spark, tmp_path):
+    cfg = config(columns={"id": "int", "n": "int"}, primary_key=["id"])
+    kept, rejected = run(spark, tmp_path, "id,n\n1,oops\n1,5\n", cfg)
+    assert [(r["id"], r["n"]) for r in kept] == [(1, 5)]
+    assert [r["reject_reason"] for r in rejected] == ["n: not a valid int"]
+
+
+def test_quality_rules(spark, tmp_path):
+    cfg = config(
+        columns={"code": "string", "kind": "string", "n": "int"},
+        quality={"not_null": ["code"], "unique": ["code"], "accepted_values": {"kind": ["a", "b"]}},
+    )
+    kept, rejected = run(spark, tmp_path, "code,kind,n\nx,a,1\n,b,2\ny,c,3\nx,b,4\nz,,5\n", cfg)
+    assert sorted(r["n"] for r in kept) == [1, 5]  # a null kind is not a rejected value
+    assert sorted((r["n"], r["reject_reason"]) for r in rejected) == [
+        ("2", "code: null (not_null rule)"),
+        ("3", "kind: not an accepted value"),
+        ("4", "code: not unique"),
+    ]
+
+
+def test_null_values_and_meta_columns(spark, tmp_path):
+    cfg = config(csv={"null_values": ["", "NA", "-"]}, columns={"n": "int"})
+    kept, _ = run(spark, tmp_path, "n,s\nNA,-\n7,ok\n", cfg)
+    assert [(r["n"], r["s"]) for r in kept] == [(None, None), (7, "ok")]
+    assert {r["meta_run_id"] for r in kept} == {RUN}
+    assert {r["meta_source_file"] for r in kept} == {"input.csv"}
+    assert list(kept[0]) == ["n", "s", "meta_run_id", "meta_ingested_at", "meta_source_file"]
+
+
+def test_undeclared_columns_are_inferred(spark, tmp_path):
+    kept, rejected = run(spark, tmp_path, "a,b,c\n1,2.5,x\n2,3.5,y\n", config())
+    assert rejected == []
+    assert kept[0] == {**kept[0], "a": 1, "b": 2.5, "c": "x"}
+
+
+def test_rows_in_equal_kept_plus_rejected(spark, tmp_path):
+    lines = ["id,v"] + [f"{i % 50},{'x' if i % 7 else 'bad'}" for i in range(200)]
+    cfg = config(columns={"id": "int"}, primary_key=["id"], quality={"accepted_values": {"v": ["x"]}})
+    kept, rejected = run(spark, tmp_path, "\n".join(lines) + "\n", cfg)
+    assert len(kept) + len(rejected) == 200
+    assert len({r["id"] for r in kept}) == len(kept)
