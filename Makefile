@@ -33,7 +33,7 @@ install: $(BIN)/dw node_modules/.installed ## create .venv/ and node_modules/ (p
 
 synth: install ## validate every dataset, then cdk synth into cdk.out/ (cdk-nag and cfn-lint must pass)
 	$(BIN)/dw validate
-	cdk synth --quiet --all
+	cdk synth --quiet
 	@$(MAKE) --no-print-directory cfn-lint
 	@echo "stacks:" && cdk list
 

@@ -152,9 +152,13 @@ def output_file_count(input_bytes: int, fmt: str) -> int:
     return max(1, math.ceil(input_bytes / ratio / TARGET_FILE_BYTES))
 
 
-def sized(df: DataFrame, files: int) -> DataFrame:
-    """Avoid thousands of tiny files without serializing a big job into one task."""
-    partitions = df.rdd.getNumPartitions()
+def sized(df: DataFrame, files: int, input_files: int, input_bytes: int) -> DataFrame:
+    """Avoid thousands of tiny files without serializing a big job into one task.
+
+    Estimates the read partitions from the input (one per file, or per 128 MB split) instead
+    of asking Spark, which would plan the whole query once more.
+    """
+    partitions = max(input_files, math.ceil(input_bytes / TARGET_FILE_BYTES))
     return df.coalesce(files) if partitions > 4 * files else df
 
 
@@ -224,7 +228,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             F.count(F.lit(1)).alias("rows_in"),
             F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
         )
-        kept = sized(transform.kept_rows(prepared, names), output_file_count(input_bytes, fmt))
+        kept = sized(transform.kept_rows(prepared, names), output_file_count(input_bytes, fmt), len(keys), input_bytes)
         write_parquet(kept, lake.uri(staging + "output/"))
         metrics = observed.get
     summary.rows_in = int(metrics["rows_in"])
