@@ -13,7 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from dwlib.config import ConfigError, Project, load_project
 from dwlib.naming import Naming
-from stacks.assets import build_glue_assets
+from stacks.assets import build_glue_assets, build_lambda_asset
 from stacks.core_stack import EtlCoreStack
 from stacks.dataset_stack import DatasetStack
 from stacks.defaults import DESTROY_DATA_CONTEXT
@@ -35,6 +35,8 @@ def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
     destroy = str(app.node.try_get_context(DESTROY_DATA_CONTEXT)).lower() == "true"
     core = EtlCoreStack(app, naming.core_stack, core=project.core, destroy_data=destroy, env=env)
     glue_assets = build_glue_assets()
+    exports = any(d.source_kind == "dynamodb_table" for d in project.datasets.values())
+    export_code = build_lambda_asset("dynamodb_csv_export") if exports else None
     for name, dataset in project.datasets.items():
         stack = DatasetStack(
             app,
@@ -43,6 +45,7 @@ def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
             dataset=dataset,
             dataset_dir=project.dataset_dir(name),
             glue_assets_dir=glue_assets,
+            export_code_dir=export_code,
             env=env,
         )
         stack.add_stack_dependency(core)

@@ -38,3 +38,31 @@ def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue") -> Path:
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
     return build_dir
+
+
+LAMBDAS_DIR = ROOT / "lambdas"
+# Pure-Python packages the export handler imports beyond the Lambda runtime (which has boto3).
+HANDLER_PACKAGES = ("aws_lambda_powertools", "typing_extensions")
+
+
+def build_lambda_asset(name: str, build_dir: Path = ROOT / ".build" / "lambdas") -> Path:
+    """A Lambda code folder: the handler, naming from the job library, and Powertools, copied from
+    the project's own pinned install (no Docker, no download)."""
+    import importlib.util
+
+    target = build_dir / name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(LAMBDAS_DIR / name, target, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    (target / "dwlib").mkdir()
+    for module in ("__init__.py", "naming.py"):
+        shutil.copyfile(JOBS_DIR / "dwlib" / module, target / "dwlib" / module)
+    for package in HANDLER_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.origin is not None, f"{package} is not installed; run make install"
+        origin = Path(spec.origin)
+        if origin.name == "__init__.py":
+            shutil.copytree(origin.parent, target / package, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copyfile(origin, target / origin.name)
+    return target

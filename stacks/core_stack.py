@@ -30,7 +30,7 @@ class EtlCoreStack(Stack):
         self.key = kms.Key(
             self,
             "LogsKey",
-            alias=f"alias/{core.etl_resource_prefix}",
+            alias=naming.key_alias,
             description="Encrypts Glue logs and job bookmarks and the failure topic",
             enable_key_rotation=True,
             removal_policy=defaults.removal_policy(destroy_data),

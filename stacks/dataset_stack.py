@@ -25,10 +25,16 @@ from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import BRONZE_ARGS, NONE, default_arguments, job_config_document
 from dwlib.naming import Naming
 from stacks import defaults, nag
+from stacks.export import DynamoDbExport
 from stacks.nag import acknowledge
 
 # JSONata: run ids are UTC YYYYMMDDTHHMMSSZ unless the caller gives one (DESIGN section 5).
-RUN_ID_EXPR = "{% $exists($states.input.run_id) ? $states.input.run_id : $now('[Y0001][M01][D01]T[H01][m01][s01]Z') %}"
+# A file's arrival (S3 "Object Created" under raw/{dataset}/run_id=…/) carries the run id in its key.
+RUN_ID_EXPR = (
+    "{% $exists($states.input.run_id) ? $states.input.run_id : "
+    "$exists($states.input.key) ? $substringBefore($substringAfter($states.input.key, 'run_id='), '/') : "
+    "$now('[Y0001][M01][D01]T[H01][m01][s01]Z') %}"
+)
 RAW_RUN_ID_EXPR = "{% $exists($states.input.raw_run_id) ? $states.input.raw_run_id : '" + NONE + "' %}"
 
 
@@ -42,6 +48,7 @@ class DatasetStack(Stack):
         dataset: DatasetConfig,
         dataset_dir: Path,
         glue_assets_dir: Path,
+        export_code_dir: Path | None = None,
         **kwargs,
     ):
         super().__init__(scope, construct_id, description=f"{dataset.dataset}: {dataset.description}", **kwargs)
@@ -129,6 +136,29 @@ class DatasetStack(Stack):
         )
 
         self.state_machine = self._pipeline(naming, name, glue_defaults.timeout_minutes, glue_defaults.max_retries)
+        self.export = None
+        if dataset.source_kind == "dynamodb_table":
+            assert export_code_dir is not None, "build_lambda_asset('dynamodb_csv_export') first"
+            self.export = DynamoDbExport(
+                self,
+                "Export",
+                naming=naming,
+                dataset=name,
+                table_name=dataset.dynamodb_table,
+                category=dataset.data_size_category,
+                bucket=bucket,
+                failure_topic=topic,
+                key_alias=naming.key_alias,
+                code_dir=export_code_dir,
+            )
+            # The schedule runs the export; the file's arrival runs the pipeline.
+            target = scheduler_targets.LambdaInvoke(
+                self.export.function, input=scheduler.ScheduleTargetInput.from_object({})
+            )
+        else:
+            target = scheduler_targets.StepFunctionsStartExecution(
+                self.state_machine, input=scheduler.ScheduleTargetInput.from_object({})
+            )
         if dataset.schedule:
             scheduler.Schedule(
                 self,
@@ -136,9 +166,40 @@ class DatasetStack(Stack):
                 schedule_name=naming.schedule(name),
                 description=f"Runs the {name} pipeline: {dataset.schedule}",
                 schedule=scheduler.ScheduleExpression.expression(dataset.schedule),
-                target=scheduler_targets.StepFunctionsStartExecution(
-                    self.state_machine, input=scheduler.ScheduleTargetInput.from_object({})
+                target=target,
+            )
+        if self.export is not None and dataset.schedule:
+            function_arn = f"<{self.get_logical_id(self.export.function.node.default_child)}.Arn>"
+            for role in [c for c in self.node.children if c.node.id.startswith("SchedulerRoleForTarget")]:
+                acknowledge(
+                    role,
+                    "AwsSolutions-IAM5",
+                    "The Scheduler's role may invoke any version of the export function (CDK's LambdaInvoke target)",
+                    [f"Resource::{function_arn}:*"],
+                )
+        self.arrival_rule = None
+        if dataset.source_kind in ("dynamodb_table", "landing"):
+            self.arrival_rule = events.Rule(
+                self,
+                "ArrivalRule",
+                rule_name=naming.arrival_rule(name),
+                description=f"A file under {naming.raw_dataset_prefix(name)}run_id=…/ starts the {name} pipeline",
+                event_pattern=events.EventPattern(
+                    source=["aws.s3"],
+                    detail_type=["Object Created"],
+                    detail={
+                        "bucket": {"name": [bucket.bucket_name]},
+                        "object": {"key": [{"prefix": f"{naming.raw_dataset_prefix(name)}run_id="}]},
+                    },
                 ),
+                targets=[
+                    events_targets.SfnStateMachine(
+                        self.state_machine,
+                        input=events.RuleTargetInput.from_object(
+                            {"key": events.EventField.from_path("$.detail.object.key")}
+                        ),
+                    )
+                ],
             )
         self.failure_rule = events.Rule(
             self,

@@ -102,6 +102,10 @@ class Naming:
         return f"{self.etl_resource_prefix}-workgroup"
 
     @property
+    def key_alias(self) -> str:
+        return f"alias/{self.etl_resource_prefix}"
+
+    @property
     def failure_topic(self) -> str:
         return f"{self.etl_resource_prefix}-failures"
 

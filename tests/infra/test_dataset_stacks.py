@@ -120,12 +120,19 @@ def test_schedule_starts_the_pipeline(templates, project, name):
     if expression is None:
         assert schedules == {}
         return
+    # DynamoDB datasets: the schedule runs the export; the file's arrival runs the pipeline.
+    exported = project.datasets[name].source_kind == "dynamodb_table"
+    target = (
+        {"Fn::GetAtt": [Match.string_like_regexp("ExportFunction"), "Arn"]}
+        if exported
+        else {"Ref": Match.string_like_regexp("Pipeline")}
+    )
     templates[name].has_resource_properties(
         "AWS::Scheduler::Schedule",
         {
             "Name": f"pp-dw-schedule-{name}",
             "ScheduleExpression": expression,
-            "Target": Match.object_like({"Arn": {"Ref": Match.string_like_regexp("Pipeline")}}),
+            "Target": Match.object_like({"Arn": target}),
         },
     )
 

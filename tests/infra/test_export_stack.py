@@ -1,0 +1,107 @@
+"""DynamoDB datasets: schedule -> export Lambda -> raw/ -> "Object Created" rule -> pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from dwlib.naming import Naming
+
+
+@pytest.fixture(scope="module")
+def exported(project, stacks):
+    names = [n for n, d in project.datasets.items() if d.source_kind == "dynamodb_table"]
+    assert names, "an example dataset must use dynamodb_table"
+    name = names[0]
+    return name, project.datasets[name], Template.from_stack(stacks[Naming.of(project.core).dataset_stack(name)])
+
+
+def test_export_function(exported):
+    name, config, template = exported
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": f"pp-dw-export-{name}",
+            "Runtime": Match.string_like_regexp(r"^python3\.1[2-9]$"),
+            "Handler": "handler.handler",
+            "ReservedConcurrentExecutions": 1,
+            "Timeout": Match.any_value(),
+            "EphemeralStorage": {"Size": Match.any_value()},
+            "Environment": {
+                "Variables": Match.object_like(
+                    {"TABLE_NAME": config.dynamodb_table, "DATASET": name, "BUCKET_NAME": Match.any_value()}
+                )
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "MaximumRetryAttempts": 0,
+            "DestinationConfig": {"OnFailure": {"Destination": Match.object_like({"Fn::Join": Match.any_value()})}},
+        },
+    )
+
+
+def test_export_permissions_are_least_privilege(exported):
+    name, config, template = exported
+    (role,) = template.find_resources(
+        "AWS::IAM::Role", {"Properties": {"Description": Match.string_like_regexp("^Exports DynamoDB")}}
+    ).values()
+    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    by_action = {json.dumps(sorted(s["Action"])): s for s in statements if isinstance(s["Action"], list)}
+    dynamo = by_action[json.dumps(["dynamodb:DescribeTable", "dynamodb:Scan"])]
+    assert json.dumps(dynamo["Resource"]).endswith(f':table/{config.dynamodb_table}"]]}}')
+    s3 = by_action[json.dumps(["s3:AbortMultipartUpload", "s3:PutObject"])]
+    assert json.dumps(s3["Resource"]).endswith(f'/raw/{name}/*"]]}}')
+    every_action = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert not {a for a in every_action if a.startswith("s3:")} - {"s3:PutObject", "s3:AbortMultipartUpload"}
+    assert not {a for a in every_action if a.startswith("dynamodb:")} - {"dynamodb:Scan", "dynamodb:DescribeTable"}
+
+
+def test_schedule_runs_the_export(exported):
+    name, config, template = exported
+    template.has_resource_properties(
+        "AWS::Scheduler::Schedule",
+        {
+            "ScheduleExpression": config.schedule,
+            "Target": Match.object_like({"Arn": {"Fn::GetAtt": [Match.string_like_regexp("ExportFunction"), "Arn"]}}),
+        },
+    )
+
+
+def test_a_file_arriving_under_raw_starts_the_pipeline(exported):
+    name, _, template = exported
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "Name": f"pp-dw-arrival-{name}",
+            "EventPattern": {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": Match.any_value()},
+                    "object": {"key": [{"prefix": f"raw/{name}/run_id="}]},
+                },
+            },
+            "Targets": [
+                Match.object_like(
+                    {
+                        "Arn": {"Ref": Match.string_like_regexp("Pipeline")},
+                        "InputTransformer": Match.object_like(
+                            {"InputPathsMap": {"detail-object-key": "$.detail.object.key"}}
+                        ),
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_the_pipeline_takes_the_run_id_from_the_key(exported):
+    _, _, template = exported
+    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    assert "$substringAfter($states.input.key, 'run_id=')" in definition
