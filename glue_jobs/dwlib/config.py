@@ -207,11 +207,6 @@ class DatasetConfig(Strict):
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
             raise ValueError(f"exactly one source is needed, found {found}; keep one of {', '.join(SOURCE_KEYS)}")
-        declared = set(self.columns)
-        for field in ("primary_key",):
-            missing = [c for c in getattr(self, field) if self.columns and c not in declared]
-            if missing:
-                raise ValueError(f"{field} names {missing} which are not in 'columns'")
         return self
 
     @property
