@@ -36,7 +36,8 @@ Examples:
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 STATE = {"debug": False}
 
@@ -223,14 +224,19 @@ def run_command(
         )
     except ValueError as exc:
         raise DwError(str(exc)) from None
+    naming = Naming.of(project.core)
+    if ctx.raw_run_id and not ctx.lake.data_files(naming.raw_prefix(dataset, ctx.raw_run_id)):
+        raise DwError(
+            f"no raw files under {naming.raw_prefix(dataset, ctx.raw_run_id)} in {lake_dir}: "
+            f"pick a run id that `dw runs {dataset}` lists"
+        )
     if dry_run or os.environ.get(FORCE_DRY_RUN, "") not in ("", "0"):
         out.print("\n".join(bronze.plan(ctx)), markup=False)
         return
-    naming = Naming.of(project.core)
-    # Mirror what the stack deploys, so `python glue_jobs/bronze_job.py --lake_uri DIR` runs too.
-    ctx.lake.write_json(naming.job_config_key(dataset), job_config_document(project.core, config))
 
     if layer == Layer.raw:
+        if raw_run_id:
+            raise DwError("--raw-run-id replays a kept raw run into bronze; with --layer raw there is nothing to do")
         summary = bronze.RunSummary(
             dataset=dataset, run_id=ctx.run_id, layer="raw", source=bronze.source_description(config)
         )
@@ -238,26 +244,40 @@ def run_command(
             try:
                 keys = bronze.land_raw(ctx, summary)
             except (bronze.JobFailed, bronze.fetch.FetchError) as exc:
+                summary.status, summary.error = "failed", str(exc)
+                ctx.lake.write_json(naming.run_summary_key(dataset, ctx.run_id, "raw"), summary.as_dict())
                 raise DwError(f"{dataset} raw run {ctx.run_id} failed: {exc}") from None
+        summary.status, summary.raw_keys = "succeeded", keys
+        ctx.lake.write_json(naming.run_summary_key(dataset, ctx.run_id, "raw"), summary.as_dict())
         out.print(
             f"{len(keys)} file(s), {summary.bytes_fetched} bytes under {lake_dir / naming.raw_prefix(dataset, ctx.run_id)}"
         )
         return
-    if layer == Layer.gold:
-        raise DwError("gold models are not built yet (see the gold issue); run --layer bronze")
-
+    from dwlib import gold
     from dwlib.jobs import local_session
 
+    models = gold.model_sources(project.dataset_dir(dataset))
+    if layer == Layer.gold and not models:
+        raise DwError(f"{dataset} has no gold models: add datasets/{dataset}/gold/MODEL.sql (one SELECT each)")
+    # Mirror what the stack deploys, so `python glue_jobs/bronze_job.py --lake_uri DIR` runs too.
+    ctx.lake.write_json(naming.job_config_key(dataset), job_config_document(project.core, config))
     started = time.perf_counter()
     with _step("starting Spark (local mode)"):
         spark = local_session(f"dw-{dataset}")
-    with _step(f"{dataset}: fetch, clean, type, check, publish"):
-        summary = bronze.run_bronze(spark, ctx)
-    _print_summary(summary)
-    out.print(bronze.describe_outcome(summary), markup=False)
+    if layer in (Layer.bronze, Layer.all):
+        with _step(f"{dataset} bronze: fetch, clean, type, check, publish"):
+            summary = bronze.run_bronze(spark, ctx)
+        _print_summary(summary)
+        out.print(bronze.describe_outcome(summary), markup=False)
+        if summary.status != "succeeded":
+            raise typer.Exit(1)
+    if layer == Layer.gold or (layer == Layer.all and models):
+        with _step(f"{dataset} gold: {len(models)} model(s)"):
+            summary = gold.run_gold(spark, ctx, models)
+        out.print(gold.describe_gold(summary), markup=False)
+        if summary.status != "succeeded":
+            raise typer.Exit(1)
     out.print(f"total {time.perf_counter() - started:.1f} s; lake: {lake_dir}", markup=False)
-    if summary.status != "succeeded":
-        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ query / tables / runs
@@ -459,7 +479,7 @@ def schema_command() -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns, rather than raises, the code of typer.Exit
     except (DwError, ValueError) as exc:
         if STATE["debug"]:
             raise
@@ -477,6 +497,7 @@ def main() -> None:
             raise
         err.print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sqlglot
 from sqlglot.errors import ParseError
 
 from dwlib.config import ConfigError, CoreConfig, DatasetConfig, Problem, Project, load_project
+from dwlib.gold import check_models, model_sources
 from dwlib.naming import table_name
 
 SCHEMA_DIR = "schemas"
@@ -49,14 +50,17 @@ def _sql_problems(path: Path, label: str, dialect: str) -> list[Problem]:
 def validate(root: Path) -> tuple[Project | None, list[Problem]]:
     """Every problem of the project at once: configs, SQL files, name collisions."""
     problems: list[Problem] = []
+    project = None
     try:
         project = load_project(root)
     except ConfigError as exc:
-        return None, exc.problems
+        problems += exc.problems
+    database_prefix = project.core.database_prefix if project else "x"
+    folders = sorted(p.parent for p in (root / "datasets").glob("*/config.json"))
     tables: dict[str, str] = {}
     models: dict[str, str] = {}
-    for name in project.datasets:
-        folder = project.dataset_dir(name)
+    for folder in folders:
+        name = folder.name
         table = table_name(name)
         if table in tables:
             problems.append(
@@ -67,9 +71,11 @@ def validate(root: Path) -> tuple[Project | None, list[Problem]]:
         tables[table] = name
         for query in sorted((folder / "queries").glob("*.sql")):
             problems += _sql_problems(query, f"datasets/{name}/queries/{query.name}", "athena")
+        for text in check_models(model_sources(folder), f"datasets/{name}/gold", database_prefix):
+            file, _, message = text.partition(": ")
+            problems.append(Problem(file, "", message))
         for model in sorted((folder / "gold").glob("*.sql")):
             label = f"datasets/{name}/gold/{model.name}"
-            problems += _sql_problems(model, label, "spark")
             if model.stem in models:
                 problems.append(
                     Problem(label, "", f"gold table {model.stem} is also defined by {models[model.stem]}; rename one")

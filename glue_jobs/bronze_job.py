@@ -27,7 +27,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    if status:
-        # Raising (not sys.exit) is what marks a Glue job run FAILED for the pipeline.
-        raise SystemExit(status)
+    main()  # a failed run raises JobRunFailed, which marks the Glue job run FAILED for the pipeline

@@ -22,7 +22,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from dwlib.config import CoreConfig, DatasetConfig
-from dwlib.jobs import BRONZE_ARGS, NONE, default_arguments, job_config_document
+from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, NONE, default_arguments, job_config_document
 from dwlib.naming import Naming
 from stacks import defaults, nag
 from stacks.export import DynamoDbExport
@@ -81,61 +81,21 @@ class DatasetStack(Stack):
             memory_limit=256,
         )
 
-        workers = core.glue_worker_configs[dataset.data_size_category]
+        self.models = sorted(p.stem for p in (dataset_dir / "gold").glob("*.sql"))
+        self.bronze_job = self._job(core, dataset, "bronze", BRONZE_ARGS, bucket, job_role, security)
+        self.bronze_crawler = self._crawler("bronze", name, [naming.bronze_prefix(name)], bucket, crawler_role_arn)
+        self.gold_job = self.gold_crawler = None
+        if self.models:
+            self.gold_job = self._job(core, dataset, "gold", GOLD_ARGS, bucket, job_role, security)
+            # One target per model folder, so models with similar schemas never merge into one table.
+            self.gold_crawler = self._crawler(
+                "gold", name, [naming.gold_prefix(name, m) for m in self.models], bucket, crawler_role_arn
+            )
+
         glue_defaults = core.glue_defaults
-        self.bronze_job = glue.PySparkEtlJob(
-            self,
-            "BronzeJob",
-            job_name=naming.job("bronze", name),
-            description=f"bronze: {dataset.description}"[:2048],
-            role=job_role,
-            script=glue.Code.from_bucket(bucket, naming.script_key(name, "bronze")),
-            extra_python_files=[glue.Code.from_bucket(bucket, naming.library_key(name))],
-            glue_version=glue.GlueVersion.V5_1,
-            worker_configuration=glue.WorkerConfiguration(
-                worker_type=defaults.WORKER_TYPES[workers.worker_type], number_of_workers=workers.number_of_workers
-            ),
-            max_concurrent_runs=1,
-            timeout=Duration.minutes(glue_defaults.timeout_minutes),
-            max_retries=glue_defaults.max_retries,
-            security_configuration=security,
-            default_arguments={
-                **default_arguments(name, bucket.s3_url_for_object().rstrip("/"), BRONZE_ARGS),
-                "--additional-python-modules": ",".join(glue_defaults.additional_python_modules),
-            },
+        self.state_machine = self._pipeline(
+            naming, name, glue_defaults.timeout_minutes, glue_defaults.max_retries, gold=bool(self.models)
         )
-        self.bronze_job.node.add_dependency(self.job_files)
-
-        self.bronze_crawler = glue.CfnCrawler(
-            self,
-            "BronzeCrawler",
-            name=naming.crawler("bronze", name),
-            description=f"Catalogs {naming.database('bronze')} from {naming.bronze_prefix(name)}; run by hand",
-            role=crawler_role_arn,
-            database_name=naming.database("bronze"),
-            crawler_security_configuration=naming.security_configuration,
-            targets=glue.CfnCrawler.TargetsProperty(
-                s3_targets=[
-                    glue.CfnCrawler.S3TargetProperty(
-                        path=bucket.s3_url_for_object(naming.bronze_prefix(name)),
-                        exclusions=["_SUCCESS", "**/_SUCCESS", "**.crc", "_temporary/**", "**/_temporary/**"],
-                    )
-                ]
-            ),
-            schema_change_policy=glue.CfnCrawler.SchemaChangePolicyProperty(
-                update_behavior="UPDATE_IN_DATABASE", delete_behavior="LOG"
-            ),
-            recrawl_policy=glue.CfnCrawler.RecrawlPolicyProperty(recrawl_behavior="CRAWL_EVERYTHING"),
-            configuration=json.dumps(
-                {
-                    "Version": 1.0,
-                    "CrawlerOutput": {"Tables": {"AddOrUpdateBehavior": "MergeNewColumns"}},
-                    "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
-                }
-            ),
-        )
-
-        self.state_machine = self._pipeline(naming, name, glue_defaults.timeout_minutes, glue_defaults.max_retries)
         self.export = None
         if dataset.source_kind == "dynamodb_table":
             assert export_code_dir is not None, "build_lambda_asset('dynamodb_csv_export') first"
@@ -228,17 +188,78 @@ class DatasetStack(Stack):
             )
         self._acknowledge()
 
-    def _pipeline(self, naming: Naming, name: str, timeout_minutes: int, retries: int) -> sfn.StateMachine:
-        resolve = sfn.Pass.jsonata(self, "ResolveRunId", assign={"run_id": RUN_ID_EXPR, "raw_run_id": RAW_RUN_ID_EXPR})
-        bronze = tasks.GlueStartJobRun.jsonata(
+    def _job(self, core, dataset, layer, args, bucket, role, security) -> glue.PySparkEtlJob:
+        naming, name = self.naming, dataset.dataset
+        workers = core.glue_worker_configs[dataset.data_size_category]
+        job = glue.PySparkEtlJob(
             self,
-            "BronzeJobRun",
-            glue_job_name=naming.job("bronze", name),
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            arguments=sfn.TaskInput.from_object({"--run_id": "{% $run_id %}", "--raw_run_id": "{% $raw_run_id %}"}),
-            outputs={"run_id": "{% $run_id %}", "bronze": "{% $states.result.JobRunState %}"},
+            f"{layer.title()}Job",
+            job_name=naming.job(layer, name),
+            description=f"{layer}: {dataset.description}"[:2048],
+            role=role,
+            script=glue.Code.from_bucket(bucket, naming.script_key(name, layer)),
+            extra_python_files=[glue.Code.from_bucket(bucket, naming.library_key(name))],
+            glue_version=glue.GlueVersion.V5_1,
+            worker_configuration=glue.WorkerConfiguration(
+                worker_type=defaults.WORKER_TYPES[workers.worker_type], number_of_workers=workers.number_of_workers
+            ),
+            max_concurrent_runs=1,
+            timeout=Duration.minutes(core.glue_defaults.timeout_minutes),
+            max_retries=core.glue_defaults.max_retries,
+            security_configuration=security,
+            default_arguments={
+                **default_arguments(name, bucket.s3_url_for_object().rstrip("/"), args),
+                "--additional-python-modules": ",".join(core.glue_defaults.additional_python_modules),
+            },
         )
-        bronze.add_retry(
+        job.node.add_dependency(self.job_files)
+        return job
+
+    def _crawler(self, layer, name, prefixes, bucket, role_arn) -> glue.CfnCrawler:
+        naming = self.naming
+        return glue.CfnCrawler(
+            self,
+            f"{layer.title()}Crawler",
+            name=naming.crawler(layer, name),
+            description=f"Catalogs {naming.database(layer)} from {', '.join(prefixes)}; run by hand",
+            role=role_arn,
+            database_name=naming.database(layer),
+            crawler_security_configuration=naming.security_configuration,
+            targets=glue.CfnCrawler.TargetsProperty(
+                s3_targets=[
+                    glue.CfnCrawler.S3TargetProperty(
+                        path=bucket.s3_url_for_object(prefix),
+                        exclusions=["_SUCCESS", "**/_SUCCESS", "**.crc", "_temporary/**", "**/_temporary/**"],
+                    )
+                    for prefix in prefixes
+                ]
+            ),
+            schema_change_policy=glue.CfnCrawler.SchemaChangePolicyProperty(
+                update_behavior="UPDATE_IN_DATABASE", delete_behavior="LOG"
+            ),
+            recrawl_policy=glue.CfnCrawler.RecrawlPolicyProperty(recrawl_behavior="CRAWL_EVERYTHING"),
+            configuration=json.dumps(
+                {
+                    "Version": 1.0,
+                    "CrawlerOutput": {"Tables": {"AddOrUpdateBehavior": "MergeNewColumns"}},
+                    "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
+                }
+            ),
+        )
+
+    def _glue_step(self, layer: str, name: str, outputs: dict) -> tasks.GlueStartJobRun:
+        arguments = {"--run_id": "{% $run_id %}"}
+        if layer == "bronze":
+            arguments["--raw_run_id"] = "{% $raw_run_id %}"
+        step = tasks.GlueStartJobRun.jsonata(
+            self,
+            f"{layer.title()}JobRun",
+            glue_job_name=self.naming.job(layer, name),
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            arguments=sfn.TaskInput.from_object(arguments),
+            outputs=outputs,
+        )
+        step.add_retry(
             errors=[
                 "Glue.ConcurrentRunsExceededException",
                 "Glue.InternalServiceException",
@@ -248,6 +269,17 @@ class DatasetStack(Stack):
             max_attempts=3,
             backoff_rate=2,
         )
+        return step
+
+    def _pipeline(self, naming: Naming, name: str, timeout_minutes: int, retries: int, gold: bool) -> sfn.StateMachine:
+        resolve = sfn.Pass.jsonata(self, "ResolveRunId", assign={"run_id": RUN_ID_EXPR, "raw_run_id": RAW_RUN_ID_EXPR})
+        chain = resolve.next(
+            self._glue_step("bronze", name, {"run_id": "{% $run_id %}", "bronze": "{% $states.result.JobRunState %}"})
+        )
+        if gold:
+            chain = chain.next(
+                self._glue_step("gold", name, {"run_id": "{% $run_id %}", "gold": "{% $states.result.JobRunState %}"})
+            )
         log_group = logs.LogGroup(
             self,
             "PipelineLogs",
@@ -258,9 +290,9 @@ class DatasetStack(Stack):
             self,
             "Pipeline",
             state_machine_name=naming.state_machine(name),
-            definition_body=sfn.DefinitionBody.from_chainable(resolve.next(bronze)),
+            definition_body=sfn.DefinitionBody.from_chainable(chain),
             query_language=sfn.QueryLanguage.JSONATA,
-            timeout=Duration.minutes(timeout_minutes * (retries + 1) + 30),
+            timeout=Duration.minutes((2 if gold else 1) * timeout_minutes * (retries + 1) + 30),
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
@@ -271,9 +303,13 @@ class DatasetStack(Stack):
             f"uses the core stack's security configuration {self.naming.security_configuration} "
             "(KMS-encrypted CloudWatch logs and job bookmarks), referenced by name, which cdk-nag cannot follow"
         )
-        for resource in (self.bronze_job, self.bronze_crawler):
-            acknowledge(resource, "AwsSolutions-GL1", shared)
-        acknowledge(self.bronze_job, "AwsSolutions-GL3", shared)
+        for job in (self.bronze_job, self.gold_job):
+            if job is not None:
+                acknowledge(job, "AwsSolutions-GL1", shared)
+                acknowledge(job, "AwsSolutions-GL3", shared)
+        for crawler in (self.bronze_crawler, self.gold_crawler):
+            if crawler is not None:
+                acknowledge(crawler, "AwsSolutions-GL1", shared)
         acknowledge(
             self.state_machine,
             "AwsSolutions-IAM5",

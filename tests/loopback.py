@@ -181,5 +181,3 @@ def status(code: int, headers: dict[str, str] | None = None) -> Action:
 
 def half_then_close(content: bytes) -> Action:
     return lambda handler: handler.serve(content, stop_after=len(content) // 2)
-
-

@@ -83,6 +83,7 @@ class RunSummary:
     crawler_command: str = ""
     error: str | None = None
     traceback: str | None = None  # only for crashes: the ledger keeps it, the console does not
+    models: list[dict[str, Any]] = field(default_factory=list)  # gold runs: one entry per model
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -300,7 +301,7 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
     finally:
         summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         lake.delete_prefix(staging_root)
-        lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id), summary.as_dict())
+        lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id, "bronze"), summary.as_dict())
     return summary
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from dwlib import bronze, jobs
+from dwlib import bronze, gold, jobs
 from dwlib.lake import Lake
 
 
@@ -12,7 +12,7 @@ class JobRunFailed(RuntimeError):
     """Raised on Glue so the job run, and the pipeline, are marked FAILED with the reason."""
 
 
-def bronze_context(args: dict[str, str]) -> bronze.JobContext:
+def job_context(args: dict[str, str]) -> bronze.JobContext:
     lake = Lake.from_uri(args["lake_uri"])
     core, dataset = jobs.load_job_config(lake, args["dataset"])
     return bronze.JobContext(
@@ -25,12 +25,35 @@ def bronze_context(args: dict[str, str]) -> bronze.JobContext:
 
 
 def run_bronze_job(spark: SparkSession, args: dict[str, str]) -> int:
-    ctx = bronze_context(args)
+    ctx = job_context(args)
     if jobs.is_dry_run(args):
         print("\n".join(bronze.plan(ctx)))
         return 0
     summary = bronze.run_bronze(jobs.configure(spark), ctx)
     print(bronze.describe_outcome(summary))
+    if summary.status != "succeeded":
+        raise JobRunFailed(summary.error)
+    return 0
+
+
+def deployed_models(ctx: bronze.JobContext) -> dict[str, str]:
+    """The dataset's models as the stack deployed them: etl/{dataset}/gold/*.sql."""
+    prefix = f"{ctx.naming.etl_prefix(ctx.name)}gold/"
+    return {
+        obj.key[len(prefix) : -len(".sql")]: ctx.lake.read_bytes(obj.key).decode("utf-8")
+        for obj in ctx.lake.list(prefix)
+        if obj.key.endswith(".sql") and "/" not in obj.key[len(prefix) :]
+    }
+
+
+def run_gold_job(spark: SparkSession, args: dict[str, str]) -> int:
+    ctx = job_context(args)
+    models = deployed_models(ctx)
+    if jobs.is_dry_run(args):
+        print(f"plan for {ctx.name} gold run {ctx.run_id} (dry run): models {', '.join(sorted(models)) or 'none'}")
+        return 0
+    summary = gold.run_gold(jobs.configure(spark), ctx, models)
+    print(gold.describe_gold(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)
     return 0

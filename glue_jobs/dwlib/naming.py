@@ -125,7 +125,12 @@ class Naming:
 
     @staticmethod
     def bronze_prefix(dataset: str) -> str:
-        return f"bronze/{table_name(dataset)}/"
+        return Naming.bronze_table_prefix(table_name(dataset))
+
+    @staticmethod
+    def bronze_table_prefix(table: str) -> str:
+        """A bronze table's folder from its catalog name (gold models name tables, not datasets)."""
+        return f"bronze/{table}/"
 
     @staticmethod
     def gold_dataset_prefix(dataset: str) -> str:
@@ -142,8 +147,12 @@ class Naming:
     def runs_prefix(dataset: str) -> str:
         return f"runs/{dataset}/"
 
-    def run_summary_key(self, dataset: str, run_id: str) -> str:
-        return f"{self.runs_prefix(dataset)}run_id={check_run_id(run_id)}.json"
+    def run_summary_key(self, dataset: str, run_id: str, layer: str = "bronze") -> str:
+        """Bronze keeps the plain name of DESIGN section 5; raw-only and gold summaries sit beside it."""
+        if layer != "raw":
+            self._layer(layer)
+        suffix = "" if layer == "bronze" else f".{layer}"
+        return f"{self.runs_prefix(dataset)}run_id={check_run_id(run_id)}{suffix}.json"
 
     @staticmethod
     def staging_prefix(layer: str, dataset: str, run_id: str, part: str = "") -> str:

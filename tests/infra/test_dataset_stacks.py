@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
 from dwlib.config import load_project
-from dwlib.jobs import BRONZE_ARGS
+from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS
 from dwlib.naming import Naming, table_name
 
-DATASETS = sorted(load_project(__import__("pathlib").Path(__file__).resolve().parents[2]).datasets)
+ROOT = Path(__file__).resolve().parents[2]
+DATASETS = sorted(load_project(ROOT).datasets)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,12 @@ def test_bronze_job_follows_the_convention(templates, project, name):
 @pytest.mark.parametrize("name", DATASETS)
 def test_job_arguments_match_the_entry_point(templates, name):
     """Glue parity: the stack passes exactly the arguments the entry point resolves."""
-    (job,) = templates[name].find_resources("AWS::Glue::Job").values()
-    # Glue's own parameters are hyphenated (--extra-py-files); the job's own use underscores.
-    passed = {key[2:] for key in job["Properties"]["DefaultArguments"] if "-" not in key[2:]}
-    assert passed == set(BRONZE_ARGS)
+    jobs = templates[name].find_resources("AWS::Glue::Job")
+    expected = {f"pp-dw-bronze-{name}": BRONZE_ARGS, f"pp-dw-gold-{name}": GOLD_ARGS}
+    for job in jobs.values():
+        # Glue's own parameters are hyphenated (--extra-py-files); the job's own use underscores.
+        passed = {key[2:] for key in job["Properties"]["DefaultArguments"] if "-" not in key[2:]}
+        assert passed == set(expected[job["Properties"]["Name"]])
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -182,3 +186,55 @@ def test_a_new_folder_becomes_a_new_stack_without_code_changes(project_copy):
     template.has_resource_properties(
         "AWS::Scheduler::Schedule", {"Name": "pp-dw-schedule-new-airports", "ScheduleExpression": "rate(1 day)"}
     )
+
+
+GOLD = [name for name in DATASETS if list((ROOT / "datasets" / name / "gold").glob("*.sql"))]
+
+
+def test_an_example_dataset_ships_chained_gold_models():
+    assert GOLD, "an example dataset must ship gold models"
+
+
+@pytest.mark.parametrize("name", GOLD)
+def test_gold_job_and_one_crawler_target_per_model(templates, name):
+    models = sorted(p.stem for p in (ROOT / "datasets" / name / "gold").glob("*.sql"))
+    template = templates[name]
+    template.has_resource_properties(
+        "AWS::Glue::Job",
+        {
+            "Name": f"pp-dw-gold-{name}",
+            "GlueVersion": "5.1",
+            "Command": Match.object_like(
+                {
+                    "ScriptLocation": {
+                        "Fn::Join": ["", ["s3://pp-dw-", {"Ref": "AWS::AccountId"}, f"/etl/{name}/glue/gold_job.py"]]
+                    }
+                }
+            ),
+            "DefaultArguments": Match.object_like({"--dataset": name, "--run_id": "auto"}),
+        },
+    )
+    (crawler,) = template.find_resources(
+        "AWS::Glue::Crawler", {"Properties": {"Name": f"pp-dw-gold-{name}-crawler"}}
+    ).values()
+    assert crawler["Properties"]["DatabaseName"] == "pp_dw_gold"
+    paths = [json.dumps(t["Path"]) for t in crawler["Properties"]["Targets"]["S3Targets"]]
+    assert len(paths) == len(models)
+    for model in models:
+        assert any(f"/gold/{table_name(name)}/{model}/" in p for p in paths)
+
+
+@pytest.mark.parametrize("name", GOLD)
+def test_pipeline_runs_bronze_then_gold(templates, name):
+    (machine,) = templates[name].find_resources("AWS::StepFunctions::StateMachine").values()
+    definition = json.loads(
+        "".join(p if isinstance(p, str) else "" for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1])
+    )
+    states = definition["States"]
+    assert definition["StartAt"] == "ResolveRunId"
+    assert states["ResolveRunId"]["Next"] == "BronzeJobRun"
+    assert states["BronzeJobRun"]["Next"] == "GoldJobRun"
+    assert states["BronzeJobRun"]["Arguments"]["JobName"] == f"pp-dw-bronze-{name}"
+    assert states["GoldJobRun"]["Arguments"]["JobName"] == f"pp-dw-gold-{name}"
+    assert states["GoldJobRun"]["End"] is True
+    assert states["GoldJobRun"]["Retry"][0]["ErrorEquals"][0].startswith("Glue.")

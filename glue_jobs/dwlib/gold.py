@@ -1,0 +1,285 @@
+"""The gold job: each `gold/{model}.sql` of a dataset becomes table `{database_prefix}_gold.{model}`.
+
+Models name tables by their catalog names (`pp_dw_bronze.fda_nsde`, `pp_dw_gold.x`), so the same
+text runs in Athena. Here those names are bound to the conventional lake paths (no catalog and
+no crawler needed), models run in dependency order, each is checked against the expectations
+in its leading comments, and its table is replaced only when they hold.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from graphlib import CycleError, TopologicalSorter
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from dwlib.bronze import JobContext, RunSummary, write_parquet
+
+EXPECT = re.compile(r"^\s*--\s*expect:\s*(?P<rule>.+?)\s*$", re.IGNORECASE)
+ROW_COUNT = re.compile(r"^row_count\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<n>\d+)$")
+COLUMN_RULE = re.compile(r"^(?P<kind>unique|not_null)\((?P<cols>[a-z_][a-z0-9_]*(\s*,\s*[a-z_][a-z0-9_]*)*)\)$")
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class GoldError(ValueError):
+    """A model that cannot run as written: names the file and what to change."""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    kind: str  # row_count, unique, not_null
+    columns: tuple[str, ...] = ()
+    op: str = ""
+    value: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "row_count":
+            return f"row_count {self.op} {self.value}"
+        return f"{self.kind}({', '.join(self.columns)})"
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    sql: str
+    expectations: tuple[Expectation, ...]
+    bronze_refs: frozenset[str]  # bronze table names
+    gold_refs: frozenset[str]  # gold model names
+
+
+def parse_expectations(sql: str, label: str) -> tuple[Expectation, ...]:
+    """`-- expect: ...` lines of the leading comment block."""
+    found = []
+    for line in sql.splitlines():
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("--"):
+            break
+        match = EXPECT.match(line)
+        if not match:
+            continue
+        rule = match["rule"].strip()
+        if m := ROW_COUNT.match(rule):
+            found.append(Expectation("row_count", op="=" if m["op"] == "==" else m["op"], value=int(m["n"])))
+        elif m := COLUMN_RULE.match(rule):
+            found.append(Expectation(m["kind"], columns=tuple(c.strip() for c in m["cols"].split(","))))
+        else:
+            raise GoldError(
+                f"{label}: expectation {rule!r} is not understood; write row_count > N, unique(col) or not_null(col)"
+            )
+    return tuple(found)
+
+
+def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
+    if not MODEL_NAME.match(name):
+        raise GoldError(f"{label}: model name {name!r} must be lowercase letters, digits and _ (Athena table names)")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
+    except ParseError as exc:
+        raise GoldError(f"{label}: does not parse as Spark SQL: {exc.errors[0].get('description', exc)}") from None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise GoldError(f"{label}: must hold exactly one SELECT")
+    bronze_db, gold_db = f"{database_prefix}_bronze", f"{database_prefix}_gold"
+    bronze, gold = set(), set()
+    for table in statements[0].find_all(exp.Table):
+        if table.db == bronze_db:
+            bronze.add(table.name)
+        elif table.db == gold_db:
+            gold.add(table.name)
+    return Model(name, sql, parse_expectations(sql, label), frozenset(bronze), frozenset(gold))
+
+
+def run_order(models: dict[str, Model], label: str = "gold models") -> list[str]:
+    """Models in dependency order; a cycle is an error naming the models in it."""
+    graph = {name: {ref for ref in model.gold_refs if ref in models} for name, model in models.items()}
+    try:
+        return list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        raise GoldError(f"{label}: models read each other in a cycle ({cycle}); break it") from None
+
+
+def bind(sql: str, views: dict[tuple[str, str], str]) -> str:
+    """Replace catalog names (`db.table`) by the session views that hold them."""
+    tree = sqlglot.parse_one(sql, read="spark")
+    for table in tree.find_all(exp.Table):
+        view = views.get((table.db, table.name))
+        if view:
+            alias = table.alias_or_name
+            table.replace(exp.to_table(view).as_(alias) if alias else exp.to_table(view))
+    return tree.sql(dialect="spark")
+
+
+@dataclass
+class ModelResult:
+    name: str
+    status: str = "pending"  # succeeded, failed, skipped
+    rows: int = 0
+    output_prefix: str = ""
+    files: int = 0
+    failed_expectations: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def _check(df, expectations: tuple[Expectation, ...], rows: int) -> list[str]:
+    from pyspark.sql import functions as F
+
+    failed = []
+    for rule in expectations:
+        if rule.kind == "row_count":
+            ok = {">": rows > rule.value, ">=": rows >= rule.value, "=": rows == rule.value,
+                  "<": rows < rule.value, "<=": rows <= rule.value}[rule.op]  # fmt: skip
+            if not ok:
+                failed.append(f"{rule} (found {rows})")
+        elif rule.kind == "not_null":
+            nulls = df.filter(" OR ".join(f"`{c}` IS NULL" for c in rule.columns)).count()
+            if nulls:
+                failed.append(f"{rule} ({nulls} rows with nulls)")
+        else:
+            repeated = df.groupBy(*rule.columns).count().filter(F.col("count") > 1).count()
+            if repeated:
+                failed.append(f"{rule} ({repeated} repeated values)")
+    return failed
+
+
+def _locate_gold(ctx: JobContext, model: str) -> str | None:
+    """Folder of a published gold model of any dataset (model names are unique across datasets)."""
+    for obj in ctx.lake.data_files("gold/"):
+        parts = obj.key.split("/")
+        if len(parts) >= 4 and parts[2] == model:
+            return "/".join(parts[:3]) + "/"
+    return None
+
+
+def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
+    """Run every model of the dataset (`sources`: model name -> SQL); writes the gold run summary."""
+    naming, lake = ctx.naming, ctx.lake
+    summary = RunSummary(
+        dataset=ctx.name,
+        run_id=ctx.run_id,
+        layer="gold",
+        source=", ".join(f"gold/{m}.sql" for m in sorted(sources)),
+        output_prefix=naming.gold_dataset_prefix(ctx.name),
+        crawler_command=f"aws glue start-crawler --name {naming.crawler('gold', ctx.name)}",
+    )
+    results: dict[str, ModelResult] = {}
+    try:
+        models = {
+            name: parse_model(name, sql, f"gold/{name}.sql", ctx.core.database_prefix) for name, sql in sources.items()
+        }
+        order = run_order(models)
+        for name in order:
+            results[name] = _run_model(spark, ctx, models[name], results)
+        summary.rows_kept = sum(r.rows for r in results.values())
+        summary.output_files = sum(r.files for r in results.values())
+        failed = [r for r in results.values() if r.status != "succeeded"]
+        summary.status = "failed" if failed else "succeeded"
+        if failed:
+            summary.error = "; ".join(f"{r.name} {r.status}: {r.error}" for r in failed)
+    except GoldError as exc:
+        summary.status, summary.error = "failed", str(exc)
+    except Exception as exc:
+        summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+        summary.traceback = traceback.format_exc(limit=20)
+    finally:
+        summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+        summary.durations_seconds = {f"model {r.name}": r.seconds for r in results.values()}
+        summary.models = [dict(r.__dict__) for r in results.values()]
+        lake.delete_prefix(naming.staging_prefix("gold", ctx.name, ctx.run_id))
+        lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id, "gold"), summary.as_dict())
+    return summary
+
+
+def _run_model(spark, ctx: JobContext, model: Model, done: dict[str, ModelResult]) -> ModelResult:
+    import time
+
+    from pyspark.sql import functions as F
+
+    naming, lake = ctx.naming, ctx.lake
+    result = ModelResult(model.name, output_prefix=naming.gold_prefix(ctx.name, model.name))
+    started = time.perf_counter()
+    try:
+        blocked = [ref for ref in model.gold_refs if ref in done and done[ref].status != "succeeded"]
+        if blocked:
+            result.status, result.error = "skipped", f"reads {', '.join(blocked)}, which did not succeed"
+            return result
+        views: dict[tuple[str, str], str] = {}
+        for table in sorted(model.bronze_refs):
+            prefix = naming.bronze_table_prefix(table)
+            if not lake.data_files(prefix):
+                raise GoldError(
+                    f"{naming.database('bronze')}.{table} has no data at {prefix}; run its bronze job first"
+                )
+            views[(naming.database("bronze"), table)] = _view(spark, lake.uri(prefix), f"bronze__{table}")
+        for ref in sorted(model.gold_refs):
+            prefix = _locate_gold(ctx, ref)
+            if prefix is None:
+                raise GoldError(f"{naming.database('gold')}.{ref} does not exist yet; run the model that builds it")
+            views[(naming.database("gold"), ref)] = _view(spark, lake.uri(prefix), f"gold__{ref}")
+        df = spark.sql(bind(model.sql, views)).withColumn("meta_run_id", F.lit(ctx.run_id))
+        staging = naming.staging_prefix("gold", ctx.name, ctx.run_id, model.name)
+        write_parquet(df, lake.uri(staging))  # adaptive execution sizes the files after the model's shuffles
+        written = spark.read.parquet(lake.uri(staging))
+        result.rows = written.count()
+        result.failed_expectations = _check(written, model.expectations, result.rows)
+        if result.failed_expectations:
+            result.status = "failed"
+            result.error = f"expectations failed: {'; '.join(result.failed_expectations)}; the previous table is kept"
+            return result
+        lake.replace_prefix(staging, result.output_prefix)
+        result.files = len(lake.data_files(result.output_prefix))
+        result.status = "succeeded"
+    except GoldError as exc:
+        result.status, result.error = "failed", str(exc)
+    except Exception as exc:  # a SQL error in one model fails that model only
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        result.status, result.error = "failed", f"{type(exc).__name__}: {message}"
+    finally:
+        result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _view(spark, uri: str, name: str) -> str:
+    view = f"dw_{name}"
+    spark.read.parquet(uri).createOrReplaceTempView(view)
+    return view
+
+
+def describe_gold(summary: RunSummary) -> str:
+    lines = [f"{summary.dataset} gold run {summary.run_id} {summary.status}"]
+    for model in summary.models:
+        detail = (
+            f"{model['rows']} rows at {model['output_prefix']}" if model["status"] == "succeeded" else model["error"]
+        )
+        lines.append(f"  {model['name']}: {model['status']}: {detail}")
+    if summary.status != "succeeded" and not summary.models:
+        lines.append(f"  {summary.error}")
+    lines.append(f"  catalog new or changed gold tables with: {summary.crawler_command}")
+    return "\n".join(lines)
+
+
+def model_sources(folder) -> dict[str, str]:
+    """Models of a local dataset folder: gold/*.sql."""
+    return {p.stem: p.read_text(encoding="utf-8") for p in sorted((folder / "gold").glob("*.sql"))}
+
+
+def check_models(sources: dict[str, str], label_prefix: str, database_prefix: str) -> list[str]:
+    """Problems with a dataset's models (parse, expectations, cycles), for `dw validate`."""
+    problems: list[str] = []
+    models: dict[str, Model] = {}
+    for name, sql in sources.items():
+        try:
+            models[name] = parse_model(name, sql, f"{label_prefix}/{name}.sql", database_prefix)
+        except GoldError as exc:
+            problems.append(str(exc))
+    try:
+        run_order(models, label_prefix)
+    except GoldError as exc:
+        problems.append(str(exc))
+    return problems
