@@ -21,7 +21,7 @@ from rich.table import Table
 from dw.project import DwError, find_root, validate, write_schemas
 from dwlib.config import ConfigError, Project, check_dataset, load_project
 from dwlib.jobs import FORCE_DRY_RUN, job_config_document, resolve_run_id
-from dwlib.naming import Naming, table_name
+from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
 
 HELP = """Run the pp-dw pipeline locally: the same Glue job code on Spark local mode, Athena SQL on DuckDB.
 
@@ -165,6 +165,7 @@ def _print_summary(summary) -> None:
         ("rows kept", summary.rows_kept),
         ("rows rejected", summary.rows_rejected),
         *((f"  {reason}", n) for reason, n in summary.rejected_by_reason.items()),
+        *([("rows dropped by transform.py", summary.rows_dropped_by_transform)] if summary.transform_hook else []),
         ("bytes fetched", summary.bytes_fetched),
         ("output files", summary.output_files),
         ("output bytes", summary.output_bytes),
@@ -208,6 +209,7 @@ def run_command(
     config = _dataset(project, dataset)
     lake_dir = _lake_dir(project, lake)
     from dwlib.lake import LocalLake
+    from dwlib.secrets import LocalSecrets
 
     sample_dir = project.dataset_dir(dataset) / "sample" if sample else None
     if sample_dir is not None and not sample_dir.is_dir():
@@ -221,6 +223,7 @@ def run_command(
             raw_run_id=resolve_run_id(raw_run_id) if raw_run_id else None,
             dataset_dir=project.dataset_dir(dataset),
             sample_dir=sample_dir,
+            secrets=LocalSecrets(project.root),  # DW_SECRET_<NAME>, else .secrets.json at the project root
         )
     except ValueError as exc:
         raise DwError(str(exc)) from None
@@ -261,6 +264,11 @@ def run_command(
         raise DwError(f"{dataset} has no gold models: add datasets/{dataset}/gold/MODEL.sql (one SELECT each)")
     # Mirror what the stack deploys, so `python glue_jobs/bronze_job.py --lake_uri DIR` runs too.
     ctx.lake.write_json(naming.job_config_key(dataset), job_config_document(project.core, config))
+    hook = project.dataset_dir(dataset) / TRANSFORM_HOOK
+    if hook.is_file():
+        ctx.lake.write_bytes(naming.transform_hook_key(dataset), hook.read_bytes())
+    else:
+        ctx.lake.delete_prefix(naming.transform_hook_key(dataset))
     started = time.perf_counter()
     with _step("starting Spark (local mode)"):
         spark = local_session(f"dw-{dataset}")

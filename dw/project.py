@@ -11,7 +11,8 @@ from sqlglot.errors import ParseError
 
 from dwlib.config import ConfigError, CoreConfig, DatasetConfig, Problem, Project, load_project
 from dwlib.gold import check_models, model_sources
-from dwlib.naming import table_name
+from dwlib.hook import check_hook_source
+from dwlib.naming import TRANSFORM_HOOK, table_name
 
 SCHEMA_DIR = "schemas"
 SCHEMAS = {"dataset-config.schema.json": DatasetConfig, "core-config.schema.json": CoreConfig}
@@ -69,6 +70,12 @@ def validate(root: Path) -> tuple[Project | None, list[Problem]]:
                 )
             )
         tables[table] = name
+        hook = folder / TRANSFORM_HOOK
+        if hook.is_file():
+            label = f"datasets/{name}/{TRANSFORM_HOOK}"
+            problems += [
+                Problem(label, where, message) for where, message in check_hook_source(hook.read_text(), label)
+            ]
         for query in sorted((folder / "queries").glob("*.sql")):
             problems += _sql_problems(query, f"datasets/{name}/queries/{query.name}", "athena")
         for text in check_models(model_sources(folder), f"datasets/{name}/gold", database_prefix):

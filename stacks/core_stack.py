@@ -14,10 +14,9 @@ from constructs import Construct
 from dwlib.config import CoreConfig
 from dwlib.naming import Naming
 from stacks import defaults
+from stacks.job_rights import acknowledge_job_statements, job_statements, logs_statement, object_arns
 from stacks.nag import acknowledge
 
-# Prefixes the jobs write; `etl/` (scripts, config) is read-only to them.
-JOB_WRITE_PREFIXES = ("raw", "staging", "bronze", "gold", "quarantine", "runs")
 CRAWLED_PREFIXES = ("bronze", "gold")
 
 
@@ -169,15 +168,6 @@ class EtlCoreStack(Stack):
         CfnOutput(self, "FailureTopicArn", value=self.topic.topic_arn)
         self._acknowledge()
 
-    def _object_arns(self, prefixes: tuple[str, ...]) -> list[str]:
-        return [self.bucket.arn_for_objects(f"{prefix}/*") for prefix in prefixes]
-
-    def _logs_statement(self, group: str) -> iam.PolicyStatement:
-        return iam.PolicyStatement(
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"],
-            resources=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{group}*"],
-        )
-
     def _job_role(self, naming: Naming) -> iam.Role:
         role = iam.Role(
             self,
@@ -186,27 +176,8 @@ class EtlCoreStack(Stack):
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
             description="Shared role of the bronze and gold Glue jobs: the lake's prefixes, nothing else",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=self._object_arns(("etl", *JOB_WRITE_PREFIXES)))
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                resources=self._object_arns(JOB_WRITE_PREFIXES),
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[self.bucket.bucket_arn])
-        )
-        role.add_to_policy(self._logs_statement("/aws-glue/"))
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
-            )
-        )
-        self.key.grant_encrypt_decrypt(role)
+        for statement in job_statements(self.bucket, key=self.key):  # the same rights a dataset's own role gets
+            role.add_to_policy(statement)
         return role
 
     def _crawler_role(self, naming: Naming) -> iam.Role:
@@ -217,7 +188,9 @@ class EtlCoreStack(Stack):
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
             description="Role of the crawlers: read bronze/ and gold/, write their catalog databases",
         )
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=self._object_arns(CRAWLED_PREFIXES)))
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=object_arns(self.bucket, CRAWLED_PREFIXES))
+        )
         role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
         catalog = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}"
         databases = [naming.database(layer) for layer in CRAWLED_PREFIXES]
@@ -242,7 +215,7 @@ class EtlCoreStack(Stack):
                 + [f"{catalog}:table/{db}/*" for db in databases],
             )
         )
-        role.add_to_policy(self._logs_statement("/aws-glue/crawlers"))
+        role.add_to_policy(logs_statement("/aws-glue/crawlers"))
         self.key.grant_encrypt_decrypt(role)
         return role
 
@@ -251,26 +224,7 @@ class EtlCoreStack(Stack):
         lake_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"
         kms_groups = ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"]
         kms_reason = "grant_encrypt_decrypt on the one logs key uses the GenerateDataKey*/ReEncrypt* action groups"
-        acknowledge(
-            self.job_role,
-            "AwsSolutions-IAM5",
-            "Jobs read and write any object under the lake prefixes they own; object keys are "
-            "run-specific, so a prefix wildcard is the narrowest grant",
-            [f"Resource::{lake_arn}/{p}/*" for p in ("etl", *JOB_WRITE_PREFIXES)],
-        )
-        acknowledge(
-            self.job_role,
-            "AwsSolutions-IAM5",
-            "Glue writes its own log streams under /aws-glue/, named at run time",
-            ["Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws-glue/*"],
-        )
-        acknowledge(
-            self.job_role,
-            "AwsSolutions-IAM5",
-            "PutMetricData has no resource type; a condition limits it to the Glue namespace",
-            ["Resource::*"],
-        )
-        acknowledge(self.job_role, "AwsSolutions-IAM5", kms_reason, kms_groups)
+        acknowledge_job_statements(self.job_role, lake_arn, kms_by_alias=False)
         acknowledge(
             self.crawler_role,
             "AwsSolutions-IAM5",

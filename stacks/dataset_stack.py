@@ -24,7 +24,7 @@ from constructs import Construct
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, NONE, default_arguments, job_config_document
 from dwlib.naming import Naming
-from stacks import defaults, nag
+from stacks import defaults, job_rights, nag
 from stacks.export import DynamoDbExport
 from stacks.nag import acknowledge
 
@@ -57,7 +57,7 @@ class DatasetStack(Stack):
         # Shared resources are found by their conventional names, not by CloudFormation exports,
         # so a dataset stack never pins the core stack (see README, "Why no exports").
         bucket = s3.Bucket.from_bucket_name(self, "Lake", naming.bucket(Aws.ACCOUNT_ID))
-        job_role = iam.Role.from_role_name(self, "JobRole", naming.job_role, mutable=False)
+        job_role = self._job_role(dataset, bucket)
         crawler_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{naming.crawler_role}"
         security = glue.SecurityConfiguration.from_security_configuration_name(
             self, "Security", naming.security_configuration
@@ -187,6 +187,35 @@ class DatasetStack(Stack):
                 description=f"{name}: datasets/{name}/queries/{query.name}",
             )
         self._acknowledge()
+
+    def _job_role(self, dataset: DatasetConfig, bucket: s3.IBucket) -> iam.IRole:
+        """The shared job role by name; a source with secrets gets its own: the same rights plus its secrets."""
+        naming = self.naming
+        self.dataset_role: iam.Role | None = None
+        if not dataset.secrets:
+            return iam.Role.from_role_name(self, "JobRole", naming.job_role, mutable=False)
+        role = iam.Role(
+            self,
+            "JobRole",
+            role_name=naming.dataset_job_role(dataset.dataset),
+            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+            description=f"{dataset.dataset} Glue jobs: the shared job role's rights plus reading "
+            f"{', '.join(dataset.secrets)}"[:1000],
+        )
+        for statement in job_rights.job_statements(bucket, key_alias=naming.key_alias):
+            role.add_to_policy(statement)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[job_rights.secret_arn(name) for name in dataset.secrets],
+            )
+        )
+        stack = Stack.of(self)
+        lake_arn = f"arn:{nag.partition(stack)}:s3:::{naming.bucket(nag.pseudo(stack, stack.account, 'AccountId'))}"
+        job_rights.acknowledge_job_statements(role, lake_arn, kms_by_alias=True)
+        self.dataset_role = role
+        # The jobs get the role as it is: grants the Glue constructs would add stay out of its policy.
+        return role.without_policy_updates()
 
     def _job(self, core, dataset, layer, args, bucket, role, security) -> glue.PySparkEtlJob:
         naming, name = self.naming, dataset.dataset

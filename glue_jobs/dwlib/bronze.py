@@ -22,8 +22,10 @@ from pyspark.sql import functions as F
 
 from dwlib import fetch, transform
 from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake
-from dwlib.naming import Naming, table_name
+from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
+from dwlib.secrets import SecretError, SecretResolver, resolve_all
 
 # Parquet of typical CSV is about a quarter of its size; aim at files of ~128 MB.
 TARGET_FILE_BYTES = 128 * 1024**2
@@ -47,6 +49,8 @@ class JobContext:
     sample_dir: Path | None = None  # `dw run --sample`: read these files instead of the source
     policy: fetch.RetryPolicy = field(default_factory=fetch.RetryPolicy)
     log: Callable[[str], None] = print
+    # API auth: Secrets Manager on Glue (entry.py), the environment or .secrets.json with `dw run`.
+    secrets: SecretResolver | None = None
 
     @property
     def naming(self) -> Naming:
@@ -69,9 +73,12 @@ class RunSummary:
     raw_run_id: str | None = None
     bytes_fetched: int = 0
     raw_keys: list[str] = field(default_factory=list)
+    # rows_in counts the source's rows (after `explode`); rows_in = kept + rejected + dropped by the hook.
     rows_in: int = 0
     rows_kept: int = 0
     rows_rejected: int = 0
+    rows_dropped_by_transform: int = 0  # transform.py: rows it dropped (negative: rows it added)
+    transform_hook: str | None = None  # the hook's file, when the dataset has one
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     output_prefix: str = ""
     output_files: int = 0
@@ -135,7 +142,11 @@ def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
             ctx.dataset.source_url, lake, prefix, dataset_dir=ctx.dataset_dir, policy=ctx.policy
         )
     elif kind == "api_endpoints":
-        result = fetch.fetch_api(ctx.dataset.api_endpoints or [], lake, prefix, policy=ctx.policy)
+        try:
+            secrets = resolve_all(ctx.secrets, ctx.dataset.secrets)
+        except SecretError as exc:
+            raise JobFailed(f"{exc}; nothing was fetched") from None
+        result = fetch.fetch_api(ctx.dataset.api_endpoints or [], lake, prefix, policy=ctx.policy, secrets=secrets)
     else:
         # dynamodb_table and landing: the files were put there before the run (export Lambda, a drop).
         keys = [o.key for o in lake.data_files(prefix)]
@@ -190,10 +201,22 @@ def schema_diff(old: list[dict[str, str]] | None, new: list[dict[str, str]]) -> 
     }
 
 
+def transform_hook(ctx: JobContext) -> TransformHook | None:
+    """The dataset's transform.py: from its folder locally, from etl/{dataset}/ on Glue; None if absent."""
+    if ctx.dataset_dir is not None:
+        path = ctx.dataset_dir / TRANSFORM_HOOK
+        return load_hook(ctx.name, path.read_text(encoding="utf-8"), str(path)) if path.is_file() else None
+    key = ctx.naming.transform_hook_key(ctx.name)
+    if not ctx.lake.exists(key):
+        return None
+    return load_hook(ctx.name, ctx.lake.read_bytes(key).decode("utf-8"), ctx.lake.uri(key))
+
+
 def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary) -> str:
     """Read, type and check the run's files; write bronze to staging and rejects to quarantine.
 
-    Returns the staging prefix holding the new bronze; raises JobFailed if a check fails.
+    Returns the staging prefix holding the new bronze; raises JobFailed if a check fails, and
+    HookError if the dataset's transform hook does.
     """
     naming, lake, config = ctx.naming, ctx.lake, ctx.dataset
     staging = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
@@ -203,45 +226,79 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     fmt = config.input_format(keys[0])
     uris = [lake.uri(k) for k in keys]
     input_bytes = sum(o.size for k in keys for o in lake.list(k))
+    hook = transform_hook(ctx)
+    summary.transform_hook = hook.file if hook else None
 
     with summary.step("transform"):
         source = transform.read_source(spark, uris, fmt, config.csv)
         if not source.columns:
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
+        try:
+            source = transform.flatten(source, config.explode)
+        except ValueError as exc:
+            raise JobFailed(str(exc)) from None
         inferred = None
         if fmt == "csv":
             names = transform.clean_names(source.columns)
             undeclared = [n for n in names if n not in config.columns]
             if undeclared:
                 inferred = transform.infer_types(spark, uris, config.csv, names)
-        unknown = [c for c in [*config.primary_key, *config.columns] if c not in transform.clean_names(source.columns)]
+        # With a hook, the key and the rules may name columns the hook makes; they are checked on its output.
+        named = [*config.columns] if hook else [*config.primary_key, *config.columns]
+        unknown = [c for c in named if c not in transform.clean_names(source.columns)]
         if unknown:
             raise JobFailed(
                 f"config names columns the source does not have: {', '.join(sorted(set(unknown)))}; "
                 f"the source's cleaned columns are: {', '.join(transform.clean_names(source.columns))}"
             )
-        prepared, names = transform.prepare(
+        typed, names = transform.prepare_types(
             source, config, run_id=ctx.run_id, ingested_at=datetime.now(UTC), inferred=inferred
         )
+        if hook is None:
+            prepared, data_names = transform.check_rules(typed, config), names
+        else:
+            returned = hook.apply(transform.hook_input(typed, names))
+            problems = transform.hook_output_problems(returned, config)
+            if problems:
+                raise HookError(
+                    f"{ctx.name}: transform hook {hook.file}: transform(df) returned a frame the checks cannot "
+                    f"use: {'; '.join(problems)}"
+                )
+            prepared, data_names = transform.checked_hook_output(returned, config)
         observed = Observation("bronze")
         prepared = prepared.observe(
             observed,
             F.count(F.lit(1)).alias("rows_in"),
             F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
         )
-        kept = sized(transform.kept_rows(prepared, names), output_file_count(input_bytes, fmt), len(keys), input_bytes)
+        if hook is None:
+            rejected_frame = transform.rejected_rows(prepared, names)
+        else:  # typing rejects as they arrived, then what the key and rules rejected after the hook
+            rejected_frame = transform.rejected_rows(typed, names).unionByName(
+                transform.hook_rejected_rows(prepared, data_names), allowMissingColumns=True
+            )
+        kept_frame = transform.kept_rows(prepared, data_names)
+        kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
         write_parquet(kept, lake.uri(staging + "output/"))
         metrics = observed.get
-    summary.rows_in = int(metrics["rows_in"])
-    summary.rows_rejected = int(metrics["rows_rejected"])
-    summary.rows_kept = summary.rows_in - summary.rows_rejected
+        summary.rows_in = int(metrics["rows_in"])
+        summary.rows_rejected = int(metrics["rows_rejected"])
+        summary.rows_kept = summary.rows_in - summary.rows_rejected
+        if hook is not None:
+            # The hook's result need not read all of its input, so the source's rows are counted in a
+            # pass of their own: rows_in = kept + rejected + dropped by the hook.
+            returned_rows = summary.rows_in
+            counts = typed.agg(F.count(F.lit(1)), F.count(F.col(transform.REJECT_REASON))).first()
+            source_rows, type_rejected = int(counts[0]), int(counts[1])
+            summary.rows_in = source_rows
+            summary.rows_rejected += type_rejected
+            summary.rows_dropped_by_transform = source_rows - type_rejected - returned_rows
     summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
 
     if summary.rows_rejected:
         with summary.step("quarantine"):
             quarantine = naming.quarantine_prefix(ctx.name, ctx.run_id)
-            rejected = transform.rejected_rows(prepared, names).coalesce(1)
-            write_parquet(rejected, lake.uri(quarantine))
+            write_parquet(rejected_frame.coalesce(1), lake.uri(quarantine))
             counts = (
                 spark.read.parquet(lake.uri(quarantine))
                 .select(F.explode(F.split(transform.REJECT_REASON, "; ")).alias("reason"))
@@ -253,12 +310,18 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
 
     if summary.rows_in == 0:
         raise JobFailed("the source has no rows; bronze keeps its previous data")
-    fraction = summary.rows_rejected / summary.rows_in
+    kept_or_rejected = summary.rows_kept + summary.rows_rejected
+    if kept_or_rejected == 0:
+        raise JobFailed(
+            f"the transform hook {summary.transform_hook} returned no rows of {summary.rows_in}; "
+            "bronze keeps its previous data"
+        )
+    fraction = summary.rows_rejected / kept_or_rejected
     limit = config.quality.max_rejected_fraction
     if fraction > limit:
         top = ", ".join(f"{reason} ({n})" for reason, n in list(summary.rejected_by_reason.items())[:5])
         raise JobFailed(
-            f"{summary.rows_rejected} of {summary.rows_in} rows rejected ({fraction:.1%}), above "
+            f"{summary.rows_rejected} of {kept_or_rejected} rows rejected ({fraction:.1%}), above "
             f"quality.max_rejected_fraction {limit:.1%}; bronze keeps its previous data. Reasons: {top}. "
             f"See {naming.quarantine_prefix(ctx.name, ctx.run_id)} and fix the source or the config."
         )
@@ -292,6 +355,9 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
         summary.status = "succeeded"
     except JobFailed as exc:
         summary.status, summary.error = "failed", str(exc)
+    except HookError as exc:
+        summary.status, summary.error = "failed", f"{exc}; bronze keeps its previous data"
+        summary.traceback = exc.trace
     except fetch.FetchError as exc:
         summary.status, summary.error = "failed", f"fetch failed: {exc}; bronze keeps its previous data"
     except Exception as exc:  # a crash still gets a ledger entry and leaves bronze alone
@@ -309,9 +375,12 @@ def describe_outcome(summary: RunSummary) -> str:
     """What a person reads at the end of a run: counts, the crawler command, the schema news."""
     if summary.status != "succeeded":
         return f"{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
+    dropped = ""
+    if summary.transform_hook:
+        dropped = f", {summary.rows_dropped_by_transform} dropped by the transform hook"
     lines = [
         f"{summary.dataset} bronze run {summary.run_id} succeeded: {summary.rows_in} rows in, "
-        f"{summary.rows_kept} kept, {summary.rows_rejected} rejected; "
+        f"{summary.rows_kept} kept, {summary.rows_rejected} rejected{dropped}; "
         f"{summary.output_files} file(s), {summary.output_bytes} bytes at {summary.output_prefix}",
     ]
     if summary.schema_changed is None:
@@ -346,7 +415,11 @@ def plan(ctx: JobContext) -> list[str]:
         for endpoint in config.api_endpoints or []:
             probe = fetch.probe_source(endpoint.url, policy=ctx.policy)
             state = "reachable" if probe.reachable else "NOT reachable"
-            lines.append(f"  source: API {endpoint.url.split('?')[0]} ({state}; paging {endpoint.paging.kind})")
+            auth, sent = endpoint.auth, ""
+            if auth is not None:
+                place = f"query parameter {auth.query_param}" if auth.query_param else f"header {auth.header_name}"
+                sent = f"; secret {auth.secret} as {place}"
+            lines.append(f"  source: API {endpoint.url.split('?')[0]} ({state}; paging {endpoint.paging.kind}{sent})")
     else:
         files = ctx.lake.data_files(naming.raw_prefix(name, run_id))
         lines.append(
@@ -364,4 +437,7 @@ def plan(ctx: JobContext) -> list[str]:
         f"  columns declared: {len(config.columns)}, primary key: {', '.join(config.primary_key) or 'none'}, "
         f"max rejected fraction: {config.quality.max_rejected_fraction}",
     ]
+    hook_file = ctx.dataset_dir / TRANSFORM_HOOK if ctx.dataset_dir is not None else None
+    if hook_file is not None and hook_file.is_file():
+        lines.append(f"  transform hook: {hook_file} (after typing, before the checks)")
     return lines

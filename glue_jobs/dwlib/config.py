@@ -36,6 +36,9 @@ DECIMAL_TYPE = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
 CRON = re.compile(r"^cron\((\S+\s+){5}\S+\)$")
 RATE = re.compile(r"^rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)$")
 SOURCE_SCHEMES = ("https://", "http://", "s3://", "file://")
+# Secrets Manager names: letters, digits and /_+=.@- ; header names are HTTP tokens.
+SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
 class Strict(BaseModel):
@@ -127,11 +130,71 @@ class Paging(Strict):
         return self
 
 
+class ApiAuth(Strict):
+    """Credentials of an endpoint, read from a secret at run time; the config holds only the secret's name.
+
+    Sent either in a header (`header`, default `Authorization`; with `scheme` the value is sent as
+    `{scheme} {secret}`, e.g. `Bearer abc`) or as a query parameter (`query_param`, e.g. `api_key`).
+    Give at most one of `header` and `query_param`; with neither, the secret goes in the
+    `Authorization` header. `scheme` only applies to a header.
+
+    On AWS the job reads the secret from Secrets Manager (the dataset's own job role may read
+    exactly its secrets); `dw run` reads `DW_SECRET_<NAME>` from the environment (the name upper-cased,
+    every character other than a letter or digit as `_`) or `.secrets.json` at the project root.
+    """
+
+    secret: str = Field(description="Secrets Manager name, e.g. pp-dw/fda-api-key")
+    header: str | None = None
+    query_param: str | None = Field(None, min_length=1)
+    scheme: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_name(cls, name: str) -> str:
+        if not SECRET_NAME.match(name):
+            raise ValueError(
+                f"{name!r} is not a Secrets Manager name; use 1-512 letters, digits and / _ + = . @ -, "
+                "such as pp-dw/fda-api-key"
+            )
+        return name
+
+    @field_validator("header", "scheme")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value is not None and not HEADER_NAME.match(value):
+            raise ValueError(f"{value!r} is not an HTTP header name or scheme; write it like X-Api-Key or Bearer")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ApiAuth:
+        if self.header and self.query_param:
+            raise ValueError("give 'header' or 'query_param', not both: the secret is sent in one place")
+        if self.scheme and self.query_param:
+            raise ValueError("'scheme' (such as Bearer) only applies to a header; remove it or use 'header'")
+        return self
+
+    @property
+    def header_name(self) -> str | None:
+        """The header that carries the secret, or None when it travels as a query parameter."""
+        return None if self.query_param else self.header or "Authorization"
+
+
 class ApiEndpoint(Strict):
     url: str
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     paging: Paging = Field(default_factory=Paging)
     records: str | None = None  # dotted path to the list of rows in a response, e.g. data.items
+    auth: ApiAuth | None = None
+
+    @model_validator(mode="after")
+    def _auth_param_is_free(self) -> ApiEndpoint:
+        taken = {name for name in (self.paging.param, self.paging.size_param) if name} | set(self.params)
+        if self.auth and self.auth.query_param in taken:
+            raise ValueError(
+                f"auth.query_param {self.auth.query_param!r} is also in params or paging; "
+                "the secret's parameter must be set by auth alone"
+            )
+        return self
 
     @field_validator("url")
     @classmethod
@@ -156,6 +219,9 @@ class DatasetConfig(Strict):
     columns: dict[ColumnName, TypeText] = Field(default_factory=dict)
     primary_key: list[ColumnName] = Field(default_factory=list)
     quality: QualityRules = Field(default_factory=QualityRules)
+    # Array columns (cleaned, flattened names such as `items` or `order_lines`) to turn into one
+    # row per element, in this order, before typing; every other array stays an array.
+    explode: list[ColumnName] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -212,6 +278,11 @@ class DatasetConfig(Strict):
     @property
     def source_kind(self) -> str:
         return next(key for key in SOURCE_KEYS if getattr(self, key) not in (None, False, []))
+
+    @property
+    def secrets(self) -> list[str]:
+        """Names of the secrets the source needs (API endpoints' auth), sorted, each once."""
+        return sorted({e.auth.secret for e in self.api_endpoints or [] if e.auth is not None})
 
     @property
     def column_types(self) -> dict[str, ColumnType]:

@@ -6,6 +6,7 @@ from pyspark.sql import SparkSession
 
 from dwlib import bronze, gold, jobs
 from dwlib.lake import Lake
+from dwlib.secrets import SecretsManagerSecrets
 
 
 class JobRunFailed(RuntimeError):
@@ -21,6 +22,7 @@ def job_context(args: dict[str, str]) -> bronze.JobContext:
         lake=lake,
         run_id=jobs.resolve_run_id(args.get("run_id")),
         raw_run_id=jobs.optional(args.get("raw_run_id")),
+        secrets=SecretsManagerSecrets(),  # read only when the source needs a secret, with the job's role
     )
 
 

@@ -6,7 +6,8 @@ dataset folder (`fetch_source`), or a list of JSON API endpoints whose pages bec
 timeouts, 408, 429 and 5xx) with exponential backoff and full jitter; a broken download resumes
 with an HTTP Range request where the server allows it. Bodies stream through a temporary file in
 1 MiB chunks, so memory stays flat whatever the size. Error messages name the URL without its
-query string or credentials, and never carry request headers.
+query string or credentials, and never carry request headers. An endpoint's `auth` secret (sent
+as a header or a query parameter) is cut out of every message, log line and written record.
 
 Runs inside a Glue 5.1 job and on a laptop: stdlib, urllib3 and boto3 only.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import urllib3
 from urllib3 import exceptions as u3
@@ -36,6 +37,8 @@ from urllib3 import exceptions as u3
 from .lake import Lake, S3Lake
 
 if TYPE_CHECKING:  # config needs pydantic; this module does not
+    from collections.abc import Mapping
+
     from .config import ApiEndpoint
 
 __all__ = [
@@ -151,11 +154,14 @@ def _param(value: Any) -> str:
     return str(value)
 
 
-def _with_params(url: str, params: dict[str, str]) -> str:
-    if not params:
-        return url
+def _with_params(url: str, params: dict[str, str], drop: dict[str, str] | None = None) -> str:
+    """The URL with `params` set (replacing same-named ones) and the names in `drop` removed."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    gone = {*params, *(drop or {})}
+    if not params and not any(k in gone for k, _ in pairs):
+        return url
+    query = [(k, v) for k, v in pairs if k not in gone]
     query += list(params.items())
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
@@ -274,14 +280,45 @@ def _int_header(value: str | None) -> int | None:
 # --------------------------------------------------------------------------- one call's retries
 
 
-class _Session:
-    """Retries, the time budget, connection pools and secrets of one public call."""
+# urllib3 logs full request URLs (query included) at DEBUG, and redirects at INFO.
+_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
 
-    def __init__(self, policy: RetryPolicy, secrets: list[str] | tuple[str, ...] = ()):
+
+class _ScrubLogs(logging.Filter):
+    """Cuts a session's secrets out of urllib3's log records while the session is open."""
+
+    def __init__(self, session: _Session):
+        super().__init__()
+        self.session = session
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = self.session.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+class _Session:
+    """Retries, the time budget, connection pools and secrets of one public call.
+
+    `secrets` are values that look secret (query values, passwords), scrubbed when 4+ characters
+    long; `known` are credentials resolved from a secret store, scrubbed whatever their length,
+    also in their URL-encoded forms.
+    """
+
+    def __init__(
+        self, policy: RetryPolicy, secrets: list[str] | tuple[str, ...] = (), known: list[str] | tuple[str, ...] = ()
+    ):
         self.policy = policy
         self.started = time.monotonic()
         self.attempts = 0
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        forms = {form for value in known if value for form in (value, quote(value, safe=""), quote_plus(value))}
+        self.known = sorted(forms, key=len, reverse=True)
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4} | forms, key=len, reverse=True)
+        self._log_filter = _ScrubLogs(self) if self.secrets else None
+        for name in _URLLIB3_LOGGERS if self._log_filter else ():
+            logging.getLogger(name).addFilter(self._log_filter)
         self.timeout = urllib3.Timeout(connect=policy.timeout, read=policy.timeout)
         self._pools: dict[str, urllib3.PoolManager] = {}
 
@@ -313,6 +350,8 @@ class _Session:
     def close(self) -> None:
         for manager in self._pools.values():
             manager.clear()
+        for name in _URLLIB3_LOGGERS if self._log_filter else ():
+            logging.getLogger(name).removeFilter(self._log_filter)
 
     def check_deadline(self, shown: str, what: str, last: _Failure | None = None, tries: int = 0) -> None:
         budget = self.policy.max_total_seconds
@@ -791,13 +830,37 @@ def _json_line(row: Any) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-class _ApiPager:
-    """Pages of one endpoint, appended as JSON lines to an open file."""
+def _without(value: Any, secrets: list[str]) -> Any:
+    """A JSON value with every known secret cut out of its strings (APIs may echo a key in a next link)."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, list):
+        return [_without(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {_without(k, secrets): _without(v, secrets) for k, v in value.items()}
+    return value
 
-    def __init__(self, session: _Session, endpoint: ApiEndpoint, headers: dict[str, str]):
+
+class _ApiPager:
+    """Pages of one endpoint, appended as JSON lines to an open file.
+
+    `auth_params` (a secret sent as a query parameter) go on every request, including those that
+    follow a next link, and never into a message: messages show the URL without its query.
+    """
+
+    def __init__(
+        self,
+        session: _Session,
+        endpoint: ApiEndpoint,
+        headers: dict[str, str],
+        auth_params: dict[str, str] | None = None,
+    ):
         self.session = session
         self.endpoint = endpoint
         self.headers = {"Accept": "application/json", **headers}
+        self.auth_params = dict(auth_params or {})
         self.shown = _redact(endpoint.url)
 
     def _get(self, url: str) -> tuple[Any, Any] | _Failure:
@@ -879,9 +942,12 @@ class _ApiPager:
             if pages >= paging.max_pages:
                 raise self._runaway(paging.max_pages)
             full = _with_params(url, params)
-            body, headers = self.session.retrying(self.shown, "read the API", lambda u=full: self._get(u))
+            request = _with_params(full, self.auth_params)
+            body, headers = self.session.retrying(self.shown, "read the API", lambda u=request: self._get(u))
             pages += 1
             rows = self._records(body, first=pages == 1)
+            if self.session.known:
+                rows = _without(rows, self.session.known)
             out.write("".join(_json_line(row) for row in rows).encode())
             records += len(rows)
             if paging.kind in ("page", "offset"):
@@ -902,9 +968,10 @@ class _ApiPager:
                 seen.add(cursor)
                 params[paging.param] = cursor
             elif paging.kind == "link":
-                following = _next_link(headers.get("Link"), full) or _next_field(body, full)
+                following = _next_link(headers.get("Link"), request) or _next_field(body, request)
                 if not following:
                     break
+                following = _with_params(following, {}, drop=self.auth_params)  # an echoed key is set again
                 if following in seen or following == full:
                     raise self._loop("next link")
                 seen.add(following)
@@ -921,6 +988,23 @@ class _ApiPager:
         )
 
 
+def _auth(endpoint: ApiEndpoint, index: int, secrets: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, query parameters) that carry the endpoint's secret; both empty without auth."""
+    auth = endpoint.auth
+    if auth is None:
+        return {}, {}
+    value = secrets.get(auth.secret)
+    if not value:
+        raise FetchError(
+            f"api_endpoints[{index}] ({_redact(endpoint.url)}) needs secret {auth.secret!r}, which was not "
+            "resolved for this run; resolve the dataset's secrets (DatasetConfig.secrets) and pass them to fetch_api."
+        )
+    if auth.query_param:
+        return {}, {auth.query_param: value}
+    header = auth.header_name or "Authorization"
+    return {header: f"{auth.scheme} {value}" if auth.scheme else value}, {}
+
+
 def fetch_api(
     endpoints: list[ApiEndpoint],
     lake: Lake,
@@ -928,23 +1012,31 @@ def fetch_api(
     *,
     policy: RetryPolicy = RetryPolicy(),  # noqa: B008
     headers: dict[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> FetchResult:
-    """Every page of every endpoint as JSON lines, to `raw_prefix + endpoint_<i>.jsonl`."""
+    """Every page of every endpoint as JSON lines, to `raw_prefix + endpoint_<i>.jsonl`.
+
+    `secrets` maps the secret names of the endpoints' `auth` to their values (resolved by the caller).
+    No value reaches a log line, an error message or the written records: each is replaced by `***`.
+    """
     headers = dict(headers or {})
-    secrets = list(headers.values())
+    secrets = dict(secrets or {})
+    suspects = list(headers.values())
     for endpoint in endpoints:
-        secrets += _url_secrets(endpoint.url)
-        secrets += [_param(v) for k, v in endpoint.params.items() if _SECRET_NAME.search(k)]
-    session = _Session(policy, secrets)
+        suspects += _url_secrets(endpoint.url)
+        suspects += [_param(v) for k, v in endpoint.params.items() if _SECRET_NAME.search(k)]
+    needed = {e.auth.secret for e in endpoints if e.auth is not None}
+    session = _Session(policy, suspects, [value for name, value in secrets.items() if name in needed])
     keys: list[str] = []
     written = 0
     try:
         with tempfile.TemporaryDirectory(prefix="dwfetch-") as tmp:
             for index, endpoint in enumerate(endpoints):
+                auth_headers, auth_params = _auth(endpoint, index, secrets)
                 name = f"endpoint_{index}.jsonl"
                 local = Path(tmp) / name
                 with open(local, "wb") as out:
-                    pages, records = _ApiPager(session, endpoint, headers).run(out)
+                    pages, records = _ApiPager(session, endpoint, {**headers, **auth_headers}, auth_params).run(out)
                 key = raw_prefix + name
                 lake.put_file(local, key)
                 keys.append(key)

@@ -89,6 +89,16 @@ class Naming:
     def job_role(self) -> str:
         return f"{self.etl_resource_prefix}-glue-job-role"
 
+    def dataset_job_role(self, dataset: str) -> str:
+        """The own role of a dataset whose source needs secrets (API auth); the others share `job_role`."""
+        name = f"{self.etl_resource_prefix}-{dataset}-job-role"
+        if len(name) > 64:
+            raise ValueError(
+                f"IAM role name {name!r} is {len(name)} characters, over IAM's 64: "
+                f"shorten the dataset name {dataset!r} (its source needs its own role for secrets)"
+            )
+        return name
+
     @property
     def crawler_role(self) -> str:
         return f"{self.etl_resource_prefix}-glue-crawler-role"
@@ -174,6 +184,10 @@ class Naming:
     def job_config_key(self, dataset: str) -> str:
         return f"{self.etl_prefix(dataset)}{JOB_CONFIG}"
 
+    def transform_hook_key(self, dataset: str) -> str:
+        """The dataset's optional `transform.py`, as the stack deploys it beside the job config."""
+        return f"{self.etl_prefix(dataset)}{TRANSFORM_HOOK}"
+
     @staticmethod
     def athena_results_prefix() -> str:
         return "athena-results/"
@@ -186,3 +200,4 @@ class Naming:
 
 LIBRARY_ZIP = "dwlib.zip"
 JOB_CONFIG = "job_config.json"
+TRANSFORM_HOOK = "transform.py"  # datasets/{dataset}/transform.py, deployed to etl/{dataset}/transform.py

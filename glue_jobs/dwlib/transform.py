@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
+from pyspark.sql.types import ArrayType, DataType, StringType, StructType
 
 from dwlib.config import ColumnType, CsvOptions, DatasetConfig, QualityRules
 
@@ -45,6 +45,63 @@ def clean_names(names: list[str], reserved: tuple[str, ...] = META_COLUMNS) -> l
         taken.add(candidate)
         result.append(candidate)
     return result
+
+
+# ------------------------------------------------------------------ nested records
+
+
+def _leaves(schema: StructType, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], DataType]]:
+    """Every non-struct field, depth first in schema order, with its path of field names."""
+    found = []
+    for field in schema.fields:
+        if isinstance(field.dataType, StructType) and field.dataType.fields:
+            found += _leaves(field.dataType, (*path, field.name))
+        else:
+            found.append(((*path, field.name), field.dataType))
+    return found
+
+
+def _column(path: tuple[str, ...]) -> Column:
+    # getField takes a name literally, so keys with dots, spaces or backticks are safe.
+    column = F.col(f"`{path[0].replace('`', '``')}`")
+    for name in path[1:]:
+        column = column.getField(name)
+    return column
+
+
+def flatten_structs(df: DataFrame) -> DataFrame:
+    """Struct columns become one column per leaf: `address.city` -> `address_city`, recursively.
+
+    Names are cleaned and made unique as `clean_names` does (in schema order); arrays stay
+    arrays. A frame without structs is returned as it is.
+    """
+    if not any(isinstance(f.dataType, StructType) for f in df.schema.fields):
+        return df
+    leaves = _leaves(df.schema)
+    names = clean_names([".".join(path) for path, _ in leaves])
+    return df.select(*[_column(path).alias(name) for (path, _), name in zip(leaves, names, strict=True)])
+
+
+def flatten(df: DataFrame, explode: list[str] | tuple[str, ...] = ()) -> DataFrame:
+    """Flatten structs, then turn each `explode` array column into one row per element (in order).
+
+    An exploded array of structs is flattened again (`items` -> `items_sku`, `items_qty`). A row
+    whose array is empty or null is kept once, with a null element, so no record vanishes.
+    ValueError names a column that is missing or not an array, and lists the arrays there are.
+    """
+    df = flatten_structs(df)
+    for name in explode:
+        types = {f.name: f.dataType for f in df.schema.fields}
+        if not isinstance(types.get(name), ArrayType):
+            arrays = ", ".join(n for n, t in types.items() if isinstance(t, ArrayType)) or "none"
+            what = f"is a {types[name].simpleString()}, not an array" if name in types else "is not in the source"
+            raise ValueError(
+                f"explode names column {name!r}, which {what}; array columns after flattening: {arrays}. "
+                "Fix `explode` in the dataset's config.json"
+            )
+        df = df.withColumn(name, F.explode_outer(F.col(name)))
+        df = flatten_structs(df)
+    return df
 
 
 # ------------------------------------------------------------------ reading
@@ -116,8 +173,22 @@ def prepare(
     """Clean names, apply null values, type, add meta columns and a `reject_reason` per row.
 
     Returns the frame and its data column names. Each data column `c` keeps its original
-    value in `_dw_orig_<i>` so rejected rows can be quarantined as they arrived.
+    value in `_dw_orig_<i>` so rejected rows can be quarantined as they arrived. The same as
+    `check_rules(prepare_types(...))`; a dataset with a transform hook runs the hook between the two.
     """
+    typed, names = prepare_types(df, config, run_id=run_id, ingested_at=ingested_at, inferred=inferred)
+    return check_rules(typed, config), names
+
+
+def prepare_types(
+    df: DataFrame,
+    config: DatasetConfig,
+    *,
+    run_id: str,
+    ingested_at: datetime,
+    inferred: dict[str, str] | None = None,
+) -> tuple[DataFrame, list[str]]:
+    """Clean names, apply null values, type, add meta columns; `reject_reason` holds type failures only."""
     names = clean_names(df.columns)
     df = df.toDF(*names)
     is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
@@ -154,12 +225,24 @@ def prepare(
         original = F.col(f"_dw_orig_{i}")
         present = original.isNotNull() & (F.trim(original.cast("string")) != "")
         reasons.append(F.when(present & F.col(name).isNull(), F.lit(f"{name}: not a valid {label}")))
-    reasons += _rule_reasons(config.primary_key, config.quality)
+    return df.withColumn(REJECT_REASON, _joined(reasons)), names
+
+
+def check_rules(df: DataFrame, config: DatasetConfig) -> DataFrame:
+    """Add the primary key's and the quality rules' reasons to `reject_reason` (needs it and `_dw_order`)."""
+    reasons = [F.col(REJECT_REASON), *_rule_reasons(config.primary_key, config.quality)]
     df = df.withColumn(REJECT_REASON, _joined(reasons))
     df = _reject_repeats(df, config.primary_key, "duplicate primary key")
     for column in config.quality.unique:
         df = _reject_repeats(df, [column], f"{column}: not unique")
-    return df, names
+    return df
+
+
+def rule_columns(config: DatasetConfig) -> list[str]:
+    """Columns the primary key and the quality rules name, each once, in config order."""
+    rules = config.quality
+    named = [*config.primary_key, *rules.not_null, *rules.unique, *rules.accepted_values]
+    return list(dict.fromkeys(named))
 
 
 def _rule_reasons(primary_key: list[str], rules: QualityRules) -> list[Column]:
@@ -199,3 +282,48 @@ def rejected_rows(df: DataFrame, names: list[str]) -> DataFrame:
     """Rows that failed, with their original values and the reason: the quarantine."""
     originals = [F.col(f"_dw_orig_{i}").cast("string").alias(name) for i, name in enumerate(names)]
     return df.filter(F.col(REJECT_REASON).isNotNull()).select(*originals, REJECT_REASON, *META_COLUMNS)
+
+
+# ------------------------------------------------------------------ with a transform hook
+#
+# Typing rejects go to quarantine as they arrived and never reach the hook; the hook gets the
+# clean rows' typed data and meta columns; the primary key and quality rules run on what it returns.
+
+
+def hook_input(typed: DataFrame, names: list[str]) -> DataFrame:
+    """What a transform hook sees: the rows that typed cleanly, data columns then meta columns."""
+    return typed.filter(F.col(REJECT_REASON).isNull()).select(*names, *META_COLUMNS)
+
+
+def hook_output_problems(df: DataFrame, config: DatasetConfig) -> list[str]:
+    """What is wrong with a hook's result for the checks that follow it, as advice; empty when fine."""
+    columns = set(df.columns)
+    problems = []
+    missing_meta = [c for c in META_COLUMNS if c not in columns]
+    if missing_meta:
+        problems.append(f"keep the meta columns {', '.join(missing_meta)} (select them, or use withColumn)")
+    internal = sorted(c for c in columns if c == REJECT_REASON or c.startswith("_dw_"))
+    if internal:
+        problems.append(f"rename {', '.join(internal)}: reject_reason and _dw_* are the job's own columns")
+    missing = [c for c in rule_columns(config) if c not in columns]
+    if missing:
+        problems.append(f"return the columns the primary key and quality rules name: {', '.join(missing)}")
+    return problems
+
+
+def checked_hook_output(df: DataFrame, config: DatasetConfig) -> tuple[DataFrame, list[str]]:
+    """The hook's rows with the key and rules applied, and their data columns (meta columns last)."""
+    names = [c for c in df.columns if c not in META_COLUMNS]
+    df = df.select(
+        *names,
+        *META_COLUMNS,
+        F.monotonically_increasing_id().alias(ORDER),  # the hook's row order, for "first row wins"
+        F.lit(None).cast("string").alias(REJECT_REASON),
+    )
+    return check_rules(df, config), names
+
+
+def hook_rejected_rows(checked: DataFrame, names: list[str]) -> DataFrame:
+    """Rows the key or a rule rejected after the hook, their values as text, as the quarantine holds them."""
+    values = [F.col(name).cast("string").alias(name) for name in names]
+    return checked.filter(F.col(REJECT_REASON).isNotNull()).select(*values, REJECT_REASON, *META_COLUMNS)

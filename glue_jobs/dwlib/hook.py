@@ -1,0 +1,114 @@
+"""A dataset's optional transform hook: `datasets/{dataset}/transform.py` defining `transform(df) -> df`.
+
+The bronze job applies it after cleaning and typing and before the primary key and quality
+checks. Locally it is read from the dataset folder; on Glue from `etl/{dataset}/transform.py`,
+where the stack deploys it. The source is compiled with its file name, so tracebacks (and our
+errors) name the file and the line.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import linecache
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["HookError", "TransformHook", "check_hook_source", "load_hook"]
+
+FUNCTION = "transform"
+ADVICE = "fix the hook, or remove the file to publish the cleaned data unchanged"
+
+
+class HookError(Exception):
+    """The hook could not be loaded or failed: names the dataset, the file and, where known, the line."""
+
+    def __init__(self, message: str, *, trace: str | None = None):
+        super().__init__(message)
+        self.trace = trace  # the hook's frames, for the run ledger
+
+
+@dataclass(frozen=True)
+class TransformHook:
+    dataset: str
+    file: str  # the name the source was compiled with: a path locally, an s3:// URI on Glue
+    function: Callable[[Any], Any]
+
+    def apply(self, df):
+        """`transform(df)`; HookError names the file and the line of the hook that raised."""
+        from pyspark.sql import DataFrame
+
+        try:
+            result = self.function(df)
+        except Exception as exc:
+            raise _failure(self.dataset, self.file, "failed", exc) from None
+        if not isinstance(result, DataFrame):
+            raise HookError(
+                f"{self.dataset}: transform hook {self.file}: transform(df) returned {type(result).__name__}, "
+                f"not a DataFrame; return the DataFrame (for example `return df.filter(...)`); {ADVICE}"
+            )
+        return result
+
+
+def _hook_line(exc: BaseException, file: str) -> int | None:
+    """The line of the deepest traceback frame inside the hook's file."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == file:
+            line = frame.lineno
+    return line
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _failure(dataset: str, file: str, what: str, exc: BaseException) -> HookError:
+    line = _hook_line(exc, file)
+    where = f"{file} line {line}" if line is not None else file
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == file]
+    trace = "".join(traceback.format_list(frames)) + _first_line(exc) if frames else None
+    return HookError(f"{dataset}: transform hook {where} {what}: {_first_line(exc)}; {ADVICE}", trace=trace)
+
+
+def load_hook(dataset: str, source: str, file: str) -> TransformHook:
+    """Compile and run the hook's module from its text (as importlib would), and find `transform`."""
+    try:
+        code = compile(source, file, "exec")
+    except SyntaxError as exc:
+        raise HookError(f"{dataset}: transform hook {file} line {exc.lineno}: {exc.msg}; {ADVICE}") from None
+    # Tracebacks through the hook show its lines, wherever its text came from (S3 included).
+    linecache.cache[file] = (len(source), None, source.splitlines(keepends=True), file)
+    name = f"dw_transform_{dataset.replace('-', '_')}"
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=file)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = file
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - the dataset's own code, shipped with its config
+    except Exception as exc:
+        raise _failure(dataset, file, "failed while loading", exc) from None
+    function = getattr(module, FUNCTION, None)
+    if not callable(function):
+        raise HookError(
+            f"{dataset}: transform hook {file} defines no function transform(df); add "
+            f"`def transform(df: DataFrame) -> DataFrame:` or remove the file"
+        )
+    return TransformHook(dataset, file, function)
+
+
+def check_hook_source(source: str, label: str) -> list[tuple[str, str]]:
+    """`dw validate`: (where, problem) of a hook's text, found without running it; empty when fine."""
+    try:
+        tree = ast.parse(source, filename=label)
+    except SyntaxError as exc:
+        return [(f"line {exc.lineno}", f"{exc.msg}; fix the syntax")]
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == FUNCTION:
+            if node.args.posonlyargs or node.args.args or node.args.vararg is not None:
+                return []
+            return [(f"line {node.lineno}", "transform() takes no argument; write def transform(df: DataFrame)")]
+    return [("", "defines no top-level function transform(df); add def transform(df: DataFrame) or remove the file")]

@@ -1,0 +1,98 @@
+"""What a Glue job may do, in one place: the shared job role (core stack) and a dataset's own role
+(dataset stack, when its source needs secrets) get their lake, logs, metrics and KMS rights here.
+
+The KMS key lives in the core stack. The core stack grants it by ARN; a dataset stack, which finds
+core resources by name rather than through exports, grants it by the key's alias
+(`kms:ResourceAliases`), as the DynamoDB export does: the same key, without pinning the core stack.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+
+from stacks.nag import acknowledge
+
+# Prefixes the jobs write; `etl/` (scripts, config, transform hooks) is read-only to them.
+JOB_WRITE_PREFIXES = ("raw", "staging", "bronze", "gold", "quarantine", "runs")
+KMS_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"]
+
+
+def object_arns(bucket: s3.IBucket, prefixes: tuple[str, ...]) -> list[str]:
+    return [bucket.arn_for_objects(f"{prefix}/*") for prefix in prefixes]
+
+
+def logs_statement(group: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"],
+        resources=[f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{group}*"],
+    )
+
+
+def job_statements(
+    bucket: s3.IBucket, *, key: kms.IKey | None = None, key_alias: str | None = None
+) -> list[iam.PolicyStatement]:
+    """The lake's prefixes, Glue's logs and metrics, and the logs key: by `key` if given, else by `key_alias`."""
+    if (key is None) == (key_alias is None):
+        raise ValueError("give the logs key or its alias, not both")
+    if key is not None:
+        kms_statement = iam.PolicyStatement(actions=KMS_ACTIONS, resources=[key.key_arn])
+    else:
+        kms_statement = iam.PolicyStatement(
+            actions=KMS_ACTIONS,
+            resources=["*"],
+            conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": key_alias}},
+        )
+    return [
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=object_arns(bucket, ("etl", *JOB_WRITE_PREFIXES))),
+        iam.PolicyStatement(
+            actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            resources=object_arns(bucket, JOB_WRITE_PREFIXES),
+        ),
+        iam.PolicyStatement(actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[bucket.bucket_arn]),
+        logs_statement("/aws-glue/"),
+        iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
+        ),
+        kms_statement,
+    ]
+
+
+def secret_arn(name: str) -> str:
+    """A secret's ARN by name: Secrets Manager appends `-` and six random characters, which `??????`
+    matches exactly (so `pp-dw/key` never matches `pp-dw/key-2`'s ARN, whose suffix is longer)."""
+    return f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:{name}-??????"
+
+
+def acknowledge_job_statements(role: iam.IRole, lake_arn: str, *, kms_by_alias: bool) -> None:
+    """cdk-nag findings of `job_statements`, one by one; `lake_arn` as cdk-nag prints the bucket's ARN."""
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5",
+        "Jobs read and write any object under the lake prefixes they own; object keys are "
+        "run-specific, so a prefix wildcard is the narrowest grant",
+        [f"Resource::{lake_arn}/{p}/*" for p in ("etl", *JOB_WRITE_PREFIXES)],
+    )
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5",
+        "Glue writes its own log streams under /aws-glue/, named at run time",
+        ["Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws-glue/*"],
+    )
+    star = "PutMetricData has no resource type; a condition limits it to the Glue namespace"
+    if kms_by_alias:
+        star += (
+            ". The logs key lives in the core stack and is found without an export: kms:ResourceAliases "
+            "limits the KMS statement to that one key"
+        )
+    acknowledge(role, "AwsSolutions-IAM5", star, ["Resource::*"])
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5",
+        "Encrypt and decrypt with the one logs key use the GenerateDataKey*/ReEncrypt* action groups",
+        ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+    )
