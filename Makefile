@@ -57,5 +57,8 @@ deploy: install ## cdk deploy --all to the account in your AWS credentials
 	$(BIN)/dw validate
 	cdk deploy --all
 
+bench: install ## benchmarks against their floors (not part of test): bench/results/latest.{json,png}, bench/README.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean: ## remove build output and the local lake
 	rm -rf cdk.out .build $(LAKE) spark-warehouse metastore_db derby.log

@@ -1,0 +1,179 @@
+"""Generated inputs: the orders CSV (DuckDB, deterministic), its dataset config, the fetch file.
+
+Everything lands under bench/work/ (git-ignored) and is reused by later runs of the same size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import MB, MIB, WORK, log
+
+GENERATOR_VERSION = 1
+BYTES_PER_ROW = 95.5  # measured average of the rows below; sets the row count for a target size
+NULL_EVERY = 20  # one value in 20 is null (5 %), per nullable column
+
+# (header in the CSV, cleaned name, dataset config type, DuckDB type, DuckDB expression over row number i)
+COLUMNS: list[tuple[str, str, str, str, str]] = [
+    ("Order ID", "order_id", "bigint", "BIGINT", "i"),
+    (
+        "CustomerCode",
+        "customer_code",
+        "string",
+        "VARCHAR",
+        "'C' || lpad(CAST(h(i, 1) % 500000 AS VARCHAR), 7, '0')",
+    ),
+    (
+        "Customer Name",
+        "customer_name",
+        "string",
+        "VARCHAR",
+        "(['Acme Corp', 'Globex', 'Initech', 'Umbrella', 'Stark Industries', 'Wayne Enterprises', 'Soylent', "
+        "'Hooli', 'Vandelay Industries', 'Tyrell'])[1 + h(i, 3) % 10] || ' ' || CAST(h(i, 4) % 1000 AS VARCHAR)",
+    ),
+    ("Region", "region", "string", "VARCHAR", "(['EU', 'US', 'APAC', 'LATAM', 'MEA'])[1 + h(i, 6) % 5]"),
+    (
+        "Order Date",
+        "order_date",
+        "date:yyyyMMdd",
+        "DATE",
+        "strftime(DATE '2015-01-01' + CAST(h(i, 8) % 3650 AS INTEGER), '%Y%m%d')",
+    ),
+    (
+        "Ship Date",
+        "ship_date",
+        "date:yyyyMMdd",
+        "DATE",
+        "strftime(DATE '2015-01-01' + CAST(h(i, 10) % 3700 AS INTEGER), '%Y%m%d')",
+    ),
+    ("Amount", "amount", "decimal(12,2)", "DECIMAL(12,2)", "CAST((h(i, 12) % 10000000) / 100.0 AS DECIMAL(12,2))"),
+    ("Quantity", "quantity", "int", "INTEGER", "CAST(h(i, 14) % 500 AS INTEGER)"),
+    ("Is Priority", "is_priority", "boolean", "BOOLEAN", "h(i, 16) % 2 = 0"),
+    ("StoreId", "store_id", "int", "INTEGER", "CAST(h(i, 18) % 100000 AS INTEGER)"),
+    (
+        "Notes",
+        "notes",
+        "string",
+        "VARCHAR",
+        "md5(CAST(i AS VARCHAR))[1:12] || ' ' || (['fragile', 'express', 'gift wrap', 'standard', 'bulk'])"
+        "[1 + h(i, 20) % 5]",
+    ),
+]
+DATASET = "bench-orders"
+CSV_NAME = "orders.csv"
+
+
+def duckdb_columns() -> str:
+    """The `columns={...}` argument of DuckDB's read_csv: the same explicit types the config declares."""
+    return "{" + ", ".join(f"'{header}': '{duck}'" for header, _, _, duck, _ in COLUMNS) + "}"
+
+
+def dataset_config(source_url: str = CSV_NAME) -> dict[str, Any]:
+    """The bench dataset: every column's type declared, so bronze infers nothing."""
+    return {
+        "dataset": DATASET,
+        "description": "Generated orders for the benchmark suite",
+        "data_size_category": "medium",
+        "source_url": source_url,
+        "format": "csv",
+        "columns": {name: ctype for _, name, ctype, _, _ in COLUMNS},
+    }
+
+
+def _manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def orders_csv(size_mb: float) -> tuple[Path, int, int]:
+    """A CSV of about size_mb MB (10^6 bytes): (path, bytes, rows). Generated once per size."""
+    rows = max(1000, round(size_mb * MB / BYTES_PER_ROW))
+    folder = WORK / "data" / f"orders-{rows}"
+    path, manifest = folder / CSV_NAME, folder / "manifest.json"
+    wanted = {"generator": GENERATOR_VERSION, "rows": rows}
+    known = _manifest(manifest)
+    if (
+        known
+        and {k: known.get(k) for k in wanted} == wanted
+        and path.exists()
+        and path.stat().st_size == known["bytes"]
+    ):
+        return path, known["bytes"], rows
+    import duckdb
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    log(f"generating {rows:,} rows of CSV (~{size_mb:g} MB) with DuckDB into {path.relative_to(WORK.parent.parent)}")
+    started = time.perf_counter()
+    selects = []
+    for header, _, _, _, expression in COLUMNS:
+        if header == "Order ID":
+            selects.append(f'{expression} AS "{header}"')
+        else:  # ~5 % nulls, independently per column
+            salt = 100 + len(selects)
+            selects.append(f'CASE WHEN h(i, {salt}) % {NULL_EVERY} = 0 THEN NULL ELSE {expression} END AS "{header}"')
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE MACRO h(i, s) AS CAST(hash(i, s) % 1000000007 AS BIGINT)")
+        tmp = folder / f".{CSV_NAME}.tmp"
+        con.execute(
+            f"COPY (SELECT {', '.join(selects)} FROM range({rows}) t(i) ORDER BY i) "
+            f"TO '{tmp}' (FORMAT csv, HEADER, DELIMITER ',')"
+        )
+    finally:
+        con.close()
+    os.replace(tmp, path)
+    size = path.stat().st_size
+    manifest.write_text(json.dumps({**wanted, "bytes": size, "columns": [c[1] for c in COLUMNS]}))
+    log(f"generated {size / MB:.1f} MB in {time.perf_counter() - started:.1f} s")
+    return path, size, rows
+
+
+def head_csv(source: Path, target: Path, size_bytes: int) -> Path:
+    """The first whole lines of a CSV (header included) up to about size_bytes: a warm-up input."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as src, open(target, "wb") as out:
+        out.writelines(src.readlines(size_bytes))
+    return target
+
+
+def link_or_copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target
+
+
+def fetch_file(size_mib: int) -> Path:
+    """A file of exactly size_mib MiB of CSV-like text for the loopback download (content is irrelevant)."""
+    folder = WORK / "fetch" / "serve"
+    path = folder / f"blob-{size_mib}MiB.csv"
+    if path.exists() and path.stat().st_size == size_mib * MIB:
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("blob-*"):
+        old.unlink()
+    log(f"writing a {size_mib} MiB file to serve over loopback")
+    lines = b"".join(
+        f"{i},C{i * 7919 % 500000:07d},Customer {i % 1000},EU,20240101,20240105,{i % 99991 / 100:.2f},"
+        f"{i % 500},true,{i % 100000},note {i:08x}\n".encode()
+        for i in range(40_000)
+    )
+    block = (lines * (MIB // len(lines) + 2))[:MIB]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        for _ in range(size_mib):
+            out.write(block)
+    os.replace(tmp, path)
+    return path
