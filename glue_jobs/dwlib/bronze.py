@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +48,6 @@ class JobContext:
     dataset_dir: Path | None = None  # relative file sources; None on Glue
     sample_dir: Path | None = None  # `dw run --sample`: read these files instead of the source
     policy: fetch.RetryPolicy = field(default_factory=fetch.RetryPolicy)
-    log: Callable[[str], None] = print
     # API auth: Secrets Manager on Glue (entry.py), the environment or .secrets.json with `dw run`.
     secrets: SecretResolver | None = None
 
@@ -252,7 +251,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 f"the source's cleaned columns are: {', '.join(transform.clean_names(source.columns))}"
             )
         typed, names = transform.prepare_types(
-            source, config, run_id=ctx.run_id, ingested_at=datetime.now(UTC), inferred=inferred
+            source, config, run_id=ctx.run_id, ingested_at=datetime.now(UTC), inferred=inferred, csv_source=fmt == "csv"
         )
         if hook is None:
             prepared, data_names = transform.check_rules(typed, config), names

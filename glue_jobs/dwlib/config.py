@@ -52,10 +52,6 @@ class ColumnType:
     spark_type: str
     fmt: str | None = None
 
-    @property
-    def is_temporal(self) -> bool:
-        return self.spark_type in ("date", "timestamp")
-
 
 def parse_column_type(text: str) -> ColumnType:
     """Parse `int`, `decimal(10,2)`, `date:yyyyMMdd` and the like; ValueError says what is allowed."""

@@ -187,12 +187,15 @@ def prepare_types(
     run_id: str,
     ingested_at: datetime,
     inferred: dict[str, str] | None = None,
+    csv_source: bool = False,
 ) -> tuple[DataFrame, list[str]]:
     """Clean names, apply null values, type, add meta columns; `reject_reason` holds type failures only."""
     names = clean_names(df.columns)
     df = df.toDF(*names)
     is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
-    nulls = config.csv.null_values
+    # Spark's CSV reader already turns empty fields into null; only the other markers cost a check
+    # (an isin() per value of every string column otherwise).
+    nulls = [v for v in config.csv.null_values if v != ""] if csv_source else config.csv.null_values
     declared = config.column_types
     inferred = inferred or {}
 
