@@ -166,7 +166,8 @@ def figures_table(figures: dict[str, Any]) -> list[str]:
         for step, s in b["bronze_steps_s"].items():
             lines.append(_row(f"bronze step `{step}`", s))
         for step, seconds in b.get("ablation_s", {}).items():
-            lines.append(f"| bronze ablation (one run): {ABLATION.get(step, step)} | {seconds:,.2f} | | | s |")
+            shown = "error" if seconds is None else f"{seconds:,.2f}"
+            lines.append(f"| bronze ablation (one run): {ABLATION.get(step, step)} | {shown} | | | s |")
     f = figures.get("fetch")
     if f and "error" not in f:
         lines += [
@@ -281,9 +282,9 @@ def _bars(ax, labels: list[str], series: list[dict | None], colors: list[str], u
     low = [s["median"] - s["min"] if s else 0 for s in series]
     high = [s["max"] - s["median"] if s else 0 for s in series]
     bars = ax.bar(labels, values, yerr=[low, high], capsize=5, color=colors)
-    for bar, value in zip(bars, values, strict=True):
+    for bar, value, top in zip(bars, values, high, strict=True):  # above the whisker, not on it
         ax.annotate(
-            _short(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8
+            _short(value), (bar.get_x() + bar.get_width() / 2, value + top), ha="center", va="bottom", fontsize=8
         )
     ax.set_ylabel(unit)
     ax.set_title(title, fontsize=10)
@@ -438,11 +439,20 @@ def plot(result: dict[str, Any], path: Path) -> None:
         a_goals.text(
             0.13, y, f"{g['id']}: {measured} (limit {g['limit']:g}){note}", fontsize=9, transform=a_goals.transAxes
         )
-        y -= 0.07
+        y -= 0.065
+    ablation = (figures.get("bronze") or {}).get("ablation_s") or {}
+    if ablation:
+        y -= 0.04
+        a_goals.text(0.0, y, "where bronze's time goes (one run each, s):", fontsize=9, transform=a_goals.transAxes)
+        for step, seconds in ablation.items():
+            y -= 0.048
+            shown = "error" if seconds is None else f"{seconds:6.1f}"
+            a_goals.text(0.02, y, shown, fontsize=8, family="monospace", transform=a_goals.transAxes)
+            a_goals.text(0.13, y, ABLATION.get(step, step).replace("`", ""), fontsize=8, transform=a_goals.transAxes)
     m = result["machine"]
     a_goals.text(
         0.0,
-        0.02,
+        0.0,
         f"{m['cores']} cores, {m['memory_gib']} GiB, {m['cpu_model']}\n"
         f"Python {m['python']}, Spark {m['spark']}, DuckDB {m['duckdb']}\n"
         f"{result['created_at']}, repeat {result['params']['repeat']}, {result['duration_s'] / 60:.1f} min",

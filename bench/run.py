@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "figures": {},
     }
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(
+            f"load average is {load:.1f} before the start: other work on this machine will show in the figures; "
+            "run again on an idle machine for figures to compare"
+        )
     # Running a subset of figures with the same parameters keeps the other figures of the last run.
     if set(args.only) != set(FIGURES) and latest.exists():
         try:

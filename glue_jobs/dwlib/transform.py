@@ -17,7 +17,6 @@ from dwlib.config import ColumnType, CsvOptions, DatasetConfig, QualityRules
 META_COLUMNS = ("meta_run_id", "meta_ingested_at", "meta_source_file")
 REJECT_REASON = "reject_reason"
 ORDER = "_dw_order"  # source order, for "the first row in source order is kept"
-INTEGER_TEXT = r"^[+-]?[0-9]+$"
 
 
 # ------------------------------------------------------------------ names
@@ -154,7 +153,8 @@ def _typed(column: Column, source_is_string: bool, ctype: ColumnType) -> Column:
     text = F.trim(column)
     if ctype.spark_type in ("int", "bigint"):
         # Spark's cast turns "12.5" into 12; an integer column must not silently truncate.
-        return F.when(text.rlike(INTEGER_TEXT), text.cast(ctype.spark_type))
+        # A '.' is the only thing the cast tolerates and an integer must not have (a cheap test, no regex).
+        return F.when(~text.contains("."), text.cast(ctype.spark_type))
     if ctype.spark_type == "date" and ctype.fmt:
         return F.to_date(text, ctype.fmt)
     if ctype.spark_type == "timestamp" and ctype.fmt:
@@ -220,7 +220,7 @@ def prepare_types(
         *selected,
         F.lit(run_id).alias("meta_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
-        F.element_at(F.split(F.input_file_name(), "/"), -1).alias("meta_source_file"),
+        F.substring_index(F.input_file_name(), "/", -1).alias("meta_source_file"),  # no array per row
         F.monotonically_increasing_id().alias(ORDER),
     )
     reasons = []
