@@ -204,10 +204,13 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
         def step(name: str, make) -> None:
             """Time writing the frame `make()` builds; a step the current dwlib no longer supports is noted."""
             try:
-                df = make()
-                started = time.perf_counter()
-                df.write.mode("overwrite").option("compression", "zstd").parquet(out)
-                ablation[name] = round(time.perf_counter() - started, 3)
+                runs = []
+                for _ in range(2):  # the better of two: one run alone is at the mercy of a GC or a neighbour
+                    df = make()
+                    started = time.perf_counter()
+                    df.write.mode("overwrite").option("compression", "zstd").parquet(out)
+                    runs.append(time.perf_counter() - started)
+                ablation[name] = round(min(runs), 3)
             except Exception as exc:  # dwlib moves; the other steps still count
                 ablation[name], errors[name] = None, f"{type(exc).__name__}: {exc}"[:300]
 
@@ -251,7 +254,7 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
                 *schema.fieldNames(),
                 F.lit("20300101T000000Z").alias("meta_run_id"),
                 F.current_timestamp().alias("meta_ingested_at"),
-                F.element_at(F.split(F.input_file_name(), "/"), -1).alias("meta_source_file"),
+                F.substring_index(F.input_file_name(), "/", -1).alias("meta_source_file"),
             )
 
         ablation["0_bare_spark_floor"] = round(min(r["seconds"] for r in result["bare"]), 3)

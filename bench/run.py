@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "schema": 1,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench.run " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": ("python -m bench.run " + shlex.join(sys.argv[1:] if argv is None else argv)).strip(),
         "params": params(args),
         "machine": machine(),
         "figures": {},
