@@ -1361,8 +1361,8 @@ class _Budget:
             raise self.fail(
                 archive,
                 member,
-                f"expands past archive.max_unpacked_bytes = {limits.max_unpacked_bytes} bytes ({total} bytes out "
-                "of this run's archives so far)",
+                f"exceeds archive.max_unpacked_bytes = {limits.max_unpacked_bytes} bytes ({total} bytes out of "
+                "this run's archives so far)",
                 "If the data really is that large, raise archive.max_unpacked_bytes in the dataset's config.json; "
                 "otherwise the archive is damaged or hostile (a zip bomb).",
             )
@@ -1370,8 +1370,8 @@ class _Budget:
             raise self.fail(
                 archive,
                 member,
-                f"expands more than archive.max_ratio = {limits.max_ratio:g} times the archive's {archive_bytes} "
-                f"bytes ({unpacked} bytes so far)",
+                f"exceeds archive.max_ratio = {limits.max_ratio:g} times the archive's {archive_bytes} bytes "
+                f"({unpacked} bytes so far)",
                 "Real data rarely compresses that well; if this source does, raise archive.max_ratio in the "
                 "dataset's config.json, otherwise the archive is damaged or hostile (a zip bomb).",
             )
@@ -1449,7 +1449,7 @@ def _unpack_zip(lake: Lake, key: str, staging_prefix: str, taken: set[str], budg
                 wanted = [info for info in zf.infolist() if _wanted_member(info)]
                 # The headers' sizes may lie low, never high: a bomb that declares itself stops here.
                 declared = sum(info.file_size for info in wanted)
-                budget.check(key, size, "its members (as their headers declare)", declared, declared)
+                budget.check(key, size, "the size its headers declare", declared, declared)
                 unpacked = 0
                 for info in wanted:
                     member = f"member {info.filename!r}"
@@ -1465,12 +1465,12 @@ def _unpack_zip(lake: Lake, key: str, staging_prefix: str, taken: set[str], budg
         except _ZIP_ERRORS as exc:
             forged = "CRC" in str(exc) or "size" in str(exc).lower()
             why = (
-                "its content does not match its header (CRC or size), so the archive is damaged or forged"
+                "Its content does not match its header (CRC or size), so the archive is damaged or forged"
                 if forged
-                else "the file is not a readable zip archive (damaged, encrypted or an unsupported compression)"
+                else "The file is not a readable zip archive (damaged, encrypted or an unsupported compression)"
             )
             raise FetchError(
-                f"Could not unpack {key} ({member}): {exc}. {why.capitalize()}; check the source, or fetch it again.",
+                f"Could not unpack {key} ({member}): {exc}. {why}; check the source, or fetch it again.",
                 url=key,
             ) from None
         if not result:
