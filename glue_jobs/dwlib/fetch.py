@@ -561,9 +561,7 @@ class _HttpDownload:
             if self.validator:
                 headers["If-Range"] = self.validator
         try:
-            resp = self.session.send(
-                "GET", self.url, headers, self.creds, preload_content=False, decode_content=False
-            )
+            resp = self.session.send("GET", self.url, headers, self.creds, preload_content=False, decode_content=False)
         except (u3.HTTPError, OSError) as exc:
             transient, detail = _describe(exc)
             return _Failure(transient, detail)
@@ -1049,9 +1047,7 @@ class _ApiPager:
     reached with a page shorter than the ones before. `offset` advances by the records received.
     """
 
-    def __init__(
-        self, session: _Session, endpoint: ApiEndpoint, index: int, headers: dict[str, str], creds: _Creds
-    ):
+    def __init__(self, session: _Session, endpoint: ApiEndpoint, index: int, headers: dict[str, str], creds: _Creds):
         self.session = session
         self.endpoint = endpoint
         self.headers = {"Accept": "application/json", **headers}
@@ -1223,8 +1219,11 @@ class _ApiPager:
                         url=self.shown,
                     )
                 if not self.creds.owns(following) and self.creds.owns(full):
-                    log.warning("%s: the next link leads to another host (%s): following it without the "
-                                "credentials", self.label, _redact(following))
+                    log.warning(
+                        "%s: the next link leads to another host (%s): following it without the credentials",
+                        self.label,
+                        _redact(following),
+                    )
                 if following in seen or following == full:
                     raise self._loop("next link")
                 seen.add(following)
@@ -1349,8 +1348,7 @@ class _Budget:
 
     def fail(self, archive: str, member: str, reason: str, advice: str) -> FetchError:
         return FetchError(
-            f"Archive {archive}: {member} {reason}; unpacking stopped and what was unpacked was removed. "
-            f"{advice}",
+            f"Archive {archive}: {member} {reason}; unpacking stopped and what was unpacked was removed. {advice}",
             url=archive,
         )
 
