@@ -32,17 +32,18 @@ import time
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import urllib3
 from urllib3 import exceptions as u3
 
-from .lake import Lake, S3Lake
+from .lake import Lake, LocalLake, S3Lake
 from .secrets import register as register_secrets
 from .secrets import scrub as scrub_registered
 
@@ -1322,7 +1323,7 @@ def _unique(base: str, taken: set[str]) -> str:
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError)
 # Compressions Spark would decompress by itself, by file name; checked within the budget first.
-_STREAMS: dict[str, Callable[[Path], Any]] = {".gz": gzip.open, ".bz2": bz2.open}
+_STREAMS: dict[str, Callable[[BinaryIO], Any]] = {".gz": gzip.open, ".bz2": bz2.open}
 _STREAM_ERRORS = (OSError, EOFError, ValueError, zlib.error)
 
 
@@ -1386,14 +1387,36 @@ class _Budget:
         return copied
 
 
-def _check_stream(budget: _Budget, path: Path, name: str, shown: str) -> None:
+@contextmanager
+def _raw_stream(lake: Lake, key: str) -> Iterator[tuple[BinaryIO, int]]:
+    """(readable stream, size) of a lake object, without a local copy where the lake allows."""
+    if isinstance(lake, LocalLake):
+        path = lake.path(key)
+        with open(path, "rb") as stream:
+            yield stream, path.stat().st_size
+    elif isinstance(lake, S3Lake):
+        bucket, s3_key = _split_s3(lake.uri(key))
+        answer = lake.client.get_object(Bucket=bucket, Key=s3_key)
+        try:
+            yield answer["Body"], int(answer["ContentLength"])
+        finally:
+            answer["Body"].close()
+    else:
+        with tempfile.TemporaryDirectory(prefix="dwunzip-") as tmp:
+            local = Path(tmp) / "compressed"
+            lake.get_file(key, local)
+            with open(local, "rb") as stream:
+                yield stream, local.stat().st_size
+
+
+def _check_stream(budget: _Budget, stream: BinaryIO, size: int, name: str, shown: str) -> None:
     """A .gz or .bz2 file that Spark will decompress (by its `name`): within the budget, and complete."""
     opener = _STREAMS.get(PurePosixPath(name).suffix.lower())
     if opener is None:
         return
     try:
-        with opener(path) as src:
-            budget.stream(src, None, shown, path.stat().st_size, "its content", 0)
+        with opener(stream) as src:
+            budget.stream(src, None, shown, size, "its content", 0)
     except _STREAM_ERRORS as exc:
         raise FetchError(
             f"Could not decompress {shown}: {exc}. The file is truncated or damaged; check the source, or fetch "
@@ -1423,10 +1446,8 @@ def unpack_for_reading(
                 result += _unpack_zip(lake, key, staging_prefix, taken, budget)
                 continue
             if lowered.endswith(tuple(_STREAMS)):
-                with tempfile.TemporaryDirectory(prefix="dwunzip-") as tmp:
-                    local = Path(tmp) / "compressed"
-                    lake.get_file(key, local)
-                    _check_stream(budget, local, key, key)
+                with _raw_stream(lake, key) as (stream, size):
+                    _check_stream(budget, stream, size, key, key)
             result.append(key)  # plain files, and .gz/.bz2 checked above: Spark reads them directly
     except BaseException:
         lake.delete_prefix(staging_prefix)
@@ -1455,7 +1476,8 @@ def _unpack_zip(lake: Lake, key: str, staging_prefix: str, taken: set[str], budg
                     taken.add(name)
                     with zf.open(info) as src, open(member_file, "wb") as dst:
                         unpacked += budget.stream(src, dst, key, size, member, unpacked)
-                    _check_stream(budget, member_file, name, f"{key} ({member})")
+                    with open(member_file, "rb") as stream:
+                        _check_stream(budget, stream, member_file.stat().st_size, name, f"{key} ({member})")
                     target = staging_prefix + name
                     lake.put_file(member_file, target)
                     member_file.unlink()

@@ -4,7 +4,6 @@ limits, and a secret that must reach no run summary, whatever failed."""
 from __future__ import annotations
 
 import base64
-import gzip
 import io
 import json
 import zipfile
@@ -98,7 +97,7 @@ def test_an_archive_past_its_configured_limit_fails_and_keeps_bronze(spark, core
 
 
 class LeakyLake(LocalLake):
-    """Reading a raw file fails with a message that quotes the request's Authorization header."""
+    """Copying a raw file out of the lake fails with a message that quotes the request's Authorization header."""
 
     def get_file(self, key: str, local: Path) -> None:
         raise OSError(f"copy of {key} failed; request had Authorization: Basic {base64.b64encode(USER_PASS.encode())}")
@@ -107,21 +106,25 @@ class LeakyLake(LocalLake):
 def test_no_form_of_a_secret_reaches_the_run_summary_whatever_fails(spark, core, server, tmp_path):
     def export(handler, query):
         if handler.headers.get("Authorization") == "Basic " + base64.b64encode(USER_PASS.encode()).decode():
-            handler.plain(200, body=gzip.compress(CSV))
+            handler.plain(200, body=zipped)
         else:
             handler.plain(401)
 
-    server.routes["/cities.csv.gz"] = export
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("cities.csv", CSV)
+    zipped = buffer.getvalue()
+    server.routes["/cities.zip"] = export
     lake = LeakyLake(tmp_path / "lake")
     config = dataset(
-        source_url=server.url("/cities.csv.gz"), source_auth={"secret": "pp-dw/city-export", "scheme": "Basic"}
+        source_url=server.url("/cities.zip"), source_auth={"secret": "pp-dw/city-export", "scheme": "Basic"}
     )
     # Created from a file, the secret ends with a newline; it must still work, trimmed.
     secrets = LocalSecrets(tmp_path, environ={env_name("pp-dw/city-export"): USER_PASS + "\n"})
 
     summary = bronze.run_bronze(spark, context(core, config, lake, secrets=secrets))
 
-    assert len(server.seen("/cities.csv.gz")) == 1  # fetched with the trimmed credentials
+    assert len(server.seen("/cities.zip")) == 1  # fetched with the trimmed credentials
     assert summary.status == "failed" and "OSError" in summary.error and summary.traceback
     ledger = json.dumps(lake.read_json(f"runs/city-list/run_id={RUN}.json"))
     shown = bronze.describe_outcome(summary)

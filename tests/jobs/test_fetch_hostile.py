@@ -427,3 +427,29 @@ def test_a_gzip_inside_a_zip_counts_too_and_staging_is_cleaned(lake):
     message = str(caught.value)
     assert "nested.zip (member 'inner.csv.gz')" in message and "max_unpacked_bytes = 1000000" in message
     assert not lake.has_prefix(STAGING)  # first.csv, unpacked before, is gone too
+
+
+def test_gzip_in_an_s3_lake_is_checked_as_a_stream(monkeypatch, tmp_path):
+    from moto import mock_aws
+
+    from dwlib.lake import S3Lake
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="lake")
+        lake = S3Lake("lake")
+        lake.write_bytes(RAW + "ok.csv.gz", gzip.compress(b"a\n1\n"))
+        lake.write_bytes(RAW + "bomb.csv.gz", gzip.compress(b"\n" * (3 * MIB)))
+        assert unpack_for_reading(lake, [RAW + "ok.csv.gz"], STAGING) == [RAW + "ok.csv.gz"]
+        with pytest.raises(FetchError, match=r"bomb.csv.gz: its content exceeds archive.max_unpacked_bytes = 1000000"):
+            unpack_for_reading(lake, [RAW + "bomb.csv.gz"], STAGING, UnpackLimits(max_unpacked_bytes=1_000_000))
