@@ -40,13 +40,20 @@ SOURCE_SCHEMES = ("https://", "http://", "s3://", "file://")
 # Secrets Manager names: letters, digits and /_+=.@- ; header names are HTTP tokens.
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-# Query parameters that carry a credential: api_key, access_token, sig (Azure SAS), Signature
-# (CloudFront), X-Amz-Signature / X-Amz-Credential / X-Amz-Security-Token (S3 presigned), ...
+# Query parameter names (lower-cased, '-' as '_') that carry a credential: api_key, access_token,
+# sig (Azure SAS), Signature (CloudFront), X-Amz-Signature / X-Amz-Credential / X-Amz-Security-Token
+# (S3 presigned), X-Goog-Signature, ... Names such as sort_key or page_token are data, not credentials.
 CREDENTIAL_PARAM = re.compile(
-    r"^(?:.*[_.-])?(?:api_?key|apikey|key|token|access_?token|secret|sig|signature|password|passwd|pwd|auth|"
-    r"authorization|credentials?|session_?token|security_?token|private_?token|client_?secret)$",
-    re.IGNORECASE,
+    r"^(?:x_amz_|x_goog_)?(?:"
+    r"(?:api|access|secret|private|client|subscription|app|master|account|auth)_?key|key|"
+    r"(?:access|id|refresh|auth|api|bearer|session|security|private|oauth)_?token|token|"
+    r"(?:client_)?secret|sig|signature|password|passwd|pwd|auth|authorization|credentials?)$"
 )
+
+
+def credential_params(names) -> list[str]:
+    """The names among `names` that look like they carry a credential, sorted."""
+    return sorted({name for name in names if CREDENTIAL_PARAM.match(name.lower().replace("-", "_"))})
 
 
 def _no_credentials(url: str) -> None:
@@ -60,7 +67,7 @@ def _no_credentials(url: str) -> None:
     )
     if "@" in parts.netloc:
         raise ValueError(f"the URL holds a user name or password before '@'; {advice}")
-    found = sorted({name for name, _ in parse_qsl(parts.query, keep_blank_values=True) if CREDENTIAL_PARAM.match(name)})
+    found = credential_params(name for name, _ in parse_qsl(parts.query, keep_blank_values=True))
     if found:
         raise ValueError(f"the URL's query holds {', '.join(found)}, which looks like a credential; {advice}")
 
@@ -255,6 +262,23 @@ class ApiEndpoint(Strict):
         if not url.startswith(("https://", "http://")):
             raise ValueError("an API endpoint must be an http(s) URL")
         return url
+
+    @model_validator(mode="after")
+    def _no_credentials(self) -> ApiEndpoint:
+        parts = urlsplit(self.url)
+        if "@" in parts.netloc:
+            raise ValueError(
+                "the URL holds a user name or password before '@'; put the credential in a secret and name it "
+                'in "auth": {"secret": "pp-dw/NAME", "scheme": "Basic"} (the secret holding user:password)'
+            )
+        found = credential_params([*(name for name, _ in parse_qsl(parts.query)), *self.params])
+        if found:
+            raise ValueError(
+                f"{', '.join(found)} in the URL or params looks like a credential, which would sit in the "
+                'config in plain text; put it in a secret and name it in "auth": {"secret": "pp-dw/NAME", '
+                f'"query_param": "{found[0]}"}}'
+            )
+        return self
 
 
 class DatasetConfig(Strict):

@@ -989,6 +989,8 @@ def _probe_s3(session: _Session, source: str) -> Probe:
 
 
 _MISSING = object()
+# Answers some APIs give to a page past their last one, instead of an empty page.
+_PAST_THE_END = (400, 404, 416)
 
 
 def _dig(value: Any, path: str) -> Any:
@@ -1174,7 +1176,21 @@ class _ApiPager:
             if probing and not numbered:
                 raise self._runaway(paging.max_pages)
             full = _with_params(url, params)
-            body, headers = self.session.retrying(self.shown, "read the API", lambda u=full: self._get(u))
+            try:
+                body, headers = self.session.retrying(self.shown, "read the API", lambda u=full: self._get(u))
+            except FetchError as exc:
+                if numbered and pages and exc.status in _PAST_THE_END:
+                    if total is not None and records >= total:
+                        break  # the declared total arrived, and the API refuses to go past it (openFDA: 404)
+                    if paging.total_field is None:
+                        raise self.session.error(
+                            f"{exc} If the API answers an error past its last page, set paging.total_field to "
+                            "where it declares its record count, so paging stops there.",
+                            url=exc.url,
+                            status=exc.status,
+                            attempts=exc.attempts,
+                        ) from None
+                raise
             pages += 1
             rows = self._records(body, first=pages == 1)
             declared = self._total(body, first=pages == 1)

@@ -555,7 +555,8 @@ def test_api_secrets_never_appear_in_errors(server, lake):
     server.routes["/api/down"] = lambda handler, query: handler.plain(503)
 
     for path, code, tries in (("/api/private", "401", 1), ("/api/down", "503", FAST.attempts)):
-        endpoint = ApiEndpoint(url=server.url(path), params={"api_key": "PARAMSECRET99"})
+        # Validation refuses a key in params (use auth); fetch still hides one that got past it.
+        endpoint = ApiEndpoint.model_construct(url=server.url(path), params={"api_key": "PARAMSECRET99"})
         with pytest.raises(FetchError) as caught:
             fetch_api([endpoint], lake, RAW, policy=FAST, headers={"Authorization": secret})
         message = str(caught.value)

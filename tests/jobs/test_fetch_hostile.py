@@ -453,3 +453,18 @@ def test_gzip_in_an_s3_lake_is_checked_as_a_stream(monkeypatch, tmp_path):
         assert unpack_for_reading(lake, [RAW + "ok.csv.gz"], STAGING) == [RAW + "ok.csv.gz"]
         with pytest.raises(FetchError, match=r"bomb.csv.gz: its content exceeds archive.max_unpacked_bytes = 1000000"):
             unpack_for_reading(lake, [RAW + "bomb.csv.gz"], STAGING, UnpackLimits(max_unpacked_bytes=1_000_000))
+
+
+def test_an_api_that_answers_404_past_its_declared_total_is_done(server, lake):
+    def fda_like(handler, query):  # openFDA: 404 "No matches found!" for a skip past the total
+        start, limit = int(query["offset"]), int(query["limit"])
+        if start >= 20:
+            handler.plain(404, {"Content-Type": "application/json"}, b'{"error": {"code": "NOT_FOUND"}}')
+            return
+        handler.json({"meta": {"results": {"total": 20}}, "items": ROWS[start : min(20, start + limit)]})
+
+    server.routes["/offset"] = fda_like
+    fetch_api([offset_endpoint(server, total_field="meta.results.total")], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS[:20]  # full pages up to the total; the 404 that confirms the end is no failure
+    with pytest.raises(FetchError, match=r"HTTP 404.*set paging.total_field"):
+        fetch_api([offset_endpoint(server)], lake, RAW, policy=FAST)  # without a total the 404 is an error

@@ -54,6 +54,26 @@ def test_ordinary_query_parameters_are_accepted(url):
     assert config(source_url=url).source_url == url
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        {"url": "https://api.example.org/items?api_key=abc123"},
+        {"url": "https://api.example.org/items", "params": {"access_token": "abc123"}},
+        {"url": "https://api.example.org/items", "params": {"X-Amz-Signature": "abc123"}},
+        {"url": "https://bot:abc123@api.example.org/items"},
+    ],
+)
+def test_credentials_in_an_api_endpoint_are_refused_with_advice(endpoint):
+    with pytest.raises(ValidationError) as caught:
+        config(api_endpoints=[endpoint])
+    assert '"auth": {"secret": "pp-dw/NAME"' in str(caught.value)
+
+
+def test_data_parameters_of_an_api_endpoint_are_accepted():
+    params = {"sort_key": "date", "page_token": "x", "keyword": "rx", "limit": 10}
+    assert config(api_endpoints=[{"url": "https://api.example.org/items?monkey=1", "params": params}])
+
+
 def test_source_auth_joins_the_dataset_secrets_and_needs_an_http_source():
     auth = {"secret": "pp-dw/shop-download", "header": "X-Download-Key"}
     dataset = config(source_url="https://example.com/orders.csv", source_auth=auth)
