@@ -51,6 +51,8 @@ _pattern: re.Pattern[str] | None = None
 
 def _quote_forms(value: str) -> set[str]:
     forms = {value, quote(value), quote(value, safe=""), quote_plus(value), quote_plus(value, safe="/")}
+    # As Python quotes it in a message (http.client: "Invalid header value b'...\\n'").
+    forms |= {repr(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
     # Percent-encoding is case-insensitive: %2f is %2F.
     return forms | {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in forms if "%" in f}
 
@@ -82,6 +84,8 @@ def register(values: Iterable[str | None]) -> None:
             if not value:
                 continue
             _values.add(value)
+            # A value with a line break inside may be shown one line at a time.
+            _values.update(part for part in re.split(r"[\x00-\x20\x7f]+", value) if len(part) >= 8)
             _, colon, password = value.partition(":")
             if colon and len(password) >= 4:  # user:password, e.g. for Basic auth
                 _values.add(password)

@@ -468,3 +468,14 @@ def test_an_api_that_answers_404_past_its_declared_total_is_done(server, lake):
     assert lines(lake) == ROWS[:20]  # full pages up to the total; the 404 that confirms the end is no failure
     with pytest.raises(FetchError, match=r"HTTP 404.*set paging.total_field"):
         fetch_api([offset_endpoint(server)], lake, RAW, policy=FAST)  # without a total the 404 is an error
+
+
+def test_an_invalid_header_value_quoted_by_http_client_is_scrubbed(server, lake):
+    server.routes["/api"] = lambda h, q: h.json([])
+    value = "hdr-secret-4f3e2d1c\r\nX-Injected: yes"  # http.client refuses it and quotes it in its error
+    with pytest.raises(FetchError) as caught:
+        fetch_api([ApiEndpoint(url=server.url("/api"))], lake, RAW, policy=FAST, headers={"X-Key": value})
+    message = str(caught.value)
+    assert "ValueError" in message and "Invalid header value" in message
+    assert "4f3e2d1c" not in message and "X-Injected" not in message
+    assert server.seen("/api") == []
