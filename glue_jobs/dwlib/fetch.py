@@ -1482,7 +1482,9 @@ def _unpack_zip(lake: Lake, key: str, staging_prefix: str, taken: set[str], budg
         try:
             with zipfile.ZipFile(archive) as zf:
                 wanted = [info for info in zf.infolist() if _wanted_member(info)]
-                # The headers' sizes may lie low, never high: a bomb that declares itself stops here.
+                # A bomb that declares its size stops here, before a byte is written. One whose headers
+                # understate it is stopped by the count below, or by zipfile, which never yields more than
+                # the header declares and then fails the member's CRC.
                 declared = sum(info.file_size for info in wanted)
                 budget.check(key, size, "the size its headers declare", declared, declared)
                 unpacked = 0
