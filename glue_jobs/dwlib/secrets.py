@@ -1,7 +1,7 @@
 """Secrets by name, resolved at run time: Secrets Manager on Glue, the environment or a file locally.
 
-A dataset's config names a secret (`api_endpoints[].auth.secret`), never its value. The Glue
-entry point resolves names with `SecretsManagerSecrets`; `dw run` with `LocalSecrets`, which
+A dataset's config names a secret (`api_endpoints[].auth.secret`, `source_auth.secret`), never
+its value. The Glue entry point resolves names with `SecretsManagerSecrets`; `dw run` with `LocalSecrets`, which
 reads `DW_SECRET_<NAME>` from the environment, then `.secrets.json` at the project root
 (git-ignored): `{"pp-dw/fda-api-key": "value"}`.
 
@@ -210,8 +210,8 @@ class SecretsManagerSecrets:
                 )
             elif code in ("AccessDeniedException", "AccessDenied"):
                 advice = (
-                    "the job's role may not read it: datasets whose endpoints name it in auth.secret get a role "
-                    "that may; deploy that dataset's stack again"
+                    "the job's role may not read it: datasets that name it in auth.secret or source_auth.secret get "
+                    "a role that may; deploy that dataset's stack again"
                 )
             else:
                 advice = "check that Secrets Manager is reachable from the job and the secret is enabled"
