@@ -67,9 +67,11 @@ def _no_credentials(url: str) -> None:
     )
     if "@" in parts.netloc:
         raise ValueError(f"the URL holds a user name or password before '@'; {advice}")
-    found = credential_params(name for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    # The fragment too: never sent, but kept in the ledger like the rest (OAuth puts tokens there).
+    pairs = [*parse_qsl(parts.query, keep_blank_values=True), *parse_qsl(parts.fragment, keep_blank_values=True)]
+    found = credential_params(name for name, _ in pairs)
     if found:
-        raise ValueError(f"the URL's query holds {', '.join(found)}, which looks like a credential; {advice}")
+        raise ValueError(f"the URL holds {', '.join(found)}, which looks like a credential; {advice}")
 
 
 def _relative_source(path: str) -> str:

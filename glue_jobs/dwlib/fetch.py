@@ -1138,6 +1138,8 @@ class _ApiPager:
             return None
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise self.session.error(
                 f"{self.label}: paging.total_field {path!r} holds {str(value)[:40]!r}, not a count of records; "

@@ -31,6 +31,8 @@ def config(**fields) -> DatasetConfig:
         "https://d111.cloudfront.net/orders.csv?Expires=1&Signature=abc&Key-Pair-Id=K2",
         "https://example.com/orders.csv?access_token=abc",
         "https://example.com/orders.csv?password=abc",
+        "https://example.com/orders.csv#access_token=abc123",
+        "s3://AKIAEXAMPLE:abc123@bucket/orders.csv",
     ],
 )
 def test_credentials_in_source_url_are_refused_with_advice(url):
