@@ -1,6 +1,7 @@
 """A loopback HTTP server for tests: serves files, runs per-request fault scripts, records requests.
 
-Listens on 127.0.0.1 on a free port; nothing leaves the machine.
+Listens on 127.0.0.1 on a free port; nothing leaves the machine. With `tls=True` it speaks https
+with a self-signed certificate for 127.0.0.1, written to `ca_file` (point SSL_CERT_FILE at it).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import hashlib
 import json
 import random
 import re
+import ssl
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,8 +149,45 @@ class _Httpd(ThreadingHTTPServer):
         pass
 
 
+def _self_signed(folder: str) -> tuple[str, str]:
+    """(certificate file, key file) of a fresh self-signed certificate for 127.0.0.1."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = f"{folder}/cert.pem", f"{folder}/key.pem"
+    with open(cert_file, "wb") as out:
+        out.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_file, "wb") as out:
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return cert_file, key_file
+
+
 class LoopbackServer:
-    def __init__(self):
+    def __init__(self, tls: bool = False):
         self.files: dict[str, bytes | Generated] = {}
         self.scripts: dict[str, list[Action | None]] = {}  # per path, one action per request, then normal
         self.routes: dict[str, Callable[[Handler, dict[str, str]], None]] = {}
@@ -155,12 +195,20 @@ class LoopbackServer:
         self.lock = threading.Lock()
         self.httpd = _Httpd(("127.0.0.1", 0), Handler)
         self.httpd.owner = self
+        self.tls = tls
+        self.ca_file: str | None = None
+        if tls:
+            self._certs = tempfile.TemporaryDirectory(prefix="loopback-tls-")
+            self.ca_file, key_file = _self_signed(self._certs.name)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.ca_file, key_file)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -173,6 +221,10 @@ class LoopbackServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+def redirect(location: str, code: int = 302) -> Action:
+    return lambda handler: handler.plain(code, {"Location": location}, b"")
 
 
 def status(code: int, headers: dict[str, str] | None = None) -> Action:

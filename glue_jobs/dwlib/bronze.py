@@ -25,7 +25,7 @@ from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake
 from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
-from dwlib.secrets import SecretError, SecretResolver, resolve_all
+from dwlib.secrets import SecretError, SecretResolver, resolve_all, scrub
 
 # Parquet of typical CSV is about a quarter of its size; aim at files of ~128 MB.
 TARGET_FILE_BYTES = 128 * 1024**2
@@ -136,15 +136,22 @@ def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
             summary.bytes_fetched += path.stat().st_size
         return [prefix + p.name for p in files]
     kind = ctx.dataset.source_kind
+    try:
+        secrets = resolve_all(ctx.secrets, ctx.dataset.secrets)
+    except SecretError as exc:
+        raise JobFailed(f"{exc}; nothing was fetched") from None
     if kind == "source_url":
         result = fetch.fetch_source(
-            ctx.dataset.source_url, lake, prefix, dataset_dir=ctx.dataset_dir, policy=ctx.policy
+            ctx.dataset.source_url,
+            lake,
+            prefix,
+            dataset_dir=ctx.dataset_dir,
+            deployed_prefix=naming.etl_prefix(ctx.name),  # on Glue: the dataset folder as the stack deployed it
+            policy=ctx.policy,
+            auth=ctx.dataset.source_auth,
+            secrets=secrets,
         )
     elif kind == "api_endpoints":
-        try:
-            secrets = resolve_all(ctx.secrets, ctx.dataset.secrets)
-        except SecretError as exc:
-            raise JobFailed(f"{exc}; nothing was fetched") from None
         result = fetch.fetch_api(ctx.dataset.api_endpoints or [], lake, prefix, policy=ctx.policy, secrets=secrets)
     else:
         # dynamodb_table and landing: the files were put there before the run (export Lambda, a drop).
@@ -221,7 +228,9 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     staging = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
     lake.delete_prefix(staging)
     with summary.step("unpack"):
-        keys = fetch.unpack_for_reading(lake, raw_keys, staging + "input/")
+        keys = fetch.unpack_for_reading(
+            lake, raw_keys, staging + "input/", fetch.UnpackLimits(**config.archive.model_dump())
+        )
     fmt = config.input_format(keys[0])
     uris = [lake.uri(k) for k in keys]
     input_bytes = sum(o.size for k in keys for o in lake.list(k))
@@ -365,6 +374,7 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
         summary.traceback = traceback.format_exc(limit=20)
     finally:
         summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+        summary.error, summary.traceback = scrub(summary.error), scrub(summary.traceback)  # no secret in the ledger
         lake.delete_prefix(staging_root)
         lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id, "bronze"), summary.as_dict())
     return summary
@@ -406,7 +416,13 @@ def plan(ctx: JobContext) -> list[str]:
         sizes = ", ".join(f"{p.name} {p.stat().st_size} bytes" for p in files) or "none: add a sample"
         lines.append(f"  source: sample {ctx.sample_dir} ({sizes})")
     elif config.source_kind == "source_url":
-        probe = fetch.probe_source(config.source_url, dataset_dir=ctx.dataset_dir, policy=ctx.policy)
+        probe = fetch.probe_source(
+            config.source_url,
+            dataset_dir=ctx.dataset_dir,
+            policy=ctx.policy,
+            lake=ctx.lake,
+            deployed_prefix=naming.etl_prefix(name),
+        )
         size = f"{probe.size} bytes" if probe.size is not None else "size unknown"
         state = "reachable" if probe.reachable else "NOT reachable"
         lines.append(f"  source: {source_description(config)} ({state}, {size}; {probe.detail})")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -39,6 +40,58 @@ SOURCE_SCHEMES = ("https://", "http://", "s3://", "file://")
 # Secrets Manager names: letters, digits and /_+=.@- ; header names are HTTP tokens.
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+# Query parameter names (lower-cased, '-' as '_') that carry a credential: api_key, access_token,
+# sig (Azure SAS), Signature (CloudFront), X-Amz-Signature / X-Amz-Credential / X-Amz-Security-Token
+# (S3 presigned), X-Goog-Signature, ... Names such as sort_key or page_token are data, not credentials.
+CREDENTIAL_PARAM = re.compile(
+    r"^(?:x_amz_|x_goog_)?(?:"
+    r"(?:api|access|secret|private|client|subscription|app|master|account|auth)_?key|key|"
+    r"(?:access|id|refresh|auth|api|bearer|session|security|private|oauth)_?token|token|"
+    r"(?:client_)?secret|sig|signature|password|passwd|pwd|auth|authorization|credentials?)$"
+)
+
+
+def credential_params(names) -> list[str]:
+    """The names among `names` that look like they carry a credential, sorted."""
+    return sorted({name for name in names if CREDENTIAL_PARAM.match(name.lower().replace("-", "_"))})
+
+
+def _no_credentials(url: str) -> None:
+    """Refuse a URL that carries a credential: it would be stored in the run ledger and printed."""
+    parts = urlsplit(url)
+    advice = (
+        "a URL is stored in every run summary and printed by --dry-run, so it must not carry a credential; "
+        'put the credential in a secret and name it in "source_auth": {"secret": "pp-dw/NAME", "header": '
+        '"Authorization", "scheme": "Bearer"} (or "query_param": "token"); for S3 give the s3:// URL, which '
+        "the job reads with its role, instead of a presigned URL"
+    )
+    if "@" in parts.netloc:
+        raise ValueError(f"the URL holds a user name or password before '@'; {advice}")
+    # The fragment too: never sent, but kept in the ledger like the rest (OAuth puts tokens there).
+    pairs = [*parse_qsl(parts.query, keep_blank_values=True), *parse_qsl(parts.fragment, keep_blank_values=True)]
+    found = credential_params(name for name, _ in pairs)
+    if found:
+        raise ValueError(f"the URL holds {', '.join(found)}, which looks like a credential; {advice}")
+
+
+def _relative_source(path: str) -> str:
+    """A file inside the dataset folder, which the stack deploys beside the job (except sample/ and *.md)."""
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path) or ".." in parts or path.startswith("~"):
+        raise ValueError(
+            "a file source is a path inside the dataset folder, such as data/file.csv (the stack deploys the "
+            "folder with the job, so Glue can read it); a file elsewhere does not exist on Glue: copy it into "
+            "the folder, or upload it to S3 and give its s3:// URL"
+        )
+    # The stack's BucketDeployment excludes `sample` and `*.md` by base name, at any depth.
+    if "sample" in parts:
+        raise ValueError(
+            "files in a folder named sample are not deployed to AWS (sample/ is for `dw run --sample`), so Glue "
+            "could not read it; move the file out of sample/, e.g. to data/"
+        )
+    if path.lower().endswith(".md"):
+        raise ValueError("*.md files are not deployed to AWS; give the data file a name that fits its format")
+    return path
 
 
 class Strict(BaseModel):
@@ -115,6 +168,9 @@ class Paging(Strict):
     size_param: str | None = None
     size: int = Field(100, ge=1)
     cursor_field: str | None = None  # where the next cursor sits in the response, e.g. meta.next
+    # Where the response declares the number of records in all pages, e.g. meta.total: paging stops
+    # once that many arrived, and fails if the pages end short of it.
+    total_field: str | None = Field(None, min_length=1)
     max_pages: int = Field(1000, ge=1)
 
     @model_validator(mode="after")
@@ -175,6 +231,16 @@ class ApiAuth(Strict):
         return None if self.query_param else self.header or "Authorization"
 
 
+class ArchiveOptions(Strict):
+    """How far a run's archives (.zip) and compressed files (.gz, .bz2) may expand: bytes and ratio,
+    counted while decompressing; past either the run fails and staging is cleaned."""
+
+    max_unpacked_bytes: int = Field(20 * 1024**3, ge=1, description="bytes out of all archives of one run")
+    max_ratio: float = Field(
+        200.0, ge=1.0, description="bytes out per byte of an archive, checked past the first 16 MiB"
+    )
+
+
 class ApiEndpoint(Strict):
     url: str
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -199,6 +265,23 @@ class ApiEndpoint(Strict):
             raise ValueError("an API endpoint must be an http(s) URL")
         return url
 
+    @model_validator(mode="after")
+    def _no_credentials(self) -> ApiEndpoint:
+        parts = urlsplit(self.url)
+        if "@" in parts.netloc:
+            raise ValueError(
+                "the URL holds a user name or password before '@'; put the credential in a secret and name it "
+                'in "auth": {"secret": "pp-dw/NAME", "scheme": "Basic"} (the secret holding user:password)'
+            )
+        found = credential_params([*(name for name, _ in parse_qsl(parts.query)), *self.params])
+        if found:
+            raise ValueError(
+                f"{', '.join(found)} in the URL or params looks like a credential, which would sit in the "
+                'config in plain text; put it in a secret and name it in "auth": {"secret": "pp-dw/NAME", '
+                f'"query_param": "{found[0]}"}}'
+            )
+        return self
+
 
 class DatasetConfig(Strict):
     schema_ref: str | None = Field(None, alias="$schema")
@@ -210,8 +293,11 @@ class DatasetConfig(Strict):
     api_endpoints: list[ApiEndpoint] | None = None
     dynamodb_table: str | None = None
     landing: bool | None = None
+    # Credentials for an http(s) source_url, read from a secret like an API endpoint's `auth`.
+    source_auth: ApiAuth | None = None
     format: Literal["csv", "json", "jsonl", "parquet"] | None = None
     csv: CsvOptions = Field(default_factory=CsvOptions)
+    archive: ArchiveOptions = Field(default_factory=ArchiveOptions)
     columns: dict[ColumnName, TypeText] = Field(default_factory=dict)
     primary_key: list[ColumnName] = Field(default_factory=list)
     quality: QualityRules = Field(default_factory=QualityRules)
@@ -251,10 +337,26 @@ class DatasetConfig(Strict):
         if url is None:
             return url
         if "://" in url and not url.startswith(SOURCE_SCHEMES):
-            raise ValueError("use an https, http, s3 or file URL, or a path relative to the dataset folder")
-        if url.startswith("/") or ".." in Path(url).parts:
-            raise ValueError("a file source is a path inside the dataset folder, such as data/file.csv")
+            raise ValueError("use an https, http or s3 URL, or a path relative to the dataset folder")
+        if url.startswith("file://"):
+            raise ValueError(
+                "a file:// path exists on this machine only, never on Glue; copy the file into the dataset "
+                "folder and give its relative path (such as data/file.csv; the stack deploys it with the job), "
+                "or upload it to S3 and give its s3:// URL"
+            )
+        if "://" not in url:
+            return _relative_source(url)
+        _no_credentials(url)
         return url
+
+    @model_validator(mode="after")
+    def _source_auth_needs_http(self) -> DatasetConfig:
+        if self.source_auth is not None and not (self.source_url or "").startswith(("https://", "http://")):
+            raise ValueError(
+                "source_auth sends a secret to an http(s) source_url; remove it, or use api_endpoints[].auth "
+                "for an API (an s3:// source is read with the job's role)"
+            )
+        return self
 
     @field_validator("dynamodb_table")
     @classmethod
@@ -277,8 +379,11 @@ class DatasetConfig(Strict):
 
     @property
     def secrets(self) -> list[str]:
-        """Names of the secrets the source needs (API endpoints' auth), sorted, each once."""
-        return sorted({e.auth.secret for e in self.api_endpoints or [] if e.auth is not None})
+        """Names of the secrets the source needs (API endpoints' auth, source_auth), sorted, each once."""
+        names = {e.auth.secret for e in self.api_endpoints or [] if e.auth is not None}
+        if self.source_auth is not None:
+            names.add(self.source_auth.secret)
+        return sorted(names)
 
     @property
     def column_types(self) -> dict[str, ColumnType]:
@@ -434,8 +539,21 @@ def check_dataset(folder: Path, label: str) -> tuple[DatasetConfig | None, list[
             Problem(label, "dataset", f"{config.dataset!r} must equal the folder name {folder.name!r}; make them match")
         ]
     source = config.source_url
-    if source and "://" not in source and not (folder / source).is_file():
-        problems.append(Problem(label, "source_url", f"file {source!r} not found in {folder}; add it or fix the path"))
+    if source and "://" not in source:
+        path = folder / source
+        if not path.is_file():
+            problems.append(
+                Problem(label, "source_url", f"file {source!r} not found in {folder}; add it or fix the path")
+            )
+        elif not path.resolve().is_relative_to(folder.resolve()):
+            problems.append(
+                Problem(
+                    label,
+                    "source_url",
+                    f"{source!r} leads out of {folder} (a link); only the folder's own files are deployed to "
+                    "Glue: copy the file into the folder",
+                )
+            )
     return config, problems
 
 

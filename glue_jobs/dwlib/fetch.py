@@ -1,50 +1,62 @@
 """Bring a dataset's source into the lake's raw area, byte for byte.
 
 Sources are an http(s) URL, an `s3://bucket/key`, a `file:///abs/path` or a path relative to the
-dataset folder (`fetch_source`), or a list of JSON API endpoints whose pages become JSON lines
+dataset folder (`fetch_source`; on Glue, where there is no dataset folder, the copy the stack
+deployed under `etl/{dataset}/`), or a list of JSON API endpoints whose pages become JSON lines
 (`fetch_api`). Every network request is retried on transient failures (connection errors,
 timeouts, 408, 429 and 5xx) with exponential backoff and full jitter; a broken download resumes
 with an HTTP Range request where the server allows it. Bodies stream through a temporary file in
 1 MiB chunks, so memory stays flat whatever the size. Error messages name the URL without its
 query string or credentials, and never carry request headers. An endpoint's `auth` secret (sent
-as a header or a query parameter) is cut out of every message, log line and written record.
+as a header or a query parameter) is cut out of every message, log line and written record, and
+is sent only to the configured endpoint's scheme, host and port: redirects and next links to
+another host are followed without it, and a step from https down to http is refused.
+Archives (`unpack_for_reading`) expand within a byte and ratio budget counted while decompressing.
 
 Runs inside a Glue 5.1 job and on a laptop: stdlib, urllib3 and boto3 only.
 """
 
 from __future__ import annotations
 
+import base64
+import bz2
+import gzip
+import hashlib
 import json
 import logging
 import random
 import re
-import shutil
 import tempfile
 import threading
 import time
 import urllib.request
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import urllib3
 from urllib3 import exceptions as u3
 
-from .lake import Lake, S3Lake
+from .lake import Lake, LocalLake, S3Lake
+from .secrets import register as register_secrets
+from .secrets import scrub as scrub_registered
 
 if TYPE_CHECKING:  # config needs pydantic; this module does not
     from collections.abc import Mapping
 
-    from .config import ApiEndpoint
+    from .config import ApiAuth, ApiEndpoint
 
 __all__ = [
     "FetchError",
     "FetchResult",
     "Probe",
+    "UnpackLimits",
     "RetryPolicy",
     "fetch_api",
     "fetch_source",
@@ -56,17 +68,20 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024  # bytes per read and write
 USER_AGENT = "dwlib-fetch/1.0 (+urllib3)"
-# urllib3 only follows redirects; every other retry is ours, so it is counted, logged and bounded.
-_FOLLOW_REDIRECTS = urllib3.Retry(
+# Every retry is ours, so it is counted, logged and bounded; redirects too (`_Session.send`), so
+# credentials go to the configured host only.
+_NO_RETRIES = urllib3.Retry(
     total=None,
     connect=0,
     read=0,
     status=0,
     other=0,
-    redirect=10,
-    raise_on_redirect=True,
+    redirect=0,
+    raise_on_redirect=False,
     raise_on_status=False,
 )
+MAX_REDIRECTS = 10
+_REDIRECTS = (301, 302, 303, 307, 308)
 _SECRET_NAME = re.compile(r"key|token|secret|sig|pass|auth|cred|session", re.IGNORECASE)
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
 _LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
@@ -299,6 +314,41 @@ class _ScrubLogs(logging.Filter):
         return True
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit: what a credential is bound to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _Creds:
+    """Credentials of one configured URL (headers and query parameters), sent to its origin only."""
+
+    def __init__(self, url: str, headers: dict[str, str], params: dict[str, str]):
+        self.origin = _origin(url)
+        self.headers = headers
+        self.params = params
+
+    def values(self) -> list[str]:
+        """Every value sent, for scrubbing: the header values whole and after their scheme."""
+        found = [*self.headers.values(), *self.params.values()]
+        return found + [value.partition(" ")[2] for value in self.headers.values() if " " in value]
+
+    def owns(self, url: str) -> bool:
+        return _origin(url) == self.origin
+
+    def apply(self, url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """(URL, headers) for one request: with the credentials on their origin, stripped of them elsewhere."""
+        if self.owns(url):
+            return _with_params(url, self.params), {**headers, **self.headers}
+        # A parameter of the same name (an echoed key in a redirect or next link) is dropped too.
+        return _with_params(url, {}, drop=self.params), headers
+
+
 class _Session:
     """Retries, the time budget, connection pools and secrets of one public call.
 
@@ -316,6 +366,9 @@ class _Session:
         forms = {form for value in known if value for form in (value, quote(value, safe=""), quote_plus(value))}
         self.known = sorted(forms, key=len, reverse=True)
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4} | forms, key=len, reverse=True)
+        # Registered for the process too, so errors that leave this module (the run summary's error and
+        # traceback) can be scrubbed with dwlib.secrets.scrub, in base64 forms as well.
+        register_secrets([*self.secrets, *known])
         self._log_filter = _ScrubLogs(self) if self.secrets else None
         for name in _URLLIB3_LOGGERS if self._log_filter else ():
             logging.getLogger(name).addFilter(self._log_filter)
@@ -328,7 +381,56 @@ class _Session:
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return text
+        return scrub_registered(text) or ""
+
+    def send(
+        self, method: str, url: str, headers: dict[str, str], creds: _Creds | None = None, **options: Any
+    ) -> urllib3.BaseHTTPResponse | _Failure:
+        """One request, following redirects here rather than in urllib3, so that the credentials in
+        `creds` reach their own origin only and an https request never continues over http.
+
+        Raises what urllib3 raises; a refused redirect is a permanent `_Failure`.
+        """
+        secure = url.lower().startswith("https://")
+        for _ in range(MAX_REDIRECTS + 1):
+            target, sent = url, dict(headers)
+            if creds is not None:
+                target, sent = creds.apply(url, sent)
+            resp = self.pool(target).request(
+                method,
+                target,
+                headers=sent,
+                retries=_NO_RETRIES,
+                redirect=False,
+                timeout=self.timeout,
+                **options,
+            )
+            location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+            if location is None:
+                return resp
+            resp.drain_conn()
+            resp.release_conn()
+            following = urljoin(url, location.strip())
+            scheme = urlsplit(following).scheme.lower()
+            if scheme not in ("http", "https"):
+                return _Failure(False, f"redirected (HTTP {resp.status}) to an unsupported scheme {scheme!r}")
+            if secure and scheme != "https":
+                return _Failure(
+                    False,
+                    f"redirected (HTTP {resp.status}) from https to plain http at {_redact(following)}; refused, "
+                    "as the request and the answer would travel unencrypted. Point the source at the final "
+                    "https address, or ask its owner to fix the redirect",
+                )
+            if creds is not None and not creds.owns(following) and creds.owns(url):
+                log.warning(
+                    "%s redirects to another host (%s): following it without the credentials",
+                    _redact(url),
+                    _redact(following),
+                )
+            if resp.status == 303 and method != "HEAD":
+                method = "GET"
+            url = following
+        return _Failure(False, f"too many redirects (more than {MAX_REDIRECTS})")
 
     def error(self, message: str, *, url: str | None = None, status: int | None = None, attempts: int = 0):
         return FetchError(self.scrub(message), url=url, status=status, attempts=attempts)
@@ -426,9 +528,17 @@ class _Session:
 class _HttpDownload:
     """One URL into one open file, resuming with Range requests across attempts."""
 
-    def __init__(self, session: _Session, url: str, out, progress: Callable[[int, int | None], None] | None):
+    def __init__(
+        self,
+        session: _Session,
+        url: str,
+        out,
+        progress: Callable[[int, int | None], None] | None,
+        creds: _Creds | None = None,
+    ):
         self.session = session
         self.url = url
+        self.creds = creds
         self.shown = _redact(url)
         self.out = out
         self.progress = progress
@@ -452,18 +562,12 @@ class _HttpDownload:
             if self.validator:
                 headers["If-Range"] = self.validator
         try:
-            resp = self.session.pool(self.url).request(
-                "GET",
-                self.url,
-                headers=headers,
-                preload_content=False,
-                decode_content=False,
-                retries=_FOLLOW_REDIRECTS,
-                timeout=self.session.timeout,
-            )
+            resp = self.session.send("GET", self.url, headers, self.creds, preload_content=False, decode_content=False)
         except (u3.HTTPError, OSError) as exc:
             transient, detail = _describe(exc)
             return _Failure(transient, detail)
+        if isinstance(resp, _Failure):
+            return resp
         done = False
         try:
             outcome = self._consume(resp, ranged)
@@ -524,9 +628,9 @@ class _HttpDownload:
         return True
 
 
-def _fetch_http(session: _Session, url: str, target: Path, progress) -> tuple[int, bool]:
+def _fetch_http(session: _Session, url: str, target: Path, progress, creds: _Creds | None) -> tuple[int, bool]:
     with open(target, "wb") as out:
-        download = _HttpDownload(session, url, out, progress)
+        download = _HttpDownload(session, url, out, progress, creds)
         session.retrying(download.shown, "download", download.attempt)
     return target.stat().st_size, download.resumed
 
@@ -640,9 +744,14 @@ def _local_path(source: str, dataset_dir: Path | None, session: _Session) -> Pat
     if dataset_dir is None:
         raise session.error(
             f"Source {source!r} is a path relative to the dataset folder, but no dataset folder was given; "
-            "pass dataset_dir, or give an absolute file:/// URL."
+            "pass dataset_dir (or, on Glue, deployed_prefix), or give an absolute file:/// URL."
         )
     return Path(dataset_dir) / source
+
+
+def _deployed_key(source: str, deployed_prefix: str) -> str:
+    """The lake key of a relative source as the stack deploys the dataset folder (`etl/{dataset}/...`)."""
+    return deployed_prefix + PurePosixPath(source.replace("\\", "/")).as_posix()
 
 
 def _kind(source: str) -> str:
@@ -656,19 +765,70 @@ def _kind(source: str) -> str:
     return "unknown"
 
 
+def _unexpected(session: _Session, shown: str, exc: Exception) -> FetchError:
+    """Any other exception, as a FetchError without secrets (an invalid header value, for one, is
+    quoted by http.client in its message)."""
+    return session.error(
+        f"Could not fetch {shown}: {type(exc).__name__}: {exc}. This is not a network failure the retries "
+        "cover; check the source's settings (URL, auth) and run again with --debug if it persists.",
+        url=shown,
+    )
+
+
+def _credentials(
+    auth: ApiAuth | None, label: str, url: str, secrets: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, query parameters) that carry a secret; both empty without auth."""
+    if auth is None:
+        return {}, {}
+    value = (secrets.get(auth.secret) or "").strip()
+    register_secrets([value])
+    if not value:
+        raise FetchError(
+            f"{label} ({_redact(url)}) needs secret {auth.secret!r}, which was not resolved for this run; "
+            "resolve the dataset's secrets (DatasetConfig.secrets) and pass them to the fetch."
+        )
+    if auth.query_param:
+        return {}, {auth.query_param: value}
+    if auth.scheme and auth.scheme.lower() == "basic" and ":" in value:
+        value = base64.b64encode(value.encode("utf-8")).decode("ascii")  # user:password, as RFC 7617 sends it
+        register_secrets([value])
+    if any(ord(ch) < 32 or ord(ch) == 127 or ord(ch) > 255 for ch in value):
+        raise FetchError(
+            f"{label} ({_redact(url)}): secret {auth.secret!r} holds a line break, a control character or a "
+            "character outside Latin-1, so it cannot travel in an HTTP header; store the credential alone, "
+            "on one line (or send it with query_param)."
+        )
+    header = auth.header_name or "Authorization"
+    return {header: f"{auth.scheme} {value}" if auth.scheme else value}, {}
+
+
 def fetch_source(
     source_url: str,
     lake: Lake,
     raw_prefix: str,
     *,
     dataset_dir: Path | None = None,
+    deployed_prefix: str | None = None,
     policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe as a default
     progress: Callable[[int, int | None], None] | None = None,
+    auth: ApiAuth | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> FetchResult:
-    """Copy one source, unchanged, to `raw_prefix + <its file name>` in the lake."""
-    session = _Session(policy, _url_secrets(source_url))
+    """Copy one source, unchanged, to `raw_prefix + <its file name>` in the lake.
+
+    A relative path is read from `dataset_dir`, or, without one (on Glue), from the lake key
+    `deployed_prefix + path`, where the stack deploys the dataset folder. `auth` (an http(s)
+    source's secret, resolved in `secrets`) is sent to the source's own host only.
+    """
     kind = _kind(source_url)
     shown = _redact(source_url)
+    creds = None
+    if auth is not None:
+        if kind != "http":
+            raise FetchError(f"Source {shown}: source_auth applies to http(s) sources only; remove it.", url=shown)
+        creds = _Creds(source_url, *_credentials(auth, "source_url", source_url, secrets or {}))
+    session = _Session(policy, _url_secrets(source_url), creds.values() if creds else ())
     resumed = False
     try:
         if kind == "unknown":
@@ -676,7 +836,11 @@ def fetch_source(
                 f"Source {shown} has a scheme this platform cannot fetch; use https://, http://, s3://, "
                 "file:// or a path relative to the dataset folder."
             )
-        if kind == "file":
+        if kind == "file" and dataset_dir is None and deployed_prefix is not None and "://" not in source_url:
+            key, size = _fetch_deployed(session, source_url, lake, deployed_prefix, raw_prefix)
+            if progress is not None:
+                progress(size, size)
+        elif kind == "file":
             path = _local_path(source_url, dataset_dir, session)
             key = raw_prefix + _file_name(path.as_posix())
             session.attempts += 1
@@ -698,8 +862,12 @@ def fetch_source(
                     size = _fetch_s3(session, source_url, lake, key, Path(tmp), progress)
                 else:
                     local = Path(tmp) / key.rsplit("/", 1)[-1]
-                    size, resumed = _fetch_http(session, source_url, local, progress)
+                    size, resumed = _fetch_http(session, source_url, local, progress, creds)
                     lake.put_file(local, key)
+    except FetchError as exc:
+        raise session.error(str(exc), url=exc.url, status=exc.status, attempts=exc.attempts) from None
+    except Exception as exc:
+        raise _unexpected(session, shown, exc) from None
     finally:
         session.close()
     seconds = session.elapsed()
@@ -707,11 +875,35 @@ def fetch_source(
     return FetchResult(source_url, [key], size, session.attempts, resumed, seconds)
 
 
+def _fetch_deployed(
+    session: _Session, source: str, lake: Lake, deployed_prefix: str, raw_prefix: str
+) -> tuple[str, int]:
+    """A file of the dataset folder, as deployed to the lake: (raw key, size)."""
+    src_key = _deployed_key(source, deployed_prefix)
+    key = raw_prefix + _file_name(src_key)
+    session.attempts += 1
+    if not lake.exists(src_key):
+        raise session.error(
+            f"Could not read {source!r}: it is a path inside the dataset folder, which the dataset's stack "
+            f"deploys to {lake.uri(deployed_prefix)}, but {lake.uri(src_key)} does not exist. Deploy the "
+            "dataset's stack again (make deploy); files under sample/ and *.md files are not deployed.",
+            url=lake.uri(src_key),
+            attempts=1,
+        )
+    with tempfile.TemporaryDirectory(prefix="dwfetch-") as tmp:
+        local = Path(tmp) / _file_name(src_key)
+        lake.get_file(src_key, local)
+        lake.put_file(local, key)
+        return key, local.stat().st_size
+
+
 def probe_source(
     source_url: str,
     *,
     dataset_dir: Path | None = None,
     policy: RetryPolicy = RetryPolicy(),  # noqa: B008
+    lake: Lake | None = None,
+    deployed_prefix: str | None = None,
 ) -> Probe:
     """Can the source be read, and how large is it? Writes nothing; never raises for an unreachable source."""
     session = _Session(policy, _url_secrets(source_url))
@@ -722,6 +914,12 @@ def probe_source(
             return _probe_http(session, source_url)
         if kind == "s3":
             return _probe_s3(session, source_url)
+        if kind == "file" and dataset_dir is None and lake is not None and deployed_prefix and "://" not in source_url:
+            key = _deployed_key(source_url, deployed_prefix)
+            found = [o for o in lake.list(key) if o.key == key]
+            if found:
+                return Probe(True, found[0].size, f"deployed file {lake.uri(key)}, {found[0].size} bytes")
+            return Probe(False, None, f"deployed file {lake.uri(key)} not found; deploy the dataset's stack again")
         if kind == "file":
             path = _local_path(source_url, dataset_dir, session)
             if path.is_file():
@@ -730,34 +928,29 @@ def probe_source(
             return Probe(False, None, f"file {path} not found")
         return Probe(False, None, f"{shown}: unsupported scheme; use https://, http://, s3:// or file://")
     except FetchError as exc:
-        return Probe(False, None, str(exc))
+        return Probe(False, None, session.scrub(str(exc)))
+    except Exception as exc:
+        return Probe(False, None, str(_unexpected(session, shown, exc)))
     finally:
         session.close()
 
 
 def _probe_http(session: _Session, url: str) -> Probe:
-    pool = session.pool(url)
-
-    def request(method: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
-        return pool.request(
-            method,
-            url,
-            headers={"Accept-Encoding": "identity", **headers},
-            preload_content=False,
-            decode_content=False,
-            retries=_FOLLOW_REDIRECTS,
-            timeout=session.timeout,
-        )
+    def request(method: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse | _Failure:
+        headers = {"Accept-Encoding": "identity", **headers}
+        return session.send(method, url, headers, preload_content=False, decode_content=False)
 
     def attempt() -> Probe | _Failure:
         try:
             resp = request("HEAD", {})
-            if resp.status in (400, 403, 405, 501):  # HEAD not allowed (or not signed for): ask for one byte
-                resp.close()
+            if not isinstance(resp, _Failure) and resp.status in (400, 403, 405, 501):
+                resp.close()  # HEAD not allowed (or not signed for): ask for one byte
                 resp = request("GET", {"Range": "bytes=0-0"})
         except (u3.HTTPError, OSError) as exc:
             transient, detail = _describe(exc)
             return _Failure(transient, detail)
+        if isinstance(resp, _Failure):
+            return resp
         try:
             if not 200 <= resp.status < 300:
                 return _status_failure(resp)
@@ -796,6 +989,8 @@ def _probe_s3(session: _Session, source: str) -> Probe:
 
 
 _MISSING = object()
+# Answers some APIs give to a page past their last one, instead of an empty page.
+_PAST_THE_END = (400, 404, 416)
 
 
 def _dig(value: Any, path: str) -> Any:
@@ -846,31 +1041,31 @@ def _without(value: Any, secrets: list[str]) -> Any:
 class _ApiPager:
     """Pages of one endpoint, appended as JSON lines to an open file.
 
-    `auth_params` (a secret sent as a query parameter) go on every request, including those that
-    follow a next link, and never into a message: messages show the URL without its query.
+    The credentials (`creds`: a secret header or query parameter) go on every request to the
+    endpoint's own scheme, host and port, including those that follow a next link there, and never
+    into a message: messages show the URL without its query.
+
+    For `page` and `offset` paging a page shorter than asked for is not the end (APIs cap page
+    sizes): the end is an empty page, or the total the API declares at `paging.total_field`
+    reached with a page shorter than the ones before. `offset` advances by the records received.
     """
 
-    def __init__(
-        self,
-        session: _Session,
-        endpoint: ApiEndpoint,
-        headers: dict[str, str],
-        auth_params: dict[str, str] | None = None,
-    ):
+    def __init__(self, session: _Session, endpoint: ApiEndpoint, index: int, headers: dict[str, str], creds: _Creds):
         self.session = session
         self.endpoint = endpoint
         self.headers = {"Accept": "application/json", **headers}
-        self.auth_params = dict(auth_params or {})
+        self.creds = creds
         self.shown = _redact(endpoint.url)
+        self.label = f"api_endpoints[{index}] ({self.shown})"
 
     def _get(self, url: str) -> tuple[Any, Any] | _Failure:
         try:
-            resp = self.session.pool(url).request(
-                "GET", url, headers=self.headers, retries=_FOLLOW_REDIRECTS, timeout=self.session.timeout
-            )
+            resp = self.session.send("GET", url, self.headers, self.creds)
         except (u3.HTTPError, OSError) as exc:
             transient, detail = _describe(exc)
             return _Failure(transient, detail)
+        if isinstance(resp, _Failure):
+            return resp
         if not 200 <= resp.status < 300:
             return _status_failure(resp)
         try:
@@ -919,41 +1114,104 @@ class _ApiPager:
 
     def _runaway(self, limit: int) -> FetchError:
         return self.session.error(
-            f"runaway API: {self.shown} still had a next page after {limit} pages (paging.max_pages = "
-            f"{limit}). If the data really is that large, raise paging.max_pages for this endpoint; "
-            "otherwise check its paging settings (kind, param, cursor_field), since the API never "
-            "signalled a last page.",
+            f"runaway API: {self.label} still had a next page after {limit} pages (paging.max_pages = "
+            f"{limit}); the run stops rather than keep part of the data. If the data really is that large, "
+            "raise paging.max_pages for this endpoint; otherwise check its paging settings (kind, param, "
+            "cursor_field), since the API never signalled a last page.",
+            url=self.shown,
+        )
+
+    def _total(self, body: Any, first: bool) -> int | None:
+        """The record count the API declares at paging.total_field (None where a page leaves it out)."""
+        path = self.endpoint.paging.total_field
+        if path is None:
+            return None
+        value = _dig(body, path)
+        if value is _MISSING or value is None:
+            if first:
+                keys = ", ".join(list(body)[:12]) if isinstance(body, dict) else type(body).__name__
+                raise self.session.error(
+                    f"{self.label} has nothing at paging.total_field {path!r}; its answer holds: {keys}. "
+                    "Fix total_field, or remove it to page until an empty page.",
+                    url=self.shown,
+                )
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.session.error(
+                f"{self.label}: paging.total_field {path!r} holds {str(value)[:40]!r}, not a count of records; "
+                "point it at the total number of records, or remove it.",
+                url=self.shown,
+            )
+        return value
+
+    def _short_of_total(self, total: int, records: int) -> FetchError:
+        return self.session.error(
+            f"{self.label} declared {total} records at paging.total_field "
+            f"{self.endpoint.paging.total_field!r}, but its pages ended after {records}: records would be "
+            "missing, so the run stops. Run again (the data may have changed while paging); if the field "
+            "does not count the records, remove paging.total_field.",
             url=self.shown,
         )
 
     def run(self, out) -> tuple[int, int]:
         """(pages, records) written."""
         endpoint, paging = self.endpoint, self.endpoint.paging
+        numbered = paging.kind in ("page", "offset")
         url = endpoint.url
         params = {name: _param(value) for name, value in endpoint.params.items()}
         number, offset = 1, 0
-        if paging.kind in ("page", "offset"):
+        if numbered:
             params[paging.param] = str(number if paging.kind == "page" else offset)
             if paging.size_param:
                 params[paging.size_param] = str(paging.size)
         seen: set[str] = set()
-        pages = records = 0
+        pages = records = largest = 0
+        total: int | None = None
+        previous_page = b""
         while True:
-            if pages >= paging.max_pages:
+            # A numbered API shows its end only by an empty page: one page past the limit may be asked for.
+            probing = pages >= paging.max_pages
+            if probing and not numbered:
                 raise self._runaway(paging.max_pages)
             full = _with_params(url, params)
-            request = _with_params(full, self.auth_params)
-            body, headers = self.session.retrying(self.shown, "read the API", lambda u=request: self._get(u))
+            try:
+                body, headers = self.session.retrying(self.shown, "read the API", lambda u=full: self._get(u))
+            except FetchError as exc:
+                if numbered and pages and exc.status in _PAST_THE_END:
+                    if total is not None and records >= total:
+                        break  # the declared total arrived, and the API refuses to go past it (openFDA: 404)
+                    if paging.total_field is None:
+                        raise self.session.error(
+                            f"{exc} If the API answers an error past its last page, set paging.total_field to "
+                            "where it declares its record count, so paging stops there.",
+                            url=exc.url,
+                            status=exc.status,
+                            attempts=exc.attempts,
+                        ) from None
+                raise
             pages += 1
             rows = self._records(body, first=pages == 1)
+            declared = self._total(body, first=pages == 1)
+            total = declared if declared is not None else total  # some APIs send it on the first page only
+            if probing and rows:
+                raise self._runaway(paging.max_pages)
             if self.session.known:
                 rows = _without(rows, self.session.known)
-            out.write("".join(_json_line(row) for row in rows).encode())
+            text = "".join(_json_line(row) for row in rows).encode()
+            if numbered and rows and hashlib.sha256(text).digest() == previous_page:
+                raise self._loop("page of records")  # the API ignores paging.param
+            previous_page = hashlib.sha256(text).digest()
+            out.write(text)
             records += len(rows)
-            if paging.kind in ("page", "offset"):
-                # Without size_param the server picks the page size, so only an empty page ends the data.
-                short = paging.size_param is not None and len(rows) < paging.size
-                if not rows or short:
+            if numbered:
+                asked = paging.size if paging.size_param else None
+                short = (asked is not None and len(rows) < asked) or len(rows) < largest
+                largest = max(largest, len(rows))
+                if not rows or (total is not None and records >= total and short):
                     break
                 number += 1
                 offset += len(rows)
@@ -968,41 +1226,41 @@ class _ApiPager:
                 seen.add(cursor)
                 params[paging.param] = cursor
             elif paging.kind == "link":
-                following = _next_link(headers.get("Link"), request) or _next_field(body, request)
+                following = _next_link(headers.get("Link"), full) or _next_field(body, full)
                 if not following:
                     break
-                following = _with_params(following, {}, drop=self.auth_params)  # an echoed key is set again
+                following = _with_params(following, {}, drop=self.creds.params)  # an echoed key is set again
+                if endpoint.url.lower().startswith("https://") and not following.lower().startswith("https://"):
+                    raise self.session.error(
+                        f"{self.label}: the API's next link leads from https to plain http "
+                        f"({_redact(following)}); refused, as the request and the answer would travel "
+                        "unencrypted. Ask the API's owner to fix the link, or use another paging kind.",
+                        url=self.shown,
+                    )
+                if not self.creds.owns(following) and self.creds.owns(full):
+                    log.warning(
+                        "%s: the next link leads to another host (%s): following it without the credentials",
+                        self.label,
+                        _redact(following),
+                    )
                 if following in seen or following == full:
                     raise self._loop("next link")
                 seen.add(following)
                 url, params = following, {}
             else:
                 break
+        if total is not None and records < total:
+            raise self._short_of_total(total, records)
+        if total is not None and records > total:
+            log.warning("%s: declared %d records at paging.total_field but sent %d", self.label, total, records)
         return pages, records
 
     def _loop(self, what: str) -> FetchError:
         return self.session.error(
-            f"runaway API: {self.shown} returned the same {what} twice, so paging would never end. Check the "
+            f"runaway API: {self.label} returned the same {what} twice, so paging would never end. Check the "
             "endpoint's paging settings (kind, param, cursor_field).",
             url=self.shown,
         )
-
-
-def _auth(endpoint: ApiEndpoint, index: int, secrets: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(headers, query parameters) that carry the endpoint's secret; both empty without auth."""
-    auth = endpoint.auth
-    if auth is None:
-        return {}, {}
-    value = secrets.get(auth.secret)
-    if not value:
-        raise FetchError(
-            f"api_endpoints[{index}] ({_redact(endpoint.url)}) needs secret {auth.secret!r}, which was not "
-            "resolved for this run; resolve the dataset's secrets (DatasetConfig.secrets) and pass them to fetch_api."
-        )
-    if auth.query_param:
-        return {}, {auth.query_param: value}
-    header = auth.header_name or "Authorization"
-    return {header: f"{auth.scheme} {value}" if auth.scheme else value}, {}
 
 
 def fetch_api(
@@ -1018,35 +1276,43 @@ def fetch_api(
 
     `secrets` maps the secret names of the endpoints' `auth` to their values (resolved by the caller).
     No value reaches a log line, an error message or the written records: each is replaced by `***`.
+    `headers` (like the auth) go to each endpoint's own scheme, host and port only.
     """
     headers = dict(headers or {})
     secrets = dict(secrets or {})
+    creds = []
+    for index, endpoint in enumerate(endpoints):
+        auth_headers, auth_params = _credentials(endpoint.auth, f"api_endpoints[{index}]", endpoint.url, secrets)
+        creds.append(_Creds(endpoint.url, {**headers, **auth_headers}, auth_params))
     suspects = list(headers.values())
     for endpoint in endpoints:
         suspects += _url_secrets(endpoint.url)
         suspects += [_param(v) for k, v in endpoint.params.items() if _SECRET_NAME.search(k)]
-    needed = {e.auth.secret for e in endpoints if e.auth is not None}
-    session = _Session(policy, suspects, [value for name, value in secrets.items() if name in needed])
+    known = [value for c in creds for value in c.values() if value not in headers.values()]
+    session = _Session(policy, suspects, known)
     keys: list[str] = []
     written = 0
+    shown = ", ".join(_redact(endpoint.url) for endpoint in endpoints)
     try:
         with tempfile.TemporaryDirectory(prefix="dwfetch-") as tmp:
             for index, endpoint in enumerate(endpoints):
-                auth_headers, auth_params = _auth(endpoint, index, secrets)
                 name = f"endpoint_{index}.jsonl"
                 local = Path(tmp) / name
                 with open(local, "wb") as out:
-                    pages, records = _ApiPager(session, endpoint, {**headers, **auth_headers}, auth_params).run(out)
+                    pages, records = _ApiPager(session, endpoint, index, {}, creds[index]).run(out)
                 key = raw_prefix + name
                 lake.put_file(local, key)
                 keys.append(key)
                 written += local.stat().st_size
                 local.unlink()
                 log.info("%s: %d records in %d pages to %s", _redact(endpoint.url), records, pages, key)
+    except FetchError as exc:
+        raise session.error(str(exc), url=exc.url, status=exc.status, attempts=exc.attempts) from None
+    except Exception as exc:
+        raise _unexpected(session, shown, exc) from None
     finally:
         session.close()
-    source = ", ".join(_redact(endpoint.url) for endpoint in endpoints)
-    return FetchResult(source, keys, written, session.attempts, False, session.elapsed())
+    return FetchResult(shown, keys, written, session.attempts, False, session.elapsed())
 
 
 # --------------------------------------------------------------------------- public: unpacking
@@ -1074,46 +1340,183 @@ def _unique(base: str, taken: set[str]) -> str:
 
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError)
+# Compressions Spark would decompress by itself, by file name; checked within the budget first.
+_STREAMS: dict[str, Callable[[BinaryIO], Any]] = {".gz": gzip.open, ".bz2": bz2.open}
+_STREAM_ERRORS = (OSError, EOFError, ValueError, zlib.error)
 
 
-def unpack_for_reading(lake: Lake, keys: list[str], staging_prefix: str) -> list[str]:
-    """The lake keys Spark should read for these raw keys: zip members unpacked to staging, the rest as is."""
+@dataclass(frozen=True)
+class UnpackLimits:
+    """How far archives may expand in one run (a dataset's `archive` options).
+
+    `max_unpacked_bytes` bounds the bytes that come out of every archive and compressed file of a
+    run together; `max_ratio` bounds what one archive yields per byte it holds, once it has yielded
+    more than `ratio_floor` (small files may compress as well as they like). Both are counted while
+    decompressing: sizes declared in a zip's headers are only used to refuse early.
+    """
+
+    max_unpacked_bytes: int = 20 * 1024**3
+    max_ratio: float = 200.0
+    ratio_floor: int = 16 * 1024**2
+
+
+class _Budget:
+    def __init__(self, limits: UnpackLimits):
+        self.limits = limits
+        self.total = 0
+
+    def fail(self, archive: str, member: str, reason: str, advice: str) -> FetchError:
+        return FetchError(
+            f"Archive {archive}: {member} {reason}; unpacking stopped and what was unpacked was removed. {advice}",
+            url=archive,
+        )
+
+    def check(self, archive: str, archive_bytes: int, member: str, unpacked: int, added: int = 0) -> None:
+        """`unpacked`: bytes out of this archive so far; `added`: the part of them not yet in `self.total`."""
+        limits, total = self.limits, self.total + added
+        if total > limits.max_unpacked_bytes:
+            raise self.fail(
+                archive,
+                member,
+                f"exceeds archive.max_unpacked_bytes = {limits.max_unpacked_bytes} bytes ({total} bytes out of "
+                "this run's archives so far)",
+                "If the data really is that large, raise archive.max_unpacked_bytes in the dataset's config.json; "
+                "otherwise the archive is damaged or hostile (a zip bomb).",
+            )
+        if unpacked > limits.ratio_floor and unpacked > limits.max_ratio * max(archive_bytes, 1):
+            raise self.fail(
+                archive,
+                member,
+                f"exceeds archive.max_ratio = {limits.max_ratio:g} times the archive's {archive_bytes} bytes "
+                f"({unpacked} bytes so far)",
+                "Real data rarely compresses that well; if this source does, raise archive.max_ratio in the "
+                "dataset's config.json, otherwise the archive is damaged or hostile (a zip bomb).",
+            )
+
+    def stream(self, src, dst, archive: str, archive_bytes: int, member: str, done: int) -> int:
+        """Copy a decompressing stream chunk by chunk (or count it, without `dst`); bytes copied."""
+        copied = 0
+        while chunk := src.read(CHUNK):
+            copied += len(chunk)
+            self.check(archive, archive_bytes, member, done + copied, copied)
+            if dst is not None:
+                dst.write(chunk)
+        self.total += copied
+        return copied
+
+
+@contextmanager
+def _raw_stream(lake: Lake, key: str) -> Iterator[tuple[BinaryIO, int]]:
+    """(readable stream, size) of a lake object, without a local copy where the lake allows."""
+    if isinstance(lake, LocalLake):
+        path = lake.path(key)
+        with open(path, "rb") as stream:
+            yield stream, path.stat().st_size
+    elif isinstance(lake, S3Lake):
+        bucket, s3_key = _split_s3(lake.uri(key))
+        answer = lake.client.get_object(Bucket=bucket, Key=s3_key)
+        try:
+            yield answer["Body"], int(answer["ContentLength"])
+        finally:
+            answer["Body"].close()
+    else:
+        with tempfile.TemporaryDirectory(prefix="dwunzip-") as tmp:
+            local = Path(tmp) / "compressed"
+            lake.get_file(key, local)
+            with open(local, "rb") as stream:
+                yield stream, local.stat().st_size
+
+
+def _check_stream(budget: _Budget, stream: BinaryIO, size: int, name: str, shown: str) -> None:
+    """A .gz or .bz2 file that Spark will decompress (by its `name`): within the budget, and complete."""
+    opener = _STREAMS.get(PurePosixPath(name).suffix.lower())
+    if opener is None:
+        return
+    try:
+        with opener(stream) as src:
+            budget.stream(src, None, shown, size, "its content", 0)
+    except _STREAM_ERRORS as exc:
+        raise FetchError(
+            f"Could not decompress {shown}: {exc}. The file is truncated or damaged; check the source, or fetch "
+            "it again.",
+            url=shown,
+        ) from None
+
+
+def unpack_for_reading(
+    lake: Lake,
+    keys: list[str],
+    staging_prefix: str,
+    limits: UnpackLimits = UnpackLimits(),  # noqa: B008 - frozen dataclass, safe as a default
+) -> list[str]:
+    """The lake keys Spark should read for these raw keys: zip members unpacked to staging, the rest as is.
+
+    Zip members and `.gz`/`.bz2` files are decompressed within `limits`, counted as the bytes come out;
+    on any failure `staging_prefix` is removed and FetchError names the archive, the member and the limit.
+    """
     result: list[str] = []
     taken: set[str] = set()
-    for key in keys:
-        if not key.lower().endswith(".zip"):
-            result.append(key)  # .gz and plain files: Spark reads them directly
-            continue
-        with tempfile.TemporaryDirectory(prefix="dwunzip-") as tmp:
-            archive = Path(tmp) / "archive.zip"
-            lake.get_file(key, archive)
-            member_file = Path(tmp) / "member"
-            found = 0
-            try:
-                with zipfile.ZipFile(archive) as zf:
-                    for info in zf.infolist():
-                        if not _wanted_member(info):
-                            continue
-                        name = _unique(info.filename.replace("\\", "/").rsplit("/", 1)[-1], taken)
-                        taken.add(name)
-                        with zf.open(info) as src, open(member_file, "wb") as dst:
-                            shutil.copyfileobj(src, dst, CHUNK)
-                        target = staging_prefix + name
-                        lake.put_file(member_file, target)
-                        member_file.unlink()
-                        result.append(target)
-                        found += 1
-            except _ZIP_ERRORS as exc:
-                raise FetchError(
-                    f"Could not unpack {key}: {exc}. The file is not a readable zip archive (damaged, "
-                    "encrypted or an unsupported compression); check the source, or fetch it again.",
-                    url=key,
-                ) from None
-            if not found:
-                raise FetchError(
-                    f"Zip archive {key} holds no data files (only folders, __MACOSX/ or hidden files); "
-                    "check the source.",
-                    url=key,
-                )
-        log.info("unpacked %s: %d files to %s", key, found, staging_prefix)
+    budget = _Budget(limits)
+    try:
+        for key in keys:
+            lowered = key.lower()
+            if lowered.endswith(".zip"):
+                result += _unpack_zip(lake, key, staging_prefix, taken, budget)
+                continue
+            if lowered.endswith(tuple(_STREAMS)):
+                with _raw_stream(lake, key) as (stream, size):
+                    _check_stream(budget, stream, size, key, key)
+            result.append(key)  # plain files, and .gz/.bz2 checked above: Spark reads them directly
+    except BaseException:
+        lake.delete_prefix(staging_prefix)
+        raise
+    return result
+
+
+def _unpack_zip(lake: Lake, key: str, staging_prefix: str, taken: set[str], budget: _Budget) -> list[str]:
+    result: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="dwunzip-") as tmp:
+        archive = Path(tmp) / "archive.zip"
+        lake.get_file(key, archive)
+        size = archive.stat().st_size
+        member_file = Path(tmp) / "member"
+        member = "a member"
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                wanted = [info for info in zf.infolist() if _wanted_member(info)]
+                # A bomb that declares its size stops here, before a byte is written. One whose headers
+                # understate it is stopped by the count below, or by zipfile, which never yields more than
+                # the header declares and then fails the member's CRC.
+                declared = sum(info.file_size for info in wanted)
+                budget.check(key, size, "the size its headers declare", declared, declared)
+                unpacked = 0
+                for info in wanted:
+                    member = f"member {info.filename!r}"
+                    name = _unique(info.filename.replace("\\", "/").rsplit("/", 1)[-1], taken)
+                    taken.add(name)
+                    with zf.open(info) as src, open(member_file, "wb") as dst:
+                        unpacked += budget.stream(src, dst, key, size, member, unpacked)
+                    with open(member_file, "rb") as stream:
+                        _check_stream(budget, stream, member_file.stat().st_size, name, f"{key} ({member})")
+                    target = staging_prefix + name
+                    lake.put_file(member_file, target)
+                    member_file.unlink()
+                    result.append(target)
+        except _ZIP_ERRORS as exc:
+            forged = "CRC" in str(exc) or "size" in str(exc).lower()
+            why = (
+                "Its content does not match its header (CRC or size), so the archive is damaged or forged"
+                if forged
+                else "The file is not a readable zip archive (damaged, encrypted or an unsupported compression)"
+            )
+            raise FetchError(
+                f"Could not unpack {key} ({member}): {exc}. {why}; check the source, or fetch it again.",
+                url=key,
+            ) from None
+        if not result:
+            raise FetchError(
+                f"Zip archive {key} holds no data files (only folders, __MACOSX/ or hidden files); check the source.",
+                url=key,
+            )
+    log.info("unpacked %s: %d files to %s", key, len(result), staging_prefix)
     return result

@@ -1,21 +1,28 @@
 """Secrets by name, resolved at run time: Secrets Manager on Glue, the environment or a file locally.
 
-A dataset's config names a secret (`api_endpoints[].auth.secret`), never its value. The Glue
-entry point resolves names with `SecretsManagerSecrets`; `dw run` with `LocalSecrets`, which
+A dataset's config names a secret (`api_endpoints[].auth.secret`, `source_auth.secret`), never
+its value. The Glue entry point resolves names with `SecretsManagerSecrets`; `dw run` with `LocalSecrets`, which
 reads `DW_SECRET_<NAME>` from the environment, then `.secrets.json` at the project root
 (git-ignored): `{"pp-dw/fda-api-key": "value"}`.
 
-Errors name the secret and how to provide it, never its value. Stdlib and boto3 only.
+Values are trimmed of surrounding whitespace (a secret created from a file usually ends in a
+newline, which no server accepts in a header). Every value read is registered for this process:
+`scrub(text)` cuts each registered value out of a text in its raw, URL-encoded and base64 forms,
+so whatever error, log line or traceback leaves the job carries `***` instead. Errors name the
+secret and how to provide it, never its value. Stdlib and boto3 only.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "SECRETS_FILE",
@@ -24,11 +31,99 @@ __all__ = [
     "SecretResolver",
     "SecretsManagerSecrets",
     "env_name",
+    "register",
     "resolve_all",
+    "scrub",
+    "scrub_value",
 ]
 
 SECRETS_FILE = ".secrets.json"
 ENV_PREFIX = "DW_SECRET_"
+
+
+# --------------------------------------------------------------------------- scrubbing
+
+MIN_BASE64_CORE = 8  # shorter base64 fragments would match ordinary text
+_lock = threading.Lock()
+_values: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def _quote_forms(value: str) -> set[str]:
+    forms = {value, quote(value), quote(value, safe=""), quote_plus(value), quote_plus(value, safe="/")}
+    # As Python quotes it in a message (http.client: "Invalid header value b'...\\n'").
+    forms |= {repr(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
+    # Percent-encoding is case-insensitive: %2f is %2F.
+    return forms | {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in forms if "%" in f}
+
+
+def _base64_forms(value: str) -> set[str]:
+    """Base64 text that appears wherever `value` is encoded, whatever bytes come before it.
+
+    Base64 maps 3 bytes to 4 characters, so the value's characters depend on its offset modulo 3
+    within the encoded text (e.g. `user:` + secret in HTTP Basic auth): encode it behind 0, 1 and 2
+    filler bytes and keep the characters that no neighbouring byte touches.
+    """
+    raw = value.encode("utf-8")
+    forms: set[str] = set()
+    for shift in range(3):
+        text = base64.b64encode(b"\0" * shift + raw).decode("ascii")
+        first, end = -(-8 * shift // 6), 8 * (shift + len(raw)) // 6
+        core = text[first:end]
+        if len(core) >= MIN_BASE64_CORE:
+            forms |= {core, core.replace("+", "-").replace("/", "_")}
+    return forms
+
+
+def register(values: Iterable[str | None]) -> None:
+    """Remember secret values (and their colon-separated password part) so `scrub` hides them."""
+    global _pattern
+    with _lock:
+        before = len(_values)
+        for value in values:
+            if not value:
+                continue
+            _values.add(value)
+            # A value with a line break inside may be shown one line at a time.
+            _values.update(part for part in re.split(r"[\x00-\x20\x7f]+", value) if len(part) >= 8)
+            _, colon, password = value.partition(":")
+            if colon and len(password) >= 4:  # user:password, e.g. for Basic auth
+                _values.add(password)
+        if len(_values) != before:
+            forms = {form for value in _values for form in _quote_forms(value) | _base64_forms(value)}
+            ordered = sorted(forms, key=len, reverse=True)  # the longest form first: no partial leftovers
+            _pattern = re.compile("|".join(re.escape(form) for form in ordered)) if ordered else None
+
+
+def scrub(text: str | None) -> str | None:
+    """`text` with every registered secret value, in any of its forms, replaced by `***`."""
+    pattern = _pattern
+    if text is None or pattern is None:
+        return text
+    return pattern.sub("***", text)
+
+
+def scrub_value(value):
+    """A JSON-like value with every string scrubbed (a run summary before it is written or shown)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [scrub_value(item) for item in value]
+    if isinstance(value, dict):
+        return {scrub_value(k): scrub_value(v) for k, v in value.items()}
+    return value
+
+
+def _clean(name: str, value: str, where: str) -> str:
+    """The value without surrounding whitespace, registered for scrubbing; SecretError if nothing is left."""
+    trimmed = value.strip()
+    if not trimmed:
+        raise SecretError(f"secret {name!r} from {where} is empty or only whitespace; store the credential itself")
+    register([trimmed])
+    return trimmed
+
+
+# --------------------------------------------------------------------------- resolvers
 
 
 class SecretError(Exception):
@@ -78,10 +173,10 @@ class LocalSecrets:
     def resolve(self, name: str) -> str:
         value = self.environ.get(env_name(name))
         if value:
-            return value
+            return _clean(name, value, env_name(name))
         found = self._from_file().get(name)
         if isinstance(found, str) and found:
-            return found
+            return _clean(name, found, str(self.file))
         if found is not None:
             raise SecretError(f"secret {name!r} in {self.file} must be a non-empty string; fix its entry")
         raise SecretError(f"secret {name!r} is not set: {local_advice(name, self.file)}")
@@ -115,8 +210,8 @@ class SecretsManagerSecrets:
                 )
             elif code in ("AccessDeniedException", "AccessDenied"):
                 advice = (
-                    "the job's role may not read it: datasets whose endpoints name it in auth.secret get a role "
-                    "that may; deploy that dataset's stack again"
+                    "the job's role may not read it: datasets that name it in auth.secret or source_auth.secret get "
+                    "a role that may; deploy that dataset's stack again"
                 )
             else:
                 advice = "check that Secrets Manager is reachable from the job and the secret is enabled"
@@ -129,7 +224,7 @@ class SecretsManagerSecrets:
         value = answer.get("SecretString")
         if not value:
             raise SecretError(f"secret {name!r} has no text value (SecretString); store the credential as plain text")
-        return value
+        return _clean(name, value, "Secrets Manager")
 
 
 def resolve_all(resolver: SecretResolver | None, names: list[str]) -> dict[str, str]:

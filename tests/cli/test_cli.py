@@ -300,7 +300,7 @@ def test_validate_lists_every_config_problem(project_copy):
     assert "Traceback" not in result.stderr, show(result)
     lines = result.stderr.splitlines()
     assert any(line.startswith(UNKNOWN_KEY) for line in lines), show(result)
-    assert "(allowed: $schema, api_endpoints, columns," in line_with(result.stderr, "colums:")
+    assert "(allowed: $schema, api_endpoints, archive, columns," in line_with(result.stderr, "colums:")
     assert any(line.startswith(BAD_SCHEDULE) for line in lines), show(result)
     assert "problem(s) found" in lines[-1]
     assert result.stdout == ""

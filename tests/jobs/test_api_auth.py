@@ -134,7 +134,8 @@ def test_query_param_auth_offset_paging_flattened_and_exploded(spark, core, serv
 
     assert summary.status == "succeeded", summary.error
     seen = server.seen("/v1/recalls")
-    assert len(seen) == 3 and all("api_key=" in r.path for r in seen)  # sent on every page
+    # sent on every page; 10 + 10 + 3 records, and the empty page that ends them
+    assert len(seen) == 4 and all("api_key=" in r.path for r in seen)
     # raw/: the records as JSON lines, page after page, with the echoed key cut out
     lines = lake.read_bytes(f"raw/recalls/run_id={RUN}/endpoint_0.jsonl").decode().splitlines()
     rows = [json.loads(line) for line in lines]

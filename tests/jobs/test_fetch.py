@@ -437,7 +437,7 @@ ROWS = [{"id": i, "name": f"row{i}"} for i in range(25)]
 def _add_api_routes(server: LoopbackServer) -> None:
     def page(handler, query):
         number, size = int(query["page"]), int(query["per_page"])
-        handler.json({"data": {"items": ROWS[(number - 1) * size : number * size]}})
+        handler.json({"data": {"items": ROWS[(number - 1) * size : number * size]}, "meta": {"total": len(ROWS)}})
 
     def offset(handler, query):
         start, limit = int(query["offset"]), int(query.get("limit", 10))
@@ -474,8 +474,10 @@ def _add_api_routes(server: LoopbackServer) -> None:
 @pytest.mark.parametrize(
     ("path", "paging", "requests"),
     [
-        ("/api/page", Paging(kind="page", param="page", size_param="per_page", size=10), 3),
-        ("/api/offset", Paging(kind="offset", param="offset", size_param="limit", size=10), 3),
+        # A short page is not the end: the empty page after it is (issue 16); a declared total saves that request.
+        ("/api/page", Paging(kind="page", param="page", size_param="per_page", size=10), 4),
+        ("/api/offset", Paging(kind="offset", param="offset", size_param="limit", size=10), 4),
+        ("/api/page", Paging(kind="page", param="page", size_param="per_page", size=10, total_field="meta.total"), 3),
         ("/api/offset", Paging(kind="offset", param="offset"), 4),  # no size_param: stops on the empty page
         ("/api/cursor", Paging(kind="cursor", param="after", cursor_field="meta.next"), 3),
         ("/api/link", Paging(kind="link"), 3),
@@ -553,7 +555,8 @@ def test_api_secrets_never_appear_in_errors(server, lake):
     server.routes["/api/down"] = lambda handler, query: handler.plain(503)
 
     for path, code, tries in (("/api/private", "401", 1), ("/api/down", "503", FAST.attempts)):
-        endpoint = ApiEndpoint(url=server.url(path), params={"api_key": "PARAMSECRET99"})
+        # Validation refuses a key in params (use auth); fetch still hides one that got past it.
+        endpoint = ApiEndpoint.model_construct(url=server.url(path), params={"api_key": "PARAMSECRET99"})
         with pytest.raises(FetchError) as caught:
             fetch_api([endpoint], lake, RAW, policy=FAST, headers={"Authorization": secret})
         message = str(caught.value)

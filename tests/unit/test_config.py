@@ -100,7 +100,7 @@ def test_valid_dataset_is_accepted(project_copy):
         (
             "shop-orders",
             {**VALID, "source_url": "ftp://x/y.csv"},
-            "datasets/shop-orders/config.json: source_url: use an https, http, s3 or file URL",
+            "datasets/shop-orders/config.json: source_url: use an https, http or s3 URL",
         ),
         (
             "shop-orders",

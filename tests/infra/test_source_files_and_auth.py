@@ -1,0 +1,51 @@
+"""A source_url behind source_auth gets the dataset's own role with exactly its secret; a relative
+source_url is deployed with the job files (sample/ and *.md are not), so Glue can read it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from aws_cdk.assertions import Template
+
+from dwlib.config import load_project
+
+
+def add_dataset(project: Path, name: str, **fields) -> Path:
+    folder = project / "datasets" / name
+    shutil.copytree(project / "datasets" / "ourairports", folder)  # with sample/, README.md and gold/
+    config = json.loads((folder / "config.json").read_text())
+    config.update(dataset=name, **fields)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_source_auth_role_and_a_deployed_relative_source(project_copy, tmp_path):
+    from app import build_app, new_app
+
+    add_dataset(
+        project_copy,
+        "shop-export",
+        source_url="https://shop.example.com/export/orders.csv",
+        source_auth={"secret": "pp-dw/shop-export", "header": "X-Export-Key"},
+    )
+    folder = add_dataset(project_copy, "city-file", source_url="data/cities.csv")
+    (folder / "data").mkdir()
+    (folder / "data" / "cities.csv").write_text("id,city\n1,Oslo\n")
+
+    outdir = tmp_path / "cdk.out"
+    app = build_app(load_project(project_copy), new_app(str(outdir)))
+    app.synth()
+
+    template = Template.from_stack(app.node.find_child("pp-dw-dataset-shop-export"))
+    template.has_resource_properties("AWS::IAM::Role", {"RoleName": "pp-dw-shop-export-job-role"})
+    policies = template.find_resources("AWS::IAM::Policy")
+    statements = [st for pol in policies.values() for st in pol["Properties"]["PolicyDocument"]["Statement"]]
+    (secret,) = [st for st in statements if st["Action"] == "secretsmanager:GetSecretValue"]
+    assert ":secret:pp-dw/shop-export-??????" in json.dumps(secret["Resource"])
+    # The dataset folder's asset, as the BucketDeployment uploads it to etl/city-file/.
+    staged = [p for p in outdir.glob("asset.*") if (p / "config.json").is_file() and (p / "gold").is_dir()]
+    with_file = [p for p in staged if (p / "data" / "cities.csv").is_file()]
+    assert len(with_file) == 1, staged
+    assert not (with_file[0] / "sample").exists() and not (with_file[0] / "README.md").exists()

@@ -1,0 +1,136 @@
+"""Bronze runs from the sources issue 16 named: a relative file on Glue, archives past their
+limits, and a secret that must reach no run summary, whatever failed."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from dwlib import bronze
+from dwlib.config import DatasetConfig, load_core_config
+from dwlib.fetch import RetryPolicy
+from dwlib.lake import LocalLake
+from dwlib.secrets import LocalSecrets, env_name
+from tests.loopback import LoopbackServer
+
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
+ROOT = Path(__file__).resolve().parents[2]
+FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, timeout=5.0)
+RUN, LATER = "20260101T000000Z", "20260102T000000Z"
+CSV = b"id,city\n1,Oslo\n2,Lima\n3,Pune\n"
+USER_PASS = "svc-shop:pw-Q8+z/K4t7Rb2"
+
+
+@pytest.fixture(scope="module")
+def core():
+    return load_core_config(ROOT / "config.json")
+
+
+@pytest.fixture
+def server():
+    srv = LoopbackServer()
+    yield srv
+    srv.stop()
+
+
+def dataset(**fields) -> DatasetConfig:
+    base = {"dataset": "city-list", "description": "cities", "data_size_category": "small", "format": "csv"}
+    return DatasetConfig.model_validate({**base, **fields})
+
+
+def context(core, config, lake, run_id=RUN, **extra) -> bronze.JobContext:
+    return bronze.JobContext(core=core, dataset=config, lake=lake, run_id=run_id, policy=FAST, **extra)
+
+
+# ------------------------------------------------------------------ 13. a relative source on Glue
+
+
+def test_a_relative_source_runs_on_glue_from_the_deployed_dataset_folder(spark, core, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    lake.write_bytes("etl/city-list/data/cities.csv", CSV)  # where the stack's BucketDeployment puts it
+    ctx = context(core, dataset(source_url="data/cities.csv"), lake)  # dataset_dir=None: as on Glue
+
+    plan = "\n".join(bronze.plan(ctx))
+    summary = bronze.run_bronze(spark, ctx)
+
+    assert "reachable" in plan and "etl/city-list/data/cities.csv" in plan and "NOT reachable" not in plan
+    assert summary.status == "succeeded", summary.error
+    assert summary.rows_kept == 3 and lake.read_bytes(f"raw/city-list/run_id={RUN}/cities.csv") == CSV
+
+
+def test_a_relative_source_missing_from_the_deployment_names_where_it_looked(spark, core, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    summary = bronze.run_bronze(spark, context(core, dataset(source_url="data/cities.csv"), lake))
+    assert summary.status == "failed"
+    assert "etl/city-list/data/cities.csv does not exist" in summary.error and "make deploy" in summary.error
+
+
+# ------------------------------------------------------------------ 12. archives past their limits
+
+
+def test_an_archive_past_its_configured_limit_fails_and_keeps_bronze(spark, core, server, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    server.files["/cities.csv"] = CSV
+    assert bronze.run_bronze(spark, context(core, dataset(source_url=server.url("/cities.csv")), lake)).rows_kept == 3
+    before = {o.key: lake.read_bytes(o.key) for o in lake.list("bronze/")}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("cities.csv", CSV + b"4,Kyiv\n" * 20_000)
+    server.files["/cities.zip"] = buffer.getvalue()
+    config = dataset(source_url=server.url("/cities.zip"), archive={"max_unpacked_bytes": 50_000})
+
+    summary = bronze.run_bronze(spark, context(core, config, lake, LATER))
+
+    assert summary.status == "failed"
+    assert "cities.zip" in summary.error and "archive.max_unpacked_bytes = 50000" in summary.error
+    assert {o.key: lake.read_bytes(o.key) for o in lake.list("bronze/")} == before
+    assert not lake.has_prefix("staging/")
+
+
+# ------------------------------------------------------------------ 6. nothing secret in the run summary
+
+
+class LeakyLake(LocalLake):
+    """Copying a raw file out of the lake fails with a message that quotes the request's Authorization header."""
+
+    def get_file(self, key: str, local: Path) -> None:
+        raise OSError(f"copy of {key} failed; request had Authorization: Basic {base64.b64encode(USER_PASS.encode())}")
+
+
+def test_no_form_of_a_secret_reaches_the_run_summary_whatever_fails(spark, core, server, tmp_path):
+    def export(handler, query):
+        if handler.headers.get("Authorization") == "Basic " + base64.b64encode(USER_PASS.encode()).decode():
+            handler.plain(200, body=zipped)
+        else:
+            handler.plain(401)
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("cities.csv", CSV)
+    zipped = buffer.getvalue()
+    server.routes["/cities.zip"] = export
+    lake = LeakyLake(tmp_path / "lake")
+    config = dataset(
+        source_url=server.url("/cities.zip"), source_auth={"secret": "pp-dw/city-export", "scheme": "Basic"}
+    )
+    # Created from a file, the secret ends with a newline; it must still work, trimmed.
+    secrets = LocalSecrets(tmp_path, environ={env_name("pp-dw/city-export"): USER_PASS + "\n"})
+
+    summary = bronze.run_bronze(spark, context(core, config, lake, secrets=secrets))
+
+    assert len(server.seen("/cities.zip")) == 1  # fetched with the trimmed credentials
+    assert summary.status == "failed" and "OSError" in summary.error and summary.traceback
+    ledger = json.dumps(lake.read_json(f"runs/city-list/run_id={RUN}.json"))
+    shown = bronze.describe_outcome(summary)
+    password = USER_PASS.split(":", 1)[1]
+    encoded = base64.b64encode(USER_PASS.encode()).decode()
+    for form in (USER_PASS, password, quote(password, safe=""), encoded, encoded[8:-4]):
+        for where, text in (("ledger", ledger), ("error", summary.error), ("traceback", summary.traceback),
+                            ("outcome", shown)):  # fmt: skip
+            assert form not in text, f"{form!r} in the {where}"

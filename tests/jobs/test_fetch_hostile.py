@@ -1,0 +1,481 @@
+"""dwlib.fetch against servers and archives that lie, cap, redirect or explode (issue 16).
+
+APIs that cap their page size or misstate their totals, redirects and next links to other hosts
+and from https down to http, secrets with stray whitespace or in error paths, zip and gzip bombs
+and zips whose headers lie. Everything is offline: loopback servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import logging
+import re
+import struct
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from dwlib import secrets as dwsecrets
+from dwlib.config import ApiAuth, ApiEndpoint, Paging
+from dwlib.fetch import FetchError, RetryPolicy, UnpackLimits, fetch_api, fetch_source, unpack_for_reading
+from dwlib.lake import LocalLake
+from dwlib.secrets import LocalSecrets, scrub
+from tests.loopback import MIB, LoopbackServer, redirect
+
+FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, timeout=5.0, max_total_seconds=30.0)
+RAW = "raw/demo/run_id=20260101T000000Z/"
+STAGING = "staging/bronze/demo/run_id=20260101T000000Z/input/"
+ROWS = [{"id": i, "name": f"row{i}"} for i in range(25)]
+TOKEN = "tk-9Zq+/x7Lw3mN5pR2"  # '+' and '/' change in every encoding
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    srv = LoopbackServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def other() -> Iterator[LoopbackServer]:
+    """Another host (another port is another origin): must never see a credential."""
+    srv = LoopbackServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> LocalLake:
+    return LocalLake(tmp_path / "lake")
+
+
+def lines(lake: LocalLake, key: str = RAW + "endpoint_0.jsonl") -> list[dict]:
+    return [json.loads(line) for line in lake.read_bytes(key).decode().splitlines()]
+
+
+# --------------------------------------------------------------------------- 2. short pages
+
+
+def capped(server: LoopbackServer, cap: int, total: int | None = None, rows=ROWS) -> None:
+    """Offset and page APIs that send at most `cap` records whatever the caller asks, and may declare `total`."""
+
+    def answer(handler, start: int, limit: int) -> None:
+        page = rows[start : start + min(limit, cap)]
+        handler.json({"items": page, "meta": {"total": len(rows) if total is None else total}})
+
+    server.routes["/offset"] = lambda h, q: answer(h, int(q["offset"]), int(q.get("limit", 100)))
+    server.routes["/page"] = lambda h, q: answer(h, (int(q["page"]) - 1) * cap, int(q.get("per_page", 100)))
+
+
+def offset_endpoint(server: LoopbackServer, **paging) -> ApiEndpoint:
+    settings = {"kind": "offset", "param": "offset", "size_param": "limit", "size": 10, **paging}
+    return ApiEndpoint(url=server.url("/offset"), paging=Paging(**settings), records="items")
+
+
+@pytest.mark.parametrize("kind", ["offset", "page"])
+def test_an_api_that_caps_its_page_size_below_ours_yields_every_record(server, lake, kind):
+    capped(server, cap=7)  # we ask for 10, it sends 7: the first short page is not the end
+    if kind == "offset":
+        endpoint = offset_endpoint(server)
+    else:
+        paging = Paging(kind="page", param="page", size_param="per_page", size=10)
+        endpoint = ApiEndpoint(url=server.url("/page"), paging=paging, records="items")
+
+    result = fetch_api([endpoint], lake, RAW, policy=FAST)
+
+    assert lines(lake) == ROWS
+    assert result.attempts == len(server.seen(f"/{kind}")) == 5  # 7 + 7 + 7 + 4, then the empty page
+    if kind == "offset":  # offset advances by the records received, not by the size asked for
+        offsets = [int(r.path.split("offset=")[1].split("&")[0]) for r in server.seen("/offset")]
+        assert offsets == [0, 7, 14, 21, 25]
+
+
+def test_a_declared_total_ends_paging_without_an_extra_request(server, lake):
+    capped(server, cap=7)
+    fetch_api([offset_endpoint(server, total_field="meta.total")], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS
+    assert len(server.seen("/offset")) == 4  # 7 + 7 + 7 + 4 = 25 = meta.total
+
+
+def test_a_total_that_claims_more_than_the_pages_hold_fails_the_run(server, lake):
+    capped(server, cap=10, total=40)
+    with pytest.raises(FetchError) as caught:
+        fetch_api([offset_endpoint(server, total_field="meta.total")], lake, RAW, policy=FAST)
+    message = str(caught.value)
+    assert "api_endpoints[0]" in message and server.url("/offset") in message
+    assert "declared 40 records at paging.total_field 'meta.total'" in message and "after 25" in message
+
+
+def test_a_total_that_claims_less_than_the_pages_hold_does_not_truncate(server, lake, caplog):
+    capped(server, cap=10, total=10)  # says 10, has 25 in full pages of 10
+    with caplog.at_level(logging.WARNING):
+        fetch_api([offset_endpoint(server, total_field="meta.total")], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS
+    assert "declared 10 records at paging.total_field but sent 25" in caplog.text
+
+
+def test_a_total_field_that_is_not_there_is_named(server, lake):
+    capped(server, cap=10)
+    with pytest.raises(FetchError, match=r"nothing at paging.total_field 'meta.count'.*items, meta"):
+        fetch_api([offset_endpoint(server, total_field="meta.count")], lake, RAW, policy=FAST)
+
+
+def test_an_empty_last_page_after_full_pages_ends_cleanly(server, lake):
+    capped(server, cap=10, rows=ROWS[:20])  # 10 + 10 + an empty page
+    result = fetch_api([offset_endpoint(server)], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS[:20] and result.attempts == 3
+
+
+def test_reaching_max_pages_with_records_left_fails_and_names_the_setting(server, lake):
+    capped(server, cap=10)
+    with pytest.raises(FetchError) as caught:
+        fetch_api([offset_endpoint(server, max_pages=2)], lake, RAW, policy=FAST)
+    message = str(caught.value)
+    assert "api_endpoints[0]" in message and server.url("/offset") in message
+    assert "paging.max_pages = 2" in message and "raise paging.max_pages" in message
+
+
+def test_exactly_max_pages_of_records_is_not_a_runaway(server, lake):
+    capped(server, cap=10, rows=ROWS[:20])
+    fetch_api([offset_endpoint(server, max_pages=2)], lake, RAW, policy=FAST)  # the empty third page ends it
+    assert lines(lake) == ROWS[:20]
+
+
+def test_an_api_that_ignores_the_page_parameter_is_a_loop(server, lake):
+    server.routes["/same"] = lambda h, q: h.json({"items": ROWS[:3]})
+    endpoint = ApiEndpoint(url=server.url("/same"), paging=Paging(kind="page", param="p"), records="items")
+    with pytest.raises(FetchError, match="returned the same page of records twice"):
+        fetch_api([endpoint], lake, RAW, policy=FAST)
+    assert len(server.seen("/same")) == 2
+
+
+# --------------------------------------------------------------------------- 6. secrets
+
+
+def forms(secret: str) -> list[str]:
+    lower_hex = re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), quote(secret, safe=""))  # %2f is %2F
+    return [secret, quote(secret, safe=""), quote_plus(secret), lower_hex]
+
+
+def test_secret_values_are_trimmed_wherever_they_come_from(tmp_path):
+    (tmp_path / ".secrets.json").write_text(json.dumps({"from-file": f"  {TOKEN}\r\n", "blank": " \n"}))
+    secrets = LocalSecrets(tmp_path, environ={"DW_SECRET_FROM_ENV": f"{TOKEN}\n"})
+    assert secrets.resolve("from-env") == TOKEN
+    assert secrets.resolve("from-file") == TOKEN
+    with pytest.raises(dwsecrets.SecretError, match="'blank' .* empty or only whitespace") as caught:
+        secrets.resolve("blank")
+    assert TOKEN not in str(caught.value)
+
+
+def test_secrets_manager_values_are_trimmed(monkeypatch):
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        import boto3
+
+        boto3.client("secretsmanager").create_secret(Name="pp-dw/nl", SecretString=f"{TOKEN}\n")
+        assert dwsecrets.SecretsManagerSecrets().resolve("pp-dw/nl") == TOKEN
+
+
+def test_a_trailing_newline_no_longer_breaks_the_request(server, lake, tmp_path):
+    server.routes["/api"] = lambda h, q: (
+        h.json([{"ok": 1}]) if h.headers.get("Authorization") == f"Bearer {TOKEN}" else h.plain(401)
+    )
+    value = LocalSecrets(tmp_path, environ={"DW_SECRET_PP_DW_T": f"{TOKEN}\n"}).resolve("pp-dw/t")
+    endpoint = ApiEndpoint(url=server.url("/api"), auth=ApiAuth(secret="pp-dw/t", scheme="Bearer"))
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/t": value})
+    assert lines(lake) == [{"ok": 1}]
+
+
+def test_a_secret_that_cannot_travel_in_a_header_is_refused_without_showing_it(server, lake):
+    server.routes["/api"] = lambda h, q: h.json([])
+    broken = "line-one-9f8e7d\nline-two-6c5b4a"
+    endpoint = ApiEndpoint(url=server.url("/api"), auth=ApiAuth(secret="pp-dw/t", header="X-Api-Key"))
+    with pytest.raises(FetchError) as caught:
+        fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/t": broken})
+    message = str(caught.value)
+    assert "'pp-dw/t'" in message and "line break" in message and "api_endpoints[0]" in message
+    assert "9f8e7d" not in message and "6c5b4a" not in message
+    assert server.seen("/api") == []
+
+
+def test_scrub_hides_raw_url_encoded_and_base64_forms():
+    dwsecrets.register([f"alice:{TOKEN}"])
+    basic = base64.b64encode(f"alice:{TOKEN}".encode()).decode()
+    shifted = base64.b64encode(f"user=x&pw={TOKEN}".encode()).decode()  # the secret at another offset
+    text = " | ".join([*forms(TOKEN), f"Basic {basic}", shifted, base64.urlsafe_b64encode(TOKEN.encode()).decode()])
+    scrubbed = scrub(text)
+    for leaked in [*forms(TOKEN), basic, base64.b64encode(TOKEN.encode()).decode()[:-4]]:
+        assert leaked not in scrubbed, leaked
+    assert scrub(None) is None and scrub("nothing here") == "nothing here"
+
+
+class ExplodingLake(LocalLake):
+    """A lake whose writes fail with a message that quotes whatever it was given (as some SDKs do)."""
+
+    def put_file(self, local: Path, key: str) -> None:
+        raise ValueError(f"cannot store {key}: {local.read_text(errors='replace')[:200]}")
+
+
+def test_an_unexpected_exception_leaves_fetch_without_the_secret(server, tmp_path):
+    # The API echoes the key in its records, and the lake quotes the records in its error.
+    server.routes["/api"] = lambda h, q: h.json([{"echo": q.get("key", "")}])
+    endpoint = ApiEndpoint(url=server.url("/api"), auth=ApiAuth(secret="pp-dw/q", query_param="key"))
+    lake = ExplodingLake(tmp_path / "lake")
+    secret = "qs-" + TOKEN
+    with pytest.raises(FetchError) as caught:
+        fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/q": secret})
+    assert "ValueError" in str(caught.value) and server.url("/api") in str(caught.value)
+    assert caught.value.__suppress_context__
+    for form in forms(secret):
+        assert form not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- 7. credentials stay home
+
+
+def test_a_redirect_to_another_host_drops_header_and_query_credentials(server, other, lake):
+    other.routes["/cdn/data"] = lambda h, q: h.json([{"from": "cdn", "query": sorted(q)}])
+    server.scripts["/api"] = [redirect(other.url("/cdn/data") + f"?sig=abc&key={quote(TOKEN, safe='')}")]
+    endpoint = ApiEndpoint(url=server.url("/api"), auth=ApiAuth(secret="pp-dw/q", query_param="key"))
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/q": TOKEN}, headers={"X-Team-Key": "team-77a9"})
+
+    assert lines(lake) == [{"from": "cdn", "query": ["sig"]}]  # an echoed key is dropped, other parameters kept
+    home, away = server.seen("/api"), other.seen("/cdn/data")
+    assert "key=" in home[0].path and home[0].headers.get("X-Team-Key") == "team-77a9"
+    assert "key=" not in away[0].path and "X-Team-Key" not in away[0].headers
+
+
+def test_a_header_secret_does_not_follow_a_redirect_to_another_host(server, other, lake):
+    other.routes["/elsewhere"] = lambda h, q: h.json([{"ok": True}])
+    server.scripts["/api"] = [redirect(other.url("/elsewhere"), 307)]
+    endpoint = ApiEndpoint(url=server.url("/api"), auth=ApiAuth(secret="pp-dw/h", header="X-Api-Key"))
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/h": TOKEN})
+    assert server.seen("/api")[0].headers["X-Api-Key"] == TOKEN
+    assert "X-Api-Key" not in other.seen("/elsewhere")[0].headers and lines(lake) == [{"ok": True}]
+
+
+def test_a_redirect_on_the_same_host_keeps_the_credentials(server, lake):
+    server.scripts["/api"] = [redirect("/v2/api", 301)]
+    server.routes["/v2/api"] = lambda h, q: h.json([{"key_ok": h.headers.get("Authorization") == f"Token {TOKEN}"}])
+    endpoint = ApiEndpoint(url=server.url("/api"), auth=ApiAuth(secret="pp-dw/h", scheme="Token"))
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/h": TOKEN})
+    assert lines(lake) == [{"key_ok": True}]
+
+
+def test_a_next_link_to_another_host_gets_no_credentials(server, other, lake, caplog):
+    other.routes["/page2"] = lambda h, q: h.json({"items": [{"id": 2}], "next": None})
+    server.routes["/page1"] = lambda h, q: h.json({"items": [{"id": 1}], "next": other.url("/page2")})
+    endpoint = ApiEndpoint(
+        url=server.url("/page1"),
+        paging=Paging(kind="link"),
+        records="items",
+        auth=ApiAuth(secret="pp-dw/q", query_param="api_key"),
+    )
+    with caplog.at_level(logging.WARNING):
+        fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/q": TOKEN})
+    assert lines(lake) == [{"id": 1}, {"id": 2}]
+    assert "api_key=" in server.seen("/page1")[0].path and "api_key" not in other.seen("/page2")[0].path
+    assert "without the credentials" in caplog.text and TOKEN not in caplog.text
+
+
+def test_too_many_redirects_fail_clearly(server, lake):
+    server.routes["/loop"] = lambda h, q: h.plain(302, {"Location": "/loop"}, b"")
+    with pytest.raises(FetchError, match="too many redirects"):
+        fetch_source(server.url("/loop"), lake, RAW, policy=FAST)
+
+
+@pytest.fixture
+def tls(monkeypatch) -> Iterator[LoopbackServer]:
+    srv = LoopbackServer(tls=True)
+    monkeypatch.setenv("SSL_CERT_FILE", srv.ca_file)  # the client trusts the test's own certificate
+    yield srv
+    srv.stop()
+
+
+def test_https_to_http_redirect_is_refused(tls, server, lake):
+    server.files["/plain.csv"] = b"a\n1\n"
+    tls.files["/ok.csv"] = b"a\n2\n"
+    tls.scripts["/data.csv"] = [redirect(server.url("/plain.csv"))]
+
+    assert fetch_source(tls.url("/ok.csv"), lake, RAW, policy=FAST).bytes == 4  # https itself works
+    with pytest.raises(FetchError) as caught:
+        fetch_source(tls.url("/data.csv"), lake, RAW, policy=FAST)
+    message = str(caught.value)
+    assert "from https to plain http" in message and tls.url("/data.csv") in message
+    assert server.seen("/plain.csv") == [] and len(tls.seen("/data.csv")) == 1  # refused, not retried
+
+
+def test_an_https_api_whose_next_link_is_plain_http_is_refused(tls, server, lake):
+    server.routes["/p2"] = lambda h, q: h.json({"items": [{"id": 2}]})
+    tls.routes["/p1"] = lambda h, q: h.json({"items": [{"id": 1}], "next": server.url("/p2")})
+    endpoint = ApiEndpoint(url=tls.url("/p1"), paging=Paging(kind="link"), records="items")
+    with pytest.raises(FetchError, match="next link leads from https to plain http"):
+        fetch_api([endpoint], lake, RAW, policy=FAST)
+    assert server.seen("/p2") == []
+
+
+def test_source_auth_goes_to_the_source_host_only(server, other, lake):
+    other.files["/signed/export.csv"] = b"id\n1\n"
+    server.scripts["/export.csv"] = [redirect(other.url("/signed/export.csv"))]
+    auth = ApiAuth(secret="pp-dw/dl", scheme="Basic")
+    result = fetch_source(
+        server.url("/export.csv"), lake, RAW, policy=FAST, auth=auth, secrets={"pp-dw/dl": f"alice:{TOKEN}"}
+    )
+    assert lake.read_bytes(result.keys[0]) == b"id\n1\n"
+    sent = server.seen("/export.csv")[0].headers["Authorization"]
+    assert sent == "Basic " + base64.b64encode(f"alice:{TOKEN}".encode()).decode()  # RFC 7617
+    assert "Authorization" not in other.seen("/signed/export.csv")[0].headers
+
+
+def test_source_auth_as_a_query_parameter_and_a_failure_without_the_secret(server, lake):
+    server.routes["/d.csv"] = lambda h, q: h.plain(200, body=b"x\n1\n") if q.get("t") == TOKEN else h.plain(403)
+    auth = ApiAuth(secret="pp-dw/dl", query_param="t")
+    fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST, auth=auth, secrets={"pp-dw/dl": TOKEN})
+    assert lake.read_bytes(RAW + "d.csv") == b"x\n1\n"
+    with pytest.raises(FetchError, match="403"):
+        fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST, auth=auth, secrets={"pp-dw/dl": "wrong-0000"})
+
+
+# --------------------------------------------------------------------------- 12. archives
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_zip_bomb_stops_at_the_default_ratio_before_anything_is_unpacked(lake):
+    bomb = zip_of({"first.csv": b"a,b\n1,2\n", "bomb.csv": b"0" * (40 * MIB)})  # ~40 KB expanding 1000 times
+    assert len(bomb) < 100_000
+    lake.write_bytes(RAW + "data.zip", bomb)
+    with pytest.raises(FetchError) as caught:
+        unpack_for_reading(lake, [RAW + "data.zip"], STAGING)
+    message = str(caught.value)
+    assert RAW + "data.zip" in message and "the size its headers declare" in message
+    assert "exceeds archive.max_ratio = 200 times" in message and "raise archive.max_ratio" in message
+    assert not lake.has_prefix(STAGING)
+
+
+def test_the_unpacked_size_limit_counts_every_archive_of_the_run(lake):
+    lake.write_bytes(RAW + "a.zip", zip_of({"a.csv": bytes(range(256)) * 2000}))  # 512,000 bytes each
+    lake.write_bytes(RAW + "b.zip", zip_of({"b.csv": bytes(range(256)) * 2000}))
+    limits = UnpackLimits(max_unpacked_bytes=800_000)
+
+    assert unpack_for_reading(lake, [RAW + "a.zip"], STAGING, limits) == [STAGING + "a.csv"]
+    with pytest.raises(FetchError) as caught:
+        unpack_for_reading(lake, [RAW + "a.zip", RAW + "b.zip"], STAGING, limits)
+    assert "b.zip" in str(caught.value) and "archive.max_unpacked_bytes = 800000" in str(caught.value)
+    assert not lake.has_prefix(STAGING)
+
+
+def lying_zip(data: bytes, claimed: int) -> bytes:
+    """A zip whose local and central headers claim `claimed` bytes for a member that holds `data`."""
+    raw = bytearray(zip_of({"data.csv": data}))
+    local = raw.find(b"PK\x03\x04")
+    struct.pack_into("<I", raw, local + 22, claimed)  # uncompressed size in the local header
+    central = raw.find(b"PK\x01\x02")
+    struct.pack_into("<I", raw, central + 24, claimed)  # ... and in the central directory
+    return bytes(raw)
+
+
+def test_a_zip_whose_header_understates_its_size_does_not_get_through(lake):
+    lake.write_bytes(RAW + "liar.zip", lying_zip(b"9" * (4 * MIB), claimed=100))
+    with zipfile.ZipFile(io.BytesIO(lake.read_bytes(RAW + "liar.zip"))) as zf:
+        assert zf.infolist()[0].file_size == 100  # the header says 100 bytes
+    with pytest.raises(FetchError) as caught:
+        unpack_for_reading(lake, [RAW + "liar.zip"], STAGING, UnpackLimits(max_unpacked_bytes=1000))
+    message = str(caught.value)
+    assert "liar.zip" in message and "'data.csv'" in message
+    assert "does not match its header" in message or "max_unpacked_bytes" in message
+    assert not lake.has_prefix(STAGING)
+
+
+def test_a_zip_whose_header_declares_too_much_is_refused_before_unpacking(lake):
+    lake.write_bytes(RAW + "big.zip", zip_of({"x.csv": b"1" * 5000}))
+    with pytest.raises(FetchError, match=r"the size its headers declare exceeds archive.max_unpacked_bytes = 1000 "):
+        unpack_for_reading(lake, [RAW + "big.zip"], STAGING, UnpackLimits(max_unpacked_bytes=1000))
+
+
+def test_a_gzip_bomb_is_refused_and_a_truncated_gzip_is_named(lake):
+    lake.write_bytes(RAW + "bomb.csv.gz", gzip.compress(b"\n" * (40 * MIB)))
+    with pytest.raises(FetchError, match=r"bomb.csv.gz: its content exceeds archive.max_ratio"):
+        unpack_for_reading(lake, [RAW + "bomb.csv.gz"], STAGING)
+    whole = gzip.compress(b"id,v\n" + b"1,2\n" * 50_000)
+    lake.write_bytes(RAW + "cut.csv.gz", whole[: len(whole) // 2])
+    with pytest.raises(FetchError, match=r"Could not decompress .*cut.csv.gz.*truncated or damaged"):
+        unpack_for_reading(lake, [RAW + "cut.csv.gz"], STAGING)
+    lake.write_bytes(RAW + "fine.csv.gz", whole)
+    assert unpack_for_reading(lake, [RAW + "fine.csv.gz"], STAGING) == [RAW + "fine.csv.gz"]
+
+
+def test_a_gzip_inside_a_zip_counts_too_and_staging_is_cleaned(lake):
+    inner = gzip.compress(b"x" * (2 * MIB))  # its zip header declares the 2 KB of gzip, not what it expands to
+    lake.write_bytes(RAW + "nested.zip", zip_of({"first.csv": b"a\n1\n", "inner.csv.gz": inner}))
+    with pytest.raises(FetchError) as caught:
+        unpack_for_reading(lake, [RAW + "nested.zip"], STAGING, UnpackLimits(max_unpacked_bytes=1_000_000))
+    message = str(caught.value)
+    assert "nested.zip (member 'inner.csv.gz')" in message and "max_unpacked_bytes = 1000000" in message
+    assert not lake.has_prefix(STAGING)  # first.csv, unpacked before, is gone too
+
+
+def test_gzip_in_an_s3_lake_is_checked_as_a_stream(monkeypatch, tmp_path):
+    from moto import mock_aws
+
+    from dwlib.lake import S3Lake
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="lake")
+        lake = S3Lake("lake")
+        lake.write_bytes(RAW + "ok.csv.gz", gzip.compress(b"a\n1\n"))
+        lake.write_bytes(RAW + "bomb.csv.gz", gzip.compress(b"\n" * (3 * MIB)))
+        assert unpack_for_reading(lake, [RAW + "ok.csv.gz"], STAGING) == [RAW + "ok.csv.gz"]
+        with pytest.raises(FetchError, match=r"bomb.csv.gz: its content exceeds archive.max_unpacked_bytes = 1000000"):
+            unpack_for_reading(lake, [RAW + "bomb.csv.gz"], STAGING, UnpackLimits(max_unpacked_bytes=1_000_000))
+
+
+def test_an_api_that_answers_404_past_its_declared_total_is_done(server, lake):
+    def fda_like(handler, query):  # openFDA: 404 "No matches found!" for a skip past the total
+        start, limit = int(query["offset"]), int(query["limit"])
+        if start >= 20:
+            handler.plain(404, {"Content-Type": "application/json"}, b'{"error": {"code": "NOT_FOUND"}}')
+            return
+        handler.json({"meta": {"results": {"total": 20}}, "items": ROWS[start : min(20, start + limit)]})
+
+    server.routes["/offset"] = fda_like
+    fetch_api([offset_endpoint(server, total_field="meta.results.total")], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS[:20]  # full pages up to the total; the 404 that confirms the end is no failure
+    with pytest.raises(FetchError, match=r"HTTP 404.*set paging.total_field"):
+        fetch_api([offset_endpoint(server)], lake, RAW, policy=FAST)  # without a total the 404 is an error
+
+
+def test_an_invalid_header_value_quoted_by_http_client_is_scrubbed(server, lake):
+    server.routes["/api"] = lambda h, q: h.json([])
+    value = "hdr-secret-4f3e2d1c\r\nX-Injected: yes"  # http.client refuses it and quotes it in its error
+    with pytest.raises(FetchError) as caught:
+        fetch_api([ApiEndpoint(url=server.url("/api"))], lake, RAW, policy=FAST, headers={"X-Key": value})
+    message = str(caught.value)
+    assert "ValueError" in message and "Invalid header value" in message
+    assert "4f3e2d1c" not in message and "X-Injected" not in message
+    assert server.seen("/api") == []
