@@ -8,6 +8,7 @@ in its leading comments, and its table is replaced only when they hold.
 
 from __future__ import annotations
 
+import logging
 import re
 import traceback
 from collections.abc import Callable
@@ -128,24 +129,29 @@ def forbidden_reads(tree: exp.Expression, allowed: Callable[[exp.Table], bool]) 
 def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
     if not MODEL_NAME.match(name):
         raise GoldError(f"{label}: model name {name!r} must be lowercase letters, digits and _ (Athena table names)")
+    bronze_db, gold_db = f"{database_prefix}_bronze", f"{database_prefix}_gold"
+    rule = f"A model may read tables only by catalog name ({bronze_db}.TABLE or {gold_db}.MODEL)"
+    # sqlglot warns on stderr when it keeps a statement it cannot parse (ADD JAR) as a Command;
+    # the refusal below says it better.
+    sqlglot_log = logging.getLogger("sqlglot")
+    level = sqlglot_log.level
+    sqlglot_log.setLevel(logging.ERROR)
     try:
         statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
     except ParseError as exc:
         raise GoldError(f"{label}: does not parse as Spark SQL: {exc.errors[0].get('description', exc)}") from None
+    finally:
+        sqlglot_log.setLevel(level)
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         others = [_shown(s, 60) for s in statements if not isinstance(s, exp.Query)]
-        found = f"; found {', '.join(others)}" if others else ""
+        found = f"; found {', '.join(others)}. {rule}, in one SELECT" if others else ""
         raise GoldError(f"{label}: must hold exactly one SELECT{found}")
-    bronze_db, gold_db = f"{database_prefix}_bronze", f"{database_prefix}_gold"
     refused = forbidden_reads(
         statements[0],
         lambda t: not t.catalog and t.db in (bronze_db, gold_db) and bool(CATALOG_TABLE.match(t.name)),
     )
     if refused:
-        raise GoldError(
-            f"{label}: {'; '.join(refused)}. A model may read tables only by catalog name "
-            f"({bronze_db}.TABLE or {gold_db}.MODEL): no file paths, table functions or Java calls"
-        )
+        raise GoldError(f"{label}: {'; '.join(refused)}. {rule}: no file paths, table functions or Java calls")
     bronze, gold = set(), set()
     for table in statements[0].find_all(exp.Table):
         if table.db == bronze_db:
