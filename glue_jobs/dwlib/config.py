@@ -617,6 +617,16 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
             export=config.source_kind == "dynamodb_table",
             arrival=config.source_kind in ("dynamodb_table", "landing"),
         )
+        column_limit = LIMITS["glue_column"].max_length
+        for column in sorted({c for c in (*config.columns, *config.primary_key) if len(c) > column_limit}):
+            problems.append(
+                Problem(
+                    f"datasets/{name}/config.json",
+                    f"columns.{column[:40]}…",
+                    f"is {len(column)} characters; Glue and Athena column names take at most {column_limit}: "
+                    "declare a shorter name",
+                )
+            )
         # CDK construct ids of the named queries must differ within the stack, or synth stops.
         seen: dict[str, str] = {}
         for stem in queries:

@@ -42,6 +42,7 @@ LIMITS: dict[str, Limit] = {
     "s3_bucket": Limit("S3 bucket name", 63),
     "glue_database": Limit("Glue database name", 255),
     "glue_table": Limit("Glue table name", 255),
+    "glue_column": Limit("Glue column name", 255),
     "glue_job": Limit("Glue job name", 255),
     "glue_job_description": Limit("Glue job description", 2048),
     "glue_crawler": Limit("Glue crawler name", 255),

@@ -268,3 +268,13 @@ def test_problems_of_every_kind_are_listed_at_once(project_copy):
     found = problems(project_copy)
     assert any(p.startswith("datasets/glue/config.json: schedule: ") for p in found)
     assert any(p.startswith(f"datasets/{'d' * 50}/config.json: dataset: makes the") for p in found)
+
+
+def test_a_declared_column_name_over_glues_limit_is_refused(project_copy):
+    column = "c" * 256
+    write_dataset(project_copy, "shop-orders", {"columns": {column: "int", "price": "double"}})
+    found = problems(project_copy)
+    assert found == [
+        f"datasets/shop-orders/config.json: columns.{'c' * 40}…: is 256 characters; Glue and Athena column names "
+        "take at most 255: declare a shorter name"
+    ]
