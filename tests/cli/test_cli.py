@@ -588,6 +588,11 @@ def test_new_scaffolds_a_valid_dataset(project_copy):
     [
         ("Bad_Name", "https://example.org/x.csv", "is not a dataset name"),
         ("local-file", "data/x.csv", "source_url: file 'data/x.csv' not found"),
+        (
+            "d" * 50,
+            "https://example.org/x.csv",
+            "EventBridge rule name 'pp-dw-failures-" + "d" * 50 + "' 65 characters",
+        ),
     ],
 )
 def test_new_refuses_an_invalid_dataset_and_leaves_nothing(project_copy, name, source, message):

@@ -107,3 +107,15 @@ def test_the_longest_accepted_names_synthesize_within_every_limit(longest):
     # The names validation lets reach their limit exactly, so the test measures the edge, not the middle.
     for kind in ("events_rule", "schedule", "iam_role", "named_query", "lambda_function_description"):
         assert measured[kind] == LIMITS[kind].max_length, (kind, measured[kind])
+
+
+def test_schedules_run_in_utc(longest):
+    """Validation reads cron() hours as UTC, which holds only while the stack sets no time zone."""
+    schedules = [
+        resource
+        for stack in longest
+        for resource in Template.from_stack(stack).to_json()["Resources"].values()
+        if resource["Type"] == "AWS::Scheduler::Schedule"
+    ]
+    assert len(schedules) == 2
+    assert all(s["Properties"].get("ScheduleExpressionTimezone", "UTC") == "UTC" for s in schedules)

@@ -124,12 +124,6 @@ def test_schedules_the_scheduler_refuses_are_refused_with_advice(project_copy, e
     assert message in lines[0] and "(or leave schedule out to run on demand)" in lines[0]
 
 
-def test_a_cron_schedule_runs_in_utc_because_the_stack_sets_no_time_zone():
-    source = (Path(__file__).resolve().parents[2] / "stacks" / "dataset_stack.py").read_text()
-    assert "ScheduleExpression.expression(dataset.schedule)" in source
-    assert "time_zone" not in source
-
-
 # ------------------------------------------------------------------ names that collide
 
 
