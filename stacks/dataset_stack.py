@@ -51,7 +51,8 @@ class DatasetStack(Stack):
         export_code_dir: Path | None = None,
         **kwargs,
     ):
-        super().__init__(scope, construct_id, description=f"{dataset.dataset}: {dataset.description}", **kwargs)
+        description = Naming.dataset_stack_description(dataset.dataset, dataset.description)
+        super().__init__(scope, construct_id, description=description, **kwargs)
         naming = self.naming = Naming.of(core)
         name = dataset.dataset
         # Shared resources are found by their conventional names, not by CloudFormation exports,

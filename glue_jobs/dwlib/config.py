@@ -616,6 +616,7 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
             schedule=bool(config.schedule),
             export=config.source_kind == "dynamodb_table",
             arrival=config.source_kind in ("dynamodb_table", "landing"),
+            description=config.description,
         )
         column_limit = LIMITS["glue_column"].max_length
         for column in sorted({c for c in (*config.columns, *config.primary_key) if len(c) > column_limit}):
@@ -646,17 +647,19 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
     owners: dict[tuple[str, str, str], Resource] = {}
     for resource in resources:
         limit = LIMITS[resource.kind]
-        if len(resource.name) > limit.max_length:
-            room = limit.max_length - (len(resource.name) - len(resource.part))
+        size = limit.size(resource.name)
+        if size > limit.max_length:
+            room = limit.max_length - (size - limit.size(resource.part))
             what = {"dataset": "the dataset name (and its folder)", "": "the file name"}.get(
                 resource.field, resource.field
             )
+            unit = "characters" if size == len(resource.name) else limit.unit
             problems.append(
                 Problem(
                     resource.file,
                     resource.field,
-                    f"makes the {limit.what} {resource.name!r} {len(resource.name)} characters, over AWS's "
-                    f"limit of {limit.max_length}; shorten {what} to at most {max(room, 0)} characters",
+                    f"makes the {limit.what} {resource.name!r} {size} {unit}, over AWS's "
+                    f"limit of {limit.max_length}; shorten {what} to at most {max(room, 0)} {unit}",
                 )
             )
         if resource.kind.endswith("_description"):

@@ -29,10 +29,22 @@ def check_run_id(run_id: str) -> str:
 
 @dataclass(frozen=True)
 class Limit:
-    """A name or description length AWS enforces, in characters, and what it names."""
+    """A name or description length AWS enforces, and what it names.
+
+    Lengths are UTF-8 bytes (Glue and CloudFormation count bytes; for the ASCII names the stacks
+    build, bytes are characters), or UTF-16 bytes where the CDK measures that way at synth time.
+    """
 
     what: str
     max_length: int
+    encoding: str = "utf-8"
+
+    def size(self, text: str) -> int:
+        return len(text.encode(self.encoding))
+
+    @property
+    def unit(self) -> str:
+        return "bytes (UTF-8)" if self.encoding == "utf-8" else "bytes (UTF-16, as the CDK counts them)"
 
 
 # The service limits the names and descriptions the stacks create must fit, from each service's API
@@ -64,7 +76,8 @@ LIMITS: dict[str, Limit] = {
     "sns_topic": Limit("SNS topic name", 256),
     "kms_alias": Limit("KMS alias name", 256),
     "stack": Limit("CloudFormation stack name", 128),
-    "stack_description": Limit("CloudFormation stack description", 1024),
+    # CloudFormation allows 1024 UTF-8 bytes; the CDK refuses more than 1024 UTF-16 bytes, which is stricter.
+    "stack_description": Limit("CloudFormation stack description", 1024, "utf-16-le"),
 }
 # Bucket names end with the 12-digit account id, known only at deploy time.
 ACCOUNT_PLACEHOLDER = "123456789012"
@@ -72,8 +85,13 @@ ACCOUNT_PLACEHOLDER = "123456789012"
 
 def fit(kind: str, text: str) -> str:
     """A generated description cut to its service limit (the names it lists can grow without bound)."""
-    limit = LIMITS[kind].max_length
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    limit = LIMITS[kind]
+    if limit.size(text) <= limit.max_length:
+        return text
+    text = text[: limit.max_length]  # never more characters than bytes
+    while limit.size(text + "...") > limit.max_length:
+        text = text[:-1]
+    return text + "..."
 
 
 def query_construct_id(stem: str) -> str:
@@ -157,6 +175,10 @@ class Naming:
     def dataset_stack(self, dataset: str) -> str:
         return f"{self.etl_resource_prefix}-dataset-{dataset}"
 
+    @staticmethod
+    def dataset_stack_description(dataset: str, description: str) -> str:
+        return f"{dataset}: {description}"
+
     @property
     def job_role(self) -> str:
         return f"{self.etl_resource_prefix}-glue-job-role"
@@ -225,14 +247,20 @@ class Naming:
         schedule: bool = False,
         export: bool = False,
         arrival: bool = False,
+        description: str = "",
     ) -> list[Resource]:
         """The names a dataset's stack creates; `models` and `queries` are its gold/ and queries/ file stems."""
         owner, config = f"dataset {dataset}", f"datasets/{dataset}/config.json"
+        stack_description = Resource(
+            "stack_description", self.dataset_stack_description(dataset, description), owner, config, "description",
+            description,
+        )  # fmt: skip
 
         def named(kind: str, name: str, what: str = "", scope: str = "") -> Resource:
             return Resource(kind, name, f"{owner}{what}", config, "dataset", dataset, scope)
 
         found = [
+            stack_description,
             named("stack", self.dataset_stack(dataset)),
             named("glue_table", table_name(dataset), " (bronze table)", scope=self.database("bronze")),
             named("glue_job", self.job("bronze", dataset)),

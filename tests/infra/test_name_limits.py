@@ -60,7 +60,9 @@ def longest_project(target: Path) -> Path:
     shutil.copyfile(ROOT / "config.json", target / "config.json")
     api, export = "a" * 49, "e" * 49  # 64 - len("pp-dw-failures-"): the rule names are the tightest
     schedule = "cron(" + ",".join(str(m) for m in range(60))[:226].rstrip(",") + " 6 ? * MON-FRI *)"
-    common = {"description": "x" * 250, "data_size_category": "small", "schedule": schedule}
+    # 250 characters (the config's limit) and four-byte ones: the stack description at the CDK's 1024 UTF-16 bytes.
+    description = "\U0001f4e6" * (1024 // 2 - len(f"{api}: ") - 250) + "x" * (250 - (1024 // 2 - len(f"{api}: ") - 250))
+    common = {"description": description, "data_size_category": "small", "schedule": schedule}
     configs = {
         api: {"api_endpoints": [{"url": "https://api.example.com/items", "auth": {"secret": "s" * 512}}]},
         export: {"dynamodb_table": "t" * 255},
@@ -100,12 +102,20 @@ def test_the_longest_accepted_names_synthesize_within_every_limit(longest):
                 if value is not None:
                     checks.append((kind, resolve(value)))
         for kind, text in checks:
-            measured[kind] = max(measured[kind], len(text))
-            if len(text) > LIMITS[kind].max_length:
-                over.append(f"{stack.stack_name}: {LIMITS[kind].what} is {len(text)} characters: {text[:80]}…")
+            size = LIMITS[kind].size(text)
+            measured[kind] = max(measured[kind], size)
+            if size > LIMITS[kind].max_length:
+                over.append(f"{stack.stack_name}: {LIMITS[kind].what} is {size} {LIMITS[kind].unit}: {text[:80]}...")
     assert not over, "\n".join(over)
     # The names validation lets reach their limit exactly, so the test measures the edge, not the middle.
-    for kind in ("events_rule", "schedule", "iam_role", "named_query", "lambda_function_description"):
+    for kind in (
+        "events_rule",
+        "schedule",
+        "iam_role",
+        "named_query",
+        "lambda_function_description",
+        "stack_description",
+    ):
         assert measured[kind] == LIMITS[kind].max_length, (kind, measured[kind])
 
 

@@ -252,7 +252,9 @@ def test_a_query_file_name_over_the_named_query_limit_is_refused(project_copy):
 def test_generated_descriptions_are_cut_to_their_limit():
     table = "t" * 255  # the longest DynamoDB table name
     text = fit("lambda_function_description", f"Exports DynamoDB table {table} as CSV for the x pipeline")
-    assert len(text) == LIMITS["lambda_function_description"].max_length and text.endswith("…")
+    assert len(text) == LIMITS["lambda_function_description"].max_length and text.endswith("...")
+    crawler = fit("glue_crawler_description", "Catalogs from " + "gold/é/, " * 400)
+    assert len(crawler.encode("utf-8")) <= LIMITS["glue_crawler_description"].max_length  # Glue counts bytes
     assert fit("glue_crawler_description", "short") == "short"
 
 
@@ -272,3 +274,18 @@ def test_a_declared_column_name_over_glues_limit_is_refused(project_copy):
         f"datasets/shop-orders/config.json: columns.{'c' * 40}…: is 256 characters; Glue and Athena column names "
         "take at most 255: declare a shorter name"
     ]
+
+
+def test_a_description_the_cdk_would_refuse_in_the_stack_description_is_refused(project_copy):
+    # The CDK refuses a stack description over 1024 bytes counted in UTF-16: 250 four-byte characters
+    # (which the config allows) and the dataset name are over it, though AWS counts only 1000 + UTF-8 bytes.
+    description = "\U0001f4e6" * 250
+    write_dataset(project_copy, "shop-orders", {"description": description})
+    assert problems(project_copy) == [
+        "datasets/shop-orders/config.json: description: makes the CloudFormation stack description "
+        f"'shop-orders: {description}' 1026 bytes (UTF-16, as the CDK counts them), over AWS's limit of 1024; "
+        "shorten description to at most 998 bytes (UTF-16, as the CDK counts them)"
+    ]
+    description = "\U0001f4e6" * 249 + "x"
+    write_dataset(project_copy, "shop-orders", {"description": description})
+    assert "shop-orders" in load_project(project_copy).datasets  # 26 + 996 + 2 = 1024: fits
