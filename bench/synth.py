@@ -33,6 +33,14 @@ def make_project(count: int) -> Path:
         config = json.loads((source / "config.json").read_text())
         config["dataset"] = name
         (target / "config.json").write_text(json.dumps(config, indent=2))
+        # Gold tables are global: each copy gets its own model names (and reads its own models).
+        models = sorted(p.stem for p in (target / "gold").glob("*.sql"))
+        for path in sorted((target / "gold").glob("*.sql")):
+            text = path.read_text()
+            for model in models:
+                text = text.replace(f"_gold.{model}", f"_gold.{model}_{index:03d}")
+            (target / "gold" / f"{path.stem}_{index:03d}.sql").write_text(text)
+            path.unlink()
     return project
 
 

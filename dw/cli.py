@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dw.project import DwError, find_root, validate, write_schemas
-from dwlib.config import ConfigError, Project, check_dataset, load_project
+from dwlib.config import ConfigError, Project, check_dataset, load_project, resource_problems
 from dwlib.jobs import FORCE_DRY_RUN, job_config_document, resolve_run_id
 from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
 
@@ -454,7 +454,10 @@ def new_command(
     folder.mkdir(parents=True)
     try:
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        _, problems = check_dataset(folder, f"datasets/{dataset}/config.json")
+        new, problems = check_dataset(folder, f"datasets/{dataset}/config.json")
+        if new is not None and not problems:  # names AWS would refuse, as dw validate checks them
+            every = resource_problems(root, project.core, {**project.datasets, dataset: new})
+            problems = [p for p in every if p.file.startswith(f"datasets/{dataset}/")]
         if problems:
             raise DwError("the new dataset would not be valid:\n" + "\n".join(f"  {p}" for p in problems))
         for sub in ("sample", "gold", "queries"):

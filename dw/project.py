@@ -9,10 +9,10 @@ from pathlib import Path
 import sqlglot
 from sqlglot.errors import ParseError
 
-from dwlib.config import ConfigError, CoreConfig, DatasetConfig, Problem, Project, load_project
+from dwlib.config import ConfigError, CoreConfig, DatasetConfig, Problem, Project, load_core_config, load_project
 from dwlib.gold import check_models, model_sources
 from dwlib.hook import check_hook_source
-from dwlib.naming import TRANSFORM_HOOK, table_name
+from dwlib.naming import TRANSFORM_HOOK
 
 SCHEMA_DIR = "schemas"
 SCHEMAS = {"dataset-config.schema.json": DatasetConfig, "core-config.schema.json": CoreConfig}
@@ -49,27 +49,24 @@ def _sql_problems(path: Path, label: str, dialect: str) -> list[Problem]:
 
 
 def validate(root: Path) -> tuple[Project | None, list[Problem]]:
-    """Every problem of the project at once: configs, SQL files, name collisions."""
+    """Every problem of the project at once: configs, SQL files, AWS names (limits, collisions).
+
+    Names and their collisions (two datasets' tables, two gold models of one name, a dataset whose
+    role would take the shared role's name) are checked by load_project, as app.py does.
+    """
     problems: list[Problem] = []
     project = None
     try:
         project = load_project(root)
     except ConfigError as exc:
         problems += exc.problems
-    database_prefix = project.core.database_prefix if project else "x"
+    try:  # models name tables by the core config's database prefix, even when a dataset is broken
+        database_prefix = load_core_config(root / "config.json").database_prefix
+    except ConfigError:
+        database_prefix = None  # config.json's own problems are listed; models are checked once it loads
     folders = sorted(p.parent for p in (root / "datasets").glob("*/config.json"))
-    tables: dict[str, str] = {}
-    models: dict[str, str] = {}
     for folder in folders:
         name = folder.name
-        table = table_name(name)
-        if table in tables:
-            problems.append(
-                Problem(
-                    f"datasets/{name}/config.json", "dataset", f"table {table} is also {tables[table]}'s; rename one"
-                )
-            )
-        tables[table] = name
         hook = folder / TRANSFORM_HOOK
         if hook.is_file():
             label = f"datasets/{name}/{TRANSFORM_HOOK}"
@@ -78,16 +75,11 @@ def validate(root: Path) -> tuple[Project | None, list[Problem]]:
             ]
         for query in sorted((folder / "queries").glob("*.sql")):
             problems += _sql_problems(query, f"datasets/{name}/queries/{query.name}", "athena")
+        if database_prefix is None:
+            continue
         for text in check_models(model_sources(folder), f"datasets/{name}/gold", database_prefix):
             file, _, message = text.partition(": ")
             problems.append(Problem(file, "", message))
-        for model in sorted((folder / "gold").glob("*.sql")):
-            label = f"datasets/{name}/gold/{model.name}"
-            if model.stem in models:
-                problems.append(
-                    Problem(label, "", f"gold table {model.stem} is also defined by {models[model.stem]}; rename one")
-                )
-            models[model.stem] = label
     return project, problems
 
 

@@ -23,7 +23,7 @@ from constructs import Construct
 
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, NONE, default_arguments, job_config_document
-from dwlib.naming import Naming
+from dwlib.naming import Naming, fit, query_construct_id
 from stacks import defaults, job_rights, nag
 from stacks.export import DynamoDbExport
 from stacks.nag import acknowledge
@@ -51,7 +51,8 @@ class DatasetStack(Stack):
         export_code_dir: Path | None = None,
         **kwargs,
     ):
-        super().__init__(scope, construct_id, description=f"{dataset.dataset}: {dataset.description}", **kwargs)
+        description = Naming.dataset_stack_description(dataset.dataset, dataset.description)
+        super().__init__(scope, construct_id, description=description, **kwargs)
         naming = self.naming = Naming.of(core)
         name = dataset.dataset
         # Shared resources are found by their conventional names, not by CloudFormation exports,
@@ -179,7 +180,7 @@ class DatasetStack(Stack):
         for query in sorted((dataset_dir / "queries").glob("*.sql")):
             athena.CfnNamedQuery(
                 self,
-                f"Query{query.stem.title().replace('_', '').replace('-', '')}",
+                query_construct_id(query.stem),
                 name=naming.named_query(name, query.stem),
                 database=naming.database("bronze"),
                 work_group=naming.workgroup,
@@ -250,7 +251,9 @@ class DatasetStack(Stack):
             self,
             f"{layer.title()}Crawler",
             name=naming.crawler(layer, name),
-            description=f"Catalogs {naming.database(layer)} from {', '.join(prefixes)}; run by hand",
+            description=fit(
+                "glue_crawler_description", f"Catalogs {naming.database(layer)} from {', '.join(prefixes)}; run by hand"
+            ),
             role=role_arn,
             database_name=naming.database(layer),
             crawler_security_configuration=naming.security_configuration,

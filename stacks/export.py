@@ -13,7 +13,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from dwlib.naming import Naming
+from dwlib.naming import Naming, fit
 from stacks import defaults, nag
 from stacks.nag import acknowledge
 
@@ -80,7 +80,9 @@ class DynamoDbExport(Construct):
             self,
             "Function",
             function_name=function_name,
-            description=f"Exports DynamoDB table {table_name} as CSV for the {dataset} pipeline",
+            description=fit(
+                "lambda_function_description", f"Exports DynamoDB table {table_name} as CSV for the {dataset} pipeline"
+            ),
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="handler.handler",
             code=lambda_.Code.from_asset(str(code_dir)),

@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from dwlib.naming import LIMITS, Naming, Resource, query_construct_id
+
 SIZE_CATEGORIES = ("small", "medium", "large", "xlarge")
 FORMATS = ("csv", "json", "jsonl", "parquet")
 SOURCE_KEYS = ("source_url", "api_endpoints", "dynamodb_table", "landing")
@@ -33,9 +35,10 @@ DATASET_NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 COLUMN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 SIMPLE_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
 DECIMAL_TYPE = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
-# EventBridge Scheduler: cron() has six fields, rate() a positive value and unit.
-CRON = re.compile(r"^cron\((\S+\s+){5}\S+\)$")
-RATE = re.compile(r"^rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)$")
+# EventBridge Scheduler expressions (see schedule_problem): at most 256 characters.
+SCHEDULE_MAX = 256
+CRON = re.compile(r"^cron\((?P<fields>[^()]*)\)$")
+RATE = re.compile(r"^rate\((?P<value>\S+) (?P<unit>\S+)\)$")
 SOURCE_SCHEMES = ("https://", "http://", "s3://", "file://")
 # Secrets Manager names: letters, digits and /_+=.@- ; header names are HTTP tokens.
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
@@ -92,6 +95,134 @@ def _relative_source(path: str) -> str:
     if path.lower().endswith(".md"):
         raise ValueError("*.md files are not deployed to AWS; give the data file a name that fits its format")
     return path
+
+
+_DIGITS = re.compile(r"[0-9]+")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+@dataclass(frozen=True)
+class _CronField:
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()  # JAN..DEC or SUN..SAT, numbered from `low`
+    slash: bool = True
+
+
+# The six fields and ranges EventBridge Scheduler documents for cron(); `?`, `L`, `W` and `#`
+# are handled per field below.
+_CRON_FIELDS = (
+    _CronField("minutes", 0, 59),
+    _CronField("hours", 0, 23),
+    _CronField("day-of-month", 1, 31),
+    _CronField("month", 1, 12, _MONTHS),
+    _CronField("day-of-week", 1, 7, _DAYS, slash=False),
+    _CronField("year", 1970, 2199),
+)
+
+
+def _cron_value(text: str, field: _CronField) -> str | None:
+    """None when `text` is one value of the field, else what is wrong with it."""
+    if _DIGITS.fullmatch(text):
+        if not field.low <= int(text) <= field.high:
+            return f"{field.name} value {text} is outside {field.low}-{field.high}"
+        return None
+    if field.names and text in field.names:
+        return None
+    allowed = f"{field.low}-{field.high}" + (f" or {field.names[0]}-{field.names[-1]}" if field.names else "")
+    return f"{field.name} value {text!r} is not a number in {allowed}"
+
+
+def _cron_item(item: str, field: _CronField) -> str | None:
+    """One comma-separated part of a field: *, a value, a range, an increment, or a field's L/W/# form."""
+    if field.name == "day-of-month" and (item in ("L", "LW") or re.fullmatch(r"[0-9]{1,2}W", item)):
+        return _cron_value(item[:-1], field) if item[0].isdigit() else None
+    if field.name == "day-of-week":
+        if item == "L":
+            return None
+        if item.endswith("L") and len(item) > 1:
+            return _cron_value(item[:-1], field)
+        if "#" in item:
+            day, _, nth = item.partition("#")
+            if not _DIGITS.fullmatch(nth) or not 1 <= int(nth) <= 5:
+                return f"day-of-week {item!r}: the number after # is the week of the month, 1-5"
+            return _cron_value(day, field)
+    base, slash, step = item.partition("/")
+    if slash:
+        if not field.slash:
+            return f"{field.name} does not take / increments"
+        if not _DIGITS.fullmatch(step) or int(step) < 1:
+            return f"{field.name} increment {step!r} is not a positive number"
+    if base == "*":
+        return None
+    low, dash, high = base.partition("-")
+    for part in (low, high) if dash else (low,):
+        problem = _cron_value(part, field)
+        if problem:
+            return problem
+    return None
+
+
+def schedule_problem(expr: str) -> str | None:
+    """What EventBridge Scheduler would refuse in a dataset's `schedule`, or None when it is valid.
+
+    The grammar is the one the Scheduler documents: `rate(value unit)` with a positive whole value
+    and a unit that agrees with it in number (`rate(1 day)`, `rate(5 days)`), or `cron()` with six
+    fields separated by single spaces (minutes 0-59, hours 0-23, day-of-month 1-31 with ? L W,
+    month 1-12 or JAN-DEC, day-of-week 1-7 or SUN-SAT with ? L #, year 1970-2199; `, - * /`),
+    where exactly one of day-of-month and day-of-week is `?`. Expressions run in UTC: the stack
+    sets no time zone. One-time `at()` schedules are refused: a dataset's schedule recurs.
+    """
+    if len(expr) > SCHEDULE_MAX:
+        return f"is {len(expr)} characters; EventBridge Scheduler takes at most {SCHEDULE_MAX}"
+    if expr.startswith("at("):
+        return (
+            "is a one-time at() schedule; a dataset's schedule recurs: use cron() or rate(), "
+            "or start a single run by hand"
+        )
+    if match := RATE.match(expr):
+        value, unit = match["value"], match["unit"]
+        if not _DIGITS.fullmatch(value) or int(value) < 1:
+            return f"rate value {value!r} must be a whole number of at least 1, such as rate(1 day) or rate(6 hours)"
+        if unit not in ("minute", "minutes", "hour", "hours", "day", "days"):
+            return f"rate unit {unit!r} is not one of minute(s), hour(s), day(s)"
+        number = "singular" if int(value) == 1 else "plural"
+        if (number == "plural") != unit.endswith("s"):
+            right = unit.rstrip("s") + ("" if number == "singular" else "s")
+            return f"rate({value} {unit}) needs the {number} unit: write rate({int(value)} {right})"
+        return None
+    match = CRON.match(expr)
+    if not match:
+        return "is not an EventBridge Scheduler expression; write cron(0 6 * * ? *) or rate(1 day)"
+    fields = match["fields"].split(" ")
+    if "" in fields:
+        return "separate the six cron() fields by single spaces, as in cron(0 6 * * ? *)"
+    if len(fields) != len(_CRON_FIELDS):
+        return (
+            "cron() needs six fields (minutes hours day-of-month month day-of-week year), "
+            f"found {len(fields)}; write cron(0 6 * * ? *)"
+        )
+    for text, field in zip(fields, _CRON_FIELDS, strict=True):
+        if text == "?":
+            if field.name not in ("day-of-month", "day-of-week"):
+                return f"? is only allowed in day-of-month or day-of-week, not in {field.name}"
+            continue
+        items = text.split(",")
+        if field.name == "day-of-week" and "#" in text and len(items) > 1:
+            return f"day-of-week {text!r}: a # expression stands alone in its field"
+        for item in items:
+            problem = _cron_item(item, field)
+            if problem:
+                return problem
+    day_of_month, day_of_week = fields[2], fields[4]
+    if (day_of_month == "?") == (day_of_week == "?"):
+        return (
+            f"day-of-month {day_of_month!r} and day-of-week {day_of_week!r}: exactly one of them must be ?; "
+            "write cron(0 6 * * ? *) for every day or cron(0 6 ? * MON *) for Mondays"
+        )
+    return None
 
 
 class Strict(BaseModel):
@@ -324,11 +455,10 @@ class DatasetConfig(Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, expr: str | None) -> str | None:
-        if expr is not None and not (CRON.match(expr) or RATE.match(expr)):
-            raise ValueError(
-                f"{expr!r} is not an EventBridge Scheduler expression; "
-                "write cron(0 6 * * ? *) or rate(1 day), or leave it out to run on demand"
-            )
+        problem = None if expr is None else schedule_problem(expr)
+        if problem:
+            joint = " " if problem.startswith("is ") else ": "
+            raise ValueError(f"{expr!r}{joint}{problem} (or leave schedule out to run on demand)")
         return expr
 
     @field_validator("source_url")
@@ -559,6 +689,13 @@ def check_dataset(folder: Path, label: str) -> tuple[DatasetConfig | None, list[
 
 def discover_datasets(root: Path) -> dict[str, DatasetConfig]:
     """Every `datasets/*/config.json` under root, validated; ConfigError lists every broken folder."""
+    configs, problems = _discover(root)
+    if problems:
+        raise ConfigError(problems)
+    return configs
+
+
+def _discover(root: Path) -> tuple[dict[str, DatasetConfig], list[Problem]]:
     datasets_dir = root / "datasets"
     configs: dict[str, DatasetConfig] = {}
     problems: list[Problem] = []
@@ -570,9 +707,95 @@ def discover_datasets(root: Path) -> dict[str, DatasetConfig]:
         problems.extend(found)
         if config is not None and not found:
             configs[config.dataset] = config
-    if problems:
-        raise ConfigError(problems)
-    return configs
+    return configs, problems
+
+
+def _stems(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.sql")) if folder.is_dir() else []
+
+
+def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetConfig]) -> list[Problem]:
+    """Names AWS would refuse at deploy time: over a service's length limit, or taken by another owner.
+
+    Every physical name of the core stack and of each dataset's stack is built with the same
+    Naming methods the stacks use, so a name that passes here is the name that gets deployed.
+    """
+    naming = Naming.of(core)
+    problems: list[Problem] = []
+    resources: list[Resource] = list(naming.core_resources())
+    for name, config in sorted(datasets.items()):
+        folder = root / "datasets" / name
+        queries = _stems(folder / "queries")
+        resources += naming.dataset_resources(
+            name,
+            models=_stems(folder / "gold"),
+            queries=queries,
+            own_role=bool(config.secrets),
+            schedule=bool(config.schedule),
+            export=config.source_kind == "dynamodb_table",
+            arrival=config.source_kind in ("dynamodb_table", "landing"),
+            description=config.description,
+        )
+        column_limit = LIMITS["glue_column"].max_length
+        for column in sorted({c for c in (*config.columns, *config.primary_key) if len(c) > column_limit}):
+            problems.append(
+                Problem(
+                    f"datasets/{name}/config.json",
+                    f"columns.{column[:40]}…",
+                    f"is {len(column)} characters; Glue and Athena column names take at most {column_limit}: "
+                    "declare a shorter name",
+                )
+            )
+        # CDK construct ids of the named queries must differ within the stack, or synth stops.
+        seen: dict[str, str] = {}
+        for stem in queries:
+            construct = query_construct_id(stem)
+            if construct in seen:
+                problems.append(
+                    Problem(
+                        f"datasets/{name}/queries/{stem}.sql",
+                        "",
+                        f"maps to the same Athena named query resource ({construct}) as "
+                        f"queries/{seen[construct]}.sql, because the stack drops '_' and '-' and the case of "
+                        "file names; rename one of them",
+                    )
+                )
+            else:
+                seen[construct] = stem
+    owners: dict[tuple[str, str, str], Resource] = {}
+    for resource in resources:
+        limit = LIMITS[resource.kind]
+        size = limit.size(resource.name)
+        if size > limit.max_length:
+            room = limit.max_length - (size - limit.size(resource.part))
+            what = {"dataset": "the dataset name (and its folder)", "": "the file name"}.get(
+                resource.field, resource.field
+            )
+            unit = "characters" if size == len(resource.name) else limit.unit
+            problems.append(
+                Problem(
+                    resource.file,
+                    resource.field,
+                    f"makes the {limit.what} {resource.name!r} {size} {unit}, over AWS's "
+                    f"limit of {limit.max_length}; shorten {what} to at most {max(room, 0)} {unit}",
+                )
+            )
+        if resource.kind.endswith("_description"):
+            continue
+        key = (resource.kind, resource.scope, resource.name)
+        first = owners.setdefault(key, resource)
+        if first is not resource:
+            shown = f"{resource.scope}.{resource.name}" if resource.scope else resource.name
+            fix = "rename the dataset (and its folder)" if resource.field == "dataset" else "rename the file"
+            problems.append(
+                Problem(
+                    resource.file,
+                    resource.field,
+                    f"{limit.what} {shown!r} of {resource.owner} is already that of {first.owner}; "
+                    f"AWS names must be unique: {fix}",
+                )
+            )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -595,10 +818,10 @@ def load_project(root: Path) -> Project:
         core = load_core_config(root / "config.json")
     except ConfigError as exc:
         problems.extend(exc.problems)
-    try:
-        datasets = discover_datasets(root)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
+    datasets, found = _discover(root)
+    problems.extend(found)
+    if core is not None:
+        problems.extend(resource_problems(root, core, datasets))
     if problems:
         raise ConfigError(problems)
     assert core is not None and datasets is not None

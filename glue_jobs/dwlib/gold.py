@@ -8,8 +8,10 @@ in its leading comments, and its table is replaced only when they hold.
 
 from __future__ import annotations
 
+import logging
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from graphlib import CycleError, TopologicalSorter
@@ -24,6 +26,19 @@ EXPECT = re.compile(r"^\s*--\s*expect:\s*(?P<rule>.+?)\s*$", re.IGNORECASE)
 ROW_COUNT = re.compile(r"^row_count\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<n>\d+)$")
 COLUMN_RULE = re.compile(r"^(?P<kind>unique|not_null)\((?P<cols>[a-z_][a-z0-9_]*(\s*,\s*[a-z_][a-z0-9_]*)*)\)$")
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+CATALOG_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Functions that call arbitrary Java, and so could read any file: Spark's reflect and java_method
+# (and try_reflect, which later Spark versions add).
+JAVA_CALLS = frozenset({"reflect", "java_method", "try_reflect"})
+# Spark's file data sources, read by `source.`path``: named in the message as file reads.
+FILE_SOURCES = frozenset(
+    {"csv", "json", "parquet", "orc", "text", "avro", "binaryfile", "delta", "xml", "libsvm", "iceberg", "hudi"}
+)
+# Spark 3.5's table-valued functions that only generate rows; any other function in FROM is refused.
+GENERATORS = frozenset(
+    {"range", "explode", "explode_outer", "inline", "inline_outer", "posexplode", "posexplode_outer", "stack",
+     "json_tuple"}
+)  # fmt: skip
 
 
 class GoldError(ValueError):
@@ -75,16 +90,68 @@ def parse_expectations(sql: str, label: str) -> tuple[Expectation, ...]:
     return tuple(found)
 
 
+def _function_name(node: exp.Expression) -> str:
+    return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+
+
+def _shown(node: exp.Expression, width: int = 80) -> str:
+    text = " ".join(node.sql(dialect="spark").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def forbidden_reads(tree: exp.Expression, allowed: Callable[[exp.Table], bool]) -> list[str]:
+    """What in a query reads something other than an allowed table: paths, table functions, Java calls.
+
+    Spark reads a file for `csv.`/etc/passwd`` (or parquet., json., text., orc., delta., binaryFile.,
+    any data source), so every table must pass `allowed` or be a CTE of the query itself.
+    """
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    found: list[str] = []
+    for table in tree.find_all(exp.Table):
+        target = table.this
+        if not isinstance(target, exp.Identifier):
+            if _function_name(target) not in GENERATORS:
+                found.append(f"calls the table function {_shown(target)}")
+            continue
+        if not table.db and not table.catalog and table.name in ctes:
+            continue
+        if allowed(table):
+            continue
+        shown = ".".join(part.sql(dialect="spark") for part in table.parts)
+        path = not table.catalog and (table.db.lower() in FILE_SOURCES or not CATALOG_TABLE.match(table.name))
+        found.append(f"reads the file path {shown}" if path else f"reads {shown}, which is not a catalog name")
+    for call in tree.find_all(exp.Func):
+        if _function_name(call) in JAVA_CALLS:
+            found.append(f"calls {_function_name(call)}(), which runs arbitrary Java")
+    return found
+
+
 def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
     if not MODEL_NAME.match(name):
         raise GoldError(f"{label}: model name {name!r} must be lowercase letters, digits and _ (Athena table names)")
+    bronze_db, gold_db = f"{database_prefix}_bronze", f"{database_prefix}_gold"
+    rule = f"A model may read tables only by catalog name ({bronze_db}.TABLE or {gold_db}.MODEL)"
+    # sqlglot warns on stderr when it keeps a statement it cannot parse (ADD JAR) as a Command;
+    # the refusal below says it better.
+    sqlglot_log = logging.getLogger("sqlglot")
+    level = sqlglot_log.level
+    sqlglot_log.setLevel(logging.ERROR)
     try:
         statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
     except ParseError as exc:
         raise GoldError(f"{label}: does not parse as Spark SQL: {exc.errors[0].get('description', exc)}") from None
+    finally:
+        sqlglot_log.setLevel(level)
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
-        raise GoldError(f"{label}: must hold exactly one SELECT")
-    bronze_db, gold_db = f"{database_prefix}_bronze", f"{database_prefix}_gold"
+        others = [_shown(s, 60) for s in statements if not isinstance(s, exp.Query)]
+        found = f"; found {', '.join(others)}. {rule}, in one SELECT" if others else ""
+        raise GoldError(f"{label}: must hold exactly one SELECT{found}")
+    refused = forbidden_reads(
+        statements[0],
+        lambda t: not t.catalog and t.db in (bronze_db, gold_db) and bool(CATALOG_TABLE.match(t.name)),
+    )
+    if refused:
+        raise GoldError(f"{label}: {'; '.join(refused)}. {rule}: no file paths, table functions or Java calls")
     bronze, gold = set(), set()
     for table in statements[0].find_all(exp.Table):
         if table.db == bronze_db:
@@ -105,13 +172,21 @@ def run_order(models: dict[str, Model], label: str = "gold models") -> list[str]
 
 
 def bind(sql: str, views: dict[tuple[str, str], str]) -> str:
-    """Replace catalog names (`db.table`) by the session views that hold them."""
+    """Replace catalog names (`db.table`) by the session views that hold them.
+
+    The SQL Spark runs may then read those views only: anything else (a path, a table function,
+    a Java call) is refused here again, at run time, whatever parse_model let through.
+    """
     tree = sqlglot.parse_one(sql, read="spark")
-    for table in tree.find_all(exp.Table):
+    for table in list(tree.find_all(exp.Table)):
         view = views.get((table.db, table.name))
         if view:
             alias = table.alias_or_name
             table.replace(exp.to_table(view).as_(alias) if alias else exp.to_table(view))
+    bound = set(views.values())
+    refused = forbidden_reads(tree, lambda t: not t.catalog and not t.db and t.name in bound)
+    if refused:
+        raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
     return tree.sql(dialect="spark")
 
 

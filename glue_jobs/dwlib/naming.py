@@ -7,6 +7,7 @@ Lambda's infrastructure and the `dw` command all ask this module.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +25,95 @@ def check_run_id(run_id: str) -> str:
     if not RUN_ID.match(run_id):
         raise ValueError(f"run id {run_id!r} is not of the form YYYYMMDDTHHMMSSZ, such as 20261121T060000Z")
     return run_id
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A name or description length AWS enforces, and what it names.
+
+    Lengths are UTF-8 bytes (Glue and CloudFormation count bytes; for the ASCII names the stacks
+    build, bytes are characters), or UTF-16 bytes where the CDK measures that way at synth time.
+    """
+
+    what: str
+    max_length: int
+    encoding: str = "utf-8"
+
+    def size(self, text: str) -> int:
+        return len(text.encode(self.encoding))
+
+    @property
+    def unit(self) -> str:
+        return "bytes (UTF-8)" if self.encoding == "utf-8" else "bytes (UTF-16, as the CDK counts them)"
+
+
+# The service limits the names and descriptions the stacks create must fit, from each service's API
+# reference. Kinds ending in "_description" are checked for length only; every other kind is also a
+# namespace in which two owners may not share a name.
+LIMITS: dict[str, Limit] = {
+    "s3_bucket": Limit("S3 bucket name", 63),
+    "glue_database": Limit("Glue database name", 255),
+    "glue_table": Limit("Glue table name", 255),
+    "glue_column": Limit("Glue column name", 255),
+    "glue_job": Limit("Glue job name", 255),
+    "glue_job_description": Limit("Glue job description", 2048),
+    "glue_crawler": Limit("Glue crawler name", 255),
+    "glue_crawler_description": Limit("Glue crawler description", 2048),
+    "glue_security_configuration": Limit("Glue security configuration name", 255),
+    "state_machine": Limit("Step Functions state machine name", 80),
+    "log_group": Limit("CloudWatch log group name", 512),
+    "events_rule": Limit("EventBridge rule name", 64),
+    "events_rule_description": Limit("EventBridge rule description", 512),
+    "schedule": Limit("EventBridge Scheduler schedule name", 64),
+    "schedule_description": Limit("EventBridge Scheduler schedule description", 512),
+    "iam_role": Limit("IAM role name", 64),
+    "iam_role_description": Limit("IAM role description", 1000),
+    "lambda_function": Limit("Lambda function name", 64),
+    "lambda_function_description": Limit("Lambda function description", 256),
+    "named_query": Limit("Athena named query name", 128),
+    "named_query_description": Limit("Athena named query description", 1024),
+    "athena_workgroup": Limit("Athena workgroup name", 128),
+    "sns_topic": Limit("SNS topic name", 256),
+    "kms_alias": Limit("KMS alias name", 256),
+    "stack": Limit("CloudFormation stack name", 128),
+    # CloudFormation allows 1024 UTF-8 bytes; the CDK refuses more than 1024 UTF-16 bytes, which is stricter.
+    "stack_description": Limit("CloudFormation stack description", 1024, "utf-16-le"),
+}
+# Bucket names end with the 12-digit account id, known only at deploy time.
+ACCOUNT_PLACEHOLDER = "123456789012"
+
+
+def fit(kind: str, text: str) -> str:
+    """A generated description cut to its service limit (the names it lists can grow without bound)."""
+    limit = LIMITS[kind]
+    if limit.size(text) <= limit.max_length:
+        return text
+    text = text[: limit.max_length]  # never more characters than bytes
+    while limit.size(text + "...") > limit.max_length:
+        text = text[:-1]
+    return text + "..."
+
+
+def query_construct_id(stem: str) -> str:
+    """The CDK construct id of the Athena named query of `queries/{stem}.sql` (unique per stack)."""
+    return f"Query{stem.title().replace('_', '').replace('-', '')}"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One physical name the stacks create, and where it comes from.
+
+    `kind` is a LIMITS key; `scope` narrows its namespace (a table's database); `file` and `field`
+    are where the user chose `part`, the piece of the name they can change.
+    """
+
+    kind: str
+    name: str
+    owner: str
+    file: str
+    field: str
+    part: str
+    scope: str = ""
 
 
 def table_name(dataset: str) -> str:
@@ -85,19 +175,26 @@ class Naming:
     def dataset_stack(self, dataset: str) -> str:
         return f"{self.etl_resource_prefix}-dataset-{dataset}"
 
+    @staticmethod
+    def dataset_stack_description(dataset: str, description: str) -> str:
+        return f"{dataset}: {description}"
+
     @property
     def job_role(self) -> str:
         return f"{self.etl_resource_prefix}-glue-job-role"
 
     def dataset_job_role(self, dataset: str) -> str:
         """The own role of a dataset whose source needs secrets (API auth); the others share `job_role`."""
-        name = f"{self.etl_resource_prefix}-{dataset}-job-role"
-        if len(name) > 64:
+        name = self.dataset_job_role_name(dataset)
+        if len(name) > LIMITS["iam_role"].max_length:
             raise ValueError(
                 f"IAM role name {name!r} is {len(name)} characters, over IAM's 64: "
                 f"shorten the dataset name {dataset!r} (its source needs its own role for secrets)"
             )
         return name
+
+    def dataset_job_role_name(self, dataset: str) -> str:
+        return f"{self.etl_resource_prefix}-{dataset}-job-role"
 
     @property
     def crawler_role(self) -> str:
@@ -118,6 +215,83 @@ class Naming:
     @property
     def failure_topic(self) -> str:
         return f"{self.etl_resource_prefix}-failures"
+
+    # ---- every physical name, for limits and collisions (mirrors stacks/core_stack.py and dataset_stack.py)
+    def core_resources(self) -> list[Resource]:
+        owner = f"the core stack {self.core_stack}"
+
+        def core(kind: str, name: str, what: str = "", field: str = "etl_resource_prefix") -> Resource:
+            part = self.database_prefix if field == "database_prefix" else self.etl_resource_prefix
+            return Resource(kind, name, f"{owner}{what}", "config.json", field, part)
+
+        return [
+            core("stack", self.core_stack),
+            core("s3_bucket", self.bucket(ACCOUNT_PLACEHOLDER), " (lake bucket)"),
+            core("s3_bucket", self.access_log_bucket(ACCOUNT_PLACEHOLDER), " (access log bucket)"),
+            *(core("glue_database", self.database(layer), field="database_prefix") for layer in LAYERS),
+            core("iam_role", self.job_role, " (the shared Glue job role)"),
+            core("iam_role", self.crawler_role, " (the crawler role)"),
+            core("glue_security_configuration", self.security_configuration),
+            core("athena_workgroup", self.workgroup),
+            core("kms_alias", self.key_alias),
+            core("sns_topic", self.failure_topic),
+        ]
+
+    def dataset_resources(
+        self,
+        dataset: str,
+        *,
+        models: Sequence[str] = (),
+        queries: Sequence[str] = (),
+        own_role: bool = False,
+        schedule: bool = False,
+        export: bool = False,
+        arrival: bool = False,
+        description: str = "",
+    ) -> list[Resource]:
+        """The names a dataset's stack creates; `models` and `queries` are its gold/ and queries/ file stems."""
+        owner, config = f"dataset {dataset}", f"datasets/{dataset}/config.json"
+        stack_description = Resource(
+            "stack_description", self.dataset_stack_description(dataset, description), owner, config, "description",
+            description,
+        )  # fmt: skip
+
+        def named(kind: str, name: str, what: str = "", scope: str = "") -> Resource:
+            return Resource(kind, name, f"{owner}{what}", config, "dataset", dataset, scope)
+
+        found = [
+            stack_description,
+            named("stack", self.dataset_stack(dataset)),
+            named("glue_table", table_name(dataset), " (bronze table)", scope=self.database("bronze")),
+            named("glue_job", self.job("bronze", dataset)),
+            named("glue_crawler", self.crawler("bronze", dataset)),
+            named("state_machine", self.state_machine(dataset)),
+            named("log_group", f"/aws/vendedlogs/states/{self.state_machine(dataset)}"),
+            named("events_rule", self.failure_rule(dataset), " (failure rule)"),
+        ]
+        if models:
+            found += [
+                named("glue_job", self.job("gold", dataset)),
+                named("glue_crawler", self.crawler("gold", dataset)),
+            ]
+        if own_role:
+            found.append(named("iam_role", self.dataset_job_role_name(dataset), " (its own job role)"))
+        if schedule:
+            found.append(named("schedule", self.schedule(dataset)))
+        if export:
+            found.append(named("lambda_function", self.export_function(dataset)))
+            found.append(named("log_group", f"/aws/lambda/{self.export_function(dataset)}"))
+        if arrival:
+            found.append(named("events_rule", self.arrival_rule(dataset), " (arrival rule)"))
+        for model in models:
+            file = f"datasets/{dataset}/gold/{model}.sql"
+            found.append(Resource("glue_table", model, f"{owner} ({file})", file, "", model, self.database("gold")))
+        for query in queries:
+            file = f"datasets/{dataset}/queries/{query}.sql"
+            found.append(
+                Resource("named_query", self.named_query(dataset, query), f"{owner} ({file})", file, "", query)
+            )
+        return found
 
     # ---- lake paths (keys relative to the bucket or the local lake root)
     @staticmethod

@@ -329,6 +329,53 @@ def test_validate_lists_an_unparsable_query(project_copy):
     assert "1 problem(s) found" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("sql", "construct"),
+    [
+        ("SELECT * FROM csv.`/etc/passwd`", "reads the file path csv.`/etc/passwd`"),
+        ("SELECT reflect('java.nio.file.Files', 'readAllLines', '/etc/passwd') AS x", "calls reflect()"),
+        ("ADD JAR /tmp/evil.jar", "found ADD JAR /tmp/evil.jar"),
+    ],
+    ids=["csv-path", "reflect", "add-jar"],
+)
+def test_validate_refuses_a_gold_model_that_reads_a_file(project_copy, sql, construct):
+    (project_copy / "datasets" / "ourairports" / "gold" / "leak.sql").write_text(sql + "\n")
+    result = dw("validate", cwd=project_copy)
+    assert result.returncode == 1, show(result)
+    assert "Traceback" not in result.stderr, show(result)
+    line = line_with(result.stderr, "leak.sql")
+    assert line.startswith("datasets/ourairports/gold/leak.sql: "), show(result)
+    assert construct in line and "only by catalog name" in line, show(result)
+    assert "1 problem(s) found" in result.stderr, show(result)
+
+
+def test_validate_refuses_what_aws_would_refuse_at_deploy(project_copy):
+    edit_config(project_copy, "ourairports", lambda c: c.update(schedule="cron(0 6 * * * *)"))
+    glue = project_copy / "datasets" / "glue"
+    shutil.copytree(project_copy / "datasets" / "fda-enforcement", glue)  # an API source with auth
+    edit_config(project_copy, "glue", lambda c: c.update(dataset="glue"))
+    queries = project_copy / "datasets" / "fda-nsde" / "queries"
+    (queries / "demo-2.sql").write_text("SELECT 1\n")
+    (queries / "demo_2.sql").write_text("SELECT 2\n")
+    result = dw("validate", cwd=project_copy)
+    assert result.returncode == 1, show(result)
+    assert "Traceback" not in result.stderr, show(result)
+    lines = result.stderr.splitlines()
+    assert line_with(result.stderr, "ourairports").startswith(
+        "datasets/ourairports/config.json: schedule: 'cron(0 6 * * * *)': day-of-month '*' and day-of-week '*': "
+        "exactly one of them must be ?"
+    ), show(result)
+    assert line_with(result.stderr, "glue-job-role").startswith(
+        "datasets/glue/config.json: dataset: IAM role name 'pp-dw-glue-job-role' of dataset glue (its own job role) "
+        "is already that of the core stack pp-dw-core (the shared Glue job role)"
+    ), show(result)
+    assert line_with(result.stderr, "demo_2.sql").startswith(
+        "datasets/fda-nsde/queries/demo_2.sql: maps to the same Athena named query resource (QueryDemo2) as "
+        "queries/demo-2.sql"
+    ), show(result)
+    assert lines[-1].startswith("3 problem(s) found"), show(result)
+
+
 # ------------------------------------------------------------------ list
 
 
@@ -541,6 +588,11 @@ def test_new_scaffolds_a_valid_dataset(project_copy):
     [
         ("Bad_Name", "https://example.org/x.csv", "is not a dataset name"),
         ("local-file", "data/x.csv", "source_url: file 'data/x.csv' not found"),
+        (
+            "d" * 50,
+            "https://example.org/x.csv",
+            "EventBridge rule name 'pp-dw-failures-" + "d" * 50 + "' 65 characters",
+        ),
     ],
 )
 def test_new_refuses_an_invalid_dataset_and_leaves_nothing(project_copy, name, source, message):

@@ -173,6 +173,8 @@ def test_a_new_folder_becomes_a_new_stack_without_code_changes(project_copy):
 
     source = project_copy / "datasets" / "ourairports"
     shutil.copytree(source, project_copy / "datasets" / "new-airports")
+    # Gold tables are global: a copy of ourairports' models would take its tables' names (refused).
+    shutil.rmtree(project_copy / "datasets" / "new-airports" / "gold")
     config = json.loads((source / "config.json").read_text())
     config.update(dataset="new-airports", schedule="rate(1 day)")
     (project_copy / "datasets" / "new-airports" / "config.json").write_text(json.dumps(config))

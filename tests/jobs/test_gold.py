@@ -149,3 +149,113 @@ def test_a_missing_bronze_table_fails_the_model_with_advice(spark, context):
     summary = gold.run_gold(spark, context(RUN1), {"x": "SELECT * FROM pp_dw_bronze.nowhere"})
     assert summary.status == "failed"
     assert "pp_dw_bronze.nowhere has no data at bronze/nowhere/; run its bronze job first" in summary.error
+
+
+# ------------------------------------------------------------------ models read catalog tables, never files
+
+HOSTILE = {
+    "csv-path": ("SELECT * FROM csv.`{secret}`", "reads the file path csv.`{secret}`"),
+    "parquet-s3": ("SELECT * FROM parquet.`s3://other-bucket/x`", "reads the file path parquet.`s3://other-bucket/x`"),
+    "text-file-url": ("SELECT value FROM text.`file://{secret}`", "reads the file path text.`file://{secret}`"),
+    "json": ("SELECT * FROM json.`{secret}`", "reads the file path json.`{secret}`"),
+    "orc": ("SELECT * FROM orc.`/data/x.orc`", "reads the file path orc.`/data/x.orc`"),
+    "delta": ("SELECT * FROM delta.`/data/t`", "reads the file path delta.`/data/t`"),
+    "binary-file": ("SELECT content FROM binaryFile.`{secret}`", "reads the file path binaryFile.`{secret}`"),
+    "relative-path": ("SELECT * FROM csv.`data`", "reads the file path csv.`data`"),
+    "quoted-source": ("SELECT * FROM `csv`.`{secret}` AS t", "reads the file path `csv`.`{secret}`"),
+    "in-a-cte": (
+        "WITH s AS (SELECT * FROM csv.`{secret}`) SELECT f.* FROM pp_dw_bronze.flights f JOIN s ON true",
+        "reads the file path csv.`{secret}`",
+    ),
+    "in-a-subquery": (
+        "SELECT * FROM pp_dw_bronze.flights WHERE carrier IN (SELECT _c0 FROM csv.`{secret}`)",
+        "reads the file path csv.`{secret}`",
+    ),
+    "path-in-catalog-name": ("SELECT * FROM pp_dw_bronze.`../../etc`", "reads the file path pp_dw_bronze.`../../etc`"),
+    "other-database": ("SELECT * FROM default.flights", "reads default.flights, which is not a catalog name"),
+    "three-part-name": (
+        "SELECT * FROM spark_catalog.pp_dw_bronze.flights",
+        "reads spark_catalog.pp_dw_bronze.flights, which is not a catalog name",
+    ),
+    "bare-view": ("SELECT * FROM dw_bronze__flights", "reads dw_bronze__flights, which is not a catalog name"),
+    "read-files": ("SELECT * FROM read_files('{secret}')", "calls the table function READ_FILES("),
+    "identifier-clause": ("SELECT * FROM IDENTIFIER('csv.`{secret}`')", "calls the table function IDENTIFIER("),
+    "reflect": (
+        "SELECT reflect('java.nio.file.Files', 'readAllLines', '{secret}') AS x",
+        "calls reflect(), which runs arbitrary Java",
+    ),
+    "java-method": (
+        "SELECT carrier, java_method('java.lang.System', 'getenv', 'HOME') AS x FROM pp_dw_bronze.flights",
+        "calls java_method(), which runs arbitrary Java",
+    ),
+    "load-data": ("LOAD DATA LOCAL INPATH '{secret}' INTO TABLE t", "found LOAD DATA LOCAL INPATH '{secret}'"),
+    "add-jar": ("ADD JAR /tmp/evil.jar", "found ADD JAR /tmp/evil.jar"),
+    "add-file": ("ADD FILE {secret}", "found ADD FILE {secret}"),
+    "select-then-add-jar": ("SELECT 1 AS x; ADD JAR /tmp/evil.jar", "found ADD JAR /tmp/evil.jar"),
+}
+SECRET = "/tmp/dw-not-for-models/passwd.csv"
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_check_models_refuses_file_reads_naming_file_and_construct(case):
+    sql, construct = (text.format(secret=SECRET) for text in HOSTILE[case])
+    problems = gold.check_models({"leak": sql}, "datasets/flights/gold", "pp_dw")
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("datasets/flights/gold/leak.sql: "), problems
+    assert construct in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM pp_dw_bronze.flights",
+        "WITH a AS (SELECT * FROM pp_dw_bronze.flights) SELECT carrier FROM a",
+        "SELECT f.carrier, x FROM pp_dw_bronze.flights f LATERAL VIEW explode(array(1, 2)) t AS x",
+        "SELECT id FROM range(3)",
+        "SELECT col FROM explode(array(1, 2))",
+        "SELECT * FROM pp_dw_gold.delays d JOIN pp_dw_bronze.carriers c ON d.carrier = c.carrier",
+    ],
+)
+def test_catalog_tables_ctes_and_generators_are_allowed(sql):
+    assert gold.check_models({"fine": sql}, "datasets/flights/gold", "pp_dw") == []
+
+
+def test_bind_refuses_a_read_that_is_not_a_bound_view():
+    """The run-time check: whatever reached the gold job, Spark only runs SQL that reads bound views."""
+    views = {("pp_dw_bronze", "flights"): "dw_bronze__flights"}
+    assert "dw_bronze__flights" in gold.bind("SELECT * FROM pp_dw_bronze.flights", views)
+    for sql in (
+        f"SELECT * FROM pp_dw_bronze.flights JOIN csv.`{SECRET}` ON true",
+        f"SELECT reflect('java.nio.file.Files', 'readAllLines', '{SECRET}')",
+        "SELECT * FROM pp_dw_bronze.carriers",  # a catalog name, but not one bound for this model
+    ):
+        with pytest.raises(gold.GoldError, match="models read tables only by catalog name"):
+            gold.bind(sql, views)
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("case", ["csv-path", "in-a-subquery", "reflect", "text-file-url"])
+def test_run_gold_refuses_a_model_that_reads_a_file_and_writes_nothing(spark, context, tmp_path, case):
+    secret = tmp_path / "passwd.csv"
+    secret.write_text("root:x:0:0\n")
+    # Spark itself would read it: the refusal is what stands between a model and the file.
+    assert spark.sql(f"SELECT * FROM csv.`{secret}`").collect()[0][0] == "root:x:0:0"
+    sql = HOSTILE[case][0].format(secret=secret)
+    summary = gold.run_gold(spark, context(RUN1), {**MODELS, "leak": sql})
+    assert summary.status == "failed"
+    assert "gold/leak.sql: " in summary.error
+    assert HOSTILE[case][1].format(secret=secret) in summary.error
+    lake = context(RUN1).lake
+    assert not list(lake.list("gold/flights/leak/"))
+    assert b"root:x" not in b"".join(lake.read_bytes(o.key) for o in lake.list("gold/"))
+
+
+@pytest.mark.spark
+def test_the_gold_job_refuses_a_file_read_that_skipped_parse_model(spark, context, tmp_path):
+    secret = tmp_path / "passwd.csv"
+    secret.write_text("root:x:0:0\n")
+    smuggled = gold.Model("leak", f"SELECT * FROM csv.`{secret}`", (), frozenset(), frozenset())
+    result = gold._run_model(spark, context(RUN1), smuggled, {})
+    assert result.status == "failed"
+    assert f"reads the file path csv.`{secret}`" in result.error
+    assert not list(context(RUN1).lake.list("gold/flights/leak/"))
