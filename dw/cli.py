@@ -151,6 +151,36 @@ def list_command(lake: LakeOption = None) -> None:
             _last_run(lake_dir, naming, name),
         )
     out.print(table)
+    if project.datasets:
+        with_gold = [n for n in project.datasets if list((project.dataset_dir(n) / "gold").glob("*.sql"))]
+        out.print(_aws_start_commands(naming, (with_gold or list(project.datasets))[0]), markup=False)
+
+
+AWS_EXAMPLE_RUN = "20261121T060000Z"
+# What the deployed pipeline takes as input (every field optional), one command per case.
+AWS_EXAMPLES = (
+    ("every layer now, a fresh run id", {}),
+    ("a dry run of every job: plans, writes nothing", {"dry_run": True}),
+    ("rerun only gold for a run", {"layers": ["gold"], "run_id": AWS_EXAMPLE_RUN}),
+    ("replay a kept raw run into bronze, then gold", {"raw_run_id": AWS_EXAMPLE_RUN}),
+    (
+        "every field",
+        {"layers": ["bronze"], "dry_run": True, "raw_run_id": AWS_EXAMPLE_RUN, "run_id": "20261122T060000Z"},
+    ),
+)
+
+
+def _aws_start_commands(naming: Naming, dataset: str) -> str:
+    machine = naming.state_machine(dataset)
+    lines = [
+        f"\nStart {dataset}'s pipeline on AWS (other datasets: change the name in the first line):",
+        f"  ARN=$(aws stepfunctions list-state-machines --query \"stateMachines[?name=='{machine}'].stateMachineArn\""
+        " --output text)",
+    ]
+    for label, payload in AWS_EXAMPLES:
+        command = f"aws stepfunctions start-execution --state-machine-arn \"$ARN\" --input '{json.dumps(payload)}'"
+        lines.append(f"  {command}   # {label}")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ run
@@ -202,6 +232,10 @@ def run_command(
       dw run fda-nsde --layer raw          # fetch only
       dw run fda-nsde --raw-run-id 20261121T060000Z --layer bronze
       dw run fda-nsde --dry-run            # the plan; nothing written
+
+    \b
+    On AWS the pipeline takes the same choices as input: `dw list` prints the
+    `aws stepfunctions start-execution` command for each case.
     """
     from dwlib import bronze
 

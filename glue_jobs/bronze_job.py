@@ -6,25 +6,14 @@ Runs locally too: `python glue_jobs/bronze_job.py --dataset X --lake_uri .lake`.
 
 import sys
 
-from dwlib.jobs import BRONZE_ARGS, parse_local
-
-
-def resolved_args(argv: list[str]) -> dict[str, str]:
-    try:
-        from awsglue.utils import getResolvedOptions  # only on Glue
-    except ImportError:
-        return parse_local(BRONZE_ARGS, argv[1:])
-    return getResolvedOptions(argv, list(BRONZE_ARGS))
+from dwlib import entry
+from dwlib.jobs import BRONZE_ARGS
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = resolved_args(argv if argv is not None else sys.argv)
-    from pyspark.sql import SparkSession
-
-    from dwlib.entry import run_bronze_job
-
-    return run_bronze_job(SparkSession.builder.getOrCreate(), args)
+    return entry.main(entry.run_bronze_job, BRONZE_ARGS, argv if argv is not None else sys.argv)
 
 
 if __name__ == "__main__":
-    main()  # a failed run raises JobRunFailed, which marks the Glue job run FAILED for the pipeline
+    # A failed run raises on Glue, which marks the job run FAILED for the pipeline; locally it exits 1.
+    sys.exit(main())

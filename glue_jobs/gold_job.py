@@ -7,25 +7,14 @@ are deployed to etl/{dataset}/gold/*.sql. Runs locally too:
 
 import sys
 
-from dwlib.jobs import GOLD_ARGS, parse_local
-
-
-def resolved_args(argv: list[str]) -> dict[str, str]:
-    try:
-        from awsglue.utils import getResolvedOptions  # only on Glue
-    except ImportError:
-        return parse_local(GOLD_ARGS, argv[1:])
-    return getResolvedOptions(argv, list(GOLD_ARGS))
+from dwlib import entry
+from dwlib.jobs import GOLD_ARGS
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = resolved_args(argv if argv is not None else sys.argv)
-    from pyspark.sql import SparkSession
-
-    from dwlib.entry import run_gold_job
-
-    return run_gold_job(SparkSession.builder.getOrCreate(), args)
+    return entry.main(entry.run_gold_job, GOLD_ARGS, argv if argv is not None else sys.argv)
 
 
 if __name__ == "__main__":
-    main()
+    # A failed run raises on Glue, which marks the job run FAILED for the pipeline; locally it exits 1.
+    sys.exit(main())

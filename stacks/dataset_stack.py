@@ -18,24 +18,140 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from dwlib.config import CoreConfig, DatasetConfig
-from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, NONE, default_arguments, job_config_document
-from dwlib.naming import Naming, fit, query_construct_id
+from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, default_arguments, job_config_document
+from dwlib.naming import DROP_MARKER, Naming, fit, query_construct_id
 from stacks import defaults, job_rights, nag
 from stacks.export import DynamoDbExport
 from stacks.nag import acknowledge
 
-# JSONata: run ids are UTC YYYYMMDDTHHMMSSZ unless the caller gives one (DESIGN section 5).
-# A file's arrival (S3 "Object Created" under raw/{dataset}/run_id=…/) carries the run id in its key.
-RUN_ID_EXPR = (
-    "{% $exists($states.input.run_id) ? $states.input.run_id : "
-    "$exists($states.input.key) ? $substringBefore($substringAfter($states.input.key, 'run_id='), '/') : "
-    "$now('[Y0001][M01][D01]T[H01][m01][s01]Z') %}"
+# The pipeline's input, from a schedule ({}), by hand ({"layers": [...], "dry_run": true, "run_id": ...,
+# "raw_run_id": ...}, all optional) or an S3 "Object Created" event of a drop's marker, read once by
+# one JSONata block into $request. Whatever is wrong with it lands in $request.problem, and the run
+# fails with that message before any job starts. Run ids are UTC YYYYMMDDTHHMMSSZ.
+FORCE_DRY_RUN_CONTEXT = "force_dry_run"
+RUN_ID_PATTERN = "/^[0-9]{8}T[0-9]{6}Z$/"
+NOW_RUN_ID = "$now('[Y0001][M01][D01]T[H01][m01][s01]Z')"
+MANUAL_KEYS = ("layers", "dry_run", "raw_run_id", "run_id")
+
+
+def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
+    """The JSONata block that turns any start of the pipeline into $request (see README, "Starting a run")."""
+    all_layers = "[" + ", ".join(f"'{layer}'" for layer in layers) + "]"
+    allowed = "[" + ", ".join(f"'{k}'" for k in MANUAL_KEYS) + "]"
+    expression = (
+        "{% (\n"
+        "  $in := $states.input;\n"
+        "  $arrival := $in.source = 'aws.s3' and $in.`detail-type` = 'Object Created';\n"
+        # S3 may URL-encode keys in events (a space as +, = as %3D); decode unless that would fail.
+        "  $raw := $arrival ? $string($in.detail.object.key) : '';\n"
+        "  $key := $contains($raw, /%(?![0-9A-Fa-f]{2})/) ? $raw : $decodeUrlComponent($replace($raw, '+', ' '));\n"
+        "  $found := $match($key, /(^|[/])run_id=([^/]*)[/]/);\n"
+        # What the arrival rule lets through only; anything else that reaches here starts nothing either.
+        f"  $ignore := $arrival and ($in.detail.object.size = 0 or $not($contains($key, /[/]{DROP_MARKER}$/)));\n"
+        f"  $unknown := $arrival ? [] : $filter($keys($in), function($k) {{ $not($k in {allowed}) }});\n"
+        "  $run_id := $arrival ? ($exists($found) ? $found[0].groups[1] : '')"
+        f" : ($exists($in.run_id) ? $in.run_id : {NOW_RUN_ID});\n"
+        f"  $layers := $arrival or $not($exists($in.layers)) ? {all_layers} : $in.layers;\n"
+        "  $dry_run := $arrival ? false : ($exists($in.dry_run) ? $in.dry_run : false);\n"
+        "  $raw_run_id := $arrival ? 'none' : ($exists($in.raw_run_id) ? $in.raw_run_id : 'none');\n"
+        "  $problem := $arrival and $substring($key, 0, "
+        f"{len(raw_dataset_prefix)}) != '{raw_dataset_prefix}' ?\n"
+        f"      'the object ' & $key & ' is not under {raw_dataset_prefix}: this pipeline only takes drops there'\n"
+        "    : $arrival and $not($exists($found)) ?\n"
+        "      'the object ' & $key & ' has no run_id=YYYYMMDDTHHMMSSZ/ folder in its key: put a drop under "
+        f"{raw_dataset_prefix}run_id=YYYYMMDDTHHMMSSZ/ and write its marker last'\n"
+        "    : $count($unknown) > 0 ?\n"
+        f"      'unknown input field(s) ' & $join($unknown, ', ') & ': the pipeline takes {', '.join(MANUAL_KEYS)}'\n"
+        "    : $type($run_id) != 'string' or $not($contains($run_id, " + RUN_ID_PATTERN + ")) ?\n"
+        "      'run id ' & $string($run_id) & ($arrival ? ' (from the object ' & $key & ')' : '')"
+        " & ' is not of the form YYYYMMDDTHHMMSSZ, such as 20261121T060000Z'\n"
+        "    : $raw_run_id != 'none' and ($type($raw_run_id) != 'string' or $not($contains($raw_run_id, "
+        + RUN_ID_PATTERN
+        + "))) ?\n"
+        "      'raw_run_id ' & $string($raw_run_id) & ' is not of the form YYYYMMDDTHHMMSSZ, such as 20261121T060000Z'\n"
+        "    : $type($layers) != 'array' or $count($layers) = 0"
+        f" or $count($filter($layers, function($l) {{ $not($l in {all_layers}) }})) > 0 ?\n"
+        f"      'layers ' & $string($layers) & ' must be a non-empty list of {', '.join(layers)}'"
+        + (
+            " & ($count($filter($layers, function($l) { $l = 'gold' })) > 0 ? ' (this dataset has no gold models)' : '')"
+            if "gold" not in layers
+            else ""
+        )
+        + "\n"
+        "    : $type($dry_run) != 'boolean' ? 'dry_run ' & $string($dry_run) & ' must be true or false'\n"
+        "    : null;\n"
+        "  {'arrival': $arrival, 'ignore': $ignore, 'key': $key, 'run_id': $run_id, 'raw_run_id': $raw_run_id,\n"
+        "   'layers': $layers, 'dry_run': $dry_run, 'problem': $problem}\n"
+        ") %}"
+    )
+    # One line: asl-validator (and the ASL schema it follows) takes "{% expr %}" without line breaks.
+    return " ".join(line.strip() for line in expression.splitlines())
+
+
+# Not data: Hadoop's markers and checksums, Spark's work folders, Parquet summary files if a cluster
+# default ever wrote them (the jobs pin them off).
+CRAWLER_EXCLUSIONS = [
+    "_SUCCESS",
+    "**/_SUCCESS",
+    "**.crc",
+    "_temporary/**",
+    "**/_temporary/**",
+    "_metadata",
+    "**/_metadata",
+    "_common_metadata",
+    "**/_common_metadata",
+]
+
+JOB_FAILURE_STATES = ("FAILED", "TIMEOUT", "STOPPED", "ERROR")
+
+
+def arrival_detail_pattern(bucket_name: str, raw_dataset_prefix: str) -> dict:
+    """Only a drop's marker, and only when it has bytes: console folders and empty objects start nothing.
+
+    The key is matched in plain and URL-encoded form (`=` as %3D), whichever S3 puts in the event.
+    """
+    return {
+        "bucket": {"name": [bucket_name]},
+        "object": {
+            "key": [
+                {"wildcard": f"{raw_dataset_prefix}run_id=*/{DROP_MARKER}"},
+                {"wildcard": f"{raw_dataset_prefix}run_id%3D*/{DROP_MARKER}"},
+            ],
+            "size": [{"numeric": [">", 0]}],
+        },
+    }
+
+
+# Transient Glue API errors only: throttling, the one-run concurrency slot still taken, internal errors.
+# A job run that FAILED (bad data, a failed quality budget) surfaces as States.TaskFailed: never retried.
+TRANSIENT_GLUE_ERRORS = (
+    "Glue.ConcurrentRunsExceededException",
+    "Glue.InternalServiceException",
+    "Glue.OperationTimeoutException",
+    "Glue.ThrottlingException",
 )
-RAW_RUN_ID_EXPR = "{% $exists($states.input.raw_run_id) ? $states.input.raw_run_id : '" + NONE + "' %}"
+RETRY = {"IntervalSeconds": 60, "MaxAttempts": 3, "BackoffRate": 2.0, "MaxDelaySeconds": 300, "JitterStrategy": "FULL"}
+# With MaxRetries 0, Glue itself may hold a new run WAITING for capacity up to 15 minutes before it starts.
+GLUE_CAPACITY_WAIT_S = 15 * 60
+PIPELINE_MARGIN_S = 5 * 60
+
+
+def retry_wait_seconds(retry: dict = RETRY) -> int:
+    """The longest the retries of one task can wait in all (full jitter only shortens each wait)."""
+    return int(
+        sum(
+            min(retry["IntervalSeconds"] * retry["BackoffRate"] ** i, retry["MaxDelaySeconds"])
+            for i in range(retry["MaxAttempts"])
+        )
+    )
+
+
+def pipeline_timeout_seconds(job_timeout_minutes: int, jobs: int) -> int:
+    """Each job in turn: its own timeout, Glue's capacity wait and our retries' waits; then a margin."""
+    return jobs * (job_timeout_minutes * 60 + GLUE_CAPACITY_WAIT_S + retry_wait_seconds()) + PIPELINE_MARGIN_S
 
 
 class DatasetStack(Stack):
@@ -55,6 +171,8 @@ class DatasetStack(Stack):
         super().__init__(scope, construct_id, description=description, **kwargs)
         naming = self.naming = Naming.of(core)
         name = dataset.dataset
+        # `cdk deploy -c force_dry_run=true`: a "smoke" deployment whose every job run is a dry run.
+        self.force_dry_run = str(self.node.try_get_context(FORCE_DRY_RUN_CONTEXT)).lower() == "true"
         # Shared resources are found by their conventional names, not by CloudFormation exports,
         # so a dataset stack never pins the core stack (see README, "Why no exports").
         bucket = s3.Bucket.from_bucket_name(self, "Lake", naming.bucket(Aws.ACCOUNT_ID))
@@ -93,10 +211,7 @@ class DatasetStack(Stack):
                 "gold", name, [naming.gold_prefix(name, m) for m in self.models], bucket, crawler_role_arn
             )
 
-        glue_defaults = core.glue_defaults
-        self.state_machine = self._pipeline(
-            naming, name, glue_defaults.timeout_minutes, glue_defaults.max_retries, gold=bool(self.models)
-        )
+        self.state_machine = self._pipeline(naming, name, core.glue_defaults.timeout_minutes, gold=bool(self.models))
         self.export = None
         if dataset.source_kind == "dynamodb_table":
             assert export_code_dir is not None, "build_lambda_asset('dynamodb_csv_export') first"
@@ -140,27 +255,19 @@ class DatasetStack(Stack):
                 )
         self.arrival_rule = None
         if dataset.source_kind in ("dynamodb_table", "landing"):
+            raw = naming.raw_dataset_prefix(name)
             self.arrival_rule = events.Rule(
                 self,
                 "ArrivalRule",
                 rule_name=naming.arrival_rule(name),
-                description=f"A file under {naming.raw_dataset_prefix(name)}run_id=…/ starts the {name} pipeline",
+                description=f"A non-empty {DROP_MARKER} under {raw}run_id=…/ closes a drop and starts one {name} run",
                 event_pattern=events.EventPattern(
                     source=["aws.s3"],
                     detail_type=["Object Created"],
-                    detail={
-                        "bucket": {"name": [bucket.bucket_name]},
-                        "object": {"key": [{"prefix": f"{naming.raw_dataset_prefix(name)}run_id="}]},
-                    },
+                    detail=arrival_detail_pattern(bucket.bucket_name, raw),
                 ),
-                targets=[
-                    events_targets.SfnStateMachine(
-                        self.state_machine,
-                        input=events.RuleTargetInput.from_object(
-                            {"key": events.EventField.from_path("$.detail.object.key")}
-                        ),
-                    )
-                ],
+                # The whole event: the pipeline reads (and URL-decodes) the key itself.
+                targets=[events_targets.SfnStateMachine(self.state_machine)],
             )
         self.failure_rule = events.Rule(
             self,
@@ -176,6 +283,29 @@ class DatasetStack(Stack):
                 },
             ),
             targets=[events_targets.SnsTopic(topic)],
+        )
+        jobs = [naming.job(layer, name) for layer, job in (("bronze", self.bronze_job), ("gold", self.gold_job)) if job]
+        self.job_failure_rule = events.Rule(
+            self,
+            "JobFailureRule",
+            rule_name=naming.job_failure_rule(name),
+            description=f"Failed, timed out, stopped or errored {name} Glue job runs (also those started by hand)",
+            event_pattern=events.EventPattern(
+                source=["aws.glue"],
+                detail_type=["Glue Job State Change"],
+                detail={"jobName": jobs, "state": list(JOB_FAILURE_STATES)},
+            ),
+            targets=[
+                events_targets.SnsTopic(
+                    topic,
+                    message=events.RuleTargetInput.from_text(
+                        f"Glue job {events.EventField.from_path('$.detail.jobName')} run "
+                        f"{events.EventField.from_path('$.detail.jobRunId')} ended "
+                        f"{events.EventField.from_path('$.detail.state')}: "
+                        f"{events.EventField.from_path('$.detail.message')}"
+                    ),
+                )
+            ],
         )
         for query in sorted((dataset_dir / "queries").glob("*.sql")):
             athena.CfnNamedQuery(
@@ -235,10 +365,14 @@ class DatasetStack(Stack):
             ),
             max_concurrent_runs=1,
             timeout=Duration.minutes(core.glue_defaults.timeout_minutes),
-            max_retries=core.glue_defaults.max_retries,
+            # A Glue retry is a new job run that the pipeline's .sync task never sees: the pipeline
+            # retries transient errors itself, and a failed run (bad data) is not paid for twice.
+            max_retries=0,
             security_configuration=security,
             default_arguments={
-                **default_arguments(name, bucket.s3_url_for_object().rstrip("/"), args),
+                **default_arguments(
+                    name, bucket.s3_url_for_object().rstrip("/"), args, force_dry_run=self.force_dry_run
+                ),
                 "--additional-python-modules": ",".join(core.glue_defaults.additional_python_modules),
             },
         )
@@ -261,7 +395,7 @@ class DatasetStack(Stack):
                 s3_targets=[
                     glue.CfnCrawler.S3TargetProperty(
                         path=bucket.s3_url_for_object(prefix),
-                        exclusions=["_SUCCESS", "**/_SUCCESS", "**.crc", "_temporary/**", "**/_temporary/**"],
+                        exclusions=CRAWLER_EXCLUSIONS,
                     )
                     for prefix in prefixes
                 ]
@@ -270,64 +404,123 @@ class DatasetStack(Stack):
                 update_behavior="UPDATE_IN_DATABASE", delete_behavior="LOG"
             ),
             recrawl_policy=glue.CfnCrawler.RecrawlPolicyProperty(recrawl_behavior="CRAWL_EVERYTHING"),
-            configuration=json.dumps(
-                {
-                    "Version": 1.0,
-                    "CrawlerOutput": {"Tables": {"AddOrUpdateBehavior": "MergeNewColumns"}},
-                    "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
-                }
-            ),
+            # No "AddOrUpdateBehavior": "MergeNewColumns": with it a retyped column never reaches the
+            # catalog. By default the crawler makes the table match the files: new, retyped and removed
+            # columns alike (README, "Schema changes and the crawler").
+            configuration=json.dumps({"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}),
         )
 
-    def _glue_step(self, layer: str, name: str, outputs: dict) -> tasks.GlueStartJobRun:
-        arguments = {"--run_id": "{% $run_id %}"}
+    def _glue_step(self, layer: str, name: str) -> sfn.CustomState:
+        """glue:startJobRun.sync written out, so its arguments are exactly ours (no NotificationProperty)."""
+        arguments = {"--run_id": "{% $request.run_id %}", "--dry_run": "{% $request.dry_run ? 'true' : 'false' %}"}
         if layer == "bronze":
-            arguments["--raw_run_id"] = "{% $raw_run_id %}"
-        step = tasks.GlueStartJobRun.jsonata(
+            arguments["--raw_run_id"] = "{% $request.raw_run_id %}"
+        return sfn.CustomState(
             self,
             f"{layer.title()}JobRun",
-            glue_job_name=self.naming.job(layer, name),
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            arguments=sfn.TaskInput.from_object(arguments),
-            outputs=outputs,
+            state_json={
+                "Type": "Task",
+                "Comment": f"Runs the Glue job {self.naming.job(layer, name)} and waits for it",
+                "Resource": f"arn:{Aws.PARTITION}:states:::glue:startJobRun.sync",
+                "Arguments": {"JobName": self.naming.job(layer, name), "Arguments": arguments},
+                "Output": {
+                    "run_id": "{% $request.run_id %}",
+                    "layer": layer,
+                    "job_run_id": "{% $states.result.Id %}",
+                    "state": "{% $states.result.JobRunState %}",
+                },
+                "Retry": [{"ErrorEquals": list(TRANSIENT_GLUE_ERRORS), **RETRY}],
+            },
         )
-        step.add_retry(
-            errors=[
-                "Glue.ConcurrentRunsExceededException",
-                "Glue.InternalServiceException",
-                "Glue.ThrottlingException",
-            ],
-            interval=Duration.minutes(1),
-            max_attempts=3,
-            backoff_rate=2,
-        )
-        return step
 
-    def _pipeline(self, naming: Naming, name: str, timeout_minutes: int, retries: int, gold: bool) -> sfn.StateMachine:
-        resolve = sfn.Pass.jsonata(self, "ResolveRunId", assign={"run_id": RUN_ID_EXPR, "raw_run_id": RAW_RUN_ID_EXPR})
-        chain = resolve.next(
-            self._glue_step("bronze", name, {"run_id": "{% $run_id %}", "bronze": "{% $states.result.JobRunState %}"})
+    def _pipeline(self, naming: Naming, name: str, timeout_minutes: int, gold: bool) -> sfn.StateMachine:
+        layers = ("bronze", "gold") if gold else ("bronze",)
+        machine_name = naming.state_machine(name)
+        own_arn = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{machine_name}"
+        read = sfn.Pass.jsonata(
+            self,
+            "ReadInput",
+            comment="A schedule, a start by hand or a drop's marker: one $request, or the problem with it",
+            assign={"request": request_expression(naming.raw_dataset_prefix(name), layers)},
         )
+        bad = sfn.Fail.jsonata(self, "BadInput", error="pp-dw.BadInput", cause="{% $request.problem %}")
+        done = sfn.Succeed.jsonata(self, "Done", outputs="{% $states.input %}")
+        ignored = sfn.Succeed.jsonata(
+            self, "NotAMarker", comment="An empty object or a file that is not a drop's marker starts nothing"
+        )
+        already = sfn.Succeed.jsonata(
+            self, "AlreadyStarted", comment="This run id already ran or runs: a repeated marker event starts nothing"
+        )
+        # A drop starts its run as a child execution named by its run id: the name makes a repeated
+        # event (S3 delivers at least once; a marker written twice) idempotent instead of a second run.
+        start_run = sfn.CustomState(
+            self,
+            "StartRunOfDrop",
+            state_json={
+                "Type": "Task",
+                "Comment": "Starts this pipeline once per run id, with the drop's run id",
+                "Resource": f"arn:{Aws.PARTITION}:states:::states:startExecution",
+                "Arguments": {
+                    "StateMachineArn": own_arn,
+                    "Name": "{% $request.run_id %}",
+                    "Input": {"run_id": "{% $request.run_id %}"},
+                },
+                "Output": {"run_id": "{% $request.run_id %}", "started": "{% $states.result.ExecutionArn %}"},
+            },
+        )
+        start_run.add_catch(already, errors=["StepFunctions.ExecutionAlreadyExistsException"])
+        bronze = self._glue_step("bronze", name)
+        ask_gold = None
+        after_bronze: sfn.IChainable = done
         if gold:
-            chain = chain.next(
-                self._glue_step("gold", name, {"run_id": "{% $run_id %}", "gold": "{% $states.result.JobRunState %}"})
+            gold_step = self._glue_step("gold", name)
+            gold_step.next(done)
+            ask_gold = (
+                sfn.Choice.jsonata(self, "RunGold", comment="Only the layers asked for")
+                .when(sfn.Condition.jsonata("{% 'gold' in $request.layers %}"), gold_step)
+                .otherwise(done)
             )
+            after_bronze = ask_gold
+        bronze.next(after_bronze)
+        ask_bronze = (
+            sfn.Choice.jsonata(self, "RunBronze", comment="Only the layers asked for")
+            .when(sfn.Condition.jsonata("{% 'bronze' in $request.layers %}"), bronze)
+            .otherwise(after_bronze)
+        )
+        route = (
+            sfn.Choice.jsonata(self, "CheckInput")
+            .when(sfn.Condition.jsonata("{% $request.ignore %}"), ignored)
+            .when(sfn.Condition.jsonata("{% $type($request.problem) = 'string' %}"), bad)
+            .when(sfn.Condition.jsonata("{% $request.arrival %}"), start_run)
+            .otherwise(ask_bronze)
+        )
         log_group = logs.LogGroup(
             self,
             "PipelineLogs",
-            log_group_name=f"/aws/vendedlogs/states/{naming.state_machine(name)}",
+            log_group_name=f"/aws/vendedlogs/states/{machine_name}",
             retention=defaults.LOG_RETENTION,
         )
-        return sfn.StateMachine(
+        machine = sfn.StateMachine(
             self,
             "Pipeline",
-            state_machine_name=naming.state_machine(name),
-            definition_body=sfn.DefinitionBody.from_chainable(chain),
+            state_machine_name=machine_name,
+            definition_body=sfn.DefinitionBody.from_chainable(read.next(route)),
             query_language=sfn.QueryLanguage.JSONATA,
-            timeout=Duration.minutes((2 if gold else 1) * timeout_minutes * (retries + 1) + 30),
+            timeout=Duration.seconds(pipeline_timeout_seconds(timeout_minutes, len(layers))),
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
+        job_arns = [
+            f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}:job/{naming.job(layer, name)}" for layer in layers
+        ]
+        machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
+                resources=job_arns,
+            )
+        )
+        machine.add_to_role_policy(iam.PolicyStatement(actions=["states:StartExecution"], resources=[own_arn]))
+        return machine
 
     def _acknowledge(self) -> None:
         stack = Stack.of(self)
@@ -348,10 +541,11 @@ class DatasetStack(Stack):
             "Step Functions' own policy for X-Ray and log delivery has no resource-level scoping",
             ["Resource::*"],
         )
-        Annotations.of(self.failure_rule).acknowledge_warning(
-            "@aws-cdk/aws-events:ruleUnresolvedEnvironment",
-            "the failure topic is in the same account and region, found by its conventional ARN",
-        )
+        for rule in (self.failure_rule, self.job_failure_rule):
+            Annotations.of(rule).acknowledge_warning(
+                "@aws-cdk/aws-events:ruleUnresolvedEnvironment",
+                "the failure topic is in the same account and region, found by its conventional ARN",
+            )
         part = nag.partition(stack)
         account = nag.pseudo(stack, stack.account, "AccountId")
         region = nag.pseudo(stack, stack.region, "Region")

@@ -537,7 +537,6 @@ class DatasetConfig(Strict):
 class GlueDefaults(Strict):
     glue_version: Literal["5.1"] = "5.1"
     timeout_minutes: int = Field(120, ge=1, le=2880)
-    max_retries: int = Field(1, ge=0, le=10)
     # Installed by Glue with pip at job start: pydantic for config, sqlglot for gold models.
     additional_python_modules: list[str] = Field(default_factory=lambda: ["pydantic==2.13.4", "sqlglot==30.30.0"])
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 from pyspark.sql import SparkSession
 
 from dwlib import bronze, gold, jobs
@@ -15,23 +18,63 @@ class JobRunFailed(RuntimeError):
 
 def job_context(args: dict[str, str]) -> bronze.JobContext:
     lake = Lake.from_uri(args["lake_uri"])
-    core, dataset = jobs.load_job_config(lake, args["dataset"])
+    core, dataset, dataset_dir = jobs.find_job_config(lake, args["dataset"])
+    try:
+        run_id = jobs.resolve_run_id(args.get("run_id"))
+        raw_run_id = jobs.optional(args.get("raw_run_id"))
+        raw_run_id = jobs.resolve_run_id(raw_run_id) if raw_run_id else None
+    except ValueError as exc:
+        raise jobs.JobSetupError(f"{exc} (job arguments --run_id / --raw_run_id)") from None
     return bronze.JobContext(
         core=core,
         dataset=dataset,
         lake=lake,
-        run_id=jobs.resolve_run_id(args.get("run_id")),
-        raw_run_id=jobs.optional(args.get("raw_run_id")),
+        run_id=run_id,
+        raw_run_id=raw_run_id,
+        dataset_dir=dataset_dir,  # set only when the config came from a checkout's datasets/ folder
         secrets=SecretsManagerSecrets(),  # read only when the source needs a secret, with the job's role
     )
 
 
-def run_bronze_job(spark: SparkSession, args: dict[str, str]) -> int:
+def main(run: Callable[[SparkLike, dict[str, str]], int], names: tuple[str, ...], argv: list[str]) -> int:
+    """What both Glue entry points do: resolve Glue's arguments (or their local twins), then run.
+
+    On Glue an error propagates, so the job run is marked FAILED with it; locally a run that cannot
+    start or that fails prints one paragraph and returns 1, without a traceback.
+    """
+    try:
+        from awsglue.utils import getResolvedOptions  # only on Glue
+    except ImportError:
+        args, on_glue = jobs.parse_local(names, argv[1:]), False
+    else:
+        args, on_glue = getResolvedOptions(argv, list(names)), True
+    try:
+        return run(_session, args)
+    except (jobs.JobSetupError, JobRunFailed) as exc:
+        if on_glue:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _session() -> SparkSession:
+    return SparkSession.builder.getOrCreate()
+
+
+SparkLike = SparkSession | Callable[[], SparkSession]
+
+
+def _spark(spark: SparkLike) -> SparkSession:
+    """Spark starts only when a run needs it: a dry run or a missing config never waits for a session."""
+    return spark if isinstance(spark, SparkSession) else spark()
+
+
+def run_bronze_job(spark: SparkLike, args: dict[str, str]) -> int:
     ctx = job_context(args)
     if jobs.is_dry_run(args):
         print("\n".join(bronze.plan(ctx)))
         return 0
-    summary = bronze.run_bronze(jobs.configure(spark), ctx)
+    summary = bronze.run_bronze(jobs.configure(_spark(spark)), ctx)
     print(bronze.describe_outcome(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)
@@ -39,7 +82,9 @@ def run_bronze_job(spark: SparkSession, args: dict[str, str]) -> int:
 
 
 def deployed_models(ctx: bronze.JobContext) -> dict[str, str]:
-    """The dataset's models as the stack deployed them: etl/{dataset}/gold/*.sql."""
+    """The dataset's models as the stack deployed them: etl/{dataset}/gold/*.sql (or the checkout's gold/)."""
+    if ctx.dataset_dir is not None:
+        return gold.model_sources(ctx.dataset_dir)
     prefix = f"{ctx.naming.etl_prefix(ctx.name)}gold/"
     return {
         obj.key[len(prefix) : -len(".sql")]: ctx.lake.read_bytes(obj.key).decode("utf-8")
@@ -48,13 +93,13 @@ def deployed_models(ctx: bronze.JobContext) -> dict[str, str]:
     }
 
 
-def run_gold_job(spark: SparkSession, args: dict[str, str]) -> int:
+def run_gold_job(spark: SparkLike, args: dict[str, str]) -> int:
     ctx = job_context(args)
     models = deployed_models(ctx)
     if jobs.is_dry_run(args):
         print(f"plan for {ctx.name} gold run {ctx.run_id} (dry run): models {', '.join(sorted(models)) or 'none'}")
         return 0
-    summary = gold.run_gold(jobs.configure(spark), ctx, models)
+    summary = gold.run_gold(jobs.configure(_spark(spark)), ctx, models)
     print(gold.describe_gold(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)

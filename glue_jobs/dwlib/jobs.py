@@ -21,9 +21,11 @@ from dwlib.naming import Naming, check_run_id, new_run_id
 # Glue requires every resolved option to be present, so optional ones carry a sentinel.
 NONE = "none"
 AUTO = "auto"
-BRONZE_ARGS = ("dataset", "lake_uri", "run_id", "raw_run_id", "dry_run")
-GOLD_ARGS = ("dataset", "lake_uri", "run_id", "dry_run")
-ARG_DEFAULTS = {"run_id": AUTO, "raw_run_id": NONE, "dry_run": "false"}
+BRONZE_ARGS = ("dataset", "lake_uri", "run_id", "raw_run_id", "dry_run", "force_dry_run")
+GOLD_ARGS = ("dataset", "lake_uri", "run_id", "dry_run", "force_dry_run")
+ARG_DEFAULTS = {"run_id": AUTO, "raw_run_id": NONE, "dry_run": "false", "force_dry_run": "false"}
+# Locally the environment switch; on Glue the stack sets the job argument --force_dry_run
+# (`cdk deploy -c force_dry_run=true`), because Glue passes job arguments, not environment variables.
 FORCE_DRY_RUN = "DW_FORCE_DRY_RUN"
 
 
@@ -39,14 +41,27 @@ def parse_local(names: tuple[str, ...], argv: list[str]) -> dict[str, str]:
     return vars(known)
 
 
-def default_arguments(dataset: str, lake_uri: str, names: tuple[str, ...]) -> dict[str, str]:
-    """The `--name: value` defaults the stack gives a job (the pipeline overrides run ids)."""
+def default_arguments(
+    dataset: str, lake_uri: str, names: tuple[str, ...], *, force_dry_run: bool = False
+) -> dict[str, str]:
+    """The `--name: value` defaults the stack gives a job (the pipeline overrides run ids and dry_run)."""
     values = {"dataset": dataset, "lake_uri": lake_uri, **ARG_DEFAULTS}
+    if force_dry_run:
+        values["force_dry_run"] = "true"
     return {f"--{name}": values[name] for name in names}
 
 
+def _true(value: str | None) -> bool:
+    return str(value or "").strip().lower() in ("true", "1", "yes")
+
+
 def is_dry_run(args: dict[str, str]) -> bool:
-    return args.get("dry_run", "false").lower() == "true" or os.environ.get(FORCE_DRY_RUN, "") not in ("", "0")
+    """A dry run when asked (--dry_run), or forced by the deployment (--force_dry_run) or the environment."""
+    return (
+        _true(args.get("dry_run"))
+        or _true(args.get("force_dry_run"))
+        or os.environ.get(FORCE_DRY_RUN, "") not in ("", "0")
+    )
 
 
 def resolve_run_id(value: str | None) -> str:
@@ -65,11 +80,56 @@ def job_config_document(core: CoreConfig, dataset: DatasetConfig) -> dict:
     }
 
 
+class JobSetupError(RuntimeError):
+    """The job cannot start: what is missing and what to run first, as one paragraph."""
+
+
 def load_job_config(lake: Lake, dataset: str, naming: Naming | None = None) -> tuple[CoreConfig, DatasetConfig]:
     """Read the deployed job config; the key does not depend on the prefixes."""
     key = (naming or Naming("x", "x")).job_config_key(dataset)
     document = lake.read_json(key)
     return CoreConfig.model_validate(document["core"]), DatasetConfig.model_validate(document["dataset"])
+
+
+# glue_jobs/dwlib/jobs.py -> the checkout; inside dwlib.zip on Glue there is no such folder.
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def find_job_config(
+    lake: Lake, dataset: str, checkout: Path | None = None
+) -> tuple[CoreConfig, DatasetConfig, Path | None]:
+    """The deployed job config, else (a local lake run from a checkout) the project's own datasets/ folder.
+
+    Returns the configs and the dataset folder when they came from the checkout (relative sources,
+    transform.py and gold/*.sql are then read from there).
+    """
+    key = Naming("x", "x").job_config_key(dataset)
+    if lake.exists(key):
+        return (*load_job_config(lake, dataset), None)
+    root = checkout or CHECKOUT
+    if not lake.root_uri.startswith("s3://") and (root / "config.json").is_file():
+        from dwlib.config import ConfigError, load_project
+
+        try:
+            project = load_project(root)
+        except ConfigError as exc:
+            raise JobSetupError(
+                f"{lake.root_uri}/{key} does not exist and the project at {root} has configuration problems "
+                f"({'; '.join(map(str, exc.problems[:3]))}): run `dw validate` and fix them first"
+            ) from None
+        if dataset in project.datasets:
+            return project.core, project.datasets[dataset], project.dataset_dir(dataset)
+        known = ", ".join(project.datasets) or "none"
+        raise JobSetupError(
+            f"no dataset {dataset!r}: {lake.root_uri}/{key} does not exist and {root}/datasets/ has no "
+            f"{dataset}/config.json (datasets there: {known}); check --dataset"
+        )
+    raise JobSetupError(
+        f"{lake.root_uri}/{key} does not exist: the job reads its dataset's configuration from there. "
+        f"On AWS the dataset stack deploys it (`make deploy`); for a local lake, run "
+        f"`dw run {dataset} --lake {lake.root_uri}` once from the project checkout, which writes it, "
+        "or run this script from the checkout so it reads datasets/ directly."
+    )
 
 
 def configure(spark: SparkSession) -> SparkSession:
@@ -79,7 +139,14 @@ def configure(spark: SparkSession) -> SparkSession:
     spark.conf.set("spark.sql.legacy.timeParserPolicy", "CORRECTED")
     spark.conf.set("spark.sql.parquet.compression.codec", "zstd")
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "static")
+    # No Parquet summary files (_metadata, _common_metadata): Spark's default since SPARK-15719, pinned
+    # here so a cluster default cannot turn them on. They cost a footer read per file at commit and
+    # are stale the moment a file changes; see README, "Parquet summary files".
+    spark.conf.set(PARQUET_SUMMARY_LEVEL, "NONE")
     return spark
+
+
+PARQUET_SUMMARY_LEVEL = "parquet.summary.metadata.level"
 
 
 QUIET_LOG4J = """rootLogger.level = error

@@ -162,6 +162,9 @@ class Naming:
     def failure_rule(self, dataset: str) -> str:
         return f"{self.etl_resource_prefix}-failures-{dataset}"
 
+    def job_failure_rule(self, dataset: str) -> str:
+        return f"{self.etl_resource_prefix}-job-failures-{dataset}"
+
     def arrival_rule(self, dataset: str) -> str:
         return f"{self.etl_resource_prefix}-arrival-{dataset}"
 
@@ -308,6 +311,11 @@ class Naming:
         return f"{Naming.raw_prefix(dataset, run_id)}{dataset}.csv"
 
     @staticmethod
+    def drop_marker_key(dataset: str, run_id: str) -> str:
+        """The object that closes a drop into a raw run folder; its arrival starts one pipeline run."""
+        return f"{Naming.raw_prefix(dataset, run_id)}{DROP_MARKER}"
+
+    @staticmethod
     def bronze_prefix(dataset: str) -> str:
         return Naming.bronze_table_prefix(table_name(dataset))
 
@@ -373,5 +381,8 @@ class Naming:
 
 
 LIBRARY_ZIP = "dwlib.zip"
+# Non-empty, written last: a 0-byte object never starts a run (console folders, placeholders).
+# Its name starts with `_`, so jobs never read it as data (Lake.data_files skips such names).
+DROP_MARKER = "_SUCCESS"
 JOB_CONFIG = "job_config.json"
 TRANSFORM_HOOK = "transform.py"  # datasets/{dataset}/transform.py, deployed to etl/{dataset}/transform.py

@@ -15,8 +15,11 @@ client keeps them as strings); booleans `true`/`false`; maps and lists as compac
 whose numbers keep their exact digits; sets as sorted JSON arrays; binary as base64;
 NULL and missing attributes empty.
 
+Last, it writes the run folder's marker `_SUCCESS` (`Naming.drop_marker_key`), a small JSON
+document naming the CSV: the marker's arrival, not the CSV's, starts the pipeline, once per export.
+
 A run that cannot finish before the Lambda's time limit raises `TimeoutError` and writes
-nothing to the final key.
+nothing to the final key, nor a marker.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     table, bucket, dataset = (_env(name) for name in ("TABLE_NAME", "BUCKET_NAME", "DATASET"))
     run_id = _run_id((event or {}).get("run_id"))
     key = Naming.export_key(dataset, run_id)
+    marker = Naming.drop_marker_key(dataset, run_id)
     logger.append_keys(run_id=run_id, table=table, dataset=dataset)
 
     started = time.monotonic()
@@ -130,12 +134,18 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             ExtraArgs={"ContentType": "text/csv; charset=utf-8"},
             Config=TRANSFER,
         )
+    # Never empty: the arrival rule ignores 0-byte objects (console folders, placeholders).
+    manifest = {"run_id": run_id, "files": [key.rsplit("/", 1)[-1]], "rows": run.rows, "bytes": size}
+    _s3_client().put_object(
+        Bucket=bucket, Key=marker, Body=json.dumps(manifest).encode(), ContentType="application/json"
+    )
 
     logger.info(
         "export finished",
         extra={
             "rows": run.rows,
             "bytes": size,
+            "marker": marker,
             "columns": len(header),
             "pages": run.pages,
             "segments": segments,

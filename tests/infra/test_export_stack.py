@@ -72,7 +72,9 @@ def test_schedule_runs_the_export(exported):
     )
 
 
-def test_a_file_arriving_under_raw_starts_the_pipeline(exported):
+def test_the_export_marker_arriving_under_raw_starts_the_pipeline(exported):
+    """Only the marker the export writes last starts a run (one per export, not one per file);
+    tests/infra/test_pipeline_on_aws.py walks the pattern and the pipeline with real-shaped events."""
     name, _, template = exported
     template.has_resource_properties(
         "AWS::Events::Rule",
@@ -83,25 +85,23 @@ def test_a_file_arriving_under_raw_starts_the_pipeline(exported):
                 "detail-type": ["Object Created"],
                 "detail": {
                     "bucket": {"name": Match.any_value()},
-                    "object": {"key": [{"prefix": f"raw/{name}/run_id="}]},
+                    "object": {
+                        "key": [
+                            {"wildcard": f"raw/{name}/run_id=*/_SUCCESS"},
+                            {"wildcard": f"raw/{name}/run_id%3D*/_SUCCESS"},
+                        ],
+                        "size": [{"numeric": [">", 0]}],
+                    },
                 },
             },
-            "Targets": [
-                Match.object_like(
-                    {
-                        "Arn": {"Ref": Match.string_like_regexp("Pipeline")},
-                        "InputTransformer": Match.object_like(
-                            {"InputPathsMap": {"detail-object-key": "$.detail.object.key"}}
-                        ),
-                    }
-                )
-            ],
+            "Targets": [Match.object_like({"Arn": {"Ref": Match.string_like_regexp("Pipeline")}})],
         },
     )
 
 
-def test_the_pipeline_takes_the_run_id_from_the_key(exported):
-    _, _, template = exported
-    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
-    definition = json.dumps(machine["Properties"]["DefinitionString"])
-    assert "$substringAfter($states.input.key, 'run_id=')" in definition
+def test_the_pipeline_may_start_itself_once_per_run_id(exported):
+    """A drop's run is a child execution named by its run id; the role may start only this machine."""
+    name, _, template = exported
+    policies = json.dumps(template.find_resources("AWS::IAM::Policy"))
+    assert "states:StartExecution" in policies
+    assert f":stateMachine:pp-dw-pipeline-{name}" in policies

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
@@ -32,6 +33,7 @@ TABLE = "shop-orders-table"
 BUCKET = "pp-dw-123456789012"
 DATASET = "shop-orders"
 KEY = f"raw/{DATASET}/run_id={RUN_ID}/{DATASET}.csv"
+MARKER = f"raw/{DATASET}/run_id={RUN_ID}/_SUCCESS"
 MB = 1024 * 1024
 
 
@@ -136,7 +138,7 @@ def test_exports_every_item_of_a_table_read_over_many_pages(aws, monkeypatch):
     head = aws.s3.head_object(Bucket=BUCKET, Key=KEY)
     assert head["ContentType"] == "text/csv; charset=utf-8"
     assert head["ETag"].strip('"').endswith("-2")  # two parts: it went up as a multipart upload
-    assert bucket_keys(aws.s3) == [KEY]
+    assert sorted(bucket_keys(aws.s3)) == sorted([KEY, MARKER])
 
 
 def test_every_dynamodb_type_becomes_an_exact_cell(aws):
@@ -252,7 +254,7 @@ def test_without_a_run_id_one_is_made_from_the_clock(aws):
 
     assert re.fullmatch(r"\d{8}T\d{6}Z", result["run_id"])
     assert result["key"] == f"raw/{DATASET}/run_id={result['run_id']}/{DATASET}.csv"
-    assert bucket_keys(aws.s3) == [result["key"]]
+    assert sorted(bucket_keys(aws.s3)) == sorted([result["key"], result["key"].rsplit("/", 1)[0] + "/_SUCCESS"])
 
 
 @pytest.mark.parametrize("run_id", ["2026-11-21", "20261121T060000", "", 20261121])
@@ -413,6 +415,92 @@ def test_a_run_out_of_time_before_the_upload_fails_and_writes_nothing(aws, monke
     assert bucket_keys(aws.s3) == []
 
 
+# ---------------------------------------------------------------- the drop's marker
+
+
+def test_the_marker_is_written_last_and_names_the_csv(aws, monkeypatch):
+    """The marker's arrival starts the pipeline: it must come after the CSV, never be empty, and
+    never be read as data (its name starts with `_`, which Lake.data_files skips)."""
+    from dwlib.lake import S3Lake
+
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    order: list[str] = []
+    make = export._s3_client
+
+    def client():
+        made = make()
+        for operation in ("PutObject", "CreateMultipartUpload"):
+            made.meta.events.register(
+                f"before-parameter-build.s3.{operation}", lambda params, **_: order.append(params["Key"])
+            )
+        return made
+
+    monkeypatch.setattr(export, "_s3_client", client)
+    export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert order == [KEY, MARKER]
+    head = aws.s3.head_object(Bucket=BUCKET, Key=MARKER)
+    assert head["ContentLength"] > 0  # the arrival rule matches only objects with bytes
+    manifest = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())
+    assert manifest == {"run_id": RUN_ID, "files": [f"{DATASET}.csv"], "rows": 1, "bytes": manifest["bytes"]}
+    assert manifest["bytes"] == aws.s3.head_object(Bucket=BUCKET, Key=KEY)["ContentLength"]
+    lake = S3Lake(BUCKET, "")
+    assert [o.key for o in lake.data_files(f"raw/{DATASET}/run_id={RUN_ID}/")] == [KEY]
+
+
+def test_the_marker_the_export_writes_starts_the_pipeline_and_the_csv_does_not(aws):
+    """The export's real keys and sizes against the deployed arrival rule's pattern."""
+    from moto.events.models import EventPattern
+
+    from stacks.dataset_stack import arrival_detail_pattern
+
+    create_table(aws.dynamodb)
+    export.handler({"run_id": RUN_ID}, FakeContext())
+    pattern = EventPattern.load(
+        json.dumps(
+            {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": arrival_detail_pattern(BUCKET, f"raw/{DATASET}/"),
+            }
+        )
+    )
+    started = []
+    for key in bucket_keys(aws.s3):
+        size = aws.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+        event = {
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "detail": {"bucket": {"name": BUCKET}, "object": {"key": key, "size": size}},
+        }
+        if pattern.matches_event(event):
+            started.append(key)
+    assert started == [MARKER]
+
+
+def test_a_failed_upload_writes_no_marker(aws, monkeypatch):
+    """No CSV, no marker: a half-written export never starts the pipeline."""
+    create_table(aws.dynamodb)
+    make = export._s3_client
+
+    def client():
+        made = make()
+
+        def refuse(params, **_):
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "PutObject"
+            )
+
+        made.meta.events.register("before-parameter-build.s3.PutObject", refuse)
+        return made
+
+    monkeypatch.setattr(export, "_s3_client", client)
+    with pytest.raises(S3UploadFailedError):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert bucket_keys(aws.s3) == []
+
+
 # ---------------------------------------------------------------- memory
 
 
@@ -432,6 +520,7 @@ class StreamingAws:
     def __init__(self, items: int, per_page: int = 2_500) -> None:
         self.items, self.per_page = items, per_page
         self.uploaded_bytes = self.uploaded_lines = 0
+        self.marker = b""
 
     def item(self, i: int) -> dict:
         return {
@@ -462,6 +551,10 @@ class StreamingAws:
                 page["LastEvaluatedKey"] = {"pk": page["Items"][-1]["pk"]}
             return self.response(json.dumps(page).encode())
         assert request.method == "PUT", request.url  # a single PutObject below the multipart threshold
+        if urlsplit(request.url).path.endswith("/_SUCCESS"):
+            body = request.body
+            self.marker = body.read() if hasattr(body, "read") else bytes(body)
+            return self.response(b"", {"ETag": '"1"'})
         body = request.body
         while chunk := body.read(64 * 1024):
             self.uploaded_bytes += len(chunk)
@@ -506,6 +599,7 @@ def test_peak_memory_does_not_grow_with_the_table(env, monkeypatch):
 
     print(f"tracemalloc peak: 5,000 items {small / MB:.1f} MiB, 40,000 items {large / MB:.1f} MiB")
     assert fake.uploaded_lines == 40_001  # header + rows, read back as a stream
+    assert json.loads(fake.marker)["rows"] == 40_000
     assert fake.uploaded_bytes > 12 * MB
     assert large <= 1.5 * small + 2 * MB
     assert large < 32 * MB

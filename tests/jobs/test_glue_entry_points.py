@@ -1,0 +1,178 @@
+"""The deployed Glue scripts as a user runs them by hand, and the switches the stack sets for them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from dwlib import entry, jobs
+from dwlib.lake import LocalLake
+from dwlib.naming import Naming
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = "20261121T060000Z"
+DATASET = "app-users"  # a DynamoDB export: its files are dropped under raw/, so no network is needed
+
+
+def drop_sample(lake: LocalLake) -> int:
+    """The export's drop: the CSV, then its non-empty marker."""
+    sample = ROOT / "datasets" / DATASET / "sample" / f"{DATASET}.csv"
+    lake.put_file(sample, Naming.export_key(DATASET, RUN))
+    lake.write_bytes(Naming.drop_marker_key(DATASET, RUN), json.dumps({"files": [sample.name]}).encode())
+    return sample.stat().st_size
+
+
+def run_script(script: Path, *args: str, pythonpath: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.pop(jobs.FORCE_DRY_RUN, None)
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=600, cwd=ROOT
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_the_glue_script_runs_on_a_fresh_lake_from_the_checkout(tmp_path):
+    """README: `python glue_jobs/bronze_job.py --dataset … --lake_uri .lake --run_id …` with no job config yet."""
+    lake = LocalLake(tmp_path / "lake")
+    drop_sample(lake)
+    assert not lake.exists(Naming("pp-dw", "pp_dw").job_config_key(DATASET))
+
+    done = run_script(
+        ROOT / "glue_jobs" / "bronze_job.py",
+        *("--dataset", DATASET, "--lake_uri", str(lake.root), "--run_id", RUN),
+        pythonpath=ROOT / "glue_jobs",
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    table = pq.read_table(lake.path("bronze/app_users/"))
+    assert table.num_rows == 60  # the sample's rows; the _SUCCESS marker is not read as data
+    ledger = json.loads(lake.read_bytes(f"runs/{DATASET}/run_id={RUN}.json"))
+    assert ledger["status"] == "succeeded"
+
+
+def test_outside_a_checkout_a_missing_job_config_is_one_paragraph_and_exit_1(tmp_path):
+    """The deployed script and dwlib, as Glue has them: no datasets/ folder beside them."""
+    shutil.copytree(ROOT / "glue_jobs", tmp_path / "deployed" / "glue", ignore=shutil.ignore_patterns("__pycache__"))
+    lake = tmp_path / "lake"
+
+    for script in ("bronze_job.py", "gold_job.py"):
+        done = run_script(
+            tmp_path / "deployed" / "glue" / script,
+            *("--dataset", DATASET, "--lake_uri", str(lake), "--run_id", RUN),
+            pythonpath=tmp_path / "deployed" / "glue",
+        )
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        (line,) = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        assert line.startswith("error: ")
+        assert f"{lake}/etl/{DATASET}/job_config.json does not exist" in line
+        assert f"dw run {DATASET} --lake {lake}" in line and "make deploy" in line
+
+
+def test_an_unknown_dataset_in_a_checkout_names_the_known_ones(tmp_path):
+    with pytest.raises(jobs.JobSetupError, match=r"no dataset 'nope'.*fda-nsde"):
+        jobs.find_job_config(LocalLake(tmp_path), "nope")
+
+
+def test_a_malformed_run_id_argument_is_a_setup_error_not_a_traceback(tmp_path, capsys):
+    code = entry.main(
+        entry.run_bronze_job,
+        jobs.BRONZE_ARGS,
+        ["bronze_job.py", "--dataset", DATASET, "--lake_uri", str(tmp_path), "--run_id", "raw"],
+    )
+    assert code == 1
+    assert "run id 'raw' is not of the form YYYYMMDDTHHMMSSZ" in capsys.readouterr().err
+
+
+@pytest.fixture
+def on_glue(monkeypatch):
+    """`awsglue.utils.getResolvedOptions` as Glue documents it: `--name value` pairs, every name required."""
+
+    def get_resolved_options(argv, names):
+        values = {}
+        for name in names:
+            flag = f"--{name}"
+            if flag not in argv:
+                raise SystemExit(f"argument {flag} is required")
+            values[name] = argv[argv.index(flag) + 1]
+        return values
+
+    module = types.ModuleType("awsglue.utils")
+    module.getResolvedOptions = get_resolved_options
+    monkeypatch.setitem(sys.modules, "awsglue", types.ModuleType("awsglue"))
+    monkeypatch.setitem(sys.modules, "awsglue.utils", module)
+
+
+def glue_argv(lake: LocalLake, force: bool, **overrides: str) -> list[str]:
+    """What Glue passes: the job's default arguments as the stack sets them, the pipeline's overrides, its own."""
+    defaults = jobs.default_arguments(DATASET, str(lake.root), jobs.BRONZE_ARGS, force_dry_run=force)
+    defaults.update({f"--{k}": v for k, v in overrides.items()})
+    argv = ["bronze_job.py", "--JOB_ID", "j_1", "--JOB_RUN_ID", "jr_1"]
+    for key, value in defaults.items():
+        argv += [key, value]
+    return argv
+
+
+def test_force_dry_run_set_by_the_stack_reaches_the_job_on_glue(on_glue, tmp_path, capsys, monkeypatch):
+    """`cdk deploy -c force_dry_run=true` sets --force_dry_run true; the pipeline's --dry_run false cannot undo it."""
+    monkeypatch.delenv(jobs.FORCE_DRY_RUN, raising=False)
+    lake = LocalLake(tmp_path / "lake")
+    core, dataset, _ = jobs.find_job_config(lake, DATASET)  # from the checkout, then deployed as the stack does
+    lake.write_json(Naming.of(core).job_config_key(DATASET), jobs.job_config_document(core, dataset))
+    drop_sample(lake)
+
+    def no_spark():
+        raise AssertionError("a dry run must not start Spark")
+
+    argv = glue_argv(lake, force=True, run_id=RUN, dry_run="false")
+    assert entry.main(lambda _spark, args: entry.run_bronze_job(no_spark, args), jobs.BRONZE_ARGS, argv) == 0
+    assert "dry run" in capsys.readouterr().out
+    assert not lake.has_prefix("bronze/") and not lake.has_prefix("runs/")
+
+
+def test_on_glue_a_job_that_cannot_start_raises_so_the_run_is_failed(on_glue, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    with pytest.raises(jobs.JobSetupError):
+        entry.main(entry.run_bronze_job, jobs.BRONZE_ARGS, glue_argv(lake, force=False, run_id=RUN, dataset="nope"))
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ({"dry_run": "false", "force_dry_run": "false"}, None, False),
+        ({"dry_run": "true", "force_dry_run": "false"}, None, True),
+        ({"dry_run": "false", "force_dry_run": "true"}, None, True),
+        ({"dry_run": "false", "force_dry_run": "false"}, "1", True),
+        ({}, "0", False),
+    ],
+)
+def test_is_dry_run(args, env, expected, monkeypatch):
+    monkeypatch.delenv(jobs.FORCE_DRY_RUN, raising=False)
+    if env is not None:
+        monkeypatch.setenv(jobs.FORCE_DRY_RUN, env)
+    assert jobs.is_dry_run(args) is expected
+
+
+@pytest.mark.spark
+def test_no_parquet_summary_files_even_if_a_cluster_default_asks_for_them(spark, tmp_path):
+    """_metadata/_common_metadata: written with level ALL (so the setting is live here), pinned off by configure."""
+    frame = spark.range(0, 1000).selectExpr("id", "cast(id as string) AS s").repartition(3)
+    spark.conf.set(jobs.PARQUET_SUMMARY_LEVEL, "ALL")
+    try:
+        frame.write.parquet(str(tmp_path / "all"))
+        assert {"_metadata", "_common_metadata"} <= {p.name for p in (tmp_path / "all").iterdir()}
+        jobs.configure(spark)
+        frame.write.parquet(str(tmp_path / "pinned"))
+        assert not [p.name for p in (tmp_path / "pinned").iterdir() if p.name.startswith("_")]
+    finally:
+        spark.conf.set(jobs.PARQUET_SUMMARY_LEVEL, "NONE")
