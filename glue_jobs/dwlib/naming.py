@@ -271,6 +271,7 @@ class Naming:
             named("state_machine", self.state_machine(dataset)),
             named("log_group", f"/aws/vendedlogs/states/{self.state_machine(dataset)}"),
             named("events_rule", self.failure_rule(dataset), " (failure rule)"),
+            named("events_rule", self.job_failure_rule(dataset), " (job failure rule)"),
         ]
         if models:
             found += [

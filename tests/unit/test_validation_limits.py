@@ -205,7 +205,7 @@ def longest_accepted(root: Path, extra: dict) -> int:
 def test_the_longest_accepted_dataset_name_fits_every_limit(project_copy):
     naming = Naming("pp-dw", "pp_dw")
     longest = longest_accepted(project_copy, {**API_WITH_AUTH, "schedule": "rate(1 day)"})
-    assert longest == 64 - len("pp-dw-failures-")  # the EventBridge rule names are the tightest
+    assert longest == 64 - len("pp-dw-job-failures-")  # the EventBridge rule names are the tightest
     for resource in every_resource(naming, "d" * longest) + naming.core_resources():
         assert len(resource.name) <= LIMITS[resource.kind].max_length, resource
     assert any(len(r.name) > LIMITS[r.kind].max_length for r in every_resource(naming, "d" * (longest + 1))), (
@@ -220,8 +220,8 @@ def test_a_dataset_name_over_a_limit_says_which_name_and_how_long_it_may_be(proj
     label = f"datasets/{name}/config.json: dataset: "
     assert all(line.startswith(label) for line in found), found
     assert any(
-        f"makes the EventBridge rule name 'pp-dw-failures-{name}' 65 characters, over AWS's limit of 64; "
-        "shorten the dataset name (and its folder) to at most 49 characters" in line
+        f"makes the EventBridge rule name 'pp-dw-job-failures-{name}' 69 characters, over AWS's limit of 64; "
+        "shorten the dataset name (and its folder) to at most 45 characters" in line
         for line in found
     ), found
     assert any("IAM role name" in line for line in found)
@@ -233,7 +233,7 @@ def test_a_longer_prefix_leaves_less_room(project_copy):
     core["etl_resource_prefix"] = "p" * 22  # the longest the core config allows
     (project_copy / "config.json").write_text(json.dumps(core))
     longest = longest_accepted(project_copy, {})
-    assert longest == 64 - len("p" * 22 + "-failures-")
+    assert longest == 64 - len("p" * 22 + "-job-failures-")
     for resource in Naming("p" * 22, "pp_dw").core_resources():
         assert len(resource.name) <= LIMITS[resource.kind].max_length, resource
 
