@@ -120,6 +120,11 @@ def describe(
     chain = " ".join(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("at ", "...")))
     meaning = next((words for pattern, words in MEANINGS if pattern.search(f"{cls}: {msg} {chain}")), None)
     where = _file(text, lake_root)
+    if where is None and meaning is None and type(exc).__module__.startswith("pyspark."):
+        # A query error (an unknown column, a type mismatch): Spark's own first lines say it well.
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()][:1]
+        first = " ".join(lines)[:500]
+        return f"{type(exc).__name__}: {first}"
     if where:
         subject = f"Spark could not read {where}"
     elif inputs:

@@ -265,7 +265,9 @@ def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str
         for result in entry.get("models", []):
             if result.get("name") == model:
                 result["status"] = "succeeded" if published else "failed"
-                result["error"] = None if published else "stopped while publishing; rolled back: the previous table is kept"
+                result["error"] = (
+                    None if published else "stopped while publishing; rolled back: the previous table is kept"
+                )
         statuses = {m.get("status") for m in entry.get("models", [])}
         if not statuses & set(ACTIVE):
             entry["status"] = "succeeded" if statuses <= {"succeeded"} else "failed"
@@ -316,14 +318,19 @@ def incomplete_runs(lake: Lake, naming: Naming, dataset: str, timeout_minutes: i
                     run_id,
                     layer,
                     f"its entry says {entry['status']} and no run holds the lock",
-                    _advice(dataset, run_id, layer, naming, raw=run_id in raw, entry=key, raw_run_id=entry.get("raw_run_id")),
+                    _advice(
+                        dataset, run_id, layer, naming, raw=run_id in raw, entry=key, raw_run_id=entry.get("raw_run_id")
+                    ),
                 )
             )
     with_entry = {run_id for run_id, _ in entries} | used_raw
     for run_id in sorted(raw - with_entry - ({live} if live else set())):
         found.append(
             Incomplete(
-                run_id, "raw", "raw files without a ledger entry", _advice(dataset, run_id, "raw", naming, raw=True, entry=None)
+                run_id,
+                "raw",
+                "raw files without a ledger entry",
+                _advice(dataset, run_id, "raw", naming, raw=True, entry=None),
             )
         )
     return found
