@@ -385,11 +385,12 @@ class S3Lake(Lake):
         if found is None:
             return None
         record = json.loads(found[0])
+        present = {obj.key for obj in self.list(record["final"])}
         if record.get("state") == AFTER_COMMIT:
-            self._delete([k for k in record["old"] if self.exists(k)])
+            self._delete([k for k in record["old"] if k in present])
             record.update(outcome="completed", detail=f"removed the previous files of {record['final']}")
         else:
-            self._delete([k for k in record["new"] if self.exists(k)])
+            self._delete([k for k in record["new"] if k in present])
             record.update(outcome="rolled back", detail=f"removed the copies the run had made in {record['final']}")
         with contextlib.suppress(LakeError):
             self.delete_prefix(record["staged"])
