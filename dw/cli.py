@@ -240,6 +240,8 @@ def run_command(
 
     if layer == Layer.raw and raw_run_id:
         raise DwError("--raw-run-id replays a kept raw run into bronze; with --layer raw there is nothing to do")
+    if layer == Layer.gold and not any((project.dataset_dir(dataset) / "gold").glob("*.sql")):
+        raise DwError(f"{dataset} has no gold models: add datasets/{dataset}/gold/MODEL.sql (one SELECT each)")
     from dwlib import ledger
 
     try:

@@ -236,16 +236,28 @@ class LocalLake(Lake):
         return record
 
     @contextlib.contextmanager
-    def _guard(self, key: str):
-        """Serialize conditional writes of one key between processes (flock on a hidden file beside it)."""
+    def _pinned(self, key: str, token: str) -> Iterator[bool]:
+        """Hold an flock on the object's file; yields whether it is still the version `token` names.
+
+        Writers replace or unlink the file while holding the flock, so a writer that waited for it
+        checks that the path still names the file it locked; no extra lock file is left behind.
+        """
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target.with_name(f".{target.name}.guard"), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                yield target
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                same_file = os.stat(target).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same_file = False
+            current = self.read_versioned(key) if same_file else None
+            yield current is not None and current[1] == token
+        finally:
+            os.close(fd)  # closing releases the flock
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         # Write the whole content under a private name, then link it to the key: link(2) fails if
@@ -270,20 +282,16 @@ class LocalLake(Lake):
         return data, hashlib.sha256(data).hexdigest()
 
     def replace_if_unchanged(self, key: str, token: str, data: bytes) -> bool:
-        with self._guard(key):
-            current = self.read_versioned(key)
-            if current is None or current[1] != token:
-                return False
-            self.write_bytes(key, data)
-            return True
+        with self._pinned(key, token) as unchanged:
+            if unchanged:
+                self.write_bytes(key, data)
+            return unchanged
 
     def delete_if_unchanged(self, key: str, token: str) -> bool:
-        with self._guard(key):
-            current = self.read_versioned(key)
-            if current is None or current[1] != token:
-                return False
-            self.path(key).unlink()
-            return True
+        with self._pinned(key, token) as unchanged:
+            if unchanged:
+                self.path(key).unlink()
+            return unchanged
 
 
 class S3Lake(Lake):
