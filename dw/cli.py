@@ -441,7 +441,7 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
             str(s.get("rows_kept", "")),
             str(s.get("rows_rejected", "")),
             f"{sum((s.get('durations_seconds') or {}).values()):.1f}",
-            changed,
+            "" if flagged else changed,
             flagged.why if flagged else s.get("error") or "",
         ))  # fmt: skip
     for item in incomplete.values():  # raw folders that no entry accounts for

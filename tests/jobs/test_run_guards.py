@@ -353,3 +353,31 @@ def test_incomplete_runs_are_found_with_how_to_replay_or_clean(any_lake, core):
         (i.run_id, i.layer) for i in ledger.incomplete_runs(any_lake, naming, DATASET, 120)
     }
     lock.release()
+
+
+def test_s3_gold_model_publish_killed_midway_is_completed_and_its_entry_corrected(s3, core, tmp_path):
+    plain = S3Lake(BUCKET, client=s3)
+    final = "gold/shop_orders/orders_by_day/"
+    staged = "staging/gold/shop-orders/run_id=20260102T000000Z/orders_by_day/"
+    plant(plain, [final + "part-old.parquet"], b"old")
+    plant(plain, [staged + "part-new.parquet"], b"new")
+    ctx = ctx_for(core, S3Lake(BUCKET, client=FlakyS3(s3, die_at="delete_objects")), SECOND)
+
+    def new_summary():
+        return bronze.RunSummary(dataset=DATASET, run_id=SECOND, layer="gold", source="gold/orders_by_day.sql")
+
+    def work(summary, entry):
+        summary.models = [{"name": "orders_by_day", "status": "publishing", "error": None}]
+        bronze.publish(ctx, summary, entry, staged, final, "gold.orders_by_day", layer="gold", model="orders_by_day")
+
+    with pytest.raises(SimulatedKill):
+        bronze.guarded_run(ctx, "gold", new_summary, work)
+    assert plain.exists("runs/shop-orders/_publish/gold.orders_by_day.json")
+    assert keys_under(plain, final) == [final + "part-new.parquet", final + "part-old.parquet"]
+
+    nxt = bronze.run_raw(ctx_for(core, plain, THIRD, sample_dir=sample_dir(tmp_path)))
+    assert nxt.status == "succeeded", nxt.error
+    assert keys_under(plain, final) == [final + "part-new.parquet"]
+    gold_entry = entry(plain, SECOND, "gold")
+    assert gold_entry["status"] == "succeeded"
+    assert gold_entry["models"][0]["status"] == "succeeded"
