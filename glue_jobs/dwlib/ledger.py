@@ -249,11 +249,11 @@ def finish_publishes(ctx) -> list[str]:
         )
         done.append(sentence)
         if run_id:
-            _correct_entry(ctx, run_id, layer, model, record["outcome"])
+            _correct_entry(ctx, run_id, layer, model, record["outcome"], record["final"])
     return done
 
 
-def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str) -> None:
+def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str, final: str) -> None:
     """Make the dead run's ledger entry say what its data became."""
     key = ctx.naming.run_summary_key(ctx.name, run_id, layer)
     if not ctx.lake.exists(key):
@@ -274,6 +274,8 @@ def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str
     elif published:
         entry["status"] = "succeeded"
         entry["error"] = None
+        files = ctx.lake.data_files(final)  # the dead run never got to count them
+        entry["output_files"], entry["output_bytes"] = len(files), sum(f.size for f in files)
     else:
         entry["status"] = "failed"
         entry["error"] = (

@@ -173,6 +173,7 @@ def test_s3_publish_killed_between_copy_and_delete_is_completed_by_the_next_run(
     assert keys_under(plain, BRONZE) == sorted(NEW)
     assert [plain.read_bytes(k)[:3] for k in NEW] == [b"new", b"new"]
     assert entry(plain, SECOND)["status"] == "succeeded"
+    assert entry(plain, SECOND)["output_files"] == 2
     assert not plain.has_prefix(STAGED)
 
 
