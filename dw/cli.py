@@ -255,6 +255,7 @@ def run_command(
             lake=LocalLake(lake_dir),
             run_id=resolve_run_id(run_id),
             raw_run_id=resolve_run_id(raw_run_id) if raw_run_id else None,
+            auto_run_id=run_id is None,
             dataset_dir=project.dataset_dir(dataset),
             sample_dir=sample_dir,
             secrets=LocalSecrets(project.root),  # DW_SECRET_<NAME>, else .secrets.json at the project root
@@ -271,23 +272,42 @@ def run_command(
         out.print("\n".join(bronze.plan(ctx)), markup=False)
         return
 
+    if layer == Layer.raw and raw_run_id:
+        raise DwError("--raw-run-id replays a kept raw run into bronze; with --layer raw there is nothing to do")
+    if layer == Layer.gold and not any((project.dataset_dir(dataset) / "gold").glob("*.sql")):
+        raise DwError(f"{dataset} has no gold models: add datasets/{dataset}/gold/MODEL.sql (one SELECT each)")
+    from dwlib import ledger
+
+    try:
+        # The lock before Spark starts: a second run of the dataset refuses at once, having written nothing.
+        with ledger.holding(ctx, layer.value):
+            _run_layers(project, ctx, layer, lake_dir)
+    except ledger.RunRefused as exc:
+        raise DwError(str(exc)) from None
+
+
+def _show_trace(summary) -> None:
+    if STATE["debug"] and summary.traceback:
+        err.print(summary.traceback, markup=False)
+
+
+def _run_layers(project: Project, ctx, layer: Layer, lake_dir: Path) -> None:
+    from dwlib import bronze
+
+    dataset, config = ctx.name, ctx.dataset
+    naming = ctx.naming
     if layer == Layer.raw:
-        if raw_run_id:
-            raise DwError("--raw-run-id replays a kept raw run into bronze; with --layer raw there is nothing to do")
-        summary = bronze.RunSummary(
-            dataset=dataset, run_id=ctx.run_id, layer="raw", source=bronze.source_description(config)
-        )
-        with _step(f"fetching {summary.source}"):
-            try:
-                keys = bronze.land_raw(ctx, summary)
-            except (bronze.JobFailed, bronze.fetch.FetchError) as exc:
-                summary.status, summary.error = "failed", str(exc)
-                ctx.lake.write_json(naming.run_summary_key(dataset, ctx.run_id, "raw"), summary.as_dict())
-                raise DwError(f"{dataset} raw run {ctx.run_id} failed: {exc}") from None
-        summary.status, summary.raw_keys = "succeeded", keys
-        ctx.lake.write_json(naming.run_summary_key(dataset, ctx.run_id, "raw"), summary.as_dict())
+        with _step(f"fetching {bronze.source_description(config)}"):
+            summary = bronze.run_raw(ctx)
+        for line in bronze.housekeeping(summary):
+            out.print(line, markup=False)
+        if summary.status != "succeeded":
+            _show_trace(summary)
+            raise DwError(f"{dataset} raw run {ctx.run_id} failed: {summary.error}")
         out.print(
-            f"{len(keys)} file(s), {summary.bytes_fetched} bytes under {lake_dir / naming.raw_prefix(dataset, ctx.run_id)}"
+            f"{len(summary.raw_keys)} file(s), {summary.bytes_fetched} bytes under "
+            f"{lake_dir / naming.raw_prefix(dataset, ctx.run_id)}",
+            markup=False,
         )
         return
     from dwlib import gold
@@ -312,12 +332,14 @@ def run_command(
         _print_summary(summary)
         out.print(bronze.describe_outcome(summary), markup=False)
         if summary.status != "succeeded":
+            _show_trace(summary)
             raise typer.Exit(1)
     if layer == Layer.gold or (layer == Layer.all and models):
         with _step(f"{dataset} gold: {len(models)} model(s)"):
             summary = gold.run_gold(spark, ctx, models)
         out.print(gold.describe_gold(summary), markup=False)
         if summary.status != "succeeded":
+            _show_trace(summary)
             raise typer.Exit(1)
     out.print(f"total {time.perf_counter() - started:.1f} s; lake: {lake_dir}", markup=False)
 
@@ -409,38 +431,63 @@ def tables_command(lake: LakeOption = None) -> None:
 
 @app.command("runs")
 def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder name.")], lake: LakeOption = None) -> None:
-    """The run ledger of a dataset (runs/DATASET/), newest first.
+    """The run ledger of a dataset (runs/DATASET/), newest first, with runs that never finished.
+
+    A run is `incomplete` when its entry still says running and no live run holds the dataset's
+    lock (it was killed), or when raw/DATASET/run_id=.../ has files and no entry; each gets the
+    command that replays it and what to delete to clean it up.
 
     \b
     Example:
       dw runs fda-nsde
     """
+    from dwlib import ledger
+    from dwlib.lake import LocalLake
+
     project = _project()
     _dataset(project, dataset)
     naming = Naming.of(project.core)
-    folder = _lake_dir(project, lake) / naming.runs_prefix(dataset)
+    lake_dir = _lake_dir(project, lake)
+    folder = lake_dir / naming.runs_prefix(dataset)
     files = sorted(folder.glob("run_id=*.json"), reverse=True) if folder.is_dir() else []
-    if not files:
-        out.print(f"no runs of {dataset} in {folder.parent.parent} yet: `dw run {dataset} --sample` makes one")
+    local = LocalLake(lake_dir)
+    incomplete = {
+        (i.run_id, i.layer): i
+        for i in ledger.incomplete_runs(local, naming, dataset, project.core.glue_defaults.timeout_minutes)
+    }
+    if not files and not incomplete:
+        out.print(f"no runs of {dataset} in {lake_dir} yet: `dw run {dataset} --sample` makes one")
         return
     table = Table("run id", "layer", "status", "in", "kept", "rejected", "seconds", "schema", "error")
     for column in table.columns[:3]:
         column.no_wrap = True
+    rows = []
     for path in files:
         s = json.loads(path.read_text())
-        changed = {None: "first", True: "changed", False: "same"}[s.get("schema_changed")]
-        table.add_row(
+        parsed = Naming.run_id_of_entry(path.name)
+        flagged = incomplete.pop(parsed, None) if parsed else None
+        changed = {None: "first", True: "changed", False: "same"}.get(s.get("schema_changed"), "")
+        rows.append((
             s["run_id"],
             s["layer"],
-            s["status"],
-            str(s["rows_in"]),
-            str(s["rows_kept"]),
-            str(s["rows_rejected"]),
-            f"{sum(s['durations_seconds'].values()):.1f}",
-            changed,
-            s.get("error") or "",
-        )
+            "incomplete" if flagged else s["status"],
+            str(s.get("rows_in", "")),
+            str(s.get("rows_kept", "")),
+            str(s.get("rows_rejected", "")),
+            f"{sum((s.get('durations_seconds') or {}).values()):.1f}",
+            "" if flagged else changed,
+            flagged.why if flagged else s.get("error") or "",
+        ))  # fmt: skip
+    for item in incomplete.values():  # raw folders that no entry accounts for
+        rows.append((item.run_id, item.layer, "incomplete", "", "", "", "", "", item.why))
+    for row in sorted(rows, key=lambda r: r[0], reverse=True):
+        table.add_row(*row)
     out.print(table)
+    flagged = ledger.incomplete_runs(local, naming, dataset, project.core.glue_defaults.timeout_minutes)
+    if flagged:
+        out.print(f"{len(flagged)} incomplete run(s):", markup=False)
+        for item in sorted(flagged, key=lambda i: i.run_id, reverse=True):
+            out.print(f"  {item.run_id} {item.layer}: {item.why}; {item.advice}", markup=False)
 
 
 # ------------------------------------------------------------------ new / schema
@@ -540,7 +587,9 @@ def main() -> None:
             sys.exit(1)
         if STATE["debug"]:
             raise
-        err.print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
+        from dwlib.errors import describe
+
+        err.print(f"error: {describe(exc)} (run with --debug for the traceback)", markup=False)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

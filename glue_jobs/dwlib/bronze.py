@@ -7,10 +7,10 @@ summary says what happened.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,10 +20,10 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from dwlib import fetch, transform
+from dwlib import errors, fetch, ledger, transform
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
-from dwlib.lake import Lake
+from dwlib.lake import Lake, LakeError
 from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
 from dwlib.secrets import SecretError, SecretResolver, resolve_all, scrub
 
@@ -50,6 +50,8 @@ class JobContext:
     policy: fetch.RetryPolicy = field(default_factory=fetch.RetryPolicy)
     # API auth: Secrets Manager on Glue (entry.py), the environment or .secrets.json with `dw run`.
     secrets: SecretResolver | None = None
+    auto_run_id: bool = False  # the run id came from the clock: the run may move it on to a free one
+    lock: ledger.RunLock | None = None  # the dataset's run lock, while this process holds it
 
     @property
     def naming(self) -> Naming:
@@ -90,6 +92,9 @@ class RunSummary:
     error: str | None = None
     traceback: str | None = None  # only for crashes: the ledger keeps it, the console does not
     models: list[dict[str, Any]] = field(default_factory=list)  # gold runs: one entry per model
+    previous_attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier tries of this run id
+    finished_for_others: list[str] = field(default_factory=list)  # publishes of dead runs this run finished
+    lock_taken_over: dict[str, Any] | None = None  # the dead run whose lock this run took
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -187,6 +192,8 @@ def write_parquet(df: DataFrame, uri: str) -> None:
 def previous_schema(ctx: JobContext) -> list[dict[str, str]] | None:
     """Schema of the last successful bronze run, from the run ledger."""
     for obj in sorted(ctx.lake.list(ctx.naming.runs_prefix(ctx.name)), key=lambda o: o.key, reverse=True):
+        if Naming.run_id_of_entry(obj.key) is None:  # the lock, publish journals
+            continue
         try:
             past = ctx.lake.read_json(obj.key)
         except (ValueError, OSError):
@@ -336,54 +343,134 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     return staging + "output/"
 
 
-def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
-    """One bronze run, start to finish; writes runs/{dataset}/run_id=....json whatever happens."""
-    naming, lake = ctx.naming, ctx.lake
-    summary = RunSummary(
-        dataset=ctx.name,
-        run_id=ctx.run_id,
-        layer="bronze",
-        source="sample" if ctx.sample_dir else source_description(ctx.dataset),
-        raw_run_id=ctx.raw_run_id,
-        output_prefix=naming.bronze_prefix(ctx.name),
-        crawler_command=f"aws glue start-crawler --name {naming.crawler('bronze', ctx.name)}",
-    )
-    staging_root = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
-    try:
-        with summary.step("fetch"):
-            summary.raw_keys = land_raw(ctx, summary)
-        staged = transform_and_check(spark, ctx, summary.raw_keys, summary)
-        diff = schema_diff(previous_schema(ctx), summary.schema)
-        summary.schema_change = diff
-        summary.schema_changed = any(diff.values()) if diff else None
-        with summary.step("publish"):
-            lake.replace_prefix(staged, naming.bronze_prefix(ctx.name))
-        files = lake.data_files(naming.bronze_prefix(ctx.name))
-        summary.output_files, summary.output_bytes = len(files), sum(f.size for f in files)
-        summary.status = "succeeded"
-    except JobFailed as exc:
-        summary.status, summary.error = "failed", str(exc)
-    except HookError as exc:
-        summary.status, summary.error = "failed", f"{exc}; bronze keeps its previous data"
-        summary.traceback = exc.trace
-    except fetch.FetchError as exc:
-        summary.status, summary.error = "failed", f"fetch failed: {exc}; bronze keeps its previous data"
-    except Exception as exc:  # a crash still gets a ledger entry and leaves bronze alone
-        summary.status = "failed"
-        summary.error = f"{type(exc).__name__}: {exc}; bronze keeps its previous data"
-        summary.traceback = traceback.format_exc(limit=20)
-    finally:
-        summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-        summary.error, summary.traceback = scrub(summary.error), scrub(summary.traceback)  # no secret in the ledger
-        lake.delete_prefix(staging_root)
-        lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id, "bronze"), summary.as_dict())
+def guarded_run(
+    ctx: JobContext, layer: str, summary_of: Callable[[], RunSummary], work: Callable[[RunSummary, str], None]
+) -> RunSummary:
+    """What every run does around its work: the lock, a free run id, the `running` entry, the final entry.
+
+    Raises ledger.RunRefused, having written nothing, when another run holds the lock or the run
+    id is taken. `summary_of()` makes the run's summary once the run id is settled; publishes a
+    dead run left half done are finished (or undone) before `work(summary, entry_key)` starts.
+    """
+    with ledger.holding(ctx, layer) as lock:
+        attempts = ledger.claim_run_id(ctx, layer)
+        lock.rename(ctx.run_id)
+        summary: RunSummary = summary_of()
+        summary.previous_attempts, summary.lock_taken_over = attempts, lock.took_over
+        entry = ctx.naming.run_summary_key(ctx.name, ctx.run_id, layer)
+        ctx.lake.write_json(entry, summary.as_dict())  # a run killed from here on is still found
+        try:
+            summary.finished_for_others = ledger.finish_publishes(ctx)
+        except LakeError as exc:
+            summary.status = "failed"
+            summary.error = f"an earlier run's unfinished publish could not be finished: {exc}; nothing else was done"
+        else:
+            work(summary, entry)
+        finally:
+            summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+            summary.error, summary.traceback = scrub(summary.error), scrub(summary.traceback)  # no secret in the ledger
+            ctx.lake.write_json(entry, summary.as_dict())
     return summary
+
+
+def publish(ctx: JobContext, summary: RunSummary, entry: str, staged: str, final: str, target: str, **about) -> None:
+    """Replace `final` with `staged`, journaled so that the next run finishes it if this one dies midway."""
+    journal = ctx.naming.publish_journal_key(ctx.name, target)
+    ctx.lake.write_json(entry, summary.as_dict())  # the figures, before the point of no return
+    try:
+        ctx.lake.replace_prefix(staged, final, journal, {"run_id": ctx.run_id, **about})
+    except LakeError as exc:
+        raise LakeError(
+            f"publishing to {final} did not finish: {exc}. Until it does, {final} may hold the files of two "
+            f"runs; the next run of {ctx.name} finishes or undoes this publish before it starts (journal {journal})"
+        ) from None
+
+
+def fail_with(summary: RunSummary, exc: BaseException, ctx: JobContext, entry: str, kept: str) -> None:
+    """A crash: one paragraph in `error`, the whole trace in `traceback`."""
+    summary.status = "failed"
+    inputs = summary.raw_keys or None
+    described = errors.describe(exc, lake_root=ctx.lake.root_uri, inputs=inputs, ledger_key=entry)
+    summary.error = f"{described} {kept}"
+    summary.traceback = errors.full_trace(exc)
+
+
+def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
+    """One bronze run, start to finish; writes runs/{dataset}/run_id=....json whatever happens.
+
+    Raises ledger.RunRefused (nothing written) when another run of the dataset holds the lock or
+    the given run id already names a run that succeeded.
+    """
+    naming, lake = ctx.naming, ctx.lake
+
+    def new_summary() -> RunSummary:
+        return RunSummary(
+            dataset=ctx.name,
+            run_id=ctx.run_id,
+            layer="bronze",
+            source="sample" if ctx.sample_dir else source_description(ctx.dataset),
+            raw_run_id=ctx.raw_run_id,
+            output_prefix=naming.bronze_prefix(ctx.name),
+            crawler_command=f"aws glue start-crawler --name {naming.crawler('bronze', ctx.name)}",
+        )
+
+    def work(summary: RunSummary, entry: str) -> None:
+        staging_root = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
+        try:
+            with summary.step("fetch"):
+                summary.raw_keys = land_raw(ctx, summary)
+            staged = transform_and_check(spark, ctx, summary.raw_keys, summary)
+            diff = schema_diff(previous_schema(ctx), summary.schema)
+            summary.schema_change = diff
+            summary.schema_changed = any(diff.values()) if diff else None
+            summary.status = "publishing"
+            with summary.step("publish"):
+                publish(ctx, summary, entry, staged, naming.bronze_prefix(ctx.name), "bronze", layer="bronze")
+            files = lake.data_files(naming.bronze_prefix(ctx.name))
+            summary.output_files, summary.output_bytes = len(files), sum(f.size for f in files)
+            summary.status = "succeeded"
+        except JobFailed as exc:
+            summary.status, summary.error = "failed", str(exc)
+        except HookError as exc:
+            summary.status, summary.error = "failed", f"{exc}; bronze keeps its previous data"
+            summary.traceback = exc.trace
+        except fetch.FetchError as exc:
+            summary.status, summary.error = "failed", f"fetch failed: {exc}; bronze keeps its previous data"
+        except LakeError as exc:
+            summary.status, summary.error = "failed", str(exc)
+        except Exception as exc:  # a crash still gets a ledger entry and leaves bronze alone
+            fail_with(summary, exc, ctx, entry, "Bronze keeps its previous data.")
+        finally:
+            with contextlib.suppress(LakeError):  # staging/ is never read, and its lifecycle rule expires leftovers
+                lake.delete_prefix(staging_root)
+
+    return guarded_run(ctx, "bronze", new_summary, work)
+
+
+def run_raw(ctx: JobContext) -> RunSummary:
+    """`dw run --layer raw`: fetch only, under the same lock and ledger rules as the other layers."""
+
+    def new_summary() -> RunSummary:
+        return RunSummary(dataset=ctx.name, run_id=ctx.run_id, layer="raw", source=source_description(ctx.dataset))
+
+    def work(summary: RunSummary, entry: str) -> None:
+        try:
+            with summary.step("fetch"):
+                summary.raw_keys = land_raw(ctx, summary)
+            summary.status = "succeeded"
+        except (JobFailed, fetch.FetchError) as exc:
+            summary.status, summary.error = "failed", str(exc)
+        except Exception as exc:
+            fail_with(summary, exc, ctx, entry, "")
+
+    return guarded_run(ctx, "raw", new_summary, work)
 
 
 def describe_outcome(summary: RunSummary) -> str:
     """What a person reads at the end of a run: counts, the crawler command, the schema news."""
+    notes = "".join(f"{line}\n" for line in housekeeping(summary))
     if summary.status != "succeeded":
-        return f"{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
+        return f"{notes}{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
     dropped = ""
     if summary.transform_hook:
         dropped = f", {summary.rows_dropped_by_transform} dropped by the transform hook"
@@ -399,7 +486,22 @@ def describe_outcome(summary: RunSummary) -> str:
     else:
         lines.append("schema unchanged since the last run; the crawler is only needed for a new table:")
     lines.append(f"  {summary.crawler_command}")
-    return "\n".join(lines)
+    return notes + "\n".join(lines)
+
+
+def housekeeping(summary: RunSummary) -> list[str]:
+    """What a run did about earlier runs that died: their lock, their unfinished publishes."""
+    lines = []
+    if summary.lock_taken_over:
+        dead = summary.lock_taken_over
+        lines.append(
+            f"took over the lock of run {dead.get('run_id')} (started {dead.get('started_at')}): {dead.get('why')}"
+        )
+    lines += summary.finished_for_others
+    if summary.previous_attempts:
+        lines.append(f"attempt {len(summary.previous_attempts) + 1} of run id {summary.run_id} (earlier: "
+                     + ", ".join(str(a.get("status")) for a in summary.previous_attempts) + ")")  # fmt: skip
+    return lines
 
 
 def plan(ctx: JobContext) -> list[str]:

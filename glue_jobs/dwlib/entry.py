@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
-from dwlib import bronze, gold, jobs
+from dwlib import bronze, gold, jobs, ledger
 from dwlib.lake import Lake
 from dwlib.secrets import SecretsManagerSecrets
 
@@ -32,6 +32,7 @@ def job_context(args: dict[str, str]) -> bronze.JobContext:
         run_id=run_id,
         raw_run_id=raw_run_id,
         dataset_dir=dataset_dir,  # set only when the config came from a checkout's datasets/ folder
+        auto_run_id=args.get("run_id") in (None, "", jobs.AUTO),
         secrets=SecretsManagerSecrets(),  # read only when the source needs a secret, with the job's role
     )
 
@@ -74,7 +75,10 @@ def run_bronze_job(spark: SparkLike, args: dict[str, str]) -> int:
     if jobs.is_dry_run(args):
         print("\n".join(bronze.plan(ctx)))
         return 0
-    summary = bronze.run_bronze(jobs.configure(_spark(spark)), ctx)
+    try:
+        summary = bronze.run_bronze(jobs.configure(_spark(spark)), ctx)
+    except ledger.RunRefused as exc:  # another run holds the lock, or the run id is taken: nothing written
+        raise JobRunFailed(str(exc)) from None
     print(bronze.describe_outcome(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)
@@ -99,7 +103,10 @@ def run_gold_job(spark: SparkLike, args: dict[str, str]) -> int:
     if jobs.is_dry_run(args):
         print(f"plan for {ctx.name} gold run {ctx.run_id} (dry run): models {', '.join(sorted(models)) or 'none'}")
         return 0
-    summary = gold.run_gold(jobs.configure(_spark(spark)), ctx, models)
+    try:
+        summary = gold.run_gold(jobs.configure(_spark(spark)), ctx, models)
+    except ledger.RunRefused as exc:
+        raise JobRunFailed(str(exc)) from None
     print(gold.describe_gold(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)

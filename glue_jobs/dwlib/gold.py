@@ -8,19 +8,20 @@ in its leading comments, and its table is replaced only when they hold.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from graphlib import CycleError, TopologicalSorter
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from dwlib.bronze import JobContext, RunSummary, write_parquet
+from dwlib import errors
+from dwlib.bronze import JobContext, RunSummary, guarded_run, housekeeping, publish, write_parquet
+from dwlib.lake import LakeError
 
 EXPECT = re.compile(r"^\s*--\s*expect:\s*(?P<rule>.+?)\s*$", re.IGNORECASE)
 ROW_COUNT = re.compile(r"^row_count\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<n>\d+)$")
@@ -200,6 +201,7 @@ class ModelResult:
     failed_expectations: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    traceback: str | None = None  # a crash's whole trace; `error` stays one paragraph
 
 
 def _check(df, expectations: tuple[Expectation, ...], rows: int) -> list[str]:
@@ -233,51 +235,76 @@ def _locate_gold(ctx: JobContext, model: str) -> str | None:
 
 
 def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
-    """Run every model of the dataset (`sources`: model name -> SQL); writes the gold run summary."""
+    """Run every model of the dataset (`sources`: model name -> SQL); writes the gold run summary.
+
+    Takes the dataset's run lock like bronze (raises ledger.RunRefused, writing nothing, if another
+    run holds it), and publishes each model with a journal.
+    """
     naming, lake = ctx.naming, ctx.lake
-    summary = RunSummary(
-        dataset=ctx.name,
-        run_id=ctx.run_id,
-        layer="gold",
-        source=", ".join(f"gold/{m}.sql" for m in sorted(sources)),
-        output_prefix=naming.gold_dataset_prefix(ctx.name),
-        crawler_command=f"aws glue start-crawler --name {naming.crawler('gold', ctx.name)}",
-    )
-    results: dict[str, ModelResult] = {}
-    try:
-        models = {
-            name: parse_model(name, sql, f"gold/{name}.sql", ctx.core.database_prefix) for name, sql in sources.items()
-        }
-        order = run_order(models)
-        for name in order:
-            results[name] = _run_model(spark, ctx, models[name], results)
-        summary.rows_kept = sum(r.rows for r in results.values())
-        summary.output_files = sum(r.files for r in results.values())
-        failed = [r for r in results.values() if r.status != "succeeded"]
-        summary.status = "failed" if failed else "succeeded"
-        if failed:
-            summary.error = "; ".join(f"{r.name} {r.status}: {r.error}" for r in failed)
-    except GoldError as exc:
-        summary.status, summary.error = "failed", str(exc)
-    except Exception as exc:
-        summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
-        summary.traceback = traceback.format_exc(limit=20)
-    finally:
-        summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-        summary.durations_seconds = {f"model {r.name}": r.seconds for r in results.values()}
-        summary.models = [dict(r.__dict__) for r in results.values()]
-        lake.delete_prefix(naming.staging_prefix("gold", ctx.name, ctx.run_id))
-        lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id, "gold"), summary.as_dict())
-    return summary
+
+    def new_summary() -> RunSummary:
+        return RunSummary(
+            dataset=ctx.name,
+            run_id=ctx.run_id,
+            layer="gold",
+            source=", ".join(f"gold/{m}.sql" for m in sorted(sources)),
+            output_prefix=naming.gold_dataset_prefix(ctx.name),
+            crawler_command=f"aws glue start-crawler --name {naming.crawler('gold', ctx.name)}",
+        )
+
+    def work(summary: RunSummary, entry: str) -> None:
+        results: dict[str, ModelResult] = {}
+
+        def record() -> None:
+            summary.durations_seconds = {f"model {r.name}": r.seconds for r in results.values()}
+            summary.models = [{k: v for k, v in r.__dict__.items() if k != "traceback"} for r in results.values()]
+            traces = [f"model {r.name}:\n{r.traceback}" for r in results.values() if r.traceback]
+            summary.traceback = "\n".join(traces) or summary.traceback
+
+        try:
+            models = {
+                name: parse_model(name, sql, f"gold/{name}.sql", ctx.core.database_prefix)
+                for name, sql in sources.items()
+            }
+            order = run_order(models)
+            for name in order:
+                results[name] = ModelResult(name, output_prefix=naming.gold_prefix(ctx.name, name))
+
+                def before_publish(result: ModelResult) -> None:
+                    result.status = "publishing"
+                    record()
+
+                _run_model(spark, ctx, models[name], results, results[name], before_publish, summary, entry)
+                record()
+            summary.rows_kept = sum(r.rows for r in results.values())
+            summary.output_files = sum(r.files for r in results.values())
+            failed = [r for r in results.values() if r.status != "succeeded"]
+            summary.status = "failed" if failed else "succeeded"
+            if failed:
+                summary.error = "; ".join(f"{r.name} {r.status}: {r.error}" for r in failed)
+        except GoldError as exc:
+            summary.status, summary.error = "failed", str(exc)
+        except Exception as exc:
+            summary.status = "failed"
+            summary.error = errors.describe(exc, lake_root=lake.root_uri, ledger_key=entry)
+            summary.traceback = errors.full_trace(exc)
+        finally:
+            record()
+            with contextlib.suppress(LakeError):  # staging/ is never read; its lifecycle rule expires leftovers
+                lake.delete_prefix(naming.staging_prefix("gold", ctx.name, ctx.run_id))
+
+    return guarded_run(ctx, "gold", new_summary, work)
 
 
-def _run_model(spark, ctx: JobContext, model: Model, done: dict[str, ModelResult]) -> ModelResult:
+def _run_model(
+    spark, ctx: JobContext, model: Model, done: dict[str, ModelResult], result: ModelResult,
+    before_publish, summary: RunSummary, entry: str,
+) -> ModelResult:  # fmt: skip
     import time
 
     from pyspark.sql import functions as F
 
     naming, lake = ctx.naming, ctx.lake
-    result = ModelResult(model.name, output_prefix=naming.gold_prefix(ctx.name, model.name))
     started = time.perf_counter()
     try:
         blocked = [ref for ref in model.gold_refs if ref in done and done[ref].status != "succeeded"]
@@ -307,14 +334,19 @@ def _run_model(spark, ctx: JobContext, model: Model, done: dict[str, ModelResult
             result.status = "failed"
             result.error = f"expectations failed: {'; '.join(result.failed_expectations)}; the previous table is kept"
             return result
-        lake.replace_prefix(staging, result.output_prefix)
+        before_publish(result)
+        publish(ctx, summary, entry, staging, result.output_prefix, f"gold.{model.name}", layer="gold",
+                model=model.name)  # fmt: skip
         result.files = len(lake.data_files(result.output_prefix))
         result.status = "succeeded"
     except GoldError as exc:
         result.status, result.error = "failed", str(exc)
+    except LakeError as exc:
+        result.status, result.error = "failed", str(exc)
     except Exception as exc:  # a SQL error in one model fails that model only
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        result.status, result.error = "failed", f"{type(exc).__name__}: {message}"
+        result.status = "failed"
+        result.error = errors.describe(exc, lake_root=lake.root_uri, ledger_key=entry)
+        result.traceback = errors.full_trace(exc)
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
@@ -327,7 +359,7 @@ def _view(spark, uri: str, name: str) -> str:
 
 
 def describe_gold(summary: RunSummary) -> str:
-    lines = [f"{summary.dataset} gold run {summary.run_id} {summary.status}"]
+    lines = [*housekeeping(summary), f"{summary.dataset} gold run {summary.run_id} {summary.status}"]
     for model in summary.models:
         detail = (
             f"{model['rows']} rows at {model['output_prefix']}" if model["status"] == "succeeded" else model["error"]

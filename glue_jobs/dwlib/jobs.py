@@ -7,6 +7,7 @@ Glue they are read with getResolvedOptions by the entry point, locally by `parse
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -156,14 +157,29 @@ appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+appender.console.layout.alwaysWriteExceptions = false
+logger.executor.name = org.apache.spark.executor.Executor
+logger.executor.level = off
+logger.tasks.name = org.apache.spark.scheduler.TaskSetManager
+logger.tasks.level = off
+logger.utils.name = org.apache.spark.util.Utils
+logger.utils.level = off
+logger.writer.name = org.apache.spark.sql.execution.datasources.FileFormatWriter
+logger.writer.level = off
 """
+# A failed task reaches the job as an exception, which the job sums up in one paragraph (and keeps
+# whole in the run ledger); the executor's own report of it would only print the Java stack again.
 
 
 def _quiet_logging() -> str:
     """A log4j2 config that keeps Spark's start-up chatter out of the terminal (errors still show)."""
-    path = Path(tempfile.gettempdir()) / "pp-dw-log4j2.properties"
+    # Named by its content: checkouts with another version of it never overwrite each other's.
+    digest = hashlib.sha256(QUIET_LOG4J.encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"pp-dw-log4j2-{digest}.properties"
     if not path.exists() or path.read_text() != QUIET_LOG4J:
-        path.write_text(QUIET_LOG4J)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(QUIET_LOG4J)
+        os.replace(tmp, path)  # a JVM starting meanwhile reads the whole file, never half of it
     return f"-Dlog4j.configurationFile=file:{path} -Duser.timezone=UTC"
 
 

@@ -7,6 +7,9 @@ knows the difference between the two.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +19,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+class LakeError(RuntimeError):
+    """A storage operation that did not do everything it was asked to; names the keys left behind."""
+
+
+# Journal states of a publish (replace_prefix): before the commit point the publish is rolled
+# back, after it rolled forward, by whoever finds the journal (the next run of the dataset).
+BEFORE_COMMIT, AFTER_COMMIT = "copying", "deleting"
+
+
+def _listing(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -63,8 +80,38 @@ class Lake(ABC):
     def delete_prefix(self, prefix: str) -> int: ...
 
     @abstractmethod
-    def replace_prefix(self, staged: str, final: str) -> None:
-        """Make `final` hold exactly what `staged` holds; `final` stays whole if this fails midway."""
+    def replace_prefix(self, staged: str, final: str, journal: str | None = None, about: dict | None = None) -> None:
+        """Make `final` hold exactly what `staged` holds; `final` stays whole if this fails midway.
+
+        With `journal` (a key outside `final`), the publish is written down before it starts, so
+        that `finish_publish(journal)` can complete or undo it if this process dies midway; `about`
+        (run id, layer) is kept in the journal for whoever finishes it.
+        """
+
+    @abstractmethod
+    def finish_publish(self, journal: str) -> dict | None:
+        """Complete or roll back the publish a journal describes, then remove the journal.
+
+        Returns the journal with `outcome` ("completed" or "rolled back") and `detail`, or None
+        when there is no journal. Raises LakeError, naming the keys, when it cannot.
+        """
+
+    # Conditional writes: what a lock needs (S3: If-None-Match / If-Match; a directory: link and flock).
+    @abstractmethod
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Write the object only if no object has the key; False if one has."""
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object and a token that changes with every write, or None if absent."""
+
+    @abstractmethod
+    def replace_if_unchanged(self, key: str, token: str, data: bytes) -> bool:
+        """Overwrite the object only if it is still the version `token` names."""
+
+    @abstractmethod
+    def delete_if_unchanged(self, key: str, token: str) -> bool:
+        """Delete the object only if it is still the version `token` names."""
 
     def exists(self, key: str) -> bool:
         return any(obj.key == key for obj in self.list(key))
@@ -141,11 +188,16 @@ class LocalLake(Lake):
         shutil.rmtree(base)
         return count
 
-    def replace_prefix(self, staged: str, final: str) -> None:
+    def replace_prefix(self, staged: str, final: str, journal: str | None = None, about: dict | None = None) -> None:
         # Two renames on one file system: readers see the old folder or the new one, never a mix.
+        # A process killed between them leaves the old folder parked under a hidden name; the
+        # journal says where, so finish_publish can put it back.
         new, target = self.path(staged), self.path(final)
         target.parent.mkdir(parents=True, exist_ok=True)
         old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex}")
+        if journal:
+            record = {**(about or {}), "staged": staged, "final": final, "parked": self._key_of(old)}
+            self.write_json(journal, {**record, "state": BEFORE_COMMIT})
         if target.exists():
             os.replace(target, old)
         try:
@@ -153,8 +205,93 @@ class LocalLake(Lake):
         except BaseException:
             if old.exists():
                 os.replace(old, target)
+            if journal:
+                self.delete_prefix(journal)
             raise
+        if journal:
+            self.write_json(journal, {**record, "state": AFTER_COMMIT})
         shutil.rmtree(old, ignore_errors=True)
+        if journal:
+            self.delete_prefix(journal)
+
+    def _key_of(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def finish_publish(self, journal: str) -> dict | None:
+        if not self.path(journal).is_file():
+            return None
+        record = self.read_json(journal)
+        target, parked = self.path(record["final"]), self.path(record["parked"])
+        staged = self.path(record["staged"])
+        if record.get("state") == AFTER_COMMIT or (not staged.exists() and target.exists()):
+            shutil.rmtree(parked, ignore_errors=True)  # the new folder is in place: drop the old one
+            record.update(outcome="completed", detail=f"{record['final']} holds the new files")
+        else:
+            if parked.exists():
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(parked, target)
+            record.update(outcome="rolled back", detail=f"{record['final']} holds the previous files again")
+        self.delete_prefix(journal)
+        return record
+
+    @contextlib.contextmanager
+    def _pinned(self, key: str, token: str) -> Iterator[bool]:
+        """Hold an flock on the object's file; yields whether it is still the version `token` names.
+
+        Writers replace or unlink the file while holding the flock, so a writer that waited for it
+        checks that the path still names the file it locked; no extra lock file is left behind.
+        """
+        target = self.path(key)
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same_file = os.stat(target).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same_file = False
+            current = self.read_versioned(key) if same_file else None
+            yield current is not None and current[1] == token
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        # Write the whole content under a private name, then link it to the key: link(2) fails if
+        # the key exists, so exactly one writer wins and no reader ever sees a half-written object.
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, target)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def replace_if_unchanged(self, key: str, token: str, data: bytes) -> bool:
+        with self._pinned(key, token) as unchanged:
+            if unchanged:
+                self.write_bytes(key, data)
+            return unchanged
+
+    def delete_if_unchanged(self, key: str, token: str) -> bool:
+        with self._pinned(key, token) as unchanged:
+            if unchanged:
+                self.path(key).unlink()
+            return unchanged
 
 
 class S3Lake(Lake):
@@ -195,29 +332,119 @@ class S3Lake(Lake):
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def _delete(self, keys: list[str]) -> None:
+        """Delete the keys; raise LakeError naming every key S3 did not delete.
+
+        DeleteObjects answers 200 even when some keys fail (access denied, a legal hold): the
+        per-key `Errors` of every batch are what says whether the objects are gone.
+        """
+        failed: list[str] = []
+        reasons: set[str] = set()
         for start in range(0, len(keys), 1000):
             batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            for error in answer.get("Errors", []):
+                failed.append(error.get("Key", "?")[len(self.prefix) :])
+                reasons.add(f"{error.get('Code', '?')}: {error.get('Message', '')}".strip(": "))
+        if failed:
+            raise LakeError(
+                f"S3 did not delete {len(failed)} of {len(keys)} object(s) in s3://{self.bucket}/{self.prefix} "
+                f"({'; '.join(sorted(reasons))}): {_listing(failed)}"
+            )
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [obj.key for obj in self.list(prefix)]
         self._delete(keys)
         return len(keys)
 
-    def replace_prefix(self, staged: str, final: str) -> None:
-        # S3 has no rename. Copy the new files in beside the old ones first (rolling the copies
-        # back if any copy fails, so the old table stays whole), then delete the old files.
+    def replace_prefix(self, staged: str, final: str, journal: str | None = None, about: dict | None = None) -> None:
+        # S3 has no rename. Copy the new files in beside the old ones (rolling the copies back if
+        # any copy fails, so the old table stays whole), then delete the old files. The journal,
+        # written before the first copy, lets the next run finish what a killed run started:
+        # before the commit point (all copies made) it removes the copies, after it the old files.
+        # In between, for as long as the copies and deletes take, a reader can see both.
         old = [obj.key for obj in self.list(final)]
+        pairs = [(obj.key, final + obj.key[len(staged) :]) for obj in self.list(staged)]
+        clash = [target for _, target in pairs if target in set(old)]
+        if clash:
+            raise LakeError(f"staged files would overwrite {_listing(clash)}; staged names must be new")
+        record = {**(about or {}), "staged": staged, "final": final, "old": old, "new": [t for _, t in pairs]}
+        if journal:
+            self.write_json(journal, {**record, "state": BEFORE_COMMIT})
         copied: list[str] = []
         try:
-            for obj in self.list(staged):
-                target = final + obj.key[len(staged) :]
-                if target in old:
-                    raise RuntimeError(f"staged file {obj.key} would overwrite {target}; staged names must be new")
-                self.client.copy({"Bucket": self.bucket, "Key": self._key(obj.key)}, self.bucket, self._key(target))
+            for source, target in pairs:
+                self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
                 copied.append(target)
         except BaseException:
-            self._delete(copied)
+            self._delete(copied)  # if this fails too, the journal (still "copying") lets the next run undo it
+            if journal:
+                self.delete_prefix(journal)
             raise
-        self._delete(old)
-        self.delete_prefix(staged)
+        if journal:
+            self.write_json(journal, {**record, "state": AFTER_COMMIT})
+        self._delete(old)  # raises, naming the keys, if S3 keeps any: the journal stays for the next run
+        with contextlib.suppress(LakeError):
+            self.delete_prefix(staged)  # a leftover in staging/ is never read, and the lifecycle rule expires it
+        if journal:
+            self.delete_prefix(journal)
+
+    def finish_publish(self, journal: str) -> dict | None:
+        found = self.read_versioned(journal)
+        if found is None:
+            return None
+        record = json.loads(found[0])
+        present = {obj.key for obj in self.list(record["final"])}
+        if record.get("state") == AFTER_COMMIT:
+            self._delete([k for k in record["old"] if k in present])
+            record.update(outcome="completed", detail=f"removed the previous files of {record['final']}")
+        else:
+            self._delete([k for k in record["new"] if k in present])
+            record.update(outcome="rolled back", detail=f"removed the copies the run had made in {record['final']}")
+        with contextlib.suppress(LakeError):
+            self.delete_prefix(record["staged"])
+        self.delete_prefix(journal)
+        return record
+
+    @staticmethod
+    def _refused(exc: Exception) -> bool:
+        """A precondition that did not hold (412), a concurrent conditional write (409), or no object (404)."""
+        response = getattr(exc, "response", None) or {}
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = response.get("Error", {}).get("Code")
+        return status in (404, 409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except self.client.exceptions.ClientError as exc:
+            if self._refused(exc):
+                return False
+            raise
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.ClientError as exc:
+            if self._refused(exc):
+                return None
+            raise
+        return answer["Body"].read(), answer["ETag"]
+
+    def replace_if_unchanged(self, key: str, token: str, data: bytes) -> bool:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=token)
+            return True
+        except self.client.exceptions.ClientError as exc:
+            if self._refused(exc):
+                return False
+            raise
+
+    def delete_if_unchanged(self, key: str, token: str) -> bool:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=token)
+            return True
+        except self.client.exceptions.ClientError as exc:
+            if self._refused(exc):
+                return False
+            raise

@@ -9,16 +9,22 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 LAYERS = ("bronze", "gold")
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z$")
 RUN_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+LEDGER_ENTRY = re.compile(r"(?:^|/)run_id=(?P<run_id>\d{8}T\d{6}Z)(?:\.(?P<layer>raw|gold))?\.json$")
 
 
 def new_run_id(now: datetime | None = None) -> str:
     """UTC `YYYYMMDDTHHMMSSZ`, the run id used when none is given."""
     return (now or datetime.now(UTC)).astimezone(UTC).strftime(RUN_ID_FORMAT)
+
+
+def next_run_id(run_id: str) -> str:
+    """The run id one second later: how a run avoids an id another run of the same second took."""
+    return (datetime.strptime(run_id, RUN_ID_FORMAT).replace(tzinfo=UTC) + timedelta(seconds=1)).strftime(RUN_ID_FORMAT)
 
 
 def check_run_id(run_id: str) -> str:
@@ -346,6 +352,25 @@ class Naming:
             self._layer(layer)
         suffix = "" if layer == "bronze" else f".{layer}"
         return f"{self.runs_prefix(dataset)}run_id={check_run_id(run_id)}{suffix}.json"
+
+    def lock_key(self, dataset: str) -> str:
+        """The lock a run of the dataset holds (one run per dataset at a time); not a ledger entry."""
+        return f"{self.runs_prefix(dataset)}_lock.json"
+
+    def publish_journal_key(self, dataset: str, target: str) -> str:
+        """The journal of an unfinished publish of `target` (`bronze`, or `gold.{model}`).
+
+        Under runs/, never inside the crawled bronze/ and gold/ folders.
+        """
+        return f"{self.runs_prefix(dataset)}_publish/{target}.json"
+
+    @staticmethod
+    def run_id_of_entry(key: str) -> tuple[str, str] | None:
+        """(run id, layer) of a ledger entry key `runs/{dataset}/run_id=X[.layer].json`; None for other keys."""
+        match = LEDGER_ENTRY.search(key)
+        if not match:
+            return None
+        return match["run_id"], match["layer"] or "bronze"
 
     @staticmethod
     def staging_prefix(layer: str, dataset: str, run_id: str, part: str = "") -> str:

@@ -845,3 +845,138 @@ def test_failed_run_is_in_the_ledger(pipeline):
     assert runs.stdout.index(FAILED_RUN_ID) < runs.stdout.index(RUN_ID)  # newest first
     listing = dw("list", "--lake", pipeline.failed_lake, cwd=pipeline.failed_project)
     assert f"{FAILED_RUN_ID} bronze failed" in line_with(listing.stdout, "│ fda-nsde ")
+
+
+# ------------------------------------------------------------------ runs that meet each other, die, or read bad files
+
+
+def ledger_entries(lake: Path) -> dict[str, dict]:
+    folder = lake / "runs" / DATASET
+    return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("run_id=*.json"))}
+
+
+def test_two_runs_at_once_one_refuses_clearly(project_copy, tmp_path):
+    lake = tmp_path / "lake"
+    runs = [Background("run", DATASET, "--sample", "--lake", lake, cwd=project_copy) for _ in range(2)]
+    try:
+        results = [run.wait() for run in runs]
+    finally:
+        for run in runs:
+            run.stop()
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, 1], "\n".join(map(show, results))
+    ok, refused = sorted(results, key=lambda r: r.returncode)
+    assert_ok(ok)
+    assert_error(
+        refused,
+        f"another run of {DATASET} (run id 20",
+        f"holds the lock; wait for it or remove runs/{DATASET}/_lock.json if it died",
+    )
+    assert "at org.apache" not in refused.stderr
+    # The ledger and bronze agree: one run, and it is the one that wrote bronze.
+    entries = ledger_entries(lake)
+    assert [e["status"] for e in entries.values()] == ["succeeded"], entries
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(lake / "bronze" / "fda_nsde")
+    assert table.num_rows == 240
+    assert set(table.column("meta_run_id").to_pylist()) == {next(iter(entries.values()))["run_id"]}
+    assert not (lake / "runs" / DATASET / "_lock.json").exists()
+
+
+def test_a_killed_run_is_listed_as_incomplete_and_its_lock_taken_over(project_copy, tmp_path):
+    import time
+
+    lake = tmp_path / "lake"
+    killed_id = "20260105T000000Z"
+    raw = lake / "raw" / DATASET / f"run_id={killed_id}" / SAMPLE.name
+    run = Background("run", DATASET, "--sample", "--lake", lake, "--run-id", killed_id, cwd=project_copy)
+    try:
+        deadline = time.monotonic() + SPARK_TIMEOUT
+        while not (raw.is_file() and raw.stat().st_size == SAMPLE.stat().st_size):
+            assert run.proc.poll() is None, show(run.wait())
+            assert time.monotonic() < deadline, "the run never landed its raw file"
+            time.sleep(0.02)
+    finally:
+        run.stop()  # SIGKILL to the whole process group: no `finally` of ours runs
+    assert ledger_entries(lake)[f"run_id={killed_id}.json"]["status"] == "running"
+    assert (lake / "runs" / DATASET / "_lock.json").exists()
+
+    listing = dw("runs", DATASET, "--lake", lake, cwd=project_copy)
+    assert_ok(listing)
+    assert "incomplete" in line_with(listing.stdout, f"│ {killed_id}")
+    advice = line_with(listing.stdout, f"  {killed_id} bronze:")
+    assert f"dw run {DATASET} --raw-run-id {killed_id}" in advice
+    assert f"delete raw/{DATASET}/run_id={killed_id}/" in advice
+
+    replay = dw("run", DATASET, "--raw-run-id", killed_id, "--layer", "bronze", "--lake", lake, cwd=project_copy,
+                timeout=SPARK_TIMEOUT)  # fmt: skip
+    assert_ok(replay)
+    assert f"took over the lock of run {killed_id}" in replay.stdout
+    assert "243 rows in, 240 kept, 3 rejected" in replay.stdout
+
+
+def _gzip_truncated(folder: Path) -> str:
+    import gzip
+    import zipfile
+
+    with zipfile.ZipFile(SAMPLE) as archive:
+        text = archive.read(archive.namelist()[0])
+    header, _, body = text.partition(b"\n")
+    data = gzip.compress(header + b"\n" + body * 40)
+    (folder / "nsde.csv.gz").write_bytes(data[: len(data) // 2])
+    return "nsde.csv.gz"
+
+
+def _parquet_damaged(folder: Path) -> str:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"ndc11": [str(i) for i in range(2000)]}), buffer)
+    data = buffer.getvalue()
+    (folder / "nsde.parquet").write_bytes(data[:4] + b"\0" * 200 + data[204:])
+    return "nsde.parquet"
+
+
+def _as_parquet(config: dict) -> None:
+    config.update(format="parquet", columns={}, primary_key=[])
+    config.pop("csv", None)
+    config.pop("quality", None)
+
+
+@pytest.mark.parametrize(
+    ("make", "change", "cause", "debug"),
+    [
+        (_gzip_truncated, lambda c: None, "truncated", False),
+        (_parquet_damaged, _as_parquet, "not readable Parquet", False),
+        (_gzip_truncated, lambda c: None, "truncated", True),
+    ],
+    ids=["truncated-gzip", "damaged-parquet", "truncated-gzip-debug"],
+)
+def test_a_file_spark_cannot_read_fails_in_one_paragraph(project_copy, tmp_path, make, change, cause, debug):
+    sample = project_copy / "datasets" / DATASET / "sample"
+    shutil.rmtree(sample)
+    sample.mkdir()
+    name = make(sample)
+    edit_config(project_copy, DATASET, change)
+    lake = tmp_path / "lake"
+    run_id = "20260106T000000Z"
+    args = ["--debug"] if debug else []
+    result = dw(*args, "run", DATASET, "--sample", "--lake", lake, "--run-id", run_id, cwd=project_copy,
+                timeout=SPARK_TIMEOUT)  # fmt: skip
+    assert result.returncode == 1, show(result)
+    message = line_with(result.stdout, f"{DATASET} bronze run {run_id} failed:")
+    assert len(message) <= 700, message
+    assert f"raw/{DATASET}/run_id={run_id}/{name}" in message
+    assert cause in message
+    assert "at org.apache" not in result.stdout
+    entry = ledger_entries(lake)[f"run_id={run_id}.json"]
+    assert "at org.apache" in entry["traceback"] and "at org.apache" not in entry["error"]
+    if debug:
+        assert "at org.apache" in result.stderr  # --debug: the whole trace
+    else:
+        assert "at org.apache" not in result.stderr, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr

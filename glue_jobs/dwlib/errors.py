@@ -1,0 +1,139 @@
+"""One paragraph from an error a person has to read, however long the Java stack behind it.
+
+Spark reports a bad input file as a Py4JJavaError (or a pyspark.errors exception) whose text is
+the whole JVM stack: thousands of `at org.apache...` lines, the task that failed, then a chain
+of `Caused by:` lines. The user needs two facts from it, which file and what is wrong with it;
+the full text goes to the run ledger's `traceback` and to `--debug`, never to `error`.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+
+MAX_CAUSE = 240
+# Where Spark names the file a task was reading.
+READ_FILE = (
+    re.compile(r"Encountered error while reading file (?P<path>\S+?)\.? Details"),
+    re.compile(r"\[PATH_NOT_FOUND\] Path does not exist: (?P<path>\S+?)\.?(?:\s|$)"),
+    re.compile(r"(?:reading|read|open) (?:file|path) (?P<path>(?:file:|s3a?://|s3n://|/)\S+?)[.,;:]?(?:\s|$)"),
+    re.compile(r"(?P<path>(?:file:|s3a?://|s3n://)\S+?) is not a Parquet file"),
+)
+CAUSED_BY = re.compile(r"^(?:Caused by: )?(?P<cls>[a-zA-Z_$][\w$]*(?:\.[\w$]+)+(?:Exception|Error)): ?(?P<msg>.*)$")
+LOST_TASK = re.compile(r"most recent failure: Lost task [^:]*\): (?P<cls>[\w.$]+(?:Exception|Error)): ?(?P<msg>.*)$")
+ERROR_CLASS = re.compile(r"^\[(?P<cls>[A-Z_.]+)\] ")
+OBJECT_ID = re.compile(r"@[0-9a-f]{6,}\b")
+
+# What a root cause means for the file, in words; matched against "class: message".
+MEANINGS = (
+    (re.compile(r"Unexpected end of input stream|EOFException|unexpected end of (?:file|stream)", re.I),
+     "the file ends early: it is truncated (an interrupted download or upload); fetch it again"),
+    (re.compile(r"Not in GZIP format|incorrect header check|invalid (?:block type|distance)|ZipException", re.I),
+     "the file is not valid gzip data though its name ends in .gz; check what the source serves"),
+    (re.compile(r"is not a Parquet file|parquet\.format|thrift|ParquetDecodingException|can not read class .*parquet",
+                re.I),
+     "the file is not readable Parquet (damaged, truncated, or not Parquet at all); fetch it again or check the source"),
+    (re.compile(r"MalformedInputException|Malformed records|MALFORMED_RECORD", re.I),
+     "the file has malformed records (check `format` and the `csv` options)"),
+    (re.compile(r"OutOfMemoryError|Java heap space|GC overhead", re.I),
+     "Spark ran out of memory: raise the dataset's data_size_category, or split the input"),
+    (re.compile(r"FileNotFoundException|PATH_NOT_FOUND|NoSuchKey", re.I),
+     "the file disappeared while the run read it; run again"),
+)  # fmt: skip
+
+
+def is_spark_error(exc: BaseException) -> bool:
+    name = type(exc).__module__ + "." + type(exc).__name__
+    return name.startswith(("py4j.", "pyspark.")) or "\tat org.apache." in str(exc)
+
+
+def full_trace(exc: BaseException) -> str:
+    """Everything, for the ledger's `traceback` and --debug: the Python frames and the Java text."""
+    return "".join(traceback.format_exception(exc))
+
+
+def _text(exc: BaseException) -> str:
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            return str(java.toString()) + "\n" + str(exc)
+        except Exception:  # the JVM may be gone
+            return str(exc)
+    return str(exc)
+
+
+def _relative(path: str, lake_root: str | None) -> str:
+    path = path.rstrip(".,;:")
+    bare = re.sub(r"^file:/*", "/", path)
+    if lake_root:
+        root = re.sub(r"^file:/*", "/", lake_root.rstrip("/"))
+        for candidate in (path, bare):
+            if candidate.startswith(root + "/"):
+                return candidate[len(root) + 1 :]
+    return bare if path.startswith("file:") else path
+
+
+def _root_cause(text: str) -> tuple[str, str]:
+    """(exception class, message) of the deepest cause Spark reported."""
+    best: tuple[str, str] | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("at ") or not line:
+            continue
+        if m := LOST_TASK.search(line):
+            best = best or (m["cls"], m["msg"])
+        if line.startswith("Caused by: ") and (m := CAUSED_BY.match(line)):
+            best = (m["cls"], m["msg"])  # later lines are deeper causes
+    if best is None:
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("at ")), "")
+        m = CAUSED_BY.match(first)
+        best = (m["cls"], m["msg"]) if m else ("", first)
+    cls, msg = best
+    msg = OBJECT_ID.sub("", msg).replace("Struct: org.apache.parquet.format.PageHeader$PageHeaderStandardScheme", "")
+    msg = msg.strip(" .:") or "(no message)"
+    return cls.rsplit(".", 1)[-1], msg[:MAX_CAUSE] + ("…" if len(msg) > MAX_CAUSE else "")
+
+
+def _file(text: str, lake_root: str | None) -> str | None:
+    for pattern in READ_FILE:
+        if m := pattern.search(text):
+            return _relative(m["path"], lake_root)
+    return None
+
+
+def describe(
+    exc: BaseException, *, lake_root: str | None = None, inputs: list[str] | None = None, ledger_key: str | None = None
+) -> str:
+    """One paragraph for `error`: the file, the cause in words, the root exception, where the trace is.
+
+    `inputs`: the files the failing step read, named when Spark's text does not say which one.
+    """
+    if not is_spark_error(exc):
+        message = " ".join(str(exc).split())
+        if len(message) > 400:
+            message = message[:400] + "…"
+        return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    text = _text(exc)
+    cls, msg = _root_cause(text)
+    error_class = ERROR_CLASS.match(msg)
+    cause = f"{cls}: {msg}" if cls else msg
+    chain = " ".join(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("at ", "...")))
+    meaning = next((words for pattern, words in MEANINGS if pattern.search(f"{cls}: {msg} {chain}")), None)
+    where = _file(text, lake_root)
+    if where is None and meaning is None and type(exc).__module__.startswith("pyspark."):
+        # A query error (an unknown column, a type mismatch): Spark's own first lines say it well.
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()][:1]
+        first = " ".join(lines)[:500]
+        return f"{type(exc).__name__}: {first}"
+    if where:
+        subject = f"Spark could not read {where}"
+    elif inputs:
+        shown = ", ".join(inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+        subject = f"Spark failed reading {'one of ' if len(inputs) > 1 else ''}{shown}"
+    else:
+        subject = "Spark failed"
+    parts = [f"{subject}: {meaning}" if meaning else subject, f"({cause})"]
+    if error_class and not meaning:
+        parts[-1] = f"({msg})"
+    where_trace = f"the `traceback` field of {ledger_key} and " if ledger_key else ""
+    return f"{' '.join(parts)}. The full Java trace is in {where_trace}`dw --debug` output."

@@ -1,0 +1,351 @@
+"""The run ledger's guards: one run of a dataset at a time, unique run ids, unfinished publishes.
+
+A run of a dataset (bronze, gold, or `dw run --layer raw`) holds `runs/{dataset}/_lock.json`
+while it works. Under the lock it finishes any publish a dead run left half done, claims a run
+id no other run has used, and writes its ledger entry as `running` before it touches anything,
+so that a run killed midway is still found (`incomplete_runs`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dwlib.lake import Lake
+from dwlib.naming import Naming, next_run_id
+
+ACTIVE = ("running", "publishing")  # what an entry says while its run works
+# A lock of another machine is dead once a run could no longer be alive: Glue stops a job at its timeout.
+STALE_MARGIN = timedelta(minutes=5)
+
+
+class RunRefused(ValueError):
+    """A run that must not start (another run holds the lock, or the run id is taken); nothing was written."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+def _owner() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in some containers
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
+@dataclass
+class LockState:
+    holder: dict[str, Any]
+    token: str
+    stale_because: str | None  # None: the holder may still be working
+
+
+def inspect_lock(lake: Lake, naming: Naming, dataset: str, timeout_minutes: int) -> LockState | None:
+    """The dataset's lock, if any, and whether its holder is dead."""
+    found = lake.read_versioned(naming.lock_key(dataset))
+    if found is None:
+        return None
+    data, token = found
+    try:
+        holder = json.loads(data)
+        started = datetime.fromisoformat(holder["started_at"])
+    except (ValueError, KeyError, TypeError):
+        return LockState({"run_id": "?", "started_at": "?"}, token, "the lock file is not readable")
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        if not _pid_alive(holder["pid"]):
+            return LockState(holder, token, f"its process {holder['pid']} on {holder['host']} is gone")
+        return LockState(holder, token, None)
+    limit = timedelta(minutes=timeout_minutes) + STALE_MARGIN
+    if _now() - started > limit:
+        return LockState(holder, token, f"it is older than the job timeout ({timeout_minutes} minutes)")
+    return LockState(holder, token, None)
+
+
+class RunLock:
+    """`runs/{dataset}/_lock.json`, taken with a conditional write and given back in `release`."""
+
+    def __init__(self, lake: Lake, naming: Naming, dataset: str, timeout_minutes: int):
+        self.lake, self.naming, self.dataset, self.timeout = lake, naming, dataset, timeout_minutes
+        self.key = naming.lock_key(dataset)
+        self.token: str | None = None
+        self.holder: dict[str, Any] = {}
+        self.took_over: dict[str, Any] | None = None  # the dead holder this lock replaced
+
+    def _document(self, run_id: str, layer: str) -> bytes:
+        self.holder = {
+            "dataset": self.dataset,
+            "run_id": run_id,
+            "layer": layer,
+            "owner": _owner(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "command": " ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:4]]),
+            "started_at": _stamp(_now()),
+        }
+        return json.dumps(self.holder, indent=2).encode()
+
+    def acquire(self, run_id: str, layer: str) -> None:
+        data = self._document(run_id, layer)
+        if self.lake.create_exclusive(self.key, data):
+            self.token = self.lake.read_versioned(self.key)[1]  # type: ignore[index]
+            return
+        state = inspect_lock(self.lake, self.naming, self.dataset, self.timeout)
+        if state is not None and state.stale_because is not None:
+            # Replace exactly the dead holder's version: of two runs taking over at once, one wins.
+            if self.lake.replace_if_unchanged(self.key, state.token, data):
+                self.token = self.lake.read_versioned(self.key)[1]  # type: ignore[index]
+                self.took_over = {**state.holder, "why": state.stale_because}
+                return
+            state = inspect_lock(self.lake, self.naming, self.dataset, self.timeout)
+        if state is None:  # released in between: try once more from the start
+            if self.lake.create_exclusive(self.key, data):
+                self.token = self.lake.read_versioned(self.key)[1]  # type: ignore[index]
+                return
+            state = inspect_lock(self.lake, self.naming, self.dataset, self.timeout)
+        holder = state.holder if state else {}
+        raise RunRefused(
+            f"another run of {self.dataset} (run id {holder.get('run_id', '?')}, started "
+            f"{holder.get('started_at', '?')} by {holder.get('owner', '?')}, pid {holder.get('pid', '?')}) holds the "
+            f"lock; wait for it or remove {self.key} if it died. Nothing was written."
+        )
+
+    def rename(self, run_id: str) -> None:
+        """Record the run id the run ended up with (it may differ from the one it started with)."""
+        if self.token is None or self.holder.get("run_id") == run_id:
+            return
+        data = json.dumps({**self.holder, "run_id": run_id}, indent=2).encode()
+        if self.lake.replace_if_unchanged(self.key, self.token, data):
+            self.holder["run_id"] = run_id
+            self.token = self.lake.read_versioned(self.key)[1]  # type: ignore[index]
+
+    def release(self) -> None:
+        if self.token is not None:
+            self.lake.delete_if_unchanged(self.key, self.token)  # not ours any more: leave it to its holder
+            self.token = None
+
+
+@contextmanager
+def holding(ctx, layer: str) -> Iterator[RunLock]:
+    """Hold the dataset's lock for the block, unless this process holds it already (`dw run`: bronze then gold)."""
+    if ctx.lock is not None:
+        yield ctx.lock
+        return
+    lock = RunLock(ctx.lake, ctx.naming, ctx.name, ctx.core.glue_defaults.timeout_minutes)
+    lock.acquire(ctx.run_id, layer)
+    ctx.lock = lock
+    try:
+        yield lock
+    finally:
+        ctx.lock = None
+        lock.release()
+
+
+# ------------------------------------------------------------------ run ids
+
+
+def ledger_entries(lake: Lake, naming: Naming, dataset: str) -> dict[tuple[str, str], str]:
+    """(run id, layer) -> key of every ledger entry of the dataset."""
+    found = {}
+    for obj in lake.list(naming.runs_prefix(dataset)):
+        parsed = Naming.run_id_of_entry(obj.key)
+        if parsed and obj.key.count("/") == 2:
+            found[parsed] = obj.key
+    return found
+
+
+def raw_run_ids(lake: Lake, naming: Naming, dataset: str) -> set[str]:
+    prefix = naming.raw_dataset_prefix(dataset)
+    ids = set()
+    for obj in lake.list(prefix):
+        part = obj.key[len(prefix) :].split("/", 1)[0]
+        if part.startswith("run_id="):
+            ids.add(part.removeprefix("run_id="))
+    return ids
+
+
+def claim_run_id(ctx, layer: str) -> list[dict[str, Any]]:
+    """Make ctx.run_id a run id this run may use; returns the earlier attempts of the same run id.
+
+    A run id chosen by the clock moves on by a second while the ledger or raw/ already knows it.
+    A given run id is refused when its run of this layer succeeded (a run id names one run); a
+    failed or dead attempt of it may be retried (Glue retries a job with the same id), and that
+    attempt is kept in the new entry.
+    """
+    entries = ledger_entries(ctx.lake, ctx.naming, ctx.name)
+    if ctx.auto_run_id:
+        raw = raw_run_ids(ctx.lake, ctx.naming, ctx.name)
+        taken = {run_id for run_id, _ in entries} | raw
+        while ctx.run_id in taken:
+            ctx.run_id = next_run_id(ctx.run_id)
+        ctx.auto_run_id = False  # later layers of this run (gold after bronze) share the id
+        return []
+    key = entries.get((ctx.run_id, layer))
+    if key is None:
+        return []
+    try:
+        earlier = ctx.lake.read_json(key)
+    except (ValueError, OSError):
+        earlier = {"status": "unreadable"}
+    replay = getattr(ctx, "raw_run_id", None) == ctx.run_id
+    if earlier.get("status") == "succeeded" and not replay:
+        raise RunRefused(
+            f"run id {ctx.run_id} of {ctx.name} already names a {layer} run that succeeded ({key}); a run id names "
+            f"one run: leave out --run-id for a new one, or replay its raw files with "
+            f"`dw run {ctx.name} --raw-run-id {ctx.run_id}`. Nothing was written."
+        )
+    attempts = list(earlier.pop("previous_attempts", []) or [])
+    brief = {k: earlier.get(k) for k in ("status", "started_at", "finished_at", "error")}
+    return [*attempts, brief]
+
+
+# ------------------------------------------------------------------ unfinished publishes
+
+
+def journal_targets(lake: Lake, naming: Naming, dataset: str) -> list[str]:
+    folder = naming.publish_journal_key(dataset, "x").rsplit("/", 1)[0] + "/"
+    return [o.key for o in lake.list(folder) if o.key.endswith(".json")]
+
+
+def finish_publishes(ctx) -> list[str]:
+    """Complete or roll back every publish of the dataset that a dead run left; fix its ledger entry.
+
+    Returns one sentence per publish finished, for the run's summary.
+    """
+    lake, naming = ctx.lake, ctx.naming
+    done = []
+    for journal in journal_targets(lake, naming, ctx.name):
+        record = lake.finish_publish(journal)
+        if record is None:
+            continue
+        run_id, layer, model = record.get("run_id"), record.get("layer", "bronze"), record.get("model")
+        what = f"{layer} model {model}" if model else layer
+        sentence = (
+            f"found the unfinished publish of {what} run {run_id} to {record['final']} and {record['outcome']} "
+            f"it ({record['detail']})"
+        )
+        done.append(sentence)
+        if run_id:
+            _correct_entry(ctx, run_id, layer, model, record["outcome"], record["final"])
+    return done
+
+
+def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str, final: str) -> None:
+    """Make the dead run's ledger entry say what its data became."""
+    key = ctx.naming.run_summary_key(ctx.name, run_id, layer)
+    if not ctx.lake.exists(key):
+        return
+    entry = ctx.lake.read_json(key)
+    note = {"by_run_id": ctx.run_id, "at": _stamp(_now()), "outcome": outcome}
+    published = outcome == "completed"
+    if model:
+        for result in entry.get("models", []):
+            if result.get("name") == model:
+                result["status"] = "succeeded" if published else "failed"
+                result["error"] = (
+                    None if published else "stopped while publishing; rolled back: the previous table is kept"
+                )
+        statuses = {m.get("status") for m in entry.get("models", [])}
+        if not statuses & set(ACTIVE):
+            entry["status"] = "succeeded" if statuses <= {"succeeded"} else "failed"
+    elif published:
+        entry["status"] = "succeeded"
+        entry["error"] = None
+        files = ctx.lake.data_files(final)  # the dead run never got to count them
+        entry["output_files"], entry["output_bytes"] = len(files), sum(f.size for f in files)
+    else:
+        entry["status"] = "failed"
+        entry["error"] = (
+            f"the run stopped while publishing; run {ctx.run_id} rolled the publish back, so {layer} keeps its "
+            "previous data"
+        )
+    entry.setdefault("finished_at", None)
+    entry["finished_at"] = entry["finished_at"] or note["at"]
+    entry["publish_finished"] = note
+    ctx.lake.write_json(key, entry)
+
+
+# ------------------------------------------------------------------ runs nobody finished
+
+
+@dataclass
+class Incomplete:
+    run_id: str
+    layer: str
+    why: str
+    advice: str
+
+
+def incomplete_runs(lake: Lake, naming: Naming, dataset: str, timeout_minutes: int) -> list[Incomplete]:
+    """Runs whose entry says running with no live lock behind it, and raw folders no entry accounts for."""
+    entries = ledger_entries(lake, naming, dataset)
+    state = inspect_lock(lake, naming, dataset, timeout_minutes)
+    live = state.holder.get("run_id") if state and state.stale_because is None else None
+    raw = raw_run_ids(lake, naming, dataset)
+    used_raw: set[str] = set()
+    found: list[Incomplete] = []
+    for (run_id, layer), key in sorted(entries.items()):
+        try:
+            entry = lake.read_json(key)
+        except (ValueError, OSError):
+            continue
+        if entry.get("raw_run_id"):
+            used_raw.add(entry["raw_run_id"])
+        if entry.get("status") in ACTIVE and run_id != live:
+            found.append(
+                Incomplete(
+                    run_id,
+                    layer,
+                    f"its entry says {entry['status']} and no run holds the lock",
+                    _advice(
+                        dataset, run_id, layer, naming, raw=run_id in raw, entry=key, raw_run_id=entry.get("raw_run_id")
+                    ),
+                )
+            )
+    with_entry = {run_id for run_id, _ in entries} | used_raw
+    for run_id in sorted(raw - with_entry - ({live} if live else set())):
+        found.append(
+            Incomplete(
+                run_id,
+                "raw",
+                "raw files without a ledger entry",
+                _advice(dataset, run_id, "raw", naming, raw=True, entry=None),
+            )
+        )
+    return found
+
+
+def _advice(dataset: str, run_id: str, layer: str, naming: Naming, *, raw: bool, entry: str | None,
+            raw_run_id: str | None = None) -> str:  # fmt: skip
+    leftovers = [naming.raw_prefix(dataset, run_id)] if raw and layer != "gold" else []
+    leftovers += [entry] if entry else []
+    clean = f"or clean up: delete {' and '.join(leftovers)}"
+    if layer == "gold":
+        return f"run again: dw run {dataset} --layer gold; {clean}"
+    source = raw_run_id or (run_id if raw else None)
+    if source:
+        return f"replay: dw run {dataset} --raw-run-id {source}; {clean}"
+    return f"run again: dw run {dataset}; {clean}"

@@ -1,0 +1,384 @@
+"""Runs that cannot trample each other: the publish journal, the dataset lock, unique run ids, incomplete runs.
+
+S3 through moto, with a client that fails the way S3 does (DeleteObjects answers 200 and lists
+per-key `Errors`) or dies between the copy and the delete; the local lake on a tmp directory.
+No Spark: the "next run" is `run_raw`, which takes the same lock and ledger path as bronze and gold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from dwlib import bronze, ledger
+from dwlib.config import DatasetConfig, load_core_config
+from dwlib.lake import LakeError, LocalLake, S3Lake
+from dwlib.naming import Naming
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "lake-bucket"
+DATASET = "shop-orders"
+BRONZE = "bronze/shop_orders/"
+OLD = [f"{BRONZE}part-0000{i}-old.parquet" for i in range(3)]
+NEW = [f"{BRONZE}part-0000{i}-new.parquet" for i in range(2)]
+STAGED = "staging/bronze/shop-orders/run_id=20260102T000000Z/output/"
+FIRST, SECOND, THIRD = "20260101T000000Z", "20260102T000000Z", "20260103T000000Z"
+
+
+class SimulatedKill(BaseException):
+    """The job dying (SIGKILL, a Glue timeout) at a chosen call: nothing after it runs."""
+
+
+class FlakyS3:
+    """A boto3 S3 client that refuses to delete some keys (as S3 reports it) or dies at a chosen call."""
+
+    def __init__(self, client, *, refuse: set[str] = frozenset(), die_at: str | None = None):
+        self._client, self.refuse, self.die_at = client, set(refuse), die_at
+        self.calls: list[str] = []
+
+    def delete_objects(self, *, Bucket, Delete):  # noqa: N803 - boto3's names
+        self.calls.append("delete_objects")
+        if self.die_at == "delete_objects":
+            raise SimulatedKill()
+        keep = [o for o in Delete["Objects"] if o["Key"] not in self.refuse]
+        answer = self._client.delete_objects(Bucket=Bucket, Delete={**Delete, "Objects": keep}) if keep else {}
+        errors = [{"Key": o["Key"], "Code": "AccessDenied", "Message": "Access Denied"} for o in Delete["Objects"]
+                  if o["Key"] in self.refuse]  # fmt: skip
+        return {**answer, "Errors": errors} if errors else answer
+
+    def copy(self, *args, **kwargs):
+        self.calls.append("copy")
+        if self.die_at == "copy" and self.calls.count("copy") == 2:
+            raise SimulatedKill()
+        return self._client.copy(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def core():
+    return load_core_config(ROOT / "config.json")
+
+
+def config() -> DatasetConfig:
+    return DatasetConfig.model_validate(
+        {"dataset": DATASET, "description": "orders", "data_size_category": "small", "landing": True}
+    )
+
+
+def plant(lake, keys: list[str], tag: bytes = b"x") -> None:
+    for key in keys:
+        lake.write_bytes(key, tag + key.encode())
+
+
+def keys_under(lake, prefix: str) -> list[str]:
+    return sorted(o.key for o in lake.list(prefix))
+
+
+def sample_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "sample"
+    folder.mkdir(exist_ok=True)
+    (folder / "orders.csv").write_text("order_id\n1\n")
+    return folder
+
+
+def ctx_for(core, lake, run_id: str, **extra) -> bronze.JobContext:
+    return bronze.JobContext(core=core, dataset=config(), lake=lake, run_id=run_id, **extra)
+
+
+def a_publishing_run(core, lake, run_id: str) -> bronze.RunSummary:
+    """A run that gets as far as bronze's publish (what run_bronze does around it, without Spark)."""
+    ctx = ctx_for(core, lake, run_id)
+
+    def new_summary():
+        return bronze.RunSummary(dataset=DATASET, run_id=run_id, layer="bronze", source="landing", rows_in=5)
+
+    def work(summary, entry):
+        summary.status = "publishing"
+        try:
+            bronze.publish(ctx, summary, entry, STAGED, BRONZE, "bronze", layer="bronze")
+            summary.status = "succeeded"
+        except LakeError as exc:
+            summary.status, summary.error = "failed", str(exc)
+
+    return bronze.guarded_run(ctx, "bronze", new_summary, work)
+
+
+def entry(lake, run_id: str, layer: str = "bronze") -> dict:
+    return lake.read_json(Naming("pp-dw", "pp_dw").run_summary_key(DATASET, run_id, layer))
+
+
+# ------------------------------------------------------------------ 5. publishing to S3
+
+
+def test_s3_delete_errors_fail_the_publish_naming_the_keys_and_the_next_run_finishes_it(s3, core, tmp_path):
+    plain = S3Lake(BUCKET, client=s3)
+    plant(plain, OLD, b"old")
+    plant(plain, [STAGED + k.rsplit("/", 1)[1] for k in NEW], b"new")
+    flaky = S3Lake(BUCKET, client=FlakyS3(s3, refuse={OLD[0], OLD[2]}))
+
+    first = a_publishing_run(core, flaky, SECOND)
+
+    assert first.status == "failed"
+    assert OLD[0] in first.error and OLD[2] in first.error and "AccessDenied" in first.error
+    assert "may hold the files of two runs" in first.error
+    # What a reader sees right now: both generations, and the ledger says so instead of "succeeded".
+    assert keys_under(plain, BRONZE) == sorted([OLD[0], OLD[2], *NEW])
+    assert entry(plain, SECOND)["status"] == "failed"
+    assert plain.exists("runs/shop-orders/_publish/bronze.json")
+
+    # The next run (S3 healthy again) finishes the publish before anything else.
+    nxt = bronze.run_raw(ctx_for(core, plain, THIRD, sample_dir=sample_dir(tmp_path)))
+    assert nxt.status == "succeeded", nxt.error
+    assert keys_under(plain, BRONZE) == sorted(NEW)  # exactly one generation
+    assert not plain.has_prefix("runs/shop-orders/_publish/")
+    assert any("completed" in line and SECOND in line for line in nxt.finished_for_others)
+    fixed = entry(plain, SECOND)
+    assert fixed["status"] == "succeeded" and fixed["error"] is None
+    assert fixed["publish_finished"]["by_run_id"] == THIRD
+
+
+def test_s3_publish_killed_between_copy_and_delete_is_completed_by_the_next_run(s3, core, tmp_path):
+    plain = S3Lake(BUCKET, client=s3)
+    plant(plain, OLD, b"old")
+    plant(plain, [STAGED + k.rsplit("/", 1)[1] for k in NEW], b"new")
+    dying = S3Lake(BUCKET, client=FlakyS3(s3, die_at="delete_objects"))
+
+    with pytest.raises(SimulatedKill):
+        a_publishing_run(core, dying, SECOND)
+    assert keys_under(plain, BRONZE) == sorted([*OLD, *NEW])  # the window: both generations
+    assert entry(plain, SECOND)["status"] == "publishing"
+
+    nxt = bronze.run_raw(ctx_for(core, plain, THIRD, sample_dir=sample_dir(tmp_path)))
+    assert nxt.status == "succeeded", nxt.error
+    assert keys_under(plain, BRONZE) == sorted(NEW)
+    assert [plain.read_bytes(k)[:3] for k in NEW] == [b"new", b"new"]
+    assert entry(plain, SECOND)["status"] == "succeeded"
+    assert entry(plain, SECOND)["output_files"] == 2
+    assert not plain.has_prefix(STAGED)
+
+
+def test_s3_publish_killed_while_copying_is_rolled_back_by_the_next_run(s3, core, tmp_path):
+    plain = S3Lake(BUCKET, client=s3)
+    plant(plain, OLD, b"old")
+    plant(plain, [STAGED + k.rsplit("/", 1)[1] for k in NEW], b"new")
+    flaky = FlakyS3(s3, die_at="copy")
+
+    def die_everywhere(**kwargs):  # the process is gone: its own rollback never runs
+        raise SimulatedKill()
+
+    flaky.delete_objects = die_everywhere
+    with pytest.raises(SimulatedKill):
+        a_publishing_run(core, S3Lake(BUCKET, client=flaky), SECOND)
+    assert keys_under(plain, BRONZE) == sorted([*OLD, NEW[0]])
+
+    nxt = bronze.run_raw(ctx_for(core, plain, THIRD, sample_dir=sample_dir(tmp_path)))
+    assert nxt.status == "succeeded", nxt.error
+    assert keys_under(plain, BRONZE) == sorted(OLD)  # the previous table, whole
+    rolled = entry(plain, SECOND)
+    assert rolled["status"] == "failed"
+    assert "rolled the publish back" in rolled["error"] and "keeps its previous data" in rolled["error"]
+
+
+def test_s3_delete_prefix_checks_every_key(s3):
+    plain = S3Lake(BUCKET, client=s3)
+    plant(plain, OLD)
+    with pytest.raises(LakeError, match="did not delete 1 of 3") as caught:
+        S3Lake(BUCKET, client=FlakyS3(s3, refuse={OLD[1]})).delete_prefix(BRONZE)
+    assert OLD[1] in str(caught.value)
+
+
+def test_local_publish_killed_between_the_two_renames_is_undone(core, tmp_path, monkeypatch):
+    lake = LocalLake(tmp_path / "lake")
+    plant(lake, OLD, b"old")
+    plant(lake, [STAGED + k.rsplit("/", 1)[1] for k in NEW], b"new")
+    real_replace = os.replace
+
+    dead = []
+
+    def replace(src, dst):  # dies as the new folder is moved into place, after the old one was parked
+        if dead or Path(src) == lake.path(STAGED):
+            dead.append(src)  # and stays dead: its own rollback never runs
+            raise SimulatedKill()
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(SimulatedKill):
+        a_publishing_run(core, lake, SECOND)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert keys_under(lake, BRONZE) == []  # the table is parked under a hidden name
+    assert entry(lake, SECOND)["status"] == "publishing"
+
+    nxt = bronze.run_raw(ctx_for(core, lake, THIRD, sample_dir=sample_dir(tmp_path)))
+    assert nxt.status == "succeeded", nxt.error
+    assert keys_under(lake, BRONZE) == sorted(OLD)
+    assert entry(lake, SECOND)["status"] == "failed"
+
+
+# ------------------------------------------------------------------ 9. one run at a time, unique run ids
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_lake(request, tmp_path):
+    if request.param == "local":
+        yield LocalLake(tmp_path / "lake")
+        return
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield S3Lake(BUCKET, "lake", client=client)
+
+
+def test_a_second_run_refuses_clearly_and_writes_nothing(any_lake, core, tmp_path):
+    holder = ledger.RunLock(any_lake, Naming.of(core), DATASET, 120)
+    holder.acquire(FIRST, "bronze")
+    before = keys_under(any_lake, "")
+    with pytest.raises(ledger.RunRefused) as refused:
+        bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+    message = str(refused.value)
+    assert f"another run of {DATASET} (run id {FIRST}, started " in message
+    assert f"wait for it or remove runs/{DATASET}/_lock.json if it died" in message
+    assert keys_under(any_lake, "") == before
+    holder.release()
+    assert bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path))).status == "succeeded"
+    assert not any_lake.exists(f"runs/{DATASET}/_lock.json")  # released in `finally`
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        pytest.param({"host": socket.gethostname(), "age": timedelta(seconds=5), "pid": "dead"}, id="dead-local-pid"),
+        pytest.param({"host": "ip-10-0-0-1", "age": timedelta(hours=3), "pid": 7}, id="older-than-the-job-timeout"),
+        pytest.param({"host": "x", "age": timedelta(seconds=5), "pid": 7, "garbled": True}, id="unreadable"),
+    ],
+)
+def test_a_stale_lock_is_taken_over(any_lake, core, tmp_path, holder):
+    started = (datetime.now(UTC) - holder["age"]).isoformat(timespec="seconds")
+    pid = dead_pid() if holder["pid"] == "dead" else holder["pid"]
+    document = {"run_id": FIRST, "host": holder["host"], "pid": pid, "started_at": started, "owner": "someone"}
+    any_lake.write_bytes(f"runs/{DATASET}/_lock.json", b"{" if holder.get("garbled") else json.dumps(document).encode())
+    summary = bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+    assert summary.status == "succeeded", summary.error
+    assert summary.lock_taken_over is not None
+    assert "took over the lock of run" in "\n".join(bronze.housekeeping(summary))
+    assert not any_lake.exists(f"runs/{DATASET}/_lock.json")
+
+
+def test_a_live_lock_of_another_machine_is_respected(any_lake, core, tmp_path):
+    started = (datetime.now(UTC) - timedelta(minutes=30)).isoformat(timespec="seconds")
+    any_lake.write_json(f"runs/{DATASET}/_lock.json", {"run_id": FIRST, "host": "ip-10-0-0-1", "pid": 7,
+                                                       "started_at": started, "owner": "glue"})  # fmt: skip
+    with pytest.raises(ledger.RunRefused, match=re.escape(f"run id {FIRST}, started {started}")):
+        bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+
+
+def test_two_takeovers_of_one_stale_lock_cannot_both_win(any_lake):
+    key = f"runs/{DATASET}/_lock.json"
+    any_lake.write_bytes(key, b'{"stale": true}')
+    _, token = any_lake.read_versioned(key)
+    assert any_lake.replace_if_unchanged(key, token, b'{"run": "a"}')
+    assert not any_lake.replace_if_unchanged(key, token, b'{"run": "b"}')
+    assert any_lake.read_bytes(key) == b'{"run": "a"}'
+    assert not any_lake.create_exclusive(key, b'{"run": "c"}')
+    assert not any_lake.delete_if_unchanged(key, token)
+    assert any_lake.read_bytes(key) == b'{"run": "a"}'
+
+
+def test_runs_of_the_same_second_get_different_run_ids(any_lake, core, tmp_path):
+    first = bronze.run_raw(ctx_for(core, any_lake, FIRST, sample_dir=sample_dir(tmp_path), auto_run_id=True))
+    second = bronze.run_raw(ctx_for(core, any_lake, FIRST, sample_dir=sample_dir(tmp_path), auto_run_id=True))
+    assert (first.run_id, second.run_id) == (FIRST, "20260101T000001Z")
+    assert entry(any_lake, FIRST, "raw")["raw_keys"] == [f"raw/{DATASET}/run_id={FIRST}/orders.csv"]
+    assert entry(any_lake, second.run_id, "raw")["status"] == "succeeded"
+
+
+def test_a_given_run_id_that_succeeded_is_refused_and_a_failed_one_is_retried(any_lake, core, tmp_path):
+    assert bronze.run_raw(ctx_for(core, any_lake, FIRST, sample_dir=sample_dir(tmp_path))).status == "succeeded"
+    with pytest.raises(ledger.RunRefused, match=f"run id {FIRST} of {DATASET} already names a raw run that succeeded"):
+        bronze.run_raw(ctx_for(core, any_lake, FIRST, sample_dir=sample_dir(tmp_path)))
+    assert entry(any_lake, FIRST, "raw")["status"] == "succeeded"  # untouched
+
+    failed = bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=tmp_path / "missing-sample-dir"))
+    assert failed.status == "failed"
+    retried = bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+    assert retried.status == "succeeded"
+    assert [a["status"] for a in entry(any_lake, SECOND, "raw")["previous_attempts"]] == ["failed"]
+
+
+# ------------------------------------------------------------------ 10. runs that never finished
+
+
+def test_incomplete_runs_are_found_with_how_to_replay_or_clean(any_lake, core):
+    naming = Naming.of(core)
+    any_lake.write_json(naming.run_summary_key(DATASET, FIRST), {"run_id": FIRST, "layer": "bronze",
+                                                                  "status": "running"})  # fmt: skip
+    any_lake.write_bytes(f"raw/{DATASET}/run_id={FIRST}/orders.csv", b"a\n1\n")
+    any_lake.write_bytes(f"raw/{DATASET}/run_id={SECOND}/orders.csv", b"a\n1\n")  # no entry at all
+    any_lake.write_json(naming.run_summary_key(DATASET, THIRD), {"run_id": THIRD, "layer": "bronze",
+                                                                  "status": "succeeded"})  # fmt: skip
+    found = {(i.run_id, i.layer): i for i in ledger.incomplete_runs(any_lake, naming, DATASET, 120)}
+    assert set(found) == {(FIRST, "bronze"), (SECOND, "raw")}
+    assert f"dw run {DATASET} --raw-run-id {FIRST}" in found[(FIRST, "bronze")].advice
+    assert f"delete raw/{DATASET}/run_id={FIRST}/" in found[(FIRST, "bronze")].advice
+    assert f"dw run {DATASET} --raw-run-id {SECOND}" in found[(SECOND, "raw")].advice
+
+    # The same entry is not incomplete while its run holds the lock.
+    lock = ledger.RunLock(any_lake, naming, DATASET, 120)
+    lock.acquire(FIRST, "bronze")
+    assert (FIRST, "bronze") not in {
+        (i.run_id, i.layer) for i in ledger.incomplete_runs(any_lake, naming, DATASET, 120)
+    }
+    lock.release()
+
+
+def test_s3_gold_model_publish_killed_midway_is_completed_and_its_entry_corrected(s3, core, tmp_path):
+    plain = S3Lake(BUCKET, client=s3)
+    final = "gold/shop_orders/orders_by_day/"
+    staged = "staging/gold/shop-orders/run_id=20260102T000000Z/orders_by_day/"
+    plant(plain, [final + "part-old.parquet"], b"old")
+    plant(plain, [staged + "part-new.parquet"], b"new")
+    ctx = ctx_for(core, S3Lake(BUCKET, client=FlakyS3(s3, die_at="delete_objects")), SECOND)
+
+    def new_summary():
+        return bronze.RunSummary(dataset=DATASET, run_id=SECOND, layer="gold", source="gold/orders_by_day.sql")
+
+    def work(summary, entry):
+        summary.models = [{"name": "orders_by_day", "status": "publishing", "error": None}]
+        bronze.publish(ctx, summary, entry, staged, final, "gold.orders_by_day", layer="gold", model="orders_by_day")
+
+    with pytest.raises(SimulatedKill):
+        bronze.guarded_run(ctx, "gold", new_summary, work)
+    assert plain.exists("runs/shop-orders/_publish/gold.orders_by_day.json")
+    assert keys_under(plain, final) == [final + "part-new.parquet", final + "part-old.parquet"]
+
+    nxt = bronze.run_raw(ctx_for(core, plain, THIRD, sample_dir=sample_dir(tmp_path)))
+    assert nxt.status == "succeeded", nxt.error
+    assert keys_under(plain, final) == [final + "part-new.parquet"]
+    gold_entry = entry(plain, SECOND, "gold")
+    assert gold_entry["status"] == "succeeded"
+    assert gold_entry["models"][0]["status"] == "succeeded"
