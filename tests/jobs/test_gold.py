@@ -255,7 +255,11 @@ def test_the_gold_job_refuses_a_file_read_that_skipped_parse_model(spark, contex
     secret = tmp_path / "passwd.csv"
     secret.write_text("root:x:0:0\n")
     smuggled = gold.Model("leak", f"SELECT * FROM csv.`{secret}`", (), frozenset(), frozenset())
-    result = gold._run_model(spark, context(RUN1), smuggled, {})
+    ctx = context(RUN1)
+    result = gold.ModelResult("leak", output_prefix=ctx.naming.gold_prefix(ctx.name, "leak"))
+    summary = gold.RunSummary(dataset=ctx.name, run_id=RUN1, layer="gold", source="models")
+    entry = ctx.naming.run_summary_key(ctx.name, RUN1, "gold")
+    gold._run_model(spark, ctx, smuggled, {}, result, lambda _: None, summary, entry)
     assert result.status == "failed"
     assert f"reads the file path csv.`{secret}`" in result.error
     assert not list(context(RUN1).lake.list("gold/flights/leak/"))
