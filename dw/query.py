@@ -58,7 +58,7 @@ MACROS = {
     "dw_mod(a, b)": "CASE WHEN b = 0 THEN error('Division by zero') ELSE a % b END",
     "dw_strpos(s, t, n)": "CASE WHEN s IS NULL OR t IS NULL OR n IS NULL THEN NULL "
     "WHEN n = 0 THEN error('''instance'' must be a positive or negative number.') "
-    "ELSE coalesce(list_filter(range(1, length(s) + 1), lambda i: substr(s, i, length(t)) = t)[n], 0) END",
+    "ELSE coalesce(list_filter(range(1, length(s) + 1), lambda i: substr(s, i, length(t)) = t)[n], 0) END::BIGINT",
     "dw_split(s, d, n)": "CASE WHEN n <= 0 THEN error('Limit must be positive') "
     "WHEN len(string_split(s, d)) <= n THEN string_split(s, d) "
     "ELSE list_concat(string_split(s, d)[1:n - 1], [array_to_string(string_split(s, d)[n:], d)]) END",
@@ -111,13 +111,13 @@ MACROS = {
     "url_extract_parameter(u, name)": "list_filter(list_transform(list_filter(string_split("
     "regexp_extract(u, '\\?([^#]*)', 1), '&'), lambda p: p <> ''), "
     "lambda p: {'k': split_part(p, '=', 1), 'v': CASE WHEN contains(p, '=') THEN p[strpos(p, '=') + 1:] ELSE '' END}), "
-    "lambda kv: kv.k = name)[1].v",
+    "lambda kv: kv.k = name)[1].v::VARCHAR",
     "arrays_overlap(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL "
     "WHEN len(list_intersect(list_filter(a, lambda x: x IS NOT NULL), list_filter(b, lambda x: x IS NOT NULL))) > 0 "
     "THEN true WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) "
     "OR list_contains(list_transform(b, lambda x: x IS NULL), true) THEN NULL ELSE false END",
-    "regexp_position(s, p)": "CASE WHEN s IS NULL OR p IS NULL THEN NULL WHEN regexp_matches(s, p) "
-    "THEN length(regexp_split_to_array(s, p)[1]) + 1 ELSE -1 END",
+    "regexp_position(s, p)": "CASE WHEN s IS NULL OR p IS NULL THEN NULL::INTEGER WHEN regexp_matches(s, p) "
+    "THEN CAST(length(regexp_split_to_array(s, p)[1]) + 1 AS INTEGER) ELSE -1 END",
     "split_to_map(s, e, kv)": "CASE WHEN len(list_distinct(list_transform(list_filter(string_split(s, e), "
     "lambda p: p <> ''), lambda p: split_part(p, kv, 1)))) < len(list_filter(string_split(s, e), lambda p: p <> '')) "
     "THEN error('Duplicate keys are not allowed') "
@@ -126,6 +126,11 @@ MACROS = {
     "json_size(j, p)": "CASE WHEN json_type(j, p) = 'OBJECT' THEN json_array_length(json_keys(j, p)) "
     "WHEN json_type(j, p) = 'ARRAY' THEN json_array_length(j, p) WHEN json_type(j, p) IS NULL THEN NULL ELSE 0 END",
     "current_timezone()": "'UTC'",
+}
+MACRO_ARITY = {
+    sig.partition("(")[0]: len([a for a in sig.partition("(")[2].rstrip(")").split(",") if a.strip()])
+    for sig in MACROS
+    if not sig.startswith("dw_")
 }
 ERROR_CALL = re.compile(r"error\('(?:[^'\\]|\\.|'')*'(?:\s*\|\|\s*[^()]*?(?:\([^()]*\))?)*\)")
 
@@ -246,10 +251,13 @@ def _create_view(con: duckdb.DuckDBPyConnection, table: TableInfo) -> None:
     relation = con.sql(f"SELECT * FROM {scan}")
     # Spark writes timestamps as INT96 or as UTC-adjusted TIMESTAMP_MICROS, which DuckDB reads
     # as TIMESTAMP WITH TIME ZONE; Athena reads both as `timestamp`: the UTC wall-clock time.
+    # And Athena reads Parquet timestamps as timestamp(3), rounding microseconds half up to
+    # milliseconds (Trino's Parquet decoders), so equality and joins hold at millisecond precision.
     to_timestamp = [
-        f"CAST({_quote(c)} AS TIMESTAMP) AS {_quote(c)}"
+        f"make_timestamp(CAST(floor((epoch_us(CAST({_quote(c)} AS TIMESTAMP)) + 500) / 1000) AS BIGINT) * 1000) "
+        f"AS {_quote(c)}"
         for c, t in zip(relation.columns, relation.types, strict=True)
-        if t.id.startswith("timestamp") and t.id != "timestamp"
+        if t.id.startswith("timestamp")
     ]
     replace = f" REPLACE ({', '.join(to_timestamp)})" if to_timestamp else ""
     con.execute(f"CREATE VIEW {_quote(table.database)}.{_quote(table.table)} AS SELECT *{replace} FROM {scan}")
@@ -400,16 +408,17 @@ def _type_decimal_literals(statement: exp.Expression, sql: str) -> None:
     }
     for cast in statement.find_all(exp.Cast):
         literal = cast.this
-        if cast.to.is_type(DType.DECIMAL) and not cast.to.expressions and isinstance(literal, exp.Literal):
-            if literal.meta.get("start") in starts:
-                match = re.fullmatch(r"\s*[+-]?(\d*)(?:\.(\d*))?\s*", literal.name)
-                if not match or not (match.group(1) or match.group(2)):
-                    raise QueryError(f"DECIMAL '{literal.name}' is not a decimal literal (Athena rejects it too)")
-                whole, fraction = match.group(1).lstrip("0"), match.group(2) or ""
-                precision = max(len(whole) + len(fraction), 1)
-                if precision > 38:
-                    raise QueryError(f"DECIMAL '{literal.name}' has more than 38 digits (Athena rejects it too)")
-                cast.meta["decimal_literal"] = (precision, len(fraction))
+        if not (cast.to.is_type(DType.DECIMAL) and not cast.to.expressions and isinstance(literal, exp.Literal)):
+            continue
+        if literal.meta.get("start") in starts:
+            match = re.fullmatch(r"\s*[+-]?(\d*)(?:\.(\d*))?\s*", literal.name)
+            if not match or not (match.group(1) or match.group(2)):
+                raise QueryError(f"DECIMAL '{literal.name}' is not a decimal literal (Athena rejects it too)")
+            whole, fraction = match.group(1).lstrip("0"), match.group(2) or ""
+            precision = max(len(whole) + len(fraction), 1)
+            if precision > 38:
+                raise QueryError(f"DECIMAL '{literal.name}' has more than 38 digits (Athena rejects it too)")
+            cast.meta["decimal_literal"] = (precision, len(fraction))
 
 
 # ---------------------------------------------------------------- translation
@@ -429,7 +438,7 @@ def translate(sql: str, schema: dict | None = None) -> str:
 def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, list[str | None]]:
     """DuckDB SQL, and the time zone Trino gives each output column (None: not zoned)."""
     statement = statement.copy()
-    _refuse_char(statement)
+    _refuse_upfront(statement)
     for table in statement.find_all(exp.Table):
         if table.catalog.lower() == AWS_CATALOG:
             table.set("catalog", None)
@@ -499,7 +508,8 @@ def _unit(node: exp.Expression) -> str:
 
 
 def _as(node: exp.Expression, type_sql: str) -> exp.Cast:
-    return exp.cast(node, exp.DataType.build(type_sql, dialect=WRITE_DIALECT), copy=False)
+    # Not exp.cast, which drops a cast to DECIMAL(3, 2) of a DECIMAL(2, 2) as a no-op.
+    return exp.Cast(this=node, to=exp.DataType.build(type_sql, dialect=WRITE_DIALECT))
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
@@ -635,9 +645,16 @@ def _zone(node: exp.Expression) -> str | None:
     return "UTC" if _is(node, DType.TIMESTAMPTZ) else None
 
 
-def _zoned(node: exp.Expression, zone: str) -> exp.Expression:
+def _zoned(node: exp.Expression, zone: str, like: exp.Expression | None = None) -> exp.Expression:
+    """Tag a DuckDB TIMESTAMPTZ with the zone Trino keeps, and the precision of `like` if known."""
     node.meta["zone"] = zone
-    node.type = exp.DataType.build("TIMESTAMPTZ")
+    source = (like if like is not None else node).type
+    params = (
+        [p.copy() for p in source.expressions]
+        if source is not None and source.is_type(DType.TIMESTAMP, DType.TIMESTAMPTZ)
+        else []
+    )
+    node.type = exp.DataType(this=DType.TIMESTAMPTZ, expressions=params)
     return node
 
 
@@ -703,6 +720,8 @@ def _localize(node: exp.Expression) -> exp.Expression:
         zone = _zone(child)
         if zone in (None, "UTC", "?") or isinstance(node, (*INSTANT, exp.Alias, exp.Paren)):
             continue
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "to_iso8601":
+            continue
         if isinstance(node, exp.Cast) and node.to.is_type(*exp.DataType.TEXT_TYPES):
             precision = child.type.expressions[0].this.to_py() if child.type and child.type.expressions else 3
             fraction = {0: "", 3: ".%g", 6: ".%f"}.get(precision, ".%g")
@@ -730,6 +749,8 @@ def _timestamp_literal(node: exp.Cast) -> exp.Expression:
     if not match:
         return node
     local, zone = match.groups()
+    if re.fullmatch(r".*[ T]\d{1,2}:\d{2}", local):
+        local += ":00"  # DuckDB reads no HH:MM without seconds
     if not zone:
         return _zoned(node, "UTC")  # the session zone
     zone = _zone_name(zone)
@@ -737,7 +758,7 @@ def _timestamp_literal(node: exp.Cast) -> exp.Expression:
         value = _as(exp.Literal.string(f"{local}{'+00:00' if zone == 'UTC' else zone}"), "TIMESTAMPTZ")
     else:
         value = _fn("TIMEZONE", exp.Literal.string(zone), _as(exp.Literal.string(local), "TIMESTAMP"))
-    return _zoned(value, zone)
+    return _zoned(value, zone, like=node)
 
 
 def _iso8601_timestamp(node: exp.FromISO8601Timestamp) -> exp.Expression:
@@ -755,10 +776,10 @@ def _at_time_zone(node: exp.AtTimeZone) -> exp.Expression:
     zone = node.args.get("zone")
     if not (isinstance(zone, exp.Literal) and zone.is_string):
         raise unsupported("AT TIME ZONE with a zone that is not a string literal", "the zone must be known")
-    value = node.this
+    value = original = node.this
     if _is(value, DType.TIMESTAMP, DType.DATE):
         value = _as(value, "TIMESTAMPTZ")
-    return _zoned(value, _zone_name(zone.name))
+    return _zoned(value, _zone_name(zone.name), like=original)
 
 
 def _unix_to_time(node: exp.UnixToTime) -> exp.Expression:
@@ -975,8 +996,7 @@ def _unnest(node: exp.Unnest) -> exp.Expression:
     ordinality = node.args.get("offset")
     if len(args) == 1 and not _is(args[0], DType.MAP):
         return node
-    if any(not _is(a, DType.ARRAY, DType.MAP) for a in args):
-        raise unsupported("UNNEST of several values of unknown type", "dw cannot tell arrays from maps here")
+    # A value of unknown type is taken for an array: were it a map, DuckDB's UNNEST fails loudly.
     columns, lengths = [], []
     for a in args:
         if _is(a, DType.MAP):
@@ -993,13 +1013,92 @@ def _unnest(node: exp.Unnest) -> exp.Expression:
         )
     alias = node.args.get("alias")
     subquery = exp.Subquery(this=exp.select(*columns), alias=alias.copy() if alias else None)
-    if alias is not None and ordinality and isinstance(ordinality, exp.Identifier):
-        if len(alias.columns) == len(columns) - 1:
-            subquery.args["alias"].append("columns", ordinality.copy())
+    named_ordinality = isinstance(ordinality, exp.Identifier)
+    if alias is not None and named_ordinality and len(alias.columns) == len(columns) - 1:
+        subquery.args["alias"].append("columns", ordinality.copy())
     return subquery
 
 
-def _refuse_char(node: exp.Expression) -> None:
+def _decimal_arithmetic(node: exp.Mul | exp.Add | exp.Sub) -> exp.Expression | None:
+    """decimal * + - keep Trino's result type: an integer operand is a decimal(10, 0) (bigint:
+    (19, 0)); a product is decimal(p1 + p2, s1 + s2), a sum decimal(1 + max(s) + max(p - s), max(s)).
+    DuckDB sizes literals to fit and keeps small products in 18 digits."""
+    left, right = _decimal_type(node.this), _decimal_type(node.expression)
+    if (
+        left is None
+        or right is None
+        or not all(_is_decimal(s) or _is(s, *INTEGER_TYPES) or _int_literal(s) for s in (node.this, node.expression))
+    ):
+        return None
+    (p1, s1), (p2, s2) = left, right
+    if isinstance(node, exp.Mul):
+        precision, scale = min(38, p1 + p2), s1 + s2
+    else:
+        scale = max(s1, s2)
+        precision = min(38, 1 + scale + max(p1 - s1, p2 - s2))
+    for side, (p, _) in ((node.this, left), (node.expression, right)):
+        if not _is_decimal(side):
+            node.set(side.arg_key, _as(side, f"DECIMAL({p}, 0)"))
+    return _as(node, f"DECIMAL({precision}, {scale})")
+
+
+def _int_literal(node: exp.Expression) -> bool:
+    while isinstance(node, exp.Paren | exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string and node.name.lstrip("-").isdigit()
+
+
+def _typeof(node: exp.Typeof) -> exp.Expression:
+    """typeof is static in Trino: written from the type dw knows, in Trino's spelling."""
+    value = node.this
+    if _is_decimal(value) and _decimal_type(value):
+        precision, scale = _decimal_type(value)
+        return exp.Literal.string(f"decimal({precision},{scale})")
+    if (
+        value.type is None
+        or value.type.is_type(DType.UNKNOWN)
+        or (
+            isinstance(value, exp.Literal)
+            and not value.is_string
+            and "e" not in value.name.lower()
+            and "." in value.name
+        )
+    ):
+        raise unsupported("typeof of this expression", "dw does not know its Trino type")
+    if isinstance(value, exp.Literal) and value.is_string:
+        return exp.Literal.string(f"varchar({len(value.name)})")
+    return exp.Literal.string(value.type.sql(dialect="trino").lower())
+
+
+def _refuse_upfront(node: exp.Expression) -> None:
+    """Constructs refused whatever their arguments, checked before their arguments are translated."""
+    for replace in node.find_all(exp.RegexpReplace):
+        if isinstance(replace.args.get("replacement"), exp.Lambda):
+            raise unsupported("regexp_replace with a lambda", "DuckDB has no lambda replacement")
+    for struct in node.find_all(exp.Struct, exp.Tuple):
+        named = isinstance(struct.parent, exp.Cast) and struct.parent.to.is_type(DType.STRUCT)
+        if (
+            isinstance(struct, exp.Struct)
+            and not named
+            and not all(isinstance(e, exp.PropertyEQ) for e in struct.expressions)
+        ):
+            raise unsupported(
+                "an anonymous row value, ROW(...)", "Trino names its fields field0, field1, ... and DuckDB does not"
+            )
+        if (
+            isinstance(struct, exp.Tuple)
+            and struct.find_ancestor(exp.Lambda, exp.Select) is not None
+            and isinstance(struct.find_ancestor(exp.Lambda, exp.Select), exp.Lambda)
+        ):
+            raise unsupported(
+                "an anonymous row value (x, y) in a lambda",
+                "Trino names its fields field0, field1, ... and DuckDB does not",
+            )
+    for call in node.find_all(exp.Anonymous):
+        name = call.name.lower()
+        arity = MACRO_ARITY.get(name)
+        if arity is not None and len(call.expressions) != arity:
+            raise unsupported(f"{name} with {len(call.expressions)} arguments", f"locally {name} takes {arity}")
     for dtype in node.find_all(exp.DataType):
         if dtype.is_type(DType.CHAR, DType.NCHAR):
             raise unsupported(
@@ -1039,6 +1138,10 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
                 f'Athena rejects || and concat over ({types}) ("Unexpected parameters for function concat"): '
                 "CAST the non-varchar value AS varchar first (DuckDB would convert silently)"
             )
+    if isinstance(node, exp.Mul | exp.Add | exp.Sub) and (_is_decimal(node.this) or _is_decimal(node.expression)):
+        return _decimal_arithmetic(node)
+    if isinstance(node, exp.Typeof):
+        return _typeof(node)
     if isinstance(node, exp.Fetch):
         options = node.args.get("limit_options")
         if options is not None and options.args.get("with_ties"):
@@ -1094,7 +1197,9 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     if isinstance(node, exp.UnixToTime):
         return _unix_to_time(node)
     if isinstance(node, exp.StrToMap):
-        return _macro("split_to_map", node, node.this, node.args.get("pair_delim"), node.args.get("key_value_delim"))
+        result = _macro("split_to_map", node, node.this, node.args.get("pair_delim"), node.args.get("key_value_delim"))
+        result.type = exp.DataType.build("MAP(VARCHAR, VARCHAR)")
+        return result
     if isinstance(node, exp.Anonymous):
         name = node.name.lower()
         if name in ("map_filter", "transform_values", "transform_keys"):
@@ -1111,7 +1216,13 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
                 this=_fn("LIST", struct),
                 expression=exp.Where(this=exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null()))),
             )
-            return _fn("MAP_FROM_ENTRIES", entries)
+            result = _fn("MAP_FROM_ENTRIES", entries)
+            result.type = exp.DataType(
+                this=DType.MAP,
+                expressions=[key.type or exp.DataType.build("UNKNOWN"), value.type or exp.DataType.build("UNKNOWN")],
+                nested=True,
+            )
+            return result
         if name == "with_timezone":
             value, zone = node.expressions
             if not (isinstance(zone, exp.Literal) and zone.is_string):
@@ -1160,6 +1271,12 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
             f"CAST of {value.type.sql(dialect=READ_DIALECT).lower() if value.type else 'this value'} AS JSON",
             "Trino orders map keys and writes rows and doubles its own way",
         )
+    if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.DECIMAL) and _decimal_type(value):
+        # DuckDB writes a decimal(2, 2) zero as '.00'; Trino as '0.00'. One more digit of precision fixes it.
+        precision, scale = _decimal_type(value)
+        if precision == scale and precision < 38:
+            node.set("this", _as(value, f"DECIMAL({precision + 1}, {scale})"))
+        return node
     if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.DOUBLE, DType.FLOAT):
         # Trino writes doubles in scientific notation: CAST(37.7E0 AS varchar) is '3.77E1'.
         return _fn("dw_double_varchar", value)
@@ -1243,6 +1360,8 @@ def _unscaled(node: exp.Expression, scale: int) -> exp.Expression:
 
 def _scaled_decimal(unscaled: exp.Expression, precision: int, scale: int) -> exp.Expression:
     """HUGEINT n -> DECIMAL(precision, scale) n / 10^scale, exactly."""
+    if not scale:
+        return _as(unscaled, f"DECIMAL({precision}, 0)")
     value = _as(unscaled, "DECIMAL(38, 0)")
     if scale:
         step = _as(exp.Literal.string(f"1e-{scale}"), f"DECIMAL({scale + 1}, {scale})")
@@ -1532,12 +1651,12 @@ def _text(value, athena_type: str) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime):
-        text = value.strftime("%Y-%m-%d %H:%M:%S") + f".{value.microsecond // 1000:03d}"
+        text = f"{value.year:04d}-" + value.strftime("%m-%d %H:%M:%S") + f".{value.microsecond // 1000:03d}"
         if value.tzinfo is not None:
             text += " " + _zone_label(value)
         return text
     if isinstance(value, date):
-        return value.isoformat()
+        return f"{value.year:04d}-" + value.strftime("%m-%d")
     if isinstance(value, time):
         return value.strftime("%H:%M:%S") + f".{value.microsecond // 1000:03d}"
     if isinstance(value, timedelta):
