@@ -6,7 +6,10 @@ from a DuckDB run), so a wrong translation shows as a failing case.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -580,3 +583,50 @@ def test_trino_corpus(corpus_lake: Path, case: dict) -> None:
     types = case.get("types") or ([case["type"]] if "type" in case else None)
     if types is not None:
         assert result.types == types
+
+
+# ---------------------------------------------------------------- through the real `dw` entry point
+
+_DW_SCRIPT = Path(sys.executable).with_name("dw")
+DW = [str(_DW_SCRIPT)] if _DW_SCRIPT.is_file() else [sys.executable, "-m", "dw.cli"]
+
+
+def run_dw(project: Path, lake: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DW_PROJECT", "DW_LAKE")}
+    return subprocess.run(
+        [*DW, "query", "--lake", str(lake), *args], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_csv_output_is_athenas(project_copy: Path, corpus_lake: Path) -> None:
+    sql = (
+        "SELECT active, tags, price, ts, from_iso8601_timestamp('2024-05-06T07:08:09Z') AS z, "
+        "INTERVAL '2' DAY + INTERVAL '3' HOUR AS i, x, name FROM $B WHERE id IN (1, 3) ORDER BY id"
+    ).replace("$B", B)
+    result = run_dw(project_copy, corpus_lake, "--format", "csv", sql)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "active,tags,price,ts,z,i,x,name",
+        'true,"[a, b, c]",12.50,2024-01-31 23:30:00.000,2024-05-06 07:08:09.000 UTC,2 03:00:00.000,2.5, Alpha ',
+        ",,,,2024-05-06 07:08:09.000 UTC,2 03:00:00.000,,",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT 1 / 0", "Division by zero"),
+        ("SELECT ARRAY[1, 2][3]", "Array subscript must be less than or equal to array length: 3 > 2"),
+        ("SELECT '1' = 1", "Cannot apply operator"),
+        ("SELECT array_sort(ARRAY[3, 1], (a, b) -> 1)", "not supported locally"),
+        ("SELECT CAST('ab' AS char(4))", "char(n) type is not supported locally"),
+    ],
+)
+def test_errors_exit_1_in_one_paragraph_without_traceback(
+    project_copy: Path, corpus_lake: Path, sql: str, message: str
+) -> None:
+    result = run_dw(project_copy, corpus_lake, sql)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert result.stdout == ""
