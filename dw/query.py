@@ -126,6 +126,12 @@ MACROS = {
     "json_size(j, p)": "CASE WHEN json_type(j, p) = 'OBJECT' THEN json_array_length(json_keys(j, p)) "
     "WHEN json_type(j, p) = 'ARRAY' THEN json_array_length(j, p) WHEN json_type(j, p) IS NULL THEN NULL ELSE 0 END",
     "current_timezone()": "'UTC'",
+    "dw_array_max(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_max(a) END",
+    "dw_array_min(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_min(a) END",
+    "dw_contains(a, e)": "CASE WHEN list_contains(a, e) THEN true "
+    "WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_contains(a, e) END",
+    "dw_to_boolean(s)": "CASE WHEN s IS NULL THEN NULL WHEN lower(s) IN ('true', 't', '1') THEN true "
+    "WHEN lower(s) IN ('false', 'f', '0') THEN false ELSE error('Cannot cast ''' || s || ''' to BOOLEAN') END",
 }
 MACRO_ARITY = {
     sig.partition("(")[0]: len([a for a in sig.partition("(")[2].rstrip(")").split(",") if a.strip()])
@@ -1142,6 +1148,14 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _decimal_arithmetic(node)
     if isinstance(node, exp.Typeof):
         return _typeof(node)
+    # array_max / array_min are NULL when an element is; contains is NULL when no element
+    # matches and one is NULL. DuckDB skips NULLs in all three.
+    if isinstance(node, exp.ArrayMax | exp.ArrayMin):
+        return _fn("dw_array_max" if isinstance(node, exp.ArrayMax) else "dw_array_min", node.this)
+    if isinstance(node, exp.ArrayContains) and _is(node.this, DType.ARRAY):
+        return _fn("dw_contains", node.this, node.expression)
+    if isinstance(node, exp.ApproxQuantile):
+        raise unsupported("approx_percentile", "Trino's quantile digest and DuckDB's t-digest give different values")
     if isinstance(node, exp.Fetch):
         options = node.args.get("limit_options")
         if options is not None and options.args.get("with_ties"):
@@ -1206,6 +1220,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             return _map_lambda(node)
         if name in ("zip", "zip_with"):
             return _zip(node)
+        if name == "every":  # Trino's other name of bool_and
+            return exp.LogicalAnd(this=node.expressions[0])
         if name == "to_iso8601":
             return _to_iso8601(node)
         if name == "map_agg":
@@ -1271,6 +1287,9 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
             f"CAST of {value.type.sql(dialect=READ_DIALECT).lower() if value.type else 'this value'} AS JSON",
             "Trino orders map keys and writes rows and doubles its own way",
         )
+    if to.is_type(DType.BOOLEAN) and _text_type(value):
+        # Trino reads true/t/1 and false/f/0 only; DuckDB also yes, no, on, off.
+        return _fn("dw_to_boolean_try" if safe else "dw_to_boolean", value)
     if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.DECIMAL) and _decimal_type(value):
         # DuckDB writes a decimal(2, 2) zero as '.00'; Trino as '0.00'. One more digit of precision fixes it.
         precision, scale = _decimal_type(value)
@@ -1608,6 +1627,11 @@ def run_query(sql: str, lake_root: Path, naming: Naming) -> QueryResult:
         except duckdb.Error as e:
             if isinstance(e, duckdb.InvalidInputException):  # a failing row: Cannot cast 'abc' to INT
                 raise QueryError(str(e)) from None
+            missing = re.search(r"Scalar Function with name (\w+) does not exist", str(e))
+            if isinstance(e, duckdb.CatalogException) and missing:
+                raise unsupported(
+                    f"the function {missing.group(1)}", "DuckDB has no such function and dw does not define it"
+                ) from None
             unresolved = isinstance(e, duckdb.BinderException) and "mbiguous" not in str(e)
             problem = _column_problem(statement, catalog, con) if unresolved else None
             raise QueryError(problem or f"{e}\n-- the query as DuckDB ran it:\n{duck_sql}") from None
