@@ -1048,6 +1048,26 @@ def _decimal_arithmetic(node: exp.Mul | exp.Add | exp.Sub) -> exp.Expression | N
     return _as(node, f"DECIMAL({precision}, {scale})")
 
 
+def _kind(node: exp.Expression) -> str | None:
+    if _text_type(node):
+        return "varchar"
+    if _is(node, *NUMERIC_TYPES):
+        return "number"
+    if _is(node, DType.DATE, DType.TIMESTAMP, DType.TIMESTAMPTZ):
+        return "date or timestamp"
+    if _is(node, DType.BOOLEAN):
+        return "boolean"
+    return None
+
+
+def _same_kind(values: list[exp.Expression], athena_says: str, fix: str) -> None:
+    """Athena's error where values of different kinds meet, which DuckDB would convert silently."""
+    kinds = {k for k in map(_kind, values) if k}
+    if len(kinds) > 1:
+        types = ", ".join(sorted({v.type.sql(dialect=READ_DIALECT).lower() for v in values if _kind(v)}))
+        raise QueryError(f'Athena rejects this mix of {types} ("{athena_says}"): {fix} (DuckDB would convert silently)')
+
+
 def _int_literal(node: exp.Expression) -> bool:
     while isinstance(node, exp.Paren | exp.Neg):
         node = node.this
@@ -1116,6 +1136,8 @@ def _refuse_upfront(node: exp.Expression) -> None:
 def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     """The fixes for Trino functions and operators whose DuckDB namesakes differ; None: no change."""
     if isinstance(node, (*COMPARISONS, exp.Between, exp.In)):
+        # Trino has no implicit casts between text, numbers, dates and booleans: '1' = 1 and
+        # d = '2024-01-31' fail in Athena ("Cannot apply operator"); DuckDB converts silently.
         sides = [
             node.this,
             *(
@@ -1124,16 +1146,31 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
                 else [node.args.get(k) for k in ("expression", "low", "high") if node.args.get(k) is not None]
             ),
         ]
-        kinds = {("text" if _text_type(s) else "number" if _is(s, *NUMERIC_TYPES) else None) for s in sides}
-        if {"text", "number"} <= kinds:
-            types = " and ".join(sorted({s.type.sql(dialect=READ_DIALECT).lower() for s in sides}))
-            raise QueryError(
-                f'Athena rejects comparing {types} ("Cannot apply operator"): cast one side, e.g. '
-                "CAST(code AS integer) = 12 or code = '12' (DuckDB would convert silently)"
-            )
+        _same_kind(
+            sides,
+            "Cannot apply operator",
+            "cast one side to the other's type, e.g. CAST(code AS integer) = 12 or d = DATE '2024-01-31'",
+        )
+    if isinstance(node, exp.Case | exp.Coalesce):
+        # CASE branches and COALESCE arguments must share a type in Trino; DuckDB converts.
+        values = [i.args.get("true") for i in node.args.get("ifs") or []] + [node.args.get("default")]
+        if isinstance(node, exp.Coalesce):
+            values = [node.this, *node.expressions]
+        message = (
+            "All COALESCE operands must be the same type"
+            if isinstance(node, exp.Coalesce)
+            else ("All CASE results must be the same type")
+        )
+        _same_kind([v for v in values if v is not None], message, "cast them to one type")
     if isinstance(node, exp.DPipe | exp.Concat) and not isinstance(node, exp.ConcatWs):
         args = [node.this, node.expression] if isinstance(node, exp.DPipe) else node.expressions
         known = [a for a in args if a.type is not None and not a.is_type(DType.UNKNOWN, DType.NULL)]
+        if isinstance(node, exp.DPipe) and any(a.is_type(DType.ARRAY) for a in known) and len(known) == 2:
+            left, right = node.this, node.expression  # array || element, element || array
+            if left.is_type(DType.ARRAY) and not right.is_type(DType.ARRAY):
+                return _fn("LIST_APPEND", left, right)
+            if right.is_type(DType.ARRAY) and not left.is_type(DType.ARRAY):
+                return _fn("LIST_PREPEND", left, right)
         if (
             known
             and not all(a.is_type(*exp.DataType.TEXT_TYPES) for a in known)
@@ -1165,7 +1202,14 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     if isinstance(node, exp.Mod) and not (
         _is(node.this, DType.DOUBLE, DType.FLOAT) or _is(node.expression, DType.DOUBLE, DType.FLOAT)
     ):
-        return _macro("dw_mod", node, node.this, node.expression)
+        result = _macro("dw_mod", node, node.this, node.expression)
+        left, right = _decimal_type(node.this), _decimal_type(node.expression)
+        if (_is_decimal(node.this) or _is_decimal(node.expression)) and left and right:
+            # decimal % decimal: Trino's type is decimal(min(p2 - s2, p1 - s1) + max(s), max(s)).
+            (p1, s1), (p2, s2) = left, right
+            scale = max(s1, s2)
+            return _as(result, f"DECIMAL({min(38, min(p2 - s2, p1 - s1) + scale)}, {scale})")
+        return result
     if isinstance(node, exp.StrPosition) and node.args.get("occurrence") is not None:
         return _macro("dw_strpos", node, node.this, node.args["substr"], node.args["occurrence"])
     if isinstance(node, exp.StrPosition) and node.args.get("position") is not None:
@@ -1286,6 +1330,11 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
         raise unsupported(
             f"CAST of {value.type.sql(dialect=READ_DIALECT).lower() if value.type else 'this value'} AS JSON",
             "Trino orders map keys and writes rows and doubles its own way",
+        )
+    if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.ARRAY, DType.MAP, DType.STRUCT):
+        kind = value.type.sql(dialect=READ_DIALECT).lower()
+        raise QueryError(
+            f'Athena rejects CAST of {kind} AS varchar ("Cannot cast"); use array_join or json_format(CAST(... AS JSON))'
         )
     if to.is_type(DType.BOOLEAN) and _text_type(value):
         # Trino reads true/t/1 and false/f/0 only; DuckDB also yes, no, on, off.
