@@ -52,47 +52,63 @@ WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 # A macro that raises Trino's error has a `_try` twin returning NULL instead, for use inside
 # TRY(...), where DuckDB refuses error().
 MACROS = {
+    # decimal / decimal: exact, rounded half up, Division by zero raised
     "dw_div_half_up(n, d)": "CASE WHEN d = 0 THEN error('Division by zero') "
     "ELSE (CASE WHEN (n < 0) <> (d < 0) THEN -1 ELSE 1 END) * ((2 * abs(n) + abs(d)) // (2 * abs(d))) END",
+    # integer / integer truncates and 1 / 0 raises (DuckDB: NULL)
     "dw_idiv(a, b)": "CASE WHEN b = 0 THEN error('Division by zero') ELSE a // b END",
+    # integer and decimal % raise on zero (DuckDB: NULL)
     "dw_mod(a, b)": "CASE WHEN b = 0 THEN error('Division by zero') ELSE a % b END",
+    # strpos(s, t, n): the n-th match, counted from the end when n < 0
     "dw_strpos(s, t, n)": "CASE WHEN s IS NULL OR t IS NULL OR n IS NULL THEN NULL "
     "WHEN n = 0 THEN error('''instance'' must be a positive or negative number.') "
     "ELSE coalesce(list_filter(range(1, length(s) + 1), lambda i: substr(s, i, length(t)) = t)[n], 0) END::BIGINT",
+    # split(s, d, limit): the last element keeps the rest of the string
     "dw_split(s, d, n)": "CASE WHEN n <= 0 THEN error('Limit must be positive') "
     "WHEN len(string_split(s, d)) <= n THEN string_split(s, d) "
     "ELSE list_concat(string_split(s, d)[1:n - 1], [array_to_string(string_split(s, d)[n:], d)]) END",
+    # substr: start 0 or before the first character is '' (DuckDB: from the start)
     "dw_substr(s, st)": "CASE WHEN s IS NULL OR st IS NULL THEN NULL WHEN st = 0 THEN '' "
     "WHEN st > 0 THEN substring(s, st) WHEN length(s) + st < 0 THEN '' ELSE substring(s, length(s) + st + 1) END",
     "dw_substr3(s, st, n)": "CASE WHEN s IS NULL OR st IS NULL OR n IS NULL THEN NULL WHEN st = 0 OR n <= 0 THEN '' "
     "WHEN st > 0 THEN substring(s, st, n) WHEN length(s) + st < 0 THEN '' ELSE substring(s, length(s) + st + 1, n) END",
+    # slice(a, start, length): a length, not an end; negative starts count from the end
     "dw_slice(a, st, n)": "CASE WHEN a IS NULL OR st IS NULL OR n IS NULL THEN NULL "
     "WHEN st = 0 THEN error('SQL array indices start at 1') "
     "WHEN n < 0 THEN error('length must be greater than or equal to 0') "
     "WHEN st > 0 THEN a[st:st + n - 1] WHEN len(a) + st < 0 THEN a[1:0] "
     "ELSE a[len(a) + st + 1:len(a) + st + n] END",
+    # sequence counts down when start > stop (DuckDB: empty)
     "dw_sequence(a, b)": "CASE WHEN a <= b THEN generate_series(a, b) ELSE generate_series(a, b, -1) END",
     "dw_sequence3(a, b, st)": "CASE WHEN st = 0 THEN error('step must not be zero') "
     "WHEN (st > 0 AND a > b) OR (st < 0 AND a < b) THEN error('sequence stop value should be greater than or "
     "equal to start value if step is greater than zero otherwise stop should be less than or equal to start') "
     "ELSE generate_series(a, b, st) END",
+    # sequence of dates: dates, a day apart
     "dw_date_sequence(a, b)": "CAST(CASE WHEN a <= b THEN generate_series(CAST(a AS TIMESTAMP), CAST(b AS TIMESTAMP), "
     "INTERVAL 1 DAY) ELSE generate_series(CAST(a AS TIMESTAMP), CAST(b AS TIMESTAMP), to_days(-1)) END AS DATE[])",
+    # repeat(e, n) is an array of n e's (DuckDB: a repeated string)
     "dw_repeat(e, n)": "CASE WHEN n < 0 THEN error('count argument of repeat function must be greater than or equal "
     "to 0') WHEN n > 10000 THEN error('count argument of repeat function must be less than or equal to 10000') "
     "ELSE list_transform(range(n), lambda i: e) END",
+    # array_distinct keeps first-occurrence order and one NULL
     "dw_array_distinct(a)": "list_filter(a, lambda v, i: list_position(a, v) = i)",
+    # replace with an empty search inserts r around every character
     "dw_replace(s, t, r)": "CASE WHEN t = '' AND s = '' THEN r WHEN t = '' "
     "THEN r || array_to_string(list_transform(string_split(s, ''), lambda c: c || r), '') ELSE replace(s, t, r) END",
+    # json_extract_scalar of an object or array is NULL
     "dw_json_scalar(j, p)": "CASE WHEN json_type(j, p) IN ('OBJECT', 'ARRAY') THEN NULL ELSE json_extract_string(j, p) END",
+    # a[i] past the end raises; element_at gives NULL
     "dw_subscript(a, i)": "CASE WHEN a IS NULL OR i IS NULL THEN NULL "
     "WHEN i = 0 THEN error('SQL array indices start at 1') "
     "WHEN i < 0 THEN error('Array subscript is negative: ' || i) "
     "WHEN i > len(a) THEN error('Array subscript must be less than or equal to array length: ' || i || ' > ' || len(a)) "
     "ELSE a[i] END",
+    # m[k] of a missing key raises
     "dw_map_key(m, k)": "CASE WHEN m IS NULL OR k IS NULL THEN NULL "
     "WHEN NOT list_contains(map_keys(m), k) THEN error('Key not present in map: ' || k) ELSE m[k] END",
     "dw_element_at(a, i)": "CASE WHEN i = 0 THEN error('SQL array indices start at 1') ELSE a[i] END",
+    # CAST(double AS varchar): shortest digits in scientific notation, 3.77E1
     "dw_dbl_sci4(i, f, e0)": "CASE WHEN rtrim(ltrim(i || f, '0'), '0') = '' THEN '0E0' ELSE "
     "left(rtrim(ltrim(i || f, '0'), '0'), 1) || CASE WHEN length(rtrim(ltrim(i || f, '0'), '0')) > 1 "
     "THEN '.' || rtrim(ltrim(i || f, '0'), '0')[2:] ELSE '' END || 'E' || "
@@ -103,33 +119,43 @@ MACROS = {
     "dw_double_varchar(x)": "CASE WHEN isnan(x) THEN 'NaN' WHEN isinf(x) AND x > 0 THEN 'Infinity' "
     "WHEN isinf(x) THEN '-Infinity' ELSE (CASE WHEN starts_with(CAST(x AS VARCHAR), '-') THEN '-' ELSE '' END) "
     "|| dw_dbl_sci2(ltrim(CAST(x AS VARCHAR), '-')) END",
+    # the url_extract_* family (java.net.URI's parts)
     "url_extract_host(u)": "regexp_extract(u, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(\\[[^\\]]*\\]|[^:/?#]*)', 1)",
     "url_extract_protocol(u)": "nullif(regexp_extract(u, '^([A-Za-z][A-Za-z0-9+.-]*):', 1), '')",
     "url_extract_path(u)": "regexp_extract(u, '^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?([^?#]*)', 1)",
     "url_extract_query(u)": "CASE WHEN contains(u, '?') THEN regexp_extract(u, '\\?([^#]*)', 1) END",
     "url_extract_fragment(u)": "CASE WHEN contains(u, '#') THEN regexp_extract(u, '#(.*)$', 1) END",
+    # the first value of a query parameter, '' when it has no '='
     "url_extract_parameter(u, name)": "list_filter(list_transform(list_filter(string_split("
     "regexp_extract(u, '\\?([^#]*)', 1), '&'), lambda p: p <> ''), "
     "lambda p: {'k': split_part(p, '=', 1), 'v': CASE WHEN contains(p, '=') THEN p[strpos(p, '=') + 1:] ELSE '' END}), "
     "lambda kv: kv.k = name)[1].v::VARCHAR",
+    # NULL when nothing matches and either array has a NULL
     "arrays_overlap(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL "
     "WHEN len(list_intersect(list_filter(a, lambda x: x IS NOT NULL), list_filter(b, lambda x: x IS NOT NULL))) > 0 "
     "THEN true WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) "
     "OR list_contains(list_transform(b, lambda x: x IS NULL), true) THEN NULL ELSE false END",
+    # 1-based position of the first match, -1 without one
     "regexp_position(s, p)": "CASE WHEN s IS NULL OR p IS NULL THEN NULL::INTEGER WHEN regexp_matches(s, p) "
     "THEN CAST(length(regexp_split_to_array(s, p)[1]) + 1 AS INTEGER) ELSE -1 END",
+    # duplicate keys raise
     "split_to_map(s, e, kv)": "CASE WHEN len(list_distinct(list_transform(list_filter(string_split(s, e), "
     "lambda p: p <> ''), lambda p: split_part(p, kv, 1)))) < len(list_filter(string_split(s, e), lambda p: p <> '')) "
     "THEN error('Duplicate keys are not allowed') "
     "ELSE map_from_entries(list_transform(list_filter(string_split(s, e), lambda p: p <> ''), "
     "lambda p: {'k': split_part(p, kv, 1), 'v': p[strpos(p, kv) + length(kv):]})) END",
+    # members of an object, elements of an array, 0 for a scalar
     "json_size(j, p)": "CASE WHEN json_type(j, p) = 'OBJECT' THEN json_array_length(json_keys(j, p)) "
     "WHEN json_type(j, p) = 'ARRAY' THEN json_array_length(j, p) WHEN json_type(j, p) IS NULL THEN NULL ELSE 0 END",
+    # Athena's session zone
     "current_timezone()": "'UTC'",
+    # array_max / array_min are NULL when an element is
     "dw_array_max(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_max(a) END",
     "dw_array_min(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_min(a) END",
+    # contains is NULL when nothing matches and an element is NULL
     "dw_contains(a, e)": "CASE WHEN list_contains(a, e) THEN true "
     "WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_contains(a, e) END",
+    # CAST(varchar AS boolean) reads true/t/1 and false/f/0 only
     "dw_to_boolean(s)": "CASE WHEN s IS NULL THEN NULL WHEN lower(s) IN ('true', 't', '1') THEN true "
     "WHEN lower(s) IN ('false', 'f', '0') THEN false ELSE error('Cannot cast ''' || s || ''' to BOOLEAN') END",
 }
