@@ -46,10 +46,17 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _env() -> dict[str, str]:
+    """As a user runs it: Python's bytecode caches in use (the warm-up run writes them)."""
+    env = child_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def _time(args: list[str]) -> tuple[float, float]:
     """(wall, CPU) seconds of one `dw query` process; CPU is what another load cannot inflate."""
     cpu, started = _cpu(), time.perf_counter()
-    proc = subprocess.run([*_dw(), "query", *args], cwd=ROOT, env=child_env(), capture_output=True, timeout=300)
+    proc = subprocess.run([*_dw(), "query", *args], cwd=ROOT, env=_env(), capture_output=True, timeout=300)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"dw query {args} failed: {proc.stderr.decode(errors='replace')[-500:]}")
