@@ -497,6 +497,8 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
         _check_zones(node)
         fixed = _localize(node)
         fixed = _fix(fixed) if fixed is node else fixed
+        if isinstance(node, ARRAY_MAKERS) and (fixed.type is None or fixed.type.is_type(DType.UNKNOWN)):
+            fixed.type = exp.DataType(this=DType.ARRAY, nested=True)  # sqlglot leaves these untyped
         if fixed is not node:
             if fixed.type is None or fixed.type.is_type(DType.UNKNOWN):
                 fixed.type = node.type  # the Trino type, which the fix-ups keep
@@ -649,6 +651,12 @@ def _raise_unless(node: exp.Expression, ok: exp.Expression, value: exp.Expressio
 
 
 NUMERIC_TYPES = (*INTEGER_TYPES, DType.DECIMAL, DType.DOUBLE, DType.FLOAT)
+# Trino functions that make arrays, which sqlglot's annotator may leave untyped.
+ARRAY_MAKERS = (
+    exp.Array, exp.Split, exp.RegexpSplit, exp.ArraySlice, exp.Transform, exp.ArrayFilter, exp.ArrayDistinct,
+    exp.ArrayConcat, exp.ArraySort, exp.ArrayAgg, exp.Flatten, exp.GenerateSeries, exp.ArrayIntersect,
+    exp.ArrayExcept, exp.ArrayRemove, exp.RegexpExtractAll, exp.MapKeys,
+)  # fmt: skip
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
 ZONED_LITERAL = re.compile(
@@ -1260,8 +1268,13 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _fn("dw_array_distinct", node.this)
     if isinstance(node, exp.Replace):
         return _fn("dw_replace", node.this, node.expression, node.args.get("replacement") or exp.Literal.string(""))
-    if isinstance(node, exp.ConcatWs) and len(node.expressions) == 2 and _is(node.expressions[1], DType.ARRAY):
-        return _fn("ARRAY_TO_STRING", node.expressions[1], node.expressions[0])
+    if isinstance(node, exp.ConcatWs) and len(node.expressions) == 2:
+        # concat_ws(sep, array) joins the elements, skipping NULLs; DuckDB writes the list as text.
+        value = node.expressions[1]
+        if _is(value, DType.ARRAY):
+            return _fn("ARRAY_TO_STRING", value, node.expressions[0])
+        if not _text_type(value) and not _is(value, DType.NULL):
+            raise unsupported("concat_ws over a value of unknown type", "dw cannot tell an array from a string here")
     if isinstance(node, exp.JSONExtractScalar):
         return _fn("dw_json_scalar", node.this, node.expression)
     if isinstance(node, exp.Format):
