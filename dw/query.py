@@ -5,10 +5,17 @@ is the catalog table `{database_prefix}_bronze.{table}` and `gold/{dataset}/{mod
 `{database_prefix}_gold.{model}`. `connect` gives an in-memory DuckDB with one schema per Glue
 database and one view per table, so the same `database.table` names resolve.
 
-`translate` turns Trino SQL into DuckDB SQL with sqlglot, then corrects what sqlglot's output
-gets wrong for DuckDB (each fix-up says why at `_fix`). Several of those depend on the type of an
-argument (a DATE stays a DATE in Trino's `date_add`, an integer division stays integral), so the
-query is first qualified and type-annotated with the lake's schema when one is given.
+`translate` turns Trino SQL into DuckDB SQL with sqlglot (its Trino parser and DuckDB
+generator), then corrects, node by node over the type-annotated AST, every construct whose DuckDB
+namesake means something else (`_fix`, `_fix_trino`, `_fix_cast`; each branch names the Trino
+behaviour it keeps). Trino functions DuckDB lacks or means otherwise are DuckDB macros defined on
+every connection (`MACROS`). Where DuckDB cannot give Athena's answer exactly, the construct is
+refused with `unsupported` ("... is not supported locally"), and where Athena itself raises an
+error (division by zero, '1' = 1, a subscript past the end), so does `dw query`: never a silent
+difference. Several fixes depend on the type of an argument (a DATE stays a DATE in Trino's
+`date_add`, an integer division stays integral), so the query is first qualified and
+type-annotated with the lake's schema when one is given. The cases, each from Trino's docs or
+tests, are in tests/cli/trino_corpus.yaml.
 """
 
 from __future__ import annotations
