@@ -1489,9 +1489,15 @@ def _decimal_div(node: exp.Div) -> exp.Expression | None:
     Trino's result: scale max(sa, sb), precision min(38, pa + sb + max(0, sb - sa)).
     Computed on unscaled HUGEINTs: round(a * 10^(sb + s - sa) / b) is the result's unscaled value.
     """
-    left, right = _decimal_type(node.this), _decimal_type(node.expression)
-    if left is None or right is None or not (_is_decimal(node.this) or _is_decimal(node.expression)):
+    if not (_is_decimal(node.this) or _is_decimal(node.expression)):
         return None
+    left, right = _decimal_type(node.this), _decimal_type(node.expression)
+    if left is None or right is None:
+        if _is(node.this, DType.DOUBLE, DType.FLOAT) or _is(node.expression, DType.DOUBLE, DType.FLOAT):
+            return None  # a double operand makes it a double division in both
+        raise unsupported(
+            "a decimal division where dw cannot tell the operands' scale", "Trino's result type depends on it"
+        )
     (pa, sa), (_, sb) = left, right
     scale = max(sa, sb)
     precision = min(38, pa + sb + max(0, sb - sa))
@@ -1505,16 +1511,22 @@ def _decimal_div(node: exp.Div) -> exp.Expression | None:
 def _decimal_avg(node: exp.Avg, window: exp.Window | None = None) -> exp.Expression | None:
     """avg(decimal(p, s)) is a decimal(p, s) in Trino, rounded half up; DuckDB's is a DOUBLE."""
     value = node.this
-    if isinstance(value, exp.Distinct) or not _is(value, DType.DECIMAL):
+    if isinstance(value, exp.Distinct) and any(_is(v, DType.DECIMAL) for v in value.expressions):
+        raise unsupported("avg(DISTINCT decimal)", "DuckDB averages decimals as doubles")
+    if not _is(value, DType.DECIMAL):
         return None
-    if window is None and isinstance(node.parent, exp.Window | exp.Filter):
-        return None  # handled with its window; FILTER keeps DuckDB's DOUBLE average
-    precision, scale = _decimal_type(value) or (38, 0)
+    if isinstance(node.parent, exp.Filter):
+        raise unsupported("avg(decimal) FILTER (WHERE ...)", "DuckDB averages decimals as doubles")
+    if window is None and isinstance(node.parent, exp.Window):
+        return None  # handled with its window
+    if _decimal_type(value) is None:
+        raise unsupported("avg of a decimal whose scale dw cannot tell", "Trino's result type depends on it")
+    precision, scale = _decimal_type(value)
     total: exp.Expression = exp.Sum(this=_unscaled(value.copy(), scale))
     count: exp.Expression = exp.Count(this=value.copy())
     if window is not None:
         total, count = _over(window, total), _over(window, count)
-    return _scaled_decimal(_fn("dw_div_half_up", total, count), precision, scale)
+    return _scaled_decimal(_macro("dw_div_half_up", node, total, count), precision, scale)
 
 
 def _over(window: exp.Window, aggregate: exp.Expression) -> exp.Window:
