@@ -115,10 +115,10 @@ MACROS = {
     "dw_map_key(m, k)": "CASE WHEN m IS NULL OR k IS NULL THEN NULL "
     "WHEN NOT list_contains(map_keys(m), k) THEN error('Key not present in map: ' || k) ELSE m[k] END",
     "dw_element_at(a, i)": "CASE WHEN i = 0 THEN error('SQL array indices start at 1') ELSE a[i] END",
-    # CAST(double AS varchar): shortest digits in scientific notation, 3.77E1
+    # CAST(double AS varchar): Java DecimalFormat("0.0###################E0"), 3.77E1, 2.0E1; 0E0
     "dw_dbl_sci4(i, f, e0)": "CASE WHEN rtrim(ltrim(i || f, '0'), '0') = '' THEN '0E0' ELSE "
     "left(rtrim(ltrim(i || f, '0'), '0'), 1) || CASE WHEN length(rtrim(ltrim(i || f, '0'), '0')) > 1 "
-    "THEN '.' || rtrim(ltrim(i || f, '0'), '0')[2:] ELSE '' END || 'E' || "
+    "THEN '.' || rtrim(ltrim(i || f, '0'), '0')[2:] ELSE '.0' END || 'E' || "
     "(e0 + length(i) - 1 - (length(i || f) - length(ltrim(i || f, '0')))) END",
     "dw_dbl_sci3(m, e0)": "dw_dbl_sci4(split_part(m, '.', 1), split_part(m, '.', 2), e0)",
     "dw_dbl_sci2(u)": "dw_dbl_sci3(split_part(u, 'e', 1), "
@@ -1226,6 +1226,13 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _decimal_arithmetic(node)
     if isinstance(node, exp.Typeof):
         return _typeof(node)
+    if isinstance(node, exp.ArrayToString) and _is(node.this, DType.ARRAY):
+        element = node.this.type.expressions[0] if node.this.type.expressions else None
+        if element is not None and element.is_type(DType.DOUBLE, DType.FLOAT):
+            # array_join writes each double as CAST(x AS varchar) does: 1.5E0 (DuckDB: 1.5).
+            as_text = _fn("dw_double_varchar", exp.column("__x"))
+            node.set("this", _fn("LIST_TRANSFORM", node.this, _lambda(as_text, "__x")))
+            return node
     # array_max / array_min are NULL when an element is; contains is NULL when no element
     # matches and one is NULL. DuckDB skips NULLs in all three.
     if isinstance(node, exp.ArrayMax | exp.ArrayMin):
