@@ -16,6 +16,8 @@ GOALS = {
     "export_memory_flat": "export peak memory grows <= 64 MiB from 10k to 100k items (RSS growth and tracemalloc, worst run)",
     "synth_scaling": "synth of 50 datasets <= 2x synth of 1 (median, in-process synth)",
     "bronze_bytes": "bronze output bytes <= 1.1x DuckDB's ZSTD Parquet of the same data",
+    "query_trivial": '`dw query "SELECT 1"` <= 1.5 s from process start to answer (median)',
+    "query_demo": "`dw query` of the fda-nsde demo query on the sample lake <= 1.5 s (median)",
 }
 
 
@@ -137,6 +139,12 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 with_startup_ratio=round(many["total_s"]["median"] / one["total_s"]["median"], 3),
             )
         )
+    query = figures.get("query")
+    if query and "error" not in query:
+        for name in ("trivial", "demo"):
+            out.append(
+                _goal(f"query_{name}", query[f"{name}_s"]["median"], 1.5, "s", cpu_s=query[f"{name}_cpu_s"]["median"])
+            )
     return out
 
 
@@ -208,7 +216,15 @@ def figures_table(figures: dict[str, Any]) -> list[str]:
             f"| bare Spark output ({sizes['bare_spark_files']} files) | {sizes['bare_spark'] / MB:,.1f} | | | MB |",
             f"| DuckDB output (1 file) | {sizes['duckdb'] / MB:,.1f} | | | MB |",
         ]
-    for name in ("bronze", "fetch", "export", "synth"):
+    q = figures.get("query")
+    if q and "error" not in q:
+        lines += [
+            _row('`dw query "SELECT 1"`: process start to answer', q["trivial_s"]),
+            _row("`dw query --file datasets/fda-nsde/queries/demo.sql` (sample lake)", q["demo_s"]),
+            _row('`dw query "SELECT 1"`: CPU (user + system)', q["trivial_cpu_s"]),
+            _row("`dw query` demo: CPU (user + system)", q["demo_cpu_s"]),
+        ]
+    for name in ("bronze", "fetch", "export", "synth", "query"):
         if figures.get(name, {}).get("error"):
             lines.append(f"| {name} | error: {figures[name]['error'].splitlines()[0][:120]} | | | |")
     return lines

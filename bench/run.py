@@ -15,10 +15,10 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import bronze, export, fetch, report, synth
+from bench import bronze, export, fetch, query, report, synth
 from bench.common import BENCH, RESULTS, log, machine
 
-FIGURES = ("bronze", "fetch", "export", "synth")
+FIGURES = ("bronze", "fetch", "export", "synth", "query")
 ALIASES = {"bytes": "bronze", "throughput": "bronze", "spark": "bronze", "curl": "fetch", "cdk": "synth"}
 
 
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 figure = fetch.measure(args.fetch_mib, args.repeat)
             elif name == "export":
                 figure = export.measure(args.export_items, args.repeat)
+            elif name == "query":
+                figure = query.measure(args.repeat)
             else:
                 figure = synth.measure(args.synth_datasets, args.repeat)
         except Exception as exc:  # one broken figure must not lose the others

@@ -372,7 +372,7 @@ def query_command(
       dw query --format csv "SELECT * FROM pp_dw_bronze.ourairports LIMIT 5"
       dw query --file datasets/fda-nsde/queries/demo.sql
     """
-    from dw.query import QueryError, run_query
+    from dw.query import QueryError, athena_text, run_query
 
     if (sql is None) == (file is None):
         raise DwError("give the SQL as an argument or with --file PATH, not both")
@@ -388,14 +388,15 @@ def query_command(
     if output == Format.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(result.columns)
-        writer.writerows([[_plain(v) for v in row] for row in result.rows])
+        # As Athena's CSV results: true, 1.50, [a, NULL], {k=v}, 2024-01-01 10:00:00.000 UTC; NULL is empty.
+        writer.writerows([[athena_text(v, t) for v, t in zip(row, result.types, strict=True)] for row in result.rows])
     elif output == Format.json:
         rows = [dict(zip(result.columns, map(_plain, row), strict=True)) for row in result.rows]
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
     else:
         table = Table(*[f"{c}\n{t}" for c, t in zip(result.columns, result.types, strict=True)])
         for row in result.rows:
-            table.add_row(*["NULL" if v is None else str(_plain(v)) for v in row])
+            table.add_row(*["NULL" if v is None else athena_text(v, t) for v, t in zip(row, result.types, strict=True)])
         out.print(table)
         out.print(f"{len(result.rows)} row(s)")
 

@@ -10,7 +10,6 @@ import sqlglot
 from sqlglot.errors import ParseError
 
 from dwlib.config import ConfigError, CoreConfig, DatasetConfig, Problem, Project, load_core_config, load_project
-from dwlib.gold import check_models, model_sources
 from dwlib.hook import check_hook_source
 from dwlib.naming import TRANSFORM_HOOK
 
@@ -77,6 +76,8 @@ def validate(root: Path) -> tuple[Project | None, list[Problem]]:
             problems += _sql_problems(query, f"datasets/{name}/queries/{query.name}", "athena")
         if database_prefix is None:
             continue
+        from dwlib.gold import check_models, model_sources  # here: it imports Spark, which `dw query` needs not
+
         for text in check_models(model_sources(folder), f"datasets/{name}/gold", database_prefix):
             file, _, message = text.partition(": ")
             problems.append(Problem(file, "", message))

@@ -5,27 +5,40 @@ is the catalog table `{database_prefix}_bronze.{table}` and `gold/{dataset}/{mod
 `{database_prefix}_gold.{model}`. `connect` gives an in-memory DuckDB with one schema per Glue
 database and one view per table, so the same `database.table` names resolve.
 
-`translate` turns Trino SQL into DuckDB SQL with sqlglot, then corrects what sqlglot's output
-gets wrong for DuckDB (each fix-up says why at `_fix`). Several of those depend on the type of an
-argument (a DATE stays a DATE in Trino's `date_add`, an integer division stays integral), so the
-query is first qualified and type-annotated with the lake's schema when one is given.
+`translate` turns Trino SQL into DuckDB SQL with sqlglot (its Trino parser and DuckDB
+generator), then corrects, node by node over the type-annotated AST, every construct whose DuckDB
+namesake means something else (`_fix`, `_fix_trino`, `_fix_cast`; each branch names the Trino
+behaviour it keeps). Trino functions DuckDB lacks or means otherwise are DuckDB macros defined on
+every connection (`MACROS`). Where DuckDB cannot give Athena's answer exactly, the construct is
+refused with `unsupported` ("... is not supported locally"), and where Athena itself raises an
+error (division by zero, '1' = 1, a subscript past the end), so does `dw query`: never a silent
+difference. Several fixes depend on the type of an argument (a DATE stays a DATE in Trino's
+`date_add`, an integer division stays integral), so the query is first qualified and
+type-annotated with the lake's schema when one is given. The cases, each from Trino's docs or
+tests, are in tests/cli/trino_corpus.yaml.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel, ParseError, TokenError
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.tokens import TokenType
 
 from dwlib.naming import LAYERS, Naming
 
@@ -41,11 +54,140 @@ DATE_UNITS = {"DAY", "WEEK", "MONTH", "QUARTER", "YEAR"}
 # Characters Trino's trim/ltrim/rtrim remove (Java whitespace), where DuckDB removes spaces only.
 WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 
-# Defined on every connection; `translate` emits it for exact DECIMAL division (see `_decimal_div`).
-MACROS = (
-    "CREATE MACRO dw_div_half_up(n, d) AS CASE WHEN d = 0 THEN error('Division by zero') "
+# Defined on every connection: Trino functions DuckDB lacks or means otherwise, written so each
+# gives Trino's value (the docstring of the `_fix` branch that emits it names the behaviour).
+# A macro that raises Trino's error has a `_try` twin returning NULL instead, for use inside
+# TRY(...), where DuckDB refuses error().
+MACROS = {
+    # decimal / decimal: exact, rounded half up, Division by zero raised
+    "dw_div_half_up(n, d)": "CASE WHEN d = 0 THEN error('Division by zero') "
     "ELSE (CASE WHEN (n < 0) <> (d < 0) THEN -1 ELSE 1 END) * ((2 * abs(n) + abs(d)) // (2 * abs(d))) END",
-)
+    # integer / integer truncates and 1 / 0 raises (DuckDB: NULL)
+    "dw_idiv(a, b)": "CASE WHEN b = 0 THEN error('Division by zero') ELSE a // b END",
+    # integer and decimal % raise on zero (DuckDB: NULL)
+    "dw_mod(a, b)": "CASE WHEN b = 0 THEN error('Division by zero') ELSE a % b END",
+    # strpos(s, t, n): the n-th match, counted from the end when n < 0
+    "dw_strpos(s, t, n)": "CASE WHEN s IS NULL OR t IS NULL OR n IS NULL THEN NULL "
+    "WHEN n = 0 THEN error('''instance'' must be a positive or negative number.') "
+    "ELSE coalesce(list_filter(range(1, length(s) + 1), lambda i: substr(s, i, length(t)) = t)[n], 0) END::BIGINT",
+    # split(s, d, limit): the last element keeps the rest of the string
+    "dw_split(s, d, n)": "CASE WHEN n <= 0 THEN error('Limit must be positive') "
+    "WHEN len(string_split(s, d)) <= n THEN string_split(s, d) "
+    "ELSE list_concat(string_split(s, d)[1:n - 1], [array_to_string(string_split(s, d)[n:], d)]) END",
+    # substr: start 0 or before the first character is '' (DuckDB: from the start)
+    "dw_substr(s, st)": "CASE WHEN s IS NULL OR st IS NULL THEN NULL WHEN st = 0 THEN '' "
+    "WHEN st > 0 THEN substring(s, st) WHEN length(s) + st < 0 THEN '' ELSE substring(s, length(s) + st + 1) END",
+    "dw_substr3(s, st, n)": "CASE WHEN s IS NULL OR st IS NULL OR n IS NULL THEN NULL WHEN st = 0 OR n <= 0 THEN '' "
+    "WHEN st > 0 THEN substring(s, st, n) WHEN length(s) + st < 0 THEN '' ELSE substring(s, length(s) + st + 1, n) END",
+    # slice(a, start, length): a length, not an end; negative starts count from the end
+    "dw_slice(a, st, n)": "CASE WHEN a IS NULL OR st IS NULL OR n IS NULL THEN NULL "
+    "WHEN st = 0 THEN error('SQL array indices start at 1') "
+    "WHEN n < 0 THEN error('length must be greater than or equal to 0') "
+    "WHEN st > 0 THEN a[st:st + n - 1] WHEN len(a) + st < 0 THEN a[1:0] "
+    "ELSE a[len(a) + st + 1:len(a) + st + n] END",
+    # sequence counts down when start > stop (DuckDB: empty)
+    "dw_sequence(a, b)": "CASE WHEN a <= b THEN generate_series(a, b) ELSE generate_series(a, b, -1) END",
+    "dw_sequence3(a, b, st)": "CASE WHEN st = 0 THEN error('step must not be zero') "
+    "WHEN (st > 0 AND a > b) OR (st < 0 AND a < b) THEN error('sequence stop value should be greater than or "
+    "equal to start value if step is greater than zero otherwise stop should be less than or equal to start') "
+    "ELSE generate_series(a, b, st) END",
+    # sequence of dates: dates, a day apart
+    "dw_date_sequence(a, b)": "CAST(CASE WHEN a <= b THEN generate_series(CAST(a AS TIMESTAMP), CAST(b AS TIMESTAMP), "
+    "INTERVAL 1 DAY) ELSE generate_series(CAST(a AS TIMESTAMP), CAST(b AS TIMESTAMP), to_days(-1)) END AS DATE[])",
+    # repeat(e, n) is an array of n e's (DuckDB: a repeated string)
+    "dw_repeat(e, n)": "CASE WHEN n < 0 THEN error('count argument of repeat function must be greater than or equal "
+    "to 0') WHEN n > 10000 THEN error('count argument of repeat function must be less than or equal to 10000') "
+    "ELSE list_transform(range(n), lambda i: e) END",
+    # array_distinct keeps first-occurrence order and one NULL
+    "dw_array_distinct(a)": "list_filter(a, lambda v, i: list_position(a, v) = i)",
+    # replace with an empty search inserts r around every character
+    "dw_replace(s, t, r)": "CASE WHEN t = '' AND s = '' THEN r WHEN t = '' "
+    "THEN r || array_to_string(list_transform(string_split(s, ''), lambda c: c || r), '') ELSE replace(s, t, r) END",
+    # json_extract_scalar of an object or array is NULL
+    "dw_json_scalar(j, p)": "CASE WHEN json_type(j, p) IN ('OBJECT', 'ARRAY') THEN NULL ELSE json_extract_string(j, p) END",
+    # a[i] past the end raises; element_at gives NULL
+    "dw_subscript(a, i)": "CASE WHEN a IS NULL OR i IS NULL THEN NULL "
+    "WHEN i = 0 THEN error('SQL array indices start at 1') "
+    "WHEN i < 0 THEN error('Array subscript is negative: ' || i) "
+    "WHEN i > len(a) THEN error('Array subscript must be less than or equal to array length: ' || i || ' > ' || len(a)) "
+    "ELSE a[i] END",
+    # m[k] of a missing key raises
+    "dw_map_key(m, k)": "CASE WHEN m IS NULL OR k IS NULL THEN NULL "
+    "WHEN NOT list_contains(map_keys(m), k) THEN error('Key not present in map: ' || k) ELSE m[k] END",
+    "dw_element_at(a, i)": "CASE WHEN i = 0 THEN error('SQL array indices start at 1') ELSE a[i] END",
+    # CAST(double AS varchar): Java DecimalFormat("0.0###################E0"), 3.77E1, 2.0E1; 0E0
+    "dw_dbl_sci4(i, f, e0)": "CASE WHEN rtrim(ltrim(i || f, '0'), '0') = '' THEN '0E0' ELSE "
+    "left(rtrim(ltrim(i || f, '0'), '0'), 1) || CASE WHEN length(rtrim(ltrim(i || f, '0'), '0')) > 1 "
+    "THEN '.' || rtrim(ltrim(i || f, '0'), '0')[2:] ELSE '.0' END || 'E' || "
+    "(e0 + length(i) - 1 - (length(i || f) - length(ltrim(i || f, '0')))) END",
+    "dw_dbl_sci3(m, e0)": "dw_dbl_sci4(split_part(m, '.', 1), split_part(m, '.', 2), e0)",
+    "dw_dbl_sci2(u)": "dw_dbl_sci3(split_part(u, 'e', 1), "
+    "CASE WHEN contains(u, 'e') THEN CAST(split_part(u, 'e', 2) AS INTEGER) ELSE 0 END)",
+    "dw_double_varchar(x)": "CASE WHEN isnan(x) THEN 'NaN' WHEN isinf(x) AND x > 0 THEN 'Infinity' "
+    "WHEN isinf(x) THEN '-Infinity' ELSE (CASE WHEN starts_with(CAST(x AS VARCHAR), '-') THEN '-' ELSE '' END) "
+    "|| dw_dbl_sci2(ltrim(CAST(x AS VARCHAR), '-')) END",
+    # the url_extract_* family (java.net.URI's parts)
+    "url_extract_host(u)": "regexp_extract(u, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(\\[[^\\]]*\\]|[^:/?#]*)', 1)",
+    "url_extract_protocol(u)": "nullif(regexp_extract(u, '^([A-Za-z][A-Za-z0-9+.-]*):', 1), '')",
+    "url_extract_path(u)": "regexp_extract(u, '^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?([^?#]*)', 1)",
+    "url_extract_query(u)": "CASE WHEN contains(u, '?') THEN regexp_extract(u, '\\?([^#]*)', 1) END",
+    "url_extract_fragment(u)": "CASE WHEN contains(u, '#') THEN regexp_extract(u, '#(.*)$', 1) END",
+    # the first value of a query parameter, '' when it has no '='
+    "url_extract_parameter(u, name)": "list_filter(list_transform(list_filter(string_split("
+    "regexp_extract(u, '\\?([^#]*)', 1), '&'), lambda p: p <> ''), "
+    "lambda p: {'k': split_part(p, '=', 1), 'v': CASE WHEN contains(p, '=') THEN p[strpos(p, '=') + 1:] ELSE '' END}), "
+    "lambda kv: kv.k = name)[1].v::VARCHAR",
+    # NULL when nothing matches and either array has a NULL
+    "arrays_overlap(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL "
+    "WHEN len(list_intersect(list_filter(a, lambda x: x IS NOT NULL), list_filter(b, lambda x: x IS NOT NULL))) > 0 "
+    "THEN true WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) "
+    "OR list_contains(list_transform(b, lambda x: x IS NULL), true) THEN NULL ELSE false END",
+    # 1-based position of the first match, -1 without one
+    "regexp_position(s, p)": "CASE WHEN s IS NULL OR p IS NULL THEN NULL::INTEGER WHEN regexp_matches(s, p) "
+    "THEN CAST(length(regexp_split_to_array(s, p)[1]) + 1 AS INTEGER) ELSE -1 END",
+    # duplicate keys raise
+    "split_to_map(s, e, kv)": "CASE WHEN len(list_distinct(list_transform(list_filter(string_split(s, e), "
+    "lambda p: p <> ''), lambda p: split_part(p, kv, 1)))) < len(list_filter(string_split(s, e), lambda p: p <> '')) "
+    "THEN error('Duplicate keys are not allowed') "
+    "ELSE map_from_entries(list_transform(list_filter(string_split(s, e), lambda p: p <> ''), "
+    "lambda p: {'k': split_part(p, kv, 1), 'v': p[strpos(p, kv) + length(kv):]})) END",
+    # members of an object, elements of an array, 0 for a scalar
+    "json_size(j, p)": "CASE WHEN json_type(j, p) = 'OBJECT' THEN json_array_length(json_keys(j, p)) "
+    "WHEN json_type(j, p) = 'ARRAY' THEN json_array_length(j, p) WHEN json_type(j, p) IS NULL THEN NULL ELSE 0 END",
+    # Athena's session zone
+    "current_timezone()": "'UTC'",
+    # array_max / array_min are NULL when an element is
+    "dw_array_max(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_max(a) END",
+    "dw_array_min(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_min(a) END",
+    # contains is NULL when nothing matches and an element is NULL
+    "dw_contains(a, e)": "CASE WHEN list_contains(a, e) THEN true "
+    "WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_contains(a, e) END",
+    # CAST(varchar AS boolean) reads true/t/1 and false/f/0 only
+    "dw_to_boolean(s)": "CASE WHEN s IS NULL THEN NULL WHEN lower(s) IN ('true', 't', '1') THEN true "
+    "WHEN lower(s) IN ('false', 'f', '0') THEN false ELSE error('Cannot cast ''' || s || ''' to BOOLEAN') END",
+}
+MACRO_ARITY = {
+    sig.partition("(")[0]: len([a for a in sig.partition("(")[2].rstrip(")").split(",") if a.strip()])
+    for sig in MACROS
+    if not sig.startswith("dw_")
+}
+ERROR_CALL = re.compile(r"error\('(?:[^'\\]|\\.|'')*'(?:\s*\|\|\s*[^()]*?(?:\([^()]*\))?)*\)")
+
+
+def _macro_sql() -> list[str]:
+    """CREATE MACRO statements, with a `_try` twin for each that raises."""
+    statements = []
+    for signature, body in MACROS.items():
+        statements.append(f"CREATE MACRO {signature} AS {body}")
+        if "error(" in body:
+            name, _, params = signature.partition("(")
+            safe = ERROR_CALL.sub("NULL", body)
+            for other in MACROS:
+                other_name = other.partition("(")[0]
+                if "error(" in MACROS[other]:
+                    safe = re.sub(rf"\b{other_name}\(", f"{other_name}_try(", safe)
+            statements.append(f"CREATE MACRO {name}_try({params} AS {safe}")
+    return statements
 
 
 class QueryError(Exception):
@@ -148,10 +290,13 @@ def _create_view(con: duckdb.DuckDBPyConnection, table: TableInfo) -> None:
     relation = con.sql(f"SELECT * FROM {scan}")
     # Spark writes timestamps as INT96 or as UTC-adjusted TIMESTAMP_MICROS, which DuckDB reads
     # as TIMESTAMP WITH TIME ZONE; Athena reads both as `timestamp`: the UTC wall-clock time.
+    # And Athena reads Parquet timestamps as timestamp(3), rounding microseconds half up to
+    # milliseconds (Trino's Parquet decoders), so equality and joins hold at millisecond precision.
     to_timestamp = [
-        f"CAST({_quote(c)} AS TIMESTAMP) AS {_quote(c)}"
+        f"make_timestamp(CAST(floor((epoch_us(CAST({_quote(c)} AS TIMESTAMP)) + 500) / 1000) AS BIGINT) * 1000) "
+        f"AS {_quote(c)}"
         for c, t in zip(relation.columns, relation.types, strict=True)
-        if t.id.startswith("timestamp") and t.id != "timestamp"
+        if t.id.startswith("timestamp")
     ]
     replace = f" REPLACE ({', '.join(to_timestamp)})" if to_timestamp else ""
     con.execute(f"CREATE VIEW {_quote(table.database)}.{_quote(table.table)} AS SELECT *{replace} FROM {scan}")
@@ -169,7 +314,7 @@ def _open(catalog: list[TableInfo], naming: Naming) -> duckdb.DuckDBPyConnection
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")  # Athena's session zone: current_date, ISO 8601 parsing
-        for macro in MACROS:
+        for macro in _macro_sql():
             con.execute(macro)
         for layer in LAYERS:
             con.execute(f"CREATE SCHEMA {_quote(naming.database(layer))}")
@@ -190,6 +335,8 @@ def connect(lake_root: Path, naming: Naming) -> duckdb.DuckDBPyConnection:
 def _athena_type(t: duckdb.DuckDBPyType) -> str:
     """A DuckDB type as Athena names it."""
     kind = t.id
+    if str(t) == "JSON":
+        return "json"
     if kind == "decimal":
         params = dict(t.children)
         return f"decimal({params['precision']},{params['scale']})"
@@ -278,12 +425,39 @@ def _parse(sql: str) -> exp.Expression:
     if len(statements) > 1:
         raise QueryError(f"one statement at a time, please: got {len(statements)}")
     statement = statements[0]
+    _type_decimal_literals(statement, sql)
     if not isinstance(statement, exp.Query | exp.Values):
         kind = statement.name.upper() if isinstance(statement, exp.Command) else statement.key.upper()
         if kind in ("SHOW", "DESCRIBE"):
             raise QueryError(f"{kind} is answered from the local catalog by run_query, not translated")
         raise QueryError(f"only read-only statements run locally (SELECT, WITH, SHOW, DESCRIBE); this one is {kind}")
     return statement
+
+
+def _type_decimal_literals(statement: exp.Expression, sql: str) -> None:
+    """Mark DECIMAL '1.50' (a decimal(3, 2) in Trino), which sqlglot parses as CAST('1.50' AS DECIMAL)."""
+    try:
+        tokens = Dialect.get_or_raise(READ_DIALECT).tokenize(sql)
+    except Exception:
+        return
+    starts = {
+        b.start
+        for a, b in zip(tokens, tokens[1:], strict=False)
+        if a.token_type == TokenType.DECIMAL and b.token_type == TokenType.STRING
+    }
+    for cast in statement.find_all(exp.Cast):
+        literal = cast.this
+        if not (cast.to.is_type(DType.DECIMAL) and not cast.to.expressions and isinstance(literal, exp.Literal)):
+            continue
+        if literal.meta.get("start") in starts:
+            match = re.fullmatch(r"\s*[+-]?(\d*)(?:\.(\d*))?\s*", literal.name)
+            if not match or not (match.group(1) or match.group(2)):
+                raise QueryError(f"DECIMAL '{literal.name}' is not a decimal literal (Athena rejects it too)")
+            whole, fraction = match.group(1).lstrip("0"), match.group(2) or ""
+            precision = max(len(whole) + len(fraction), 1)
+            if precision > 38:
+                raise QueryError(f"DECIMAL '{literal.name}' has more than 38 digits (Athena rejects it too)")
+            cast.meta["decimal_literal"] = (precision, len(fraction))
 
 
 # ---------------------------------------------------------------- translation
@@ -297,11 +471,13 @@ def translate(sql: str, schema: dict | None = None) -> str:
     the SQL itself (literals, casts). The DuckDB SQL is meant for a `connect` connection, which
     defines the helper macros it may call.
     """
-    return _to_duckdb(_parse(sql), schema)
+    return _to_duckdb(_parse(sql), schema)[0]
 
 
-def _to_duckdb(statement: exp.Expression, schema: dict | None) -> str:
+def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, list[str | None]]:
+    """DuckDB SQL, and the time zone Trino gives each output column (None: not zoned)."""
     statement = statement.copy()
+    _refuse_upfront(statement)
     for table in statement.find_all(exp.Table):
         if table.catalog.lower() == AWS_CATALOG:
             table.set("catalog", None)
@@ -325,7 +501,11 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> str:
             typed = statement.copy()
     for node in reversed(list(typed.walk(bfs=False))):  # children before their parents
         parent, arg_key, index = node.parent, node.arg_key, node.index
-        fixed = _fix(node)
+        _check_zones(node)
+        fixed = _localize(node)
+        fixed = _fix(fixed) if fixed is node else fixed
+        if isinstance(node, ARRAY_MAKERS) and (fixed.type is None or fixed.type.is_type(DType.UNKNOWN)):
+            fixed.type = exp.DataType(this=DType.ARRAY, nested=True)  # sqlglot leaves these untyped
         if fixed is not node:
             if fixed.type is None or fixed.type.is_type(DType.UNKNOWN):
                 fixed.type = node.type  # the Trino type, which the fix-ups keep
@@ -333,7 +513,13 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> str:
                 typed = fixed
             else:
                 parent.set(arg_key, fixed, index)
-    return typed.sql(dialect=WRITE_DIALECT, unsupported_level=ErrorLevel.IGNORE)
+    zones = [_zone(p.unalias()) for p in typed.selects] if isinstance(typed, exp.Query) else []
+    try:
+        return typed.sql(dialect=WRITE_DIALECT, unsupported_level=ErrorLevel.RAISE), zones
+    except UnsupportedError as e:
+        raise unsupported(
+            str(e).rstrip("."), "sqlglot cannot write it for DuckDB without changing its meaning"
+        ) from None
 
 
 def _name_outputs(select: exp.Select) -> None:
@@ -363,7 +549,8 @@ def _unit(node: exp.Expression) -> str:
 
 
 def _as(node: exp.Expression, type_sql: str) -> exp.Cast:
-    return exp.cast(node, exp.DataType.build(type_sql, dialect=WRITE_DIALECT), copy=False)
+    # Not exp.cast, which drops a cast to DECIMAL(3, 2) of a DECIMAL(2, 2) as a no-op.
+    return exp.Cast(this=node, to=exp.DataType.build(type_sql, dialect=WRITE_DIALECT))
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
@@ -374,6 +561,9 @@ def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
 def _fix(node: exp.Expression) -> exp.Expression:
     """One node of the annotated Trino AST, corrected where sqlglot's DuckDB SQL differs from
     Trino; every branch names the Trino semantics it keeps."""
+    fixed = _fix_trino(node)
+    if fixed is not None:
+        return fixed
     # date_add('day', n, date) and date + INTERVAL 'n' DAY stay DATEs in Trino; DuckDB's
     # DATE + INTERVAL is a TIMESTAMP.
     if isinstance(node, exp.DateAdd) and _is(node.this, DType.DATE) and _unit(node) in DATE_UNITS:
@@ -395,11 +585,10 @@ def _fix(node: exp.Expression) -> exp.Expression:
         return _fn("DATE_SUB", exp.Literal.string(_unit(node).lower()), node.expression, node.this)
     if isinstance(node, exp.Cast | exp.TryCast):
         return _fix_cast(node)
-    # Trino types these timestamp(3) with time zone (as DuckDB does); sqlglot leaves them
-    # untyped or types them TIMESTAMP, which the CAST fix-up above reads.
-    if isinstance(node, exp.FromISO8601Timestamp | exp.CurrentTimestamp | exp.UnixToTime):
-        node.type = exp.DataType.build("TIMESTAMPTZ")
-        return node
+    # Trino types current_timestamp timestamp(3) with time zone (as DuckDB does); sqlglot types
+    # it TIMESTAMP, which the CAST fix-up above reads.
+    if isinstance(node, exp.CurrentTimestamp):
+        return _zoned(node, "UTC")
     # Trino's trim family removes all whitespace; DuckDB's removes only spaces.
     if isinstance(node, exp.Trim) and node.args.get("expression") is None:
         node.set("expression", exp.Literal.string(WHITESPACE))
@@ -412,7 +601,7 @@ def _fix(node: exp.Expression) -> exp.Expression:
     # goes through DOUBLE (wrong past 2^53) and widens integer to bigint; DuckDB's // is exact.
     if isinstance(node, exp.Div):
         if _is(node.this, *INTEGER_TYPES) and _is(node.expression, *INTEGER_TYPES):
-            return exp.IntDiv(this=node.this, expression=node.expression)
+            return _macro("dw_idiv", node, node.this, node.expression)  # 1 / 0 raises Division by zero
         return _decimal_div(node) or node
     if isinstance(node, exp.Avg):
         return _decimal_avg(node) or node
@@ -440,9 +629,778 @@ def _fix(node: exp.Expression) -> exp.Expression:
     return node
 
 
+# ---- Trino semantics DuckDB does not share: refusals, errors Athena raises, TRY, time zones
+
+
+def unsupported(construct: str, why: str) -> QueryError:
+    """The one-paragraph refusal: the construct, why its local answer could differ, what to do."""
+    return QueryError(
+        f"{construct} is not supported locally: {why}. DuckDB's answer could differ from Athena's, so dw "
+        "refuses rather than guess; run this query on Athena, or rewrite it without this construct."
+    )
+
+
+def _in_try(node: exp.Expression) -> bool:
+    """Inside Trino's TRY(...): errors become NULL. DuckDB refuses error() there, so the
+    NULL-returning twin of a raising construct is used instead."""
+    return node.find_ancestor(exp.Try) is not None
+
+
+def _macro(name: str, node: exp.Expression, *args: exp.Expression) -> exp.Anonymous:
+    raises = any(sig.startswith(f"{name}(") and "error(" in body for sig, body in MACROS.items())
+    return _fn(f"{name}_try" if raises and _in_try(node) else name, *args)
+
+
+def _raise_unless(node: exp.Expression, ok: exp.Expression, value: exp.Expression, message: exp.Expression):
+    """`value` where `ok`, else Trino's error (NULL inside TRY)."""
+    failure = exp.Null() if _in_try(node) else _fn("ERROR", message)
+    return exp.Case(ifs=[exp.If(this=ok, true=value)], default=failure)
+
+
+NUMERIC_TYPES = (*INTEGER_TYPES, DType.DECIMAL, DType.DOUBLE, DType.FLOAT)
+# Trino functions that make arrays, which sqlglot's annotator may leave untyped.
+ARRAY_MAKERS = (
+    exp.Array, exp.Split, exp.RegexpSplit, exp.ArraySlice, exp.Transform, exp.ArrayFilter, exp.ArrayDistinct,
+    exp.ArrayConcat, exp.ArraySort, exp.ArrayAgg, exp.Flatten, exp.GenerateSeries, exp.ArrayIntersect,
+    exp.ArrayExcept, exp.ArrayRemove, exp.RegexpExtractAll, exp.MapKeys,
+)  # fmt: skip
+COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
+ZONED_LITERAL = re.compile(
+    r"\s*(\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,12})?)?)?)\s*(Z|[+-]\d{2}:\d{2}|[A-Za-z][\w/+-]*)?\s*"
+)
+ISO_OFFSET = re.compile(r".*T.*?(Z|[+-]\d{2}:?\d{2})$")
+UTC_NAMES = {"utc", "z", "+00:00", "-00:00", "ut", "zulu", "gmt", "etc/utc", "etc/gmt"}
+
+
+def _zone_name(zone: str) -> str:
+    """Trino's spelling of a zone: UTC for the zero offsets, +hh:mm for an offset, else the id."""
+    if zone.lower() in UTC_NAMES:
+        return "UTC"
+    if re.fullmatch(r"[+-]\d{4}", zone):
+        zone = f"{zone[:3]}:{zone[3:]}"
+    return zone
+
+
+def _zone(node: exp.Expression) -> str | None:
+    """The time zone of a `timestamp with time zone` value as Trino keeps it ('?' if only the
+    data knows it); None for other types. DuckDB keeps instants only: the session zone, UTC."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if "zone" in node.meta:
+        return node.meta["zone"]
+    return "UTC" if _is(node, DType.TIMESTAMPTZ) else None
+
+
+def _zoned(node: exp.Expression, zone: str, like: exp.Expression | None = None) -> exp.Expression:
+    """Tag a DuckDB TIMESTAMPTZ with the zone Trino keeps, and the precision of `like` if known."""
+    node.meta["zone"] = zone
+    source = (like if like is not None else node).type
+    params = (
+        [p.copy() for p in source.expressions]
+        if source is not None and source.is_type(DType.TIMESTAMP, DType.TIMESTAMPTZ)
+        else []
+    )
+    node.type = exp.DataType(this=DType.TIMESTAMPTZ, expressions=params)
+    return node
+
+
+def _duck_zone(zone: str) -> str:
+    """A zone DuckDB's ICU knows: +02:00 is Etc/GMT-2."""
+    if match := re.fullmatch(r"([+-])(\d{2}):(\d{2})", zone):
+        sign, hours, minutes = match.groups()
+        if minutes != "00":
+            raise unsupported(f"the time zone offset {zone}", "only whole-hour offsets convert locally")
+        return f"Etc/GMT{'-' if sign == '+' else '+'}{int(hours)}"
+    return zone
+
+
+def _local(value: exp.Expression, zone: str) -> exp.Expression:
+    """The wall-clock time of a zoned instant in its zone (what Trino's field functions read)."""
+    local = _fn("TIMEZONE", exp.Literal.string(_duck_zone(zone)), value)
+    local.type = exp.DataType.build("TIMESTAMP")
+    return local
+
+
+# Consumers of a zoned value that read its wall clock: given the local time, they answer as Trino.
+WALL_CLOCK = (
+    exp.Year, exp.Month, exp.Day, exp.Hour, exp.Minute, exp.Second, exp.Quarter, exp.DayOfWeekIso,
+    exp.DayOfWeek, exp.DayOfYear, exp.DayOfMonth, exp.WeekOfYear, exp.TimeToStr, exp.Extract,
+)  # fmt: skip
+# Consumers that read the instant only.
+INSTANT = (*COMPARISONS, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Between, exp.TimeToUnix, exp.AtTimeZone, exp.Ordered)
+
+
+def _check_zones(node: exp.Expression) -> None:
+    """A zoned value in a zone other than UTC goes only where its zone is known to be kept."""
+    for child in list(node.iter_expressions()):
+        zone = _zone(child)
+        if zone in (None, "UTC"):
+            continue
+        if isinstance(node, (INSTANT, exp.Paren)):
+            continue
+        if isinstance(node, exp.Alias) and _top_level(node):
+            if zone == "?":
+                raise unsupported(
+                    "from_iso8601_timestamp of a column in the result",
+                    "Trino keeps each value's own offset, which DuckDB drops",
+                )
+            continue
+        if zone != "?" and (
+            isinstance(node, WALL_CLOCK)
+            or (isinstance(node, exp.Anonymous) and node.name.lower() in ("format_datetime", "to_iso8601"))
+            or (isinstance(node, exp.Cast) and not node.to.is_type(DType.TIMESTAMPTZ))
+        ):
+            continue
+        what = f"a timestamp with time zone {zone}" if zone != "?" else "from_iso8601_timestamp of a column"
+        raise unsupported(
+            f"{what} in {node.key.upper()}",
+            "DuckDB keeps instants in UTC only; locally such a value may only be selected, compared, formatted "
+            "or have its fields read",
+        )
+
+
+def _localize(node: exp.Expression) -> exp.Expression:
+    """Field functions, formats and casts of a value zoned other than UTC read its wall clock in
+    its zone; CAST(... AS varchar) also names the zone, as Trino does."""
+    for child in list(node.iter_expressions()):
+        zone = _zone(child)
+        if zone in (None, "UTC", "?") or isinstance(node, (*INSTANT, exp.Alias, exp.Paren)):
+            continue
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "to_iso8601":
+            continue
+        if isinstance(node, exp.Cast) and node.to.is_type(*exp.DataType.TEXT_TYPES):
+            precision = child.type.expressions[0].this.to_py() if child.type and child.type.expressions else 3
+            fraction = {0: "", 3: ".%g", 6: ".%f"}.get(precision, ".%g")
+            text = _fn(
+                "STRFTIME",
+                _local(child, zone),
+                exp.Literal.string(f"%Y-%m-%d %H:%M:%S{fraction} {zone.replace('%', '%%')}"),
+            )
+            return text
+        index = child.index if isinstance(node.args.get(child.arg_key), list) else None
+        node.set(child.arg_key, _local(child, zone), index)
+    return node
+
+
+def _top_level(alias: exp.Alias) -> bool:
+    select = alias.parent
+    return isinstance(select, exp.Select) and select.parent is None and alias.arg_key == "expressions"
+
+
+def _timestamp_literal(node: exp.Cast) -> exp.Expression:
+    """TIMESTAMP '2024-01-01 10:00:00 America/New_York' keeps its zone in Trino; DuckDB reads no
+    offsets such as +02:00 and keeps UTC instants."""
+    text = node.this.name
+    match = ZONED_LITERAL.fullmatch(text)
+    if not match:
+        return node
+    local, zone = match.groups()
+    if re.fullmatch(r".*[ T]\d{1,2}:\d{2}", local):
+        local += ":00"  # DuckDB reads no HH:MM without seconds
+    if not zone:
+        return _zoned(node, "UTC")  # the session zone
+    zone = _zone_name(zone)
+    if zone == "UTC" or OFFSET.fullmatch(zone):
+        value = _as(exp.Literal.string(f"{local}{'+00:00' if zone == 'UTC' else zone}"), "TIMESTAMPTZ")
+    else:
+        value = _fn("TIMEZONE", exp.Literal.string(zone), _as(exp.Literal.string(local), "TIMESTAMP"))
+    return _zoned(value, zone, like=node)
+
+
+def _iso8601_timestamp(node: exp.FromISO8601Timestamp) -> exp.Expression:
+    """from_iso8601_timestamp keeps the string's offset as the value's zone (UTC without one)."""
+    value = node.this
+    if isinstance(value, exp.Literal) and value.is_string:
+        match = ISO_OFFSET.fullmatch(value.name.strip())
+        return _zoned(node, _zone_name(match.group(1)) if match else "UTC")
+    return _zoned(node, "?")
+
+
+def _at_time_zone(node: exp.AtTimeZone) -> exp.Expression:
+    """ts AT TIME ZONE 'zone': the same instant shown in that zone. A plain timestamp is first read
+    in the session zone (UTC), where DuckDB reads it as wall-clock time in the target zone."""
+    zone = node.args.get("zone")
+    if not (isinstance(zone, exp.Literal) and zone.is_string):
+        raise unsupported("AT TIME ZONE with a zone that is not a string literal", "the zone must be known")
+    value = original = node.this
+    if _is(value, DType.TIMESTAMP, DType.DATE):
+        value = _as(value, "TIMESTAMPTZ")
+    return _zoned(value, _zone_name(zone.name), like=original)
+
+
+def _unix_to_time(node: exp.UnixToTime) -> exp.Expression:
+    """from_unixtime(x[, zone | hours, minutes]) is a timestamp(3) with time zone, in that zone."""
+    zone, hours, minutes = node.args.get("zone"), node.args.get("hours"), node.args.get("minutes")
+    value = _fn("TO_TIMESTAMP", node.this)
+    if zone is None and hours is None:
+        return _zoned(value, "UTC")
+    if zone is not None and isinstance(zone, exp.Literal) and zone.is_string:
+        return _zoned(value, _zone_name(zone.name))
+    if hours is not None and all(isinstance(a, exp.Literal) for a in (hours, minutes) if a is not None):
+        h, m = int(hours.name), int(minutes.name) if minutes is not None else 0
+        sign = "-" if h < 0 or m < 0 else "+"
+        return _zoned(value, _zone_name(f"{sign}{abs(h):02d}:{abs(m):02d}"))
+    raise unsupported("from_unixtime with a zone that is not a literal", "the zone must be known")
+
+
+def _lambda_over(fn: exp.Lambda, params: dict[str, exp.Expression]) -> exp.Expression:
+    """The body of a Trino lambda with its parameters replaced (k -> e.key)."""
+    body = fn.this.copy()
+
+    def swap(n: exp.Expression) -> exp.Expression:
+        name = n.name if isinstance(n, exp.Identifier | exp.Column) and not getattr(n, "table", "") else None
+        if name in params and not isinstance(n.parent, exp.Column | exp.Dot):
+            return params[name].copy()
+        return n
+
+    return body.transform(swap)
+
+
+def _entry(name: str) -> exp.Expression:
+    return exp.Dot(this=exp.column("__e"), expression=exp.to_identifier(name))
+
+
+def _lambda(body: exp.Expression, *names: str) -> exp.Lambda:
+    return exp.Lambda(this=body, expressions=[exp.to_identifier(n) for n in names])
+
+
+def _map_lambda(node: exp.Anonymous) -> exp.Expression:
+    """map_filter / transform_values / transform_keys over map_entries (DuckDB has list lambdas)."""
+    name = node.name.lower()
+    mapping, fn = node.expressions
+    if not isinstance(fn, exp.Lambda) or len(fn.expressions) != 2:
+        raise unsupported(name, "its second argument must be a lambda (k, v) -> ...")
+    k, v = (p.name for p in fn.expressions)
+    body = _lambda_over(fn, {k: _entry("key"), v: _entry("value")})
+    entries = _fn("MAP_ENTRIES", mapping)
+    if name == "map_filter":
+        return _fn("MAP_FROM_ENTRIES", _fn("LIST_FILTER", entries, _lambda(body, "__e")))
+    key, value = (body, _entry("value")) if name == "transform_keys" else (_entry("key"), body)
+    struct = exp.Struct(
+        expressions=[exp.PropertyEQ(this=exp.to_identifier("key"), expression=key),
+                     exp.PropertyEQ(this=exp.to_identifier("value"), expression=value)]
+    )  # fmt: skip
+    return _fn("MAP_FROM_ENTRIES", _fn("LIST_TRANSFORM", entries, _lambda(struct, "__e")))
+
+
+def _zip(node: exp.Anonymous) -> exp.Expression:
+    """zip(a, b, ...) is array(row(field0, field1, ...)), padded with NULLs; zip_with applies a lambda."""
+    name = node.name.lower()
+    args = list(node.expressions)
+    fn = args.pop() if name == "zip_with" else None
+    zipped = _fn("LIST_ZIP", *args)
+    field = lambda i: _fn("STRUCT_EXTRACT", exp.column("__z"), exp.Literal.number(i + 1))  # noqa: E731
+    if fn is None:
+        struct = exp.Struct(
+            expressions=[
+                exp.PropertyEQ(this=exp.to_identifier(f"field{i}"), expression=field(i)) for i in range(len(args))
+            ]
+        )
+        return _fn("LIST_TRANSFORM", zipped, _lambda(struct, "__z"))
+    if not isinstance(fn, exp.Lambda) or len(fn.expressions) != 2:
+        raise unsupported("zip_with", "its third argument must be a lambda (x, y) -> ...")
+    x, y = (p.name for p in fn.expressions)
+    return _fn("LIST_TRANSFORM", zipped, _lambda(_lambda_over(fn, {x: field(0), y: field(1)}), "__z"))
+
+
+def _to_iso8601(node: exp.Anonymous) -> exp.Expression:
+    """to_iso8601: 2024-01-02, 2024-01-02T03:04:05.000, 2024-01-02T03:04:05.000Z (or +02:00)."""
+    value = node.expressions[0]
+    if _is(value, DType.DATE):
+        return _fn("STRFTIME", value, exp.Literal.string("%Y-%m-%d"))
+    zone = _zone(value)
+    if _is(value, DType.TIMESTAMP):
+        return _fn("STRFTIME", value, exp.Literal.string("%Y-%m-%dT%H:%M:%S.%g"))
+    if zone == "UTC":
+        return _fn("STRFTIME", value, exp.Literal.string("%Y-%m-%dT%H:%M:%S.%gZ"))
+    if zone and OFFSET.fullmatch(zone):
+        return _fn("STRFTIME", _local(value, zone), exp.Literal.string(f"%Y-%m-%dT%H:%M:%S.%g{zone}"))
+    raise unsupported(
+        "to_iso8601 of this value", "only dates, timestamps and zoned timestamps at UTC or a fixed offset"
+    )
+
+
+def _format(node: exp.Format) -> exp.Expression:
+    """Trino's format is Java's String.format; %s of text and %d of integers read the same in printf."""
+    fmt, args = node.this, node.expressions
+    if not (isinstance(fmt, exp.Literal) and fmt.is_string):
+        raise unsupported("format with a pattern that is not a string literal", "the pattern must be known")
+    specs = re.findall(r"%(.)", fmt.name.replace("%%", ""))
+    if len(specs) != len(args) or any(
+        not ((s == "s" and _text_type(a)) or (s == "d" and _is(a, *INTEGER_TYPES)))
+        for s, a in zip(specs, args, strict=True)
+    ):
+        raise unsupported(
+            f"format({fmt.sql(dialect=READ_DIALECT)}, ...)",
+            "locally only %s of varchar and %d of integer arguments format as Java's String.format does",
+        )
+    return _fn("PRINTF", fmt, *args)
+
+
+def _java_replacement(text: str) -> str:
+    """A Java regex replacement ($1, ${name}, \\$) as RE2's (\\1, \\\\ for a backslash)."""
+    out, i = [], 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            out.append("\\\\" if text[i + 1] == "\\" else text[i + 1])
+            i += 2
+        elif char == "$":
+            match = re.match(r"\$(\d)", text[i:])
+            if not match:
+                raise unsupported(f"the regexp_replace replacement {text!r}", "only $0-$9 group references convert")
+            out.append("\\" + match.group(1))
+            i += 2
+        elif char == "\\":
+            raise QueryError(f"regexp_replace replacement {text!r} ends with a lone backslash (Athena rejects it too)")
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def _regexp_replace(node: exp.RegexpReplace) -> exp.Expression:
+    replacement = node.args.get("replacement")
+    if replacement is None:
+        return node
+    if isinstance(replacement, exp.Lambda):
+        raise unsupported("regexp_replace with a lambda", "DuckDB has no lambda replacement")
+    if not (isinstance(replacement, exp.Literal) and replacement.is_string):
+        raise unsupported("regexp_replace with a replacement that is not a string literal", "its $n syntax is Java's")
+    node.set("replacement", exp.Literal.string(_java_replacement(replacement.name)))
+    return node
+
+
+def _date_parse(node: exp.StrToTime) -> exp.Expression:
+    """date_parse: fields left out default to 1970-01-01 00:00 (DuckDB: 1900); %h without %p is
+    an AM hour (12 is 0); %y reads 70-99 as 19xx and 00-69 as 20xx (DuckDB: 69 is 1969)."""
+    fmt = node.args.get("format")
+    if not (isinstance(fmt, exp.Literal) and fmt.is_string):
+        raise unsupported("date_parse with a format that is not a string literal", "the format must be known")
+    pattern = fmt.name
+    value: exp.Expression = node
+    if "%I" in pattern and "%p" not in pattern:
+        twelve = exp.EQ(this=exp.Hour(this=node.copy()), expression=exp.Literal.number(12))
+        value = exp.Case(
+            ifs=[exp.If(this=twelve, true=exp.Sub(this=node.copy(), expression=_interval(12, "HOUR")))], default=value
+        )
+    if not any(f in pattern for f in ("%Y", "%y", "%G")):
+        value = exp.Add(this=exp.paren(value), expression=_interval(70, "YEAR"))
+    elif "%y" in pattern:
+        is_1969 = exp.EQ(this=exp.Year(this=value.copy()), expression=exp.Literal.number(1969))
+        value = exp.Case(
+            ifs=[exp.If(this=is_1969, true=exp.Add(this=exp.paren(value.copy()), expression=_interval(100, "YEAR")))],
+            default=value,
+        )
+    return value
+
+
+def _interval(n: int, unit: str) -> exp.Interval:
+    return exp.Interval(this=exp.Literal.number(n), unit=exp.var(unit))
+
+
+def _sequence(node: exp.GenerateSeries) -> exp.Expression:
+    """sequence counts down when start > stop (DuckDB: empty) and keeps dates dates."""
+    start, stop, step = node.args.get("start"), node.args.get("end"), node.args.get("step")
+    if _is(start, DType.DATE) and _is(stop, DType.DATE):
+        if step is None:
+            return _fn("dw_date_sequence", start, stop)
+        raise unsupported("sequence of dates with a step", "DuckDB steps dates through timestamps")
+    if _is(start, DType.TIMESTAMP, DType.TIMESTAMPTZ, DType.DATE):
+        raise unsupported("sequence of timestamps", "DuckDB's interval steps differ from Trino's")
+    if step is None:
+        return _fn("dw_sequence", start, stop)
+    return _macro("dw_sequence3", node, start, stop, step)
+
+
+def _bracket(node: exp.Bracket) -> exp.Expression:
+    """a[i] raises past the end in Trino ('Array subscript must be less than or equal to array
+    length'), m[k] raises for a missing key; element_at gives NULL for both (DuckDB: NULL always)."""
+    (index,) = Dialect.get_or_raise(WRITE_DIALECT).generator().bracket_offset_expressions(node) or [None]
+    if index is None or len(node.expressions) != 1:
+        return node
+    target = node.this
+    if (
+        node.args.get("safe")
+        and not (isinstance(index, exp.Literal) and index.name == "0")
+        and not _is(target, DType.ARRAY)
+    ):
+        return node  # element_at: NULL for a missing key or index, in both
+    if _is(target, DType.MAP):
+        return node if node.args.get("safe") else _macro("dw_map_key", node, target, index)
+    if _is(target, DType.ARRAY) or isinstance(target, exp.Array | exp.Split | exp.RegexpSplit | exp.ArraySlice):
+        return _macro("dw_element_at" if node.args.get("safe") else "dw_subscript", node, target, index)
+    if _is(target, DType.STRUCT):
+        return node
+    raise unsupported("a subscript of a value of unknown type", "dw cannot tell an array from a map here")
+
+
+def _unnest(node: exp.Unnest) -> exp.Expression:
+    """UNNEST(a, b) pads the shorter array with NULLs; UNNEST(map) gives key and value columns;
+    WITH ORDINALITY numbers the rows. DuckDB's UNNEST takes one list."""
+    args = list(node.expressions)
+    ordinality = node.args.get("offset")
+    if len(args) == 1 and not _is(args[0], DType.MAP):
+        return node
+    # A value of unknown type is taken for an array: were it a map, DuckDB's UNNEST fails loudly.
+    columns, lengths = [], []
+    for a in args:
+        if _is(a, DType.MAP):
+            columns += [_fn("UNNEST", _fn("MAP_KEYS", a.copy())), _fn("UNNEST", _fn("MAP_VALUES", a.copy()))]
+        else:
+            columns.append(_fn("UNNEST", a.copy()))
+        lengths.append(
+            _fn("COALESCE", _fn("CARDINALITY" if _is(a, DType.MAP) else "LEN", a.copy()), exp.Literal.number(0))
+        )
+    if ordinality:
+        longest = _as(lengths[0] if len(lengths) == 1 else _fn("GREATEST", *lengths), "BIGINT")
+        columns.append(
+            _fn("UNNEST", _fn("RANGE", exp.Literal.number(1), exp.Add(this=longest, expression=exp.Literal.number(1))))
+        )
+    alias = node.args.get("alias")
+    subquery = exp.Subquery(this=exp.select(*columns), alias=alias.copy() if alias else None)
+    named_ordinality = isinstance(ordinality, exp.Identifier)
+    if alias is not None and named_ordinality and len(alias.columns) == len(columns) - 1:
+        subquery.args["alias"].append("columns", ordinality.copy())
+    return subquery
+
+
+def _decimal_arithmetic(node: exp.Mul | exp.Add | exp.Sub) -> exp.Expression | None:
+    """decimal * + - keep Trino's result type: an integer operand is a decimal(10, 0) (bigint:
+    (19, 0)); a product is decimal(p1 + p2, s1 + s2), a sum decimal(1 + max(s) + max(p - s), max(s)).
+    DuckDB sizes literals to fit and keeps small products in 18 digits."""
+    left, right = _decimal_type(node.this), _decimal_type(node.expression)
+    if (
+        left is None
+        or right is None
+        or not all(_is_decimal(s) or _is(s, *INTEGER_TYPES) or _int_literal(s) for s in (node.this, node.expression))
+    ):
+        return None
+    (p1, s1), (p2, s2) = left, right
+    if isinstance(node, exp.Mul):
+        precision, scale = min(38, p1 + p2), s1 + s2
+    else:
+        scale = max(s1, s2)
+        precision = min(38, 1 + scale + max(p1 - s1, p2 - s2))
+    for side, (p, _) in ((node.this, left), (node.expression, right)):
+        if not _is_decimal(side):
+            node.set(side.arg_key, _as(side, f"DECIMAL({p}, 0)"))
+    return _as(node, f"DECIMAL({precision}, {scale})")
+
+
+def _kind(node: exp.Expression) -> str | None:
+    if _text_type(node):
+        return "varchar"
+    if _is(node, *NUMERIC_TYPES):
+        return "number"
+    if _is(node, DType.DATE, DType.TIMESTAMP, DType.TIMESTAMPTZ):
+        return "date or timestamp"
+    if _is(node, DType.BOOLEAN):
+        return "boolean"
+    return None
+
+
+def _same_kind(values: list[exp.Expression], athena_says: str, fix: str) -> None:
+    """Athena's error where values of different kinds meet, which DuckDB would convert silently."""
+    kinds = {k for k in map(_kind, values) if k}
+    if len(kinds) > 1:
+        types = ", ".join(sorted({v.type.sql(dialect=READ_DIALECT).lower() for v in values if _kind(v)}))
+        raise QueryError(f'Athena rejects this mix of {types} ("{athena_says}"): {fix} (DuckDB would convert silently)')
+
+
+def _int_literal(node: exp.Expression) -> bool:
+    while isinstance(node, exp.Paren | exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string and node.name.lstrip("-").isdigit()
+
+
+def _typeof(node: exp.Typeof) -> exp.Expression:
+    """typeof is static in Trino: written from the type dw knows, in Trino's spelling."""
+    value = node.this
+    if _is_decimal(value) and _decimal_type(value):
+        precision, scale = _decimal_type(value)
+        return exp.Literal.string(f"decimal({precision},{scale})")
+    if (
+        value.type is None
+        or value.type.is_type(DType.UNKNOWN)
+        or (
+            isinstance(value, exp.Literal)
+            and not value.is_string
+            and "e" not in value.name.lower()
+            and "." in value.name
+        )
+    ):
+        raise unsupported("typeof of this expression", "dw does not know its Trino type")
+    if isinstance(value, exp.Literal) and value.is_string:
+        return exp.Literal.string(f"varchar({len(value.name)})")
+    return exp.Literal.string(value.type.sql(dialect="trino").lower())
+
+
+def _refuse_upfront(node: exp.Expression) -> None:
+    """Constructs refused whatever their arguments, checked before their arguments are translated."""
+    for replace in node.find_all(exp.RegexpReplace):
+        if isinstance(replace.args.get("replacement"), exp.Lambda):
+            raise unsupported("regexp_replace with a lambda", "DuckDB has no lambda replacement")
+    for struct in node.find_all(exp.Struct, exp.Tuple):
+        named = isinstance(struct.parent, exp.Cast) and struct.parent.to.is_type(DType.STRUCT)
+        if (
+            isinstance(struct, exp.Struct)
+            and not named
+            and not all(isinstance(e, exp.PropertyEQ) for e in struct.expressions)
+        ):
+            raise unsupported(
+                "an anonymous row value, ROW(...)", "Trino names its fields field0, field1, ... and DuckDB does not"
+            )
+        if (
+            isinstance(struct, exp.Tuple)
+            and struct.find_ancestor(exp.Lambda, exp.Select) is not None
+            and isinstance(struct.find_ancestor(exp.Lambda, exp.Select), exp.Lambda)
+        ):
+            raise unsupported(
+                "an anonymous row value (x, y) in a lambda",
+                "Trino names its fields field0, field1, ... and DuckDB does not",
+            )
+    for call in node.find_all(exp.Anonymous):
+        name = call.name.lower()
+        arity = MACRO_ARITY.get(name)
+        if arity is not None and len(call.expressions) != arity:
+            raise unsupported(f"{name} with {len(call.expressions)} arguments", f"locally {name} takes {arity}")
+    for dtype in node.find_all(exp.DataType):
+        if dtype.is_type(DType.CHAR, DType.NCHAR):
+            raise unsupported(
+                "the char(n) type",
+                "Trino pads and compares char(n) values in ways DuckDB, which has no char type, does not",
+            )
+
+
+def _fix_trino(node: exp.Expression) -> exp.Expression | None:
+    """The fixes for Trino functions and operators whose DuckDB namesakes differ; None: no change."""
+    if isinstance(node, (*COMPARISONS, exp.Between, exp.In)):
+        # Trino has no implicit casts between text, numbers, dates and booleans: '1' = 1 and
+        # d = '2024-01-31' fail in Athena ("Cannot apply operator"); DuckDB converts silently.
+        sides = [
+            node.this,
+            *(
+                node.expressions
+                if isinstance(node, exp.In)
+                else [node.args.get(k) for k in ("expression", "low", "high") if node.args.get(k) is not None]
+            ),
+        ]
+        _same_kind(
+            sides,
+            "Cannot apply operator",
+            "cast one side to the other's type, e.g. CAST(code AS integer) = 12 or d = DATE '2024-01-31'",
+        )
+    if isinstance(node, exp.Case | exp.Coalesce):
+        # CASE branches and COALESCE arguments must share a type in Trino; DuckDB converts.
+        values = [i.args.get("true") for i in node.args.get("ifs") or []] + [node.args.get("default")]
+        if isinstance(node, exp.Coalesce):
+            values = [node.this, *node.expressions]
+        message = (
+            "All COALESCE operands must be the same type"
+            if isinstance(node, exp.Coalesce)
+            else ("All CASE results must be the same type")
+        )
+        _same_kind([v for v in values if v is not None], message, "cast them to one type")
+    if isinstance(node, exp.DPipe | exp.Concat) and not isinstance(node, exp.ConcatWs):
+        args = [node.this, node.expression] if isinstance(node, exp.DPipe) else node.expressions
+        known = [a for a in args if a.type is not None and not a.is_type(DType.UNKNOWN, DType.NULL)]
+        if isinstance(node, exp.DPipe) and any(a.is_type(DType.ARRAY) for a in known) and len(known) == 2:
+            left, right = node.this, node.expression  # array || element, element || array
+            if left.is_type(DType.ARRAY) and not right.is_type(DType.ARRAY):
+                return _fn("LIST_APPEND", left, right)
+            if right.is_type(DType.ARRAY) and not left.is_type(DType.ARRAY):
+                return _fn("LIST_PREPEND", left, right)
+        if (
+            known
+            and not all(a.is_type(*exp.DataType.TEXT_TYPES) for a in known)
+            and not all(a.is_type(DType.ARRAY) for a in known)
+        ):
+            types = ", ".join(a.type.sql(dialect=READ_DIALECT).lower() for a in known)
+            raise QueryError(
+                f'Athena rejects || and concat over ({types}) ("Unexpected parameters for function concat"): '
+                "CAST the non-varchar value AS varchar first (DuckDB would convert silently)"
+            )
+    if isinstance(node, exp.Mul | exp.Add | exp.Sub) and (_is_decimal(node.this) or _is_decimal(node.expression)):
+        return _decimal_arithmetic(node)
+    if isinstance(node, exp.Typeof):
+        return _typeof(node)
+    if isinstance(node, exp.ArrayToString) and _is(node.this, DType.ARRAY):
+        element = node.this.type.expressions[0] if node.this.type.expressions else None
+        if element is not None and element.is_type(DType.DOUBLE, DType.FLOAT):
+            # array_join writes each double as CAST(x AS varchar) does: 1.5E0 (DuckDB: 1.5).
+            as_text = _fn("dw_double_varchar", exp.column("__x"))
+            node.set("this", _fn("LIST_TRANSFORM", node.this, _lambda(as_text, "__x")))
+            return node
+    # array_max / array_min are NULL when an element is; contains is NULL when no element
+    # matches and one is NULL. DuckDB skips NULLs in all three.
+    if isinstance(node, exp.ArrayMax | exp.ArrayMin):
+        return _fn("dw_array_max" if isinstance(node, exp.ArrayMax) else "dw_array_min", node.this)
+    if isinstance(node, exp.ArrayContains) and _is(node.this, DType.ARRAY):
+        return _fn("dw_contains", node.this, node.expression)
+    if isinstance(node, exp.ApproxQuantile):
+        raise unsupported("approx_percentile", "Trino's quantile digest and DuckDB's t-digest give different values")
+    if isinstance(node, exp.Fetch):
+        options = node.args.get("limit_options")
+        if options is not None and options.args.get("with_ties"):
+            raise unsupported("FETCH FIRST ... WITH TIES", "DuckDB has no WITH TIES")
+        if options is not None and options.args.get("percent"):
+            raise unsupported("FETCH FIRST ... PERCENT", "DuckDB has no FETCH PERCENT")
+    if isinstance(node, exp.Mod) and not (
+        _is(node.this, DType.DOUBLE, DType.FLOAT) or _is(node.expression, DType.DOUBLE, DType.FLOAT)
+    ):
+        result = _macro("dw_mod", node, node.this, node.expression)
+        left, right = _decimal_type(node.this), _decimal_type(node.expression)
+        if (_is_decimal(node.this) or _is_decimal(node.expression)) and left and right:
+            # decimal % decimal: Trino's type is decimal(min(p2 - s2, p1 - s1) + max(s), max(s)).
+            (p1, s1), (p2, s2) = left, right
+            scale = max(s1, s2)
+            return _as(result, f"DECIMAL({min(38, min(p2 - s2, p1 - s1) + scale)}, {scale})")
+        return result
+    if isinstance(node, exp.StrPosition) and node.args.get("occurrence") is not None:
+        return _macro("dw_strpos", node, node.this, node.args["substr"], node.args["occurrence"])
+    if isinstance(node, exp.StrPosition) and node.args.get("position") is not None:
+        raise unsupported("strpos with a start position", "Trino has none; this SQL is not Trino's")
+    if isinstance(node, exp.Split) and node.args.get("limit") is not None:
+        return _macro("dw_split", node, node.this, node.expression, node.args["limit"])
+    if isinstance(node, exp.Substring):
+        start, length = node.args.get("start"), node.args.get("length")
+        if start is None:
+            return None
+        if length is None:
+            return _fn("dw_substr", node.this, start)
+        return _fn("dw_substr3", node.this, start, length)
+    if isinstance(node, exp.ArraySlice):
+        start, length = node.args.get("start"), node.args.get("end")
+        return _macro("dw_slice", node, node.this, start, length)
+    if isinstance(node, exp.GenerateSeries):
+        return _sequence(node)
+    if isinstance(node, exp.Repeat):
+        return _macro("dw_repeat", node, node.this, node.args["times"])
+    if isinstance(node, exp.ArrayDistinct):
+        return _fn("dw_array_distinct", node.this)
+    if isinstance(node, exp.Replace):
+        return _fn("dw_replace", node.this, node.expression, node.args.get("replacement") or exp.Literal.string(""))
+    if isinstance(node, exp.ConcatWs) and len(node.expressions) == 2:
+        # concat_ws(sep, array) joins the elements, skipping NULLs; DuckDB writes the list as text.
+        value = node.expressions[1]
+        if _is(value, DType.ARRAY):
+            return _fn("ARRAY_TO_STRING", value, node.expressions[0])
+        if not _text_type(value) and not _is(value, DType.NULL):
+            raise unsupported("concat_ws over a value of unknown type", "dw cannot tell an array from a string here")
+    if isinstance(node, exp.JSONExtractScalar):
+        return _fn("dw_json_scalar", node.this, node.expression)
+    if isinstance(node, exp.Format):
+        return _format(node)
+    if isinstance(node, exp.RegexpReplace):
+        return _regexp_replace(node)
+    if isinstance(node, exp.StrToTime):
+        return _date_parse(node)
+    if isinstance(node, exp.Bracket):
+        return _bracket(node)
+    if isinstance(node, exp.Unnest) and isinstance(node.parent, exp.From | exp.Join):
+        return _unnest(node)
+    if isinstance(node, exp.FromISO8601Timestamp):
+        return _iso8601_timestamp(node)
+    if isinstance(node, exp.AtTimeZone):
+        return _at_time_zone(node)
+    if isinstance(node, exp.UnixToTime):
+        return _unix_to_time(node)
+    if isinstance(node, exp.StrToMap):
+        result = _macro("split_to_map", node, node.this, node.args.get("pair_delim"), node.args.get("key_value_delim"))
+        result.type = exp.DataType.build("MAP(VARCHAR, VARCHAR)")
+        return result
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        if name in ("map_filter", "transform_values", "transform_keys"):
+            return _map_lambda(node)
+        if name in ("zip", "zip_with"):
+            return _zip(node)
+        if name == "every":  # Trino's other name of bool_and
+            return exp.LogicalAnd(this=node.expressions[0])
+        if name == "to_iso8601":
+            return _to_iso8601(node)
+        if name == "map_agg":
+            key, value = node.expressions
+            struct = exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier("key"), expression=key),
+                                             exp.PropertyEQ(this=exp.to_identifier("value"), expression=value)])  # fmt: skip
+            entries = exp.Filter(
+                this=_fn("LIST", struct),
+                expression=exp.Where(this=exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null()))),
+            )
+            result = _fn("MAP_FROM_ENTRIES", entries)
+            result.type = exp.DataType(
+                this=DType.MAP,
+                expressions=[key.type or exp.DataType.build("UNKNOWN"), value.type or exp.DataType.build("UNKNOWN")],
+                nested=True,
+            )
+            return result
+        if name == "with_timezone":
+            value, zone = node.expressions
+            if not (isinstance(zone, exp.Literal) and zone.is_string):
+                raise unsupported("with_timezone with a zone that is not a string literal", "the zone must be known")
+            return _zoned(
+                _fn("TIMEZONE", exp.Literal.string(_duck_zone(_zone_name(zone.name))), value), _zone_name(zone.name)
+            )
+        if name == "at_timezone":
+            return _at_time_zone(exp.AtTimeZone(this=node.expressions[0], zone=node.expressions[1]))
+    return None
+
+
 def _fix_cast(node: exp.Cast) -> exp.Expression:
     value, to = node.this, node.to
-    safe = isinstance(node, exp.TryCast)
+    safe = isinstance(node, exp.TryCast) or _in_try(node)
+    literal = isinstance(value, exp.Literal) and value.is_string
+    if to.is_type(DType.TIMESTAMPTZ):
+        if literal:
+            return _timestamp_literal(node)
+        if _is(value, DType.TIMESTAMPTZ):
+            return value  # keeps its zone
+        return _zoned(node, "UTC")  # a plain timestamp is read in the session zone
+    if to.is_type(DType.DECIMAL) and not to.expressions:
+        # DECIMAL '1.50' is a decimal(3, 2); CAST(x AS DECIMAL) a decimal(38, 0). DuckDB's DECIMAL is (18, 3).
+        typed = node.meta.get("decimal_literal")
+        node.set("to", exp.DataType.build(f"DECIMAL({typed[0]}, {typed[1]})" if typed else "DECIMAL(38, 0)"))
+        node.type = node.to.copy()
+        return node
+    if to.is_type(DType.JSON):
+        # CAST('abc' AS JSON) is the JSON string "abc" in Trino; DuckDB parses the text as JSON.
+        if (
+            _text_type(value)
+            or _is(value, *NUMERIC_TYPES, DType.BOOLEAN)
+            or (
+                _is(value, DType.ARRAY)
+                and not any(
+                    t.is_type(DType.MAP, DType.STRUCT, DType.DOUBLE, DType.FLOAT, DType.ARRAY)
+                    for t in value.type.expressions
+                )
+            )
+        ):
+            if _is(value, DType.DOUBLE, DType.FLOAT) or (_is(value, DType.ARRAY) and not value.type.expressions):
+                raise unsupported("CAST of a double AS JSON", "Trino writes doubles in JSON its own way")
+            return _fn("TO_JSON", value)
+        raise unsupported(
+            f"CAST of {value.type.sql(dialect=READ_DIALECT).lower() if value.type else 'this value'} AS JSON",
+            "Trino orders map keys and writes rows and doubles its own way",
+        )
+    if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.ARRAY, DType.MAP, DType.STRUCT):
+        kind = value.type.sql(dialect=READ_DIALECT).lower()
+        raise QueryError(
+            f'Athena rejects CAST of {kind} AS varchar ("Cannot cast"); use array_join or json_format(CAST(... AS JSON))'
+        )
+    if to.is_type(DType.BOOLEAN) and _text_type(value):
+        # Trino reads true/t/1 and false/f/0 only; DuckDB also yes, no, on, off.
+        return _fn("dw_to_boolean_try" if safe else "dw_to_boolean", value)
+    if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.DECIMAL) and _decimal_type(value):
+        # DuckDB writes a decimal(2, 2) zero as '.00'; Trino as '0.00'. One more digit of precision fixes it.
+        precision, scale = _decimal_type(value)
+        if precision == scale and precision < 38:
+            node.set("this", _as(value, f"DECIMAL({precision + 1}, {scale})"))
+        return node
+    if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.DOUBLE, DType.FLOAT):
+        # Trino writes doubles in scientific notation: CAST(37.7E0 AS varchar) is '3.77E1'.
+        return _fn("dw_double_varchar", value)
     if to.is_type(*INTEGER_TYPES):
         if _text_type(value):
             # Trino parses with Integer.parseInt/Long.parseLong: '12.5', '1e3', ' 7' and '0x10'
@@ -523,6 +1481,8 @@ def _unscaled(node: exp.Expression, scale: int) -> exp.Expression:
 
 def _scaled_decimal(unscaled: exp.Expression, precision: int, scale: int) -> exp.Expression:
     """HUGEINT n -> DECIMAL(precision, scale) n / 10^scale, exactly."""
+    if not scale:
+        return _as(unscaled, f"DECIMAL({precision}, 0)")
     value = _as(unscaled, "DECIMAL(38, 0)")
     if scale:
         step = _as(exp.Literal.string(f"1e-{scale}"), f"DECIMAL({scale + 1}, {scale})")
@@ -536,32 +1496,44 @@ def _decimal_div(node: exp.Div) -> exp.Expression | None:
     Trino's result: scale max(sa, sb), precision min(38, pa + sb + max(0, sb - sa)).
     Computed on unscaled HUGEINTs: round(a * 10^(sb + s - sa) / b) is the result's unscaled value.
     """
-    left, right = _decimal_type(node.this), _decimal_type(node.expression)
-    if left is None or right is None or not (_is_decimal(node.this) or _is_decimal(node.expression)):
+    if not (_is_decimal(node.this) or _is_decimal(node.expression)):
         return None
+    left, right = _decimal_type(node.this), _decimal_type(node.expression)
+    if left is None or right is None:
+        if _is(node.this, DType.DOUBLE, DType.FLOAT) or _is(node.expression, DType.DOUBLE, DType.FLOAT):
+            return None  # a double operand makes it a double division in both
+        raise unsupported(
+            "a decimal division where dw cannot tell the operands' scale", "Trino's result type depends on it"
+        )
     (pa, sa), (_, sb) = left, right
     scale = max(sa, sb)
     precision = min(38, pa + sb + max(0, sb - sa))
     numerator = _unscaled(node.this, sa)
     if sb + scale - sa:
         numerator = exp.Mul(this=numerator, expression=exp.Literal.number(10 ** (sb + scale - sa)))
-    quotient = _fn("dw_div_half_up", numerator, _unscaled(node.expression, sb))
+    quotient = _macro("dw_div_half_up", node, numerator, _unscaled(node.expression, sb))
     return _scaled_decimal(quotient, precision, scale)
 
 
 def _decimal_avg(node: exp.Avg, window: exp.Window | None = None) -> exp.Expression | None:
     """avg(decimal(p, s)) is a decimal(p, s) in Trino, rounded half up; DuckDB's is a DOUBLE."""
     value = node.this
-    if isinstance(value, exp.Distinct) or not _is(value, DType.DECIMAL):
+    if isinstance(value, exp.Distinct) and any(_is(v, DType.DECIMAL) for v in value.expressions):
+        raise unsupported("avg(DISTINCT decimal)", "DuckDB averages decimals as doubles")
+    if not _is(value, DType.DECIMAL):
         return None
-    if window is None and isinstance(node.parent, exp.Window | exp.Filter):
-        return None  # handled with its window; FILTER keeps DuckDB's DOUBLE average
-    precision, scale = _decimal_type(value) or (38, 0)
+    if isinstance(node.parent, exp.Filter):
+        raise unsupported("avg(decimal) FILTER (WHERE ...)", "DuckDB averages decimals as doubles")
+    if window is None and isinstance(node.parent, exp.Window):
+        return None  # handled with its window
+    if _decimal_type(value) is None:
+        raise unsupported("avg of a decimal whose scale dw cannot tell", "Trino's result type depends on it")
+    precision, scale = _decimal_type(value)
     total: exp.Expression = exp.Sum(this=_unscaled(value.copy(), scale))
     count: exp.Expression = exp.Count(this=value.copy())
     if window is not None:
         total, count = _over(window, total), _over(window, count)
-    return _scaled_decimal(_fn("dw_div_half_up", total, count), precision, scale)
+    return _scaled_decimal(_macro("dw_div_half_up", node, total, count), precision, scale)
 
 
 def _over(window: exp.Window, aggregate: exp.Expression) -> exp.Window:
@@ -760,7 +1732,7 @@ def run_query(sql: str, lake_root: Path, naming: Naming) -> QueryResult:
     _resolve_tables(statement, catalog)
     con = _open(catalog, naming)
     try:
-        duck_sql = _to_duckdb(statement, _schema(con, catalog))
+        duck_sql, zones = _to_duckdb(statement, _schema(con, catalog))
         _sandbox(con, lake_root, catalog)
         try:
             relation = con.sql(duck_sql)
@@ -769,9 +1741,152 @@ def run_query(sql: str, lake_root: Path, naming: Naming) -> QueryResult:
         except duckdb.Error as e:
             if isinstance(e, duckdb.InvalidInputException):  # a failing row: Cannot cast 'abc' to INT
                 raise QueryError(str(e)) from None
+            missing = re.search(r"Scalar Function with name (\w+) does not exist", str(e))
+            if isinstance(e, duckdb.CatalogException) and missing:
+                raise unsupported(
+                    f"the function {missing.group(1)}", "DuckDB has no such function and dw does not define it"
+                ) from None
             unresolved = isinstance(e, duckdb.BinderException) and "mbiguous" not in str(e)
             problem = _column_problem(statement, catalog, con) if unresolved else None
             raise QueryError(problem or f"{e}\n-- the query as DuckDB ran it:\n{duck_sql}") from None
     finally:
         con.close()
+    if any(z not in (None, "UTC") for z in zones) and len(zones) == len(columns):
+        rows = [tuple(_in_zone(v, z) for v, z in zip(row, zones, strict=True)) for row in rows]
     return QueryResult(list(columns), types, rows)
+
+
+def _in_zone(value, zone: str | None):
+    """A zoned result as Trino shows it: the instant in the value's own zone."""
+    if zone in (None, "UTC") or not isinstance(value, datetime):
+        return value
+    if match := re.fullmatch(r"([+-])(\d{2}):(\d{2})", zone):
+        sign, hours, minutes = match.groups()
+        offset = timedelta(hours=int(hours), minutes=int(minutes)) * (-1 if sign == "-" else 1)
+        return value.astimezone(timezone(offset))
+    return value.astimezone(ZoneInfo(zone))
+
+
+# ---------------------------------------------------------------- Athena's text of a value
+
+
+def athena_text(value, athena_type: str = "") -> str | None:
+    """A value as Athena's CSV results write it: true, 1.50, 2024-01-31 23:30:00.000 UTC,
+    [a, NULL] for arrays, {k=v} for maps and rows, 2 03:00:00.000 for a day-to-second interval;
+    None for SQL NULL (an empty field)."""
+    if value is None:
+        return None
+    return _text(value, athena_type)
+
+
+def _text(value, athena_type: str) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _java_double(value, real=athena_type == "real")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        text = f"{value.year:04d}-" + value.strftime("%m-%d %H:%M:%S") + f".{value.microsecond // 1000:03d}"
+        if value.tzinfo is not None:
+            text += " " + _zone_label(value)
+        return text
+    if isinstance(value, date):
+        return f"{value.year:04d}-" + value.strftime("%m-%d")
+    if isinstance(value, time):
+        return value.strftime("%H:%M:%S") + f".{value.microsecond // 1000:03d}"
+    if isinstance(value, timedelta):
+        sign = "-" if value < timedelta(0) else ""
+        value = abs(value)
+        hours, rest = divmod(value.seconds, 3600)
+        minutes, seconds = divmod(rest, 60)
+        return f"{sign}{value.days} {hours:02d}:{minutes:02d}:{seconds:02d}.{value.microseconds // 1000:03d}"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return " ".join(f"{b:02x}" for b in bytes(value))
+    inner = _inner_types(athena_type)
+    if isinstance(value, dict):
+        key_type, value_type = inner if len(inner) == 2 else ("", "")
+        if athena_type.startswith("row("):
+            fields = _row_fields(athena_type)
+            return "{" + ", ".join(f"{k}={_text(v, fields.get(k, ''))}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_text(k, key_type)}={_text(v, value_type)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        element = inner[0] if inner else ""
+        return "[" + ", ".join(_text(v, element) for v in value) + "]"
+    return str(value)
+
+
+def _zone_label(value: datetime) -> str:
+    key = getattr(value.tzinfo, "key", None) or getattr(value.tzinfo, "zone", None)
+    if key and key not in ("UTC", "Etc/UTC"):
+        return key
+    offset = value.utcoffset() or timedelta(0)
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds()) // 60
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _java_double(value: float, real: bool = False) -> str:
+    """Java's Double.toString (Float.toString for real), which Athena's results use."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "-0.0" if math.copysign(1, value) < 0 else "0.0"
+    shortest = repr(value) if not real else _float32_repr(value)
+    digits, exponent = _digits(shortest)
+    sign = "-" if value < 0 else ""
+    if 1e-3 <= abs(value) < 1e7:
+        point = exponent + 1
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{digits}"
+        whole, fraction = digits[:point].ljust(point, "0"), digits[point:]
+        return f"{sign}{whole}.{fraction or '0'}"
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{exponent}"
+
+
+def _float32_repr(value: float) -> str:
+    import numpy  # only for real columns
+
+    return numpy.format_float_scientific(numpy.float32(value), unique=True, trim="-")
+
+
+def _digits(text: str) -> tuple[str, int]:
+    """('12345', 2) for 123.45: the significant digits and the power of ten of the first."""
+    mantissa, _, exp_text = text.lower().lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    exponent = int(exp_text or 0)
+    all_digits = whole + fraction
+    stripped = all_digits.lstrip("0")
+    lead = len(all_digits) - len(stripped)
+    return stripped.rstrip("0") or "0", exponent + len(whole) - 1 - lead
+
+
+def _inner_types(athena_type: str) -> list[str]:
+    """array(varchar) -> [varchar]; map(varchar, bigint) -> [varchar, bigint]."""
+    if "(" not in athena_type:
+        return []
+    body = athena_type[athena_type.index("(") + 1 : -1]
+    parts, depth, current = [], 0, ""
+    for char in body:
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += char == "("
+        depth -= char == ")"
+        current += char
+    parts.append(current.strip())
+    return parts
+
+
+def _row_fields(athena_type: str) -> dict[str, str]:
+    fields = {}
+    for part in _inner_types(athena_type):
+        name, _, kind = part.partition(" ")
+        fields[name] = kind
+    return fields

@@ -12,12 +12,14 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-
-from pyspark.sql import SparkSession
+from typing import TYPE_CHECKING
 
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.lake import Lake
 from dwlib.naming import Naming, check_run_id, new_run_id
+
+if TYPE_CHECKING:  # imported where a session is made: `dw query` and `dw validate` start without Spark
+    from pyspark.sql import SparkSession
 
 # Glue requires every resolved option to be present, so optional ones carry a sentinel.
 NONE = "none"
@@ -185,6 +187,8 @@ def _quiet_logging() -> str:
 
 def local_session(app_name: str = "pp-dw", cores: str = "*") -> SparkSession:
     """Spark local mode as Glue 5.1 would run the same code (Spark 3.5, UTC, no UI)."""
+    from pyspark.sql import SparkSession
+
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     java_options = _quiet_logging()

@@ -6,6 +6,10 @@ from a DuckDB run), so a wrong translation shows as a failing case.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,11 +17,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from dw.query import (
     QueryError,
     QueryResult,
     TableInfo,
+    athena_text,
     connect,
     joda_to_strftime,
     local_catalog,
@@ -464,7 +470,7 @@ def test_translate_fixes_what_sqlglot_gets_wrong() -> None:
     # a DATE stays a DATE
     assert "AS DATE)" in translate("SELECT date_add('day', 1, DATE '2024-01-01')")
     schema = {"db": {"t": {"a": "integer", "b": "integer", "s": "varchar"}}}
-    assert "//" in translate("SELECT a / b FROM db.t", schema)
+    assert "DW_IDIV" in translate("SELECT a / b FROM db.t", schema)  # exact, and 1 / 0 raises as in Trino
     assert "REGEXP_FULL_MATCH" in translate("SELECT try_cast(s AS integer) FROM db.t", schema)
     assert "approx_count_distinct" not in translate("SELECT approx_distinct(a) FROM db.t", schema).lower()
 
@@ -495,3 +501,132 @@ def test_two_gold_datasets_with_one_model_name_are_refused(tmp_path: Path) -> No
         pq.write_table(pa.table({"v": [1]}), folder / "part-0.parquet")
     with pytest.raises(QueryError, match="two folders make the table pp_dw_gold.model_x"):
         connect(tmp_path, NAMING)
+
+
+# ---------------------------------------------------------------- the Trino corpus
+
+CORPUS_FILE = Path(__file__).with_name("trino_corpus.yaml")
+CITATION = re.compile(r"^(docs:[\w/.-]+\.html(#[\w-]+)?|(test|src):[\w/.-]+(#\w+)?)( \(.+\))?$")
+P = "pp_dw_bronze.precise"
+
+
+def _corpus() -> list:
+    data = yaml.safe_load(CORPUS_FILE.read_text())
+    cases = []
+    for kind, entries in data.items():
+        for number, case in enumerate(entries, 1):
+            marks = [pytest.mark.xfail(strict=True, reason=case["xfail"])] if "xfail" in case else []
+            cases.append(pytest.param(case, id=f"{kind}-{number:02d}", marks=marks))
+    return cases
+
+
+CORPUS = _corpus()
+
+
+@pytest.fixture(scope="module")
+def corpus_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test lake plus a table of microsecond timestamps, which Athena reads as timestamp(3)."""
+    root = build_lake(tmp_path_factory.mktemp("corpus") / "lake")
+    folder = root / "bronze" / "precise"
+    folder.mkdir(parents=True)
+    micros = [datetime(2024, 1, 2, 3, 4, 5, 123456)]
+    table = pa.table(
+        {
+            "ts": pa.array(micros, pa.timestamp("us")),
+            "ts_up": pa.array([datetime(2024, 1, 2, 3, 4, 5, 123500)], pa.timestamp("us")),
+            "ts_ms": pa.array([datetime(2024, 1, 2, 3, 4, 5, 123000)], pa.timestamp("us")),
+        }
+    )
+    pq.write_table(table, folder / "part-0.parquet")
+    return root
+
+
+def test_the_corpus_is_large_cited_and_covers_every_kind() -> None:
+    data = yaml.safe_load(CORPUS_FILE.read_text())
+    assert len(CORPUS) >= 300
+    assert set(data) == {
+        "decimal",
+        "dropped_arguments",
+        "same_name_other_meaning",
+        "regexp_replace",
+        "time_zones_and_parsing",
+        "types",
+        "errors_athena_raises",
+        "try",
+        "missing_functions",
+        "output_format",
+    }
+    for kind, entries in data.items():
+        for case in entries:
+            assert CITATION.match(case["cite"]), f"{kind}: {case['sql']} cites {case['cite']!r}"
+            outcomes = {"value", "row", "rows", "error", "refused"} & set(case)
+            assert len(outcomes) == 1, f"{kind}: {case['sql']} needs one expected outcome"
+
+
+@pytest.mark.parametrize("case", CORPUS)
+def test_trino_corpus(corpus_lake: Path, case: dict) -> None:
+    sql = case["sql"].replace("$B", B).replace("$G", G).replace("$P", P)
+    if "refused" in case or "error" in case:
+        with pytest.raises(QueryError) as raised:
+            run_query(sql, corpus_lake, NAMING)
+        message = str(raised.value)
+        if "refused" in case:
+            assert "not supported locally" in message and case["refused"] in message, message
+        else:
+            assert re.search(case["error"], message), message
+            assert "not supported locally" not in message, message
+        return
+    result = run_query(sql, corpus_lake, NAMING)
+    rendered = [[athena_text(v, t) for v, t in zip(row, result.types, strict=True)] for row in result.rows]
+    expected = case.get("rows") or ([case["row"]] if "row" in case else [[case["value"]]])
+    assert rendered == expected
+    types = case.get("types") or ([case["type"]] if "type" in case else None)
+    if types is not None:
+        assert result.types == types
+
+
+# ---------------------------------------------------------------- through the real `dw` entry point
+
+_DW_SCRIPT = Path(sys.executable).with_name("dw")
+DW = [str(_DW_SCRIPT)] if _DW_SCRIPT.is_file() else [sys.executable, "-m", "dw.cli"]
+
+
+def run_dw(project: Path, lake: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DW_PROJECT", "DW_LAKE")}
+    return subprocess.run(
+        [*DW, "query", "--lake", str(lake), *args], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_csv_output_is_athenas(project_copy: Path, corpus_lake: Path) -> None:
+    sql = (
+        "SELECT active, tags, price, ts, from_iso8601_timestamp('2024-05-06T07:08:09Z') AS z, "
+        "INTERVAL '2' DAY + INTERVAL '3' HOUR AS i, x, name FROM $B WHERE id IN (1, 3) ORDER BY id"
+    ).replace("$B", B)
+    result = run_dw(project_copy, corpus_lake, "--format", "csv", sql)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "active,tags,price,ts,z,i,x,name",
+        'true,"[a, b, c]",12.50,2024-01-31 23:30:00.000,2024-05-06 07:08:09.000 UTC,2 03:00:00.000,2.5, Alpha ',
+        ",,,,2024-05-06 07:08:09.000 UTC,2 03:00:00.000,,",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT 1 / 0", "Division by zero"),
+        ("SELECT ARRAY[1, 2][3]", "Array subscript must be less than or equal to array length: 3 > 2"),
+        ("SELECT '1' = 1", "Cannot apply operator"),
+        ("SELECT array_sort(ARRAY[3, 1], (a, b) -> 1)", "not supported locally"),
+        ("SELECT CAST('ab' AS char(4))", "char(n) type is not supported locally"),
+    ],
+)
+def test_errors_exit_1_in_one_paragraph_without_traceback(
+    project_copy: Path, corpus_lake: Path, sql: str, message: str
+) -> None:
+    result = run_dw(project_copy, corpus_lake, sql)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert result.stdout == ""
