@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from dwlib import fetch, transform
+from dwlib import fetch, metrics, transform
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake
@@ -90,6 +90,8 @@ class RunSummary:
     error: str | None = None
     traceback: str | None = None  # only for crashes: the ledger keeps it, the console does not
     models: list[dict[str, Any]] = field(default_factory=list)  # gold runs: one entry per model
+    code_version: str = ""  # git commit or library hash (metrics.code_version)
+    config_hash: str = ""  # sha256 of the dataset config the run used
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -376,7 +378,9 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
         summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         summary.error, summary.traceback = scrub(summary.error), scrub(summary.traceback)  # no secret in the ledger
         lake.delete_prefix(staging_root)
+        metrics.stamp(summary, ctx.dataset)
         lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id, "bronze"), summary.as_dict())
+        metrics.record_run(lake, summary)
     return summary
 
 

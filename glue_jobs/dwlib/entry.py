@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
-from dwlib import bronze, gold, jobs
+from dwlib import bronze, gold, jobs, metrics
 from dwlib.lake import Lake
 from dwlib.secrets import SecretsManagerSecrets
 
@@ -75,6 +75,8 @@ def run_bronze_job(spark: SparkLike, args: dict[str, str]) -> int:
         print("\n".join(bronze.plan(ctx)))
         return 0
     summary = bronze.run_bronze(jobs.configure(_spark(spark)), ctx)
+    if metrics.on_glue():  # failed runs too: what they measured, and Succeeded 0
+        metrics.publish(summary, ctx.naming)
     print(bronze.describe_outcome(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)
@@ -100,6 +102,8 @@ def run_gold_job(spark: SparkLike, args: dict[str, str]) -> int:
         print(f"plan for {ctx.name} gold run {ctx.run_id} (dry run): models {', '.join(sorted(models)) or 'none'}")
         return 0
     summary = gold.run_gold(jobs.configure(_spark(spark)), ctx, models)
+    if metrics.on_glue():
+        metrics.publish(summary, ctx.naming)
     print(gold.describe_gold(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)

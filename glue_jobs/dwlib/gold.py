@@ -20,6 +20,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from dwlib import metrics
 from dwlib.bronze import JobContext, RunSummary, write_parquet
 
 EXPECT = re.compile(r"^\s*--\s*expect:\s*(?P<rule>.+?)\s*$", re.IGNORECASE)
@@ -267,7 +268,9 @@ def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
         summary.durations_seconds = {f"model {r.name}": r.seconds for r in results.values()}
         summary.models = [dict(r.__dict__) for r in results.values()]
         lake.delete_prefix(naming.staging_prefix("gold", ctx.name, ctx.run_id))
+        metrics.stamp(summary, ctx.dataset)
         lake.write_json(naming.run_summary_key(ctx.name, ctx.run_id, "gold"), summary.as_dict())
+        metrics.record_run(lake, summary)
     return summary
 
 
