@@ -152,3 +152,51 @@ def test_job_roles_may_put_run_metrics_only_in_the_project_namespace(templates, 
 )
 def test_schedule_intervals_are_conservative(expr, hours):
     assert schedule_interval_hours(expr) == hours
+
+
+def one_stack(project, name: str, **changes) -> Template:
+    """A dataset's stack alone, with its config changed as a user would change config.json."""
+    import aws_cdk as cdk
+
+    from stacks.assets import build_glue_assets
+    from stacks.dataset_stack import DatasetStack
+
+    dataset = project.datasets[name].model_copy(update=changes)
+    stack = DatasetStack(
+        cdk.App(),
+        "Test",
+        core=project.core,
+        dataset=type(dataset).model_validate(dataset.model_dump(by_alias=True)),
+        dataset_dir=project.dataset_dir(name),
+        glue_assets_dir=build_glue_assets(),
+    )
+    return Template.from_stack(stack)
+
+
+def test_flex_and_per_dataset_thresholds_reach_the_template(project):
+    from dwlib.config import DatasetMonitoring
+
+    template = one_stack(
+        project,
+        "epa-daily-aqi",  # on demand: freshness only because the dataset asks for it
+        execution_class="flex",
+        monitoring=DatasetMonitoring(
+            freshness=True, expected_every_hours=12, freshness_grace_hours=2, reject_warning_fraction=0.01,
+            max_duration_minutes=30,
+        ),
+    )  # fmt: skip
+    jobs = template.find_resources("AWS::Glue::Job")
+    assert [j["Properties"].get("ExecutionClass") for j in jobs.values()] == ["FLEX"]
+    found = {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+    }
+    assert found["pp-dw-epa-daily-aqi-freshness"]["EvaluationPeriods"] == 14
+    assert found["pp-dw-epa-daily-aqi-reject-rate"]["Threshold"] == 0.01
+    duration = found["pp-dw-epa-daily-aqi-bronze-duration"]
+    assert duration["Threshold"] == 30 * 60 and duration["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_standard_jobs_keep_glues_default_execution_class(project):
+    jobs = one_stack(project, "epa-daily-aqi").find_resources("AWS::Glue::Job")
+    assert all("ExecutionClass" not in j["Properties"] for j in jobs.values())
