@@ -144,8 +144,8 @@ def list_command(lake: LakeOption = None) -> None:
         "schedule",
         "AWS names",
         "tables",
-        "last local run",
         "est. cost (USD)",
+        "last local run",
     )
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -160,8 +160,8 @@ def list_command(lake: LakeOption = None) -> None:
             config.schedule or "on demand",
             "\n".join([naming.job("bronze", name), naming.crawler("bronze", name), naming.state_machine(name)]),
             "\n".join(tables),
-            _last_run(lake_dir, naming, name),
             cost.estimate(project.core, config, ["bronze", "gold"] if gold else ["bronze"], lake_dir).text(),
+            _last_run(lake_dir, naming, name),
         )
     out.print(table)
     prices = project.core.prices

@@ -142,3 +142,22 @@ def test_run_history_is_a_table_in_dw_query(tmp_path):
         ("20261122T060000Z", "failed", 10, pytest.approx(1 / 6, abs=1e-6), 90.0, "boom", "git:abc"),
     ]
     assert result.types[:3] == ["varchar", "varchar", "bigint"]
+
+
+def test_dw_list_shows_the_cost_of_every_dataset_and_the_price_date(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dw.cli", "list", "--lake", str(tmp_path / "lake")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in result.stdout.splitlines()
+        if line.startswith("│ ") and "│" in line[2:]
+    }
+    assert "$0.029/run, $0.89/month" in rows["fda-nsde"]  # daily, small: 2 x G.1X for 2 minutes
+    assert "on demand" in rows["epa-daily-aqi"]
+    assert "2026-12-01" in result.stdout and "$0.44/DPU-hour" in result.stdout
