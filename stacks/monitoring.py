@@ -66,6 +66,19 @@ def _metric(naming: Naming, name: str, dataset: str, layer: str, statistic: str,
     )
 
 
+def freshness_window_hours(core: CoreConfig, dataset: DatasetConfig) -> float | None:
+    """The window in which a success must appear (expected interval plus grace); None: no freshness alarm
+    (not scheduled and not asked for, or turned off)."""
+    own = dataset.monitoring
+    if own.freshness is False or (own.freshness is None and not dataset.schedule):
+        return None
+    expected = own.expected_every_hours
+    if expected is None:
+        expected = schedule_interval_hours(dataset.schedule) if dataset.schedule else 0.0
+    grace = own.freshness_grace_hours
+    return expected + (grace if grace is not None else core.monitoring.freshness_grace_hours)
+
+
 class DatasetMonitoring(Construct):
     """A dataset's alarms, each to the failures topic: freshness, reject-rate warning, duration,
     and the export function's errors when it has one."""
@@ -209,11 +222,7 @@ class DatasetMonitoring(Construct):
         )
 
     def freshness_hours(self) -> float | None:
-        """The window in which a success must appear; None: no freshness alarm."""
-        wanted = self.dataset.monitoring.freshness
-        if wanted is False or (wanted is None and not self.dataset.schedule):
-            return None
-        return self.expected_hours() + self.grace_hours()
+        return freshness_window_hours(self.core, self.dataset)
 
     def reject_warning(self) -> float:
         own = self.dataset.monitoring.reject_warning_fraction
@@ -285,9 +294,15 @@ class LakeDashboard(Construct):
             def metric(metric_name: str, layer: str, statistic: str, label: str, period: int = day) -> cw.Metric:
                 return _metric(naming, metric_name, name, layer, statistic, period).with_(label=label)  # noqa: B023
 
-            alarms = [cw.Alarm.from_alarm_arn(self, f"{name}-fresh", _alarm_arn(naming.alarm(name, "freshness")))]
+            # The alarms DatasetMonitoring creates for it, by name: the dashboard never waits for a dataset stack.
+            window = freshness_window_hours(project.core, project.datasets[name])
+            kinds = ["freshness"] if window is not None and window <= MAX_FRESHNESS_HOURS else []
+            kinds += ["reject-rate", *(f"{layer}-duration" for layer in layers)]
+            alarms = [
+                cw.Alarm.from_alarm_arn(self, f"{name}-{kind}", _alarm_arn(naming.alarm(name, kind))) for kind in kinds
+            ]
             self.dashboard.add_widgets(
-                cw.AlarmStatusWidget(alarms=alarms, title=f"{name}: fresh?", width=4, height=4),
+                cw.AlarmStatusWidget(alarms=alarms, title=f"{name}: alarms", width=4, height=4),
                 cw.SingleValueWidget(
                     metrics=[metric("Succeeded", layer, "Minimum", f"{layer} last run ok", HOUR) for layer in layers],
                     title=f"{name}: last run (1 ok, 0 failed)",

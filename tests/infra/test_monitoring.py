@@ -111,7 +111,9 @@ def test_one_dashboard_shows_every_dataset_pipelines_and_athena(templates, namin
     body = json.dumps(props["DashboardBody"])
     for name in project.datasets:
         assert f"{name}: last run" in body and f"{name}: bronze rows per day" in body
-        assert f"pp-dw-pipeline-{name}" in body and f"alarm:pp-dw-{name}-freshness" in body
+        assert f"pp-dw-pipeline-{name}" in body and f"alarm:pp-dw-{name}-reject-rate" in body
+    assert "alarm:pp-dw-fda-nsde-freshness" in body  # only alarms that exist: epa-daily-aqi has no schedule
+    assert "alarm:pp-dw-epa-daily-aqi-freshness" not in body
     for metric in ("RowsKept", "RowsRejected", "DurationSeconds", "Succeeded", "ExecutionsFailed", "ProcessedBytes"):
         assert metric in body
     assert "pp-dw-workgroup" in body
