@@ -798,7 +798,7 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
                     f"datasets/{name}/config.json",
                     "execution_class",
                     f"flex runs only on {' or '.join(FLEX_WORKER_TYPES)} workers, and the {config.data_size_category} "
-                    f"size category uses {worker_type} (config.json glue_worker_configs); use \"standard\" or change "
+                    f'size category uses {worker_type} (config.json glue_worker_configs); use "standard" or change '
                     "the worker type",
                 )
             )
