@@ -17,6 +17,7 @@ from stacks.assets import build_glue_assets, build_lambda_asset
 from stacks.core_stack import EtlCoreStack
 from stacks.dataset_stack import DatasetStack
 from stacks.defaults import DESTROY_DATA_CONTEXT
+from stacks.monitoring import LakeDashboard
 
 ROOT = Path(__file__).resolve().parent
 
@@ -34,6 +35,7 @@ def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
     env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
     destroy = str(app.node.try_get_context(DESTROY_DATA_CONTEXT)).lower() == "true"
     core = EtlCoreStack(app, naming.core_stack, core=project.core, destroy_data=destroy, env=env)
+    LakeDashboard(core, "Operations", project=project)  # in the core stack: one dashboard per stage
     glue_assets = build_glue_assets()
     exports = any(d.source_kind == "dynamodb_table" for d in project.datasets.values())
     export_code = build_lambda_asset("dynamodb_csv_export") if exports else None

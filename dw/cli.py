@@ -131,11 +131,23 @@ def list_command(lake: LakeOption = None) -> None:
     Example:
       dw list
     """
+    from dw import cost
+
     project = _project()
     naming = Naming.of(project.core)
     lake_dir = _lake_dir(project, lake)
     table = Table(title=f"{len(project.datasets)} dataset(s)", show_lines=True)
-    for column in ("dataset", "source", "size / workers", "schedule", "AWS names", "tables", "last local run"):
+    columns = (
+        "dataset",
+        "source",
+        "size / workers",
+        "schedule",
+        "AWS names",
+        "tables",
+        "est. cost (USD)",
+        "last local run",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for name, config in project.datasets.items():
         workers = project.core.glue_worker_configs[config.data_size_category]
@@ -148,9 +160,16 @@ def list_command(lake: LakeOption = None) -> None:
             config.schedule or "on demand",
             "\n".join([naming.job("bronze", name), naming.crawler("bronze", name), naming.state_machine(name)]),
             "\n".join(tables),
+            cost.estimate(project.core, config, ["bronze", "gold"] if gold else ["bronze"], lake_dir).text(),
             _last_run(lake_dir, naming, name),
         )
     out.print(table)
+    prices = project.core.prices
+    out.print(
+        f"Costs: Glue at ${prices.glue_dpu_hour}/DPU-hour (flex ${prices.glue_flex_dpu_hour}), {prices.region} prices "
+        f'of {prices.as_of} (config.json "prices"); 1-minute minimum per job run; estimates only.',
+        markup=False,
+    )
     if project.datasets:
         with_gold = [n for n in project.datasets if list((project.dataset_dir(n) / "gold").glob("*.sql"))]
         out.print(_aws_start_commands(naming, (with_gold or list(project.datasets))[0]), markup=False)

@@ -201,6 +201,7 @@ class TableInfo:
     path: Path
     files: int
     bytes: int
+    kind: str = "parquet"  # or "runs": the JSON lines of ops/runs/ (the run-history table)
 
     @property
     def name(self) -> str:
@@ -262,7 +263,17 @@ def local_catalog(lake_root: Path, naming: Naming) -> list[TableInfo]:
         for dataset in _folders(lake_root / gold)
         for model in _folders(dataset)
     ]
+    tables.append(_runs_table(lake_root, naming))
     return sorted((t for t in tables if t), key=lambda t: (t.database, t.table, str(t.path)))
+
+
+def _runs_table(lake_root: Path, naming: Naming) -> TableInfo | None:
+    """`{database_prefix}_ops.runs`, as the core stack declares it over ops/runs/ on AWS."""
+    folder = lake_root / naming.ops_runs_prefix()
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return None
+    return TableInfo(naming.ops_database, "runs", folder, len(files), sum(f.stat().st_size for f in files), "runs")
 
 
 # ---------------------------------------------------------------- DuckDB
@@ -277,6 +288,14 @@ def _literal(text: str) -> str:
 
 
 def _scan_sql(table: TableInfo) -> str:
+    if table.kind == "runs":
+        from dwlib.metrics import RUN_COLUMNS
+
+        listed = ", ".join(_literal(str(f.resolve())) for f in sorted(table.path.glob("*.json")))
+        columns = ", ".join(
+            f"{_literal(c)}: {_literal(t.upper().replace('STRING', 'VARCHAR'))}" for c, t in RUN_COLUMNS
+        )
+        return f"read_json([{listed}], format = 'newline_delimited', columns = {{{columns}}})"
     files = _data_files(table.path)
     hive = any("=" in part for f in files for part in f.relative_to(table.path).parts[:-1])
     listed = ", ".join(_literal(str(f.resolve())) for f in files)
@@ -318,6 +337,8 @@ def _open(catalog: list[TableInfo], naming: Naming) -> duckdb.DuckDBPyConnection
             con.execute(macro)
         for layer in LAYERS:
             con.execute(f"CREATE SCHEMA {_quote(naming.database(layer))}")
+        for database in sorted({t.database for t in catalog} - {naming.database(layer) for layer in LAYERS}):
+            con.execute(f"CREATE SCHEMA {_quote(database)}")
         for table in catalog:
             _create_view(con, table)
     except duckdb.Error as e:

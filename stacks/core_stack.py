@@ -15,6 +15,7 @@ from dwlib.config import CoreConfig
 from dwlib.naming import Naming
 from stacks import defaults
 from stacks.job_rights import acknowledge_job_statements, job_statements, logs_statement, object_arns
+from stacks.monitoring import RunHistoryTable, allow_alarms
 from stacks.nag import acknowledge
 
 CRAWLED_PREFIXES = ("bronze", "gold")
@@ -143,6 +144,9 @@ class EtlCoreStack(Stack):
             )
         )
 
+        allow_alarms(self.topic, self.key, naming)
+        self.run_history = RunHistoryTable(self, "RunHistory", naming=naming, bucket=self.bucket)
+
         athena.CfnWorkGroup(
             self,
             "Workgroup",
@@ -176,7 +180,8 @@ class EtlCoreStack(Stack):
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
             description="Shared role of the bronze and gold Glue jobs: the lake's prefixes, nothing else",
         )
-        for statement in job_statements(self.bucket, key=self.key):  # the same rights a dataset's own role gets
+        # the same rights a dataset's own role gets
+        for statement in job_statements(self.bucket, key=self.key, metrics_namespace=naming.metrics_namespace):
             role.add_to_policy(statement)
         return role
 

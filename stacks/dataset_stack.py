@@ -25,6 +25,7 @@ from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, default_arguments, job_config_doc
 from dwlib.naming import DROP_MARKER, Naming, fit, query_construct_id
 from stacks import defaults, job_rights, nag
 from stacks.export import DynamoDbExport
+from stacks.monitoring import DatasetMonitoring
 from stacks.nag import acknowledge
 
 # The pipeline's input, from a schedule ({}), by hand ({"layers": [...], "dry_run": true, "run_id": ...,
@@ -307,6 +308,11 @@ class DatasetStack(Stack):
                 )
             ],
         )
+        layers = ["bronze", "gold"] if self.gold_job else ["bronze"]
+        self.monitoring = DatasetMonitoring(
+            self, "Monitoring", naming=naming, core=core, dataset=dataset, topic=topic, layers=layers,
+            export_function=self.export.function if self.export else None,
+        )  # fmt: skip
         for query in sorted((dataset_dir / "queries").glob("*.sql")):
             athena.CfnNamedQuery(
                 self,
@@ -333,7 +339,8 @@ class DatasetStack(Stack):
             description=f"{dataset.dataset} Glue jobs: the shared job role's rights plus reading "
             f"{', '.join(dataset.secrets)}"[:1000],
         )
-        for statement in job_rights.job_statements(bucket, key_alias=naming.key_alias):
+        namespace = naming.metrics_namespace
+        for statement in job_rights.job_statements(bucket, key_alias=naming.key_alias, metrics_namespace=namespace):
             role.add_to_policy(statement)
         role.add_to_policy(
             iam.PolicyStatement(
@@ -376,6 +383,8 @@ class DatasetStack(Stack):
                 "--additional-python-modules": ",".join(core.glue_defaults.additional_python_modules),
             },
         )
+        if dataset.execution_class == "flex":  # the L2 job has no prop for it
+            job.node.default_child.add_property_override("ExecutionClass", "FLEX")
         job.node.add_dependency(self.job_files)
         return job
 

@@ -16,7 +16,7 @@ from aws_cdk import aws_s3 as s3
 from stacks.nag import acknowledge
 
 # Prefixes the jobs write; `etl/` (scripts, config, transform hooks) is read-only to them.
-JOB_WRITE_PREFIXES = ("raw", "staging", "bronze", "gold", "quarantine", "runs")
+JOB_WRITE_PREFIXES = ("raw", "staging", "bronze", "gold", "quarantine", "runs", "ops")
 KMS_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"]
 
 
@@ -32,7 +32,7 @@ def logs_statement(group: str) -> iam.PolicyStatement:
 
 
 def job_statements(
-    bucket: s3.IBucket, *, key: kms.IKey | None = None, key_alias: str | None = None
+    bucket: s3.IBucket, *, key: kms.IKey | None = None, key_alias: str | None = None, metrics_namespace: str = ""
 ) -> list[iam.PolicyStatement]:
     """The lake's prefixes, Glue's logs and metrics, and the logs key: by `key` if given, else by `key_alias`."""
     if (key is None) == (key_alias is None):
@@ -56,7 +56,10 @@ def job_statements(
         iam.PolicyStatement(
             actions=["cloudwatch:PutMetricData"],
             resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
+            # Glue's own job metrics, and the run metrics of dwlib.metrics (Naming.metrics_namespace).
+            conditions={
+                "StringEquals": {"cloudwatch:namespace": ["Glue", metrics_namespace] if metrics_namespace else "Glue"}
+            },
         ),
         kms_statement,
     ]
@@ -83,7 +86,7 @@ def acknowledge_job_statements(role: iam.IRole, lake_arn: str, *, kms_by_alias: 
         "Glue writes its own log streams under /aws-glue/, named at run time",
         ["Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws-glue/*"],
     )
-    star = "PutMetricData has no resource type; a condition limits it to the Glue namespace"
+    star = "PutMetricData has no resource type; a condition limits it to Glue's and the project's run-metric namespaces"
     if kms_by_alias:
         star += (
             ". The logs key lives in the core stack and is found without an export: kms:ResourceAliases "

@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from dwlib import errors, fetch, ledger, transform
+from dwlib import errors, fetch, ledger, metrics, transform
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake, LakeError
@@ -95,6 +95,8 @@ class RunSummary:
     previous_attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier tries of this run id
     finished_for_others: list[str] = field(default_factory=list)  # publishes of dead runs this run finished
     lock_taken_over: dict[str, Any] | None = None  # the dead run whose lock this run took
+    code_version: str = ""  # git commit or library hash (metrics.code_version)
+    config_hash: str = ""  # sha256 of the dataset config the run used
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -295,9 +297,9 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         kept_frame = transform.kept_rows(prepared, data_names)
         kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
         write_parquet(kept, lake.uri(staging + "output/"))
-        metrics = observed.get
-        summary.rows_in = int(metrics["rows_in"])
-        summary.rows_rejected = int(metrics["rows_rejected"])
+        counted = observed.get
+        summary.rows_in = int(counted["rows_in"])
+        summary.rows_rejected = int(counted["rows_rejected"])
         summary.rows_kept = summary.rows_in - summary.rows_rejected
         if hook is not None:
             # The hook's result need not read all of its input, so the source's rows are counted in a
@@ -369,7 +371,9 @@ def guarded_run(
         finally:
             summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
             summary.error, summary.traceback = scrub(summary.error), scrub(summary.traceback)  # no secret in the ledger
+            metrics.stamp(summary, ctx.dataset)
             ctx.lake.write_json(entry, summary.as_dict())
+            metrics.record_run(ctx.lake, summary)
     return summary
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 from dwlib.naming import LIMITS, Naming, Resource, query_construct_id
 
 SIZE_CATEGORIES = ("small", "medium", "large", "xlarge")
+FLEX_WORKER_TYPES = ("G.1X", "G.2X")  # Glue's Flex execution class takes no other worker type
 FORMATS = ("csv", "json", "jsonl", "parquet")
 SOURCE_KEYS = ("source_url", "api_endpoints", "dynamodb_table", "landing")
 
@@ -414,6 +415,20 @@ class ApiEndpoint(Strict):
         return self
 
 
+class DatasetMonitoring(Strict):
+    """Per-dataset alarm settings; anything left out takes the core config's `monitoring` default."""
+
+    # None: a freshness alarm exactly when the dataset has a schedule. True without a schedule
+    # needs `expected_every_hours`.
+    freshness: bool | None = None
+    expected_every_hours: float | None = Field(None, gt=0)
+    freshness_grace_hours: float | None = Field(None, ge=0)
+    # Absolute rejected fraction that warns; must stay below quality.max_rejected_fraction.
+    reject_warning_fraction: float | None = Field(None, gt=0, lt=1)
+    max_duration_minutes: int | None = Field(None, ge=1)
+    duration_band_stddevs: float | None = Field(None, gt=0)
+
+
 class DatasetConfig(Strict):
     schema_ref: str | None = Field(None, alias="$schema")
     dataset: str
@@ -435,8 +450,27 @@ class DatasetConfig(Strict):
     # Array columns (cleaned, flattened names such as `items` or `order_lines`) to turn into one
     # row per element, in this order, before typing; every other array stays an array.
     explode: list[ColumnName] = Field(default_factory=list)
+    monitoring: DatasetMonitoring = Field(default_factory=DatasetMonitoring)
+    # Glue Flex: spare capacity at a lower price, for runs that can wait (G.1X / G.2X workers only).
+    execution_class: Literal["standard", "flex"] = "standard"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _monitoring(self) -> DatasetConfig:
+        m = self.monitoring
+        if m.reject_warning_fraction is not None and m.reject_warning_fraction >= self.quality.max_rejected_fraction:
+            raise ValueError(
+                f"monitoring.reject_warning_fraction {m.reject_warning_fraction} must be below "
+                f"quality.max_rejected_fraction {self.quality.max_rejected_fraction} (the warning comes before "
+                "the run fails); lower it or leave it out to warn at the core default"
+            )
+        if m.freshness and not self.schedule and m.expected_every_hours is None:
+            raise ValueError(
+                "monitoring.freshness is true but the dataset has no schedule: set monitoring.expected_every_hours "
+                "(how often a successful run is expected), or add a schedule"
+            )
+        return self
 
     @field_validator("dataset")
     @classmethod
@@ -557,6 +591,26 @@ class AthenaConfig(Strict):
     bytes_scanned_cutoff_per_query: int = Field(10 * 1024**3, ge=10 * 1024**2)
 
 
+class MonitoringConfig(Strict):
+    """Alarm defaults for every dataset (README, "Operating the lake"); a dataset may override them."""
+
+    freshness_grace_hours: float = Field(6.0, ge=0)
+    # The reject-rate warning fires at this share of a dataset's quality.max_rejected_fraction.
+    reject_warning_ratio: float = Field(0.5, gt=0, lt=1)
+    # Duration: above a fixed limit when one is set, else outside CloudWatch's anomaly band.
+    max_duration_minutes: int | None = Field(None, ge=1)
+    duration_band_stddevs: float = Field(3.0, gt=0)
+
+
+class PriceConfig(Strict):
+    """Glue prices for `dw list`'s estimates (USD; the README says for which region and date)."""
+
+    as_of: str = Field("2026-12-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    region: str = "us-east-1"
+    glue_dpu_hour: float = Field(0.44, ge=0)
+    glue_flex_dpu_hour: float = Field(0.29, ge=0)
+
+
 class CoreConfig(Strict):
     schema_ref: str | None = Field(None, alias="$schema")
     etl_resource_prefix: str = Field(pattern=r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
@@ -565,6 +619,8 @@ class CoreConfig(Strict):
     glue_worker_configs: dict[Literal["small", "medium", "large", "xlarge"], WorkerConfig]
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     athena: AthenaConfig = Field(default_factory=AthenaConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    prices: PriceConfig = Field(default_factory=PriceConfig)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -735,6 +791,17 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
             arrival=config.source_kind in ("dynamodb_table", "landing"),
             description=config.description,
         )
+        worker_type = core.glue_worker_configs[config.data_size_category].worker_type
+        if config.execution_class == "flex" and worker_type not in FLEX_WORKER_TYPES:
+            problems.append(
+                Problem(
+                    f"datasets/{name}/config.json",
+                    "execution_class",
+                    f"flex runs only on {' or '.join(FLEX_WORKER_TYPES)} workers, and the {config.data_size_category} "
+                    f'size category uses {worker_type} (config.json glue_worker_configs); use "standard" or change '
+                    "the worker type",
+                )
+            )
         column_limit = LIMITS["glue_column"].max_length
         for column in sorted({c for c in (*config.columns, *config.primary_key) if len(c) > column_limit}):
             problems.append(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
-from dwlib import bronze, gold, jobs, ledger
+from dwlib import bronze, gold, jobs, ledger, metrics
 from dwlib.lake import Lake
 from dwlib.secrets import SecretsManagerSecrets
 
@@ -79,6 +79,8 @@ def run_bronze_job(spark: SparkLike, args: dict[str, str]) -> int:
         summary = bronze.run_bronze(jobs.configure(_spark(spark)), ctx)
     except ledger.RunRefused as exc:  # another run holds the lock, or the run id is taken: nothing written
         raise JobRunFailed(str(exc)) from None
+    if metrics.on_glue():  # failed runs too: what they measured, and Succeeded 0
+        metrics.publish(summary, ctx.naming)
     print(bronze.describe_outcome(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)
@@ -107,6 +109,8 @@ def run_gold_job(spark: SparkLike, args: dict[str, str]) -> int:
         summary = gold.run_gold(jobs.configure(_spark(spark)), ctx, models)
     except ledger.RunRefused as exc:
         raise JobRunFailed(str(exc)) from None
+    if metrics.on_glue():
+        metrics.publish(summary, ctx.naming)
     print(gold.describe_gold(summary))
     if summary.status != "succeeded":
         raise JobRunFailed(summary.error)

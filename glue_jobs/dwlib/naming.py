@@ -225,6 +225,36 @@ class Naming:
     def failure_topic(self) -> str:
         return f"{self.etl_resource_prefix}-failures"
 
+    # ---- operations: metrics, alarms, dashboard, run history (stacks/monitoring.py, dwlib/metrics.py)
+    @property
+    def metrics_namespace(self) -> str:
+        """The CloudWatch namespace the jobs publish run metrics to (a stage's prefix gives its own)."""
+        return f"{self.etl_resource_prefix}/pipeline"
+
+    def alarm(self, dataset: str, kind: str) -> str:
+        return f"{self.etl_resource_prefix}-{dataset}-{kind}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"{self.etl_resource_prefix}-lake"
+
+    @property
+    def ops_database(self) -> str:
+        """Run history (`runs`), outside the crawled layers: the core stack declares its table."""
+        return f"{self.database_prefix}_ops"
+
+    @staticmethod
+    def ops_runs_prefix() -> str:
+        return "ops/runs/"
+
+    @staticmethod
+    def ops_run_key(dataset: str, run_id: str, layer: str) -> str:
+        """One JSON line per run and layer, for the `runs` table (the ledger itself is indented JSON).
+
+        One flat folder: the table has no partitions to load, and Athena reads it as written.
+        """
+        return f"ops/runs/{dataset}.{check_run_id(run_id)}.{layer}.json"
+
     # ---- every physical name, for limits and collisions (mirrors stacks/core_stack.py and dataset_stack.py)
     def core_resources(self) -> list[Resource]:
         owner = f"the core stack {self.core_stack}"
