@@ -226,6 +226,7 @@ class DatasetStack(Stack):
                 failure_topic=topic,
                 key_alias=naming.key_alias,
                 code_dir=export_code_dir,
+                reserved_concurrency=dataset.export.reserved_concurrency,
             )
             # The schedule runs the export; the file's arrival runs the pipeline.
             target = scheduler_targets.LambdaInvoke(

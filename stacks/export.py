@@ -42,6 +42,7 @@ class DynamoDbExport(Construct):
         failure_topic: sns.ITopic,
         key_alias: str,
         code_dir: Path,
+        reserved_concurrency: int | None = None,
     ):
         super().__init__(scope, construct_id)
         function_name = naming.export_function(dataset)
@@ -90,7 +91,7 @@ class DynamoDbExport(Construct):
             timeout=sizing["timeout"],
             memory_size=sizing["memory"],
             ephemeral_storage_size=sizing["storage"],
-            reserved_concurrent_executions=1,
+            reserved_concurrent_executions=reserved_concurrency,  # none by default: see ExportOptions
             log_group=log_group,
             environment={
                 "TABLE_NAME": table_name,

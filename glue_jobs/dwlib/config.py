@@ -372,6 +372,16 @@ class ArchiveOptions(Strict):
     )
 
 
+class ExportOptions(Strict):
+    """The DynamoDB export function of a `dynamodb_table` dataset."""
+
+    # None by default: a new account's Lambda concurrency quota is 10 and it refuses any reservation
+    # (the account must keep 10 unreserved); set it where the quota was raised, to cap the export.
+    reserved_concurrency: int | None = Field(
+        None, ge=1, le=1000, description="reserved concurrent executions of the export function; none by default"
+    )
+
+
 class ApiEndpoint(Strict):
     url: str
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -429,6 +439,7 @@ class DatasetConfig(Strict):
     format: Literal["csv", "json", "jsonl", "parquet"] | None = None
     csv: CsvOptions = Field(default_factory=CsvOptions)
     archive: ArchiveOptions = Field(default_factory=ArchiveOptions)
+    export: ExportOptions = Field(default_factory=ExportOptions)
     columns: dict[ColumnName, TypeText] = Field(default_factory=dict)
     primary_key: list[ColumnName] = Field(default_factory=list)
     quality: QualityRules = Field(default_factory=QualityRules)
