@@ -7,10 +7,13 @@ the deployment) only changes when the code does.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from dwlib.naming import LIBRARY_ZIP
+from dwlib.naming import LIBRARY_ZIP, WHEELS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = ROOT / "glue_jobs"
@@ -23,12 +26,52 @@ def library_files() -> list[Path]:
     return sorted(p for p in lib.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue") -> Path:
-    """Write glue/{bronze_job.py, gold_job.py, dwlib.zip} under build_dir; returns build_dir."""
+# Glue 5.1: CPython 3.11 on x86_64 Linux (manylinux2014 wheels install there).
+GLUE_PLATFORM = ("--platform", "manylinux2014_x86_64", "--python-version", "3.11", "--implementation", "cp")
+WHEEL_CACHE = ROOT / ".build" / "wheels"
+
+
+def wheel_for(requirement: str, folder: Path) -> Path | None:
+    """The wheel of `name==version` in folder, if it is there (wheel file names normalize `-` to `_`)."""
+    name, version = requirement.split("==")
+    stem = f"{name.lower().replace('-', '_').replace('.', '_')}-{version}-"
+    return next((p for p in sorted(folder.glob("*.whl")) if p.name.lower().startswith(stem)), None)
+
+
+def build_wheels(requirements: Sequence[str], cache: Path = WHEEL_CACHE) -> list[Path]:
+    """The pinned wheels for Glue's platform, downloaded once into cache (later synths are offline).
+
+    Binary wheels only (`--only-binary=:all:`): nothing is compiled on this machine for another one,
+    and `--no-deps`: the list is complete and pinned (config.json, glue_defaults.additional_python_modules).
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [r for r in requirements if wheel_for(r, cache) is None]
+    if missing:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+        command += ["--only-binary=:all:", *GLUE_PLATFORM, "--no-deps", "--dest", str(cache), *missing]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"could not download the Glue job wheels {', '.join(missing)} for CPython 3.11 manylinux x86_64 "
+                f"into {cache} (pip needs the package index once; later synths use this folder):\n{done.stderr}"
+            )
+    found = [wheel_for(r, cache) for r in requirements]
+    absent = [r for r, w in zip(requirements, found, strict=True) if w is None]
+    if absent:
+        raise RuntimeError(f"pip downloaded no wheel for {', '.join(absent)} into {cache}")
+    return [w for w in found if w is not None]
+
+
+def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue", wheels: Sequence[Path] = ()) -> Path:
+    """Write glue/{bronze_job.py, gold_job.py, dwlib.zip, wheels/*.whl} under build_dir; returns build_dir."""
     target = build_dir / "glue"
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
+    if wheels:
+        (target / WHEELS_DIR).mkdir()
+        for wheel in wheels:
+            shutil.copyfile(wheel, target / WHEELS_DIR / wheel.name)
     for name in ENTRY_POINTS:
         if (JOBS_DIR / name).exists():
             shutil.copyfile(JOBS_DIR / name, target / name)

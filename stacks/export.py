@@ -48,7 +48,11 @@ class DynamoDbExport(Construct):
         function_name = naming.export_function(dataset)
         sizing = SIZING[category]
         log_group = logs.LogGroup(
-            self, "Logs", log_group_name=f"/aws/lambda/{function_name}", retention=defaults.LOG_RETENTION
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=defaults.LOG_RETENTION,
+            removal_policy=defaults.OWNED,
         )
         table_arn = f"arn:{Aws.PARTITION}:dynamodb:{Aws.REGION}:{Aws.ACCOUNT_ID}:table/{table_name}"
         raw_objects = bucket.arn_for_objects(f"{naming.raw_dataset_prefix(dataset)}*")
