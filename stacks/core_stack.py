@@ -25,7 +25,6 @@ class EtlCoreStack(Stack):
         naming = Naming.of(core, defaults.stage_of(scope))
         super().__init__(scope, construct_id, description=f"{naming.etl_resource_prefix}: data lake core", **kwargs)
         self.naming = naming
-        defaults.tag(self, core.etl_resource_prefix, naming.stage)
         life = core.lifecycle
 
         self.key = kms.Key(
@@ -170,6 +169,7 @@ class EtlCoreStack(Stack):
         CfnOutput(self, "WorkgroupName", value=naming.workgroup)
         CfnOutput(self, "FailureTopicArn", value=self.topic.topic_arn)
         self._acknowledge()
+        defaults.tag(self, core.etl_resource_prefix, naming.stage)
 
     def _job_role(self, naming: Naming) -> iam.Role:
         role = iam.Role(

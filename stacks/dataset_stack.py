@@ -179,7 +179,6 @@ class DatasetStack(Stack):
         super().__init__(scope, construct_id, description=description, **kwargs)
         naming = self.naming = Naming.of(core, defaults.stage_of(self))
         name = dataset.dataset
-        defaults.tag(self, core.etl_resource_prefix, naming.stage, name)
         # `cdk deploy -c force_dry_run=true`: a "smoke" deployment whose every job run is a dry run.
         self.force_dry_run = str(self.node.try_get_context(FORCE_DRY_RUN_CONTEXT)).lower() == "true"
         # Shared resources are found by their conventional names, not by CloudFormation exports,
@@ -329,6 +328,7 @@ class DatasetStack(Stack):
                 description=f"{name}: datasets/{name}/queries/{query.name}",
             )
         self._acknowledge()
+        defaults.tag(self, core.etl_resource_prefix, naming.stage, name)
 
     def _job_role(self, dataset: DatasetConfig, bucket: s3.IBucket) -> iam.IRole:
         """The shared job role by name; a source with secrets gets its own: the same rights plus its secrets."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import jsii
-from aws_cdk import Aspects, CfnResource, Duration, IAspect, RemovalPolicy, TagManager, Tags
+from aws_cdk import CfnResource, Duration, RemovalPolicy, Tags
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -62,28 +61,20 @@ def abort_uploads_rule() -> s3.LifecycleRule:
 
 
 def tag(stack, project: str, stage: str, dataset: str | None = None) -> None:
-    """Cost allocation: every taggable resource of the stack says its project, stage and dataset."""
+    """Cost allocation: every taggable resource of the stack says its project, stage and dataset.
+
+    Call it last: CDK's custom resource providers (the bucket's auto-delete handler) are plain
+    CfnResources that Tags.of does not reach, so their role and function get the tags as a property.
+    """
     tags = {"project": project, "stage": stage or "default", **({"dataset": dataset} if dataset else {})}
     for key, value in tags.items():
         Tags.of(stack).add(key, value)
-    Aspects.of(stack).add(_TagProviders(tags))
+    as_property = [{"Key": k, "Value": v} for k, v in tags.items()]
+    for child in stack.node.children:
+        if "CustomResourceProvider" in child.node.id:
+            for resource in child.node.children:
+                if isinstance(resource, CfnResource) and resource.cfn_resource_type in PROVIDER_TYPES:
+                    resource.add_property_override("Tags", as_property)
 
 
-@jsii.implements(IAspect)
-class _TagProviders:
-    """CDK's custom resource providers (the bucket's auto-delete handler) are plain CfnResources that
-    Tags.of does not reach: their role and function get the same tags as a property."""
-
-    TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
-
-    def __init__(self, tags: dict[str, str]):
-        self.tags = [{"Key": k, "Value": v} for k, v in tags.items()]
-
-    def visit(self, node) -> None:
-        if (
-            isinstance(node, CfnResource)
-            and node.cfn_resource_type in self.TYPES
-            and not TagManager.is_taggable(node)
-            and "CustomResourceProvider" in node.node.path
-        ):
-            node.add_property_override("Tags", self.tags)
+PROVIDER_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
