@@ -137,9 +137,13 @@ class EtlCoreStack(Stack):
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
+                # Only this stage's failure rules: `pp-dw-*` would also let every other stage's rules publish.
                 conditions={
                     "ArnLike": {
-                        "aws:SourceArn": f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/{naming.etl_resource_prefix}-*"
+                        "aws:SourceArn": [
+                            f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/{rule}"
+                            for rule in (naming.failure_rule("*"), naming.job_failure_rule("*"))
+                        ]
                     }
                 },
             )

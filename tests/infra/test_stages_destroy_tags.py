@@ -132,3 +132,32 @@ def test_synth_refuses_a_stage_name_that_is_not_one(stage):
     assert done.returncode == 1
     assert f"stage {stage!r} is not a stage name: use 1 to 8 lowercase letters and digits" in done.stderr
     assert "nothing was synthesized" in done.stderr
+
+
+def test_a_stages_failure_topic_takes_only_its_own_stages_rules(synthesized, synthesized_dev):
+    """Each topic's policy lets only its own stage's failure rules publish, not the other copy's."""
+    from fnmatch import fnmatchcase
+
+    from tests.infra.physical_names import _resolve
+
+    def topic_patterns(assembly) -> list[str]:
+        policies = [r for _, _, r in resources(assembly) if r["Type"] == "AWS::SNS::TopicPolicy"]
+        statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+        (rules,) = [s for s in statements if s.get("Sid") == "DatasetFailureRules"]
+        return [_resolve(arn).rsplit(":rule/", 1)[1] for arn in rules["Condition"]["ArnLike"]["aws:SourceArn"]]
+
+    def rule_names(assembly) -> list[str]:
+        return [
+            r["Properties"]["Name"]
+            for _, _, r in resources(assembly)
+            if r["Type"] == "AWS::Events::Rule" and "failures" in r["Properties"]["Name"]
+        ]
+
+    default_rules, dev_rules = rule_names(synthesized[1]), rule_names(synthesized_dev[1])
+    assert default_rules and dev_rules
+    for own, other, patterns in (
+        (default_rules, dev_rules, topic_patterns(synthesized[1])),
+        (dev_rules, default_rules, topic_patterns(synthesized_dev[1])),
+    ):
+        assert all(any(fnmatchcase(rule, p) for p in patterns) for rule in own), (patterns, own)
+        assert not any(fnmatchcase(rule, p) for p in patterns for rule in other), (patterns, other)
