@@ -12,6 +12,9 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 DEMO_DATASET ?= fda-nsde
 LAKE ?= .lake
+# `make synth STAGE=dev`, `make deploy STAGE=dev`: a second copy with its own names (README, "Stages").
+STAGE ?=
+CDK_CONTEXT := $(if $(STAGE),-c stage=$(STAGE))
 
 .PHONY: help install synth test check lint cfn-lint demo deploy bench clean
 
@@ -33,9 +36,9 @@ install: $(BIN)/dw node_modules/.installed ## create .venv/ and node_modules/ (p
 
 synth: install ## validate every dataset, then cdk synth into cdk.out/ (cdk-nag and cfn-lint must pass)
 	$(BIN)/dw validate
-	cdk synth --quiet
+	cdk synth --quiet $(CDK_CONTEXT)
 	@$(MAKE) --no-print-directory cfn-lint
-	@echo "stacks:" && cdk list
+	@echo "stacks:" && cdk list $(CDK_CONTEXT)
 
 cfn-lint: ## cfn-lint over every synthesized template
 	$(BIN)/cfn-lint --non-zero-exit-code error cdk.out/*.template.json
@@ -53,9 +56,9 @@ demo: install ## install, synthesize, run the demo dataset locally end to end, s
 	$(BIN)/dw run $(DEMO_DATASET) --sample --lake $(LAKE)
 	$(BIN)/dw query --lake $(LAKE) --file datasets/$(DEMO_DATASET)/queries/demo.sql
 
-deploy: install ## cdk deploy --all to the account in your AWS credentials
+deploy: install ## cdk deploy --all to the account in your AWS credentials (STAGE=dev for a staged copy)
 	$(BIN)/dw validate
-	cdk deploy --all
+	cdk deploy --all --import-existing-resources $(CDK_CONTEXT)
 
 bench: install ## benchmarks against their floors (not part of test): bench/results/latest.{json,png}, bench/README.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -13,10 +13,10 @@ from cdk_nag import AwsSolutionsChecks
 
 from dwlib.config import ConfigError, Project, load_project
 from dwlib.naming import Naming
-from stacks.assets import build_glue_assets, build_lambda_asset
+from stacks.assets import build_glue_assets, build_lambda_asset, build_wheels
 from stacks.core_stack import EtlCoreStack
 from stacks.dataset_stack import DatasetStack
-from stacks.defaults import DESTROY_DATA_CONTEXT
+from stacks.defaults import destroy_data_of, stage_of
 from stacks.monitoring import LakeDashboard
 
 ROOT = Path(__file__).resolve().parent
@@ -31,12 +31,12 @@ def new_app(outdir: str | None = None, **context: str) -> cdk.App:
 def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
     """Every stack of the project, with cdk-nag's AWS Solutions checks over all of them."""
     app = app or cdk.App()
-    naming = Naming.of(project.core)
+    naming = Naming.of(project.core, stage_of(app))  # ValueError for a stage name that is not one
     env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
-    destroy = str(app.node.try_get_context(DESTROY_DATA_CONTEXT)).lower() == "true"
+    destroy = destroy_data_of(app)
     core = EtlCoreStack(app, naming.core_stack, core=project.core, destroy_data=destroy, env=env)
     LakeDashboard(core, "Operations", project=project)  # in the core stack: one dashboard per stage
-    glue_assets = build_glue_assets()
+    glue_assets = build_glue_assets(wheels=build_wheels(project.core.glue_defaults.additional_python_modules))
     exports = any(d.source_kind == "dynamodb_table" for d in project.datasets.values())
     export_code = build_lambda_asset("dynamodb_csv_export") if exports else None
     for name, dataset in project.datasets.items():
@@ -63,7 +63,12 @@ def main() -> None:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         sys.exit(1)
-    build_app(project).synth()
+    try:
+        app = build_app(project)
+    except ValueError as exc:  # a -c stage=… that is not a stage name
+        print(f"cdk.json / -c context: {exc}; nothing was synthesized", file=sys.stderr)
+        sys.exit(1)
+    app.synth()
 
 
 if __name__ == "__main__":

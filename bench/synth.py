@@ -78,7 +78,9 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
 
     imported = time.perf_counter()
     build = WORK / "synth" / "build"
-    app.build_glue_assets = lambda: assets.build_glue_assets(build)  # keep the repository's .build/ untouched
+    app.build_glue_assets = lambda **kw: assets.build_glue_assets(
+        build, **kw
+    )  # keep the repository's .build/ untouched
     outdir = Path(args["outdir"])
     begin = time.perf_counter()
     cdk_app = app.build_app(load_project(Path(args["project"])), app.new_app(str(outdir)))

@@ -21,7 +21,7 @@ from rich.table import Table
 from dw.project import DwError, find_root, validate, write_schemas
 from dwlib.config import ConfigError, Project, check_dataset, load_project, resource_problems
 from dwlib.jobs import FORCE_DRY_RUN, job_config_document, resolve_run_id
-from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
+from dwlib.naming import TRANSFORM_HOOK, Naming, check_stage, table_name
 
 HELP = """Run the pp-dw pipeline locally: the same Glue job code on Spark local mode, Athena SQL on DuckDB.
 
@@ -62,8 +62,20 @@ class Format(StrEnum):
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    stage: Annotated[
+        str, typer.Option("--stage", envvar="DW_STAGE", help="The stage deployed with -c stage=…: AWS names to print.")
+    ] = "",
 ) -> None:
     STATE["debug"] = debug
+    try:
+        STATE["stage"] = check_stage(stage)
+    except ValueError as exc:
+        raise DwError(f"--stage / DW_STAGE: {exc}") from None
+
+
+def _aws_naming(project: Project) -> Naming:
+    """The AWS names of the stage given with --stage (the local lake's names never change)."""
+    return Naming.of(project.core, STATE.get("stage", ""))
 
 
 def _project() -> Project:
@@ -134,7 +146,7 @@ def list_command(lake: LakeOption = None) -> None:
     from dw import cost
 
     project = _project()
-    naming = Naming.of(project.core)
+    naming = _aws_naming(project)
     lake_dir = _lake_dir(project, lake)
     table = Table(title=f"{len(project.datasets)} dataset(s)", show_lines=True)
     columns = (

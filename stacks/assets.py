@@ -7,10 +7,13 @@ the deployment) only changes when the code does.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from dwlib.naming import LIBRARY_ZIP
+from dwlib.naming import LIBRARY_ZIP, WHEELS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = ROOT / "glue_jobs"
@@ -23,12 +26,54 @@ def library_files() -> list[Path]:
     return sorted(p for p in lib.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue") -> Path:
-    """Write glue/{bronze_job.py, gold_job.py, dwlib.zip} under build_dir; returns build_dir."""
+# Glue 5.1: CPython 3.11 on x86_64 Linux (manylinux2014 wheels install there).
+GLUE_PLATFORM = ("--platform", "manylinux2014_x86_64", "--python-version", "3.11", "--implementation", "cp")
+WHEEL_CACHE = ROOT / ".build" / "wheels"
+
+
+def wheel_for(requirement: str, folder: Path) -> Path | None:
+    """The wheel of `name==version` in folder, if it is there (wheel file names normalize `-` to `_`)."""
+    name, version = requirement.split("==")
+    stem = f"{name.lower().replace('-', '_').replace('.', '_')}-{version}-"
+    return next((p for p in sorted(folder.glob("*.whl")) if p.name.lower().startswith(stem)), None)
+
+
+def build_wheels(
+    requirements: Sequence[str], cache: Path = WHEEL_CACHE, platform: Sequence[str] = GLUE_PLATFORM
+) -> list[Path]:
+    """The pinned wheels for Glue's platform, downloaded once into cache (later synths are offline).
+
+    Binary wheels only (`--only-binary=:all:`): nothing is compiled on this machine for another one,
+    and `--no-deps`: the list is complete and pinned (config.json, glue_defaults.additional_python_modules).
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [r for r in requirements if wheel_for(r, cache) is None]
+    if missing:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+        command += ["--only-binary=:all:", *platform, "--no-deps", "--dest", str(cache), *missing]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"could not download the wheels {', '.join(missing)} for {' '.join(platform)} "
+                f"into {cache} (pip needs the package index once; later synths use this folder):\n{done.stderr}"
+            )
+    found = [wheel_for(r, cache) for r in requirements]
+    absent = [r for r, w in zip(requirements, found, strict=True) if w is None]
+    if absent:
+        raise RuntimeError(f"pip downloaded no wheel for {', '.join(absent)} into {cache}")
+    return [w for w in found if w is not None]
+
+
+def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue", wheels: Sequence[Path] = ()) -> Path:
+    """Write glue/{bronze_job.py, gold_job.py, dwlib.zip, wheels/*.whl} under build_dir; returns build_dir."""
     target = build_dir / "glue"
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
+    if wheels:
+        (target / WHEELS_DIR).mkdir()
+        for wheel in wheels:
+            shutil.copyfile(wheel, target / WHEELS_DIR / wheel.name)
     for name in ENTRY_POINTS:
         if (JOBS_DIR / name).exists():
             shutil.copyfile(JOBS_DIR / name, target / name)
@@ -41,15 +86,16 @@ def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue") -> Path:
 
 
 LAMBDAS_DIR = ROOT / "lambdas"
-# Pure-Python packages the export handler imports beyond the Lambda runtime (which has boto3).
-HANDLER_PACKAGES = ("aws_lambda_powertools", "typing_extensions")
+# What the export handler imports beyond the Lambda runtime (which has boto3), pinned with its
+# dependencies, as wheels for the function's runtime: CPython 3.14 on x86_64 Linux (stacks/export.py).
+HANDLER_WHEELS = ("aws-lambda-powertools==3.37.0", "jmespath==1.1.0", "typing-extensions==4.16.0")
+LAMBDA_PYTHON = "3.14"
+LAMBDA_PLATFORM = ("--platform", "manylinux2014_x86_64", "--python-version", LAMBDA_PYTHON, "--implementation", "cp")
 
 
 def build_lambda_asset(name: str, build_dir: Path = ROOT / ".build" / "lambdas") -> Path:
-    """A Lambda code folder: the handler, naming from the job library, and Powertools, copied from
-    the project's own pinned install (no Docker, no download)."""
-    import importlib.util
-
+    """A Lambda code folder: the handler, naming from the job library, and the handler's packages
+    installed from wheels for the function's Python and architecture (never copied from this machine's)."""
     target = build_dir / name
     if target.exists():
         shutil.rmtree(target)
@@ -57,12 +103,15 @@ def build_lambda_asset(name: str, build_dir: Path = ROOT / ".build" / "lambdas")
     (target / "dwlib").mkdir()
     for module in ("__init__.py", "naming.py"):
         shutil.copyfile(JOBS_DIR / "dwlib" / module, target / "dwlib" / module)
-    for package in HANDLER_PACKAGES:
-        spec = importlib.util.find_spec(package)
-        assert spec is not None and spec.origin is not None, f"{package} is not installed; run make install"
-        origin = Path(spec.origin)
-        if origin.name == "__init__.py":
-            shutil.copytree(origin.parent, target / package, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copyfile(origin, target / origin.name)
+    wheels = build_wheels(HANDLER_WHEELS, WHEEL_CACHE / f"lambda-py{LAMBDA_PYTHON}", LAMBDA_PLATFORM)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index"]
+    command += ["--only-binary=:all:", *LAMBDA_PLATFORM, "--no-deps", "--no-compile", "--target", str(target)]
+    done = subprocess.run([*command, *map(str, wheels)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not unpack the export function's wheels into {target}:\n{done.stderr}")
+    # Scripts and install records name this machine's paths: the asset hash would vary between machines.
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    for info in target.glob("*.dist-info"):
+        for record in ("RECORD", "direct_url.json", "INSTALLER", "REQUESTED"):
+            (info / record).unlink(missing_ok=True)
     return target

@@ -23,8 +23,9 @@ CRAWLED_PREFIXES = ("bronze", "gold")
 
 class EtlCoreStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, core: CoreConfig, destroy_data: bool = False, **kwargs):
-        super().__init__(scope, construct_id, description=f"{core.etl_resource_prefix}: data lake core", **kwargs)
-        naming = self.naming = Naming.of(core)
+        naming = Naming.of(core, defaults.stage_of(scope))
+        super().__init__(scope, construct_id, description=f"{naming.etl_resource_prefix}: data lake core", **kwargs)
+        self.naming = naming
         life = core.lifecycle
 
         self.key = kms.Key(
@@ -105,7 +106,7 @@ class EtlCoreStack(Stack):
                 catalog_id=Aws.ACCOUNT_ID,
                 database_input=glue.CfnDatabase.DatabaseInputProperty(
                     name=naming.database(layer),
-                    description=f"{layer} tables of {core.etl_resource_prefix}",
+                    description=f"{layer} tables of {naming.etl_resource_prefix}",
                     location_uri=self.bucket.s3_url_for_object(f"{layer}/"),
                 ),
             )
@@ -118,6 +119,7 @@ class EtlCoreStack(Stack):
             cloud_watch_encryption=glue.CloudWatchEncryption.kms(self.key),
             job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(self.key),
         )
+        self.security_configuration.apply_removal_policy(defaults.OWNED)
 
         self.job_role = self._job_role(naming)
         self.crawler_role = self._crawler_role(naming)
@@ -126,7 +128,7 @@ class EtlCoreStack(Stack):
             self,
             "Failures",
             topic_name=naming.failure_topic,
-            display_name=f"{core.etl_resource_prefix} pipeline failures",
+            display_name=f"{naming.etl_resource_prefix} pipeline failures",
             master_key=self.key,
             enforce_ssl=True,
         )
@@ -136,9 +138,13 @@ class EtlCoreStack(Stack):
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
+                # Only this stage's failure rules: `pp-dw-*` would also let every other stage's rules publish.
                 conditions={
                     "ArnLike": {
-                        "aws:SourceArn": f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/{core.etl_resource_prefix}-*"
+                        "aws:SourceArn": [
+                            f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/{rule}"
+                            for rule in (naming.failure_rule("*"), naming.job_failure_rule("*"))
+                        ]
                     }
                 },
             )
@@ -151,7 +157,7 @@ class EtlCoreStack(Stack):
             self,
             "Workgroup",
             name=naming.workgroup,
-            description=f"Queries over the {core.etl_resource_prefix} lake",
+            description=f"Queries over the {naming.etl_resource_prefix} lake",
             state="ENABLED",
             work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
                 enforce_work_group_configuration=True,
@@ -171,6 +177,7 @@ class EtlCoreStack(Stack):
         CfnOutput(self, "WorkgroupName", value=naming.workgroup)
         CfnOutput(self, "FailureTopicArn", value=self.topic.topic_arn)
         self._acknowledge()
+        defaults.tag(self, core.etl_resource_prefix, naming.stage)
 
     def _job_role(self, naming: Naming) -> iam.Role:
         role = iam.Role(

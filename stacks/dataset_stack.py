@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from aws_cdk import Annotations, Aws, Duration, Stack
@@ -22,7 +23,7 @@ from constructs import Construct
 
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, default_arguments, job_config_document
-from dwlib.naming import DROP_MARKER, Naming, fit, query_construct_id
+from dwlib.naming import DROP_MARKER, LAYERS, WHEELS_DIR, Naming, fit, query_construct_id
 from stacks import defaults, job_rights, nag
 from stacks.export import DynamoDbExport
 from stacks.monitoring import DatasetMonitoring
@@ -155,6 +156,13 @@ def pipeline_timeout_seconds(job_timeout_minutes: int, jobs: int) -> int:
     return jobs * (job_timeout_minutes * 60 + GLUE_CAPACITY_WAIT_S + retry_wait_seconds()) + PIPELINE_MARGIN_S
 
 
+def staged_sql(sql: str, database_prefix: str, naming: Naming) -> str:
+    """A query written against the default databases (pp_dw_gold.x) reads the stage's own (pp_dw_dev_gold.x)."""
+    if not naming.stage:
+        return sql
+    return re.sub(rf"\b{re.escape(database_prefix)}_({'|'.join(LAYERS)})\b", lambda m: naming.database(m.group(1)), sql)
+
+
 class DatasetStack(Stack):
     def __init__(
         self,
@@ -170,7 +178,7 @@ class DatasetStack(Stack):
     ):
         description = Naming.dataset_stack_description(dataset.dataset, dataset.description)
         super().__init__(scope, construct_id, description=description, **kwargs)
-        naming = self.naming = Naming.of(core)
+        naming = self.naming = Naming.of(core, defaults.stage_of(self))
         name = dataset.dataset
         # `cdk deploy -c force_dry_run=true`: a "smoke" deployment whose every job run is a dry run.
         self.force_dry_run = str(self.node.try_get_context(FORCE_DRY_RUN_CONTEXT)).lower() == "true"
@@ -195,12 +203,13 @@ class DatasetStack(Stack):
                 s3deploy.Source.asset(str(glue_assets_dir)),
                 s3deploy.Source.asset(str(dataset_dir), exclude=["sample", "sample/**", "*.md"]),
                 s3deploy.Source.json_data(
-                    naming.job_config_key(name).rsplit("/", 1)[-1], job_config_document(core, dataset)
+                    naming.job_config_key(name).rsplit("/", 1)[-1], job_config_document(core, dataset, naming.stage)
                 ),
             ],
             memory_limit=256,
         )
 
+        self.wheels = sorted(p.name for p in (glue_assets_dir / "glue" / WHEELS_DIR).glob("*.whl"))
         self.models = sorted(p.stem for p in (dataset_dir / "gold").glob("*.sql"))
         self.bronze_job = self._job(core, dataset, "bronze", BRONZE_ARGS, bucket, job_role, security)
         self.bronze_crawler = self._crawler("bronze", name, [naming.bronze_prefix(name)], bucket, crawler_role_arn)
@@ -227,6 +236,7 @@ class DatasetStack(Stack):
                 failure_topic=topic,
                 key_alias=naming.key_alias,
                 code_dir=export_code_dir,
+                reserved_concurrency=dataset.export.reserved_concurrency,
             )
             # The schedule runs the export; the file's arrival runs the pipeline.
             target = scheduler_targets.LambdaInvoke(
@@ -320,10 +330,11 @@ class DatasetStack(Stack):
                 name=naming.named_query(name, query.stem),
                 database=naming.database("bronze"),
                 work_group=naming.workgroup,
-                query_string=query.read_text(encoding="utf-8"),
+                query_string=staged_sql(query.read_text(encoding="utf-8"), core.database_prefix, naming),
                 description=f"{name}: datasets/{name}/queries/{query.name}",
             )
         self._acknowledge()
+        defaults.tag(self, core.etl_resource_prefix, naming.stage, name)
 
     def _job_role(self, dataset: DatasetConfig, bucket: s3.IBucket) -> iam.IRole:
         """The shared job role by name; a source with secrets gets its own: the same rights plus its secrets."""
@@ -380,13 +391,23 @@ class DatasetStack(Stack):
                 **default_arguments(
                     name, bucket.s3_url_for_object().rstrip("/"), args, force_dry_run=self.force_dry_run
                 ),
-                "--additional-python-modules": ",".join(core.glue_defaults.additional_python_modules),
+                **self._modules(bucket, name),
             },
         )
         if dataset.execution_class == "flex":  # the L2 job has no prop for it
             job.node.default_child.add_property_override("ExecutionClass", "FLEX")
         job.node.add_dependency(self.job_files)
         return job
+
+    def _modules(self, bucket: s3.IBucket, name: str) -> dict[str, str]:
+        """The pinned wheels deployed with the job files, installed without a package index at job start."""
+        if not self.wheels:
+            return {}
+        prefix = self.naming.wheels_prefix(name)
+        return {
+            "--additional-python-modules": ",".join(bucket.s3_url_for_object(f"{prefix}{w}") for w in self.wheels),
+            "--python-modules-installer-option": "--no-index",
+        }
 
     def _crawler(self, layer, name, prefixes, bucket, role_arn) -> glue.CfnCrawler:
         naming = self.naming
@@ -508,6 +529,7 @@ class DatasetStack(Stack):
             "PipelineLogs",
             log_group_name=f"/aws/vendedlogs/states/{machine_name}",
             retention=defaults.LOG_RETENTION,
+            removal_policy=defaults.OWNED,
         )
         machine = sfn.StateMachine(
             self,

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import CfnResource, Duration, RemovalPolicy, Tags
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
 # `cdk deploy -c destroy-data=true` opts into deleting buckets and their data with the stack.
 DESTROY_DATA_CONTEXT = "destroy-data"
+# `cdk deploy --all -c stage=dev`: a second, fully separate copy (every physical name differs).
+STAGE_CONTEXT = "stage"
+
+
+def stage_of(scope) -> str:
+    """The stage the app was synthesized for ('' by default); ValueError for a name that is not one."""
+    from dwlib.naming import check_stage
+
+    return check_stage(scope.node.try_get_context(STAGE_CONTEXT))
+
+
+def destroy_data_of(scope) -> bool:
+    return str(scope.node.try_get_context(DESTROY_DATA_CONTEXT)).lower() == "true"
+
 
 WORKER_TYPES = {
     "G.025X": glue.WorkerType.G_025X,
@@ -19,6 +33,11 @@ WORKER_TYPES = {
 }
 
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR
+
+
+# Named resources that are not data go with their stack in every mode: a retained log group or
+# security configuration with a fixed name makes the next deploy of the same stage fail "already exists".
+OWNED = RemovalPolicy.DESTROY
 
 
 def removal_policy(destroy: bool) -> RemovalPolicy:
@@ -39,3 +58,23 @@ def bucket_props(destroy: bool) -> dict:
 
 def abort_uploads_rule() -> s3.LifecycleRule:
     return s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))
+
+
+def tag(stack, project: str, stage: str, dataset: str | None = None) -> None:
+    """Cost allocation: every taggable resource of the stack says its project, stage and dataset.
+
+    Call it last: CDK's custom resource providers (the bucket's auto-delete handler) are plain
+    CfnResources that Tags.of does not reach, so their role and function get the tags as a property.
+    """
+    tags = {"project": project, "stage": stage or "default", **({"dataset": dataset} if dataset else {})}
+    for key, value in tags.items():
+        Tags.of(stack).add(key, value)
+    as_property = [{"Key": k, "Value": v} for k, v in tags.items()]
+    for child in stack.node.children:
+        if "CustomResourceProvider" in child.node.id:
+            for resource in child.node.children:
+                if isinstance(resource, CfnResource) and resource.cfn_resource_type in PROVIDER_TYPES:
+                    resource.add_property_override("Tags", as_property)
+
+
+PROVIDER_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")

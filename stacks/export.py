@@ -42,12 +42,17 @@ class DynamoDbExport(Construct):
         failure_topic: sns.ITopic,
         key_alias: str,
         code_dir: Path,
+        reserved_concurrency: int | None = None,
     ):
         super().__init__(scope, construct_id)
         function_name = naming.export_function(dataset)
         sizing = SIZING[category]
         log_group = logs.LogGroup(
-            self, "Logs", log_group_name=f"/aws/lambda/{function_name}", retention=defaults.LOG_RETENTION
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=defaults.LOG_RETENTION,
+            removal_policy=defaults.OWNED,
         )
         table_arn = f"arn:{Aws.PARTITION}:dynamodb:{Aws.REGION}:{Aws.ACCOUNT_ID}:table/{table_name}"
         raw_objects = bucket.arn_for_objects(f"{naming.raw_dataset_prefix(dataset)}*")
@@ -90,7 +95,7 @@ class DynamoDbExport(Construct):
             timeout=sizing["timeout"],
             memory_size=sizing["memory"],
             ephemeral_storage_size=sizing["storage"],
-            reserved_concurrent_executions=1,
+            reserved_concurrent_executions=reserved_concurrency,  # none by default: see ExportOptions
             log_group=log_group,
             environment={
                 "TABLE_NAME": table_name,

@@ -24,6 +24,7 @@ from constructs import Construct
 from dwlib.config import CRON, RATE, CoreConfig, DatasetConfig, Project
 from dwlib.metrics import DEFAULT_STAGE, RUN_COLUMNS
 from dwlib.naming import Naming
+from stacks.defaults import stage_of
 
 HOUR = 3600
 # CloudWatch evaluates at most 7 days of hourly periods (Period x EvaluationPeriods <= 604,800 s).
@@ -270,7 +271,7 @@ class LakeDashboard(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, project: Project):
         super().__init__(scope, construct_id)
-        naming = Naming.of(project.core)
+        naming = Naming.of(project.core, stage_of(scope))
         day = 24 * HOUR
         self.dashboard = cw.Dashboard(
             self,

@@ -51,11 +51,12 @@ class JobContext:
     # API auth: Secrets Manager on Glue (entry.py), the environment or .secrets.json with `dw run`.
     secrets: SecretResolver | None = None
     auto_run_id: bool = False  # the run id came from the clock: the run may move it on to a free one
+    stage: str = ""  # `-c stage=…` of the deployment: its names are the ones the run prints and publishes to
     lock: ledger.RunLock | None = None  # the dataset's run lock, while this process holds it
 
     @property
     def naming(self) -> Naming:
-        return Naming.of(self.core)
+        return Naming.of(self.core, self.stage)
 
     @property
     def name(self) -> str:

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from dwlib.naming import LIMITS, Naming, Resource, query_construct_id
+from dwlib.naming import LIMITS, LONGEST_STAGE, MAX_STAGE_LENGTH, Naming, Resource, query_construct_id
 
 SIZE_CATEGORIES = ("small", "medium", "large", "xlarge")
 FLEX_WORKER_TYPES = ("G.1X", "G.2X")  # Glue's Flex execution class takes no other worker type
@@ -373,6 +373,16 @@ class ArchiveOptions(Strict):
     )
 
 
+class ExportOptions(Strict):
+    """The DynamoDB export function of a `dynamodb_table` dataset."""
+
+    # None by default: a new account's Lambda concurrency quota is 10 and it refuses any reservation
+    # (the account must keep 10 unreserved); set it where the quota was raised, to cap the export.
+    reserved_concurrency: int | None = Field(
+        None, ge=1, le=1000, description="reserved concurrent executions of the export function; none by default"
+    )
+
+
 class ApiEndpoint(Strict):
     url: str
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -444,6 +454,7 @@ class DatasetConfig(Strict):
     format: Literal["csv", "json", "jsonl", "parquet"] | None = None
     csv: CsvOptions = Field(default_factory=CsvOptions)
     archive: ArchiveOptions = Field(default_factory=ArchiveOptions)
+    export: ExportOptions = Field(default_factory=ExportOptions)
     columns: dict[ColumnName, TypeText] = Field(default_factory=dict)
     primary_key: list[ColumnName] = Field(default_factory=list)
     quality: QualityRules = Field(default_factory=QualityRules)
@@ -568,11 +579,47 @@ class DatasetConfig(Strict):
         return "csv"
 
 
+# The jobs' packages that Glue 5.1 does not provide (pydantic for config, sqlglot for gold models,
+# urllib3 2 for fetch) and their dependencies, as wheels for CPython 3.11 on manylinux x86_64.
+GLUE_WHEELS = (
+    "pydantic==2.13.4",
+    "pydantic-core==2.46.4",
+    "typing-extensions==4.16.0",
+    "annotated-types==0.8.0",
+    "typing-inspection==0.4.5",
+    "sqlglot==30.30.0",
+    "urllib3==2.8.0",
+)
+PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
+
+
 class GlueDefaults(Strict):
     glue_version: Literal["5.1"] = "5.1"
     timeout_minutes: int = Field(120, ge=1, le=2880)
-    # Installed by Glue with pip at job start: pydantic for config, sqlglot for gold models.
-    additional_python_modules: list[str] = Field(default_factory=lambda: ["pydantic==2.13.4", "sqlglot==30.30.0"])
+    # Every package the jobs need beyond Glue 5.1's own, with all their dependencies, each pinned: synth
+    # downloads these wheels for Glue's platform (CPython 3.11, manylinux x86_64) and deploys them with
+    # the job files; Glue installs them from there with pip --no-index (no internet at job start).
+    additional_python_modules: list[str] = Field(default_factory=lambda: list(GLUE_WHEELS))
+
+    @field_validator("additional_python_modules")
+    @classmethod
+    def _pinned(cls, modules: list[str]) -> list[str]:
+        loose = [m for m in modules if not PINNED.match(m)]
+        if loose:
+            raise ValueError(
+                f"pin every module as name==version (found {', '.join(map(repr, loose))}): they are downloaded "
+                "as wheels at synth, without resolving dependencies, so list the dependencies too"
+            )
+        names = {m.split("==")[0].lower().replace("_", "-"): m.split("==")[1] for m in modules}
+        missing = [m for m in GLUE_WHEELS if m.split("==")[0] not in names]
+        if missing:
+            raise ValueError(f"the jobs need {', '.join(missing)} (or another pinned version of each); add them")
+        if not names["urllib3"].startswith("2."):
+            raise ValueError(
+                "urllib3 must be 2.x: dwlib.fetch uses urllib3 2 (NameResolutionError, BaseHTTPResponse), "
+                "and Glue 5.1's own urllib3 is not promised to be 2.x"
+            )
+        return modules
 
 
 class WorkerConfig(Strict):
@@ -776,13 +823,16 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
     Naming methods the stacks use, so a name that passes here is the name that gets deployed.
     """
     naming = Naming.of(core)
+    # Every name is also measured as a stage of the longest allowed name would make it (`-c stage=…`),
+    # so what passes here fits in every stage; names are shown as the default stage has them.
+    staged = Naming.of(core, LONGEST_STAGE)
     problems: list[Problem] = []
     resources: list[Resource] = list(naming.core_resources())
+    longest: list[Resource] = list(staged.core_resources())
     for name, config in sorted(datasets.items()):
         folder = root / "datasets" / name
         queries = _stems(folder / "queries")
-        resources += naming.dataset_resources(
-            name,
+        parts = dict(
             models=_stems(folder / "gold"),
             queries=queries,
             own_role=bool(config.secrets),
@@ -791,6 +841,8 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
             arrival=config.source_kind in ("dynamodb_table", "landing"),
             description=config.description,
         )
+        resources += naming.dataset_resources(name, **parts)
+        longest += staged.dataset_resources(name, **parts)
         worker_type = core.glue_worker_configs[config.data_size_category].worker_type
         if config.execution_class == "flex" and worker_type not in FLEX_WORKER_TYPES:
             problems.append(
@@ -829,20 +881,26 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
             else:
                 seen[construct] = stem
     owners: dict[tuple[str, str, str], Resource] = {}
-    for resource in resources:
+    assert [(r.kind, r.file) for r in resources] == [(r.kind, r.file) for r in longest]
+    for resource, in_stage in zip(resources, longest, strict=True):
         limit = LIMITS[resource.kind]
-        size = limit.size(resource.name)
-        if size > limit.max_length:
-            room = limit.max_length - (size - limit.size(resource.part))
+        size, staged_size = limit.size(resource.name), limit.size(in_stage.name)
+        if staged_size > limit.max_length:
+            room = limit.max_length - (staged_size - limit.size(resource.part))
             what = {"dataset": "the dataset name (and its folder)", "": "the file name"}.get(
                 resource.field, resource.field
             )
             unit = "characters" if size == len(resource.name) else limit.unit
+            in_a_stage = (
+                f" ({staged_size} in a stage of {MAX_STAGE_LENGTH} characters, the longest stage name allowed)"
+                if staged_size != size
+                else ""
+            )
             problems.append(
                 Problem(
                     resource.file,
                     resource.field,
-                    f"makes the {limit.what} {resource.name!r} {size} {unit}, over AWS's "
+                    f"makes the {limit.what} {resource.name!r} {size} {unit}{in_a_stage}, over AWS's "
                     f"limit of {limit.max_length}; shorten {what} to at most {max(room, 0)} {unit}",
                 )
             )

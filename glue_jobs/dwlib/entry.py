@@ -33,6 +33,7 @@ def job_context(args: dict[str, str]) -> bronze.JobContext:
         raw_run_id=raw_run_id,
         dataset_dir=dataset_dir,  # set only when the config came from a checkout's datasets/ folder
         auto_run_id=args.get("run_id") in (None, "", jobs.AUTO),
+        stage=jobs.job_config_stage(lake, args["dataset"]),
         secrets=SecretsManagerSecrets(),  # read only when the source needs a secret, with the job's role
     )
 

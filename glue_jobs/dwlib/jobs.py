@@ -75,12 +75,19 @@ def optional(value: str | None) -> str | None:
     return None if value in (None, "", NONE) else value
 
 
-def job_config_document(core: CoreConfig, dataset: DatasetConfig) -> dict:
-    """What the stack deploys to etl/{dataset}/job_config.json."""
-    return {
+def job_config_document(core: CoreConfig, dataset: DatasetConfig, stage: str = "") -> dict:
+    """What the stack deploys to etl/{dataset}/job_config.json (with the stage, so jobs print its names)."""
+    document = {
         "core": core.model_dump(mode="json", by_alias=True, exclude_none=True),
         "dataset": dataset.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
+    return {**document, "stage": stage} if stage else document
+
+
+def job_config_stage(lake: Lake, dataset: str) -> str:
+    """The stage the deployed job config was made for ("" for the default stage, or no deployed config)."""
+    key = Naming("x", "x").job_config_key(dataset)
+    return str(lake.read_json(key).get("stage", "")) if lake.exists(key) else ""
 
 
 class JobSetupError(RuntimeError):

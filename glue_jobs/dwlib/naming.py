@@ -17,6 +17,27 @@ RUN_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 LEDGER_ENTRY = re.compile(r"(?:^|/)run_id=(?P<run_id>\d{8}T\d{6}Z)(?:\.(?P<layer>raw|gold))?\.json$")
 
 
+# A stage (`cdk deploy -c stage=dev`, `dw --stage dev`) is folded into both prefixes, so every physical
+# name of a staged copy differs from the default one's. Validation measures every name as if the stage
+# had MAX_STAGE_LENGTH characters, so a dataset it accepts fits every limit in every stage.
+MAX_STAGE_LENGTH = 8
+STAGE = re.compile(rf"^[a-z][a-z0-9]{{0,{MAX_STAGE_LENGTH - 1}}}$")
+LONGEST_STAGE = "s" * MAX_STAGE_LENGTH
+
+
+def check_stage(stage: str | None) -> str:
+    """'' (the default stage) or a valid stage name; ValueError says what a stage name may be."""
+    if stage is None or stage == "":
+        return ""
+    if not isinstance(stage, str) or not STAGE.match(stage):
+        raise ValueError(
+            f"stage {stage!r} is not a stage name: use 1 to {MAX_STAGE_LENGTH} lowercase letters and digits, "
+            f"starting with a letter (such as dev or prod); the limit keeps every name within its service's "
+            f"limit (the EventBridge rule {{prefix}}-{{stage}}-job-failures-{{dataset}} is the tightest, 64)"
+        )
+    return stage
+
+
 def new_run_id(now: datetime | None = None) -> str:
     """UTC `YYYYMMDDTHHMMSSZ`, the run id used when none is given."""
     return (now or datetime.now(UTC)).astimezone(UTC).strftime(RUN_ID_FORMAT)
@@ -133,10 +154,15 @@ class Naming:
 
     etl_resource_prefix: str
     database_prefix: str
+    stage: str = ""  # already folded into both prefixes; kept for tags and messages
 
     @classmethod
-    def of(cls, core) -> Naming:  # core: dwlib.config.CoreConfig
-        return cls(core.etl_resource_prefix, core.database_prefix)
+    def of(cls, core, stage: str | None = None) -> Naming:  # core: dwlib.config.CoreConfig
+        """The names of the default stage, or of `stage` (`{prefix}-{stage}`, `{database_prefix}_{stage}`)."""
+        stage = check_stage(stage)
+        if not stage:
+            return cls(core.etl_resource_prefix, core.database_prefix)
+        return cls(f"{core.etl_resource_prefix}-{stage}", f"{core.database_prefix}_{stage}", stage)
 
     # ---- AWS resources
     def bucket(self, account: str) -> str:
@@ -419,6 +445,10 @@ class Naming:
     def library_key(self, dataset: str) -> str:
         return f"{self.etl_prefix(dataset)}glue/{LIBRARY_ZIP}"
 
+    def wheels_prefix(self, dataset: str) -> str:
+        """Where the jobs' pinned wheels are deployed; Glue installs them from there with --no-index."""
+        return f"{self.etl_prefix(dataset)}glue/{WHEELS_DIR}/"
+
     def job_config_key(self, dataset: str) -> str:
         return f"{self.etl_prefix(dataset)}{JOB_CONFIG}"
 
@@ -437,6 +467,7 @@ class Naming:
 
 
 LIBRARY_ZIP = "dwlib.zip"
+WHEELS_DIR = "wheels"
 # Non-empty, written last: a 0-byte object never starts a run (console folders, placeholders).
 # Its name starts with `_`, so jobs never read it as data (Lake.data_files skips such names).
 DROP_MARKER = "_SUCCESS"

@@ -22,3 +22,13 @@ def stacks(synthesized, project):
     app, _, _ = synthesized
     naming = Naming.of(project.core)
     return {child.node.id: child for child in app.node.children if child.node.id.startswith(naming.etl_resource_prefix)}
+
+
+@pytest.fixture(scope="session")
+def synthesized_dev(project, tmp_path_factory):
+    """The same project as a second copy: `-c stage=dev -c destroy-data=true`."""
+    from app import build_app, new_app
+
+    outdir = tmp_path_factory.mktemp("cdk.out.dev")
+    app = build_app(project, new_app(str(outdir), stage="dev", **{"destroy-data": "true"}))
+    return app, app.synth(), outdir

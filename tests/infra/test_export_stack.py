@@ -26,7 +26,8 @@ def test_export_function(exported):
             "FunctionName": f"pp-dw-export-{name}",
             "Runtime": Match.string_like_regexp(r"^python3\.1[2-9]$"),
             "Handler": "handler.handler",
-            "ReservedConcurrentExecutions": 1,
+            # New accounts have a concurrency quota of 10 and refuse any reservation: none by default.
+            "ReservedConcurrentExecutions": Match.absent(),
             "Timeout": Match.any_value(),
             "EphemeralStorage": {"Size": Match.any_value()},
             "Environment": {
@@ -105,3 +106,29 @@ def test_the_pipeline_may_start_itself_once_per_run_id(exported):
     policies = json.dumps(template.find_resources("AWS::IAM::Policy"))
     assert "states:StartExecution" in policies
     assert f":stateMachine:pp-dw-pipeline-{name}" in policies
+
+
+def test_reserved_concurrency_is_an_option(project, tmp_path):
+    """`export.reserved_concurrency` in the dataset's config reserves it; validation bounds it."""
+    from app import new_app
+    from dwlib.config import DatasetConfig, ExportOptions
+    from stacks.assets import build_glue_assets, build_lambda_asset
+    from stacks.dataset_stack import DatasetStack
+
+    name = next(n for n, d in project.datasets.items() if d.source_kind == "dynamodb_table")
+    dataset = project.datasets[name].model_copy(update={"export": ExportOptions(reserved_concurrency=3)})
+    stack = DatasetStack(
+        new_app(str(tmp_path / "out")),
+        "Reserved",
+        core=project.core,
+        dataset=dataset,
+        dataset_dir=project.dataset_dir(name),
+        glue_assets_dir=build_glue_assets(tmp_path / "glue"),
+        export_code_dir=build_lambda_asset("dynamodb_csv_export", tmp_path / "lambdas"),
+    )
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::Lambda::Function", {"FunctionName": f"pp-dw-export-{name}", "ReservedConcurrentExecutions": 3}
+    )
+    raw = {**dataset.model_dump(by_alias=True, exclude_none=True), "export": {"reserved_concurrency": 0}}
+    with pytest.raises(ValueError, match="export.reserved_concurrency"):
+        DatasetConfig.model_validate(raw)

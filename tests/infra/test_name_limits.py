@@ -18,7 +18,7 @@ from aws_cdk import Stack
 from aws_cdk.assertions import Template
 
 from dwlib.config import load_project
-from dwlib.naming import ACCOUNT_PLACEHOLDER, LIMITS
+from dwlib.naming import ACCOUNT_PLACEHOLDER, LIMITS, LONGEST_STAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 # CloudFormation type -> {property: LIMITS kind}; nested paths are dotted.
@@ -55,10 +55,11 @@ def resolve(value) -> str:
 
 
 def longest_project(target: Path) -> Path:
-    """config.json plus two datasets at the limits validation accepts for the prefix pp-dw."""
+    """config.json plus two datasets at the limits validation accepts for the prefix pp-dw (in every stage)."""
     target.mkdir()
     shutil.copyfile(ROOT / "config.json", target / "config.json")
-    api, export = "a" * 45, "e" * 45  # 64 - len("pp-dw-job-failures-"): the rule names are the tightest
+    # 64 - len("pp-dw-{stage}-job-failures-") in the longest stage: the rule names are the tightest.
+    api, export = "a" * 36, "e" * 36
     schedule = "cron(" + ",".join(str(m) for m in range(60))[:226].rstrip(",") + " 6 ? * MON-FRI *)"
     # 250 characters (the config's limit) and four-byte ones: the stack description at the CDK's 1024 UTF-16 bytes.
     description = "\U0001f4e6" * (1024 // 2 - len(f"{api}: ") - 250) + "x" * (250 - (1024 // 2 - len(f"{api}: ") - 250))
@@ -72,7 +73,7 @@ def longest_project(target: Path) -> Path:
         (folder / "queries").mkdir(parents=True)
         (folder / "gold").mkdir()
         (folder / "config.json").write_text(json.dumps({"dataset": name, **common, **source}))
-        query = "q" * (LIMITS["named_query"].max_length - len(f"pp-dw-{name}-"))
+        query = "q" * (LIMITS["named_query"].max_length - len(f"pp-dw-{LONGEST_STAGE}-{name}-"))
         (folder / "queries" / f"{query}.sql").write_text("SELECT 1")
         for index in range(12):  # many long models: the gold crawler's description lists them all
             (folder / "gold" / f"{name[0]}{index}{'m' * 240}.sql").write_text("SELECT 1 AS x")
@@ -84,7 +85,7 @@ def longest(tmp_path_factory):
     from app import build_app, new_app
 
     project = load_project(longest_project(tmp_path_factory.mktemp("limits") / "project"))
-    app = build_app(project, new_app())
+    app = build_app(project, new_app(stage=LONGEST_STAGE))  # names at their longest: in the longest stage
     return [child for child in app.node.children if isinstance(child, Stack)]
 
 
@@ -107,8 +108,8 @@ def test_the_longest_accepted_names_synthesize_within_every_limit(longest):
             if size > LIMITS[kind].max_length:
                 over.append(f"{stack.stack_name}: {LIMITS[kind].what} is {size} {LIMITS[kind].unit}: {text[:80]}...")
     assert not over, "\n".join(over)
-    # The names validation lets reach their limit exactly, so the test measures the edge, not the middle
-    # (the job-failure rule is the tightest name, so the schedule and the role stop 4 characters short).
+    # The names validation lets reach their limit exactly, so the test measures the edge, not the middle.
+    # (Schedules and roles stop short of 64: the job-failure rule, longer, sets the dataset name's limit.)
     for kind in (
         "events_rule",
         "named_query",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dwlib.config import ConfigError, DatasetConfig, load_project, schedule_problem
-from dwlib.naming import LIMITS, Naming, fit, query_construct_id
+from dwlib.naming import LIMITS, LONGEST_STAGE, MAX_STAGE_LENGTH, Naming, fit, query_construct_id
 
 VALID = {
     "dataset": "shop-orders",
@@ -202,15 +202,23 @@ def longest_accepted(root: Path, extra: dict) -> int:
     return accepted
 
 
-def test_the_longest_accepted_dataset_name_fits_every_limit(project_copy):
-    naming = Naming("pp-dw", "pp_dw")
+class Core:
+    etl_resource_prefix, database_prefix = "pp-dw", "pp_dw"
+
+
+def test_the_longest_accepted_dataset_name_fits_every_limit_in_every_stage(project_copy):
     longest = longest_accepted(project_copy, {**API_WITH_AUTH, "schedule": "rate(1 day)"})
-    assert longest == 64 - len("pp-dw-job-failures-")  # the EventBridge rule names are the tightest
-    for resource in every_resource(naming, "d" * longest) + naming.core_resources():
-        assert len(resource.name) <= LIMITS[resource.kind].max_length, resource
-    assert any(len(r.name) > LIMITS[r.kind].max_length for r in every_resource(naming, "d" * (longest + 1))), (
+    # The EventBridge rule names are the tightest, measured in a stage of the longest allowed name.
+    assert longest == 64 - len(f"pp-dw-{LONGEST_STAGE}-job-failures-") == 36
+    for stage in ("", "dev", "prod", LONGEST_STAGE):
+        naming = Naming.of(Core(), stage)
+        for resource in every_resource(naming, "d" * longest) + naming.core_resources():
+            assert len(resource.name) <= LIMITS[resource.kind].max_length, resource
+    staged = Naming.of(Core(), LONGEST_STAGE)
+    assert any(len(r.name) > LIMITS[r.kind].max_length for r in every_resource(staged, "d" * (longest + 1))), (
         "one character more must break a limit"
     )
+    assert MAX_STAGE_LENGTH == 8  # documented in the README ("Stages")
 
 
 def test_a_dataset_name_over_a_limit_says_which_name_and_how_long_it_may_be(project_copy):
@@ -220,8 +228,9 @@ def test_a_dataset_name_over_a_limit_says_which_name_and_how_long_it_may_be(proj
     label = f"datasets/{name}/config.json: dataset: "
     assert all(line.startswith(label) for line in found), found
     assert any(
-        f"makes the EventBridge rule name 'pp-dw-job-failures-{name}' 69 characters, over AWS's limit of 64; "
-        "shorten the dataset name (and its folder) to at most 45 characters" in line
+        f"makes the EventBridge rule name 'pp-dw-job-failures-{name}' 69 characters (78 in a stage of 8 "
+        "characters, the longest stage name allowed), over AWS's limit of 64; "
+        "shorten the dataset name (and its folder) to at most 36 characters" in line
         for line in found
     ), found
     assert any("IAM role name" in line for line in found)
@@ -233,8 +242,8 @@ def test_a_longer_prefix_leaves_less_room(project_copy):
     core["etl_resource_prefix"] = "p" * 22  # the longest the core config allows
     (project_copy / "config.json").write_text(json.dumps(core))
     longest = longest_accepted(project_copy, {})
-    assert longest == 64 - len("p" * 22 + "-job-failures-")
-    for resource in Naming("p" * 22, "pp_dw").core_resources():
+    assert longest == 64 - len("p" * 22 + f"-{LONGEST_STAGE}-job-failures-")
+    for resource in Naming(f"{'p' * 22}-{LONGEST_STAGE}", f"pp_dw_{LONGEST_STAGE}").core_resources():
         assert len(resource.name) <= LIMITS[resource.kind].max_length, resource
 
 
@@ -244,8 +253,8 @@ def test_a_query_file_name_over_the_named_query_limit_is_refused(project_copy):
     found = problems(project_copy)
     assert found == [
         f"datasets/shop-orders/queries/{stem}.sql: makes the Athena named query name "
-        f"'pp-dw-shop-orders-{stem}' 138 characters, over AWS's limit of 128; shorten the file name to at most "
-        "110 characters"
+        f"'pp-dw-shop-orders-{stem}' 138 characters (147 in a stage of 8 characters, the longest stage name "
+        "allowed), over AWS's limit of 128; shorten the file name to at most 101 characters"
     ]
 
 
