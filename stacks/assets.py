@@ -1,16 +1,23 @@
 """The Glue job files a dataset stack deploys: entry points plus the shared library as a zip.
 
-Built once per synth into .build/glue/ with fixed timestamps, so the asset hash (and so
-the deployment) only changes when the code does.
+Built once per synth into .build/ with fixed timestamps, so the asset hash (and so the
+deployment) only changes when the code does. Each build lands in a folder named by its content,
+made whole elsewhere and renamed into place: two synths at once (test workers, a synth beside
+`make demo`) never read a folder the other is rewriting.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import os
 import shutil
 import subprocess
 import sys
+import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from dwlib.naming import LIBRARY_ZIP, WHEELS_DIR
@@ -19,6 +26,41 @@ ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = ROOT / "glue_jobs"
 ENTRY_POINTS = ("bronze_job.py", "gold_job.py")
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One process at a time in folder (a pip download into a shared cache is not atomic)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _content_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _scratch(build_dir: Path) -> Path:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    return build_dir / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _settle(scratch: Path, final: Path) -> Path:
+    """Rename a finished build into its content-named place, unless an identical one is there already."""
+    try:
+        os.rename(scratch, final)
+    except OSError:  # the same content, built by another process: keep theirs
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not final.is_dir():
+            raise
+    return final
 
 
 def library_files() -> list[Path]:
@@ -46,7 +88,11 @@ def build_wheels(
     Binary wheels only (`--only-binary=:all:`): nothing is compiled on this machine for another one,
     and `--no-deps`: the list is complete and pinned (config.json, glue_defaults.additional_python_modules).
     """
-    cache.mkdir(parents=True, exist_ok=True)
+    with _locked(cache):
+        return _download_wheels(requirements, cache, platform)
+
+
+def _download_wheels(requirements: Sequence[str], cache: Path, platform: Sequence[str]) -> list[Path]:
     missing = [r for r in requirements if wheel_for(r, cache) is None]
     if missing:
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
@@ -65,10 +111,10 @@ def build_wheels(
 
 
 def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue", wheels: Sequence[Path] = ()) -> Path:
-    """Write glue/{bronze_job.py, gold_job.py, dwlib.zip, wheels/*.whl} under build_dir; returns build_dir."""
-    target = build_dir / "glue"
-    if target.exists():
-        shutil.rmtree(target)
+    """Write glue/{bronze_job.py, gold_job.py, dwlib.zip, wheels/*.whl} in a content-named folder of
+    build_dir; returns that folder (the one holding glue/)."""
+    scratch = _scratch(build_dir)
+    target = scratch / "glue"
     target.mkdir(parents=True)
     if wheels:
         (target / WHEELS_DIR).mkdir()
@@ -82,7 +128,7 @@ def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue", wheels: Sequen
             info = zipfile.ZipInfo(path.relative_to(JOBS_DIR).as_posix(), date_time=FIXED_TIME)
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
-    return build_dir
+    return _settle(scratch, build_dir / f"glue-{_content_hash(scratch)}")
 
 
 LAMBDAS_DIR = ROOT / "lambdas"
@@ -96,9 +142,7 @@ LAMBDA_PLATFORM = ("--platform", "manylinux2014_x86_64", "--python-version", LAM
 def build_lambda_asset(name: str, build_dir: Path = ROOT / ".build" / "lambdas") -> Path:
     """A Lambda code folder: the handler, naming from the job library, and the handler's packages
     installed from wheels for the function's Python and architecture (never copied from this machine's)."""
-    target = build_dir / name
-    if target.exists():
-        shutil.rmtree(target)
+    target = _scratch(build_dir)
     shutil.copytree(LAMBDAS_DIR / name, target, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
     (target / "dwlib").mkdir()
     for module in ("__init__.py", "naming.py"):
@@ -114,4 +158,4 @@ def build_lambda_asset(name: str, build_dir: Path = ROOT / ".build" / "lambdas")
     for info in target.glob("*.dist-info"):
         for record in ("RECORD", "direct_url.json", "INSTALLER", "REQUESTED"):
             (info / record).unlink(missing_ok=True)
-    return target
+    return _settle(target, build_dir / f"{name}-{_content_hash(target)}")

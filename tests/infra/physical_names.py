@@ -10,8 +10,14 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 # Properties ending in "Name" that are no physical name of the app: Glue's command (always glueetl),
-# a policy's name (unique only within its role).
-NOT_OURS = {("AWS::Glue::Job", "Command.Name"), ("AWS::IAM::Policy", "PolicyName")}
+# a policy's name (unique only within its role), the metric an alarm reads, a table's name (unique
+# only within its database, which is the stage's own).
+NOT_OURS = {
+    ("AWS::Glue::Job", "Command.Name"),
+    ("AWS::IAM::Policy", "PolicyName"),
+    ("AWS::CloudWatch::Alarm", "MetricName"),
+    ("AWS::Glue::Table", "TableInput.Name"),
+}
 
 
 def _resolve(value):
