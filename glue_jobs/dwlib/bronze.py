@@ -79,6 +79,11 @@ class RunSummary:
     rows_dropped_by_transform: int = 0  # transform.py: rows it dropped (negative: rows it added)
     transform_hook: str | None = None  # the hook's file, when the dataset has one
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    # Source columns renamed beyond plain cleaning (two headers cleaning to one name, a header taking a
+    # name the job adds, an empty header): {original header: column in bronze}.
+    renamed_columns: dict[str, str] = field(default_factory=dict)
+    # Several input files whose headers differ: {file: columns its header lacks}, NULL in its rows.
+    missing_columns: dict[str, list[str]] = field(default_factory=dict)
     output_prefix: str = ""
     output_files: int = 0
     output_bytes: int = 0
@@ -229,29 +234,35 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     summary.transform_hook = hook.file if hook else None
 
     with summary.step("transform"):
-        source = transform.read_source(spark, uris, fmt, config.csv)
-        if not source.columns:
+        read = transform.read_input(spark, uris, fmt, config.csv)
+        source = read.df
+        summary.renamed_columns, summary.missing_columns = read.renamed, read.missing
+        if not transform.data_columns(source):
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
         try:
             source = transform.flatten(source, config.explode)
         except ValueError as exc:
             raise JobFailed(str(exc)) from None
+        cleaned = transform.clean_names(transform.data_columns(source))
         inferred = None
-        if fmt == "csv":
-            names = transform.clean_names(source.columns)
-            undeclared = [n for n in names if n not in config.columns]
-            if undeclared:
-                inferred = transform.infer_types(spark, uris, config.csv, names)
+        if fmt == "csv" and any(n not in config.columns for n in cleaned):
+            inferred = transform.infer_types(spark, uris, config.csv, cleaned, groups=read.groups)
         # With a hook, the key and the rules may name columns the hook makes; they are checked on its output.
         named = [*config.columns] if hook else [*config.primary_key, *config.columns]
-        unknown = [c for c in named if c not in transform.clean_names(source.columns)]
+        unknown = [c for c in named if c not in cleaned]
         if unknown:
             raise JobFailed(
                 f"config names columns the source does not have: {', '.join(sorted(set(unknown)))}; "
-                f"the source's cleaned columns are: {', '.join(transform.clean_names(source.columns))}"
+                f"the source's cleaned columns are: {', '.join(cleaned)}"
             )
         typed, names = transform.prepare_types(
-            source, config, run_id=ctx.run_id, ingested_at=datetime.now(UTC), inferred=inferred, csv_source=fmt == "csv"
+            source,
+            config,
+            run_id=ctx.run_id,
+            ingested_at=datetime.now(UTC),
+            inferred=inferred,
+            csv_source=fmt == "csv",
+            encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
         )
         if hook is None:
             prepared, data_names = transform.check_rules(typed, config), names
@@ -370,10 +381,25 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
     return summary
 
 
+def input_warnings(summary: RunSummary) -> list[str]:
+    """What reading the input decided that a person should know: renamed columns, columns a file lacks."""
+    lines = []
+    if summary.renamed_columns:
+        renames = ", ".join(f"{original!r} -> {name}" for original, name in summary.renamed_columns.items())
+        lines.append(
+            f"warning: source columns renamed (two headers clean to one name, a header takes a name the job "
+            f"adds, or a header is empty): {renames}"
+        )
+    for file, columns in summary.missing_columns.items():
+        lines.append(f"warning: {file} has no column(s) {', '.join(columns)}; they are NULL in its rows")
+    return lines
+
+
 def describe_outcome(summary: RunSummary) -> str:
     """What a person reads at the end of a run: counts, the crawler command, the schema news."""
     if summary.status != "succeeded":
-        return f"{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
+        failed = f"{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
+        return "\n".join([failed, *input_warnings(summary)])
     dropped = ""
     if summary.transform_hook:
         dropped = f", {summary.rows_dropped_by_transform} dropped by the transform hook"
@@ -389,7 +415,7 @@ def describe_outcome(summary: RunSummary) -> str:
     else:
         lines.append("schema unchanged since the last run; the crawler is only needed for a new table:")
     lines.append(f"  {summary.crawler_command}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *input_warnings(summary)])
 
 
 def plan(ctx: JobContext) -> list[str]:

@@ -51,7 +51,7 @@ def run(spark, tmp_path, text: str, cfg: DatasetConfig):
     path.write_text(text)
     source = transform.read_source(spark, [str(path)], "csv", cfg.csv)
     inferred = None
-    names = transform.clean_names(source.columns)
+    names = transform.clean_names(transform.data_columns(source))
     if any(n not in cfg.columns for n in names):
         inferred = transform.infer_types(spark, [str(path)], cfg.csv, names)
     df, names = transform.prepare(
