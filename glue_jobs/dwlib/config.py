@@ -96,8 +96,10 @@ class CsvOptions(Strict):
     encoding: str = "utf-8"
     quote: str = Field('"', min_length=1, max_length=1)
     escape: str = Field('"', min_length=1, max_length=1)
-    # Quoted values that span lines need it; it makes each file one Spark task, so it is opt-in.
-    multiline: bool = False
+    # On by default so a quoted value spanning lines is read whole. It makes each file one Spark task;
+    # `false` splits big uncompressed files across tasks, and a row a line break splits is then rejected
+    # as malformed when its halves have the wrong field count (not always: see the README).
+    multiline: bool = True
 
 
 class QualityRules(Strict):

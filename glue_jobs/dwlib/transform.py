@@ -377,9 +377,12 @@ def _field_count(record: Column, csv: CsvOptions) -> Column:
     def esc(char: str) -> str:
         return char if char.isalnum() else "\\" + char
 
-    q = esc(csv.quote)
-    unquoted = F.regexp_replace(record, f"{q}[^{q}]*({q}|$)", "")  # an unclosed quote runs to the end
-    return F.length(F.regexp_replace(unquoted, f"[^{esc(csv.delimiter)}]", "")) + 1
+    q, d, e = esc(csv.quote), esc(csv.delimiter), esc(csv.escape)
+    # A quoted value opens at the start of a field (elsewhere a quote is a plain character) and runs
+    # to its closing quote, or to the end if unclosed. Written as an unrolled loop: linear, no recursion.
+    inner = f"[^{q}]*(?:{q}{q}[^{q}]*)*" if csv.escape == csv.quote else f"[^{q}{e}]*(?:{e}.[^{q}{e}]*)*"
+    unquoted = F.regexp_replace(record, f"(^|{d}){q}{inner}({q}|$)", "$1")
+    return F.length(F.regexp_replace(unquoted, f"[^{d}]", "")) + 1
 
 
 def infer_types(
