@@ -404,7 +404,9 @@ def infer_types(
             .option("nullValue", csv.null_values[0] if csv.null_values else "")
             .csv(group.uris)
         )
-        for name, f in zip(group.names, inferred.schema.fields, strict=True):
+        # Headerless files take their width from whichever line Spark sees first; a column it did not
+        # see stays a string (its rows of another width are quarantined as malformed anyway).
+        for name, f in zip(group.names, inferred.schema.fields, strict=False):
             found.setdefault(name, set()).add(f.dataType.simpleString())
     return {name: types.pop() if len(types) == 1 else "string" for name, types in found.items()}
 
