@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from dwlib import fetch, transform
-from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.config import CoreConfig, CsvOptions, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake
 from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
@@ -84,6 +84,9 @@ class RunSummary:
     renamed_columns: dict[str, str] = field(default_factory=dict)
     # Several input files whose headers differ: {file: columns its header lacks}, NULL in its rows.
     missing_columns: dict[str, list[str]] = field(default_factory=dict)
+    # CSV without `multiline`: read line by line, then read again with multiline on because a quote in
+    # a value or a malformed row said a quoted line break may have split a row.
+    csv_read_again_multiline: bool = False
     output_prefix: str = ""
     output_files: int = 0
     output_bytes: int = 0
@@ -216,6 +219,12 @@ def transform_hook(ctx: JobContext) -> TransformHook | None:
     return load_hook(ctx.name, ctx.lake.read_bytes(key).decode("utf-8"), ctx.lake.uri(key))
 
 
+def _suspects(df: DataFrame) -> Any:
+    """Rows that may be half of a row a quoted line break split (CSV read line by line); 0 otherwise."""
+    flag = F.col(transform.SUSPECT) if transform.SUSPECT in df.columns else F.lit(False)
+    return F.count(F.when(flag, 1))  # an aggregate either way: observe() takes nothing else
+
+
 def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary) -> str:
     """Read, type and check the run's files; write bronze to staging and rejects to quarantine.
 
@@ -233,8 +242,9 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     hook = transform_hook(ctx)
     summary.transform_hook = hook.file if hook else None
 
-    with summary.step("transform"):
-        read = transform.read_input(spark, uris, fmt, config.csv)
+    def attempt(csv: CsvOptions) -> tuple[DataFrame, DataFrame, bool]:
+        """One read-type-check-write; True last if a quoted line break may have split a row (read again)."""
+        read = transform.read_input(spark, uris, fmt, csv)
         source = read.df
         summary.renamed_columns, summary.missing_columns = read.renamed, read.missing
         if not transform.data_columns(source):
@@ -246,7 +256,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         cleaned = transform.clean_names(transform.data_columns(source))
         inferred = None
         if fmt == "csv" and any(n not in config.columns for n in cleaned):
-            inferred = transform.infer_types(spark, uris, config.csv, cleaned, groups=read.groups)
+            inferred = transform.infer_types(spark, uris, csv, cleaned, groups=read.groups)
         # With a hook, the key and the rules may name columns the hook makes; they are checked on its output.
         named = [*config.columns] if hook else [*config.primary_key, *config.columns]
         unknown = [c for c in named if c not in cleaned]
@@ -280,6 +290,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             observed,
             F.count(F.lit(1)).alias("rows_in"),
             F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
+            _suspects(prepared).alias("suspects"),
         )
         if hook is None:
             rejected_frame = transform.rejected_rows(prepared, names)
@@ -291,6 +302,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
         write_parquet(kept, lake.uri(staging + "output/"))
         metrics = observed.get
+        suspects = int(metrics["suspects"])
         summary.rows_in = int(metrics["rows_in"])
         summary.rows_rejected = int(metrics["rows_rejected"])
         summary.rows_kept = summary.rows_in - summary.rows_rejected
@@ -298,11 +310,20 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             # The hook's result need not read all of its input, so the source's rows are counted in a
             # pass of their own: rows_in = kept + rejected + dropped by the hook.
             returned_rows = summary.rows_in
-            counts = typed.agg(F.count(F.lit(1)), F.count(F.col(transform.REJECT_REASON))).first()
-            source_rows, type_rejected = int(counts[0]), int(counts[1])
+            counts = typed.agg(F.count(F.lit(1)), F.count(F.col(transform.REJECT_REASON)), _suspects(typed)).first()
+            source_rows, type_rejected, suspects = int(counts[0]), int(counts[1]), int(counts[2])
             summary.rows_in = source_rows
             summary.rows_rejected += type_rejected
             summary.rows_dropped_by_transform = source_rows - type_rejected - returned_rows
+        return kept, rejected_frame, read.line_mode_guess and suspects > 0
+
+    with summary.step("transform"):
+        kept, rejected_frame, reread = attempt(config.csv)
+        if reread:
+            # Line by line, a quote showed up in a value or a malformed row: the file may hold quoted line
+            # breaks. Read it again whole; the staged output above is overwritten.
+            summary.csv_read_again_multiline = True
+            kept, rejected_frame, _ = attempt(config.csv.model_copy(update={"multiline": True}))
     summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
 
     if summary.rows_rejected:
@@ -392,6 +413,12 @@ def input_warnings(summary: RunSummary) -> list[str]:
         )
     for file, columns in summary.missing_columns.items():
         lines.append(f"warning: {file} has no column(s) {', '.join(columns)}; they are NULL in its rows")
+    if summary.csv_read_again_multiline:
+        lines.append(
+            "note: the CSV was read twice: a quote inside a value or a malformed row meant a quoted line break "
+            "may have split a row, so it was read again with multiline on; set csv.multiline to true (or false "
+            "if values never hold line breaks) to read it once"
+        )
     return lines
 
 

@@ -96,10 +96,10 @@ class CsvOptions(Strict):
     encoding: str = "utf-8"
     quote: str = Field('"', min_length=1, max_length=1)
     escape: str = Field('"', min_length=1, max_length=1)
-    # On by default so a quoted value spanning lines is read whole. It makes each file one Spark task;
-    # `false` splits big uncompressed files across tasks, and a row a line break splits is then rejected
-    # as malformed when its halves have the wrong field count (not always: see the README).
-    multiline: bool = True
+    # Quoted values that span lines. Unset: read line by line (Spark splits big files across tasks)
+    # and read again with multiline on if a quote in a value or a malformed row says a line break may
+    # have split a row. true: always (each file is one task); false: never (see the README).
+    multiline: bool | None = None
 
 
 class QualityRules(Strict):

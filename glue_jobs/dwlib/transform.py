@@ -28,6 +28,8 @@ ORDER = "_dw_order"  # source order, for "the first row in source order is kept"
 # Internal columns start with `_dw_`; a cleaned name never starts with `_`, so they cannot collide.
 CORRUPT = "_dw_corrupt"  # Spark's raw text of a record it could not split into the header's fields
 MALFORMED = "_dw_malformed"  # why a record is malformed (wrong field count, broken JSON), else null
+# Line mode only: true when a record could be half of one a quoted line break split (see `read_csv`).
+SUSPECT = "_dw_suspect"
 REPLACEMENT_CHAR = "\ufffd"  # what a decoder puts where bytes are invalid in the declared encoding
 
 
@@ -80,7 +82,7 @@ def renamed_columns(originals: list[str], cleaned: list[str]) -> dict[str, str]:
 
 def data_columns(df: DataFrame) -> list[str]:
     """The frame's columns without the job's internal ones."""
-    return [c for c in df.columns if c not in (MALFORMED, CORRUPT)]
+    return [c for c in df.columns if c not in (MALFORMED, CORRUPT, SUSPECT)]
 
 
 # ------------------------------------------------------------------ nested records
@@ -116,9 +118,7 @@ def flatten_structs(df: DataFrame) -> DataFrame:
     internal = [c for c in df.columns if c not in data_columns(df)]
     leaves = _leaves(_data_schema(df))
     names = clean_names([".".join(path) for path, _ in leaves])
-    return df.select(
-        *[_column(path).alias(name) for (path, _), name in zip(leaves, names, strict=True)], *internal
-    )
+    return df.select(*[_column(path).alias(name) for (path, _), name in zip(leaves, names, strict=True)], *internal)
 
 
 def source_column_names(df: DataFrame) -> list[str]:
@@ -176,6 +176,9 @@ class Source:
     renamed: dict[str, str] = field(default_factory=dict)  # non-trivial renames, {original: cleaned}
     missing: dict[str, list[str]] = field(default_factory=dict)  # file -> columns its header lacks
     groups: list[HeaderGroup] = field(default_factory=list)  # CSV: one per distinct header
+    # CSV with `multiline` unset, read line by line: `_dw_suspect` says which rows could be halves
+    # of a row a quoted line break split; if any is, the caller reads again with multiline on.
+    line_mode_guess: bool = False
 
 
 def read_source(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) -> DataFrame:
@@ -186,7 +189,8 @@ def read_source(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions)
 def read_input(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) -> Source:
     """Read the run's input files, matching columns by name across files, never by position.
 
-    CSV columns arrive as strings under their final (cleaned, unique) names and are typed later;
+    CSV columns arrive as strings under their final (cleaned, unique) names and are typed later
+    (`csv.multiline` None: line by line, with `_dw_suspect`; see `read_csv`);
     other formats keep their own names until `flatten`/`prepare_types` clean them. A record that
     cannot be read (wrong field count, broken JSON) has its reason in `_dw_malformed`.
     """
@@ -226,7 +230,7 @@ def _csv_reader(spark: SparkSession, csv: CsvOptions, header: bool) -> Any:
         .option("encoding", csv.encoding)
         .option("quote", csv.quote)
         .option("escape", csv.escape)
-        .option("multiLine", csv.multiline)
+        .option("multiLine", bool(csv.multiline))
         .option("mode", "PERMISSIVE")
     )
 
@@ -315,6 +319,13 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
     name; a column some files lack is NULL in their rows. Headers match on their cleaned name, so
     `Unit Price` in one file and `unit_price` in another are one column. A record whose field count
     differs from its header's (a ragged row, half of a line-broken row) gets a `_dw_malformed` reason.
+
+    `csv.multiline` None (the default) reads line by line, which Spark splits across tasks, and
+    marks `_dw_suspect` where a quote character appears in a value or a malformed record. A quoted
+    line break always leaves one: the row's last half holds the closing quote, either inside a
+    value or opening an unclosed one, which makes the record malformed. No suspect row: the file
+    had no quoted line breaks and this read is right. A single-column file, where an unclosed
+    quote is not malformed, is read with multiline on.
     """
     heads = read_heads(spark, uris)
     headers: list[list[str] | None] = [
@@ -324,12 +335,15 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
     files = [(uri, h) for uri, h in zip(uris, headers, strict=True) if h]  # empty files have no rows
     if not files:
         return Source(spark.createDataFrame([], StructType([])))
+    guess = csv.multiline is None and max(len(h) for _, h in files) > 1
+    if csv.multiline is None and not guess:
+        csv = csv.model_copy(update={"multiline": True})
     if not csv.header:
         width = len(files[0][1])
         names = clean_names([f"_c{i}" for i in range(width)])
         group = HeaderGroup([uri for uri, _ in files], names, [f"_c{i}" for i in range(width)])
-        df = _read_group(spark, csv, group, f"the first row of {_file(files[0][0])} has {width}")
-        return Source(df, groups=[group])
+        df = _read_group(spark, csv, group, f"the first row of {_file(files[0][0])} has {width}", guess)
+        return Source(df, groups=[group], line_mode_guess=guess)
 
     originals: dict[tuple[str, int], str] = {}
     for _, header in files:
@@ -342,7 +356,7 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
             tuple(header), HeaderGroup([], [final[k] for k in _occurrences(header)], list(header))
         )
         group.uris.append(uri)
-    frames = [_read_group(spark, csv, g, f"header has {len(g.names)}") for g in groups.values()]
+    frames = [_read_group(spark, csv, g, f"header has {len(g.names)}", guess) for g in groups.values()]
     df = frames[0]
     for frame in frames[1:]:
         df = df.unionByName(frame, allowMissingColumns=True)
@@ -355,20 +369,29 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
     renamed: dict[str, str] = {}
     for g in groups.values():
         renamed.update(renamed_columns(g.header, g.names))
-    return Source(df.select(*ordered, MALFORMED), renamed, missing, list(groups.values()))
+    internal = [MALFORMED, SUSPECT] if guess else [MALFORMED]
+    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess)
 
 
 def _file(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _read_group(spark: SparkSession, csv: CsvOptions, group: HeaderGroup, expected: str) -> DataFrame:
+def _read_group(
+    spark: SparkSession, csv: CsvOptions, group: HeaderGroup, expected: str, suspect: bool = False
+) -> DataFrame:
     schema = StructType([StructField(n, StringType()) for n in [*group.names, CORRUPT]])
     df = _csv_reader(spark, csv, csv.header).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
     df = df.csv(group.uris)
     reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
     reason = _tied_to(reason, group.names)
-    return df.select(*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED))
+    columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED)]
+    if suspect:
+        quoted = F.col(CORRUPT).contains(csv.quote)
+        for name in group.names:
+            quoted = quoted | F.col(name).contains(csv.quote)
+        columns.append(F.coalesce(quoted, F.lit(False)).alias(SUSPECT))
+    return df.select(*columns)
 
 
 def _field_count(record: Column, csv: CsvOptions) -> Column:
@@ -469,7 +492,8 @@ def prepare_types(
     data = data_columns(df)
     names = clean_names(data)
     malformed = [F.col(MALFORMED)] if MALFORMED in df.columns else []
-    df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed)
+    suspect = [F.col(SUSPECT)] if SUSPECT in df.columns else []
+    df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect)
     is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
     # Spark's CSV reader already turns empty fields into null; only the other markers cost a check
     # (an isin() per value of every string column otherwise).
@@ -497,6 +521,7 @@ def prepare_types(
     df = df.select(
         *selected,
         *malformed,
+        *suspect,
         F.lit(run_id).alias("meta_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
         F.substring_index(F.input_file_name(), "/", -1).alias("meta_source_file"),  # no array per row

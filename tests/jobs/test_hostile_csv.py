@@ -87,7 +87,10 @@ def test_reordered_headers_in_one_zip_land_under_their_own_columns(spark, core, 
     assert (summary.rows_in, summary.rows_kept, summary.rows_rejected) == (4, 4, 0)
     rows = by(kept(lake), "id")
     assert {i: (r["name"], r["amount"]) for i, r in rows.items()} == {
-        1: ("alice", 10), 2: ("bob", 20), 3: ("carol", 30), 4: ("dave", 40),
+        1: ("alice", 10),
+        2: ("bob", 20),
+        3: ("carol", 30),
+        4: ("dave", 40),
     }
     assert {i: r["meta_source_file"] for i, r in rows.items()} == {1: "a.csv", 2: "a.csv", 3: "b.csv", 4: "b.csv"}
     assert summary.missing_columns == {} and summary.renamed_columns == {}
@@ -111,7 +114,9 @@ def test_a_column_only_one_file_has_is_added_and_null_in_the_other_files_rows(sp
     assert [c["name"] for c in summary.schema][:3] == ["id", "name", "region"]
     rows = by(kept(lake), "id")
     assert {i: (r["name"], r["region"]) for i, r in rows.items()} == {
-        1: ("alice", None), 2: ("bob", "north"), 3: ("carol", None),
+        1: ("alice", None),
+        2: ("bob", "north"),
+        3: ("carol", None),
     }
     assert summary.missing_columns == {"1.csv": ["region"], "3.csv": ["region"]}
     text = bronze.describe_outcome(summary)
@@ -144,7 +149,8 @@ def test_headerless_files_keep_positions_and_a_file_with_other_widths_is_quarant
 
     assert summary.status == "succeeded", summary.error
     assert [(r["c0"], r["c1"], r["c2"]) for r in sorted(kept(lake), key=lambda r: r["c0"])] == [
-        (1, "alice", 10), (2, "bob", 20),
+        (1, "alice", 10),
+        (2, "bob", 20),
     ]
     assert summary.rejected_by_reason == {
         "malformed: 2 fields, the first row of a.csv has 3": 1,
@@ -217,12 +223,18 @@ def test_ragged_rows_both_ways_are_quarantined_with_their_field_counts(spark, co
     assert summary.status == "succeeded", summary.error
     assert (summary.rows_in, summary.rows_kept, summary.rows_rejected) == (5, 3, 2)
     assert {r["id"]: (r["name"], r["amount"]) for r in kept(lake)} == {
-        1: ("alice", 10), 4: ("dave, jr", 40), 5: (None, None),
+        1: ("alice", 10),
+        4: ("dave, jr", 40),
+        5: (None, None),
     }
+    assert not summary.csv_read_again_multiline  # no quote in a value or a malformed row: one read
     quarantined = by(rejected(lake), "id")
     assert quarantined["2"]["reject_reason"] == "malformed: 2 fields, header has 3"
     assert quarantined["3"]["reject_reason"] == "malformed: 4 fields, header has 3"
-    assert summary.rejected_by_reason == {"malformed: 2 fields, header has 3": 1, "malformed: 4 fields, header has 3": 1}
+    assert summary.rejected_by_reason == {
+        "malformed: 2 fields, header has 3": 1,
+        "malformed: 4 fields, header has 3": 1,
+    }
 
 
 CRLF_MULTILINE = (
@@ -230,11 +242,14 @@ CRLF_MULTILINE = (
 )
 
 
-def test_a_quoted_line_break_is_read_whole_by_default(spark, core, tmp_path):
-    summary, lake = run(spark, core, tmp_path, {"in.csv": CRLF_MULTILINE}, columns={"id": "int"})
+@pytest.mark.parametrize("multiline", [None, True], ids=["default", "multiline-on"])
+def test_a_quoted_line_break_is_read_whole(spark, core, tmp_path, multiline):
+    extra = {} if multiline is None else {"csv": {"multiline": True}}
+    summary, lake = run(spark, core, tmp_path, {"in.csv": CRLF_MULTILINE}, columns={"id": "int"}, **extra)
 
     assert summary.status == "succeeded", summary.error
     assert (summary.rows_in, summary.rows_kept, summary.rows_rejected) == (3, 3, 0)
+    assert summary.csv_read_again_multiline is (multiline is None)  # by default: line by line, then whole
     rows = by(kept(lake), "id")
     # (the CSV parser normalizes a line break inside quotes to \n)
     assert rows[1]["address"] == "Main St\nSpringfield, IL" and rows[1]["note"] == "plain"
@@ -269,7 +284,9 @@ def test_bytes_invalid_in_the_declared_encoding_are_quarantined(spark, core, tmp
     summary, lake = run(spark, core, tmp_path / "latin", {"in.csv": data}, csv={"encoding": "ISO-8859-1"})
     assert summary.status == "succeeded" and summary.rows_rejected == 0
     assert {r["id"]: (r["name"], r["city"]) for r in kept(lake)} == {
-        1: ("café", "Paris"), 2: ("plain", "Lyon"), 3: ("ok", "München"),
+        1: ("café", "Paris"),
+        2: ("plain", "Lyon"),
+        3: ("ok", "München"),
     }
 
 
@@ -284,7 +301,9 @@ def test_a_decimal_with_more_places_than_its_scale_is_quarantined_not_rounded(sp
 
     assert summary.status == "succeeded", summary.error
     assert {r["id"]: (str(r["price"]), str(r["big"])) for r in kept(lake)} == {
-        2: ("12.34", "1.50"), 3: ("7.00", "2.00"), 4: ("0.10", "3.10"),
+        2: ("12.34", "1.50"),
+        3: ("7.00", "2.00"),
+        4: ("0.10", "3.10"),
     }
     (row,) = rejected(lake)
     assert row["price"] == "12.345" and row["big"] == "1.001"  # quarantined as they arrived
