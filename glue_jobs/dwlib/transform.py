@@ -166,6 +166,8 @@ class HeaderGroup:
     uris: list[str]
     names: list[str]
     header: list[str]
+    # Files type inference may read (headerless: those whose first row has the expected width).
+    infer_from: list[str] | None = None
 
 
 @dataclass
@@ -341,7 +343,12 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
     if not csv.header:
         width = len(files[0][1])
         names = clean_names([f"_c{i}" for i in range(width)])
-        group = HeaderGroup([uri for uri, _ in files], names, [f"_c{i}" for i in range(width)])
+        group = HeaderGroup(
+            [uri for uri, _ in files],
+            names,
+            [f"_c{i}" for i in range(width)],
+            [uri for uri, h in files if len(h) == width],  # Spark infers the width from the first row it sees
+        )
         df = _read_group(spark, csv, group, f"the first row of {_file(files[0][0])} has {width}", guess)
         return Source(df, groups=[group], line_mode_guess=guess)
 
@@ -425,7 +432,7 @@ def infer_types(
             _csv_reader(spark, csv, csv.header)
             .option("inferSchema", True)
             .option("nullValue", csv.null_values[0] if csv.null_values else "")
-            .csv(group.uris)
+            .csv(group.infer_from or group.uris)
         )
         # Headerless files take their width from whichever line Spark sees first; a column it did not
         # see stays a string (its rows of another width are quarantined as malformed anyway).
