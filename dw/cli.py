@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dw.project import DwError, find_root, validate, write_schemas
@@ -226,6 +227,9 @@ def _print_summary(summary) -> None:
         ("rows kept", summary.rows_kept),
         ("rows rejected", summary.rows_rejected),
         *((f"  {reason}", n) for reason, n in summary.rejected_by_reason.items()),
+        # Raw headers and file names are the source's text, not markup.
+        *((escape(f"renamed column {original!r}"), name) for original, name in summary.renamed_columns.items()),
+        *((escape(f"{file} lacks (NULL)"), ", ".join(cols)) for file, cols in summary.missing_columns.items()),
         *([("rows dropped by transform.py", summary.rows_dropped_by_transform)] if summary.transform_hook else []),
         ("bytes fetched", summary.bytes_fetched),
         ("output files", summary.output_files),

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from dwlib import errors, fetch, ledger, metrics, transform
-from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.config import CoreConfig, CsvOptions, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake, LakeError
 from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
@@ -82,6 +82,14 @@ class RunSummary:
     rows_dropped_by_transform: int = 0  # transform.py: rows it dropped (negative: rows it added)
     transform_hook: str | None = None  # the hook's file, when the dataset has one
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    # Source columns renamed beyond plain cleaning (two headers cleaning to one name, a header taking a
+    # name the job adds, an empty header): {original header: column in bronze}.
+    renamed_columns: dict[str, str] = field(default_factory=dict)
+    # Several input files whose headers differ: {file: columns its header lacks}, NULL in its rows.
+    missing_columns: dict[str, list[str]] = field(default_factory=dict)
+    # CSV without `multiline`: read line by line, then read again with multiline on because a quote in
+    # a value or a malformed row said a quoted line break may have split a row.
+    csv_read_again_multiline: bool = False
     output_prefix: str = ""
     output_files: int = 0
     output_bytes: int = 0
@@ -228,6 +236,12 @@ def transform_hook(ctx: JobContext) -> TransformHook | None:
     return load_hook(ctx.name, ctx.lake.read_bytes(key).decode("utf-8"), ctx.lake.uri(key))
 
 
+def _suspects(df: DataFrame) -> Any:
+    """Rows that may be half of a row a quoted line break split (CSV read line by line); 0 otherwise."""
+    flag = F.col(transform.SUSPECT) if transform.SUSPECT in df.columns else F.lit(False)
+    return F.count(F.when(flag, 1))  # an aggregate either way: observe() takes nothing else
+
+
 def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary) -> str:
     """Read, type and check the run's files; write bronze to staging and rejects to quarantine.
 
@@ -247,30 +261,37 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     hook = transform_hook(ctx)
     summary.transform_hook = hook.file if hook else None
 
-    with summary.step("transform"):
-        source = transform.read_source(spark, uris, fmt, config.csv)
-        if not source.columns:
+    def attempt(csv: CsvOptions) -> tuple[DataFrame, DataFrame, bool]:
+        """One read-type-check-write; True last if a quoted line break may have split a row (read again)."""
+        read = transform.read_input(spark, uris, fmt, csv)
+        source = read.df
+        summary.renamed_columns, summary.missing_columns = read.renamed, read.missing
+        if not transform.data_columns(source):
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
         try:
             source = transform.flatten(source, config.explode)
         except ValueError as exc:
             raise JobFailed(str(exc)) from None
+        cleaned = transform.clean_names(transform.data_columns(source))
         inferred = None
-        if fmt == "csv":
-            names = transform.clean_names(source.columns)
-            undeclared = [n for n in names if n not in config.columns]
-            if undeclared:
-                inferred = transform.infer_types(spark, uris, config.csv, names)
+        if fmt == "csv" and any(n not in config.columns for n in cleaned):
+            inferred = transform.infer_types(spark, uris, csv, cleaned, groups=read.groups)
         # With a hook, the key and the rules may name columns the hook makes; they are checked on its output.
         named = [*config.columns] if hook else [*config.primary_key, *config.columns]
-        unknown = [c for c in named if c not in transform.clean_names(source.columns)]
+        unknown = [c for c in named if c not in cleaned]
         if unknown:
             raise JobFailed(
                 f"config names columns the source does not have: {', '.join(sorted(set(unknown)))}; "
-                f"the source's cleaned columns are: {', '.join(transform.clean_names(source.columns))}"
+                f"the source's cleaned columns are: {', '.join(cleaned)}"
             )
         typed, names = transform.prepare_types(
-            source, config, run_id=ctx.run_id, ingested_at=datetime.now(UTC), inferred=inferred, csv_source=fmt == "csv"
+            source,
+            config,
+            run_id=ctx.run_id,
+            ingested_at=datetime.now(UTC),
+            inferred=inferred,
+            csv_source=fmt == "csv",
+            encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
         )
         if hook is None:
             prepared, data_names = transform.check_rules(typed, config), names
@@ -288,6 +309,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             observed,
             F.count(F.lit(1)).alias("rows_in"),
             F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
+            _suspects(prepared).alias("suspects"),
         )
         if hook is None:
             rejected_frame = transform.rejected_rows(prepared, names)
@@ -299,6 +321,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
         write_parquet(kept, lake.uri(staging + "output/"))
         counted = observed.get
+        suspects = int(counted["suspects"])
         summary.rows_in = int(counted["rows_in"])
         summary.rows_rejected = int(counted["rows_rejected"])
         summary.rows_kept = summary.rows_in - summary.rows_rejected
@@ -306,11 +329,20 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             # The hook's result need not read all of its input, so the source's rows are counted in a
             # pass of their own: rows_in = kept + rejected + dropped by the hook.
             returned_rows = summary.rows_in
-            counts = typed.agg(F.count(F.lit(1)), F.count(F.col(transform.REJECT_REASON))).first()
-            source_rows, type_rejected = int(counts[0]), int(counts[1])
+            counts = typed.agg(F.count(F.lit(1)), F.count(F.col(transform.REJECT_REASON)), _suspects(typed)).first()
+            source_rows, type_rejected, suspects = int(counts[0]), int(counts[1]), int(counts[2])
             summary.rows_in = source_rows
             summary.rows_rejected += type_rejected
             summary.rows_dropped_by_transform = source_rows - type_rejected - returned_rows
+        return kept, rejected_frame, read.line_mode_guess and suspects > 0
+
+    with summary.step("transform"):
+        kept, rejected_frame, reread = attempt(config.csv)
+        if reread:
+            # Line by line, a quote showed up in a value or a malformed row: the file may hold quoted line
+            # breaks. Read it again whole; the staged output above is overwritten.
+            summary.csv_read_again_multiline = True
+            kept, rejected_frame, _ = attempt(config.csv.model_copy(update={"multiline": True}))
     summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
 
     if summary.rows_rejected:
@@ -471,11 +503,32 @@ def run_raw(ctx: JobContext) -> RunSummary:
     return guarded_run(ctx, "raw", new_summary, work)
 
 
+def input_warnings(summary: RunSummary) -> list[str]:
+    """What reading the input decided that a person should know: renamed columns, columns a file lacks."""
+    lines = []
+    if summary.renamed_columns:
+        renames = ", ".join(f"{original!r} -> {name}" for original, name in summary.renamed_columns.items())
+        lines.append(
+            f"warning: source columns renamed (two headers clean to one name, a header takes a name the job "
+            f"adds, or a header is empty): {renames}"
+        )
+    for file, columns in summary.missing_columns.items():
+        lines.append(f"warning: {file} has no column(s) {', '.join(columns)}; they are NULL in its rows")
+    if summary.csv_read_again_multiline:
+        lines.append(
+            "note: the CSV was read twice: a quote inside a value or a malformed row meant a quoted line break "
+            "may have split a row, so it was read again with multiline on; set csv.multiline to true (or false "
+            "if values never hold line breaks) to read it once"
+        )
+    return lines
+
+
 def describe_outcome(summary: RunSummary) -> str:
     """What a person reads at the end of a run: counts, the crawler command, the schema news."""
     notes = "".join(f"{line}\n" for line in housekeeping(summary))
     if summary.status != "succeeded":
-        return f"{notes}{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
+        failed = f"{notes}{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
+        return "\n".join([failed, *input_warnings(summary)])
     dropped = ""
     if summary.transform_hook:
         dropped = f", {summary.rows_dropped_by_transform} dropped by the transform hook"
@@ -491,7 +544,7 @@ def describe_outcome(summary: RunSummary) -> str:
     else:
         lines.append("schema unchanged since the last run; the crawler is only needed for a new table:")
     lines.append(f"  {summary.crawler_command}")
-    return notes + "\n".join(lines)
+    return notes + "\n".join([*lines, *input_warnings(summary)])
 
 
 def housekeeping(summary: RunSummary) -> list[str]:

@@ -281,8 +281,10 @@ class CsvOptions(Strict):
     encoding: str = "utf-8"
     quote: str = Field('"', min_length=1, max_length=1)
     escape: str = Field('"', min_length=1, max_length=1)
-    # Quoted values that span lines need it; it makes each file one Spark task, so it is opt-in.
-    multiline: bool = False
+    # Quoted values that span lines. Unset: read line by line (Spark splits big files across tasks)
+    # and read again with multiline on if a quote in a value or a malformed row says a line break may
+    # have split a row. true: always (each file is one task); false: never (see the README).
+    multiline: bool | None = None
 
 
 class QualityRules(Strict):

@@ -5,18 +5,32 @@ Built-in Spark functions only (no Python UDFs), so the plan stays in the JVM on 
 
 from __future__ import annotations
 
+import codecs
+import csv as pycsv
+import io
 import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DataType, StringType, StructType
+from pyspark.sql.types import ArrayType, DataType, StringType, StructField, StructType
 
 from dwlib.config import ColumnType, CsvOptions, DatasetConfig, QualityRules
 
 META_COLUMNS = ("meta_run_id", "meta_ingested_at", "meta_source_file")
 REJECT_REASON = "reject_reason"
+# Names the job adds next to the data columns; a source column never takes one (see `clean_names`).
+RESERVED = (*META_COLUMNS, REJECT_REASON)
 ORDER = "_dw_order"  # source order, for "the first row in source order is kept"
+# Internal columns start with `_dw_`; a cleaned name never starts with `_`, so they cannot collide.
+CORRUPT = "_dw_corrupt"  # Spark's raw text of a record it could not split into the header's fields
+MALFORMED = "_dw_malformed"  # why a record is malformed (wrong field count, broken JSON), else null
+# Line mode only: true when a record could be half of one a quoted line break split (see `read_csv`).
+SUSPECT = "_dw_suspect"
+REPLACEMENT_CHAR = "\ufffd"  # what a decoder puts where bytes are invalid in the declared encoding
 
 
 # ------------------------------------------------------------------ names
@@ -32,8 +46,13 @@ def clean_name(name: str) -> str:
     return text
 
 
-def clean_names(names: list[str], reserved: tuple[str, ...] = META_COLUMNS) -> list[str]:
-    """Unique snake_case names; a collision gets `_2`, `_3`... in source order."""
+def clean_names(names: list[str], reserved: tuple[str, ...] = RESERVED) -> list[str]:
+    """Unique snake_case names; a collision gets `_2`, `_3`... in source order.
+
+    The job's own columns (`reserved`: the meta columns and `reject_reason`) count as taken, so a
+    source column `meta_run_id` becomes `meta_run_id_2`; a header that cleans to nothing becomes
+    `column_<position>`.
+    """
     taken: set[str] = set(reserved)
     result = []
     for position, name in enumerate(names, start=1):
@@ -46,17 +65,37 @@ def clean_names(names: list[str], reserved: tuple[str, ...] = META_COLUMNS) -> l
     return result
 
 
+def renamed_columns(originals: list[str], cleaned: list[str]) -> dict[str, str]:
+    """Renames beyond plain cleaning (collisions, reserved names, empty headers): {original: cleaned}.
+
+    An original that appears more than once is keyed `name (column N)` so no entry hides another.
+    """
+    counts: dict[str, int] = {}
+    for name in originals:
+        counts[name] = counts.get(name, 0) + 1
+    renamed = {}
+    for position, (original, name) in enumerate(zip(originals, cleaned, strict=True), start=1):
+        if name != clean_name(original):
+            renamed[original if counts[original] == 1 else f"{original} (column {position})"] = name
+    return renamed
+
+
+def data_columns(df: DataFrame) -> list[str]:
+    """The frame's columns without the job's internal ones."""
+    return [c for c in df.columns if c not in (MALFORMED, CORRUPT, SUSPECT)]
+
+
 # ------------------------------------------------------------------ nested records
 
 
 def _leaves(schema: StructType, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], DataType]]:
     """Every non-struct field, depth first in schema order, with its path of field names."""
     found = []
-    for field in schema.fields:
-        if isinstance(field.dataType, StructType) and field.dataType.fields:
-            found += _leaves(field.dataType, (*path, field.name))
+    for f in schema.fields:
+        if isinstance(f.dataType, StructType) and f.dataType.fields:
+            found += _leaves(f.dataType, (*path, f.name))
         else:
-            found.append(((*path, field.name), field.dataType))
+            found.append(((*path, f.name), f.dataType))
     return found
 
 
@@ -76,9 +115,20 @@ def flatten_structs(df: DataFrame) -> DataFrame:
     """
     if not any(isinstance(f.dataType, StructType) for f in df.schema.fields):
         return df
-    leaves = _leaves(df.schema)
+    internal = [c for c in df.columns if c not in data_columns(df)]
+    leaves = _leaves(_data_schema(df))
     names = clean_names([".".join(path) for path, _ in leaves])
-    return df.select(*[_column(path).alias(name) for (path, _), name in zip(leaves, names, strict=True)])
+    return df.select(*[_column(path).alias(name) for (path, _), name in zip(leaves, names, strict=True)], *internal)
+
+
+def source_column_names(df: DataFrame) -> list[str]:
+    """What `flatten_structs` names from: each leaf's path, `address.city`."""
+    return [".".join(path) for path, _ in _leaves(_data_schema(df))]
+
+
+def _data_schema(df: DataFrame) -> StructType:
+    data = data_columns(df)
+    return StructType([f for f in df.schema.fields if f.name in data])
 
 
 def flatten(df: DataFrame, explode: list[str] | tuple[str, ...] = ()) -> DataFrame:
@@ -106,42 +156,289 @@ def flatten(df: DataFrame, explode: list[str] | tuple[str, ...] = ()) -> DataFra
 # ------------------------------------------------------------------ reading
 
 
+HEAD_BYTES = 256 * 1024  # read from the start of each file to find its header record
+
+
+@dataclass
+class HeaderGroup:
+    """Files whose header is the same, read in one go: their fields, in file order, by final name."""
+
+    uris: list[str]
+    names: list[str]
+    header: list[str]
+    # Files type inference may read (headerless: those whose first row has the expected width).
+    infer_from: list[str] | None = None
+
+
+@dataclass
+class Source:
+    """The run's input as one frame, data columns by final name, and what reading it had to decide."""
+
+    df: DataFrame
+    renamed: dict[str, str] = field(default_factory=dict)  # non-trivial renames, {original: cleaned}
+    missing: dict[str, list[str]] = field(default_factory=dict)  # file -> columns its header lacks
+    groups: list[HeaderGroup] = field(default_factory=list)  # CSV: one per distinct header
+    # CSV with `multiline` unset, read line by line: `_dw_suspect` says which rows could be halves
+    # of a row a quoted line break split; if any is, the caller reads again with multiline on.
+    line_mode_guess: bool = False
+
+
 def read_source(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) -> DataFrame:
     """Read the run's input files; CSV columns arrive as strings and are typed later."""
+    return read_input(spark, uris, fmt, csv).df
+
+
+def read_input(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) -> Source:
+    """Read the run's input files, matching columns by name across files, never by position.
+
+    CSV columns arrive as strings under their final (cleaned, unique) names and are typed later
+    (`csv.multiline` None: line by line, with `_dw_suspect`; see `read_csv`);
+    other formats keep their own names until `flatten`/`prepare_types` clean them. A record that
+    cannot be read (wrong field count, broken JSON) has its reason in `_dw_malformed`.
+    """
     if fmt == "csv":
-        reader = (
-            spark.read.option("header", csv.header)
-            .option("sep", csv.delimiter)
-            .option("encoding", csv.encoding)
-            .option("quote", csv.quote)
-            .option("escape", csv.escape)
-            .option("multiLine", csv.multiline)
+        return read_csv(spark, uris, csv)
+    if fmt in ("json", "jsonl"):
+        df = (
+            spark.read.option("multiLine", fmt == "json")
             .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .json(uris)
         )
-        return reader.csv(uris)
-    if fmt == "jsonl":
-        return spark.read.json(uris)
-    if fmt == "json":
-        return spark.read.option("multiLine", True).json(uris)
-    if fmt == "parquet":
-        return spark.read.parquet(*uris)
-    raise ValueError(f"unknown format {fmt!r}")
+        if CORRUPT in df.columns:
+            data = data_columns(df)
+            reason = _tied_to(F.lit("malformed: not a valid JSON record"), data)
+            df = df.select(*[_column((c,)) for c in data], F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED))
+    elif fmt == "parquet":
+        # mergeSchema: every file's columns, by name; without it Spark takes one file's columns and
+        # silently drops a column only other files have.
+        df = spark.read.option("mergeSchema", len(uris) > 1).parquet(*uris)
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    originals = source_column_names(df)
+    return Source(df, renamed_columns(originals, clean_names(originals)))
 
 
-def infer_types(spark: SparkSession, uris: list[str], csv: CsvOptions, columns: list[str]) -> dict[str, str]:
-    """Spark's own inference for CSV columns the config does not declare (one extra pass)."""
-    inferred = (
-        spark.read.option("header", csv.header)
+def _tied_to(value: Column, data: list[str]) -> Column:
+    # Spark refuses a raw-file query that needs only the corrupt-record column; a reason that also
+    # reads a data column (an empty substring of it, so the text is unchanged) is never such a query.
+    return F.concat_ws("", value, F.substring(_column((data[0],)), 1, 0)) if data else value
+
+
+def _csv_reader(spark: SparkSession, csv: CsvOptions, header: bool) -> Any:
+    return (
+        spark.read.option("header", header)
         .option("sep", csv.delimiter)
         .option("encoding", csv.encoding)
         .option("quote", csv.quote)
         .option("escape", csv.escape)
-        .option("multiLine", csv.multiline)
-        .option("inferSchema", True)
-        .option("nullValue", csv.null_values[0] if csv.null_values else "")
-        .csv(uris)
+        .option("multiLine", bool(csv.multiline))
+        .option("mode", "PERMISSIVE")
     )
-    return {name: field.dataType.simpleString() for name, field in zip(columns, inferred.schema.fields, strict=True)}
+
+
+def read_heads(spark: SparkSession, uris: list[str], size: int = HEAD_BYTES) -> list[bytes | None]:
+    """The first `size` bytes of each file as Spark sees them (its file systems and codecs: .gz, .bz2);
+    None for a file that could not be opened that way."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    codecs_ = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
+
+    def head(uri: str) -> bytes | None:
+        try:
+            path = jvm.org.apache.hadoop.fs.Path(uri)
+            stream = path.getFileSystem(conf).open(path)
+            try:
+                codec = codecs_.getCodec(path)
+                if codec is not None:
+                    stream = codec.createInputStream(stream)
+                return bytes(stream.readNBytes(size))
+            finally:
+                stream.close()
+        except Exception:  # noqa: BLE001 - any failure: Spark reads the header itself instead
+            return None
+
+    if len(uris) == 1:
+        return [head(uris[0])]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # S3 round trips, not CPU
+        return list(pool.map(head, uris))
+
+
+def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[str] | None:
+    """The first non-empty record of a file's first bytes, split as the CSV options say.
+
+    [] for an empty file; None when it cannot be told from these bytes (an unknown encoding name, a
+    first record longer than the bytes read).
+    """
+    try:
+        text = codecs.getincrementaldecoder(csv.encoding)(errors="replace").decode(head, final=not truncated)
+    except LookupError:
+        return None
+    text = text.removeprefix("\ufeff")
+    if truncated:
+        cut = max(text.rfind("\n"), text.rfind("\r"))
+        if cut < 0:
+            return None
+        text = text[: cut + 1]
+    same = csv.escape == csv.quote
+    reader = pycsv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=csv.delimiter,
+        quotechar=csv.quote,
+        doublequote=same,
+        escapechar=None if same else csv.escape,
+    )
+    try:
+        for record in reader:
+            if len(record) > 1 or (record and record[0].strip()):  # Spark skips blank lines too
+                return record
+    except pycsv.Error:
+        return None
+    return None if truncated else []
+
+
+def _spark_header(spark: SparkSession, uri: str, csv: CsvOptions) -> list[str]:
+    return _csv_reader(spark, csv, csv.header).csv(uri).columns
+
+
+def _occurrences(header: list[str]) -> list[tuple[str, int]]:
+    """Match keys: the cleaned name and which occurrence of it this is (`A b`, `a_b` -> 1st, 2nd `a_b`)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for name in header:
+        base = clean_name(name)
+        seen[base] = seen.get(base, 0) + 1
+        keys.append((base, seen[base]))
+    return keys
+
+
+def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
+    """CSV, matched by header name across files; one Spark read per distinct header.
+
+    Each file's header is read first (a few KB per file) and given to Spark as the schema, so a
+    run with one header is one read and Spark does not sniff the header itself. Files whose
+    headers differ (another order, a column more or less) are read per header and unioned by
+    name; a column some files lack is NULL in their rows. Headers match on their cleaned name, so
+    `Unit Price` in one file and `unit_price` in another are one column. A record whose field count
+    differs from its header's (a ragged row, half of a line-broken row) gets a `_dw_malformed` reason.
+
+    `csv.multiline` None (the default) reads line by line, which Spark splits across tasks, and
+    marks `_dw_suspect` where a quote character appears in a value or a malformed record. A quoted
+    line break always leaves one: the row's last half holds the closing quote, either inside a
+    value or opening an unclosed one, which makes the record malformed. No suspect row: the file
+    had no quoted line breaks and this read is right. A single-column file, where an unclosed
+    quote is not malformed, is read with multiline on.
+    """
+    heads = read_heads(spark, uris)
+    headers: list[list[str] | None] = [
+        parse_header(head, csv, truncated=len(head) >= HEAD_BYTES) if head is not None else None for head in heads
+    ]
+    headers = [h if h is not None else _spark_header(spark, uri, csv) for h, uri in zip(headers, uris, strict=True)]
+    files = [(uri, h) for uri, h in zip(uris, headers, strict=True) if h]  # empty files have no rows
+    if not files:
+        return Source(spark.createDataFrame([], StructType([])))
+    guess = csv.multiline is None and max(len(h) for _, h in files) > 1
+    if csv.multiline is None and not guess:
+        csv = csv.model_copy(update={"multiline": True})
+    if not csv.header:
+        width = len(files[0][1])
+        names = clean_names([f"_c{i}" for i in range(width)])
+        group = HeaderGroup(
+            [uri for uri, _ in files],
+            names,
+            [f"_c{i}" for i in range(width)],
+            [uri for uri, h in files if len(h) == width],  # Spark infers the width from the first row it sees
+        )
+        df = _read_group(spark, csv, group, f"the first row of {_file(files[0][0])} has {width}", guess)
+        return Source(df, groups=[group], line_mode_guess=guess)
+
+    originals: dict[tuple[str, int], str] = {}
+    for _, header in files:
+        for key, name in zip(_occurrences(header), header, strict=True):
+            originals.setdefault(key, name)
+    final = dict(zip(originals, clean_names(list(originals.values())), strict=True))
+    groups: dict[tuple[str, ...], HeaderGroup] = {}
+    for uri, header in files:
+        group = groups.setdefault(
+            tuple(header), HeaderGroup([], [final[k] for k in _occurrences(header)], list(header))
+        )
+        group.uris.append(uri)
+    frames = [_read_group(spark, csv, g, f"header has {len(g.names)}", guess) for g in groups.values()]
+    df = frames[0]
+    for frame in frames[1:]:
+        df = df.unionByName(frame, allowMissingColumns=True)
+    ordered = list(final.values())
+    missing = {}
+    for g in groups.values():
+        absent = [n for n in ordered if n not in g.names]
+        for uri in g.uris if absent else []:
+            missing[_file(uri)] = absent
+    renamed: dict[str, str] = {}
+    for g in groups.values():
+        renamed.update(renamed_columns(g.header, g.names))
+    internal = [MALFORMED, SUSPECT] if guess else [MALFORMED]
+    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess)
+
+
+def _file(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _read_group(
+    spark: SparkSession, csv: CsvOptions, group: HeaderGroup, expected: str, suspect: bool = False
+) -> DataFrame:
+    schema = StructType([StructField(n, StringType()) for n in [*group.names, CORRUPT]])
+    df = _csv_reader(spark, csv, csv.header).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
+    df = df.csv(group.uris)
+    reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
+    reason = _tied_to(reason, group.names)
+    columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED)]
+    if suspect:
+        quoted = F.col(CORRUPT).contains(csv.quote)
+        for name in group.names:
+            quoted = quoted | F.col(name).contains(csv.quote)
+        columns.append(F.coalesce(quoted, F.lit(False)).alias(SUSPECT))
+    return df.select(*columns)
+
+
+def _field_count(record: Column, csv: CsvOptions) -> Column:
+    """Fields in a raw record: delimiters outside quotes, plus one (for the message; Spark did the flagging)."""
+
+    def esc(char: str) -> str:
+        return char if char.isalnum() else "\\" + char
+
+    q, d, e = esc(csv.quote), esc(csv.delimiter), esc(csv.escape)
+    # A quoted value opens at the start of a field (elsewhere a quote is a plain character) and runs
+    # to its closing quote, or to the end if unclosed. Written as an unrolled loop: linear, no recursion.
+    inner = f"[^{q}]*(?:{q}{q}[^{q}]*)*" if csv.escape == csv.quote else f"[^{q}{e}]*(?:{e}.[^{q}{e}]*)*"
+    unquoted = F.regexp_replace(record, f"(^|{d}){q}{inner}({q}|$)", "$1")
+    return F.length(F.regexp_replace(unquoted, f"[^{d}]", "")) + 1
+
+
+def infer_types(
+    spark: SparkSession,
+    uris: list[str],
+    csv: CsvOptions,
+    columns: list[str],
+    groups: list[HeaderGroup] | None = None,
+) -> dict[str, str]:
+    """Spark's own inference for CSV columns the config does not declare (one extra pass).
+
+    Per header group when the files' headers differ; a column inferred differently in two groups is a string.
+    """
+    found: dict[str, set[str]] = {}
+    for group in groups or [HeaderGroup(uris, columns, columns)]:
+        inferred = (
+            _csv_reader(spark, csv, csv.header)
+            .option("inferSchema", True)
+            .option("nullValue", csv.null_values[0] if csv.null_values else "")
+            .csv(group.infer_from or group.uris)
+        )
+        # Headerless files take their width from whichever line Spark sees first; a column it did not
+        # see stays a string (its rows of another width are quarantined as malformed anyway).
+        for name, f in zip(group.names, inferred.schema.fields, strict=False):
+            found.setdefault(name, set()).add(f.dataType.simpleString())
+    return {name: types.pop() if len(types) == 1 else "string" for name, types in found.items()}
 
 
 # ------------------------------------------------------------------ typing
@@ -169,6 +466,7 @@ def prepare(
     run_id: str,
     ingested_at: datetime,
     inferred: dict[str, str] | None = None,
+    encoding: str | None = None,
 ) -> tuple[DataFrame, list[str]]:
     """Clean names, apply null values, type, add meta columns and a `reject_reason` per row.
 
@@ -176,7 +474,9 @@ def prepare(
     value in `_dw_orig_<i>` so rejected rows can be quarantined as they arrived. The same as
     `check_rules(prepare_types(...))`; a dataset with a transform hook runs the hook between the two.
     """
-    typed, names = prepare_types(df, config, run_id=run_id, ingested_at=ingested_at, inferred=inferred)
+    typed, names = prepare_types(
+        df, config, run_id=run_id, ingested_at=ingested_at, inferred=inferred, encoding=encoding
+    )
     return check_rules(typed, config), names
 
 
@@ -188,10 +488,19 @@ def prepare_types(
     ingested_at: datetime,
     inferred: dict[str, str] | None = None,
     csv_source: bool = False,
+    encoding: str | None = None,
 ) -> tuple[DataFrame, list[str]]:
-    """Clean names, apply null values, type, add meta columns; `reject_reason` holds type failures only."""
-    names = clean_names(df.columns)
-    df = df.toDF(*names)
+    """Clean names, apply null values, type, add meta columns; `reject_reason` holds type failures only.
+
+    Also rejected here: a record the reader marked malformed (`_dw_malformed`); with `encoding` (text
+    sources), a string value holding U+FFFD, which is what the decoder made of bytes invalid in that
+    encoding; a decimal with more decimal places than its scale, which a cast would round.
+    """
+    data = data_columns(df)
+    names = clean_names(data)
+    malformed = [F.col(MALFORMED)] if MALFORMED in df.columns else []
+    suspect = [F.col(SUSPECT)] if SUSPECT in df.columns else []
+    df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect)
     is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
     # Spark's CSV reader already turns empty fields into null; only the other markers cost a check
     # (an isin() per value of every string column otherwise).
@@ -200,7 +509,7 @@ def prepare_types(
     inferred = inferred or {}
 
     selected: list[Column] = []
-    checks: list[tuple[int, str, str]] = []  # (position, column, type label) of declared columns
+    checks: list[tuple[int, str, ColumnType]] = []  # (position, column, type) of declared columns
     for i, name in enumerate(names):
         original = F.col(name)
         if is_string[name] and nulls:
@@ -209,7 +518,7 @@ def prepare_types(
         if name in declared:
             ctype = declared[name]
             typed = _typed(original, is_string[name], ctype)
-            checks.append((i, name, f"{ctype.spark_type}:{ctype.fmt}" if ctype.fmt else ctype.spark_type))
+            checks.append((i, name, ctype))
         elif name in inferred and inferred[name] != "string":
             typed = _typed(original, is_string[name], ColumnType(inferred[name]))
         else:
@@ -218,17 +527,52 @@ def prepare_types(
 
     df = df.select(
         *selected,
+        *malformed,
+        *suspect,
         F.lit(run_id).alias("meta_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
         F.substring_index(F.input_file_name(), "/", -1).alias("meta_source_file"),  # no array per row
         F.monotonically_increasing_id().alias(ORDER),
     )
-    reasons = []
-    for i, name, label in checks:
+    reasons = list(malformed)
+    if encoding:
+        reasons.append(_invalid_bytes([(i, n) for i, n in enumerate(names) if is_string[n]], encoding))
+    for i, name, ctype in checks:
         original = F.col(f"_dw_orig_{i}")
+        label = f"{ctype.spark_type}:{ctype.fmt}" if ctype.fmt else ctype.spark_type
         present = original.isNotNull() & (F.trim(original.cast("string")) != "")
         reasons.append(F.when(present & F.col(name).isNull(), F.lit(f"{name}: not a valid {label}")))
+        if is_string[name]:
+            reasons.append(_rounded(name, F.trim(original), ctype))
     return df.withColumn(REJECT_REASON, _joined(reasons)), names
+
+
+def _invalid_bytes(columns: list[tuple[int, str]], encoding: str) -> Column:
+    """`name: invalid utf-8 bytes` for each string value holding U+FFFD (the decoder's stand-in)."""
+    if not columns:
+        return F.lit(None).cast("string")
+    holds = [(F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR), name) for i, name in columns]
+    anywhere = holds[0][0]
+    for condition, _ in holds[1:]:
+        anywhere = anywhere | condition
+    # The per-column text is built only for a row that has one (a CASE branch is evaluated lazily).
+    which = F.concat_ws("; ", *[F.when(c, F.lit(f"{name}: invalid {encoding.lower()} bytes")) for c, name in holds])
+    return F.when(anywhere, which)
+
+
+def _rounded(name: str, text: Column, ctype: ColumnType) -> Column:
+    """A reason when casting text to decimal(p,s) would round it: more decimal places than s, not all zero."""
+    match = re.fullmatch(r"decimal\((\d+),(\d+)\)", ctype.spark_type)
+    if not match:
+        return F.lit(None).cast("string")
+    precision, scale = int(match[1]), int(match[2])
+    reason = F.lit(f"{name}: {ctype.spark_type}: more than {scale} decimal places")
+    roomy = 38 - (precision - scale)  # the most decimal places a value with p-s integer digits can keep
+    if roomy > scale:
+        exact = text.cast(f"decimal(38,{roomy})")
+        return F.when(F.col(name).isNotNull() & (exact != F.col(name)), reason)
+    # decimal(38,s) leaves no room for a finer cast: look at the digits instead.
+    return F.when(F.col(name).isNotNull() & text.rlike(f"\\.[0-9]{{{scale}}}[0-9]*[1-9]"), reason)
 
 
 def check_rules(df: DataFrame, config: DatasetConfig) -> DataFrame:

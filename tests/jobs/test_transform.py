@@ -40,6 +40,41 @@ def test_clean_names_are_unique_in_source_order():
     ]
 
 
+def test_clean_names_never_take_the_jobs_own_columns():
+    names = transform.clean_names(["Reject Reason", "meta_source_file", "meta_ingested_at", "Meta Run ID"])
+    assert names == ["reject_reason_2", "meta_source_file_2", "meta_ingested_at_2", "meta_run_id_2"]
+    assert not set(names) & {*transform.META_COLUMNS, transform.REJECT_REASON}
+
+
+def test_renamed_columns_lists_only_renames_beyond_cleaning():
+    originals = ["Order ID", "A b", "a_b", "x", "x", ""]
+    assert transform.renamed_columns(originals, transform.clean_names(originals)) == {
+        "a_b": "a_b_2",
+        "x (column 5)": "x_2",
+        "": "column_6",
+    }
+
+
+@pytest.mark.parametrize(
+    ("head", "options", "truncated", "header"),
+    [
+        (b"\xef\xbb\xbfid,name\n1,a\n", {}, False, ["id", "name"]),  # a UTF-8 BOM
+        (b'\n\n"a,b",c,"d ""q"""\r\n1,2,3\r\n', {}, False, ["a,b", "c", 'd "q"']),  # blank lines, quoting
+        (b'"multi\nline",x\n', {}, False, ["multi\nline", "x"]),
+        (b"a;b\n", {"delimiter": ";"}, False, ["a", "b"]),
+        (b"caf\xe9;b\n", {"delimiter": ";", "encoding": "ISO-8859-1"}, False, ["caf\u00e9", "b"]),
+        (b"", {}, False, []),  # an empty file
+        (b"a,b,c", {}, True, None),  # the first record runs past the bytes read: ask Spark instead
+        (b"a,b\n1,2", {}, True, ["a", "b"]),
+        (b"a,b\n", {"encoding": "no-such-charset"}, False, None),
+    ],
+)
+def test_parse_header_reads_the_first_record_as_spark_would(head, options, truncated, header):
+    from dwlib.config import CsvOptions
+
+    assert transform.parse_header(head, CsvOptions(**options), truncated=truncated) == header
+
+
 def config(**extra) -> DatasetConfig:
     return DatasetConfig.model_validate(
         {"dataset": "tests", "description": "t", "data_size_category": "small", "landing": True, **extra}
@@ -51,7 +86,7 @@ def run(spark, tmp_path, text: str, cfg: DatasetConfig):
     path.write_text(text)
     source = transform.read_source(spark, [str(path)], "csv", cfg.csv)
     inferred = None
-    names = transform.clean_names(source.columns)
+    names = transform.clean_names(transform.data_columns(source))
     if any(n not in cfg.columns for n in names):
         inferred = transform.infer_types(spark, [str(path)], cfg.csv, names)
     df, names = transform.prepare(
