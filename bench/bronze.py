@@ -218,11 +218,10 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
             return transform.read_source(spark, [str(csv)], "csv", config.csv)
 
         def plain():
-            names, types = transform.clean_names(strings().columns), config.column_types
+            source = strings()  # CSV columns arrive cleaned, beside the reader's internal ones
+            names, types = transform.data_columns(source), config.column_types
             return (
-                strings()
-                .toDF(*names)
-                .select(
+                source.select(
                     *[
                         (
                             F.to_date(F.col(n), types[n].fmt) if types[n].fmt else F.col(n).cast(types[n].spark_type)
