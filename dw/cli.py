@@ -38,7 +38,7 @@ Examples:
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 260)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 STATE = {"debug": False}
 
@@ -161,7 +161,8 @@ def list_command(lake: LakeOption = None) -> None:
         "last local run",
     )
     for column in columns:
-        table.add_column(column, overflow="fold")
+        # The last run stays on one line ("20260101T000000Z bronze succeeded"): people grep for it.
+        table.add_column(column, overflow="fold", no_wrap=column == "last local run")
     for name, config in project.datasets.items():
         workers = project.core.glue_worker_configs[config.data_size_category]
         gold = sorted(p.stem for p in (project.dataset_dir(name) / "gold").glob("*.sql"))

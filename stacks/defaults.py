@@ -68,7 +68,8 @@ def tag(stack, project: str, stage: str, dataset: str | None = None) -> None:
     """
     tags = {"project": project, "stage": stage or "default", **({"dataset": dataset} if dataset else {})}
     for key, value in tags.items():
-        Tags.of(stack).add(key, value)
+        # The CDK would tag a dashboard, but CloudFormation's schema for it has no Tags (cfn-lint E3002).
+        Tags.of(stack).add(key, value, exclude_resource_types=UNTAGGABLE)
     as_property = [{"Key": k, "Value": v} for k, v in tags.items()]
     for child in stack.node.children:
         if "CustomResourceProvider" in child.node.id:
@@ -78,3 +79,4 @@ def tag(stack, project: str, stage: str, dataset: str | None = None) -> None:
 
 
 PROVIDER_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
+UNTAGGABLE = ["AWS::CloudWatch::Dashboard"]

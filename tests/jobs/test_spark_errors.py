@@ -38,16 +38,18 @@ def damaged_parquet() -> bytes:
     return data[:4] + b"\0" * 200 + data[204:]  # the first page header is gone; the footer still reads
 
 
+# The last field: whether Spark meets the damage (a truncated .gz is caught before, by the archive
+# check that streams every .gz once, so there is no Java trace at all).
 CASES = {
-    "truncated-gzip": ("orders.csv.gz", truncated_gzip, {}, "truncated"),
+    "truncated-gzip": ("orders.csv.gz", truncated_gzip, {}, "truncated", False),
     "damaged-parquet": ("orders.parquet", damaged_parquet, {"format": "parquet", "columns": {}, "primary_key": []},
-                        "not readable Parquet"),
+                        "not readable Parquet", True),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_an_unreadable_file_fails_in_one_paragraph_naming_it(spark, core, tmp_path, case):
-    name, make, extra, cause = CASES[case]
+    name, make, extra, cause, by_spark = CASES[case]
     lake = LocalLake(tmp_path / "lake")
     good = tmp_path / "good"
     good.mkdir()
@@ -70,10 +72,11 @@ def test_an_unreadable_file_fails_in_one_paragraph_naming_it(spark, core, tmp_pa
     assert f"raw/shop-orders/run_id={SECOND}/{name}" in error
     assert cause in error
     assert "at org.apache" not in error and "\n" not in error
-    assert "Bronze keeps its previous data" in error
+    assert "bronze keeps its previous data" in error.lower()
     ledger = lake.read_json(f"runs/shop-orders/run_id={SECOND}.json")
     assert ledger["error"] == error
-    assert "at org.apache" in ledger["traceback"] and len(ledger["traceback"]) > 2000
+    if by_spark:
+        assert "at org.apache" in ledger["traceback"] and len(ledger["traceback"]) > 2000
     assert {o.key: lake.read_bytes(o.key) for o in lake.list("bronze/")} == before
 
 
