@@ -233,7 +233,7 @@ class DatasetMonitoring(Construct):
 
 
 def allow_alarms(topic: sns.Topic, key: kms.IKey, naming: Naming) -> None:
-    """CloudWatch alarms of this prefix may publish to the (encrypted) failures topic."""
+    """CloudWatch alarms of this stage may publish to the (encrypted) failures topic; other stages' may not."""
     topic.add_to_resource_policy(
         iam.PolicyStatement(
             sid="DatasetAlarms",
@@ -242,8 +242,7 @@ def allow_alarms(topic: sns.Topic, key: kms.IKey, naming: Naming) -> None:
             resources=[topic.topic_arn],
             conditions={
                 "ArnLike": {
-                    "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:"
-                    f"{naming.etl_resource_prefix}-*"
+                    "aws:SourceArn": _alarm_arn(naming.alarm("*", "*"))
                 }
             },
         )

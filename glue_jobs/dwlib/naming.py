@@ -258,7 +258,9 @@ class Naming:
         return f"{self.etl_resource_prefix}/pipeline"
 
     def alarm(self, dataset: str, kind: str) -> str:
-        return f"{self.etl_resource_prefix}-{dataset}-{kind}"
+        # "-alarm-" after the prefix: `{prefix}-alarm-*` then matches this stage's alarms and not another
+        # stage's (`pp-dw-dev-…` would match `pp-dw-*`), so the topic policy can name exactly its own.
+        return f"{self.etl_resource_prefix}-alarm-{dataset}-{kind}"
 
     @property
     def dashboard(self) -> str:

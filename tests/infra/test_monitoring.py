@@ -33,7 +33,7 @@ def topic_arn_in(actions) -> bool:
 
 def test_a_daily_dataset_alarms_when_no_run_succeeded_for_a_day_plus_grace(templates, naming, project):
     found = alarms(templates, naming, "fda-nsde")  # cron(0 6 * * ? *)
-    fresh = found["pp-dw-fda-nsde-freshness"]
+    fresh = found["pp-dw-alarm-fda-nsde-freshness"]
     grace = project.core.monitoring.freshness_grace_hours
     assert fresh["MetricName"] == "Succeeded" and fresh["Namespace"] == "pp-dw/pipeline"
     assert fresh["Period"] == 3600 and fresh["EvaluationPeriods"] == fresh["DatapointsToAlarm"] == 24 + grace
@@ -45,8 +45,8 @@ def test_a_daily_dataset_alarms_when_no_run_succeeded_for_a_day_plus_grace(templ
 
 def test_a_dataset_without_schedule_gets_no_freshness_alarm(templates, naming):
     found = alarms(templates, naming, "epa-daily-aqi")
-    assert "pp-dw-epa-daily-aqi-freshness" not in found
-    assert "pp-dw-epa-daily-aqi-reject-rate" in found
+    assert "pp-dw-alarm-epa-daily-aqi-freshness" not in found
+    assert "pp-dw-alarm-epa-daily-aqi-reject-rate" in found
 
 
 def test_freshness_of_a_dataset_with_gold_watches_its_last_layer(templates, naming, project):
@@ -56,13 +56,13 @@ def test_freshness_of_a_dataset_with_gold_watches_its_last_layer(templates, nami
         + project.core.monitoring.freshness_grace_hours
     )
     found = alarms(templates, naming, "ourairports")
-    assert ("pp-dw-ourairports-freshness" in found) == (hours <= MAX_FRESHNESS_HOURS)
-    assert {"pp-dw-ourairports-bronze-duration", "pp-dw-ourairports-gold-duration"} <= set(found)
+    assert ("pp-dw-alarm-ourairports-freshness" in found) == (hours <= MAX_FRESHNESS_HOURS)
+    assert {"pp-dw-alarm-ourairports-bronze-duration", "pp-dw-alarm-ourairports-gold-duration"} <= set(found)
 
 
 def test_reject_rate_warns_below_the_hard_budget(templates, naming, project):
     for name, dataset in project.datasets.items():
-        alarm = alarms(templates, naming, name)[f"pp-dw-{name}-reject-rate"]
+        alarm = alarms(templates, naming, name)[f"pp-dw-alarm-{name}-reject-rate"]
         assert alarm["MetricName"] == "RejectedFraction"
         assert 0 < alarm["Threshold"] < dataset.quality.max_rejected_fraction
         assert alarm["Threshold"] == pytest.approx(
@@ -72,7 +72,7 @@ def test_reject_rate_warns_below_the_hard_budget(templates, naming, project):
 
 
 def test_duration_alarms_on_cloudwatchs_anomaly_band_by_default(templates, naming):
-    alarm = alarms(templates, naming, "fda-nsde")["pp-dw-fda-nsde-bronze-duration"]
+    alarm = alarms(templates, naming, "fda-nsde")["pp-dw-alarm-fda-nsde-bronze-duration"]
     assert alarm["ComparisonOperator"] == "GreaterThanUpperThreshold"
     expressions = [m.get("Expression", "") for m in alarm["Metrics"]]
     assert any(e.startswith("ANOMALY_DETECTION_BAND(") for e in expressions)
@@ -81,7 +81,7 @@ def test_duration_alarms_on_cloudwatchs_anomaly_band_by_default(templates, namin
 
 
 def test_the_export_functions_errors_page_the_topic(templates, naming):
-    alarm = alarms(templates, naming, "app-users")["pp-dw-app-users-export-errors"]
+    alarm = alarms(templates, naming, "app-users")["pp-dw-alarm-app-users-export-errors"]
     assert alarm["Namespace"] == "AWS/Lambda" and alarm["MetricName"] == "Errors"
     assert topic_arn_in(alarm["AlarmActions"])
 
@@ -98,7 +98,7 @@ def test_glue_job_runs_that_fail_outside_the_pipeline_reach_the_topic(templates,
 def test_alarms_may_publish_to_the_encrypted_topic(templates, naming):
     core = templates[naming.core_stack]
     policies = json.dumps(core.find_resources("AWS::SNS::TopicPolicy"))
-    assert "cloudwatch.amazonaws.com" in policies and ":alarm:pp-dw-*" in policies
+    assert "cloudwatch.amazonaws.com" in policies and ":alarm:pp-dw-alarm-*-*" in policies
     key = json.dumps(core.find_resources("AWS::KMS::Key"))
     assert "cloudwatch.amazonaws.com" in key
 
@@ -111,9 +111,9 @@ def test_one_dashboard_shows_every_dataset_pipelines_and_athena(templates, namin
     body = json.dumps(props["DashboardBody"])
     for name in project.datasets:
         assert f"{name}: last run" in body and f"{name}: bronze rows per day" in body
-        assert f"pp-dw-pipeline-{name}" in body and f"alarm:pp-dw-{name}-reject-rate" in body
-    assert "alarm:pp-dw-fda-nsde-freshness" in body  # only alarms that exist: epa-daily-aqi has no schedule
-    assert "alarm:pp-dw-epa-daily-aqi-freshness" not in body
+        assert f"pp-dw-pipeline-{name}" in body and f"alarm:pp-dw-alarm-{name}-reject-rate" in body
+    assert "alarm:pp-dw-alarm-fda-nsde-freshness" in body  # only alarms that exist: epa-daily-aqi has no schedule
+    assert "alarm:pp-dw-alarm-epa-daily-aqi-freshness" not in body
     for metric in ("RowsKept", "RowsRejected", "DurationSeconds", "Succeeded", "ExecutionsFailed", "ProcessedBytes"):
         assert metric in body
     assert "pp-dw-workgroup" in body
@@ -193,9 +193,9 @@ def test_flex_and_per_dataset_thresholds_reach_the_template(project):
         a["Properties"]["AlarmName"]: a["Properties"]
         for a in template.find_resources("AWS::CloudWatch::Alarm").values()
     }
-    assert found["pp-dw-epa-daily-aqi-freshness"]["EvaluationPeriods"] == 14
-    assert found["pp-dw-epa-daily-aqi-reject-rate"]["Threshold"] == 0.01
-    duration = found["pp-dw-epa-daily-aqi-bronze-duration"]
+    assert found["pp-dw-alarm-epa-daily-aqi-freshness"]["EvaluationPeriods"] == 14
+    assert found["pp-dw-alarm-epa-daily-aqi-reject-rate"]["Threshold"] == 0.01
+    duration = found["pp-dw-alarm-epa-daily-aqi-bronze-duration"]
     assert duration["Threshold"] == 30 * 60 and duration["ComparisonOperator"] == "GreaterThanThreshold"
 
 

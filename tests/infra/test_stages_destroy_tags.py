@@ -161,3 +161,28 @@ def test_a_stages_failure_topic_takes_only_its_own_stages_rules(synthesized, syn
     ):
         assert all(any(fnmatchcase(rule, p) for p in patterns) for rule in own), (patterns, own)
         assert not any(fnmatchcase(rule, p) for p in patterns for rule in other), (patterns, other)
+
+
+def test_a_stages_failure_topic_takes_only_its_own_stages_alarms(synthesized, synthesized_dev):
+    """Each topic's policy lets only its own stage's CloudWatch alarms publish, not the other copy's."""
+    from fnmatch import fnmatchcase
+
+    from tests.infra.physical_names import _resolve
+
+    def topic_pattern(assembly) -> str:
+        policies = [r for _, _, r in resources(assembly) if r["Type"] == "AWS::SNS::TopicPolicy"]
+        statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+        (alarms,) = [s for s in statements if s.get("Sid") == "DatasetAlarms"]
+        return _resolve(alarms["Condition"]["ArnLike"]["aws:SourceArn"]).rsplit(":alarm:", 1)[1]
+
+    def alarm_names(assembly) -> list[str]:
+        return [r["Properties"]["AlarmName"] for _, _, r in resources(assembly) if r["Type"] == "AWS::CloudWatch::Alarm"]
+
+    default_alarms, dev_alarms = alarm_names(synthesized[1]), alarm_names(synthesized_dev[1])
+    assert default_alarms and dev_alarms
+    for own, other, pattern in (
+        (default_alarms, dev_alarms, topic_pattern(synthesized[1])),
+        (dev_alarms, default_alarms, topic_pattern(synthesized_dev[1])),
+    ):
+        assert all(fnmatchcase(alarm, pattern) for alarm in own), (pattern, own)
+        assert not any(fnmatchcase(alarm, pattern) for alarm in other), (pattern, other)
