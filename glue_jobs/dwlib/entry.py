@@ -18,7 +18,7 @@ class JobRunFailed(RuntimeError):
 
 def job_context(args: dict[str, str]) -> bronze.JobContext:
     lake = Lake.from_uri(args["lake_uri"])
-    core, dataset, dataset_dir = jobs.find_job_config(lake, args["dataset"])
+    config = jobs.find_job_config(lake, args["dataset"])
     try:
         run_id = jobs.resolve_run_id(args.get("run_id"))
         raw_run_id = jobs.optional(args.get("raw_run_id"))
@@ -26,14 +26,14 @@ def job_context(args: dict[str, str]) -> bronze.JobContext:
     except ValueError as exc:
         raise jobs.JobSetupError(f"{exc} (job arguments --run_id / --raw_run_id)") from None
     return bronze.JobContext(
-        core=core,
-        dataset=dataset,
+        core=config.core,
+        dataset=config.dataset,
         lake=lake,
         run_id=run_id,
         raw_run_id=raw_run_id,
-        dataset_dir=dataset_dir,  # set only when the config came from a checkout's datasets/ folder
+        dataset_dir=config.dataset_dir,  # set only when the config came from a checkout's datasets/ folder
         auto_run_id=args.get("run_id") in (None, "", jobs.AUTO),
-        stage=jobs.job_config_stage(lake, args["dataset"]),
+        stage=config.stage,
         secrets=SecretsManagerSecrets(),  # read only when the source needs a secret, with the job's role
     )
 

@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.lake import Lake
@@ -84,30 +84,35 @@ def job_config_document(core: CoreConfig, dataset: DatasetConfig, stage: str = "
     return {**document, "stage": stage} if stage else document
 
 
-def job_config_stage(lake: Lake, dataset: str) -> str:
-    """The stage the deployed job config was made for ("" for the default stage, or no deployed config)."""
-    key = Naming("x", "x").job_config_key(dataset)
-    return str(lake.read_json(key).get("stage", "")) if lake.exists(key) else ""
+class JobConfig(NamedTuple):
+    """What a job runs with: the configs, the checkout's dataset folder (None when deployed), the stage."""
+
+    core: CoreConfig
+    dataset: DatasetConfig
+    dataset_dir: Path | None = None  # set only when the config came from a checkout's datasets/ folder
+    stage: str = ""  # the deployment's `-c stage=…`, as the stack wrote it into the document
 
 
 class JobSetupError(RuntimeError):
     """The job cannot start: what is missing and what to run first, as one paragraph."""
 
 
-def load_job_config(lake: Lake, dataset: str, naming: Naming | None = None) -> tuple[CoreConfig, DatasetConfig]:
-    """Read the deployed job config; the key does not depend on the prefixes."""
+def load_job_config(lake: Lake, dataset: str, naming: Naming | None = None) -> JobConfig:
+    """Read the deployed job config, once; the key does not depend on the prefixes."""
     key = (naming or Naming("x", "x")).job_config_key(dataset)
     document = lake.read_json(key)
-    return CoreConfig.model_validate(document["core"]), DatasetConfig.model_validate(document["dataset"])
+    return JobConfig(
+        CoreConfig.model_validate(document["core"]),
+        DatasetConfig.model_validate(document["dataset"]),
+        stage=str(document.get("stage", "")),
+    )
 
 
 # glue_jobs/dwlib/jobs.py -> the checkout; inside dwlib.zip on Glue there is no such folder.
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-def find_job_config(
-    lake: Lake, dataset: str, checkout: Path | None = None
-) -> tuple[CoreConfig, DatasetConfig, Path | None]:
+def find_job_config(lake: Lake, dataset: str, checkout: Path | None = None) -> JobConfig:
     """The deployed job config, else (a local lake run from a checkout) the project's own datasets/ folder.
 
     Returns the configs and the dataset folder when they came from the checkout (relative sources,
@@ -115,7 +120,7 @@ def find_job_config(
     """
     key = Naming("x", "x").job_config_key(dataset)
     if lake.exists(key):
-        return (*load_job_config(lake, dataset), None)
+        return load_job_config(lake, dataset)
     root = checkout or CHECKOUT
     if not lake.root_uri.startswith("s3://") and (root / "config.json").is_file():
         from dwlib.config import ConfigError, load_project
@@ -128,7 +133,7 @@ def find_job_config(
                 f"({'; '.join(map(str, exc.problems[:3]))}): run `dw validate` and fix them first"
             ) from None
         if dataset in project.datasets:
-            return project.core, project.datasets[dataset], project.dataset_dir(dataset)
+            return JobConfig(project.core, project.datasets[dataset], project.dataset_dir(dataset))
         known = ", ".join(project.datasets) or "none"
         raise JobSetupError(
             f"no dataset {dataset!r}: {lake.root_uri}/{key} does not exist and {root}/datasets/ has no "

@@ -127,7 +127,7 @@ def test_force_dry_run_set_by_the_stack_reaches_the_job_on_glue(on_glue, tmp_pat
     """`cdk deploy -c force_dry_run=true` sets --force_dry_run true; the pipeline's --dry_run false cannot undo it."""
     monkeypatch.delenv(jobs.FORCE_DRY_RUN, raising=False)
     lake = LocalLake(tmp_path / "lake")
-    core, dataset, _ = jobs.find_job_config(lake, DATASET)  # from the checkout, then deployed as the stack does
+    core, dataset, *_ = jobs.find_job_config(lake, DATASET)  # from the checkout, then deployed as the stack does
     lake.write_json(Naming.of(core).job_config_key(DATASET), jobs.job_config_document(core, dataset))
     drop_sample(lake)
 
@@ -138,6 +138,23 @@ def test_force_dry_run_set_by_the_stack_reaches_the_job_on_glue(on_glue, tmp_pat
     assert entry.main(lambda _spark, args: entry.run_bronze_job(no_spark, args), jobs.BRONZE_ARGS, argv) == 0
     assert "dry run" in capsys.readouterr().out
     assert not lake.has_prefix("bronze/") and not lake.has_prefix("runs/")
+
+
+def test_a_staged_deployment_s_job_prints_and_publishes_to_its_stage_s_names(on_glue, tmp_path, capsys, monkeypatch):
+    """`-c stage=dev`: the stack writes the stage into the job config; the job's names are the stage's."""
+    monkeypatch.delenv(jobs.FORCE_DRY_RUN, raising=False)
+    lake = LocalLake(tmp_path / "lake")
+    core, dataset, *_ = jobs.find_job_config(lake, DATASET)
+    lake.write_json(Naming.of(core).job_config_key(DATASET), jobs.job_config_document(core, dataset, "dev"))
+    drop_sample(lake)
+
+    argv = glue_argv(lake, force=False, run_id=RUN, dry_run="true")
+    assert entry.main(lambda _spark, args: entry.run_bronze_job(lambda: None, args), jobs.BRONZE_ARGS, argv) == 0
+    plan = capsys.readouterr().out
+    assert "Glue job pp-dw-dev-bronze-app-users, crawler pp-dw-dev-bronze-app-users-crawler" in plan
+    assert "pipeline pp-dw-dev-pipeline-app-users" in plan
+    ctx = entry.job_context({"dataset": DATASET, "lake_uri": str(lake.root), "run_id": RUN, "raw_run_id": "none"})
+    assert ctx.naming.metrics_namespace == "pp-dw-dev/pipeline"  # where the staged stack's alarms look
 
 
 def test_on_glue_a_job_that_cannot_start_raises_so_the_run_is_failed(on_glue, tmp_path):

@@ -37,7 +37,7 @@ def on_glue(monkeypatch):
 
 def deployed_lake(tmp_path: Path, drop: bool = True) -> tuple[LocalLake, Naming]:
     lake = LocalLake(tmp_path / "lake")
-    core, dataset, _ = jobs.find_job_config(lake, DATASET)
+    core, dataset, *_ = jobs.find_job_config(lake, DATASET)
     naming = Naming.of(core)
     lake.write_json(naming.job_config_key(DATASET), jobs.job_config_document(core, dataset))
     if drop:
