@@ -495,7 +495,13 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
     if not files and not incomplete:
         out.print(f"no runs of {dataset} in {lake_dir} yet: `dw run {dataset} --sample` makes one")
         return
-    table = Table("run id", "layer", "status", "in", "kept", "rejected", "seconds", "schema", "error")
+    from dwlib import metrics
+
+    # The figures each run publishes to CloudWatch on Glue, computed by the same code from the same entry.
+    table = Table(
+        "run id", "layer", "status", "in", "kept", "rejected", "rejected %", "seconds", "bytes written", "schema",
+        "error",
+    )  # fmt: skip
     for column in table.columns[:3]:
         column.no_wrap = True
     rows = []
@@ -504,19 +510,22 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
         parsed = Naming.run_id_of_entry(path.name)
         flagged = incomplete.pop(parsed, None) if parsed else None
         changed = {None: "first", True: "changed", False: "same"}.get(s.get("schema_changed"), "")
+        counted = s.get("layer") != "raw"  # a fetch-only run reads no rows and writes no table
         rows.append((
             s["run_id"],
             s["layer"],
             "incomplete" if flagged else s["status"],
-            str(s.get("rows_in", "")),
-            str(s.get("rows_kept", "")),
-            str(s.get("rows_rejected", "")),
-            f"{sum((s.get('durations_seconds') or {}).values()):.1f}",
-            "" if flagged else changed,
+            str(s.get("rows_in", "")) if counted else "",
+            str(s.get("rows_kept", "")) if counted else "",
+            str(s.get("rows_rejected", "")) if counted else "",
+            f"{metrics.rejected_fraction(s):.2%}" if counted else "",
+            f"{metrics.duration_seconds(s):.1f}",
+            str(s.get("output_bytes", "")) if counted else "",
+            "" if flagged or not counted else changed,
             flagged.why if flagged else s.get("error") or "",
         ))  # fmt: skip
     for item in incomplete.values():  # raw folders that no entry accounts for
-        rows.append((item.run_id, item.layer, "incomplete", "", "", "", "", "", item.why))
+        rows.append((item.run_id, item.layer, "incomplete", *[""] * 7, item.why))
     for row in sorted(rows, key=lambda r: r[0], reverse=True):
         table.add_row(*row)
     out.print(table)
