@@ -42,12 +42,14 @@ FRESHNESS_PERIODS = 2
 
 
 def schedule_interval_hours(expr: str) -> float:
-    """The longest expected gap between two scheduled runs, in hours.
+    """The longest expected gap between two scheduled runs, in hours: never shorter than the real one,
+    so a dataset on time never alarms.
 
-    rate(): exact. cron(): conservative, from the most restrictive field: a day-of-month, month
-    or year that is not `*` gives 31 days (monthly, or rarer, which exceeds what an alarm can
-    watch); a day-of-week other than `*`/`?` gives 7 days; an hour field of `*` gives 1 hour and
-    `*/n` or `a/n` gives n hours; anything else (fixed hours, lists, ranges) gives 1 day.
+    rate(): exact. cron(): from the most restrictive field: a month other than `*` gives a year (366
+    days: `1` runs every January only); a day-of-month other than `*`/`?` 31 days; an nth or last
+    weekday of the month (`MON#1`, `6L`) 35 days; another day-of-week 7 days; an hour field of `*`
+    1 hour and `*/n` or `a/n` n hours; anything else (fixed hours, lists, ranges) 1 day. The year
+    field only says in which years the rest applies.
     """
     if match := RATE.match(expr):
         value, unit = int(match["value"]), match["unit"].rstrip("s")
@@ -55,9 +57,13 @@ def schedule_interval_hours(expr: str) -> float:
     match = CRON.match(expr)
     if not match:
         raise ValueError(f"{expr!r} is neither rate() nor cron()")
-    _minutes, hours, day_of_month, month, day_of_week, year = match["fields"].split(" ")
-    if day_of_month not in ("*", "?") or month != "*" or year != "*":
+    _minutes, hours, day_of_month, month, day_of_week, _year = match["fields"].split(" ")
+    if month != "*":
+        return 366 * 24
+    if day_of_month not in ("*", "?"):
         return 31 * 24
+    if "#" in day_of_week or "L" in day_of_week.upper():
+        return 35 * 24  # the first Monday of one month to the first Monday of the next: up to 5 weeks
     if day_of_week not in ("*", "?"):
         return 7 * 24
     if hours == "*":

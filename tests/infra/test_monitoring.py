@@ -246,7 +246,14 @@ def test_job_roles_may_put_run_metrics_only_in_the_project_namespace(templates, 
         ("cron(0 7 ? * MON *)", 168),
         ("cron(0 7 ? * MON-FRI *)", 168),  # conservative: the weekend gap is 3 days
         ("cron(0 0 1 * ? *)", 744),
+        ("cron(0 0 L * ? *)", 744),
         ("cron(0 6,18 * * ? *)", 24),
+        # Never shorter than the real gap: a yearly or first-Monday schedule must not alarm between runs.
+        ("cron(0 0 1 1 ? *)", 366 * 24),
+        ("cron(0 0 1 1,7 ? *)", 366 * 24),
+        ("cron(0 9 ? * MON#1 *)", 35 * 24),
+        ("cron(0 9 ? * 6L *)", 35 * 24),
+        ("cron(0 6 * * ? 2027)", 24),
     ],
 )
 def test_schedule_intervals_are_conservative(expr, hours):
