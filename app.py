@@ -36,7 +36,7 @@ def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
     destroy = destroy_data_of(app)
     core = EtlCoreStack(app, naming.core_stack, core=project.core, destroy_data=destroy, env=env)
     LakeDashboard(core, "Operations", project=project)  # in the core stack: one dashboard per stage
-    FreshnessCheck(core, "Freshness", project=project, code_dir=build_lambda_asset("freshness"))
+    FreshnessCheck(core, "Freshness", project=project, code_dir=ROOT / "lambdas" / "freshness")  # boto3 only
     glue_assets = build_glue_assets(wheels=build_wheels(project.core.glue_defaults.additional_python_modules))
     exports = any(d.source_kind == "dynamodb_table" for d in project.datasets.values())
     export_code = build_lambda_asset("dynamodb_csv_export") if exports else None

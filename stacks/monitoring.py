@@ -443,17 +443,17 @@ class FreshnessCheck(Construct):
             ),
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="handler.handler",
-            code=lambda_.Code.from_asset(str(code_dir)),
+            code=lambda_.Code.from_asset(str(code_dir), exclude=["__pycache__", "*.pyc", "__init__.py"]),
             role=role,
             timeout=Duration.minutes(2),
             memory_size=256,
             log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
             environment={
                 "METRICS_NAMESPACE": naming.metrics_namespace,
                 "STAGE_DIMENSION": DEFAULT_STAGE,
                 "AGE_METRIC": AGE_METRIC,
                 "SUCCESS_METRIC": SUCCESS_METRIC,
-                "POWERTOOLS_SERVICE_NAME": "freshness",
             },
         )
         chunks = _chunks(self.watch)

@@ -15,15 +15,19 @@ which is all the alarm needs. The function never reads the lake.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 
-logger = Logger(service="freshness")
+# Only boto3, which the runtime has: nothing to install at synth. The function's log format is JSON
+# (stacks/monitoring.py), so each line is one JSON record; the message is the figures, as JSON.
+logger = logging.getLogger("freshness")
+logger.setLevel(logging.INFO)
 
 RETENTION_HOURS = 455 * 24  # CloudWatch keeps one-hour data points for 455 days
 MARGIN_HOURS = 24  # look a day past the window: the age then shows how far past it a dataset is
@@ -101,6 +105,6 @@ def handler(event: dict[str, Any], context: Any, client: Any = None) -> dict[str
     for start in range(0, len(data), 500):  # PutMetricData takes at most 1,000 entries per call
         client.put_metric_data(Namespace=namespace, MetricData=data[start : start + 500])
     for f in found:
-        stale = f["hours"] > float(f["window_hours"])
-        logger.info("freshness", extra={k: v for k, v in f.items() if k != "dimensions"} | {"stale": stale})
+        figures = {k: v for k, v in f.items() if k != "dimensions"} | {"stale": f["hours"] > float(f["window_hours"])}
+        logger.info(json.dumps(figures))
     return {"published": [{k: f[k] for k in ("dataset", "layer", "hours", "last_success")} for f in found]}

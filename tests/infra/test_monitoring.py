@@ -99,6 +99,7 @@ def test_the_hourly_check_publishes_the_age_every_freshness_alarm_reads(template
     env = function["Environment"]["Variables"]
     assert env["METRICS_NAMESPACE"] == "pp-dw/pipeline" and env["AGE_METRIC"] == "HoursSinceSuccess"
     assert env["SUCCESS_METRIC"] == "Succeeded" and function["Runtime"] == "python3.14"
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"  # one JSON record per line, the figures in it
     watched = [item for target in rule["Targets"] for item in json.loads(target["Input"])["watch"]]
     assert watched == freshness_watch(project)
     # Each dataset stack's alarm and the core stack's watch list agree on the metric's dimensions and window.
