@@ -64,6 +64,24 @@ def test_a_download_shows_its_bytes_and_rate_on_a_terminal(server, tmp_path):
     assert fetch._listener is None  # nothing keeps listening after the run
 
 
+def test_a_download_that_starts_over_shows_the_new_attempt_not_a_sum(server, tmp_path):
+    from tests.loopback import half_then_close
+
+    data = Generated(3 * MIB).block.tobytes() * 3
+    server.files["/again.csv"] = data
+    # The body breaks halfway; the server then ignores the Range request and sends the whole file again.
+    server.scripts["/again.csv"] = [half_then_close(data), lambda h: h.serve(data, ignore_range=True)]
+    console, buffer = terminal()
+    with RunProgress(console) as progress:
+        result = fetch_source(server.url("/again.csv"), LocalLake(tmp_path / "lake"), RAW, policy=FAST)
+    assert result.attempts == 2
+    [item] = progress.downloads.values()
+    assert item["bytes"] == item["total"] == len(data)
+    shown = ANSI.sub("", buffer.getvalue())
+    assert f"{decimal(len(data))} of {decimal(len(data))}, " in shown
+    assert f"{decimal(len(data) + len(data) // 2)}" not in shown  # never the two attempts added up
+
+
 def test_a_download_in_a_pipe_prints_nothing_and_installs_nothing(server, tmp_path):
     server.files["/big.csv"] = Generated(2 * MIB)
     console, buffer = pipe()

@@ -103,3 +103,44 @@ def test_lookback_never_passes_cloudwatchs_retention():
     assert handler.lookback_hours(30) == 54
     assert handler.lookback_hours(10_000) == 10_024
     assert handler.lookback_hours(20_000) == 455 * 24
+
+
+class PagedCloudWatch:
+    """A client that answers GetMetricData in pages, oldest first (as ScanBy does not promise across
+    pages), and records what was put."""
+
+    def __init__(self, pages: list[list[tuple[datetime, float]]]):
+        self.pages, self.calls, self.put = pages, [], []
+
+    def get_metric_data(self, **request):
+        self.calls.append(request)
+        index = int(request.get("NextToken", "0"))
+        stamps, values = zip(*self.pages[index], strict=True) if self.pages[index] else ((), ())
+        answer = {"MetricDataResults": [{"Id": "succeeded", "Timestamps": list(stamps), "Values": list(values)}]}
+        if index + 1 < len(self.pages):
+            answer["NextToken"] = str(index + 1)
+        return answer
+
+    def put_metric_data(self, **request):
+        self.put.append(request)
+
+
+def test_every_page_is_read_and_the_newest_success_wins(monkeypatch):
+    monkeypatch.setenv("METRICS_NAMESPACE", NAMESPACE)
+    handler = load_handler()
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    hour = now.replace(minute=0)
+    client = PagedCloudWatch([
+        [(hour - timedelta(hours=40), 1.0), (hour - timedelta(hours=3), 0.0)],
+        [],
+        [(hour - timedelta(hours=2), 1.0), (hour - timedelta(hours=1), 0.0)],
+    ])  # fmt: skip
+    monkeypatch.setattr(handler, "datetime", type("Frozen", (), {"now": staticmethod(lambda tz: now)}))
+    result = handler.handler({"watch": [["d", "bronze", 30]]}, None, client)
+    assert len(client.calls) == 3 and client.calls[1]["NextToken"] == "1"
+    assert result["published"][0]["hours"] == 2.5  # from the start of the newest hour with a success
+    query = client.calls[0]
+    assert query["EndTime"] == hour + timedelta(hours=1) and query["StartTime"] == hour + timedelta(hours=1 - 55)
+    assert query["MetricDataQueries"][0]["MetricStat"]["Period"] == 3600
+    [put] = client.put
+    assert put["Namespace"] == NAMESPACE and put["MetricData"][0]["Value"] == 2.5
