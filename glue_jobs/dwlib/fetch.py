@@ -68,50 +68,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024  # bytes per read and write
-
-# Who watches downloads besides a caller's own `progress`: `dw run` on a terminal installs one with
-# `reporting`; nothing does on Glue, so job logs get no progress lines. Called (what, bytes so far,
-# total or None) from the thread that downloads.
-ProgressListener = Callable[[str, int, "int | None"], None]
-_listener: ProgressListener | None = None
-
-
-@contextmanager
-def reporting(listener: ProgressListener) -> Iterator[None]:
-    """Report every download and API page of the block to `listener` (one at a time, process-wide)."""
-    global _listener
-    previous, _listener = _listener, listener
-    try:
-        yield
-    finally:
-        _listener = previous
-
-
-def _reported(shown: str, progress: Callable[[int, int | None], None] | None):
-    listener = _listener
-    if listener is None:
-        return progress
-    if progress is None:
-        return lambda have, total: listener(shown, have, total)
-
-    def both(have: int, total: int | None) -> None:
-        progress(have, total)
-        listener(shown, have, total)
-
-    return both
-
-
-class _CountingFile:
-    """An API's JSON lines file that reports its size as pages arrive (the total is unknown)."""
-
-    def __init__(self, out, shown: str, listener: ProgressListener):
-        self.out, self.shown, self.listener, self.written = out, shown, listener, 0
-
-    def write(self, data: bytes) -> int:
-        count = self.out.write(data)
-        self.written += len(data)
-        self.listener(self.shown, self.written, None)
-        return count
 USER_AGENT = "dwlib-fetch/1.0 (+urllib3)"
 # Every retry is ours, so it is counted, logged and bounded; redirects too (`_Session.send`), so
 # credentials go to the configured host only.
@@ -565,6 +521,52 @@ class _Session:
             status=last.status,
             attempts=tries,
         )
+
+
+# --------------------------------------------------------------------------- progress
+# Who watches downloads besides a caller's own `progress`: `dw run` on a terminal installs one with
+# `reporting`; nothing does on Glue, so job logs get no progress lines. Called (what, bytes so far,
+# total or None) from the thread that downloads.
+ProgressListener = Callable[[str, int, "int | None"], None]
+_listener: ProgressListener | None = None
+
+
+@contextmanager
+def reporting(listener: ProgressListener) -> Iterator[None]:
+    """Report every download and API page of the block to `listener` (one at a time, process-wide)."""
+    global _listener
+    previous, _listener = _listener, listener
+    try:
+        yield
+    finally:
+        _listener = previous
+
+
+def _reported(shown: str, progress: Callable[[int, int | None], None] | None):
+    listener = _listener
+    if listener is None:
+        return progress
+    if progress is None:
+        return lambda have, total: listener(shown, have, total)
+
+    def both(have: int, total: int | None) -> None:
+        progress(have, total)
+        listener(shown, have, total)
+
+    return both
+
+
+class _CountingFile:
+    """An API's JSON lines file that reports its size as pages arrive (the total is unknown)."""
+
+    def __init__(self, out, shown: str, listener: ProgressListener):
+        self.out, self.shown, self.listener, self.written = out, shown, listener, 0
+
+    def write(self, data: bytes) -> int:
+        count = self.out.write(data)
+        self.written += len(data)
+        self.listener(self.shown, self.written, None)
+        return count
 
 
 # --------------------------------------------------------------------------- http(s) downloads
