@@ -282,8 +282,8 @@ class LakeDashboard(Construct):
         self.dashboard.add_widgets(
             cw.TextWidget(
                 markdown=f"# {naming.etl_resource_prefix} lake\nPer dataset: its alarms, the last run's outcome "
-                "(1 succeeded, 0 failed) and, when it is watched for freshness, the hours since its last success; "
-                "rows kept and rejected, and duration per run. Run "
+                "(1 succeeded, 0 failed) and the hours since its last success; rows kept and rejected, and "
+                "duration per run. Run "
                 f"history in SQL: `SELECT * FROM {naming.ops_database}.runs ORDER BY started_at DESC`.",
                 width=24,
                 height=2,
@@ -307,11 +307,7 @@ class LakeDashboard(Construct):
                 cw.AlarmStatusWidget(alarms=alarms, title=f"{name}: alarms", width=4, height=4),
                 cw.SingleValueWidget(
                     metrics=[metric("Succeeded", layer, "Minimum", f"{layer} last run ok", HOUR) for layer in layers]
-                    + (
-                        [metric(AGE_METRIC, layers[-1], "Maximum", "hours since last success", HOUR)]
-                        if window is not None
-                        else []
-                    ),
+                    + [metric(AGE_METRIC, layers[-1], "Maximum", "hours since last success", HOUR)],
                     title=f"{name}: last run (1 ok, 0 failed)",
                     sparkline=True,
                     width=4,
@@ -367,19 +363,19 @@ FRESHNESS_RETENTION_HOURS = 455 * 24  # CloudWatch keeps hourly data points 455 
 
 
 def freshness_watch(project: Project) -> list[list]:
-    """[dataset, last layer, window hours] for every dataset with a freshness alarm (the same rule as its stack)."""
+    """[dataset, last layer, window hours] for every dataset with a freshness alarm (the same rule as its
+    stack), [dataset, last layer] for one without, whose age only the dashboard shows."""
     watch = []
     for name in sorted(project.datasets):
         window = freshness_window_hours(project.core, project.datasets[name])
-        if window is not None:
-            if window > FRESHNESS_RETENTION_HOURS:
-                raise ValueError(
-                    f"datasets/{name}/config.json: monitoring: a success is expected only every {window:g} hours "
-                    f"(schedule plus grace), longer than the {FRESHNESS_RETENTION_HOURS} hours CloudWatch keeps hourly "
-                    "data: set monitoring.expected_every_hours lower or monitoring.freshness to false"
-                )
-            gold = any((project.dataset_dir(name) / "gold").glob("*.sql"))
-            watch.append([name, "gold" if gold else "bronze", window])
+        if window is not None and window > FRESHNESS_RETENTION_HOURS:
+            raise ValueError(
+                f"datasets/{name}/config.json: monitoring: a success is expected only every {window:g} hours "
+                f"(schedule plus grace), longer than the {FRESHNESS_RETENTION_HOURS} hours CloudWatch keeps hourly "
+                "data: set monitoring.expected_every_hours lower or monitoring.freshness to false"
+            )
+        gold = any((project.dataset_dir(name) / "gold").glob("*.sql"))
+        watch.append([name, "gold" if gold else "bronze", *([] if window is None else [window])])
     return watch
 
 
@@ -393,7 +389,7 @@ def _chunks(watch: list[list]) -> list[list[list]]:
 
 
 class FreshnessCheck(Construct):
-    """The hourly function that publishes each watched dataset's hours since its last success.
+    """The hourly function that publishes each dataset's hours since its last success.
 
     Its alarms live in the dataset stacks (DatasetMonitoring); this publishes what they read. It may
     read metrics (GetMetricData has no resource type) and put them only in the project's namespace;

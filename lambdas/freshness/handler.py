@@ -6,7 +6,8 @@ weekly or monthly dataset cannot be watched by counting recent successes. This f
 compares with the dataset's window however long that window is.
 
 The event (from the hourly rule) lists what to watch: `{"watch": [[dataset, layer, window_hours],
-...]}`. For each, the last hour in which the run metric `Succeeded` (published by every job run)
+...]}`, with no window (`[dataset, layer]`) for a dataset without a freshness alarm, whose age only the dashboard
+shows (looked for over all 455 days). For each, the last hour in which the run metric `Succeeded` (published by every job run)
 reached 1 is found with GetMetricData (hourly data points are kept 455 days); the age is counted
 from the start of that hour, so it is at most one hour more than the real age. When no success
 is found in the window plus a day, the age is reported as that lookback: older than the window,
@@ -33,7 +34,9 @@ RETENTION_HOURS = 455 * 24  # CloudWatch keeps one-hour data points for 455 days
 MARGIN_HOURS = 24  # look a day past the window: the age then shows how far past it a dataset is
 
 
-def lookback_hours(window_hours: float) -> int:
+def lookback_hours(window_hours: float | None) -> int:
+    if window_hours is None:
+        return RETENTION_HOURS
     return min(RETENTION_HOURS, math.ceil(window_hours) + MARGIN_HOURS)
 
 
@@ -73,13 +76,14 @@ def ages(client: Any, watch: list[list[Any]], namespace: str, stage: str, metric
          now: datetime) -> list[dict[str, Any]]:  # fmt: skip
     """One entry per watched (dataset, layer): its age in hours and whether a success was found."""
     found = []
-    for dataset, layer, window_hours in watch:
+    for dataset, layer, *window in watch:
+        window_hours = window[0] if window and window[0] is not None else None
         dimensions = [
             {"Name": "Dataset", "Value": dataset},
             {"Name": "Layer", "Value": layer},
             {"Name": "Stage", "Value": stage},
         ]
-        hours = lookback_hours(float(window_hours))
+        hours = lookback_hours(None if window_hours is None else float(window_hours))
         # Whole hours, so the newest bucket is the current one and none is cut in two.
         end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         success = last_success(client, namespace, metric, dimensions, end - timedelta(hours=hours + 1), end)
@@ -105,6 +109,9 @@ def handler(event: dict[str, Any], context: Any, client: Any = None) -> dict[str
     for start in range(0, len(data), 500):  # PutMetricData takes at most 1,000 entries per call
         client.put_metric_data(Namespace=namespace, MetricData=data[start : start + 500])
     for f in found:
-        figures = {k: v for k, v in f.items() if k != "dimensions"} | {"stale": f["hours"] > float(f["window_hours"])}
+        window = f["window_hours"]
+        figures = {k: v for k, v in f.items() if k != "dimensions"} | {
+            "stale": window is not None and f["hours"] > float(window)
+        }
         logger.info(json.dumps(figures))
     return {"published": [{k: f[k] for k in ("dataset", "layer", "hours", "last_success")} for f in found]}

@@ -100,8 +100,12 @@ def test_the_hourly_check_publishes_the_age_every_freshness_alarm_reads(template
     assert env["METRICS_NAMESPACE"] == "pp-dw/pipeline" and env["AGE_METRIC"] == "HoursSinceSuccess"
     assert env["SUCCESS_METRIC"] == "Succeeded" and function["Runtime"] == "python3.14"
     assert function["LoggingConfig"]["LogFormat"] == "JSON"  # one JSON record per line, the figures in it
-    watched = [item for target in rule["Targets"] for item in json.loads(target["Input"])["watch"]]
-    assert watched == freshness_watch(project)
+    listed = [item for target in rule["Targets"] for item in json.loads(target["Input"])["watch"]]
+    assert listed == freshness_watch(project)
+    # Every dataset's age is published (the dashboard shows it); those with a window have an alarm on it.
+    assert sorted(item[0] for item in listed) == sorted(project.datasets)
+    assert ["epa-daily-aqi", "bronze"] in listed  # on demand: an age, no alarm
+    watched = [item for item in listed if len(item) == 3]
     # Each dataset stack's alarm and the core stack's watch list agree on the metric's dimensions and window.
     every_alarm = {}
     for name in project.datasets:

@@ -92,6 +92,16 @@ def test_a_dataset_whose_runs_stopped_or_only_fail_is_older_than_its_window(clou
     assert published(cloudwatch, "silent", "bronze", now) == [54.0]
 
 
+def test_a_dataset_without_a_window_gets_its_age_over_all_of_cloudwatchs_retention(cloudwatch):
+    handler = load_handler()
+    now = datetime.now(UTC)
+    run(cloudwatch, "on-demand", "bronze", "succeeded", now - timedelta(days=100))
+    result = handler.handler({"watch": [["on-demand", "bronze"], ["never", "bronze", None]]}, None, cloudwatch)
+    ages = {p["dataset"]: p for p in result["published"]}
+    assert 2400 <= ages["on-demand"]["hours"] <= 2401.05
+    assert ages["never"]["last_success"] is None and ages["never"]["hours"] == 455 * 24
+
+
 def test_no_watch_list_publishes_nothing(cloudwatch):
     handler = load_handler()
     assert handler.handler({}, None, cloudwatch) == {"published": []}
@@ -103,6 +113,7 @@ def test_lookback_never_passes_cloudwatchs_retention():
     assert handler.lookback_hours(30) == 54
     assert handler.lookback_hours(10_000) == 10_024
     assert handler.lookback_hours(20_000) == 455 * 24
+    assert handler.lookback_hours(None) == 455 * 24
 
 
 class PagedCloudWatch:
