@@ -17,7 +17,7 @@ from stacks.assets import build_glue_assets, build_lambda_asset, build_wheels
 from stacks.core_stack import EtlCoreStack
 from stacks.dataset_stack import DatasetStack
 from stacks.defaults import destroy_data_of, stage_of
-from stacks.monitoring import LakeDashboard
+from stacks.monitoring import FreshnessCheck, LakeDashboard
 
 ROOT = Path(__file__).resolve().parent
 
@@ -36,6 +36,7 @@ def build_app(project: Project, app: cdk.App | None = None) -> cdk.App:
     destroy = destroy_data_of(app)
     core = EtlCoreStack(app, naming.core_stack, core=project.core, destroy_data=destroy, env=env)
     LakeDashboard(core, "Operations", project=project)  # in the core stack: one dashboard per stage
+    FreshnessCheck(core, "Freshness", project=project, code_dir=ROOT / "lambdas" / "freshness")  # boto3 only
     glue_assets = build_glue_assets(wheels=build_wheels(project.core.glue_defaults.additional_python_modules))
     exports = any(d.source_kind == "dynamodb_table" for d in project.datasets.values())
     export_code = build_lambda_asset("dynamodb_csv_export") if exports else None

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -97,12 +96,6 @@ def _dataset(project: Project, name: str):
 
 def _lake_dir(project: Project, lake: Path | None) -> Path:
     return (lake or project.root / ".lake").resolve()
-
-
-@contextmanager
-def _step(label: str):
-    with err.status(label, spinner="dots"):
-        yield
 
 
 # ------------------------------------------------------------------ validate / list
@@ -328,12 +321,20 @@ def _show_trace(summary) -> None:
 
 
 def _run_layers(project: Project, ctx, layer: Layer, lake_dir: Path) -> None:
+    from dw.progress import RunProgress
+
+    # The step, the download's bytes and rate, Spark's stages: drawn on stderr only when it is a terminal.
+    with RunProgress(err) as progress:
+        _run_layers_shown(project, ctx, layer, lake_dir, progress)
+
+
+def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progress) -> None:
     from dwlib import bronze
 
     dataset, config = ctx.name, ctx.dataset
     naming = ctx.naming
     if layer == Layer.raw:
-        with _step(f"fetching {bronze.source_description(config)}"):
+        with progress.step(f"fetching {bronze.source_description(config)}"):
             summary = bronze.run_raw(ctx)
         for line in bronze.housekeeping(summary):
             out.print(line, markup=False)
@@ -360,10 +361,11 @@ def _run_layers(project: Project, ctx, layer: Layer, lake_dir: Path) -> None:
     else:
         ctx.lake.delete_prefix(naming.transform_hook_key(dataset))
     started = time.perf_counter()
-    with _step("starting Spark (local mode)"):
+    with progress.step("starting Spark (local mode)"):
         spark = local_session(f"dw-{dataset}")
+    progress.watch(spark)
     if layer in (Layer.bronze, Layer.all):
-        with _step(f"{dataset} bronze: fetch, clean, type, check, publish"):
+        with progress.step(f"{dataset} bronze: fetch, clean, type, check, publish"):
             summary = bronze.run_bronze(spark, ctx)
         _print_summary(summary)
         out.print(bronze.describe_outcome(summary), markup=False)
@@ -371,7 +373,7 @@ def _run_layers(project: Project, ctx, layer: Layer, lake_dir: Path) -> None:
             _show_trace(summary)
             raise typer.Exit(1)
     if layer == Layer.gold or (layer == Layer.all and models):
-        with _step(f"{dataset} gold: {len(models)} model(s)"):
+        with progress.step(f"{dataset} gold: {len(models)} model(s)"):
             summary = gold.run_gold(spark, ctx, models)
         out.print(gold.describe_gold(summary), markup=False)
         if summary.status != "succeeded":
@@ -495,7 +497,13 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
     if not files and not incomplete:
         out.print(f"no runs of {dataset} in {lake_dir} yet: `dw run {dataset} --sample` makes one")
         return
-    table = Table("run id", "layer", "status", "in", "kept", "rejected", "seconds", "schema", "error")
+    from dwlib import metrics
+
+    # The figures each run publishes to CloudWatch on Glue, computed by the same code from the same entry.
+    table = Table(
+        "run id", "layer", "status", "in", "kept", "rejected", "rejected %", "seconds", "bytes written", "schema",
+        "error",
+    )  # fmt: skip
     for column in table.columns[:3]:
         column.no_wrap = True
     rows = []
@@ -504,19 +512,22 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
         parsed = Naming.run_id_of_entry(path.name)
         flagged = incomplete.pop(parsed, None) if parsed else None
         changed = {None: "first", True: "changed", False: "same"}.get(s.get("schema_changed"), "")
+        counted = s.get("layer") != "raw"  # a fetch-only run reads no rows and writes no table
         rows.append((
             s["run_id"],
             s["layer"],
             "incomplete" if flagged else s["status"],
-            str(s.get("rows_in", "")),
-            str(s.get("rows_kept", "")),
-            str(s.get("rows_rejected", "")),
-            f"{sum((s.get('durations_seconds') or {}).values()):.1f}",
-            "" if flagged else changed,
+            str(s.get("rows_in", "")) if counted else "",
+            str(s.get("rows_kept", "")) if counted else "",
+            str(s.get("rows_rejected", "")) if counted else "",
+            f"{metrics.rejected_fraction(s):.2%}" if counted else "",
+            f"{metrics.duration_seconds(s):.1f}",
+            str(s.get("output_bytes", "")) if counted else "",
+            "" if flagged or not counted else changed,
             flagged.why if flagged else s.get("error") or "",
         ))  # fmt: skip
     for item in incomplete.values():  # raw folders that no entry accounts for
-        rows.append((item.run_id, item.layer, "incomplete", "", "", "", "", "", item.why))
+        rows.append((item.run_id, item.layer, "incomplete", *[""] * 7, item.why))
     for row in sorted(rows, key=lambda r: r[0], reverse=True):
         table.add_row(*row)
     out.print(table)

@@ -6,38 +6,50 @@ same code that publishes them from the jobs, so an alarm always reads what a run
 
 from __future__ import annotations
 
-import math
+import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
-from aws_cdk import Annotations, Aws, Duration
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from dwlib.config import CRON, RATE, CoreConfig, DatasetConfig, Project
-from dwlib.metrics import DEFAULT_STAGE, RUN_COLUMNS
-from dwlib.naming import Naming
+from dwlib.metrics import AGE_METRIC, DEFAULT_STAGE, RUN_COLUMNS, SUCCESS_METRIC
+from dwlib.naming import Naming, fit
+from stacks import defaults
 from stacks.defaults import stage_of
+from stacks.nag import acknowledge
 
 HOUR = 3600
-# CloudWatch evaluates at most 7 days of hourly periods (Period x EvaluationPeriods <= 604,800 s).
-MAX_FRESHNESS_HOURS = 7 * 24
+# An alarm looks back at most 7 days (Period x EvaluationPeriods <= 604,800 s; 1 day for periods under an
+# hour), so freshness is not "no success in N hourly periods": the freshness function publishes each
+# dataset's hours since its last success, and the alarm compares that with the window, whatever its length.
+MAX_ALARM_LOOKBACK_HOURS = 7 * 24
+# Two hours in a row over the window (or without a figure): one late hourly check does not page.
+FRESHNESS_PERIODS = 2
 
 
 def schedule_interval_hours(expr: str) -> float:
-    """The longest expected gap between two scheduled runs, in hours.
+    """The longest expected gap between two scheduled runs, in hours: never shorter than the real one,
+    so a dataset on time never alarms.
 
-    rate(): exact. cron(): conservative, from the most restrictive field: a day-of-month, month
-    or year that is not `*` gives 31 days (monthly, or rarer, which exceeds what an alarm can
-    watch); a day-of-week other than `*`/`?` gives 7 days; an hour field of `*` gives 1 hour and
-    `*/n` or `a/n` gives n hours; anything else (fixed hours, lists, ranges) gives 1 day.
+    rate(): exact. cron(): from the most restrictive field: a month other than `*` gives a year (366
+    days: `1` runs every January only); a day-of-month other than `*`/`?` 31 days; an nth or last
+    weekday of the month (`MON#1`, `6L`) 35 days; another day-of-week 7 days; an hour field of `*`
+    1 hour and `*/n` or `a/n` n hours; anything else (fixed hours, lists, ranges) 1 day. The year
+    field only says in which years the rest applies.
     """
     if match := RATE.match(expr):
         value, unit = int(match["value"]), match["unit"].rstrip("s")
@@ -45,9 +57,13 @@ def schedule_interval_hours(expr: str) -> float:
     match = CRON.match(expr)
     if not match:
         raise ValueError(f"{expr!r} is neither rate() nor cron()")
-    _minutes, hours, day_of_month, month, day_of_week, year = match["fields"].split(" ")
-    if day_of_month not in ("*", "?") or month != "*" or year != "*":
+    _minutes, hours, day_of_month, month, day_of_week, _year = match["fields"].split(" ")
+    if month != "*":
+        return 366 * 24
+    if day_of_month not in ("*", "?"):
         return 31 * 24
+    if "#" in day_of_week or "L" in day_of_week.upper():
+        return 35 * 24  # the first Monday of one month to the first Monday of the next: up to 5 weeks
     if day_of_week not in ("*", "?"):
         return 7 * 24
     if hours == "*":
@@ -101,112 +117,97 @@ class DatasetMonitoring(Construct):
         self.action = cw_actions.SnsAction(topic)
         self.alarms: dict[str, cw.Alarm | cw.AnomalyDetectionAlarm] = {}
         name, defaults, own = dataset.dataset, core.monitoring, dataset.monitoring
+        above = cw.ComparisonOperator.GREATER_THAN_THRESHOLD
 
         hours = self.freshness_hours()
         if hours is not None:
-            if hours > MAX_FRESHNESS_HOURS:
-                Annotations.of(self).add_warning_v2(
-                    "pp-dw:freshness",
-                    f"{name}: no freshness alarm: a successful run is expected only every {hours:g} hours "
-                    f"(schedule plus grace), beyond the {MAX_FRESHNESS_HOURS} hours a CloudWatch alarm can watch",
-                )
-            else:
-                # One hourly period per hour of the window, all breaching: no success anywhere in it.
-                periods = max(1, math.ceil(hours))
-                last = layers[-1]  # the dataset is fresh when its last layer succeeded
-                self._add(
-                    "freshness",
-                    cw.Alarm(
-                        self,
-                        "Freshness",
-                        alarm_name=naming.alarm(name, "freshness"),
-                        alarm_description=(
-                            f"{name} is stale: no successful {last} run in the last {periods} hours "
-                            f"(expected every {self.expected_hours():g} h plus {self.grace_hours():g} h grace). "
-                            f"Check the pipeline {naming.state_machine(name)} and `dw runs {name}`."
-                        ),
-                        metric=_metric(naming, "Succeeded", name, last, "Maximum", HOUR),
-                        threshold=1,
-                        comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-                        evaluation_periods=periods,
-                        datapoints_to_alarm=periods,
-                        # Runs that stop entirely send nothing: silence is staleness.
-                        treat_missing_data=cw.TreatMissingData.BREACHING,
-                    ),
-                )
+            last = layers[-1]  # the dataset is fresh when its last layer succeeded
+            self._alarm(
+                "freshness",
+                f"{name} is stale: its last successful {last} run was more than {hours:g} hours ago (expected every "
+                f"{self.expected_hours():g} h plus {self.grace_hours():g} h grace), or the hourly freshness check "
+                f"{naming.freshness_function} stopped reporting. Check the pipeline {naming.state_machine(name)}, "
+                f"`dw runs {name}` and the check's logs.",
+                # Published hourly by the freshness function for any window: an alarm itself sees at most 7 days.
+                _metric(naming, AGE_METRIC, name, last, "Maximum", HOUR),
+                above,
+                threshold=hours,
+                periods=FRESHNESS_PERIODS,
+                # No age at all means the check stopped: nothing then watches the dataset, so that pages too.
+                missing=cw.TreatMissingData.BREACHING,
+            )
 
         warning = self.reject_warning()
-        self._add(
+        self._alarm(
             "reject-rate",
-            cw.Alarm(
-                self,
-                "RejectRate",
-                alarm_name=naming.alarm(name, "reject-rate"),
-                alarm_description=(
-                    f"{name}: a bronze run rejected more than {warning:.2%} of its rows (the run fails at "
-                    f"{dataset.quality.max_rejected_fraction:.2%}). See quarantine/{name}/ for the reasons."
-                ),
-                metric=_metric(naming, "RejectedFraction", name, "bronze", "Maximum", HOUR),
-                threshold=warning,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            ),
+            f"{name}: a bronze run rejected more than {warning:.2%} of its rows (the run fails at "
+            f"{dataset.quality.max_rejected_fraction:.2%}). See quarantine/{name}/ for the reasons.",
+            _metric(naming, "RejectedFraction", name, "bronze", "Maximum", HOUR),
+            above,
+            threshold=warning,
         )
 
         limit = own.max_duration_minutes or defaults.max_duration_minutes
         band = own.duration_band_stddevs or defaults.duration_band_stddevs
         for layer in layers:
             metric = _metric(naming, "DurationSeconds", name, layer, "Maximum", HOUR)
-            alarm_name = naming.alarm(name, f"{layer}-duration")
             if limit:
-                alarm = cw.Alarm(
-                    self,
-                    f"{layer.title()}Duration",
-                    alarm_name=alarm_name,
-                    alarm_description=f"{name}: a {layer} run took longer than {limit} minutes",
-                    metric=metric,
+                self._alarm(
+                    f"{layer}-duration", f"{name}: a {layer} run took longer than {limit} minutes", metric, above,
                     threshold=limit * 60,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    evaluation_periods=1,
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                )
+                )  # fmt: skip
             else:
-                alarm = cw.AnomalyDetectionAlarm(
-                    self,
-                    f"{layer.title()}Duration",
-                    alarm_name=alarm_name,
-                    alarm_description=(
-                        f"{name}: a {layer} run took far longer than usual (above CloudWatch's anomaly band of "
-                        f"{band:g} standard deviations over its recent runs)"
-                    ),
-                    metric=metric,
+                self._alarm(
+                    f"{layer}-duration",
+                    f"{name}: a {layer} run took far longer than usual (above CloudWatch's anomaly band of "
+                    f"{band:g} standard deviations over its recent runs)",
+                    metric,
+                    cw.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
                     std_devs=band,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
-                    evaluation_periods=1,
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 )
-            self._add(f"{layer}-duration", alarm)
 
         if export_function is not None:
-            self._add(
+            self._alarm(
                 "export-errors",
-                cw.Alarm(
-                    self,
-                    "ExportErrors",
-                    alarm_name=naming.alarm(name, "export-errors"),
-                    alarm_description=f"{name}: the DynamoDB export function {naming.export_function(name)} failed",
-                    metric=export_function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-                    threshold=1,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                    evaluation_periods=1,
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                ),
+                f"{name}: the DynamoDB export function {naming.export_function(name)} failed",
+                export_function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                threshold=1,
             )
 
-    def _add(self, kind: str, alarm: cw.Alarm | cw.AnomalyDetectionAlarm) -> None:
+    def _alarm(
+        self,
+        kind: str,
+        description: str,
+        metric: cw.IMetric,
+        comparison: cw.ComparisonOperator,
+        *,
+        threshold: float | None = None,
+        std_devs: float | None = None,
+        periods: int = 1,
+        missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
+    ) -> cw.Alarm | cw.AnomalyDetectionAlarm:
+        """Every alarm of the dataset: named `{prefix}-alarm-{dataset}-{kind}`, sent to the topic; a fixed
+        threshold, or with `std_devs` CloudWatch's anomaly band over the metric's history."""
+        construct_id = "".join(part.title() for part in kind.split("-"))  # freshness -> Freshness
+        common: dict = {
+            "alarm_name": self.naming.alarm(self.dataset.dataset, kind),
+            "alarm_description": description,
+            "metric": metric,
+            "comparison_operator": comparison,
+            "evaluation_periods": periods,
+            "treat_missing_data": missing,
+        }
+        if periods > 1:
+            common["datapoints_to_alarm"] = periods
+        alarm: cw.Alarm | cw.AnomalyDetectionAlarm
+        if std_devs is not None:
+            alarm = cw.AnomalyDetectionAlarm(self, construct_id, std_devs=std_devs, **common)
+        else:
+            alarm = cw.Alarm(self, construct_id, threshold=threshold, **common)
         alarm.add_alarm_action(self.action)
         self.alarms[kind] = alarm
+        return alarm
 
     def expected_hours(self) -> float:
         own = self.dataset.monitoring
@@ -280,8 +281,9 @@ class LakeDashboard(Construct):
         )
         self.dashboard.add_widgets(
             cw.TextWidget(
-                markdown=f"# {naming.etl_resource_prefix} lake\nPer dataset: freshness (alarm state), the last "
-                "run's outcome (1 succeeded, 0 failed), rows kept and rejected, and duration per run. Run "
+                markdown=f"# {naming.etl_resource_prefix} lake\nPer dataset: its alarms, the last run's outcome "
+                "(1 succeeded, 0 failed) and the hours since its last success; rows kept and rejected, and "
+                "duration per run. Run "
                 f"history in SQL: `SELECT * FROM {naming.ops_database}.runs ORDER BY started_at DESC`.",
                 width=24,
                 height=2,
@@ -296,7 +298,7 @@ class LakeDashboard(Construct):
 
             # The alarms DatasetMonitoring creates for it, by name: the dashboard never waits for a dataset stack.
             window = freshness_window_hours(project.core, project.datasets[name])
-            kinds = ["freshness"] if window is not None and window <= MAX_FRESHNESS_HOURS else []
+            kinds = ["freshness"] if window is not None else []
             kinds += ["reject-rate", *(f"{layer}-duration" for layer in layers)]
             alarms = [
                 cw.Alarm.from_alarm_arn(self, f"{name}-{kind}", _alarm_arn(naming.alarm(name, kind))) for kind in kinds
@@ -304,7 +306,8 @@ class LakeDashboard(Construct):
             self.dashboard.add_widgets(
                 cw.AlarmStatusWidget(alarms=alarms, title=f"{name}: alarms", width=4, height=4),
                 cw.SingleValueWidget(
-                    metrics=[metric("Succeeded", layer, "Minimum", f"{layer} last run ok", HOUR) for layer in layers],
+                    metrics=[metric("Succeeded", layer, "Minimum", f"{layer} last run ok", HOUR) for layer in layers]
+                    + [metric(AGE_METRIC, layers[-1], "Maximum", "hours since last success", HOUR)],
                     title=f"{name}: last run (1 ok, 0 failed)",
                     sparkline=True,
                     width=4,
@@ -353,6 +356,128 @@ class LakeDashboard(Construct):
         )
 
 
+# An event target's input holds at most 8,192 characters; the watch list is split over targets to fit.
+MAX_TARGET_INPUT = 8192
+MAX_TARGETS = 5  # per EventBridge rule
+FRESHNESS_RETENTION_HOURS = 455 * 24  # CloudWatch keeps hourly data points 455 days: the furthest a check sees
+
+
+def freshness_watch(project: Project) -> list[list]:
+    """[dataset, last layer, window hours] for every dataset with a freshness alarm (the same rule as its
+    stack), [dataset, last layer] for one without, whose age only the dashboard shows."""
+    watch = []
+    for name in sorted(project.datasets):
+        window = freshness_window_hours(project.core, project.datasets[name])
+        if window is not None and window > FRESHNESS_RETENTION_HOURS:
+            raise ValueError(
+                f"datasets/{name}/config.json: monitoring: a success is expected only every {window:g} hours "
+                f"(schedule plus grace), longer than the {FRESHNESS_RETENTION_HOURS} hours CloudWatch keeps hourly "
+                "data: set monitoring.expected_every_hours lower or monitoring.freshness to false"
+            )
+        gold = any((project.dataset_dir(name) / "gold").glob("*.sql"))
+        watch.append([name, "gold" if gold else "bronze", *([] if window is None else [window])])
+    return watch
+
+
+def _chunks(watch: list[list]) -> list[list[list]]:
+    chunks: list[list[list]] = [[]]
+    for item in watch:
+        if chunks[-1] and len(json.dumps({"watch": [*chunks[-1], item]})) > MAX_TARGET_INPUT:
+            chunks.append([])
+        chunks[-1].append(item)
+    return [c for c in chunks if c]
+
+
+class FreshnessCheck(Construct):
+    """The hourly function that publishes each dataset's hours since its last success.
+
+    Its alarms live in the dataset stacks (DatasetMonitoring); this publishes what they read. It may
+    read metrics (GetMetricData has no resource type) and put them only in the project's namespace;
+    it reads nothing else.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, project: Project, code_dir: Path):
+        super().__init__(scope, construct_id)
+        naming = Naming.of(project.core, stage_of(scope))
+        self.watch = freshness_watch(project)
+        name = naming.freshness_function
+        log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{name}",
+            retention=defaults.LOG_RETENTION,
+            removal_policy=defaults.OWNED,
+        )
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Publishes {AGE_METRIC} to {naming.metrics_namespace} for the freshness alarms",
+            inline_policies={
+                "freshness": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"]),
+                        iam.PolicyStatement(
+                            actions=["cloudwatch:PutMetricData"],
+                            resources=["*"],
+                            conditions={"StringEquals": {"cloudwatch:namespace": naming.metrics_namespace}},
+                        ),
+                        iam.PolicyStatement(
+                            actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+                        ),
+                    ]
+                )
+            },
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=name,
+            description=fit(
+                "lambda_function_description",
+                "Hourly: hours since each watched dataset last succeeded, for its freshness alarm",
+            ),
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(code_dir), exclude=["__pycache__", "*.pyc", "__init__.py"]),
+            role=role,
+            timeout=Duration.minutes(2),
+            memory_size=256,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                "METRICS_NAMESPACE": naming.metrics_namespace,
+                "STAGE_DIMENSION": DEFAULT_STAGE,
+                "AGE_METRIC": AGE_METRIC,
+                "SUCCESS_METRIC": SUCCESS_METRIC,
+            },
+        )
+        chunks = _chunks(self.watch)
+        if len(chunks) > MAX_TARGETS:
+            raise ValueError(
+                f"{len(self.watch)} datasets are watched for freshness: more than one hourly rule's {MAX_TARGETS} "
+                "targets can carry; turn freshness off (monitoring.freshness: false) where it is not needed"
+            )
+        self.rule = events.Rule(
+            self,
+            "Hourly",
+            rule_name=naming.freshness_rule,
+            description=f"Every hour: {name} publishes each watched dataset's {AGE_METRIC}",
+            schedule=events.Schedule.rate(Duration.hours(1)),
+            targets=[
+                targets.LambdaFunction(self.function, event=events.RuleTargetInput.from_object({"watch": chunk}))
+                for chunk in chunks
+            ],
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "GetMetricData has no resource type; PutMetricData has none either and a condition limits it to the "
+            "project's run-metric namespace",
+            ["Resource::*"],
+        )
+
+
 class RunHistoryTable(Construct):
     """`{database_prefix}_ops.runs`: one row per run and layer, from the JSON lines the jobs write
     under ops/runs/ (declared, not crawled: the columns are a contract)."""
@@ -394,4 +519,12 @@ class RunHistoryTable(Construct):
         self.table.node.add_dependency(self.database)
 
 
-__all__ = ["DatasetMonitoring", "LakeDashboard", "RunHistoryTable", "allow_alarms", "schedule_interval_hours"]
+__all__ = [
+    "DatasetMonitoring",
+    "FreshnessCheck",
+    "LakeDashboard",
+    "RunHistoryTable",
+    "allow_alarms",
+    "freshness_watch",
+    "schedule_interval_hours",
+]

@@ -61,6 +61,7 @@ __all__ = [
     "fetch_api",
     "fetch_source",
     "probe_source",
+    "reporting",
     "unpack_for_reading",
 ]
 
@@ -522,6 +523,52 @@ class _Session:
         )
 
 
+# --------------------------------------------------------------------------- progress
+# Who watches downloads besides a caller's own `progress`: `dw run` on a terminal installs one with
+# `reporting`; nothing does on Glue, so job logs get no progress lines. Called (what, bytes so far,
+# total or None) from the thread that downloads.
+ProgressListener = Callable[[str, int, "int | None"], None]
+_listener: ProgressListener | None = None
+
+
+@contextmanager
+def reporting(listener: ProgressListener) -> Iterator[None]:
+    """Report every download and API page of the block to `listener` (one at a time, process-wide)."""
+    global _listener
+    previous, _listener = _listener, listener
+    try:
+        yield
+    finally:
+        _listener = previous
+
+
+def _reported(shown: str, progress: Callable[[int, int | None], None] | None):
+    listener = _listener
+    if listener is None:
+        return progress
+    if progress is None:
+        return lambda have, total: listener(shown, have, total)
+
+    def both(have: int, total: int | None) -> None:
+        progress(have, total)
+        listener(shown, have, total)
+
+    return both
+
+
+class _CountingFile:
+    """An API's JSON lines file that reports its size as pages arrive (the total is unknown)."""
+
+    def __init__(self, out, shown: str, listener: ProgressListener):
+        self.out, self.shown, self.listener, self.written = out, shown, listener, 0
+
+    def write(self, data: bytes) -> int:
+        count = self.out.write(data)
+        self.written += len(data)
+        self.listener(self.shown, self.written, None)
+        return count
+
+
 # --------------------------------------------------------------------------- http(s) downloads
 
 
@@ -823,6 +870,7 @@ def fetch_source(
     """
     kind = _kind(source_url)
     shown = _redact(source_url)
+    progress = _reported(shown, progress)
     creds = None
     if auth is not None:
         if kind != "http":
@@ -1299,7 +1347,9 @@ def fetch_api(
                 name = f"endpoint_{index}.jsonl"
                 local = Path(tmp) / name
                 with open(local, "wb") as out:
-                    pages, records = _ApiPager(session, endpoint, index, {}, creds[index]).run(out)
+                    listener = _listener
+                    sink = out if listener is None else _CountingFile(out, _redact(endpoint.url), listener)
+                    pages, records = _ApiPager(session, endpoint, index, {}, creds[index]).run(sink)
                 key = raw_prefix + name
                 lake.put_file(local, key)
                 keys.append(key)

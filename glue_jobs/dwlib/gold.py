@@ -198,6 +198,7 @@ class ModelResult:
     rows: int = 0
     output_prefix: str = ""
     files: int = 0
+    bytes: int = 0  # of the published table: the run's BytesWritten
     failed_expectations: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
@@ -278,6 +279,7 @@ def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
                 record()
             summary.rows_kept = sum(r.rows for r in results.values())
             summary.output_files = sum(r.files for r in results.values())
+            summary.output_bytes = sum(r.bytes for r in results.values())
             failed = [r for r in results.values() if r.status != "succeeded"]
             summary.status = "failed" if failed else "succeeded"
             if failed:
@@ -337,7 +339,8 @@ def _run_model(
         before_publish(result)
         publish(ctx, summary, entry, staging, result.output_prefix, f"gold.{model.name}", layer="gold",
                 model=model.name)  # fmt: skip
-        result.files = len(lake.data_files(result.output_prefix))
+        published = lake.data_files(result.output_prefix)
+        result.files, result.bytes = len(published), sum(f.size for f in published)
         result.status = "succeeded"
     except GoldError as exc:
         result.status, result.error = "failed", str(exc)

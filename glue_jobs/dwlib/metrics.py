@@ -32,6 +32,11 @@ METRICS: dict[str, str] = {
     "Succeeded": "Count",
 }
 
+# Hours since a dataset's layer last succeeded: published hourly by the freshness function (lambdas/freshness),
+# not by the runs, so a dataset whose runs stop keeps being measured; its freshness alarm reads it.
+AGE_METRIC = "HoursSinceSuccess"
+SUCCESS_METRIC = "Succeeded"
+
 # The `runs` table, in order: (column, Athena type). The core stack declares it, `dw query` reads it.
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("dataset", "string"),

@@ -267,6 +267,15 @@ class Naming:
         return f"{self.etl_resource_prefix}-lake"
 
     @property
+    def freshness_function(self) -> str:
+        """Publishes each watched dataset's hours since its last success, hourly (stacks/monitoring.py)."""
+        return f"{self.etl_resource_prefix}-freshness"
+
+    @property
+    def freshness_rule(self) -> str:
+        return f"{self.etl_resource_prefix}-freshness"
+
+    @property
     def ops_database(self) -> str:
         """Run history (`runs`), outside the crawled layers: the core stack declares its table."""
         return f"{self.database_prefix}_ops"
@@ -302,6 +311,9 @@ class Naming:
             core("athena_workgroup", self.workgroup),
             core("kms_alias", self.key_alias),
             core("sns_topic", self.failure_topic),
+            core("lambda_function", self.freshness_function, " (the freshness check)"),
+            core("log_group", f"/aws/lambda/{self.freshness_function}", " (the freshness check's logs)"),
+            core("events_rule", self.freshness_rule, " (the hourly freshness check)"),
         ]
 
     def dataset_resources(

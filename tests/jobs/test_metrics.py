@@ -111,20 +111,39 @@ def published(naming: Naming) -> dict[tuple[str, frozenset], float]:
     return out
 
 
+def freshness_handler():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("freshness_handler", ROOT / "lambdas" / "freshness" / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.spark
-def test_a_glue_run_publishes_every_metric_an_alarm_reads(on_glue, spark, tmp_path, alarm_metrics):
+def test_a_glue_run_publishes_every_metric_an_alarm_reads(on_glue, spark, tmp_path, alarm_metrics, monkeypatch):
     lake, naming = deployed_lake(tmp_path)
+    monkeypatch.setenv("METRICS_NAMESPACE", naming.metrics_namespace)  # as FreshnessCheck sets it
     with mock_aws():
         code = entry.main(
             lambda _s, args: entry.run_bronze_job(spark, args), jobs.BRONZE_ARGS, glue_argv(lake, run_id=RUN)
         )
         assert code == 0
         sent = published(naming)
+        # The freshness alarm reads the age the hourly function derives from the run's Succeeded.
+        ages = freshness_handler().handler({"watch": [[DATASET, "bronze", 30]]}, None, boto3.client("cloudwatch"))
+        aged = published(naming)
     kinds = {name for _, name, _ in alarm_metrics}
-    assert {"Succeeded", "RejectedFraction", "DurationSeconds"} <= kinds  # freshness, reject rate, duration
+    # freshness, reject rate, duration
+    assert {metrics.AGE_METRIC, "RejectedFraction", "DurationSeconds"} <= kinds
     for namespace, name, dims in alarm_metrics:
         assert namespace == naming.metrics_namespace == "pp-dw/pipeline"
+        if name == metrics.AGE_METRIC:
+            assert (name, dims) in aged, f"alarm reads {name} {sorted(dims)}, the check sent {sorted(aged)}"
+            assert 0 <= aged[(name, dims)] <= 1  # the run just succeeded: less than an hour ago
+            continue
         assert (name, dims) in sent, f"alarm reads {name} {sorted(dims)}, the run sent {sorted(sent)}"
+    assert ages["published"][0]["last_success"] is not None
     bronze = frozenset({("Dataset", DATASET), ("Layer", "bronze"), ("Stage", "default")})
     assert sent[("Succeeded", bronze)] == 1
     assert sent[("RowsKept", bronze)] == 60 and sent[("RowsIn", bronze)] == 60
