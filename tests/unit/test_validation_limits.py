@@ -369,3 +369,13 @@ def test_whenever_two_stages_would_share_a_name_validation_refuses(project):
             for other in ["", *accepted[i + 1 :]]:
                 shared = names(stage, chosen) & names(other, chosen)
                 assert not shared or (refused and other == ""), (chosen, stage, other, sorted(shared)[:3])
+
+
+def test_the_readme_lists_exactly_the_refused_stage_names():
+    import re
+
+    from dwlib.naming import name_words
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (listed,) = re.findall(r"right after the prefix\n\(`([a-z\s]+)`\)", text)
+    assert listed.split() == sorted(name_words())
