@@ -18,6 +18,7 @@ the synthesized policies of the role that runs it by @cloud-copilot/iam-simulate
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import shutil
@@ -247,13 +248,25 @@ class Recorder:
 # --------------------------------------------------------------------------- Spark on a mirrored bucket
 
 
-def spark_reads_s3_from(spark, bucket: str, mirror: Path) -> None:
-    """s3://{bucket}/... in this Spark session means files under mirror (Hadoop 3.3's overload scheme)."""
+@contextlib.contextmanager
+def spark_reads_s3_from(spark, bucket: str, mirror: Path):
+    """s3://{bucket}/... in this Spark session means files under mirror (Hadoop 3.3's overload scheme),
+    until the block ends: the session is shared with other tests."""
     conf = spark._jsc.hadoopConfiguration()
-    conf.set("fs.s3.impl", "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme")
-    conf.set("fs.s3.impl.disable.cache", "true")
-    conf.set("fs.viewfs.overload.scheme.target.s3.impl", "org.apache.hadoop.fs.RawLocalFileSystem")
-    conf.set(f"fs.viewfs.mounttable.{bucket}.linkFallback", mirror.as_uri())
+    settings = {
+        "fs.s3.impl": "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme",
+        "fs.s3.impl.disable.cache": "true",
+        "fs.viewfs.overload.scheme.target.s3.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+        f"fs.viewfs.mounttable.{bucket}.linkFallback": mirror.as_uri(),
+    }
+    before = {key: conf.get(key) for key in settings}
+    for key, value in settings.items():
+        conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            conf.unset(key) if value is None else conf.set(key, value)
 
 
 SYNCED = ("list", "put_file", "get_file", "read_bytes", "write_bytes", "delete_prefix", "replace_prefix",

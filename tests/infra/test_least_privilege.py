@@ -95,8 +95,16 @@ class Harness:
         self.recorder.watch_transfers(client)
         mirror.mkdir(parents=True)
         self.lake = lp.SparkMirroredS3Lake(self.bucket, client, self.plain, mirror)
-        if spark is not None:
-            lp.spark_reads_s3_from(spark, self.bucket, mirror)
+        self.spark, self.mirror = spark, mirror
+
+    def __enter__(self) -> Harness:
+        self._spark = lp.spark_reads_s3_from(self.spark, self.bucket, self.mirror)
+        self._spark.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._spark.__exit__(*exc)
+        boto3.DEFAULT_SESSION = None  # the recorder goes with it; later tests get a fresh default session
 
     def deploy(self, key: str, body: bytes) -> None:
         """What the dataset stack's file deployment writes (not a call of the job's role)."""
@@ -204,8 +212,7 @@ def shared_role_runs(spark, outdir, naming, project, tmp_path_factory) -> Exerci
     bronze_job = job_named(template, naming.job("bronze", "ourairports"))
     gold_job = job_named(template, naming.job("gold", "ourairports"))
     try:
-        with on_glue() as patch, mock_aws():
-            aws = Harness(naming, tmp_path_factory.mktemp("least-privilege") / "mirror", spark)
+        with on_glue() as patch, mock_aws(), Harness(naming, tmp_path_factory.mktemp("lp") / "mirror", spark) as aws:
             patch.setattr(Lake, "from_uri", staticmethod(lambda uri: aws.lake))
             document = jobs.job_config_document(project.core, deployed)
             aws.deploy(naming.job_config_key("ourairports"), json.dumps(document).encode())
@@ -302,8 +309,7 @@ def test_a_dataset_s_own_role_allows_its_secret_and_its_runs_and_no_more(spark, 
     job = job_named(template, naming.job("bronze", name))
     role_name = naming.dataset_job_role(name)
     try:
-        with on_glue() as patch, mock_aws():
-            aws = Harness(naming, tmp_path / "mirror", spark)
+        with on_glue() as patch, mock_aws(), Harness(naming, tmp_path / "mirror", spark) as aws:
             secrets = boto3.Session(region_name=lp.REGION).client("secretsmanager")
             secret = secrets.create_secret(Name="pp-dw/fda-api-key", SecretString="key-123")["ARN"]
             patch.setattr(Lake, "from_uri", staticmethod(lambda uri: aws.lake))
@@ -371,6 +377,7 @@ def test_the_export_function_s_role_allows_its_export_and_no_more(outdir, naming
         monkeypatch.setattr(export, "_s3_client", lambda: client)
         result = export.handler({"run_id": RUN}, FakeContext())
         calls = list(recorder.calls)
+        boto3.DEFAULT_SESSION = None  # later tests get a fresh default session, without the recorder
     assert result["rows"] == 5
     requests = [r for s, o, p, t in calls for r in lp.requests_of(s, o, p, origin=f"{s}.{o}", transfer=t)]
     role = lp.resolve(function["Properties"]["Role"], template)
