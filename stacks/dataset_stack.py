@@ -208,6 +208,16 @@ class DatasetStack(Stack):
             ],
             memory_limit=256,
         )
+        # CDK grants the deployment's handler the whole bucket and takes no prefix for its grant: an
+        # explicit deny keeps its writes and deletes to this dataset's own etl/{dataset}/ folder.
+        self.job_files.handler_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="OnlyThisDatasetsFiles",
+                effect=iam.Effect.DENY,
+                actions=["s3:PutObject*", "s3:DeleteObject*", "s3:Abort*"],
+                not_resources=[bucket.arn_for_objects(f"{naming.etl_prefix(name)}*")],
+            )
+        )
 
         self.wheels = sorted(p.name for p in (glue_assets_dir / "glue" / WHEELS_DIR).glob("*.whl"))
         self.models = sorted(p.stem for p in (dataset_dir / "gold").glob("*.sql"))

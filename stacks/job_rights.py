@@ -17,6 +17,12 @@ from stacks.nag import acknowledge
 
 # Prefixes the jobs write; `etl/` (scripts, config, transform hooks) is read-only to them.
 JOB_WRITE_PREFIXES = ("raw", "staging", "bronze", "gold", "quarantine", "runs", "ops")
+# Each right only where a call needs it (tests/infra/test_least_privilege.py runs the jobs and checks):
+# raw/ is kept, never deleted; ops/ (run history for Athena) is only written; a multipart upload, and so
+# its abort, only happens where files can be large (Spark's output, fetched files, copies of tables).
+JOB_READ_PREFIXES = ("etl", "raw", "staging", "bronze", "gold", "quarantine", "runs")
+JOB_DELETE_PREFIXES = ("staging", "bronze", "gold", "quarantine", "runs")
+JOB_MULTIPART_PREFIXES = ("raw", "staging", "bronze", "gold", "quarantine")
 KMS_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"]
 
 
@@ -46,11 +52,10 @@ def job_statements(
             conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": key_alias}},
         )
     return [
-        iam.PolicyStatement(actions=["s3:GetObject"], resources=object_arns(bucket, ("etl", *JOB_WRITE_PREFIXES))),
-        iam.PolicyStatement(
-            actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-            resources=object_arns(bucket, JOB_WRITE_PREFIXES),
-        ),
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=object_arns(bucket, JOB_READ_PREFIXES)),
+        iam.PolicyStatement(actions=["s3:PutObject"], resources=object_arns(bucket, JOB_WRITE_PREFIXES)),
+        iam.PolicyStatement(actions=["s3:DeleteObject"], resources=object_arns(bucket, JOB_DELETE_PREFIXES)),
+        iam.PolicyStatement(actions=["s3:AbortMultipartUpload"], resources=object_arns(bucket, JOB_MULTIPART_PREFIXES)),
         iam.PolicyStatement(actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=[bucket.bucket_arn]),
         logs_statement("/aws-glue/"),
         iam.PolicyStatement(

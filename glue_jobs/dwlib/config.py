@@ -818,6 +818,42 @@ def _stems(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.sql")) if folder.is_dir() else []
 
 
+def cross_stage_problems(core: CoreConfig, resources: list[Resource], parts_of: dict[str, dict]) -> list[Problem]:
+    """Default-stage names that a stage deployed beside it would also create.
+
+    A stage goes right after the prefix and has no `-`, so only the default stage can share a name with
+    a stage, and only through names that start with the dataset (its own role, its named queries): dataset
+    `dev-glue`'s own role `pp-dw-dev-glue-job-role` is stage dev's shared job role. Stage names that are
+    words of the names (`alarm`, `bronze`, ...) are refused by check_stage; this checks the stages named
+    like the first word of a dataset, whether or not they are deployed yet.
+    """
+    mine = {(r.kind, r.scope, r.name): r for r in resources if not r.kind.endswith("_description")}
+    problems: list[Problem] = []
+    for stage in sorted({name.split("-", 1)[0] for name in parts_of if "-" in name}):
+        try:
+            other = Naming.of(core, stage)
+        except ValueError:  # not a stage anyone can deploy
+            continue
+        theirs = list(other.core_resources())
+        for name, parts in sorted(parts_of.items()):
+            theirs += other.dataset_resources(name, **parts)
+        for resource in theirs:
+            found = mine.get((resource.kind, resource.scope, resource.name))
+            if found is None:
+                continue
+            problems.append(
+                Problem(
+                    found.file,
+                    found.field,
+                    f"{LIMITS[found.kind].what} {found.name!r} of {found.owner} is also the name {resource.owner} "
+                    f"gets in the stage {stage!r} (make deploy STAGE={stage}): the two copies side by side would "
+                    f"collide; rename it so that it does not start with '{stage}-', or never deploy a stage named "
+                    f"{stage}",
+                )
+            )
+    return problems
+
+
 def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetConfig]) -> list[Problem]:
     """Names AWS would refuse at deploy time: over a service's length limit, or taken by another owner.
 
@@ -831,6 +867,7 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
     problems: list[Problem] = []
     resources: list[Resource] = list(naming.core_resources())
     longest: list[Resource] = list(staged.core_resources())
+    parts_of: dict[str, dict] = {}
     for name, config in sorted(datasets.items()):
         folder = root / "datasets" / name
         queries = _stems(folder / "queries")
@@ -843,6 +880,7 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
             arrival=config.source_kind in ("dynamodb_table", "landing"),
             description=config.description,
         )
+        parts_of[name] = parts
         resources += naming.dataset_resources(name, **parts)
         longest += staged.dataset_resources(name, **parts)
         worker_type = core.glue_worker_configs[config.data_size_category].worker_type
@@ -882,6 +920,7 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
                 )
             else:
                 seen[construct] = stem
+    problems += cross_stage_problems(core, resources, parts_of)
     owners: dict[tuple[str, str, str], Resource] = {}
     assert [(r.kind, r.file) for r in resources] == [(r.kind, r.file) for r in longest]
     for resource, in_stage in zip(resources, longest, strict=True):

@@ -6,6 +6,7 @@ Lambda's infrastructure and the `dw` command all ask this module.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,41 @@ def check_stage(stage: str | None) -> str:
             f"starting with a letter (such as dev or prod); the limit keeps every name within its service's "
             f"limit (the EventBridge rule {{prefix}}-{{stage}}-job-failures-{{dataset}} is the tightest, 64)"
         )
+    words = name_words()
+    if stage in words:
+        raise ValueError(
+            f"stage {stage!r} is a word the default stage's names use right after the prefix "
+            f"({words[stage]}), so names of the two copies side by side could be equal; pick another stage "
+            f"name (not one of {', '.join(sorted(words))})"
+        )
     return stage
+
+
+@functools.cache
+def name_words() -> dict[str, str]:
+    """{word: an example name} for every fixed word that follows the prefix in a name the stacks create.
+
+    A stage is folded in right after the prefix (`pp-dw-dev-…`) and holds no `-`: two stages' names can
+    only be equal if one is the default stage and the other stage's name is such a word (`pp-dw-alarm-…`)
+    or the first word of a dataset name (names that start with the dataset: dwlib.config.cross_stage_problems).
+    """
+    probe = Naming("PREFIX", "DBPREFIX")
+    names = [r.name for r in probe.core_resources()]
+    names += [r.name for r in probe.dataset_resources("DATASET", models=["MODEL"], queries=["QUERY"], own_role=True,
+                                                      schedule=True, export=True, arrival=True)]  # fmt: skip
+    names += [probe.alarm("DATASET", "KIND"), probe.dashboard, probe.metrics_namespace]
+    words: dict[str, str] = {}
+    for name in names:
+        if "PREFIX-" not in name:
+            continue
+        rest = name.split("PREFIX-", 1)[1]
+        if rest.startswith(("DATASET", ACCOUNT_PLACEHOLDER)):
+            continue
+        words.setdefault(
+            rest.split("-", 1)[0],
+            name.replace("PREFIX", "{prefix}").replace("DATASET", "{dataset}").replace("KIND", "{kind}"),
+        )
+    return words
 
 
 def new_run_id(now: datetime | None = None) -> str:

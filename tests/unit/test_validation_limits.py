@@ -298,3 +298,84 @@ def test_a_description_the_cdk_would_refuse_in_the_stack_description_is_refused(
     description = "\U0001f4e6" * 249 + "x"
     write_dataset(project_copy, "shop-orders", {"description": description})
     assert "shop-orders" in load_project(project_copy).datasets  # 26 + 996 + 2 = 1024: fits
+
+
+# ------------------------------------------------------------------ stages side by side
+
+
+@pytest.mark.parametrize("stage", ["alarm", "failures", "bronze", "gold", "glue", "dataset", "pipeline", "job"])
+def test_a_stage_named_like_a_word_of_the_names_is_refused(project, stage):
+    """`-c stage=alarm` would make pp-dw-alarm-…, which the default stage's alarms already are."""
+    with pytest.raises(ValueError) as caught:
+        Naming.of(project.core, stage)
+    message = str(caught.value)
+    assert f"stage {stage!r} is a word" in message and "{prefix}-" + stage in message and "pick another" in message
+
+
+def test_a_dataset_starting_with_a_stage_name_may_not_take_that_stage_s_names(project_copy):
+    """Default dataset dev-glue's own role would be stage dev's shared job role: refused, whichever comes first."""
+    write_dataset(project_copy, "dev-glue", API_WITH_AUTH)
+    found = [p for p in problems(project_copy) if "dev-glue" in p]
+    assert any(
+        "IAM role name 'pp-dw-dev-glue-job-role'" in p and "stage 'dev'" in p and "the shared Glue job role" in p
+        and "make deploy STAGE=dev" in p for p in found
+    ), found  # fmt: skip
+
+
+def test_named_queries_of_a_dataset_named_after_a_stage_are_refused(project_copy):
+    """Default dataset dev-xy's query q and stage dev's dataset xy's query q would both be pp-dw-dev-xy-q."""
+    write_dataset(project_copy, "dev-xy", files={"queries/q.sql": "SELECT 1"})
+    write_dataset(project_copy, "xy", files={"queries/q.sql": "SELECT 1"})
+    assert any("'pp-dw-dev-xy-q'" in p and "stage 'dev'" in p for p in problems(project_copy))
+
+
+def test_datasets_starting_with_a_stage_name_are_fine_when_no_name_collides(project_copy):
+    write_dataset(project_copy, "dev-orders", {"schedule": "rate(1 day)"}, files={"queries/q.sql": "SELECT 1"})
+    load_project(project_copy)
+
+
+def test_whenever_two_stages_would_share_a_name_validation_refuses(project):
+    """The class, not the examples: hostile dataset and stage names; every pair of copies that validation
+    lets through has disjoint names."""
+    from dwlib.config import cross_stage_problems
+    from dwlib.naming import check_stage, name_words
+
+    datasets = ["dev-glue", "glue", "alarm-x", "x", "dev-x", "dev", "bronze-dev", "prod-glue-x", "glue-x", "p1-a"]
+    parts = dict(models=["m"], queries=["q", "x-q"], own_role=True, schedule=True, export=True, arrival=True)
+    stages = sorted({*name_words(), *(d.split("-")[0] for d in datasets), "dev", "prod", "p1", "s2"})
+
+    def names(stage: str, chosen: list[str]) -> set[tuple[str, str, str]]:
+        naming = Naming.of(project.core, stage)
+        found = list(naming.core_resources())
+        for dataset in chosen:
+            found += naming.dataset_resources(dataset, **parts)
+        return {(r.kind, r.scope, r.name) for r in found if not r.kind.endswith("_description")}
+
+    accepted = []
+    for stage in stages:
+        try:
+            accepted.append(check_stage(stage))
+        except ValueError:
+            assert stage in name_words() or not stage[0].isalpha()
+    assert {"dev", "prod", "p1", "x"} <= set(accepted) and "alarm" not in accepted
+    for size in range(1, len(datasets) + 1):
+        chosen = datasets[:size]
+        default = Naming.of(project.core)
+        resources = list(default.core_resources())
+        for dataset in chosen:
+            resources += default.dataset_resources(dataset, **parts)
+        refused = bool(cross_stage_problems(project.core, resources, {d: parts for d in chosen}))
+        for i, stage in enumerate(accepted):
+            for other in ["", *accepted[i + 1 :]]:
+                shared = names(stage, chosen) & names(other, chosen)
+                assert not shared or (refused and other == ""), (chosen, stage, other, sorted(shared)[:3])
+
+
+def test_the_readme_lists_exactly_the_refused_stage_names():
+    import re
+
+    from dwlib.naming import name_words
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (listed,) = re.findall(r"right after the prefix\n\(`([a-z\s]+)`\)", text)
+    assert listed.split() == sorted(name_words())
