@@ -398,6 +398,7 @@ def _commit_files(
                 f"now says {wanted or 'nothing'}: changing a table's partitioning is not done by a run; put "
                 "partition_by back, or drop the table to start it anew. The table is unchanged"
             )
+        _refuse_narrowing(table, arrow_schema, ".".join(identifier))
         with tx.update_schema() as update:
             update.union_by_name(arrow_schema)
     after = {f.name: str(f.field_type) for f in tx.table_metadata.schema().fields}
@@ -434,6 +435,30 @@ def _commit_files(
     files = [t.file for t in committed.scan().plan_files()]
     result.data_files, result.data_bytes = len(files), sum(f.file_size_in_bytes for f in files)
     return result
+
+
+def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:
+    """A column whose new type is not the old one or a widening of it (int to bigint, float to double, a
+    decimal's precision up) fails the run, naming the column; data that would still fit is refused too,
+    because the source's declared type changed and a person should decide."""
+    from pyiceberg.catalog import Catalog as BaseCatalog
+    from pyiceberg.exceptions import ResolveError
+    from pyiceberg.schema import promote
+
+    current = {f.name: f.field_type for f in table.schema().fields}
+    for column in BaseCatalog._convert_schema_if_needed(arrow_schema).fields:
+        old = current.get(column.name)
+        if old is None or old == column.field_type or not (old.is_primitive and column.field_type.is_primitive):
+            continue
+        try:
+            promote(old, column.field_type)
+        except ResolveError:
+            raise IcebergError(
+                f"the column {column.name} of the Iceberg table {name} is {old} and the new data has it as "
+                f"{column.field_type}: a narrowing or incompatible change. Only added columns and widened types "
+                "(int to bigint, float to double, a decimal's precision up) are applied; declare the column as "
+                f"{old} again in `columns` (or cast it in a transform hook), or start a new table. The table is unchanged"
+            ) from None
 
 
 def _io(cat: Catalog, table_location: str) -> Any:
