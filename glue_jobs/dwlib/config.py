@@ -642,7 +642,28 @@ GLUE_WHEELS = (
     "annotated-types==0.8.0",
     "typing-inspection==0.4.5",
     "sqlglot==30.30.0",
-    "urllib3==2.8.0",
+    # pyiceberg commits the Iceberg tables (the Glue catalog); the rest are its dependencies.
+    "pyiceberg==0.12.0",
+    "cachetools==8.0.2",
+    "click==8.5.1",
+    "fsspec==2026.9.0",
+    "mmh3==5.3.1",
+    "pyparsing==3.3.3",
+    "pyroaring==1.0.3",
+    "requests==2.34.2",
+    "certifi==2026.10.19.post1",
+    "charset-normalizer==3.5.3",
+    "idna==3.20",
+    "rich==15.0.0",
+    "markdown-it-py==4.3.0",
+    "mdurl==0.1.2",
+    "pygments==2.21.0",
+    "strictyaml==1.7.3",
+    "python-dateutil==2.9.0.post0",
+    "six==1.17.0",
+    "tenacity==9.2.1",
+    "zstandard==0.25.0",
+    "urllib3==2.8.0",  # last: tests swap it for another version
 )
 PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
 
@@ -956,7 +977,7 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
         parts = dict(
             models=_stems(folder / "gold"),
             queries=queries,
-            own_role=bool(config.secrets),
+            own_role=bool(config.secrets) or table_format_of(core, config) == "iceberg",
             schedule=bool(config.schedule),
             export=config.source_kind == "dynamodb_table",
             arrival=config.source_kind in ("dynamodb_table", "landing"),
