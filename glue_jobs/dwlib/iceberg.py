@@ -109,6 +109,21 @@ def current_files(table: Table, snapshot_id: int | None = None) -> list[str]:
     return [task.file.file_path for task in table.scan(snapshot_id=snapshot_id).plan_files()]
 
 
+def table_files(lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str) -> list[str] | None:
+    """The current snapshot's data files when `prefix` holds an Iceberg table (its `metadata/` folder); else None.
+
+    Gold models read an Iceberg bronze table this way: the folder also holds the files of older snapshots.
+    """
+    if not lake.has_prefix(f"{prefix}metadata/"):
+        return None
+    table = catalog(lake, naming).load_table(identifier)
+    return [_spark_uri(f) for f in current_files(table)]
+
+
+def _spark_uri(path: str) -> str:
+    return "file:" + path.removeprefix("file://") if path.startswith("file:///") else path
+
+
 # ------------------------------------------------------------------ writing
 
 

@@ -215,3 +215,16 @@ def test_old_snapshots_expire_and_files_no_snapshot_uses_are_deleted(spark, core
     assert (expired, removed) == (1, len(first_files))
     assert not set(first_files) & set(shop.data_files())
     assert len(shop.snapshots()) == 1 and shop.query(f"SELECT count(*) FROM {TABLE}") == [(2,)]
+
+
+def test_a_gold_model_reads_the_current_snapshot_not_every_file_of_the_folder(spark, core, tmp_path):
+    from dwlib import gold
+
+    shop = Shop(spark, core, tmp_path, config())
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    assert shop.run(RUN2, SECOND).status == "succeeded"  # the first run's files stay, for time travel
+    ctx = bronze.JobContext(core=core, dataset=shop.dataset, lake=shop.lake, run_id=RUN3)
+    sql = "SELECT count(*) AS orders, sum(amount) AS amount FROM pp_dw_bronze.shop_orders"
+    summary = gold.run_gold(spark, ctx, {"order_totals": sql})
+    assert summary.status == "succeeded", summary.models
+    assert shop.query("SELECT orders, amount FROM pp_dw_gold.order_totals") == [(2, 73)]
