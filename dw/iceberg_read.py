@@ -24,9 +24,11 @@ METADATA_TABLES = ("snapshots", "history", "files")
 
 
 def _catalog(lake_root: Path):
-    from dwlib.iceberg import catalog_file, local_catalog
+    if not (Path(lake_root) / Naming.iceberg_catalog_key()).is_file():
+        return None  # no Iceberg table was ever committed here: nothing more is imported
+    from dwlib.iceberg import local_catalog
 
-    return local_catalog(lake_root) if catalog_file(lake_root).is_file() else None
+    return local_catalog(lake_root)
 
 
 def _path(uri: str) -> Path:

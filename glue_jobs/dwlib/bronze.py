@@ -648,8 +648,13 @@ def plan(ctx: JobContext) -> list[str]:
         f"{naming.database('bronze')}.{table_name(name)}",
         f"  quarantine: {ctx.lake.uri(naming.quarantine_prefix(name, run_id))}",
         f"  summary:    {ctx.lake.uri(naming.run_summary_key(name, run_id))}",
-        f"  Glue job {naming.job('bronze', name)}, crawler {naming.crawler('bronze', name)}, "
-        f"pipeline {naming.state_machine(name)}",
+        f"  Glue job {naming.job('bronze', name)}, "
+        + (
+            "no crawler (the job commits the Iceberg table, load_mode " + config.load_mode + ")"
+            if iceberg.is_iceberg(ctx.core, config)
+            else f"crawler {naming.crawler('bronze', name)}"
+        )
+        + f", pipeline {naming.state_machine(name)}",
         f"  columns declared: {len(config.columns)}, primary key: {', '.join(config.primary_key) or 'none'}, "
         f"max rejected fraction: {config.quality.max_rejected_fraction}",
     ]
