@@ -64,9 +64,13 @@ def retention_days(core: CoreConfig, dataset: DatasetConfig) -> int:
 def catalog(lake: Lake, naming: Naming) -> Catalog:
     """The Glue Data Catalog for an S3 lake; a SQLite catalog at `_iceberg/catalog.db` in a local one."""
     if lake.root_uri.startswith("s3://"):
+        import boto3
         from pyiceberg.catalog.glue import GlueCatalog
 
-        return GlueCatalog("glue")  # the job role's credentials and region, as boto3 finds them
+        # The job's region for both the catalog and the data files (PyArrow's S3 client does not ask boto3),
+        # and the job role's credentials, found by each client's default chain.
+        region = boto3.session.Session().region_name or os.environ.get("AWS_REGION", "")
+        return GlueCatalog("glue", **{"glue.region": region, "s3.region": region})
     return local_catalog(Path(lake.root_uri), create=True)
 
 
@@ -91,17 +95,6 @@ def location(lake: Lake, prefix: str) -> str:
     return uri if "://" in uri else f"file://{uri}"
 
 
-def _key_of(lake: Lake, uri: str) -> str:
-    """The lake key of a file URI the catalog or Spark gives (file:/…, file:///…, s3://…)."""
-    uri = unquote(uri)
-    if uri.startswith("file:"):
-        uri = "/" + uri.removeprefix("file:").lstrip("/")
-    root = lake.root_uri.rstrip("/") + "/"
-    if not uri.startswith(root):
-        raise IcebergError(f"the data file {uri} is outside the lake {lake.root_uri}")
-    return uri[len(root) :]
-
-
 def current_files(table: Table, snapshot_id: int | None = None) -> list[str]:
     """The data files of the table's current snapshot (or of `snapshot_id`)."""
     if table.metadata.current_snapshot_id is None and snapshot_id is None:
@@ -121,6 +114,7 @@ def table_files(lake: Lake, naming: Naming, identifier: tuple[str, str], prefix:
 
 
 def _spark_uri(path: str) -> str:
+    """How Spark spells a local path the catalog keeps as file:///… (input_file_name() gives it back so)."""
     return "file:" + path.removeprefix("file://") if path.startswith("file:///") else path
 
 
@@ -318,7 +312,7 @@ def commit(
             old = _aligned(spark, table, old_files, new)
             hit = old.join(F.broadcast(keys), list(dataset.primary_key), "left_semi").select("__file").distinct()
             touched = {unquote(r[0]) for r in hit.collect()}
-            removed = [f for f in old_files if unquote(f) in touched or _spark_path(f) in touched]
+            removed = [f for f in old_files if unquote(f) in touched or _spark_uri(f) in touched]
             out = new
             if removed:
                 kept = _aligned(spark, table, removed, new).join(keys, list(dataset.primary_key), "left_anti")
@@ -354,11 +348,6 @@ def commit(
     with contextlib.suppress(Exception):  # housekeeping: a failure here leaves old snapshots, never bad data
         result.expired_snapshots, result.orphans_removed = expire(cat.load_table(identifier), lake, prefix, retention)
     return result
-
-
-def _spark_path(path: str) -> str:
-    """How Spark's input_file_name() spells a local path the catalog keeps as file:///…"""
-    return "file:" + path.removeprefix("file://") if path.startswith("file:///") else path
 
 
 def _commit_files(

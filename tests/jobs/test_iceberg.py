@@ -228,3 +228,23 @@ def test_a_gold_model_reads_the_current_snapshot_not_every_file_of_the_folder(sp
     summary = gold.run_gold(spark, ctx, {"order_totals": sql})
     assert summary.status == "succeeded", summary.models
     assert shop.query("SELECT orders, amount FROM pp_dw_gold.order_totals") == [(2, 73)]
+
+
+def test_on_s3_the_staged_files_are_copied_into_the_table_folder():
+    import boto3
+    from moto import mock_aws
+
+    from dwlib.lake import S3Lake
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="pp-dw-123456789012")
+        lake = S3Lake("pp-dw-123456789012", client=client)
+        staged = "staging/bronze/shop-orders/run_id=20260101T000000Z/output/"
+        for name in ("part-0.zstd.parquet", "part-1.zstd.parquet", "_SUCCESS"):
+            lake.write_bytes(staged + name, name.encode())
+        target = "bronze/shop_orders/data/raw_run_id=R/run_id=R/"
+        moved = iceberg._move(lake, staged, target)
+        assert sorted(moved) == [target + "part-0.zstd.parquet", target + "part-1.zstd.parquet"]
+        assert lake.read_bytes(target + "part-1.zstd.parquet") == b"part-1.zstd.parquet"
+        assert iceberg.location(lake, "bronze/shop_orders/") == "s3://pp-dw-123456789012/bronze/shop_orders"
