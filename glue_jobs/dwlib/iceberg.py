@@ -328,7 +328,7 @@ def commit(
             removed = old_files
         elif load_mode == "append":
             replayed = location(lake, f"{prefix}{DATA_FOLDER}/raw_run_id={raw_run_id}/")
-            removed = [f for f in old_files if f.startswith(replayed)]
+            removed = [f for f in old_files if f.startswith(replayed + "/")]
         if not written:
             raise IcebergError(f"the run wrote no data files under {lake.uri(run_folder)}")
         paths = [location(lake, k) for k in written]
