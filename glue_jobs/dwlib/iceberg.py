@@ -303,11 +303,11 @@ def commit(
     table_location = location(lake, prefix)
     run_folder = f"{prefix}{DATA_FOLDER}/raw_run_id={raw_run_id}/run_id={run_id}/"
     lake.delete_prefix(run_folder)  # an earlier failed attempt of this run id
-    new = spark.read.parquet(lake.uri(staged))
     try:
         removed: list[str] = []
         old_files = current_files(table) if table is not None else []
         if load_mode == "merge" and old_files:
+            new = spark.read.parquet(lake.uri(staged))
             keys = new.select(*dataset.primary_key).distinct()
             old = _aligned(spark, table, old_files, new)
             hit = old.join(F.broadcast(keys), list(dataset.primary_key), "left_semi").select("__file").distinct()
@@ -320,7 +320,7 @@ def commit(
             _write(out, lake.uri(run_folder), dataset)
             written = [k for k in (o.key for o in lake.data_files(run_folder)) if k.endswith(".parquet")]
         elif dataset.partition_by:
-            _write(new, lake.uri(run_folder), dataset)
+            _write(spark.read.parquet(lake.uri(staged)), lake.uri(run_folder), dataset)
             written = [k for k in (o.key for o in lake.data_files(run_folder)) if k.endswith(".parquet")]
         else:
             written = _move(lake, staged, run_folder)
