@@ -491,7 +491,7 @@ def expire(table: Table, lake: Lake, prefix: str, days: int, now: datetime | Non
     if old:
         table.maintenance.expire_snapshots().by_ids(old).commit()
         table = table.refresh()
-    used = {unquote(f) for s in table.metadata.snapshots for f in current_files(table, s.snapshot_id)}
+    used = {unquote(f) for f in _referenced_files(table)}
     orphans = 0
     for obj in list(lake.data_files(f"{prefix}{DATA_FOLDER}/")):
         if unquote(location(lake, obj.key)) not in used:
@@ -505,12 +505,17 @@ def expire(table: Table, lake: Lake, prefix: str, days: int, now: datetime | Non
     return len(old), orphans
 
 
-def drop_local(lake_root: Path, identifier: tuple[str, str]) -> None:
-    """Tests and `dw`: forget a local table (its files stay)."""
-    cat = local_catalog(lake_root)
-    if cat is not None:
-        with contextlib.suppress(Exception):
-            cat.drop_table(identifier)
+def _referenced_files(table: Table) -> set[str]:
+    """Every data file some snapshot reads: each manifest is read once, however many snapshots share it."""
+    seen, used = set(), set()
+    for snapshot in table.metadata.snapshots:
+        for manifest in snapshot.manifests(table.io):
+            if manifest.manifest_path in seen:
+                continue
+            seen.add(manifest.manifest_path)
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                used.add(entry.data_file.file_path)
+    return used
 
 
 def bronze_identifier(naming: Naming, dataset: str) -> tuple[str, str]:
