@@ -448,6 +448,7 @@ def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:
     from pyiceberg.catalog import Catalog as BaseCatalog
     from pyiceberg.exceptions import ResolveError
     from pyiceberg.schema import promote
+    from pyiceberg.types import DecimalType
 
     current = {f.name: f.field_type for f in table.schema().fields}
     for column in BaseCatalog._convert_schema_if_needed(arrow_schema).fields:
@@ -456,6 +457,10 @@ def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:
             continue
         try:
             promote(old, column.field_type)
+            # The Iceberg spec widens a decimal's precision only at the same scale; PyIceberg 0.12's promote
+            # compares the old scale with itself, so the scale is checked here.
+            if isinstance(old, DecimalType) and old.scale != getattr(column.field_type, "scale", old.scale):
+                raise ResolveError(f"Cannot change the scale of {old}")
         except ResolveError:
             raise IcebergError(
                 f"the column {column.name} of the Iceberg table {name} is {old} and the new data has it as "

@@ -248,3 +248,40 @@ def test_on_s3_the_staged_files_are_copied_into_the_table_folder():
         assert sorted(moved) == [target + "part-0.zstd.parquet", target + "part-1.zstd.parquet"]
         assert lake.read_bytes(target + "part-1.zstd.parquet") == b"part-1.zstd.parquet"
         assert iceberg.location(lake, "bronze/shop_orders/") == "s3://pp-dw-123456789012/bronze/shop_orders"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "refused"),
+    [
+        ("decimal(10,2)", "decimal(12,2)", False),
+        ("float", "double", False),
+        ("int", "bigint", False),
+        ("decimal(10,2)", "decimal(8,2)", True),
+        ("decimal(10,2)", "decimal(12,3)", True),
+        ("double", "float", True),
+        ("bigint", "string", True),
+    ],
+)
+def test_only_widenings_pass_the_schema_check(tmp_path, old, new, refused):
+    import pyarrow as pa
+
+    arrow = {
+        "decimal(10,2)": pa.decimal128(10, 2),
+        "decimal(12,2)": pa.decimal128(12, 2),
+        "decimal(8,2)": pa.decimal128(8, 2),
+        "decimal(12,3)": pa.decimal128(12, 3),
+        "float": pa.float32(),
+        "double": pa.float64(),
+        "int": pa.int32(),
+        "bigint": pa.int64(),
+        "string": pa.string(),
+    }
+    cat = iceberg.local_catalog(tmp_path, create=True)
+    cat.create_namespace("db")
+    table = cat.create_table(("db", "t"), schema=pa.schema([("price", arrow[old])]))
+    incoming = pa.schema([("price", arrow[new])])
+    if not refused:
+        iceberg._refuse_narrowing(table, incoming, "db.t")
+        return
+    with pytest.raises(iceberg.IcebergError, match=r"the column price of the Iceberg table db\.t is .* The table is unchanged"):
+        iceberg._refuse_narrowing(table, incoming, "db.t")
