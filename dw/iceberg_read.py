@@ -98,11 +98,7 @@ def bind(statement: exp.Expression, lake_root: Path, naming: Naming, make: Calla
     Rewrites `t FOR VERSION AS OF 1` to a table of that snapshot (named `t@1`), and leaves
     `"t$snapshots"` as written; `error(message)` makes the QueryError to raise.
     """
-    wanted = [
-        t
-        for t in statement.find_all(exp.Table)
-        if t.args.get("version") is not None or "$" in t.name
-    ]
+    wanted = [t for t in statement.find_all(exp.Table) if t.args.get("version") is not None or "$" in t.name]
     if not wanted:
         return []
     cat = _catalog(lake_root)
@@ -168,7 +164,7 @@ def _snapshot(table: Any, version: exp.Version, error, name: str) -> int:
     value = version.expression
     if kind == "VERSION":
         if not (isinstance(value, exp.Literal) and not value.is_string and re.fullmatch(r"\d+", value.name)):
-            raise error(f"FOR VERSION AS OF takes a snapshot id (a number from \"{name.split('.')[-1]}$snapshots\")")
+            raise error(f'FOR VERSION AS OF takes a snapshot id (a number from "{name.split(".")[-1]}$snapshots")')
         snapshot_id = int(value.name)
         if table.snapshot_by_id(snapshot_id) is None:
             known = ", ".join(str(s.snapshot_id) for s in table.metadata.snapshots) or "none"

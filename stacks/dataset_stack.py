@@ -215,7 +215,9 @@ class DatasetStack(Stack):
         self.models = sorted(p.stem for p in (dataset_dir / "gold").glob("*.sql"))
         self.bronze_job = self._job(core, dataset, "bronze", BRONZE_ARGS, bucket, job_role, security)
         self.bronze_crawler = (
-            None if self.iceberg else self._crawler("bronze", name, [naming.bronze_prefix(name)], bucket, crawler_role_arn)
+            None
+            if self.iceberg
+            else self._crawler("bronze", name, [naming.bronze_prefix(name)], bucket, crawler_role_arn)
         )
         self.gold_job = self.gold_crawler = None
         if self.models:

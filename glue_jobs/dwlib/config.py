@@ -668,7 +668,9 @@ GLUE_WHEELS = (
 PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
 
 
-PARTITION = re.compile(r"^\s*(?:(?P<transform>year|month|day|hour)\(\s*(?P<inner>[a-z_][a-z0-9_]*)\s*\)|(?P<column>[a-z_][a-z0-9_]*))\s*$")
+PARTITION = re.compile(
+    r"^\s*(?:(?P<transform>year|month|day|hour)\(\s*(?P<inner>[a-z_][a-z0-9_]*)\s*\)|(?P<column>[a-z_][a-z0-9_]*))\s*$"
+)
 PARTITION_TIME_TYPES = {
     "year": ("date", "timestamp"),
     "month": ("date", "timestamp"),
@@ -724,7 +726,7 @@ def format_problems(core: CoreConfig, datasets: dict[str, DatasetConfig]) -> lis
                 Problem(
                     f"datasets/{name}/config.json",
                     "partition_by",
-                    f'is applied to Iceberg tables only, and the lake\'s table_format (config.json) is '
+                    f"is applied to Iceberg tables only, and the lake's table_format (config.json) is "
                     f'"{core.table_format}": set "table_format": "iceberg" in this dataset, or remove partition_by',
                 )
             )

@@ -333,7 +333,9 @@ def commit(
             raise IcebergError(f"the run wrote no data files under {lake.uri(run_folder)}")
         paths = [location(lake, k) for k in written]
         properties = {RUN_PROPERTY: run_id, RAW_RUN_PROPERTY: raw_run_id, LOAD_MODE_PROPERTY: load_mode}
-        _commit_files(cat, table, identifier, table_location, dataset, paths, removed, result, before_commit, properties)
+        _commit_files(
+            cat, table, identifier, table_location, dataset, paths, removed, result, before_commit, properties
+        )
     except ValidationError as exc:
         lake.delete_prefix(run_folder)
         raise IcebergError(
@@ -412,7 +414,9 @@ def _commit_files(
             "retyped": {n: f"{before[n]} -> {after[n]}" for n in after if n in before and before[n] != after[n]},
         }
     # Files carry no Iceberg field ids: the table reads them by column name, as the mapping says.
-    tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: tx.table_metadata.schema().name_mapping.model_dump_json()})
+    tx.set_properties(
+        **{TableProperties.DEFAULT_NAME_MAPPING: tx.table_metadata.schema().name_mapping.model_dump_json()}
+    )
     data_files = list(_parquet_files_to_data_files(tx.table_metadata, paths, tx._table.io))
     old = {}
     if removed and table is not None:
@@ -525,4 +529,3 @@ def _referenced_files(table: Table) -> set[str]:
 
 def bronze_identifier(naming: Naming, dataset: str) -> tuple[str, str]:
     return naming.database("bronze"), table_name(dataset)
-

@@ -66,7 +66,9 @@ class Shop:
         return run_query(sql, self.lake.root, Naming.of(self.core)).rows
 
     def snapshots(self) -> list[tuple]:
-        return self.query('SELECT snapshot_id, operation FROM pp_dw_bronze."shop_orders$snapshots" ORDER BY committed_at')
+        return self.query(
+            'SELECT snapshot_id, operation FROM pp_dw_bronze."shop_orders$snapshots" ORDER BY committed_at'
+        )
 
     def data_files(self) -> list[str]:
         return sorted(o.key for o in self.lake.data_files("bronze/shop_orders/data/"))
@@ -211,7 +213,9 @@ def test_old_snapshots_expire_and_files_no_snapshot_uses_are_deleted(spark, core
     assert shop.run(RUN2, SECOND).status == "succeeded"
     assert set(first_files) <= set(shop.data_files())  # kept for time travel within the retention
     table = iceberg.catalog(shop.lake, Naming.of(core)).load_table(("pp_dw_bronze", "shop_orders"))
-    expired, removed = iceberg.expire(table, shop.lake, "bronze/shop_orders/", 7, now=datetime.now(UTC) + timedelta(days=8))
+    expired, removed = iceberg.expire(
+        table, shop.lake, "bronze/shop_orders/", 7, now=datetime.now(UTC) + timedelta(days=8)
+    )
     assert (expired, removed) == (1, len(first_files))
     assert not set(first_files) & set(shop.data_files())
     assert len(shop.snapshots()) == 1 and shop.query(f"SELECT count(*) FROM {TABLE}") == [(2,)]
@@ -283,5 +287,7 @@ def test_only_widenings_pass_the_schema_check(tmp_path, old, new, refused):
     if not refused:
         iceberg._refuse_narrowing(table, incoming, "db.t")
         return
-    with pytest.raises(iceberg.IcebergError, match=r"the column price of the Iceberg table db\.t is .* The table is unchanged"):
+    with pytest.raises(
+        iceberg.IcebergError, match=r"the column price of the Iceberg table db\.t is .* The table is unchanged"
+    ):
         iceberg._refuse_narrowing(table, incoming, "db.t")
