@@ -68,6 +68,7 @@ def measure(size_mb: float, repeat: int, ablation: bool) -> dict[str, Any]:
         },
         "warmup_s": raw["warmup"],
         "ablation_s": raw.get("ablation", {}),
+        "iceberg_s": raw.get("iceberg", {}),
         "ablation_errors": raw.get("ablation_errors", {}),
         "spark_session": raw["session"],
     }
@@ -272,5 +273,37 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
             result["ablation_errors"] = errors
         result["ablation"] = ablation
         progress(f"ablation: {ablation}")
+    result["iceberg"] = iceberg_runs(bronze, dataset_dir, result)
     spark.stop()
     return result
+
+
+def iceberg_runs(bronze, dataset_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The same file into an Iceberg table: a full load, and a merge by key onto a table that already holds
+    every key (the worst case: every data file is rewritten). Goal: at most 1.2x the Parquet run."""
+    from dwlib.config import DatasetConfig
+
+    out: dict[str, Any] = {}
+    try:
+        full = DatasetConfig.model_validate({**dataset_config(), "dataset": "bench-iceberg", "table_format": "iceberg"})
+        bronze(dataset_dir, full)  # creates the table
+        out["full_s"] = round(bronze(dataset_dir, full)["seconds"], 3)
+        merge = DatasetConfig.model_validate(
+            {
+                **dataset_config(),
+                "dataset": "bench-iceberg-merge",
+                "table_format": "iceberg",
+                "load_mode": "merge",
+                "primary_key": ["order_id"],
+            }
+        )
+        out["merge_first_s"] = round(bronze(dataset_dir, merge)["seconds"], 3)
+        out["merge_all_keys_again_s"] = round(bronze(dataset_dir, merge)["seconds"], 3)
+        parquet = min(r["seconds"] for r in result["bronze"])
+        out["parquet_s"] = round(parquet, 3)
+        out["full_vs_parquet"] = round(out["full_s"] / parquet, 2)
+        out["merge_vs_parquet"] = round(out["merge_all_keys_again_s"] / parquet, 2)
+        progress(f"iceberg: {out}")
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return out

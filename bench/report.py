@@ -176,6 +176,16 @@ def figures_table(figures: dict[str, Any]) -> list[str]:
         for step, seconds in b.get("ablation_s", {}).items():
             shown = "error" if seconds is None else f"{seconds:,.2f}"
             lines.append(f"| bronze ablation (best of 2): {ABLATION.get(step, step)} | {shown} | | | s |")
+        ice = b.get("iceberg_s") or {}
+        for key, what in (
+            ("full_s", "Iceberg bronze run, full load (goal: at most 1.2x the Parquet run)"),
+            ("merge_all_keys_again_s", "Iceberg bronze run, merge touching every key (goal: at most 1.2x)"),
+        ):
+            if key in ice:
+                ratio = ice[key.replace("_s", "_vs_parquet").replace("merge_all_keys_again", "merge")]
+                lines.append(f"| {what}: {ratio}x | {ice[key]:,.2f} | | | s |")
+        if "error" in ice:
+            lines.append(f"| Iceberg bronze runs failed: {ice['error']} | | | | |")
     f = figures.get("fetch")
     if f and "error" not in f:
         lines += [

@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +40,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.tokens import TokenType
 
+from dw import iceberg_read
 from dwlib.naming import LAYERS, Naming
 
 READ_DIALECT = "athena"  # Athena engine v3 is Trino; sqlglot's "athena" parses its DML as Trino
@@ -201,7 +202,10 @@ class TableInfo:
     path: Path
     files: int
     bytes: int
-    kind: str = "parquet"  # or "runs": the JSON lines of ops/runs/ (the run-history table)
+    kind: str = "parquet"  # or "runs": the JSON lines of ops/runs/ (the run-history table); "iceberg"; "arrow"
+    data: tuple[str, ...] = ()  # "iceberg": the data files of the snapshot read
+    columns: tuple[tuple[str, str], ...] = ()  # "iceberg": the table's columns in order, with Iceberg types
+    arrow: object = field(default=None, compare=False, repr=False)  # "arrow": an Iceberg metadata table
 
     @property
     def name(self) -> str:
@@ -257,12 +261,21 @@ def local_catalog(lake_root: Path, naming: Naming) -> list[TableInfo]:
     """
     lake_root = Path(lake_root)
     bronze, gold = LAYERS
-    tables = [_table(naming.database(bronze), folder.name, folder) for folder in _folders(lake_root / bronze)]
+    # Iceberg tables come from their catalog (the data files of the current snapshot), not their folder.
+    iceberg = iceberg_read.tables(lake_root, naming, TableInfo)
+    committed = {t.path.resolve() for t in iceberg}
+    tables = [
+        _table(naming.database(bronze), folder.name, folder)
+        for folder in _folders(lake_root / bronze)
+        if folder.resolve() not in committed
+    ]
     tables += [
         _table(naming.database(gold), model.name, model)
         for dataset in _folders(lake_root / gold)
         for model in _folders(dataset)
+        if model.resolve() not in committed
     ]
+    tables += iceberg
     tables.append(_runs_table(lake_root, naming))
     return sorted((t for t in tables if t), key=lambda t: (t.database, t.table, str(t.path)))
 
@@ -296,6 +309,10 @@ def _scan_sql(table: TableInfo) -> str:
             f"{_literal(c)}: {_literal(t.upper().replace('STRING', 'VARCHAR'))}" for c, t in RUN_COLUMNS
         )
         return f"read_json([{listed}], format = 'newline_delimited', columns = {{{columns}}})"
+    if table.kind == "iceberg":  # the snapshot's files; columns a schema change added are NULL in older files
+        listed = ", ".join(_literal(f) for f in table.data)
+        columns = ", ".join(_quote(c) for c, _ in table.columns)  # in the table's order, as Athena shows them
+        return f"(SELECT {columns} FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false))"
     files = _data_files(table.path)
     hive = any("=" in part for f in files for part in f.relative_to(table.path).parts[:-1])
     listed = ", ".join(_literal(str(f.resolve())) for f in files)
@@ -305,7 +322,12 @@ def _scan_sql(table: TableInfo) -> str:
 
 
 def _create_view(con: duckdb.DuckDBPyConnection, table: TableInfo) -> None:
-    scan = _scan_sql(table)
+    if table.kind == "arrow":
+        hidden = f"__arrow_{abs(hash((table.database, table.table)))}"
+        con.register(hidden, table.arrow)
+        scan = _quote(hidden)
+    else:
+        scan = _scan_sql(table)
     relation = con.sql(f"SELECT * FROM {scan}")
     # Spark writes timestamps as INT96 or as UTC-adjusted TIMESTAMP_MICROS, which DuckDB reads
     # as TIMESTAMP WITH TIME ZONE; Athena reads both as `timestamp`: the UTC wall-clock time.
@@ -1750,6 +1772,7 @@ def run_query(sql: str, lake_root: Path, naming: Naming) -> QueryResult:
     if meta is not None:
         return meta
     statement = _parse(sql)
+    catalog += iceberg_read.bind(statement, lake_root, naming, TableInfo, QueryError)  # time travel, "t$files"
     _resolve_tables(statement, catalog)
     con = _open(catalog, naming)
     try:

@@ -21,9 +21,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.config import CoreConfig, DatasetConfig, table_format_of
 from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, default_arguments, job_config_document
-from dwlib.naming import DROP_MARKER, LAYERS, WHEELS_DIR, Naming, fit, query_construct_id
+from dwlib.naming import DROP_MARKER, LAYERS, WHEELS_DIR, Naming, fit, query_construct_id, table_name
 from stacks import defaults, job_rights, nag
 from stacks.export import DynamoDbExport
 from stacks.monitoring import DatasetMonitoring
@@ -185,6 +185,8 @@ class DatasetStack(Stack):
         # Shared resources are found by their conventional names, not by CloudFormation exports,
         # so a dataset stack never pins the core stack (see README, "Why no exports").
         bucket = s3.Bucket.from_bucket_name(self, "Lake", naming.bucket(Aws.ACCOUNT_ID))
+        # Iceberg: the job commits the table in the catalog itself; no crawler, and a role with that table's rights.
+        self.iceberg = table_format_of(core, dataset) == "iceberg"
         job_role = self._job_role(dataset, bucket)
         crawler_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{naming.crawler_role}"
         security = glue.SecurityConfiguration.from_security_configuration_name(
@@ -222,7 +224,11 @@ class DatasetStack(Stack):
         self.wheels = sorted(p.name for p in (glue_assets_dir / "glue" / WHEELS_DIR).glob("*.whl"))
         self.models = sorted(p.stem for p in (dataset_dir / "gold").glob("*.sql"))
         self.bronze_job = self._job(core, dataset, "bronze", BRONZE_ARGS, bucket, job_role, security)
-        self.bronze_crawler = self._crawler("bronze", name, [naming.bronze_prefix(name)], bucket, crawler_role_arn)
+        self.bronze_crawler = (
+            None
+            if self.iceberg
+            else self._crawler("bronze", name, [naming.bronze_prefix(name)], bucket, crawler_role_arn)
+        )
         self.gold_job = self.gold_crawler = None
         if self.models:
             self.gold_job = self._job(core, dataset, "gold", GOLD_ARGS, bucket, job_role, security)
@@ -347,28 +353,37 @@ class DatasetStack(Stack):
         defaults.tag(self, core.etl_resource_prefix, naming.stage, name)
 
     def _job_role(self, dataset: DatasetConfig, bucket: s3.IBucket) -> iam.IRole:
-        """The shared job role by name; a source with secrets gets its own: the same rights plus its secrets."""
+        """The shared job role by name; a source with secrets, or an Iceberg table, gets its own: the same
+        rights plus its secrets, or plus its own table in the catalog."""
         naming = self.naming
         self.dataset_role: iam.Role | None = None
-        if not dataset.secrets:
+        if not dataset.secrets and not self.iceberg:
             return iam.Role.from_role_name(self, "JobRole", naming.job_role, mutable=False)
         role = iam.Role(
             self,
             "JobRole",
             role_name=naming.dataset_job_role(dataset.dataset),
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
-            description=f"{dataset.dataset} Glue jobs: the shared job role's rights plus reading "
-            f"{', '.join(dataset.secrets)}"[:1000],
+            description=f"{dataset.dataset} Glue jobs: the shared job role's rights plus "
+            + ", ".join(
+                [f"reading {', '.join(dataset.secrets)}"] * bool(dataset.secrets)
+                + ["committing its Iceberg table"] * self.iceberg
+            )[:900],
         )
         namespace = naming.metrics_namespace
         for statement in job_rights.job_statements(bucket, key_alias=naming.key_alias, metrics_namespace=namespace):
             role.add_to_policy(statement)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["secretsmanager:GetSecretValue"],
-                resources=[job_rights.secret_arn(name) for name in dataset.secrets],
+        if dataset.secrets:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[job_rights.secret_arn(name) for name in dataset.secrets],
+                )
             )
-        )
+        if self.iceberg:
+            role.add_to_policy(
+                job_rights.iceberg_catalog_statement(naming.database("bronze"), table_name(dataset.dataset))
+            )
         stack = Stack.of(self)
         lake_arn = f"arn:{nag.partition(stack)}:s3:::{naming.bucket(nag.pseudo(stack, stack.account, 'AccountId'))}"
         job_rights.acknowledge_job_statements(role, lake_arn, kms_by_alias=True)

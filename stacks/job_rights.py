@@ -70,6 +70,16 @@ def job_statements(
     ]
 
 
+def iceberg_catalog_statement(database: str, table: str) -> iam.PolicyStatement:
+    """An Iceberg dataset's job commits its own table in the Glue Data Catalog: it may read, create and
+    update exactly that table (its files are under the lake prefixes above), nothing else in the catalog."""
+    glue = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+    return iam.PolicyStatement(
+        actions=["glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable"],
+        resources=[f"{glue}:catalog", f"{glue}:database/{database}", f"{glue}:table/{database}/{table}"],
+    )
+
+
 def secret_arn(name: str) -> str:
     """A secret's ARN by name: Secrets Manager appends `-` and six random characters, which `??????`
     matches exactly (so `pp-dw/key` never matches `pp-dw/key-2`'s ARN, whose suffix is longer)."""

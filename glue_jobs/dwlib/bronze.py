@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from dwlib import errors, fetch, ledger, metrics, transform
+from dwlib import errors, fetch, iceberg, ledger, metrics, transform
 from dwlib.config import CoreConfig, CsvOptions, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake, LakeError
@@ -106,6 +106,8 @@ class RunSummary:
     lock_taken_over: dict[str, Any] | None = None  # the dead run whose lock this run took
     code_version: str = ""  # git commit or library hash (metrics.code_version)
     config_hash: str = ""  # sha256 of the dataset config the run used
+    table_format: str = "parquet"  # "iceberg": the run committed a snapshot instead of replacing a folder
+    iceberg: dict[str, Any] = field(default_factory=dict)  # the commit: snapshot id, files added and removed
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -423,6 +425,27 @@ def publish(ctx: JobContext, summary: RunSummary, entry: str, staged: str, final
         ) from None
 
 
+def publish_iceberg(spark: SparkSession, ctx: JobContext, summary: RunSummary, entry: str, staged: str) -> None:
+    """Commit the checked output as one snapshot of the Iceberg table (see dwlib.iceberg)."""
+    naming, config = ctx.naming, ctx.dataset
+    done = iceberg.commit(
+        spark,
+        ctx.lake,
+        naming,
+        config,
+        identifier=iceberg.bronze_identifier(naming, ctx.name),
+        prefix=naming.bronze_prefix(ctx.name),
+        staged=staged,
+        run_id=ctx.run_id,
+        raw_run_id=ctx.raw_run_id or ctx.run_id,
+        load_mode=config.load_mode,
+        retention=iceberg.retention_days(ctx.core, config),
+        before_commit=lambda: ctx.lake.write_json(entry, summary.as_dict()),  # the figures, before the commit
+    )
+    summary.iceberg = dict(done.__dict__)
+    summary.output_files, summary.output_bytes = done.data_files, done.data_bytes
+
+
 def fail_with(summary: RunSummary, exc: BaseException, ctx: JobContext, entry: str, kept: str) -> None:
     """A crash: one paragraph in `error`, the whole trace in `traceback`."""
     summary.status = "failed"
@@ -448,25 +471,32 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
             source="sample" if ctx.sample_dir else source_description(ctx.dataset),
             raw_run_id=ctx.raw_run_id,
             output_prefix=naming.bronze_prefix(ctx.name),
-            crawler_command=f"aws glue start-crawler --name {naming.crawler('bronze', ctx.name)}",
+            crawler_command="" if is_iceberg else f"aws glue start-crawler --name {naming.crawler('bronze', ctx.name)}",
+            table_format="iceberg" if is_iceberg else "parquet",
         )
+
+    is_iceberg = iceberg.is_iceberg(ctx.core, ctx.dataset)
 
     def work(summary: RunSummary, entry: str) -> None:
         staging_root = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
         try:
             with summary.step("fetch"):
                 summary.raw_keys = land_raw(ctx, summary)
-            staged = transform_and_check(spark, ctx, summary.raw_keys, summary)
+            with iceberg.session_for(spark, is_iceberg):
+                staged = transform_and_check(spark, ctx, summary.raw_keys, summary)
             diff = schema_diff(previous_schema(ctx), summary.schema)
             summary.schema_change = diff
             summary.schema_changed = any(diff.values()) if diff else None
             summary.status = "publishing"
             with summary.step("publish"):
-                publish(ctx, summary, entry, staged, naming.bronze_prefix(ctx.name), "bronze", layer="bronze")
-            files = lake.data_files(naming.bronze_prefix(ctx.name))
-            summary.output_files, summary.output_bytes = len(files), sum(f.size for f in files)
+                if is_iceberg:
+                    publish_iceberg(spark, ctx, summary, entry, staged)
+                else:
+                    publish(ctx, summary, entry, staged, naming.bronze_prefix(ctx.name), "bronze", layer="bronze")
+                    files = lake.data_files(naming.bronze_prefix(ctx.name))
+                    summary.output_files, summary.output_bytes = len(files), sum(f.size for f in files)
             summary.status = "succeeded"
-        except JobFailed as exc:
+        except (JobFailed, iceberg.IcebergError) as exc:
             summary.status, summary.error = "failed", str(exc)
         except HookError as exc:
             summary.status, summary.error = "failed", f"{exc}; bronze keeps its previous data"
@@ -537,6 +567,17 @@ def describe_outcome(summary: RunSummary) -> str:
         f"{summary.rows_kept} kept, {summary.rows_rejected} rejected{dropped}; "
         f"{summary.output_files} file(s), {summary.output_bytes} bytes at {summary.output_prefix}",
     ]
+    if summary.table_format == "iceberg":
+        commit = summary.iceberg
+        lines.append(
+            f"committed snapshot {commit.get('snapshot_id')} of the Iceberg table {commit.get('table')} "
+            f"({summary.dataset}: load_mode {commit.get('load_mode', '') or 'see config'}; "
+            f"{commit.get('files_added')} file(s) added, {commit.get('files_removed')} removed); "
+            "no crawler is needed: the job keeps the catalog table itself"
+        )
+        if commit.get("schema_change", {}).get("added") or commit.get("schema_change", {}).get("retyped"):
+            lines.append(f"schema evolved: {commit['schema_change']}")
+        return notes + "\n".join([*lines, *input_warnings(summary)])
     if summary.schema_changed is None:
         lines.append("first bronze run (no earlier schema): run the crawler to create the table:")
     elif summary.schema_changed:
@@ -607,8 +648,13 @@ def plan(ctx: JobContext) -> list[str]:
         f"{naming.database('bronze')}.{table_name(name)}",
         f"  quarantine: {ctx.lake.uri(naming.quarantine_prefix(name, run_id))}",
         f"  summary:    {ctx.lake.uri(naming.run_summary_key(name, run_id))}",
-        f"  Glue job {naming.job('bronze', name)}, crawler {naming.crawler('bronze', name)}, "
-        f"pipeline {naming.state_machine(name)}",
+        f"  Glue job {naming.job('bronze', name)}, "
+        + (
+            "no crawler (the job commits the Iceberg table, load_mode " + config.load_mode + ")"
+            if iceberg.is_iceberg(ctx.core, config)
+            else f"crawler {naming.crawler('bronze', name)}"
+        )
+        + f", pipeline {naming.state_machine(name)}",
         f"  columns declared: {len(config.columns)}, primary key: {', '.join(config.primary_key) or 'none'}, "
         f"max rejected fraction: {config.quality.max_rejected_fraction}",
     ]

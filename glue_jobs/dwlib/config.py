@@ -466,8 +466,60 @@ class DatasetConfig(Strict):
     monitoring: DatasetMonitoring = Field(default_factory=DatasetMonitoring)
     # Glue Flex: spare capacity at a lower price, for runs that can wait (G.1X / G.2X workers only).
     execution_class: Literal["standard", "flex"] = "standard"
+    # Unset: the core config.json's table_format (see `table_format_of`).
+    table_format: Literal["parquet", "iceberg"] | None = None
+    load_mode: Literal["full", "append", "merge"] = "full"
+    partition_by: list[str] = Field(default_factory=list)
+    # Iceberg only: snapshots older than this many days are expired (and files no snapshot uses deleted).
+    snapshot_retention_days: int | None = Field(None, ge=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("partition_by")
+    @classmethod
+    def _partition_grammar(cls, items: list[str]) -> list[str]:
+        for item in items:
+            parse_partition(item)
+        if len({parse_partition(i).column for i in items}) != len(items):
+            raise ValueError("each column may appear once in partition_by")
+        return items
+
+    @model_validator(mode="after")
+    def _load_mode(self) -> DatasetConfig:
+        if self.load_mode == "merge" and not self.primary_key:
+            raise ValueError(
+                'load_mode "merge" replaces rows by primary_key, and primary_key is empty: add "primary_key": '
+                '["column", ...] (the columns that identify a row), or use load_mode "append" or "full"'
+            )
+        if self.load_mode != "full" and self.table_format == "parquet":
+            raise ValueError(
+                f'load_mode "{self.load_mode}" needs table_format "iceberg" (a Parquet folder is replaced whole '
+                'by each run): set "table_format": "iceberg" or use load_mode "full"'
+            )
+        if self.table_format == "parquet" and self.partition_by:
+            raise ValueError(
+                'partition_by is applied to Iceberg tables only: set "table_format": "iceberg", or remove '
+                "partition_by (Parquet folders stay unpartitioned)"
+            )
+        for item in self.partition_by:
+            part = parse_partition(item)
+            if part.column not in self.columns:
+                raise ValueError(
+                    f"partition_by {item!r} names the column {part.column!r}, which columns does not declare: "
+                    f'declare it in "columns" with its type (partition columns need a known type)'
+                )
+            base = parse_column_type(self.columns[part.column]).spark_type
+            if part.transform != "identity" and base not in PARTITION_TIME_TYPES[part.transform]:
+                raise ValueError(
+                    f"partition_by {item!r}: {part.transform}() needs a "
+                    f"{' or '.join(PARTITION_TIME_TYPES[part.transform])} column, and {part.column} is {base}; "
+                    f"partition by {part.column} itself or by another column"
+                )
+            if part.transform == "identity" and base in ("double",):
+                raise ValueError(
+                    f"partition_by {item!r}: Iceberg does not partition by a floating-point column; pick another"
+                )
+        return self
 
     @model_validator(mode="after")
     def _monitoring(self) -> DatasetConfig:
@@ -590,9 +642,95 @@ GLUE_WHEELS = (
     "annotated-types==0.8.0",
     "typing-inspection==0.4.5",
     "sqlglot==30.30.0",
-    "urllib3==2.8.0",
+    # pyiceberg commits the Iceberg tables (the Glue catalog); the rest are its dependencies.
+    "pyiceberg==0.12.0",
+    "cachetools==8.0.2",
+    "click==8.5.1",
+    "fsspec==2026.9.0",
+    "mmh3==5.3.1",
+    "pyparsing==3.3.3",
+    "pyroaring==1.0.3",
+    "requests==2.34.2",
+    "certifi==2026.10.19.post1",
+    "charset-normalizer==3.5.3",
+    "idna==3.20",
+    "rich==15.0.0",
+    "markdown-it-py==4.3.0",
+    "mdurl==0.1.2",
+    "pygments==2.21.0",
+    "strictyaml==1.7.3",
+    "python-dateutil==2.9.0.post0",
+    "six==1.17.0",
+    "tenacity==9.2.1",
+    "zstandard==0.25.0",
+    "urllib3==2.8.0",  # last: tests swap it for another version
 )
 PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
+
+
+PARTITION = re.compile(
+    r"^\s*(?:(?P<transform>year|month|day|hour)\(\s*(?P<inner>[a-z_][a-z0-9_]*)\s*\)|(?P<column>[a-z_][a-z0-9_]*))\s*$"
+)
+PARTITION_TIME_TYPES = {
+    "year": ("date", "timestamp"),
+    "month": ("date", "timestamp"),
+    "day": ("date", "timestamp"),
+    "hour": ("timestamp",),
+}
+
+
+@dataclass(frozen=True)
+class PartitionField:
+    """One `partition_by` item: a column, or an Iceberg time transform of one (`day(created_at)`)."""
+
+    transform: str  # identity, year, month, day, hour
+    column: str
+
+
+def parse_partition(text: str) -> PartitionField:
+    """`created_at`, `day(created_at)`, …; ValueError says what is allowed."""
+    match = PARTITION.match(text)
+    if not match:
+        raise ValueError(
+            f"partition_by item {text!r} is not a column or a transform of one; write a cleaned column name "
+            "(`country`) or year(col), month(col), day(col), hour(col) (bucket and truncate are not supported)"
+        )
+    if match["column"]:
+        return PartitionField("identity", match["column"])
+    return PartitionField(match["transform"], match["inner"])
+
+
+def table_format_of(core: CoreConfig, dataset: DatasetConfig) -> str:
+    """The dataset's own table_format, else the lake's (core config.json)."""
+    return dataset.table_format or core.table_format
+
+
+def format_problems(core: CoreConfig, datasets: dict[str, DatasetConfig]) -> list[Problem]:
+    """What only the core and dataset configs together decide: append and merge need Iceberg."""
+    problems = []
+    for name, config in sorted(datasets.items()):
+        if table_format_of(core, config) == "iceberg" or config.table_format is not None:
+            continue  # the dataset's own parquet is refused by the dataset model itself
+        if config.load_mode != "full":
+            problems.append(
+                Problem(
+                    f"datasets/{name}/config.json",
+                    "load_mode",
+                    f'"{config.load_mode}" needs table_format "iceberg", and the lake\'s table_format '
+                    f'(config.json) is "{core.table_format}": set "table_format": "iceberg" in this dataset, '
+                    'or use load_mode "full"',
+                )
+            )
+        if config.partition_by:
+            problems.append(
+                Problem(
+                    f"datasets/{name}/config.json",
+                    "partition_by",
+                    f"is applied to Iceberg tables only, and the lake's table_format (config.json) is "
+                    f'"{core.table_format}": set "table_format": "iceberg" in this dataset, or remove partition_by',
+                )
+            )
+    return problems
 
 
 class GlueDefaults(Strict):
@@ -670,6 +808,10 @@ class CoreConfig(Strict):
     athena: AthenaConfig = Field(default_factory=AthenaConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     prices: PriceConfig = Field(default_factory=PriceConfig)
+    # "parquet": crawled Parquet folders; "iceberg": the jobs commit Iceberg tables. A dataset may override it.
+    table_format: Literal["parquet", "iceberg"] = "parquet"
+    # Iceberg tables: snapshots older than this are expired after each commit (a dataset may override it).
+    snapshot_retention_days: int = Field(7, ge=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -874,7 +1016,7 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
         parts = dict(
             models=_stems(folder / "gold"),
             queries=queries,
-            own_role=bool(config.secrets),
+            own_role=bool(config.secrets) or table_format_of(core, config) == "iceberg",
             schedule=bool(config.schedule),
             export=config.source_kind == "dynamodb_table",
             arrival=config.source_kind in ("dynamodb_table", "landing"),
@@ -987,6 +1129,7 @@ def load_project(root: Path) -> Project:
     problems.extend(found)
     if core is not None:
         problems.extend(resource_problems(root, core, datasets))
+        problems.extend(format_problems(core, datasets))
     if problems:
         raise ConfigError(problems)
     assert core is not None and datasets is not None

@@ -19,7 +19,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from dwlib import errors
+from dwlib import errors, iceberg
 from dwlib.bronze import JobContext, RunSummary, guarded_run, housekeeping, publish, write_parquet
 from dwlib.lake import LakeError
 
@@ -320,6 +320,11 @@ def _run_model(
                 raise GoldError(
                     f"{naming.database('bronze')}.{table} has no data at {prefix}; run its bronze job first"
                 )
+            committed = iceberg.table_files(lake, naming, (naming.database("bronze"), table), prefix)
+            if committed is not None:  # an Iceberg table: its current snapshot, never every file of its folder
+                spark.read.parquet(*committed).createOrReplaceTempView(f"dw_bronze__{table}")
+                views[(naming.database("bronze"), table)] = f"dw_bronze__{table}"
+                continue
             views[(naming.database("bronze"), table)] = _view(spark, lake.uri(prefix), f"bronze__{table}")
         for ref in sorted(model.gold_refs):
             prefix = _locate_gold(ctx, ref)

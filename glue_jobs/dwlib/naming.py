@@ -506,6 +506,11 @@ class Naming:
         return f"{self.etl_prefix(dataset)}{TRANSFORM_HOOK}"
 
     @staticmethod
+    def iceberg_catalog_key() -> str:
+        """A local lake's Iceberg catalog (SQLite); on AWS the Glue Data Catalog holds the tables."""
+        return "_iceberg/catalog.db"
+
+    @staticmethod
     def athena_results_prefix() -> str:
         return "athena-results/"
 

@@ -48,6 +48,7 @@ def test_the_bundle_installs_without_an_index_and_the_job_library_imports_from_i
         "import sys; sys.path.insert(0, sys.argv[1]);"
         # Every module of the job library that does not need Spark (Glue brings pyspark and boto3).
         "import dwlib.config, dwlib.fetch, dwlib.naming, dwlib.lake, dwlib.hook, urllib3, pydantic, sqlglot;"
+        "import dwlib.iceberg, pyiceberg.schema, pyiceberg.table, pyiceberg.transforms;"
         "dwlib.config.GlueDefaults(); sqlglot.parse_one('SELECT a FROM pp_dw_bronze.t', read='spark');"
         "assert dwlib.config.__file__.startswith(sys.argv[1]), dwlib.config.__file__;"
         "from urllib3.exceptions import NameResolutionError;"

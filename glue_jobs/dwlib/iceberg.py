@@ -1,0 +1,531 @@
+"""Iceberg tables: Spark writes the Parquet data files, PyIceberg commits them in one snapshot.
+
+Why PyIceberg commits rather than Spark's Iceberg runtime (README, "Iceberg tables"): the same
+library commits on Glue (Glue catalog) and locally (a SQLite catalog under the lake), needs no
+jar in the Spark session (Parquet datasets and small runs pay nothing), and `dw query` reads the
+tables through the very same library and catalog.
+
+A run's data files go to `{table}/data/raw_run_id={raw}/run_id={run}/` first; nothing reads them
+until the commit names them. The commit (schema evolution, the files it removes, the files it
+adds) is one catalog update: a reader sees the previous snapshot or the new one. A run that fails
+before the commit deletes its data files and adds no snapshot.
+
+- full:   the snapshot replaces every data file of the table.
+- append: adds the run's files; the files of an earlier run of the same raw run id are replaced,
+          so replaying a raw run (`--raw-run-id`) never adds its rows twice. The raw run id is the
+          folder of each file and a snapshot property (`pp-dw.raw-run-id`).
+- merge:  the files holding any of the run's keys are rewritten without those rows, and the run's
+          rows added: one row per primary key, the latest run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from dwlib.config import CoreConfig, DatasetConfig, parse_partition, table_format_of
+from dwlib.lake import Lake, LocalLake
+from dwlib.naming import Naming, table_name
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+    from pyspark.sql import DataFrame, SparkSession
+
+PARQUET_TIMESTAMPS = "spark.sql.parquet.outputTimestampType"
+RAW_RUN_PROPERTY = "pp-dw.raw-run-id"
+RUN_PROPERTY = "pp-dw.run-id"
+LOAD_MODE_PROPERTY = "pp-dw.load-mode"
+# Where the data files of the run `run_id` (reading raw run `raw`) go, under the table's location.
+DATA_FOLDER = "data"
+
+
+class IcebergError(RuntimeError):
+    """A commit that cannot be made (a narrowed column, a changed partition spec): the table is unchanged."""
+
+
+def is_iceberg(core: CoreConfig, dataset: DatasetConfig) -> bool:
+    return table_format_of(core, dataset) == "iceberg"
+
+
+def retention_days(core: CoreConfig, dataset: DatasetConfig) -> int:
+    return dataset.snapshot_retention_days or core.snapshot_retention_days
+
+
+# ------------------------------------------------------------------ the catalog
+
+
+def catalog(lake: Lake, naming: Naming) -> Catalog:
+    """The Glue Data Catalog for an S3 lake; a SQLite catalog at `_iceberg/catalog.db` in a local one."""
+    if lake.root_uri.startswith("s3://"):
+        import boto3
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        # The job's region for both the catalog and the data files (PyArrow's S3 client does not ask boto3),
+        # and the job role's credentials, found by each client's default chain.
+        region = boto3.session.Session().region_name or os.environ.get("AWS_REGION", "")
+        return GlueCatalog("glue", **{"glue.region": region, "s3.region": region})
+    return local_catalog(Path(lake.root_uri), create=True)
+
+
+def catalog_file(lake_root: Path) -> Path:
+    return Path(lake_root) / Naming.iceberg_catalog_key()
+
+
+def local_catalog(lake_root: Path, create: bool = False) -> Catalog | None:
+    """The local lake's catalog; None when no Iceberg table was ever committed there (and not `create`)."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    path = catalog_file(lake_root)
+    if not path.is_file() and not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqlCatalog("pp_dw", uri=f"sqlite:///{path}", warehouse=f"file://{Path(lake_root).resolve()}")
+
+
+def location(lake: Lake, prefix: str) -> str:
+    """The table's location as the catalog keeps it: `file:///…` locally, `s3://…` on AWS."""
+    uri = lake.uri(prefix).rstrip("/")
+    return uri if "://" in uri else f"file://{uri}"
+
+
+def current_files(table: Table, snapshot_id: int | None = None) -> list[str]:
+    """The data files of the table's current snapshot (or of `snapshot_id`)."""
+    if table.metadata.current_snapshot_id is None and snapshot_id is None:
+        return []
+    return [task.file.file_path for task in table.scan(snapshot_id=snapshot_id).plan_files()]
+
+
+def table_files(lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str) -> list[str] | None:
+    """The current snapshot's data files when `prefix` holds an Iceberg table (its `metadata/` folder); else None.
+
+    Gold models read an Iceberg bronze table this way: the folder also holds the files of older snapshots.
+    """
+    if not lake.has_prefix(f"{prefix}metadata/"):
+        return None
+    table = catalog(lake, naming).load_table(identifier)
+    return [_spark_uri(f) for f in current_files(table)]
+
+
+def _spark_uri(path: str) -> str:
+    """How Spark spells a local path the catalog keeps as file:///… (input_file_name() gives it back so)."""
+    return "file:" + path.removeprefix("file://") if path.startswith("file:///") else path
+
+
+# ------------------------------------------------------------------ writing
+
+
+@dataclass
+class Commit:
+    """What one commit did, for the run summary."""
+
+    table: str
+    load_mode: str = "full"
+    snapshot_id: int | None = None
+    operation: str = ""
+    files_added: int = 0
+    files_removed: int = 0
+    bytes_added: int = 0
+    data_files: int = 0  # the table's data files after the commit
+    data_bytes: int = 0
+    schema_change: dict[str, Any] = field(default_factory=dict)
+    committed: bool = False  # past this point the run's data files belong to the table
+    expired_snapshots: int = 0
+    orphans_removed: int = 0
+
+
+@contextlib.contextmanager
+def session_for(spark: SparkSession, iceberg: bool) -> Iterator[None]:
+    """Parquet timestamps as Iceberg reads them (TIMESTAMP_MICROS, not INT96) while an Iceberg run writes.
+
+    Parquet runs keep the session exactly as it was.
+    """
+    if not iceberg:
+        yield
+        return
+    before = spark.conf.get(PARQUET_TIMESTAMPS, None)
+    spark.conf.set(PARQUET_TIMESTAMPS, "TIMESTAMP_MICROS")
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(PARQUET_TIMESTAMPS)
+        else:
+            spark.conf.set(PARQUET_TIMESTAMPS, before)
+
+
+def _partition_columns(dataset: DatasetConfig) -> list[tuple[str, Any]]:
+    """(helper column, Spark expression) per partition_by item: each written file holds one value of each."""
+    from pyspark.sql import functions as F
+
+    helpers = []
+    for i, item in enumerate(dataset.partition_by):
+        part = parse_partition(item)
+        column = F.col(part.column)
+        expression = {
+            "identity": column,
+            "year": F.date_trunc("year", column),
+            "month": F.date_trunc("month", column),
+            "day": F.to_date(column),
+            "hour": F.date_trunc("hour", column),
+        }[part.transform]
+        helpers.append((f"part{i}_{part.transform}_{part.column}", expression))
+    return helpers
+
+
+def _partition_spec(schema: Any, dataset: DatasetConfig) -> Any:
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, MonthTransform, YearTransform
+
+    transforms = {
+        "identity": IdentityTransform,
+        "year": YearTransform,
+        "month": MonthTransform,
+        "day": DayTransform,
+        "hour": HourTransform,
+    }
+    fields = []
+    for i, item in enumerate(dataset.partition_by):
+        part = parse_partition(item)
+        source = schema.find_field(part.column)
+        name = part.column if part.transform == "identity" else f"{part.column}_{part.transform}"
+        fields.append(PartitionField(source.field_id, 1000 + i, transforms[part.transform](), name))
+    return PartitionSpec(*fields)
+
+
+def _spec_text(spec: Any, schema: Any) -> list[str]:
+    out = []
+    for f in spec.fields:
+        column = schema.find_column_name(f.source_id)
+        kind = str(f.transform)
+        out.append(column if kind == "identity" else f"{kind}({column})")
+    return out
+
+
+def _write(df: DataFrame, uri: str, dataset: DatasetConfig) -> None:
+    helpers = _partition_columns(dataset)
+    writer_df = df
+    for name, expression in helpers:
+        writer_df = writer_df.withColumn(name, expression)
+    if helpers:
+        names = [n for n, _ in helpers]
+        writer_df = writer_df.repartition(*names)
+        writer = writer_df.write.mode("overwrite").option("compression", "zstd").partitionBy(*names)
+    else:
+        writer = writer_df.write.mode("overwrite").option("compression", "zstd")
+    with session_for(df.sparkSession, True):
+        writer.parquet(uri)
+
+
+def _move(lake: Lake, source: str, target: str) -> list[str]:
+    """Move the staged Parquet files under `source` to `target` (a rename locally, a copy on S3)."""
+    moved = []
+    for obj in lake.data_files(source):
+        if not obj.key.endswith(".parquet"):
+            continue
+        key = target + obj.key[len(source) :]
+        if isinstance(lake, LocalLake):
+            lake.path(key).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(lake.path(obj.key), lake.path(key))
+        else:
+            lake.client.copy_object(  # type: ignore[attr-defined]
+                Bucket=lake.bucket,  # type: ignore[attr-defined]
+                Key=lake._key(key),  # type: ignore[attr-defined]
+                CopySource={"Bucket": lake.bucket, "Key": lake._key(obj.key)},  # type: ignore[attr-defined]
+            )
+        moved.append(key)
+    return moved
+
+
+def _aligned(spark: SparkSession, table: Table, files: list[str], like: DataFrame) -> DataFrame:
+    """The rows of `files` with the columns of `like` (types cast to it; columns it lacks kept).
+
+    Files written before a schema change differ in their columns; each group of files with one
+    schema is read on its own, so Spark never has to merge two Parquet schemas.
+    """
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    groups: dict[str, list[str]] = {}
+    for path in files:
+        with table.io.new_input(path).open() as stream:
+            groups.setdefault(str(pq.read_schema(stream)), []).append(path)
+    frames = [spark.read.parquet(*group).withColumn("__file", F.input_file_name()) for group in groups.values()]
+    merged = frames[0]
+    for frame in frames[1:]:
+        merged = merged.unionByName(frame, allowMissingColumns=True)
+    types = {f.name: f.dataType for f in like.schema.fields}
+    return merged.select(*[F.col(c).cast(types[c]).alias(c) if c in types else F.col(c) for c in merged.columns])
+
+
+def _narrowing(exc: Exception) -> str:
+    return str(exc).replace("Cannot change column type: ", "")
+
+
+def commit(
+    spark: SparkSession,
+    lake: Lake,
+    naming: Naming,
+    dataset: DatasetConfig,
+    *,
+    identifier: tuple[str, str],
+    prefix: str,
+    staged: str,
+    run_id: str,
+    raw_run_id: str,
+    load_mode: str,
+    retention: int,
+    before_commit: Callable[[], None] = lambda: None,
+) -> Commit:
+    """Commit the checked Parquet output under `staged` to the Iceberg table `identifier` at `prefix`.
+
+    Raises IcebergError (the table unchanged, the run's data files deleted) when the new data
+    cannot be committed; `before_commit` runs just before the catalog is updated.
+    """
+    from pyiceberg.exceptions import NoSuchTableError, ValidationError
+    from pyspark.sql import functions as F
+
+    cat = catalog(lake, naming)
+    name = ".".join(identifier)
+    result = Commit(name, load_mode)
+    if not lake.root_uri.startswith("s3://"):
+        cat.create_namespace_if_not_exists(identifier[0])  # on AWS the core stack creates the databases
+    try:
+        table: Table | None = cat.load_table(identifier)
+    except NoSuchTableError:
+        table = None
+    table_location = location(lake, prefix)
+    run_folder = f"{prefix}{DATA_FOLDER}/raw_run_id={raw_run_id}/run_id={run_id}/"
+    lake.delete_prefix(run_folder)  # an earlier failed attempt of this run id
+    try:
+        removed: list[str] = []
+        old_files = current_files(table) if table is not None else []
+        if load_mode == "merge" and old_files:
+            new = spark.read.parquet(lake.uri(staged))
+            keys = new.select(*dataset.primary_key).distinct()
+            old = _aligned(spark, table, old_files, new)
+            hit = old.join(F.broadcast(keys), list(dataset.primary_key), "left_semi").select("__file").distinct()
+            touched = {unquote(r[0]) for r in hit.collect()}
+            removed = [f for f in old_files if unquote(f) in touched or _spark_uri(f) in touched]
+            out = new
+            if removed:
+                kept = _aligned(spark, table, removed, new).join(keys, list(dataset.primary_key), "left_anti")
+                out = new.unionByName(kept.drop("__file"), allowMissingColumns=True)
+            _write(out, lake.uri(run_folder), dataset)
+            written = [k for k in (o.key for o in lake.data_files(run_folder)) if k.endswith(".parquet")]
+        elif dataset.partition_by:
+            _write(spark.read.parquet(lake.uri(staged)), lake.uri(run_folder), dataset)
+            written = [k for k in (o.key for o in lake.data_files(run_folder)) if k.endswith(".parquet")]
+        else:
+            written = _move(lake, staged, run_folder)
+        if load_mode == "full":
+            removed = old_files
+        elif load_mode == "append":
+            replayed = location(lake, f"{prefix}{DATA_FOLDER}/raw_run_id={raw_run_id}/")
+            removed = [f for f in old_files if f.startswith(replayed + "/")]
+        if not written:
+            raise IcebergError(f"the run wrote no data files under {lake.uri(run_folder)}")
+        paths = [location(lake, k) for k in written]
+        properties = {RUN_PROPERTY: run_id, RAW_RUN_PROPERTY: raw_run_id, LOAD_MODE_PROPERTY: load_mode}
+        _commit_files(
+            cat, table, identifier, table_location, dataset, paths, removed, result, before_commit, properties
+        )
+    except ValidationError as exc:
+        lake.delete_prefix(run_folder)
+        raise IcebergError(
+            f"the new data cannot be committed to the Iceberg table {name}: {_narrowing(exc)}. Only added columns and "
+            "widened types (int to bigint, float to double, a decimal's precision up) are applied; cast the column "
+            "back in `columns` (or a transform hook), or start a new table. The table is unchanged"
+        ) from None
+    except BaseException:
+        if not result.committed:  # once committed, the files are the table's: never delete them
+            lake.delete_prefix(run_folder)
+        raise
+    with contextlib.suppress(Exception):  # housekeeping: a failure here leaves old snapshots, never bad data
+        result.expired_snapshots, result.orphans_removed = expire(cat.load_table(identifier), lake, prefix, retention)
+    return result
+
+
+def _commit_files(
+    cat: Catalog,
+    table: Table | None,
+    identifier: tuple[str, str],
+    table_location: str,
+    dataset: DatasetConfig,
+    paths: list[str],
+    removed: list[str],
+    result: Commit,
+    before_commit: Callable[[], None],
+    properties: dict[str, str],
+) -> Commit:
+    import pyarrow.parquet as pq
+    from pyiceberg.table import TableProperties, _parquet_files_to_data_files
+
+    with (table.io if table else _io(cat, table_location)).new_input(paths[0]).open() as stream:
+        arrow_schema = pq.read_schema(stream)
+    if table is None:
+        from pyiceberg.catalog import Catalog as BaseCatalog
+        from pyiceberg.schema import assign_fresh_schema_ids
+
+        schema = assign_fresh_schema_ids(BaseCatalog._convert_schema_if_needed(arrow_schema))
+        table_properties = {
+            TableProperties.PARQUET_COMPRESSION: "zstd",
+            TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
+            TableProperties.METADATA_PREVIOUS_VERSIONS_MAX: "50",
+            "format-version": "2",
+            # Partition values are read from each file's bounds: keep them whole for partition columns.
+            **{
+                f"{TableProperties.METRICS_MODE_COLUMN_CONF_PREFIX}.{parse_partition(p).column}": "full"
+                for p in dataset.partition_by
+            },
+        }
+        tx = cat.create_table_transaction(
+            identifier,
+            schema=schema,
+            location=table_location,
+            partition_spec=_partition_spec(schema, dataset),
+            properties=table_properties,
+        )
+        before: dict[str, str] = {}
+    else:
+        tx = table.transaction()
+        before = {f.name: str(f.field_type) for f in table.schema().fields}
+        wanted = [p.replace(" ", "") for p in dataset.partition_by]
+        have = _spec_text(table.spec(), table.schema())
+        if wanted != have:
+            raise IcebergError(
+                f"the Iceberg table {'.'.join(identifier)} is partitioned by {have or 'nothing'} and partition_by "
+                f"now says {wanted or 'nothing'}: changing a table's partitioning is not done by a run; put "
+                "partition_by back, or drop the table to start it anew. The table is unchanged"
+            )
+        _refuse_narrowing(table, arrow_schema, ".".join(identifier))
+        with tx.update_schema() as update:
+            update.union_by_name(arrow_schema)
+    after = {f.name: str(f.field_type) for f in tx.table_metadata.schema().fields}
+    if before:
+        result.schema_change = {
+            "added": [n for n in after if n not in before],
+            "retyped": {n: f"{before[n]} -> {after[n]}" for n in after if n in before and before[n] != after[n]},
+        }
+    # Files carry no Iceberg field ids: the table reads them by column name, as the mapping says.
+    tx.set_properties(
+        **{TableProperties.DEFAULT_NAME_MAPPING: tx.table_metadata.schema().name_mapping.model_dump_json()}
+    )
+    data_files = list(_parquet_files_to_data_files(tx.table_metadata, paths, tx._table.io))
+    old = {}
+    if removed and table is not None:
+        gone = set(removed)
+        for task in table.scan().plan_files():
+            if task.file.file_path in gone:
+                old[task.file.file_path] = task.file
+    producer = tx.update_snapshot(snapshot_properties=properties)
+    # Nothing removed: an "append" snapshot, as Athena and Spark label one.
+    with producer.overwrite() if old else producer.fast_append() as snapshot:
+        for data_file in old.values():
+            snapshot.delete_data_file(data_file)
+        for data_file in data_files:
+            snapshot.append_data_file(data_file)
+    before_commit()
+    tx.commit_transaction()
+    result.committed = True
+    committed = cat.load_table(identifier)
+    current = committed.current_snapshot()
+    result.snapshot_id = current.snapshot_id if current else None
+    result.operation = str(current.summary.operation.value) if current and current.summary else ""
+    result.files_added, result.files_removed = len(data_files), len(old)
+    result.bytes_added = sum(f.file_size_in_bytes for f in data_files)
+    files = [t.file for t in committed.scan().plan_files()]
+    result.data_files, result.data_bytes = len(files), sum(f.file_size_in_bytes for f in files)
+    return result
+
+
+def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:
+    """A column whose new type is not the old one or a widening of it (int to bigint, float to double, a
+    decimal's precision up) fails the run, naming the column; data that would still fit is refused too,
+    because the source's declared type changed and a person should decide."""
+    from pyiceberg.catalog import Catalog as BaseCatalog
+    from pyiceberg.exceptions import ResolveError
+    from pyiceberg.schema import promote
+    from pyiceberg.types import DecimalType
+
+    current = {f.name: f.field_type for f in table.schema().fields}
+    for column in BaseCatalog._convert_schema_if_needed(arrow_schema).fields:
+        old = current.get(column.name)
+        if old is None or old == column.field_type or not (old.is_primitive and column.field_type.is_primitive):
+            continue
+        try:
+            promote(old, column.field_type)
+            # The Iceberg spec widens a decimal's precision only at the same scale; PyIceberg 0.12's promote
+            # compares the old scale with itself, so the scale is checked here.
+            if isinstance(old, DecimalType) and old.scale != getattr(column.field_type, "scale", old.scale):
+                raise ResolveError(f"Cannot change the scale of {old}")
+        except ResolveError:
+            raise IcebergError(
+                f"the column {column.name} of the Iceberg table {name} is {old} and the new data has it as "
+                f"{column.field_type}: a narrowing or incompatible change. Only added columns and widened types "
+                "(int to bigint, float to double, a decimal's precision up) are applied; declare the column as "
+                f"{old} again in `columns` (or cast it in a transform hook), or start a new table. The table is unchanged"
+            ) from None
+
+
+def _io(cat: Catalog, table_location: str) -> Any:
+    from pyiceberg.io import load_file_io
+
+    return load_file_io(cat.properties, table_location)
+
+
+# ------------------------------------------------------------------ housekeeping
+
+
+def expire(table: Table, lake: Lake, prefix: str, days: int, now: datetime | None = None) -> tuple[int, int]:
+    """Expire snapshots older than `days` (never the current one), then delete the data files no snapshot uses.
+
+    Returns (snapshots expired, files deleted). Runs after every commit, under the dataset's run lock,
+    so no other writer can have files in flight.
+    """
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=days)
+    current = table.metadata.current_snapshot_id
+    old = [
+        s.snapshot_id
+        for s in table.metadata.snapshots
+        if s.snapshot_id != current and datetime.fromtimestamp(s.timestamp_ms / 1000, UTC) < cutoff
+    ]
+    if old:
+        table.maintenance.expire_snapshots().by_ids(old).commit()
+        table = table.refresh()
+    used = {unquote(f) for f in _referenced_files(table)}
+    orphans = 0
+    for obj in list(lake.data_files(f"{prefix}{DATA_FOLDER}/")):
+        if unquote(location(lake, obj.key)) not in used:
+            lake.delete_prefix(obj.key)
+            orphans += 1
+    if isinstance(lake, LocalLake):  # folders the deleted files leave empty
+        data = lake.path(f"{prefix}{DATA_FOLDER}")
+        for folder in sorted((p for p in data.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return len(old), orphans
+
+
+def _referenced_files(table: Table) -> set[str]:
+    """Every data file some snapshot reads: each manifest is read once, however many snapshots share it."""
+    seen, used = set(), set()
+    for snapshot in table.metadata.snapshots:
+        for manifest in snapshot.manifests(table.io):
+            if manifest.manifest_path in seen:
+                continue
+            seen.add(manifest.manifest_path)
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                used.add(entry.data_file.file_path)
+    return used
+
+
+def bronze_identifier(naming: Naming, dataset: str) -> tuple[str, str]:
+    return naming.database("bronze"), table_name(dataset)

@@ -1,0 +1,293 @@
+"""Iceberg bronze tables, through the real commit path (Spark writes, PyIceberg commits to a SQLite
+catalog under the lake) and read back with `dw query` the way Athena reads them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dw.query import QueryError, run_query
+from dwlib import bronze, iceberg
+from dwlib.config import CoreConfig, DatasetConfig, load_core_config
+from dwlib.lake import LocalLake
+from dwlib.naming import Naming
+
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("iceberg")]
+ROOT = Path(__file__).resolve().parents[2]
+RUN1, RUN2, RUN3, RUN4 = "20260101T000000Z", "20260102T000000Z", "20260103T000000Z", "20260104T000000Z"
+TABLE = "pp_dw_bronze.shop_orders"
+
+
+@pytest.fixture(scope="module")
+def core() -> CoreConfig:
+    return load_core_config(ROOT / "config.json")
+
+
+def config(**extra) -> DatasetConfig:
+    document = {
+        "dataset": "shop-orders",
+        "description": "orders",
+        "data_size_category": "small",
+        "landing": True,
+        "format": "csv",
+        "columns": {"order_id": "bigint", "amount": "int", "created_at": "timestamp"},
+        "primary_key": ["order_id"],
+        "table_format": "iceberg",
+    }
+    document.update(extra)
+    return DatasetConfig.model_validate(document)
+
+
+class Shop:
+    """One dataset's local lake, and runs of it from a CSV text."""
+
+    def __init__(self, spark, core, tmp_path: Path, dataset: DatasetConfig):
+        self.spark, self.core, self.dataset = spark, core, dataset
+        self.lake = LocalLake(tmp_path / "lake")
+        self.sample = tmp_path / "sample"
+        self.sample.mkdir()
+
+    def run(self, run_id: str, csv: str | None = None, raw_run_id: str | None = None, dataset=None):
+        if csv is not None:
+            (self.sample / "orders.csv").write_text(csv)
+        ctx = bronze.JobContext(
+            core=self.core,
+            dataset=dataset or self.dataset,
+            lake=self.lake,
+            run_id=run_id,
+            raw_run_id=raw_run_id,
+            sample_dir=None if raw_run_id else self.sample,
+        )
+        return bronze.run_bronze(self.spark, ctx)
+
+    def query(self, sql: str):
+        return run_query(sql, self.lake.root, Naming.of(self.core)).rows
+
+    def snapshots(self) -> list[tuple]:
+        return self.query(
+            'SELECT snapshot_id, operation FROM pp_dw_bronze."shop_orders$snapshots" ORDER BY committed_at'
+        )
+
+    def data_files(self) -> list[str]:
+        return sorted(o.key for o in self.lake.data_files("bronze/shop_orders/data/"))
+
+
+def csv(*rows: str, header: str = "order_id,customer,amount,created_at") -> str:
+    return "\n".join([header, *rows]) + "\n"
+
+
+FIRST = csv("1,ann,10,2026-01-01 10:00:00", "2,bob,20,2026-01-02 11:00:00", "3,cid,30,2026-01-02 12:00:00")
+SECOND = csv("3,cid,33,2026-01-02 12:00:00", "4,dan,40,2026-01-03 12:00:00")
+
+
+def test_full_load_replaces_in_one_snapshot_and_time_travel_reads_the_previous_one(spark, core, tmp_path):
+    shop = Shop(spark, core.model_copy(update={"table_format": "iceberg"}), tmp_path, config(table_format=None))
+    first = shop.run(RUN1, FIRST)
+    assert first.status == "succeeded", first.error
+    assert first.crawler_command == ""
+    assert "no crawler is needed" in bronze.describe_outcome(first)
+    assert first.iceberg["table"] == TABLE and first.iceberg["files_added"] >= 1
+    before = datetime.now(UTC)
+    second = shop.run(RUN2, SECOND)
+    assert second.status == "succeeded", second.error
+
+    assert shop.query(f"SELECT order_id, amount FROM {TABLE} ORDER BY 1") == [(3, 33), (4, 40)]
+    (snap1, op1), (snap2, op2) = shop.snapshots()
+    assert (op1, op2) == ("append", "overwrite")
+    assert second.iceberg["snapshot_id"] == snap2 and second.iceberg["files_removed"] == first.iceberg["files_added"]
+    assert shop.query(f"SELECT order_id FROM {TABLE} FOR VERSION AS OF {snap1} ORDER BY 1") == [(1,), (2,), (3,)]
+    stamp = before.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    assert shop.query(f"SELECT count(*) FROM {TABLE} FOR TIMESTAMP AS OF TIMESTAMP '{stamp} UTC'") == [(3,)]
+    # Athena's column names for the metadata tables
+    columns = run_query('SELECT * FROM pp_dw_bronze."shop_orders$snapshots"', shop.lake.root, Naming.of(core)).columns
+    assert columns == ["committed_at", "snapshot_id", "parent_id", "operation", "manifest_list", "summary"]
+    history = run_query('SELECT * FROM pp_dw_bronze."shop_orders$history"', shop.lake.root, Naming.of(core))
+    assert history.columns == ["made_current_at", "snapshot_id", "parent_id", "is_current_ancestor"]
+    assert [r[1:] for r in history.rows] == [(snap1, None, True), (snap2, snap1, True)]
+    files = run_query('SELECT * FROM pp_dw_bronze."shop_orders$files"', shop.lake.root, Naming.of(core))
+    assert {"content", "file_path", "file_format", "record_count", "file_size_in_bytes"} <= set(files.columns)
+    assert sum(r[files.columns.index("record_count")] for r in files.rows) == 2
+    # the folder is not read as plain Parquet: old and new files together would be 5 rows
+    assert shop.query(f"SELECT count(*) FROM {TABLE}") == [(2,)]
+    with pytest.raises(QueryError, match="has no snapshot 42"):
+        shop.query(f"SELECT * FROM {TABLE} FOR VERSION AS OF 42")
+    with pytest.raises(QueryError, match="no snapshot at or before 2000-01-01"):
+        shop.query(f"SELECT * FROM {TABLE} FOR TIMESTAMP AS OF TIMESTAMP '2000-01-01 00:00:00'")
+
+
+def test_a_failed_run_adds_no_snapshot_and_leaves_no_data_files(spark, core, tmp_path):
+    shop = Shop(spark, core, tmp_path, config())
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    snapshots, files = shop.snapshots(), shop.data_files()
+    # the quality budget: half the rows have a bad amount
+    failed = shop.run(RUN2, csv("7,x,abc,2026-01-01 00:00:00", "8,y,80,2026-01-01 00:00:00"))
+    assert failed.status == "failed" and "max_rejected_fraction" in failed.error
+    assert shop.snapshots() == snapshots and shop.data_files() == files
+    assert shop.query(f"SELECT order_id FROM {TABLE} ORDER BY 1") == [(1,), (2,), (3,)]
+
+
+def test_a_commit_the_catalog_refuses_adds_no_snapshot_and_deletes_the_runs_files(spark, core, tmp_path, monkeypatch):
+    from pyiceberg.table import Transaction
+
+    shop = Shop(spark, core, tmp_path, config())
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    snapshots, files = shop.snapshots(), shop.data_files()
+
+    def refuse(self):
+        raise RuntimeError("the catalog is unreachable")
+
+    monkeypatch.setattr(Transaction, "commit_transaction", refuse)
+    failed = shop.run(RUN2, SECOND)
+    monkeypatch.undo()
+    assert failed.status == "failed" and "the catalog is unreachable" in failed.error
+    assert shop.snapshots() == snapshots and shop.data_files() == files
+    assert shop.query(f"SELECT count(*) FROM {TABLE}") == [(3,)]
+
+
+def test_append_adds_each_runs_rows_and_a_replayed_raw_run_replaces_its_own(spark, core, tmp_path):
+    shop = Shop(spark, core, tmp_path, config(load_mode="append"))
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    assert shop.run(RUN2, SECOND).status == "succeeded"
+    assert shop.query(f"SELECT count(*), count(DISTINCT meta_run_id) FROM {TABLE}") == [(5, 2)]
+    replay = shop.run(RUN3, raw_run_id=RUN1)  # the first run's raw files again
+    assert replay.status == "succeeded", replay.error
+    assert replay.iceberg["files_removed"] >= 1
+    rows = shop.query(f"SELECT order_id, meta_run_id FROM {TABLE} ORDER BY order_id, meta_run_id")
+    assert rows == [(1, RUN3), (2, RUN3), (3, RUN2), (3, RUN3), (4, RUN2)]
+    summary = shop.query('SELECT summary FROM pp_dw_bronze."shop_orders$snapshots" ORDER BY committed_at DESC LIMIT 1')
+    assert summary[0][0]["pp-dw.raw-run-id"] == RUN1
+
+
+def test_merge_leaves_one_row_per_key_the_latest_runs(spark, core, tmp_path):
+    shop = Shop(spark, core, tmp_path, config(load_mode="merge"))
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    assert shop.run(RUN2, SECOND).status == "succeeded"
+    rows = shop.query(f"SELECT order_id, amount, meta_run_id FROM {TABLE} ORDER BY 1")
+    assert rows == [(1, 10, RUN1), (2, 20, RUN1), (3, 33, RUN2), (4, 40, RUN2)]
+    # duplicates inside a run are still quarantined by the primary key check; the table keeps one row per key
+    third = shop.run(RUN3, csv("1,ann,11,2026-01-01 10:00:00", "5,eve,50,2026-01-05 10:00:00"))
+    assert third.status == "succeeded", third.error
+    assert shop.query(f"SELECT count(*), count(DISTINCT order_id) FROM {TABLE}") == [(5, 5)]
+    assert shop.query(f"SELECT amount FROM {TABLE} WHERE order_id = 1") == [(11,)]
+
+
+def test_schema_evolves_by_adding_and_widening_and_refuses_narrowing(spark, core, tmp_path):
+    shop = Shop(spark, core, tmp_path, config(load_mode="append"))
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    widened = config(load_mode="append", columns={"order_id": "bigint", "amount": "bigint", "created_at": "timestamp"})
+    second = shop.run(RUN2, csv("9,ivy,90,2026-01-09 00:00:00,gift", header="order_id,customer,amount,created_at,note"),
+                      dataset=widened)  # fmt: skip
+    assert second.status == "succeeded", second.error
+    assert second.iceberg["schema_change"] == {"added": ["note"], "retyped": {"amount": "int -> long"}}
+    result = run_query(f"SELECT order_id, amount, note FROM {TABLE} ORDER BY 1", shop.lake.root, Naming.of(core))
+    assert result.types[1] == "bigint"
+    assert result.rows == [(1, 10, None), (2, 20, None), (3, 30, None), (9, 90, "gift")]
+    snapshots, files = shop.snapshots(), shop.data_files()
+    # amount back to int: a narrowing, refused naming the column; the table is unchanged
+    narrowed = shop.run(RUN3, csv("10,jo,1,2026-01-10 00:00:00"), dataset=config(load_mode="append"))
+    assert narrowed.status == "failed"
+    assert "the column amount of the Iceberg table pp_dw_bronze.shop_orders is long and the new data has it as int" in (
+        narrowed.error
+    )
+    assert "table is unchanged" in narrowed.error
+    assert shop.snapshots() == snapshots and shop.data_files() == files
+
+
+def test_partition_by_day_writes_one_partition_per_file(spark, core, tmp_path):
+    shop = Shop(spark, core, tmp_path, config(partition_by=["day(created_at)"]))
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    files = run_query('SELECT partition, record_count FROM pp_dw_bronze."shop_orders$files"', shop.lake.root,
+                      Naming.of(core)).rows  # fmt: skip
+    assert sorted((str(p["created_at_day"]), n) for p, n in files) == [("2026-01-01", 1), ("2026-01-02", 2)]
+    assert shop.query(f"SELECT count(*) FROM {TABLE} WHERE created_at >= TIMESTAMP '2026-01-02 00:00:00'") == [(2,)]
+    changed = shop.run(RUN2, SECOND, dataset=config(partition_by=["month(created_at)"]))
+    assert changed.status == "failed" and "partition_by" in changed.error and "table is unchanged" in changed.error
+
+
+def test_old_snapshots_expire_and_files_no_snapshot_uses_are_deleted(spark, core, tmp_path):
+    shop = Shop(spark, core, tmp_path, config())
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    first_files = shop.data_files()
+    assert shop.run(RUN2, SECOND).status == "succeeded"
+    assert set(first_files) <= set(shop.data_files())  # kept for time travel within the retention
+    table = iceberg.catalog(shop.lake, Naming.of(core)).load_table(("pp_dw_bronze", "shop_orders"))
+    expired, removed = iceberg.expire(
+        table, shop.lake, "bronze/shop_orders/", 7, now=datetime.now(UTC) + timedelta(days=8)
+    )
+    assert (expired, removed) == (1, len(first_files))
+    assert not set(first_files) & set(shop.data_files())
+    assert len(shop.snapshots()) == 1 and shop.query(f"SELECT count(*) FROM {TABLE}") == [(2,)]
+
+
+def test_a_gold_model_reads_the_current_snapshot_not_every_file_of_the_folder(spark, core, tmp_path):
+    from dwlib import gold
+
+    shop = Shop(spark, core, tmp_path, config())
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    assert shop.run(RUN2, SECOND).status == "succeeded"  # the first run's files stay, for time travel
+    ctx = bronze.JobContext(core=core, dataset=shop.dataset, lake=shop.lake, run_id=RUN3)
+    sql = "SELECT count(*) AS orders, sum(amount) AS amount FROM pp_dw_bronze.shop_orders"
+    summary = gold.run_gold(spark, ctx, {"order_totals": sql})
+    assert summary.status == "succeeded", summary.models
+    assert shop.query("SELECT orders, amount FROM pp_dw_gold.order_totals") == [(2, 73)]
+
+
+def test_on_s3_the_staged_files_are_copied_into_the_table_folder():
+    import boto3
+    from moto import mock_aws
+
+    from dwlib.lake import S3Lake
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="pp-dw-123456789012")
+        lake = S3Lake("pp-dw-123456789012", client=client)
+        staged = "staging/bronze/shop-orders/run_id=20260101T000000Z/output/"
+        for name in ("part-0.zstd.parquet", "part-1.zstd.parquet", "_SUCCESS"):
+            lake.write_bytes(staged + name, name.encode())
+        target = "bronze/shop_orders/data/raw_run_id=R/run_id=R/"
+        moved = iceberg._move(lake, staged, target)
+        assert sorted(moved) == [target + "part-0.zstd.parquet", target + "part-1.zstd.parquet"]
+        assert lake.read_bytes(target + "part-1.zstd.parquet") == b"part-1.zstd.parquet"
+        assert iceberg.location(lake, "bronze/shop_orders/") == "s3://pp-dw-123456789012/bronze/shop_orders"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "refused"),
+    [
+        ("decimal(10,2)", "decimal(12,2)", False),
+        ("float", "double", False),
+        ("int", "bigint", False),
+        ("decimal(10,2)", "decimal(8,2)", True),
+        ("decimal(10,2)", "decimal(12,3)", True),
+        ("double", "float", True),
+        ("bigint", "string", True),
+    ],
+)
+def test_only_widenings_pass_the_schema_check(tmp_path, old, new, refused):
+    import pyarrow as pa
+
+    arrow = {
+        "decimal(10,2)": pa.decimal128(10, 2),
+        "decimal(12,2)": pa.decimal128(12, 2),
+        "decimal(8,2)": pa.decimal128(8, 2),
+        "decimal(12,3)": pa.decimal128(12, 3),
+        "float": pa.float32(),
+        "double": pa.float64(),
+        "int": pa.int32(),
+        "bigint": pa.int64(),
+        "string": pa.string(),
+    }
+    cat = iceberg.local_catalog(tmp_path, create=True)
+    cat.create_namespace("db")
+    table = cat.create_table(("db", "t"), schema=pa.schema([("price", arrow[old])]))
+    incoming = pa.schema([("price", arrow[new])])
+    if not refused:
+        iceberg._refuse_narrowing(table, incoming, "db.t")
+        return
+    with pytest.raises(
+        iceberg.IcebergError, match=r"the column price of the Iceberg table db\.t is .* The table is unchanged"
+    ):
+        iceberg._refuse_narrowing(table, incoming, "db.t")
