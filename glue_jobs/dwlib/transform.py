@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, StringType, StructField, StructType
 
@@ -534,51 +534,83 @@ def prepare_types(
         F.substring_index(F.input_file_name(), "/", -1).alias("meta_source_file"),  # no array per row
         F.monotonically_increasing_id().alias(ORDER),
     )
-    reasons = list(malformed)
+    # Each check is (condition, reason): the kept/rejected split tests one boolean per row, and the
+    # reason text is built only for a row that failed (a CASE branch is evaluated lazily).
+    problems: list[Problem] = []
+    if malformed:
+        problems.append((F.col(MALFORMED).isNotNull(), F.col(MALFORMED)))
     if encoding:
-        reasons.append(_invalid_bytes([(i, n) for i, n in enumerate(names) if is_string[n]], encoding))
+        problems += _invalid_bytes([(i, n) for i, n in enumerate(names) if is_string[n]], encoding)
     for i, name, ctype in checks:
         original = F.col(f"_dw_orig_{i}")
         label = f"{ctype.spark_type}:{ctype.fmt}" if ctype.fmt else ctype.spark_type
-        present = original.isNotNull() & (F.trim(original.cast("string")) != "")
-        reasons.append(F.when(present & F.col(name).isNull(), F.lit(f"{name}: not a valid {label}")))
+        # A typed value is null only where its text was null, blank or unparsable; test the cheap part first.
+        present = F.col(name).isNull() & original.isNotNull() & (F.trim(original.cast("string")) != "")
+        problems.append((present, F.lit(f"{name}: not a valid {label}")))
         if is_string[name]:
-            reasons.append(_rounded(name, F.trim(original), ctype))
-    return df.withColumn(REJECT_REASON, _joined(reasons)), names
+            problems += _rounded(name, F.trim(original), ctype)
+    return df.withColumn(REJECT_REASON, _reasons(problems)), names
 
 
-def _invalid_bytes(columns: list[tuple[int, str]], encoding: str) -> Column:
+Problem = tuple[Column, Column]  # (the row fails this check, the reason it gives)
+
+
+def _any(conditions: list[Column]) -> Column:
+    anywhere = conditions[0]
+    for condition in conditions[1:]:
+        anywhere = anywhere | condition
+    return anywhere
+
+
+def _reasons(problems: list[Problem], previous: Column | None = None) -> Column:
+    """`reason; reason` of the checks a row fails (after `previous`, the reasons it already has), else null."""
+    if not problems:
+        return previous if previous is not None else F.lit(None).cast("string")
+    texts = [F.when(condition, reason) for condition, reason in problems]
+    failed = _any([condition for condition, _ in problems])
+    if previous is None:
+        return F.when(failed, F.concat_ws("; ", *texts))
+    return F.when(failed, F.concat_ws("; ", previous, *texts)).otherwise(previous)  # concat_ws skips nulls
+
+
+def _invalid_bytes(columns: list[tuple[int, str]], encoding: str) -> list[Problem]:
     """`name: invalid utf-8 bytes` for each string value holding U+FFFD (the decoder's stand-in)."""
     if not columns:
-        return F.lit(None).cast("string")
+        return []
     holds = [(F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR), name) for i, name in columns]
-    anywhere = holds[0][0]
-    for condition, _ in holds[1:]:
-        anywhere = anywhere | condition
-    # The per-column text is built only for a row that has one (a CASE branch is evaluated lazily).
+    # One test per row on all the values at once; the per-column test runs only where it found one.
+    anywhere = F.concat_ws("", *[F.col(f"_dw_orig_{i}") for i, _ in columns]).contains(REPLACEMENT_CHAR)
     which = F.concat_ws("; ", *[F.when(c, F.lit(f"{name}: invalid {encoding.lower()} bytes")) for c, name in holds])
-    return F.when(anywhere, which)
+    return [(anywhere, which)]
 
 
-def _rounded(name: str, text: Column, ctype: ColumnType) -> Column:
+def _rounded(name: str, text: Column, ctype: ColumnType) -> list[Problem]:
     """A reason when casting text to decimal(p,s) would round it: more decimal places than s, not all zero."""
     match = re.fullmatch(r"decimal\((\d+),(\d+)\)", ctype.spark_type)
     if not match:
-        return F.lit(None).cast("string")
+        return []
     precision, scale = int(match[1]), int(match[2])
     reason = F.lit(f"{name}: {ctype.spark_type}: more than {scale} decimal places")
+    # Only text with more than `scale` characters after its '.', or an exponent, can round: a cheap
+    # test before the exact one, which casts the text a second time.
+    point = F.instr(text, ".")
+    long_tail = (point > 0) & (F.length(text) - point > scale)
+    suspect = F.col(name).isNotNull() & (long_tail | text.contains("e") | text.contains("E"))
     roomy = 38 - (precision - scale)  # the most decimal places a value with p-s integer digits can keep
     if roomy > scale:
         exact = text.cast(f"decimal(38,{roomy})")
-        return F.when(F.col(name).isNotNull() & (exact != F.col(name)), reason)
+        return [(suspect & (exact != F.col(name)), reason)]
     # decimal(38,s) leaves no room for a finer cast: look at the digits instead.
-    return F.when(F.col(name).isNotNull() & text.rlike(f"\\.[0-9]{{{scale}}}[0-9]*[1-9]"), reason)
+    return [(suspect & text.rlike(f"\\.[0-9]{{{scale}}}[0-9]*[1-9]"), reason)]
 
 
 def check_rules(df: DataFrame, config: DatasetConfig) -> DataFrame:
-    """Add the primary key's and the quality rules' reasons to `reject_reason` (needs it and `_dw_order`)."""
-    reasons = [F.col(REJECT_REASON), *_rule_reasons(config.primary_key, config.quality)]
-    df = df.withColumn(REJECT_REASON, _joined(reasons))
+    """Add the primary key's and the quality rules' reasons to `reject_reason` (needs it and `_dw_order`).
+
+    Runs a Spark job per key (the primary key, each `unique` column) to learn whether any value
+    repeats; see `_reject_repeats`.
+    """
+    df = df.withColumn(REJECT_REASON, _reasons(_rule_reasons(config.primary_key, config.quality), F.col(REJECT_REASON)))
     df = _reject_repeats(df, config.primary_key, "duplicate primary key")
     for column in config.quality.unique:
         df = _reject_repeats(df, [column], f"{column}: not unique")
@@ -592,32 +624,51 @@ def rule_columns(config: DatasetConfig) -> list[str]:
     return list(dict.fromkeys(named))
 
 
-def _rule_reasons(primary_key: list[str], rules: QualityRules) -> list[Column]:
-    reasons = [F.when(F.col(c).isNull(), F.lit(f"{c}: primary key is null")) for c in primary_key]
-    reasons += [F.when(F.col(c).isNull(), F.lit(f"{c}: null (not_null rule)")) for c in rules.not_null]
+def _rule_reasons(primary_key: list[str], rules: QualityRules) -> list[Problem]:
+    problems = [(F.col(c).isNull(), F.lit(f"{c}: primary key is null")) for c in primary_key]
+    problems += [(F.col(c).isNull(), F.lit(f"{c}: null (not_null rule)")) for c in rules.not_null]
     for column, values in rules.accepted_values.items():
         allowed = F.col(column).cast("string").isin([str(v).lower() if isinstance(v, bool) else str(v) for v in values])
-        reasons.append(F.when(F.col(column).isNotNull() & ~allowed, F.lit(f"{column}: not an accepted value")))
-    return reasons
+        problems.append((F.col(column).isNotNull() & ~allowed, F.lit(f"{column}: not an accepted value")))
+    return problems
 
 
-def _joined(reasons: list[Column]) -> Column:
-    if not reasons:
-        return F.lit(None).cast("string")
-    joined = F.concat_ws("; ", *reasons)  # concat_ws skips nulls
-    return F.when(joined != "", joined)
+FIRST = "_dw_first"  # the source position of a repeated key's first clean row
 
 
 def _reject_repeats(df: DataFrame, key: list[str], reason: str) -> DataFrame:
-    """Reject every clean row whose key repeats an earlier clean row (source order)."""
+    """Reject every clean row whose key repeats an earlier clean row (source order).
+
+    First a key-only aggregate (the key's columns are all it reads, a few bytes a row through the
+    shuffle): does any non-null key occur twice at all? Usually not, and then nothing else is done.
+    Otherwise the clean rows' keys that repeat, each with its first row's position, are joined back
+    (broadcast when small): a clean row of such a key that is not its first row is rejected. Never a
+    sort of whole rows.
+    """
     if not key:
         return df
+    present = _all([F.col(c).isNotNull() for c in key])
+    repeats = df.filter(present).groupBy(*key).agg(F.count(F.lit(1)).alias("_dw_n")).filter(F.col("_dw_n") > 1)
+    if repeats.isEmpty():
+        return df
     clean = F.col(REJECT_REASON).isNull()
-    window = Window.partitionBy(*[F.col(c) for c in key], clean).orderBy(ORDER)
-    repeated = clean & F.row_number().over(window).__gt__(1)
-    for c in key:
-        repeated = repeated & F.col(c).isNotNull()
-    return df.withColumn(REJECT_REASON, F.when(repeated, F.lit(reason)).otherwise(F.col(REJECT_REASON)))
+    firsts = (
+        df.filter(clean & present)
+        .groupBy(*key)
+        .agg(F.min(ORDER).alias(FIRST), F.count(F.lit(1)).alias("_dw_n"))
+        .filter(F.col("_dw_n") > 1)
+        .drop("_dw_n")
+    )
+    joined = df.join(firsts, on=key, how="left").select(*df.columns, FIRST)  # df's columns in df's order
+    repeated = clean & F.col(FIRST).isNotNull() & (F.col(ORDER) != F.col(FIRST))
+    return joined.withColumn(REJECT_REASON, F.when(repeated, F.lit(reason)).otherwise(F.col(REJECT_REASON))).drop(FIRST)
+
+
+def _all(conditions: list[Column]) -> Column:
+    every = conditions[0]
+    for condition in conditions[1:]:
+        every = every & condition
+    return every
 
 
 def kept_rows(df: DataFrame, names: list[str]) -> DataFrame:
