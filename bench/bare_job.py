@@ -2,7 +2,7 @@
 
 What a bare `spark-submit` script does with the same file: start Spark (the same `local_session()` the
 `dw` command starts, so both pay the same JVM and settings), read the CSV with the declared schema (a
-DDL string), write ZSTD Parquet, stop. Nothing else: no checks, no meta columns, no ledger.
+DDL string), write ZSTD Parquet. Nothing else: no checks, no meta columns, no ledger.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main(argv: list[str]) -> None:
         .option("compression", "zstd")
         .parquet(out)
     )
-    spark.stop()
+    # No spark.stop(), as `dw run` does not either: the JVM exits when this process does.
 
 
 if __name__ == "__main__":

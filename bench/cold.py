@@ -53,12 +53,16 @@ def _env() -> dict[str, str]:
 
 
 def _timed(command: list[str], cwd: Path, what: str) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, timeout=3600)
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).decode(errors="replace")[-1500:]
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    """Seconds from start to the process's exit (not to its pipes' end: a JVM it leaves behind exits on its own)."""
+    log_path = WORK / "cold" / ".output.log"
+    with open(log_path, "wb") as output:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=cwd, env=_env(), stdout=output, stderr=subprocess.STDOUT)
+        code = proc.wait(3600)
+        seconds = time.perf_counter() - started
+    if code != 0:
+        tail = log_path.read_bytes().decode(errors="replace")[-1500:]
+        raise RuntimeError(f"{what} failed (exit {code}):\n{tail}")
     return seconds
 
 

@@ -578,8 +578,9 @@ def _invalid_bytes(columns: list[tuple[int, str]], encoding: str) -> list[Proble
     if not columns:
         return []
     holds = [(F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR), name) for i, name in columns]
-    # One test per row on all the values at once; the per-column test runs only where it found one.
-    anywhere = F.concat_ws("", *[F.col(f"_dw_orig_{i}") for i, _ in columns]).contains(REPLACEMENT_CHAR)
+    # A byte search per value (U+FFFD's first byte, 0xEF, is rare in text), no copy of the row; the
+    # per-column text is built only for a row where one matched.
+    anywhere = _any([condition for condition, _ in holds])
     which = F.concat_ws("; ", *[F.when(c, F.lit(f"{name}: invalid {encoding.lower()} bytes")) for c, name in holds])
     return [(anywhere, which)]
 
