@@ -15,6 +15,7 @@ Every timing is from process start to exit. The JVM's start is in both; it is th
 
 from __future__ import annotations
 
+import csv as csv_module
 import json
 import os
 import shutil
@@ -168,7 +169,10 @@ def measure(size_mb: float, repeat: int) -> dict[str, Any]:
     def fresh_small() -> None:
         shutil.rmtree(small_lake, ignore_errors=True)
 
-    duck_columns = "{" + ", ".join(f"'{n}': '{'VARCHAR' if t == 'STRING' else t}'" for n, t in SMALL_COLUMNS) + "}"
+    with small_csv.open(newline="", encoding="utf-8") as text:
+        header = next(csv_module.reader(text))  # DuckDB matches `columns` to the header's own names
+    duck_types = ["VARCHAR" if t == "STRING" else t for _, t in SMALL_COLUMNS]
+    duck_columns = "{" + ", ".join(f"'{n}': '{t}'" for n, t in zip(header, duck_types, strict=True)) + "}"
     small = _alternate(
         {
             "dw_run": (
@@ -185,7 +189,7 @@ def measure(size_mb: float, repeat: int) -> dict[str, Any]:
                 lambda: None,
             ),
             "duckdb": (
-                _duckdb(small_csv, folder / "duck-small.parquet", "nullstr = ['', 'NA'], dateformat = '%Y%m%d', ", duck_columns),
+                _duckdb(small_csv, folder / "duck-small.parquet", "nullstr = ['', 'NA'], dateformat = '%Y%m%d', ignore_errors = true, ", duck_columns),
                 ROOT,
                 lambda: None,
             ),

@@ -302,7 +302,8 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
         )
         if hook is None:
-            prepared, data_names = transform.check_rules(typed, config), names
+            small = input_bytes <= CACHE_INPUT_BYTES
+            prepared, data_names = transform.check_rules(typed, config, small_input=small), names
         else:
             returned = hook.apply(transform.hook_input(typed, names))
             problems = transform.hook_output_problems(returned, config)
@@ -379,9 +380,7 @@ def _check_and_quarantine(
             written = spark.read.parquet(lake.uri(quarantine))
             if summary.rows_rejected <= FEW_REJECTED:
                 reasons = Counter(
-                    reason
-                    for row in written.select(transform.REJECT_REASON).collect()
-                    for reason in row[0].split("; ")
+                    reason for row in written.select(transform.REJECT_REASON).collect() for reason in row[0].split("; ")
                 )
             else:
                 counts = (

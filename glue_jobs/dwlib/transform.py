@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, StringType, StructField, StructType
 
@@ -605,16 +605,18 @@ def _rounded(name: str, text: Column, ctype: ColumnType) -> list[Problem]:
     return [(suspect & text.rlike(f"\\.[0-9]{{{scale}}}[0-9]*[1-9]"), reason)]
 
 
-def check_rules(df: DataFrame, config: DatasetConfig) -> DataFrame:
+def check_rules(df: DataFrame, config: DatasetConfig, *, small_input: bool = False) -> DataFrame:
     """Add the primary key's and the quality rules' reasons to `reject_reason` (needs it and `_dw_order`).
 
     Runs a Spark job per key (the primary key, each `unique` column) to learn whether any value
-    repeats; see `_reject_repeats`.
+    repeats, see `_reject_repeats`; with `small_input` (a few MB) a window over the key instead,
+    which for so little data costs fewer Spark jobs than the aggregate and the join.
     """
     df = df.withColumn(REJECT_REASON, _reasons(_rule_reasons(config.primary_key, config.quality), F.col(REJECT_REASON)))
-    df = _reject_repeats(df, config.primary_key, "duplicate primary key")
+    repeats = _reject_repeats_in_window if small_input else _reject_repeats
+    df = repeats(df, config.primary_key, "duplicate primary key")
     for column in config.quality.unique:
-        df = _reject_repeats(df, [column], f"{column}: not unique")
+        df = repeats(df, [column], f"{column}: not unique")
     return df
 
 
@@ -663,6 +665,16 @@ def _reject_repeats(df: DataFrame, key: list[str], reason: str) -> DataFrame:
     joined = df.join(firsts, on=key, how="left").select(*df.columns, FIRST)  # df's columns in df's order
     repeated = clean & F.col(FIRST).isNotNull() & (F.col(ORDER) != F.col(FIRST))
     return joined.withColumn(REJECT_REASON, F.when(repeated, F.lit(reason)).otherwise(F.col(REJECT_REASON))).drop(FIRST)
+
+
+def _reject_repeats_in_window(df: DataFrame, key: list[str], reason: str) -> DataFrame:
+    """`_reject_repeats` for a small input: one pass, the rows sorted by key (cheap when they are few)."""
+    if not key:
+        return df
+    clean = F.col(REJECT_REASON).isNull()
+    window = Window.partitionBy(*[F.col(c) for c in key], clean).orderBy(ORDER)
+    repeated = clean & (F.row_number().over(window) > 1) & _all([F.col(c).isNotNull() for c in key])
+    return df.withColumn(REJECT_REASON, F.when(repeated, F.lit(reason)).otherwise(F.col(REJECT_REASON)))
 
 
 def _all(conditions: list[Column]) -> Column:

@@ -193,7 +193,8 @@ def test_the_duplicate_check_never_sorts_whole_rows(spark, tmp_path):
     assert len(transform.kept_rows(df, names).collect()) == 300
 
 
-def test_repeated_keys_across_partitions_keep_the_first_clean_row_in_source_order(spark, tmp_path):
+@pytest.mark.parametrize("small_input", [False, True], ids=["aggregate-and-join", "window"])
+def test_repeated_keys_across_partitions_keep_the_first_clean_row_in_source_order(spark, tmp_path, small_input):
     """Several read partitions, a two-column key, type rejects among the repeats: the first clean row wins."""
     cfg = config(columns={"a": "int", "b": "string", "n": "int"}, primary_key=["a", "b"])
     rows = [(str(i % 17), "xy"[i % 2], "bad" if i % 11 == 0 else str(i)) for i in range(400)]  # "bad": a type reject
@@ -203,7 +204,8 @@ def test_repeated_keys_across_partitions_keep_the_first_clean_row_in_source_orde
     try:
         source = transform.read_source(spark, [str(path)], "csv", cfg.csv)
         assert source.rdd.getNumPartitions() > 2
-        df, names = transform.prepare(source, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC))
+        typed, names = transform.prepare_types(source, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC))
+        df = transform.check_rules(typed, cfg, small_input=small_input)
         kept = sorted((r["a"], r["b"], r["n"]) for r in transform.kept_rows(df, names).collect())
         rejected = sorted((r["n"], r["reject_reason"]) for r in transform.rejected_rows(df, names).collect())
     finally:
