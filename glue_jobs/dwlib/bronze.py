@@ -34,7 +34,7 @@ TARGET_FILE_BYTES = 128 * 1024**2
 CSV_TO_PARQUET_RATIO = 4
 # Inputs this small keep the checked rows in memory after the bronze write, so the quarantine write
 # does not read, type and check the source again (on a small run each Spark job costs more than its data).
-CACHE_INPUT_BYTES = 64 * 1024**2
+CACHE_INPUT_BYTES = 16 * 1024**2
 # Up to this many rejected rows, their reasons are counted here from one read of the quarantine,
 # instead of a grouped count (two Spark jobs with adaptive execution).
 FEW_REJECTED = 100_000
