@@ -8,6 +8,8 @@ from __future__ import annotations
 import codecs
 import csv as pycsv
 import io
+import mmap
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -297,6 +299,37 @@ def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[
     return None if truncated else []
 
 
+# Encodings in which the quote character is one byte that no other character's bytes contain.
+_ONE_BYTE_QUOTE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"}
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4", ".deflate", ".snappy", ".xz", ".zip")
+
+
+def _quote_in_any(uris: list[str], csv: CsvOptions) -> bool:
+    """Whether a quote character may appear in these files: True unless every one is a plain local file
+    whose bytes were searched (memchr speed, through mmap) and hold none. S3 objects are not read here."""
+    try:
+        encoding = codecs.lookup(csv.encoding).name
+    except LookupError:
+        return True
+    if encoding not in _ONE_BYTE_QUOTE or len(csv.quote) != 1 or ord(csv.quote) > 127:
+        return True
+    quote = csv.quote.encode("ascii")
+    for uri in uris:
+        path = uri.removeprefix("file://") if uri.startswith("file://") else uri
+        if "://" in path or path.startswith("file:") or path.lower().endswith(_COMPRESSED):
+            return True
+        try:
+            with open(path, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size == 0:
+                    continue
+                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    if data.find(quote) >= 0:
+                        return True
+        except (OSError, ValueError):
+            return True
+    return False
+
+
 def _spark_header(spark: SparkSession, uri: str, csv: CsvOptions) -> list[str]:
     return _csv_reader(spark, csv, csv.header).csv(uri).columns
 
@@ -338,6 +371,9 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
     if not files:
         return Source(spark.createDataFrame([], StructType([])))
     guess = csv.multiline is None and max(len(h) for _, h in files) > 1
+    if guess and not _quote_in_any(uris, csv):
+        # No quote character anywhere, so no quoted line break: line by line is right, and no row is suspect.
+        guess, csv = False, csv.model_copy(update={"multiline": False})
     if csv.multiline is None and not guess:
         csv = csv.model_copy(update={"multiline": True})
     if not csv.header:

@@ -221,3 +221,19 @@ def test_repeated_keys_across_partitions_keep_the_first_clean_row_in_source_orde
             first[(a, b)] = n
     assert kept == sorted((int(a), b, int(n)) for (a, b), n in first.items())
     assert rejected == sorted(expected_rejected)
+
+
+def test_a_csv_without_any_quote_is_read_line_by_line_with_no_suspect_check(spark, tmp_path):
+    """No quote byte in the file: no quoted line break can split a row, so no per-value quote search runs."""
+    from dwlib.config import CsvOptions
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("a,b\n1,2\n3\n4,5\n")
+    source = transform.read_input(spark, [str(plain)], "csv", CsvOptions())
+    assert not source.line_mode_guess and transform.SUSPECT not in source.df.columns
+    rows = sorted((r["a"], r[transform.MALFORMED]) for r in source.df.collect())
+    assert rows == [("1", None), ("3", "malformed: 1 fields, header has 2"), ("4", None)]
+
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('a,b\n1,"two\nlines"\n')
+    assert transform.read_input(spark, [str(quoted)], "csv", CsvOptions()).line_mode_guess
