@@ -576,7 +576,10 @@ def prepare_types(
     if malformed:
         problems.append((F.col(MALFORMED).isNotNull(), F.col(MALFORMED)))
     if encoding:
-        problems += _invalid_bytes([(i, n) for i, n in enumerate(names) if is_string[n]], encoding)
+        typed_as = {f.name: f.dataType for f in df.schema.fields}
+        problems += _invalid_bytes(
+            [(i, n, not isinstance(typed_as[n], StringType)) for i, n in enumerate(names) if is_string[n]], encoding
+        )
     for i, name, ctype in checks:
         original = F.col(f"_dw_orig_{i}")
         label = f"{ctype.spark_type}:{ctype.fmt}" if ctype.fmt else ctype.spark_type
@@ -609,12 +612,24 @@ def _reasons(problems: list[Problem], previous: Column | None = None) -> Column:
     return F.when(failed, F.concat_ws("; ", previous, *texts)).otherwise(previous)  # concat_ws skips nulls
 
 
-def _invalid_bytes(columns: list[tuple[int, str]], encoding: str) -> list[Problem]:
-    """`name: invalid utf-8 bytes` for each string value holding U+FFFD (the decoder's stand-in)."""
+def _invalid_bytes(columns: list[tuple[int, str, bool]], encoding: str) -> list[Problem]:
+    """`name: invalid utf-8 bytes` for each string value holding U+FFFD (the decoder's stand-in).
+
+    `columns`: (position, name, typed) of the source's text columns; a typed column (a number, a
+    date...) whose value parsed cannot hold U+FFFD, so its text is searched only where it did not.
+    """
     if not columns:
         return []
-    holds = [(F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR), name) for i, name in columns]
-    # A byte search per value (U+FFFD's first byte, 0xEF, is rare in text), no copy of the row; the
+    holds = [
+        (
+            (F.col(name).isNull() & F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR))
+            if typed
+            else F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR),
+            name,
+        )
+        for i, name, typed in columns
+    ]
+    # A byte search per text value (U+FFFD's first byte, 0xEF, is rare in text), no copy of the row; the
     # per-column text is built only for a row where one matched.
     anywhere = _any([condition for condition, _ in holds])
     which = F.concat_ws("; ", *[F.when(c, F.lit(f"{name}: invalid {encoding.lower()} bytes")) for c, name in holds])
