@@ -177,3 +177,96 @@ def fetch_file(size_mib: int) -> Path:
             out.write(block)
     os.replace(tmp, path)
     return path
+
+
+# ------------------------------------------------------------------ wide, real-shaped data
+
+# Shaped like a real operational dataset (nycflights13's `flights`): 19 columns, most of them integers
+# and doubles, nulls spelled `NA`, a timestamp. (column, dataset config type, DuckDB type, expression)
+WIDE_COLUMNS: list[tuple[str, str, str, str]] = [
+    ("year", "int", "INTEGER", "2013"),
+    ("month", "int", "INTEGER", "1 + h(i, 1) % 12"),
+    ("day", "int", "INTEGER", "1 + h(i, 2) % 28"),
+    ("dep_time", "int", "INTEGER", "h(i, 3) % 2400"),
+    ("sched_dep_time", "int", "INTEGER", "500 + h(i, 4) % 1900"),
+    ("dep_delay", "double", "DOUBLE", "CAST(h(i, 5) % 120 - 20 AS DOUBLE)"),
+    ("arr_time", "int", "INTEGER", "h(i, 6) % 2400"),
+    ("sched_arr_time", "int", "INTEGER", "h(i, 7) % 2400"),
+    ("arr_delay", "double", "DOUBLE", "CAST(h(i, 8) % 150 - 40 AS DOUBLE)"),
+    ("carrier", "string", "VARCHAR", "(['UA', 'AA', 'B6', 'DL', 'EV', 'MQ', 'US', 'WN'])[1 + h(i, 9) % 8]"),
+    ("flight", "int", "INTEGER", "1 + h(i, 10) % 6000"),
+    ("tailnum", "string", "VARCHAR", "'N' || CAST(100 + h(i, 11) % 900 AS VARCHAR) || 'UA'"),
+    ("origin", "string", "VARCHAR", "(['EWR', 'LGA', 'JFK'])[1 + h(i, 12) % 3]"),
+    ("dest", "string", "VARCHAR", "(['IAH', 'MIA', 'BQN', 'ATL', 'ORD', 'FLL', 'IAD', 'MCO'])[1 + h(i, 13) % 8]"),
+    ("air_time", "double", "DOUBLE", "CAST(20 + h(i, 14) % 600 AS DOUBLE)"),
+    ("distance", "double", "DOUBLE", "CAST(80 + h(i, 15) % 4900 AS DOUBLE)"),
+    ("hour", "double", "DOUBLE", "CAST(5 + h(i, 16) % 19 AS DOUBLE)"),
+    ("minute", "double", "DOUBLE", "CAST(h(i, 17) % 60 AS DOUBLE)"),
+    (
+        "time_hour",
+        "timestamp",
+        "TIMESTAMP",
+        "TIMESTAMP '2013-01-01 05:00:00' + to_hours(CAST(h(i, 18) % 8760 AS BIGINT))",
+    ),
+]
+WIDE_NULLABLE = {"dep_time", "dep_delay", "arr_time", "arr_delay", "tailnum", "air_time"}  # ~3 % NA each
+WIDE_DATASET = "bench-flights"
+WIDE_CSV = "flights.csv"
+WIDE_BYTES_PER_ROW = 103.0  # measured average; sets the row count for a target size
+
+
+def wide_config(source_url: str = WIDE_CSV) -> dict[str, Any]:
+    """The wide dataset: every column declared, `NA` as the null marker, as the real file spells it."""
+    return {
+        "dataset": WIDE_DATASET,
+        "description": "Generated flights-shaped rows for the benchmark suite",
+        "data_size_category": "medium",
+        "source_url": source_url,
+        "format": "csv",
+        "csv": {"null_values": ["", "NA"]},
+        "columns": {name: ctype for name, ctype, _, _ in WIDE_COLUMNS},
+    }
+
+
+def wide_duckdb_columns() -> str:
+    return "{" + ", ".join(f"'{name}': '{duck}'" for name, _, duck, _ in WIDE_COLUMNS) + "}"
+
+
+def wide_csv(size_mb: float) -> tuple[Path, int, int]:
+    """A flights-shaped CSV of about size_mb MB: (path, bytes, rows). Generated once per size."""
+    rows = max(1000, round(size_mb * MB / WIDE_BYTES_PER_ROW))
+    folder = WORK / "data" / f"flights-{rows}"
+    path, manifest = folder / WIDE_CSV, folder / "manifest.json"
+    wanted = {"generator": GENERATOR_VERSION, "rows": rows}
+    known = _manifest(manifest)
+    if (
+        known
+        and {k: known.get(k) for k in wanted} == wanted
+        and path.exists()
+        and path.stat().st_size == known["bytes"]
+    ):
+        return path, known["bytes"], rows
+    import duckdb
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    log(f"generating {rows:,} flights-shaped rows (~{size_mb:g} MB) with DuckDB into {path}")
+    selects = []
+    for position, (name, _, _, expression) in enumerate(WIDE_COLUMNS):
+        if name in WIDE_NULLABLE:
+            expression = f"CASE WHEN h(i, {200 + position}) % 33 = 0 THEN NULL ELSE {expression} END"
+        selects.append(f'{expression} AS "{name}"')
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE MACRO h(i, s) AS CAST(hash(i, s) % 1000000007 AS BIGINT)")
+        tmp = folder / f".{WIDE_CSV}.tmp"
+        con.execute(
+            f"COPY (SELECT {', '.join(selects)} FROM range({rows}) t(i) ORDER BY i) "
+            f"TO '{tmp}' (FORMAT csv, HEADER, DELIMITER ',', NULLSTR 'NA', TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S')"
+        )
+    finally:
+        con.close()
+    os.replace(tmp, path)
+    size = path.stat().st_size
+    manifest.write_text(json.dumps({**wanted, "bytes": size}))
+    return path, size, rows

@@ -15,11 +15,19 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import bronze, export, fetch, query, report, synth
+from bench import bronze, cold, export, fetch, query, report, synth
 from bench.common import BENCH, RESULTS, log, machine
 
-FIGURES = ("bronze", "fetch", "export", "synth", "query")
-ALIASES = {"bytes": "bronze", "throughput": "bronze", "spark": "bronze", "curl": "fetch", "cdk": "synth"}
+FIGURES = ("bronze", "cold", "fetch", "export", "synth", "query")
+ALIASES = {
+    "wide": "cold",
+    "small": "cold",
+    "bytes": "bronze",
+    "throughput": "bronze",
+    "spark": "bronze",
+    "curl": "fetch",
+    "cdk": "synth",
+}
 
 
 def _counts(text: str) -> list[int]:
@@ -49,6 +57,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "writes bench/results/latest.json and latest.png.",
     )
     parser.add_argument("--size-mb", type=float, help="bronze input CSV size in MB (default 300; --quick 30)")
+    parser.add_argument(
+        "--wide-mb",
+        type=float,
+        default=float(os.environ.get("BENCH_WIDE_MB", 0)) or None,
+        help="cold figure's wide CSV size in MB (default 100, or $BENCH_WIDE_MB; the goal's size is 300; --quick 20)",
+    )
     parser.add_argument("--repeat", type=int, help="timed runs per figure (default 3; --quick 1)")
     parser.add_argument(
         "--only",
@@ -75,12 +89,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.size_mb = args.size_mb or (30.0 if quick else 300.0)
+    args.wide_mb = args.wide_mb or (20.0 if quick else 100.0)
     args.repeat = args.repeat or (1 if quick else 3)
     args.fetch_mib = args.fetch_mib or (64 if quick else 1024)
     args.export_items = args.export_items or ([1000, 10_000] if quick else [10_000, 100_000])
     args.synth_datasets = args.synth_datasets or ([1, 5] if quick else [1, 10, 50])
-    if args.repeat < 1 or args.size_mb <= 0 or args.fetch_mib < 1:
-        parser.error("--repeat, --size-mb and --fetch-mib must be positive")
+    if args.repeat < 1 or args.size_mb <= 0 or args.wide_mb <= 0 or args.fetch_mib < 1:
+        parser.error("--repeat, --size-mb, --wide-mb and --fetch-mib must be positive")
     args.only = list(dict.fromkeys(args.only or FIGURES))
     return args
 
@@ -88,6 +103,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def params(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "size_mb": args.size_mb,
+        "wide_mb": args.wide_mb,
         "repeat": args.repeat,
         "quick": args.quick,
         "fetch_mib": args.fetch_mib,
@@ -132,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name == "bronze":
                 figure = bronze.measure(args.size_mb, args.repeat, args.ablation)
+            elif name == "cold":
+                figure = cold.measure(args.wide_mb, args.repeat)
             elif name == "fetch":
                 figure = fetch.measure(args.fetch_mib, args.repeat)
             elif name == "export":

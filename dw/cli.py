@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+import threading
 import time
 from datetime import date, datetime
 from decimal import Decimal
@@ -266,6 +267,8 @@ def run_command(
     On AWS the pipeline takes the same choices as input: `dw list` prints the
     `aws stepfunctions start-execution` command for each case.
     """
+    if layer != Layer.raw and not dry_run and os.environ.get(FORCE_DRY_RUN, "") in ("", "0"):
+        _EarlySpark.start(f"dw-{dataset}")
     from dwlib import bronze
 
     project = _project()
@@ -315,6 +318,42 @@ def run_command(
         raise DwError(str(exc)) from None
 
 
+class _EarlySpark:
+    """Spark's JVM starting (seconds) on a thread of its own while `dw run` imports, checks its config and
+    takes the run lock: on a small dataset that start is most of the run. It writes nothing; a run
+    that stops before Spark is needed leaves the JVM to exit with this process."""
+
+    _thread: threading.Thread | None = None
+    _outcome: dict[str, Any] = {}
+
+    @classmethod
+    def start(cls, app_name: str) -> None:
+        def run() -> None:
+            try:
+                from dwlib.jobs import local_session
+
+                cls._outcome["spark"] = local_session(app_name)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller of session()
+                cls._outcome["error"] = exc
+
+        cls._outcome = {}
+        cls._thread = threading.Thread(target=run, name="spark-start", daemon=True)
+        cls._thread.start()
+
+    @classmethod
+    def session(cls, app_name: str):
+        """The session started early, else one started now."""
+        thread, cls._thread = cls._thread, None
+        if thread is None:
+            from dwlib.jobs import local_session
+
+            return local_session(app_name)
+        thread.join()
+        if "error" in cls._outcome:
+            raise cls._outcome["error"]
+        return cls._outcome["spark"]
+
+
 def _show_trace(summary) -> None:
     if STATE["debug"] and summary.traceback:
         err.print(summary.traceback, markup=False)
@@ -348,7 +387,6 @@ def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progr
         )
         return
     from dwlib import gold
-    from dwlib.jobs import local_session
 
     models = gold.model_sources(project.dataset_dir(dataset))
     if layer == Layer.gold and not models:
@@ -362,7 +400,7 @@ def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progr
         ctx.lake.delete_prefix(naming.transform_hook_key(dataset))
     started = time.perf_counter()
     with progress.step("starting Spark (local mode)"):
-        spark = local_session(f"dw-{dataset}")
+        spark = _EarlySpark.session(f"dw-{dataset}")
     progress.watch(spark)
     if layer in (Layer.bronze, Layer.all):
         with progress.step(f"{dataset} bronze: fetch, clean, type, check, publish"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -30,6 +32,12 @@ from dwlib.secrets import SecretError, SecretResolver, resolve_all, scrub
 # Parquet of typical CSV is about a quarter of its size; aim at files of ~128 MB.
 TARGET_FILE_BYTES = 128 * 1024**2
 CSV_TO_PARQUET_RATIO = 4
+# Inputs this small keep the checked rows in memory after the bronze write, so the quarantine write
+# does not read, type and check the source again (on a small run each Spark job costs more than its data).
+CACHE_INPUT_BYTES = 16 * 1024**2
+# Up to this many rejected rows, their reasons are counted here from one read of the quarantine,
+# instead of a grouped count (two Spark jobs with adaptive execution).
+FEW_REJECTED = 100_000
 
 
 class JobFailed(Exception):
@@ -296,7 +304,8 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
         )
         if hook is None:
-            prepared, data_names = transform.check_rules(typed, config), names
+            small = input_bytes <= CACHE_INPUT_BYTES
+            prepared, data_names = transform.check_rules(typed, config, small_input=small), names
         else:
             returned = hook.apply(transform.hook_input(typed, names))
             problems = transform.hook_output_problems(returned, config)
@@ -313,6 +322,9 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
             _suspects(prepared).alias("suspects"),
         )
+        if input_bytes <= CACHE_INPUT_BYTES:
+            prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(prepared)
         if hook is None:
             rejected_frame = transform.rejected_rows(prepared, names)
         else:  # typing rejects as they arrived, then what the key and rules rejected after the hook
@@ -338,6 +350,22 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             summary.rows_dropped_by_transform = source_rows - type_rejected - returned_rows
         return kept, rejected_frame, read.line_mode_guess and suspects > 0
 
+    cached: list[DataFrame] = []
+    try:
+        return _check_and_quarantine(spark, ctx, summary, staging, attempt)
+    finally:
+        for frame in cached:
+            frame.unpersist()
+
+
+def _check_and_quarantine(
+    spark: SparkSession,
+    ctx: JobContext,
+    summary: RunSummary,
+    staging: str,
+    attempt: Callable[[CsvOptions], tuple[DataFrame, DataFrame, bool]],
+) -> str:
+    naming, lake, config = ctx.naming, ctx.lake, ctx.dataset
     with summary.step("transform"):
         kept, rejected_frame, reread = attempt(config.csv)
         if reread:
@@ -351,14 +379,20 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         with summary.step("quarantine"):
             quarantine = naming.quarantine_prefix(ctx.name, ctx.run_id)
             write_parquet(rejected_frame.coalesce(1), lake.uri(quarantine))
-            counts = (
-                spark.read.parquet(lake.uri(quarantine))
-                .select(F.explode(F.split(transform.REJECT_REASON, "; ")).alias("reason"))
-                .groupBy("reason")
-                .count()
-                .collect()
-            )
-            summary.rejected_by_reason = dict(sorted((r["reason"], int(r["count"])) for r in counts))
+            written = spark.read.parquet(lake.uri(quarantine))
+            if summary.rows_rejected <= FEW_REJECTED:
+                reasons = Counter(
+                    reason for row in written.select(transform.REJECT_REASON).collect() for reason in row[0].split("; ")
+                )
+            else:
+                counts = (
+                    written.select(F.explode(F.split(transform.REJECT_REASON, "; ")).alias("reason"))
+                    .groupBy("reason")
+                    .count()
+                    .collect()
+                )
+                reasons = Counter({r["reason"]: int(r["count"]) for r in counts})
+            summary.rejected_by_reason = dict(sorted(reasons.items()))
 
     if summary.rows_in == 0:
         raise JobFailed("the source has no rows; bronze keeps its previous data")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import codecs
 import csv as pycsv
 import io
+import mmap
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -297,6 +299,37 @@ def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[
     return None if truncated else []
 
 
+# Encodings in which the quote character is one byte that no other character's bytes contain.
+_ONE_BYTE_QUOTE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"}
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4", ".deflate", ".snappy", ".xz", ".zip")
+
+
+def _quote_in_any(uris: list[str], csv: CsvOptions) -> bool:
+    """Whether a quote character may appear in these files: True unless every one is a plain local file
+    whose bytes were searched (memchr speed, through mmap) and hold none. S3 objects are not read here."""
+    try:
+        encoding = codecs.lookup(csv.encoding).name
+    except LookupError:
+        return True
+    if encoding not in _ONE_BYTE_QUOTE or len(csv.quote) != 1 or ord(csv.quote) > 127:
+        return True
+    quote = csv.quote.encode("ascii")
+    for uri in uris:
+        path = uri.removeprefix("file://") if uri.startswith("file://") else uri
+        if "://" in path or path.startswith("file:") or path.lower().endswith(_COMPRESSED):
+            return True
+        try:
+            with open(path, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size == 0:
+                    continue
+                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    if data.find(quote) >= 0:
+                        return True
+        except (OSError, ValueError):
+            return True
+    return False
+
+
 def _spark_header(spark: SparkSession, uri: str, csv: CsvOptions) -> list[str]:
     return _csv_reader(spark, csv, csv.header).csv(uri).columns
 
@@ -338,6 +371,9 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
     if not files:
         return Source(spark.createDataFrame([], StructType([])))
     guess = csv.multiline is None and max(len(h) for _, h in files) > 1
+    if guess and not _quote_in_any(uris, csv):
+        # No quote character anywhere, so no quoted line break: line by line is right, and no row is suspect.
+        guess, csv = False, csv.model_copy(update={"multiline": False})
     if csv.multiline is None and not guess:
         csv = csv.model_copy(update={"multiline": True})
     if not csv.header:
@@ -534,54 +570,104 @@ def prepare_types(
         F.substring_index(F.input_file_name(), "/", -1).alias("meta_source_file"),  # no array per row
         F.monotonically_increasing_id().alias(ORDER),
     )
-    reasons = list(malformed)
+    # Each check is (condition, reason): the kept/rejected split tests one boolean per row, and the
+    # reason text is built only for a row that failed (a CASE branch is evaluated lazily).
+    problems: list[Problem] = []
+    if malformed:
+        problems.append((F.col(MALFORMED).isNotNull(), F.col(MALFORMED)))
     if encoding:
-        reasons.append(_invalid_bytes([(i, n) for i, n in enumerate(names) if is_string[n]], encoding))
+        typed_as = {f.name: f.dataType for f in df.schema.fields}
+        problems += _invalid_bytes(
+            [(i, n, not isinstance(typed_as[n], StringType)) for i, n in enumerate(names) if is_string[n]], encoding
+        )
     for i, name, ctype in checks:
         original = F.col(f"_dw_orig_{i}")
         label = f"{ctype.spark_type}:{ctype.fmt}" if ctype.fmt else ctype.spark_type
-        present = original.isNotNull() & (F.trim(original.cast("string")) != "")
-        reasons.append(F.when(present & F.col(name).isNull(), F.lit(f"{name}: not a valid {label}")))
+        # A typed value is null only where its text was null, blank or unparsable; test the cheap part first.
+        present = F.col(name).isNull() & original.isNotNull() & (F.trim(original.cast("string")) != "")
+        problems.append((present, F.lit(f"{name}: not a valid {label}")))
         if is_string[name]:
-            reasons.append(_rounded(name, F.trim(original), ctype))
-    return df.withColumn(REJECT_REASON, _joined(reasons)), names
+            problems += _rounded(name, F.trim(original), ctype)
+    return df.withColumn(REJECT_REASON, _reasons(problems)), names
 
 
-def _invalid_bytes(columns: list[tuple[int, str]], encoding: str) -> Column:
-    """`name: invalid utf-8 bytes` for each string value holding U+FFFD (the decoder's stand-in)."""
-    if not columns:
-        return F.lit(None).cast("string")
-    holds = [(F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR), name) for i, name in columns]
-    anywhere = holds[0][0]
-    for condition, _ in holds[1:]:
+Problem = tuple[Column, Column]  # (the row fails this check, the reason it gives)
+
+
+def _any(conditions: list[Column]) -> Column:
+    anywhere = conditions[0]
+    for condition in conditions[1:]:
         anywhere = anywhere | condition
-    # The per-column text is built only for a row that has one (a CASE branch is evaluated lazily).
+    return anywhere
+
+
+def _reasons(problems: list[Problem], previous: Column | None = None) -> Column:
+    """`reason; reason` of the checks a row fails (after `previous`, the reasons it already has), else null."""
+    if not problems:
+        return previous if previous is not None else F.lit(None).cast("string")
+    texts = [F.when(condition, reason) for condition, reason in problems]
+    failed = _any([condition for condition, _ in problems])
+    if previous is None:
+        return F.when(failed, F.concat_ws("; ", *texts))
+    return F.when(failed, F.concat_ws("; ", previous, *texts)).otherwise(previous)  # concat_ws skips nulls
+
+
+def _invalid_bytes(columns: list[tuple[int, str, bool]], encoding: str) -> list[Problem]:
+    """`name: invalid utf-8 bytes` for each string value holding U+FFFD (the decoder's stand-in).
+
+    `columns`: (position, name, typed) of the source's text columns; a typed column (a number, a
+    date...) whose value parsed cannot hold U+FFFD, so its text is searched only where it did not.
+    """
+    if not columns:
+        return []
+    holds = [
+        (
+            (F.col(name).isNull() & F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR))
+            if typed
+            else F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR),
+            name,
+        )
+        for i, name, typed in columns
+    ]
+    # A byte search per text value (U+FFFD's first byte, 0xEF, is rare in text), no copy of the row; the
+    # per-column text is built only for a row where one matched.
+    anywhere = _any([condition for condition, _ in holds])
     which = F.concat_ws("; ", *[F.when(c, F.lit(f"{name}: invalid {encoding.lower()} bytes")) for c, name in holds])
-    return F.when(anywhere, which)
+    return [(anywhere, which)]
 
 
-def _rounded(name: str, text: Column, ctype: ColumnType) -> Column:
+def _rounded(name: str, text: Column, ctype: ColumnType) -> list[Problem]:
     """A reason when casting text to decimal(p,s) would round it: more decimal places than s, not all zero."""
     match = re.fullmatch(r"decimal\((\d+),(\d+)\)", ctype.spark_type)
     if not match:
-        return F.lit(None).cast("string")
+        return []
     precision, scale = int(match[1]), int(match[2])
     reason = F.lit(f"{name}: {ctype.spark_type}: more than {scale} decimal places")
+    # Only text with more than `scale` characters after its '.', or an exponent, can round: a cheap
+    # test before the exact one, which casts the text a second time.
+    point = F.instr(text, ".")
+    long_tail = (point > 0) & (F.length(text) - point > scale)
+    suspect = F.col(name).isNotNull() & (long_tail | text.contains("e") | text.contains("E"))
     roomy = 38 - (precision - scale)  # the most decimal places a value with p-s integer digits can keep
     if roomy > scale:
         exact = text.cast(f"decimal(38,{roomy})")
-        return F.when(F.col(name).isNotNull() & (exact != F.col(name)), reason)
+        return [(suspect & (exact != F.col(name)), reason)]
     # decimal(38,s) leaves no room for a finer cast: look at the digits instead.
-    return F.when(F.col(name).isNotNull() & text.rlike(f"\\.[0-9]{{{scale}}}[0-9]*[1-9]"), reason)
+    return [(suspect & text.rlike(f"\\.[0-9]{{{scale}}}[0-9]*[1-9]"), reason)]
 
 
-def check_rules(df: DataFrame, config: DatasetConfig) -> DataFrame:
-    """Add the primary key's and the quality rules' reasons to `reject_reason` (needs it and `_dw_order`)."""
-    reasons = [F.col(REJECT_REASON), *_rule_reasons(config.primary_key, config.quality)]
-    df = df.withColumn(REJECT_REASON, _joined(reasons))
-    df = _reject_repeats(df, config.primary_key, "duplicate primary key")
+def check_rules(df: DataFrame, config: DatasetConfig, *, small_input: bool = False) -> DataFrame:
+    """Add the primary key's and the quality rules' reasons to `reject_reason` (needs it and `_dw_order`).
+
+    Runs a Spark job per key (the primary key, each `unique` column) to learn whether any value
+    repeats, see `_reject_repeats`; with `small_input` (a few MB) a window over the key instead,
+    which for so little data costs fewer Spark jobs than the aggregate and the join.
+    """
+    df = df.withColumn(REJECT_REASON, _reasons(_rule_reasons(config.primary_key, config.quality), F.col(REJECT_REASON)))
+    repeats = _reject_repeats_in_window if small_input else _reject_repeats
+    df = repeats(df, config.primary_key, "duplicate primary key")
     for column in config.quality.unique:
-        df = _reject_repeats(df, [column], f"{column}: not unique")
+        df = repeats(df, [column], f"{column}: not unique")
     return df
 
 
@@ -592,32 +678,61 @@ def rule_columns(config: DatasetConfig) -> list[str]:
     return list(dict.fromkeys(named))
 
 
-def _rule_reasons(primary_key: list[str], rules: QualityRules) -> list[Column]:
-    reasons = [F.when(F.col(c).isNull(), F.lit(f"{c}: primary key is null")) for c in primary_key]
-    reasons += [F.when(F.col(c).isNull(), F.lit(f"{c}: null (not_null rule)")) for c in rules.not_null]
+def _rule_reasons(primary_key: list[str], rules: QualityRules) -> list[Problem]:
+    problems = [(F.col(c).isNull(), F.lit(f"{c}: primary key is null")) for c in primary_key]
+    problems += [(F.col(c).isNull(), F.lit(f"{c}: null (not_null rule)")) for c in rules.not_null]
     for column, values in rules.accepted_values.items():
         allowed = F.col(column).cast("string").isin([str(v).lower() if isinstance(v, bool) else str(v) for v in values])
-        reasons.append(F.when(F.col(column).isNotNull() & ~allowed, F.lit(f"{column}: not an accepted value")))
-    return reasons
+        problems.append((F.col(column).isNotNull() & ~allowed, F.lit(f"{column}: not an accepted value")))
+    return problems
 
 
-def _joined(reasons: list[Column]) -> Column:
-    if not reasons:
-        return F.lit(None).cast("string")
-    joined = F.concat_ws("; ", *reasons)  # concat_ws skips nulls
-    return F.when(joined != "", joined)
+FIRST = "_dw_first"  # the source position of a repeated key's first clean row
 
 
 def _reject_repeats(df: DataFrame, key: list[str], reason: str) -> DataFrame:
-    """Reject every clean row whose key repeats an earlier clean row (source order)."""
+    """Reject every clean row whose key repeats an earlier clean row (source order).
+
+    First a key-only aggregate (the key's columns are all it reads, a few bytes a row through the
+    shuffle): does any non-null key occur twice at all? Usually not, and then nothing else is done.
+    Otherwise the clean rows' keys that repeat, each with its first row's position, are joined back
+    (broadcast when small): a clean row of such a key that is not its first row is rejected. Never a
+    sort of whole rows.
+    """
+    if not key:
+        return df
+    present = _all([F.col(c).isNotNull() for c in key])
+    repeats = df.filter(present).groupBy(*key).agg(F.count(F.lit(1)).alias("_dw_n")).filter(F.col("_dw_n") > 1)
+    if repeats.isEmpty():
+        return df
+    clean = F.col(REJECT_REASON).isNull()
+    firsts = (
+        df.filter(clean & present)
+        .groupBy(*key)
+        .agg(F.min(ORDER).alias(FIRST), F.count(F.lit(1)).alias("_dw_n"))
+        .filter(F.col("_dw_n") > 1)
+        .drop("_dw_n")
+    )
+    joined = df.join(firsts, on=key, how="left").select(*df.columns, FIRST)  # df's columns in df's order
+    repeated = clean & F.col(FIRST).isNotNull() & (F.col(ORDER) != F.col(FIRST))
+    return joined.withColumn(REJECT_REASON, F.when(repeated, F.lit(reason)).otherwise(F.col(REJECT_REASON))).drop(FIRST)
+
+
+def _reject_repeats_in_window(df: DataFrame, key: list[str], reason: str) -> DataFrame:
+    """`_reject_repeats` for a small input: one pass, the rows sorted by key (cheap when they are few)."""
     if not key:
         return df
     clean = F.col(REJECT_REASON).isNull()
     window = Window.partitionBy(*[F.col(c) for c in key], clean).orderBy(ORDER)
-    repeated = clean & F.row_number().over(window).__gt__(1)
-    for c in key:
-        repeated = repeated & F.col(c).isNotNull()
+    repeated = clean & (F.row_number().over(window) > 1) & _all([F.col(c).isNotNull() for c in key])
     return df.withColumn(REJECT_REASON, F.when(repeated, F.lit(reason)).otherwise(F.col(REJECT_REASON)))
+
+
+def _all(conditions: list[Column]) -> Column:
+    every = conditions[0]
+    for condition in conditions[1:]:
+        every = every & condition
+    return every
 
 
 def kept_rows(df: DataFrame, names: list[str]) -> DataFrame:

@@ -337,3 +337,12 @@ def test_dw_run_prints_renames_and_missing_columns_in_its_summary():
     assert "old[1].csv lacks (NULL)" in text
     assert "warning: source columns renamed" in text and "'reject_reason' -> reject_reason_2" in text
     assert "warning: old[1].csv has no column(s) region; they are NULL in its rows" in text
+
+
+def test_invalid_bytes_in_a_typed_column_name_both_reasons(spark, core, tmp_path):
+    """A number holding invalid bytes fails its type and its encoding; a parsed number is never searched."""
+    data = b"id,n,name\n1,4\xff2,a\n2,42,b\n"
+    summary, lake = run(spark, core, tmp_path, {"in.csv": data}, columns={"id": "int", "n": "int"})
+    assert summary.status == "succeeded", summary.error
+    assert [(r["id"], r["n"]) for r in kept(lake)] == [(2, 42)]
+    assert summary.rejected_by_reason == {"n: invalid utf-8 bytes": 1, "n: not a valid int": 1}

@@ -175,3 +175,65 @@ def test_rows_in_equal_kept_plus_rejected(spark, tmp_path):
     kept, rejected = run(spark, tmp_path, "\n".join(lines) + "\n", cfg)
     assert len(kept) + len(rejected) == 200
     assert len({r["id"] for r in kept}) == len(kept)
+
+
+def _plan(df) -> str:
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
+def test_the_duplicate_check_never_sorts_whole_rows(spark, tmp_path):
+    """The key check reads only the key to learn whether any key repeats; with none, the plan is the plain scan."""
+    cfg = config(columns={"id": "bigint", "n": "int"}, primary_key=["id"], quality={"unique": ["n"]})
+    path = tmp_path / "input.csv"
+    path.write_text("id,n,text\n" + "".join(f"{i},{i},row {i}\n" for i in range(300)))
+    source = transform.read_source(spark, [str(path)], "csv", cfg.csv)
+    df, names = transform.prepare(source, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC))
+    plan = _plan(transform.kept_rows(df, names))
+    assert "Window" not in plan and "Exchange" not in plan and "Sort" not in plan
+    assert len(transform.kept_rows(df, names).collect()) == 300
+
+
+@pytest.mark.parametrize("small_input", [False, True], ids=["aggregate-and-join", "window"])
+def test_repeated_keys_across_partitions_keep_the_first_clean_row_in_source_order(spark, tmp_path, small_input):
+    """Several read partitions, a two-column key, type rejects among the repeats: the first clean row wins."""
+    cfg = config(columns={"a": "int", "b": "string", "n": "int"}, primary_key=["a", "b"])
+    rows = [(str(i % 17), "xy"[i % 2], "bad" if i % 11 == 0 else str(i)) for i in range(400)]  # "bad": a type reject
+    path = tmp_path / "input.csv"
+    path.write_text("a,b,n\n" + "".join(f"{a},{b},{n}\n" for a, b, n in rows))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "1000")  # ~4 KB of CSV: several partitions
+    try:
+        source = transform.read_source(spark, [str(path)], "csv", cfg.csv)
+        assert source.rdd.getNumPartitions() > 2
+        typed, names = transform.prepare_types(source, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC))
+        df = transform.check_rules(typed, cfg, small_input=small_input)
+        kept = sorted((r["a"], r["b"], r["n"]) for r in transform.kept_rows(df, names).collect())
+        rejected = sorted((r["n"], r["reject_reason"]) for r in transform.rejected_rows(df, names).collect())
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    first: dict[tuple[str, str], str] = {}
+    expected_rejected = []
+    for a, b, n in rows:
+        if n == "bad":
+            expected_rejected.append((n, "n: not a valid int"))
+        elif (a, b) in first:
+            expected_rejected.append((n, "duplicate primary key"))
+        else:
+            first[(a, b)] = n
+    assert kept == sorted((int(a), b, int(n)) for (a, b), n in first.items())
+    assert rejected == sorted(expected_rejected)
+
+
+def test_a_csv_without_any_quote_is_read_line_by_line_with_no_suspect_check(spark, tmp_path):
+    """No quote byte in the file: no quoted line break can split a row, so no per-value quote search runs."""
+    from dwlib.config import CsvOptions
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("a,b\n1,2\n3\n4,5\n")
+    source = transform.read_input(spark, [str(plain)], "csv", CsvOptions())
+    assert not source.line_mode_guess and transform.SUSPECT not in source.df.columns
+    rows = sorted((r["a"], r[transform.MALFORMED]) for r in source.df.collect())
+    assert rows == [("1", None), ("3", "malformed: 1 fields, header has 2"), ("4", None)]
+
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('a,b\n1,"two\nlines"\n')
+    assert transform.read_input(spark, [str(quoted)], "csv", CsvOptions()).line_mode_guess
