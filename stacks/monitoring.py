@@ -241,11 +241,7 @@ def allow_alarms(topic: sns.Topic, key: kms.IKey, naming: Naming) -> None:
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
             actions=["sns:Publish"],
             resources=[topic.topic_arn],
-            conditions={
-                "ArnLike": {
-                    "aws:SourceArn": _alarm_arn(naming.alarm("*", "*"))
-                }
-            },
+            conditions={"ArnLike": {"aws:SourceArn": _alarm_arn(naming.alarm("*", "*"))}},
         )
     )
     key.add_to_resource_policy(

@@ -48,7 +48,9 @@ def test_every_scheduled_dataset_gets_a_freshness_alarm_however_rare_its_schedul
     scheduled = [name for name, d in project.datasets.items() if d.schedule]
     assert "ourairports" in scheduled  # weekly: 7 days plus grace, beyond what an alarm can look back
     for name in scheduled:
-        window = schedule_interval_hours(project.datasets[name].schedule) + project.core.monitoring.freshness_grace_hours
+        window = (
+            schedule_interval_hours(project.datasets[name].schedule) + project.core.monitoring.freshness_grace_hours
+        )
         fresh = alarms(templates, naming, name)[f"pp-dw-alarm-{name}-freshness"]
         assert fresh["Threshold"] == window and fresh["MetricName"] == "HoursSinceSuccess", name
 

@@ -176,7 +176,9 @@ def test_a_stages_failure_topic_takes_only_its_own_stages_alarms(synthesized, sy
         return _resolve(alarms["Condition"]["ArnLike"]["aws:SourceArn"]).rsplit(":alarm:", 1)[1]
 
     def alarm_names(assembly) -> list[str]:
-        return [r["Properties"]["AlarmName"] for _, _, r in resources(assembly) if r["Type"] == "AWS::CloudWatch::Alarm"]
+        return [
+            r["Properties"]["AlarmName"] for _, _, r in resources(assembly) if r["Type"] == "AWS::CloudWatch::Alarm"
+        ]
 
     default_alarms, dev_alarms = alarm_names(synthesized[1]), alarm_names(synthesized_dev[1])
     assert default_alarms and dev_alarms
