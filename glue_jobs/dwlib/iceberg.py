@@ -95,11 +95,27 @@ def location(lake: Lake, prefix: str) -> str:
     return uri if "://" in uri else f"file://{uri}"
 
 
+def live_data_files(table: Table, snapshot_id: int | None = None) -> dict[str, Any]:
+    """Every data file of the current snapshot (or of `snapshot_id`), by path, read from its manifests.
+
+    Not from a scan's plan: a scan leaves out files its statistics say hold no row, and a file the
+    commit cannot see is a file a full load never removes and expiry never frees.
+    """
+    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
+    if snapshot is None:
+        return {}
+    files = {}
+    for manifest in snapshot.manifests(table.io):
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            files[entry.data_file.file_path] = entry.data_file
+    return files
+
+
 def current_files(table: Table, snapshot_id: int | None = None) -> list[str]:
     """The data files of the table's current snapshot (or of `snapshot_id`)."""
     if table.metadata.current_snapshot_id is None and snapshot_id is None:
         return []
-    return [task.file.file_path for task in table.scan(snapshot_id=snapshot_id).plan_files()]
+    return list(live_data_files(table, snapshot_id))
 
 
 def table_files(lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str) -> list[str] | None:
@@ -417,13 +433,12 @@ def _commit_files(
     tx.set_properties(
         **{TableProperties.DEFAULT_NAME_MAPPING: tx.table_metadata.schema().name_mapping.model_dump_json()}
     )
-    data_files = list(_parquet_files_to_data_files(tx.table_metadata, paths, tx._table.io))
+    # A file without rows (Spark writes one for an empty input) adds nothing; expiry deletes it below.
+    data_files = [f for f in _parquet_files_to_data_files(tx.table_metadata, paths, tx._table.io) if f.record_count]
     old = {}
     if removed and table is not None:
         gone = set(removed)
-        for task in table.scan().plan_files():
-            if task.file.file_path in gone:
-                old[task.file.file_path] = task.file
+        old = {path: f for path, f in live_data_files(table).items() if path in gone}
     producer = tx.update_snapshot(snapshot_properties=properties)
     # Nothing removed: an "append" snapshot, as Athena and Spark label one.
     with producer.overwrite() if old else producer.fast_append() as snapshot:
@@ -440,7 +455,7 @@ def _commit_files(
     result.operation = str(current.summary.operation.value) if current and current.summary else ""
     result.files_added, result.files_removed = len(data_files), len(old)
     result.bytes_added = sum(f.file_size_in_bytes for f in data_files)
-    files = [t.file for t in committed.scan().plan_files()]
+    files = list(live_data_files(committed).values())
     result.data_files, result.data_bytes = len(files), sum(f.file_size_in_bytes for f in files)
     return result
 

@@ -221,6 +221,28 @@ def test_old_snapshots_expire_and_files_no_snapshot_uses_are_deleted(spark, core
     assert len(shop.snapshots()) == 1 and shop.query(f"SELECT count(*) FROM {TABLE}") == [(2,)]
 
 
+def test_a_file_without_rows_is_never_committed_and_a_full_load_removes_every_file(spark, core, tmp_path):
+    """Spark may write an empty Parquet file beside the ones with rows: the table must not keep it.
+
+    A scan's plan leaves out files its statistics say are empty, so a commit that looked for the files
+    to remove through a scan would keep such a file in every later snapshot, and expiry never free it.
+    """
+    shop = Shop(spark, core, tmp_path, config())
+
+    def files():
+        sql = 'SELECT file_path, record_count FROM pp_dw_bronze."shop_orders$files"'
+        return run_query(sql, shop.lake.root, Naming.of(core)).rows
+
+    first = shop.run(RUN1, FIRST)
+    assert first.status == "succeeded", first.error
+    assert files() and all(count > 0 for _, count in files()), files()
+    assert first.iceberg["files_added"] == len(files()) == len(shop.data_files())
+    second = shop.run(RUN2, SECOND)
+    assert second.status == "succeeded", second.error
+    assert second.iceberg["files_removed"] == first.iceberg["files_added"]
+    assert sum(count for _, count in files()) == 2 and all(count > 0 for _, count in files())
+
+
 def test_a_gold_model_reads_the_current_snapshot_not_every_file_of_the_folder(spark, core, tmp_path):
     from dwlib import gold
 
