@@ -12,7 +12,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import aws_scheduler as scheduler
@@ -549,13 +548,7 @@ class DatasetStack(Stack):
             .when(sfn.Condition.jsonata("{% $request.arrival %}"), start_run)
             .otherwise(ask_bronze)
         )
-        log_group = logs.LogGroup(
-            self,
-            "PipelineLogs",
-            log_group_name=f"/aws/vendedlogs/states/{machine_name}",
-            retention=defaults.LOG_RETENTION,
-            removal_policy=defaults.OWNED,
-        )
+        log_group = defaults.log_group(self, "PipelineLogs", f"/aws/vendedlogs/states/{machine_name}")
         machine = sfn.StateMachine(
             self,
             "Pipeline",

@@ -40,6 +40,11 @@ LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 OWNED = RemovalPolicy.DESTROY
 
 
+def log_group(scope, construct_id: str, name: str) -> logs.LogGroup:
+    """A named log group kept a year and removed with its stack (see OWNED)."""
+    return logs.LogGroup(scope, construct_id, log_group_name=name, retention=LOG_RETENTION, removal_policy=OWNED)
+
+
 def removal_policy(destroy: bool) -> RemovalPolicy:
     return RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
 

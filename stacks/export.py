@@ -8,7 +8,6 @@ from aws_cdk import Aws, Duration, Size, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
@@ -47,13 +46,7 @@ class DynamoDbExport(Construct):
         super().__init__(scope, construct_id)
         function_name = naming.export_function(dataset)
         sizing = SIZING[category]
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            log_group_name=f"/aws/lambda/{function_name}",
-            retention=defaults.LOG_RETENTION,
-            removal_policy=defaults.OWNED,
-        )
+        log_group = defaults.log_group(self, "Logs", f"/aws/lambda/{function_name}")
         table_arn = f"arn:{Aws.PARTITION}:dynamodb:{Aws.REGION}:{Aws.ACCOUNT_ID}:table/{table_name}"
         raw_objects = bucket.arn_for_objects(f"{naming.raw_dataset_prefix(dataset)}*")
         role = iam.Role(

@@ -20,7 +20,6 @@ from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
@@ -397,13 +396,7 @@ class FreshnessCheck(Construct):
         naming = Naming.of(project.core, stage_of(scope))
         self.watch = freshness_watch(project)
         name = naming.freshness_function
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            log_group_name=f"/aws/lambda/{name}",
-            retention=defaults.LOG_RETENTION,
-            removal_policy=defaults.OWNED,
-        )
+        log_group = defaults.log_group(self, "Logs", f"/aws/lambda/{name}")
         role = iam.Role(
             self,
             "Role",
