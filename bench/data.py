@@ -92,12 +92,8 @@ def _manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def orders_csv(size_mb: float) -> tuple[Path, int, int]:
-    """A CSV of about size_mb MB (10^6 bytes): (path, bytes, rows). Generated once per size."""
-    rows = max(1000, round(size_mb * MB / BYTES_PER_ROW))
-    folder = WORK / "data" / f"orders-{rows}"
-    path, manifest = folder / CSV_NAME, folder / "manifest.json"
-    wanted = {"generator": GENERATOR_VERSION, "rows": rows}
+def _generated(path: Path, manifest: Path, wanted: dict[str, Any]) -> int | None:
+    """The size of a file generated earlier with the same generator and rows, or None to make it again."""
     known = _manifest(manifest)
     if (
         known
@@ -105,7 +101,18 @@ def orders_csv(size_mb: float) -> tuple[Path, int, int]:
         and path.exists()
         and path.stat().st_size == known["bytes"]
     ):
-        return path, known["bytes"], rows
+        return known["bytes"]
+    return None
+
+
+def orders_csv(size_mb: float) -> tuple[Path, int, int]:
+    """A CSV of about size_mb MB (10^6 bytes): (path, bytes, rows). Generated once per size."""
+    rows = max(1000, round(size_mb * MB / BYTES_PER_ROW))
+    folder = WORK / "data" / f"orders-{rows}"
+    path, manifest = folder / CSV_NAME, folder / "manifest.json"
+    wanted = {"generator": GENERATOR_VERSION, "rows": rows}
+    if (size := _generated(path, manifest, wanted)) is not None:
+        return path, size, rows
     import duckdb
 
     shutil.rmtree(folder, ignore_errors=True)
@@ -238,14 +245,8 @@ def wide_csv(size_mb: float) -> tuple[Path, int, int]:
     folder = WORK / "data" / f"flights-{rows}"
     path, manifest = folder / WIDE_CSV, folder / "manifest.json"
     wanted = {"generator": GENERATOR_VERSION, "rows": rows}
-    known = _manifest(manifest)
-    if (
-        known
-        and {k: known.get(k) for k in wanted} == wanted
-        and path.exists()
-        and path.stat().st_size == known["bytes"]
-    ):
-        return path, known["bytes"], rows
+    if (size := _generated(path, manifest, wanted)) is not None:
+        return path, size, rows
     import duckdb
 
     shutil.rmtree(folder, ignore_errors=True)
