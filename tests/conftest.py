@@ -38,6 +38,24 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def core():
+    """The repository's core config.json (tests derive changed copies with model_copy)."""
+    from dwlib.config import load_core_config
+
+    return load_core_config(ROOT / "config.json")
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP server (tests/loopback.py) a test programs with its own routes."""
+    from tests.loopback import LoopbackServer
+
+    srv = LoopbackServer()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def lake(tmp_path):
     from dwlib.lake import LocalLake

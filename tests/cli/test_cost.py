@@ -18,11 +18,6 @@ from dwlib.naming import Naming
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def core():
-    return load_core_config(ROOT / "config.json")
-
-
 def dataset(**extra) -> DatasetConfig:
     return DatasetConfig(
         dataset="dd", description="x", data_size_category="small", source_url="https://example.org/d.csv", **extra

@@ -21,18 +21,11 @@ from dwlib import fetch
 from dwlib.fetch import RetryPolicy, fetch_api, fetch_source
 from dwlib.lake import LocalLake
 from tests.cli.test_cli import DW, SAMPLE, _env, assert_ok, dw, edit_config
-from tests.loopback import MIB, Generated, LoopbackServer
+from tests.loopback import MIB, Generated
 
 FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05, timeout=5.0, max_total_seconds=30.0)
 RAW = "raw/demo/run_id=20260101T000000Z/"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
-
-
-@pytest.fixture
-def server():
-    srv = LoopbackServer()
-    yield srv
-    srv.stop()
 
 
 def terminal() -> tuple[Console, StringIO]:

@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from dwlib import bronze, entry
-from dwlib.config import DatasetConfig, load_core_config
+from dwlib.config import DatasetConfig
 from dwlib.fetch import RetryPolicy
 from dwlib.jobs import job_config_document
 from dwlib.lake import LocalLake
@@ -48,11 +48,6 @@ def recall(i: int) -> dict:
 
 
 RECALLS = [recall(i) for i in range(23)]
-
-
-@pytest.fixture(scope="module")
-def core():
-    return load_core_config(ROOT / "config.json")
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ import pytest
 
 from dw.query import run_query
 from dwlib import bronze
-from dwlib.config import CoreConfig, DatasetConfig, load_core_config
+from dwlib.config import DatasetConfig
 from dwlib.fetch import RetryPolicy
 from dwlib.lake import LocalLake
 from dwlib.naming import Naming
-from tests.loopback import LoopbackServer, status
+from tests.loopback import status
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,18 +48,6 @@ def zipped(name: str, data: bytes) -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(name, data)
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def core() -> CoreConfig:
-    return load_core_config(ROOT / "config.json")
-
-
-@pytest.fixture
-def server():
-    srv = LoopbackServer()
-    yield srv
-    srv.stop()
 
 
 def dataset(url: str, **extra) -> DatasetConfig:

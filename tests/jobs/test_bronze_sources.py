@@ -13,11 +13,10 @@ from urllib.parse import quote
 import pytest
 
 from dwlib import bronze
-from dwlib.config import DatasetConfig, load_core_config
+from dwlib.config import DatasetConfig
 from dwlib.fetch import RetryPolicy
 from dwlib.lake import LocalLake
 from dwlib.secrets import LocalSecrets, env_name
-from tests.loopback import LoopbackServer
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,18 +24,6 @@ FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, timeout=5.0)
 RUN, LATER = "20260101T000000Z", "20260102T000000Z"
 CSV = b"id,city\n1,Oslo\n2,Lima\n3,Pune\n"
 USER_PASS = "svc-shop:pw-Q8+z/K4t7Rb2"
-
-
-@pytest.fixture(scope="module")
-def core():
-    return load_core_config(ROOT / "config.json")
-
-
-@pytest.fixture
-def server():
-    srv = LoopbackServer()
-    yield srv
-    srv.stop()
 
 
 def dataset(**fields) -> DatasetConfig:

@@ -31,24 +31,12 @@ from dwlib.fetch import (
     probe_source,
     unpack_for_reading,
 )
-from dwlib.lake import LocalLake, S3Lake
+from dwlib.lake import S3Lake
 from tests.loopback import MIB, Generated, LoopbackServer, half_then_close, status
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=5.0, max_total_seconds=30.0)
 RAW = "raw/demo/run_id=20260101T000000Z/"
 STAGING = "staging/bronze/demo/run_id=20260101T000000Z/unpacked/"
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    srv = LoopbackServer()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def lake(tmp_path: Path) -> LocalLake:
-    return LocalLake(tmp_path / "lake")
 
 
 @pytest.fixture

@@ -36,23 +36,11 @@ TOKEN = "tk-9Zq+/x7Lw3mN5pR2"  # '+' and '/' change in every encoding
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    srv = LoopbackServer()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def other() -> Iterator[LoopbackServer]:
     """Another host (another port is another origin): must never see a credential."""
     srv = LoopbackServer()
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def lake(tmp_path: Path) -> LocalLake:
-    return LocalLake(tmp_path / "lake")
 
 
 def lines(lake: LocalLake, key: str = RAW + "endpoint_0.jsonl") -> list[dict]:

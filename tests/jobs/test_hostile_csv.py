@@ -19,17 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dwlib import bronze
-from dwlib.config import DatasetConfig, load_core_config
+from dwlib.config import DatasetConfig
 from dwlib.lake import LocalLake
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "20260101T000000Z"
-
-
-@pytest.fixture(scope="module")
-def core():
-    return load_core_config(ROOT / "config.json")
 
 
 def config(**extra) -> DatasetConfig:

@@ -10,7 +10,7 @@ import pytest
 
 from dw.query import QueryError, run_query
 from dwlib import bronze, iceberg
-from dwlib.config import CoreConfig, DatasetConfig, load_core_config
+from dwlib.config import DatasetConfig
 from dwlib.lake import LocalLake
 from dwlib.naming import Naming
 
@@ -18,11 +18,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("iceberg")]
 ROOT = Path(__file__).resolve().parents[2]
 RUN1, RUN2, RUN3, RUN4 = "20260101T000000Z", "20260102T000000Z", "20260103T000000Z", "20260104T000000Z"
 TABLE = "pp_dw_bronze.shop_orders"
-
-
-@pytest.fixture(scope="module")
-def core() -> CoreConfig:
-    return load_core_config(ROOT / "config.json")
 
 
 def config(**extra) -> DatasetConfig:

@@ -21,7 +21,7 @@ import pytest
 from moto import mock_aws
 
 from dwlib import bronze, ledger
-from dwlib.config import DatasetConfig, load_core_config
+from dwlib.config import DatasetConfig
 from dwlib.lake import LakeError, LocalLake, S3Lake
 from dwlib.naming import Naming
 
@@ -72,11 +72,6 @@ def s3():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
         yield client
-
-
-@pytest.fixture(scope="module")
-def core():
-    return load_core_config(ROOT / "config.json")
 
 
 def config() -> DatasetConfig:

@@ -14,16 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from dwlib import bronze, errors
-from dwlib.config import CoreConfig, load_core_config
 from dwlib.lake import LocalLake
-from tests.jobs.test_bronze_run import FIRST, ROOT, SECOND, context, dataset, shop_csv
+from tests.jobs.test_bronze_run import FIRST, SECOND, context, dataset, shop_csv
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
-
-
-@pytest.fixture(scope="module")
-def core() -> CoreConfig:
-    return load_core_config(ROOT / "config.json")
 
 
 def truncated_gzip() -> bytes:

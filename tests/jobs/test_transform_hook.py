@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dwlib import bronze
-from dwlib.config import DatasetConfig, load_core_config
+from dwlib.config import DatasetConfig
 from dwlib.hook import HookError, check_hook_source, load_hook
 from dwlib.lake import LocalLake
 
@@ -51,11 +51,6 @@ def orders_csv() -> bytes:
     writer.writerow(["Order ID", "Region", "Status", "Amount"])
     writer.writerows(rows)
     return buffer.getvalue().encode()
-
-
-@pytest.fixture(scope="module")
-def core():
-    return load_core_config(ROOT / "config.json")
 
 
 @pytest.fixture
