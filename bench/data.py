@@ -105,6 +105,25 @@ def _generated(path: Path, manifest: Path, wanted: dict[str, Any]) -> int | None
     return None
 
 
+def _write_rows(path: Path, selects: list[str], rows: int, options: str = "") -> int:
+    """Write rows 0..rows-1 of the SELECT list as a CSV with DuckDB (`h(i, salt)`: a per-column hash),
+    atomically: the file appears whole or not at all. Returns its size."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE MACRO h(i, s) AS CAST(hash(i, s) % 1000000007 AS BIGINT)")
+        tmp = path.with_name(f".{path.name}.tmp")
+        con.execute(
+            f"COPY (SELECT {', '.join(selects)} FROM range({rows}) t(i) ORDER BY i) "
+            f"TO '{tmp}' (FORMAT csv, HEADER, DELIMITER ','{', ' + options if options else ''})"
+        )
+    finally:
+        con.close()
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
 def orders_csv(size_mb: float) -> tuple[Path, int, int]:
     """A CSV of about size_mb MB (10^6 bytes): (path, bytes, rows). Generated once per size."""
     rows = max(1000, round(size_mb * MB / BYTES_PER_ROW))
@@ -113,7 +132,6 @@ def orders_csv(size_mb: float) -> tuple[Path, int, int]:
     wanted = {"generator": GENERATOR_VERSION, "rows": rows}
     if (size := _generated(path, manifest, wanted)) is not None:
         return path, size, rows
-    import duckdb
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -126,18 +144,7 @@ def orders_csv(size_mb: float) -> tuple[Path, int, int]:
         else:  # ~5 % nulls, independently per column
             salt = 100 + len(selects)
             selects.append(f'CASE WHEN h(i, {salt}) % {NULL_EVERY} = 0 THEN NULL ELSE {expression} END AS "{header}"')
-    con = duckdb.connect()
-    try:
-        con.execute("CREATE MACRO h(i, s) AS CAST(hash(i, s) % 1000000007 AS BIGINT)")
-        tmp = folder / f".{CSV_NAME}.tmp"
-        con.execute(
-            f"COPY (SELECT {', '.join(selects)} FROM range({rows}) t(i) ORDER BY i) "
-            f"TO '{tmp}' (FORMAT csv, HEADER, DELIMITER ',')"
-        )
-    finally:
-        con.close()
-    os.replace(tmp, path)
-    size = path.stat().st_size
+    size = _write_rows(path, selects, rows)
     manifest.write_text(json.dumps({**wanted, "bytes": size, "columns": [c[1] for c in COLUMNS]}))
     log(f"generated {size / MB:.1f} MB in {time.perf_counter() - started:.1f} s")
     return path, size, rows
@@ -247,7 +254,6 @@ def wide_csv(size_mb: float) -> tuple[Path, int, int]:
     wanted = {"generator": GENERATOR_VERSION, "rows": rows}
     if (size := _generated(path, manifest, wanted)) is not None:
         return path, size, rows
-    import duckdb
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -257,17 +263,6 @@ def wide_csv(size_mb: float) -> tuple[Path, int, int]:
         if name in WIDE_NULLABLE:
             expression = f"CASE WHEN h(i, {200 + position}) % 33 = 0 THEN NULL ELSE {expression} END"
         selects.append(f'{expression} AS "{name}"')
-    con = duckdb.connect()
-    try:
-        con.execute("CREATE MACRO h(i, s) AS CAST(hash(i, s) % 1000000007 AS BIGINT)")
-        tmp = folder / f".{WIDE_CSV}.tmp"
-        con.execute(
-            f"COPY (SELECT {', '.join(selects)} FROM range({rows}) t(i) ORDER BY i) "
-            f"TO '{tmp}' (FORMAT csv, HEADER, DELIMITER ',', NULLSTR 'NA', TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S')"
-        )
-    finally:
-        con.close()
-    os.replace(tmp, path)
-    size = path.stat().st_size
+    size = _write_rows(path, selects, rows, "NULLSTR 'NA', TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S'")
     manifest.write_text(json.dumps({**wanted, "bytes": size}))
     return path, size, rows
