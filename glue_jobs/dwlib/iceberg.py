@@ -104,11 +104,14 @@ def live_data_files(table: Table, snapshot_id: int | None = None) -> dict[str, A
     snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
     if snapshot is None:
         return {}
-    files = {}
-    for manifest in snapshot.manifests(table.io):
+    return {f.file_path: f for f in _data_files(table, snapshot.manifests(table.io))}
+
+
+def _data_files(table: Table, manifests) -> Iterator[Any]:
+    """The live data files the manifests list (entries of deleted files left out)."""
+    for manifest in manifests:
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-            files[entry.data_file.file_path] = entry.data_file
-    return files
+            yield entry.data_file
 
 
 def current_files(table: Table, snapshot_id: int | None = None) -> list[str]:
@@ -531,15 +534,8 @@ def expire(table: Table, lake: Lake, prefix: str, days: int, now: datetime | Non
 
 def _referenced_files(table: Table) -> set[str]:
     """Every data file some snapshot reads: each manifest is read once, however many snapshots share it."""
-    seen, used = set(), set()
-    for snapshot in table.metadata.snapshots:
-        for manifest in snapshot.manifests(table.io):
-            if manifest.manifest_path in seen:
-                continue
-            seen.add(manifest.manifest_path)
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-                used.add(entry.data_file.file_path)
-    return used
+    manifests = {m.manifest_path: m for s in table.metadata.snapshots for m in s.manifests(table.io)}
+    return {f.file_path for f in _data_files(table, manifests.values())}
 
 
 def bronze_identifier(naming: Naming, dataset: str) -> tuple[str, str]:
