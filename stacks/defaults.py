@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import CfnResource, Duration, RemovalPolicy, Tags
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
 
 # `cdk deploy -c destroy-data=true` opts into deleting buckets and their data with the stack.
 DESTROY_DATA_CONTEXT = "destroy-data"
 # `cdk deploy --all -c stage=dev`: a second, fully separate copy (every physical name differs).
 STAGE_CONTEXT = "stage"
+# `cdk deploy -c force_dry_run=true`: a "smoke" deployment whose every job run is a dry run.
+FORCE_DRY_RUN_CONTEXT = "force_dry_run"
 
 
 def stage_of(scope) -> str:
@@ -24,6 +29,10 @@ def destroy_data_of(scope) -> bool:
     return str(scope.node.try_get_context(DESTROY_DATA_CONTEXT)).lower() == "true"
 
 
+def force_dry_run_of(scope) -> bool:
+    return str(scope.node.try_get_context(FORCE_DRY_RUN_CONTEXT)).lower() == "true"
+
+
 WORKER_TYPES = {
     "G.025X": glue.WorkerType.G_025X,
     "G.1X": glue.WorkerType.G_1X,
@@ -33,6 +42,46 @@ WORKER_TYPES = {
 }
 
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR
+
+# Every Glue job: Glue 5.1, one run at a time, and no Glue retry: a Glue retry is a new job run that
+# the pipeline's .sync task never sees, so the pipeline retries transient errors itself and a failed
+# run (bad data) is not paid for twice. The security configuration (encrypted logs, bookmarks, S3) is
+# the core stack's, passed by the caller.
+GLUE_JOB = dict(glue_version=glue.GlueVersion.V5_1, max_concurrent_runs=1, max_retries=0)
+
+# Not data: Hadoop's markers and checksums, Spark's work folders, Parquet summary files if a cluster
+# default ever wrote them (the jobs pin them off).
+CRAWLER_EXCLUSIONS = [
+    "_SUCCESS",
+    "**/_SUCCESS",
+    "**.crc",
+    "_temporary/**",
+    "**/_temporary/**",
+    "_metadata",
+    "**/_metadata",
+    "_common_metadata",
+    "**/_common_metadata",
+]
+
+
+def crawler_props(security_configuration: str) -> dict:
+    """A crawler that makes its tables match the files, under the stage's security configuration."""
+    return dict(
+        crawler_security_configuration=security_configuration,
+        schema_change_policy=glue.CfnCrawler.SchemaChangePolicyProperty(
+            update_behavior="UPDATE_IN_DATABASE", delete_behavior="LOG"
+        ),
+        recrawl_policy=glue.CfnCrawler.RecrawlPolicyProperty(recrawl_behavior="CRAWL_EVERYTHING"),
+        # No "AddOrUpdateBehavior": "MergeNewColumns": with it a retyped column never reaches the
+        # catalog. By default the crawler makes the table match the files: new, retyped and removed
+        # columns alike (README, "Schema changes and the crawler").
+        configuration=json.dumps({"Version": 1.0, "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"}}),
+    )
+
+
+# Every state machine: JSONata, traced, and every execution's data in its log group.
+STATE_MACHINE = dict(query_language=sfn.QueryLanguage.JSONATA, tracing_enabled=True)
+STATE_MACHINE_LOGS = dict(level=sfn.LogLevel.ALL, include_execution_data=True)
 
 
 # Named resources that are not data go with their stack in every mode: a retained log group or

@@ -1,0 +1,90 @@
+"""The files a dataset's Glue jobs read, deployed to its own etl/{dataset}/ folder of the lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+
+from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.jobs import job_config_document
+from dwlib.naming import Naming
+from stacks import nag
+from stacks.nag import acknowledge
+
+
+class JobFiles:
+    """The job scripts, library and wheels, the dataset's folder (without sample/ and *.md) and its job
+    config, as the BucketDeployment `JobFiles` in the stack's own scope."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        naming: Naming,
+        core: CoreConfig,
+        dataset: DatasetConfig,
+        dataset_dir: Path,
+        glue_assets_dir: Path,
+        bucket: s3.IBucket,
+    ):
+        name = dataset.dataset
+        self.deployment = s3deploy.BucketDeployment(
+            stack,
+            "JobFiles",
+            destination_bucket=bucket,
+            destination_key_prefix=naming.etl_prefix(name),
+            sources=[
+                s3deploy.Source.asset(str(glue_assets_dir)),
+                s3deploy.Source.asset(str(dataset_dir), exclude=["sample", "sample/**", "*.md"]),
+                s3deploy.Source.json_data(
+                    naming.job_config_key(name).rsplit("/", 1)[-1], job_config_document(core, dataset, naming.stage)
+                ),
+            ],
+            memory_limit=256,
+        )
+        # CDK grants the deployment's handler the whole bucket and takes no prefix for its grant: an
+        # explicit deny keeps its writes and deletes to this dataset's own etl/{dataset}/ folder.
+        self.deployment.handler_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="OnlyThisDatasetsFiles",
+                effect=iam.Effect.DENY,
+                actions=["s3:PutObject*", "s3:DeleteObject*", "s3:Abort*"],
+                not_resources=[bucket.arn_for_objects(f"{naming.etl_prefix(name)}*")],
+            )
+        )
+        self._acknowledge(stack, naming)
+
+    @staticmethod
+    def _acknowledge(stack: Stack, naming: Naming) -> None:
+        part = nag.partition(stack)
+        account = nag.pseudo(stack, stack.account, "AccountId")
+        region = nag.pseudo(stack, stack.region, "Region")
+        for handler in [c for c in stack.node.children if c.node.id.startswith("Custom::CDKBucketDeployment")]:
+            acknowledge(
+                handler,
+                "AwsSolutions-IAM5",
+                "CDK's BucketDeployment handler copies the job files from the asset bucket to etl/; "
+                "it learns object keys at deploy time",
+                [
+                    "Action::s3:GetObject*",
+                    "Action::s3:GetBucket*",
+                    "Action::s3:List*",
+                    "Action::s3:DeleteObject*",
+                    "Action::s3:Abort*",
+                    f"Resource::arn:{part}:s3:::cdk-hnb659fds-assets-{account}-{region}/*",
+                    f"Resource::arn:{part}:s3:::{naming.bucket(account)}/*",
+                ],
+            )
+            acknowledge(
+                handler,
+                "AwsSolutions-IAM4",
+                "CDK's BucketDeployment handler logs with the basic execution role",
+                ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+            )
+            acknowledge(
+                handler, "AwsSolutions-L1", "CDK's BucketDeployment handler pins its runtime; it runs only at deploy"
+            )

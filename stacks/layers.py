@@ -1,0 +1,126 @@
+"""A Glue layer of a dataset: its job, and its crawler unless the job commits its own catalog table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import IConstruct
+
+from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, default_arguments
+from dwlib.naming import Naming, fit
+from stacks import defaults
+from stacks.nag import acknowledge
+
+ARGUMENTS = {"bronze": BRONZE_ARGS, "gold": GOLD_ARGS}
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What a dataset's layer is made of: the folders its crawler catalogs (none: no crawler)."""
+
+    layer: str
+    crawled: tuple[str, ...]
+
+
+def plan_layers(naming: Naming, dataset: str, models: Sequence[str], iceberg: bool) -> list[LayerPlan]:
+    """Bronze always; gold when the dataset has models. An Iceberg bronze table is committed by its job:
+    no crawler. Gold gets one crawler target per model folder, so models with similar schemas never
+    merge into one table."""
+    plans = [LayerPlan("bronze", () if iceberg else (naming.bronze_prefix(dataset),))]
+    if models:
+        plans.append(LayerPlan("gold", tuple(naming.gold_prefix(dataset, m) for m in models)))
+    return plans
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What every layer's job of one dataset stack shares."""
+
+    core: CoreConfig
+    dataset: DatasetConfig
+    naming: Naming
+    bucket: s3.IBucket
+    role: iam.IRole
+    security: glue.ISecurityConfiguration
+    crawler_role_arn: str
+    job_files: IConstruct
+    modules: dict[str, str]
+    force_dry_run: bool
+
+
+class GlueLayer:
+    """The job `{Layer}Job` and crawler `{Layer}Crawler`, created in the stack's own scope, so their
+    logical IDs are the ones the stack always had."""
+
+    def __init__(self, stack: Stack, plan: LayerPlan, context: JobContext):
+        self.layer = plan.layer
+        self.job = self._job(stack, plan.layer, context)
+        self.crawler = self._crawler(stack, plan, context) if plan.crawled else None
+        shared = (
+            f"uses the core stack's security configuration {context.naming.security_configuration} "
+            "(KMS-encrypted CloudWatch logs and job bookmarks), referenced by name, which cdk-nag cannot follow"
+        )
+        acknowledge(self.job, "AwsSolutions-GL1", shared)
+        acknowledge(self.job, "AwsSolutions-GL3", shared)
+        if self.crawler is not None:
+            acknowledge(self.crawler, "AwsSolutions-GL1", shared)
+
+    @staticmethod
+    def _job(stack: Stack, layer: str, c: JobContext) -> glue.PySparkEtlJob:
+        naming, dataset, name = c.naming, c.dataset, c.dataset.dataset
+        workers = c.core.glue_worker_configs[dataset.data_size_category]
+        job = glue.PySparkEtlJob(
+            stack,
+            f"{layer.title()}Job",
+            job_name=naming.job(layer, name),
+            description=f"{layer}: {dataset.description}"[:2048],
+            role=c.role,
+            script=glue.Code.from_bucket(c.bucket, naming.script_key(name, layer)),
+            extra_python_files=[glue.Code.from_bucket(c.bucket, naming.library_key(name))],
+            worker_configuration=glue.WorkerConfiguration(
+                worker_type=defaults.WORKER_TYPES[workers.worker_type], number_of_workers=workers.number_of_workers
+            ),
+            timeout=Duration.minutes(c.core.glue_defaults.timeout_minutes),
+            security_configuration=c.security,
+            default_arguments={
+                **default_arguments(
+                    name, c.bucket.s3_url_for_object().rstrip("/"), ARGUMENTS[layer], force_dry_run=c.force_dry_run
+                ),
+                **c.modules,
+            },
+            **defaults.GLUE_JOB,
+        )
+        if dataset.execution_class == "flex":  # the L2 job has no prop for it
+            job.node.default_child.add_property_override("ExecutionClass", "FLEX")
+        job.node.add_dependency(c.job_files)
+        return job
+
+    @staticmethod
+    def _crawler(stack: Stack, plan: LayerPlan, c: JobContext) -> glue.CfnCrawler:
+        naming, layer = c.naming, plan.layer
+        return glue.CfnCrawler(
+            stack,
+            f"{layer.title()}Crawler",
+            name=naming.crawler(layer, c.dataset.dataset),
+            description=fit(
+                "glue_crawler_description",
+                f"Catalogs {naming.database(layer)} from {', '.join(plan.crawled)}; run by hand",
+            ),
+            role=c.crawler_role_arn,
+            database_name=naming.database(layer),
+            targets=glue.CfnCrawler.TargetsProperty(
+                s3_targets=[
+                    glue.CfnCrawler.S3TargetProperty(
+                        path=c.bucket.s3_url_for_object(prefix), exclusions=defaults.CRAWLER_EXCLUSIONS
+                    )
+                    for prefix in plan.crawled
+                ]
+            ),
+            **defaults.crawler_props(naming.security_configuration),
+        )

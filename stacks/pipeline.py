@@ -1,0 +1,288 @@
+"""The pipeline of a dataset: its state machine (read the request, run the layers asked for) and the
+rules that send its failures, and its Glue jobs' failures, to the stage's failure topic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Annotations, Aws, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+
+from dwlib.naming import DROP_MARKER, Naming
+from stacks import defaults
+from stacks.nag import acknowledge
+
+# The pipeline's input, from a schedule ({}), by hand ({"layers": [...], "dry_run": true, "run_id": ...,
+# "raw_run_id": ...}, all optional) or an S3 "Object Created" event of a drop's marker, read once by
+# one JSONata block into $request. Whatever is wrong with it lands in $request.problem, and the run
+# fails with that message before any job starts. Run ids are UTC YYYYMMDDTHHMMSSZ.
+RUN_ID_PATTERN = "/^[0-9]{8}T[0-9]{6}Z$/"
+NOW_RUN_ID = "$now('[Y0001][M01][D01]T[H01][m01][s01]Z')"
+MANUAL_KEYS = ("layers", "dry_run", "raw_run_id", "run_id")
+
+
+def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
+    """The JSONata block that turns any start of the pipeline into $request (see README, "Starting a run")."""
+    all_layers = "[" + ", ".join(f"'{layer}'" for layer in layers) + "]"
+    allowed = "[" + ", ".join(f"'{k}'" for k in MANUAL_KEYS) + "]"
+    expression = (
+        "{% (\n"
+        "  $in := $states.input;\n"
+        "  $arrival := $in.source = 'aws.s3' and $in.`detail-type` = 'Object Created';\n"
+        # S3 may URL-encode keys in events (a space as +, = as %3D); decode unless that would fail.
+        "  $raw := $arrival ? $string($in.detail.object.key) : '';\n"
+        "  $key := $contains($raw, /%(?![0-9A-Fa-f]{2})/) ? $raw : $decodeUrlComponent($replace($raw, '+', ' '));\n"
+        "  $found := $match($key, /(^|[/])run_id=([^/]*)[/]/);\n"
+        # What the arrival rule lets through only; anything else that reaches here starts nothing either.
+        f"  $ignore := $arrival and ($in.detail.object.size = 0 or $not($contains($key, /[/]{DROP_MARKER}$/)));\n"
+        f"  $unknown := $arrival ? [] : $filter($keys($in), function($k) {{ $not($k in {allowed}) }});\n"
+        "  $run_id := $arrival ? ($exists($found) ? $found[0].groups[1] : '')"
+        f" : ($exists($in.run_id) ? $in.run_id : {NOW_RUN_ID});\n"
+        f"  $layers := $arrival or $not($exists($in.layers)) ? {all_layers} : $in.layers;\n"
+        "  $dry_run := $arrival ? false : ($exists($in.dry_run) ? $in.dry_run : false);\n"
+        "  $raw_run_id := $arrival ? 'none' : ($exists($in.raw_run_id) ? $in.raw_run_id : 'none');\n"
+        "  $problem := $arrival and $substring($key, 0, "
+        f"{len(raw_dataset_prefix)}) != '{raw_dataset_prefix}' ?\n"
+        f"      'the object ' & $key & ' is not under {raw_dataset_prefix}: this pipeline only takes drops there'\n"
+        "    : $arrival and $not($exists($found)) ?\n"
+        "      'the object ' & $key & ' has no run_id=YYYYMMDDTHHMMSSZ/ folder in its key: put a drop under "
+        f"{raw_dataset_prefix}run_id=YYYYMMDDTHHMMSSZ/ and write its marker last'\n"
+        "    : $count($unknown) > 0 ?\n"
+        f"      'unknown input field(s) ' & $join($unknown, ', ') & ': the pipeline takes {', '.join(MANUAL_KEYS)}'\n"
+        "    : $type($run_id) != 'string' or $not($contains($run_id, " + RUN_ID_PATTERN + ")) ?\n"
+        "      'run id ' & $string($run_id) & ($arrival ? ' (from the object ' & $key & ')' : '')"
+        " & ' is not of the form YYYYMMDDTHHMMSSZ, such as 20261121T060000Z'\n"
+        "    : $raw_run_id != 'none' and ($type($raw_run_id) != 'string' or $not($contains($raw_run_id, "
+        + RUN_ID_PATTERN
+        + "))) ?\n"
+        "      'raw_run_id ' & $string($raw_run_id) & ' is not of the form YYYYMMDDTHHMMSSZ, such as 20261121T060000Z'\n"
+        "    : $type($layers) != 'array' or $count($layers) = 0"
+        f" or $count($filter($layers, function($l) {{ $not($l in {all_layers}) }})) > 0 ?\n"
+        f"      'layers ' & $string($layers) & ' must be a non-empty list of {', '.join(layers)}'"
+        + (
+            " & ($count($filter($layers, function($l) { $l = 'gold' })) > 0 ? ' (this dataset has no gold models)' : '')"
+            if "gold" not in layers
+            else ""
+        )
+        + "\n"
+        "    : $type($dry_run) != 'boolean' ? 'dry_run ' & $string($dry_run) & ' must be true or false'\n"
+        "    : null;\n"
+        "  {'arrival': $arrival, 'ignore': $ignore, 'key': $key, 'run_id': $run_id, 'raw_run_id': $raw_run_id,\n"
+        "   'layers': $layers, 'dry_run': $dry_run, 'problem': $problem}\n"
+        ") %}"
+    )
+    # One line: asl-validator (and the ASL schema it follows) takes "{% expr %}" without line breaks.
+    return " ".join(line.strip() for line in expression.splitlines())
+
+
+JOB_FAILURE_STATES = ("FAILED", "TIMEOUT", "STOPPED", "ERROR")
+
+
+# Transient Glue API errors only: throttling, the one-run concurrency slot still taken, internal errors.
+# A job run that FAILED (bad data, a failed quality budget) surfaces as States.TaskFailed: never retried.
+TRANSIENT_GLUE_ERRORS = (
+    "Glue.ConcurrentRunsExceededException",
+    "Glue.InternalServiceException",
+    "Glue.OperationTimeoutException",
+    "Glue.ThrottlingException",
+)
+RETRY = {"IntervalSeconds": 60, "MaxAttempts": 3, "BackoffRate": 2.0, "MaxDelaySeconds": 300, "JitterStrategy": "FULL"}
+# With MaxRetries 0, Glue itself may hold a new run WAITING for capacity up to 15 minutes before it starts.
+GLUE_CAPACITY_WAIT_S = 15 * 60
+PIPELINE_MARGIN_S = 5 * 60
+
+
+def retry_wait_seconds(retry: dict = RETRY) -> int:
+    """The longest the retries of one task can wait in all (full jitter only shortens each wait)."""
+    return int(
+        sum(
+            min(retry["IntervalSeconds"] * retry["BackoffRate"] ** i, retry["MaxDelaySeconds"])
+            for i in range(retry["MaxAttempts"])
+        )
+    )
+
+
+def pipeline_timeout_seconds(job_timeout_minutes: int, jobs: int) -> int:
+    """Each job in turn: its own timeout, Glue's capacity wait and our retries' waits; then a margin."""
+    return jobs * (job_timeout_minutes * 60 + GLUE_CAPACITY_WAIT_S + retry_wait_seconds()) + PIPELINE_MARGIN_S
+
+
+class Pipeline:
+    """State machine, its log group and its two failure rules, created in the dataset stack's own scope:
+    the construct IDs (and so the logical IDs) are the ones the stack always had."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        naming: Naming,
+        dataset: str,
+        layers: Sequence[str],
+        timeout_minutes: int,
+        topic: sns.ITopic,
+    ):
+        self.stack, self.naming, self.dataset, self.layers = stack, naming, dataset, tuple(layers)
+        self.state_machine = self._state_machine(timeout_minutes)
+        self.topic = topic
+        acknowledge(
+            self.state_machine,
+            "AwsSolutions-IAM5",
+            "Step Functions' own policy for X-Ray and log delivery has no resource-level scoping",
+            ["Resource::*"],
+        )
+
+    def _glue_step(self, layer: str) -> sfn.CustomState:
+        """glue:startJobRun.sync written out, so its arguments are exactly ours (no NotificationProperty)."""
+        arguments = {"--run_id": "{% $request.run_id %}", "--dry_run": "{% $request.dry_run ? 'true' : 'false' %}"}
+        if layer == "bronze":
+            arguments["--raw_run_id"] = "{% $request.raw_run_id %}"
+        job = self.naming.job(layer, self.dataset)
+        return sfn.CustomState(
+            self.stack,
+            f"{layer.title()}JobRun",
+            state_json={
+                "Type": "Task",
+                "Comment": f"Runs the Glue job {job} and waits for it",
+                "Resource": f"arn:{Aws.PARTITION}:states:::glue:startJobRun.sync",
+                "Arguments": {"JobName": job, "Arguments": arguments},
+                "Output": {
+                    "run_id": "{% $request.run_id %}",
+                    "layer": layer,
+                    "job_run_id": "{% $states.result.Id %}",
+                    "state": "{% $states.result.JobRunState %}",
+                },
+                "Retry": [{"ErrorEquals": list(TRANSIENT_GLUE_ERRORS), **RETRY}],
+            },
+        )
+
+    def _layer_steps(self, done: sfn.IChainable) -> sfn.IChainable:
+        """One "Run{Layer}" choice and "{Layer}JobRun" task per layer, in order: each runs only if asked for."""
+        after: sfn.IChainable = done
+        for layer in reversed(self.layers):
+            step = self._glue_step(layer)
+            step.next(after)
+            after = (
+                sfn.Choice.jsonata(self.stack, f"Run{layer.title()}", comment="Only the layers asked for")
+                .when(sfn.Condition.jsonata(f"{{% '{layer}' in $request.layers %}}"), step)
+                .otherwise(after)
+            )
+        return after
+
+    def _state_machine(self, timeout_minutes: int) -> sfn.StateMachine:
+        stack, naming, name = self.stack, self.naming, self.dataset
+        machine_name = naming.state_machine(name)
+        own_arn = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{machine_name}"
+        read = sfn.Pass.jsonata(
+            stack,
+            "ReadInput",
+            comment="A schedule, a start by hand or a drop's marker: one $request, or the problem with it",
+            assign={"request": request_expression(naming.raw_dataset_prefix(name), self.layers)},
+        )
+        bad = sfn.Fail.jsonata(stack, "BadInput", error="pp-dw.BadInput", cause="{% $request.problem %}")
+        done = sfn.Succeed.jsonata(stack, "Done", outputs="{% $states.input %}")
+        ignored = sfn.Succeed.jsonata(
+            stack, "NotAMarker", comment="An empty object or a file that is not a drop's marker starts nothing"
+        )
+        already = sfn.Succeed.jsonata(
+            stack, "AlreadyStarted", comment="This run id already ran or runs: a repeated marker event starts nothing"
+        )
+        # A drop starts its run as a child execution named by its run id: the name makes a repeated
+        # event (S3 delivers at least once; a marker written twice) idempotent instead of a second run.
+        start_run = sfn.CustomState(
+            stack,
+            "StartRunOfDrop",
+            state_json={
+                "Type": "Task",
+                "Comment": "Starts this pipeline once per run id, with the drop's run id",
+                "Resource": f"arn:{Aws.PARTITION}:states:::states:startExecution",
+                "Arguments": {
+                    "StateMachineArn": own_arn,
+                    "Name": "{% $request.run_id %}",
+                    "Input": {"run_id": "{% $request.run_id %}"},
+                },
+                "Output": {"run_id": "{% $request.run_id %}", "started": "{% $states.result.ExecutionArn %}"},
+            },
+        )
+        start_run.add_catch(already, errors=["StepFunctions.ExecutionAlreadyExistsException"])
+        route = (
+            sfn.Choice.jsonata(stack, "CheckInput")
+            .when(sfn.Condition.jsonata("{% $request.ignore %}"), ignored)
+            .when(sfn.Condition.jsonata("{% $type($request.problem) = 'string' %}"), bad)
+            .when(sfn.Condition.jsonata("{% $request.arrival %}"), start_run)
+            .otherwise(self._layer_steps(done))
+        )
+        log_group = defaults.log_group(stack, "PipelineLogs", f"/aws/vendedlogs/states/{machine_name}")
+        machine = sfn.StateMachine(
+            stack,
+            "Pipeline",
+            state_machine_name=machine_name,
+            definition_body=sfn.DefinitionBody.from_chainable(read.next(route)),
+            timeout=Duration.seconds(pipeline_timeout_seconds(timeout_minutes, len(self.layers))),
+            logs=sfn.LogOptions(destination=log_group, **defaults.STATE_MACHINE_LOGS),
+            **defaults.STATE_MACHINE,
+        )
+        job_arns = [
+            f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}:job/{naming.job(layer, name)}"
+            for layer in self.layers
+        ]
+        machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
+                resources=job_arns,
+            )
+        )
+        machine.add_to_role_policy(iam.PolicyStatement(actions=["states:StartExecution"], resources=[own_arn]))
+        return machine
+
+    def failure_rules(self) -> None:
+        """Failed pipeline runs, and failed runs of its jobs (also those started by hand), to the topic."""
+        stack, naming, name, topic = self.stack, self.naming, self.dataset, self.topic
+        self.failure_rule = events.Rule(
+            stack,
+            "FailureRule",
+            rule_name=naming.failure_rule(name),
+            description=f"Failed, timed out or aborted {name} pipeline runs go to the failure topic",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                },
+            ),
+            targets=[events_targets.SnsTopic(topic)],
+        )
+        self.job_failure_rule = events.Rule(
+            stack,
+            "JobFailureRule",
+            rule_name=naming.job_failure_rule(name),
+            description=f"Failed, timed out, stopped or errored {name} Glue job runs (also those started by hand)",
+            event_pattern=events.EventPattern(
+                source=["aws.glue"],
+                detail_type=["Glue Job State Change"],
+                detail={
+                    "jobName": [naming.job(layer, name) for layer in self.layers],
+                    "state": list(JOB_FAILURE_STATES),
+                },
+            ),
+            targets=[
+                events_targets.SnsTopic(
+                    topic,
+                    message=events.RuleTargetInput.from_text(
+                        f"Glue job {events.EventField.from_path('$.detail.jobName')} run "
+                        f"{events.EventField.from_path('$.detail.jobRunId')} ended "
+                        f"{events.EventField.from_path('$.detail.state')}: "
+                        f"{events.EventField.from_path('$.detail.message')}"
+                    ),
+                )
+            ],
+        )
+        for rule in (self.failure_rule, self.job_failure_rule):
+            Annotations.of(rule).acknowledge_warning(
+                "@aws-cdk/aws-events:ruleUnresolvedEnvironment",
+                "the failure topic is in the same account and region, found by its conventional ARN",
+            )
