@@ -12,13 +12,13 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from dwlib.config import CoreConfig
-from dwlib.naming import Naming
+from dwlib.naming import LAYERS, Naming
 from stacks import defaults
 from stacks.job_rights import acknowledge_job_statements, job_statements, logs_statement, object_arns
 from stacks.monitoring import RunHistoryTable, allow_alarms
 from stacks.nag import acknowledge
 
-CRAWLED_PREFIXES = ("bronze", "gold")
+CRAWLED_PREFIXES = LAYERS  # the crawler role reads every layer (an Iceberg bronze table has no crawler)
 
 
 class EtlCoreStack(Stack):
@@ -26,8 +26,24 @@ class EtlCoreStack(Stack):
         naming = Naming.of(core, defaults.stage_of(scope))
         super().__init__(scope, construct_id, description=f"{naming.etl_resource_prefix}: data lake core", **kwargs)
         self.naming = naming
-        life = core.lifecycle
+        self._logs_key(naming, destroy_data)
+        self._buckets(naming, core, destroy_data)
+        self._catalog(naming)
+        self.job_role = self._job_role(naming)
+        self.crawler_role = self._crawler_role(naming)
+        self._failure_topic(naming)
+        allow_alarms(self.topic, self.key, naming)
+        self.run_history = RunHistoryTable(self, "RunHistory", naming=naming, bucket=self.bucket)
+        self._workgroup(naming, core)
 
+        CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
+        CfnOutput(self, "WorkgroupName", value=naming.workgroup)
+        CfnOutput(self, "FailureTopicArn", value=self.topic.topic_arn)
+        self._acknowledge()
+        defaults.tag(self, core.etl_resource_prefix, naming.stage)
+
+    def _logs_key(self, naming: Naming, destroy_data: bool) -> None:
+        """The stage's KMS key: Glue's logs and bookmarks, the failure topic."""
         self.key = kms.Key(
             self,
             "LogsKey",
@@ -58,6 +74,9 @@ class EtlCoreStack(Stack):
             )
         )
 
+    def _buckets(self, naming: Naming, core: CoreConfig, destroy_data: bool) -> None:
+        """The lake and its server access log bucket, with the secure bucket defaults."""
+        life = core.lifecycle
         self.access_logs = s3.Bucket(
             self,
             "AccessLogs",
@@ -99,7 +118,9 @@ class EtlCoreStack(Stack):
             **defaults.bucket_props(destroy_data),
         )
 
-        for layer in ("bronze", "gold"):
+    def _catalog(self, naming: Naming) -> None:
+        """A catalog database per layer and the security configuration of every job and crawler."""
+        for layer in LAYERS:
             glue.CfnDatabase(
                 self,
                 f"{layer.title()}Database",
@@ -121,9 +142,8 @@ class EtlCoreStack(Stack):
         )
         self.security_configuration.apply_removal_policy(defaults.OWNED)
 
-        self.job_role = self._job_role(naming)
-        self.crawler_role = self._crawler_role(naming)
-
+    def _failure_topic(self, naming: Naming) -> None:
+        """The topic every failure rule and alarm of this stage publishes to (and only those)."""
         self.topic = sns.Topic(
             self,
             "Failures",
@@ -150,9 +170,8 @@ class EtlCoreStack(Stack):
             )
         )
 
-        allow_alarms(self.topic, self.key, naming)
-        self.run_history = RunHistoryTable(self, "RunHistory", naming=naming, bucket=self.bucket)
-
+    def _workgroup(self, naming: Naming, core: CoreConfig) -> None:
+        """Athena's workgroup: results in the lake, a scan cutoff per query."""
         athena.CfnWorkGroup(
             self,
             "Workgroup",
@@ -172,12 +191,6 @@ class EtlCoreStack(Stack):
                 ),
             ),
         )
-
-        CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
-        CfnOutput(self, "WorkgroupName", value=naming.workgroup)
-        CfnOutput(self, "FailureTopicArn", value=self.topic.topic_arn)
-        self._acknowledge()
-        defaults.tag(self, core.etl_resource_prefix, naming.stage)
 
     def _job_role(self, naming: Naming) -> iam.Role:
         role = iam.Role(
