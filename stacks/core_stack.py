@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
@@ -17,6 +17,7 @@ from stacks import defaults
 from stacks.job_rights import acknowledge_job_statements, job_statements, logs_statement, object_arns
 from stacks.monitoring import RunHistoryTable, allow_alarms
 from stacks.nag import acknowledge
+from stacks.tokens import Aws
 
 CRAWLED_PREFIXES = LAYERS  # the crawler role reads every layer (an Iceberg bronze table has no crawler)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from aws_cdk import Aws, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
@@ -37,6 +37,7 @@ from stacks.pipeline import (  # noqa: F401 (their old home)
     request_expression,
     retry_wait_seconds,
 )
+from stacks.tokens import Aws, s3_url
 from stacks.triggers import SOURCE_KINDS, arrival_detail_pattern  # noqa: F401 (its old home)
 
 
@@ -68,7 +69,8 @@ class DatasetStack(Stack):
         self.force_dry_run = defaults.force_dry_run_of(self)
         # Shared resources are found by their conventional names, not by CloudFormation exports,
         # so a dataset stack never pins the core stack (see README, "Why no exports").
-        bucket = s3.Bucket.from_bucket_name(self, "Lake", naming.bucket(Aws.ACCOUNT_ID))
+        bucket_name = naming.bucket(Aws.ACCOUNT_ID)
+        bucket = s3.Bucket.from_bucket_name(self, "Lake", bucket_name)
         # Iceberg: the job commits the table in the catalog itself; no crawler, and a role with that table's rights.
         self.iceberg = table_format_of(core, dataset) == "iceberg"
         job_role = self._job_role(dataset, bucket)
@@ -90,11 +92,12 @@ class DatasetStack(Stack):
             dataset=dataset,
             naming=naming,
             bucket=bucket,
+            bucket_name=bucket_name,
             role=job_role,
             security=security,
             crawler_role_arn=f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{naming.crawler_role}",
             job_files=self.job_files,
-            modules=self._modules(bucket, name),
+            modules=self._modules(bucket_name, name),
             force_dry_run=self.force_dry_run,
         )
         self.layers = {
@@ -172,12 +175,12 @@ class DatasetStack(Stack):
         # The jobs get the role as it is: grants the Glue constructs would add stay out of its policy.
         return role.without_policy_updates()
 
-    def _modules(self, bucket: s3.IBucket, name: str) -> dict[str, str]:
+    def _modules(self, bucket_name: str, name: str) -> dict[str, str]:
         """The pinned wheels deployed with the job files, installed without a package index at job start."""
         if not self.wheels:
             return {}
         prefix = self.naming.wheels_prefix(name)
         return {
-            "--additional-python-modules": ",".join(bucket.s3_url_for_object(f"{prefix}{w}") for w in self.wheels),
+            "--additional-python-modules": ",".join(s3_url(bucket_name, f"{prefix}{w}") for w in self.wheels),
             "--python-modules-installer-option": "--no-index",
         }

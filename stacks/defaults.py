@@ -125,12 +125,16 @@ def tag(stack, project: str, stage: str, dataset: str | None = None) -> None:
         # The CDK would tag a dashboard, but CloudFormation's schema for it has no Tags (cfn-lint E3002).
         Tags.of(stack).add(key, value, exclude_resource_types=UNTAGGABLE)
     as_property = [{"Key": k, "Value": v} for k, v in tags.items()]
-    for child in stack.node.children:
-        if "CustomResourceProvider" in child.node.id:
-            for resource in child.node.children:
-                if isinstance(resource, CfnResource) and resource.cfn_resource_type in PROVIDER_TYPES:
-                    resource.add_property_override("Tags", as_property)
+    # Looked up by their known IDs, not by walking every child: each read is a call into the CDK's
+    # Node process (make bench, synth). A new provider type shows up untagged in the tags test.
+    for provider_id in PROVIDERS:
+        provider = stack.node.try_find_child(provider_id)
+        for resource in provider.node.children if provider is not None else ():
+            if isinstance(resource, CfnResource) and resource.cfn_resource_type in PROVIDER_TYPES:
+                resource.add_property_override("Tags", as_property)
 
 
+# CDK's custom resource providers this app gets: the auto-delete handler of a bucket (destroy-data).
+PROVIDERS = ("Custom::S3AutoDeleteObjectsCustomResourceProvider",)
 PROVIDER_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
 UNTAGGABLE = ["AWS::CloudWatch::Dashboard"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, Size, Stack
+from aws_cdk import Duration, Size, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -15,6 +15,7 @@ from constructs import Construct
 from dwlib.naming import Naming, fit
 from stacks import defaults, nag
 from stacks.nag import acknowledge
+from stacks.tokens import Aws
 
 # Sized by the dataset's category: time to scan, memory for parallel segments, /tmp for two copies.
 SIZING = {

@@ -13,7 +13,7 @@ from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import job_config_document
 from dwlib.naming import Naming
 from stacks import nag
-from stacks.nag import acknowledge
+from stacks.nag import acknowledge_all
 
 
 class JobFiles:
@@ -58,33 +58,34 @@ class JobFiles:
         )
         self._acknowledge(stack, naming)
 
-    @staticmethod
-    def _acknowledge(stack: Stack, naming: Naming) -> None:
+    def _acknowledge(self, stack: Stack, naming: Naming) -> None:
         part = nag.partition(stack)
         account = nag.pseudo(stack, stack.account, "AccountId")
         region = nag.pseudo(stack, stack.region, "Region")
-        for handler in [c for c in stack.node.children if c.node.id.startswith("Custom::CDKBucketDeployment")]:
-            acknowledge(
-                handler,
-                "AwsSolutions-IAM5",
-                "CDK's BucketDeployment handler copies the job files from the asset bucket to etl/; "
-                "it learns object keys at deploy time",
-                [
-                    "Action::s3:GetObject*",
-                    "Action::s3:GetBucket*",
-                    "Action::s3:List*",
-                    "Action::s3:DeleteObject*",
-                    "Action::s3:Abort*",
-                    f"Resource::arn:{part}:s3:::cdk-hnb659fds-assets-{account}-{region}/*",
-                    f"Resource::arn:{part}:s3:::{naming.bucket(account)}/*",
-                ],
-            )
-            acknowledge(
-                handler,
-                "AwsSolutions-IAM4",
-                "CDK's BucketDeployment handler logs with the basic execution role",
-                ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
-            )
-            acknowledge(
-                handler, "AwsSolutions-L1", "CDK's BucketDeployment handler pins its runtime; it runs only at deploy"
-            )
+        # The handler is a singleton function in the stack's scope; its role leads to it in one read.
+        handler = self.deployment.handler_role.node.scope
+        acknowledge_all(
+            handler,
+            [
+                (
+                    "AwsSolutions-IAM5",
+                    "CDK's BucketDeployment handler copies the job files from the asset bucket to etl/; "
+                    "it learns object keys at deploy time",
+                    [
+                        "Action::s3:GetObject*",
+                        "Action::s3:GetBucket*",
+                        "Action::s3:List*",
+                        "Action::s3:DeleteObject*",
+                        "Action::s3:Abort*",
+                        f"Resource::arn:{part}:s3:::cdk-hnb659fds-assets-{account}-{region}/*",
+                        f"Resource::arn:{part}:s3:::{naming.bucket(account)}/*",
+                    ],
+                ),
+                (
+                    "AwsSolutions-IAM4",
+                    "CDK's BucketDeployment handler logs with the basic execution role",
+                    ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+                ),
+                ("AwsSolutions-L1", "CDK's BucketDeployment handler pins its runtime; it runs only at deploy", None),
+            ],
+        )

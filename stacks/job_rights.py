@@ -8,12 +8,12 @@ core resources by name rather than through exports, grants it by the key's alias
 
 from __future__ import annotations
 
-from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from stacks.nag import acknowledge
+from stacks.tokens import Aws
 
 # Prefixes the jobs write; `etl/` (scripts, config, transform hooks) is read-only to them.
 JOB_WRITE_PREFIXES = ("raw", "staging", "bronze", "gold", "quarantine", "runs", "ops")

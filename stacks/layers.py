@@ -15,7 +15,8 @@ from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, default_arguments
 from dwlib.naming import Naming, fit
 from stacks import defaults
-from stacks.nag import acknowledge
+from stacks.nag import acknowledge, acknowledge_all
+from stacks.tokens import s3_url
 
 ARGUMENTS = {"bronze": BRONZE_ARGS, "gold": GOLD_ARGS}
 
@@ -46,6 +47,7 @@ class JobContext:
     dataset: DatasetConfig
     naming: Naming
     bucket: s3.IBucket
+    bucket_name: str
     role: iam.IRole
     security: glue.ISecurityConfiguration
     crawler_role_arn: str
@@ -66,8 +68,7 @@ class GlueLayer:
             f"uses the core stack's security configuration {context.naming.security_configuration} "
             "(KMS-encrypted CloudWatch logs and job bookmarks), referenced by name, which cdk-nag cannot follow"
         )
-        acknowledge(self.job, "AwsSolutions-GL1", shared)
-        acknowledge(self.job, "AwsSolutions-GL3", shared)
+        acknowledge_all(self.job, [("AwsSolutions-GL1", shared, None), ("AwsSolutions-GL3", shared, None)])
         if self.crawler is not None:
             acknowledge(self.crawler, "AwsSolutions-GL1", shared)
 
@@ -89,9 +90,7 @@ class GlueLayer:
             timeout=Duration.minutes(c.core.glue_defaults.timeout_minutes),
             security_configuration=c.security,
             default_arguments={
-                **default_arguments(
-                    name, c.bucket.s3_url_for_object().rstrip("/"), ARGUMENTS[layer], force_dry_run=c.force_dry_run
-                ),
+                **default_arguments(name, s3_url(c.bucket_name), ARGUMENTS[layer], force_dry_run=c.force_dry_run),
                 **c.modules,
             },
             **defaults.GLUE_JOB,
@@ -117,7 +116,7 @@ class GlueLayer:
             targets=glue.CfnCrawler.TargetsProperty(
                 s3_targets=[
                     glue.CfnCrawler.S3TargetProperty(
-                        path=c.bucket.s3_url_for_object(prefix), exclusions=defaults.CRAWLER_EXCLUSIONS
+                        path=s3_url(c.bucket_name, prefix), exclusions=defaults.CRAWLER_EXCLUSIONS
                     )
                     for prefix in plan.crawled
                 ]

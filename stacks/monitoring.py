@@ -6,12 +6,13 @@ same code that publishes them from the jobs, so an alarm always reads what a run
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -30,6 +31,7 @@ from dwlib.naming import Naming, fit
 from stacks import defaults
 from stacks.defaults import stage_of
 from stacks.nag import acknowledge
+from stacks.tokens import Aws
 
 HOUR = 3600
 # An alarm looks back at most 7 days (Period x EvaluationPeriods <= 604,800 s; 1 day for periods under an
@@ -72,13 +74,22 @@ def schedule_interval_hours(expr: str) -> float:
     return 24
 
 
-def _metric(naming: Naming, name: str, dataset: str, layer: str, statistic: str, period_s: int) -> cw.Metric:
+@functools.cache
+def _seconds(period_s: int) -> Duration:
+    """One Duration per period for the whole app: each Duration.seconds() is a call into the CDK's Node process."""
+    return Duration.seconds(period_s)
+
+
+def _metric(
+    naming: Naming, name: str, dataset: str, layer: str, statistic: str, period_s: int, label: str | None = None
+) -> cw.Metric:
     return cw.Metric(
         namespace=naming.metrics_namespace,
         metric_name=name,
         dimensions_map={"Dataset": dataset, "Layer": layer, "Stage": DEFAULT_STAGE},
         statistic=statistic,
-        period=Duration.seconds(period_s),
+        period=_seconds(period_s),
+        label=label,
     )
 
 
@@ -289,7 +300,7 @@ class LakeDashboard(Construct):
             layers = ["bronze"] + (["gold"] if any((project.dataset_dir(name) / "gold").glob("*.sql")) else [])
 
             def metric(metric_name: str, layer: str, statistic: str, label: str, period: int = day) -> cw.Metric:
-                return _metric(naming, metric_name, name, layer, statistic, period).with_(label=label)  # noqa: B023
+                return _metric(naming, metric_name, name, layer, statistic, period, label)  # noqa: B023
 
             # The alarms DatasetMonitoring creates for it, by name: the dashboard never waits for a dataset stack.
             window = freshness_window_hours(project.core, project.datasets[name])

@@ -14,6 +14,17 @@ def acknowledge(construct: IConstruct, rule: str, reason: str, findings: list[st
     )
 
 
+def acknowledge_all(construct: IConstruct, rules: list[tuple[str, str, list[str] | None]]) -> None:
+    """Several (rule, reason, findings) on one construct in one call into the CDK's Node process."""
+    Validations.of(construct).acknowledge(
+        *(
+            Acknowledgment(id=f"{rule}[{finding}]" if finding else rule, reason=reason)
+            for rule, reason, findings in rules
+            for finding in findings or [None]
+        )
+    )
+
+
 def pseudo(stack, value: str, name: str) -> str:
     """How cdk-nag prints a stack attribute in a finding: the literal, or `<AWS::Name>` when unresolved."""
     from aws_cdk import Token

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Annotations, Aws, Duration, Stack
+from aws_cdk import Annotations, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
@@ -15,6 +15,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from dwlib.naming import DROP_MARKER, Naming
 from stacks import defaults
 from stacks.nag import acknowledge
+from stacks.tokens import Aws
 
 # The pipeline's input, from a schedule ({}), by hand ({"layers": [...], "dry_run": true, "run_id": ...,
 # "raw_run_id": ...}, all optional) or an S3 "Object Created" event of a drop's marker, read once by
