@@ -18,13 +18,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from dwlib import errors, iceberg
+from dwlib import errors, iceberg, quality
 from dwlib.lake import LakeError
 from dwlib.run import JobContext, Publisher, RunSummary, Target, guarded_run, housekeeping, publisher_for, write_parquet
 
-EXPECT = re.compile(r"^\s*--\s*expect:\s*(?P<rule>.+?)\s*$", re.IGNORECASE)
-ROW_COUNT = re.compile(r"^row_count\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<n>\d+)$")
-COLUMN_RULE = re.compile(r"^(?P<kind>unique|not_null)\((?P<cols>[a-z_][a-z0-9_]*(\s*,\s*[a-z_][a-z0-9_]*)*)\)$")
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CATALOG_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Functions that call arbitrary Java, and so could read any file: Spark's reflect and java_method
@@ -45,17 +42,8 @@ class GoldError(ValueError):
     """A model that cannot run as written: names the file and what to change."""
 
 
-@dataclass(frozen=True)
-class Expectation:
-    kind: str  # row_count, unique, not_null
-    columns: tuple[str, ...] = ()
-    op: str = ""
-    value: int = 0
-
-    def __str__(self) -> str:
-        if self.kind == "row_count":
-            return f"row_count {self.op} {self.value}"
-        return f"{self.kind}({', '.join(self.columns)})"
+# A model's expectations are rules of the vocabulary bronze's quality rules use (dwlib.quality).
+Expectation = quality.Rule
 
 
 @dataclass(frozen=True)
@@ -69,25 +57,10 @@ class Model:
 
 def parse_expectations(sql: str, label: str) -> tuple[Expectation, ...]:
     """`-- expect: ...` lines of the leading comment block."""
-    found = []
-    for line in sql.splitlines():
-        if not line.strip():
-            continue
-        if not line.lstrip().startswith("--"):
-            break
-        match = EXPECT.match(line)
-        if not match:
-            continue
-        rule = match["rule"].strip()
-        if m := ROW_COUNT.match(rule):
-            found.append(Expectation("row_count", op="=" if m["op"] == "==" else m["op"], value=int(m["n"])))
-        elif m := COLUMN_RULE.match(rule):
-            found.append(Expectation(m["kind"], columns=tuple(c.strip() for c in m["cols"].split(","))))
-        else:
-            raise GoldError(
-                f"{label}: expectation {rule!r} is not understood; write row_count > N, unique(col) or not_null(col)"
-            )
-    return tuple(found)
+    try:
+        return quality.expectations(sql)
+    except quality.QualityError as exc:
+        raise GoldError(f"{label}: {exc}") from None
 
 
 def _function_name(node: exp.Expression) -> str:
@@ -207,27 +180,6 @@ class ModelResult:
     def as_entry(self) -> dict:
         """The model's line in the ledger (an Iceberg commit only where there is one: Parquet entries as before)."""
         return {k: v for k, v in self.__dict__.items() if k != "traceback" and (k != "iceberg" or v)}
-
-
-def _check(df, expectations: tuple[Expectation, ...], rows: int) -> list[str]:
-    from pyspark.sql import functions as F
-
-    failed = []
-    for rule in expectations:
-        if rule.kind == "row_count":
-            ok = {">": rows > rule.value, ">=": rows >= rule.value, "=": rows == rule.value,
-                  "<": rows < rule.value, "<=": rows <= rule.value}[rule.op]  # fmt: skip
-            if not ok:
-                failed.append(f"{rule} (found {rows})")
-        elif rule.kind == "not_null":
-            nulls = df.filter(" OR ".join(f"`{c}` IS NULL" for c in rule.columns)).count()
-            if nulls:
-                failed.append(f"{rule} ({nulls} rows with nulls)")
-        else:
-            repeated = df.groupBy(*rule.columns).count().filter(F.col("count") > 1).count()
-            if repeated:
-                failed.append(f"{rule} ({repeated} repeated values)")
-    return failed
 
 
 def _locate_gold(ctx: JobContext, model: str) -> str | None:
@@ -351,7 +303,7 @@ def _run_model(
             write_parquet(df, lake.uri(staging))  # adaptive execution sizes the files after the model's shuffles
         written = spark.read.parquet(lake.uri(staging))
         result.rows = written.count()
-        result.failed_expectations = _check(written, model.expectations, result.rows)
+        result.failed_expectations = quality.table_failures(written, model.expectations, result.rows)
         if result.failed_expectations:
             result.status = "failed"
             result.error = f"expectations failed: {'; '.join(result.failed_expectations)}; the previous table is kept"
