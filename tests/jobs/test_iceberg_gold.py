@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -74,6 +74,9 @@ def test_a_gold_model_is_an_iceberg_table_one_snapshot_per_run_that_travels_back
     assert "no crawler is needed" in told and "start-crawler" not in told
     assert "of the Iceberg table pp_dw_gold.earthquakes_by_day" in told
     assert example.query(f"SELECT day, quakes, max_mag FROM {GOLD}") == [(date(2026, 12, 1), 24, 4.41)]
+    # a timestamp column is written as Iceberg reads it (microseconds, not Spark's INT96)
+    latest = example.query(f"SELECT epoch(latest_quake) FROM {GOLD}")
+    assert latest == [(datetime(2026, 12, 1, 23, 0, tzinfo=UTC).timestamp(),)]
 
     example.revise_sample()
     example.bronze(RUN2)
