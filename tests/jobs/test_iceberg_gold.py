@@ -87,6 +87,11 @@ def test_a_gold_model_is_an_iceberg_table_one_snapshot_per_run_that_travels_back
     assert [op for _, op in snapshots] == ["append", "overwrite"]  # each run replaces the model's rows whole
     old_snapshot = snapshots[0][0]
     assert example.query(f"SELECT sum(quakes) FROM {GOLD} FOR VERSION AS OF {old_snapshot}") == [(24,)]
+    ((first_at,),) = example.query(
+        f'SELECT made_current_at FROM pp_dw_gold."{MODEL}$history" WHERE snapshot_id = {old_snapshot}'
+    )
+    at = first_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert example.query(f"SELECT sum(quakes) FROM {GOLD} FOR TIMESTAMP AS OF TIMESTAMP '{at} UTC'") == [(24,)]
     # the ledger keeps the commit of each model; the folder holds no Parquet beside the table's data/ and metadata/
     entry = example.lake.read_json(Naming.of(core).run_summary_key("usgs-earthquakes", RUN2, "gold"))
     assert entry["models"][0]["iceberg"]["snapshot_id"] == snapshots[1][0]
