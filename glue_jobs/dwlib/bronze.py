@@ -7,27 +7,37 @@ summary says what happened.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from dwlib import errors, fetch, iceberg, ledger, metrics, transform
-from dwlib.config import CoreConfig, CsvOptions, DatasetConfig
+from dwlib import fetch, iceberg, transform
+from dwlib.config import CsvOptions, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
-from dwlib.lake import Lake, LakeError
+from dwlib.lake import LakeError
 from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
-from dwlib.secrets import SecretError, SecretResolver, resolve_all, scrub
+
+# The run's types and skeleton live in dwlib.run (shared with gold); these names stay importable from here.
+from dwlib.run import (  # noqa: F401
+    JobContext,
+    JobFailed,
+    Publisher,
+    RunSummary,
+    Target,
+    fail_with,
+    guarded_run,
+    housekeeping,
+    publish,
+    publisher_for,
+    write_parquet,
+)
+from dwlib.secrets import SecretError, resolve_all
 
 # Parquet of typical CSV is about a quarter of its size; aim at files of ~128 MB.
 TARGET_FILE_BYTES = 128 * 1024**2
@@ -38,95 +48,6 @@ CACHE_INPUT_BYTES = 16 * 1024**2
 # Up to this many rejected rows, their reasons are counted here from one read of the quarantine,
 # instead of a grouped count (two Spark jobs with adaptive execution).
 FEW_REJECTED = 100_000
-
-
-class JobFailed(Exception):
-    """A run that failed for a reason the user can act on; bronze was not touched."""
-
-
-@dataclass
-class JobContext:
-    """Everything one run needs, resolved: configs, names, the lake and the run's ids."""
-
-    core: CoreConfig
-    dataset: DatasetConfig
-    lake: Lake
-    run_id: str
-    raw_run_id: str | None = None  # re-run bronze from a kept raw run, without fetching
-    dataset_dir: Path | None = None  # relative file sources; None on Glue
-    sample_dir: Path | None = None  # `dw run --sample`: read these files instead of the source
-    policy: fetch.RetryPolicy = field(default_factory=fetch.RetryPolicy)
-    # API auth: Secrets Manager on Glue (entry.py), the environment or .secrets.json with `dw run`.
-    secrets: SecretResolver | None = None
-    auto_run_id: bool = False  # the run id came from the clock: the run may move it on to a free one
-    stage: str = ""  # `-c stage=…` of the deployment: its names are the ones the run prints and publishes to
-    lock: ledger.RunLock | None = None  # the dataset's run lock, while this process holds it
-
-    @property
-    def naming(self) -> Naming:
-        return Naming.of(self.core, self.stage)
-
-    @property
-    def name(self) -> str:
-        return self.dataset.dataset
-
-
-@dataclass
-class RunSummary:
-    dataset: str
-    run_id: str
-    layer: str
-    source: str
-    status: str = "running"
-    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    finished_at: str | None = None
-    raw_run_id: str | None = None
-    bytes_fetched: int = 0
-    raw_keys: list[str] = field(default_factory=list)
-    # rows_in counts the source's rows (after `explode`); rows_in = kept + rejected + dropped by the hook.
-    rows_in: int = 0
-    rows_kept: int = 0
-    rows_rejected: int = 0
-    rows_dropped_by_transform: int = 0  # transform.py: rows it dropped (negative: rows it added)
-    transform_hook: str | None = None  # the hook's file, when the dataset has one
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    # Source columns renamed beyond plain cleaning (two headers cleaning to one name, a header taking a
-    # name the job adds, an empty header): {original header: column in bronze}.
-    renamed_columns: dict[str, str] = field(default_factory=dict)
-    # Several input files whose headers differ: {file: columns its header lacks}, NULL in its rows.
-    missing_columns: dict[str, list[str]] = field(default_factory=dict)
-    # CSV without `multiline`: read line by line, then read again with multiline on because a quote in
-    # a value or a malformed row said a quoted line break may have split a row.
-    csv_read_again_multiline: bool = False
-    output_prefix: str = ""
-    output_files: int = 0
-    output_bytes: int = 0
-    schema: list[dict[str, str]] = field(default_factory=list)
-    schema_changed: bool | None = None
-    schema_change: dict[str, Any] = field(default_factory=dict)
-    durations_seconds: dict[str, float] = field(default_factory=dict)
-    crawler_command: str = ""
-    error: str | None = None
-    traceback: str | None = None  # only for crashes: the ledger keeps it, the console does not
-    models: list[dict[str, Any]] = field(default_factory=list)  # gold runs: one entry per model
-    previous_attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier tries of this run id
-    finished_for_others: list[str] = field(default_factory=list)  # publishes of dead runs this run finished
-    lock_taken_over: dict[str, Any] | None = None  # the dead run whose lock this run took
-    code_version: str = ""  # git commit or library hash (metrics.code_version)
-    config_hash: str = ""  # sha256 of the dataset config the run used
-    table_format: str = "parquet"  # "iceberg": the run committed a snapshot instead of replacing a folder
-    iceberg: dict[str, Any] = field(default_factory=dict)  # the commit: snapshot id, files added and removed
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.durations_seconds[name] = round(time.perf_counter() - start, 3)
 
 
 def source_description(dataset: DatasetConfig) -> str:
@@ -204,10 +125,6 @@ def sized(df: DataFrame, files: int, input_files: int, input_bytes: int) -> Data
     """
     partitions = max(input_files, math.ceil(input_bytes / TARGET_FILE_BYTES))
     return df.coalesce(files) if partitions > 4 * files else df
-
-
-def write_parquet(df: DataFrame, uri: str) -> None:
-    df.write.mode("overwrite").option("compression", "zstd").parquet(uri)
 
 
 def previous_schema(ctx: JobContext) -> list[dict[str, str]] | None:
@@ -414,88 +331,14 @@ def _check_and_quarantine(
     return staging + "output/"
 
 
-def guarded_run(
-    ctx: JobContext, layer: str, summary_of: Callable[[], RunSummary], work: Callable[[RunSummary, str], None]
-) -> RunSummary:
-    """What every run does around its work: the lock, a free run id, the `running` entry, the final entry.
-
-    Raises ledger.RunRefused, having written nothing, when another run holds the lock or the run
-    id is taken. `summary_of()` makes the run's summary once the run id is settled; publishes a
-    dead run left half done are finished (or undone) before `work(summary, entry_key)` starts.
-    """
-    with ledger.holding(ctx, layer) as lock:
-        attempts = ledger.claim_run_id(ctx, layer)
-        lock.rename(ctx.run_id)
-        summary: RunSummary = summary_of()
-        summary.previous_attempts, summary.lock_taken_over = attempts, lock.took_over
-        entry = ctx.naming.run_summary_key(ctx.name, ctx.run_id, layer)
-        ctx.lake.write_json(entry, summary.as_dict())  # a run killed from here on is still found
-        try:
-            summary.finished_for_others = ledger.finish_publishes(ctx)
-        except LakeError as exc:
-            summary.status = "failed"
-            summary.error = f"an earlier run's unfinished publish could not be finished: {exc}; nothing else was done"
-        else:
-            work(summary, entry)
-        finally:
-            summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-            summary.error, summary.traceback = scrub(summary.error), scrub(summary.traceback)  # no secret in the ledger
-            metrics.stamp(summary, ctx.dataset)
-            ctx.lake.write_json(entry, summary.as_dict())
-            metrics.record_run(ctx.lake, summary)
-    return summary
-
-
-def publish(ctx: JobContext, summary: RunSummary, entry: str, staged: str, final: str, target: str, **about) -> None:
-    """Replace `final` with `staged`, journaled so that the next run finishes it if this one dies midway."""
-    journal = ctx.naming.publish_journal_key(ctx.name, target)
-    ctx.lake.write_json(entry, summary.as_dict())  # the figures, before the point of no return
-    try:
-        ctx.lake.replace_prefix(staged, final, journal, {"run_id": ctx.run_id, **about})
-    except LakeError as exc:
-        raise LakeError(
-            f"publishing to {final} did not finish: {exc}. Until it does, {final} may hold the files of two "
-            f"runs; the next run of {ctx.name} finishes or undoes this publish before it starts (journal {journal})"
-        ) from None
-
-
-def publish_iceberg(spark: SparkSession, ctx: JobContext, summary: RunSummary, entry: str, staged: str) -> None:
-    """Commit the checked output as one snapshot of the Iceberg table (see dwlib.iceberg)."""
-    naming, config = ctx.naming, ctx.dataset
-    done = iceberg.commit(
-        spark,
-        ctx.lake,
-        naming,
-        config,
-        identifier=iceberg.bronze_identifier(naming, ctx.name),
-        prefix=naming.bronze_prefix(ctx.name),
-        staged=staged,
-        run_id=ctx.run_id,
-        raw_run_id=ctx.raw_run_id or ctx.run_id,
-        load_mode=config.load_mode,
-        retention=iceberg.retention_days(ctx.core, config),
-        before_commit=lambda: ctx.lake.write_json(entry, summary.as_dict()),  # the figures, before the commit
-    )
-    summary.iceberg = dict(done.__dict__)
-    summary.output_files, summary.output_bytes = done.data_files, done.data_bytes
-
-
-def fail_with(summary: RunSummary, exc: BaseException, ctx: JobContext, entry: str, kept: str) -> None:
-    """A crash: one paragraph in `error`, the whole trace in `traceback`."""
-    summary.status = "failed"
-    inputs = summary.raw_keys or None
-    described = errors.describe(exc, lake_root=ctx.lake.root_uri, inputs=inputs, ledger_key=entry)
-    summary.error = f"{described} {kept}"
-    summary.traceback = errors.full_trace(exc)
-
-
 def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
     """One bronze run, start to finish; writes runs/{dataset}/run_id=....json whatever happens.
 
     Raises ledger.RunRefused (nothing written) when another run of the dataset holds the lock or
     the given run id already names a run that succeeded.
     """
-    naming, lake = ctx.naming, ctx.lake
+    naming = ctx.naming
+    publisher = publisher_for(ctx)
 
     def new_summary() -> RunSummary:
         return RunSummary(
@@ -505,47 +348,54 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
             source="sample" if ctx.sample_dir else source_description(ctx.dataset),
             raw_run_id=ctx.raw_run_id,
             output_prefix=naming.bronze_prefix(ctx.name),
-            crawler_command="" if is_iceberg else f"aws glue start-crawler --name {naming.crawler('bronze', ctx.name)}",
-            table_format="iceberg" if is_iceberg else "parquet",
+            crawler_command=(
+                f"aws glue start-crawler --name {naming.crawler('bronze', ctx.name)}" if publisher.needs_crawler else ""
+            ),
+            table_format=publisher.table_format,
         )
 
-    is_iceberg = iceberg.is_iceberg(ctx.core, ctx.dataset)
+    target = Target(
+        layer="bronze",
+        prefix=naming.bronze_prefix(ctx.name),
+        identifier=iceberg.bronze_identifier(naming, ctx.name),
+        journal="bronze",
+        about={"layer": "bronze"},
+        load_mode=ctx.dataset.load_mode,
+        partition_by=tuple(ctx.dataset.partition_by),
+        raw_run_id=ctx.raw_run_id,
+    )
 
     def work(summary: RunSummary, entry: str) -> None:
-        staging_root = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
         try:
             with summary.step("fetch"):
                 summary.raw_keys = land_raw(ctx, summary)
-            with iceberg.session_for(spark, is_iceberg):
+            with publisher.writing(spark):
                 staged = transform_and_check(spark, ctx, summary.raw_keys, summary)
             diff = schema_diff(previous_schema(ctx), summary.schema)
             summary.schema_change = diff
             summary.schema_changed = any(diff.values()) if diff else None
             summary.status = "publishing"
             with summary.step("publish"):
-                if is_iceberg:
-                    publish_iceberg(spark, ctx, summary, entry, staged)
-                else:
-                    publish(ctx, summary, entry, staged, naming.bronze_prefix(ctx.name), "bronze", layer="bronze")
-                    files = lake.data_files(naming.bronze_prefix(ctx.name))
-                    summary.output_files, summary.output_bytes = len(files), sum(f.size for f in files)
+                done = publisher.publish(spark, ctx, summary, entry, staged, target)
+            summary.output_files, summary.output_bytes = done.files, done.bytes
+            if done.commit:
+                summary.iceberg = done.commit
             summary.status = "succeeded"
-        except (JobFailed, iceberg.IcebergError) as exc:
-            summary.status, summary.error = "failed", str(exc)
         except HookError as exc:
             summary.status, summary.error = "failed", f"{exc}; bronze keeps its previous data"
             summary.traceback = exc.trace
         except fetch.FetchError as exc:
             summary.status, summary.error = "failed", f"fetch failed: {exc}; bronze keeps its previous data"
-        except LakeError as exc:
-            summary.status, summary.error = "failed", str(exc)
-        except Exception as exc:  # a crash still gets a ledger entry and leaves bronze alone
-            fail_with(summary, exc, ctx, entry, "Bronze keeps its previous data.")
-        finally:
-            with contextlib.suppress(LakeError):  # staging/ is never read, and its lifecycle rule expires leftovers
-                lake.delete_prefix(staging_root)
 
-    return guarded_run(ctx, "bronze", new_summary, work)
+    return guarded_run(
+        ctx,
+        "bronze",
+        new_summary,
+        work,
+        staging=naming.staging_prefix("bronze", ctx.name, ctx.run_id),
+        expected=(JobFailed, iceberg.IcebergError, LakeError),
+        kept="Bronze keeps its previous data.",
+    )
 
 
 def run_raw(ctx: JobContext) -> RunSummary:
@@ -555,16 +405,11 @@ def run_raw(ctx: JobContext) -> RunSummary:
         return RunSummary(dataset=ctx.name, run_id=ctx.run_id, layer="raw", source=source_description(ctx.dataset))
 
     def work(summary: RunSummary, entry: str) -> None:
-        try:
-            with summary.step("fetch"):
-                summary.raw_keys = land_raw(ctx, summary)
-            summary.status = "succeeded"
-        except (JobFailed, fetch.FetchError) as exc:
-            summary.status, summary.error = "failed", str(exc)
-        except Exception as exc:
-            fail_with(summary, exc, ctx, entry, "")
+        with summary.step("fetch"):
+            summary.raw_keys = land_raw(ctx, summary)
+        summary.status = "succeeded"
 
-    return guarded_run(ctx, "raw", new_summary, work)
+    return guarded_run(ctx, "raw", new_summary, work, expected=(JobFailed, fetch.FetchError))
 
 
 def input_warnings(summary: RunSummary) -> list[str]:
@@ -620,21 +465,6 @@ def describe_outcome(summary: RunSummary) -> str:
         lines.append("schema unchanged since the last run; the crawler is only needed for a new table:")
     lines.append(f"  {summary.crawler_command}")
     return notes + "\n".join([*lines, *input_warnings(summary)])
-
-
-def housekeeping(summary: RunSummary) -> list[str]:
-    """What a run did about earlier runs that died: their lock, their unfinished publishes."""
-    lines = []
-    if summary.lock_taken_over:
-        dead = summary.lock_taken_over
-        lines.append(
-            f"took over the lock of run {dead.get('run_id')} (started {dead.get('started_at')}): {dead.get('why')}"
-        )
-    lines += summary.finished_for_others
-    if summary.previous_attempts:
-        lines.append(f"attempt {len(summary.previous_attempts) + 1} of run id {summary.run_id} (earlier: "
-                     + ", ".join(str(a.get("status")) for a in summary.previous_attempts) + ")")  # fmt: skip
-    return lines
 
 
 def plan(ctx: JobContext) -> list[str]:

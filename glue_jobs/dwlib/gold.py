@@ -8,7 +8,6 @@ in its leading comments, and its table is replaced only when they hold.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -19,13 +18,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from dwlib import errors, iceberg
-from dwlib.bronze import JobContext, RunSummary, guarded_run, housekeeping, publish, write_parquet
+from dwlib import errors, iceberg, quality
 from dwlib.lake import LakeError
+from dwlib.run import JobContext, Publisher, RunSummary, Target, guarded_run, housekeeping, publisher_for, write_parquet
 
-EXPECT = re.compile(r"^\s*--\s*expect:\s*(?P<rule>.+?)\s*$", re.IGNORECASE)
-ROW_COUNT = re.compile(r"^row_count\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<n>\d+)$")
-COLUMN_RULE = re.compile(r"^(?P<kind>unique|not_null)\((?P<cols>[a-z_][a-z0-9_]*(\s*,\s*[a-z_][a-z0-9_]*)*)\)$")
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CATALOG_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Functions that call arbitrary Java, and so could read any file: Spark's reflect and java_method
@@ -46,17 +42,8 @@ class GoldError(ValueError):
     """A model that cannot run as written: names the file and what to change."""
 
 
-@dataclass(frozen=True)
-class Expectation:
-    kind: str  # row_count, unique, not_null
-    columns: tuple[str, ...] = ()
-    op: str = ""
-    value: int = 0
-
-    def __str__(self) -> str:
-        if self.kind == "row_count":
-            return f"row_count {self.op} {self.value}"
-        return f"{self.kind}({', '.join(self.columns)})"
+# A model's expectations are rules of the vocabulary bronze's quality rules use (dwlib.quality).
+Expectation = quality.Rule
 
 
 @dataclass(frozen=True)
@@ -70,25 +57,10 @@ class Model:
 
 def parse_expectations(sql: str, label: str) -> tuple[Expectation, ...]:
     """`-- expect: ...` lines of the leading comment block."""
-    found = []
-    for line in sql.splitlines():
-        if not line.strip():
-            continue
-        if not line.lstrip().startswith("--"):
-            break
-        match = EXPECT.match(line)
-        if not match:
-            continue
-        rule = match["rule"].strip()
-        if m := ROW_COUNT.match(rule):
-            found.append(Expectation("row_count", op="=" if m["op"] == "==" else m["op"], value=int(m["n"])))
-        elif m := COLUMN_RULE.match(rule):
-            found.append(Expectation(m["kind"], columns=tuple(c.strip() for c in m["cols"].split(","))))
-        else:
-            raise GoldError(
-                f"{label}: expectation {rule!r} is not understood; write row_count > N, unique(col) or not_null(col)"
-            )
-    return tuple(found)
+    try:
+        return quality.expectations(sql)
+    except quality.QualityError as exc:
+        raise GoldError(f"{label}: {exc}") from None
 
 
 def _function_name(node: exp.Expression) -> str:
@@ -203,27 +175,11 @@ class ModelResult:
     error: str | None = None
     seconds: float = 0.0
     traceback: str | None = None  # a crash's whole trace; `error` stays one paragraph
+    iceberg: dict = field(default_factory=dict)  # an Iceberg model's commit: snapshot id, files added and removed
 
-
-def _check(df, expectations: tuple[Expectation, ...], rows: int) -> list[str]:
-    from pyspark.sql import functions as F
-
-    failed = []
-    for rule in expectations:
-        if rule.kind == "row_count":
-            ok = {">": rows > rule.value, ">=": rows >= rule.value, "=": rows == rule.value,
-                  "<": rows < rule.value, "<=": rows <= rule.value}[rule.op]  # fmt: skip
-            if not ok:
-                failed.append(f"{rule} (found {rows})")
-        elif rule.kind == "not_null":
-            nulls = df.filter(" OR ".join(f"`{c}` IS NULL" for c in rule.columns)).count()
-            if nulls:
-                failed.append(f"{rule} ({nulls} rows with nulls)")
-        else:
-            repeated = df.groupBy(*rule.columns).count().filter(F.col("count") > 1).count()
-            if repeated:
-                failed.append(f"{rule} ({repeated} repeated values)")
-    return failed
+    def as_entry(self) -> dict:
+        """The model's line in the ledger (an Iceberg commit only where there is one: Parquet entries as before)."""
+        return {k: v for k, v in self.__dict__.items() if k != "traceback" and (k != "iceberg" or v)}
 
 
 def _locate_gold(ctx: JobContext, model: str) -> str | None:
@@ -239,9 +195,11 @@ def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
     """Run every model of the dataset (`sources`: model name -> SQL); writes the gold run summary.
 
     Takes the dataset's run lock like bronze (raises ledger.RunRefused, writing nothing, if another
-    run holds it), and publishes each model with a journal.
+    run holds it), and publishes each model as the dataset's table format says: a Parquet folder
+    replaced with a journal, or one commit of an Iceberg table.
     """
-    naming, lake = ctx.naming, ctx.lake
+    naming = ctx.naming
+    publisher = publisher_for(ctx)
 
     def new_summary() -> RunSummary:
         return RunSummary(
@@ -250,7 +208,10 @@ def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
             layer="gold",
             source=", ".join(f"gold/{m}.sql" for m in sorted(sources)),
             output_prefix=naming.gold_dataset_prefix(ctx.name),
-            crawler_command=f"aws glue start-crawler --name {naming.crawler('gold', ctx.name)}",
+            crawler_command=(
+                f"aws glue start-crawler --name {naming.crawler('gold', ctx.name)}" if publisher.needs_crawler else ""
+            ),
+            table_format=publisher.table_format,
         )
 
     def work(summary: RunSummary, entry: str) -> None:
@@ -258,7 +219,7 @@ def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
 
         def record() -> None:
             summary.durations_seconds = {f"model {r.name}": r.seconds for r in results.values()}
-            summary.models = [{k: v for k, v in r.__dict__.items() if k != "traceback"} for r in results.values()]
+            summary.models = [r.as_entry() for r in results.values()]
             traces = [f"model {r.name}:\n{r.traceback}" for r in results.values() if r.traceback]
             summary.traceback = "\n".join(traces) or summary.traceback
 
@@ -275,7 +236,7 @@ def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
                     result.status = "publishing"
                     record()
 
-                _run_model(spark, ctx, models[name], results, results[name], before_publish, summary, entry)
+                _run_model(spark, ctx, models[name], results, results[name], before_publish, summary, entry, publisher)
                 record()
             summary.rows_kept = sum(r.rows for r in results.values())
             summary.output_files = sum(r.files for r in results.values())
@@ -284,29 +245,29 @@ def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
             summary.status = "failed" if failed else "succeeded"
             if failed:
                 summary.error = "; ".join(f"{r.name} {r.status}: {r.error}" for r in failed)
-        except GoldError as exc:
-            summary.status, summary.error = "failed", str(exc)
-        except Exception as exc:
-            summary.status = "failed"
-            summary.error = errors.describe(exc, lake_root=lake.root_uri, ledger_key=entry)
-            summary.traceback = errors.full_trace(exc)
         finally:
             record()
-            with contextlib.suppress(LakeError):  # staging/ is never read; its lifecycle rule expires leftovers
-                lake.delete_prefix(naming.staging_prefix("gold", ctx.name, ctx.run_id))
 
-    return guarded_run(ctx, "gold", new_summary, work)
+    return guarded_run(
+        ctx,
+        "gold",
+        new_summary,
+        work,
+        staging=naming.staging_prefix("gold", ctx.name, ctx.run_id),
+        expected=(GoldError,),
+    )
 
 
 def _run_model(
     spark, ctx: JobContext, model: Model, done: dict[str, ModelResult], result: ModelResult,
-    before_publish, summary: RunSummary, entry: str,
+    before_publish, summary: RunSummary, entry: str, publisher: Publisher | None = None,
 ) -> ModelResult:  # fmt: skip
     import time
 
     from pyspark.sql import functions as F
 
     naming, lake = ctx.naming, ctx.lake
+    publisher = publisher or publisher_for(ctx)
     started = time.perf_counter()
     try:
         blocked = [ref for ref in model.gold_refs if ref in done and done[ref].status != "succeeded"]
@@ -330,25 +291,38 @@ def _run_model(
             prefix = _locate_gold(ctx, ref)
             if prefix is None:
                 raise GoldError(f"{naming.database('gold')}.{ref} does not exist yet; run the model that builds it")
+            committed = iceberg.table_files(lake, naming, iceberg.gold_identifier(naming, ref), prefix)
+            if committed is not None:  # an Iceberg model: its current snapshot, never every file of its folder
+                spark.read.parquet(*committed).createOrReplaceTempView(f"dw_gold__{ref}")
+                views[(naming.database("gold"), ref)] = f"dw_gold__{ref}"
+                continue
             views[(naming.database("gold"), ref)] = _view(spark, lake.uri(prefix), f"gold__{ref}")
         df = spark.sql(bind(model.sql, views)).withColumn("meta_run_id", F.lit(ctx.run_id))
         staging = naming.staging_prefix("gold", ctx.name, ctx.run_id, model.name)
-        write_parquet(df, lake.uri(staging))  # adaptive execution sizes the files after the model's shuffles
+        with publisher.writing(spark):  # Iceberg: timestamps as Iceberg reads them
+            write_parquet(df, lake.uri(staging))  # adaptive execution sizes the files after the model's shuffles
         written = spark.read.parquet(lake.uri(staging))
         result.rows = written.count()
-        result.failed_expectations = _check(written, model.expectations, result.rows)
+        result.failed_expectations = quality.table_failures(written, model.expectations, result.rows)
         if result.failed_expectations:
             result.status = "failed"
             result.error = f"expectations failed: {'; '.join(result.failed_expectations)}; the previous table is kept"
             return result
         before_publish(result)
-        publish(ctx, summary, entry, staging, result.output_prefix, f"gold.{model.name}", layer="gold",
-                model=model.name)  # fmt: skip
-        published = lake.data_files(result.output_prefix)
-        result.files, result.bytes = len(published), sum(f.size for f in published)
+        target = Target(
+            layer="gold",
+            prefix=result.output_prefix,
+            identifier=iceberg.gold_identifier(naming, model.name),
+            journal=f"gold.{model.name}",
+            about={"layer": "gold", "model": model.name},
+        )  # an Iceberg model is replaced whole by each run: one `overwrite` snapshot, never partitioned
+        done = publisher.publish(spark, ctx, summary, entry, staging, target)
+        result.files, result.bytes, result.iceberg = done.files, done.bytes, done.commit
         result.status = "succeeded"
     except GoldError as exc:
         result.status, result.error = "failed", str(exc)
+    except iceberg.IcebergError as exc:  # a narrowed column: the model's SELECT is where to cast it back
+        result.status, result.error = "failed", f"{exc} (for a gold model: cast the column in gold/{model.name}.sql)"
     except LakeError as exc:
         result.status, result.error = "failed", str(exc)
     except Exception as exc:  # a SQL error in one model fails that model only
@@ -372,10 +346,16 @@ def describe_gold(summary: RunSummary) -> str:
         detail = (
             f"{model['rows']} rows at {model['output_prefix']}" if model["status"] == "succeeded" else model["error"]
         )
+        commit = model.get("iceberg") or {}
+        if model["status"] == "succeeded" and commit:
+            detail += f", snapshot {commit.get('snapshot_id')} of the Iceberg table {commit.get('table')}"
         lines.append(f"  {model['name']}: {model['status']}: {detail}")
     if summary.status != "succeeded" and not summary.models:
         lines.append(f"  {summary.error}")
-    lines.append(f"  catalog new or changed gold tables with: {summary.crawler_command}")
+    if summary.table_format == "iceberg":
+        lines.append("  no crawler is needed: the job commits each gold model as an Iceberg table in the catalog")
+    else:
+        lines.append(f"  catalog new or changed gold tables with: {summary.crawler_command}")
     return "\n".join(lines)
 
 

@@ -540,3 +540,8 @@ def _referenced_files(table: Table) -> set[str]:
 
 def bronze_identifier(naming: Naming, dataset: str) -> tuple[str, str]:
     return naming.database("bronze"), table_name(dataset)
+
+
+def gold_identifier(naming: Naming, model: str) -> tuple[str, str]:
+    """A gold model's table: `{prefix}_gold.{model}` (model names are unique across datasets)."""
+    return naming.database("gold"), model

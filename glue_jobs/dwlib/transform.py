@@ -20,6 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, StringType, StructField, StructType
 
+from dwlib import quality
 from dwlib.config import ColumnType, CsvOptions, DatasetConfig, QualityRules
 
 META_COLUMNS = ("meta_run_id", "meta_ingested_at", "meta_source_file")
@@ -679,12 +680,7 @@ def rule_columns(config: DatasetConfig) -> list[str]:
 
 
 def _rule_reasons(primary_key: list[str], rules: QualityRules) -> list[Problem]:
-    problems = [(F.col(c).isNull(), F.lit(f"{c}: primary key is null")) for c in primary_key]
-    problems += [(F.col(c).isNull(), F.lit(f"{c}: null (not_null rule)")) for c in rules.not_null]
-    for column, values in rules.accepted_values.items():
-        allowed = F.col(column).cast("string").isin([str(v).lower() if isinstance(v, bool) else str(v) for v in values])
-        problems.append((F.col(column).isNotNull() & ~allowed, F.lit(f"{column}: not an accepted value")))
-    return problems
+    return quality.row_problems(quality.bronze_rules(primary_key, rules))
 
 
 FIRST = "_dw_first"  # the source position of a repeated key's first clean row

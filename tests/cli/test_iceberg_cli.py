@@ -1,5 +1,5 @@
-"""The example Iceberg dataset end to end through the `dw` command: two sample runs merged by key,
-then `dw query` with time travel and a metadata table."""
+"""The example Iceberg dataset end to end through the `dw` command: two sample runs merged by key (and
+its gold model committed after each), then `dw query` with time travel and a metadata table."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def test_usgs_earthquakes_merges_and_travels_back(tmp_path: Path):
     snapshots = query('SELECT snapshot_id FROM pp_dw_bronze."usgs_earthquakes$snapshots" ORDER BY committed_at')
     assert len(snapshots) == 2
     assert query(f"SELECT mag FROM {table} FOR VERSION AS OF {snapshots[0]} WHERE id = 'ci740000000'") == ["1.8"]
+    # the gold model is an Iceberg table too: one snapshot per run, read at the current one, travels back
+    gold = "pp_dw_gold.earthquakes_by_day"
+    assert query(f"SELECT quakes FROM {gold}") == ["25"]
+    gold_snapshots = query('SELECT snapshot_id FROM pp_dw_gold."earthquakes_by_day$snapshots" ORDER BY committed_at')
+    assert len(gold_snapshots) == 2
+    assert query(f"SELECT quakes FROM {gold} FOR VERSION AS OF {gold_snapshots[0]}") == ["24"]
     history = dw("query", "--lake", lake, 'SELECT * FROM pp_dw_bronze."usgs_earthquakes$history"', cwd=project)
     assert "is_current_ancestor" in line_with(history.stdout, "made_current_at")
     assert_error(dw("query", "--lake", lake, f"SELECT * FROM {table} FOR VERSION AS OF 7", cwd=project),

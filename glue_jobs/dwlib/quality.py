@@ -1,0 +1,141 @@
+"""Quality rules: one vocabulary for bronze's row checks and gold's table expectations.
+
+A rule is `not_null(a, b)`, `unique(a, b)`, `accepted_values(col: v1, v2)`, `row_count OP N`, or
+(bronze only, from `primary_key`) `primary_key(a, b)`: not null and unique.
+
+- Bronze takes its rules from the dataset config (`primary_key` and `quality`) and applies each
+  to every row: a row that breaks one is quarantined with the rule's reason, and the run fails
+  when more than `max_rejected_fraction` of the rows are rejected.
+- A gold model states its rules in `-- expect:` lines of its leading comments; each must hold
+  for the model's whole result, or the model is not published.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from dwlib.config import QualityRules
+
+NAME = r"[a-z_][a-z0-9_]*"
+EXPECT = re.compile(r"^\s*--\s*expect:\s*(?P<rule>.+?)\s*$", re.IGNORECASE)
+ROW_COUNT = re.compile(r"^row_count\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<n>\d+)$")
+COLUMN_RULE = re.compile(rf"^(?P<kind>unique|not_null)\((?P<cols>{NAME}(\s*,\s*{NAME})*)\)$")
+ACCEPTED = re.compile(rf"^accepted_values\((?P<col>{NAME})\s*:\s*(?P<values>[^)]*[^\s)][^)]*)\)$")
+WRITE = "write row_count > N, unique(col), not_null(col) or accepted_values(col: a, b)"
+
+
+class QualityError(ValueError):
+    """A rule that is not understood."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str  # not_null, unique, accepted_values, row_count, primary_key
+    columns: tuple[str, ...] = ()
+    op: str = ""  # row_count
+    value: int = 0  # row_count
+    values: tuple[str, ...] = ()  # accepted_values, as text (Spark compares the column cast to string)
+
+    def __str__(self) -> str:
+        if self.kind == "row_count":
+            return f"row_count {self.op} {self.value}"
+        if self.kind == "accepted_values":
+            return f"accepted_values({self.columns[0]}: {', '.join(self.values)})"
+        return f"{self.kind}({', '.join(self.columns)})"
+
+
+def _text(value: Any) -> str:
+    """A config value as the column's text: JSON true is Spark's `true`."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def parse_rule(text: str) -> Rule:
+    """One rule as a gold model writes it after `-- expect:`."""
+    rule = text.strip()
+    if m := ROW_COUNT.match(rule):
+        return Rule("row_count", op="=" if m["op"] == "==" else m["op"], value=int(m["n"]))
+    if m := COLUMN_RULE.match(rule):
+        return Rule(m["kind"], columns=tuple(c.strip() for c in m["cols"].split(",")))
+    if m := ACCEPTED.match(rule):
+        values = tuple(v.strip().strip("'\"") for v in m["values"].split(","))
+        return Rule("accepted_values", columns=(m["col"],), values=values)
+    raise QualityError(f"expectation {rule!r} is not understood; {WRITE}")
+
+
+def expectations(sql: str) -> tuple[Rule, ...]:
+    """The `-- expect: ...` lines of the SQL's leading comment block."""
+    found = []
+    for line in sql.splitlines():
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("--"):
+            break
+        match = EXPECT.match(line)
+        if match:
+            found.append(parse_rule(match["rule"]))
+    return tuple(found)
+
+
+def bronze_rules(primary_key: list[str], quality: QualityRules) -> list[Rule]:
+    """A dataset config's rules (`primary_key` and `quality`), in the order bronze applies them."""
+    rules = [Rule("primary_key", tuple(primary_key))] if primary_key else []
+    rules += [Rule("not_null", (c,)) for c in quality.not_null]
+    rules += [
+        Rule("accepted_values", (c,), values=tuple(_text(v) for v in values))
+        for c, values in quality.accepted_values.items()
+    ]
+    rules += [Rule("unique", (c,)) for c in quality.unique]
+    return rules
+
+
+def row_problems(rules: list[Rule]) -> list[tuple[Column, Column]]:
+    """(condition, reject reason) per rule a row breaks by itself (nulls, values); uniqueness needs the others."""
+    from pyspark.sql import functions as F
+
+    problems = []
+    for rule in rules:
+        if rule.kind == "primary_key":
+            problems += [(F.col(c).isNull(), F.lit(f"{c}: primary key is null")) for c in rule.columns]
+        elif rule.kind == "not_null":
+            problems += [(F.col(c).isNull(), F.lit(f"{c}: null (not_null rule)")) for c in rule.columns]
+        elif rule.kind == "accepted_values":
+            column = rule.columns[0]
+            allowed = F.col(column).cast("string").isin(list(rule.values))
+            problems.append((F.col(column).isNotNull() & ~allowed, F.lit(f"{column}: not an accepted value")))
+    return problems
+
+
+def table_failures(df: DataFrame, rules: tuple[Rule, ...], rows: int) -> list[str]:
+    """The rules a whole result breaks, each with what was found (a gold model's expectations)."""
+    from pyspark.sql import functions as F
+
+    failed = []
+    for rule in rules:
+        if rule.kind == "row_count":
+            ok = {">": rows > rule.value, ">=": rows >= rule.value, "=": rows == rule.value,
+                  "<": rows < rule.value, "<=": rows <= rule.value}[rule.op]  # fmt: skip
+            if not ok:
+                failed.append(f"{rule} (found {rows})")
+        elif rule.kind == "not_null":
+            nulls = df.filter(" OR ".join(f"`{c}` IS NULL" for c in rule.columns)).count()
+            if nulls:
+                failed.append(f"{rule} ({nulls} rows with nulls)")
+        elif rule.kind == "accepted_values":
+            column = F.col(rule.columns[0])
+            other = df.filter(column.isNotNull() & ~column.cast("string").isin(list(rule.values))).count()
+            if other:
+                failed.append(f"{rule} ({other} rows with other values)")
+        else:  # unique, primary_key
+            if rule.kind == "primary_key":
+                nulls = df.filter(" OR ".join(f"`{c}` IS NULL" for c in rule.columns)).count()
+                if nulls:
+                    failed.append(f"{rule} ({nulls} rows with nulls)")
+            repeated = df.groupBy(*rule.columns).count().filter(F.col("count") > 1).count()
+            if repeated:
+                failed.append(f"{rule} ({repeated} repeated values)")
+    return failed

@@ -1,0 +1,302 @@
+"""One run of any layer (raw, bronze, gold): its context, its summary (the ledger entry), the lock-and-ledger
+skeleton around its work, and publishing its output.
+
+Both layers publish through a Publisher chosen from the dataset's `table_format`: `ParquetPublisher`
+replaces a Parquet folder (kill-and-fill, journaled so that the next run finishes a publish this
+one died in); `IcebergPublisher` commits the checked files as one snapshot of an Iceberg table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dwlib import errors, fetch, iceberg, ledger, metrics
+from dwlib.config import CoreConfig, DatasetConfig
+from dwlib.lake import Lake, LakeError
+from dwlib.naming import Naming
+from dwlib.secrets import SecretResolver, scrub
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class JobFailed(Exception):
+    """A run that failed for a reason the user can act on; bronze was not touched."""
+
+
+@dataclass
+class JobContext:
+    """Everything one run needs, resolved: configs, names, the lake and the run's ids."""
+
+    core: CoreConfig
+    dataset: DatasetConfig
+    lake: Lake
+    run_id: str
+    raw_run_id: str | None = None  # re-run bronze from a kept raw run, without fetching
+    dataset_dir: Path | None = None  # relative file sources; None on Glue
+    sample_dir: Path | None = None  # `dw run --sample`: read these files instead of the source
+    policy: fetch.RetryPolicy = field(default_factory=fetch.RetryPolicy)
+    # API auth: Secrets Manager on Glue (entry.py), the environment or .secrets.json with `dw run`.
+    secrets: SecretResolver | None = None
+    auto_run_id: bool = False  # the run id came from the clock: the run may move it on to a free one
+    stage: str = ""  # `-c stage=…` of the deployment: its names are the ones the run prints and publishes to
+    lock: ledger.RunLock | None = None  # the dataset's run lock, while this process holds it
+
+    @property
+    def naming(self) -> Naming:
+        return Naming.of(self.core, self.stage)
+
+    @property
+    def name(self) -> str:
+        return self.dataset.dataset
+
+
+@dataclass
+class RunSummary:
+    dataset: str
+    run_id: str
+    layer: str
+    source: str
+    status: str = "running"
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    finished_at: str | None = None
+    raw_run_id: str | None = None
+    bytes_fetched: int = 0
+    raw_keys: list[str] = field(default_factory=list)
+    # rows_in counts the source's rows (after `explode`); rows_in = kept + rejected + dropped by the hook.
+    rows_in: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+    rows_dropped_by_transform: int = 0  # transform.py: rows it dropped (negative: rows it added)
+    transform_hook: str | None = None  # the hook's file, when the dataset has one
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    # Source columns renamed beyond plain cleaning (two headers cleaning to one name, a header taking a
+    # name the job adds, an empty header): {original header: column in bronze}.
+    renamed_columns: dict[str, str] = field(default_factory=dict)
+    # Several input files whose headers differ: {file: columns its header lacks}, NULL in its rows.
+    missing_columns: dict[str, list[str]] = field(default_factory=dict)
+    # CSV without `multiline`: read line by line, then read again with multiline on because a quote in
+    # a value or a malformed row said a quoted line break may have split a row.
+    csv_read_again_multiline: bool = False
+    output_prefix: str = ""
+    output_files: int = 0
+    output_bytes: int = 0
+    schema: list[dict[str, str]] = field(default_factory=list)
+    schema_changed: bool | None = None
+    schema_change: dict[str, Any] = field(default_factory=dict)
+    durations_seconds: dict[str, float] = field(default_factory=dict)
+    crawler_command: str = ""
+    error: str | None = None
+    traceback: str | None = None  # only for crashes: the ledger keeps it, the console does not
+    models: list[dict[str, Any]] = field(default_factory=list)  # gold runs: one entry per model
+    previous_attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier tries of this run id
+    finished_for_others: list[str] = field(default_factory=list)  # publishes of dead runs this run finished
+    lock_taken_over: dict[str, Any] | None = None  # the dead run whose lock this run took
+    code_version: str = ""  # git commit or library hash (metrics.code_version)
+    config_hash: str = ""  # sha256 of the dataset config the run used
+    table_format: str = "parquet"  # "iceberg": the run committed a snapshot instead of replacing a folder
+    iceberg: dict[str, Any] = field(default_factory=dict)  # the commit: snapshot id, files added and removed
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.durations_seconds[name] = round(time.perf_counter() - start, 3)
+
+
+def write_parquet(df: DataFrame, uri: str) -> None:
+    df.write.mode("overwrite").option("compression", "zstd").parquet(uri)
+
+
+# ------------------------------------------------------------------ the run skeleton
+
+
+def guarded_run(
+    ctx: JobContext,
+    layer: str,
+    summary_of: Callable[[], RunSummary],
+    work: Callable[[RunSummary, str], None],
+    *,
+    staging: str | None = None,
+    expected: tuple[type[BaseException], ...] = (),
+    kept: str = "",
+) -> RunSummary:
+    """What every run does around its work: the lock, a free run id, the `running` entry, the final entry.
+
+    Raises ledger.RunRefused, having written nothing, when another run holds the lock or the run
+    id is taken. `summary_of()` makes the run's summary once the run id is settled; publishes a
+    dead run left half done are finished (or undone) before `work(summary, entry_key)` starts.
+    An `expected` exception fails the run with its message; any other is a crash, described in one
+    paragraph (ending with `kept`, what the layer keeps) with the whole trace in the ledger. The
+    run's `staging` prefix is deleted whatever happens.
+    """
+    with ledger.holding(ctx, layer) as lock:
+        attempts = ledger.claim_run_id(ctx, layer)
+        lock.rename(ctx.run_id)
+        summary: RunSummary = summary_of()
+        summary.previous_attempts, summary.lock_taken_over = attempts, lock.took_over
+        entry = ctx.naming.run_summary_key(ctx.name, ctx.run_id, layer)
+        ctx.lake.write_json(entry, summary.as_dict())  # a run killed from here on is still found
+        try:
+            summary.finished_for_others = ledger.finish_publishes(ctx)
+        except LakeError as exc:
+            summary.status = "failed"
+            summary.error = f"an earlier run's unfinished publish could not be finished: {exc}; nothing else was done"
+        else:
+            try:
+                work(summary, entry)
+            except expected as exc:
+                summary.status, summary.error = "failed", str(exc)
+            except Exception as exc:  # a crash still gets a ledger entry and leaves the published tables alone
+                fail_with(summary, exc, ctx, entry, kept)
+            finally:
+                if staging is not None:
+                    with contextlib.suppress(LakeError):  # staging/ is never read; its lifecycle rule expires leftovers
+                        ctx.lake.delete_prefix(staging)
+        finally:
+            summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+            summary.error, summary.traceback = scrub(summary.error), scrub(summary.traceback)  # no secret in the ledger
+            metrics.stamp(summary, ctx.dataset)
+            ctx.lake.write_json(entry, summary.as_dict())
+            metrics.record_run(ctx.lake, summary)
+    return summary
+
+
+def fail_with(summary: RunSummary, exc: BaseException, ctx: JobContext, entry: str, kept: str) -> None:
+    """A crash: one paragraph in `error`, the whole trace in `traceback`."""
+    summary.status = "failed"
+    inputs = summary.raw_keys or None
+    described = errors.describe(exc, lake_root=ctx.lake.root_uri, inputs=inputs, ledger_key=entry)
+    summary.error = f"{described} {kept}" if kept else described
+    summary.traceback = errors.full_trace(exc)
+
+
+def housekeeping(summary: RunSummary) -> list[str]:
+    """What a run did about earlier runs that died: their lock, their unfinished publishes."""
+    lines = []
+    if summary.lock_taken_over:
+        dead = summary.lock_taken_over
+        lines.append(
+            f"took over the lock of run {dead.get('run_id')} (started {dead.get('started_at')}): {dead.get('why')}"
+        )
+    lines += summary.finished_for_others
+    if summary.previous_attempts:
+        lines.append(f"attempt {len(summary.previous_attempts) + 1} of run id {summary.run_id} (earlier: "
+                     + ", ".join(str(a.get("status")) for a in summary.previous_attempts) + ")")  # fmt: skip
+    return lines
+
+
+# ------------------------------------------------------------------ publishing
+
+
+def publish(ctx: JobContext, summary: RunSummary, entry: str, staged: str, final: str, target: str, **about) -> None:
+    """Replace `final` with `staged`, journaled so that the next run finishes it if this one dies midway."""
+    journal = ctx.naming.publish_journal_key(ctx.name, target)
+    ctx.lake.write_json(entry, summary.as_dict())  # the figures, before the point of no return
+    try:
+        ctx.lake.replace_prefix(staged, final, journal, {"run_id": ctx.run_id, **about})
+    except LakeError as exc:
+        raise LakeError(
+            f"publishing to {final} did not finish: {exc}. Until it does, {final} may hold the files of two "
+            f"runs; the next run of {ctx.name} finishes or undoes this publish before it starts (journal {journal})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one published table goes: its folder, its catalog name, and how a run replaces its rows."""
+
+    layer: str  # bronze, gold
+    prefix: str  # the table's folder in the lake
+    identifier: tuple[str, str]  # (database, table)
+    journal: str  # the Parquet publish journal's name: "bronze", "gold.{model}"
+    about: dict[str, str] = field(default_factory=dict)  # written into the Parquet journal
+    load_mode: str = "full"
+    partition_by: tuple[str, ...] = ()
+    raw_run_id: str | None = None  # the raw run the rows come from (Iceberg append replays)
+
+
+@dataclass
+class Published:
+    """What a publish left in the table: its data files, and (Iceberg) the commit."""
+
+    files: int = 0
+    bytes: int = 0
+    commit: dict[str, Any] = field(default_factory=dict)
+
+
+class Publisher:
+    """Replaces a table's rows with the checked files under a staging prefix, all or nothing."""
+
+    table_format = ""
+    needs_crawler = True
+
+    def publish(
+        self, spark: SparkSession, ctx: JobContext, summary: RunSummary, entry: str, staged: str, target: Target
+    ) -> Published:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def writing(self, spark: SparkSession) -> Iterator[None]:
+        """The Spark session as the staged files must be written for this format."""
+        yield
+
+
+class ParquetPublisher(Publisher):
+    """Kill-and-fill of the table's folder, journaled; the crawler catalogs the folder."""
+
+    table_format = "parquet"
+
+    def publish(self, spark, ctx, summary, entry, staged, target) -> Published:
+        publish(ctx, summary, entry, staged, target.prefix, target.journal, **target.about)
+        files = ctx.lake.data_files(target.prefix)
+        return Published(len(files), sum(f.size for f in files))
+
+
+class IcebergPublisher(Publisher):
+    """One atomic commit of an Iceberg table in the catalog (see dwlib.iceberg); no crawler."""
+
+    table_format = "iceberg"
+    needs_crawler = False
+
+    def publish(self, spark, ctx, summary, entry, staged, target) -> Published:
+        dataset = ctx.dataset
+        if tuple(dataset.partition_by) != target.partition_by:
+            dataset = dataset.model_copy(update={"partition_by": list(target.partition_by)})
+        done = iceberg.commit(
+            spark,
+            ctx.lake,
+            ctx.naming,
+            dataset,
+            identifier=target.identifier,
+            prefix=target.prefix,
+            staged=staged,
+            run_id=ctx.run_id,
+            raw_run_id=target.raw_run_id or ctx.run_id,
+            load_mode=target.load_mode,
+            retention=iceberg.retention_days(ctx.core, ctx.dataset),
+            before_commit=lambda: ctx.lake.write_json(entry, summary.as_dict()),  # the figures, before the commit
+        )
+        return Published(done.data_files, done.data_bytes, dict(done.__dict__))
+
+    @contextlib.contextmanager
+    def writing(self, spark):
+        with iceberg.session_for(spark, True):
+            yield
+
+
+def publisher_for(ctx: JobContext) -> Publisher:
+    """The dataset's table format (its config.json, else the lake's) decides how its tables are published."""
+    return IcebergPublisher() if iceberg.is_iceberg(ctx.core, ctx.dataset) else ParquetPublisher()

@@ -1,0 +1,150 @@
+"""Gold models of an Iceberg dataset are Iceberg tables too: the example dataset (usgs-earthquakes) run
+through the real commit path (Spark writes, PyIceberg commits to the SQLite catalog under the lake),
+read back with `dw query` the way Athena reads them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from dw.query import run_query
+from dwlib import bronze, gold
+from dwlib.config import DatasetConfig
+from dwlib.lake import LocalLake
+from dwlib.naming import Naming
+
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("iceberg")]
+ROOT = Path(__file__).resolve().parents[2]
+RUN1, RUN2, RUN3, RUN4 = "20261201T000000Z", "20261201T010000Z", "20261201T020000Z", "20261201T030000Z"
+MODEL = "earthquakes_by_day"
+GOLD = f"pp_dw_gold.{MODEL}"
+SNAPSHOTS = f'SELECT snapshot_id, operation FROM pp_dw_gold."{MODEL}$snapshots" ORDER BY committed_at'
+
+
+class Example:
+    """A copy of datasets/usgs-earthquakes and a local lake to run it in."""
+
+    def __init__(self, spark, core, tmp_path: Path):
+        self.spark, self.core = spark, core
+        self.folder = tmp_path / "usgs-earthquakes"
+        shutil.copytree(ROOT / "datasets" / "usgs-earthquakes", self.folder)
+        self.dataset = DatasetConfig.model_validate(json.loads((self.folder / "config.json").read_text()))
+        self.lake = LocalLake(tmp_path / "lake")
+
+    def context(self, run_id: str) -> bronze.JobContext:
+        return bronze.JobContext(
+            core=self.core, dataset=self.dataset, lake=self.lake, run_id=run_id,
+            dataset_dir=self.folder, sample_dir=self.folder / "sample",
+        )  # fmt: skip
+
+    def bronze(self, run_id: str):
+        summary = bronze.run_bronze(self.spark, self.context(run_id))
+        assert summary.status == "succeeded", summary.error
+        return summary
+
+    def gold(self, run_id: str, models: dict[str, str] | None = None):
+        return gold.run_gold(self.spark, self.context(run_id), models or gold.model_sources(self.folder))
+
+    def query(self, sql: str):
+        return run_query(sql, self.lake.root, Naming.of(self.core)).rows
+
+    def revise_sample(self) -> None:
+        """The next download: the first event revised (magnitude 1.8 to 2.9), one new event the same day."""
+        sample = self.folder / "sample" / "all_day.csv"
+        lines = sample.read_text().splitlines()
+        new = lines[2].replace("hv740009173", "hv799999999").replace(",2.64,", ",5.5,")
+        sample.write_text("\n".join([lines[0], lines[1].replace(",1.8,", ",2.9,"), new]) + "\n")
+
+
+def model_sql() -> str:
+    return (ROOT / "datasets" / "usgs-earthquakes" / "gold" / f"{MODEL}.sql").read_text()
+
+
+def test_a_gold_model_is_an_iceberg_table_one_snapshot_per_run_that_travels_back(spark, core, tmp_path):
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    first = example.gold(RUN1)
+    assert first.status == "succeeded", first.error
+    assert first.table_format == "iceberg" and first.crawler_command == ""
+    told = gold.describe_gold(first)
+    assert "no crawler is needed" in told and "start-crawler" not in told
+    assert "of the Iceberg table pp_dw_gold.earthquakes_by_day" in told
+    assert example.query(f"SELECT day, quakes, max_mag FROM {GOLD}") == [(date(2026, 12, 1), 24, 4.41)]
+    # a timestamp column is written as Iceberg reads it (microseconds, not Spark's INT96)
+    latest = example.query(f"SELECT epoch(latest_quake) FROM {GOLD}")
+    assert latest == [(datetime(2026, 12, 1, 23, 0, tzinfo=UTC).timestamp(),)]
+
+    example.revise_sample()
+    example.bronze(RUN2)
+    second = example.gold(RUN2)
+    assert second.status == "succeeded", second.error
+    assert example.query(f"SELECT sum(quakes), max(max_mag) FROM {GOLD}")[0] == (25, 5.5)
+    snapshots = example.query(SNAPSHOTS)
+    assert [op for _, op in snapshots] == ["append", "overwrite"]  # each run replaces the model's rows whole
+    old_snapshot = snapshots[0][0]
+    assert example.query(f"SELECT sum(quakes) FROM {GOLD} FOR VERSION AS OF {old_snapshot}") == [(24,)]
+    ((first_at,),) = example.query(
+        f'SELECT made_current_at FROM pp_dw_gold."{MODEL}$history" WHERE snapshot_id = {old_snapshot}'
+    )
+    at = first_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert example.query(f"SELECT sum(quakes) FROM {GOLD} FOR TIMESTAMP AS OF TIMESTAMP '{at} UTC'") == [(24,)]
+    # the ledger keeps the commit of each model; the folder holds no Parquet beside the table's data/ and metadata/
+    entry = example.lake.read_json(Naming.of(core).run_summary_key("usgs-earthquakes", RUN2, "gold"))
+    assert entry["models"][0]["iceberg"]["snapshot_id"] == snapshots[1][0]
+    assert entry["models"][0]["iceberg"]["operation"] == "overwrite"
+    top = {p.name for p in (example.lake.root / "gold" / "usgs_earthquakes" / MODEL).iterdir()}
+    assert top == {"data", "metadata"}
+    files = example.query(f'SELECT file_path, record_count FROM pp_dw_gold."{MODEL}$files"')
+    assert sum(count for _, count in files) == 1  # one day in the sample: the current snapshot's files only
+
+
+def test_a_failing_expectation_adds_no_gold_snapshot(spark, core, tmp_path):
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    assert example.gold(RUN1).status == "succeeded"
+    rows = example.query(f"SELECT * FROM {GOLD}")
+    strict = model_sql().replace("-- expect: row_count > 0", "-- expect: row_count > 1000")
+    failed = example.gold(RUN2, {MODEL: strict})
+    assert failed.status == "failed"
+    assert "row_count > 1000 (found 1)" in failed.error and "the previous table is kept" in failed.error
+    assert len(example.query(SNAPSHOTS)) == 1
+    assert example.query(f"SELECT * FROM {GOLD}") == rows
+
+
+def test_gold_schema_evolves_like_bronze_and_a_narrowing_fails_naming_the_column(spark, core, tmp_path):
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    narrow = "SELECT CAST(time AS DATE) AS day, CAST(count(*) AS INT) AS quakes FROM pp_dw_bronze.usgs_earthquakes GROUP BY 1"
+    assert example.gold(RUN1, {MODEL: narrow}).status == "succeeded"
+    # widened (int to bigint) and a new column: applied
+    wide = "SELECT CAST(time AS DATE) AS day, count(*) AS quakes, max(mag) AS max_mag FROM pp_dw_bronze.usgs_earthquakes GROUP BY 1"
+    widened = example.gold(RUN2, {MODEL: wide})
+    assert widened.status == "succeeded", widened.error
+    assert widened.models[0]["iceberg"]["schema_change"] == {"added": ["max_mag"], "retyped": {"quakes": "int -> long"}}
+    assert example.query(f"SELECT quakes, max_mag FROM {GOLD}") == [(24, 4.41)]
+    # narrowed back (bigint to int): the run fails naming the column, the table is unchanged
+    snapshots = example.query(SNAPSHOTS)
+    refused = example.gold(RUN3, {MODEL: narrow})
+    assert refused.status == "failed"
+    assert "the column quakes of the Iceberg table pp_dw_gold.earthquakes_by_day is long" in refused.error
+    assert f"gold/{MODEL}.sql" in refused.error
+    assert example.query(SNAPSHOTS) == snapshots
+    kept = run_query(f"SELECT * FROM {GOLD}", example.lake.root, Naming.of(core))
+    assert sorted(kept.columns) == ["day", "max_mag", "meta_run_id", "quakes"] and kept.rows[0][1] == 24
+
+
+def test_a_gold_model_reads_an_iceberg_gold_model_at_its_current_snapshot(spark, core, tmp_path):
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    assert example.gold(RUN1).status == "succeeded"
+    example.revise_sample()
+    example.bronze(RUN2)
+    # the model's folder now holds the files of both snapshots; a reader of the folder would count 24 + 25
+    total = f"SELECT sum(quakes) AS quakes FROM {GOLD}"
+    summary = example.gold(RUN3, {MODEL: model_sql(), "earthquake_total": total})
+    assert summary.status == "succeeded", summary.error
+    assert example.query("SELECT quakes FROM pp_dw_gold.earthquake_total") == [(25,)]
