@@ -611,6 +611,11 @@ def describe_outcome(summary: RunSummary) -> str:
         )
         if commit.get("schema_change", {}).get("added") or commit.get("schema_change", {}).get("retyped"):
             lines.append(f"schema evolved: {commit['schema_change']}")
+        if commit.get("expiry_error"):
+            lines.append(
+                f"warning: the snapshot is committed, but expiring old snapshots failed ({commit['expiry_error']}); "
+                "old snapshots and unused files stay until a later run's expiry succeeds"
+            )
         return notes + "\n".join([*lines, *input_warnings(summary)])
     if summary.schema_changed is None:
         lines.append("first bronze run (no earlier schema): run the crawler to create the table:")
