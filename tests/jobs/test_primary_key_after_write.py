@@ -41,7 +41,7 @@ def outcome(spark, core, tmp_path, text: str, large: bool, monkeypatch) -> tuple
     )
     quarantine = shop.lake.path(f"quarantine/shop-orders/run_id={RUN1}")
     rejected = (
-        sorted((r["order_id"], r["reject_reason"]) for r in spark.read.parquet(str(quarantine)).collect())
+        sorted(((r["order_id"], r["reject_reason"]) for r in spark.read.parquet(str(quarantine)).collect()), key=str)
         if quarantine.exists()
         else []
     )
