@@ -14,8 +14,9 @@ before the commit deletes its data files and adds no snapshot.
 - append: adds the run's files; the files of an earlier run of the same raw run id are replaced,
           so replaying a raw run (`--raw-run-id`) never adds its rows twice. The raw run id is the
           folder of each file and a snapshot property (`pp-dw.raw-run-id`).
-- merge:  the files holding any of the run's keys are rewritten without those rows, and the run's
-          rows added: one row per primary key, the latest run's.
+- merge:  the run's files are added, and the files holding any of the run's keys removed (those
+          that keep other rows rewritten without the run's keys): one row per primary key, the
+          latest run's. Files whose key bounds miss the run's keys are not read (see `_merge`).
 """
 
 from __future__ import annotations
