@@ -188,8 +188,13 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     hook = transform_hook(ctx)
     summary.transform_hook = hook.file if hook else None
 
-    def attempt(csv: CsvOptions) -> tuple[DataFrame, DataFrame, bool]:
-        """One read-type-check-write; True last if a quoted line break may have split a row (read again)."""
+    def attempt(csv: CsvOptions, repeats_after: bool = True) -> tuple[DataFrame, DataFrame, bool]:
+        """One read-type-check-write; True last if a quoted line break may have split a row (read again).
+
+        A large input's key and `unique` columns are checked for repeats after the write, on the staged
+        Parquet (their columns only), instead of in a pass over the source before it: usually nothing
+        repeats and that is all. If something does, the run is checked and written again, repeats rejected.
+        """
         read = transform.read_input(spark, uris, fmt, csv)
         source = read.df
         summary.renamed_columns, summary.missing_columns = read.renamed, read.missing
@@ -220,9 +225,12 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             csv_source=fmt == "csv",
             encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
         )
+        later = False
         if hook is None:
             small = input_bytes <= CACHE_INPUT_BYTES
-            prepared, data_names = transform.check_rules(typed, config, small_input=small), names
+            later = repeats_after and not small and bool(config.primary_key or config.quality.unique)
+            prepared = transform.check_rules(typed, config, small_input=small, repeats_checked_later=later)
+            data_names = names
         else:
             returned = hook.apply(transform.hook_input(typed, names))
             problems = transform.hook_output_problems(returned, config)
@@ -251,6 +259,12 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         kept_frame = transform.kept_rows(prepared, data_names)
         kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
         write_parquet(kept, lake.uri(staging + "output/"))
+        if (
+            hook is None
+            and later
+            and transform.repeated_keys(spark.read.parquet(lake.uri(staging + "output/")), config)
+        ):
+            return attempt(csv, repeats_after=False)
         counted = observed.get
         suspects = int(counted["suspects"])
         summary.rows_in = int(counted["rows_in"])
@@ -456,6 +470,11 @@ def describe_outcome(summary: RunSummary) -> str:
         )
         if commit.get("schema_change", {}).get("added") or commit.get("schema_change", {}).get("retyped"):
             lines.append(f"schema evolved: {commit['schema_change']}")
+        if commit.get("expiry_error"):
+            lines.append(
+                f"warning: the snapshot is committed, but expiring old snapshots failed ({commit['expiry_error']}); "
+                "old snapshots and unused files stay until a later run's expiry succeeds"
+            )
         return notes + "\n".join([*lines, *input_warnings(summary)])
     if summary.schema_changed is None:
         lines.append("first bronze run (no earlier schema): run the crawler to create the table:")

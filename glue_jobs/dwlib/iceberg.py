@@ -14,17 +14,20 @@ before the commit deletes its data files and adds no snapshot.
 - append: adds the run's files; the files of an earlier run of the same raw run id are replaced,
           so replaying a raw run (`--raw-run-id`) never adds its rows twice. The raw run id is the
           folder of each file and a snapshot property (`pp-dw.raw-run-id`).
-- merge:  the files holding any of the run's keys are rewritten without those rows, and the run's
-          rows added: one row per primary key, the latest run's.
+- merge:  the run's files are added, and the files holding any of the run's keys removed (those
+          that keep other rows rewritten without the run's keys): one row per primary key, the
+          latest run's. Files whose key bounds miss the run's keys are not read (see `_merge`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -44,6 +47,8 @@ RUN_PROPERTY = "pp-dw.run-id"
 LOAD_MODE_PROPERTY = "pp-dw.load-mode"
 # Where the data files of the run `run_id` (reading raw run `raw`) go, under the table's location.
 DATA_FOLDER = "data"
+
+log = logging.getLogger(__name__)
 
 
 class IcebergError(RuntimeError):
@@ -157,6 +162,12 @@ class Commit:
     committed: bool = False  # past this point the run's data files belong to the table
     expired_snapshots: int = 0
     orphans_removed: int = 0
+    # merge: the old files whose key bounds could hold a run key, those holding one (all dropped),
+    # and those rewritten because some of their rows stay
+    files_scanned: int = 0
+    files_hit: int = 0
+    files_rewritten: int = 0
+    expiry_error: str = ""  # the commit stands; expiry failed and is retried by the next run
 
 
 @contextlib.contextmanager
@@ -262,11 +273,14 @@ def _move(lake: Lake, source: str, target: str) -> list[str]:
     return moved
 
 
-def _aligned(spark: SparkSession, table: Table, files: list[str], like: DataFrame) -> DataFrame:
-    """The rows of `files` with the columns of `like` (types cast to it; columns it lacks kept).
+def _aligned(
+    spark: SparkSession, table: Table, files: list[str], like: DataFrame, columns: list[str] | None = None
+) -> DataFrame:
+    """The rows of `files` with the columns of `like` (types cast to it; columns it lacks kept), and `__file`.
 
     Files written before a schema change differ in their columns; each group of files with one
-    schema is read on its own, so Spark never has to merge two Parquet schemas.
+    schema is read on its own, so Spark never has to merge two Parquet schemas. With `columns`,
+    only those are read (Parquet reads no other column's pages).
     """
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
@@ -275,12 +289,156 @@ def _aligned(spark: SparkSession, table: Table, files: list[str], like: DataFram
     for path in files:
         with table.io.new_input(path).open() as stream:
             groups.setdefault(str(pq.read_schema(stream)), []).append(path)
-    frames = [spark.read.parquet(*group).withColumn("__file", F.input_file_name()) for group in groups.values()]
+    frames = []
+    for group in groups.values():
+        frame = spark.read.parquet(*[_spark_uri(f) for f in group])
+        if columns is not None:
+            frame = frame.select(*columns)
+        frames.append(frame.withColumn("__file", F.input_file_name()))
     merged = frames[0]
     for frame in frames[1:]:
         merged = merged.unionByName(frame, allowMissingColumns=True)
     types = {f.name: f.dataType for f in like.schema.fields}
     return merged.select(*[F.col(c).cast(types[c]).alias(c) if c in types else F.col(c) for c in merged.columns])
+
+
+def _merge(
+    spark: SparkSession,
+    lake: Lake,
+    table: Table,
+    old: dict[str, Any],
+    dataset: DatasetConfig,
+    written: list[str],
+    kept_folder: str,
+    result: Commit,
+) -> tuple[list[str], list[str]]:
+    """The current files a merge of the run's files `written` removes, and the files it writes with their kept rows.
+
+    Three cuts, each leaving the result as a rewrite of every file would: a file whose key bounds (the
+    manifest's per-file lower and upper bounds) miss every run file's row-group key ranges is not read;
+    the others are read for their key columns only, and a file whose every row has a run key is dropped
+    without being read again (its record count says so); only a file that keeps some rows is rewritten.
+    """
+
+    keys = list(dataset.primary_key)
+    new = spark.read.parquet(*[lake.uri(k) for k in written])
+    new_keys = new.select(*keys)
+    ranges = _key_ranges(table, [location(lake, k) for k in written], keys)
+    fields = _key_fields(table, keys)
+    candidates = [path for path, f in old.items() if fields is None or _may_hold(f, fields, ranges)]
+    result.files_scanned = len(candidates)
+    if not candidates:
+        return [], []
+    by_name = {_norm(path): path for path in candidates}
+    hits = (
+        _aligned(spark, table, candidates, new, columns=keys)
+        .join(new_keys, keys, "left_semi")
+        .groupBy("__file")
+        .count()
+        .collect()
+    )
+    hit = {by_name[_norm(name)]: count for name, count in hits}
+    partial = [path for path, count in hit.items() if count < old[path].record_count]
+    result.files_hit, result.files_rewritten = len(hit), len(partial)
+    if not partial:
+        return list(hit), []
+    kept = _aligned(spark, table, partial, new).join(new_keys, keys, "left_anti").drop("__file")
+    _write(kept, lake.uri(kept_folder), dataset)
+    return list(hit), [k for k in (o.key for o in lake.data_files(kept_folder)) if k.endswith(".parquet")]
+
+
+def _norm(uri: str) -> str:
+    """One spelling of a file's URI, whether Spark (`file:/…`, quoted) or the catalog (`file:///…`) gave it."""
+    uri = unquote(uri)
+    return "file:" + uri.removeprefix("file://") if uri.startswith("file:///") else uri
+
+
+KeyRange = dict[str, tuple[Any, Any] | None]  # key column: (min, max) of one row group; None: unknown
+
+
+def _key_ranges(table: Table, paths: list[str], keys: list[str]) -> list[KeyRange]:
+    """The key columns' (min, max) per row group of the run's files, from their Parquet footers."""
+    import pyarrow.parquet as pq
+
+    ranges: list[KeyRange] = []
+    for path in paths:
+        with table.io.new_input(path).open() as stream:
+            meta = pq.read_metadata(stream)
+        index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            one: KeyRange = {}
+            for key in keys:
+                stats = group.column(index[key]).statistics if key in index else None
+                ok = stats is not None and stats.has_min_max
+                one[key] = (_comparable(stats.min), _comparable(stats.max)) if ok else None
+            ranges.append(one)
+    return ranges
+
+
+def _comparable(value: Any) -> Any:
+    """A Parquet statistic as Iceberg's bounds decode: dates in days and timestamps in microseconds since 1970."""
+    if isinstance(value, datetime):
+        epoch = datetime(1970, 1, 1, tzinfo=UTC if value.tzinfo else None)
+        return (value - epoch) // timedelta(microseconds=1)
+    if isinstance(value, date):
+        return (value - date(1970, 1, 1)).days
+    return value
+
+
+def _bound(field_type: Any, raw: bytes | None) -> Any:
+    """A manifest bound as a Python value; None when absent or unreadable (then it bounds nothing)."""
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.types import DateType, IntegerType, LongType, TimestampType, TimestamptzType
+
+    if raw is None:
+        return None
+    try:
+        if isinstance(field_type, IntegerType | LongType | DateType | TimestampType | TimestamptzType):
+            # a file written before int was widened to bigint keeps its 4-byte bounds
+            return int.from_bytes(raw, "little", signed=True)
+        return from_bytes(field_type, raw)
+    except Exception:
+        return None
+
+
+def _key_fields(table: Table, keys: list[str]) -> dict[str, tuple[int, Any]] | None:
+    """Each key column's (field id, type) in the table; None when one is missing (then no file is ruled out)."""
+    schema = table.schema()
+    fields = {}
+    for key in keys:
+        try:
+            column = schema.find_field(key)
+        except ValueError:
+            return None
+        fields[key] = (column.field_id, column.field_type)
+    return fields
+
+
+def _may_hold(data_file: Any, fields: dict[str, tuple[int, Any]], ranges: list[KeyRange]) -> bool:
+    """Whether some row group of the run's files overlaps the file's bounds on every key column.
+
+    A bound that is missing, unreadable or of another type than the statistic never rules a file out.
+    Iceberg truncates string bounds (to 16 characters by default) outward, so they still enclose the values.
+    """
+    bounds = {
+        key: (
+            _bound(field_type, (data_file.lower_bounds or {}).get(field_id)),
+            _bound(field_type, (data_file.upper_bounds or {}).get(field_id)),
+        )
+        for key, (field_id, field_type) in fields.items()
+    }
+
+    def overlaps(key: str, span: tuple[Any, Any] | None) -> bool:
+        if span is None:
+            return True
+        lower, upper = bounds[key]
+        try:
+            return not ((upper is not None and upper < span[0]) or (lower is not None and lower > span[1]))
+        except TypeError:
+            return True
+
+    return any(all(overlaps(key, group.get(key)) for key in fields) for group in ranges)
 
 
 def _narrowing(exc: Exception) -> str:
@@ -308,7 +466,6 @@ def commit(
     cannot be committed; `before_commit` runs just before the catalog is updated.
     """
     from pyiceberg.exceptions import NoSuchTableError, ValidationError
-    from pyspark.sql import functions as F
 
     cat = catalog(lake, naming)
     name = ".".join(identifier)
@@ -324,25 +481,18 @@ def commit(
     lake.delete_prefix(run_folder)  # an earlier failed attempt of this run id
     try:
         removed: list[str] = []
-        old_files = current_files(table) if table is not None else []
-        if load_mode == "merge" and old_files:
-            new = spark.read.parquet(lake.uri(staged))
-            keys = new.select(*dataset.primary_key).distinct()
-            old = _aligned(spark, table, old_files, new)
-            hit = old.join(F.broadcast(keys), list(dataset.primary_key), "left_semi").select("__file").distinct()
-            touched = {unquote(r[0]) for r in hit.collect()}
-            removed = [f for f in old_files if unquote(f) in touched or _spark_uri(f) in touched]
-            out = new
-            if removed:
-                kept = _aligned(spark, table, removed, new).join(keys, list(dataset.primary_key), "left_anti")
-                out = new.unionByName(kept.drop("__file"), allowMissingColumns=True)
-            _write(out, lake.uri(run_folder), dataset)
-            written = [k for k in (o.key for o in lake.data_files(run_folder)) if k.endswith(".parquet")]
-        elif dataset.partition_by:
+        kept: list[str] = []
+        live = live_data_files(table) if table is not None else {}
+        old_files = list(live)
+        # The run's own rows go in as they were staged (moved, or written per partition); a merge adds
+        # to them the kept rows of the files it must rewrite.
+        if dataset.partition_by:
             _write(spark.read.parquet(lake.uri(staged)), lake.uri(run_folder), dataset)
             written = [k for k in (o.key for o in lake.data_files(run_folder)) if k.endswith(".parquet")]
         else:
             written = _move(lake, staged, run_folder)
+        if load_mode == "merge" and old_files and written:
+            removed, kept = _merge(spark, lake, table, live, dataset, written, f"{run_folder}kept/", result)
         if load_mode == "full":
             removed = old_files
         elif load_mode == "append":
@@ -350,10 +500,20 @@ def commit(
             removed = [f for f in old_files if f.startswith(replayed + "/")]
         if not written:
             raise IcebergError(f"the run wrote no data files under {lake.uri(run_folder)}")
-        paths = [location(lake, k) for k in written]
+        paths = [location(lake, k) for k in written + kept]
         properties = {RUN_PROPERTY: run_id, RAW_RUN_PROPERTY: raw_run_id, LOAD_MODE_PROPERTY: load_mode}
         _commit_files(
-            cat, table, identifier, table_location, dataset, paths, removed, result, before_commit, properties
+            cat,
+            table,
+            identifier,
+            table_location,
+            dataset,
+            paths,
+            removed,
+            result,
+            before_commit,
+            properties,
+            rewritten=[location(lake, k) for k in kept],
         )
     except ValidationError as exc:
         lake.delete_prefix(run_folder)
@@ -366,9 +526,28 @@ def commit(
         if not result.committed:  # once committed, the files are the table's: never delete them
             lake.delete_prefix(run_folder)
         raise
-    with contextlib.suppress(Exception):  # housekeeping: a failure here leaves old snapshots, never bad data
+    try:
         result.expired_snapshots, result.orphans_removed = expire(cat.load_table(identifier), lake, prefix, retention)
+    except Exception as exc:
+        # The snapshot is committed: the run stands. Housekeeping that failed leaves old snapshots or
+        # unused files (never wrong rows), the next run's expiry retries, and the ledger and the log say so.
+        result.expiry_error = expiry_message(exc)
+        log.warning(
+            "%s: snapshot %s committed, but expiring old snapshots failed: %s",
+            name,
+            result.snapshot_id,
+            result.expiry_error,
+        )
     return result
+
+
+def expiry_message(exc: BaseException) -> str:
+    """The exception's class and the first line of its message, URLs without credentials or query strings."""
+    from dwlib.fetch import _redact
+
+    lines = str(exc).strip().splitlines()
+    text = re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+", lambda m: _redact(m.group()), lines[0] if lines else "")
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _commit_files(
@@ -382,7 +561,10 @@ def _commit_files(
     result: Commit,
     before_commit: Callable[[], None],
     properties: dict[str, str],
+    rewritten: list[str] | None = None,
 ) -> Commit:
+    """`rewritten`: files among `paths` a merge wrote from the table's own rows; Spark read them back, so
+    every column is nullable there, and a column the run's files keep required becomes optional."""
     import pyarrow.parquet as pq
     from pyiceberg.table import TableProperties, _parquet_files_to_data_files
 
@@ -426,6 +608,9 @@ def _commit_files(
         _refuse_narrowing(table, arrow_schema, ".".join(identifier))
         with tx.update_schema() as update:
             update.union_by_name(arrow_schema)
+            if rewritten:
+                with table.io.new_input(rewritten[0]).open() as stream:
+                    update.union_by_name(pq.read_schema(stream))
     after = {f.name: str(f.field_type) for f in tx.table_metadata.schema().fields}
     if before:
         result.schema_change = {

@@ -657,19 +657,42 @@ def _rounded(name: str, text: Column, ctype: ColumnType) -> list[Problem]:
     return [(suspect & text.rlike(f"\\.[0-9]{{{scale}}}[0-9]*[1-9]"), reason)]
 
 
-def check_rules(df: DataFrame, config: DatasetConfig, *, small_input: bool = False) -> DataFrame:
+def check_rules(
+    df: DataFrame, config: DatasetConfig, *, small_input: bool = False, repeats_checked_later: bool = False
+) -> DataFrame:
     """Add the primary key's and the quality rules' reasons to `reject_reason` (needs it and `_dw_order`).
 
     Runs a Spark job per key (the primary key, each `unique` column) to learn whether any value
     repeats, see `_reject_repeats`; with `small_input` (a few MB) a window over the key instead,
-    which for so little data costs fewer Spark jobs than the aggregate and the join.
+    which for so little data costs fewer Spark jobs than the aggregate and the join. With
+    `repeats_checked_later`, only the per-row reasons: the caller checks the kept rows for repeats
+    (`repeated_keys`) and, if one repeats, checks again without it.
     """
     df = df.withColumn(REJECT_REASON, _reasons(_rule_reasons(config.primary_key, config.quality), F.col(REJECT_REASON)))
+    if repeats_checked_later:
+        return df
     repeats = _reject_repeats_in_window if small_input else _reject_repeats
     df = repeats(df, config.primary_key, "duplicate primary key")
     for column in config.quality.unique:
         df = repeats(df, [column], f"{column}: not unique")
     return df
+
+
+def repeated_keys(kept: DataFrame, config: DatasetConfig) -> list[str]:
+    """The keys (the primary key, each `unique` column) a non-null value of which repeats in `kept`.
+
+    On kept rows this is exactly the question `_reject_repeats` asks of the clean rows: none repeats,
+    then the repeat checks would reject nothing. Read from written Parquet it reads the key columns only.
+    """
+    found = []
+    for key in [config.primary_key, *[[c] for c in config.quality.unique]]:
+        if not key:
+            continue
+        present = _all([F.col(c).isNotNull() for c in key])
+        counts = kept.filter(present).groupBy(*key).agg(F.count(F.lit(1)).alias("_dw_n"))
+        if not counts.filter(F.col("_dw_n") > 1).isEmpty():
+            found.append(", ".join(key))
+    return found
 
 
 def rule_columns(config: DatasetConfig) -> list[str]:
