@@ -73,6 +73,7 @@ class DatasetStack(Stack):
         bucket = s3.Bucket.from_bucket_name(self, "Lake", bucket_name)
         # Iceberg: the job commits the table in the catalog itself; no crawler, and a role with that table's rights.
         self.iceberg = table_format_of(core, dataset) == "iceberg"
+        self.models = sorted(p.stem for p in (dataset_dir / "gold").glob("*.sql"))
         job_role = self._job_role(dataset, bucket)
         security = glue.SecurityConfiguration.from_security_configuration_name(
             self, "Security", naming.security_configuration
@@ -86,7 +87,6 @@ class DatasetStack(Stack):
             glue_assets_dir=glue_assets_dir, bucket=bucket,
         ).deployment  # fmt: skip
         self.wheels = sorted(p.name for p in (glue_assets_dir / "glue" / WHEELS_DIR).glob("*.whl"))
-        self.models = sorted(p.stem for p in (dataset_dir / "gold").glob("*.sql"))
         context = JobContext(
             core=core,
             dataset=dataset,
@@ -151,7 +151,7 @@ class DatasetStack(Stack):
             description=f"{dataset.dataset} Glue jobs: the shared job role's rights plus "
             + ", ".join(
                 [f"reading {', '.join(dataset.secrets)}"] * bool(dataset.secrets)
-                + ["committing its Iceberg table"] * self.iceberg
+                + ["committing its Iceberg table" + "s" * bool(self.models)] * self.iceberg
             )[:900],
         )
         namespace = naming.metrics_namespace
@@ -166,7 +166,9 @@ class DatasetStack(Stack):
             )
         if self.iceberg:
             role.add_to_policy(
-                job_rights.iceberg_catalog_statement(naming.database("bronze"), table_name(dataset.dataset))
+                job_rights.iceberg_catalog_statement(
+                    naming.database("bronze"), table_name(dataset.dataset), naming.database("gold"), self.models
+                )
             )
         stack = Stack.of(self)
         lake_arn = f"arn:{nag.partition(stack)}:s3:::{naming.bucket(nag.pseudo(stack, stack.account, 'AccountId'))}"

@@ -8,6 +8,8 @@ core resources by name rather than through exports, grants it by the key's alias
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -70,13 +72,19 @@ def job_statements(
     ]
 
 
-def iceberg_catalog_statement(database: str, table: str) -> iam.PolicyStatement:
-    """An Iceberg dataset's job commits its own table in the Glue Data Catalog: it may read, create and
-    update exactly that table (its files are under the lake prefixes above), nothing else in the catalog."""
+def iceberg_catalog_statement(
+    database: str, table: str, gold_database: str = "", models: Sequence[str] = ()
+) -> iam.PolicyStatement:
+    """An Iceberg dataset's jobs commit their own tables in the Glue Data Catalog: they may read, create
+    and update exactly the bronze table and each gold model's table (their files are under the lake
+    prefixes above), nothing else in the catalog."""
     glue = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+    resources = [f"{glue}:catalog", f"{glue}:database/{database}", f"{glue}:table/{database}/{table}"]
+    if models:
+        resources.append(f"{glue}:database/{gold_database}")
+        resources += [f"{glue}:table/{gold_database}/{model}" for model in models]
     return iam.PolicyStatement(
-        actions=["glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable"],
-        resources=[f"{glue}:catalog", f"{glue}:database/{database}", f"{glue}:table/{database}/{table}"],
+        actions=["glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable"], resources=resources
     )
 
 

@@ -30,12 +30,12 @@ class LayerPlan:
 
 
 def plan_layers(naming: Naming, dataset: str, models: Sequence[str], iceberg: bool) -> list[LayerPlan]:
-    """Bronze always; gold when the dataset has models. An Iceberg bronze table is committed by its job:
-    no crawler. Gold gets one crawler target per model folder, so models with similar schemas never
-    merge into one table."""
+    """Bronze always; gold when the dataset has models. An Iceberg dataset's jobs commit their own tables
+    (bronze and every gold model): no crawler. A Parquet gold layer gets one crawler target per model
+    folder, so models with similar schemas never merge into one table."""
     plans = [LayerPlan("bronze", () if iceberg else (naming.bronze_prefix(dataset),))]
     if models:
-        plans.append(LayerPlan("gold", tuple(naming.gold_prefix(dataset, m) for m in models)))
+        plans.append(LayerPlan("gold", () if iceberg else tuple(naming.gold_prefix(dataset, m) for m in models)))
     return plans
 
 

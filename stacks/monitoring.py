@@ -14,7 +14,6 @@ from pathlib import Path
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
@@ -93,6 +92,26 @@ def _metric(
     )
 
 
+def _metric_props(naming: Naming, name: str, dataset: str, layer: str, statistic: str, period_s: int) -> dict:
+    """A pipeline metric as an L1 alarm's properties (see `_metric`)."""
+    return {
+        "namespace": naming.metrics_namespace,
+        "metric_name": name,
+        "dimensions": [
+            {"name": "Dataset", "value": dataset},
+            {"name": "Layer", "value": layer},
+            {"name": "Stage", "value": DEFAULT_STAGE},
+        ],
+        "period": period_s,
+        "statistic": statistic,
+    }
+
+
+def _js_number(value: float) -> str:
+    """A number as JavaScript prints it in a string: 3, not 3.0."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def freshness_window_hours(core: CoreConfig, dataset: DatasetConfig) -> float | None:
     """The window in which a success must appear (expected interval plus grace); None: no freshness alarm
     (not scheduled and not asked for, or turned off)."""
@@ -124,10 +143,12 @@ class DatasetMonitoring(Construct):
     ):
         super().__init__(scope, construct_id)
         self.naming, self.dataset, self.core = naming, dataset, core
-        self.action = cw_actions.SnsAction(topic)
-        self.alarms: dict[str, cw.Alarm | cw.AnomalyDetectionAlarm] = {}
+        self.topic_arn = topic.topic_arn
+        # L1 alarms from plain data: the L2 Alarm, its Metric and its SNS action are each calls into the
+        # CDK's Node process, and a dataset stack has four or five alarms. Same properties, same logical IDs.
+        self.alarms: dict[str, cw.CfnAlarm] = {}
         name, defaults, own = dataset.dataset, core.monitoring, dataset.monitoring
-        above = cw.ComparisonOperator.GREATER_THAN_THRESHOLD
+        above = "GreaterThanThreshold"
 
         hours = self.freshness_hours()
         if hours is not None:
@@ -139,12 +160,12 @@ class DatasetMonitoring(Construct):
                 f"{naming.freshness_function} stopped reporting. Check the pipeline {naming.state_machine(name)}, "
                 f"`dw runs {name}` and the check's logs.",
                 # Published hourly by the freshness function for any window: an alarm itself sees at most 7 days.
-                _metric(naming, AGE_METRIC, name, last, "Maximum", HOUR),
+                _metric_props(naming, AGE_METRIC, name, last, "Maximum", HOUR),
                 above,
                 threshold=hours,
                 periods=FRESHNESS_PERIODS,
                 # No age at all means the check stopped: nothing then watches the dataset, so that pages too.
-                missing=cw.TreatMissingData.BREACHING,
+                missing="breaching",
             )
 
         warning = self.reject_warning()
@@ -152,7 +173,7 @@ class DatasetMonitoring(Construct):
             "reject-rate",
             f"{name}: a bronze run rejected more than {warning:.2%} of its rows (the run fails at "
             f"{dataset.quality.max_rejected_fraction:.2%}). See quarantine/{name}/ for the reasons.",
-            _metric(naming, "RejectedFraction", name, "bronze", "Maximum", HOUR),
+            _metric_props(naming, "RejectedFraction", name, "bronze", "Maximum", HOUR),
             above,
             threshold=warning,
         )
@@ -160,7 +181,7 @@ class DatasetMonitoring(Construct):
         limit = own.max_duration_minutes or defaults.max_duration_minutes
         band = own.duration_band_stddevs or defaults.duration_band_stddevs
         for layer in layers:
-            metric = _metric(naming, "DurationSeconds", name, layer, "Maximum", HOUR)
+            metric = _metric_props(naming, "DurationSeconds", name, layer, "Maximum", HOUR)
             if limit:
                 self._alarm(
                     f"{layer}-duration", f"{name}: a {layer} run took longer than {limit} minutes", metric, above,
@@ -172,7 +193,7 @@ class DatasetMonitoring(Construct):
                     f"{name}: a {layer} run took far longer than usual (above CloudWatch's anomaly band of "
                     f"{band:g} standard deviations over its recent runs)",
                     metric,
-                    cw.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
+                    "GreaterThanUpperThreshold",
                     std_devs=band,
                 )
 
@@ -180,8 +201,14 @@ class DatasetMonitoring(Construct):
             self._alarm(
                 "export-errors",
                 f"{name}: the DynamoDB export function {naming.export_function(name)} failed",
-                export_function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-                cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                {
+                    "namespace": "AWS/Lambda",
+                    "metric_name": "Errors",
+                    "dimensions": [{"name": "FunctionName", "value": export_function.function_name}],
+                    "period": 300,
+                    "statistic": "Sum",
+                },
+                "GreaterThanOrEqualToThreshold",
                 threshold=1,
             )
 
@@ -189,33 +216,55 @@ class DatasetMonitoring(Construct):
         self,
         kind: str,
         description: str,
-        metric: cw.IMetric,
-        comparison: cw.ComparisonOperator,
+        metric: dict,
+        comparison: str,
         *,
         threshold: float | None = None,
         std_devs: float | None = None,
         periods: int = 1,
-        missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
-    ) -> cw.Alarm | cw.AnomalyDetectionAlarm:
+        missing: str = "notBreaching",
+    ) -> cw.CfnAlarm:
         """Every alarm of the dataset: named `{prefix}-alarm-{dataset}-{kind}`, sent to the topic; a fixed
-        threshold, or with `std_devs` CloudWatch's anomaly band over the metric's history."""
+        threshold, or with `std_devs` CloudWatch's anomaly band over the metric's history, rendered as
+        the L2 alarms render them (the construct `{Kind}/Resource`, so the logical ID is the L2's)."""
         construct_id = "".join(part.title() for part in kind.split("-"))  # freshness -> Freshness
-        common: dict = {
+        props: dict = {
             "alarm_name": self.naming.alarm(self.dataset.dataset, kind),
             "alarm_description": description,
-            "metric": metric,
             "comparison_operator": comparison,
             "evaluation_periods": periods,
             "treat_missing_data": missing,
+            "alarm_actions": [self.topic_arn],
         }
         if periods > 1:
-            common["datapoints_to_alarm"] = periods
-        alarm: cw.Alarm | cw.AnomalyDetectionAlarm
+            props["datapoints_to_alarm"] = periods
         if std_devs is not None:
-            alarm = cw.AnomalyDetectionAlarm(self, construct_id, std_devs=std_devs, **common)
+            props["threshold_metric_id"] = "expr_1"
+            props["metrics"] = [
+                cw.CfnAlarm.MetricDataQueryProperty(
+                    id="expr_1",
+                    expression=f"ANOMALY_DETECTION_BAND(m0, {_js_number(std_devs)})",
+                    label="Anomaly Detection Band",
+                    return_data=True,
+                ),
+                cw.CfnAlarm.MetricDataQueryProperty(
+                    id="m0",
+                    metric_stat=cw.CfnAlarm.MetricStatProperty(
+                        metric=cw.CfnAlarm.MetricProperty(
+                            dimensions=[cw.CfnAlarm.DimensionProperty(**d) for d in metric["dimensions"]],
+                            metric_name=metric["metric_name"],
+                            namespace=metric["namespace"],
+                        ),
+                        period=metric["period"],
+                        stat=metric["statistic"],
+                    ),
+                    return_data=True,
+                ),
+            ]
         else:
-            alarm = cw.Alarm(self, construct_id, threshold=threshold, **common)
-        alarm.add_alarm_action(self.action)
+            props["threshold"] = threshold
+            props.update(metric, dimensions=[cw.CfnAlarm.DimensionProperty(**d) for d in metric["dimensions"]])
+        alarm = cw.CfnAlarm(Construct(self, construct_id), "Resource", **props)
         self.alarms[kind] = alarm
         return alarm
 

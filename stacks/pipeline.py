@@ -3,9 +3,10 @@ rules that send its failures, and its Glue jobs' failures, to the stage's failur
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
-from aws_cdk import Annotations, Duration, Stack
+from aws_cdk import Annotations, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
@@ -112,6 +113,60 @@ def pipeline_timeout_seconds(job_timeout_minutes: int, jobs: int) -> int:
     return jobs * (job_timeout_minutes * 60 + GLUE_CAPACITY_WAIT_S + retry_wait_seconds()) + PIPELINE_MARGIN_S
 
 
+def _js_numbers(value):
+    """Whole floats as integers, as JavaScript prints them."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _js_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_js_numbers(v) for v in value]
+    return value
+
+
+class StateGraph:
+    """The order the CDK's state graph lists states in (aws-stepfunctions' State.bindToGraph): from the
+    start, depth first, each state's not yet listed predecessors (in the order they were wired), then
+    its successors (next, default, choices, catches)."""
+
+    def __init__(self):
+        self.states: dict[str, dict] = {}
+        self.incoming: dict[str, list[str]] = {}
+
+    def add(self, name: str, state: dict) -> None:
+        self.states[name] = _js_numbers(state)
+        self.incoming.setdefault(name, [])
+        self.wire(name)
+
+    def wire(self, name: str) -> None:
+        """Record `name` as a predecessor of its successors (a state's wiring, once all of them exist)."""
+        for target in self.successors(name):
+            if target in self.states and name not in self.incoming.setdefault(target, []):
+                self.incoming[target].append(name)
+
+    def successors(self, name: str) -> list[str]:
+        state = self.states[name]
+        found = [state[k] for k in ("Next", "Default") if k in state]
+        found += [c["Next"] for c in state.get("Choices", [])]
+        found += [c["Next"] for c in state.get("Catch", [])]
+        return found
+
+    def ordered(self, start: str) -> dict[str, dict]:
+        listed: dict[str, dict] = {}
+
+        def bind(name: str) -> None:
+            if name in listed:
+                return
+            listed[name] = self.states[name]
+            for other in [*self.incoming[name], *self.successors(name)]:
+                bind(other)
+
+        bind(start)
+        if listed.keys() != self.states.keys():
+            raise ValueError(f"states not reachable from {start}: {sorted(self.states.keys() - listed.keys())}")
+        return listed
+
+
 class Pipeline:
     """State machine, its log group and its two failure rules, created in the dataset stack's own scope:
     the construct IDs (and so the logical IDs) are the ones the stack always had."""
@@ -136,67 +191,50 @@ class Pipeline:
             ["Resource::*"],
         )
 
-    def _glue_step(self, layer: str) -> sfn.CustomState:
+    def _glue_step(self, layer: str) -> dict:
         """glue:startJobRun.sync written out, so its arguments are exactly ours (no NotificationProperty)."""
         arguments = {"--run_id": "{% $request.run_id %}", "--dry_run": "{% $request.dry_run ? 'true' : 'false' %}"}
         if layer == "bronze":
             arguments["--raw_run_id"] = "{% $request.raw_run_id %}"
         job = self.naming.job(layer, self.dataset)
-        return sfn.CustomState(
-            self.stack,
-            f"{layer.title()}JobRun",
-            state_json={
-                "Type": "Task",
-                "Comment": f"Runs the Glue job {job} and waits for it",
-                "Resource": f"arn:{Aws.PARTITION}:states:::glue:startJobRun.sync",
-                "Arguments": {"JobName": job, "Arguments": arguments},
-                "Output": {
-                    "run_id": "{% $request.run_id %}",
-                    "layer": layer,
-                    "job_run_id": "{% $states.result.Id %}",
-                    "state": "{% $states.result.JobRunState %}",
-                },
-                "Retry": [{"ErrorEquals": list(TRANSIENT_GLUE_ERRORS), **RETRY}],
+        return {
+            "Type": "Task",
+            "Comment": f"Runs the Glue job {job} and waits for it",
+            "Resource": f"arn:{Aws.PARTITION}:states:::glue:startJobRun.sync",
+            "Arguments": {"JobName": job, "Arguments": arguments},
+            "Output": {
+                "run_id": "{% $request.run_id %}",
+                "layer": layer,
+                "job_run_id": "{% $states.result.Id %}",
+                "state": "{% $states.result.JobRunState %}",
+            },
+            "Retry": [{"ErrorEquals": list(TRANSIENT_GLUE_ERRORS), **RETRY}],
+        }
+
+    def definition(self, timeout_seconds: int) -> dict:
+        """The Amazon States Language definition, written as the data it is: one string handed to the
+        CDK once, instead of a dozen state constructs and their calls into the CDK's Node process. The
+        states are listed in the order the CDK's own state graph lists them, so the template is the one
+        the state constructs gave."""
+        name = self.dataset
+        machine_name = self.naming.state_machine(name)
+        own_arn = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{machine_name}"
+        graph = StateGraph()
+        graph.add(
+            "ReadInput",
+            {
+                "Type": "Pass",
+                "Comment": "A schedule, a start by hand or a drop's marker: one $request, or the problem with it",
+                "Next": "CheckInput",
+                "Assign": {"request": request_expression(self.naming.raw_dataset_prefix(name), self.layers)},
             },
         )
-
-    def _layer_steps(self, done: sfn.IChainable) -> sfn.IChainable:
-        """One "Run{Layer}" choice and "{Layer}JobRun" task per layer, in order: each runs only if asked for."""
-        after: sfn.IChainable = done
-        for layer in reversed(self.layers):
-            step = self._glue_step(layer)
-            step.next(after)
-            after = (
-                sfn.Choice.jsonata(self.stack, f"Run{layer.title()}", comment="Only the layers asked for")
-                .when(sfn.Condition.jsonata(f"{{% '{layer}' in $request.layers %}}"), step)
-                .otherwise(after)
-            )
-        return after
-
-    def _state_machine(self, timeout_minutes: int) -> sfn.StateMachine:
-        stack, naming, name = self.stack, self.naming, self.dataset
-        machine_name = naming.state_machine(name)
-        own_arn = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{machine_name}"
-        read = sfn.Pass.jsonata(
-            stack,
-            "ReadInput",
-            comment="A schedule, a start by hand or a drop's marker: one $request, or the problem with it",
-            assign={"request": request_expression(naming.raw_dataset_prefix(name), self.layers)},
-        )
-        bad = sfn.Fail.jsonata(stack, "BadInput", error="pp-dw.BadInput", cause="{% $request.problem %}")
-        done = sfn.Succeed.jsonata(stack, "Done", outputs="{% $states.input %}")
-        ignored = sfn.Succeed.jsonata(
-            stack, "NotAMarker", comment="An empty object or a file that is not a drop's marker starts nothing"
-        )
-        already = sfn.Succeed.jsonata(
-            stack, "AlreadyStarted", comment="This run id already ran or runs: a repeated marker event starts nothing"
-        )
-        # A drop starts its run as a child execution named by its run id: the name makes a repeated
-        # event (S3 delivers at least once; a marker written twice) idempotent instead of a second run.
-        start_run = sfn.CustomState(
-            stack,
+        # Wired in the order the state constructs were: the drop's start and its catch, the input
+        # check's choices, the layers from the last to the first, then the input check's default.
+        graph.add(
             "StartRunOfDrop",
-            state_json={
+            {
+                "End": True,
                 "Type": "Task",
                 "Comment": "Starts this pipeline once per run id, with the drop's run id",
                 "Resource": f"arn:{Aws.PARTITION}:states:::states:startExecution",
@@ -206,23 +244,71 @@ class Pipeline:
                     "Input": {"run_id": "{% $request.run_id %}"},
                 },
                 "Output": {"run_id": "{% $request.run_id %}", "started": "{% $states.result.ExecutionArn %}"},
+                "Catch": [{"ErrorEquals": ["StepFunctions.ExecutionAlreadyExistsException"], "Next": "AlreadyStarted"}],
             },
         )
-        start_run.add_catch(already, errors=["StepFunctions.ExecutionAlreadyExistsException"])
-        route = (
-            sfn.Choice.jsonata(stack, "CheckInput")
-            .when(sfn.Condition.jsonata("{% $request.ignore %}"), ignored)
-            .when(sfn.Condition.jsonata("{% $type($request.problem) = 'string' %}"), bad)
-            .when(sfn.Condition.jsonata("{% $request.arrival %}"), start_run)
-            .otherwise(self._layer_steps(done))
+        graph.add(
+            "AlreadyStarted",
+            {
+                "Type": "Succeed",
+                "Comment": "This run id already ran or runs: a repeated marker event starts nothing",
+            },
         )
+        graph.add(
+            "NotAMarker",
+            {"Type": "Succeed", "Comment": "An empty object or a file that is not a drop's marker starts nothing"},
+        )
+        graph.add("BadInput", {"Type": "Fail", "Error": "pp-dw.BadInput", "Cause": "{% $request.problem %}"})
+        graph.add(
+            "CheckInput",
+            {
+                "Type": "Choice",
+                "Choices": [
+                    {"Condition": "{% $request.ignore %}", "Next": "NotAMarker"},
+                    {"Condition": "{% $type($request.problem) = 'string' %}", "Next": "BadInput"},
+                    {"Condition": "{% $request.arrival %}", "Next": "StartRunOfDrop"},
+                ],
+            },
+        )
+        graph.add("Done", {"Type": "Succeed", "Output": "{% $states.input %}"})
+        after = "Done"
+        for layer in reversed(self.layers):
+            step, choice = f"{layer.title()}JobRun", f"Run{layer.title()}"
+            graph.add(step, {"Next": after, **self._glue_step(layer)})
+            graph.add(
+                choice,
+                {
+                    "Type": "Choice",
+                    "Comment": "Only the layers asked for",
+                    "Choices": [{"Condition": f"{{% '{layer}' in $request.layers %}}", "Next": step}],
+                    "Default": after,
+                },
+            )
+            after = choice
+        graph.states["CheckInput"]["Default"] = after
+        graph.wire("CheckInput")
+        graph.wire("ReadInput")
+        return {
+            "StartAt": "ReadInput",
+            "States": graph.ordered("ReadInput"),
+            "TimeoutSeconds": timeout_seconds,
+            "QueryLanguage": "JSONata",
+        }
+
+    def _state_machine(self, timeout_minutes: int) -> sfn.StateMachine:
+        stack, naming, name = self.stack, self.naming, self.dataset
+        machine_name = naming.state_machine(name)
+        own_arn = f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{machine_name}"
+        definition = self.definition(pipeline_timeout_seconds(timeout_minutes, len(self.layers)))
         log_group = defaults.log_group(stack, "PipelineLogs", f"/aws/vendedlogs/states/{machine_name}")
         machine = sfn.StateMachine(
             stack,
             "Pipeline",
             state_machine_name=machine_name,
-            definition_body=sfn.DefinitionBody.from_chainable(read.next(route)),
-            timeout=Duration.seconds(pipeline_timeout_seconds(timeout_minutes, len(self.layers))),
+            # JSON.stringify's text, as the CDK writes a definition (2.0 is 2 there).
+            definition_body=sfn.DefinitionBody.from_string(
+                json.dumps(definition, separators=(",", ":"), ensure_ascii=False)
+            ),
             logs=sfn.LogOptions(destination=log_group, **defaults.STATE_MACHINE_LOGS),
             **defaults.STATE_MACHINE,
         )

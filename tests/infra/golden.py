@@ -24,7 +24,7 @@ HASH = re.compile(r"\b[0-9a-f]{64}\b")
 
 def edge_project(target: Path) -> Path:
     """The repository's datasets plus one of each edge the stacks branch on: a source secret, a secret on an
-    Iceberg table, a relative source file, a landing folder, flex workers, a reserved export concurrency."""
+    Iceberg table with gold models, a relative source file, a landing folder, flex workers, a reserved export concurrency."""
     target.mkdir(parents=True)
     shutil.copyfile(ROOT / "config.json", target / "config.json")
     shutil.copytree(ROOT / "datasets", target / "datasets")
@@ -47,6 +47,11 @@ def edge_project(target: Path) -> Path:
         load_mode="merge",
         schedule=None,
     )
+    # Gold models of an Iceberg dataset: Iceberg tables its gold job commits (no gold crawler).
+    gold = target / "datasets" / "shop-iceberg" / "gold"
+    gold.mkdir()
+    (gold / "items_total.sql").write_text("SELECT count(*) AS items FROM pp_dw_bronze.shop_iceberg\n")
+    (gold / "items_per_total.sql").write_text("SELECT items, 1 AS one FROM pp_dw_gold.items_total\n")
     folder = add("city-file", source_url="data/cities.csv", execution_class="flex")
     (folder / "data").mkdir()
     (folder / "data" / "cities.csv").write_text("id,city\n1,Oslo\n")

@@ -30,3 +30,24 @@ def test_layer_plans(project):
     ]
     # An Iceberg table is committed by its job: no bronze crawler; without models, no gold layer.
     assert [(p.layer, p.crawled) for p in plan_layers(naming, "shop", [], iceberg=True)] == [("bronze", ())]
+
+
+def test_the_state_graph_lists_states_as_the_cdk_does_and_refuses_unreachable_ones():
+    """The definition is written in Python (stacks/pipeline.py); the golden templates prove the order on
+    the real pipelines, this pins the rule: predecessors not yet listed first, then successors."""
+    import pytest
+
+    from stacks.pipeline import StateGraph
+
+    graph = StateGraph()
+    graph.add("Start", {"Type": "Pass", "Next": "Check"})
+    graph.add("Done", {"Type": "Succeed"})
+    graph.add("Work", {"Next": "Done", "Type": "Task", "Retry": [{"BackoffRate": 2.0}]})
+    graph.add("Check", {"Type": "Choice", "Choices": [{"Next": "Work"}], "Default": "Done"})
+    graph.wire("Start")
+    ordered = graph.ordered("Start")
+    assert list(ordered) == ["Start", "Check", "Done", "Work"]
+    assert ordered["Work"]["Retry"] == [{"BackoffRate": 2}]  # as JSON.stringify prints 2.0
+    graph.add("Orphan", {"Type": "Succeed"})
+    with pytest.raises(ValueError, match="Orphan"):
+        graph.ordered("Start")
