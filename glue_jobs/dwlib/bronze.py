@@ -32,9 +32,13 @@ from dwlib.secrets import SecretError, SecretResolver, resolve_all, scrub
 # Parquet of typical CSV is about a quarter of its size; aim at files of ~128 MB.
 TARGET_FILE_BYTES = 128 * 1024**2
 CSV_TO_PARQUET_RATIO = 4
-# Inputs this small keep the checked rows in memory after the bronze write, so the quarantine write
-# does not read, type and check the source again (on a small run each Spark job costs more than its data).
+# Inputs this small run in one task (no shuffle for the key check, one output file) and keep the checked
+# rows in memory after the bronze write, so the quarantine write does not read, type and check the source
+# again (on a small run each Spark job costs more than its data).
 CACHE_INPUT_BYTES = 16 * 1024**2
+# ...except below this size, where reading and checking the input again for the quarantine costs less than
+# filling the cache, which adaptive execution runs as a Spark job of its own before the write.
+RECOMPUTE_INPUT_BYTES = 1024**2
 # Up to this many rejected rows, their reasons are counted here from one read of the quarantine,
 # instead of a grouped count (two Spark jobs with adaptive execution).
 FEW_REJECTED = 100_000
@@ -270,11 +274,16 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     input_bytes = sum(o.size for k in keys for o in lake.list(k))
     hook = transform_hook(ctx)
     summary.transform_hook = hook.file if hook else None
+    small = input_bytes <= CACHE_INPUT_BYTES
 
     def attempt(csv: CsvOptions) -> tuple[DataFrame, DataFrame, bool]:
         """One read-type-check-write; True last if a quoted line break may have split a row (read again)."""
         read = transform.read_input(spark, uris, fmt, csv)
         source = read.df
+        if small:
+            # One task from the read to the write: the key check's window needs no shuffle (one partition
+            # already holds every key), and the output is one file, not one per shuffle partition.
+            source = source.coalesce(1)
         summary.renamed_columns, summary.missing_columns = read.renamed, read.missing
         if not transform.data_columns(source):
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
@@ -304,7 +313,6 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
         )
         if hook is None:
-            small = input_bytes <= CACHE_INPUT_BYTES
             prepared, data_names = transform.check_rules(typed, config, small_input=small), names
         else:
             returned = hook.apply(transform.hook_input(typed, names))
@@ -322,7 +330,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
             _suspects(prepared).alias("suspects"),
         )
-        if input_bytes <= CACHE_INPUT_BYTES:
+        if small and input_bytes > RECOMPUTE_INPUT_BYTES:
             prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(prepared)
         if hook is None:
@@ -332,7 +340,10 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 transform.hook_rejected_rows(prepared, data_names), allowMissingColumns=True
             )
         kept_frame = transform.kept_rows(prepared, data_names)
-        kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
+        if small:  # a hook's joins may have shuffled it again
+            kept = kept_frame.coalesce(1)
+        else:
+            kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
         write_parquet(kept, lake.uri(staging + "output/"))
         counted = observed.get
         suspects = int(counted["suspects"])
@@ -378,13 +389,19 @@ def _check_and_quarantine(
     if summary.rows_rejected:
         with summary.step("quarantine"):
             quarantine = naming.quarantine_prefix(ctx.name, ctx.run_id)
-            write_parquet(rejected_frame.coalesce(1), lake.uri(quarantine))
-            written = spark.read.parquet(lake.uri(quarantine))
-            if summary.rows_rejected <= FEW_REJECTED:
-                reasons = Counter(
-                    reason for row in written.select(transform.REJECT_REASON).collect() for reason in row[0].split("; ")
+            few = summary.rows_rejected <= FEW_REJECTED
+            observed = Observation("quarantine")
+            if few:
+                # The reasons ride along with the write (no job of their own): every row's `a; b`, joined
+                # with the same separator, splits into the same reasons as the rows one by one.
+                rejected_frame = rejected_frame.observe(
+                    observed, F.array_join(F.collect_list(transform.REJECT_REASON), "; ").alias("reasons")
                 )
+            write_parquet(rejected_frame.coalesce(1), lake.uri(quarantine))
+            if few:
+                reasons = Counter(observed.get["reasons"].split("; "))
             else:
+                written = spark.read.parquet(lake.uri(quarantine))
                 counts = (
                     written.select(F.explode(F.split(transform.REJECT_REASON, "; ")).alias("reason"))
                     .groupBy("reason")
