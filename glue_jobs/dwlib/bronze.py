@@ -32,15 +32,19 @@ from dwlib.secrets import SecretError, SecretResolver, resolve_all, scrub
 # Parquet of typical CSV is about a quarter of its size; aim at files of ~128 MB.
 TARGET_FILE_BYTES = 128 * 1024**2
 CSV_TO_PARQUET_RATIO = 4
-# Inputs this small run in one task (no shuffle for the key check, one output file) and keep the checked
-# rows in memory after the bronze write, so the quarantine write does not read, type and check the source
-# again (on a small run each Spark job costs more than its data).
+# Inputs this small are read in one task anyway (Spark's openCostInBytes: a file below it is one split);
+# they run in one task from the read to the write, so the key check's window needs no shuffle and the
+# output is one file. Larger small inputs keep their read parallelism.
+ONE_TASK_INPUT_BYTES = 4 * 1024**2
+# Inputs this small check their keys in a window (see transform.check_rules) and keep the checked rows in
+# memory after the bronze write, so the quarantine write does not read, type and check the source again (on
+# a small run each Spark job costs more than its data).
 CACHE_INPUT_BYTES = 16 * 1024**2
 # ...except below this size, where reading and checking the input again for the quarantine costs less than
 # filling the cache, which adaptive execution runs as a Spark job of its own before the write.
 RECOMPUTE_INPUT_BYTES = 1024**2
-# Up to this many rejected rows, their reasons are counted here from one read of the quarantine,
-# instead of a grouped count (two Spark jobs with adaptive execution).
+# Up to this many rejected rows, their reasons are collected as the quarantine is written (an observation,
+# no job of its own); more are counted from the written quarantine by a grouped count.
 FEW_REJECTED = 100_000
 
 
@@ -200,13 +204,14 @@ def output_file_count(input_bytes: int, fmt: str) -> int:
     return max(1, math.ceil(input_bytes / ratio / TARGET_FILE_BYTES))
 
 
-def sized(df: DataFrame, files: int, input_files: int, input_bytes: int) -> DataFrame:
+def sized(df: DataFrame, files: int, input_files: int, input_bytes: int, shuffled: int = 0) -> DataFrame:
     """Avoid thousands of tiny files without serializing a big job into one task.
 
-    Estimates the read partitions from the input (one per file, or per 128 MB split) instead
-    of asking Spark, which would plan the whole query once more.
+    Estimates the read partitions from the input (one per file, or per 128 MB split), or `shuffled`
+    when a shuffle may have made that many, instead of asking Spark, which would plan the whole query
+    once more.
     """
-    partitions = max(input_files, math.ceil(input_bytes / TARGET_FILE_BYTES))
+    partitions = max(input_files, math.ceil(input_bytes / TARGET_FILE_BYTES), shuffled)
     return df.coalesce(files) if partitions > 4 * files else df
 
 
@@ -280,7 +285,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         """One read-type-check-write; True last if a quoted line break may have split a row (read again)."""
         read = transform.read_input(spark, uris, fmt, csv)
         source = read.df
-        if small:
+        if input_bytes <= ONE_TASK_INPUT_BYTES:
             # One task from the read to the write: the key check's window needs no shuffle (one partition
             # already holds every key), and the output is one file, not one per shuffle partition.
             source = source.coalesce(1)
@@ -340,10 +345,14 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 transform.hook_rejected_rows(prepared, data_names), allowMissingColumns=True
             )
         kept_frame = transform.kept_rows(prepared, data_names)
-        if small:  # a hook's joins may have shuffled it again
+        if input_bytes <= ONE_TASK_INPUT_BYTES:  # a hook's joins may have shuffled it again
             kept = kept_frame.coalesce(1)
         else:
-            kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
+            # On a small input, a key check's window or a hook's joins may have shuffled the rows into this many
+            # partitions; one file is then a single cheap task after the shuffle.
+            keyed = hook is not None or config.primary_key or config.quality.unique
+            shuffled = int(spark.conf.get("spark.sql.shuffle.partitions")) if small and keyed else 0
+            kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes, shuffled)
         write_parquet(kept, lake.uri(staging + "output/"))
         counted = observed.get
         suspects = int(counted["suspects"])
