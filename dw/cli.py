@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# ruff: noqa: E402 - `_EarlySpark` starts the JVM before the heavy imports below (see start_for_argv)
 import csv
 import json
 import os
@@ -13,6 +14,72 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+
+
+class _EarlySpark:
+    """Spark's JVM starting (seconds) on a thread of its own while `dw run` imports, checks its config and
+    takes the run lock: on a small dataset that start is most of the run. It writes nothing; a run
+    that stops before Spark is needed leaves the JVM to exit with this process."""
+
+    _thread: threading.Thread | None = None
+    _outcome: dict[str, Any] = {}
+
+    @classmethod
+    def start(cls, app_name: str) -> None:
+        if cls._thread is not None:  # started from the command line already (`start_for_argv`)
+            return
+
+        def run() -> None:
+            try:
+                from dwlib.jobs import local_session
+
+                cls._outcome["spark"] = local_session(app_name)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller of session()
+                cls._outcome["error"] = exc
+
+        cls._outcome = {}
+        cls._thread = threading.Thread(target=run, name="spark-start", daemon=True)
+        cls._thread.start()
+
+    @classmethod
+    def start_for_argv(cls, argv: list[str]) -> None:
+        """Start at once when the command line is `dw [global options] run DATASET ...` and will need Spark:
+        the JVM then starts while this module imports the CLI's libraries and the config models (seconds on
+        a busy machine), not after. `run` itself starts it where this could not tell (tests, other callers)."""
+        dry = os.environ.get("DW_FORCE_DRY_RUN", "") not in ("", "0")  # jobs.FORCE_DRY_RUN, not imported yet
+        if Path(argv[0]).name not in ("dw", "cli.py") or dry:
+            return
+        words = iter(argv[1:])
+        for word in words:
+            if word == "--stage":
+                next(words, None)
+            elif not word.startswith("-"):
+                break
+        else:
+            return
+        rest = list(words)
+        if word != "run" or not rest or rest[0].startswith("-") or "--dry-run" in rest or "--help" in rest:
+            return
+        layer = next((rest[i + 1] for i, w in enumerate(rest[:-1]) if w == "--layer"), None)
+        layer = next((w.split("=", 1)[1] for w in rest if w.startswith("--layer=")), layer)
+        if layer != "raw":
+            cls.start(f"dw-{rest[0]}")
+
+    @classmethod
+    def session(cls, app_name: str):
+        """The session started early, else one started now."""
+        thread, cls._thread = cls._thread, None
+        if thread is None:
+            from dwlib.jobs import local_session
+
+            return local_session(app_name)
+        thread.join()
+        if "error" in cls._outcome:
+            raise cls._outcome["error"]
+        return cls._outcome["spark"]
+
+
+_EarlySpark.start_for_argv(sys.argv)
 
 import typer
 from rich.console import Console
@@ -316,42 +383,6 @@ def run_command(
             _run_layers(project, ctx, layer, lake_dir)
     except ledger.RunRefused as exc:
         raise DwError(str(exc)) from None
-
-
-class _EarlySpark:
-    """Spark's JVM starting (seconds) on a thread of its own while `dw run` imports, checks its config and
-    takes the run lock: on a small dataset that start is most of the run. It writes nothing; a run
-    that stops before Spark is needed leaves the JVM to exit with this process."""
-
-    _thread: threading.Thread | None = None
-    _outcome: dict[str, Any] = {}
-
-    @classmethod
-    def start(cls, app_name: str) -> None:
-        def run() -> None:
-            try:
-                from dwlib.jobs import local_session
-
-                cls._outcome["spark"] = local_session(app_name)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller of session()
-                cls._outcome["error"] = exc
-
-        cls._outcome = {}
-        cls._thread = threading.Thread(target=run, name="spark-start", daemon=True)
-        cls._thread.start()
-
-    @classmethod
-    def session(cls, app_name: str):
-        """The session started early, else one started now."""
-        thread, cls._thread = cls._thread, None
-        if thread is None:
-            from dwlib.jobs import local_session
-
-            return local_session(app_name)
-        thread.join()
-        if "error" in cls._outcome:
-            raise cls._outcome["error"]
-        return cls._outcome["spark"]
 
 
 def _show_trace(summary) -> None:

@@ -42,11 +42,19 @@ from dwlib.secrets import SecretError, resolve_all
 # Parquet of typical CSV is about a quarter of its size; aim at files of ~128 MB.
 TARGET_FILE_BYTES = 128 * 1024**2
 CSV_TO_PARQUET_RATIO = 4
-# Inputs this small keep the checked rows in memory after the bronze write, so the quarantine write
-# does not read, type and check the source again (on a small run each Spark job costs more than its data).
+# Inputs this small are read in one task anyway (Spark's openCostInBytes: a file below it is one split);
+# they run in one task from the read to the write, so the key check's window needs no shuffle and the
+# output is one file. Larger small inputs keep their read parallelism.
+ONE_TASK_INPUT_BYTES = 4 * 1024**2
+# Inputs this small check their keys in a window (see transform.check_rules) and keep the checked rows in
+# memory after the bronze write, so the quarantine write does not read, type and check the source again (on
+# a small run each Spark job costs more than its data).
 CACHE_INPUT_BYTES = 16 * 1024**2
-# Up to this many rejected rows, their reasons are counted here from one read of the quarantine,
-# instead of a grouped count (two Spark jobs with adaptive execution).
+# ...except below this size, where reading and checking the input again for the quarantine costs less than
+# filling the cache, which adaptive execution runs as a Spark job of its own before the write.
+RECOMPUTE_INPUT_BYTES = 1024**2
+# Up to this many rejected rows, their reasons are collected as the quarantine is written (an observation,
+# no job of its own); more are counted from the written quarantine by a grouped count.
 FEW_REJECTED = 100_000
 
 
@@ -117,13 +125,14 @@ def output_file_count(input_bytes: int, fmt: str) -> int:
     return max(1, math.ceil(input_bytes / ratio / TARGET_FILE_BYTES))
 
 
-def sized(df: DataFrame, files: int, input_files: int, input_bytes: int) -> DataFrame:
+def sized(df: DataFrame, files: int, input_files: int, input_bytes: int, shuffled: int = 0) -> DataFrame:
     """Avoid thousands of tiny files without serializing a big job into one task.
 
-    Estimates the read partitions from the input (one per file, or per 128 MB split) instead
-    of asking Spark, which would plan the whole query once more.
+    Estimates the read partitions from the input (one per file, or per 128 MB split), or `shuffled`
+    when a shuffle may have made that many, instead of asking Spark, which would plan the whole query
+    once more.
     """
-    partitions = max(input_files, math.ceil(input_bytes / TARGET_FILE_BYTES))
+    partitions = max(input_files, math.ceil(input_bytes / TARGET_FILE_BYTES), shuffled)
     return df.coalesce(files) if partitions > 4 * files else df
 
 
@@ -187,6 +196,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     input_bytes = sum(o.size for k in keys for o in lake.list(k))
     hook = transform_hook(ctx)
     summary.transform_hook = hook.file if hook else None
+    small = input_bytes <= CACHE_INPUT_BYTES
 
     def attempt(csv: CsvOptions, repeats_after: bool = True) -> tuple[DataFrame, DataFrame, bool]:
         """One read-type-check-write; True last if a quoted line break may have split a row (read again).
@@ -197,6 +207,10 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         """
         read = transform.read_input(spark, uris, fmt, csv)
         source = read.df
+        if input_bytes <= ONE_TASK_INPUT_BYTES:
+            # One task from the read to the write: the key check's window needs no shuffle (one partition
+            # already holds every key), and the output is one file, not one per shuffle partition.
+            source = source.coalesce(1)
         summary.renamed_columns, summary.missing_columns = read.renamed, read.missing
         if not transform.data_columns(source):
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
@@ -227,7 +241,6 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         )
         later = False
         if hook is None:
-            small = input_bytes <= CACHE_INPUT_BYTES
             later = repeats_after and not small and bool(config.primary_key or config.quality.unique)
             prepared = transform.check_rules(typed, config, small_input=small, repeats_checked_later=later)
             data_names = names
@@ -247,7 +260,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
             _suspects(prepared).alias("suspects"),
         )
-        if input_bytes <= CACHE_INPUT_BYTES:
+        if small and input_bytes > RECOMPUTE_INPUT_BYTES:
             prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(prepared)
         if hook is None:
@@ -257,7 +270,14 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 transform.hook_rejected_rows(prepared, data_names), allowMissingColumns=True
             )
         kept_frame = transform.kept_rows(prepared, data_names)
-        kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes)
+        if input_bytes <= ONE_TASK_INPUT_BYTES:  # a hook's joins may have shuffled it again
+            kept = kept_frame.coalesce(1)
+        else:
+            # On a small input, a key check's window or a hook's joins may have shuffled the rows into this many
+            # partitions; one file is then a single cheap task after the shuffle.
+            keyed = hook is not None or config.primary_key or config.quality.unique
+            shuffled = int(spark.conf.get("spark.sql.shuffle.partitions")) if small and keyed else 0
+            kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes, shuffled)
         write_parquet(kept, lake.uri(staging + "output/"))
         if (
             hook is None
@@ -309,13 +329,19 @@ def _check_and_quarantine(
     if summary.rows_rejected:
         with summary.step("quarantine"):
             quarantine = naming.quarantine_prefix(ctx.name, ctx.run_id)
-            write_parquet(rejected_frame.coalesce(1), lake.uri(quarantine))
-            written = spark.read.parquet(lake.uri(quarantine))
-            if summary.rows_rejected <= FEW_REJECTED:
-                reasons = Counter(
-                    reason for row in written.select(transform.REJECT_REASON).collect() for reason in row[0].split("; ")
+            few = summary.rows_rejected <= FEW_REJECTED
+            observed = Observation("quarantine")
+            if few:
+                # The reasons ride along with the write (no job of their own): every row's `a; b`, joined
+                # with the same separator, splits into the same reasons as the rows one by one.
+                rejected_frame = rejected_frame.observe(
+                    observed, F.array_join(F.collect_list(transform.REJECT_REASON), "; ").alias("reasons")
                 )
+            write_parquet(rejected_frame.coalesce(1), lake.uri(quarantine))
+            if few:
+                reasons = Counter(observed.get["reasons"].split("; "))
             else:
+                written = spark.read.parquet(lake.uri(quarantine))
                 counts = (
                     written.select(F.explode(F.split(transform.REJECT_REASON, "; ")).alias("reason"))
                     .groupBy("reason")

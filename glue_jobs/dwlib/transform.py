@@ -421,11 +421,24 @@ def _file(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
+def reader_null_marker(csv: CsvOptions) -> str | None:
+    """The null marker `read_csv` has Spark's CSV reader turn into null as it parses: the first non-empty one
+    without a quote, delimiter or escape character in it (such a marker is compared after reading instead)."""
+    special = {csv.quote, csv.delimiter, csv.escape}
+    return next((v for v in csv.null_values if v and not any(c in special for c in v)), None)
+
+
 def _read_group(
     spark: SparkSession, csv: CsvOptions, group: HeaderGroup, expected: str, suspect: bool = False
 ) -> DataFrame:
     schema = StructType([StructField(n, StringType()) for n in [*group.names, CORRUPT]])
     df = _csv_reader(spark, csv, csv.header).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
+    marker = reader_null_marker(csv)
+    if marker is not None:
+        # The reader compares each field with nullValue as it parses (the comparison it makes anyway), instead
+        # of a comparison per value of every column afterwards. An empty field, quoted or not, stays null: the
+        # reader gives an unquoted one nullValue and a quoted one emptyValue, so both are set to the marker.
+        df = df.option("nullValue", marker).option("emptyValue", marker)
     df = df.csv(group.uris)
     reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
     reason = _tied_to(reason, group.names)
@@ -539,9 +552,12 @@ def prepare_types(
     suspect = [F.col(SUSPECT)] if SUSPECT in df.columns else []
     df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect)
     is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
-    # Spark's CSV reader already turns empty fields into null; only the other markers cost a check
-    # (an isin() per value of every string column otherwise).
-    nulls = [v for v in config.csv.null_values if v != ""] if csv_source else config.csv.null_values
+    # Spark's CSV reader already turns empty fields and one marker into null (`read_csv`); only the other
+    # markers cost a check (an isin() per value of every string column otherwise).
+    if csv_source:
+        nulls = [v for v in config.csv.null_values if v not in ("", reader_null_marker(config.csv))]
+    else:
+        nulls = config.csv.null_values
     declared = config.column_types
     inferred = inferred or {}
 

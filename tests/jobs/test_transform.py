@@ -237,3 +237,29 @@ def test_a_csv_without_any_quote_is_read_line_by_line_with_no_suspect_check(spar
     quoted = tmp_path / "quoted.csv"
     quoted.write_text('a,b\n1,"two\nlines"\n')
     assert transform.read_input(spark, [str(quoted)], "csv", CsvOptions()).line_mode_guess
+
+
+NULL_MARKER_CSV = 'k,s,n\n1,NA,NA\n2,"NA","NA"\n3,,\n4,"",""\n5, NA,na\n6,-,-\n7,x,7\n'
+
+
+@pytest.mark.parametrize("markers", [["", "NA"], ["NA", "-"], ["-", "NA", ""]])
+def test_null_markers_quoted_or_not_read_as_bronze_reads_them(spark, tmp_path, markers):
+    """A marker is null quoted or not; an empty field, quoted or not, is null; a marker with a space or
+    another case is a value. Pinned for the bronze path, where the CSV reader turns markers into null."""
+    cfg = config(csv={"null_values": markers}, columns={"k": "int", "s": "string", "n": "int"})
+    path = tmp_path / "input.csv"
+    path.write_text(NULL_MARKER_CSV)
+    read = transform.read_input(spark, [str(path)], "csv", cfg.csv)
+    typed, names = transform.prepare_types(
+        read.df, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC), csv_source=True, encoding="utf-8"
+    )
+    checked = transform.check_rules(typed, cfg)
+    kept = {r["k"]: (r["s"], r["n"]) for r in transform.kept_rows(checked, names).collect()}
+    rejected = {r["k"]: (r["s"], r["n"], r["reject_reason"]) for r in transform.rejected_rows(checked, names).collect()}
+    dash = None if "-" in markers else "-"
+    assert kept == {1: (None, None), 2: (None, None), 3: (None, None), 4: (None, None), 7: ("x", 7)} | (
+        {6: (None, None)} if dash is None else {}
+    )
+    assert rejected == {"5": (" NA", "na", "n: not a valid int")} | (
+        {} if dash is None else {"6": ("-", "-", "n: not a valid int")}
+    )
