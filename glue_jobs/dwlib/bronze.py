@@ -197,6 +197,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     hook = transform_hook(ctx)
     summary.transform_hook = hook.file if hook else None
     small = input_bytes <= CACHE_INPUT_BYTES
+    one_task = input_bytes <= ONE_TASK_INPUT_BYTES
 
     def attempt(csv: CsvOptions, repeats_after: bool = True) -> tuple[DataFrame, DataFrame, bool]:
         """One read-type-check-write; True last if a quoted line break may have split a row (read again).
@@ -207,7 +208,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         """
         read = transform.read_input(spark, uris, fmt, csv)
         source = read.df
-        if input_bytes <= ONE_TASK_INPUT_BYTES:
+        if one_task:
             # One task from the read to the write: the key check's window needs no shuffle (one partition
             # already holds every key), and the output is one file, not one per shuffle partition.
             source = source.coalesce(1)
@@ -270,7 +271,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 transform.hook_rejected_rows(prepared, data_names), allowMissingColumns=True
             )
         kept_frame = transform.kept_rows(prepared, data_names)
-        if input_bytes <= ONE_TASK_INPUT_BYTES:  # a hook's joins may have shuffled it again
+        if one_task:  # a hook's joins may have shuffled it again
             kept = kept_frame.coalesce(1)
         else:
             # On a small input, a key check's window or a hook's joins may have shuffled the rows into this many
