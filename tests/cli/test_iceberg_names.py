@@ -67,3 +67,31 @@ def test_validation_checks_only_the_names_a_stack_creates(project_copy):
         "pp-dw-bronze-ourairports-crawler",
         "pp-dw-gold-ourairports-crawler",
     }
+
+
+def test_dry_run_shows_that_a_switched_table_would_be_refused(project_copy, tmp_path):
+    """The plan says the run would stop (the folder holds the other format's files), and writes nothing."""
+    lake = tmp_path / "lake"
+    folder = lake / "bronze" / "usgs_earthquakes"
+    folder.mkdir(parents=True)
+    (folder / "part-00000.zstd.parquet").write_bytes(b"a Parquet run's file")
+    plan = dw("run", "usgs-earthquakes", "--dry-run", "--sample", "--lake", lake, cwd=project_copy)
+    assert_ok(plan)
+    assert f"REFUSED: the run would stop before fetching: {folder} holds 1 file(s) of the Parquet table" in plan.stdout
+    assert f"mv {folder} {lake}/backup/bronze/usgs_earthquakes-parquet-" in plan.stdout
+    assert sorted(p.name for p in lake.rglob("*")) == ["bronze", "part-00000.zstd.parquet", "usgs_earthquakes"]
+
+    (folder / "part-00000.zstd.parquet").unlink()
+    (folder / "metadata").mkdir()
+    (folder / "metadata" / "00000-x.metadata.json").write_text("{}")
+    config = project_copy / "datasets" / "usgs-earthquakes" / "config.json"
+    own = json.loads(config.read_text())
+    own.update(table_format="parquet", load_mode="full")
+    own.pop("partition_by")
+    config.write_text(json.dumps(own))
+    plan = dw("run", "usgs-earthquakes", "--dry-run", "--sample", "--lake", lake, cwd=project_copy)
+    assert_ok(plan)
+    assert f"REFUSED: the run would stop before fetching: {folder} holds the Iceberg table" in plan.stdout
+    clean = dw("run", "fda-nsde", "--dry-run", "--sample", "--lake", lake, cwd=project_copy)
+    assert_ok(clean)
+    assert "REFUSED" not in clean.stdout
