@@ -69,8 +69,13 @@ def _info(make: Callable[..., Any], identifier: tuple[str, ...], table: Any, sna
     from dwlib.iceberg import current_files
 
     files = [_path(f) for f in current_files(table, snapshot_id)]
-    if not files:
-        return None
+    if not files:  # a snapshot without rows (a gold model's empty result): an empty table with its columns
+        schema = _schema(table, snapshot_id)
+        return make(
+            identifier[0], name or identifier[-1], _path(table.location()), 0, 0,
+            kind="arrow", arrow=schema.as_arrow().empty_table(),
+            columns=tuple((f.name, str(f.field_type)) for f in schema.fields),
+        )  # fmt: skip
     return make(
         identifier[0],
         name or identifier[-1],

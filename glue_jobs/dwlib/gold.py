@@ -299,9 +299,9 @@ def _run_model(
                 raise GoldError(
                     f"{naming.database('bronze')}.{table} has no data at {prefix}; run its bronze job first"
                 )
-            committed = iceberg.table_files(lake, naming, (naming.database("bronze"), table), prefix)
-            if committed is not None:  # an Iceberg table: its current snapshot, never every file of its folder
-                spark.read.parquet(*committed).createOrReplaceTempView(f"dw_bronze__{table}")
+            current = iceberg.read_current(spark, lake, naming, (naming.database("bronze"), table), prefix)
+            if current is not None:  # an Iceberg table: its current snapshot, never every file of its folder
+                current.createOrReplaceTempView(f"dw_bronze__{table}")
                 views[(naming.database("bronze"), table)] = f"dw_bronze__{table}"
                 continue
             views[(naming.database("bronze"), table)] = _view(spark, lake.uri(prefix), f"bronze__{table}")
@@ -309,9 +309,9 @@ def _run_model(
             prefix = _locate_gold(ctx, ref)
             if prefix is None:
                 raise GoldError(f"{naming.database('gold')}.{ref} does not exist yet; run the model that builds it")
-            committed = iceberg.table_files(lake, naming, iceberg.gold_identifier(naming, ref), prefix)
-            if committed is not None:  # an Iceberg model: its current snapshot, never every file of its folder
-                spark.read.parquet(*committed).createOrReplaceTempView(f"dw_gold__{ref}")
+            current = iceberg.read_current(spark, lake, naming, iceberg.gold_identifier(naming, ref), prefix)
+            if current is not None:  # an Iceberg model: its current snapshot (maybe empty), never its folder's files
+                current.createOrReplaceTempView(f"dw_gold__{ref}")
                 views[(naming.database("gold"), ref)] = f"dw_gold__{ref}"
                 continue
             views[(naming.database("gold"), ref)] = _view(spark, lake.uri(prefix), f"gold__{ref}")

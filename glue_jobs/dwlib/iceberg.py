@@ -162,6 +162,23 @@ def forget_moved_table(lake: Lake, naming: Naming, identifier: tuple[str, str], 
     return True
 
 
+def read_current(spark: SparkSession, lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str):
+    """The current snapshot of the Iceberg table at `prefix` as a DataFrame; None when `prefix` holds no Iceberg table.
+
+    A snapshot without data files (a gold model whose result had no rows) reads as no rows with the
+    table's columns, as an empty Parquet folder's file does: never as the older snapshots' files.
+    """
+    files = table_files(lake, naming, identifier, prefix)
+    if files is None:
+        return None
+    if files:
+        return spark.read.parquet(*files)
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    arrow = catalog(lake, naming).load_table(identifier).schema().as_arrow()
+    return spark.createDataFrame([], from_arrow_schema(arrow))
+
+
 def _spark_uri(path: str) -> str:
     """How Spark spells a local path the catalog keeps as file:///… (input_file_name() gives it back so)."""
     return "file:" + path.removeprefix("file://") if path.startswith("file:///") else path
