@@ -386,3 +386,31 @@ def test_on_aws_the_crawlers_table_of_the_same_name_is_refused_naming_the_fix(co
         assert not lake.data_files("bronze/")  # nothing written
         table = glue.get_table(DatabaseName="pp_dw_bronze", Name="shop_orders")["Table"]
         assert table["Parameters"] == {"classification": "parquet"}
+
+
+def test_a_moved_aside_iceberg_table_is_no_table_until_the_parquet_run_forgets_it(spark, core, tmp_path):
+    """Iceberg to Parquet, after the refusal's move: the local catalog still names the table, whose metadata is
+    gone. `dw query` reads the lake's other tables meanwhile (that table is absent), and the Parquet run drops the
+    catalog's entry (the row only: the moved files stay) and publishes the Parquet table alone."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shop = Shop(spark, core, tmp_path, config())
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    parquet = config(table_format="parquet")
+    refused = shop.run(RUN2, FIRST, dataset=parquet)
+    assert refused.status == "failed" and "holds the Iceberg table pp_dw_bronze.shop_orders" in refused.error
+    backup = tmp_path / "backup-of-shop-orders"
+    shutil.move(shop.lake.root / "bronze" / "shop_orders", backup)
+    other = shop.lake.root / "bronze" / "other"
+    other.mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), other / "part-0.parquet")  # another dataset's Parquet table
+    assert shop.query("SELECT count(*) FROM pp_dw_bronze.other") == [(2,)]
+    with pytest.raises(QueryError, match="pp_dw_bronze.shop_orders"):
+        shop.query(f"SELECT count(*) FROM {TABLE}")
+    assert shop.run(RUN3, SECOND, dataset=parquet).status == "succeeded"
+    assert shop.query(f"SELECT order_id, amount FROM {TABLE} ORDER BY order_id") == [(3, 33), (4, 40)]
+    assert iceberg.local_catalog(shop.lake.root).list_tables("pp_dw_bronze") == []
+    assert (backup / "metadata").is_dir() and list((backup / "data").rglob("*.parquet"))
