@@ -233,7 +233,7 @@ def list_command(lake: LakeOption = None) -> None:
             config.source_kind,
             f"{config.data_size_category}: {workers.number_of_workers} x {workers.worker_type}",
             config.schedule or "on demand",
-            "\n".join([naming.job("bronze", name), naming.crawler("bronze", name), naming.state_machine(name)]),
+            "\n".join([naming.job("bronze", name), _crawler_cell(project, naming, name), naming.state_machine(name)]),
             "\n".join(tables),
             cost.estimate(project.core, config, ["bronze", "gold"] if gold else ["bronze"], lake_dir).text(),
             _last_run(lake_dir, naming, name),
@@ -248,6 +248,15 @@ def list_command(lake: LakeOption = None) -> None:
     if project.datasets:
         with_gold = [n for n in project.datasets if list((project.dataset_dir(n) / "gold").glob("*.sql"))]
         out.print(_aws_start_commands(naming, (with_gold or list(project.datasets))[0]), markup=False)
+
+
+def _crawler_cell(project: Project, naming: Naming, name: str) -> str:
+    """The dataset's bronze crawler, or what an Iceberg dataset has instead (its stack creates no crawler)."""
+    from dwlib.config import table_format_of
+
+    if table_format_of(project.core, project.datasets[name]) == "iceberg":
+        return "no crawler: the job keeps the Iceberg catalog table"
+    return naming.crawler("bronze", name)
 
 
 AWS_EXAMPLE_RUN = "20261121T060000Z"

@@ -31,6 +31,17 @@ def _catalog(lake_root: Path):
     return local_catalog(lake_root)
 
 
+def _load(cat, identifier: tuple[str, ...]):
+    """The catalog's table, or None: not in the catalog, or its metadata file gone (its folder moved aside when
+    the dataset switched to Parquet, until that run drops the entry): such a table is no table here."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        return cat.load_table(identifier)
+    except (NoSuchTableError, FileNotFoundError):
+        return None
+
+
 def _path(uri: str) -> Path:
     return Path("/" + uri.removeprefix("file:").lstrip("/")) if uri.startswith("file:") else Path(uri)
 
@@ -43,7 +54,9 @@ def table_folders(lake_root: Path) -> set[Path]:
     folders = set()
     for namespace in cat.list_namespaces():
         for identifier in cat.list_tables(namespace):
-            folders.add(_path(cat.load_table(identifier).location()).resolve())
+            table = _load(cat, identifier)
+            if table is not None:
+                folders.add(_path(table.location()).resolve())
     return folders
 
 
@@ -58,8 +71,8 @@ def tables(lake_root: Path, naming: Naming, make: Callable[..., Any]) -> list[An
         if namespace[0] not in databases:
             continue
         for identifier in cat.list_tables(namespace):
-            table = cat.load_table(identifier)
-            info = _info(make, identifier, table, None)
+            table = _load(cat, identifier)
+            info = _info(make, identifier, table, None) if table is not None else None
             if info is not None:
                 out.append(info)
     return out
@@ -69,8 +82,13 @@ def _info(make: Callable[..., Any], identifier: tuple[str, ...], table: Any, sna
     from dwlib.iceberg import current_files
 
     files = [_path(f) for f in current_files(table, snapshot_id)]
-    if not files:
-        return None
+    if not files:  # a snapshot without rows (a gold model's empty result): an empty table with its columns
+        schema = _schema(table, snapshot_id)
+        return make(
+            identifier[0], name or identifier[-1], _path(table.location()), 0, 0,
+            kind="arrow", arrow=schema.as_arrow().empty_table(),
+            columns=tuple((f.name, str(f.field_type)) for f in schema.fields),
+        )  # fmt: skip
     return make(
         identifier[0],
         name or identifier[-1],
@@ -107,12 +125,12 @@ def bind(statement: exp.Expression, lake_root: Path, naming: Naming, make: Calla
         base, _, meta = node.name.partition("$")
         database = node.db.lower() or _only_database(cat, base.lower(), naming)
         identifier = (database, base.lower())
-        if cat is None or not database or not cat.table_exists(identifier):
+        table = _load(cat, identifier) if cat is not None and database else None
+        if table is None:
             raise error(
                 f"{'.'.join(p for p in identifier if p)} is not an Iceberg table of the local lake: time travel and "
                 '"$snapshots", "$history", "$files" apply to tables with "table_format": "iceberg"'
             )
-        table = cat.load_table(identifier)
         version = node.args.get("version")
         if version is not None:
             if meta:
@@ -149,7 +167,7 @@ def bind(statement: exp.Expression, lake_root: Path, naming: Naming, make: Calla
 def _only_database(cat, name: str, naming: Naming) -> str:
     if cat is None:
         return ""
-    found = [naming.database(layer) for layer in LAYERS if cat.table_exists((naming.database(layer), name))]
+    found = [naming.database(layer) for layer in LAYERS if _load(cat, (naming.database(layer), name)) is not None]
     return found[0] if len(found) == 1 else ""
 
 

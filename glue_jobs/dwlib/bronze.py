@@ -27,6 +27,7 @@ from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
 from dwlib.run import (  # noqa: F401
     JobContext,
     JobFailed,
+    LayoutError,
     Publisher,
     RunSummary,
     Target,
@@ -386,6 +387,21 @@ def _check_and_quarantine(
     return staging + "output/"
 
 
+def bronze_target(ctx: JobContext) -> Target:
+    """The dataset's bronze table: its folder, its catalog name, how a run replaces its rows."""
+    naming = ctx.naming
+    return Target(
+        layer="bronze",
+        prefix=naming.bronze_prefix(ctx.name),
+        identifier=iceberg.bronze_identifier(naming, ctx.name),
+        journal="bronze",
+        about={"layer": "bronze"},
+        load_mode=ctx.dataset.load_mode,
+        partition_by=tuple(ctx.dataset.partition_by),
+        raw_run_id=ctx.raw_run_id,
+    )
+
+
 def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
     """One bronze run, start to finish; writes runs/{dataset}/run_id=....json whatever happens.
 
@@ -409,19 +425,11 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
             table_format=publisher.table_format,
         )
 
-    target = Target(
-        layer="bronze",
-        prefix=naming.bronze_prefix(ctx.name),
-        identifier=iceberg.bronze_identifier(naming, ctx.name),
-        journal="bronze",
-        about={"layer": "bronze"},
-        load_mode=ctx.dataset.load_mode,
-        partition_by=tuple(ctx.dataset.partition_by),
-        raw_run_id=ctx.raw_run_id,
-    )
+    target = bronze_target(ctx)
 
     def work(summary: RunSummary, entry: str) -> None:
         try:
+            publisher.check_layout(ctx, target)  # before anything is fetched: a folder of the other format
             with summary.step("fetch"):
                 summary.raw_keys = land_raw(ctx, summary)
             with publisher.writing(spark):
@@ -582,6 +590,10 @@ def plan(ctx: JobContext) -> list[str]:
         f"  columns declared: {len(config.columns)}, primary key: {', '.join(config.primary_key) or 'none'}, "
         f"max rejected fraction: {config.quality.max_rejected_fraction}",
     ]
+    try:
+        publisher_for(ctx).check_layout(ctx, bronze_target(ctx))
+    except LayoutError as exc:
+        lines.append(f"  REFUSED: the run would stop before fetching: {exc}")
     hook_file = ctx.dataset_dir / TRANSFORM_HOOK if ctx.dataset_dir is not None else None
     if hook_file is not None and hook_file.is_file():
         lines.append(f"  transform hook: {hook_file} (after typing, before the checks)")

@@ -1017,6 +1017,7 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
             models=_stems(folder / "gold"),
             queries=queries,
             own_role=bool(config.secrets) or table_format_of(core, config) == "iceberg",
+            iceberg=table_format_of(core, config) == "iceberg",
             schedule=bool(config.schedule),
             export=config.source_kind == "dynamodb_table",
             arrival=config.source_kind in ("dynamodb_table", "landing"),

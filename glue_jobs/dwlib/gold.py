@@ -20,7 +20,17 @@ from sqlglot.errors import ParseError
 
 from dwlib import errors, iceberg, quality
 from dwlib.lake import LakeError
-from dwlib.run import JobContext, Publisher, RunSummary, Target, guarded_run, housekeeping, publisher_for, write_parquet
+from dwlib.run import (
+    JobContext,
+    LayoutError,
+    Publisher,
+    RunSummary,
+    Target,
+    guarded_run,
+    housekeeping,
+    publisher_for,
+    write_parquet,
+)
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CATALOG_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -269,11 +279,19 @@ def _run_model(
     naming, lake = ctx.naming, ctx.lake
     publisher = publisher or publisher_for(ctx)
     started = time.perf_counter()
+    target = Target(
+        layer="gold",
+        prefix=result.output_prefix,
+        identifier=iceberg.gold_identifier(naming, model.name),
+        journal=f"gold.{model.name}",
+        about={"layer": "gold", "model": model.name},
+    )  # an Iceberg model is replaced whole by each run: one `overwrite` snapshot, never partitioned
     try:
         blocked = [ref for ref in model.gold_refs if ref in done and done[ref].status != "succeeded"]
         if blocked:
             result.status, result.error = "skipped", f"reads {', '.join(blocked)}, which did not succeed"
             return result
+        publisher.check_layout(ctx, target)  # a folder of the other table format: before the model's SQL runs
         views: dict[tuple[str, str], str] = {}
         for table in sorted(model.bronze_refs):
             prefix = naming.bronze_table_prefix(table)
@@ -281,9 +299,9 @@ def _run_model(
                 raise GoldError(
                     f"{naming.database('bronze')}.{table} has no data at {prefix}; run its bronze job first"
                 )
-            committed = iceberg.table_files(lake, naming, (naming.database("bronze"), table), prefix)
-            if committed is not None:  # an Iceberg table: its current snapshot, never every file of its folder
-                spark.read.parquet(*committed).createOrReplaceTempView(f"dw_bronze__{table}")
+            current = iceberg.read_current(spark, lake, naming, (naming.database("bronze"), table), prefix)
+            if current is not None:  # an Iceberg table: its current snapshot, never every file of its folder
+                current.createOrReplaceTempView(f"dw_bronze__{table}")
                 views[(naming.database("bronze"), table)] = f"dw_bronze__{table}"
                 continue
             views[(naming.database("bronze"), table)] = _view(spark, lake.uri(prefix), f"bronze__{table}")
@@ -291,9 +309,9 @@ def _run_model(
             prefix = _locate_gold(ctx, ref)
             if prefix is None:
                 raise GoldError(f"{naming.database('gold')}.{ref} does not exist yet; run the model that builds it")
-            committed = iceberg.table_files(lake, naming, iceberg.gold_identifier(naming, ref), prefix)
-            if committed is not None:  # an Iceberg model: its current snapshot, never every file of its folder
-                spark.read.parquet(*committed).createOrReplaceTempView(f"dw_gold__{ref}")
+            current = iceberg.read_current(spark, lake, naming, iceberg.gold_identifier(naming, ref), prefix)
+            if current is not None:  # an Iceberg model: its current snapshot (maybe empty), never its folder's files
+                current.createOrReplaceTempView(f"dw_gold__{ref}")
                 views[(naming.database("gold"), ref)] = f"dw_gold__{ref}"
                 continue
             views[(naming.database("gold"), ref)] = _view(spark, lake.uri(prefix), f"gold__{ref}")
@@ -309,17 +327,10 @@ def _run_model(
             result.error = f"expectations failed: {'; '.join(result.failed_expectations)}; the previous table is kept"
             return result
         before_publish(result)
-        target = Target(
-            layer="gold",
-            prefix=result.output_prefix,
-            identifier=iceberg.gold_identifier(naming, model.name),
-            journal=f"gold.{model.name}",
-            about={"layer": "gold", "model": model.name},
-        )  # an Iceberg model is replaced whole by each run: one `overwrite` snapshot, never partitioned
         done = publisher.publish(spark, ctx, summary, entry, staging, target)
         result.files, result.bytes, result.iceberg = done.files, done.bytes, done.commit
         result.status = "succeeded"
-    except GoldError as exc:
+    except (GoldError, LayoutError) as exc:
         result.status, result.error = "failed", str(exc)
     except iceberg.IcebergError as exc:  # a narrowed column: the model's SELECT is where to cast it back
         result.status, result.error = "failed", f"{exc} (for a gold model: cast the column in gold/{model.name}.sql)"

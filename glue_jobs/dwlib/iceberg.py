@@ -47,6 +47,7 @@ RUN_PROPERTY = "pp-dw.run-id"
 LOAD_MODE_PROPERTY = "pp-dw.load-mode"
 # Where the data files of the run `run_id` (reading raw run `raw`) go, under the table's location.
 DATA_FOLDER = "data"
+METADATA_FOLDER = "metadata"  # the table's metadata files, under its location, as every Iceberg writer puts them
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,47 @@ def table_files(lake: Lake, naming: Naming, identifier: tuple[str, str], prefix:
         return None
     table = catalog(lake, naming).load_table(identifier)
     return [_spark_uri(f) for f in current_files(table)]
+
+
+def forget_moved_table(lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str) -> bool:
+    """Drop the local catalog's entry for an Iceberg table whose folder was moved away (its metadata is gone).
+
+    Only the catalog row goes (the files are wherever they were moved); on AWS the Glue table is
+    deleted by hand, as the refusal that asked for the move says. True when an entry was dropped.
+    """
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
+    if not isinstance(lake, LocalLake) or not catalog_file(lake.root).is_file():
+        return False
+    if lake.has_prefix(f"{prefix}{METADATA_FOLDER}/"):
+        return False
+    cat = local_catalog(lake.root)
+    try:
+        listed = {tuple(t) for t in cat.list_tables(identifier[0])}
+    except NoSuchNamespaceError:
+        return False
+    if tuple(identifier) not in listed:
+        return False
+    cat.drop_table(identifier)  # the catalog row only: SqlCatalog deletes no file
+    log.warning("%s: the local catalog's entry for a moved Iceberg table was dropped", ".".join(identifier))
+    return True
+
+
+def read_current(spark: SparkSession, lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str):
+    """The current snapshot of the Iceberg table at `prefix` as a DataFrame; None when `prefix` holds no Iceberg table.
+
+    A snapshot without data files (a gold model whose result had no rows) reads as no rows with the
+    table's columns, as an empty Parquet folder's file does: never as the older snapshots' files.
+    """
+    files = table_files(lake, naming, identifier, prefix)
+    if files is None:
+        return None
+    if files:
+        return spark.read.parquet(*files)
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    arrow = catalog(lake, naming).load_table(identifier).schema().as_arrow()
+    return spark.createDataFrame([], from_arrow_schema(arrow))
 
 
 def _spark_uri(path: str) -> str:
@@ -465,7 +507,7 @@ def commit(
     Raises IcebergError (the table unchanged, the run's data files deleted) when the new data
     cannot be committed; `before_commit` runs just before the catalog is updated.
     """
-    from pyiceberg.exceptions import NoSuchTableError, ValidationError
+    from pyiceberg.exceptions import NoSuchIcebergTableError, NoSuchPropertyException, NoSuchTableError, ValidationError
 
     cat = catalog(lake, naming)
     name = ".".join(identifier)
@@ -474,6 +516,13 @@ def commit(
         cat.create_namespace_if_not_exists(identifier[0])  # on AWS the core stack creates the databases
     try:
         table: Table | None = cat.load_table(identifier)
+    except (NoSuchIcebergTableError, NoSuchPropertyException):  # a Glue table with another or no table_type
+        raise IcebergError(
+            f"the catalog has {name} as a table that is not Iceberg (the crawler's, from when {dataset.dataset} had "
+            f'"table_format": "parquet"), so the Iceberg table cannot be created under that name. Delete it with '
+            f"`aws glue delete-table --database-name {identifier[0]} --name {identifier[1]}` (its files are not "
+            "touched) and run again. Nothing was committed"
+        ) from None
     except NoSuchTableError:
         table = None
     table_location = location(lake, prefix)

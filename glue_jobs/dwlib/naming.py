@@ -362,8 +362,12 @@ class Naming:
         export: bool = False,
         arrival: bool = False,
         description: str = "",
+        iceberg: bool = False,
     ) -> list[Resource]:
-        """The names a dataset's stack creates; `models` and `queries` are its gold/ and queries/ file stems."""
+        """The names a dataset's stack creates; `models` and `queries` are its gold/ and queries/ file stems.
+
+        `iceberg`: the jobs commit their own catalog tables, and the stack has no crawler (stacks/layers.py).
+        """
         owner, config = f"dataset {dataset}", f"datasets/{dataset}/config.json"
         stack_description = Resource(
             "stack_description", self.dataset_stack_description(dataset, description), owner, config, "description",
@@ -378,17 +382,16 @@ class Naming:
             named("stack", self.dataset_stack(dataset)),
             named("glue_table", table_name(dataset), " (bronze table)", scope=self.database("bronze")),
             named("glue_job", self.job("bronze", dataset)),
-            named("glue_crawler", self.crawler("bronze", dataset)),
+            *([] if iceberg else [named("glue_crawler", self.crawler("bronze", dataset))]),
             named("state_machine", self.state_machine(dataset)),
             named("log_group", f"/aws/vendedlogs/states/{self.state_machine(dataset)}"),
             named("events_rule", self.failure_rule(dataset), " (failure rule)"),
             named("events_rule", self.job_failure_rule(dataset), " (job failure rule)"),
         ]
         if models:
-            found += [
-                named("glue_job", self.job("gold", dataset)),
-                named("glue_crawler", self.crawler("gold", dataset)),
-            ]
+            found.append(named("glue_job", self.job("gold", dataset)))
+            if not iceberg:
+                found.append(named("glue_crawler", self.crawler("gold", dataset)))
         if own_role:
             found.append(named("iam_role", self.dataset_job_role_name(dataset), " (its own job role)"))
         if schedule:

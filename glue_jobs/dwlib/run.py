@@ -31,6 +31,10 @@ class JobFailed(Exception):
     """A run that failed for a reason the user can act on; bronze was not touched."""
 
 
+class LayoutError(JobFailed):
+    """The table's folder holds the files of the other table format: the run touches nothing."""
+
+
 @dataclass
 class JobContext:
     """Everything one run needs, resolved: configs, names, the lake and the run's ids."""
@@ -253,6 +257,15 @@ class Publisher:
         """The Spark session as the staged files must be written for this format."""
         yield
 
+    def check_layout(self, ctx: JobContext, target: Target) -> None:
+        """Raise LayoutError when the table's folder holds the other table format's files.
+
+        A dataset switched between `parquet` and `iceberg` finds its old layout in the same folder: an
+        Iceberg table beside Parquet files is read twice by whatever reads the folder, and a Parquet
+        publish replaces the folder whole, Iceberg data and history included. So the run refuses before
+        it fetches anything, and says how to move the old files aside; nothing is ever deleted for it.
+        """
+
 
 class ParquetPublisher(Publisher):
     """Kill-and-fill of the table's folder, journaled; the crawler catalogs the folder."""
@@ -260,9 +273,24 @@ class ParquetPublisher(Publisher):
     table_format = "parquet"
 
     def publish(self, spark, ctx, summary, entry, staged, target) -> Published:
+        # An Iceberg table's folder moved aside by hand (check_layout asked for it): the local catalog's
+        # entry for it names files that are gone, and would shadow the Parquet table in `dw query`.
+        iceberg.forget_moved_table(ctx.lake, ctx.naming, target.identifier, target.prefix)
         publish(ctx, summary, entry, staged, target.prefix, target.journal, **target.about)
         files = ctx.lake.data_files(target.prefix)
         return Published(len(files), sum(f.size for f in files))
+
+    def check_layout(self, ctx, target) -> None:
+        lake, prefix = ctx.lake, target.prefix
+        if lake.has_prefix(f"{prefix}{iceberg.METADATA_FOLDER}/"):
+            raise LayoutError(
+                f"{lake.uri(prefix)} holds the Iceberg table {'.'.join(target.identifier)} (its "
+                f"{iceberg.DATA_FOLDER}/ and {iceberg.METADATA_FOLDER}/), written while {ctx.name} had "
+                '"table_format": "iceberg"; a Parquet run replaces that folder whole and would delete the table '
+                "and its snapshots, so nothing was done. To switch to Parquet, "
+                + switch_steps(ctx, target, "iceberg")
+                + '; or set "table_format": "iceberg" back'
+            )
 
 
 class IcebergPublisher(Publisher):
@@ -295,6 +323,40 @@ class IcebergPublisher(Publisher):
     def writing(self, spark):
         with iceberg.session_for(spark, True):
             yield
+
+    def check_layout(self, ctx, target) -> None:
+        lake, prefix = ctx.lake, target.prefix
+        own = (f"{prefix}{iceberg.DATA_FOLDER}/", f"{prefix}{iceberg.METADATA_FOLDER}/")
+        stray = [o.key for o in lake.data_files(prefix) if not o.key.startswith(own)]
+        if stray:
+            raise LayoutError(
+                f"{lake.uri(prefix)} holds {len(stray)} file(s) of the Parquet table {'.'.join(target.identifier)} "
+                f'(such as {stray[0][len(prefix) :]}), published while {ctx.name} had "table_format": "parquet"; '
+                "an Iceberg table beside them would leave two generations in one folder for whatever reads it "
+                "(the crawler's table in Athena, a query over the prefix), so nothing was done. To switch to Iceberg, "
+                + switch_steps(ctx, target, "parquet")
+                + '; or set "table_format": "parquet" back'
+            )
+
+
+def switch_steps(ctx: JobContext, target: Target, old_format: str) -> str:
+    """How to move a table's folder of the old format aside (to backup/, which nothing crawls or reads), and
+    drop its catalog table, for the lake the run writes to: the commands to type, on AWS or locally."""
+    lake, prefix = ctx.lake, target.prefix
+    backup = f"backup/{prefix.rstrip('/')}-{old_format}-{ctx.run_id}/"
+    database, table = target.identifier
+    if lake.root_uri.startswith("s3://"):
+        return (
+            f"move the folder aside with `aws s3 mv --recursive {lake.uri(prefix)} {lake.uri(backup)}` and delete "
+            f"its catalog table with `aws glue delete-table --database-name {database} --name {table}` (the files "
+            "stay in the backup); the next run then creates the table anew"
+        )
+    source, moved = lake.uri(prefix).rstrip("/"), lake.uri(backup).rstrip("/")
+    forget = " (the local catalog forgets the moved Iceberg table by itself)" if old_format == "iceberg" else ""
+    return (
+        f"move the folder aside with `mkdir -p {moved.rsplit('/', 1)[0]} && mv {source} {moved}`{forget}; "
+        "the next run then creates the table anew"
+    )
 
 
 def publisher_for(ctx: JobContext) -> Publisher:

@@ -308,3 +308,109 @@ def test_only_widenings_pass_the_schema_check(tmp_path, old, new, refused):
         iceberg.IcebergError, match=r"the column price of the Iceberg table db\.t is .* The table is unchanged"
     ):
         iceberg._refuse_narrowing(table, incoming, "db.t")
+
+
+def test_on_s3_a_switched_table_is_refused_with_the_aws_commands_that_move_it_aside(core):
+    """The same refusal as locally (tests/cli/test_iceberg_switch.py), with the commands for the bucket."""
+    import boto3
+    from moto import mock_aws
+
+    from dwlib.lake import S3Lake
+    from dwlib.run import IcebergPublisher, LayoutError, ParquetPublisher
+
+    bucket = "pp-dw-123456789012"
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=bucket)
+        lake = S3Lake(bucket, client=client)
+        ctx = bronze.JobContext(core=core, dataset=config(), lake=lake, run_id=RUN2)
+        target = bronze.bronze_target(ctx)
+        lake.write_bytes("bronze/shop_orders/part-00000.zstd.parquet", b"old parquet")
+        lake.write_bytes("bronze/shop_orders/_SUCCESS", b"")
+        with pytest.raises(LayoutError) as parquet_there:
+            IcebergPublisher().check_layout(ctx, target)
+        message = str(parquet_there.value)
+        assert f"s3://{bucket}/bronze/shop_orders/ holds 1 file(s) of the Parquet table {TABLE}" in message
+        assert (
+            f"`aws s3 mv --recursive s3://{bucket}/bronze/shop_orders/ "
+            f"s3://{bucket}/backup/bronze/shop_orders-parquet-{RUN2}/`" in message
+        )
+        assert "`aws glue delete-table --database-name pp_dw_bronze --name shop_orders`" in message
+        ParquetPublisher().check_layout(ctx, target)  # Parquet over Parquet: as before
+
+        lake.delete_prefix("bronze/shop_orders/")
+        lake.write_bytes("bronze/shop_orders/metadata/00000-x.metadata.json", b"{}")
+        lake.write_bytes("bronze/shop_orders/data/raw_run_id=R/run_id=R/part-0.parquet", b"new")
+        IcebergPublisher().check_layout(ctx, target)  # the table's own data/ and metadata/
+        with pytest.raises(LayoutError, match="holds the Iceberg table pp_dw_bronze.shop_orders") as iceberg_there:
+            ParquetPublisher().check_layout(ctx, target)
+        assert f"s3://{bucket}/backup/bronze/shop_orders-iceberg-{RUN2}/" in str(iceberg_there.value)
+        assert lake.read_bytes("bronze/shop_orders/data/raw_run_id=R/run_id=R/part-0.parquet") == b"new"
+
+
+def test_on_aws_the_crawlers_table_of_the_same_name_is_refused_naming_the_fix(core, monkeypatch):
+    """Parquet files moved aside but the crawler's (Hive) table left in the Glue catalog: the Iceberg table cannot
+    be created under its name; the run says which table to delete, and commits nothing."""
+    import boto3
+    from moto import mock_aws
+
+    from dwlib.lake import S3Lake
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = "pp-dw-123456789012"
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=bucket)
+        glue = boto3.client("glue", region_name="us-east-1")
+        glue.create_database(DatabaseInput={"Name": "pp_dw_bronze"})
+        glue.create_table(
+            DatabaseName="pp_dw_bronze",
+            TableInput={
+                "Name": "shop_orders",
+                "TableType": "EXTERNAL_TABLE",
+                "Parameters": {"classification": "parquet"},
+                "StorageDescriptor": {"Location": f"s3://{bucket}/bronze/shop_orders/", "Columns": []},
+            },
+        )
+        lake = S3Lake(bucket, client=s3)
+        staged = "staging/bronze/shop-orders/run_id=R/output/"
+        lake.write_bytes(staged + "part-0.zstd.parquet", b"rows")
+        with pytest.raises(iceberg.IcebergError) as refused:
+            iceberg.commit(
+                None, lake, Naming.of(core), config(), identifier=("pp_dw_bronze", "shop_orders"),
+                prefix="bronze/shop_orders/", staged=staged, run_id=RUN1, raw_run_id=RUN1, load_mode="full",
+                retention=7,
+            )  # fmt: skip
+        assert "the catalog has pp_dw_bronze.shop_orders as a table that is not Iceberg" in str(refused.value)
+        assert "aws glue delete-table --database-name pp_dw_bronze --name shop_orders" in str(refused.value)
+        assert not lake.data_files("bronze/")  # nothing written
+        table = glue.get_table(DatabaseName="pp_dw_bronze", Name="shop_orders")["Table"]
+        assert table["Parameters"] == {"classification": "parquet"}
+
+
+def test_a_moved_aside_iceberg_table_is_no_table_until_the_parquet_run_forgets_it(spark, core, tmp_path):
+    """Iceberg to Parquet, after the refusal's move: the local catalog still names the table, whose metadata is
+    gone. `dw query` reads the lake's other tables meanwhile (that table is absent), and the Parquet run drops the
+    catalog's entry (the row only: the moved files stay) and publishes the Parquet table alone."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shop = Shop(spark, core, tmp_path, config())
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    parquet = config(table_format="parquet")
+    refused = shop.run(RUN2, FIRST, dataset=parquet)
+    assert refused.status == "failed" and "holds the Iceberg table pp_dw_bronze.shop_orders" in refused.error
+    backup = tmp_path / "backup-of-shop-orders"
+    shutil.move(shop.lake.root / "bronze" / "shop_orders", backup)
+    other = shop.lake.root / "bronze" / "other"
+    other.mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), other / "part-0.parquet")  # another dataset's Parquet table
+    assert shop.query("SELECT count(*) FROM pp_dw_bronze.other") == [(2,)]
+    with pytest.raises(QueryError, match="pp_dw_bronze.shop_orders"):
+        shop.query(f"SELECT count(*) FROM {TABLE}")
+    assert shop.run(RUN3, SECOND, dataset=parquet).status == "succeeded"
+    assert shop.query(f"SELECT order_id, amount FROM {TABLE} ORDER BY order_id") == [(3, 33), (4, 40)]
+    assert iceberg.local_catalog(shop.lake.root).list_tables("pp_dw_bronze") == []
+    assert (backup / "metadata").is_dir() and list((backup / "data").rglob("*.parquet"))

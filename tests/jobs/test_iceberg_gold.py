@@ -148,3 +148,74 @@ def test_a_gold_model_reads_an_iceberg_gold_model_at_its_current_snapshot(spark,
     summary = example.gold(RUN3, {MODEL: model_sql(), "earthquake_total": total})
     assert summary.status == "succeeded", summary.error
     assert example.query("SELECT quakes FROM pp_dw_gold.earthquake_total") == [(25,)]
+
+
+STRONG = (
+    "SELECT CAST(time AS DATE) AS day, count(*) AS quakes, max(mag) AS max_mag "
+    "FROM pp_dw_bronze.usgs_earthquakes WHERE mag > {floor} GROUP BY 1"
+)
+DOWNSTREAM = {"strong_quakes": STRONG, "strong_total": "SELECT count(*) AS days FROM pp_dw_gold.strong_quakes"}
+
+
+def test_an_empty_gold_result_replaces_the_rows_as_for_parquet_and_readers_see_an_empty_table(spark, core, tmp_path):
+    """A model whose SELECT returns no rows (and whose expectations allow it) commits an `overwrite` snapshot
+    with no rows, as a Parquet model's folder is replaced by an empty one: the previous rows are gone from the
+    current snapshot, still there by time travel; `dw query` and the models reading it see an empty table with
+    its columns, never the older snapshots' files left in the folder."""
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    some = {name: sql.format(floor=0) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    assert example.gold(RUN1, some).status == "succeeded"
+    assert example.query("SELECT day, quakes FROM pp_dw_gold.strong_quakes") == [(date(2026, 12, 1), 24)]
+    none = {name: sql.format(floor=100) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    emptied = example.gold(RUN2, none)
+    assert emptied.status == "succeeded", emptied.error
+    by_model = {m["name"]: m for m in emptied.models}
+    assert by_model["strong_quakes"]["rows"] == 0
+    assert by_model["strong_quakes"]["iceberg"]["operation"] == "overwrite"
+    assert by_model["strong_quakes"]["iceberg"]["files_added"] == 0
+    assert by_model["strong_quakes"]["iceberg"]["files_removed"] >= 1
+    assert "0 rows at gold/usgs_earthquakes/strong_quakes/" in gold.describe_gold(emptied)
+    result = run_query("SELECT * FROM pp_dw_gold.strong_quakes", example.lake.root, Naming.of(core))
+    assert result.rows == [] and result.columns == ["day", "quakes", "max_mag", "meta_run_id"]
+    assert example.query("SELECT days FROM pp_dw_gold.strong_total") == [(0,)]  # read as an empty table
+    snapshots = example.query('SELECT snapshot_id, operation FROM pp_dw_gold."strong_quakes$snapshots"')
+    assert [op for _, op in snapshots] == ["append", "overwrite"]
+    assert example.query(f"SELECT quakes FROM pp_dw_gold.strong_quakes FOR VERSION AS OF {snapshots[0][0]}") == [(24,)]
+    empty = f"SELECT count(*) FROM pp_dw_gold.strong_quakes FOR VERSION AS OF {snapshots[1][0]}"
+    assert example.query(empty) == [(0,)]
+    assert example.query('SELECT count(*) FROM pp_dw_gold."strong_quakes$files"') == [(0,)]
+    refilled = example.gold(RUN3, some)
+    assert refilled.status == "succeeded", refilled.error
+    assert example.query("SELECT quakes FROM pp_dw_gold.strong_quakes") == [(24,)]
+    assert example.query("SELECT days FROM pp_dw_gold.strong_total") == [(1,)]
+
+
+def test_a_gold_model_empty_from_its_first_run_is_an_empty_table_with_its_columns(spark, core, tmp_path):
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    none = {name: sql.format(floor=100) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    first = example.gold(RUN1, none)
+    assert first.status == "succeeded", first.error
+    result = run_query("SELECT * FROM pp_dw_gold.strong_quakes", example.lake.root, Naming.of(core))
+    assert result.rows == [] and result.columns == ["day", "quakes", "max_mag", "meta_run_id"]
+    assert example.query("SELECT days FROM pp_dw_gold.strong_total") == [(0,)]
+    assert len(example.query('SELECT snapshot_id FROM pp_dw_gold."strong_quakes$snapshots"')) == 1
+
+
+def test_an_empty_gold_result_of_a_parquet_dataset_also_replaces_the_rows(spark, core, tmp_path):
+    """The behaviour the Iceberg model follows: a Parquet model's empty result replaces its folder with an empty
+    table (one file with the columns), which `dw query` and the models reading it see as no rows."""
+    example = Example(spark, core, tmp_path)
+    example.dataset = example.dataset.model_copy(
+        update={"table_format": "parquet", "load_mode": "full", "partition_by": []}
+    )
+    example.bronze(RUN1)
+    some = {name: sql.format(floor=0) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    assert example.gold(RUN1, some).status == "succeeded"
+    none = {name: sql.format(floor=100) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    emptied = example.gold(RUN2, none)
+    assert emptied.status == "succeeded", emptied.error
+    result = run_query("SELECT * FROM pp_dw_gold.strong_quakes", example.lake.root, Naming.of(core))
+    assert result.rows == [] and result.columns == ["day", "quakes", "max_mag", "meta_run_id"]
+    assert example.query("SELECT days FROM pp_dw_gold.strong_total") == [(0,)]
