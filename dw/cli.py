@@ -448,9 +448,12 @@ def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progr
             markup=False,
         )
         return
-    from dwlib import gold
+    # dwlib.gold (and its SQL parser) only for a dataset that has models: a bronze run does not import them.
+    models = {}
+    if any((project.dataset_dir(dataset) / "gold").glob("*.sql")):
+        from dwlib import gold
 
-    models = gold.model_sources(project.dataset_dir(dataset))
+        models = gold.model_sources(project.dataset_dir(dataset))
     if layer == Layer.gold and not models:
         raise DwError(f"{dataset} has no gold models: add datasets/{dataset}/gold/MODEL.sql (one SELECT each)")
     # Mirror what the stack deploys, so `python glue_jobs/bronze_job.py --lake_uri DIR` runs too.
