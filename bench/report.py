@@ -243,6 +243,16 @@ def figures_table(figures: dict[str, Any]) -> list[str]:
         lines += [
             _row(f"cold `dw run fda-nsde --sample` ({m['input']['rows']} rows, end to end)", m["dw_run_s"]),
             _row("cold bare Spark script on the sample's CSV", m["bare_spark_s"]),
+            *(
+                [
+                    _row(
+                        "cold bare Spark script, sample's CSV, short-run JVM (not the floor)",
+                        m["bare_spark_short_jvm_s"],
+                    )
+                ]
+                if "bare_spark_short_jvm_s" in m
+                else []
+            ),
             _row("cold DuckDB COPY of the sample's CSV", m["duckdb_s"]),
         ]
         lines += [

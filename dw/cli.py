@@ -25,7 +25,8 @@ class _EarlySpark:
     _outcome: dict[str, Any] = {}
 
     @classmethod
-    def start(cls, app_name: str) -> None:
+    def start(cls, app_name: str, short_run: bool = False) -> None:
+        """`short_run`: the input is known to be small (dwlib.jobs.local_session's JVM options for it)."""
         if cls._thread is not None:  # started from the command line already (`start_for_argv`)
             return
 
@@ -33,7 +34,7 @@ class _EarlySpark:
             try:
                 from dwlib.jobs import local_session
 
-                cls._outcome["spark"] = local_session(app_name)
+                cls._outcome["spark"] = local_session(app_name, short_run=short_run)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller of session()
                 cls._outcome["error"] = exc
 
@@ -63,7 +64,7 @@ class _EarlySpark:
         layer = next((rest[i + 1] for i, w in enumerate(rest[:-1]) if w == "--layer"), None)
         layer = next((w.split("=", 1)[1] for w in rest if w.startswith("--layer=")), layer)
         if layer != "raw":
-            cls.start(f"dw-{rest[0]}")
+            cls.start(f"dw-{rest[0]}", short_run="--sample" in rest and small_sample(rest[0]))
 
     @classmethod
     def session(cls, app_name: str):
@@ -77,6 +78,36 @@ class _EarlySpark:
         if "error" in cls._outcome:
             raise cls._outcome["error"]
         return cls._outcome["spark"]
+
+
+def small_sample(dataset: str) -> bool:
+    """True when `dw run DATASET --sample` reads at most dwlib.jobs.SHORT_RUN_INPUT_BYTES, counted as bronze
+    counts its input (a zip by its members' sizes, any other file as it is). The project is found by
+    dw.project.find_root's rule, without importing it: its imports are what the JVM's start overlaps."""
+    import zipfile
+
+    limit = 4 * 1024**2  # dwlib.jobs.SHORT_RUN_INPUT_BYTES, not imported yet (tests/cli/test_early_spark.py)
+    if os.environ.get("DW_PROJECT"):
+        roots = [Path(os.environ["DW_PROJECT"])]
+    else:
+        here = Path.cwd().resolve()
+        roots = [f for f in (here, *here.parents) if (f / "config.json").is_file() and (f / "datasets").is_dir()][:1]
+    folder = roots[0] / "datasets" / dataset / "sample" if roots else None
+    if folder is None or not folder.is_dir():
+        return False
+    total = 0
+    try:
+        for path in folder.iterdir():
+            if not path.is_file() or path.name.startswith("."):  # what bronze.land_raw takes
+                continue
+            if path.suffix.lower() == ".zip":
+                with zipfile.ZipFile(path) as archive:
+                    total += sum(info.file_size for info in archive.infolist())
+            else:
+                total += path.stat().st_size
+    except (OSError, zipfile.BadZipFile):  # bronze reports a broken sample; the JVM starts as usual
+        return False
+    return total <= limit
 
 
 _EarlySpark.start_for_argv(sys.argv)
@@ -344,7 +375,7 @@ def run_command(
     `aws stepfunctions start-execution` command for each case.
     """
     if layer != Layer.raw and not dry_run and os.environ.get(FORCE_DRY_RUN, "") in ("", "0"):
-        _EarlySpark.start(f"dw-{dataset}")
+        _EarlySpark.start(f"dw-{dataset}", short_run=sample and small_sample(dataset))
     from dwlib import bronze
 
     project = _project()
@@ -426,9 +457,12 @@ def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progr
             markup=False,
         )
         return
-    from dwlib import gold
+    # dwlib.gold (and its SQL parser) only for a dataset that has models: a bronze run does not import them.
+    models = {}
+    if any((project.dataset_dir(dataset) / "gold").glob("*.sql")):
+        from dwlib import gold
 
-    models = gold.model_sources(project.dataset_dir(dataset))
+        models = gold.model_sources(project.dataset_dir(dataset))
     if layer == Layer.gold and not models:
         raise DwError(f"{dataset} has no gold models: add datasets/{dataset}/gold/MODEL.sql (one SELECT each)")
     # Mirror what the stack deploys, so `python glue_jobs/bronze_job.py --lake_uri DIR` runs too.

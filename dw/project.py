@@ -6,9 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import sqlglot
-from sqlglot.errors import ParseError
-
 from dwlib.config import ConfigError, CoreConfig, DatasetConfig, Problem, Project, load_core_config, load_project
 from dwlib.hook import check_hook_source
 from dwlib.naming import TRANSFORM_HOOK
@@ -35,6 +32,9 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def _sql_problems(path: Path, label: str, dialect: str) -> list[Problem]:
+    import sqlglot  # here, not above: `dw run` imports this module and never parses SQL (a quarter second)
+    from sqlglot.errors import ParseError
+
     text = path.read_text(encoding="utf-8")
     try:
         statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]

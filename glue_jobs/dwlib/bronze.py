@@ -7,9 +7,10 @@ summary says what happened.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +58,27 @@ RECOMPUTE_INPUT_BYTES = 1024**2
 # Up to this many rejected rows, their reasons are collected as the quarantine is written (an observation,
 # no job of its own); more are counted from the written quarantine by a grouped count.
 FEW_REJECTED = 100_000
+# Inputs of one task (ONE_TASK_INPUT_BYTES) are checked and written with Spark's expressions interpreted, not
+# compiled: for a few MB the generated Java costs more to compile than the rows cost to evaluate (the demo's
+# 243 rows made ~30 Janino compilations of ~380 KB of source on a cold JVM). Same expressions, same values;
+# set for the run's own queries and restored after.
+INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
+@contextlib.contextmanager
+def session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """The session with these SQL settings while the block runs, then as it was."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def source_description(dataset: DatasetConfig) -> str:
@@ -319,7 +341,8 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
 
     cached: list[DataFrame] = []
     try:
-        return _check_and_quarantine(spark, ctx, summary, staging, attempt)
+        with session_settings(spark, INTERPRETED if one_task else {}):
+            return _check_and_quarantine(spark, ctx, summary, staging, attempt)
     finally:
         for frame in cached:
             frame.unpersist()

@@ -18,6 +18,7 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 pytestmark = pytest.mark.xdist_group("cli")
@@ -804,6 +805,26 @@ def test_bronze_rerun_from_a_kept_raw_run(pipeline):
     count = dw("query", "--lake", pipeline.raw_lake, "--format", "csv", COUNT_SQL, cwd=pipeline.raw_project)
     assert_ok(count)
     assert count.stdout == "n\n240\n"
+
+
+def test_a_sample_run_on_the_short_run_jvm_writes_what_a_default_jvm_writes(pipeline):
+    """The good run (`--sample`: a JVM with the quick compiler only) and the re-run of the same zip (no
+    `--sample`: the default JVM) publish the same rows, types and quarantine, and the same figures."""
+    assert_ok(pipeline.good)
+    assert_ok(pipeline.rerun)
+    varying = ["meta_run_id", "meta_ingested_at"]
+
+    def table(folder: Path) -> tuple[object, list[str]]:
+        data = pq.read_table(folder).drop(varying)
+        return data.schema, sorted(json.dumps(row, default=str, sort_keys=True) for row in data.to_pylist())
+
+    assert table(pipeline.good_lake / "bronze" / "fda_nsde") == table(pipeline.raw_lake / "bronze" / "fda_nsde")
+    good_quarantine = pipeline.good_lake / "quarantine" / DATASET / f"run_id={RUN_ID}"
+    assert table(good_quarantine) == table(pipeline.raw_lake / "quarantine" / DATASET / f"run_id={RERUN_ID}")
+    good = json.loads((pipeline.good_lake / "runs" / DATASET / f"run_id={RUN_ID}.json").read_text())
+    rerun = json.loads((pipeline.raw_lake / "runs" / DATASET / f"run_id={RERUN_ID}.json").read_text())
+    for figure in ("rows_in", "rows_kept", "rows_rejected", "rejected_by_reason", "schema", "output_files"):
+        assert good[figure] == rerun[figure], figure
 
 
 # ------------------------------------------------------------------ a run that fails its quality check

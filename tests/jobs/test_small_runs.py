@@ -122,3 +122,65 @@ def test_a_few_megabytes_with_repeated_keys_make_one_file_and_the_same_figures(s
     assert len(parquet_files(lake, "bronze/tiny/")) == 1
     kept = pq.read_table(lake.path("bronze/tiny/")).to_pydict()
     assert len(kept["id"]) == len(set(kept["id"])) == summary.rows_kept
+
+
+CODEGEN_SETTINGS = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMode")
+
+
+def settings_at_writes(monkeypatch, spark) -> list[tuple[str, ...]]:
+    """The codegen settings in force as each of the run's Parquet writes ran."""
+    seen: list[tuple[str, ...]] = []
+    write = bronze.write_parquet
+
+    def recording(df, uri):
+        seen.append(tuple(spark.conf.get(key) for key in CODEGEN_SETTINGS))
+        write(df, uri)
+
+    monkeypatch.setattr(bronze, "write_parquet", recording)
+    return seen
+
+
+def demo_run(spark, core, lake: LocalLake) -> bronze.RunSummary:
+    config = DatasetConfig.model_validate(json.loads((ROOT / "datasets/fda-nsde/config.json").read_text()))
+    ctx = bronze.JobContext(
+        core=core, dataset=config, lake=lake, run_id=RUN, sample_dir=ROOT / "datasets/fda-nsde/sample"
+    )
+    summary = bronze.run_bronze(spark, ctx)
+    assert summary.status == "succeeded", summary.error
+    return summary
+
+
+def table_rows(path: Path) -> list[dict]:
+    rows = pq.read_table(path).drop(["meta_ingested_at"]).to_pylist()
+    return sorted(rows, key=lambda row: json.dumps(row, default=str, sort_keys=True))
+
+
+def test_a_one_task_input_is_checked_interpreted_with_the_same_output(spark, core, tmp_path, monkeypatch):
+    """Interpreted for the run's own writes only, then the session as it was; rows, types, quarantine and
+    figures exactly as with Spark's generated code."""
+    before = tuple(spark.conf.get(key) for key in CODEGEN_SETTINGS)
+    seen = settings_at_writes(monkeypatch, spark)
+    interpreted = demo_run(spark, core, LocalLake(tmp_path / "interpreted"))
+    assert seen == [tuple(bronze.INTERPRETED[key] for key in CODEGEN_SETTINGS)] * 2  # bronze, quarantine
+    assert tuple(spark.conf.get(key) for key in CODEGEN_SETTINGS) == before
+
+    monkeypatch.setattr(bronze, "INTERPRETED", {})
+    seen.clear()
+    compiled = demo_run(spark, core, LocalLake(tmp_path / "compiled"))
+    assert seen == [before] * 2
+    for figure in ("rows_in", "rows_kept", "rows_rejected", "rejected_by_reason", "schema", "output_files"):
+        assert getattr(interpreted, figure) == getattr(compiled, figure), figure
+    for folder in ("bronze/fda_nsde", f"quarantine/fda-nsde/run_id={RUN}"):
+        with_code, without = tmp_path / "compiled" / folder, tmp_path / "interpreted" / folder
+        assert pq.read_schema(next(without.glob("*.parquet"))) == pq.read_schema(next(with_code.glob("*.parquet")))
+        assert table_rows(without) == table_rows(with_code)
+
+
+def test_an_input_read_in_parallel_keeps_generated_code(spark, core, tmp_path, monkeypatch):
+    before = tuple(spark.conf.get(key) for key in CODEGEN_SETTINGS)
+    seen = settings_at_writes(monkeypatch, spark)
+    text = "id,n,note\n" + "".join(f"{i},{i},row {i}\n" for i in range(420_000))
+    assert len(text) > bronze.ONE_TASK_INPUT_BYTES
+    summary, _, _ = sample_run(spark, core, tmp_path, text)
+    assert summary.status == "succeeded", summary.error
+    assert seen and set(seen) == {before}
