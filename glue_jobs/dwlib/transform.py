@@ -469,9 +469,9 @@ def _read_group(
 
     With `typed`, those columns are parsed by the reader (what a bare Spark job does) and a record where one
     does not parse gets its raw text in `_dw_corrupt`, like a record of the wrong width. Such a record
-    (normally none) is split again as text (`_dw_split`), and every column of it takes its value from there,
-    so it is typed and checked exactly as a text read would; a split that finds the wrong field count is the
-    malformed record of a text read.
+    (normally none) is split again as text (`_dw_split`), where `prepare_types` finds the typed columns' text
+    and types and checks it as a text read would; a split that finds the wrong field count is the malformed
+    record of a text read. `_dw_doubtful` marks such a record whose raw text may not be the record.
     """
     typed = typed or {}
     fields = [StructField(n, _READER_TYPES[typed[n]] if n in typed else StringType()) for n in group.names]
