@@ -209,3 +209,28 @@ def test_a_doubtful_record_types_the_whole_run_from_text(spark, core, tmp_path, 
     text = _run(spark, core, tmp_path / "text", False, monkeypatch, rows, {"made": "int"})
     assert fast == text
     assert fast[0] == (3, 2, 1, {"made: not a valid int": 1})
+
+
+def test_decimals_stay_on_the_text_path_because_the_reader_accepts_what_it_rejects(spark, tmp_path):
+    """Why decimal(p,s) is not read by the reader: its parser drops `,` and rounds extra places, where the
+    text path rejects both. (Dates and timestamps stay text too: their parsers have fallbacks of their own.)"""
+    path = tmp_path / "decimals.csv"
+    values = ['"1,000"', "12.345", "12.34"]
+    path.write_text("id,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)), encoding="utf-8")
+    raw = (
+        spark.read.option("header", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", "_c")
+        .schema("id int, v decimal(12,2), _c string")
+        .csv(str(path))
+        .collect()
+    )
+    by_reader = {r["id"]: (r["v"], r["_c"]) for r in raw}
+    assert str(by_reader[0][0]) == "1000.00" and by_reader[0][1] is None  # accepted, comma dropped
+    assert str(by_reader[1][0]) == "12.35" and by_reader[1][1] is None  # accepted, rounded
+    config = _config({"id": "int", "v": "decimal(12,2)"})
+    assert transform.reader_types(config) == {"id": "int"}
+    _, text, _ = _both_paths(spark, path, config)
+    assert text[0][1] == "v: not a valid decimal(12,2)"
+    assert text[1][1] == "v: decimal(12,2): more than 2 decimal places"
+    assert str(text[2][0][0]) == "12.34"
