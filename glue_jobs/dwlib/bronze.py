@@ -81,6 +81,11 @@ def session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[
                 spark.conf.set(key, value)
 
 
+# Whether a CSV input above CACHE_INPUT_BYTES has the reader type the declared columns it can (see
+# transform.reader_types); False types every column from text. Internal: tests and the benchmark compare both.
+READER_TYPING = True
+
+
 def source_description(dataset: DatasetConfig) -> str:
     kind = dataset.source_kind
     if kind == "source_url":
@@ -201,6 +206,12 @@ def _suspects(df: DataFrame) -> Any:
     return F.count(F.when(flag, 1))  # an aggregate either way: observe() takes nothing else
 
 
+def _doubtful(df: DataFrame) -> Any:
+    """Records the reader could not type whose raw text may not split into their fields (see transform)."""
+    flag = F.col(transform.DOUBTFUL) if transform.DOUBTFUL in df.columns else F.lit(False)
+    return F.count(F.when(flag, 1))
+
+
 def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary) -> str:
     """Read, type and check the run's files; write bronze to staging and rejects to quarantine.
 
@@ -222,14 +233,23 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     small = input_bytes <= CACHE_INPUT_BYTES
     one_task = input_bytes <= ONE_TASK_INPUT_BYTES
 
-    def attempt(csv: CsvOptions, repeats_after: bool = True) -> tuple[DataFrame, DataFrame, bool]:
+    # A small input is checked in one pass and its quarantine comes from the same rows (see check_rules and
+    # the cache below); a large one's quarantine is a job of its own, which reads the source again as text.
+    # With a hook, the typing rejects go to quarantine from the typed frame (see `rejected_frame`): read as text.
+    typing = READER_TYPING and fmt == "csv" and not small and hook is None
+    ingested_at = datetime.now(UTC)
+
+    def attempt(
+        csv: CsvOptions, repeats_after: bool = True, reader_typing: bool = typing
+    ) -> tuple[DataFrame, Callable[[], DataFrame], bool]:
         """One read-type-check-write; True last if a quoted line break may have split a row (read again).
 
         A large input's key and `unique` columns are checked for repeats after the write, on the staged
         Parquet (their columns only), instead of in a pass over the source before it: usually nothing
         repeats and that is all. If something does, the run is checked and written again, repeats rejected.
+        The rejected rows come as a function: the frame is built (a Spark job or two) only if some were.
         """
-        read = transform.read_input(spark, uris, fmt, csv)
+        read = transform.read_input(spark, uris, fmt, csv, transform.reader_types(config) if reader_typing else None)
         source = read.df
         if one_task:
             # One task from the read to the write: the key check's window needs no shuffle (one partition
@@ -249,7 +269,12 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         # value of every row once more (a third of a clean run's time, measured on 11 columns).
         counted_in = Observation("bronze-in")
         if hook is None:
-            source = source.observe(counted_in, F.count(F.lit(1)).alias("rows_in"), _suspects(source).alias("suspects"))
+            source = source.observe(
+                counted_in,
+                F.count(F.lit(1)).alias("rows_in"),
+                _suspects(source).alias("suspects"),
+                _doubtful(source).alias("doubtful"),
+            )
         inferred = None
         if fmt == "csv" and any(n not in config.columns for n in cleaned):
             inferred = transform.infer_types(spark, uris, csv, cleaned, groups=read.groups)
@@ -261,15 +286,20 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 f"config names columns the source does not have: {', '.join(sorted(set(unknown)))}; "
                 f"the source's cleaned columns are: {', '.join(cleaned)}"
             )
-        typed, names = transform.prepare_types(
-            source,
-            config,
-            run_id=ctx.run_id,
-            ingested_at=datetime.now(UTC),
-            inferred=inferred,
-            csv_source=fmt == "csv",
-            encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
-        )
+
+        def typed_from(frame: DataFrame, reader_typed: dict[str, str]) -> tuple[DataFrame, list[str]]:
+            return transform.prepare_types(
+                frame,
+                config,
+                run_id=ctx.run_id,
+                ingested_at=ingested_at,
+                inferred=inferred,
+                csv_source=fmt == "csv",
+                encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
+                reader_typed=reader_typed,
+            )
+
+        typed, names = typed_from(source, read.typed)
         later = False
         if hook is None:
             later = repeats_after and not small and bool(config.primary_key or config.quality.unique)
@@ -294,12 +324,27 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         if small and input_bytes > RECOMPUTE_INPUT_BYTES:
             prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(prepared)
-        if hook is None:
-            rejected_frame = transform.rejected_rows(prepared, names)
-        else:  # typing rejects as they arrived, then what the key and rules rejected after the hook
-            rejected_frame = transform.rejected_rows(typed, names).unionByName(
+
+        def rejected_frame() -> DataFrame:
+            typed_rejects, checked = typed, prepared
+            if read.typed:
+                # The reader-typed values of a row it typed are not its text: the quarantine keeps rows as they
+                # arrived, so it reads the source again as text. The same files, splits and options give the
+                # same rows in the same order (`_dw_order`), typed and checked the same way.
+                again = transform.read_input(spark, uris, fmt, csv).df
+                again = again.coalesce(1) if one_task else again
+                typed_rejects, _ = typed_from(transform.flatten(again, config.explode), {})
+                if hook is None:
+                    checked = transform.check_rules(
+                        typed_rejects, config, small_input=small, repeats_checked_later=later
+                    )
+            if hook is None:
+                return transform.rejected_rows(checked, names)
+            # typing rejects as they arrived, then what the key and rules rejected after the hook
+            return transform.rejected_rows(typed_rejects, names).unionByName(
                 transform.hook_rejected_rows(prepared, data_names), allowMissingColumns=True
             )
+
         kept_frame = transform.kept_rows(prepared, data_names)
         if one_task:  # a hook's joins may have shuffled it again
             kept = kept_frame.coalesce(1)
@@ -313,12 +358,16 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         if hook is None:
             kept = kept.observe(counted_kept, F.count(F.lit(1)).alias("rows_kept"))
         write_parquet(kept, lake.uri(staging + "output/"))
+        if hook is None and int(counted_in.get["doubtful"]):
+            # A record the reader could not type may have been split wrongly: type the whole input from text
+            # (the staged output is overwritten). Rare: it takes a NUL, U+FFFF or a trailing form feed.
+            return attempt(csv, repeats_after=repeats_after, reader_typing=False)
         if (
             hook is None
             and later
             and transform.repeated_keys(spark.read.parquet(lake.uri(staging + "output/")), config)
         ):
-            return attempt(csv, repeats_after=False)
+            return attempt(csv, repeats_after=False, reader_typing=reader_typing)
         counted = counted_in.get
         suspects = int(counted["suspects"])
         summary.rows_in = int(counted["rows_in"])
@@ -353,16 +402,16 @@ def _check_and_quarantine(
     ctx: JobContext,
     summary: RunSummary,
     staging: str,
-    attempt: Callable[[CsvOptions], tuple[DataFrame, DataFrame, bool]],
+    attempt: Callable[[CsvOptions], tuple[DataFrame, Callable[[], DataFrame], bool]],
 ) -> str:
     naming, lake, config = ctx.naming, ctx.lake, ctx.dataset
     with summary.step("transform"):
-        kept, rejected_frame, reread = attempt(config.csv)
+        kept, rejected, reread = attempt(config.csv)
         if reread:
             # Line by line, a quote showed up in a value or a malformed row: the file may hold quoted line
             # breaks. Read it again whole; the staged output above is overwritten.
             summary.csv_read_again_multiline = True
-            kept, rejected_frame, _ = attempt(config.csv.model_copy(update={"multiline": True}))
+            kept, rejected, _ = attempt(config.csv.model_copy(update={"multiline": True}))
     summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
 
     if summary.rows_rejected:
@@ -370,6 +419,7 @@ def _check_and_quarantine(
             quarantine = naming.quarantine_prefix(ctx.name, ctx.run_id)
             few = summary.rows_rejected <= FEW_REJECTED
             observed = Observation("quarantine")
+            rejected_frame = rejected()
             if few:
                 # The reasons ride along with the write (no job of their own): every row's `a; b`, joined
                 # with the same separator, splits into the same reasons as the rows one by one.

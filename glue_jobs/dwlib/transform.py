@@ -11,6 +11,7 @@ import io
 import mmap
 import os
 import re
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,17 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DataType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DataType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from dwlib import quality
 from dwlib.config import ColumnType, CsvOptions, DatasetConfig, QualityRules
@@ -33,6 +44,11 @@ CORRUPT = "_dw_corrupt"  # Spark's raw text of a record it could not split into 
 MALFORMED = "_dw_malformed"  # why a record is malformed (wrong field count, broken JSON), else null
 # Line mode only: true when a record could be half of one a quoted line break split (see `read_csv`).
 SUSPECT = "_dw_suspect"
+# CSV read with declared types (see `reader_types`): a record the reader could not type, split into its
+# fields as text (a struct of strings by final name), else null. Only such records take the string typing.
+SPLIT = "_dw_split"
+# ...and true where that split may not be the record's fields (see `_read_group`): the run is typed from text.
+DOUBTFUL = "_dw_doubtful"
 REPLACEMENT_CHAR = "\ufffd"  # what a decoder puts where bytes are invalid in the declared encoding
 
 
@@ -85,7 +101,7 @@ def renamed_columns(originals: list[str], cleaned: list[str]) -> dict[str, str]:
 
 def data_columns(df: DataFrame) -> list[str]:
     """The frame's columns without the job's internal ones."""
-    return [c for c in df.columns if c not in (MALFORMED, CORRUPT, SUSPECT)]
+    return [c for c in df.columns if c not in (MALFORMED, CORRUPT, SUSPECT, SPLIT, DOUBTFUL)]
 
 
 # ------------------------------------------------------------------ nested records
@@ -116,7 +132,7 @@ def flatten_structs(df: DataFrame) -> DataFrame:
     Names are cleaned and made unique as `clean_names` does (in schema order); arrays stay
     arrays. A frame without structs is returned as it is.
     """
-    if not any(isinstance(f.dataType, StructType) for f in df.schema.fields):
+    if not any(isinstance(f.dataType, StructType) for f in _data_schema(df).fields):
         return df
     internal = [c for c in df.columns if c not in data_columns(df)]
     leaves = _leaves(_data_schema(df))
@@ -184,6 +200,9 @@ class Source:
     # CSV with `multiline` unset, read line by line: `_dw_suspect` says which rows could be halves
     # of a row a quoted line break split; if any is, the caller reads again with multiline on.
     line_mode_guess: bool = False
+    # CSV columns the reader typed itself (`read_csv`'s `typed`); their text, where a record did not type, is
+    # in `_dw_split`. Empty: every column arrived as text.
+    typed: dict[str, str] = field(default_factory=dict)
 
 
 def read_source(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) -> DataFrame:
@@ -191,7 +210,9 @@ def read_source(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions)
     return read_input(spark, uris, fmt, csv).df
 
 
-def read_input(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) -> Source:
+def read_input(
+    spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions, typed: dict[str, str] | None = None
+) -> Source:
     """Read the run's input files, matching columns by name across files, never by position.
 
     CSV columns arrive as strings under their final (cleaned, unique) names and are typed later
@@ -200,7 +221,7 @@ def read_input(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) 
     cannot be read (wrong field count, broken JSON) has its reason in `_dw_malformed`.
     """
     if fmt == "csv":
-        return read_csv(spark, uris, csv)
+        return read_csv(spark, uris, csv, typed)
     if fmt in ("json", "jsonl"):
         df = (
             spark.read.option("multiLine", fmt == "json")
@@ -346,7 +367,7 @@ def _occurrences(header: list[str]) -> list[tuple[str, int]]:
     return keys
 
 
-def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
+def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions, typed: dict[str, str] | None = None) -> Source:
     """CSV, matched by header name across files; one Spark read per distinct header.
 
     Each file's header is read first (a few KB per file) and given to Spark as the schema, so a
@@ -362,6 +383,9 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
     value or opening an unclosed one, which makes the record malformed. No suspect row: the file
     had no quoted line breaks and this read is right. A single-column file, where an unclosed
     quote is not malformed, is read with multiline on.
+
+    `typed` ({final name: type}, from `reader_types`): columns the reader parses itself when the files have one
+    header (see `_read_group`); `Source.typed` says which it did.
     """
     heads = read_heads(spark, uris)
     headers: list[list[str] | None] = [
@@ -386,8 +410,9 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
             [f"_c{i}" for i in range(width)],
             [uri for uri, h in files if len(h) == width],  # Spark infers the width from the first row it sees
         )
-        df = _read_group(spark, csv, group, f"the first row of {_file(files[0][0])} has {width}", guess)
-        return Source(df, groups=[group], line_mode_guess=guess)
+        typed = {n: t for n, t in (typed or {}).items() if n in names}
+        df = _read_group(spark, csv, group, f"the first row of {_file(files[0][0])} has {width}", guess, typed)
+        return Source(df, groups=[group], line_mode_guess=guess, typed=typed)
 
     originals: dict[tuple[str, int], str] = {}
     for _, header in files:
@@ -400,7 +425,9 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
             tuple(header), HeaderGroup([], [final[k] for k in _occurrences(header)], list(header))
         )
         group.uris.append(uri)
-    frames = [_read_group(spark, csv, g, f"header has {len(g.names)}", guess) for g in groups.values()]
+    # Typed by the reader only when every file has the same header: one frame, one set of raw-text fields.
+    typed = {n: t for n, t in (typed or {}).items() if n in final.values()} if len(groups) == 1 else {}
+    frames = [_read_group(spark, csv, g, f"header has {len(g.names)}", guess, typed) for g in groups.values()]
     df = frames[0]
     for frame in frames[1:]:
         df = df.unionByName(frame, allowMissingColumns=True)
@@ -414,7 +441,9 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions) -> Source:
     for g in groups.values():
         renamed.update(renamed_columns(g.header, g.names))
     internal = [MALFORMED, SUSPECT] if guess else [MALFORMED]
-    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess)
+    if typed:
+        internal += [SPLIT, DOUBTFUL]
+    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed)
 
 
 def _file(uri: str) -> str:
@@ -429,26 +458,65 @@ def reader_null_marker(csv: CsvOptions) -> str | None:
 
 
 def _read_group(
-    spark: SparkSession, csv: CsvOptions, group: HeaderGroup, expected: str, suspect: bool = False
+    spark: SparkSession,
+    csv: CsvOptions,
+    group: HeaderGroup,
+    expected: str,
+    suspect: bool = False,
+    typed: dict[str, str] | None = None,
 ) -> DataFrame:
-    schema = StructType([StructField(n, StringType()) for n in [*group.names, CORRUPT]])
+    """One header group's rows, text by final name plus `_dw_malformed` (and `_dw_suspect`).
+
+    With `typed`, those columns are parsed by the reader (what a bare Spark job does) and a record where one
+    does not parse gets its raw text in `_dw_corrupt`, like a record of the wrong width. Such a record
+    (normally none) is split again as text (`_dw_split`), where `prepare_types` finds the typed columns' text
+    and types and checks it as a text read would; a split that finds the wrong field count is the malformed
+    record of a text read. `_dw_doubtful` marks such a record whose raw text may not be the record.
+    """
+    typed = typed or {}
+    fields = [StructField(n, _READER_TYPES[typed[n]] if n in typed else StringType()) for n in group.names]
+    schema = StructType([*fields, StructField(CORRUPT, StringType())])
     df = _csv_reader(spark, csv, csv.header).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
     marker = reader_null_marker(csv)
+    options = {"sep": csv.delimiter, "quote": csv.quote, "escape": csv.escape, "mode": "PERMISSIVE"}
     if marker is not None:
         # The reader compares each field with nullValue as it parses (the comparison it makes anyway), instead
         # of a comparison per value of every column afterwards. An empty field, quoted or not, stays null: the
         # reader gives an unquoted one nullValue and a quoted one emptyValue, so both are set to the marker.
         df = df.option("nullValue", marker).option("emptyValue", marker)
+        options.update(nullValue=marker, emptyValue=marker)
     df = df.csv(group.uris)
     reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
     reason = _tied_to(reason, group.names)
-    columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED)]
+    if not typed:
+        columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED)]
+        if suspect:
+            quoted = F.col(CORRUPT).contains(csv.quote)
+            for name in group.names:
+                quoted = quoted | F.col(name).contains(csv.quote)
+            columns.append(F.coalesce(quoted, F.lit(False)).alias(SUSPECT))
+        return df.select(*columns)
+    # The same options as the file read (header aside): the same fields and nulls.
+    text_schema = ", ".join(f"`{n}` STRING" for n in [*group.names, CORRUPT])
+    split = F.from_csv(F.col(CORRUPT), text_schema, {**options, "columnNameOfCorruptRecord": CORRUPT})
+    df = df.select(*group.names, F.when(F.col(CORRUPT).isNotNull(), split).alias(SPLIT), CORRUPT)
+    wrong_width = F.col(SPLIT)[CORRUPT].isNotNull()
+    # A text column's value is the reader's in any record (a record of the wrong width is rejected whatever
+    # its values); a typed column's, where the reader could not type it, is its text in the split.
+    columns = [*group.names, F.when(wrong_width, reason).alias(MALFORMED)]
     if suspect:
-        quoted = F.col(CORRUPT).contains(csv.quote)
+        # As a text read: a quote in a record of the wrong width, or in any value.
+        quoted = wrong_width & F.col(CORRUPT).contains(csv.quote)
         for name in group.names:
-            quoted = quoted | F.col(name).contains(csv.quote)
+            quoted = quoted | (F.col(SPLIT)[name] if name in typed else F.col(name)).contains(csv.quote)
         columns.append(F.coalesce(quoted, F.lit(False)).alias(SUSPECT))
-    return df.select(*columns)
+    # The raw text Spark keeps of a record is not always the record: its CSV parser drops a trailing form feed
+    # (a last field of only that reads as empty), and splitting a text with U+0000 or U+FFFF stops there.
+    doubtful = F.col(CORRUPT).contains("\u0000") | F.col(CORRUPT).contains("\uffff")
+    if group.names[-1] in typed:
+        doubtful = doubtful | (~wrong_width & F.col(CORRUPT).endswith(csv.delimiter))
+    columns.append(F.when(F.col(SPLIT).isNotNull(), doubtful).otherwise(False).alias(DOUBTFUL))
+    return df.select(*columns, SPLIT)
 
 
 def _field_count(record: Column, csv: CsvOptions) -> Column:
@@ -493,6 +561,43 @@ def infer_types(
 
 # ------------------------------------------------------------------ typing
 
+# Declared types Spark's CSV reader may parse itself: where it accepts a value, `_typed` accepts it too and
+# gives the same value (tests/jobs/test_reader_types.py checks this on hostile values through both paths).
+# Where it does not, the record is typed from its text as before. Not dates, timestamps or decimals: the
+# reader's parsers for those accept text that `_typed` rejects (a decimal's `1,000`, its extra places).
+_READER_TYPES: dict[str, DataType] = {
+    "int": IntegerType(),
+    "bigint": LongType(),
+    "double": DoubleType(),
+    "boolean": BooleanType(),
+}
+# Decimal digits outside ASCII (Arabic-Indic, Devanagari, fullwidth...; the Basic Multilingual Plane, where
+# Java's Integer.parseInt, which the CSV reader uses, accepts them) and their ASCII digit.
+_UNICODE_DIGITS = "".join(chr(c) for c in range(0x80, 0x10000) if unicodedata.category(chr(c)) == "Nd")
+_ASCII_DIGITS = "".join(str(unicodedata.decimal(c)) for c in _UNICODE_DIGITS)
+
+
+def reader_types(config: DatasetConfig) -> dict[str, str]:
+    """Declared CSV columns the reader can type (see `_READER_TYPES`), {name: type}.
+
+    Not a column a null marker the reader does not handle (`reader_null_marker`) could parse as: that text
+    must become null, and the reader would give it a value.
+    """
+    marker = reader_null_marker(config.csv)
+    others = [v for v in config.csv.null_values if v not in ("", marker)]
+    found = {}
+    for name, ctype in config.column_types.items():
+        if ctype.spark_type in _READER_TYPES and not any(_may_parse(v, ctype.spark_type) for v in others):
+            found[name] = ctype.spark_type
+    return found
+
+
+def _may_parse(text: str, spark_type: str) -> bool:
+    word = text.strip().lower()
+    if spark_type == "boolean":
+        return word in ("true", "false")
+    return any(c.isdigit() for c in text) or word.lstrip("+-") in ("nan", "inf", "infinity")
+
 
 def _typed(column: Column, source_is_string: bool, ctype: ColumnType) -> Column:
     if not source_is_string:
@@ -501,7 +606,10 @@ def _typed(column: Column, source_is_string: bool, ctype: ColumnType) -> Column:
     if ctype.spark_type in ("int", "bigint"):
         # Spark's cast turns "12.5" into 12; an integer column must not silently truncate.
         # A '.' is the only thing the cast tolerates and an integer must not have (a cheap test, no regex).
-        return F.when(~text.contains("."), text.cast(ctype.spark_type))
+        # Digits of other scripts count as digits (as in Java's and Python's integer parsing); tried only
+        # where the cast found no number.
+        digits = F.translate(text, _UNICODE_DIGITS, _ASCII_DIGITS).cast(ctype.spark_type)
+        return F.when(~text.contains("."), F.coalesce(text.cast(ctype.spark_type), digits))
     if ctype.spark_type == "date" and ctype.fmt:
         return F.to_date(text, ctype.fmt)
     if ctype.spark_type == "timestamp" and ctype.fmt:
@@ -539,8 +647,13 @@ def prepare_types(
     inferred: dict[str, str] | None = None,
     csv_source: bool = False,
     encoding: str | None = None,
+    reader_typed: dict[str, str] | None = None,
 ) -> tuple[DataFrame, list[str]]:
     """Clean names, apply null values, type, add meta columns; `reject_reason` holds type failures only.
+
+    `reader_typed`: the CSV columns the reader typed (`Source.typed`); a record it could not type is typed
+    from its text in `_dw_split`, and only there is such a column's `_dw_orig_<i>` its text (elsewhere null:
+    the quarantine of such a frame is built from a text read, see bronze).
 
     Also rejected here: a record the reader marked malformed (`_dw_malformed`); with `encoding` (text
     sources), a string value holding U+FFFD, which is what the decoder made of bytes invalid in that
@@ -550,8 +663,12 @@ def prepare_types(
     names = clean_names(data)
     malformed = [F.col(MALFORMED)] if MALFORMED in df.columns else []
     suspect = [F.col(SUSPECT)] if SUSPECT in df.columns else []
-    df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect)
+    reader_typed = reader_typed or {}
+    split = [F.col(SPLIT)] if reader_typed else []
+    df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect, *split)
     is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
+    # Columns whose text the checks below read: the text ones, and the reader-typed ones (text where untyped).
+    textual = {n: is_string[n] or n in reader_typed for n in names}
     # Spark's CSV reader already turns empty fields and one marker into null (`read_csv`); only the other
     # markers cost a check (an isin() per value of every string column otherwise).
     if csv_source:
@@ -564,6 +681,16 @@ def prepare_types(
     selected: list[Column] = []
     checks: list[tuple[int, str, ColumnType]] = []  # (position, column, type) of declared columns
     for i, name in enumerate(names):
+        if name in reader_typed:
+            text = F.col(SPLIT)[name]  # null unless the reader could not type the record
+            if nulls:
+                text = F.when(~text.isin(nulls), text)
+            selected.append(text.alias(f"_dw_orig_{i}"))
+            # What the reader typed is what the text gives (tests/jobs/test_reader_types.py); else the text.
+            typed = F.coalesce(F.col(name), F.when(F.col(SPLIT).isNotNull(), _typed(text, True, declared[name])))
+            checks.append((i, name, declared[name]))
+            selected.append(typed.alias(name))
+            continue
         original = F.col(name)
         if is_string[name] and nulls:
             original = F.when(~original.isin(nulls), original)
@@ -595,7 +722,7 @@ def prepare_types(
     if encoding:
         typed_as = {f.name: f.dataType for f in df.schema.fields}
         problems += _invalid_bytes(
-            [(i, n, not isinstance(typed_as[n], StringType)) for i, n in enumerate(names) if is_string[n]], encoding
+            [(i, n, not isinstance(typed_as[n], StringType)) for i, n in enumerate(names) if textual[n]], encoding
         )
     for i, name, ctype in checks:
         original = F.col(f"_dw_orig_{i}")
@@ -603,7 +730,7 @@ def prepare_types(
         # A typed value is null only where its text was null, blank or unparsable; test the cheap part first.
         present = F.col(name).isNull() & original.isNotNull() & (F.trim(original.cast("string")) != "")
         problems.append((present, F.lit(f"{name}: not a valid {label}")))
-        if is_string[name]:
+        if textual[name]:
             problems += _rounded(name, F.trim(original), ctype)
     return df.withColumn(REJECT_REASON, _reasons(problems)), names
 

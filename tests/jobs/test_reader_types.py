@@ -1,0 +1,236 @@
+"""A large CSV's declared int, bigint, double and boolean columns are typed by Spark's CSV reader, as a bare
+Spark job types them, and only a record the reader cannot type is typed from its text. The output must be
+the one typing every column from text gives: the same kept values, the same reject reasons, the same
+quarantine (original text) and run summary. These tests put hostile values through both paths."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from dwlib import bronze, transform
+from dwlib.config import DatasetConfig
+from tests.jobs.test_iceberg import RUN1, Shop
+
+pytestmark = [pytest.mark.spark]
+
+HOSTILE = [
+    "7", " 7", "7 ", "\t7", "7\t", " 7 ", "+7", "-7", "007", "-0", "+-7", "--7",
+    "2147483647", "2147483648", "-2147483648", "-2147483649",
+    "9223372036854775807", "9223372036854775808", "-9223372036854775809",
+    "1e3", "1E3", "1.5", "1.", ".5", "12.0", "1.5e1", "1.0E400", "4.9e-325", "-1e-400",
+    "0x10", "0X1p3", "1d", "1f", "1D", "1F", "1L", "0.1f", "1_000", "1,000", '"1,000"', "1 000",
+    "NaN", "nan", "NAN", "-NaN", "Inf", "inf", "INF", "-Inf", "+Inf", "-inf",
+    "Infinity", "-Infinity", "+Infinity", "infinity", "INFINITY",
+    "\u0661\u0662", "\uff11\uff12", "\u0967", "-\u0661", "+\uff11", "1\u0662", "\u0661.\u0665", "\u0661e\u0662",
+    "\u00a07", "7\u00a0", "\u20077", "\u2007", "\u00b2", "\u2460",
+    "", '""', "NA", '"NA"', " NA", "NA ", "na", '"', '"7"', '"7', '7"', "7\"7", "'7'",
+    "true", "false", "TRUE", "False", "tRuE", " true", "true ", "t", "f", "yes", "no", "y", "n", "1", "0", "on",
+    "-", "+", ".", "e", "1e", "x", "12abc",
+]  # fmt: skip
+# Not read by the reader: its parsers accept what the text path rejects (see transform._READER_TYPES).
+TYPES = ["int", "bigint", "double", "boolean"]
+
+
+def _config(columns: dict[str, str], **extra) -> DatasetConfig:
+    document = {
+        "dataset": "hostile",
+        "description": "hostile values",
+        "data_size_category": "small",
+        "landing": True,
+        "format": "csv",
+        "columns": columns,
+        "csv": {"null_values": ["", "NA"]},
+    }
+    document.update(extra)
+    return DatasetConfig.model_validate(document)
+
+
+def _both_paths(spark, path, config) -> tuple[dict, dict, dict]:
+    """{id: (values, reason)} typed by the reader (where it can), and typed from text; and what the reader did.
+
+    Records flagged doubtful (their raw text may not split into their fields) are left out of the first: for
+    those bronze types the whole run from text (test_a_doubtful_record_types_the_whole_run_from_text).
+    """
+    found = []
+    for reader in (transform.reader_types(config), {}):
+        read = transform.read_input(spark, [str(path)], "csv", config.csv, reader)
+        typed, names = transform.prepare_types(
+            read.df,
+            config,
+            run_id="r",
+            ingested_at=datetime(2026, 1, 1, tzinfo=UTC),
+            csv_source=True,
+            encoding="utf-8",
+            reader_typed=read.typed,
+        )
+        rows = typed.select(*names, transform.REJECT_REASON).collect()
+        found.append({r["id"]: (tuple(r[n] for n in names[1:]), r[transform.REJECT_REASON]) for r in rows})
+        if reader:
+            typed_by_reader = read.typed
+            # Every column is read (a query of fewer would let the reader parse only those).
+            raw = read.df.collect()
+            untyped = sum(r[transform.SPLIT] is not None for r in raw)
+            doubtful = {r["id"] for r in raw if r[transform.DOUBTFUL]}
+    fast = {k: v for k, v in found[0].items() if k not in doubtful}
+    text = found[1]
+    return (
+        fast,
+        {k: v for k, v in text.items() if k not in doubtful},
+        {"typed": typed_by_reader, "untyped": untyped, "doubtful": doubtful, "text": text},
+    )
+
+
+def _same(fast: dict, text: dict) -> None:
+    # NaN != NaN in Python: compare reprs
+    assert {k: repr(v) for k, v in fast.items()} == {k: repr(v) for k, v in text.items()}
+
+
+@pytest.mark.parametrize("ctype", TYPES)
+def test_reader_typing_gives_the_text_paths_value_and_reason_for_every_hostile_value(spark, tmp_path, ctype):
+    path = tmp_path / "hostile.csv"
+    lines = ["id,v,s", *[f"{i},{v},x{i}" for i, v in enumerate(HOSTILE)]]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = _config({"id": "int", "v": ctype, "s": "string"})
+    fast, text, how = _both_paths(spark, path, config)
+    assert how["typed"] == {"id": "int", "v": ctype}  # the reader did type them: the comparison is not vacuous
+    assert 0 < how["untyped"] < len(HOSTILE)
+    assert len(text) == len(HOSTILE) and how["doubtful"] == set()
+    _same(fast, text)
+    got = {HOSTILE[i]: value for i, (value, _) in fast.items()}
+    if ctype in ("int", "bigint"):
+        # Digits of other scripts are digits, on both paths (Java's parseInt, which the reader uses, says so).
+        assert got["\u0661\u0662"][0] == 12 and got["\uff11\uff12"][0] == 12
+        assert text[HOSTILE.index("1.5")][1] == f"v: not a valid {ctype}"
+        assert text[HOSTILE.index(" 7 ")][0][0] == 7
+    if ctype == "double":
+        assert got["1d"][0] == 1.0 and text[HOSTILE.index('"1,000"')][1] == "v: not a valid double"
+    if ctype == "boolean":
+        assert got["tRuE"][0] is True and got["yes"][0] is True  # `yes`: the text path's cast, the reader refuses
+
+
+def test_every_single_character_reads_as_the_same_integer_on_both_paths(spark, tmp_path):
+    """All of the Basic Multilingual Plane, one character a row: the reader's parseInt and the text path agree
+    on which characters are digits (the text path's table of digits is Python's; the reader's is Java's)."""
+    skip = {ord(c) for c in '\n\r,"'} | set(range(0xD800, 0xE000))
+    chars = [chr(c) for c in range(0x10000) if c not in skip]
+    path = tmp_path / "chars.csv"
+    path.write_text("id,v\n" + "".join(f"{i},{c}\n" for i, c in enumerate(chars)), encoding="utf-8")
+    config = _config({"id": "int", "v": "int"})
+    fast, text, how = _both_paths(spark, path, config)
+    assert how["typed"] == {"id": "int", "v": "int"}
+    # The characters whose record's raw text does not split back into it: bronze types such a run from text.
+    assert {chars[i] for i in how["doubtful"]} == {"\u0000", "\f", "\uffff"}
+    _same(fast, text)
+    digits = {chars[i]: v[0][0] for i, v in text.items() if v[0][0] is not None}
+    assert digits["7"] == 7 and digits["\u0663"] == 3 and digits["\uff19"] == 9 and len(digits) > 300
+
+
+def test_a_null_marker_the_reader_would_parse_keeps_its_column_on_the_text_path():
+    config = _config({"n": "double", "b": "boolean", "k": "int"}, csv={"null_values": ["NA", "-1", "NaN", "FALSE"]})
+    assert transform.reader_types(config) == {}
+    columns = {"n": "double", "b": "boolean", "d": "decimal(5,2)", "t": "timestamp"}
+    config = _config(columns, csv={"null_values": ["NA", "n/a"]})
+    assert transform.reader_types(config) == {"n": "double", "b": "boolean"}
+
+
+HEADER = "id,code,qty,price,flag,note,made"
+ROWS = [
+    "1,a,10,1.5,true,plain,2026-01-01 10:00:00",
+    "2,b,x7,2.5,false,bad int,2026-01-01 10:00:00",  # unparsable int
+    "3,c,30,2.5e,true,bad double,2026-01-01 10:00:00",  # unparsable double
+    "4,d,40,4.0,maybe,bad boolean,2026-01-01 10:00:00",  # unparsable boolean
+    "5,e,50,5.0,true,too,many,fields",  # wrong field count
+    "6,f,60",  # too few fields
+    "1,g,070,7.50,TRUE,duplicate key,2026-01-01 10:00:00",  # the primary key again
+    "8,,080,8.0,false,code is null,2026-01-01 10:00:00",  # a not_null rule
+    "9,i,\u0669, 9 ,yes,odd but valid, 2026-01-01 10:00:00 ",
+    '10,"j,k",NA,NaN,NA,"quoted, with comma",NA',
+    "11,k,2147483648,1e400,f,int overflow,2026-01-01 10:00:00",
+    "12,l,\u0661\u0662,-Infinity,True,fine,2026-01-01 10:00:00",
+]
+
+
+def _run(spark, core, tmp_path, reader_typing: bool, monkeypatch, rows=ROWS, retyped: dict | None = None) -> tuple:
+    """(rows in, kept, rejected, reasons), the bronze rows' data columns, the quarantine, the schema."""
+    tmp_path.mkdir()
+    monkeypatch.setattr(bronze, "CACHE_INPUT_BYTES", 0)  # every input counts as large
+    monkeypatch.setattr(bronze, "READER_TYPING", reader_typing)
+    columns = {"id": "bigint", "code": "string", "qty": "int", "price": "double", "flag": "boolean",
+               "note": "string", "made": "timestamp"} | (retyped or {})  # fmt: skip
+    dataset = _config(
+        columns,
+        primary_key=["id"],
+        quality={"not_null": ["code"], "max_rejected_fraction": 0.9},
+        table_format="parquet",
+    )
+    shop = Shop(spark, core, tmp_path, dataset.model_copy(update={"dataset": "shop-orders"}))
+    summary = shop.run(RUN1, "\n".join([HEADER, *rows]) + "\n")
+    monkeypatch.undo()
+    assert summary.status == "succeeded", summary.error
+    bronze_rows = spark.read.parquet(str(shop.lake.path("bronze/shop_orders"))).drop("meta_ingested_at")
+    kept = repr(sorted((tuple(r) for r in bronze_rows.collect()), key=repr))  # repr: NaN equals NaN
+    quarantine = spark.read.parquet(str(shop.lake.path(f"quarantine/shop-orders/run_id={RUN1}")))
+    rejected = sorted((tuple(r) for r in quarantine.drop("meta_ingested_at").collect()), key=repr)
+    counts = (summary.rows_in, summary.rows_kept, summary.rows_rejected, summary.rejected_by_reason)
+    return counts, kept, rejected, summary.schema
+
+
+def test_a_run_typed_by_the_reader_keeps_quarantines_and_counts_what_the_text_path_does(
+    spark, core, tmp_path, monkeypatch
+):
+    fast = _run(spark, core, tmp_path / "fast", True, monkeypatch)
+    text = _run(spark, core, tmp_path / "text", False, monkeypatch)
+    assert fast == text
+    counts, kept, rejected, _ = fast
+    assert counts[:3] == (12, 4, 8)
+    assert counts[3] == {
+        "code: null (not_null rule)": 1,
+        "duplicate primary key": 1,
+        "flag: not a valid boolean": 1,
+        "malformed: 3 fields, header has 7": 1,
+        "made: not a valid timestamp": 1,
+        "malformed: 8 fields, header has 7": 1,
+        "price: not a valid double": 1,
+        "qty: not a valid int": 2,
+    }, counts[3]
+    # Quarantined as they arrived: text, not typed values
+    by_id = {r[0]: r for r in rejected}
+    assert by_id["1"][1:4] == ("g", "070", "7.50") and by_id["11"][2] == "2147483648"
+    assert by_id["3"][3] == "2.5e" and by_id["4"][4] == "maybe"
+
+
+def test_a_doubtful_record_types_the_whole_run_from_text(spark, core, tmp_path, monkeypatch):
+    """A last field of only a form feed: Spark's raw text of the record drops it, so its split would read an
+    empty field (null, kept) where the text read sees `\f` (not a valid int, rejected)."""
+    rows = ["1,a,10,1.5,true,x,1", "2,b, 7 ,2.5,false,y,\f", "3,c,30,3.5,true,z,3"]
+    fast = _run(spark, core, tmp_path / "fast", True, monkeypatch, rows, {"made": "int"})
+    text = _run(spark, core, tmp_path / "text", False, monkeypatch, rows, {"made": "int"})
+    assert fast == text
+    assert fast[0] == (3, 2, 1, {"made: not a valid int": 1})
+
+
+def test_decimals_stay_on_the_text_path_because_the_reader_accepts_what_it_rejects(spark, tmp_path):
+    """Why decimal(p,s) is not read by the reader: its parser drops `,` and rounds extra places, where the
+    text path rejects both. (Dates and timestamps stay text too: their parsers have fallbacks of their own.)"""
+    path = tmp_path / "decimals.csv"
+    values = ['"1,000"', "12.345", "12.34"]
+    path.write_text("id,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)), encoding="utf-8")
+    raw = (
+        spark.read.option("header", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", "_c")
+        .schema("id int, v decimal(12,2), _c string")
+        .csv(str(path))
+        .collect()
+    )
+    by_reader = {r["id"]: (r["v"], r["_c"]) for r in raw}
+    assert str(by_reader[0][0]) == "1000.00" and by_reader[0][1] is None  # accepted, comma dropped
+    assert str(by_reader[1][0]) == "12.35" and by_reader[1][1] is None  # accepted, rounded
+    config = _config({"id": "int", "v": "decimal(12,2)"})
+    assert transform.reader_types(config) == {"id": "int"}
+    _, text, _ = _both_paths(spark, path, config)
+    assert text[0][1] == "v: not a valid decimal(12,2)"
+    assert text[1][1] == "v: decimal(12,2): more than 2 decimal places"
+    assert str(text[2][0][0]) == "12.34"
