@@ -106,15 +106,20 @@ def test_the_cli_and_the_session_agree_on_a_short_runs_size(monkeypatch, tmp_pat
 
 
 @pytest.mark.spark
-def test_a_short_run_jvm_has_the_quick_compiler_only():
-    """A JVM of its own (the tests' session is already started): its arguments, as the JVM itself reports them."""
+@pytest.mark.parametrize("short_run", [True, False])
+def test_a_jvm_compiles_huge_methods_and_a_short_runs_has_the_quick_compiler_only(short_run):
+    """A JVM of its own (the tests' session is already started): its arguments, as the JVM itself reports them.
+
+    Every local JVM compiles Spark's huge generated methods (a wide bronze check is one); only a short run's stops
+    at the quick compiler."""
     code = (
         "import json; from dwlib.jobs import local_session; "
-        "s = local_session('pp-dw-short', cores='1', short_run=True); "
+        f"s = local_session('pp-dw-short', cores='1', short_run={short_run}); "
         "print(json.dumps(list(s._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     arguments = json.loads(done.stdout.strip().splitlines()[-1])
-    assert jobs.SHORT_RUN_JAVA_OPTIONS in arguments
+    assert (jobs.SHORT_RUN_JAVA_OPTIONS in arguments) is short_run
+    assert jobs.COMPILE_HUGE_METHODS in arguments
     assert any(a.startswith("-Dlog4j.configurationFile=") for a in arguments)  # the usual options stay
