@@ -7,10 +7,9 @@ summary says what happened.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from dwlib import fetch, iceberg, transform
+from dwlib import fetch, iceberg, jobs, transform
 from dwlib.config import CsvOptions, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import LakeError
@@ -63,22 +62,6 @@ FEW_REJECTED = 100_000
 # 243 rows made ~30 Janino compilations of ~380 KB of source on a cold JVM). Same expressions, same values;
 # set for the run's own queries and restored after.
 INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
-
-
-@contextlib.contextmanager
-def session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
-    """The session with these SQL settings while the block runs, then as it was."""
-    before = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 # Whether a CSV input above CACHE_INPUT_BYTES has the reader type the declared columns it can (see
@@ -200,16 +183,14 @@ def transform_hook(ctx: JobContext) -> TransformHook | None:
     return load_hook(ctx.name, ctx.lake.read_bytes(key).decode("utf-8"), ctx.lake.uri(key))
 
 
-def _suspects(df: DataFrame) -> Any:
-    """Rows that may be half of a row a quoted line break split (CSV read line by line); 0 otherwise."""
-    flag = F.col(transform.SUSPECT) if transform.SUSPECT in df.columns else F.lit(False)
-    return F.count(F.when(flag, 1))  # an aggregate either way: observe() takes nothing else
+def _flagged(df: DataFrame, flag: str) -> Any:
+    """How many rows have this internal flag set; 0 where the frame has no such column.
 
-
-def _doubtful(df: DataFrame) -> Any:
-    """Records the reader could not type whose raw text may not split into their fields (see transform)."""
-    flag = F.col(transform.DOUBTFUL) if transform.DOUBTFUL in df.columns else F.lit(False)
-    return F.count(F.when(flag, 1))
+    `_dw_suspect`: may be half of a row a quoted line break split (CSV read line by line); `_dw_doubtful`: the
+    reader could not type the record and its raw text may not split into its fields (see transform).
+    """
+    column = F.col(flag) if flag in df.columns else F.lit(False)
+    return F.count(F.when(column, 1))  # an aggregate either way: observe() takes nothing else
 
 
 def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary) -> str:
@@ -272,8 +253,8 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             source = source.observe(
                 counted_in,
                 F.count(F.lit(1)).alias("rows_in"),
-                _suspects(source).alias("suspects"),
-                _doubtful(source).alias("doubtful"),
+                _flagged(source, transform.SUSPECT).alias("suspects"),
+                _flagged(source, transform.DOUBTFUL).alias("doubtful"),
             )
         inferred = None
         if fmt == "csv" and any(n not in config.columns for n in cleaned):
@@ -319,7 +300,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 counted_in,
                 F.count(F.lit(1)).alias("rows_in"),
                 F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
-                _suspects(prepared).alias("suspects"),
+                _flagged(prepared, transform.SUSPECT).alias("suspects"),
             )
         if small and input_bytes > RECOMPUTE_INPUT_BYTES:
             prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
@@ -381,7 +362,9 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             # The hook's result need not read all of its input, so the source's rows are counted in a
             # pass of their own: rows_in = kept + rejected + dropped by the hook.
             returned_rows = summary.rows_in
-            counts = typed.agg(F.count(F.lit(1)), F.count(F.col(transform.REJECT_REASON)), _suspects(typed)).first()
+            counts = typed.agg(
+                F.count(F.lit(1)), F.count(F.col(transform.REJECT_REASON)), _flagged(typed, transform.SUSPECT)
+            ).first()
             source_rows, type_rejected, suspects = int(counts[0]), int(counts[1]), int(counts[2])
             summary.rows_in = source_rows
             summary.rows_rejected += type_rejected
@@ -390,7 +373,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
 
     cached: list[DataFrame] = []
     try:
-        with session_settings(spark, INTERPRETED if one_task else {}):
+        with jobs.session_settings(spark, INTERPRETED if one_task else {}):
             return _check_and_quarantine(spark, ctx, summary, staging, attempt)
     finally:
         for frame in cached:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from dwlib import jobs
 from dwlib.config import CoreConfig, DatasetConfig, parse_partition, table_format_of
 from dwlib.lake import Lake, LocalLake
 from dwlib.naming import Naming, table_name
@@ -218,18 +219,8 @@ def session_for(spark: SparkSession, iceberg: bool) -> Iterator[None]:
 
     Parquet runs keep the session exactly as it was.
     """
-    if not iceberg:
+    with jobs.session_settings(spark, {PARQUET_TIMESTAMPS: "TIMESTAMP_MICROS"} if iceberg else {}):
         yield
-        return
-    before = spark.conf.get(PARQUET_TIMESTAMPS, None)
-    spark.conf.set(PARQUET_TIMESTAMPS, "TIMESTAMP_MICROS")
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(PARQUET_TIMESTAMPS)
-        else:
-            spark.conf.set(PARQUET_TIMESTAMPS, before)
 
 
 def _partition_columns(dataset: DatasetConfig) -> list[tuple[str, Any]]:

@@ -7,10 +7,12 @@ Glue they are read with getResolvedOptions by the entry point, locally by `parse
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -195,6 +197,22 @@ def _quiet_logging() -> str:
         tmp.write_text(QUIET_LOG4J)
         os.replace(tmp, path)  # a JVM starting meanwhile reads the whole file, never half of it
     return f"-Dlog4j.configurationFile=file:{path} -Duser.timezone=UTC"
+
+
+@contextlib.contextmanager
+def session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """The session with these SQL settings while the block runs, then as it was (unset if it was unset)."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 # A fresh JVM spends most of a small run's CPU in HotSpot's optimizing compiler (C2), compiling Spark's
