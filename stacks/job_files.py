@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aws_cdk import Stack
@@ -12,13 +13,19 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import job_config_document
 from dwlib.naming import Naming
-from stacks import nag
+from stacks import assets, nag
 from stacks.nag import acknowledge_all
 
 
 class JobFiles:
     """The job scripts, library and wheels, the dataset's folder (without sample/ and *.md) and its job
-    config, as the BucketDeployment `JobFiles` in the stack's own scope."""
+    config, as the BucketDeployment `JobFiles` in the stack's own scope.
+
+    Its two sources are zips made in Python (stacks/assets.py), each a file asset hashed by its content:
+    the shared job files, one object for every dataset, and the dataset's folder with its job config. The
+    CDK then neither walks, globs, copies and hashes the folders nor writes the config to a scratch folder
+    again in every stack, and the deployed objects are the same as from the folders.
+    """
 
     def __init__(
         self,
@@ -32,17 +39,19 @@ class JobFiles:
         bucket: s3.IBucket,
     ):
         name = dataset.dataset
+        shared, shared_hash = assets.glue_assets_zip(glue_assets_dir)
+        config = json.dumps(job_config_document(core, dataset, naming.stage), separators=(",", ":"), ensure_ascii=False)
+        own, own_hash = assets.build_dataset_files(
+            dataset_dir, naming.job_config_key(name).rsplit("/", 1)[-1], config, glue_assets_dir.parent / "datasets"
+        )
         self.deployment = s3deploy.BucketDeployment(
             stack,
             "JobFiles",
             destination_bucket=bucket,
             destination_key_prefix=naming.etl_prefix(name),
             sources=[
-                s3deploy.Source.asset(str(glue_assets_dir)),
-                s3deploy.Source.asset(str(dataset_dir), exclude=["sample", "sample/**", "*.md"]),
-                s3deploy.Source.json_data(
-                    naming.job_config_key(name).rsplit("/", 1)[-1], job_config_document(core, dataset, naming.stage)
-                ),
+                s3deploy.Source.asset(str(shared), asset_hash=shared_hash),
+                s3deploy.Source.asset(str(own), asset_hash=own_hash),
             ],
             memory_limit=256,
         )
