@@ -57,7 +57,8 @@ class JobFiles:
         )
         # CDK grants the deployment's handler the whole bucket and takes no prefix for its grant: an
         # explicit deny keeps its writes and deletes to this dataset's own etl/{dataset}/ folder.
-        self.deployment.handler_role.add_to_principal_policy(
+        role = self.deployment.handler_role  # read once: each read is a call into the CDK's Node process
+        role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="OnlyThisDatasetsFiles",
                 effect=iam.Effect.DENY,
@@ -65,14 +66,14 @@ class JobFiles:
                 not_resources=[bucket.arn_for_objects(f"{naming.etl_prefix(name)}*")],
             )
         )
-        self._acknowledge(stack, naming)
+        self._acknowledge(stack, naming, role)
 
-    def _acknowledge(self, stack: Stack, naming: Naming) -> None:
+    def _acknowledge(self, stack: Stack, naming: Naming, role: iam.IRole) -> None:
         part = nag.partition(stack)
         account = nag.pseudo(stack, stack.account, "AccountId")
         region = nag.pseudo(stack, stack.region, "Region")
         # The handler is a singleton function in the stack's scope; its role leads to it in one read.
-        handler = self.deployment.handler_role.node.scope
+        handler = role.node.scope
         acknowledge_all(
             handler,
             [
