@@ -163,14 +163,23 @@ def _write_zip(entries: Sequence[tuple[str, bytes]], folder: Path, stem: str) ->
 
 
 def _tree(folder: Path, excluded=lambda parts: False) -> list[tuple[str, bytes]]:
-    entries, pending = [], [folder]
+    """(relative name, bytes) of every file under folder, links followed, as a zip of it holds them."""
+    entries: list[tuple[str, bytes]] = []
+    pending = [(folder, frozenset({folder.resolve()}))]  # a folder and the real folders it was reached through
     while pending:
-        for path in sorted(pending.pop().iterdir()):
+        current, above = pending.pop()
+        for path in sorted(current.iterdir()):
             parts = path.relative_to(folder).parts
             if excluded(parts):
                 continue
             if path.is_dir():
-                pending.append(path)
+                real = path.resolve()
+                if real in above:
+                    raise ValueError(
+                        f"{path} is a link back to a folder it is in, so its files would never end: replace the "
+                        "link with the files the job should get"
+                    )
+                pending.append((path, above | {real}))
             else:
                 entries.append(("/".join(parts), path.read_bytes()))
     return entries

@@ -123,3 +123,17 @@ def test_the_stack_deploys_the_job_files_its_folder_and_its_job_config(synthesiz
     assert files["glue/bronze_job.py"] == (ROOT / "glue_jobs" / "bronze_job.py").read_bytes()
     assert files["config.json"] == (dataset_dir / "config.json").read_bytes()
     assert json.loads(files["job_config.json"]) == job_config_document(project.core, project.datasets[name])
+
+
+def test_a_link_back_into_the_folder_fails_clearly_instead_of_looping(tmp_path):
+    folder = hostile_dataset(tmp_path / "x")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "kept.csv").write_text("a\n1\n")
+    (folder / "data" / "linked").symlink_to(outside)  # a link out of the folder is followed, as the CDK did
+    path, _ = assets.build_dataset_files(folder, "job_config.json", "{}", tmp_path / "build")
+    with zipfile.ZipFile(path) as archive:
+        assert archive.read("data/linked/kept.csv") == b"a\n1\n"
+    (outside / "back").symlink_to(folder)  # ... and one that leads back into it would never end
+    with pytest.raises(ValueError, match=r"link back to a folder it is in"):
+        assets.build_dataset_files(folder, "job_config.json", "{}", tmp_path / "build")
