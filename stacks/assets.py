@@ -1,12 +1,14 @@
 """The Glue job files a dataset stack deploys: entry points plus the shared library as a zip.
 
 Built once per synth into .build/ with fixed timestamps, so the asset hash (and so the
-deployment) only changes when the code does. What each dataset stack's deployment uploads is two
-zips, each a single file asset whose hash is its content's: the shared job files (the same object for
-every dataset) and the dataset's own files with its job config. Zips made here, not folders the CDK
-walks, copies, globs and hashes again in every stack (make bench, synth). Each build lands in a folder named by its content,
+deployment) only changes when the code does. Each build lands in a folder named by its content,
 made whole elsewhere and renamed into place: two synths at once (test workers, a synth beside
 `make demo`) never read a folder the other is rewriting.
+
+What each dataset stack's deployment uploads is two zips made here, each a single file asset whose
+hash is its content's: the shared job files (the same object for every dataset) and the dataset's own
+files with its job config; not folders the CDK walks, globs, copies and hashes again in every stack
+(make bench, synth).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def _tree(folder: Path, excluded=lambda parts: False) -> list[tuple[str, bytes]]
             if path.is_dir():
                 real = path.resolve()
                 if real in above:
-                    raise ValueError(
+                    raise RuntimeError(
                         f"{path} is a link back to a folder it is in, so its files would never end: replace the "
                         "link with the files the job should get"
                     )
