@@ -4,6 +4,11 @@ Built once per synth into .build/ with fixed timestamps, so the asset hash (and 
 deployment) only changes when the code does. Each build lands in a folder named by its content,
 made whole elsewhere and renamed into place: two synths at once (test workers, a synth beside
 `make demo`) never read a folder the other is rewriting.
+
+What each dataset stack's deployment uploads is two zips made here, each a single file asset whose
+hash is its content's: the shared job files (the same object for every dataset) and the dataset's own
+files with its job config; not folders the CDK walks, globs, copies and hashes again in every stack
+(make bench, synth).
 """
 
 from __future__ import annotations
@@ -129,6 +134,89 @@ def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue", wheels: Sequen
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
     return _settle(scratch, build_dir / f"glue-{_content_hash(scratch)}")
+
+
+STORED = (".whl", ".zip")  # compressed already: deflating them again costs time and saves nothing
+
+
+def _zip_to(entries: Sequence[tuple[str, bytes]], final: Path) -> str:
+    """A reproducible zip (sorted names, fixed times and modes) at final; returns its sha256. Written
+    elsewhere and renamed into place, so a reader never sees half a zip."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = final.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}.zip"
+    with zipfile.ZipFile(scratch, "w") as archive:
+        for name, data in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(STORED) else zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    digest = hashlib.sha256(scratch.read_bytes()).hexdigest()
+    os.replace(scratch, final)  # the same name is the same content: replacing it changes nothing
+    return digest
+
+
+def _write_zip(entries: Sequence[tuple[str, bytes]], folder: Path, stem: str) -> tuple[Path, str]:
+    """A reproducible zip named by its content's sha256 in folder, and that hash."""
+    scratch = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex}-named.zip"
+    digest = _zip_to(entries, scratch)
+    final = folder / f"{stem}-{digest[:16]}.zip"
+    os.replace(scratch, final)
+    return final, digest
+
+
+def _tree(folder: Path, excluded=lambda parts: False) -> list[tuple[str, bytes]]:
+    """(relative name, bytes) of every file under folder, links followed, as a zip of it holds them."""
+    entries: list[tuple[str, bytes]] = []
+    pending = [(folder, frozenset({folder.resolve()}))]  # a folder and the real folders it was reached through
+    while pending:
+        current, above = pending.pop()
+        for path in sorted(current.iterdir()):
+            parts = path.relative_to(folder).parts
+            if excluded(parts):
+                continue
+            if path.is_dir():
+                real = path.resolve()
+                if real in above:
+                    raise RuntimeError(
+                        f"{path} is a link back to a folder it is in, so its files would never end: replace the "
+                        "link with the files the job should get"
+                    )
+                pending.append((path, above | {real}))
+            else:
+                entries.append(("/".join(parts), path.read_bytes()))
+    return entries
+
+
+_ZIPPED: dict[Path, tuple[Path, str]] = {}
+
+
+def glue_assets_zip(glue_assets_dir: Path) -> tuple[Path, str]:
+    """build_glue_assets' folder as one zip beside it (glue/...), and its sha256. The folder is named by
+    its content, so its zip is made once and only hashed again by later synths."""
+    if glue_assets_dir not in _ZIPPED:
+        final = glue_assets_dir.with_name(f"{glue_assets_dir.name}.zip")
+        if final.is_file():
+            digest = hashlib.sha256(final.read_bytes()).hexdigest()
+        else:
+            digest = _zip_to(_tree(glue_assets_dir), final)
+        _ZIPPED[glue_assets_dir] = final, digest
+    return _ZIPPED[glue_assets_dir]
+
+
+def excluded_dataset_file(parts: Sequence[str]) -> bool:
+    """What a dataset's deployment leaves out of its folder: the CDK glob exclusion ["sample", "sample/**",
+    "*.md"] as minimatch with matchBase reads it (the stack gave it to the CDK before): anything named
+    `sample` at any depth, and every name ending `.md` that does not start with a dot."""
+    name = parts[-1]
+    return name == "sample" or (name.endswith(".md") and not name.startswith("."))
+
+
+def build_dataset_files(dataset_dir: Path, config_name: str, config_text: str, build_dir: Path) -> tuple[Path, str]:
+    """The dataset's folder (without its samples and notes) plus its job config, as one content-named zip
+    in build_dir; and its sha256."""
+    entries = [e for e in _tree(dataset_dir, excluded_dataset_file) if e[0] != config_name]
+    entries.append((config_name, config_text.encode("utf-8")))
+    return _write_zip(entries, build_dir, dataset_dir.name)
 
 
 LAMBDAS_DIR = ROOT / "lambdas"

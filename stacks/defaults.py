@@ -121,9 +121,10 @@ def tag(stack, project: str, stage: str, dataset: str | None = None) -> None:
     CfnResources that Tags.of does not reach, so their role and function get the tags as a property.
     """
     tags = {"project": project, "stage": stage or "default", **({"dataset": dataset} if dataset else {})}
+    tagger = Tags.of(stack)
     for key, value in tags.items():
         # The CDK would tag a dashboard, but CloudFormation's schema for it has no Tags (cfn-lint E3002).
-        Tags.of(stack).add(key, value, exclude_resource_types=UNTAGGABLE)
+        tagger.add(key, value, exclude_resource_types=UNTAGGABLE)
     as_property = [{"Key": k, "Value": v} for k, v in tags.items()]
     # Looked up by their known IDs, not by walking every child: each read is a call into the CDK's
     # Node process (make bench, synth). A new provider type shows up untagged in the tags test.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aws_cdk import Stack
@@ -12,13 +13,19 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import job_config_document
 from dwlib.naming import Naming
-from stacks import nag
+from stacks import assets, nag
 from stacks.nag import acknowledge_all
 
 
 class JobFiles:
     """The job scripts, library and wheels, the dataset's folder (without sample/ and *.md) and its job
-    config, as the BucketDeployment `JobFiles` in the stack's own scope."""
+    config, as the BucketDeployment `JobFiles` in the stack's own scope.
+
+    Its two sources are zips made in Python (stacks/assets.py), each a file asset hashed by its content:
+    the shared job files, one object for every dataset, and the dataset's folder with its job config. The
+    CDK then neither walks, globs, copies and hashes the folders nor writes the config to a scratch folder
+    again in every stack, and the deployed objects are the same as from the folders.
+    """
 
     def __init__(
         self,
@@ -32,23 +39,26 @@ class JobFiles:
         bucket: s3.IBucket,
     ):
         name = dataset.dataset
+        shared, shared_hash = assets.glue_assets_zip(glue_assets_dir)
+        config = json.dumps(job_config_document(core, dataset, naming.stage), separators=(",", ":"), ensure_ascii=False)
+        own, own_hash = assets.build_dataset_files(
+            dataset_dir, naming.job_config_key(name).rsplit("/", 1)[-1], config, glue_assets_dir.parent / "datasets"
+        )
         self.deployment = s3deploy.BucketDeployment(
             stack,
             "JobFiles",
             destination_bucket=bucket,
             destination_key_prefix=naming.etl_prefix(name),
             sources=[
-                s3deploy.Source.asset(str(glue_assets_dir)),
-                s3deploy.Source.asset(str(dataset_dir), exclude=["sample", "sample/**", "*.md"]),
-                s3deploy.Source.json_data(
-                    naming.job_config_key(name).rsplit("/", 1)[-1], job_config_document(core, dataset, naming.stage)
-                ),
+                s3deploy.Source.asset(str(shared), asset_hash=shared_hash),
+                s3deploy.Source.asset(str(own), asset_hash=own_hash),
             ],
             memory_limit=256,
         )
         # CDK grants the deployment's handler the whole bucket and takes no prefix for its grant: an
         # explicit deny keeps its writes and deletes to this dataset's own etl/{dataset}/ folder.
-        self.deployment.handler_role.add_to_principal_policy(
+        role = self.deployment.handler_role  # read once: each read is a call into the CDK's Node process
+        role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="OnlyThisDatasetsFiles",
                 effect=iam.Effect.DENY,
@@ -56,14 +66,14 @@ class JobFiles:
                 not_resources=[bucket.arn_for_objects(f"{naming.etl_prefix(name)}*")],
             )
         )
-        self._acknowledge(stack, naming)
+        self._acknowledge(stack, naming, role)
 
-    def _acknowledge(self, stack: Stack, naming: Naming) -> None:
+    def _acknowledge(self, stack: Stack, naming: Naming, role: iam.IRole) -> None:
         part = nag.partition(stack)
         account = nag.pseudo(stack, stack.account, "AccountId")
         region = nag.pseudo(stack, stack.region, "Region")
         # The handler is a singleton function in the stack's scope; its role leads to it in one read.
-        handler = self.deployment.handler_role.node.scope
+        handler = role.node.scope
         acknowledge_all(
             handler,
             [

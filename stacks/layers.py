@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -16,7 +16,7 @@ from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, default_arguments
 from dwlib.naming import Naming, fit
 from stacks import defaults
 from stacks.nag import acknowledge, acknowledge_all
-from stacks.tokens import s3_url
+from stacks.tokens import minutes, s3_url
 
 ARGUMENTS = {"bronze": BRONZE_ARGS, "gold": GOLD_ARGS}
 
@@ -87,7 +87,7 @@ class GlueLayer:
             worker_configuration=glue.WorkerConfiguration(
                 worker_type=defaults.WORKER_TYPES[workers.worker_type], number_of_workers=workers.number_of_workers
             ),
-            timeout=Duration.minutes(c.core.glue_defaults.timeout_minutes),
+            timeout=minutes(c.core.glue_defaults.timeout_minutes),
             security_configuration=c.security,
             default_arguments={
                 **default_arguments(name, s3_url(c.bucket_name), ARGUMENTS[layer], force_dry_run=c.force_dry_run),

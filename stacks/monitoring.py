@@ -345,6 +345,7 @@ class LakeDashboard(Construct):
             )
         )
         pipelines = []
+        one_day = Duration.days(1)  # one Duration for every row: each is a call into the CDK's Node process
         for name in sorted(project.datasets):
             layers = ["bronze"] + (["gold"] if any((project.dataset_dir(name) / "gold").glob("*.sql")) else [])
 
@@ -393,7 +394,7 @@ class LakeDashboard(Construct):
                     metric_name="ExecutionsFailed",
                     dimensions_map={"StateMachineArn": state_machine},
                     statistic="Sum",
-                    period=Duration.days(1),
+                    period=one_day,
                     label=name,
                 )
             )
@@ -403,7 +404,7 @@ class LakeDashboard(Construct):
                 f"WorkGroup=\"{naming.workgroup}\"', 'Sum', 86400))"
             ),
             label="bytes scanned per day",
-            period=Duration.days(1),
+            period=one_day,
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Failed pipeline runs per day", left=pipelines or [athena], width=12, height=5),

@@ -27,13 +27,13 @@ def acknowledge_all(construct: IConstruct, rules: list[tuple[str, str, list[str]
 
 def pseudo(stack, value: str, name: str) -> str:
     """How cdk-nag prints a stack attribute in a finding: the literal, or `<AWS::Name>` when unresolved."""
-    from aws_cdk import Token
+    from stacks.tokens import is_unresolved
 
-    return f"<AWS::{name}>" if Token.is_unresolved(value) else value
+    return f"<AWS::{name}>" if is_unresolved(value) else value
 
 
 def partition(stack) -> str:
-    from aws_cdk import Token
+    from stacks.tokens import is_unresolved
 
     # With a concrete region CDK writes the partition literally (enablePartitionLiterals).
-    return "<AWS::Partition>" if Token.is_unresolved(stack.region) else "aws"
+    return "<AWS::Partition>" if is_unresolved(stack.region) else "aws"

@@ -16,7 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from dwlib.naming import DROP_MARKER, Naming
 from stacks import defaults
 from stacks.nag import acknowledge
-from stacks.tokens import Aws
+from stacks.tokens import Aws, event_field
 
 # The pipeline's input, from a schedule ({}), by hand ({"layers": [...], "dry_run": true, "run_id": ...,
 # "raw_run_id": ...}, all optional) or an S3 "Object Created" event of a drop's marker, read once by
@@ -360,10 +360,10 @@ class Pipeline:
                 events_targets.SnsTopic(
                     topic,
                     message=events.RuleTargetInput.from_text(
-                        f"Glue job {events.EventField.from_path('$.detail.jobName')} run "
-                        f"{events.EventField.from_path('$.detail.jobRunId')} ended "
-                        f"{events.EventField.from_path('$.detail.state')}: "
-                        f"{events.EventField.from_path('$.detail.message')}"
+                        f"Glue job {event_field('$.detail.jobName')} run "
+                        f"{event_field('$.detail.jobRunId')} ended "
+                        f"{event_field('$.detail.state')}: "
+                        f"{event_field('$.detail.message')}"
                     ),
                 )
             ],

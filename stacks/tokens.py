@@ -6,7 +6,11 @@ app; this `Aws` reads each one once and then answers from Python (make bench, sy
 
 from __future__ import annotations
 
+import functools
+
 from aws_cdk import Aws as _Aws
+from aws_cdk import Duration, Token
+from aws_cdk import aws_events as events
 
 
 class _Pseudo:
@@ -27,3 +31,21 @@ def s3_url(bucket_name: str, key: str | None = None) -> str:
     for part in parts[1:]:
         url = f"{url.removesuffix('/')}/{part.removeprefix('/')}"
     return url
+
+
+# Immutable values the same for every stack, made once for the app instead of once a stack.
+@functools.cache
+def minutes(count: int) -> Duration:
+    return Duration.minutes(count)
+
+
+@functools.cache
+def event_field(path: str) -> str:
+    """EventField.from_path(path): a token that renders as the same input path in every rule that uses it."""
+    return events.EventField.from_path(path)
+
+
+@functools.cache
+def is_unresolved(value: str) -> bool:
+    """Token.is_unresolved of a string, which depends on the string alone."""
+    return Token.is_unresolved(value)

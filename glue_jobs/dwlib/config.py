@@ -87,7 +87,7 @@ def _relative_source(path: str) -> str:
             "folder with the job, so Glue can read it); a file elsewhere does not exist on Glue: copy it into "
             "the folder, or upload it to S3 and give its s3:// URL"
         )
-    # The stack's BucketDeployment excludes `sample` and `*.md` by base name, at any depth.
+    # The stack deploys the folder without `sample` and `*.md`, by base name at any depth (stacks/assets.py).
     if "sample" in parts:
         raise ValueError(
             "files in a folder named sample are not deployed to AWS (sample/ is for `dw run --sample`), so Glue "

@@ -45,8 +45,10 @@ def test_source_auth_role_and_a_deployed_relative_source(project_copy, tmp_path)
     statements = [st for pol in policies.values() for st in pol["Properties"]["PolicyDocument"]["Statement"]]
     (secret,) = [st for st in statements if st["Action"] == "secretsmanager:GetSecretValue"]
     assert ":secret:pp-dw/shop-export-??????" in json.dumps(secret["Resource"])
-    # The dataset folder's asset, as the BucketDeployment uploads it to etl/city-file/.
-    staged = [p for p in outdir.glob("asset.*") if (p / "config.json").is_file()]
-    with_file = [p for p in staged if (p / "data" / "cities.csv").is_file()]
-    assert len(with_file) == 1, staged
-    assert not (with_file[0] / "sample").exists() and not (with_file[0] / "README.md").exists()
+    # What the city-file stack's BucketDeployment extracts into etl/city-file/.
+    from tests.infra.test_job_files import deployed_files
+
+    files = deployed_files(outdir, Template.from_stack(app.node.find_child("pp-dw-dataset-city-file")))
+    assert files["data/cities.csv"] == b"id,city\n1,Oslo\n"
+    assert "config.json" in files and "job_config.json" in files
+    assert not any(name.startswith("sample/") or name == "README.md" for name in files)
