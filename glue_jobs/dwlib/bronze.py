@@ -299,7 +299,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             prepared = prepared.observe(
                 counted_in,
                 F.count(F.lit(1)).alias("rows_in"),
-                F.count(F.col(transform.REJECT_REASON)).alias("rows_rejected"),
+                F.count(F.when(F.col(transform.REJECTED), 1)).alias("rows_rejected"),
                 _flagged(prepared, transform.SUSPECT).alias("suspects"),
             )
         if small and input_bytes > RECOMPUTE_INPUT_BYTES:
@@ -363,7 +363,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             # pass of their own: rows_in = kept + rejected + dropped by the hook.
             returned_rows = summary.rows_in
             counts = typed.agg(
-                F.count(F.lit(1)), F.count(F.col(transform.REJECT_REASON)), _flagged(typed, transform.SUSPECT)
+                F.count(F.lit(1)), F.count(F.when(F.col(transform.REJECTED), 1)), _flagged(typed, transform.SUSPECT)
             ).first()
             source_rows, type_rejected, suspects = int(counts[0]), int(counts[1]), int(counts[2])
             summary.rows_in = source_rows

@@ -263,3 +263,51 @@ def test_null_markers_quoted_or_not_read_as_bronze_reads_them(spark, tmp_path, m
     assert rejected == {"5": (" NA", "na", "n: not a valid int")} | (
         {} if dash is None else {"6": ("-", "-", "n: not a valid int")}
     )
+
+
+def test_the_bronze_write_is_planned_without_the_reason_texts(spark, tmp_path):
+    """Every check, and no reason text: the write tests one boolean per row, the quarantine builds the texts."""
+    cfg = config(
+        columns={"id": "int", "price": "decimal(10,2)", "day": "date:yyyyMMdd", "at": "timestamp", "kind": "string"},
+        quality={"not_null": ["kind"], "accepted_values": {"kind": ["a", "b"]}},
+    )
+    path = tmp_path / "input.csv"
+    path.write_text("id,price,day,at,kind\n1,1.50,20240131,2024-01-31 10:00:00,a\nx,1.505,2024,never,c\n")
+    source = transform.read_source(spark, [str(path)], "csv", cfg.csv)
+    df, names = transform.prepare(
+        source, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC), encoding="utf-8"
+    )
+    kept, rejected = transform.kept_rows(df, names), transform.rejected_rows(df, names)
+    texts = ["concat_ws(; ", "not a valid", "decimal places", "not an accepted value"]
+    assert [t for t in texts if t in _plan(kept)] == []
+    assert [t for t in texts if t in _plan(rejected)] == texts
+    assert [r["id"] for r in kept.collect()] == [1]
+    [reason] = [r["reject_reason"] for r in rejected.collect()]
+    assert reason.split("; ") == [
+        "id: not a valid int",
+        "price: decimal(10,2): more than 2 decimal places",
+        "day: not a valid date:yyyyMMdd",
+        "at: not a valid timestamp",
+        "kind: not an accepted value",
+    ]
+
+
+@pytest.mark.parametrize("small_input", [False, True], ids=["aggregate-and-join", "window"])
+def test_every_row_is_kept_or_rejected_and_the_flag_agrees_with_the_reason(spark, tmp_path, small_input):
+    """Checks that are unknown (null) for a row reject nothing; no row falls between the kept and the rejected."""
+    cfg = config(
+        columns={"k": "int", "d": "decimal(38,2)", "n": "double"},
+        primary_key=["k"],
+        quality={"accepted_values": {"s": ["a"]}},
+    )
+    values = ["1", "", " ", "1e400", "NaN", "1.999", "-0", "x", "99999999999999999999999999999999999999.99"]
+    lines = [f"{i % 7},{v},{v},{'a' if i % 3 else ''}" for i, v in enumerate(values * 4)]
+    path = tmp_path / "input.csv"
+    path.write_text("k,d,n,s\n" + "\n".join(lines) + "\n")
+    source = transform.read_source(spark, [str(path)], "csv", cfg.csv)
+    typed, names = transform.prepare_types(source, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC))
+    df = transform.check_rules(typed, cfg, small_input=small_input)
+    rows = df.select(transform.REJECTED, transform.REJECT_REASON).collect()
+    assert all(r[0] is (r[1] is not None) for r in rows)
+    kept, rejected = transform.kept_rows(df, names).count(), transform.rejected_rows(df, names).count()
+    assert kept + rejected == len(lines) and 0 < kept < len(lines)
