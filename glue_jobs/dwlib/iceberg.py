@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from dwlib import jobs
+from dwlib import keys as key_check
 from dwlib.config import CoreConfig, DatasetConfig, parse_partition, table_format_of
 from dwlib.lake import Lake, LocalLake
 from dwlib.naming import Naming, table_name
@@ -362,15 +363,22 @@ def _merge(
     result.files_scanned = len(candidates)
     if not candidates:
         return [], []
-    by_name = {_norm(path): path for path in candidates}
-    hits = (
-        _aligned(spark, table, candidates, new, columns=keys)
-        .join(new_keys, keys, "left_semi")
-        .groupBy("__file")
-        .count()
-        .collect()
-    )
-    hit = {by_name[_norm(name)]: count for name, count in hits}
+    # How many rows of each candidate hold a run key: in the driver from the key columns when they fit
+    # (dwlib.keys; a fraction of the Spark job's cost), else a Spark semi-join.
+    opener = lambda path: table.io.new_input(path).open()  # noqa: E731
+    counts = key_check.merge_hits(opener, candidates, [location(lake, k) for k in written], keys)
+    if counts is not None:
+        hit = {path: count for path, count in zip(candidates, counts, strict=True) if count}
+    else:
+        by_name = {_norm(path): path for path in candidates}
+        hits = (
+            _aligned(spark, table, candidates, new, columns=keys)
+            .join(new_keys, keys, "left_semi")
+            .groupBy("__file")
+            .count()
+            .collect()
+        )
+        hit = {by_name[_norm(name)]: count for name, count in hits}
     partial = [path for path, count in hit.items() if count < old[path].record_count]
     result.files_hit, result.files_rewritten = len(hit), len(partial)
     if not partial:
