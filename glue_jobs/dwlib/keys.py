@@ -72,9 +72,7 @@ def lake_files(lake: Lake, prefix: str) -> tuple[list[str], Opener] | None:
     if isinstance(lake, LocalLake):
         return list(files), lambda key: open(lake.path(key), "rb")  # noqa: SIM115 - closed by the reader
     if isinstance(lake, S3Lake):
-        return list(files), lambda key: io.BufferedReader(
-            _RangeFile(lake.client, lake.bucket, lake._key(key), files[key]), buffer_size=1 << 20
-        )
+        return list(files), lambda key: _RangeFile(lake.client, lake.bucket, lake._key(key), files[key])
     return None
 
 
@@ -98,17 +96,20 @@ def _comparable(field: pa.Field) -> bool:
 
 
 def read_keys(
-    files: Iterable[str], opener: Opener, columns: list[str], limit: int = DRIVER_KEY_BYTES
+    files: Iterable[str], opener: Opener, columns: list[str], limit: int | None = None
 ) -> list[pa.Table] | None:
     """Each file's `columns`, one table per file (in the order given); None when they are over `limit`
     bytes in all, or a file lacks one of them, or one is of a type `_comparable` refuses."""
     import pyarrow.parquet as pq
 
     files = list(files)
+    limit = DRIVER_KEY_BYTES if limit is None else limit
     total = 0
+    metas = []
     for path in files:
         with opener(path) as stream:
             meta = pq.read_metadata(stream)
+        metas.append(meta)
         schema = meta.schema.to_arrow_schema()
         if any(schema.get_field_index(c) < 0 or not _comparable(schema.field(c)) for c in columns):
             return None
@@ -121,10 +122,11 @@ def read_keys(
         if total > limit:
             return None
     tables = []
-    for path in files:
+    for path, meta in zip(files, metas, strict=True):
         with opener(path) as stream:
             # INT96 timestamps (Spark's default) as microseconds: nanoseconds overflow outside 1677-2262
-            tables.append(pq.ParquetFile(stream, coerce_int96_timestamp_unit="us").read(columns=columns))
+            parquet = pq.ParquetFile(stream, metadata=meta, coerce_int96_timestamp_unit="us")
+            tables.append(parquet.read(columns=columns))
     return tables
 
 
