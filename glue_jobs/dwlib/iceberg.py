@@ -562,6 +562,7 @@ def commit(
             before_commit,
             properties,
             rewritten=[location(lake, k) for k in kept],
+            live=live,
         )
     except ValidationError as exc:
         lake.delete_prefix(run_folder)
@@ -610,9 +611,11 @@ def _commit_files(
     before_commit: Callable[[], None],
     properties: dict[str, str],
     rewritten: list[str] | None = None,
+    live: dict[str, Any] | None = None,
 ) -> Commit:
     """`rewritten`: files among `paths` a merge wrote from the table's own rows; Spark read them back, so
-    every column is nullable there, and a column the run's files keep required becomes optional."""
+    every column is nullable there, and a column the run's files keep required becomes optional.
+    `live`: the table's current data files, when the caller has read them already (`live_data_files`)."""
     import pyarrow.parquet as pq
     from pyiceberg.table import TableProperties, _parquet_files_to_data_files
 
@@ -674,7 +677,8 @@ def _commit_files(
     old = {}
     if removed and table is not None:
         gone = set(removed)
-        old = {path: f for path, f in live_data_files(table).items() if path in gone}
+        current = live if live is not None else live_data_files(table)
+        old = {path: f for path, f in current.items() if path in gone}
     producer = tx.update_snapshot(snapshot_properties=properties)
     # Nothing removed: an "append" snapshot, as Athena and Spark label one.
     with producer.overwrite() if old else producer.fast_append() as snapshot:
@@ -691,7 +695,12 @@ def _commit_files(
     result.operation = str(current.summary.operation.value) if current and current.summary else ""
     result.files_added, result.files_removed = len(data_files), len(old)
     result.bytes_added = sum(f.file_size_in_bytes for f in data_files)
-    files = list(live_data_files(committed).values())
+    if live is not None and table is not None:
+        # The commit replaced exactly `old` with `data_files` in the snapshot `live` was read from (a
+        # concurrent change fails the commit): no need to read the new snapshot's manifests back.
+        files = [f for path, f in live.items() if path not in old] + data_files
+    else:
+        files = list(live_data_files(committed).values())
     result.data_files, result.data_bytes = len(files), sum(f.file_size_in_bytes for f in files)
     return result
 
