@@ -18,9 +18,10 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from dwlib import fetch, iceberg, jobs, transform
+from dwlib import keys as key_check
 from dwlib.config import CsvOptions, DatasetConfig
 from dwlib.hook import HookError, TransformHook, load_hook
-from dwlib.lake import LakeError
+from dwlib.lake import Lake, LakeError
 from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
 
 # The run's types and skeleton live in dwlib.run (shared with gold); these names stay importable from here.
@@ -193,6 +194,19 @@ def _flagged(df: DataFrame, flag: str) -> Any:
     return F.count(F.when(column, 1))  # an aggregate either way: observe() takes nothing else
 
 
+def _staged_repeats(spark: SparkSession, lake: Lake, prefix: str, config: DatasetConfig) -> list[str]:
+    """The keys (primary key, `unique` columns) that repeat among the staged kept rows under `prefix`.
+
+    Read in the driver (`dwlib.keys`: the key columns of the staged files, sorted or hashed there) when
+    they fit; a Spark key-only aggregate otherwise. Both are exact; the driver's read costs a fraction of
+    the Spark job's read, shuffle and aggregate (measured in bench/README.md).
+    """
+    found = key_check.repeated_keys(lake, prefix, [config.primary_key, *[[c] for c in config.quality.unique]])
+    if found is None:
+        found = transform.repeated_keys(spark.read.parquet(lake.uri(prefix)), config)
+    return found
+
+
 def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary) -> str:
     """Read, type and check the run's files; write bronze to staging and rejects to quarantine.
 
@@ -343,11 +357,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             # A record the reader could not type may have been split wrongly: type the whole input from text
             # (the staged output is overwritten). Rare: it takes a NUL, U+FFFF or a trailing form feed.
             return attempt(csv, repeats_after=repeats_after, reader_typing=False)
-        if (
-            hook is None
-            and later
-            and transform.repeated_keys(spark.read.parquet(lake.uri(staging + "output/")), config)
-        ):
+        if hook is None and later and _staged_repeats(spark, lake, staging + "output/", config):
             return attempt(csv, repeats_after=False, reader_typing=reader_typing)
         counted = counted_in.get
         suspects = int(counted["suspects"])

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from dwlib import jobs
+from dwlib import keys as key_check
 from dwlib.config import CoreConfig, DatasetConfig, parse_partition, table_format_of
 from dwlib.lake import Lake, LocalLake
 from dwlib.naming import Naming, table_name
@@ -362,15 +363,22 @@ def _merge(
     result.files_scanned = len(candidates)
     if not candidates:
         return [], []
-    by_name = {_norm(path): path for path in candidates}
-    hits = (
-        _aligned(spark, table, candidates, new, columns=keys)
-        .join(new_keys, keys, "left_semi")
-        .groupBy("__file")
-        .count()
-        .collect()
-    )
-    hit = {by_name[_norm(name)]: count for name, count in hits}
+    # How many rows of each candidate hold a run key: in the driver from the key columns when they fit
+    # (dwlib.keys; a fraction of the Spark job's cost), else a Spark semi-join.
+    opener = lambda path: table.io.new_input(path).open()  # noqa: E731
+    counts = key_check.merge_hits(opener, candidates, [location(lake, k) for k in written], keys)
+    if counts is not None:
+        hit = {path: count for path, count in zip(candidates, counts, strict=True) if count}
+    else:
+        by_name = {_norm(path): path for path in candidates}
+        hits = (
+            _aligned(spark, table, candidates, new, columns=keys)
+            .join(new_keys, keys, "left_semi")
+            .groupBy("__file")
+            .count()
+            .collect()
+        )
+        hit = {by_name[_norm(name)]: count for name, count in hits}
     partial = [path for path, count in hit.items() if count < old[path].record_count]
     result.files_hit, result.files_rewritten = len(hit), len(partial)
     if not partial:
@@ -554,6 +562,7 @@ def commit(
             before_commit,
             properties,
             rewritten=[location(lake, k) for k in kept],
+            live=live,
         )
     except ValidationError as exc:
         lake.delete_prefix(run_folder)
@@ -602,9 +611,11 @@ def _commit_files(
     before_commit: Callable[[], None],
     properties: dict[str, str],
     rewritten: list[str] | None = None,
+    live: dict[str, Any] | None = None,
 ) -> Commit:
     """`rewritten`: files among `paths` a merge wrote from the table's own rows; Spark read them back, so
-    every column is nullable there, and a column the run's files keep required becomes optional."""
+    every column is nullable there, and a column the run's files keep required becomes optional.
+    `live`: the table's current data files, when the caller has read them already (`live_data_files`)."""
     import pyarrow.parquet as pq
     from pyiceberg.table import TableProperties, _parquet_files_to_data_files
 
@@ -666,7 +677,8 @@ def _commit_files(
     old = {}
     if removed and table is not None:
         gone = set(removed)
-        old = {path: f for path, f in live_data_files(table).items() if path in gone}
+        current = live if live is not None else live_data_files(table)
+        old = {path: f for path, f in current.items() if path in gone}
     producer = tx.update_snapshot(snapshot_properties=properties)
     # Nothing removed: an "append" snapshot, as Athena and Spark label one.
     with producer.overwrite() if old else producer.fast_append() as snapshot:
@@ -683,7 +695,12 @@ def _commit_files(
     result.operation = str(current.summary.operation.value) if current and current.summary else ""
     result.files_added, result.files_removed = len(data_files), len(old)
     result.bytes_added = sum(f.file_size_in_bytes for f in data_files)
-    files = list(live_data_files(committed).values())
+    if live is not None and table is not None:
+        # The commit replaced exactly `old` with `data_files` in the snapshot `live` was read from (a
+        # concurrent change fails the commit): no need to read the new snapshot's manifests back.
+        files = [f for path, f in live.items() if path not in old] + data_files
+    else:
+        files = list(live_data_files(committed).values())
     result.data_files, result.data_bytes = len(files), sum(f.file_size_in_bytes for f in files)
     return result
 

@@ -49,6 +49,9 @@ class MergeShop(Shop):
         assert summary.status == "succeeded", summary.error
         self.reference.apply(text)
         assert self.table() == self.reference.expected()
+        # the run's record of the table's size after the commit is the snapshot's own
+        files = self.query('SELECT count(*), sum(file_size_in_bytes) FROM pp_dw_bronze."shop_orders$files"')[0]
+        assert (summary.iceberg["data_files"], summary.iceberg["data_bytes"]) == tuple(files)
         return summary.iceberg
 
     def table(self) -> list[tuple]:
