@@ -187,8 +187,9 @@ def transform_hook(ctx: JobContext) -> TransformHook | None:
 def _flagged(df: DataFrame, flag: str) -> Any:
     """How many rows have this internal flag set; 0 where the frame has no such column.
 
-    `_dw_suspect`: may be half of a row a quoted line break split (CSV read line by line); `_dw_doubtful`: the
-    reader could not type the record and its raw text may not split into its fields (see transform).
+    `_dw_rejected`: the row fails a check; `_dw_suspect`: may be half of a row a quoted line break split (CSV
+    read line by line); `_dw_doubtful`: the reader could not type the record and its raw text may not split into
+    its fields (see transform).
     """
     column = F.col(flag) if flag in df.columns else F.lit(False)
     return F.count(F.when(column, 1))  # an aggregate either way: observe() takes nothing else
@@ -313,7 +314,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             prepared = prepared.observe(
                 counted_in,
                 F.count(F.lit(1)).alias("rows_in"),
-                F.count(F.when(F.col(transform.REJECTED), 1)).alias("rows_rejected"),
+                _flagged(prepared, transform.REJECTED).alias("rows_rejected"),
                 _flagged(prepared, transform.SUSPECT).alias("suspects"),
             )
         if small and input_bytes > RECOMPUTE_INPUT_BYTES:
@@ -373,7 +374,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             # pass of their own: rows_in = kept + rejected + dropped by the hook.
             returned_rows = summary.rows_in
             counts = typed.agg(
-                F.count(F.lit(1)), F.count(F.when(F.col(transform.REJECTED), 1)), _flagged(typed, transform.SUSPECT)
+                F.count(F.lit(1)), _flagged(typed, transform.REJECTED), _flagged(typed, transform.SUSPECT)
             ).first()
             source_rows, type_rejected, suspects = int(counts[0]), int(counts[1]), int(counts[2])
             summary.rows_in = source_rows

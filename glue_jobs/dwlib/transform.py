@@ -756,26 +756,21 @@ def _with_reasons(df: DataFrame, problems: list[Problem], previous: bool = True)
     that reads only the boolean (the bronze write) is planned without the reason texts: a CASE per check and
     a string join per row cost a fifth of a wide clean run, and make the generated method too big to compile.
     """
-    failed = _any([condition for condition, _ in problems]) if problems else None
-    if failed is not None:
-        failed = F.coalesce(failed, F.lit(False))  # a check that is null (unknown) rejects nothing, as in CASE
-    if not previous:
-        flag = failed if failed is not None else F.lit(False)
-        reason = _reasons(problems, failed)
-    else:
-        flag = F.col(REJECTED) | failed if failed is not None else F.col(REJECTED)
-        reason = _reasons(problems, failed, F.col(REJECT_REASON))
-    return df.withColumns({REJECTED: flag, REJECT_REASON: reason})
-
-
-def _reasons(problems: list[Problem], failed: Column | None, previous: Column | None = None) -> Column:
-    """`reason; reason` of the checks a row fails (after `previous`, the reasons it already has), else null."""
-    if not problems or failed is None:
-        return previous if previous is not None else F.lit(None).cast("string")
+    if not problems:
+        return df if previous else df.withColumns({REJECTED: F.lit(False), REJECT_REASON: F.lit(None).cast("string")})
+    # A check that is null (unknown) rejects nothing, as in CASE WHEN.
+    failed = F.coalesce(_any([condition for condition, _ in problems]), F.lit(False))
     texts = [F.when(condition, reason) for condition, reason in problems]
-    if previous is None:
-        return F.when(failed, F.concat_ws("; ", *texts))
-    return F.when(failed, F.concat_ws("; ", previous, *texts)).otherwise(previous)  # concat_ws skips nulls
+    if not previous:
+        return df.withColumns({REJECTED: failed, REJECT_REASON: F.when(failed, F.concat_ws("; ", *texts))})
+    before = F.col(REJECT_REASON)
+    return df.withColumns(
+        {
+            REJECTED: F.col(REJECTED) | failed,
+            # concat_ws skips nulls: a row's earlier reasons, then this pass's
+            REJECT_REASON: F.when(failed, F.concat_ws("; ", before, *texts)).otherwise(before),
+        }
+    )
 
 
 def _invalid_bytes(columns: list[tuple[int, str, bool]], encoding: str) -> list[Problem]:

@@ -157,6 +157,18 @@ STRONG = (
 DOWNSTREAM = {"strong_quakes": STRONG, "strong_total": "SELECT count(*) AS days FROM pp_dw_gold.strong_quakes"}
 
 
+def downstream(floor: int) -> dict[str, str]:
+    """The two models with strong_quakes' magnitude floor filled in (100: no row passes)."""
+    return {name: sql.format(floor=floor) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+
+
+def assert_reads_empty(example, core) -> None:
+    """strong_quakes reads as an empty table with its columns, and the model reading it counts no days."""
+    result = run_query("SELECT * FROM pp_dw_gold.strong_quakes", example.lake.root, Naming.of(core))
+    assert result.rows == [] and result.columns == ["day", "quakes", "max_mag", "meta_run_id"]
+    assert example.query("SELECT days FROM pp_dw_gold.strong_total") == [(0,)]
+
+
 def test_an_empty_gold_result_replaces_the_rows_as_for_parquet_and_readers_see_an_empty_table(spark, core, tmp_path):
     """A model whose SELECT returns no rows (and whose expectations allow it) commits an `overwrite` snapshot
     with no rows, as a Parquet model's folder is replaced by an empty one: the previous rows are gone from the
@@ -164,10 +176,10 @@ def test_an_empty_gold_result_replaces_the_rows_as_for_parquet_and_readers_see_a
     its columns, never the older snapshots' files left in the folder."""
     example = Example(spark, core, tmp_path)
     example.bronze(RUN1)
-    some = {name: sql.format(floor=0) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    some = downstream(0)
     assert example.gold(RUN1, some).status == "succeeded"
     assert example.query("SELECT day, quakes FROM pp_dw_gold.strong_quakes") == [(date(2026, 12, 1), 24)]
-    none = {name: sql.format(floor=100) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    none = downstream(100)
     emptied = example.gold(RUN2, none)
     assert emptied.status == "succeeded", emptied.error
     by_model = {m["name"]: m for m in emptied.models}
@@ -176,9 +188,7 @@ def test_an_empty_gold_result_replaces_the_rows_as_for_parquet_and_readers_see_a
     assert by_model["strong_quakes"]["iceberg"]["files_added"] == 0
     assert by_model["strong_quakes"]["iceberg"]["files_removed"] >= 1
     assert "0 rows at gold/usgs_earthquakes/strong_quakes/" in gold.describe_gold(emptied)
-    result = run_query("SELECT * FROM pp_dw_gold.strong_quakes", example.lake.root, Naming.of(core))
-    assert result.rows == [] and result.columns == ["day", "quakes", "max_mag", "meta_run_id"]
-    assert example.query("SELECT days FROM pp_dw_gold.strong_total") == [(0,)]  # read as an empty table
+    assert_reads_empty(example, core)
     snapshots = example.query('SELECT snapshot_id, operation FROM pp_dw_gold."strong_quakes$snapshots"')
     assert [op for _, op in snapshots] == ["append", "overwrite"]
     assert example.query(f"SELECT quakes FROM pp_dw_gold.strong_quakes FOR VERSION AS OF {snapshots[0][0]}") == [(24,)]
@@ -194,12 +204,10 @@ def test_an_empty_gold_result_replaces_the_rows_as_for_parquet_and_readers_see_a
 def test_a_gold_model_empty_from_its_first_run_is_an_empty_table_with_its_columns(spark, core, tmp_path):
     example = Example(spark, core, tmp_path)
     example.bronze(RUN1)
-    none = {name: sql.format(floor=100) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    none = downstream(100)
     first = example.gold(RUN1, none)
     assert first.status == "succeeded", first.error
-    result = run_query("SELECT * FROM pp_dw_gold.strong_quakes", example.lake.root, Naming.of(core))
-    assert result.rows == [] and result.columns == ["day", "quakes", "max_mag", "meta_run_id"]
-    assert example.query("SELECT days FROM pp_dw_gold.strong_total") == [(0,)]
+    assert_reads_empty(example, core)
     assert len(example.query('SELECT snapshot_id FROM pp_dw_gold."strong_quakes$snapshots"')) == 1
 
 
@@ -211,11 +219,9 @@ def test_an_empty_gold_result_of_a_parquet_dataset_also_replaces_the_rows(spark,
         update={"table_format": "parquet", "load_mode": "full", "partition_by": []}
     )
     example.bronze(RUN1)
-    some = {name: sql.format(floor=0) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    some = downstream(0)
     assert example.gold(RUN1, some).status == "succeeded"
-    none = {name: sql.format(floor=100) if "{floor}" in sql else sql for name, sql in DOWNSTREAM.items()}
+    none = downstream(100)
     emptied = example.gold(RUN2, none)
     assert emptied.status == "succeeded", emptied.error
-    result = run_query("SELECT * FROM pp_dw_gold.strong_quakes", example.lake.root, Naming.of(core))
-    assert result.rows == [] and result.columns == ["day", "quakes", "max_mag", "meta_run_id"]
-    assert example.query("SELECT days FROM pp_dw_gold.strong_total") == [(0,)]
+    assert_reads_empty(example, core)
