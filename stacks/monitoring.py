@@ -137,13 +137,13 @@ class DatasetMonitoring(Construct):
         naming: Naming,
         core: CoreConfig,
         dataset: DatasetConfig,
-        topic: sns.ITopic,
+        topic_arn: str,
         layers: Sequence[str],
         export_function: lambda_.IFunction | None = None,
     ):
         super().__init__(scope, construct_id)
         self.naming, self.dataset, self.core = naming, dataset, core
-        self.topic_arn = topic.topic_arn
+        self.topic_arn = topic_arn
         # L1 alarms from plain data: the L2 Alarm, its Metric and its SNS action are each calls into the
         # CDK's Node process, and a dataset stack has four or five alarms. Same properties, same logical IDs.
         self.alarms: dict[str, cw.CfnAlarm] = {}
