@@ -174,7 +174,7 @@ def _write_zip(entries: Sequence[tuple[str, bytes]], folder: Path, stem: str) ->
     data = _zip_bytes(entries)
     digest = hashlib.sha256(data).hexdigest()
     final = folder / f"{stem}-{digest[:16]}.zip"
-    if not final.is_file() or final.stat().st_size != len(data):
+    if not final.is_file() or final.read_bytes() != data:  # reading a few kilobytes costs less than a rename
         _place(data, final)
     return final, digest
 
