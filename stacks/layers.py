@@ -18,10 +18,9 @@ from stacks.nag import acknowledge, acknowledge_all
 from stacks.tokens import s3_url
 
 ARGUMENTS = {"bronze": BRONZE_ARGS, "gold": GOLD_ARGS}
-# What the L2 Glue job (aws-glue's PySparkEtlJob) added to every job's arguments: Python, continuous
-# logs to CloudWatch, job metrics and observability metrics (Glue's defaults for a new job in the console).
+# What the L2 Glue job (aws-glue's PySparkEtlJob) added to every job's arguments after the language and
+# the library: continuous logs to CloudWatch, job metrics and observability metrics.
 L2_JOB_ARGUMENTS = {
-    "--job-language": "python",
     "--enable-continuous-cloudwatch-log": "true",
     "--enable-metrics": "",
     "--enable-observability-metrics": "true",
@@ -101,8 +100,9 @@ class GlueLayer:
             default_arguments={
                 **default_arguments(name, s3_url(c.bucket_name), ARGUMENTS[layer], force_dry_run=c.force_dry_run),
                 **c.modules,
-                **L2_JOB_ARGUMENTS,
+                "--job-language": "python",
                 "--extra-py-files": s3_url(c.bucket_name, naming.library_key(name)),
+                **L2_JOB_ARGUMENTS,  # in the L2's order, so the template is the same byte for byte
             },
             worker_type=workers.worker_type,
             number_of_workers=workers.number_of_workers,

@@ -327,7 +327,8 @@ class Pipeline:
     def failure_rules(self) -> None:
         """Failed pipeline runs, and failed runs of its jobs (also those started by hand), to the topic.
 
-        L1 rules from plain data, each as `{Id}/Resource` so the logical ID is the one the L2 rules had:
+        L1 rules from plain data (pattern keys in the order the L2 wrote them), each as `{Id}/Resource` so
+        the logical ID is the one the L2 rules had:
         the L2 Rule, its SNS target and its input are each a call into the CDK's Node process, and warn
         about the topic's environment, which is the stack's own (make bench, synth)."""
         naming, name, topic_arn = self.naming, self.dataset, self.topic_arn
@@ -336,12 +337,12 @@ class Pipeline:
             naming.failure_rule(name),
             f"Failed, timed out or aborted {name} pipeline runs go to the failure topic",
             {
-                "source": ["aws.states"],
-                "detail-type": ["Step Functions Execution Status Change"],
                 "detail": {
                     "status": ["FAILED", "TIMED_OUT", "ABORTED"],
                     "stateMachineArn": [self.state_machine.state_machine_arn],
                 },
+                "detail-type": ["Step Functions Execution Status Change"],
+                "source": ["aws.states"],
             },
             events.CfnRule.TargetProperty(arn=topic_arn, id="Target0"),
         )
@@ -352,12 +353,12 @@ class Pipeline:
             naming.job_failure_rule(name),
             f"Failed, timed out, stopped or errored {name} Glue job runs (also those started by hand)",
             {
-                "source": ["aws.glue"],
-                "detail-type": ["Glue Job State Change"],
                 "detail": {
                     "jobName": [naming.job(layer, name) for layer in self.layers],
                     "state": list(JOB_FAILURE_STATES),
                 },
+                "detail-type": ["Glue Job State Change"],
+                "source": ["aws.glue"],
             },
             events.CfnRule.TargetProperty(
                 arn=topic_arn,
