@@ -34,7 +34,12 @@ def read_environment(stack, parent, env) -> tuple[str, str, str]:
     """(partition, account, region) of a new stack, read once per parent and `env` given to it: a stack's
     are its env's, or else its parent stage's (or the pseudo parameters), so every stack of the app made
     with the same env has the same three strings. Three calls into the CDK's Node process (make bench, synth)."""
-    key = (getattr(env, "account", None), getattr(env, "region", None))
+    fields = (
+        env
+        if isinstance(env, dict)
+        else {"account": getattr(env, "account", None), "region": getattr(env, "region", None)}
+    )
+    key = (fields.get("account"), fields.get("region"))
     known = _ENVIRONMENTS.setdefault(parent, {})
     if key not in known:
         known[key] = (stack.partition, stack.account, stack.region)
