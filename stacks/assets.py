@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -139,28 +140,42 @@ def build_glue_assets(build_dir: Path = ROOT / ".build" / "glue", wheels: Sequen
 STORED = (".whl", ".zip")  # compressed already: deflating them again costs time and saves nothing
 
 
-def _zip_to(entries: Sequence[tuple[str, bytes]], final: Path) -> str:
-    """A reproducible zip (sorted names, fixed times and modes) at final; returns its sha256. Written
-    elsewhere and renamed into place, so a reader never sees half a zip."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    scratch = final.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}.zip"
-    with zipfile.ZipFile(scratch, "w") as archive:
+def _zip_bytes(entries: Sequence[tuple[str, bytes]]) -> bytes:
+    """A reproducible zip (sorted names, fixed times and modes), made in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_STORED if name.endswith(STORED) else zipfile.ZIP_DEFLATED
             archive.writestr(info, data)
-    digest = hashlib.sha256(scratch.read_bytes()).hexdigest()
+    return buffer.getvalue()
+
+
+def _place(data: bytes, final: Path) -> None:
+    """data at final, written elsewhere and renamed into place, so a reader never sees half a zip."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = final.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}.zip"
+    scratch.write_bytes(data)
     os.replace(scratch, final)  # the same name is the same content: replacing it changes nothing
-    return digest
+
+
+def _zip_to(entries: Sequence[tuple[str, bytes]], final: Path) -> str:
+    """A reproducible zip at final; returns its sha256."""
+    data = _zip_bytes(entries)
+    _place(data, final)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _write_zip(entries: Sequence[tuple[str, bytes]], folder: Path, stem: str) -> tuple[Path, str]:
-    """A reproducible zip named by its content's sha256 in folder, and that hash."""
-    scratch = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex}-named.zip"
-    digest = _zip_to(entries, scratch)
+    """A reproducible zip named by its content's sha256 in folder, and that hash. Named by its content,
+    it is only written when that content is not there yet: a synth without changes writes nothing, and
+    the rename that placing a file costs (make bench, synth) is paid once per change of a dataset."""
+    data = _zip_bytes(entries)
+    digest = hashlib.sha256(data).hexdigest()
     final = folder / f"{stem}-{digest[:16]}.zip"
-    os.replace(scratch, final)
+    if not final.is_file() or final.read_bytes() != data:  # reading a few kilobytes costs less than a rename
+        _place(data, final)
     return final, digest
 
 

@@ -14,10 +14,8 @@ from pathlib import Path
 
 from aws_cdk import Stack
 from aws_cdk import aws_athena as athena
-from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from dwlib.config import CoreConfig, DatasetConfig, table_format_of
@@ -63,10 +61,13 @@ class DatasetStack(Stack):
     ):
         description = Naming.dataset_stack_description(dataset.dataset, dataset.description)
         super().__init__(scope, construct_id, description=description, **kwargs)
-        naming = self.naming = Naming.of(core, defaults.stage_of(self))
+        # The stage and `cdk deploy -c force_dry_run=true` (a "smoke" deployment whose every job run is a
+        # dry run), and the stack's partition, account and region: the same for every dataset stack of
+        # the app, read once for all of them.
+        stage, self.force_dry_run = defaults.settings_of(scope)
+        self.environment_strings = nag.read_environment(self, scope, kwargs.get("env"))
+        naming = self.naming = Naming.of(core, stage)
         name = dataset.dataset
-        # `cdk deploy -c force_dry_run=true`: a "smoke" deployment whose every job run is a dry run.
-        self.force_dry_run = defaults.force_dry_run_of(self)
         # Shared resources are found by their conventional names, not by CloudFormation exports,
         # so a dataset stack never pins the core stack (see README, "Why no exports").
         bucket_name = naming.bucket(Aws.ACCOUNT_ID)
@@ -74,17 +75,13 @@ class DatasetStack(Stack):
         # Iceberg: the job commits the table in the catalog itself; no crawler, and a role with that table's rights.
         self.iceberg = table_format_of(core, dataset) == "iceberg"
         self.models = sorted(p.stem for p in (dataset_dir / "gold").glob("*.sql"))
-        job_role = self._job_role(dataset, bucket)
-        security = glue.SecurityConfiguration.from_security_configuration_name(
-            self, "Security", naming.security_configuration
-        )
-        topic = sns.Topic.from_topic_arn(
-            self, "Failures", f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:{naming.failure_topic}"
-        )
+        job_role_arn = self._job_role_arn(dataset, bucket)
+        # The failure topic by its ARN; an ITopic only where a construct needs one (the export's destination).
+        topic_arn = f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:{naming.failure_topic}"
 
         self.job_files = JobFiles(
             self, naming=naming, core=core, dataset=dataset, dataset_dir=dataset_dir,
-            glue_assets_dir=glue_assets_dir, bucket=bucket,
+            glue_assets_dir=glue_assets_dir, bucket=bucket, bucket_name=bucket_name,
         ).deployment  # fmt: skip
         self.wheels = sorted(p.name for p in (glue_assets_dir / "glue" / WHEELS_DIR).glob("*.whl"))
         context = JobContext(
@@ -93,8 +90,8 @@ class DatasetStack(Stack):
             naming=naming,
             bucket=bucket,
             bucket_name=bucket_name,
-            role=job_role,
-            security=security,
+            role_arn=job_role_arn,
+            security_configuration=naming.security_configuration,  # the core stack's, by name
             crawler_role_arn=f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{naming.crawler_role}",
             job_files=self.job_files,
             modules=self._modules(bucket_name, name),
@@ -109,11 +106,11 @@ class DatasetStack(Stack):
 
         self.pipeline = Pipeline(
             self, naming=naming, dataset=name, layers=list(self.layers),
-            timeout_minutes=core.glue_defaults.timeout_minutes, topic=topic,
+            timeout_minutes=core.glue_defaults.timeout_minutes, topic_arn=topic_arn,
         )  # fmt: skip
         self.state_machine = self.pipeline.state_machine
         self.triggers = SOURCE_KINDS[dataset.source_kind](
-            self, naming=naming, dataset=dataset, bucket=bucket, topic=topic,
+            self, naming=naming, dataset=dataset, bucket=bucket, topic_arn=topic_arn,
             state_machine=self.state_machine, export_code_dir=export_code_dir,
         )  # fmt: skip
         self.export = getattr(self.triggers, "export", None)
@@ -121,7 +118,7 @@ class DatasetStack(Stack):
         self.pipeline.failure_rules()
         self.failure_rule, self.job_failure_rule = self.pipeline.failure_rule, self.pipeline.job_failure_rule
         self.monitoring = DatasetMonitoring(
-            self, "Monitoring", naming=naming, core=core, dataset=dataset, topic=topic, layers=list(self.layers),
+            self, "Monitoring", naming=naming, core=core, dataset=dataset, topic_arn=topic_arn, layers=list(self.layers),
             export_function=self.triggers.export_function,
         )  # fmt: skip
         for query in sorted((dataset_dir / "queries").glob("*.sql")):
@@ -134,15 +131,16 @@ class DatasetStack(Stack):
                 query_string=staged_sql(query.read_text(encoding="utf-8"), core.database_prefix, naming),
                 description=f"{name}: datasets/{name}/queries/{query.name}",
             )
-        defaults.tag(self, core.etl_resource_prefix, naming.stage, name)
+        defaults.tag(self, core.etl_resource_prefix, naming.stage, name, providers=False)  # it makes no bucket
 
-    def _job_role(self, dataset: DatasetConfig, bucket: s3.IBucket) -> iam.IRole:
+    def _job_role_arn(self, dataset: DatasetConfig, bucket: s3.IBucket) -> str:
         """The shared job role by name; a source with secrets, or an Iceberg table, gets its own: the same
         rights plus its secrets, or plus its own table in the catalog."""
         naming = self.naming
         self.dataset_role: iam.Role | None = None
         if not dataset.secrets and not self.iceberg:
-            return iam.Role.from_role_name(self, "JobRole", naming.job_role, mutable=False)
+            partition, account, _ = self.environment_strings
+            return f"arn:{partition}:iam::{account}:role/{naming.job_role}"  # as Role.from_role_name's ARN
         role = iam.Role(
             self,
             "JobRole",
@@ -170,12 +168,12 @@ class DatasetStack(Stack):
                     naming.database("bronze"), table_name(dataset.dataset), naming.database("gold"), self.models
                 )
             )
-        stack = Stack.of(self)
-        lake_arn = f"arn:{nag.partition(stack)}:s3:::{naming.bucket(nag.pseudo(stack, stack.account, 'AccountId'))}"
+        lake_arn = (
+            f"arn:{nag.partition(self)}:s3:::{naming.bucket(nag.pseudo(self, nag.environment(self)[1], 'AccountId'))}"
+        )
         job_rights.acknowledge_job_statements(role, lake_arn, kms_by_alias=True)
         self.dataset_role = role
-        # The jobs get the role as it is: grants the Glue constructs would add stay out of its policy.
-        return role.without_policy_updates()
+        return role.role_arn  # the jobs get the role as it is: nothing adds grants to its policy
 
     def _modules(self, bucket_name: str, name: str) -> dict[str, str]:
         """The pinned wheels deployed with the job files, installed without a package index at job start."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 
 from aws_cdk import CfnResource, Duration, RemovalPolicy, Tags
 from aws_cdk import aws_glue as glue
@@ -33,13 +34,18 @@ def force_dry_run_of(scope) -> bool:
     return str(scope.node.try_get_context(FORCE_DRY_RUN_CONTEXT)).lower() == "true"
 
 
-WORKER_TYPES = {
-    "G.025X": glue.WorkerType.G_025X,
-    "G.1X": glue.WorkerType.G_1X,
-    "G.2X": glue.WorkerType.G_2X,
-    "G.4X": glue.WorkerType.G_4X,
-    "G.8X": glue.WorkerType.G_8X,
-}
+_SETTLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def settings_of(parent) -> tuple[str, bool]:
+    """(stage, force dry run) of the stacks under `parent`, read once per parent. Only once `parent` has a
+    child: constructs refuses new context on a node with children, so from then on the answer is fixed,
+    and a new stack (which has no context of its own) reads its parent's. Each read is two calls into the
+    CDK's Node process (make bench, synth)."""
+    if parent not in _SETTLED:
+        _SETTLED[parent] = (stage_of(parent), force_dry_run_of(parent))
+    return _SETTLED[parent]
+
 
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 
@@ -47,7 +53,12 @@ LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 # the pipeline's .sync task never sees, so the pipeline retries transient errors itself and a failed
 # run (bad data) is not paid for twice. The security configuration (encrypted logs, bookmarks, S3) is
 # the core stack's, passed by the caller.
-GLUE_JOB = dict(glue_version=glue.GlueVersion.V5_1, max_concurrent_runs=1, max_retries=0)
+GLUE_JOB = dict(
+    glue_version="5.1",
+    execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
+    max_retries=0,
+    job_run_queuing_enabled=False,
+)
 
 # Not data: Hadoop's markers and checksums, Spark's work folders, Parquet summary files if a cluster
 # default ever wrote them (the jobs pin them off).
@@ -114,11 +125,12 @@ def abort_uploads_rule() -> s3.LifecycleRule:
     return s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))
 
 
-def tag(stack, project: str, stage: str, dataset: str | None = None) -> None:
+def tag(stack, project: str, stage: str, dataset: str | None = None, providers: bool = True) -> None:
     """Cost allocation: every taggable resource of the stack says its project, stage and dataset.
 
     Call it last: CDK's custom resource providers (the bucket's auto-delete handler) are plain
-    CfnResources that Tags.of does not reach, so their role and function get the tags as a property.
+    CfnResources that Tags.of does not reach, so their role and function get the tags as a property;
+    `providers=False`: the stack makes none (no bucket), so none is looked up.
     """
     tags = {"project": project, "stage": stage or "default", **({"dataset": dataset} if dataset else {})}
     tagger = Tags.of(stack)
@@ -128,7 +140,7 @@ def tag(stack, project: str, stage: str, dataset: str | None = None) -> None:
     as_property = [{"Key": k, "Value": v} for k, v in tags.items()]
     # Looked up by their known IDs, not by walking every child: each read is a call into the CDK's
     # Node process (make bench, synth). A new provider type shows up untagged in the tags test.
-    for provider_id in PROVIDERS:
+    for provider_id in PROVIDERS if providers else ():
         provider = stack.node.try_find_child(provider_id)
         for resource in provider.node.children if provider is not None else ():
             if isinstance(resource, CfnResource) and resource.cfn_resource_type in PROVIDER_TYPES:

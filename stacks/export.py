@@ -102,7 +102,7 @@ class DynamoDbExport(Construct):
         )
         self.role = role
         stack = Stack.of(self)
-        bucket_name = naming.bucket(nag.pseudo(stack, stack.account, "AccountId"))
+        bucket_name = naming.bucket(nag.pseudo(stack, nag.environment(stack)[1], "AccountId"))
         acknowledge(
             role,
             "AwsSolutions-IAM5",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from dwlib.jobs import job_config_document
 from dwlib.naming import Naming
 from stacks import assets, nag
 from stacks.nag import acknowledge_all
+
+
+@functools.cache
+def _shared_source(path: Path, asset_hash: str) -> s3deploy.ISource:
+    """The shared job files as a deployment source, made once for every stack: a source only says what
+    to upload, and each deployment binds it into an asset of its own."""
+    return s3deploy.Source.asset(str(path), asset_hash=asset_hash)
 
 
 class JobFiles:
@@ -37,6 +45,7 @@ class JobFiles:
         dataset_dir: Path,
         glue_assets_dir: Path,
         bucket: s3.IBucket,
+        bucket_name: str,
     ):
         name = dataset.dataset
         shared, shared_hash = assets.glue_assets_zip(glue_assets_dir)
@@ -50,28 +59,31 @@ class JobFiles:
             destination_bucket=bucket,
             destination_key_prefix=naming.etl_prefix(name),
             sources=[
-                s3deploy.Source.asset(str(shared), asset_hash=shared_hash),
+                _shared_source(shared, shared_hash),
                 s3deploy.Source.asset(str(own), asset_hash=own_hash),
             ],
             memory_limit=256,
         )
         # CDK grants the deployment's handler the whole bucket and takes no prefix for its grant: an
         # explicit deny keeps its writes and deletes to this dataset's own etl/{dataset}/ folder.
+        partition = nag.environment(stack)[0]
         role = self.deployment.handler_role  # read once: each read is a call into the CDK's Node process
-        role.add_to_principal_policy(
+        role.add_to_policy(  # add_to_principal_policy's result struct would be two more reads
             iam.PolicyStatement(
                 sid="OnlyThisDatasetsFiles",
                 effect=iam.Effect.DENY,
                 actions=["s3:PutObject*", "s3:DeleteObject*", "s3:Abort*"],
-                not_resources=[bucket.arn_for_objects(f"{naming.etl_prefix(name)}*")],
+                # bucket.arn_for_objects, written in Python: the bucket is found by name (see DatasetStack).
+                not_resources=[f"arn:{partition}:s3:::{bucket_name}/{naming.etl_prefix(name)}*"],
             )
         )
         self._acknowledge(stack, naming, role)
 
     def _acknowledge(self, stack: Stack, naming: Naming, role: iam.IRole) -> None:
         part = nag.partition(stack)
-        account = nag.pseudo(stack, stack.account, "AccountId")
-        region = nag.pseudo(stack, stack.region, "Region")
+        _, stack_account, stack_region = nag.environment(stack)
+        account = nag.pseudo(stack, stack_account, "AccountId")
+        region = nag.pseudo(stack, stack_region, "Region")
         # The handler is a singleton function in the stack's scope; its role leads to it in one read.
         handler = role.node.scope
         acknowledge_all(

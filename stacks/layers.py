@@ -7,18 +7,24 @@ from dataclasses import dataclass
 
 from aws_cdk import Stack
 from aws_cdk import aws_glue as glue
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from constructs import IConstruct
+from constructs import Construct, IConstruct
 
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.jobs import BRONZE_ARGS, GOLD_ARGS, default_arguments
 from dwlib.naming import Naming, fit
 from stacks import defaults
 from stacks.nag import acknowledge, acknowledge_all
-from stacks.tokens import minutes, s3_url
+from stacks.tokens import s3_url
 
 ARGUMENTS = {"bronze": BRONZE_ARGS, "gold": GOLD_ARGS}
+# What the L2 Glue job (aws-glue's PySparkEtlJob) added to every job's arguments after the language and
+# the library: continuous logs to CloudWatch, job metrics and observability metrics.
+L2_JOB_ARGUMENTS = {
+    "--enable-continuous-cloudwatch-log": "true",
+    "--enable-metrics": "",
+    "--enable-observability-metrics": "true",
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,8 @@ class JobContext:
     naming: Naming
     bucket: s3.IBucket
     bucket_name: str
-    role: iam.IRole
-    security: glue.ISecurityConfiguration
+    role_arn: str
+    security_configuration: str
     crawler_role_arn: str
     job_files: IConstruct
     modules: dict[str, str]
@@ -73,30 +79,38 @@ class GlueLayer:
             acknowledge(self.crawler, "AwsSolutions-GL1", shared)
 
     @staticmethod
-    def _job(stack: Stack, layer: str, c: JobContext) -> glue.PySparkEtlJob:
+    def _job(stack: Stack, layer: str, c: JobContext) -> Construct:
+        """The job as the L2 PySparkEtlJob rendered it, as an L1 from plain data in `{Layer}Job/Resource`
+        (the L2's path, so the same logical ID): the L2, its two Code objects and the imported role and
+        security configuration it takes are each a call into the CDK's Node process (make bench, synth)."""
         naming, dataset, name = c.naming, c.dataset, c.dataset.dataset
         workers = c.core.glue_worker_configs[dataset.data_size_category]
-        job = glue.PySparkEtlJob(
-            stack,
-            f"{layer.title()}Job",
-            job_name=naming.job(layer, name),
+        job = Construct(stack, f"{layer.title()}Job")
+        glue.CfnJob(
+            job,
+            "Resource",
+            name=naming.job(layer, name),
             description=f"{layer}: {dataset.description}"[:2048],
-            role=c.role,
-            script=glue.Code.from_bucket(c.bucket, naming.script_key(name, layer)),
-            extra_python_files=[glue.Code.from_bucket(c.bucket, naming.library_key(name))],
-            worker_configuration=glue.WorkerConfiguration(
-                worker_type=defaults.WORKER_TYPES[workers.worker_type], number_of_workers=workers.number_of_workers
+            role=c.role_arn,
+            command=glue.CfnJob.JobCommandProperty(
+                name="glueetl",
+                python_version="3",
+                script_location=s3_url(c.bucket_name, naming.script_key(name, layer)),
             ),
-            timeout=minutes(c.core.glue_defaults.timeout_minutes),
-            security_configuration=c.security,
             default_arguments={
                 **default_arguments(name, s3_url(c.bucket_name), ARGUMENTS[layer], force_dry_run=c.force_dry_run),
                 **c.modules,
+                "--job-language": "python",
+                "--extra-py-files": s3_url(c.bucket_name, naming.library_key(name)),
+                **L2_JOB_ARGUMENTS,  # in the L2's order, so the template is the same byte for byte
             },
+            worker_type=workers.worker_type,
+            number_of_workers=workers.number_of_workers,
+            timeout=c.core.glue_defaults.timeout_minutes,
+            security_configuration=c.security_configuration,
+            execution_class="FLEX" if dataset.execution_class == "flex" else None,
             **defaults.GLUE_JOB,
         )
-        if dataset.execution_class == "flex":  # the L2 job has no prop for it
-            job.node.default_child.add_property_override("ExecutionClass", "FLEX")
         job.node.add_dependency(c.job_files)
         return job
 

@@ -6,13 +6,12 @@ same code that publishes them from the jobs, so an alarm always reads what a run
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -73,27 +72,8 @@ def schedule_interval_hours(expr: str) -> float:
     return 24
 
 
-@functools.cache
-def _seconds(period_s: int) -> Duration:
-    """One Duration per period for the whole app: each Duration.seconds() is a call into the CDK's Node process."""
-    return Duration.seconds(period_s)
-
-
-def _metric(
-    naming: Naming, name: str, dataset: str, layer: str, statistic: str, period_s: int, label: str | None = None
-) -> cw.Metric:
-    return cw.Metric(
-        namespace=naming.metrics_namespace,
-        metric_name=name,
-        dimensions_map={"Dataset": dataset, "Layer": layer, "Stage": DEFAULT_STAGE},
-        statistic=statistic,
-        period=_seconds(period_s),
-        label=label,
-    )
-
-
 def _metric_props(naming: Naming, name: str, dataset: str, layer: str, statistic: str, period_s: int) -> dict:
-    """A pipeline metric as an L1 alarm's properties (see `_metric`)."""
+    """A pipeline metric as an L1 alarm's properties."""
     return {
         "namespace": naming.metrics_namespace,
         "metric_name": name,
@@ -137,13 +117,13 @@ class DatasetMonitoring(Construct):
         naming: Naming,
         core: CoreConfig,
         dataset: DatasetConfig,
-        topic: sns.ITopic,
+        topic_arn: str,
         layers: Sequence[str],
         export_function: lambda_.IFunction | None = None,
     ):
         super().__init__(scope, construct_id)
         self.naming, self.dataset, self.core = naming, dataset, core
-        self.topic_arn = topic.topic_arn
+        self.topic_arn = topic_arn
         # L1 alarms from plain data: the L2 Alarm, its Metric and its SNS action are each calls into the
         # CDK's Node process, and a dataset stack has four or five alarms. Same properties, same logical IDs.
         self.alarms: dict[str, cw.CfnAlarm] = {}
@@ -317,98 +297,162 @@ def _alarm_arn(name: str) -> str:
     return f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:{name}"
 
 
+def _metric_json(namespace: str, name: str, dimensions: dict[str, str], options: dict) -> list:
+    """One metric of a widget as the CDK's dashboard JSON lists it: namespace, name, each dimension's name
+    and value, then its options (the period only when it is not CloudWatch's default of 300 s)."""
+    options = {k: v for k, v in options.items() if v is not None and not (k == "period" and v == 300)}
+    return [namespace, name, *(part for item in dimensions.items() for part in item), options]
+
+
 class LakeDashboard(Construct):
     """One CloudWatch dashboard for the stage: a row per dataset, then pipelines and Athena.
 
     Lives in the core stack and names every dataset's metrics and alarms by convention, so it
     never references a dataset stack's resources.
+
+    The body is written as the dashboard JSON it is, each widget and its place as the L2 Dashboard's
+    rows laid them out, and handed to an L1 dashboard at the L2's path `Dashboard/Resource` (the same
+    logical ID): the L2's widgets, metrics and imported alarms were about 17 calls into the CDK's Node
+    process a dataset (make bench, synth).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, project: Project):
         super().__init__(scope, construct_id)
         naming = Naming.of(project.core, stage_of(scope))
         day = 24 * HOUR
-        self.dashboard = cw.Dashboard(
-            self,
-            "Dashboard",
-            dashboard_name=naming.dashboard,
-            default_interval=Duration.days(14),
-        )
-        self.dashboard.add_widgets(
-            cw.TextWidget(
-                markdown=f"# {naming.etl_resource_prefix} lake\nPer dataset: its alarms, the last run's outcome "
-                "(1 succeeded, 0 failed) and the hours since its last success; rows kept and rejected, and "
-                "duration per run. Run "
-                f"history in SQL: `SELECT * FROM {naming.ops_database}.runs ORDER BY started_at DESC`.",
-                width=24,
-                height=2,
-            )
+        region = Aws.REGION
+        widgets: list[dict] = []
+        y = 0
+
+        def place(row: list[tuple[str, int, int, dict]]) -> None:
+            """One row, left to right, as Dashboard.add_widgets placed it (each row here fits in 24 columns)."""
+            nonlocal y
+            x = 0
+            for kind, width, height, properties in row:
+                widgets.append(
+                    {"type": kind, "width": width, "height": height, "x": x, "y": y, "properties": properties}
+                )
+                x += width
+            y += max(height for _, _, height, _ in row)
+
+        def graph(title: str, metrics: list, **extra) -> dict:
+            return {"view": "timeSeries", "title": title, "region": region, **extra, "metrics": metrics, "yAxis": {}}
+
+        place(
+            [
+                (
+                    "text",
+                    24,
+                    2,
+                    {
+                        "markdown": f"# {naming.etl_resource_prefix} lake\nPer dataset: its alarms, the last run's "
+                        "outcome (1 succeeded, 0 failed) and the hours since its last success; rows kept and "
+                        "rejected, and duration per run. Run history in SQL: "
+                        f"`SELECT * FROM {naming.ops_database}.runs ORDER BY started_at DESC`."
+                    },
+                )
+            ]
         )
         pipelines = []
-        one_day = Duration.days(1)  # one Duration for every row: each is a call into the CDK's Node process
         for name in sorted(project.datasets):
             layers = ["bronze"] + (["gold"] if any((project.dataset_dir(name) / "gold").glob("*.sql")) else [])
 
-            def metric(metric_name: str, layer: str, statistic: str, label: str, period: int = day) -> cw.Metric:
-                return _metric(naming, metric_name, name, layer, statistic, period, label)  # noqa: B023
+            def metric(metric_name: str, layer: str, statistic: str, label: str, period: int = day) -> list:
+                dimensions = {"Dataset": name, "Layer": layer, "Stage": DEFAULT_STAGE}  # noqa: B023
+                return _metric_json(
+                    naming.metrics_namespace,
+                    metric_name,
+                    dimensions,
+                    {"label": label, "period": period, "stat": statistic},
+                )
 
             # The alarms DatasetMonitoring creates for it, by name: the dashboard never waits for a dataset stack.
             window = freshness_window_hours(project.core, project.datasets[name])
             kinds = ["freshness"] if window is not None else []
             kinds += ["reject-rate", *(f"{layer}-duration" for layer in layers)]
-            alarms = [
-                cw.Alarm.from_alarm_arn(self, f"{name}-{kind}", _alarm_arn(naming.alarm(name, kind))) for kind in kinds
-            ]
-            self.dashboard.add_widgets(
-                cw.AlarmStatusWidget(alarms=alarms, title=f"{name}: alarms", width=4, height=4),
-                cw.SingleValueWidget(
-                    metrics=[metric("Succeeded", layer, "Minimum", f"{layer} last run ok", HOUR) for layer in layers]
-                    + [metric(AGE_METRIC, layers[-1], "Maximum", "hours since last success", HOUR)],
-                    title=f"{name}: last run (1 ok, 0 failed)",
-                    sparkline=True,
-                    width=4,
-                    height=4,
-                ),
-                cw.GraphWidget(
-                    title=f"{name}: bronze rows per day",
-                    left=[
-                        metric("RowsKept", "bronze", "Sum", "kept"),
-                        metric("RowsRejected", "bronze", "Sum", "rejected"),
-                    ],
-                    width=8,
-                    height=4,
-                ),
-                cw.GraphWidget(
-                    title=f"{name}: run duration (s)",
-                    left=[metric("DurationSeconds", layer, "Maximum", layer, HOUR) for layer in layers],
-                    width=8,
-                    height=4,
-                ),
+            last_run = [metric("Succeeded", layer, "Minimum", f"{layer} last run ok", HOUR) for layer in layers]
+            last_run.append(metric(AGE_METRIC, layers[-1], "Maximum", "hours since last success", HOUR))
+            place(
+                [
+                    (
+                        "alarm",
+                        4,
+                        4,
+                        {
+                            "title": f"{name}: alarms",
+                            "alarms": [_alarm_arn(naming.alarm(name, kind)) for kind in kinds],
+                        },
+                    ),
+                    (
+                        "metric",
+                        4,
+                        4,
+                        {
+                            "view": "singleValue",
+                            "title": f"{name}: last run (1 ok, 0 failed)",
+                            "region": region,
+                            "sparkline": True,
+                            "metrics": last_run,
+                        },
+                    ),
+                    (
+                        "metric",
+                        8,
+                        4,
+                        graph(
+                            f"{name}: bronze rows per day",
+                            [
+                                metric("RowsKept", "bronze", "Sum", "kept"),
+                                metric("RowsRejected", "bronze", "Sum", "rejected"),
+                            ],
+                        ),
+                    ),
+                    (
+                        "metric",
+                        8,
+                        4,
+                        graph(
+                            f"{name}: run duration (s)",
+                            [metric("DurationSeconds", layer, "Maximum", layer, HOUR) for layer in layers],
+                        ),
+                    ),
+                ]
             )
             state_machine = (
                 f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:{naming.state_machine(name)}"
             )
             pipelines.append(
-                cw.Metric(
-                    namespace="AWS/States",
-                    metric_name="ExecutionsFailed",
-                    dimensions_map={"StateMachineArn": state_machine},
-                    statistic="Sum",
-                    period=one_day,
-                    label=name,
+                _metric_json(
+                    "AWS/States",
+                    "ExecutionsFailed",
+                    {"StateMachineArn": state_machine},
+                    {"label": name, "period": day, "stat": "Sum"},
                 )
             )
-        athena = cw.MathExpression(
-            expression=(
-                'SUM(SEARCH(\'{AWS/Athena,QueryState,QueryType,WorkGroup} MetricName="ProcessedBytes" '
-                f"WorkGroup=\"{naming.workgroup}\"', 'Sum', 86400))"
-            ),
-            label="bytes scanned per day",
-            period=one_day,
+        athena = [
+            {
+                "label": "bytes scanned per day",
+                "expression": (
+                    'SUM(SEARCH(\'{AWS/Athena,QueryState,QueryType,WorkGroup} MetricName="ProcessedBytes" '
+                    f"WorkGroup=\"{naming.workgroup}\"', 'Sum', 86400))"
+                ),
+                "period": day,
+            }
+        ]
+        place(
+            [
+                ("metric", 12, 5, graph("Failed pipeline runs per day", pipelines or [athena])),
+                ("metric", 12, 5, graph(f"Athena {naming.workgroup}: bytes scanned", [athena])),
+            ]
         )
-        self.dashboard.add_widgets(
-            cw.GraphWidget(title="Failed pipeline runs per day", left=pipelines or [athena], width=12, height=5),
-            cw.GraphWidget(title=f"Athena {naming.workgroup}: bytes scanned", left=[athena], width=12, height=5),
+        # Two weeks back by default (the L2's default_interval=Duration.days(14)).
+        body = {"start": "-P14D", "widgets": widgets}
+        self.dashboard = cw.CfnDashboard(
+            Construct(self, "Dashboard"),
+            "Resource",
+            dashboard_name=naming.dashboard,
+            # The CDK's own JSON rendering, which turns the pseudo parameters inside strings into Fn::Join.
+            dashboard_body=Stack.of(self).to_json_string(body),
         )
 
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from aws_cdk import Annotations, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
 
 from dwlib.naming import DROP_MARKER, Naming
 from stacks import defaults
 from stacks.nag import acknowledge
-from stacks.tokens import Aws, event_field
+from stacks.tokens import Aws
 
 # The pipeline's input, from a schedule ({}), by hand ({"layers": [...], "dry_run": true, "run_id": ...,
 # "raw_run_id": ...}, all optional) or an S3 "Object Created" event of a drop's marker, read once by
@@ -179,11 +178,11 @@ class Pipeline:
         dataset: str,
         layers: Sequence[str],
         timeout_minutes: int,
-        topic: sns.ITopic,
+        topic_arn: str,
     ):
         self.stack, self.naming, self.dataset, self.layers = stack, naming, dataset, tuple(layers)
         self.state_machine = self._state_machine(timeout_minutes)
-        self.topic = topic
+        self.topic_arn = topic_arn
         acknowledge(
             self.state_machine,
             "AwsSolutions-IAM5",
@@ -326,50 +325,62 @@ class Pipeline:
         return machine
 
     def failure_rules(self) -> None:
-        """Failed pipeline runs, and failed runs of its jobs (also those started by hand), to the topic."""
-        stack, naming, name, topic = self.stack, self.naming, self.dataset, self.topic
-        self.failure_rule = events.Rule(
-            stack,
+        """Failed pipeline runs, and failed runs of its jobs (also those started by hand), to the topic.
+
+        L1 rules from plain data (pattern keys in the order the L2 wrote them), each as `{Id}/Resource` so
+        the logical ID is the one the L2 rules had:
+        the L2 Rule, its SNS target and its input are each a call into the CDK's Node process, and warn
+        about the topic's environment, which is the stack's own (make bench, synth)."""
+        naming, name, topic_arn = self.naming, self.dataset, self.topic_arn
+        self.failure_rule = self._rule(
             "FailureRule",
-            rule_name=naming.failure_rule(name),
-            description=f"Failed, timed out or aborted {name} pipeline runs go to the failure topic",
-            event_pattern=events.EventPattern(
-                source=["aws.states"],
-                detail_type=["Step Functions Execution Status Change"],
-                detail={
+            naming.failure_rule(name),
+            f"Failed, timed out or aborted {name} pipeline runs go to the failure topic",
+            {
+                "detail": {
                     "status": ["FAILED", "TIMED_OUT", "ABORTED"],
                     "stateMachineArn": [self.state_machine.state_machine_arn],
                 },
-            ),
-            targets=[events_targets.SnsTopic(topic)],
+                "detail-type": ["Step Functions Execution Status Change"],
+                "source": ["aws.states"],
+            },
+            events.CfnRule.TargetProperty(arn=topic_arn, id="Target0"),
         )
-        self.job_failure_rule = events.Rule(
-            stack,
+        # The message the L2's RuleTargetInput.from_text wrote: each field an input path, the text a JSON string.
+        fields = ("jobName", "jobRunId", "state", "message")
+        self.job_failure_rule = self._rule(
             "JobFailureRule",
-            rule_name=naming.job_failure_rule(name),
-            description=f"Failed, timed out, stopped or errored {name} Glue job runs (also those started by hand)",
-            event_pattern=events.EventPattern(
-                source=["aws.glue"],
-                detail_type=["Glue Job State Change"],
-                detail={
+            naming.job_failure_rule(name),
+            f"Failed, timed out, stopped or errored {name} Glue job runs (also those started by hand)",
+            {
+                "detail": {
                     "jobName": [naming.job(layer, name) for layer in self.layers],
                     "state": list(JOB_FAILURE_STATES),
                 },
-            ),
-            targets=[
-                events_targets.SnsTopic(
-                    topic,
-                    message=events.RuleTargetInput.from_text(
-                        f"Glue job {event_field('$.detail.jobName')} run "
-                        f"{event_field('$.detail.jobRunId')} ended "
-                        f"{event_field('$.detail.state')}: "
-                        f"{event_field('$.detail.message')}"
+                "detail-type": ["Glue Job State Change"],
+                "source": ["aws.glue"],
+            },
+            events.CfnRule.TargetProperty(
+                arn=topic_arn,
+                id="Target0",
+                input_transformer=events.CfnRule.InputTransformerProperty(
+                    input_paths_map={f"detail-{f}": f"$.detail.{f}" for f in fields},
+                    input_template=json.dumps(
+                        "Glue job <detail-jobName> run <detail-jobRunId> ended <detail-state>: <detail-message>"
                     ),
-                )
-            ],
+                ),
+            ),
         )
-        for rule in (self.failure_rule, self.job_failure_rule):
-            Annotations.of(rule).acknowledge_warning(
-                "@aws-cdk/aws-events:ruleUnresolvedEnvironment",
-                "the failure topic is in the same account and region, found by its conventional ARN",
-            )
+
+    def _rule(
+        self, construct_id: str, rule_name: str, description: str, pattern: dict, target: events.CfnRule.TargetProperty
+    ) -> events.CfnRule:
+        return events.CfnRule(
+            Construct(self.stack, construct_id),
+            "Resource",
+            name=rule_name,
+            description=description,
+            event_pattern=pattern,
+            state="ENABLED",
+            targets=[target],
+        )

@@ -10,7 +10,7 @@ import functools
 
 from aws_cdk import Aws as _Aws
 from aws_cdk import Duration, Token
-from aws_cdk import aws_events as events
+from aws_cdk import aws_scheduler as scheduler
 
 
 class _Pseudo:
@@ -40,9 +40,15 @@ def minutes(count: int) -> Duration:
 
 
 @functools.cache
-def event_field(path: str) -> str:
-    """EventField.from_path(path): a token that renders as the same input path in every rule that uses it."""
-    return events.EventField.from_path(path)
+def schedule_expression(expression: str) -> scheduler.ScheduleExpression:
+    """ScheduleExpression.expression(expression): a value, shared by every schedule with that expression."""
+    return scheduler.ScheduleExpression.expression(expression)
+
+
+@functools.cache
+def empty_input() -> scheduler.ScheduleTargetInput:
+    """ScheduleTargetInput.from_object({}): every schedule's target input, the same value in each."""
+    return scheduler.ScheduleTargetInput.from_object({})
 
 
 @functools.cache

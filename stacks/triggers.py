@@ -21,6 +21,7 @@ from dwlib.config import DatasetConfig
 from dwlib.naming import DROP_MARKER, Naming
 from stacks.export import DynamoDbExport
 from stacks.nag import acknowledge
+from stacks.tokens import empty_input, schedule_expression
 
 
 def arrival_detail_pattern(bucket_name: str, raw_dataset_prefix: str) -> dict:
@@ -57,12 +58,12 @@ class Triggers:
         naming: Naming,
         dataset: DatasetConfig,
         bucket: s3.IBucket,
-        topic: sns.ITopic,
+        topic_arn: str,
         state_machine: sfn.IStateMachine,
         export_code_dir: Path | None = None,
     ):
         self.stack, self.naming, self.dataset = stack, naming, dataset
-        self.bucket, self.topic, self.state_machine = bucket, topic, state_machine
+        self.bucket, self.topic_arn, self.state_machine = bucket, topic_arn, state_machine
         self.export_code_dir = export_code_dir
         self.export_function: lambda_.IFunction | None = None
         self.arrival_rule: events.Rule | None = None
@@ -76,9 +77,7 @@ class Triggers:
         """What the schedule's target needs, before the schedule."""
 
     def schedule_target(self) -> scheduler.IScheduleTarget:
-        return scheduler_targets.StepFunctionsStartExecution(
-            self.state_machine, input=scheduler.ScheduleTargetInput.from_object({})
-        )
+        return scheduler_targets.StepFunctionsStartExecution(self.state_machine, input=empty_input())
 
     def _schedule(self) -> scheduler.Schedule:
         name = self.dataset.dataset
@@ -87,7 +86,7 @@ class Triggers:
             "Schedule",
             schedule_name=self.naming.schedule(name),
             description=f"Runs the {name} pipeline: {self.dataset.schedule}",
-            schedule=scheduler.ScheduleExpression.expression(self.dataset.schedule),
+            schedule=schedule_expression(self.dataset.schedule),
             target=self.schedule_target(),
         )
 
@@ -131,7 +130,7 @@ class DynamoDbTable(Triggers):
             table_name=dataset.dynamodb_table,
             category=dataset.data_size_category,
             bucket=self.bucket,
-            failure_topic=self.topic,
+            failure_topic=sns.Topic.from_topic_arn(self.stack, "Failures", self.topic_arn),
             key_alias=naming.key_alias,
             code_dir=self.export_code_dir,
             reserved_concurrency=dataset.export.reserved_concurrency,
@@ -139,7 +138,7 @@ class DynamoDbTable(Triggers):
         self.export_function = self.export.function
 
     def schedule_target(self) -> scheduler.IScheduleTarget:
-        return scheduler_targets.LambdaInvoke(self.export.function, input=scheduler.ScheduleTargetInput.from_object({}))
+        return scheduler_targets.LambdaInvoke(self.export.function, input=empty_input())
 
     def _schedule(self) -> scheduler.Schedule:
         schedule = super()._schedule()
