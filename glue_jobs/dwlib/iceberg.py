@@ -355,8 +355,11 @@ def _merge(
     """
 
     keys = list(dataset.primary_key)
-    new = spark.read.parquet(*[lake.uri(k) for k in written])
-    new_keys = new.select(*keys)
+
+    def run_rows() -> DataFrame:
+        # Only the Spark paths read the run's files: opening them costs a Spark job (schema inference).
+        return spark.read.parquet(*[lake.uri(k) for k in written])
+
     ranges = _key_ranges(table, [location(lake, k) for k in written], keys)
     fields = _key_fields(table, keys)
     candidates = [path for path, f in old.items() if fields is None or _may_hold(f, fields, ranges)]
@@ -371,9 +374,10 @@ def _merge(
         hit = {path: count for path, count in zip(candidates, counts, strict=True) if count}
     else:
         by_name = {_norm(path): path for path in candidates}
+        new = run_rows()
         hits = (
             _aligned(spark, table, candidates, new, columns=keys)
-            .join(new_keys, keys, "left_semi")
+            .join(new.select(*keys), keys, "left_semi")
             .groupBy("__file")
             .count()
             .collect()
@@ -383,7 +387,8 @@ def _merge(
     result.files_hit, result.files_rewritten = len(hit), len(partial)
     if not partial:
         return list(hit), []
-    kept = _aligned(spark, table, partial, new).join(new_keys, keys, "left_anti").drop("__file")
+    new = run_rows()
+    kept = _aligned(spark, table, partial, new).join(new.select(*keys), keys, "left_anti").drop("__file")
     _write(kept, lake.uri(kept_folder), dataset)
     return list(hit), [k for k in (o.key for o in lake.data_files(kept_folder)) if k.endswith(".parquet")]
 

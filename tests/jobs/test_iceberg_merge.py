@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dw.query import QueryError, run_query
-from dwlib import bronze
+from dwlib import bronze, keys
 from dwlib.naming import Naming
 from tests.jobs.test_iceberg import RUN1, RUN2, RUN3, RUN4, TABLE, Shop, config, csv
 
@@ -218,3 +218,29 @@ def test_a_successful_run_records_no_expiry_error(spark, core, tmp_path):
     summary = shop.run(RUN1, A)
     assert summary.status == "succeeded" and summary.iceberg["expiry_error"] == ""
     assert run_query(f"SELECT count(*) FROM {TABLE}", shop.lake.root, Naming.of(core)).rows == [(3,)]
+
+
+def test_a_merge_matched_by_spark_instead_of_the_driver_reads_drops_and_rewrites_the_same_files(
+    spark, core, tmp_path, monkeypatch
+):
+    """Keys too large for the driver are matched by a Spark semi-join: the same files, the same rows."""
+    run = csv("1,ann,11,2026-01-01 10:00:00", "11,eve,111,2026-01-02 11:00:00", "20,gus,201,2026-01-03 10:00:00")
+    outcomes = []
+    for driver in (True, False):
+        if not driver:
+            monkeypatch.setattr(keys, "DRIVER_KEY_BYTES", 0)
+            monkeypatch.setattr(keys, "hits", lambda *a: pytest.fail("the driver matched keys it must leave to Spark"))
+        (tmp_path / str(driver)).mkdir()
+        shop = three_runs(spark, core, tmp_path / str(driver))
+        before = shop.files()
+        scanned, hit, rewritten = expected_cuts(before, {1, 11, 20})
+        commit = shop.merge(RUN4, run)  # the table checked against the reference upsert
+        assert (commit["files_scanned"], commit["files_hit"], commit["files_rewritten"]) == (
+            len(scanned),
+            len(hit),
+            len(rewritten),
+        )
+        assert rewritten and set(before) - set(shop.files()) == hit
+        outcomes.append(shop.table())
+        monkeypatch.undo()
+    assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 9
