@@ -345,6 +345,7 @@ def _merge(
     written: list[str],
     kept_folder: str,
     result: Commit,
+    run_keys: list[Any] | None = None,
 ) -> tuple[list[str], list[str]]:
     """The current files a merge of the run's files `written` removes, and the files it writes with their kept rows.
 
@@ -352,6 +353,7 @@ def _merge(
     manifest's per-file lower and upper bounds) miss every run file's row-group key ranges is not read;
     the others are read for their key columns only, and a file whose every row has a run key is dropped
     without being read again (its record count says so); only a file that keeps some rows is rewritten.
+    `run_keys`: the key columns of `written` (PyArrow tables) when the run's key check read them already.
     """
 
     keys = list(dataset.primary_key)
@@ -369,7 +371,7 @@ def _merge(
     # How many rows of each candidate hold a run key: in the driver from the key columns when they fit
     # (dwlib.keys; a fraction of the Spark job's cost), else a Spark semi-join.
     opener = lambda path: table.io.new_input(path).open()  # noqa: E731
-    counts = key_check.merge_hits(opener, candidates, [location(lake, k) for k in written], keys)
+    counts = key_check.merge_hits(opener, candidates, [location(lake, k) for k in written], keys, new=run_keys)
     if counts is not None:
         hit = {path: count for path, count in zip(candidates, counts, strict=True) if count}
     else:
@@ -505,11 +507,13 @@ def commit(
     load_mode: str,
     retention: int,
     before_commit: Callable[[], None] = lambda: None,
+    kept_keys: key_check.KeptKeys | None = None,
 ) -> Commit:
     """Commit the checked Parquet output under `staged` to the Iceberg table `identifier` at `prefix`.
 
     Raises IcebergError (the table unchanged, the run's data files deleted) when the new data
-    cannot be committed; `before_commit` runs just before the catalog is updated.
+    cannot be committed; `before_commit` runs just before the catalog is updated. `kept_keys`: what the
+    run's key check read of the staged files (a merge then reads the run's keys no more).
     """
     from pyiceberg.exceptions import NoSuchIcebergTableError, NoSuchPropertyException, NoSuchTableError, ValidationError
 
@@ -537,6 +541,9 @@ def commit(
         kept: list[str] = []
         live = live_data_files(table) if table is not None else {}
         old_files = list(live)
+        run_keys = None
+        if load_mode == "merge" and old_files and kept_keys is not None:
+            run_keys = kept_keys.take(lake, staged, list(dataset.primary_key))  # before the files move
         # The run's own rows go in as they were staged (moved, or written per partition); a merge adds
         # to them the kept rows of the files it must rewrite.
         if dataset.partition_by:
@@ -545,7 +552,9 @@ def commit(
         else:
             written = _move(lake, staged, run_folder)
         if load_mode == "merge" and old_files and written:
-            removed, kept = _merge(spark, lake, table, live, dataset, written, f"{run_folder}kept/", result)
+            removed, kept = _merge(
+                spark, lake, table, live, dataset, written, f"{run_folder}kept/", result, run_keys=run_keys
+            )
         if load_mode == "full":
             removed = old_files
         elif load_mode == "append":

@@ -13,9 +13,12 @@ Spark's `groupBy` after the not-null filter, and as a join never matches a null)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -64,16 +67,50 @@ class _RangeFile(io.RawIOBase):
         return len(data)
 
 
-def lake_files(lake: Lake, prefix: str) -> tuple[list[str], Opener] | None:
-    """The Parquet files under `prefix` and a way to open each; None for a lake this module cannot read."""
+def lake_files(lake: Lake, prefix: str) -> tuple[dict[str, int], Opener] | None:
+    """The Parquet files under `prefix` (key: size) and a way to open each; None for a lake this module cannot read."""
     from dwlib.lake import LocalLake, S3Lake
 
     files = {o.key: o.size for o in lake.data_files(prefix) if o.key.endswith(".parquet")}
     if isinstance(lake, LocalLake):
-        return list(files), lambda key: open(lake.path(key), "rb")  # noqa: SIM115 - closed by the reader
+        return files, lambda key: open(lake.path(key), "rb")  # noqa: SIM115 - closed by the reader
     if isinstance(lake, S3Lake):
-        return list(files), lambda key: _RangeFile(lake.client, lake.bucket, lake._key(key), files[key])
+        return files, lambda key: _RangeFile(lake.client, lake.bucket, lake._key(key), files[key])
     return None
+
+
+@dataclass
+class KeptKeys:
+    """The key columns `repeated_keys` read while `keeping()` was on, for a later question about the same files
+    (an Iceberg merge matches the run's keys against the table's): the staged files are read once."""
+
+    reads: list[tuple[str, str, dict[str, int], list[pa.Table]]] = field(default_factory=list)
+
+    def take(self, lake: Lake, prefix: str, columns: list[str]) -> list[pa.Table] | None:
+        """The tables of `columns` read from the Parquet files under `prefix`, if they are still the files read
+        (same names, same sizes); None otherwise. Given once: the memory goes with it."""
+        reads, self.reads = self.reads, []
+        located = lake_files(lake, prefix)
+        for root, read_prefix, files, tables in reads:
+            if located is None or (root, read_prefix, files) != (lake.root_uri, prefix, located[0]):
+                continue
+            if all(c in t.column_names for t in tables for c in columns):
+                return [t.select(columns) for t in tables]
+        return None
+
+
+_keeping: ContextVar[KeptKeys | None] = ContextVar("dwlib_keys_keeping", default=None)
+
+
+@contextlib.contextmanager
+def keeping() -> Iterator[KeptKeys]:
+    """Keep the key columns `repeated_keys` reads inside the block in the KeptKeys it yields."""
+    kept = KeptKeys()
+    token = _keeping.set(kept)
+    try:
+        yield kept
+    finally:
+        _keeping.reset(token)
 
 
 def _comparable(field: pa.Field) -> bool:
@@ -172,6 +209,9 @@ def repeated_keys(lake: Lake, prefix: str, keys: list[list[str]]) -> list[str] |
         return None
     if tables is None:
         return None
+    kept = _keeping.get()
+    if kept is not None:
+        kept.reads.append((lake.root_uri, prefix, files, tables))
     whole = pa.concat_tables(tables) if tables else None
     if whole is None:
         return []
@@ -224,11 +264,15 @@ def hits(old: list[pa.Table], new: list[pa.Table]) -> list[int]:
     return [int(n) for n in per_table]
 
 
-def merge_hits(opener: Opener, old_files: list[str], new_files: list[str], key: list[str]) -> list[int] | None:
-    """For each of `old_files`, how many rows hold a key of `new_files`' rows; None when the driver cannot
-    answer (see the module's docstring): the caller asks Spark."""
+def merge_hits(
+    opener: Opener, old_files: list[str], new_files: list[str], key: list[str], new: list[pa.Table] | None = None
+) -> list[int] | None:
+    """For each of `old_files`, how many rows hold a key of `new_files`' rows (`new`: those rows' `key`
+    columns, when already read); None when the driver cannot answer (see the module's docstring): the
+    caller asks Spark."""
     try:
-        new = read_keys(new_files, opener, key)
+        if new is None:
+            new = read_keys(new_files, opener, key)
         old = read_keys(old_files, opener, key) if new is not None else None
         if old is None or new is None:
             return None

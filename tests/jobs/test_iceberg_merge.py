@@ -244,3 +244,42 @@ def test_a_merge_matched_by_spark_instead_of_the_driver_reads_drops_and_rewrites
         outcomes.append(shop.table())
         monkeypatch.undo()
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 9
+
+
+def test_a_large_runs_merge_matches_the_keys_its_key_check_read_without_reading_them_again(
+    spark, core, tmp_path, monkeypatch
+):
+    """The primary-key check of a large input reads the staged key columns in the driver; the merge matches
+    those same keys against the table's files (its own files' keys are not read twice), with the same rows."""
+    monkeypatch.setattr(bronze, "CACHE_INPUT_BYTES", 0)  # a large input: keys checked after the write
+    shop = three_runs(spark, core, tmp_path)
+    read: list[list[str]] = []
+    real = keys.read_keys
+
+    def recording(files, *args, **kwargs):
+        read.append([unquote(str(f)) for f in files])
+        return real(files, *args, **kwargs)
+
+    monkeypatch.setattr(keys, "read_keys", recording)
+    before = shop.files()
+    _, hit, rewritten = expected_cuts(before, {2, 11, 12, 30})
+    commit = shop.merge(
+        RUN4,
+        csv(
+            "2,bob,21,2026-01-01 11:00:00",
+            "11,eve,111,2026-01-02 11:00:00",
+            "12,fay,121,2026-01-02 12:00:00",
+            "30,jon,300,2026-01-04 10:00:00",
+        ),
+    )
+    assert (commit["files_hit"], commit["files_rewritten"]) == (len(hit), len(rewritten))
+    assert rewritten and set(before) - set(shop.files()) == hit
+    # one read of the run's staged keys (the check), one of the table's candidate files (the merge)
+    assert len(read) == 2 and all(f.startswith("staging/") for f in read[0])
+    assert len(read[1]) == commit["files_scanned"] and {unquote(p) for p in hit} <= set(read[1])
+    assert shop.query(f"SELECT amount FROM {TABLE} WHERE order_id IN (2, 11, 12, 30) ORDER BY order_id") == [
+        (21,),
+        (111,),
+        (121,),
+        (300,),
+    ]

@@ -252,3 +252,21 @@ def test_a_large_inputs_composite_key_repeats_are_rejected_as_a_small_inputs_are
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][2] == [(10,), (12,), (15,)]
     assert outcomes[0][1]["duplicate primary key"] == 1
+
+
+def test_kept_keys_are_given_only_for_the_files_they_were_read_from(spark, tmp_path):
+    """A staged file rewritten or added after the check: the merge must read the keys again, not use old ones."""
+    lake = LocalLake(tmp_path)
+    write_files(spark, tmp_path / "staged", [row(1), row(2)], [row(3)])
+    with keys.keeping() as kept:
+        assert keys.repeated_keys(lake, "staged/", [["id"], ["region"]]) == ["region"]
+    assert [t.column_names for t in kept.take(lake, "staged/", ["id"])] == [["id"], ["id"]]
+    assert kept.take(lake, "staged/", ["id"]) is None  # given once
+    with keys.keeping() as kept:
+        keys.repeated_keys(lake, "staged/", [["id"]])
+    write_files(spark, tmp_path / "staged", [row(4)])
+    assert kept.take(lake, "staged/", ["id"]) is None
+    with keys.keeping() as kept:
+        keys.repeated_keys(lake, "staged/", [["id"]])
+    assert kept.take(lake, "staged/", ["region"]) is None  # a column the check did not read
+    assert keys.repeated_keys(lake, "staged/", [["id"]]) == [] and not kept.reads  # kept only inside the block
