@@ -345,6 +345,7 @@ def _merge(
     written: list[str],
     kept_folder: str,
     result: Commit,
+    run_keys: list[Any] | None = None,
 ) -> tuple[list[str], list[str]]:
     """The current files a merge of the run's files `written` removes, and the files it writes with their kept rows.
 
@@ -352,11 +353,15 @@ def _merge(
     manifest's per-file lower and upper bounds) miss every run file's row-group key ranges is not read;
     the others are read for their key columns only, and a file whose every row has a run key is dropped
     without being read again (its record count says so); only a file that keeps some rows is rewritten.
+    `run_keys`: the key columns of `written` (PyArrow tables) when the run's key check read them already.
     """
 
     keys = list(dataset.primary_key)
-    new = spark.read.parquet(*[lake.uri(k) for k in written])
-    new_keys = new.select(*keys)
+
+    def run_rows() -> DataFrame:
+        # Only the Spark paths read the run's files: opening them costs a Spark job (schema inference).
+        return spark.read.parquet(*[lake.uri(k) for k in written])
+
     ranges = _key_ranges(table, [location(lake, k) for k in written], keys)
     fields = _key_fields(table, keys)
     candidates = [path for path, f in old.items() if fields is None or _may_hold(f, fields, ranges)]
@@ -366,14 +371,15 @@ def _merge(
     # How many rows of each candidate hold a run key: in the driver from the key columns when they fit
     # (dwlib.keys; a fraction of the Spark job's cost), else a Spark semi-join.
     opener = lambda path: table.io.new_input(path).open()  # noqa: E731
-    counts = key_check.merge_hits(opener, candidates, [location(lake, k) for k in written], keys)
+    counts = key_check.merge_hits(opener, candidates, [location(lake, k) for k in written], keys, new=run_keys)
     if counts is not None:
         hit = {path: count for path, count in zip(candidates, counts, strict=True) if count}
     else:
         by_name = {_norm(path): path for path in candidates}
+        new = run_rows()
         hits = (
             _aligned(spark, table, candidates, new, columns=keys)
-            .join(new_keys, keys, "left_semi")
+            .join(new.select(*keys), keys, "left_semi")
             .groupBy("__file")
             .count()
             .collect()
@@ -383,7 +389,8 @@ def _merge(
     result.files_hit, result.files_rewritten = len(hit), len(partial)
     if not partial:
         return list(hit), []
-    kept = _aligned(spark, table, partial, new).join(new_keys, keys, "left_anti").drop("__file")
+    new = run_rows()
+    kept = _aligned(spark, table, partial, new).join(new.select(*keys), keys, "left_anti").drop("__file")
     _write(kept, lake.uri(kept_folder), dataset)
     return list(hit), [k for k in (o.key for o in lake.data_files(kept_folder)) if k.endswith(".parquet")]
 
@@ -500,11 +507,13 @@ def commit(
     load_mode: str,
     retention: int,
     before_commit: Callable[[], None] = lambda: None,
+    kept_keys: key_check.KeptKeys | None = None,
 ) -> Commit:
     """Commit the checked Parquet output under `staged` to the Iceberg table `identifier` at `prefix`.
 
     Raises IcebergError (the table unchanged, the run's data files deleted) when the new data
-    cannot be committed; `before_commit` runs just before the catalog is updated.
+    cannot be committed; `before_commit` runs just before the catalog is updated. `kept_keys`: what the
+    run's key check read of the staged files (a merge then reads the run's keys no more).
     """
     from pyiceberg.exceptions import NoSuchIcebergTableError, NoSuchPropertyException, NoSuchTableError, ValidationError
 
@@ -532,6 +541,9 @@ def commit(
         kept: list[str] = []
         live = live_data_files(table) if table is not None else {}
         old_files = list(live)
+        run_keys = None
+        if load_mode == "merge" and old_files and kept_keys is not None:
+            run_keys = kept_keys.take(lake, staged, list(dataset.primary_key))  # before the files move
         # The run's own rows go in as they were staged (moved, or written per partition); a merge adds
         # to them the kept rows of the files it must rewrite.
         if dataset.partition_by:
@@ -540,7 +552,9 @@ def commit(
         else:
             written = _move(lake, staged, run_folder)
         if load_mode == "merge" and old_files and written:
-            removed, kept = _merge(spark, lake, table, live, dataset, written, f"{run_folder}kept/", result)
+            removed, kept = _merge(
+                spark, lake, table, live, dataset, written, f"{run_folder}kept/", result, run_keys=run_keys
+            )
         if load_mode == "full":
             removed = old_files
         elif load_mode == "append":

@@ -13,9 +13,12 @@ Spark's `groupBy` after the not-null filter, and as a join never matches a null)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -64,16 +67,50 @@ class _RangeFile(io.RawIOBase):
         return len(data)
 
 
-def lake_files(lake: Lake, prefix: str) -> tuple[list[str], Opener] | None:
-    """The Parquet files under `prefix` and a way to open each; None for a lake this module cannot read."""
+def lake_files(lake: Lake, prefix: str) -> tuple[dict[str, int], Opener] | None:
+    """The Parquet files under `prefix` (key: size) and a way to open each; None for a lake this module cannot read."""
     from dwlib.lake import LocalLake, S3Lake
 
     files = {o.key: o.size for o in lake.data_files(prefix) if o.key.endswith(".parquet")}
     if isinstance(lake, LocalLake):
-        return list(files), lambda key: open(lake.path(key), "rb")  # noqa: SIM115 - closed by the reader
+        return files, lambda key: open(lake.path(key), "rb")  # noqa: SIM115 - closed by the reader
     if isinstance(lake, S3Lake):
-        return list(files), lambda key: _RangeFile(lake.client, lake.bucket, lake._key(key), files[key])
+        return files, lambda key: _RangeFile(lake.client, lake.bucket, lake._key(key), files[key])
     return None
+
+
+@dataclass
+class KeptKeys:
+    """The key columns `repeated_keys` read while `keeping()` was on, for a later question about the same files
+    (an Iceberg merge matches the run's keys against the table's): the staged files are read once."""
+
+    reads: list[tuple[str, str, dict[str, int], list[pa.Table]]] = field(default_factory=list)
+
+    def take(self, lake: Lake, prefix: str, columns: list[str]) -> list[pa.Table] | None:
+        """The tables of `columns` read from the Parquet files under `prefix`, if they are still the files read
+        (same names, same sizes); None otherwise. Given once: the memory goes with it."""
+        reads, self.reads = self.reads, []
+        located = lake_files(lake, prefix)
+        for root, read_prefix, files, tables in reads:
+            if located is None or (root, read_prefix, files) != (lake.root_uri, prefix, located[0]):
+                continue
+            if all(c in t.column_names for t in tables for c in columns):
+                return [t.select(columns) for t in tables]
+        return None
+
+
+_keeping: ContextVar[KeptKeys | None] = ContextVar("dwlib_keys_keeping", default=None)
+
+
+@contextlib.contextmanager
+def keeping() -> Iterator[KeptKeys]:
+    """Keep the key columns `repeated_keys` reads inside the block in the KeptKeys it yields."""
+    kept = KeptKeys()
+    token = _keeping.set(kept)
+    try:
+        yield kept
+    finally:
+        _keeping.reset(token)
 
 
 def _comparable(field: pa.Field) -> bool:
@@ -172,41 +209,70 @@ def repeated_keys(lake: Lake, prefix: str, keys: list[list[str]]) -> list[str] |
         return None
     if tables is None:
         return None
+    kept = _keeping.get()
+    if kept is not None:
+        kept.reads.append((lake.root_uri, prefix, files, tables))
     whole = pa.concat_tables(tables) if tables else None
     if whole is None:
         return []
     return [", ".join(key) for key in keys if repeats(whole.select(key))]
 
 
+def _integer_like(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)
+
+
 def hits(old: list[pa.Table], new: list[pa.Table]) -> list[int]:
     """For each table of `old`, how many of its rows have a key (every column, none null) found in `new`
-    (the same columns; `old`'s are cast to `new`'s types, as a widened column's older files are read)."""
+    (the same columns; `old`'s are cast to `new`'s types, as a widened column's older files are read).
+
+    The run's keys are indexed once for all of `old`: sorted (one integer-like column, the usual key) or
+    hashed once over every old table at a time; never once per old table, which for a few million keys
+    cost a second per table."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     run = _present(pa.concat_tables(new)) if new else None  # read_keys gives the columns in `key`'s order
-    if run is None or run.num_rows == 0:
+    if run is None or run.num_rows == 0 or not old:
         return [0 for _ in old]
     names = run.column_names
-    counts = []
-    if len(names) == 1:
-        value_set = pc.unique(run.column(0).combine_chunks())
+    if len(names) == 1 and _integer_like(run.schema.field(0).type):
+        values = np.sort(run.column(0).combine_chunks().to_numpy(zero_copy_only=False))
+        counts = []
         for table in old:
-            column = table.column(0).cast(run.schema.field(0).type)
-            counts.append(pc.sum(pc.is_in(column, value_set=value_set, skip_nulls=True)).as_py() or 0)
+            # a null never matches; the rest as numbers of the run's type (days, microseconds, ...)
+            column = table.column(0).cast(run.schema.field(0).type).drop_null().combine_chunks()
+            wanted = column.to_numpy(zero_copy_only=False)
+            at = np.searchsorted(values, wanted).clip(max=len(values) - 1)
+            counts.append(int((values[at] == wanted).sum()))
         return counts
-    distinct = run.group_by(names).aggregate([])
-    for table in old:
-        keyed = table.select(names).cast(run.schema)
-        counts.append(keyed.join(distinct, names, join_type="left semi").num_rows)
-    return counts
+    # Every old table's rows in one table, each tagged with its table's position: one hash of the run's keys.
+    tagged = pa.concat_tables(
+        [
+            table.select(names).cast(run.schema).append_column("__old", pa.array(np.full(table.num_rows, i, np.int32)))
+            for i, table in enumerate(old)
+        ]
+    )
+    if len(names) == 1:
+        matched = tagged.filter(pc.is_in(tagged.column(0), value_set=run.column(0).combine_chunks(), skip_nulls=True))
+    else:
+        matched = tagged.join(run, names, join_type="left semi")
+    per_table = np.bincount(matched.column("__old").to_numpy(), minlength=len(old))
+    return [int(n) for n in per_table]
 
 
-def merge_hits(opener: Opener, old_files: list[str], new_files: list[str], key: list[str]) -> list[int] | None:
-    """For each of `old_files`, how many rows hold a key of `new_files`' rows; None when the driver cannot
-    answer (see the module's docstring): the caller asks Spark."""
+def merge_hits(
+    opener: Opener, old_files: list[str], new_files: list[str], key: list[str], new: list[pa.Table] | None = None
+) -> list[int] | None:
+    """For each of `old_files`, how many rows hold a key of `new_files`' rows (`new`: those rows' `key`
+    columns, when already read); None when the driver cannot answer (see the module's docstring): the
+    caller asks Spark."""
     try:
-        new = read_keys(new_files, opener, key)
+        if new is None:
+            new = read_keys(new_files, opener, key)
         old = read_keys(old_files, opener, key) if new is not None else None
         if old is None or new is None:
             return None

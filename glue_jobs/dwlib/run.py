@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dwlib import errors, fetch, iceberg, ledger, metrics
+from dwlib import keys as key_check
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.lake import Lake, LakeError
 from dwlib.naming import Naming
@@ -299,7 +300,11 @@ class IcebergPublisher(Publisher):
     table_format = "iceberg"
     needs_crawler = False
 
+    def __init__(self) -> None:
+        self.kept_keys: key_check.KeptKeys | None = None  # what the last write's key check read, for a merge
+
     def publish(self, spark, ctx, summary, entry, staged, target) -> Published:
+        kept_keys, self.kept_keys = self.kept_keys, None
         dataset = ctx.dataset
         if tuple(dataset.partition_by) != target.partition_by:
             dataset = dataset.model_copy(update={"partition_by": list(target.partition_by)})
@@ -316,13 +321,16 @@ class IcebergPublisher(Publisher):
             load_mode=target.load_mode,
             retention=iceberg.retention_days(ctx.core, ctx.dataset),
             before_commit=lambda: ctx.lake.write_json(entry, summary.as_dict()),  # the figures, before the commit
+            kept_keys=kept_keys,
         )
         return Published(done.data_files, done.data_bytes, dict(done.__dict__))
 
     @contextlib.contextmanager
     def writing(self, spark):
-        with iceberg.session_for(spark, True):
+        # The run's key check reads the staged key columns; a merge matches the same keys against the table.
+        with iceberg.session_for(spark, True), key_check.keeping() as kept:
             yield
+        self.kept_keys = kept
 
     def check_layout(self, ctx, target) -> None:
         lake, prefix = ctx.lake, target.prefix

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dw.query import QueryError, run_query
-from dwlib import bronze
+from dwlib import bronze, keys
 from dwlib.naming import Naming
 from tests.jobs.test_iceberg import RUN1, RUN2, RUN3, RUN4, TABLE, Shop, config, csv
 
@@ -218,3 +218,68 @@ def test_a_successful_run_records_no_expiry_error(spark, core, tmp_path):
     summary = shop.run(RUN1, A)
     assert summary.status == "succeeded" and summary.iceberg["expiry_error"] == ""
     assert run_query(f"SELECT count(*) FROM {TABLE}", shop.lake.root, Naming.of(core)).rows == [(3,)]
+
+
+def test_a_merge_matched_by_spark_instead_of_the_driver_reads_drops_and_rewrites_the_same_files(
+    spark, core, tmp_path, monkeypatch
+):
+    """Keys too large for the driver are matched by a Spark semi-join: the same files, the same rows."""
+    run = csv("1,ann,11,2026-01-01 10:00:00", "11,eve,111,2026-01-02 11:00:00", "20,gus,201,2026-01-03 10:00:00")
+    outcomes = []
+    for driver in (True, False):
+        if not driver:
+            monkeypatch.setattr(keys, "DRIVER_KEY_BYTES", 0)
+            monkeypatch.setattr(keys, "hits", lambda *a: pytest.fail("the driver matched keys it must leave to Spark"))
+        (tmp_path / str(driver)).mkdir()
+        shop = three_runs(spark, core, tmp_path / str(driver))
+        before = shop.files()
+        scanned, hit, rewritten = expected_cuts(before, {1, 11, 20})
+        commit = shop.merge(RUN4, run)  # the table checked against the reference upsert
+        assert (commit["files_scanned"], commit["files_hit"], commit["files_rewritten"]) == (
+            len(scanned),
+            len(hit),
+            len(rewritten),
+        )
+        assert rewritten and set(before) - set(shop.files()) == hit
+        outcomes.append(shop.table())
+        monkeypatch.undo()
+    assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 9
+
+
+def test_a_large_runs_merge_matches_the_keys_its_key_check_read_without_reading_them_again(
+    spark, core, tmp_path, monkeypatch
+):
+    """The primary-key check of a large input reads the staged key columns in the driver; the merge matches
+    those same keys against the table's files (its own files' keys are not read twice), with the same rows."""
+    monkeypatch.setattr(bronze, "CACHE_INPUT_BYTES", 0)  # a large input: keys checked after the write
+    shop = three_runs(spark, core, tmp_path)
+    read: list[list[str]] = []
+    real = keys.read_keys
+
+    def recording(files, *args, **kwargs):
+        read.append([unquote(str(f)) for f in files])
+        return real(files, *args, **kwargs)
+
+    monkeypatch.setattr(keys, "read_keys", recording)
+    before = shop.files()
+    _, hit, rewritten = expected_cuts(before, {2, 11, 12, 30})
+    commit = shop.merge(
+        RUN4,
+        csv(
+            "2,bob,21,2026-01-01 11:00:00",
+            "11,eve,111,2026-01-02 11:00:00",
+            "12,fay,121,2026-01-02 12:00:00",
+            "30,jon,300,2026-01-04 10:00:00",
+        ),
+    )
+    assert (commit["files_hit"], commit["files_rewritten"]) == (len(hit), len(rewritten))
+    assert rewritten and set(before) - set(shop.files()) == hit
+    # one read of the run's staged keys (the check), one of the table's candidate files (the merge)
+    assert len(read) == 2 and all(f.startswith("staging/") for f in read[0])
+    assert len(read[1]) == commit["files_scanned"] and {unquote(p) for p in hit} <= set(read[1])
+    assert shop.query(f"SELECT amount FROM {TABLE} WHERE order_id IN (2, 11, 12, 30) ORDER BY order_id") == [
+        (21,),
+        (111,),
+        (121,),
+        (300,),
+    ]

@@ -164,6 +164,55 @@ def test_merge_hits_count_each_files_rows_with_a_run_key():
     assert keys.hits(old, []) == [0]
 
 
+def brute_hits(old: list[pa.Table], new: list[pa.Table]) -> list[int]:
+    """Row by row in Python: the rows of each old table whose whole key (no null part) is some new row's."""
+    run = {tuple(r.values()) for t in new for r in t.to_pylist() if None not in r.values()}
+    return [sum(1 for r in t.to_pylist() if None not in r.values() and tuple(r.values()) in run) for t in old]
+
+
+def _values(kind: str, n: int, seed: int) -> list:
+    """n values of a key type, a tenth null, drawn from a small range so that old and new tables share some."""
+    import random
+
+    draw = random.Random(seed)
+    pick = [draw.randrange(40) if draw.random() > 0.1 else None for _ in range(n)]
+    make = {
+        "int": lambda v: v,
+        "date": lambda v: D + dt.timedelta(days=v),
+        "timestamp": lambda v: T + dt.timedelta(microseconds=v),
+        "string": lambda v: f"k{v:03d}",
+        "decimal": lambda v: Decimal(v) / 100,
+    }[kind]
+    return [None if v is None else make(v) for v in pick]
+
+
+ARROW_KEY_TYPES = {
+    "int": (pa.int32(), pa.int64()),  # older files of a key widened from int to bigint
+    "date": (pa.date32(), pa.date32()),
+    "timestamp": (pa.timestamp("us"), pa.timestamp("us")),
+    "string": (pa.string(), pa.string()),
+    "decimal": (pa.decimal128(12, 2), pa.decimal128(12, 2)),
+}
+
+
+@pytest.mark.parametrize("kind", [*ARROW_KEY_TYPES, "int and string"])
+def test_merge_hits_match_a_row_by_row_count_over_many_old_tables(kind):
+    """Many old tables (one empty, one all null), run keys repeated and null: each table's count is exact."""
+    parts = kind.split(" and ")
+
+    def table(n: int, seed: int, newer: bool) -> pa.Table:
+        return pa.table(
+            {f"k{i}": pa.array(_values(p, n, seed + i), ARROW_KEY_TYPES[p][newer]) for i, p in enumerate(parts)}
+        )
+
+    old = [table(n, seed, False) for seed, n in enumerate((50, 0, 7, 200, 1))]
+    old.append(pa.table({f"k{i}": pa.nulls(3, ARROW_KEY_TYPES[p][0]) for i, p in enumerate(parts)}))
+    new = [table(30, 100, True), table(30, 101, True)]
+    expected = brute_hits(old, new)
+    assert keys.hits(old, new) == expected
+    assert sum(expected[:1]) > 0 and expected[1] == 0 and expected[-1] == 0  # the cases are not all trivial
+
+
 THREE_COLUMNS = "order_id,customer,amount,created_at"
 
 
@@ -203,3 +252,21 @@ def test_a_large_inputs_composite_key_repeats_are_rejected_as_a_small_inputs_are
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][2] == [(10,), (12,), (15,)]
     assert outcomes[0][1]["duplicate primary key"] == 1
+
+
+def test_kept_keys_are_given_only_for_the_files_they_were_read_from(spark, tmp_path):
+    """A staged file rewritten or added after the check: the merge must read the keys again, not use old ones."""
+    lake = LocalLake(tmp_path)
+    write_files(spark, tmp_path / "staged", [row(1), row(2)], [row(3)])
+    with keys.keeping() as kept:
+        assert keys.repeated_keys(lake, "staged/", [["id"], ["region"]]) == ["region"]
+    assert [t.column_names for t in kept.take(lake, "staged/", ["id"])] == [["id"], ["id"]]
+    assert kept.take(lake, "staged/", ["id"]) is None  # given once
+    with keys.keeping() as kept:
+        keys.repeated_keys(lake, "staged/", [["id"]])
+    write_files(spark, tmp_path / "staged", [row(4)])
+    assert kept.take(lake, "staged/", ["id"]) is None
+    with keys.keeping() as kept:
+        keys.repeated_keys(lake, "staged/", [["id"]])
+    assert kept.take(lake, "staged/", ["region"]) is None  # a column the check did not read
+    assert keys.repeated_keys(lake, "staged/", [["id"]]) == [] and not kept.reads  # kept only inside the block
