@@ -38,24 +38,14 @@ def node_calls(monkeypatch):
 
 def test_a_dataset_stack_stays_within_its_budget_of_calls_into_node(project, node_calls, tmp_path):
     from app import new_app
-    from dwlib.naming import Naming
-    from stacks.dataset_stack import DatasetStack
 
     app = new_app(str(tmp_path / "cdk.out"))
     core = cdk.Stack(app, "Core")  # the app's first child, as the core stack is
-    naming = Naming.of(project.core)
     glue_assets = assets.build_glue_assets(tmp_path / "build")
     made = []
     for index in range(3):  # the first stack reads what the app's stacks share; the others must not
         before = len(node_calls)
-        DatasetStack(
-            app,
-            f"{naming.dataset_stack('ourairports')}-{index}",
-            core=project.core,
-            dataset=project.datasets["ourairports"],
-            dataset_dir=project.dataset_dir("ourairports"),
-            glue_assets_dir=glue_assets,
-        ).add_stack_dependency(core)
+        _airports_stack(app, project, glue_assets, index).add_stack_dependency(core)
         made.append(len(node_calls) - before)
     assert max(made[1:]) <= CALLS_PER_DATASET_STACK, (
         f"a dataset stack now makes {made[1:]} calls into the CDK's Node process (budget "
@@ -80,7 +70,6 @@ def test_the_jobs_role_and_the_deployments_deny_are_what_the_cdks_constructs_giv
 
     from app import new_app
     from dwlib.naming import Naming
-    from stacks.dataset_stack import DatasetStack
     from stacks.tokens import Aws
 
     app = new_app(str(tmp_path / "cdk.out"))
@@ -90,17 +79,7 @@ def test_the_jobs_role_and_the_deployments_deny_are_what_the_cdks_constructs_giv
     stacks = []
     # An unresolved stack first, so a stack with its own env cannot reuse what that one read.
     for stack_env in (None, env):
-        stacks.append(
-            DatasetStack(
-                app,
-                f"{naming.dataset_stack('ourairports')}-{len(stacks)}",
-                core=project.core,
-                dataset=project.datasets["ourairports"],
-                dataset_dir=project.dataset_dir("ourairports"),
-                glue_assets_dir=glue_assets,
-                env=stack_env,
-            )
-        )
+        stacks.append(_airports_stack(app, project, glue_assets, len(stacks), env=stack_env))
     stack = stacks[-1]
     expected_role = iam.Role.from_role_name(stack, "ExpectedRole", naming.job_role, mutable=False).role_arn
     bucket = s3.Bucket.from_bucket_name(stack, "ExpectedLake", naming.bucket(Aws.ACCOUNT_ID))
@@ -131,3 +110,19 @@ def test_a_datasets_zip_is_written_once_per_content(tmp_path):
     assets.build_dataset_files(folder, "job_config.json", "{}", build)
     assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
     assert not list(build.glob(".tmp-*"))  # no scratch file left behind
+
+
+def _airports_stack(app, project, glue_assets, index: int, env=None):
+    """The ourairports dataset's stack, numbered so that one app holds several."""
+    from dwlib.naming import Naming
+    from stacks.dataset_stack import DatasetStack
+
+    return DatasetStack(
+        app,
+        f"{Naming.of(project.core).dataset_stack('ourairports')}-{index}",
+        core=project.core,
+        dataset=project.datasets["ourairports"],
+        dataset_dir=project.dataset_dir("ourairports"),
+        glue_assets_dir=glue_assets,
+        env=env,
+    )
