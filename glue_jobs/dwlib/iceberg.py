@@ -22,6 +22,7 @@ before the commit deletes its data files and adds no snapshot.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -358,8 +359,9 @@ def _merge(
 
     keys = list(dataset.primary_key)
 
+    @functools.cache
     def run_rows() -> DataFrame:
-        # Only the Spark paths read the run's files: opening them costs a Spark job (schema inference).
+        # Only the Spark paths read the run's files, and once: opening them costs a Spark job (schema inference).
         return spark.read.parquet(*[lake.uri(k) for k in written])
 
     ranges = _key_ranges(table, [location(lake, k) for k in written], keys)
