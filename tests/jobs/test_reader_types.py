@@ -152,11 +152,25 @@ ROWS = [
 ]
 
 
-def _run(spark, core, tmp_path, reader_typing: bool, monkeypatch, rows=ROWS, retyped: dict | None = None) -> tuple:
-    """(rows in, kept, rejected, reasons), the bronze rows' data columns, the quarantine, the schema."""
+def _run(
+    spark, core, tmp_path, reader_typing: bool, monkeypatch, rows=ROWS, retyped: dict | None = None, plans=None
+) -> tuple:
+    """(rows in, kept, rejected, reasons), the bronze rows' data columns, the quarantine, the schema.
+
+    `plans`, a list: gets the optimized plan of each write of the staged bronze rows, in order.
+    """
     tmp_path.mkdir()
     monkeypatch.setattr(bronze, "CACHE_INPUT_BYTES", 0)  # every input counts as large
     monkeypatch.setattr(bronze, "READER_TYPING", reader_typing)
+    if plans is not None:
+        write = bronze.write_parquet
+
+        def planned(df, uri, *args, **kwargs):
+            if uri.rstrip("/").endswith("/output"):
+                plans.append(df._jdf.queryExecution().optimizedPlan().toString())
+            return write(df, uri, *args, **kwargs)
+
+        monkeypatch.setattr(bronze, "write_parquet", planned)
     columns = {"id": "bigint", "code": "string", "qty": "int", "price": "double", "flag": "boolean",
                "note": "string", "made": "timestamp"} | (retyped or {})  # fmt: skip
     dataset = _config(
@@ -199,6 +213,30 @@ def test_a_run_typed_by_the_reader_keeps_quarantines_and_counts_what_the_text_pa
     by_id = {r[0]: r for r in rejected}
     assert by_id["1"][1:4] == ("g", "070", "7.50") and by_id["11"][2] == "2147483648"
     assert by_id["3"][3] == "2.5e" and by_id["4"][4] == "maybe"
+
+
+def test_a_clean_run_is_planned_as_a_bare_job_reads_and_keeps_what_the_text_path_does(
+    spark, core, tmp_path, monkeypatch
+):
+    """Every record typed by the reader: one write, with no text split or typing of text in its plan, and the
+    same output as typing every column from text (a rule's rejects still quarantined)."""
+    rows = [ROWS[0], ROWS[7], ROWS[9], ROWS[11]]
+    plans: list[str] = []
+    fast = _run(spark, core, tmp_path / "fast", True, monkeypatch, rows, plans=plans)
+    text = _run(spark, core, tmp_path / "text", False, monkeypatch, rows)
+    assert fast == text
+    assert fast[0] == (4, 3, 1, {"code: null (not_null rule)": 1})
+    [plan] = plans
+    assert [t for t in ("from_csv", transform.SPLIT, "translate(") if t in plan] == []
+
+
+def test_a_record_the_reader_cannot_type_reads_the_run_again_with_its_text_split(spark, core, tmp_path, monkeypatch):
+    plans: list[str] = []
+    fast = _run(spark, core, tmp_path / "fast", True, monkeypatch, plans=plans)
+    assert fast == _run(spark, core, tmp_path / "text", False, monkeypatch)
+    # Read as a clean file would be, then with the split; then again, with the split, for the repeated key.
+    assert ["from_csv" in plan for plan in plans] == [False, True, True]
+    assert transform.UNTYPED not in repr(fast)  # the first read's flag is nowhere in what the run gives
 
 
 def test_a_doubtful_record_types_the_whole_run_from_text(spark, core, tmp_path, monkeypatch):
