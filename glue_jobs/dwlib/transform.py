@@ -8,10 +8,12 @@ from __future__ import annotations
 import codecs
 import csv as pycsv
 import io
+import itertools
 import mmap
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -302,12 +304,9 @@ def read_heads(spark: SparkSession, uris: list[str], size: int = HEAD_BYTES) -> 
         return list(pool.map(head, uris))
 
 
-def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[str] | None:
-    """The first non-empty record of a file's first bytes, split as the CSV options say.
-
-    [] for an empty file; None when it cannot be told from these bytes (an unknown encoding name, a
-    first record longer than the bytes read).
-    """
+def _head_records(head: bytes, csv: CsvOptions, truncated: bool) -> Iterator[list[str]] | None:
+    """The non-empty records of a file's first bytes, split as the CSV options say (the last line, which
+    `truncated` bytes may have cut, left out); None for an unknown encoding name or no whole line."""
     try:
         text = codecs.getincrementaldecoder(csv.encoding)(errors="replace").decode(head, final=not truncated)
     except LookupError:
@@ -326,13 +325,58 @@ def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[
         doublequote=same,
         escapechar=None if same else csv.escape,
     )
+    # Spark skips blank lines too
+    return (record for record in reader if len(record) > 1 or (record and record[0].strip()))
+
+
+def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[str] | None:
+    """The first non-empty record of a file's first bytes, split as the CSV options say.
+
+    [] for an empty file; None when it cannot be told from these bytes (an unknown encoding name, a
+    first record longer than the bytes read).
+    """
+    records = _head_records(head, csv, truncated)
     try:
-        for record in reader:
-            if len(record) > 1 or (record and record[0].strip()):  # Spark skips blank lines too
-                return record
+        return next(records, None if truncated else []) if records is not None else None
     except pycsv.Error:
         return None
-    return None if truncated else []
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DOUBLE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_DOUBLE_WORDS = {"NaN", "Inf", "-Inf", "Infinity", "+Infinity", "-Infinity"}  # the reader's and Java's
+_INTEGER_BOUNDS = {"int": 2**31, "bigint": 2**63}
+
+
+def _surely_typed(text: str, spark_type: str) -> bool:
+    """Whether the CSV reader types this text as `spark_type` for certain (False where not sure)."""
+    if spark_type in _INTEGER_BOUNDS:
+        bound = _INTEGER_BOUNDS[spark_type]
+        return bool(_INTEGER.fullmatch(text)) and -bound <= int(text) < bound
+    if spark_type == "double":
+        return bool(_DOUBLE.fullmatch(text)) or text in _DOUBLE_WORDS
+    return text.lower() in ("true", "false")
+
+
+def untyped_in_heads(heads: list[bytes | None], csv: CsvOptions, names: list[str], typed: dict[str, str]) -> bool:
+    """Whether the files' first bytes hold a record the reader may not type: of another width than the header's,
+    or with a value in a `typed` column (by position in `names`) the reader may refuse.
+
+    Only a guess of how to read first (`read_csv`'s `split`): what decides is what the whole read finds.
+    """
+    at = {i: typed[n] for i, n in enumerate(names) if n in typed}
+    markers = {"", reader_null_marker(csv)}
+    for head in heads:
+        records = _head_records(head, csv, len(head) >= HEAD_BYTES) if head is not None else None
+        try:
+            for record in itertools.islice(records or (), 1 if csv.header else 0, None):
+                if len(record) != len(names):
+                    return True
+                if any(record[i] not in markers and not _surely_typed(record[i], t) for i, t in at.items()):
+                    return True
+        except pycsv.Error:
+            return True
+    return False
 
 
 # Encodings in which the quote character is one byte that no other character's bytes contain.
@@ -428,6 +472,7 @@ def read_csv(
             [uri for uri, h in files if len(h) == width],  # Spark infers the width from the first row it sees
         )
         typed = {n: t for n, t in (typed or {}).items() if n in names}
+        split = split or (bool(typed) and untyped_in_heads(heads, csv, names, typed))
         expected = f"the first row of {_file(files[0][0])} has {width}"
         df = _read_group(spark, csv, group, expected, guess, typed, split)
         return Source(df, groups=[group], line_mode_guess=guess, typed=typed, unsplit=bool(typed) and not split)
@@ -445,6 +490,9 @@ def read_csv(
         group.uris.append(uri)
     # Typed by the reader only when every file has the same header: one frame, one set of raw-text fields.
     typed = {n: t for n, t in (typed or {}).items() if n in final.values()} if len(groups) == 1 else {}
+    # A file whose first records the reader would not type (padded numbers, a second null marker, ragged rows)
+    # is read with the split at once: read as a clean file first, it would be read twice.
+    split = split or (bool(typed) and untyped_in_heads(heads, csv, next(iter(groups.values())).names, typed))
     frames = [_read_group(spark, csv, g, f"header has {len(g.names)}", guess, typed, split) for g in groups.values()]
     df = frames[0]
     for frame in frames[1:]:

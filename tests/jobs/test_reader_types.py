@@ -220,7 +220,7 @@ def test_a_clean_run_is_planned_as_a_bare_job_reads_and_keeps_what_the_text_path
 ):
     """Every record typed by the reader: one write, with no text split or typing of text in its plan, and the
     same output as typing every column from text (a rule's rejects still quarantined)."""
-    rows = [ROWS[0], ROWS[7], ROWS[9], ROWS[11]]
+    rows = [ROWS[0], ROWS[7], ROWS[9], "12,l,12,-Infinity,True,fine,2026-01-01 10:00:00"]
     plans: list[str] = []
     fast = _run(spark, core, tmp_path / "fast", True, monkeypatch, rows, plans=plans)
     text = _run(spark, core, tmp_path / "text", False, monkeypatch, rows)
@@ -230,13 +230,44 @@ def test_a_clean_run_is_planned_as_a_bare_job_reads_and_keeps_what_the_text_path
     assert [t for t in ("from_csv", transform.SPLIT, "translate(") if t in plan] == []
 
 
-def test_a_record_the_reader_cannot_type_reads_the_run_again_with_its_text_split(spark, core, tmp_path, monkeypatch):
+@pytest.mark.parametrize("after", [0, 6000], ids=["in-the-first-bytes", "after-the-first-bytes"])
+def test_a_record_the_reader_cannot_type_has_the_run_read_with_its_text_split(
+    spark, core, tmp_path, monkeypatch, after
+):
+    """In the bytes read for the header, such a record has the run read with the split at once; further on,
+    the first read (planned as for a clean file) counts it and the run is read again with the split."""
+    rows = [f"{1000 + i},c{i},{i},{i}.5,true,clean row {i},2026-01-01 10:00:00" for i in range(after)] + ROWS
+    assert (len(HEADER) + sum(len(r) + 1 for r in rows[:after]) > transform.HEAD_BYTES) == (after > 0)
     plans: list[str] = []
-    fast = _run(spark, core, tmp_path / "fast", True, monkeypatch, plans=plans)
-    assert fast == _run(spark, core, tmp_path / "text", False, monkeypatch)
-    # Read as a clean file would be, then with the split; then again, with the split, for the repeated key.
-    assert ["from_csv" in plan for plan in plans] == [False, True, True]
+    fast = _run(spark, core, tmp_path / "fast", True, monkeypatch, rows, plans=plans)
+    assert fast == _run(spark, core, tmp_path / "text", False, monkeypatch, rows)
+    assert fast[0][:3] == (after + 12, after + 4, 8)
+    # ...and once more with the split, for the repeated key.
+    assert ["from_csv" in plan for plan in plans] == ([False] if after else []) + [True, True]
     assert transform.UNTYPED not in repr(fast)  # the first read's flag is nowhere in what the run gives
+
+
+@pytest.mark.parametrize(
+    ("lines", "untyped"),
+    [
+        (["1,2.5,true", "-7,1e3,FALSE", "NA,,NA", "2147483647,.5,True"], False),
+        (["1,2.5,true", "2147483648,1,true"], True),  # beyond int
+        (["1,2.5,true", " 7,1,true"], True),  # padded: the reader refuses what the text path trims
+        (["1,2.5,true", "7,n/a,true"], True),  # a null marker the reader does not handle
+        (["1,2.5,true", "7,1"], True),  # too few fields
+        (["1,NaN,true", "2,-Infinity,false", "3,Inf,true"], False),  # the reader's words for doubles
+        (["1,2.5,true", "\u0661,1,true"], True),  # the reader takes other scripts' digits, but not sure: split
+        (["1,2.5,yes"], True),
+    ],
+)
+def test_the_first_bytes_tell_whether_to_read_with_the_split(lines, untyped):
+    config = _config({"i": "int", "d": "double", "b": "boolean"}, csv={"null_values": ["", "NA", "n/a"]})
+    head = ("i,d,b\n" + "\n".join(lines) + "\n").encode()
+    names, typed = ["i", "d", "b"], {"i": "int", "d": "double", "b": "boolean"}
+    assert transform.untyped_in_heads([head], config.csv, names, typed) is untyped
+    # The first bytes of a longer file end inside a record: that line is not judged (it is not all there).
+    cut = head + b"9" * transform.HEAD_BYTES
+    assert transform.untyped_in_heads([cut[: transform.HEAD_BYTES]], config.csv, names, typed) is untyped
 
 
 def test_a_doubtful_record_types_the_whole_run_from_text(spark, core, tmp_path, monkeypatch):
