@@ -361,17 +361,17 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         if hook is None:
             kept = kept.observe(counted_kept, F.count(F.lit(1)).alias("rows_kept"))
         write_parquet(kept, lake.uri(staging + "output/"))
-        if hook is None and int(counted_in.get["untyped"]):
+        counted = counted_in.get  # each `get` converts the JVM's map again (Py4J round trips)
+        if hook is None and int(counted["untyped"]):
             # A record the reader could not type (usually none): read again with its text split (the staged
             # output is overwritten), as a text read would type and check it.
             return attempt(csv, repeats_after=repeats_after, reader_typing=reader_typing, split=True)
-        if hook is None and int(counted_in.get["doubtful"]):
+        if hook is None and int(counted["doubtful"]):
             # A record the reader could not type may have been split wrongly: type the whole input from text
             # (the staged output is overwritten). Rare: it takes a NUL, U+FFFF or a trailing form feed.
             return attempt(csv, repeats_after=repeats_after, reader_typing=False)
         if hook is None and later and _staged_repeats(spark, lake, staging + "output/", config):
             return attempt(csv, repeats_after=False, reader_typing=reader_typing, split=split)
-        counted = counted_in.get
         suspects = int(counted["suspects"])
         summary.rows_in = int(counted["rows_in"])
         if hook is None:
