@@ -236,16 +236,22 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     ingested_at = datetime.now(UTC)
 
     def attempt(
-        csv: CsvOptions, repeats_after: bool = True, reader_typing: bool = typing
+        csv: CsvOptions, repeats_after: bool = True, reader_typing: bool = typing, split: bool = False
     ) -> tuple[DataFrame, Callable[[], DataFrame], bool]:
         """One read-type-check-write; True last if a quoted line break may have split a row (read again).
+
+        With reader typing, the first read is planned as if every record typed (`split` off: what a bare job
+        plans, and what a clean file needs). If one did not, the run is read, typed and written again with the
+        text split of such records (`transform.read_csv`'s `split`), which is where its rejects come from.
 
         A large input's key and `unique` columns are checked for repeats after the write, on the staged
         Parquet (their columns only), instead of in a pass over the source before it: usually nothing
         repeats and that is all. If something does, the run is checked and written again, repeats rejected.
         The rejected rows come as a function: the frame is built (a Spark job or two) only if some were.
         """
-        read = transform.read_input(spark, uris, fmt, csv, transform.reader_types(config) if reader_typing else None)
+        read = transform.read_input(
+            spark, uris, fmt, csv, transform.reader_types(config) if reader_typing else None, split=split
+        )
         source = read.df
         if one_task:
             # One task from the read to the write: the key check's window needs no shuffle (one partition
@@ -270,6 +276,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 F.count(F.lit(1)).alias("rows_in"),
                 _flagged(source, transform.SUSPECT).alias("suspects"),
                 _flagged(source, transform.DOUBTFUL).alias("doubtful"),
+                F.count(F.col(transform.MALFORMED) if read.unsplit else F.lit(None)).alias("untyped"),
             )
         inferred = None
         if fmt == "csv" and any(n not in config.columns for n in cleaned):
@@ -354,13 +361,17 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
         if hook is None:
             kept = kept.observe(counted_kept, F.count(F.lit(1)).alias("rows_kept"))
         write_parquet(kept, lake.uri(staging + "output/"))
-        if hook is None and int(counted_in.get["doubtful"]):
+        counted = counted_in.get  # each `get` converts the JVM's map again (Py4J round trips)
+        if hook is None and int(counted["untyped"]):
+            # A record the reader could not type (usually none): read again with its text split (the staged
+            # output is overwritten), as a text read would type and check it.
+            return attempt(csv, repeats_after=repeats_after, reader_typing=reader_typing, split=True)
+        if hook is None and int(counted["doubtful"]):
             # A record the reader could not type may have been split wrongly: type the whole input from text
             # (the staged output is overwritten). Rare: it takes a NUL, U+FFFF or a trailing form feed.
             return attempt(csv, repeats_after=repeats_after, reader_typing=False)
         if hook is None and later and _staged_repeats(spark, lake, staging + "output/", config):
-            return attempt(csv, repeats_after=False, reader_typing=reader_typing)
-        counted = counted_in.get
+            return attempt(csv, repeats_after=False, reader_typing=reader_typing, split=split)
         suspects = int(counted["suspects"])
         summary.rows_in = int(counted["rows_in"])
         if hook is None:

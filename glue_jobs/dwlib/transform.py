@@ -8,10 +8,12 @@ from __future__ import annotations
 import codecs
 import csv as pycsv
 import io
+import itertools
 import mmap
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +54,9 @@ SUSPECT = "_dw_suspect"
 SPLIT = "_dw_split"
 # ...and true where that split may not be the record's fields (see `_read_group`): the run is typed from text.
 DOUBTFUL = "_dw_doubtful"
+# The `_dw_malformed` of a record the reader could not type, read without a split (see `_read_group`). Such a
+# record never reaches the output or the quarantine: its run is read again with the split.
+UNTYPED = "malformed: a record the CSV reader could not type"
 REPLACEMENT_CHAR = "\ufffd"  # what a decoder puts where bytes are invalid in the declared encoding
 
 
@@ -206,6 +211,9 @@ class Source:
     # CSV columns the reader typed itself (`read_csv`'s `typed`); their text, where a record did not type, is
     # in `_dw_split`. Empty: every column arrived as text.
     typed: dict[str, str] = field(default_factory=dict)
+    # Read with `split` off: a record the reader could not type has `_dw_malformed` set and nothing else, so
+    # any such record means the run must be read again with `split` on (see `_read_group`).
+    unsplit: bool = False
 
 
 def read_source(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) -> DataFrame:
@@ -214,7 +222,12 @@ def read_source(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions)
 
 
 def read_input(
-    spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions, typed: dict[str, str] | None = None
+    spark: SparkSession,
+    uris: list[str],
+    fmt: str,
+    csv: CsvOptions,
+    typed: dict[str, str] | None = None,
+    split: bool = True,
 ) -> Source:
     """Read the run's input files, matching columns by name across files, never by position.
 
@@ -224,7 +237,7 @@ def read_input(
     cannot be read (wrong field count, broken JSON) has its reason in `_dw_malformed`.
     """
     if fmt == "csv":
-        return read_csv(spark, uris, csv, typed)
+        return read_csv(spark, uris, csv, typed, split)
     if fmt in ("json", "jsonl"):
         df = (
             spark.read.option("multiLine", fmt == "json")
@@ -291,12 +304,9 @@ def read_heads(spark: SparkSession, uris: list[str], size: int = HEAD_BYTES) -> 
         return list(pool.map(head, uris))
 
 
-def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[str] | None:
-    """The first non-empty record of a file's first bytes, split as the CSV options say.
-
-    [] for an empty file; None when it cannot be told from these bytes (an unknown encoding name, a
-    first record longer than the bytes read).
-    """
+def _head_records(head: bytes, csv: CsvOptions, truncated: bool) -> Iterator[list[str]] | None:
+    """The non-empty records of a file's first bytes, split as the CSV options say (the last line, which
+    `truncated` bytes may have cut, left out); None for an unknown encoding name or no whole line."""
     try:
         text = codecs.getincrementaldecoder(csv.encoding)(errors="replace").decode(head, final=not truncated)
     except LookupError:
@@ -315,13 +325,58 @@ def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[
         doublequote=same,
         escapechar=None if same else csv.escape,
     )
+    # Spark skips blank lines too
+    return (record for record in reader if len(record) > 1 or (record and record[0].strip()))
+
+
+def parse_header(head: bytes, csv: CsvOptions, truncated: bool = False) -> list[str] | None:
+    """The first non-empty record of a file's first bytes, split as the CSV options say.
+
+    [] for an empty file; None when it cannot be told from these bytes (an unknown encoding name, a
+    first record longer than the bytes read).
+    """
+    records = _head_records(head, csv, truncated)
     try:
-        for record in reader:
-            if len(record) > 1 or (record and record[0].strip()):  # Spark skips blank lines too
-                return record
+        return next(records, None if truncated else []) if records is not None else None
     except pycsv.Error:
         return None
-    return None if truncated else []
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DOUBLE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_DOUBLE_WORDS = {"NaN", "Inf", "-Inf", "Infinity", "+Infinity", "-Infinity"}  # the reader's and Java's
+_INTEGER_BOUNDS = {"int": 2**31, "bigint": 2**63}
+
+
+def _surely_typed(text: str, spark_type: str) -> bool:
+    """Whether the CSV reader types this text as `spark_type` for certain (False where not sure)."""
+    if spark_type in _INTEGER_BOUNDS:
+        bound = _INTEGER_BOUNDS[spark_type]
+        return bool(_INTEGER.fullmatch(text)) and -bound <= int(text) < bound
+    if spark_type == "double":
+        return bool(_DOUBLE.fullmatch(text)) or text in _DOUBLE_WORDS
+    return text.lower() in ("true", "false")
+
+
+def untyped_in_heads(heads: list[bytes | None], csv: CsvOptions, names: list[str], typed: dict[str, str]) -> bool:
+    """Whether the files' first bytes hold a record the reader may not type: of another width than the header's,
+    or with a value in a `typed` column (by position in `names`) the reader may refuse.
+
+    Only a guess of how to read first (`read_csv`'s `split`): what decides is what the whole read finds.
+    """
+    at = {i: typed[n] for i, n in enumerate(names) if n in typed}
+    markers = {"", reader_null_marker(csv)}
+    for head in heads:
+        records = _head_records(head, csv, len(head) >= HEAD_BYTES) if head is not None else None
+        try:
+            for record in itertools.islice(records or (), 1 if csv.header else 0, None):
+                if len(record) != len(names):
+                    return True
+                if any(record[i] not in markers and not _surely_typed(record[i], t) for i, t in at.items()):
+                    return True
+        except pycsv.Error:
+            return True
+    return False
 
 
 # Encodings in which the quote character is one byte that no other character's bytes contain.
@@ -370,7 +425,9 @@ def _occurrences(header: list[str]) -> list[tuple[str, int]]:
     return keys
 
 
-def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions, typed: dict[str, str] | None = None) -> Source:
+def read_csv(
+    spark: SparkSession, uris: list[str], csv: CsvOptions, typed: dict[str, str] | None = None, split: bool = True
+) -> Source:
     """CSV, matched by header name across files; one Spark read per distinct header.
 
     Each file's header is read first (a few KB per file) and given to Spark as the schema, so a
@@ -388,7 +445,8 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions, typed: dict[
     quote is not malformed, is read with multiline on.
 
     `typed` ({final name: type}, from `reader_types`): columns the reader parses itself when the files have one
-    header (see `_read_group`); `Source.typed` says which it did.
+    header (see `_read_group`); `Source.typed` says which it did. `split` False: a record the reader could not
+    type is only flagged, not split as text (`Source.unsplit`).
     """
     heads = read_heads(spark, uris)
     headers: list[list[str] | None] = [
@@ -414,8 +472,10 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions, typed: dict[
             [uri for uri, h in files if len(h) == width],  # Spark infers the width from the first row it sees
         )
         typed = {n: t for n, t in (typed or {}).items() if n in names}
-        df = _read_group(spark, csv, group, f"the first row of {_file(files[0][0])} has {width}", guess, typed)
-        return Source(df, groups=[group], line_mode_guess=guess, typed=typed)
+        split = split or (bool(typed) and untyped_in_heads(heads, csv, names, typed))
+        expected = f"the first row of {_file(files[0][0])} has {width}"
+        df = _read_group(spark, csv, group, expected, guess, typed, split)
+        return Source(df, groups=[group], line_mode_guess=guess, typed=typed, unsplit=bool(typed) and not split)
 
     originals: dict[tuple[str, int], str] = {}
     for _, header in files:
@@ -430,7 +490,10 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions, typed: dict[
         group.uris.append(uri)
     # Typed by the reader only when every file has the same header: one frame, one set of raw-text fields.
     typed = {n: t for n, t in (typed or {}).items() if n in final.values()} if len(groups) == 1 else {}
-    frames = [_read_group(spark, csv, g, f"header has {len(g.names)}", guess, typed) for g in groups.values()]
+    # A file whose first records the reader would not type (padded numbers, a second null marker, ragged rows)
+    # is read with the split at once: read as a clean file first, it would be read twice.
+    split = split or (bool(typed) and untyped_in_heads(heads, csv, next(iter(groups.values())).names, typed))
+    frames = [_read_group(spark, csv, g, f"header has {len(g.names)}", guess, typed, split) for g in groups.values()]
     df = frames[0]
     for frame in frames[1:]:
         df = df.unionByName(frame, allowMissingColumns=True)
@@ -444,9 +507,10 @@ def read_csv(spark: SparkSession, uris: list[str], csv: CsvOptions, typed: dict[
     for g in groups.values():
         renamed.update(renamed_columns(g.header, g.names))
     internal = [MALFORMED, SUSPECT] if guess else [MALFORMED]
-    if typed:
+    if typed and split:
         internal += [SPLIT, DOUBTFUL]
-    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed)
+    unsplit = bool(typed) and not split
+    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed, unsplit)
 
 
 def _file(uri: str) -> str:
@@ -467,6 +531,7 @@ def _read_group(
     expected: str,
     suspect: bool = False,
     typed: dict[str, str] | None = None,
+    split: bool = True,
 ) -> DataFrame:
     """One header group's rows, text by final name plus `_dw_malformed` (and `_dw_suspect`).
 
@@ -475,6 +540,10 @@ def _read_group(
     (normally none) is split again as text (`_dw_split`), where `prepare_types` finds the typed columns' text
     and types and checks it as a text read would; a split that finds the wrong field count is the malformed
     record of a text read. `_dw_doubtful` marks such a record whose raw text may not be the record.
+
+    `split` False: no `_dw_split` or `_dw_doubtful`, and such a record (of the wrong width or not) only has
+    `_dw_malformed` set, to UNTYPED. The plan then holds no text split and no typing of text for the typed
+    columns, only what a bare job's plan holds; a run that meets such a record reads again with `split`.
     """
     typed = typed or {}
     fields = [StructField(n, _READER_TYPES[typed[n]] if n in typed else StringType()) for n in group.names]
@@ -491,6 +560,17 @@ def _read_group(
     df = df.csv(group.uris)
     reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
     reason = _tied_to(reason, group.names)
+    if typed and not split:
+        untyped = _tied_to(F.lit(UNTYPED), group.names)
+        columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), untyped).alias(MALFORMED)]
+        if suspect:
+            # A typed value holds no quote character; the text columns are tested as a text read tests them.
+            quoted = F.lit(False)
+            for name in group.names:
+                if name not in typed:
+                    quoted = quoted | F.col(name).contains(csv.quote)
+            columns.append(F.coalesce(quoted, F.lit(False)).alias(SUSPECT))
+        return df.select(*columns)
     if not typed:
         columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED)]
         if suspect:
@@ -656,7 +736,8 @@ def prepare_types(
 
     `reader_typed`: the CSV columns the reader typed (`Source.typed`); a record it could not type is typed
     from its text in `_dw_split`, and only there is such a column's `_dw_orig_<i>` its text (elsewhere null:
-    the quarantine of such a frame is built from a text read, see bronze).
+    the quarantine of such a frame is built from a text read, see bronze). Read without the split
+    (`Source.unsplit`), such a record is rejected as malformed and the reader's values are the only ones.
 
     Also rejected here: a record the reader marked malformed (`_dw_malformed`); with `encoding` (text
     sources), a string value holding U+FFFD, which is what the decoder made of bytes invalid in that
@@ -667,7 +748,9 @@ def prepare_types(
     malformed = [F.col(MALFORMED)] if MALFORMED in df.columns else []
     suspect = [F.col(SUSPECT)] if SUSPECT in df.columns else []
     reader_typed = reader_typed or {}
-    split = [F.col(SPLIT)] if reader_typed else []
+    # Read without a split (`read_csv`'s `split`), the reader's values are the only ones: a record it could not
+    # type is rejected as malformed, and its run read again with the split.
+    split = [F.col(SPLIT)] if reader_typed and SPLIT in df.columns else []
     df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect, *split)
     is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
     # Columns whose text the checks below read: the text ones, and the reader-typed ones (text where untyped).
@@ -684,6 +767,10 @@ def prepare_types(
     selected: list[Column] = []
     checks: list[tuple[int, str, ColumnType]] = []  # (position, column, type) of declared columns
     for i, name in enumerate(names):
+        if name in reader_typed and not split:
+            selected += [F.lit(None).cast("string").alias(f"_dw_orig_{i}"), F.col(name)]
+            checks.append((i, name, declared[name]))
+            continue
         if name in reader_typed:
             text = F.col(SPLIT)[name]  # null unless the reader could not type the record
             if nulls:

@@ -152,11 +152,25 @@ ROWS = [
 ]
 
 
-def _run(spark, core, tmp_path, reader_typing: bool, monkeypatch, rows=ROWS, retyped: dict | None = None) -> tuple:
-    """(rows in, kept, rejected, reasons), the bronze rows' data columns, the quarantine, the schema."""
+def _run(
+    spark, core, tmp_path, reader_typing: bool, monkeypatch, rows=ROWS, retyped: dict | None = None, plans=None
+) -> tuple:
+    """(rows in, kept, rejected, reasons), the bronze rows' data columns, the quarantine, the schema.
+
+    `plans`, a list: gets the optimized plan of each write of the staged bronze rows, in order.
+    """
     tmp_path.mkdir()
     monkeypatch.setattr(bronze, "CACHE_INPUT_BYTES", 0)  # every input counts as large
     monkeypatch.setattr(bronze, "READER_TYPING", reader_typing)
+    if plans is not None:
+        write = bronze.write_parquet
+
+        def planned(df, uri, *args, **kwargs):
+            if uri.rstrip("/").endswith("/output"):
+                plans.append(df._jdf.queryExecution().optimizedPlan().toString())
+            return write(df, uri, *args, **kwargs)
+
+        monkeypatch.setattr(bronze, "write_parquet", planned)
     columns = {"id": "bigint", "code": "string", "qty": "int", "price": "double", "flag": "boolean",
                "note": "string", "made": "timestamp"} | (retyped or {})  # fmt: skip
     dataset = _config(
@@ -199,6 +213,61 @@ def test_a_run_typed_by_the_reader_keeps_quarantines_and_counts_what_the_text_pa
     by_id = {r[0]: r for r in rejected}
     assert by_id["1"][1:4] == ("g", "070", "7.50") and by_id["11"][2] == "2147483648"
     assert by_id["3"][3] == "2.5e" and by_id["4"][4] == "maybe"
+
+
+def test_a_clean_run_is_planned_as_a_bare_job_reads_and_keeps_what_the_text_path_does(
+    spark, core, tmp_path, monkeypatch
+):
+    """Every record typed by the reader: one write, with no text split or typing of text in its plan, and the
+    same output as typing every column from text (a rule's rejects still quarantined)."""
+    rows = [ROWS[0], ROWS[7], ROWS[9], "12,l,12,-Infinity,True,fine,2026-01-01 10:00:00"]
+    plans: list[str] = []
+    fast = _run(spark, core, tmp_path / "fast", True, monkeypatch, rows, plans=plans)
+    text = _run(spark, core, tmp_path / "text", False, monkeypatch, rows)
+    assert fast == text
+    assert fast[0] == (4, 3, 1, {"code: null (not_null rule)": 1})
+    [plan] = plans
+    assert [t for t in ("from_csv", transform.SPLIT, "translate(") if t in plan] == []
+
+
+@pytest.mark.parametrize("after", [0, 6000], ids=["in-the-first-bytes", "after-the-first-bytes"])
+def test_a_record_the_reader_cannot_type_has_the_run_read_with_its_text_split(
+    spark, core, tmp_path, monkeypatch, after
+):
+    """In the bytes read for the header, such a record has the run read with the split at once; further on,
+    the first read (planned as for a clean file) counts it and the run is read again with the split."""
+    rows = [f"{1000 + i},c{i},{i},{i}.5,true,clean row {i},2026-01-01 10:00:00" for i in range(after)] + ROWS
+    assert (len(HEADER) + sum(len(r) + 1 for r in rows[:after]) > transform.HEAD_BYTES) == (after > 0)
+    plans: list[str] = []
+    fast = _run(spark, core, tmp_path / "fast", True, monkeypatch, rows, plans=plans)
+    assert fast == _run(spark, core, tmp_path / "text", False, monkeypatch, rows)
+    assert fast[0][:3] == (after + 12, after + 4, 8)
+    # ...and once more with the split, for the repeated key.
+    assert ["from_csv" in plan for plan in plans] == ([False] if after else []) + [True, True]
+    assert transform.UNTYPED not in repr(fast)  # the first read's flag is nowhere in what the run gives
+
+
+@pytest.mark.parametrize(
+    ("lines", "untyped"),
+    [
+        (["1,2.5,true", "-7,1e3,FALSE", "NA,,NA", "2147483647,.5,True"], False),
+        (["1,2.5,true", "2147483648,1,true"], True),  # beyond int
+        (["1,2.5,true", " 7,1,true"], True),  # padded: the reader refuses what the text path trims
+        (["1,2.5,true", "7,n/a,true"], True),  # a null marker the reader does not handle
+        (["1,2.5,true", "7,1"], True),  # too few fields
+        (["1,NaN,true", "2,-Infinity,false", "3,Inf,true"], False),  # the reader's words for doubles
+        (["1,2.5,true", "\u0661,1,true"], True),  # the reader takes other scripts' digits, but not sure: split
+        (["1,2.5,yes"], True),
+    ],
+)
+def test_the_first_bytes_tell_whether_to_read_with_the_split(lines, untyped):
+    config = _config({"i": "int", "d": "double", "b": "boolean"}, csv={"null_values": ["", "NA", "n/a"]})
+    head = ("i,d,b\n" + "\n".join(lines) + "\n").encode()
+    names, typed = ["i", "d", "b"], {"i": "int", "d": "double", "b": "boolean"}
+    assert transform.untyped_in_heads([head], config.csv, names, typed) is untyped
+    # The first bytes of a longer file end inside a record: that line is not judged (it is not all there).
+    cut = head + b"9" * transform.HEAD_BYTES
+    assert transform.untyped_in_heads([cut[: transform.HEAD_BYTES]], config.csv, names, typed) is untyped
 
 
 def test_a_doubtful_record_types_the_whole_run_from_text(spark, core, tmp_path, monkeypatch):
