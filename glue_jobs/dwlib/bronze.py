@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from dwlib import fetch, iceberg, jobs, transform
@@ -148,8 +148,8 @@ def sized(df: DataFrame, files: int, input_files: int, input_bytes: int, shuffle
     return df.coalesce(files) if partitions > 4 * files else df
 
 
-def previous_schema(ctx: JobContext) -> list[dict[str, str]] | None:
-    """Schema of the last successful bronze run, from the run ledger."""
+def previous_run(ctx: JobContext) -> dict[str, Any] | None:
+    """The ledger entry of the dataset's last successful bronze run (not this one's)."""
     for obj in sorted(ctx.lake.list(ctx.naming.runs_prefix(ctx.name)), key=lambda o: o.key, reverse=True):
         if Naming.run_id_of_entry(obj.key) is None:  # the lock, publish journals
             continue
@@ -158,7 +158,7 @@ def previous_schema(ctx: JobContext) -> list[dict[str, str]] | None:
         except (ValueError, OSError):
             continue
         if past.get("layer") == "bronze" and past.get("status") == "succeeded" and past.get("run_id") != ctx.run_id:
-            return past.get("schema")
+            return past
     return None
 
 
@@ -195,6 +195,14 @@ def _flagged(df: DataFrame, flag: str) -> Any:
     return F.count(F.when(column, 1))  # an aggregate either way: observe() takes nothing else
 
 
+def _untyped(read: transform.Source) -> Column:
+    """Per record of a reader-typed read: not null where the reader could not type it (flagged, read without
+    the split; or split as text); always null for a read of text."""
+    if read.unsplit:
+        return F.col(transform.MALFORMED)
+    return F.col(transform.SPLIT) if read.typed else F.lit(None)
+
+
 def _staged_repeats(spark: SparkSession, lake: Lake, prefix: str, config: DatasetConfig) -> list[str]:
     """The keys (primary key, `unique` columns) that repeat among the staged kept rows under `prefix`.
 
@@ -208,11 +216,14 @@ def _staged_repeats(spark: SparkSession, lake: Lake, prefix: str, config: Datase
     return found
 
 
-def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary) -> str:
+def transform_and_check(
+    spark: SparkSession, ctx: JobContext, raw_keys: list[str], summary: RunSummary, split_first: bool = False
+) -> str:
     """Read, type and check the run's files; write bronze to staging and rejects to quarantine.
 
     Returns the staging prefix holding the new bronze; raises JobFailed if a check fails, and
-    HookError if the dataset's transform hook does.
+    HookError if the dataset's transform hook does. `split_first`: a CSV typed by the reader is read with
+    the text split of the records it cannot type from the start (the dataset's last run had such records).
     """
     naming, lake, config = ctx.naming, ctx.lake, ctx.dataset
     staging = naming.staging_prefix("bronze", ctx.name, ctx.run_id)
@@ -236,13 +247,14 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
     ingested_at = datetime.now(UTC)
 
     def attempt(
-        csv: CsvOptions, repeats_after: bool = True, reader_typing: bool = typing, split: bool = False
+        csv: CsvOptions, repeats_after: bool = True, reader_typing: bool = typing, split: bool = split_first
     ) -> tuple[DataFrame, Callable[[], DataFrame], bool]:
         """One read-type-check-write; True last if a quoted line break may have split a row (read again).
 
         With reader typing, the first read is planned as if every record typed (`split` off: what a bare job
         plans, and what a clean file needs). If one did not, the run is read, typed and written again with the
-        text split of such records (`transform.read_csv`'s `split`), which is where its rejects come from.
+        text split of such records (`transform.read_csv`'s `split`), which is where its rejects come from. So
+        the run's summary says how many there were (`csv_untyped_records`): the next run starts with the split.
 
         A large input's key and `unique` columns are checked for repeats after the write, on the staged
         Parquet (their columns only), instead of in a pass over the source before it: usually nothing
@@ -276,7 +288,7 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
                 F.count(F.lit(1)).alias("rows_in"),
                 _flagged(source, transform.SUSPECT).alias("suspects"),
                 _flagged(source, transform.DOUBTFUL).alias("doubtful"),
-                F.count(F.col(transform.MALFORMED) if read.unsplit else F.lit(None)).alias("untyped"),
+                F.count(_untyped(read)).alias("untyped"),
             )
         inferred = None
         if fmt == "csv" and any(n not in config.columns for n in cleaned):
@@ -362,7 +374,9 @@ def transform_and_check(spark: SparkSession, ctx: JobContext, raw_keys: list[str
             kept = kept.observe(counted_kept, F.count(F.lit(1)).alias("rows_kept"))
         write_parquet(kept, lake.uri(staging + "output/"))
         counted = counted_in.get  # each `get` converts the JVM's map again (Py4J round trips)
-        if hook is None and int(counted["untyped"]):
+        if hook is None and read.typed:
+            summary.csv_untyped_records = int(counted["untyped"])
+        if hook is None and read.unsplit and int(counted["untyped"]):
             # A record the reader could not type (usually none): read again with its text split (the staged
             # output is overwritten), as a text read would type and check it.
             return attempt(csv, repeats_after=repeats_after, reader_typing=reader_typing, split=True)
@@ -508,11 +522,15 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
     def work(summary: RunSummary, entry: str) -> None:
         try:
             publisher.check_layout(ctx, target)  # before anything is fetched: a folder of the other format
+            last = previous_run(ctx)
             with summary.step("fetch"):
                 summary.raw_keys = land_raw(ctx, summary)
             with publisher.writing(spark):
-                staged = transform_and_check(spark, ctx, summary.raw_keys, summary)
-            diff = schema_diff(previous_schema(ctx), summary.schema)
+                # What the last run learned of the files: records the reader could not type are read with the
+                # split at once, instead of after a read planned for a clean file (read twice).
+                split_first = bool(last and last.get("csv_untyped_records"))
+                staged = transform_and_check(spark, ctx, summary.raw_keys, summary, split_first)
+            diff = schema_diff(last.get("schema") if last else None, summary.schema)
             summary.schema_change = diff
             summary.schema_changed = any(diff.values()) if diff else None
             summary.status = "publishing"

@@ -90,6 +90,10 @@ class RunSummary:
     # CSV without `multiline`: read line by line, then read again with multiline on because a quote in
     # a value or a malformed row said a quoted line break may have split a row.
     csv_read_again_multiline: bool = False
+    # A large CSV typed by Spark's reader: its records the reader could not type (a value it refused, a record of
+    # another width), typed and checked from their text instead. A run after one that had some reads their text
+    # split from the start rather than after a read planned for a clean file.
+    csv_untyped_records: int = 0
     output_prefix: str = ""
     output_files: int = 0
     output_bytes: int = 0

@@ -211,9 +211,12 @@ class Source:
     # CSV columns the reader typed itself (`read_csv`'s `typed`); their text, where a record did not type, is
     # in `_dw_split`. Empty: every column arrived as text.
     typed: dict[str, str] = field(default_factory=dict)
-    # Read with `split` off: a record the reader could not type has `_dw_malformed` set and nothing else, so
-    # any such record means the run must be read again with `split` on (see `_read_group`).
-    unsplit: bool = False
+
+    @property
+    def unsplit(self) -> bool:
+        """Read with `split` off: a record the reader could not type has `_dw_malformed` set and nothing else, so
+        any such record means the run must be read again with `split` on (see `_read_group`)."""
+        return bool(self.typed) and SPLIT not in self.df.columns
 
 
 def read_source(spark: SparkSession, uris: list[str], fmt: str, csv: CsvOptions) -> DataFrame:
@@ -362,11 +365,17 @@ def untyped_in_heads(heads: list[bytes | None], csv: CsvOptions, names: list[str
     """Whether the files' first bytes hold a record the reader may not type: of another width than the header's,
     or with a value in a `typed` column (by position in `names`) the reader may refuse.
 
-    Only a guess of how to read first (`read_csv`'s `split`): what decides is what the whole read finds.
+    Only a guess of how to read first (`read_csv`'s `split`): what decides is what the whole read finds. So only
+    the first HEAD_BYTES of all the files together are judged (a Python parse of 256 KB costs some 30 ms: a run of
+    thousands of files would pay seconds for a guess).
     """
     at = {i: typed[n] for i, n in enumerate(names) if n in typed}
     markers = {"", reader_null_marker(csv)}
+    judged = 0
     for head in heads:
+        if judged >= HEAD_BYTES:
+            break
+        judged += len(head or b"")
         records = _head_records(head, csv, len(head) >= HEAD_BYTES) if head is not None else None
         try:
             for record in itertools.islice(records or (), 1 if csv.header else 0, None):
@@ -462,38 +471,39 @@ def read_csv(
         guess, csv = False, csv.model_copy(update={"multiline": False})
     if csv.multiline is None and not guess:
         csv = csv.model_copy(update={"multiline": True})
+    groups: dict[tuple[str, ...], HeaderGroup] = {}
     if not csv.header:
         width = len(files[0][1])
         names = clean_names([f"_c{i}" for i in range(width)])
-        group = HeaderGroup(
+        final = dict(enumerate(names))
+        groups[()] = HeaderGroup(
             [uri for uri, _ in files],
             names,
             [f"_c{i}" for i in range(width)],
             [uri for uri, h in files if len(h) == width],  # Spark infers the width from the first row it sees
         )
-        typed = {n: t for n, t in (typed or {}).items() if n in names}
-        split = split or (bool(typed) and untyped_in_heads(heads, csv, names, typed))
         expected = f"the first row of {_file(files[0][0])} has {width}"
-        df = _read_group(spark, csv, group, expected, guess, typed, split)
-        return Source(df, groups=[group], line_mode_guess=guess, typed=typed, unsplit=bool(typed) and not split)
-
-    originals: dict[tuple[str, int], str] = {}
-    for _, header in files:
-        for key, name in zip(_occurrences(header), header, strict=True):
-            originals.setdefault(key, name)
-    final = dict(zip(originals, clean_names(list(originals.values())), strict=True))
-    groups: dict[tuple[str, ...], HeaderGroup] = {}
-    for uri, header in files:
-        group = groups.setdefault(
-            tuple(header), HeaderGroup([], [final[k] for k in _occurrences(header)], list(header))
-        )
-        group.uris.append(uri)
+    else:
+        originals: dict[tuple[str, int], str] = {}
+        for _, header in files:
+            for key, name in zip(_occurrences(header), header, strict=True):
+                originals.setdefault(key, name)
+        final = dict(zip(originals, clean_names(list(originals.values())), strict=True))
+        for uri, header in files:
+            group = groups.setdefault(
+                tuple(header), HeaderGroup([], [final[k] for k in _occurrences(header)], list(header))
+            )
+            group.uris.append(uri)
+        expected = None
     # Typed by the reader only when every file has the same header: one frame, one set of raw-text fields.
     typed = {n: t for n, t in (typed or {}).items() if n in final.values()} if len(groups) == 1 else {}
     # A file whose first records the reader would not type (padded numbers, a second null marker, ragged rows)
     # is read with the split at once: read as a clean file first, it would be read twice.
     split = split or (bool(typed) and untyped_in_heads(heads, csv, next(iter(groups.values())).names, typed))
-    frames = [_read_group(spark, csv, g, f"header has {len(g.names)}", guess, typed, split) for g in groups.values()]
+    frames = [
+        _read_group(spark, csv, g, expected or f"header has {len(g.names)}", guess, typed, split)
+        for g in groups.values()
+    ]
     df = frames[0]
     for frame in frames[1:]:
         df = df.unionByName(frame, allowMissingColumns=True)
@@ -509,8 +519,7 @@ def read_csv(
     internal = [MALFORMED, SUSPECT] if guess else [MALFORMED]
     if typed and split:
         internal += [SPLIT, DOUBTFUL]
-    unsplit = bool(typed) and not split
-    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed, unsplit)
+    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed)
 
 
 def _file(uri: str) -> str:
@@ -565,19 +574,14 @@ def _read_group(
         columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), untyped).alias(MALFORMED)]
         if suspect:
             # A typed value holds no quote character; the text columns are tested as a text read tests them.
-            quoted = F.lit(False)
-            for name in group.names:
-                if name not in typed:
-                    quoted = quoted | F.col(name).contains(csv.quote)
-            columns.append(F.coalesce(quoted, F.lit(False)).alias(SUSPECT))
+            quoted = [F.col(name).contains(csv.quote) for name in group.names if name not in typed]
+            columns.append(_any_of(quoted).alias(SUSPECT))
         return df.select(*columns)
     if not typed:
         columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED)]
         if suspect:
-            quoted = F.col(CORRUPT).contains(csv.quote)
-            for name in group.names:
-                quoted = quoted | F.col(name).contains(csv.quote)
-            columns.append(F.coalesce(quoted, F.lit(False)).alias(SUSPECT))
+            quoted = [F.col(name).contains(csv.quote) for name in [CORRUPT, *group.names]]
+            columns.append(_any_of(quoted).alias(SUSPECT))
         return df.select(*columns)
     # The same options as the file read (header aside): the same fields and nulls.
     text_schema = ", ".join(f"`{n}` STRING" for n in [*group.names, CORRUPT])
@@ -589,10 +593,9 @@ def _read_group(
     columns = [*group.names, F.when(wrong_width, reason).alias(MALFORMED)]
     if suspect:
         # As a text read: a quote in a record of the wrong width, or in any value.
-        quoted = wrong_width & F.col(CORRUPT).contains(csv.quote)
-        for name in group.names:
-            quoted = quoted | (F.col(SPLIT)[name] if name in typed else F.col(name)).contains(csv.quote)
-        columns.append(F.coalesce(quoted, F.lit(False)).alias(SUSPECT))
+        values = [F.col(SPLIT)[name] if name in typed else F.col(name) for name in group.names]
+        quoted = [wrong_width & F.col(CORRUPT).contains(csv.quote), *(v.contains(csv.quote) for v in values)]
+        columns.append(_any_of(quoted).alias(SUSPECT))
     # The raw text Spark keeps of a record is not always the record: its CSV parser drops a trailing form feed
     # (a last field of only that reads as empty), and splitting a text with U+0000 or U+FFFF stops there.
     doubtful = F.col(CORRUPT).contains("\u0000") | F.col(CORRUPT).contains("\uffff")
@@ -835,6 +838,11 @@ def _any(conditions: list[Column]) -> Column:
     return anywhere
 
 
+def _any_of(conditions: list[Column]) -> Column:
+    """True where any condition is (a null one counts as false); false where there are none."""
+    return F.coalesce(_any(conditions), F.lit(False)) if conditions else F.lit(False)
+
+
 def _with_reasons(df: DataFrame, problems: list[Problem], previous: bool = True) -> DataFrame:
     """`df` with the checks in `problems` applied: `_dw_rejected` (a boolean, never null) and `reject_reason`.
 
@@ -846,7 +854,7 @@ def _with_reasons(df: DataFrame, problems: list[Problem], previous: bool = True)
     if not problems:
         return df if previous else df.withColumns({REJECTED: F.lit(False), REJECT_REASON: F.lit(None).cast("string")})
     # A check that is null (unknown) rejects nothing, as in CASE WHEN.
-    failed = F.coalesce(_any([condition for condition, _ in problems]), F.lit(False))
+    failed = _any_of([condition for condition, _ in problems])
     texts = [F.when(condition, reason) for condition, reason in problems]
     if not previous:
         return df.withColumns({REJECTED: failed, REJECT_REASON: F.when(failed, F.concat_ws("; ", *texts))})

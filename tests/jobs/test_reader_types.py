@@ -11,7 +11,7 @@ import pytest
 
 from dwlib import bronze, transform
 from dwlib.config import DatasetConfig
-from tests.jobs.test_iceberg import RUN1, Shop
+from tests.jobs.test_iceberg import RUN1, RUN2, RUN3, RUN4, Shop
 
 pytestmark = [pytest.mark.spark]
 
@@ -29,6 +29,7 @@ HOSTILE = [
     "true", "false", "TRUE", "False", "tRuE", " true", "true ", "t", "f", "yes", "no", "y", "n", "1", "0", "on",
     "-", "+", ".", "e", "1e", "x", "12abc",
 ]  # fmt: skip
+RUNS = [RUN1, RUN2, RUN3, RUN4]
 # Not read by the reader: its parsers accept what the text path rejects (see transform._READER_TYPES).
 TYPES = ["int", "bigint", "double", "boolean"]
 
@@ -71,14 +72,14 @@ def _both_paths(spark, path, config) -> tuple[dict, dict, dict]:
             typed_by_reader = read.typed
             # Every column is read (a query of fewer would let the reader parse only those).
             raw = read.df.collect()
-            untyped = sum(r[transform.SPLIT] is not None for r in raw)
+            untyped = {r["id"] for r in raw if r[transform.SPLIT] is not None}
             doubtful = {r["id"] for r in raw if r[transform.DOUBTFUL]}
     fast = {k: v for k, v in found[0].items() if k not in doubtful}
     text = found[1]
     return (
         fast,
         {k: v for k, v in text.items() if k not in doubtful},
-        {"typed": typed_by_reader, "untyped": untyped, "doubtful": doubtful, "text": text},
+        {"typed": typed_by_reader, "untyped": untyped, "doubtful": doubtful, "text": text, "path": path},
     )
 
 
@@ -95,7 +96,7 @@ def test_reader_typing_gives_the_text_paths_value_and_reason_for_every_hostile_v
     config = _config({"id": "int", "v": ctype, "s": "string"})
     fast, text, how = _both_paths(spark, path, config)
     assert how["typed"] == {"id": "int", "v": ctype}  # the reader did type them: the comparison is not vacuous
-    assert 0 < how["untyped"] < len(HOSTILE)
+    assert 0 < len(how["untyped"]) < len(HOSTILE)
     assert len(text) == len(HOSTILE) and how["doubtful"] == set()
     _same(fast, text)
     got = {HOSTILE[i]: value for i, (value, _) in fast.items()}
@@ -108,6 +109,16 @@ def test_reader_typing_gives_the_text_paths_value_and_reason_for_every_hostile_v
         assert got["1d"][0] == 1.0 and text[HOSTILE.index('"1,000"')][1] == "v: not a valid double"
     if ctype == "boolean":
         assert got["tRuE"][0] is True and got["yes"][0] is True  # `yes`: the text path's cast, the reader refuses
+    # The first bytes' guess (read clean first, or with the split) never calls clean a record the reader refused.
+    clean = [
+        i
+        for i, line in enumerate(lines[1:])
+        if not transform.untyped_in_heads(
+            [f"{lines[0]}\n{line}\n".encode()], config.csv, ["id", "v", "s"], how["typed"]
+        )
+    ]
+    plain = {"int": "-7", "bigint": "9223372036854775807", "double": "1.5e1", "boolean": "False"}[ctype]
+    assert HOSTILE.index(plain) in clean and how["untyped"].isdisjoint(clean)
 
 
 def test_every_single_character_reads_as_the_same_integer_on_both_paths(spark, tmp_path):
@@ -247,6 +258,36 @@ def test_a_record_the_reader_cannot_type_has_the_run_read_with_its_text_split(
     assert transform.UNTYPED not in repr(fast)  # the first read's flag is nowhere in what the run gives
 
 
+def test_a_run_after_one_with_untyped_records_reads_with_the_split_at_once(spark, core, tmp_path, monkeypatch):
+    """What a run learns of its files reaches the next: a dataset whose files hold such records past their
+    first bytes run after run is read once with the split, not first as a clean file and then again."""
+    clean = [f"{1000 + i},c{i},{i},{i}.5,true,clean row {i},2026-01-01 10:00:00" for i in range(6000)]
+    monkeypatch.setattr(bronze, "CACHE_INPUT_BYTES", 0)  # every input counts as large
+    monkeypatch.setattr(bronze, "READER_TYPING", True)
+    write, plans = bronze.write_parquet, []
+
+    def planned(df, uri, *args, **kwargs):
+        if uri.rstrip("/").endswith("/output"):
+            plans[-1].append("from_csv" in df._jdf.queryExecution().optimizedPlan().toString())
+        return write(df, uri, *args, **kwargs)
+
+    monkeypatch.setattr(bronze, "write_parquet", planned)
+    columns = {"id": "bigint", "code": "string", "qty": "int", "price": "double", "flag": "boolean",
+               "note": "string", "made": "timestamp"}  # fmt: skip
+    dataset = _config(columns, quality={"max_rejected_fraction": 0.9}, table_format="parquet")
+    shop = Shop(spark, core, tmp_path, dataset.model_copy(update={"dataset": "shop-orders"}))
+    dirty = clean + ["2,b,x7,2.5,false,bad int,2026-01-01 10:00:00", "6,f,60"]
+    found = []
+    for run_id, rows in zip(RUNS, [dirty, dirty, clean, clean], strict=True):
+        plans.append([])
+        summary = shop.run(run_id, "\n".join([HEADER, *rows]) + "\n")
+        assert summary.status == "succeeded", summary.error
+        found.append((summary.rows_kept, summary.rows_rejected, summary.csv_untyped_records))
+    # read clean, then split; split at once; split at once (the last run's records), and clean is clean again
+    assert plans == [[False, True], [True], [True], [False]]
+    assert found == [(6000, 2, 2), (6000, 2, 2), (6000, 0, 0), (6000, 0, 0)]
+
+
 @pytest.mark.parametrize(
     ("lines", "untyped"),
     [
@@ -268,6 +309,17 @@ def test_the_first_bytes_tell_whether_to_read_with_the_split(lines, untyped):
     # The first bytes of a longer file end inside a record: that line is not judged (it is not all there).
     cut = head + b"9" * transform.HEAD_BYTES
     assert transform.untyped_in_heads([cut[: transform.HEAD_BYTES]], config.csv, names, typed) is untyped
+
+
+def test_the_first_bytes_judged_are_bounded_across_files():
+    """A guess must stay cheap for a run of thousands of files: only HEAD_BYTES of all the heads together are
+    parsed, so a dirty file after them is left to the whole read (which then reads again with the split)."""
+    config = _config({"i": "int"})
+    clean = ("i\n" + "1\n" * 4096).encode()  # 8 KB each
+    dirty = b"i\n1\n x\n"
+    before = transform.HEAD_BYTES // len(clean)
+    assert transform.untyped_in_heads([clean] * (before - 1) + [dirty], config.csv, ["i"], {"i": "int"})
+    assert not transform.untyped_in_heads([clean] * (before + 1) + [dirty], config.csv, ["i"], {"i": "int"})
 
 
 def test_a_doubtful_record_types_the_whole_run_from_text(spark, core, tmp_path, monkeypatch):
