@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import codecs
 import csv as pycsv
+import functools
 import io
 import itertools
 import mmap
 import os
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from pyspark.sql.types import (
     ArrayType,
     BooleanType,
     DataType,
+    DateType,
     DoubleType,
     IntegerType,
     LongType,
@@ -353,12 +356,36 @@ _INTEGER_BOUNDS = {"int": 2**31, "bigint": 2**63}
 
 def _surely_typed(text: str, spark_type: str) -> bool:
     """Whether the CSV reader types this text as `spark_type` for certain (False where not sure)."""
+    if spark_type.startswith("date:"):
+        return _surely_date(text, spark_type.removeprefix("date:"))
     if spark_type in _INTEGER_BOUNDS:
         bound = _INTEGER_BOUNDS[spark_type]
         return bool(_INTEGER.fullmatch(text)) and -bound <= int(text) < bound
     if spark_type == "double":
         return bool(_DOUBLE.fullmatch(text)) or text in _DOUBLE_WORDS
     return text.lower() in ("true", "false")
+
+
+@functools.cache
+def _date_pattern(fmt: str) -> tuple[re.Pattern[str], list[str]]:
+    parts = re.findall(r"yyyy|MM|dd|HH|mm|ss|.", fmt)
+    regex = "".join(f"({_DATE_FIELDS[p]})" if p in _DATE_FIELDS else re.escape(p) for p in parts)
+    return re.compile(regex, re.ASCII), [p for p in parts if p in _DATE_FIELDS]
+
+
+def _surely_date(text: str, fmt: str) -> bool:
+    """Whether `text` is a real date (and time of day) written exactly as the plain format `fmt` says."""
+    pattern, fields = _date_pattern(fmt)
+    match = pattern.fullmatch(text)
+    if not match:
+        return False
+    value = dict(zip(fields, map(int, match.groups()), strict=True))
+    try:
+        datetime(value.get("yyyy", 1970), value.get("MM", 1), value.get("dd", 1), value.get("HH", 0),
+                 value.get("mm", 0), value.get("ss", 0))  # fmt: skip
+    except ValueError:  # year 0 too: a year to Java, not to Python (not sure, then)
+        return False
+    return True
 
 
 def untyped_in_heads(heads: list[bytes | None], csv: CsvOptions, names: list[str], typed: dict[str, str]) -> bool:
@@ -555,9 +582,12 @@ def _read_group(
     columns, only what a bare job's plan holds; a run that meets such a record reads again with `split`.
     """
     typed = typed or {}
-    fields = [StructField(n, _READER_TYPES[typed[n]] if n in typed else StringType()) for n in group.names]
+    fields = [StructField(n, _reader_type(typed[n]) if n in typed else StringType()) for n in group.names]
     schema = StructType([*fields, StructField(CORRUPT, StringType())])
     df = _csv_reader(spark, csv, csv.header).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
+    for date_format in {t.removeprefix("date:") for t in typed.values() if t.startswith("date:")}:  # one at most
+        # Only the format: without one, or with the fallback on, the reader also takes `2026-1-1T00:00`.
+        df = df.option("dateFormat", date_format).option("enableDateTimeParsingFallback", False)
     marker = reader_null_marker(csv)
     options = {"sep": csv.delimiter, "quote": csv.quote, "escape": csv.escape, "mode": "PERMISSIVE"}
     if marker is not None:
@@ -649,14 +679,21 @@ def infer_types(
 
 # Declared types Spark's CSV reader may parse itself: where it accepts a value, `_typed` accepts it too and
 # gives the same value (tests/jobs/test_reader_types.py checks this on hostile values through both paths).
-# Where it does not, the record is typed from its text as before. Not dates, timestamps or decimals: the
-# reader's parsers for those accept text that `_typed` rejects (a decimal's `1,000`, its extra places).
+# Where it does not, the record is typed from its text as before. Also a date with a plain format (see
+# `_reader_date_format`). Not timestamps or decimals: the reader's parsers for those accept text that `_typed`
+# rejects (a decimal's `1,000` and extra places, a timestamp's ISO forms where no format is given).
 _READER_TYPES: dict[str, DataType] = {
     "int": IntegerType(),
     "bigint": LongType(),
     "double": DoubleType(),
     "boolean": BooleanType(),
 }
+# A date format the reader is given (`dateFormat`, one per read) only if made of these fields and separators:
+# numbers only, no zone, no text, so its parse and `to_date(text, format)`'s agree (the same pattern builder;
+# the reader's lenient fallback of Spark 2 is turned off). {field: digits it takes}.
+_DATE_FIELDS = {"yyyy": "[0-9]{4}", "MM": "[0-9]{2}", "dd": "[0-9]{2}", "HH": "[0-9]{2}", "mm": "[0-9]{2}",
+                "ss": "[0-9]{2}"}  # fmt: skip
+_DATE_FORMAT = re.compile(r"(?:yyyy|MM|dd|HH|mm|ss|[-/. :_])+")
 # Decimal digits outside ASCII (Arabic-Indic, Devanagari, fullwidth...; the Basic Multilingual Plane, where
 # Java's Integer.parseInt, which the CSV reader uses, accepts them) and their ASCII digit.
 _UNICODE_DIGITS = "".join(chr(c) for c in range(0x80, 0x10000) if unicodedata.category(chr(c)) == "Nd")
@@ -664,18 +701,35 @@ _ASCII_DIGITS = "".join(str(unicodedata.decimal(c)) for c in _UNICODE_DIGITS)
 
 
 def reader_types(config: DatasetConfig) -> dict[str, str]:
-    """Declared CSV columns the reader can type (see `_READER_TYPES`), {name: type}.
+    """Declared CSV columns the reader can type (see `_READER_TYPES`), {name: type}; a date's type with its
+    format (`date:yyyyMMdd`), the dataset's most used plain one (`_reader_date_format`).
 
     Not a column a null marker the reader does not handle (`reader_null_marker`) could parse as: that text
     must become null, and the reader would give it a value.
     """
     marker = reader_null_marker(config.csv)
     others = [v for v in config.csv.null_values if v not in ("", marker)]
+    dates = Counter(
+        t.fmt for t in config.column_types.values() if t.spark_type == "date" and _reader_date_format(t.fmt)
+    )
+    date_format = dates.most_common(1)[0][0] if dates else None
     found = {}
     for name, ctype in config.column_types.items():
-        if ctype.spark_type in _READER_TYPES and not any(_may_parse(v, ctype.spark_type) for v in others):
+        if any(_may_parse(v, ctype.spark_type) for v in others):
+            continue
+        if ctype.spark_type in _READER_TYPES:
             found[name] = ctype.spark_type
+        elif ctype.spark_type == "date" and ctype.fmt == date_format:
+            found[name] = f"date:{date_format}"
     return found
+
+
+def _reader_date_format(fmt: str | None) -> bool:
+    return bool(fmt and _DATE_FORMAT.fullmatch(fmt))
+
+
+def _reader_type(typed: str) -> DataType:
+    return DateType() if typed.startswith("date:") else _READER_TYPES[typed]
 
 
 def _may_parse(text: str, spark_type: str) -> bool:

@@ -1,13 +1,14 @@
-"""A large CSV's declared int, bigint, double and boolean columns are typed by Spark's CSV reader, as a bare
-Spark job types them, and only a record the reader cannot type is typed from its text. The output must be
-the one typing every column from text gives: the same kept values, the same reject reasons, the same
-quarantine (original text) and run summary. These tests put hostile values through both paths."""
+"""A large CSV's declared int, bigint, double, boolean and plain-format date columns are typed by Spark's CSV
+reader, as a bare Spark job types them, and only a record the reader cannot type is typed from its text. The
+output must be the one typing every column from text gives: the same kept values, the same reject reasons,
+the same quarantine (original text) and run summary. These tests put hostile values through both paths."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from pyspark.sql import functions as F
 
 from dwlib import bronze, transform
 from dwlib.config import DatasetConfig
@@ -30,7 +31,6 @@ HOSTILE = [
     "-", "+", ".", "e", "1e", "x", "12abc",
 ]  # fmt: skip
 RUNS = [RUN1, RUN2, RUN3, RUN4]
-# Not read by the reader: its parsers accept what the text path rejects (see transform._READER_TYPES).
 TYPES = ["int", "bigint", "double", "boolean"]
 
 
@@ -66,12 +66,16 @@ def _both_paths(spark, path, config) -> tuple[dict, dict, dict]:
             encoding="utf-8",
             reader_typed=read.typed,
         )
-        rows = typed.select(*names, transform.REJECT_REASON).collect()
+        # A date as text: Python's dates have no year 0 or below, Spark's do.
+        dates = {f.name for f in typed.schema.fields if f.dataType.typeName() == "date"}
+        values = [F.col(n).cast("string").alias(n) if n in dates else F.col(n) for n in names]
+        rows = typed.select(*values, transform.REJECT_REASON).collect()
         found.append({r["id"]: (tuple(r[n] for n in names[1:]), r[transform.REJECT_REASON]) for r in rows})
         if reader:
             typed_by_reader = read.typed
             # Every column is read (a query of fewer would let the reader parse only those).
-            raw = read.df.collect()
+            raw = read.df.select(*[F.col(c).cast("string") if c in dates else F.col(c) for c in read.df.columns])
+            raw = raw.collect()
             untyped = {r["id"] for r in raw if r[transform.SPLIT] is not None}
             doubtful = {r["id"] for r in raw if r[transform.DOUBTFUL]}
     fast = {k: v for k, v in found[0].items() if k not in doubtful}
@@ -136,6 +140,68 @@ def test_every_single_character_reads_as_the_same_integer_on_both_paths(spark, t
     _same(fast, text)
     digits = {chars[i]: v[0][0] for i, v in text.items() if v[0][0] is not None}
     assert digits["7"] == 7 and digits["\u0663"] == 3 and digits["\uff19"] == 9 and len(digits) > 300
+
+
+# Dates written well and badly, for each plain format the reader is given (`transform._reader_date_format`).
+HOSTILE_DATES = [
+    "20260101", "20240229", "20260229", "20261301", "20260132", "20260100", "00000101", "00010101", "99991231",
+    "+20260101", "-20260101", "2026010", "202601011", "2026011", " 20260101", "20260101 ", "\t20260101",
+    "2026-01-01", "2026-1-1", "2026-01-1", "2026-13-01", "2026-02-30", "2026-04-31", "1582-10-10", "0000-01-01",
+    "0001-01-01", "-2026-01-01", "+2026-01-01", "10000-01-01", "+10000-01-01", "2026-01-01T00:00:00",
+    "2026-01-01T00:00:00Z", "2026-01-01Z", "2026-01-01+01:00", "2026/01/01", "2026.01.01",
+    "01/02/2026", "1/2/2026", "31/12/2026", "12/31/2026", "13/13/2026", "01/02/26", "01-02-2026",
+    "2026-01-01 00:00:00", "2026-01-01 23:59:59", "2026-01-01 24:00:00", "2026-01-01 23:59:60",
+    "2026-01-01 23:60:00", "2026-01-01 12:00", "2026-01-01 12:00:00.5", "2026-01-01 1:02:03", "2026-01-01  12:00:00",
+    "01/02/2026 10:00:00", "12/31/2026 23:59:59", "02/29/2024 00:00:00", "02/29/2026 00:00:00",
+    "\u0662\u0660\u0662\u0666\u0660\u0661\u0660\u0661", "\uff12\uff10\uff12\uff16-01-01", "2026-01-01\u00a0",
+    "", "NA", '"NA"', "na", "null", "x", "2026", "202601", "January 1, 2026", "1 Jan 2026", '"2026-01-01"',
+]  # fmt: skip
+DATE_FORMATS = ["yyyyMMdd", "yyyy-MM-dd", "dd/MM/yyyy", "MM/dd/yyyy HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy.MM.dd"]
+
+
+@pytest.mark.parametrize("fmt", DATE_FORMATS)
+def test_reader_typing_of_a_date_gives_the_text_paths_value_and_reason_for_every_hostile_date(spark, tmp_path, fmt):
+    """The reader parses a date with the declared format alone (`dateFormat`, no fallback); where it accepts a
+    text, `to_date(text, format)` gives the same date, and where it does not, the record is typed from text."""
+    path = tmp_path / "dates.csv"
+    lines = ["id,v,s", *[f"{i},{v},x{i}" for i, v in enumerate(HOSTILE_DATES)]]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = _config({"id": "int", "v": f"date:{fmt}", "s": "string"})
+    fast, text, how = _both_paths(spark, path, config)
+    assert how["typed"] == {"id": "int", "v": f"date:{fmt}"}
+    assert 0 < len(how["untyped"]) < len(HOSTILE_DATES)
+    assert len(text) == len(HOSTILE_DATES) and how["doubtful"] == set()
+    _same(fast, text)
+    got = {HOSTILE_DATES[i]: value for i, (value, reason) in fast.items() if reason is None and value[0] is not None}
+    plain = {"yyyyMMdd": "20260101", "yyyy-MM-dd": "2026-01-01", "dd/MM/yyyy": "31/12/2026",
+             "MM/dd/yyyy HH:mm:ss": "12/31/2026 23:59:59", "yyyy-MM-dd HH:mm": "2026-01-01 12:00",
+             "yyyy.MM.dd": "2026.01.01"}[fmt]  # fmt: skip
+    assert got[plain][0] in ("2026-01-01", "2026-12-31")
+    clean = [
+        i
+        for i, line in enumerate(lines[1:])
+        if not transform.untyped_in_heads(
+            [f"{lines[0]}\n{line}\n".encode()], config.csv, ["id", "v", "s"], how["typed"]
+        )
+    ]
+    # The first bytes' guess never calls clean a record the reader refused, and calls the plain dates clean.
+    assert how["untyped"].isdisjoint(clean) and HOSTILE_DATES.index(plain) in clean
+    assert [HOSTILE_DATES[i] for i in clean if fast[i][1] is not None] == []
+
+
+def test_one_plain_date_format_is_read_by_the_reader_the_most_used():
+    columns = {
+        "a": "date:dd/MM/yyyy",
+        "b": "date:yyyyMMdd",
+        "c": "date:yyyyMMdd",
+        "d": "date",  # no format: the text path's cast takes forms the reader's default parse does not
+        "e": "date:yyyy-MM-dd'T'HH:mmXXX",  # a zone, a quoted letter: not plain
+        "f": "date:MMM d, yyyy",  # month names: not plain
+        "g": "timestamp:yyyyMMdd",
+    }
+    assert transform.reader_types(_config(columns)) == {"b": "date:yyyyMMdd", "c": "date:yyyyMMdd"}
+    # A null marker the reader does not handle and a date format could parse keeps the dates on text.
+    assert transform.reader_types(_config(columns, csv={"null_values": ["NA", "19000101"]})) == {}
 
 
 def test_a_null_marker_the_reader_would_parse_keeps_its_column_on_the_text_path():
