@@ -34,6 +34,7 @@ from pyspark.sql.types import (
     StringType,
     StructField,
     StructType,
+    TimestampType,
 )
 
 from dwlib import quality
@@ -356,8 +357,10 @@ _INTEGER_BOUNDS = {"int": 2**31, "bigint": 2**63}
 
 def _surely_typed(text: str, spark_type: str) -> bool:
     """Whether the CSV reader types this text as `spark_type` for certain (False where not sure)."""
-    if spark_type.startswith("date:"):
-        return _surely_date(text, spark_type.removeprefix("date:"))
+    if spark_type == "timestamp":  # no format: what a cast takes; surely this ISO form
+        return _surely_date(text, "yyyy-MM-dd HH:mm:ss") or _surely_date(text, "yyyy-MM-dd'T'HH:mm:ss")
+    if spark_type.startswith(("date:", "timestamp:")):
+        return _surely_date(text, spark_type.partition(":")[2])
     if spark_type in _INTEGER_BOUNDS:
         bound = _INTEGER_BOUNDS[spark_type]
         return bool(_INTEGER.fullmatch(text)) and -bound <= int(text) < bound
@@ -368,8 +371,8 @@ def _surely_typed(text: str, spark_type: str) -> bool:
 
 @functools.cache
 def _date_pattern(fmt: str) -> tuple[re.Pattern[str], list[str]]:
-    parts = re.findall(r"yyyy|MM|dd|HH|mm|ss|.", fmt)
-    regex = "".join(f"({_DATE_FIELDS[p]})" if p in _DATE_FIELDS else re.escape(p) for p in parts)
+    parts = re.findall(r"yyyy|MM|dd|HH|mm|ss|'T'|.", fmt)
+    regex = "".join(f"({_DATE_FIELDS[p]})" if p in _DATE_FIELDS else re.escape(p.strip("'")) for p in parts)
     return re.compile(regex, re.ASCII), [p for p in parts if p in _DATE_FIELDS]
 
 
@@ -585,9 +588,13 @@ def _read_group(
     fields = [StructField(n, _reader_type(typed[n]) if n in typed else StringType()) for n in group.names]
     schema = StructType([*fields, StructField(CORRUPT, StringType())])
     df = _csv_reader(spark, csv, csv.header).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
-    for date_format in {t.removeprefix("date:") for t in typed.values() if t.startswith("date:")}:  # one at most
-        # Only the format: without one, or with the fallback on, the reader also takes `2026-1-1T00:00`.
-        df = df.option("dateFormat", date_format).option("enableDateTimeParsingFallback", False)
+    for option, kind in (("dateFormat", "date:"), ("timestampFormat", "timestamp:")):
+        for fmt in {t.removeprefix(kind) for t in typed.values() if t.startswith(kind)}:  # one at most
+            df = df.option(option, fmt)
+    if any(t.startswith(("date", "timestamp")) for t in typed.values()):
+        # Without a format a date or timestamp is parsed as a cast parses it, with one by that format alone:
+        # with the fallback to Spark 2's parser, the reader would also take what neither takes (`2026-1-1`).
+        df = df.option("enableDateTimeParsingFallback", False)
     marker = reader_null_marker(csv)
     options = {"sep": csv.delimiter, "quote": csv.quote, "escape": csv.escape, "mode": "PERMISSIVE"}
     if marker is not None:
@@ -680,20 +687,21 @@ def infer_types(
 # Declared types Spark's CSV reader may parse itself: where it accepts a value, `_typed` accepts it too and
 # gives the same value (tests/jobs/test_reader_types.py checks this on hostile values through both paths).
 # Where it does not, the record is typed from its text as before. Also a date with a plain format (see
-# `_reader_date_format`). Not timestamps or decimals: the reader's parsers for those accept text that `_typed`
-# rejects (a decimal's `1,000` and extra places, a timestamp's ISO forms where no format is given).
+# `_reader_date_format`), and a timestamp without a format or with a plain one. Not decimals: the reader's parser
+# for those accepts text that `_typed` rejects (`1,000`, extra places it rounds).
 _READER_TYPES: dict[str, DataType] = {
     "int": IntegerType(),
     "bigint": LongType(),
     "double": DoubleType(),
     "boolean": BooleanType(),
 }
-# A date format the reader is given (`dateFormat`, one per read) only if made of these fields and separators:
-# numbers only, no zone, no text, so its parse and `to_date(text, format)`'s agree (the same pattern builder;
-# the reader's lenient fallback of Spark 2 is turned off). {field: digits it takes}.
+# A date or timestamp format the reader is given (`dateFormat`, `timestampFormat`, one each per read) only if made
+# of these fields and separators: numbers only, no zone, no text, so its parse and `to_date(text, format)`'s or
+# `to_timestamp`'s agree (the same pattern builder; the reader's lenient fallback of Spark 2 is turned off).
+# {field: digits it takes}.
 _DATE_FIELDS = {"yyyy": "[0-9]{4}", "MM": "[0-9]{2}", "dd": "[0-9]{2}", "HH": "[0-9]{2}", "mm": "[0-9]{2}",
                 "ss": "[0-9]{2}"}  # fmt: skip
-_DATE_FORMAT = re.compile(r"(?:yyyy|MM|dd|HH|mm|ss|[-/. :_])+")
+_DATE_FORMAT = re.compile(r"(?:yyyy|MM|dd|HH|mm|ss|'T'|[-/. :_])+")
 # Decimal digits outside ASCII (Arabic-Indic, Devanagari, fullwidth...; the Basic Multilingual Plane, where
 # Java's Integer.parseInt, which the CSV reader uses, accepts them) and their ASCII digit.
 _UNICODE_DIGITS = "".join(chr(c) for c in range(0x80, 0x10000) if unicodedata.category(chr(c)) == "Nd")
@@ -701,26 +709,27 @@ _ASCII_DIGITS = "".join(str(unicodedata.decimal(c)) for c in _UNICODE_DIGITS)
 
 
 def reader_types(config: DatasetConfig) -> dict[str, str]:
-    """Declared CSV columns the reader can type (see `_READER_TYPES`), {name: type}; a date's type with its
-    format (`date:yyyyMMdd`), the dataset's most used plain one (`_reader_date_format`).
+    """Declared CSV columns the reader can type (see `_READER_TYPES`), {name: type}. The reader takes one date
+    format and one timestamp format: the dates of the dataset's most used plain format (`_reader_date_format`),
+    typed `date:FORMAT`, and the timestamps of its most used one, plain or none (`timestamp`, what a cast takes).
 
     Not a column a null marker the reader does not handle (`reader_null_marker`) could parse as: that text
     must become null, and the reader would give it a value.
     """
     marker = reader_null_marker(config.csv)
     others = [v for v in config.csv.null_values if v not in ("", marker)]
-    dates = Counter(
-        t.fmt for t in config.column_types.values() if t.spark_type == "date" and _reader_date_format(t.fmt)
-    )
-    date_format = dates.most_common(1)[0][0] if dates else None
+    formats = {kind: Counter() for kind in ("date", "timestamp")}
+    for t in config.column_types.values():
+        if t.spark_type in formats and (_reader_date_format(t.fmt) or (t.spark_type, t.fmt) == ("timestamp", None)):
+            formats[t.spark_type][f"{t.spark_type}:{t.fmt}" if t.fmt else t.spark_type] += 1
+    chosen = {counts.most_common(1)[0][0] for counts in formats.values() if counts}
     found = {}
     for name, ctype in config.column_types.items():
+        label = f"{ctype.spark_type}:{ctype.fmt}" if ctype.fmt else ctype.spark_type
         if any(_may_parse(v, ctype.spark_type) for v in others):
             continue
-        if ctype.spark_type in _READER_TYPES:
-            found[name] = ctype.spark_type
-        elif ctype.spark_type == "date" and ctype.fmt == date_format:
-            found[name] = f"date:{date_format}"
+        if ctype.spark_type in _READER_TYPES or label in chosen:
+            found[name] = label
     return found
 
 
@@ -729,7 +738,8 @@ def _reader_date_format(fmt: str | None) -> bool:
 
 
 def _reader_type(typed: str) -> DataType:
-    return DateType() if typed.startswith("date:") else _READER_TYPES[typed]
+    kind = typed.partition(":")[0]
+    return {"date": DateType(), "timestamp": TimestampType()}.get(kind) or _READER_TYPES[typed]
 
 
 def _may_parse(text: str, spark_type: str) -> bool:

@@ -67,7 +67,7 @@ def _both_paths(spark, path, config) -> tuple[dict, dict, dict]:
             reader_typed=read.typed,
         )
         # A date as text: Python's dates have no year 0 or below, Spark's do.
-        dates = {f.name for f in typed.schema.fields if f.dataType.typeName() == "date"}
+        dates = {f.name for f in typed.schema.fields if f.dataType.typeName() in ("date", "timestamp")}
         values = [F.col(n).cast("string").alias(n) if n in dates else F.col(n) for n in names]
         rows = typed.select(*values, transform.REJECT_REASON).collect()
         found.append({r["id"]: (tuple(r[n] for n in names[1:]), r[transform.REJECT_REASON]) for r in rows})
@@ -155,28 +155,49 @@ HOSTILE_DATES = [
     "01/02/2026 10:00:00", "12/31/2026 23:59:59", "02/29/2024 00:00:00", "02/29/2026 00:00:00",
     "\u0662\u0660\u0662\u0666\u0660\u0661\u0660\u0661", "\uff12\uff10\uff12\uff16-01-01", "2026-01-01\u00a0",
     "", "NA", '"NA"', "na", "null", "x", "2026", "202601", "January 1, 2026", "1 Jan 2026", '"2026-01-01"',
+    # what a cast to timestamp takes, and forms near it
+    "2026-01-01T12:30:00", "2026-01-01T12:30", "2026-01-01 12:30:00.123456", "2026-01-01 12:30:00.1234567",
+    "2026-01-01T12:30:00Z", "2026-01-01T12:30:00+02:00", "2026-01-01T12:30:00-0130", "2026-01-01 12:30:00 UTC",
+    "2026-01-01 12:30:00GMT", "2026-01-01 12:30:00 Europe/Paris", "2026-01-01 12:30:00 PST", "2026-03-29 02:30:00",
+    "2026-1-1 1:2:3", "2026-01", "T12:30:00", "12:30:00", "2026-01-01 12", "2026-01-01 12:30:00.", "20260101123000",
+    "2026-01-01T12:30:00.5Z", "+2026-01-01 00:00:00", "-0001-01-01 00:00:00", "294248-01-01 00:00:00",
+    "31/12/2026 10:00", "2026-01-01 12:30:00\u00a0", "2026-01-01 12:30:00\u2007", " 2026-01-01 12:30:00", "2026-01-01\t12:30:00",
 ]  # fmt: skip
 DATE_FORMATS = ["yyyyMMdd", "yyyy-MM-dd", "dd/MM/yyyy", "MM/dd/yyyy HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy.MM.dd"]
+TEMPORAL = [
+    *(f"date:{fmt}" for fmt in DATE_FORMATS),
+    "date:yyyy-MM-dd'T'HH:mm:ss",
+    "timestamp",
+    "timestamp:yyyy-MM-dd HH:mm:ss",
+    "timestamp:yyyyMMddHHmmss",
+    "timestamp:dd/MM/yyyy HH:mm",
+]
+PLAIN = {"yyyyMMdd": "20260101", "yyyy-MM-dd": "2026-01-01", "dd/MM/yyyy": "31/12/2026",
+         "MM/dd/yyyy HH:mm:ss": "12/31/2026 23:59:59", "yyyy-MM-dd HH:mm": "2026-01-01 12:00",
+         "yyyy.MM.dd": "2026.01.01", "yyyy-MM-dd'T'HH:mm:ss": "2026-01-01T12:30:00", "": "2026-01-01 23:59:59",
+         "yyyy-MM-dd HH:mm:ss": "2026-01-01 23:59:59", "yyyyMMddHHmmss": "20260101123000",
+         "dd/MM/yyyy HH:mm": "31/12/2026 10:00"}  # fmt: skip
 
 
-@pytest.mark.parametrize("fmt", DATE_FORMATS)
-def test_reader_typing_of_a_date_gives_the_text_paths_value_and_reason_for_every_hostile_date(spark, tmp_path, fmt):
-    """The reader parses a date with the declared format alone (`dateFormat`, no fallback); where it accepts a
-    text, `to_date(text, format)` gives the same date, and where it does not, the record is typed from text."""
+@pytest.mark.parametrize("ctype", TEMPORAL)
+def test_reader_typing_of_a_date_or_timestamp_gives_the_text_paths_value_and_reason_for_every_hostile_one(
+    spark, tmp_path, ctype
+):
+    """The reader parses a date or timestamp with the declared format alone (`dateFormat`, `timestampFormat`, no
+    fallback) or, without one, as a cast does; where it accepts a text, `to_date(text, format)`, `to_timestamp` or
+    the cast gives the same value, and where it does not, the record is typed from text."""
     path = tmp_path / "dates.csv"
     lines = ["id,v,s", *[f"{i},{v},x{i}" for i, v in enumerate(HOSTILE_DATES)]]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = _config({"id": "int", "v": f"date:{fmt}", "s": "string"})
+    config = _config({"id": "int", "v": ctype, "s": "string"})
     fast, text, how = _both_paths(spark, path, config)
-    assert how["typed"] == {"id": "int", "v": f"date:{fmt}"}
+    assert how["typed"] == {"id": "int", "v": ctype}
     assert 0 < len(how["untyped"]) < len(HOSTILE_DATES)
     assert len(text) == len(HOSTILE_DATES) and how["doubtful"] == set()
     _same(fast, text)
     got = {HOSTILE_DATES[i]: value for i, (value, reason) in fast.items() if reason is None and value[0] is not None}
-    plain = {"yyyyMMdd": "20260101", "yyyy-MM-dd": "2026-01-01", "dd/MM/yyyy": "31/12/2026",
-             "MM/dd/yyyy HH:mm:ss": "12/31/2026 23:59:59", "yyyy-MM-dd HH:mm": "2026-01-01 12:00",
-             "yyyy.MM.dd": "2026.01.01"}[fmt]  # fmt: skip
-    assert got[plain][0] in ("2026-01-01", "2026-12-31")
+    plain = PLAIN[ctype.partition(":")[2]]
+    assert got[plain][0][:10] in ("2026-01-01", "2026-12-31")
     clean = [
         i
         for i, line in enumerate(lines[1:])
@@ -189,17 +210,27 @@ def test_reader_typing_of_a_date_gives_the_text_paths_value_and_reason_for_every
     assert [HOSTILE_DATES[i] for i in clean if fast[i][1] is not None] == []
 
 
-def test_one_plain_date_format_is_read_by_the_reader_the_most_used():
+def test_one_date_format_and_one_timestamp_format_are_read_by_the_reader_the_most_used():
     columns = {
         "a": "date:dd/MM/yyyy",
         "b": "date:yyyyMMdd",
         "c": "date:yyyyMMdd",
         "d": "date",  # no format: the text path's cast takes forms the reader's default parse does not
-        "e": "date:yyyy-MM-dd'T'HH:mmXXX",  # a zone, a quoted letter: not plain
+        "e": "date:yyyy-MM-dd'T'HH:mmXXX",  # a zone: not plain
         "f": "date:MMM d, yyyy",  # month names: not plain
-        "g": "timestamp:yyyyMMdd",
+        "g": "timestamp:yyyyMMddHHmm",
+        "h": "timestamp",  # no format: parsed as a cast parses, the most used here
+        "i": "timestamp",
+        "j": "timestamp:yyyy-MM-dd HH:mm:ss.SSS",  # fractions: not plain
     }
-    assert transform.reader_types(_config(columns)) == {"b": "date:yyyyMMdd", "c": "date:yyyyMMdd"}
+    assert transform.reader_types(_config(columns)) == {
+        "b": "date:yyyyMMdd",
+        "c": "date:yyyyMMdd",
+        "h": "timestamp",
+        "i": "timestamp",
+    }
+    alone = {"a": "date:dd/MM/yyyy", "g": "timestamp:yyyyMMddHHmm", "j": columns["j"]}
+    assert transform.reader_types(_config(alone)) == {"a": "date:dd/MM/yyyy", "g": "timestamp:yyyyMMddHHmm"}
     # A null marker the reader does not handle and a date format could parse keeps the dates on text.
     assert transform.reader_types(_config(columns, csv={"null_values": ["NA", "19000101"]})) == {}
 
@@ -209,7 +240,7 @@ def test_a_null_marker_the_reader_would_parse_keeps_its_column_on_the_text_path(
     assert transform.reader_types(config) == {}
     columns = {"n": "double", "b": "boolean", "d": "decimal(5,2)", "t": "timestamp"}
     config = _config(columns, csv={"null_values": ["NA", "n/a"]})
-    assert transform.reader_types(config) == {"n": "double", "b": "boolean"}
+    assert transform.reader_types(config) == {"n": "double", "b": "boolean", "t": "timestamp"}
 
 
 HEADER = "id,code,qty,price,flag,note,made"
