@@ -237,6 +237,11 @@ class ColumnType:
     spark_type: str
     fmt: str | None = None
 
+    @property
+    def label(self) -> str:
+        """The type as a config writes it: `int`, `date:yyyyMMdd`."""
+        return f"{self.spark_type}:{self.fmt}" if self.fmt else self.spark_type
+
 
 def parse_column_type(text: str) -> ColumnType:
     """Parse `int`, `decimal(10,2)`, `date:yyyyMMdd` and the like; ValueError says what is allowed."""

@@ -687,7 +687,7 @@ def infer_types(
 # Declared types Spark's CSV reader may parse itself: where it accepts a value, `_typed` accepts it too and
 # gives the same value (tests/jobs/test_reader_types.py checks this on hostile values through both paths).
 # Where it does not, the record is typed from its text as before. Also a date with a plain format (see
-# `_reader_date_format`), and a timestamp without a format or with a plain one. Not decimals: the reader's parser
+# `_plain_format`), and a timestamp without a format or with a plain one. Not decimals: the reader's parser
 # for those accepts text that `_typed` rejects (`1,000`, extra places it rounds).
 _READER_TYPES: dict[str, DataType] = {
     "int": IntegerType(),
@@ -710,7 +710,7 @@ _ASCII_DIGITS = "".join(str(unicodedata.decimal(c)) for c in _UNICODE_DIGITS)
 
 def reader_types(config: DatasetConfig) -> dict[str, str]:
     """Declared CSV columns the reader can type (see `_READER_TYPES`), {name: type}. The reader takes one date
-    format and one timestamp format: the dates of the dataset's most used plain format (`_reader_date_format`),
+    format and one timestamp format: the dates of the dataset's most used plain format (`_plain_format`),
     typed `date:FORMAT`, and the timestamps of its most used one, plain or none (`timestamp`, what a cast takes).
 
     Not a column a null marker the reader does not handle (`reader_null_marker`) could parse as: that text
@@ -720,20 +720,20 @@ def reader_types(config: DatasetConfig) -> dict[str, str]:
     others = [v for v in config.csv.null_values if v not in ("", marker)]
     formats = {kind: Counter() for kind in ("date", "timestamp")}
     for t in config.column_types.values():
-        if t.spark_type in formats and (_reader_date_format(t.fmt) or (t.spark_type, t.fmt) == ("timestamp", None)):
-            formats[t.spark_type][f"{t.spark_type}:{t.fmt}" if t.fmt else t.spark_type] += 1
+        if t.spark_type in formats and (_plain_format(t.fmt) or t.label == "timestamp"):
+            formats[t.spark_type][t.label] += 1
     chosen = {counts.most_common(1)[0][0] for counts in formats.values() if counts}
     found = {}
     for name, ctype in config.column_types.items():
-        label = f"{ctype.spark_type}:{ctype.fmt}" if ctype.fmt else ctype.spark_type
         if any(_may_parse(v, ctype.spark_type) for v in others):
             continue
-        if ctype.spark_type in _READER_TYPES or label in chosen:
-            found[name] = label
+        if ctype.spark_type in _READER_TYPES or ctype.label in chosen:
+            found[name] = ctype.label
     return found
 
 
-def _reader_date_format(fmt: str | None) -> bool:
+def _plain_format(fmt: str | None) -> bool:
+    """A date or timestamp format the reader may be given (`_DATE_FORMAT`)."""
     return bool(fmt and _DATE_FORMAT.fullmatch(fmt))
 
 
@@ -883,10 +883,9 @@ def prepare_types(
         )
     for i, name, ctype in checks:
         original = F.col(f"_dw_orig_{i}")
-        label = f"{ctype.spark_type}:{ctype.fmt}" if ctype.fmt else ctype.spark_type
         # A typed value is null only where its text was null, blank or unparsable; test the cheap part first.
         present = F.col(name).isNull() & original.isNotNull() & (F.trim(original.cast("string")) != "")
-        problems.append((present, F.lit(f"{name}: not a valid {label}")))
+        problems.append((present, F.lit(f"{name}: not a valid {ctype.label}")))
         if textual[name]:
             problems += _rounded(name, F.trim(original), ctype)
     return _with_reasons(df, problems, previous=False), names

@@ -142,7 +142,7 @@ def test_every_single_character_reads_as_the_same_integer_on_both_paths(spark, t
     assert digits["7"] == 7 and digits["\u0663"] == 3 and digits["\uff19"] == 9 and len(digits) > 300
 
 
-# Dates written well and badly, for each plain format the reader is given (`transform._reader_date_format`).
+# Dates written well and badly, for each plain format the reader is given (`transform._plain_format`).
 HOSTILE_DATES = [
     "20260101", "20240229", "20260229", "20261301", "20260132", "20260100", "00000101", "00010101", "99991231",
     "+20260101", "-20260101", "2026010", "202601011", "2026011", " 20260101", "20260101 ", "\t20260101",
