@@ -196,11 +196,9 @@ def _flagged(df: DataFrame, flag: str) -> Any:
 
 
 def _untyped(read: transform.Source) -> Column:
-    """Per record of a reader-typed read: not null where the reader could not type it (flagged, read without
-    the split; or split as text); always null for a read of text."""
-    if read.unsplit:
-        return F.col(transform.MALFORMED)
-    return F.col(transform.SPLIT) if read.typed else F.lit(None)
+    """Per record: not null where the reader could not type it and its text was split instead. Read without the
+    split, such a record stops the read (`transform.read_csv`): nothing to count."""
+    return F.col(transform.SPLIT) if read.typed and not read.unsplit else F.lit(None)
 
 
 def _staged_repeats(spark: SparkSession, lake: Lake, prefix: str, config: DatasetConfig) -> list[str]:
@@ -252,9 +250,10 @@ def transform_and_check(
         """One read-type-check-write; True last if a quoted line break may have split a row (read again).
 
         With reader typing, the first read is planned as if every record typed (`split` off: what a bare job
-        plans, and what a clean file needs). If one did not, the run is read, typed and written again with the
-        text split of such records (`transform.read_csv`'s `split`), which is where its rejects come from. So
-        the run's summary says how many there were (`csv_untyped_records`): the next run starts with the split.
+        plans, and what a clean file needs); the first record that does not stops it. The run is then read,
+        typed and written again with the text split of such records (`transform.read_csv`'s `split`), which is
+        where its rejects come from, and its summary says how many there were (`csv_untyped_records`): the
+        dataset's next run starts with the split.
 
         A large input's key and `unique` columns are checked for repeats after the write, on the staged
         Parquet (their columns only), instead of in a pass over the source before it: usually nothing
@@ -372,14 +371,21 @@ def transform_and_check(
         counted_kept = Observation("bronze-kept")
         if hook is None:
             kept = kept.observe(counted_kept, F.count(F.lit(1)).alias("rows_kept"))
-        write_parquet(kept, lake.uri(staging + "output/"))
+        try:
+            write_parquet(kept, lake.uri(staging + "output/"))
+            untyped = False
+        except Exception as exc:  # noqa: BLE001 (all but one kind are raised again, as they came)
+            if not (read.unsplit and jobs.malformed_record(exc)):
+                raise
+            untyped = True
+        if untyped:
+            # A record the reader could not type (usually none) stopped the read: read again with the text
+            # split (the staged output is overwritten), as a text read would type and check it. Retried outside
+            # the handler: the failure's message holds the record, which a later error must not chain to.
+            return attempt(csv, repeats_after=repeats_after, reader_typing=reader_typing, split=True)
         counted = counted_in.get  # each `get` converts the JVM's map again (Py4J round trips)
         if hook is None and read.typed:
             summary.csv_untyped_records = int(counted["untyped"])
-        if hook is None and read.unsplit and int(counted["untyped"]):
-            # A record the reader could not type (usually none): read again with its text split (the staged
-            # output is overwritten), as a text read would type and check it.
-            return attempt(csv, repeats_after=repeats_after, reader_typing=reader_typing, split=True)
         if hook is None and int(counted["doubtful"]):
             # A record the reader could not type may have been split wrongly: type the whole input from text
             # (the staged output is overwritten). Rare: it takes a NUL, U+FFFF or a trailing form feed.
