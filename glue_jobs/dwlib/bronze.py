@@ -232,10 +232,13 @@ def transform_and_check(
         )
     fmt = config.input_format(keys[0])
     uris = [lake.uri(k) for k in keys]
-    input_bytes = sum(o.size for k in keys for o in lake.list(k))
+    listed = [o for k in keys for o in lake.list(k)]
+    input_bytes = sum(o.size for o in listed)
     hook = transform_hook(ctx)
     summary.transform_hook = hook.file if hook else None
     small = input_bytes <= CACHE_INPUT_BYTES
+    # One input file (a run's usual case): every row's `meta_source_file` is its name, a constant.
+    one_file = transform.spark_file_name(spark, uris[0]) if [o.key for o in listed] == keys[:1] else None
     one_task = input_bytes <= ONE_TASK_INPUT_BYTES
 
     # A small input is checked in one pass and its quarantine comes from the same rows (see check_rules and
@@ -311,6 +314,7 @@ def transform_and_check(
                 csv_source=fmt == "csv",
                 encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
                 reader_typed=reader_typed,
+                source_file=one_file,
             )
 
         typed, names = typed_from(source, read.typed)

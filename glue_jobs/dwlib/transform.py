@@ -551,6 +551,14 @@ def read_csv(
     return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed)
 
 
+def spark_file_name(spark: SparkSession, uri: str) -> str:
+    """The name `input_file_name()` gives this file's rows, after its last `/`: Spark's qualified path, as a URI
+    (so `a b.csv` is `a%20b.csv`)."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(uri)
+    qualified = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).makeQualified(path)
+    return str(qualified.toUri().toString()).rsplit("/", 1)[-1]
+
+
 def _file(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
@@ -802,8 +810,12 @@ def prepare_types(
     csv_source: bool = False,
     encoding: str | None = None,
     reader_typed: dict[str, str] | None = None,
+    source_file: str | None = None,
 ) -> tuple[DataFrame, list[str]]:
     """Clean names, apply null values, type, add meta columns; `reject_reason` holds type failures only.
+
+    `source_file`: the run's one input file's name as `spark_file_name` gives it, for `meta_source_file` (else
+    taken from each row's file, a string cut per row).
 
     `reader_typed`: the CSV columns the reader typed (`Source.typed`); a record it could not type is typed
     from its text in `_dw_split`, and only there is such a column's `_dw_orig_<i>` its text (elsewhere null:
@@ -824,8 +836,9 @@ def prepare_types(
     split = [F.col(SPLIT)] if reader_typed and SPLIT in df.columns else []
     df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect, *split)
     is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
-    # Columns whose text the checks below read: the text ones, and the reader-typed ones (text where untyped).
-    textual = {n: is_string[n] or n in reader_typed for n in names}
+    # Columns whose text the checks below read: the text ones, and the reader-typed ones read with the split
+    # (text where untyped). Read without it, the reader typed every value of those or failed the read.
+    textual = {n: is_string[n] or (n in reader_typed and bool(split)) for n in names}
     # Spark's CSV reader already turns empty fields and one marker into null (`read_csv`); only the other
     # markers cost a check (an isin() per value of every string column otherwise).
     if csv_source:
@@ -839,8 +852,8 @@ def prepare_types(
     checks: list[tuple[int, str, ColumnType]] = []  # (position, column, type) of declared columns
     for i, name in enumerate(names):
         if name in reader_typed and not split:
+            # Nothing to check: the reader typed every value, or the read failed (FAILFAST, see `_read_group`).
             selected += [F.lit(None).cast("string").alias(f"_dw_orig_{i}"), F.col(name)]
-            checks.append((i, name, declared[name]))
             continue
         if name in reader_typed:
             text = F.col(SPLIT)[name]  # null unless the reader could not type the record
@@ -872,7 +885,9 @@ def prepare_types(
         *suspect,
         F.lit(run_id).alias("meta_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
-        F.substring_index(F.input_file_name(), "/", -1).alias("meta_source_file"),  # no array per row
+        (F.lit(source_file) if source_file is not None else F.substring_index(F.input_file_name(), "/", -1)).alias(
+            "meta_source_file"
+        ),
         F.monotonically_increasing_id().alias(ORDER),
     )
     # Each check is (condition, reason): the kept/rejected split tests one boolean per row, and the
@@ -886,6 +901,8 @@ def prepare_types(
             [(i, n, not isinstance(typed_as[n], StringType)) for i, n in enumerate(names) if textual[n]], encoding
         )
     for i, name, ctype in checks:
+        if ctype.spark_type == "string":
+            continue  # a string's typed value is its (trimmed) text or its cast: null only where that was null
         original = F.col(f"_dw_orig_{i}")
         # A typed value is null only where its text was null, blank or unparsable; test the cheap part first.
         present = F.col(name).isNull() & original.isNotNull() & (F.trim(original.cast("string")) != "")

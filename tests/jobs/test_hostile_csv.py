@@ -91,6 +91,31 @@ def test_reordered_headers_in_one_zip_land_under_their_own_columns(spark, core, 
     assert summary.missing_columns == {} and summary.renamed_columns == {}
 
 
+@pytest.mark.parametrize("name", ["q1 2026 (#1)+é%41;=.csv", "plain.csv"])
+def test_a_run_of_one_file_names_it_as_a_run_of_several_does(spark, core, tmp_path, name):
+    """`meta_source_file` of a run with one input file is a constant; it must be what Spark's input_file_name()
+    gives the same file's rows in a run of several (percent-encoded as Spark spells a path)."""
+
+    def source_files(members: dict[str, str], folder: str) -> dict[int, str]:
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zf:
+            for member, text in members.items():
+                zf.writestr(member, text)
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "orders.zip").write_bytes(archive.getvalue())
+        lake = LocalLake(tmp_path / folder / "lake")
+        ctx = bronze.JobContext(
+            core=core, dataset=config(source_url="orders.zip"), lake=lake, run_id=RUN, dataset_dir=tmp_path / folder
+        )
+        summary = bronze.run_bronze(spark, ctx)
+        assert summary.status == "succeeded", summary.error
+        return {r["id"]: r["meta_source_file"] for r in kept(lake)}
+
+    one = source_files({name: "id,name\n1,alice\n"}, "one")
+    several = source_files({name: "id,name\n1,alice\n", "other.csv": "id,name\n2,bob\n"}, "several")
+    assert one == {1: several[1]} and several[2] == "other.csv"
+
+
 def test_a_column_only_one_file_has_is_added_and_null_in_the_other_files_rows(spark, core, tmp_path):
     summary, lake = run(
         spark,
