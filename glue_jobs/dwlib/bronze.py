@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from dwlib import fetch, iceberg, jobs, transform
 from dwlib import keys as key_check
 from dwlib.config import CsvOptions, DatasetConfig
+from dwlib.errors import malformed_record
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake, LakeError
 from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
@@ -198,7 +199,7 @@ def _flagged(df: DataFrame, flag: str) -> Any:
 def _untyped(read: transform.Source) -> Column:
     """Per record: not null where the reader could not type it and its text was split instead. Read without the
     split, such a record stops the read (`transform.read_csv`): nothing to count."""
-    return F.col(transform.SPLIT) if read.typed and not read.unsplit else F.lit(None)
+    return F.col(transform.SPLIT) if transform.SPLIT in read.df.columns else F.lit(None)
 
 
 def _staged_repeats(spark: SparkSession, lake: Lake, prefix: str, config: DatasetConfig) -> list[str]:
@@ -379,7 +380,7 @@ def transform_and_check(
             write_parquet(kept, lake.uri(staging + "output/"))
             untyped = False
         except Exception as exc:  # noqa: BLE001 (all but one kind are raised again, as they came)
-            if not (read.unsplit and jobs.malformed_record(exc)):
+            if not (read.unsplit and malformed_record(exc)):
                 raise
             untyped = True
         if untyped:

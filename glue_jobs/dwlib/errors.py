@@ -47,6 +47,17 @@ def is_spark_error(exc: BaseException) -> bool:
     return name.startswith(("py4j.", "pyspark.")) or "\tat org.apache." in str(exc)
 
 
+def malformed_record(exc: BaseException) -> bool:
+    """Whether a Spark job failed because a reader in FAILFAST mode met a record it could not parse (a
+    BadRecordException in the Java cause chain), as opposed to any other failure."""
+    throwable = getattr(exc, "java_exception", None)
+    while throwable is not None:
+        if throwable.getClass().getName() == "org.apache.spark.sql.catalyst.util.BadRecordException":
+            return True
+        throwable = throwable.getCause()
+    return False
+
+
 def full_trace(exc: BaseException) -> str:
     """Everything, for the ledger's `traceback` and --debug: the Python frames and the Java text."""
     return "".join(traceback.format_exception(exc))

@@ -260,13 +260,3 @@ def local_session(app_name: str = "pp-dw", cores: str = "*", short_run: bool = F
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return configure(spark)
-
-
-def malformed_record(exc: BaseException) -> bool:
-    """Whether a Spark job failed because a reader in FAILFAST mode met a record it could not parse."""
-    throwable = getattr(exc, "java_exception", None)
-    while throwable is not None:
-        if throwable.getClass().getName() == "org.apache.spark.sql.catalyst.util.BadRecordException":
-            return True
-        throwable = throwable.getCause()
-    return False

@@ -589,7 +589,7 @@ def _read_group(
 
     `split` False: no `_dw_malformed`, `_dw_split` or `_dw_doubtful`. The reader reads in FAILFAST mode with no
     corrupt-record column, so the plan holds only what a bare job's plan holds: such a record (of the wrong
-    width or not) fails the read (`jobs.malformed_record` tells that failure apart), and the run reads again
+    width or not) fails the read (`errors.malformed_record` tells that failure apart), and the run reads again
     with `split`. Asking for the corrupt-record column alone has Spark copy every field of every row into a
     second row (about 2 CPU seconds in a clean 300 MB file, measured).
     """
@@ -617,15 +617,15 @@ def _read_group(
         df = df.option("nullValue", marker).option("emptyValue", marker)
         options.update(nullValue=marker, emptyValue=marker)
     df = df.csv(group.uris)
-    reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
-    reason = _tied_to(reason, group.names)
-    if typed and not split:
+    if clean:
         columns = [*group.names]
         if suspect:
             # A typed value holds no quote character; the text columns are tested as a text read tests them.
             quoted = [F.col(name).contains(csv.quote) for name in group.names if name not in typed]
             columns.append(_any_of(quoted).alias(SUSPECT))
         return df.select(*columns)
+    reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
+    reason = _tied_to(reason, group.names)
     if not typed:
         columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED)]
         if suspect:
