@@ -79,6 +79,21 @@ def lake_files(lake: Lake, prefix: str) -> tuple[dict[str, int], Opener] | None:
     return None
 
 
+def parquet_rows(lake: Lake, prefix: str) -> int | None:
+    """The rows of the Parquet files under `prefix`, from their footers; None for a lake this module cannot read."""
+    import pyarrow.parquet as pq
+
+    located = lake_files(lake, prefix)
+    if located is None:
+        return None
+    files, opener = located
+    total = 0
+    for path in files:
+        with opener(path) as stream:
+            total += pq.read_metadata(stream).num_rows
+    return total
+
+
 @dataclass
 class KeptKeys:
     """The key columns `repeated_keys` read while `keeping()` was on, for a later question about the same files

@@ -904,8 +904,10 @@ def prepare_types(
         if ctype.spark_type == "string":
             continue  # a string's typed value is its (trimmed) text or its cast: null only where that was null
         original = F.col(f"_dw_orig_{i}")
-        # A typed value is null only where its text was null, blank or unparsable; test the cheap part first.
-        present = F.col(name).isNull() & original.isNotNull() & (F.trim(original.cast("string")) != "")
+        # A typed value is null only where its text was null, blank or unparsable. The text's tests come first:
+        # the typed value is a cast (of a decimal, a formatted date...) that the filter computes again wherever
+        # it is named, and a condition stops at its first false part.
+        present = original.isNotNull() & (F.trim(original.cast("string")) != "") & F.col(name).isNull()
         problems.append((present, F.lit(f"{name}: not a valid {ctype.label}")))
         if textual[name]:
             problems += _rounded(name, F.trim(original), ctype)
@@ -955,14 +957,15 @@ def _with_reasons(df: DataFrame, problems: list[Problem], previous: bool = True)
 def _invalid_bytes(columns: list[tuple[int, str, bool]], encoding: str) -> list[Problem]:
     """`name: invalid utf-8 bytes` for each string value holding U+FFFD (the decoder's stand-in).
 
-    `columns`: (position, name, typed) of the source's text columns; a typed column (a number, a
-    date...) whose value parsed cannot hold U+FFFD, so its text is searched only where it did not.
+    `columns`: (position, name, typed) of the source's text columns. A typed column's (a number, a date...)
+    value that parsed cannot hold U+FFFD, so it counts only where the value is null; its text is searched
+    first all the same, since the typed value may be a cast the filter computes again where it is named.
     """
     if not columns:
         return []
     holds = [
         (
-            (F.col(name).isNull() & F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR))
+            (F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR) & F.col(name).isNull())
             if typed
             else F.col(f"_dw_orig_{i}").contains(REPLACEMENT_CHAR),
             name,
@@ -987,7 +990,7 @@ def _rounded(name: str, text: Column, ctype: ColumnType) -> list[Problem]:
     # test before the exact one, which casts the text a second time.
     point = F.instr(text, ".")
     long_tail = (point > 0) & (F.length(text) - point > scale)
-    suspect = F.col(name).isNotNull() & (long_tail | text.contains("e") | text.contains("E"))
+    suspect = (long_tail | text.contains("e") | text.contains("E")) & F.col(name).isNotNull()
     roomy = 38 - (precision - scale)  # the most decimal places a value with p-s integer digits can keep
     if roomy > scale:
         exact = text.cast(f"decimal(38,{roomy})")
