@@ -50,6 +50,12 @@ def _goal(key: str, measured: float | None, limit: float, unit: str, *, at_most:
     }
 
 
+def _cpu_ratio(bronze: dict[str, Any], key: str) -> float | None:
+    """Median CPU seconds of a bronze run over the bare job's (recorded since 2026-12-03; None before)."""
+    run, bare = (bronze.get(k, {}).get("median") for k in (key, "bare_spark_cpu_s"))
+    return round(run / bare, 3) if run and bare else None
+
+
 def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     bronze = figures.get("bronze")
@@ -65,6 +71,7 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 bare_spark_s=bronze["bare_spark_s"]["median"],
                 best_runs_ratio=round(bronze["bronze_s"]["min"] / bronze["bare_spark_s"]["min"], 3),
                 duckdb_s=bronze["duckdb_s"]["median"],
+                cpu_ratio=_cpu_ratio(bronze, "bronze_cpu_s"),
             )
         )
         if bronze.get("bronze_pk_s", {}).get("median"):
@@ -76,6 +83,7 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
                     "x",
                     bronze_pk_s=bronze["bronze_pk_s"]["median"],
                     bare_spark_s=bronze["bare_spark_s"]["median"],
+                    cpu_ratio=_cpu_ratio(bronze, "bronze_pk_cpu_s"),
                 )
             )
         sizes = bronze["bytes"]
@@ -207,6 +215,9 @@ def figures_table(figures: dict[str, Any]) -> list[str]:
             _row(f"bronze run, `run_bronze` ({csv})", b["bronze_s"]),
             _row("bronze run with `primary_key: [order_id]`", b.get("bronze_pk_s")),
             _row("bare Spark: CSV with explicit schema to ZSTD Parquet", b["bare_spark_s"]),
+            _row("bronze run: CPU (Spark's JVM + Python, user + system)", b.get("bronze_cpu_s")),
+            _row("bronze run with `primary_key`: CPU", b.get("bronze_pk_cpu_s")),
+            _row("bare Spark: CPU", b.get("bare_spark_cpu_s")),
             _row("DuckDB: COPY read_csv to ZSTD Parquet", b["duckdb_s"]),
             _row("bronze rows per second", b["bronze_rows_per_s"], "{:,.0f}"),
             _row("bronze MB per second (CSV)", b["bronze_mb_per_s"]),
@@ -319,6 +330,8 @@ def goals_table(goal_list: list[dict[str, Any]]) -> list[str]:
         if g.get("applicable") is False:
             verdict += " (not at the goal's size)"
         measured = "n/a" if g["measured"] is None else f"{g['measured']:,.3g} {g['unit']}"
+        if g.get("cpu_ratio"):
+            measured += f" (CPU {g['cpu_ratio']:,.3g} x)"
         lines.append(f"| {g['goal']} | {measured} | {g['limit']:g} {g['unit']} | {verdict} |")
     return lines
 
@@ -532,6 +545,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         color = "grey" if ok is None else ("green" if ok else "red")
         verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
         measured = "n/a" if g["measured"] is None else f"{g['measured']:,.3g} {g['unit']}"
+        if g.get("cpu_ratio"):
+            measured += f" (CPU {g['cpu_ratio']:,.3g} x)"
         a_goals.text(0.0, y, f"{verdict}", color=color, fontsize=10, weight="bold", transform=a_goals.transAxes)
         note = " - not at the goal's size" if g.get("applicable") is False else ""
         a_goals.text(
