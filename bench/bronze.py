@@ -7,14 +7,13 @@ warmed up once on a small slice of the CSV before the timed runs.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import MB, ROOT, WORK, log, progress, run_worker, stats
+from bench.common import MB, ROOT, WORK, children_cpu_s, log, progress, run_worker, stats
 from bench.data import COLUMNS, CSV_NAME, dataset_config, duckdb_columns, head_csv, link_or_copy, orders_csv
 
 WARMUP_BYTES = 8 * MB  # DuckDB's warm-up input; the Spark jobs warm up on the whole CSV
@@ -110,14 +109,13 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
     core = load_core_config(ROOT / "config.json")
     config = DatasetConfig.model_validate(dataset_config())
     spark = local_session("pp-dw-bench")
-    jvm_stat = Path(f"/proc/{spark._jvm.java.lang.ProcessHandle.current().pid()}/stat")
 
     def cpu_s() -> float:
-        """CPU seconds (user + system) of Spark's JVM and of this interpreter (the driver's own work: the key
-        check, the footers, the ledger): what a run costs the machine, which a neighbour's load moves far
-        less than the wall time."""
-        fields = jvm_stat.read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + time.process_time()
+        """CPU seconds (user + system) of Spark's JVM (this worker's child) and of this interpreter (the
+        driver's own work: the key check, the footers, the ledger): what a run costs the machine, which a
+        neighbour's load moves far less than the wall time."""
+        return children_cpu_s() + time.process_time()
+
     session = {
         key: spark.conf.get(key, None)
         for key in ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions", "spark.sql.adaptive.enabled")
@@ -169,7 +167,13 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
         )
         seconds, cpu = time.perf_counter() - started, cpu_s() - cpu
         files = _parquet_files(out)
-        return {"seconds": seconds, "cpu_s": cpu, "bytes": sum(f.stat().st_size for f in files), "files": len(files), "out": out}
+        return {
+            "seconds": seconds,
+            "cpu_s": cpu,
+            "bytes": sum(f.stat().st_size for f in files),
+            "files": len(files),
+            "out": out,
+        }
 
     def duck(csv: Path) -> dict[str, Any]:
         out = folder / "duckdb.parquet"

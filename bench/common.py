@@ -31,6 +31,29 @@ def progress(message: str) -> None:
     print(f"bench: {message}", flush=True)
 
 
+def children_cpu_s() -> float:
+    """CPU seconds (user and system) of every process below this one, from /proc (Linux): the CDK's node
+    processes of a synth, Spark's JVM of a bronze run."""
+    parents: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    mine, total, grew = {os.getpid()}, 0.0, True
+    while grew:
+        grew = False
+        for pid, (parent, cpu) in parents.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                total += cpu
+                grew = True
+    return total
+
+
 def stats(values: Sequence[float], unit: str, digits: int = 3) -> dict[str, Any]:
     """min / median / max over repeated runs, with the runs themselves."""
     runs = [round(float(v), digits) for v in values]

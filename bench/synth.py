@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, WORK, log, run_worker, stats
+from bench.common import ROOT, WORK, children_cpu_s, log, run_worker, stats
 
 TEMPLATE = "ourairports"
 
@@ -75,30 +75,6 @@ def measure(counts: list[int], repeat: int) -> dict[str, Any]:
     return result
 
 
-def node_cpu_s() -> float:
-    """CPU seconds (user and system) of every process below this one, from /proc (Linux)."""
-    import os
-
-    parents: dict[int, tuple[int, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    mine, total, grew = {os.getpid()}, 0.0, True
-    while grew:
-        grew = False
-        for pid, (parent, cpu) in parents.items():
-            if parent in mine and pid not in mine:
-                mine.add(pid)
-                total += cpu
-                grew = True
-    return total
-
-
 def work(args: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     import app
@@ -111,10 +87,10 @@ def work(args: dict[str, Any]) -> dict[str, Any]:
         build, **kw
     )  # keep the repository's .build/ untouched
     outdir = Path(args["outdir"])
-    begin, cpu_begin, node_begin = time.perf_counter(), time.process_time(), node_cpu_s()
+    begin, cpu_begin, node_begin = time.perf_counter(), time.process_time(), children_cpu_s()
     cdk_app = app.build_app(load_project(Path(args["project"])), app.new_app(str(outdir)))
     assembly = cdk_app.synth()
-    done, cpu, node = time.perf_counter(), time.process_time() - cpu_begin, node_cpu_s() - node_begin
+    done, cpu, node = time.perf_counter(), time.process_time() - cpu_begin, children_cpu_s() - node_begin
     templates = list(outdir.glob("*.template.json"))
     # The size of one dataset stack: constructs (each one calls into the CDK's Node process) and resources.
     stack = next(s for s in assembly.stacks if "-dataset-" in s.stack_name)
