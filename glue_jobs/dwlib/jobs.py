@@ -215,6 +215,15 @@ def session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[
                 spark.conf.set(key, value)
 
 
+EXCLUDED_RULES = "spark.sql.optimizer.excludedRules"
+
+
+def excluding_rules(spark: SparkSession, rules: tuple[str, ...]) -> dict[str, str]:
+    """`session_settings` that leave these optimizer rules out, beside any the session already leaves out."""
+    excluded = [r for r in (spark.conf.get(EXCLUDED_RULES, None) or "").split(",") if r.strip()]
+    return {EXCLUDED_RULES: ",".join([*excluded, *[r for r in rules if r not in excluded]])}
+
+
 # A fresh JVM spends most of a small run's CPU in HotSpot's optimizing compiler (C2), compiling Spark's
 # planner, Janino and the executor for a speed the run ends too soon to use: on the demo sample (243 rows)
 # the driver's CPU went from 32 s to 17 s with the quick compiler (C1) alone, and a bare read-and-write

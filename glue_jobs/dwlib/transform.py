@@ -905,8 +905,8 @@ def prepare_types(
             continue  # a string's typed value is its (trimmed) text or its cast: null only where that was null
         original = F.col(f"_dw_orig_{i}")
         # A typed value is null only where its text was null, blank or unparsable. The text's tests come first:
-        # the typed value is a cast (of a decimal, a formatted date...) that the filter computes again wherever
-        # it is named, and a condition stops at its first false part.
+        # a condition stops at its first false part, and the typed value is a cast (of a decimal, a formatted
+        # date...) that a filter Spark pushed below the typing computes again (the quarantine's, a hook's input).
         present = original.isNotNull() & (F.trim(original.cast("string")) != "") & F.col(name).isNull()
         problems.append((present, F.lit(f"{name}: not a valid {ctype.label}")))
         if textual[name]:
@@ -959,7 +959,7 @@ def _invalid_bytes(columns: list[tuple[int, str, bool]], encoding: str) -> list[
 
     `columns`: (position, name, typed) of the source's text columns. A typed column's (a number, a date...)
     value that parsed cannot hold U+FFFD, so it counts only where the value is null; its text is searched
-    first all the same, since the typed value may be a cast the filter computes again where it is named.
+    first all the same, since the typed value may be a cast that a filter pushed below the typing computes again.
     """
     if not columns:
         return []

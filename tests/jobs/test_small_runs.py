@@ -184,3 +184,60 @@ def test_an_input_read_in_parallel_keeps_generated_code(spark, core, tmp_path, m
     summary, _, _ = sample_run(spark, core, tmp_path, text)
     assert summary.status == "succeeded", summary.error
     assert seen and set(seen) == {before}
+
+
+# No primary key: a key's window (a small input's check) would hold the filter above the typing on its own.
+DECIMAL_CONFIG = {
+    "columns": {"id": "int", "n": "decimal(12,2)", "note": "string"},
+    "primary_key": [],
+    "quality": {"max_rejected_fraction": 0.9},
+}
+DECIMAL_TEXTS = ["12.50", " 7.25 ", "1,000.00", "3.14159", "1e3", "", "abc", "99.\ufffd", "0.10", "-4.00"]
+
+
+def plans_at_writes(monkeypatch, spark) -> list[tuple[str, str | None]]:
+    """Each of the run's Parquet writes: its executed plan and the optimizer rules left out as it ran."""
+    seen: list[tuple[str, str | None]] = []
+    write = bronze.write_parquet
+
+    def recording(df, uri):
+        plan = df._jdf.queryExecution().executedPlan().toString()
+        seen.append((plan, spark.conf.get("spark.sql.optimizer.excludedRules", None)))
+        write(df, uri)
+
+    monkeypatch.setattr(bronze, "write_parquet", recording)
+    return seen
+
+
+def test_the_kept_write_casts_each_value_once_and_keeps_the_same_rows(spark, core, tmp_path, monkeypatch):
+    """The kept rows' filter stays above the typing: a decimal typed from text is cast once a row, not once in
+    the checks and again in the projection; same rows and reasons as with Spark's pushdown; session restored."""
+    text = "id,n,note\n" + "".join(f"{i},{DECIMAL_TEXTS[i % len(DECIMAL_TEXTS)]!r},row {i}\n" for i in range(400))
+    text = text.replace("'", '"')
+    mine = "org.apache.spark.sql.catalyst.optimizer.PushProjectionThroughLimit"  # a user's own setting, kept
+    spark.conf.set("spark.sql.optimizer.excludedRules", mine)
+    try:
+        seen = plans_at_writes(monkeypatch, spark)
+        above, _, lake_above = sample_run(spark, core, tmp_path / "above", text, **DECIMAL_CONFIG)
+        assert spark.conf.get("spark.sql.optimizer.excludedRules") == mine
+    finally:
+        spark.conf.unset("spark.sql.optimizer.excludedRules")
+    kept_plan, excluded = seen[0]
+    assert kept_plan.count("as decimal(12,2))") == 1, kept_plan
+    assert excluded.split(",") == [mine, *bronze.FILTER_STAYS_ABOVE_TYPING]
+    assert [rules for _, rules in seen[1:]] == [mine]  # the quarantine's write: the session as it was
+
+    monkeypatch.setattr(bronze, "FILTER_STAYS_ABOVE_TYPING", ())
+    seen.clear()
+    pushed, _, lake_pushed = sample_run(spark, core, tmp_path / "pushed", text, **DECIMAL_CONFIG)
+    assert seen[0][0].count("as decimal(12,2))") >= 2  # Spark's pushdown: in the checks, then the projection
+    assert above.status == pushed.status == "succeeded", (above.error, pushed.error)
+    assert (above.rows_in, above.rows_kept) == (pushed.rows_in, pushed.rows_kept) == (400, 240)
+    assert above.rejected_by_reason == pushed.rejected_by_reason
+    assert above.rejected_by_reason == {  # "1,000.00", "1e3", "abc"; "3.14159"; "99.\ufffd"
+        "n: not a valid decimal(12,2)": 120,
+        "n: decimal(12,2): more than 2 decimal places": 40,
+        "n: invalid utf-8 bytes": 40,
+    }
+    for folder in ("bronze/tiny", f"quarantine/tiny/run_id={RUN}"):
+        assert table_rows(lake_above.path(folder)) == table_rows(lake_pushed.path(folder))
