@@ -13,7 +13,7 @@ from constructs import Construct
 
 from dwlib.config import CoreConfig
 from dwlib.naming import LAYERS, Naming
-from stacks import defaults
+from stacks import defaults, nag
 from stacks.job_rights import acknowledge_job_statements, job_statements, logs_statement, object_arns
 from stacks.monitoring import RunHistoryTable, allow_alarms
 from stacks.nag import acknowledge
@@ -78,10 +78,14 @@ class EtlCoreStack(Stack):
     def _buckets(self, naming: Naming, core: CoreConfig, destroy_data: bool) -> None:
         """The lake and its server access log bucket, with the secure bucket defaults."""
         life = core.lifecycle
+        # The account as the stack knows it: the literal one when `cdk` runs with credentials, so the
+        # names are static in the template (what `--import-existing-resources` needs to adopt a retained
+        # bucket) and match the findings cdk-nag prints for the policies that name them.
+        account = nag.environment(self)[1]
         self.access_logs = s3.Bucket(
             self,
             "AccessLogs",
-            bucket_name=naming.access_log_bucket(Aws.ACCOUNT_ID),
+            bucket_name=naming.access_log_bucket(account),
             versioned=True,
             lifecycle_rules=[
                 s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(life.access_log_retention_days)),
@@ -95,7 +99,7 @@ class EtlCoreStack(Stack):
         self.bucket = s3.Bucket(
             self,
             "Lake",
-            bucket_name=naming.bucket(Aws.ACCOUNT_ID),
+            bucket_name=naming.bucket(account),
             versioned=True,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="lake/",
@@ -179,6 +183,10 @@ class EtlCoreStack(Stack):
             name=naming.workgroup,
             description=f"Queries over the {naming.etl_resource_prefix} lake",
             state="ENABLED",
+            # Its contents are query history (the results are in the lake): without this, CloudFormation
+            # cannot delete a workgroup anyone has queried in ("WorkGroup is not empty"), and `cdk destroy`
+            # of the core stack fails.
+            recursive_delete_option=True,
             work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
                 enforce_work_group_configuration=True,
                 publish_cloud_watch_metrics_enabled=True,

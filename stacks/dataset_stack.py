@@ -70,7 +70,8 @@ class DatasetStack(Stack):
         name = dataset.dataset
         # Shared resources are found by their conventional names, not by CloudFormation exports,
         # so a dataset stack never pins the core stack (see README, "Why no exports").
-        bucket_name = naming.bucket(Aws.ACCOUNT_ID)
+        # By the account as the stack knows it, as the core stack names the bucket.
+        bucket_name = naming.bucket(self.environment_strings[1])
         bucket = s3.Bucket.from_bucket_name(self, "Lake", bucket_name)
         # Iceberg: the job commits the table in the catalog itself; no crawler, and a role with that table's rights.
         self.iceberg = table_format_of(core, dataset) == "iceberg"

@@ -40,3 +40,36 @@ def test_cfn_lint_finds_no_errors(synthesized, root):
         cwd=root,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environment", "context"),
+    [
+        ({"CDK_DEFAULT_ACCOUNT": "111122223333", "CDK_DEFAULT_REGION": "eu-west-1"}, {}),
+        ({"CDK_DEFAULT_ACCOUNT": "111122223333"}, {"stage": "dev", "destroy-data": "true"}),
+    ],
+    ids=["account-and-region", "account-only-dev"],
+)
+def test_synth_passes_cdk_nag_when_the_cli_knows_the_account(project, tmp_path, monkeypatch, environment, context):
+    """`cdk synth`/`cdk deploy` with credentials set CDK_DEFAULT_ACCOUNT: the stacks get a concrete account,
+    and the acknowledgments must still match cdk-nag's findings (they once named the literal account while
+    the policies named `<AWS::AccountId>`, and every deploy stopped at synth). The buckets' names are then
+    static, as `--import-existing-resources` needs them to adopt a retained bucket."""
+    from app import build_app, new_app
+
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if "CDK_DEFAULT_REGION" not in environment:
+        monkeypatch.delenv("CDK_DEFAULT_REGION", raising=False)
+    build_app(project, new_app(str(tmp_path), **context)).synth()  # raises on an unacknowledged finding
+
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    assert [v for plugin in report["pluginReports"] for v in plugin.get("violations", [])] == []
+    core = next(tmp_path.glob("pp-dw-*core.template.json"))
+    names = sorted(
+        r["Properties"]["BucketName"]
+        for r in json.loads(core.read_text())["Resources"].values()
+        if r["Type"] == "AWS::S3::Bucket"
+    )
+    stage = f"{context['stage']}-" if "stage" in context else ""
+    assert names == sorted([f"pp-dw-{stage}111122223333", f"pp-dw-{stage}access-logs-111122223333"])

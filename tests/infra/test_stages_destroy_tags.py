@@ -188,3 +188,12 @@ def test_a_stages_failure_topic_takes_only_its_own_stages_alarms(synthesized, sy
     ):
         assert all(fnmatchcase(alarm, pattern) for alarm in own), (pattern, own)
         assert not any(fnmatchcase(alarm, pattern) for alarm in other), (pattern, other)
+
+
+@pytest.mark.parametrize("which", ["synthesized", "synthesized_dev"])
+def test_a_workgroup_someone_queried_in_can_be_deleted_with_its_stack(which, request):
+    """Athena refuses to delete a workgroup that holds query history ("WorkGroup is not empty") unless told to
+    delete its contents: without that, `cdk destroy` of the core stack fails once anyone has run a query."""
+    workgroups = [r for _, _, r in resources(request.getfixturevalue(which)[1]) if r["Type"] == "AWS::Athena::WorkGroup"]
+    assert len(workgroups) == 1
+    assert workgroups[0]["Properties"]["RecursiveDeleteOption"] is True
