@@ -78,9 +78,11 @@ def validate(root: Path) -> tuple[Project | None, list[Problem]]:
             continue
         from dwlib.gold import check_models, model_sources  # here: it imports Spark, which `dw query` needs not
 
+        named = {p.file for p in problems}  # a model's name is already checked with the project (load_project)
         for text in check_models(model_sources(folder), f"datasets/{name}/gold", database_prefix):
             file, _, message = text.partition(": ")
-            problems.append(Problem(file, "", message))
+            if file not in named:
+                problems.append(Problem(file, "", message))
     return project, problems
 
 

@@ -11,6 +11,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 
+from dwlib.naming import DEFAULT_STAGE_TAG
+
 # `cdk deploy -c destroy-data=true` opts into deleting buckets and their data with the stack.
 DESTROY_DATA_CONTEXT = "destroy-data"
 # `cdk deploy --all -c stage=dev`: a second, fully separate copy (every physical name differs).
@@ -132,7 +134,7 @@ def tag(stack, project: str, stage: str, dataset: str | None = None, providers: 
     CfnResources that Tags.of does not reach, so their role and function get the tags as a property;
     `providers=False`: the stack makes none (no bucket), so none is looked up.
     """
-    tags = {"project": project, "stage": stage or "default", **({"dataset": dataset} if dataset else {})}
+    tags = {"project": project, "stage": stage or DEFAULT_STAGE_TAG, **({"dataset": dataset} if dataset else {})}
     tagger = Tags.of(stack)
     for key, value in tags.items():
         # The CDK would tag a dashboard, but CloudFormation's schema for it has no Tags (cfn-lint E3002).

@@ -34,6 +34,10 @@ SOURCE_KEYS = ("source_url", "api_endpoints", "dynamodb_table", "landing")
 
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 COLUMN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# A gold model's file name is its Athena table's name and a part of its crawler's S3 path.
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# S3 refuses a general purpose bucket whose name starts with one of these; the lake's buckets start with the prefix.
+BUCKET_RESERVED_STARTS = ("xn--", "sthree-", "amzn-s3-demo-")
 SIMPLE_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
 DECIMAL_TYPE = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
 # EventBridge Scheduler expressions (see schedule_problem): at most 256 characters.
@@ -820,6 +824,18 @@ class CoreConfig(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("etl_resource_prefix")
+    @classmethod
+    def _bucket_name_start(cls, prefix: str) -> str:
+        # The buckets are named `{prefix}-…-{account}`, so the prefix and its hyphen start their names.
+        refused = [start for start in BUCKET_RESERVED_STARTS if f"{prefix}-".startswith(start)]
+        if refused:
+            raise ValueError(
+                f"the lake's bucket names start with {prefix}-, and S3 refuses bucket names starting with "
+                f"{refused[0]!r} (reserved by AWS); pick another prefix"
+            )
+        return prefix
+
     @field_validator("glue_worker_configs")
     @classmethod
     def _all_sizes(cls, configs: dict[str, WorkerConfig]) -> dict[str, WorkerConfig]:
@@ -1029,6 +1045,16 @@ def resource_problems(root: Path, core: CoreConfig, datasets: dict[str, DatasetC
             description=config.description,
         )
         parts_of[name] = parts
+        problems += [
+            Problem(
+                f"datasets/{name}/gold/{model}.sql",
+                "",
+                f"model name {model!r} must be lowercase letters, digits and _, starting with a letter: it is the "
+                "gold table's name in Athena and a folder of the lake; rename the file",
+            )
+            for model in parts["models"]
+            if not MODEL_NAME.match(model)
+        ]
         resources += naming.dataset_resources(name, **parts)
         longest += staged.dataset_resources(name, **parts)
         worker_type = core.glue_worker_configs[config.data_size_category].worker_type

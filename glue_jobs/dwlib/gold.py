@@ -19,6 +19,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from dwlib import errors, iceberg, quality
+from dwlib.config import MODEL_NAME
 from dwlib.lake import LakeError
 from dwlib.run import (
     JobContext,
@@ -32,7 +33,6 @@ from dwlib.run import (
     write_parquet,
 )
 
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CATALOG_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Functions that call arbitrary Java, and so could read any file: Spark's reflect and java_method
 # (and try_reflect, which later Spark versions add).

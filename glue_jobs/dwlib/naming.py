@@ -24,6 +24,7 @@ LEDGER_ENTRY = re.compile(r"(?:^|/)run_id=(?P<run_id>\d{8}T\d{6}Z)(?:\.(?P<layer
 MAX_STAGE_LENGTH = 8
 STAGE = re.compile(rf"^[a-z][a-z0-9]{{0,{MAX_STAGE_LENGTH - 1}}}$")
 LONGEST_STAGE = "s" * MAX_STAGE_LENGTH
+DEFAULT_STAGE_TAG = "default"  # the `stage` tag of the copy deployed without a stage
 
 
 def check_stage(stage: str | None) -> str:
@@ -35,6 +36,11 @@ def check_stage(stage: str | None) -> str:
             f"stage {stage!r} is not a stage name: use 1 to {MAX_STAGE_LENGTH} lowercase letters and digits, "
             f"starting with a letter (such as dev or prod); the limit keeps every name within its service's "
             f"limit (the EventBridge rule {{prefix}}-{{stage}}-job-failures-{{dataset}} is the tightest, 64)"
+        )
+    if stage == DEFAULT_STAGE_TAG:
+        raise ValueError(
+            f"stage {stage!r} is the name the copy without a stage goes by (its `stage` tag), so the two "
+            "copies could not be told apart in cost reports; pick another stage name"
         )
     words = name_words()
     if stage in words:

@@ -330,6 +330,16 @@ def test_validate_lists_an_unparsable_query(project_copy):
     assert "1 problem(s) found" in result.stderr
 
 
+def test_validate_names_a_bad_model_name_once(project_copy):
+    """`cdk deploy` refuses it too (load_project); `dw validate` says it once, not once per check."""
+    (project_copy / "datasets" / "ourairports" / "gold" / "Bad-Name.sql").write_text("SELECT 1 AS one\n")
+    result = dw("validate", cwd=project_copy)
+    assert result.returncode == 1, show(result)
+    line = line_with(result.stderr, "Bad-Name.sql")
+    assert line.startswith("datasets/ourairports/gold/Bad-Name.sql: model name 'Bad-Name' must be"), show(result)
+    assert "1 problem(s) found" in result.stderr, show(result)
+
+
 @pytest.mark.parametrize(
     ("sql", "construct"),
     [

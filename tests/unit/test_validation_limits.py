@@ -379,3 +379,36 @@ def test_the_readme_lists_exactly_the_refused_stage_names():
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     (listed,) = re.findall(r"right after the prefix\n\(`([a-z\s]+)`\)", text)
     assert listed.split() == sorted(name_words())
+
+
+def test_the_stage_tag_of_the_unstaged_copy_is_not_a_stage_name():
+    """The copy without a stage is tagged stage=default: a stage named so would share its cost reports."""
+    from dwlib.naming import check_stage
+
+    with pytest.raises(ValueError, match="stage 'default' is the name the copy without a stage goes by"):
+        check_stage("default")
+    assert check_stage("defaults") == "defaults"
+
+
+@pytest.mark.parametrize("prefix", ["xn--dw", "sthree", "sthree-dw", "amzn-s3-demo", "amzn-s3-demo-x"])
+def test_a_prefix_s3_refuses_to_start_a_bucket_name_is_refused(project_copy, prefix):
+    core = json.loads((project_copy / "config.json").read_text())
+    core["etl_resource_prefix"] = prefix
+    (project_copy / "config.json").write_text(json.dumps(core))
+    with pytest.raises(ConfigError) as caught:
+        load_project(project_copy)
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.field) == ("config.json", "etl_resource_prefix")
+    assert f"the lake's bucket names start with {prefix}-, and S3 refuses bucket names starting with" in problem.message
+
+
+@pytest.mark.parametrize("model", ["Bad-Name", "2020_orders", "orders-by-day", "_x"])
+def test_synth_refuses_a_gold_model_name_that_is_not_a_table_name(project_copy, model):
+    """Not only `dw validate`: `cdk deploy` loads the project too, and a crawler target gold/DATASET/Bad-Name/
+    or an Athena table named so would fail on AWS, not here."""
+    write_dataset(project_copy, "shop-orders", files={f"gold/{model}.sql": "SELECT 1 AS one"})
+    with pytest.raises(ConfigError) as caught:
+        load_project(project_copy)
+    (problem,) = caught.value.problems
+    assert problem.file == f"datasets/shop-orders/gold/{model}.sql"
+    assert f"model name {model!r} must be lowercase letters, digits and _, starting with a letter" in problem.message
