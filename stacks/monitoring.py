@@ -304,8 +304,15 @@ def _metric_json(namespace: str, name: str, dimensions: dict[str, str], options:
     return [namespace, name, *(part for item in dimensions.items() for part in item), options]
 
 
+# CloudWatch takes at most 500 widgets (and 2,500 metrics) a dashboard: a page holds 100 datasets' rows
+# (4 widgets and at most 8 metrics each, with the header and the pipelines and Athena graphs), and a
+# stage with more datasets gets `{prefix}-lake-2`, `-3`, ...
+DATASETS_PER_DASHBOARD = 100
+
+
 class LakeDashboard(Construct):
-    """One CloudWatch dashboard for the stage: a row per dataset, then pipelines and Athena.
+    """The stage's CloudWatch dashboard: a row per dataset, then pipelines and Athena (one page per
+    DATASETS_PER_DASHBOARD datasets, in name order).
 
     Lives in the core stack and names every dataset's metrics and alarms by convention, so it
     never references a dataset stack's resources.
@@ -318,7 +325,25 @@ class LakeDashboard(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, project: Project):
         super().__init__(scope, construct_id)
-        naming = Naming.of(project.core, stage_of(scope))
+        self.project = project
+        self.naming = Naming.of(project.core, stage_of(scope))
+        names = sorted(project.datasets)
+        pages = [names[i : i + DATASETS_PER_DASHBOARD] for i in range(0, len(names), DATASETS_PER_DASHBOARD)]
+        self.dashboards = [
+            cw.CfnDashboard(
+                Construct(self, "Dashboard" if page == 1 else f"Dashboard{page}"),
+                "Resource",
+                dashboard_name=self.naming.dashboard_page(page),
+                # The CDK's own JSON rendering, which turns the pseudo parameters inside strings into Fn::Join.
+                dashboard_body=Stack.of(self).to_json_string(self._body(datasets)),
+            )
+            for page, datasets in enumerate(pages or [[]], start=1)
+        ]
+        self.dashboard = self.dashboards[0]
+
+    def _body(self, datasets: list[str]) -> dict:
+        """One page: the header, a row per dataset, the pipelines' failures and Athena's bytes scanned."""
+        naming, project = self.naming, self.project
         day = 24 * HOUR
         region = Aws.REGION
         widgets: list[dict] = []
@@ -354,7 +379,7 @@ class LakeDashboard(Construct):
             ]
         )
         pipelines = []
-        for name in sorted(project.datasets):
+        for name in datasets:
             layers = ["bronze"] + (["gold"] if any((project.dataset_dir(name) / "gold").glob("*.sql")) else [])
 
             def metric(metric_name: str, layer: str, statistic: str, label: str, period: int = day) -> list:
@@ -446,14 +471,7 @@ class LakeDashboard(Construct):
             ]
         )
         # Two weeks back by default (the L2's default_interval=Duration.days(14)).
-        body = {"start": "-P14D", "widgets": widgets}
-        self.dashboard = cw.CfnDashboard(
-            Construct(self, "Dashboard"),
-            "Resource",
-            dashboard_name=naming.dashboard,
-            # The CDK's own JSON rendering, which turns the pseudo parameters inside strings into Fn::Join.
-            dashboard_body=Stack.of(self).to_json_string(body),
-        )
+        return {"start": "-P14D", "widgets": widgets}
 
 
 # An event target's input holds at most 8,192 characters; the watch list is split over targets to fit.

@@ -307,6 +307,10 @@ class Naming:
     def dashboard(self) -> str:
         return f"{self.etl_resource_prefix}-lake"
 
+    def dashboard_page(self, page: int) -> str:
+        """The stage's dashboard, then `-2`, `-3`, ... for the datasets a page cannot hold (stacks/monitoring.py)."""
+        return self.dashboard if page == 1 else f"{self.dashboard}-{page}"
+
     @property
     def freshness_function(self) -> str:
         """Publishes each watched dataset's hours since its last success, hourly (stacks/monitoring.py)."""

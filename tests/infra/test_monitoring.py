@@ -313,3 +313,32 @@ def test_flex_and_per_dataset_thresholds_reach_the_template(project):
 def test_standard_jobs_keep_glues_default_execution_class(project):
     jobs = one_stack(project, "epa-daily-aqi").find_resources("AWS::Glue::Job")
     assert all("ExecutionClass" not in j["Properties"] for j in jobs.values())
+
+
+def test_a_stage_with_more_datasets_than_a_dashboard_holds_gets_more_pages(project, tmp_path):
+    """CloudWatch refuses a dashboard of more than 500 widgets or 2,500 metrics, and the core stack's deploy
+    with it: 250 datasets (4 widgets each) are three pages, each within both limits, each dataset on one."""
+    import dataclasses
+
+    import aws_cdk as cdk
+
+    from stacks.monitoring import DATASETS_PER_DASHBOARD, LakeDashboard
+
+    template = project.datasets["fda-nsde"]
+    names = [f"d{i:03d}" for i in range(250)]
+    many = dataclasses.replace(
+        project, root=tmp_path, datasets={n: template.model_copy(update={"dataset": n}) for n in names}
+    )
+    stack = cdk.Stack(cdk.App(), "Core")
+    LakeDashboard(stack, "Operations", project=many)
+    dashboards = Template.from_stack(stack).find_resources("AWS::CloudWatch::Dashboard")
+    by_name = {r["Properties"]["DashboardName"]: r["Properties"]["DashboardBody"] for r in dashboards.values()}
+    assert sorted(by_name) == ["pp-dw-lake", "pp-dw-lake-2", "pp-dw-lake-3"]
+    shown = []
+    for body in by_name.values():
+        text = "".join(part if isinstance(part, str) else "X" for part in body["Fn::Join"][1])
+        widgets = json.loads(text)["widgets"]
+        metrics = [m for w in widgets for m in w["properties"].get("metrics", [])]
+        assert len(widgets) <= 500 and len(metrics) <= 2500
+        shown += [w["properties"]["title"].split(":")[0] for w in widgets if w["type"] == "alarm"]
+    assert sorted(shown) == names and DATASETS_PER_DASHBOARD == 100
