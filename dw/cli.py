@@ -559,7 +559,7 @@ def tables_command(lake: LakeOption = None) -> None:
     Example:
       dw tables --lake .lake
     """
-    from dw.query import connect, local_catalog
+    from dw.query import local_catalog, open_lake
 
     project = _project()
     naming = Naming.of(project.core)
@@ -568,10 +568,13 @@ def tables_command(lake: LakeOption = None) -> None:
     if not catalog:
         out.print(f"no tables in {lake_dir} yet: run `dw run DATASET --sample` to make one")
         return
-    con = connect(lake_dir, naming)
+    con, unreadable = open_lake(lake_dir, naming)
     table = Table("table", "columns", "rows", "files", "bytes")
     for info in catalog:
         name = f"{info.database}.{info.table}"
+        if name in unreadable:  # listed with the reason, the others still described
+            table.add_row(name, escape(unreadable[name]), "", str(info.files), str(info.bytes))
+            continue
         columns = con.execute(f'DESCRIBE "{info.database}"."{info.table}"').fetchall()
         rows = con.execute(f'SELECT count(*) FROM "{info.database}"."{info.table}"').fetchone()[0]
         table.add_row(

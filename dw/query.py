@@ -36,6 +36,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
+from sqlglot.expressions.builders import apply_index_offset
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.tokens import TokenType
@@ -202,10 +203,12 @@ class TableInfo:
     path: Path
     files: int
     bytes: int
-    kind: str = "parquet"  # or "runs": the JSON lines of ops/runs/ (the run-history table); "iceberg"; "arrow"
+    # or "runs": the JSON lines of ops/runs/ (the run-history table); "iceberg"; "arrow" (an Iceberg
+    # snapshot without rows); "metadata" (an Iceberg metadata table, "t$files", already in Trino's types)
+    kind: str = "parquet"
     data: tuple[str, ...] = ()  # "iceberg": the data files of the snapshot read
     columns: tuple[tuple[str, str], ...] = ()  # "iceberg": the table's columns in order, with Iceberg types
-    arrow: object = field(default=None, compare=False, repr=False)  # "arrow": an Iceberg metadata table
+    arrow: object = field(default=None, compare=False, repr=False)  # "arrow", "metadata": the rows
 
     @property
     def name(self) -> str:
@@ -300,7 +303,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _scan_sql(table: TableInfo) -> str:
+def _scan_sql(con: duckdb.DuckDBPyConnection, table: TableInfo) -> str:
     if table.kind == "runs":
         from dwlib.metrics import RUN_COLUMNS
 
@@ -309,10 +312,8 @@ def _scan_sql(table: TableInfo) -> str:
             f"{_literal(c)}: {_literal(t.upper().replace('STRING', 'VARCHAR'))}" for c, t in RUN_COLUMNS
         )
         return f"read_json([{listed}], format = 'newline_delimited', columns = {{{columns}}})"
-    if table.kind == "iceberg":  # the snapshot's files; columns a schema change added are NULL in older files
-        listed = ", ".join(_literal(f) for f in table.data)
-        columns = ", ".join(_quote(c) for c, _ in table.columns)  # in the table's order, as Athena shows them
-        return f"(SELECT {columns} FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false))"
+    if table.kind == "iceberg":
+        return _iceberg_scan(con, table)
     files = _data_files(table.path)
     hive = any("=" in part for f in files for part in f.relative_to(table.path).parts[:-1])
     listed = ", ".join(_literal(str(f.resolve())) for f in files)
@@ -321,13 +322,93 @@ def _scan_sql(table: TableInfo) -> str:
     return f"read_parquet([{listed}], {options})"
 
 
+def _iceberg_scan(con: duckdb.DuckDBPyConnection, table: TableInfo) -> str:
+    """The snapshot's data files read at the table's schema, in its column order, as Athena reads them.
+
+    A column no file of the snapshot holds (a full load whose source lost it, a gold model that no
+    longer selects it: the table keeps it) is NULL, as is a column in the files written before it
+    was added. A widened column (int to bigint, real to double, a larger decimal) comes back at
+    the table's type even when every file still holds the narrower one.
+    """
+    listed = ", ".join(_literal(f) for f in table.data)
+    files = f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+    relation = con.sql(f"SELECT * FROM {files}")  # reads the files' footers only
+    held = {c.lower(): t for c, t in zip(relation.columns, relation.types, strict=True)}
+    columns = []
+    for name, iceberg_type in table.columns:
+        wanted = duck_type(iceberg_type)
+        found = held.get(name.lower())
+        if found is None:
+            value = f"CAST(NULL AS {wanted})" if wanted else "NULL"
+        elif wanted is None or found == duckdb.sqltype(wanted):
+            value = _quote(name)
+        else:
+            value = f"CAST({_quote(name)} AS {wanted})"
+        columns.append(f"{value} AS {_quote(name)}")
+    return f"(SELECT {', '.join(columns)} FROM {files})"
+
+
+# Iceberg's primitive types (as pyiceberg writes them) in DuckDB's names.
+ICEBERG_TYPES = {
+    "boolean": "BOOLEAN", "int": "INTEGER", "long": "BIGINT", "float": "FLOAT", "double": "DOUBLE",
+    "date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ",
+    "timestamp_ns": "TIMESTAMP_NS", "timestamptz_ns": "TIMESTAMPTZ", "string": "VARCHAR", "uuid": "UUID",
+    "binary": "BLOB",
+}  # fmt: skip
+STRUCT_FIELD = re.compile(r"\d+: (.+?): (?:optional|required) (.+)", re.S)
+
+
+def duck_type(iceberg_type: str) -> str | None:
+    """An Iceberg type as pyiceberg writes it (`decimal(12, 2)`, `list<long>`, `map<string, int>`,
+    `struct<1: a: optional string>`) in DuckDB's SQL; None for a type DuckDB has no name for."""
+    text = iceberg_type.strip()
+    if text in ICEBERG_TYPES:
+        return ICEBERG_TYPES[text]
+    if match := re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", text):
+        return f"DECIMAL({match.group(1)}, {match.group(2)})"
+    if re.fullmatch(r"fixed\[\d+\]", text):
+        return "BLOB"
+    kind, _, rest = text.partition("<")
+    if not rest.endswith(">"):
+        return None
+    parts = [duck_type(p) for p in _type_parts(rest[:-1])] if kind in ("list", "map") else []
+    if kind == "list" and len(parts) == 1 and None not in parts:
+        return f"{parts[0]}[]"
+    if kind == "map" and len(parts) == 2 and None not in parts:
+        return f"MAP({parts[0]}, {parts[1]})"
+    if kind == "struct":
+        fields = [STRUCT_FIELD.fullmatch(p.strip()) for p in _type_parts(rest[:-1])]
+        types = [duck_type(f.group(2)) if f else None for f in fields]
+        if fields and None not in types:
+            return "STRUCT(" + ", ".join(f"{_quote(f.group(1))} {t}" for f, t in zip(fields, types, strict=True)) + ")"
+    return None
+
+
+def _type_parts(text: str) -> list[str]:
+    """`a, map<b, c>` -> [`a`, `map<b, c>`]: the comma-separated parts outside brackets."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += char in "<(["
+        depth -= char in ">)]"
+        current += char
+    return [*parts, current.strip()]
+
+
 def _create_view(con: duckdb.DuckDBPyConnection, table: TableInfo) -> None:
-    if table.kind == "arrow":
+    if table.kind in ("arrow", "metadata"):
         hidden = f"__arrow_{abs(hash((table.database, table.table)))}"
         con.register(hidden, table.arrow)
         scan = _quote(hidden)
     else:
-        scan = _scan_sql(table)
+        scan = _scan_sql(con, table)
+    view = f"{_quote(table.database)}.{_quote(table.table)}"
+    if table.kind == "metadata":  # Trino's timestamp(3) with time zone stays zoned
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {scan}")
+        return
     relation = con.sql(f"SELECT * FROM {scan}")
     # Spark writes timestamps as INT96 or as UTC-adjusted TIMESTAMP_MICROS, which DuckDB reads
     # as TIMESTAMP WITH TIME ZONE; Athena reads both as `timestamp`: the UTC wall-clock time.
@@ -340,10 +421,16 @@ def _create_view(con: duckdb.DuckDBPyConnection, table: TableInfo) -> None:
         if t.id.startswith("timestamp")
     ]
     replace = f" REPLACE ({', '.join(to_timestamp)})" if to_timestamp else ""
-    con.execute(f"CREATE VIEW {_quote(table.database)}.{_quote(table.table)} AS SELECT *{replace} FROM {scan}")
+    con.execute(f"CREATE VIEW {view} AS SELECT *{replace} FROM {scan}")
 
 
-def _open(catalog: list[TableInfo], naming: Naming) -> duckdb.DuckDBPyConnection:
+def _open(catalog: list[TableInfo], naming: Naming) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+    """The connection, and why each table DuckDB cannot read has no view, by table name.
+
+    One unreadable table (files that disagree with each other or with its schema) must not take
+    the rest of the lake down with it: the other tables stay queryable, and a query that reads
+    that one fails naming it (`_refuse_unreadable`).
+    """
     seen: dict[str, TableInfo] = {}
     for table in catalog:
         if table.name in seen:
@@ -361,18 +448,45 @@ def _open(catalog: list[TableInfo], naming: Naming) -> duckdb.DuckDBPyConnection
             con.execute(f"CREATE SCHEMA {_quote(naming.database(layer))}")
         for database in sorted({t.database for t in catalog} - {naming.database(layer) for layer in LAYERS}):
             con.execute(f"CREATE SCHEMA {_quote(database)}")
-        for table in catalog:
-            _create_view(con, table)
     except duckdb.Error as e:
         con.close()
         raise QueryError(f"could not open the local lake: {e}") from None
-    return con
+    unreadable = {}
+    for table in catalog:
+        try:
+            _create_view(con, table)
+        except duckdb.Error as e:
+            unreadable[table.name] = _unreadable(table, e)
+    return con, unreadable
+
+
+def _unreadable(table: TableInfo, error: duckdb.Error) -> str:
+    reason = str(error).splitlines()[0]
+    return (
+        f"table {table.name} cannot be read locally: DuckDB cannot read its files under {table.path} ({reason}). "
+        "The other tables can still be queried; to fix this one, run the dataset that writes it again "
+        "(`dw run DATASET`), or move its stale files out of that folder."
+    )
+
+
+def _refuse_unreadable(statement: exp.Expression, unreadable: dict[str, str]) -> None:
+    """The message of the first table the statement reads that could not be opened, as a QueryError."""
+    for table in statement.find_all(exp.Table):
+        name = f"{table.db.lower()}.{table.name.lower()}"
+        if name in unreadable:
+            raise QueryError(unreadable[name])
+
+
+def open_lake(lake_root: Path, naming: Naming) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+    """`connect`'s connection, and why each table without a view could not be read, by table name."""
+    return _open(local_catalog(lake_root, naming), naming)
 
 
 def connect(lake_root: Path, naming: Naming) -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB with one schema per Glue database (both layers, even if empty) and one
-    VIEW per table of `local_catalog`, so that `pp_dw_bronze.fda_nsde` resolves."""
-    return _open(local_catalog(lake_root, naming), naming)
+    VIEW per table of `local_catalog`, so that `pp_dw_bronze.fda_nsde` resolves. A table DuckDB
+    cannot read has no view (`open_lake` says why)."""
+    return open_lake(lake_root, naming)[0]
 
 
 def _athena_type(t: duckdb.DuckDBPyType) -> str:
@@ -468,7 +582,8 @@ def _parse(sql: str) -> exp.Expression:
     if len(statements) > 1:
         raise QueryError(f"one statement at a time, please: got {len(statements)}")
     statement = statements[0]
-    _type_decimal_literals(statement, sql)
+    _subscripts_as_written(statement)
+    _mark_typed_literals(statement, sql)
     if not isinstance(statement, exp.Query | exp.Values):
         kind = statement.name.upper() if isinstance(statement, exp.Command) else statement.key.upper()
         if kind in ("SHOW", "DESCRIBE"):
@@ -477,8 +592,35 @@ def _parse(sql: str) -> exp.Expression:
     return statement
 
 
-def _type_decimal_literals(statement: exp.Expression, sql: str) -> None:
-    """Mark DECIMAL '1.50' (a decimal(3, 2) in Trino), which sqlglot parses as CAST('1.50' AS DECIMAL)."""
+def _subscripts_as_written(statement: exp.Expression) -> None:
+    """Put back the index of every `x[i]` as the SQL wrote it, marked 1-based (Trino's and DuckDB's).
+
+    sqlglot's parser stores `x[2]` as a 0-based `x[1]` when, at parse time, `x` may be an array
+    (its type unknown), and as written when it is a map. A CTE's or a view's column has no type
+    yet then: the map `m[2]` became `m[1]`, the key 1. The check must run before the query is
+    typed, with the types the parser saw, to undo exactly the shifts it made.
+    """
+    for bracket in statement.find_all(exp.Bracket):
+        if bracket.args.get("offset") is not None or len(bracket.expressions) != 1:
+            continue  # element_at(x, i) is parsed with its 1-based index as written
+        (stored,) = bracket.expressions
+        (index,) = apply_index_offset(bracket.this, [stored], 1, dialect=READ_DIALECT)
+        if index is not stored:  # a shift undone; `i + -1`, which the parser could not fold, back to `i`
+            index = _minus_one(stored) or index
+        bracket.set("expressions", [index])
+        bracket.set("offset", 1)
+
+
+def _minus_one(node: exp.Expression) -> exp.Expression | None:
+    """`x` of `x + -1`; None for anything else."""
+    minus = node.expression if isinstance(node, exp.Add) else None
+    return node.this if isinstance(minus, exp.Neg) and minus.this == exp.Literal.number(1) else None
+
+
+def _mark_typed_literals(statement: exp.Expression, sql: str) -> None:
+    """Mark the typed literals sqlglot parses as CASTs: DECIMAL '1.50' with its Trino type, a
+    decimal(3, 2), and TIMESTAMP '...' and DATE '...' as literals (FOR TIMESTAMP AS OF reads a
+    literal locally, not a CAST written out)."""
     try:
         tokens = Dialect.get_or_raise(READ_DIALECT).tokenize(sql)
     except Exception:
@@ -488,8 +630,18 @@ def _type_decimal_literals(statement: exp.Expression, sql: str) -> None:
         for a, b in zip(tokens, tokens[1:], strict=False)
         if a.token_type == TokenType.DECIMAL and b.token_type == TokenType.STRING
     }
+    # TIMESTAMP '...', DATE '...', TIMESTAMP WITH TIME ZONE '...': literals, where FOR TIMESTAMP AS OF
+    # takes them (sqlglot parses them as CASTs, which it takes only locally).
+    temporal = {
+        b.start
+        for a, b in zip(tokens, tokens[1:], strict=False)
+        if b.token_type == TokenType.STRING
+        and (a.token_type in (TokenType.TIMESTAMP, TokenType.DATE) or a.text.upper() == "ZONE")
+    }
     for cast in statement.find_all(exp.Cast):
         literal = cast.this
+        if isinstance(literal, exp.Literal) and literal.meta.get("start") in temporal:
+            cast.meta["literal"] = True
         if not (cast.to.is_type(DType.DECIMAL) and not cast.to.expressions and isinstance(literal, exp.Literal)):
             continue
         if literal.meta.get("start") in starts:
@@ -1076,7 +1228,10 @@ def _bracket(node: exp.Bracket) -> exp.Expression:
         return _macro("dw_element_at" if node.args.get("safe") else "dw_subscript", node, target, index)
     if _is(target, DType.STRUCT):
         return node
-    raise unsupported("a subscript of a value of unknown type", "dw cannot tell an array from a map here")
+    raise unsupported(
+        "a subscript of a value of unknown type",
+        "dw cannot tell an array (a position) from a map (a key) here; CAST the value to its array or map type",
+    )
 
 
 def _unnest(node: exp.Unnest) -> exp.Expression:
@@ -1723,8 +1878,10 @@ def _meta(sql: str, lake_root: Path, naming: Naming, catalog: list[TableInfo]) -
         found = [t for t in catalog if [t.database, t.table] == parts or (len(parts) == 1 and t.table == parts[0])]
         if len(found) != 1:
             raise _unknown_table(".".join(parts), catalog)
-        con = _open(found, naming)
+        con, unreadable = _open(found, naming)
         try:
+            if unreadable:
+                raise QueryError(unreadable[found[0].name])
             rows = [(c, t, "") for c, t in _columns(con, found[0])]
         finally:
             con.close()
@@ -1774,8 +1931,10 @@ def run_query(sql: str, lake_root: Path, naming: Naming) -> QueryResult:
     statement = _parse(sql)
     catalog += iceberg_read.bind(statement, lake_root, naming, TableInfo, QueryError)  # time travel, "t$files"
     _resolve_tables(statement, catalog)
-    con = _open(catalog, naming)
+    con, unreadable = _open(catalog, naming)
     try:
+        _refuse_unreadable(statement, unreadable)
+        catalog = [t for t in catalog if t.name not in unreadable]
         duck_sql, zones = _to_duckdb(statement, _schema(con, catalog))
         _sandbox(con, lake_root, catalog)
         try:
