@@ -8,27 +8,32 @@ tables through the very same library and catalog.
 A run's data files go to `{table}/data/raw_run_id={raw}/run_id={run}/` first; nothing reads them
 until the commit names them. The commit (schema evolution, the files it removes, the files it
 adds) is one catalog update: a reader sees the previous snapshot or the new one. A run that fails
-before the commit deletes its data files and adds no snapshot.
+before the commit deletes its data files and adds no snapshot. No cleanup deletes a file that a
+snapshot of the table references (see `_attempt_folder` and `_discard`).
 
 - full:   the snapshot replaces every data file of the table.
 - append: adds the run's files; the files of an earlier run of the same raw run id are replaced,
           so replaying a raw run (`--raw-run-id`) never adds its rows twice. The raw run id is the
-          folder of each file and a snapshot property (`pp-dw.raw-run-id`).
+          last `raw_run_id=` folder of each file (see `raw_run_of`) and a snapshot property
+          (`pp-dw.raw-run-id`).
 - merge:  the run's files are added, and the files holding any of the run's keys removed (those
-          that keep other rows rewritten without the run's keys): one row per primary key, the
-          latest run's. Files whose key bounds miss the run's keys are not read (see `_merge`).
+          that keep other rows rewritten without the run's keys, under `kept/raw_run_id={their
+          raw run}/`): one row per primary key, the latest run's. Files whose key bounds miss the
+          run's keys are not read (see `_merge`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -50,6 +55,9 @@ RUN_PROPERTY = "pp-dw.run-id"
 LOAD_MODE_PROPERTY = "pp-dw.load-mode"
 # Where the data files of the run `run_id` (reading raw run `raw`) go, under the table's location.
 DATA_FOLDER = "data"
+KEPT_FOLDER = "kept"  # under a merging run's folder: the rows it rewrote, in a `raw_run_id=` folder per raw run
+RAW_RUN_FOLDER = "raw_run_id"
+UNKNOWN_RAW_RUN = "unknown"  # the folder of rewritten rows whose raw run no folder recorded (see `raw_run_of`)
 METADATA_FOLDER = "metadata"  # the table's metadata files, under its location, as every Iceberg writer puts them
 
 log = logging.getLogger(__name__)
@@ -130,17 +138,6 @@ def current_files(table: Table, snapshot_id: int | None = None) -> list[str]:
     return list(live_data_files(table, snapshot_id))
 
 
-def table_files(lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str) -> list[str] | None:
-    """The current snapshot's data files when `prefix` holds an Iceberg table (its `metadata/` folder); else None.
-
-    Gold models read an Iceberg bronze table this way: the folder also holds the files of older snapshots.
-    """
-    if not lake.has_prefix(f"{prefix}metadata/"):
-        return None
-    table = catalog(lake, naming).load_table(identifier)
-    return [_spark_uri(f) for f in current_files(table)]
-
-
 def forget_moved_table(lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str) -> bool:
     """Drop the local catalog's entry for an Iceberg table whose folder was moved away (its metadata is gone).
 
@@ -168,18 +165,62 @@ def forget_moved_table(lake: Lake, naming: Naming, identifier: tuple[str, str], 
 def read_current(spark: SparkSession, lake: Lake, naming: Naming, identifier: tuple[str, str], prefix: str):
     """The current snapshot of the Iceberg table at `prefix` as a DataFrame; None when `prefix` holds no Iceberg table.
 
-    A snapshot without data files (a gold model whose result had no rows) reads as no rows with the
-    table's columns, as an empty Parquet folder's file does: never as the older snapshots' files.
+    Gold models read an Iceberg table this way: its folder also holds the files of older snapshots. The rows
+    come at the table's current schema, as Athena reads them: a column added after a file was written is NULL
+    in that file's rows, a widened column is read at its new type (Spark reading the files together would take
+    one file's schema and fail on the others). A snapshot without data files (a gold model whose result had no
+    rows) reads as no rows with the table's columns, as an empty Parquet folder's file does.
     """
-    files = table_files(lake, naming, identifier, prefix)
-    if files is None:
-        return None
-    if files:
-        return spark.read.parquet(*files)
-    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
 
-    arrow = catalog(lake, naming).load_table(identifier).schema().as_arrow()
-    return spark.createDataFrame([], from_arrow_schema(arrow))
+    if not lake.has_prefix(f"{prefix}{METADATA_FOLDER}/"):
+        return None
+    table = catalog(lake, naming).load_table(identifier)
+    columns = [(f.name, _spark_type(f.field_type)) for f in table.schema().fields]
+    like = spark.createDataFrame([], StructType([StructField(n, t) for n, t in columns if t is not None]))
+    files = current_files(table)
+    rows = _aligned(spark, table, files, like).drop("__file") if files else like
+    return rows.select(
+        *[F.col(n) if n in rows.columns else F.lit(None).cast(t or StringType()).alias(n) for n, t in columns]
+    )
+
+
+def _spark_type(field_type: Any) -> Any:
+    """The Spark type of an Iceberg type, as Spark reads it from the Parquet files Spark writes; None for a
+    type Spark does not write (time, uuid), whose column is then read as its files have it. Every part is
+    nullable: a file's values are cast to it, and Spark casts nothing to a type that promises no null."""
+    from pyiceberg import types as iceberg_types
+    from pyspark.sql import types as spark_types
+
+    if isinstance(field_type, iceberg_types.DecimalType):
+        return spark_types.DecimalType(field_type.precision, field_type.scale)
+    if isinstance(field_type, iceberg_types.StructType):
+        fields = [(f, _spark_type(f.field_type)) for f in field_type.fields]
+        if any(t is None for _, t in fields):
+            return None
+        return spark_types.StructType([spark_types.StructField(f.name, t) for f, t in fields])
+    if isinstance(field_type, iceberg_types.ListType):
+        element = _spark_type(field_type.element_type)
+        return spark_types.ArrayType(element) if element else None
+    if isinstance(field_type, iceberg_types.MapType):
+        key, value = _spark_type(field_type.key_type), _spark_type(field_type.value_type)
+        return spark_types.MapType(key, value) if key and value else None
+    simple = {
+        iceberg_types.BooleanType: spark_types.BooleanType,
+        iceberg_types.IntegerType: spark_types.IntegerType,
+        iceberg_types.LongType: spark_types.LongType,
+        iceberg_types.FloatType: spark_types.FloatType,
+        iceberg_types.DoubleType: spark_types.DoubleType,
+        iceberg_types.DateType: spark_types.DateType,
+        iceberg_types.TimestampType: spark_types.TimestampNTZType,
+        iceberg_types.TimestamptzType: spark_types.TimestampType,
+        iceberg_types.StringType: spark_types.StringType,
+        iceberg_types.BinaryType: spark_types.BinaryType,
+        iceberg_types.FixedType: spark_types.BinaryType,
+    }
+    kind = simple.get(type(field_type))
+    return kind() if kind else None
 
 
 def _spark_uri(path: str) -> str:
@@ -273,17 +314,19 @@ def _spec_text(spec: Any, schema: Any) -> list[str]:
     return out
 
 
-def _write(df: DataFrame, uri: str, dataset: DatasetConfig) -> None:
+def _write(df: DataFrame, uri: str, dataset: DatasetConfig, folders: tuple[str, ...] = ()) -> None:
+    """Write `df` under `uri`, a file per value of each partition_by item; `folders`: columns of `df` that
+    name a folder level above those (`raw_run_id=…/`) and are not written into the files."""
     helpers = _partition_columns(dataset)
     writer_df = df
     for name, expression in helpers:
         writer_df = writer_df.withColumn(name, expression)
     if helpers:
-        names = [n for n, _ in helpers]
-        writer_df = writer_df.repartition(*names)
-        writer = writer_df.write.mode("overwrite").option("compression", "zstd").partitionBy(*names)
-    else:
-        writer = writer_df.write.mode("overwrite").option("compression", "zstd")
+        writer_df = writer_df.repartition(*[n for n, _ in helpers])
+    writer = writer_df.write.mode("overwrite").option("compression", "zstd")
+    names = [*folders, *[n for n, _ in helpers]]
+    if names:
+        writer = writer.partitionBy(*names)
     with session_for(df.sparkSession, True):
         writer.parquet(uri)
 
@@ -318,12 +361,17 @@ def _aligned(
     only those are read (Parquet reads no other column's pages).
     """
     import pyarrow.parquet as pq
+    from pyiceberg.utils.concurrent import ExecutorFactory
     from pyspark.sql import functions as F
 
-    groups: dict[str, list[str]] = {}
-    for path in files:
+    def schema_of(path: str) -> str:
         with table.io.new_input(path).open() as stream:
-            groups.setdefault(str(pq.read_schema(stream)), []).append(path)
+            return str(pq.read_schema(stream))
+
+    groups: dict[str, list[str]] = {}
+    # Footers read side by side: a gold model reads every file of its tables (one request each on S3)
+    for path, schema in zip(files, ExecutorFactory.get_or_create().map(schema_of, files), strict=True):
+        groups.setdefault(schema, []).append(path)
     frames = []
     for group in groups.values():
         frame = spark.read.parquet(*[_spark_uri(f) for f in group])
@@ -392,9 +440,37 @@ def _merge(
     if not partial:
         return list(hit), []
     new = run_rows()
-    kept = _aligned(spark, table, partial, new).join(new.select(*keys), keys, "left_anti").drop("__file")
-    _write(kept, lake.uri(kept_folder), dataset)
+    kept = (
+        _aligned(spark, table, partial, new)
+        .join(new.select(*keys), keys, "left_anti")
+        # Each kept row stays filed under the raw run it came from, never the merging run's: an append that
+        # replays a raw run removes the files of that raw run (see `raw_run_of`), and only its rows.
+        .withColumn(RAW_RUN_FOLDER, _raw_run_column("__file"))
+        .drop("__file")
+    )
+    _write(kept, lake.uri(kept_folder), dataset, folders=(RAW_RUN_FOLDER,))
     return list(hit), [k for k in (o.key for o in lake.data_files(kept_folder)) if k.endswith(".parquet")]
+
+
+LAST_RAW_RUN = rf".*/{RAW_RUN_FOLDER}=([^/]+)/(.*)"  # a data file's last `raw_run_id=` folder, and what follows
+
+
+def raw_run_of(path: str) -> str | None:
+    """The raw run whose rows a data file holds: its last `raw_run_id=` folder (a merge files the rows it
+    rewrote under `kept/raw_run_id={their raw run}/`). None when unknown: a `kept/` file written without that
+    folder (by an earlier version of this module) holds rows of several raw runs, so no replay removes it."""
+    match = re.match(LAST_RAW_RUN, unquote(path))
+    if match is None or match[1] == UNKNOWN_RAW_RUN or f"{KEPT_FOLDER}/" in match[2]:
+        return None
+    return match[1]
+
+
+def _raw_run_column(path_column: str) -> Any:
+    """`raw_run_of` of each row's file as a Spark column, UNKNOWN_RAW_RUN for None (run ids need no unquoting)."""
+    from pyspark.sql import functions as F
+
+    raw, rest = F.regexp_extract(path_column, LAST_RAW_RUN, 1), F.regexp_extract(path_column, LAST_RAW_RUN, 2)
+    return F.when((raw == "") | rest.contains(f"{KEPT_FOLDER}/"), F.lit(UNKNOWN_RAW_RUN)).otherwise(raw)
 
 
 def _norm(uri: str) -> str:
@@ -420,10 +496,29 @@ def _key_ranges(table: Table, paths: list[str], keys: list[str]) -> list[KeyRang
             one: KeyRange = {}
             for key in keys:
                 stats = group.column(index[key]).statistics if key in index else None
-                ok = stats is not None and stats.has_min_max
-                one[key] = (_comparable(stats.min), _comparable(stats.max)) if ok else None
+                one[key] = _statistics_range(stats, meta.schema.column(index[key])) if stats is not None else None
             ranges.append(one)
     return ranges
+
+
+def _statistics_range(stats: Any, column: Any) -> tuple[Any, Any] | None:
+    """A row group's (min, max) of one column, comparable with the manifests' bounds; None when unknown.
+
+    PyArrow does not decode every type's statistics: a decimal of precision up to 18 is stored as an INT32
+    or INT64 unscaled number, whose statistics it refuses, so they are scaled here. Any other statistic it
+    cannot decode bounds nothing: the table's files are then read, as for a file without statistics.
+    """
+    import pyarrow as pa
+
+    if not stats.has_min_max:
+        return None
+    try:
+        return _comparable(stats.min), _comparable(stats.max)
+    except pa.ArrowException:
+        pass
+    if column.logical_type.type == "DECIMAL" and stats.physical_type in ("INT32", "INT64"):
+        return Decimal(stats.min_raw).scaleb(-column.scale), Decimal(stats.max_raw).scaleb(-column.scale)
+    return None
 
 
 def _comparable(value: Any) -> Any:
@@ -536,8 +631,7 @@ def commit(
     except NoSuchTableError:
         table = None
     table_location = location(lake, prefix)
-    run_folder = f"{prefix}{DATA_FOLDER}/raw_run_id={raw_run_id}/run_id={run_id}/"
-    lake.delete_prefix(run_folder)  # an earlier failed attempt of this run id
+    run_folder = _attempt_folder(lake, table, f"{prefix}{DATA_FOLDER}/{RAW_RUN_FOLDER}={raw_run_id}/run_id={run_id}")
     try:
         removed: list[str] = []
         kept: list[str] = []
@@ -555,13 +649,12 @@ def commit(
             written = _move(lake, staged, run_folder)
         if load_mode == "merge" and old_files and written:
             removed, kept = _merge(
-                spark, lake, table, live, dataset, written, f"{run_folder}kept/", result, run_keys=run_keys
+                spark, lake, table, live, dataset, written, f"{run_folder}{KEPT_FOLDER}/", result, run_keys=run_keys
             )
         if load_mode == "full":
             removed = old_files
-        elif load_mode == "append":
-            replayed = location(lake, f"{prefix}{DATA_FOLDER}/raw_run_id={raw_run_id}/")
-            removed = [f for f in old_files if f.startswith(replayed + "/")]
+        elif load_mode == "append":  # the rows of an earlier run of this raw run, wherever a merge filed them
+            removed = [f for f in old_files if raw_run_of(f) == raw_run_id]
         if not written:
             raise IcebergError(f"the run wrote no data files under {lake.uri(run_folder)}")
         paths = [location(lake, k) for k in written + kept]
@@ -581,7 +674,7 @@ def commit(
             live=live,
         )
     except ValidationError as exc:
-        lake.delete_prefix(run_folder)
+        _discard(lake, cat, identifier, run_folder)
         raise IcebergError(
             f"the new data cannot be committed to the Iceberg table {name}: {_narrowing(exc)}. Only added columns and "
             "widened types (int to bigint, float to double, a decimal's precision up) are applied; cast the column "
@@ -589,7 +682,7 @@ def commit(
         ) from None
     except BaseException:
         if not result.committed:  # once committed, the files are the table's: never delete them
-            lake.delete_prefix(run_folder)
+            _discard(lake, cat, identifier, run_folder)
         raise
     try:
         result.expired_snapshots, result.orphans_removed = expire(cat.load_table(identifier), lake, prefix, retention)
@@ -604,6 +697,77 @@ def commit(
             result.expiry_error,
         )
     return result
+
+
+def _attempt_folder(lake: Lake, table: Table | None, base: str) -> str:
+    """The folder this attempt of a run writes its data files to (`base/`), emptied of an earlier attempt's.
+
+    An earlier attempt of the run id may have committed: killed after its commit (during expiry, its ledger
+    entry still `publishing`, so the run id may be retried), or a replay whose run id is its raw run id. Its
+    files are then the table's, and emptying the folder would leave the table naming files that are gone.
+    So this attempt writes to the next folder no snapshot reads from (`base-2/`, `base-3/`…) and commits as
+    any run does, rather than report the run done: it has read and checked its input anew, and its commit
+    replaces the earlier attempt's rows in every load mode (full: all files; append: the files of its raw
+    run; merge: the same keys), so the table holds what this attempt's ledger entry says. The earlier
+    snapshot stays for time travel until it expires.
+    """
+    used: set[str] | None = None
+    for attempt in itertools.count(1):
+        folder = f"{base}/" if attempt == 1 else f"{base}-{attempt}/"
+        files = lake.data_files(folder)
+        if not files:
+            break
+        if used is None:
+            used = {unquote(f) for f in _referenced_files(table)} if table is not None else set()
+        if not any(unquote(location(lake, o.key)) in used for o in files):
+            lake.delete_prefix(folder)  # an attempt that stopped before its commit
+            break
+        log.warning(
+            "%s holds the data files of an earlier attempt of this run that the table committed; they stay, and "
+            "this attempt writes beside them",
+            lake.uri(folder),
+        )
+    return folder
+
+
+def _discard(lake: Lake, cat: Catalog, identifier: tuple[str, str], folder: str) -> None:
+    """Delete the data files a failed attempt wrote under `folder`, save those a snapshot of the table references.
+
+    A commit that raised may have reached the catalog all the same (a time-out after Glue applied the
+    update): the files it names are the table's. When the catalog cannot say, every file stays, and the
+    next run's expiry deletes those no snapshot uses.
+    """
+    from pyiceberg.exceptions import NoSuchTableError
+
+    files = [o.key for o in lake.data_files(folder)]
+    if not files:
+        return
+    try:
+        used = {unquote(f) for f in _referenced_files(cat.load_table(identifier))}
+    except NoSuchTableError:
+        used = set()
+    except Exception as exc:
+        log.warning(
+            "%s: the failed run's data files under %s are kept (the catalog could not say which the table uses: "
+            "%s); the next run's expiry deletes those no snapshot uses",
+            ".".join(identifier),
+            lake.uri(folder),
+            expiry_message(exc),
+        )
+        return
+    unused = [key for key in files if unquote(location(lake, key)) not in used]
+    if len(unused) == len(files):
+        lake.delete_prefix(folder)
+        return
+    log.warning(
+        "%s: %d data file(s) under %s are in a snapshot of the table (the commit reached the catalog before the "
+        "error): they stay",
+        ".".join(identifier),
+        len(files) - len(unused),
+        lake.uri(folder),
+    )
+    for key in unused:
+        lake.delete_prefix(key)
 
 
 def expiry_message(exc: BaseException) -> str:
@@ -674,7 +838,7 @@ def _commit_files(
             )
         _refuse_narrowing(table, arrow_schema, ".".join(identifier))
         with tx.update_schema() as update:
-            update.union_by_name(arrow_schema)
+            update.union_by_name(_new_columns_optional(arrow_schema, table.schema()))
             if rewritten:
                 with table.io.new_input(rewritten[0]).open() as stream:
                     update.union_by_name(pq.read_schema(stream))
@@ -721,6 +885,37 @@ def _commit_files(
     return result
 
 
+def _new_columns_optional(arrow_schema: Any, schema: Any) -> Any:
+    """`arrow_schema` with the columns `schema` lacks (and the new fields of its structs) made nullable.
+
+    Iceberg adds no required column to a table that has rows (their files have no value for it). Spark writes
+    a column it knows is never null (`count(*)`, a literal) as required; the run's files still hold every
+    value, the table just does not promise one.
+    """
+    import pyarrow as pa
+
+    known = {f.name: f for f in schema.fields}
+    fields = [_optional_where_new(f, known.get(f.name)) for f in arrow_schema]
+    return pa.schema(fields, metadata=arrow_schema.metadata)
+
+
+def _optional_where_new(field: Any, known: Any) -> Any:
+    """The Arrow `field`, nullable when the table has no such field (`known`: its Iceberg field, or None);
+    a struct's fields, or those of a list's struct elements, likewise."""
+    import pyarrow as pa
+    from pyiceberg.types import ListType, StructType
+
+    if known is None:
+        return field.with_nullable(True)
+    kind = field.type
+    if pa.types.is_struct(kind) and isinstance(known.field_type, StructType):
+        inner = {f.name: f for f in known.field_type.fields}
+        kind = pa.struct([_optional_where_new(c, inner.get(c.name)) for c in kind])
+    elif pa.types.is_list(kind) and isinstance(known.field_type, ListType):
+        kind = pa.list_(_optional_where_new(kind.value_field, known.field_type.element_field))
+    return field.with_type(kind)
+
+
 def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:
     """A column whose new type is not the old one or a widening of it (int to bigint, float to double, a
     decimal's precision up) fails the run, naming the column; data that would still fit is refused too,
@@ -742,12 +937,37 @@ def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:
             if isinstance(old, DecimalType) and old.scale != getattr(column.field_type, "scale", old.scale):
                 raise ResolveError(f"Cannot change the scale of {old}")
         except ResolveError:
+            declared = _declared_as(old)
+            cast_back = (
+                f"declare the column as {declared} again in `columns` (or cast it in a transform hook)"
+                if declared
+                else f"cast the column back to {old} in a transform hook (`columns` has no such type)"
+            )
             raise IcebergError(
                 f"the column {column.name} of the Iceberg table {name} is {old} and the new data has it as "
                 f"{column.field_type}: a narrowing or incompatible change. Only added columns and widened types "
-                "(int to bigint, float to double, a decimal's precision up) are applied; declare the column as "
-                f"{old} again in `columns` (or cast it in a transform hook), or start a new table. The table is unchanged"
+                f"(int to bigint, float to double, a decimal's precision up) are applied; {cast_back}, or start a "
+                "new table. The table is unchanged"
             ) from None
+
+
+def _declared_as(field_type: Any) -> str | None:
+    """How a dataset's `columns` (and Spark SQL's CAST) spells an Iceberg type; None when `columns` has no such type."""
+    from pyiceberg import types
+
+    if isinstance(field_type, types.DecimalType):
+        return f"decimal({field_type.precision},{field_type.scale})"
+    spellings = {
+        types.StringType: "string",
+        types.IntegerType: "int",
+        types.LongType: "bigint",
+        types.DoubleType: "double",
+        types.BooleanType: "boolean",
+        types.DateType: "date",
+        types.TimestampType: "timestamp",
+        types.TimestamptzType: "timestamp",
+    }
+    return spellings.get(type(field_type))
 
 
 def _io(cat: Catalog, table_location: str) -> Any:

@@ -187,6 +187,8 @@ def test_schema_evolves_by_adding_and_widening_and_refuses_narrowing(spark, core
         narrowed.error
     )
     assert "table is unchanged" in narrowed.error
+    # the advice names the type as `columns` spells it, not as Iceberg does
+    assert "declare the column as bigint again in `columns`" in narrowed.error
     assert shop.snapshots() == snapshots and shop.data_files() == files
 
 
@@ -249,6 +251,102 @@ def test_a_gold_model_reads_the_current_snapshot_not_every_file_of_the_folder(sp
     summary = gold.run_gold(spark, ctx, {"order_totals": sql})
     assert summary.status == "succeeded", summary.models
     assert shop.query("SELECT orders, amount FROM pp_dw_gold.order_totals") == [(2, 73)]
+
+
+def test_a_gold_model_reads_bronze_at_the_tables_schema_after_columns_are_added_and_widened(spark, core, tmp_path):
+    """Files written before a schema change keep their old columns and types: a model reads them at the
+    table's current schema (a column a file lacks NULL, widened ones at their new type), as `dw query` does."""
+    from dwlib import gold
+
+    before = {"order_id": "bigint", "amount": "int", "price": "decimal(9,2)", "created_at": "timestamp"}
+    after = {**before, "amount": "bigint", "price": "decimal(12,2)"}
+    shop = Shop(spark, core, tmp_path, config(load_mode="append", columns=before))
+    first = csv("1,ann,10,1.25,2026-01-01 10:00:00,SPRING", header="order_id,customer,amount,price,created_at,coupon")
+    assert shop.run(RUN1, first).status == "succeeded"
+    # the source dropped `coupon` and added `note`: each file lacks one of the table's columns
+    second = csv(
+        "2,bob,5000000000,1234567.89,2026-01-02 10:00:00,gift", header="order_id,customer,amount,price,created_at,note"
+    )
+    widened = shop.run(RUN2, second, dataset=config(load_mode="append", columns=after))
+    assert widened.status == "succeeded", widened.error
+    ctx = bronze.JobContext(core=core, dataset=config(load_mode="append", columns=after), lake=shop.lake, run_id=RUN3)
+    sql = "SELECT order_id, amount, price, coupon, note FROM pp_dw_bronze.shop_orders"
+    summary = gold.run_gold(spark, ctx, {"order_notes": sql})
+    assert summary.status == "succeeded", summary.models
+    rows = shop.query(
+        "SELECT order_id, amount, CAST(price AS VARCHAR), coupon, note FROM pp_dw_gold.order_notes ORDER BY 1"
+    )
+    assert rows == [(1, 10, "1.25", "SPRING", None), (2, 5000000000, "1234567.89", None, "gift")]
+
+
+class Killed(BaseException):
+    """The job stopped where it stands (as a kill does): no handler of the run sees it."""
+
+
+def test_a_retry_of_a_run_killed_after_its_commit_keeps_the_committed_files_and_replaces_its_rows(
+    spark, core, tmp_path, monkeypatch
+):
+    """The kill came after the commit (during expiry): the ledger says `publishing`, so the run id may run again.
+    The retry must not delete the files the committed snapshot reads: it writes beside them and commits again."""
+    shop = Shop(spark, core, tmp_path, config(load_mode="merge"))
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+
+    def kill(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(iceberg, "expire", kill)
+    with pytest.raises(Killed):
+        shop.run(RUN2, SECOND)
+    monkeypatch.undo()
+    (_, _), (killed, _) = shop.snapshots()
+    committed = shop.query(f"SELECT order_id, amount FROM {TABLE} ORDER BY 1")
+    assert committed == [(1, 10), (2, 20), (3, 33), (4, 40)]
+    retry = shop.run(RUN2, SECOND)
+    assert retry.status == "succeeded", retry.error
+    assert shop.query(f"SELECT order_id, amount FROM {TABLE} ORDER BY 1") == committed
+    assert shop.query(f"SELECT count(*) FROM {TABLE} FOR VERSION AS OF {killed}") == [(4,)]  # its files are there
+    assert shop.snapshots()[-1][0] == retry.iceberg["snapshot_id"] != killed
+
+
+def test_a_commit_that_reached_the_catalog_before_failing_keeps_its_files(spark, core, tmp_path, monkeypatch):
+    """An error after the catalog applied the commit (a time-out on the reply): the run fails, and the files
+    the table now reads stay."""
+    from pyiceberg.table import Transaction
+
+    shop = Shop(spark, core, tmp_path, config())
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    real = Transaction.commit_transaction
+
+    def applied_then_lost(self):
+        real(self)
+        raise RuntimeError("the connection was reset")
+
+    monkeypatch.setattr(Transaction, "commit_transaction", applied_then_lost)
+    failed = shop.run(RUN2, SECOND)
+    monkeypatch.undo()
+    assert failed.status == "failed" and "the connection was reset" in failed.error
+    assert len(shop.snapshots()) == 2
+    assert shop.query(f"SELECT order_id, amount FROM {TABLE} ORDER BY 1") == [(3, 33), (4, 40)]
+
+
+def test_an_append_replay_after_merges_removes_only_the_rows_of_its_raw_run(spark, core, tmp_path):
+    """A merge rewrites rows of earlier runs (those its keys leave) into files of its own: a later append that
+    replays the merging run's raw run removes that raw run's rows and no other run's."""
+    shop = Shop(spark, core, tmp_path, config(load_mode="merge"))
+    assert shop.run(RUN1, FIRST).status == "succeeded"
+    merged = shop.run(RUN2, csv("2,bob,22,2026-01-02 11:00:00"))
+    assert merged.status == "succeeded" and merged.iceberg["files_rewritten"] == 1
+    replay = shop.run(RUN3, raw_run_id=RUN2, dataset=config(load_mode="append"))
+    assert replay.status == "succeeded", replay.error
+    rows = shop.query(f"SELECT order_id, amount, meta_run_id FROM {TABLE} ORDER BY 1")
+    assert rows == [(1, 10, RUN1), (2, 22, RUN3), (3, 30, RUN1)]
+    # replayed again: still one copy of its rows, the others untouched
+    assert shop.run(RUN4, raw_run_id=RUN2, dataset=config(load_mode="append")).status == "succeeded"
+    assert shop.query(f"SELECT order_id, amount, meta_run_id FROM {TABLE} ORDER BY 1") == [
+        (1, 10, RUN1),
+        (2, 22, RUN4),
+        (3, 30, RUN1),
+    ]
 
 
 def test_on_s3_the_staged_files_are_copied_into_the_table_folder():

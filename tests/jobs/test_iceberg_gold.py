@@ -225,3 +225,30 @@ def test_an_empty_gold_result_of_a_parquet_dataset_also_replaces_the_rows(spark,
     emptied = example.gold(RUN2, none)
     assert emptied.status == "succeeded", emptied.error
     assert_reads_empty(example, core)
+
+
+def test_a_column_spark_knows_is_never_null_is_added_to_a_gold_table_as_an_optional_column(spark, core, tmp_path):
+    """`count(*) * 2` and a literal are columns Spark writes as required; Iceberg adds no required column to a
+    table that has rows, so the model's new columns are added as optional ones."""
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    base = "SELECT CAST(time AS DATE) AS day, count(*) AS quakes{more} FROM pp_dw_bronze.usgs_earthquakes GROUP BY 1"
+    assert example.gold(RUN1, {MODEL: base.format(more="")}).status == "succeeded"
+    grown = example.gold(RUN2, {MODEL: base.format(more=", count(*) * 2 AS doubled, 'usgs' AS source")})
+    assert grown.status == "succeeded", grown.models
+    assert grown.models[0]["iceberg"]["schema_change"] == {"added": ["doubled", "source"], "retyped": {}}
+    assert example.query(f"SELECT day, quakes, doubled, source FROM {GOLD}") == [(date(2026, 12, 1), 24, 48, "usgs")]
+
+
+def test_a_gold_model_reads_array_struct_and_map_columns_of_an_iceberg_gold_model(spark, core, tmp_path):
+    """A model is read at its table's schema, nested columns too (their files say an element may be null)."""
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    nested = (
+        "SELECT collect_list(id) AS ids, named_struct('strongest', max(mag)) AS top, map('quakes', count(*)) AS counts "
+        "FROM pp_dw_bronze.usgs_earthquakes"
+    )
+    reader = "SELECT size(ids) AS ids, top.strongest AS strongest, counts['quakes'] AS quakes FROM pp_dw_gold.quake_ids"
+    summary = example.gold(RUN1, {"quake_ids": nested, "quake_id_count": reader})
+    assert summary.status == "succeeded", summary.models
+    assert example.query("SELECT ids, strongest, quakes FROM pp_dw_gold.quake_id_count") == [(24, 4.41, 24)]
