@@ -114,7 +114,6 @@ _EarlySpark.start_for_argv(sys.argv)
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from dw.project import DwError, find_root, validate, write_schemas
@@ -136,8 +135,10 @@ Examples:
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 260)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup: every text dw prints holds data (values, column names, reject reasons, error texts),
+# and Rich would read `[/usr/bin]` or `[bold]` in them as markup: a cell shown blank, or a crash.
+out = Console(highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 260)
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 STATE = {"debug": False}
 
 LakeOption = Annotated[
@@ -194,7 +195,10 @@ def _dataset(project: Project, name: str):
 
 
 def _lake_dir(project: Project, lake: Path | None) -> Path:
-    return (lake or project.root / ".lake").resolve()
+    folder = (lake or project.root / ".lake").resolve()
+    if folder.exists() and not folder.is_dir():
+        raise DwError(f"{folder} is not a folder: --lake (or DW_LAKE) names the lake's folder, which dw makes if missing")
+    return folder
 
 
 # ------------------------------------------------------------------ validate / list
@@ -330,8 +334,8 @@ def _print_summary(summary) -> None:
         ("rows rejected", summary.rows_rejected),
         *((f"  {reason}", n) for reason, n in summary.rejected_by_reason.items()),
         # Raw headers and file names are the source's text, not markup.
-        *((escape(f"renamed column {original!r}"), name) for original, name in summary.renamed_columns.items()),
-        *((escape(f"{file} lacks (NULL)"), ", ".join(cols)) for file, cols in summary.missing_columns.items()),
+        *((f"renamed column {original!r}", name) for original, name in summary.renamed_columns.items()),
+        *((f"{file} lacks (NULL)", ", ".join(cols)) for file, cols in summary.missing_columns.items()),
         *([("rows dropped by transform.py", summary.rows_dropped_by_transform)] if summary.transform_hook else []),
         ("bytes fetched", summary.bytes_fetched),
         ("output files", summary.output_files),
@@ -573,7 +577,7 @@ def tables_command(lake: LakeOption = None) -> None:
     for info in catalog:
         name = f"{info.database}.{info.table}"
         if name in unreadable:  # listed with the reason, the others still described
-            table.add_row(name, escape(unreadable[name]), "", str(info.files), str(info.bytes))
+            table.add_row(name, unreadable[name], "", str(info.files), str(info.bytes))
             continue
         columns = con.execute(f'DESCRIBE "{info.database}"."{info.table}"').fetchall()
         rows = con.execute(f'SELECT count(*) FROM "{info.database}"."{info.table}"').fetchone()[0]

@@ -893,12 +893,20 @@ def _problems_from(error: ValidationError, file: str, model: type[BaseModel]) ->
 
 
 def _read_json(path: Path, label: str) -> tuple[Any, list[Problem]]:
+    """The file's JSON, or the problem that names the file and what to do: a config that cannot be read
+    is one more problem in the list, never an exception that loses the file's name."""
     try:
         return json.loads(path.read_text(encoding="utf-8")), []
     except FileNotFoundError:
         return None, [Problem(label, "", "file not found; create it (see the README)")]
     except json.JSONDecodeError as exc:
         return None, [Problem(label, f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}")]
+    except UnicodeDecodeError as exc:
+        return None, [Problem(label, f"byte {exc.start}", "is not UTF-8 text; save the file as UTF-8")]
+    except RecursionError:
+        return None, [Problem(label, "", "invalid JSON: nested too deeply to be a config; check the brackets")]
+    except OSError as exc:  # a folder, no permission
+        return None, [Problem(label, "", f"cannot be read ({exc.strerror or exc}); make it a readable JSON file")]
 
 
 def load_core_config(path: Path) -> CoreConfig:

@@ -555,6 +555,32 @@ def test_query_that_does_not_parse(project_copy, tmp_path):
     assert_error(dw("query", "--lake", tmp_path, "SELEC FROM", cwd=project_copy), "could not parse the SQL")
 
 
+def test_query_shows_values_that_look_like_markup_as_they_are(project_copy, tmp_path):
+    """An array value [rx, lot-1] was a blank cell, [/usr/bin] a crash, [bold]x[/bold] shown as x: Rich read them as
+    markup. The table shows each value as it is, and so do dw tables (column names) and dw runs (error texts)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "lake" / "bronze" / "odd"
+    folder.mkdir(parents=True)
+    values = ["[rx, lot-1]", "[/usr/bin]", "[bold red]ALERT[/bold red]"]
+    pq.write_table(pa.table({"id": [1, 2, 3], "text": values, "[x]": [["a", "b"], ["/c"], []]}), folder / "p.parquet")
+    result = dw("query", "--lake", tmp_path / "lake", 'SELECT * FROM pp_dw_bronze.odd ORDER BY id', cwd=project_copy)
+    assert_ok(result)
+    for shown in [*values, "[a, b]", "[/c]", "[x]"]:
+        assert shown in result.stdout, show(result)
+    tables = dw("tables", "--lake", tmp_path / "lake", cwd=project_copy)
+    assert_ok(tables)
+    assert "[x]" in tables.stdout, show(tables)
+
+
+def test_a_lake_that_is_a_file_is_refused(project_copy, tmp_path):
+    lake = tmp_path / "lake.txt"
+    lake.write_text("not a lake")
+    for args in (("tables",), ("query", "SELECT 1"), ("runs", DATASET)):
+        assert_error(dw(*args, "--lake", lake, cwd=project_copy), f"{lake} is not a folder: --lake (or DW_LAKE)")
+
+
 def test_tables_and_runs_on_an_empty_lake(project_copy, tmp_path):
     lake = tmp_path / "lake"
     tables = dw("tables", "--lake", lake, cwd=project_copy)

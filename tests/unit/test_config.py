@@ -183,3 +183,24 @@ def test_input_format_follows_file_name():
     config = DatasetConfig.model_validate({**VALID, "source_url": "https://x/y/data.jsonl.gz"})
     assert config.input_format() == "jsonl"
     assert config.input_format("part.parquet") == "parquet"
+
+
+@pytest.mark.parametrize(
+    ("write", "field", "message"),
+    [
+        (lambda p: p.write_bytes(b'{"dataset": "caf\xe9"}'), "byte 16", "is not UTF-8 text; save the file as UTF-8"),
+        (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "", "nested too deeply to be a config"),
+        (lambda p: p.mkdir(), "", "cannot be read (Is a directory); make it a readable JSON file"),
+    ],
+    ids=["latin-1", "deep", "folder"],
+)
+def test_a_config_that_cannot_be_read_is_a_problem_naming_the_file(project_copy, write, field, message):
+    """Not an exception without the file's name (a UnicodeDecodeError, a RecursionError, an IsADirectoryError)."""
+    path = project_copy / "datasets" / "fda-nsde" / "config.json"
+    path.unlink()
+    write(path)
+    with pytest.raises(ConfigError) as caught:
+        load_project(project_copy)
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.field) == ("datasets/fda-nsde/config.json", field)
+    assert message in problem.message
