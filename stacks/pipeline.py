@@ -24,6 +24,16 @@ from stacks.tokens import Aws
 RUN_ID_PATTERN = "/^[0-9]{8}T[0-9]{6}Z$/"
 NOW_RUN_ID = "$now('[Y0001][M01][D01]T[H01][m01][s01]Z')"
 MANUAL_KEYS = ("layers", "dry_run", "raw_run_id", "run_id")
+# A key $decodeUrlComponent decodes without an error: every % starts an escape, and the escapes spell
+# UTF-8 (JSONata throws on `%FF` or a cut sequence, and the execution would fail with that, not the key).
+_CONT = "%[89ab][0-9a-f]"
+DECODABLE = (
+    "/^(?:[^%]|%[0-7][0-9a-f]"
+    f"|%c[2-9a-f]{_CONT}|%d[0-9a-f]{_CONT}"
+    f"|%e0%[ab][0-9a-f]{_CONT}|%e[1-9a-c]{_CONT}{_CONT}|%ed%[89][0-9a-f]{_CONT}|%e[ef]{_CONT}{_CONT}"
+    f"|%f0%(?:9[0-9a-f]|[ab][0-9a-f]){_CONT}{_CONT}|%f[1-3]{_CONT}{_CONT}{_CONT}|%f4%8[0-9a-f]{_CONT}{_CONT}"
+    ")*$/i"
+)
 
 
 def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
@@ -36,7 +46,7 @@ def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
         "  $arrival := $in.source = 'aws.s3' and $in.`detail-type` = 'Object Created';\n"
         # S3 may URL-encode keys in events (a space as +, = as %3D); decode unless that would fail.
         "  $raw := $arrival ? $string($in.detail.object.key) : '';\n"
-        "  $key := $contains($raw, /%(?![0-9A-Fa-f]{2})/) ? $raw : $decodeUrlComponent($replace($raw, '+', ' '));\n"
+        f"  $key := $contains($raw, {DECODABLE}) ? $decodeUrlComponent($replace($raw, '+', ' ')) : $raw;\n"
         "  $found := $match($key, /(^|[/])run_id=([^/]*)[/]/);\n"
         # What the arrival rule lets through only; anything else that reaches here starts nothing either.
         f"  $ignore := $arrival and ($in.detail.object.size = 0 or $not($contains($key, /[/]{DROP_MARKER}$/)));\n"
@@ -46,7 +56,10 @@ def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
         f"  $layers := $arrival or $not($exists($in.layers)) ? {all_layers} : $in.layers;\n"
         "  $dry_run := $arrival ? false : ($exists($in.dry_run) ? $in.dry_run : false);\n"
         "  $raw_run_id := $arrival ? 'none' : ($exists($in.raw_run_id) ? $in.raw_run_id : 'none');\n"
-        "  $problem := $arrival and $substring($key, 0, "
+        "  $problem := $not($arrival) and $type($in) != 'object' ?\n"
+        "      'the input ' & $string($in) & ' is not a JSON object: start the pipeline with {} or with fields "
+        f"{', '.join(MANUAL_KEYS)}'\n"
+        "    : $arrival and $substring($key, 0, "
         f"{len(raw_dataset_prefix)}) != '{raw_dataset_prefix}' ?\n"
         f"      'the object ' & $key & ' is not under {raw_dataset_prefix}: this pipeline only takes drops there'\n"
         "    : $arrival and $not($exists($found)) ?\n"

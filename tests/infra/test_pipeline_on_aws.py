@@ -284,6 +284,10 @@ def test_a_manual_start_runs_only_the_named_layers_with_its_arguments(templates,
         ({"run_id": "2026-11-21"}, "YYYYMMDDTHHMMSSZ"),
         ({"raw_run_id": "latest"}, "raw_run_id latest"),
         ({"layer": ["gold"]}, "unknown input field(s) layer"),
+        (None, "the input null is not a JSON object"),
+        ("hello", "the input hello is not a JSON object"),
+        ([], "is not a JSON object"),
+        (42, "the input 42 is not a JSON object"),
     ],
     ids=[
         "unknown-layer",
@@ -294,6 +298,10 @@ def test_a_manual_start_runs_only_the_named_layers_with_its_arguments(templates,
         "run-id-date",
         "raw-run-id",
         "typo",
+        "null",
+        "a-string",
+        "a-list",
+        "a-number",
     ],
 )
 def test_a_bad_manual_input_fails_before_any_job_with_a_message(templates, name, request_, message):
@@ -361,8 +369,12 @@ def test_a_drop_marker_starts_one_run_named_by_its_run_id(templates, arrivals):
         "raw/{name}/run_id={run}/drop+of+the+day/_SUCCESS",
         "raw/{name}/run_id%3D{run}/drop%20of%20the%20day/_SUCCESS",
         "raw/{name}/run_id={run}/100%25+sure/_SUCCESS",
+        # Escapes that are not UTF-8 (a raw key holding a literal %): the key is taken as it is, not a JSONata error.
+        "raw/{name}/run_id={run}/100%FF/_SUCCESS",
+        "raw/{name}/run_id={run}/a%E0%A4/_SUCCESS",
+        "raw/{name}/run_id={run}/a%ED%A0%80/_SUCCESS",
     ],
-    ids=["encoded-equals", "plus-for-space", "percent-20", "encoded-percent"],
+    ids=["encoded-equals", "plus-for-space", "percent-20", "encoded-percent", "not-utf8", "cut-utf8", "surrogate"],
 )
 def test_url_encoded_marker_keys_give_the_run_id(templates, arrivals, key):
     for name in arrivals:
