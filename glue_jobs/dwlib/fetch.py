@@ -10,7 +10,10 @@ with an HTTP Range request where the server allows it. Bodies stream through a t
 query string or credentials, and never carry request headers. An endpoint's `auth` secret (sent
 as a header or a query parameter) is cut out of every message, log line and written record, and
 is sent only to the configured endpoint's scheme, host and port: redirects and next links to
-another host are followed without it, and a step from https down to http is refused.
+another host are followed without it (nor any query parameter that carries it, whatever its
+name), and a step from https down to http is refused. An API page is parsed in memory, so it is
+decoded chunk by chunk within `max_page_bytes`, however well it compresses; downloads are stored
+as sent (never decoded here), so their size is bounded by the disk only.
 Archives (`unpack_for_reading`) expand within a byte and ratio budget counted while decompressing.
 
 Runs inside a Glue 5.1 job and on a laptop: stdlib, urllib3 and boto3 only.
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
 import urllib3
 from urllib3 import exceptions as u3
@@ -46,6 +49,7 @@ from urllib3 import exceptions as u3
 from .lake import Lake, LocalLake, S3Lake
 from .secrets import register as register_secrets
 from .secrets import scrub as scrub_registered
+from .secrets import text_forms
 
 if TYPE_CHECKING:  # config needs pydantic; this module does not
     from collections.abc import Mapping
@@ -329,14 +333,15 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 class _Creds:
     """Credentials of one configured URL (headers and query parameters), sent to its origin only."""
 
-    def __init__(self, url: str, headers: dict[str, str], params: dict[str, str]):
+    def __init__(self, url: str, headers: dict[str, str], params: dict[str, str], texts: tuple[str, ...] = ()):
         self.origin = _origin(url)
         self.headers = headers
         self.params = params
+        self.texts = texts  # the secret as stored (a Basic user:password and its parts): never sent, maybe echoed
 
     def values(self) -> list[str]:
-        """Every value sent, for scrubbing: the header values whole and after their scheme."""
-        found = [*self.headers.values(), *self.params.values()]
+        """Every value sent or stored, for scrubbing: the header values whole and after their scheme."""
+        found = [*self.headers.values(), *self.params.values(), *self.texts]
         return found + [value.partition(" ")[2] for value in self.headers.values() if " " in value]
 
     def owns(self, url: str) -> bool:
@@ -346,8 +351,42 @@ class _Creds:
         """(URL, headers) for one request: with the credentials on their origin, stripped of them elsewhere."""
         if self.owns(url):
             return _with_params(url, self.params), {**headers, **self.headers}
-        # A parameter of the same name (an echoed key in a redirect or next link) is dropped too.
-        return _with_params(url, {}, drop=self.params), headers
+        return self.strip(url), headers
+
+    def strip(self, url: str) -> str:
+        """The URL without any query parameter or user info that carries a credential.
+
+        A server may echo the key into a redirect or next link under another name or case
+        (`API_KEY=`, `Api_Key=`, `token=`): a parameter goes when its name is a credential's name
+        in any case, or when its name or value holds a credential's value.
+        """
+        values = [value for value in self.values() if value]
+        names = {name.lower() for name in self.params}
+
+        def carries(text: str) -> bool:  # as written, or decoded either way ('+' as itself or as a space)
+            return any(value in form for form in (text, unquote(text), unquote_plus(text)) for value in values)
+
+        parts = urlsplit(url)
+        pairs = parts.query.split("&") if parts.query else []
+        kept = [p for p in pairs if unquote_plus(p.partition("=")[0]).lower() not in names and not carries(p)]
+        userinfo, at, host = parts.netloc.rpartition("@")
+        netloc = host if at and carries(userinfo) else parts.netloc
+        if len(kept) == len(pairs) and netloc == parts.netloc:
+            return url
+        return urlunsplit((parts.scheme, netloc, parts.path, "&".join(kept), parts.fragment))
+
+
+_DRAIN_LIMIT = 64 * 1024  # a redirect's body up to this size is read, to reuse the connection
+
+
+def _discard(resp: urllib3.BaseHTTPResponse) -> None:
+    """Done with a redirect: its body is not wanted, and may be of any size, even endless."""
+    size = _int_header(resp.headers.get("Content-Length"))
+    if size is not None and size <= _DRAIN_LIMIT:
+        resp.drain_conn()
+        resp.release_conn()
+    else:
+        resp.close()
 
 
 class _Session:
@@ -364,8 +403,10 @@ class _Session:
         self.policy = policy
         self.started = time.monotonic()
         self.attempts = 0
-        forms = {form for value in known if value for form in (value, quote(value, safe=""), quote_plus(value))}
+        forms = {form for value in known if value for form in text_forms(value)}
         self.known = sorted(forms, key=len, reverse=True)
+        # A JSON number or boolean whose text is a credential (a numeric key echoed back) goes too.
+        self.known_texts = frozenset(value for value in known if value)
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4} | forms, key=len, reverse=True)
         # Registered for the process too, so errors that leave this module (the run summary's error and
         # traceback) can be scrubbed with dwlib.secrets.scrub, in base64 forms as well.
@@ -408,9 +449,9 @@ class _Session:
             )
             location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
             if location is None:
+                resp.url = url  # without the credentials: what a relative next link is resolved against
                 return resp
-            resp.drain_conn()
-            resp.release_conn()
+            _discard(resp)
             following = urljoin(url, location.strip())
             scheme = urlsplit(following).scheme.lower()
             if scheme not in ("http", "https"):
@@ -822,12 +863,19 @@ def _unexpected(session: _Session, shown: str, exc: Exception) -> FetchError:
     )
 
 
+_MIN_USER = 4  # a Basic auth user name this short is ordinary text, not worth cutting out of records
+
+
 def _credentials(
     auth: ApiAuth | None, label: str, url: str, secrets: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """(headers, query parameters) that carry a secret; both empty without auth."""
+) -> tuple[dict[str, str], dict[str, str], tuple[str, ...]]:
+    """(headers, query parameters, the secret's own texts) that carry a secret; all empty without auth.
+
+    The texts are the value as stored and, for Basic auth, its password and user name apart: an
+    API may echo any of them, although only the encoded header travels.
+    """
     if auth is None:
-        return {}, {}
+        return {}, {}, ()
     value = (secrets.get(auth.secret) or "").strip()
     register_secrets([value])
     if not value:
@@ -835,9 +883,13 @@ def _credentials(
             f"{label} ({_redact(url)}) needs secret {auth.secret!r}, which was not resolved for this run; "
             "resolve the dataset's secrets (DatasetConfig.secrets) and pass them to the fetch."
         )
+    texts: tuple[str, ...] = (value,)
     if auth.query_param:
-        return {}, {auth.query_param: value}
+        return {}, {auth.query_param: value}, texts
     if auth.scheme and auth.scheme.lower() == "basic" and ":" in value:
+        user, _, password = value.partition(":")
+        texts += tuple(part for part in (password, user if len(user) >= _MIN_USER else "") if part)
+        register_secrets(texts)
         value = base64.b64encode(value.encode("utf-8")).decode("ascii")  # user:password, as RFC 7617 sends it
         register_secrets([value])
     if any(ord(ch) < 32 or ord(ch) == 127 or ord(ch) > 255 for ch in value):
@@ -847,7 +899,7 @@ def _credentials(
             "on one line (or send it with query_param)."
         )
     header = auth.header_name or "Authorization"
-    return {header: f"{auth.scheme} {value}" if auth.scheme else value}, {}
+    return {header: f"{auth.scheme} {value}" if auth.scheme else value}, {}, texts
 
 
 def fetch_source(
@@ -1039,6 +1091,12 @@ def _probe_s3(session: _Session, source: str) -> Probe:
 _MISSING = object()
 # Answers some APIs give to a page past their last one, instead of an empty page.
 _PAST_THE_END = (400, 404, 416)
+# Top-level keys by which an answer says it is an error, whatever its HTTP status.
+_ERROR_KEYS = ("error", "errors", "fault")
+_ERROR_FIELDS = frozenset({"message", "detail", "code", "status", "status_code", "statusCode", "title", "type"})
+MAX_API_PAGE_BYTES = 256 * 1024**2  # one page is parsed in memory: generous for real APIs, bounded for bombs
+# zlib window bits by Content-Encoding: gzip, or deflate (zlib-wrapped, or raw as some servers send it).
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def _dig(value: Any, path: str) -> Any:
@@ -1052,6 +1110,22 @@ def _dig(value: Any, path: str) -> Any:
     return value
 
 
+def _blank(value: Any) -> bool:
+    """A next cursor or link that says "no more pages"."""
+    return value is _MISSING or value is None or (isinstance(value, str) and not value.strip()) or value in ([], {})
+
+
+def _error_in(body: Any) -> Any:
+    """What an answer holds under an error key (`{"error": {...}}`), the whole answer when it holds
+    nothing but a message and a code (`{"message": "Internal server error"}`), else None."""
+    if not isinstance(body, dict):
+        return None
+    found = next((body[key] for key in _ERROR_KEYS if body.get(key) not in (None, "", [], {}, False)), None)
+    if found is None and body.keys() <= _ERROR_FIELDS and ("message" in body or "detail" in body):
+        return body
+    return found
+
+
 def _next_link(header: str | None, base: str) -> str | None:
     for match in _LINK.finditer(header or ""):
         for rel in _REL.finditer(match[2]):
@@ -1060,30 +1134,103 @@ def _next_link(header: str | None, base: str) -> str | None:
     return None
 
 
+class _BadNext(ValueError):
+    """A page's `next` that is not a URL reference; the message says what it is instead."""
+
+
 def _next_field(body: Any, base: str) -> str | None:
-    value = body.get("next") if isinstance(body, dict) else None
-    if isinstance(value, str) and value.strip():
-        value = value.strip()
-        if value.lower().startswith(("https://", "http://")) or value.startswith("/"):
-            return urljoin(base, value)
-    return None
+    """The page's top-level `next` resolved against the page's own URL (RFC 3986), None when blank.
+
+    APIs write it absolute (`https://…`), host-relative (`/v1/items?page=2`) or relative to the page
+    (`?page=2`, `items?page=2`); each means the next page, never "no more pages".
+    """
+    value = body.get("next", _MISSING) if isinstance(body, dict) else _MISSING
+    if _blank(value):
+        return None
+    if not isinstance(value, str):
+        raise _BadNext(f"a JSON {type(value).__name__} ({json.dumps(value)[:40]})")
+    value = value.strip()
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise _BadNext("text with spaces or control characters")
+    return urljoin(base, value)
 
 
 def _json_line(row: Any) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _without(value: Any, secrets: list[str]) -> Any:
-    """A JSON value with every known secret cut out of its strings (APIs may echo a key in a next link)."""
+def _without(value: Any, forms: list[str], texts: frozenset[str] = frozenset()) -> Any:
+    """A JSON value with every known secret cut out of its strings (APIs may echo a key in a next link),
+    and every number or boolean that spells one (`texts`: an echoed numeric key) replaced whole."""
     if isinstance(value, str):
-        for secret in secrets:
+        for secret in forms:
             value = value.replace(secret, "***")
         return value
     if isinstance(value, list):
-        return [_without(item, secrets) for item in value]
+        return [_without(item, forms, texts) for item in value]
     if isinstance(value, dict):
-        return {_without(k, secrets): _without(v, secrets) for k, v in value.items()}
+        return {_without(k, forms, texts): _without(v, forms, texts) for k, v in value.items()}
+    if isinstance(value, (bool, int, float)) and texts and _spellings(value) & texts:
+        return "***"
     return value
+
+
+def _spellings(value: bool | int | float) -> set[str]:
+    """How a JSON number or boolean may have been written where it came from: 42, 42.0, true, True."""
+    found = {json.dumps(value), str(value)}
+    if isinstance(value, float) and value.is_integer():
+        found.add(str(int(value)))
+    return found
+
+
+class _Inflater:
+    """Decodes a page's Content-Encoding in pieces of at most CHUNK bytes, however well it compresses."""
+
+    def __init__(self, encoding: str):
+        self.wbits = _ENCODINGS.get(encoding)
+        self.decoder = zlib.decompressobj(self.wbits) if self.wbits else None
+        self.started = False
+        self.trailing = False  # past the last gzip member: the rest is ignored
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """What `data` decodes to, piece by piece: the caller may stop before the rest is decoded."""
+        if self.decoder is None:
+            yield data
+            return
+        if self.trailing:
+            return
+        try:
+            piece = self.decoder.decompress(data, CHUNK)
+        except zlib.error:
+            if self.started or self.wbits != zlib.MAX_WBITS:
+                raise
+            self.decoder = zlib.decompressobj(-zlib.MAX_WBITS)  # deflate sent raw, without its zlib wrapper
+            piece = self.decoder.decompress(data, CHUNK)
+        self.started = True
+        yield piece
+        while self.decoder.unconsumed_tail:
+            yield self.decoder.decompress(self.decoder.unconsumed_tail, CHUNK)
+        if self.decoder.eof and self.decoder.unused_data and self.wbits != zlib.MAX_WBITS:
+            yield from self._next_member(self.decoder.unused_data)
+
+    def _next_member(self, data: bytes) -> Iterator[bytes]:
+        """A gzip body may hold several members, one after the other; bytes after them that are not
+        gzip are ignored, as urllib3 does."""
+        decoder = zlib.decompressobj(self.wbits)
+        try:
+            piece = decoder.decompress(data, CHUNK)
+        except zlib.error:
+            self.trailing = True
+            return
+        self.decoder = decoder
+        yield piece
+        while self.decoder.unconsumed_tail:
+            yield self.decoder.decompress(self.decoder.unconsumed_tail, CHUNK)
+        if self.decoder.eof and self.decoder.unused_data:
+            yield from self._next_member(self.decoder.unused_data)
+
+    def complete(self) -> bool:
+        return self.decoder is None or self.decoder.eof
 
 
 class _ApiPager:
@@ -1096,39 +1243,101 @@ class _ApiPager:
     For `page` and `offset` paging a page shorter than asked for is not the end (APIs cap page
     sizes): the end is an empty page, or the total the API declares at `paging.total_field`
     reached with a page shorter than the ones before. `offset` advances by the records received.
+
+    A page that answers an error (`{"error": …}`, at HTTP 200) or lacks the records path fails the
+    run, as ending there would keep part of the data; the one exception is a `cursor` or `link`
+    page that also names no next page, which some APIs send as their last.
     """
 
-    def __init__(self, session: _Session, endpoint: ApiEndpoint, index: int, headers: dict[str, str], creds: _Creds):
+    def __init__(
+        self,
+        session: _Session,
+        endpoint: ApiEndpoint,
+        index: int,
+        headers: dict[str, str],
+        creds: _Creds,
+        max_page_bytes: int = MAX_API_PAGE_BYTES,
+    ):
         self.session = session
         self.endpoint = endpoint
         self.headers = {"Accept": "application/json", **headers}
         self.creds = creds
+        self.max_page_bytes = max_page_bytes
         self.shown = _redact(endpoint.url)
         self.label = f"api_endpoints[{index}] ({self.shown})"
 
-    def _get(self, url: str) -> tuple[Any, Any] | _Failure:
+    def _get(self, url: str) -> tuple[Any, Any, str] | _Failure:
+        """(JSON body, headers, the page's own URL after redirects and without credentials)."""
         try:
-            resp = self.session.send("GET", url, self.headers, self.creds)
+            resp = self.session.send("GET", url, self.headers, self.creds, preload_content=False, decode_content=False)
         except (u3.HTTPError, OSError) as exc:
             transient, detail = _describe(exc)
             return _Failure(transient, detail)
         if isinstance(resp, _Failure):
             return resp
-        if not 200 <= resp.status < 300:
-            return _status_failure(resp)
+        data: bytearray | _Failure | None = None
         try:
-            return json.loads(resp.data), resp.headers
+            if not 200 <= resp.status < 300:
+                return _status_failure(resp)
+            data = self._read(resp)
+        finally:
+            if isinstance(data, bytearray):
+                resp.release_conn()
+            else:
+                resp.close()
+        if isinstance(data, _Failure):
+            return data
+        try:
+            return json.loads(data), resp.headers, resp.url or url
         except ValueError:
             kind = resp.headers.get("Content-Type", "no Content-Type")
             return _Failure(
                 False,
-                f"the answer is not JSON ({kind}, {len(resp.data)} bytes); check the URL and its parameters",
+                f"the answer is not JSON ({kind}, {len(data)} bytes); check the URL and its parameters",
                 resp.status,
             )
 
-    def _records(self, body: Any, first: bool) -> list[Any]:
-        path = self.endpoint.records
+    def _read(self, resp: urllib3.BaseHTTPResponse) -> bytearray | _Failure:
+        """The page's body, decoded, never more than max_page_bytes in memory however well it compresses."""
+        limit = self.max_page_bytes
+        encoding = (resp.headers.get("Content-Encoding") or "").strip().lower() or "identity"
+        if encoding != "identity" and encoding not in _ENCODINGS:
+            return _Failure(
+                False,
+                f"the answer is encoded as {encoding!r}, which this fetch does not decode; ask the API for gzip, "
+                "deflate or no Content-Encoding",
+                resp.status,
+            )
+        inflater = _Inflater(encoding)
+        body = bytearray()
+        try:
+            for chunk in resp.stream(CHUNK, decode_content=False):
+                for piece in inflater.feed(chunk):
+                    body += piece
+                    if len(body) <= limit:
+                        continue
+                    return _Failure(
+                        False,
+                        f"one page of the API holds more than max_page_bytes = {limit} bytes"
+                        f"{' once decoded from ' + encoding if inflater.decoder else ''}, and a page is parsed "
+                        "in memory, so reading stopped there. Ask for smaller pages (paging.size); an answer "
+                        "that only grows when decoded is a compression bomb",
+                        resp.status,
+                    )
+        except zlib.error as exc:
+            return _Failure(False, f"the answer's {encoding} encoding is damaged ({exc})", resp.status)
+        except (u3.HTTPError, OSError) as exc:
+            _, detail = _describe(exc)
+            return _Failure(True, f"the answer broke after {len(body)} bytes: {detail}")
+        if not inflater.complete():
+            return _Failure(True, f"the answer ended inside its {encoding} encoding, after {len(body)} bytes")
+        return body
+
+    def _records(self, body: Any, page: int, headers: Any, here: str) -> list[Any]:
+        path, paged = self.endpoint.records, self.endpoint.paging.kind != "none"
         if path is None:
+            if paged and isinstance(body, dict) and _error_in(body) is not None:
+                raise self._error_page(page, body)
             if isinstance(body, list):
                 return body
             if isinstance(body, dict):
@@ -1139,15 +1348,12 @@ class _ApiPager:
                 url=self.shown,
             )
         value = _dig(body, path)
+        if value in (_MISSING, None, []) and _error_in(body) is not None:
+            raise self._error_page(page, body)
         if value is _MISSING:
-            if not first:
-                return []  # some APIs drop the list on their last page
-            keys = ", ".join(list(body)[:12]) if isinstance(body, dict) else type(body).__name__
-            raise self.session.error(
-                f"The API at {self.shown} has nothing at records path {path!r}; its answer holds: {keys}. "
-                "Fix 'records' in the endpoint's config.",
-                url=self.shown,
-            )
+            if page > 1 and self._last(body, headers, here):
+                return []  # some cursor and link APIs drop the list on their last page
+            raise self._no_records(body, page)
         if value is None:
             return []
         if isinstance(value, list):
@@ -1159,6 +1365,67 @@ class _ApiPager:
             "records; point 'records' at the list of rows.",
             url=self.shown,
         )
+
+    def _last(self, body: Any, headers: Any, here: str) -> bool:
+        """Whether a page shows that no page follows it: without a next cursor or link.
+
+        `page` and `offset` APIs show their end only by an empty list, so a page without one is never
+        provably their last.
+        """
+        paging = self.endpoint.paging
+        if paging.kind == "cursor":
+            return _blank(_dig(body, paging.cursor_field))
+        if paging.kind == "link":
+            following = body.get("next", _MISSING) if isinstance(body, dict) else _MISSING
+            return _next_link(headers.get("Link"), here) is None and _blank(following)
+        return False
+
+    def _error_page(self, page: int, body: Any) -> FetchError:
+        shown = json.dumps(_error_in(body) if _error_in(body) is not None else body, ensure_ascii=False)
+        return self.session.error(
+            f"{self.label}: page {page} answered with an error instead of records ({shown[:300]}); the run stops "
+            "rather than keep part of the data. Run again later; if the error persists, check the endpoint's "
+            "parameters, credentials and paging settings.",
+            url=self.shown,
+        )
+
+    def _no_records(self, body: Any, page: int) -> FetchError:
+        path, kind = self.endpoint.records, self.endpoint.paging.kind
+        keys = ", ".join(list(body)[:12]) if isinstance(body, dict) else type(body).__name__
+        if page == 1:
+            advice = "Fix 'records' in the endpoint's config."
+        elif kind in ("page", "offset"):
+            advice = (
+                f"With {kind} paging a page without its list cannot be told from an error, so the run stops "
+                "rather than keep part of the data. Run again; if the API really ends this way, set "
+                "paging.total_field to where it declares its record count, so paging stops before that page."
+            )
+        else:
+            advice = (
+                f"The page still has a next {'cursor' if kind == 'cursor' else 'link'}, so it is not the last; "
+                "the run stops rather than keep part of the data. Run again later."
+            )
+        return self.session.error(
+            f"The API at {self.shown} has nothing at records path {path!r} on page {page} ({self.label}); its "
+            f"answer holds: {keys}. {advice}",
+            url=self.shown,
+        )
+
+    def _following(self, body: Any, headers: Any, here: str) -> str | None:
+        """The next page's URL from the Link header or the top-level `next`, resolved against `here`."""
+        try:
+            following = _next_link(headers.get("Link"), here) or _next_field(body, here)
+            scheme = urlsplit(following or "").scheme.lower()
+            if following and scheme not in ("http", "https"):
+                raise _BadNext(f"a URL of scheme {scheme!r}")
+        except _BadNext as exc:
+            raise self.session.error(
+                f"{self.label}: the next page the API names is {exc}, not a URL link paging can follow (http or "
+                "https, absolute or relative to the page). If its 'next' is a cursor, use paging kind 'cursor' "
+                "with cursor_field 'next' and the query parameter the API reads it from.",
+                url=self.shown,
+            ) from None
+        return following
 
     def _runaway(self, limit: int) -> FetchError:
         return self.session.error(
@@ -1227,7 +1494,7 @@ class _ApiPager:
                 raise self._runaway(paging.max_pages)
             full = _with_params(url, params)
             try:
-                body, headers = self.session.retrying(self.shown, "read the API", lambda u=full: self._get(u))
+                body, headers, here = self.session.retrying(self.shown, "read the API", lambda u=full: self._get(u))
             except FetchError as exc:
                 if numbered and pages and exc.status in _PAST_THE_END:
                     if total is not None and records >= total:
@@ -1242,13 +1509,13 @@ class _ApiPager:
                         ) from None
                 raise
             pages += 1
-            rows = self._records(body, first=pages == 1)
+            rows = self._records(body, pages, headers, here)
             declared = self._total(body, first=pages == 1)
             total = declared if declared is not None else total  # some APIs send it on the first page only
             if probing and rows:
                 raise self._runaway(paging.max_pages)
             if self.session.known:
-                rows = _without(rows, self.session.known)
+                rows = _without(rows, self.session.known, self.session.known_texts)
             text = "".join(_json_line(row) for row in rows).encode()
             if numbered and rows and hashlib.sha256(text).digest() == previous_page:
                 raise self._loop("page of records")  # the API ignores paging.param
@@ -1266,7 +1533,7 @@ class _ApiPager:
                 params[paging.param] = str(number if paging.kind == "page" else offset)
             elif paging.kind == "cursor":
                 cursor = _dig(body, paging.cursor_field)
-                if cursor is _MISSING or cursor is None or cursor in ("", [], {}):
+                if _blank(cursor):
                     break
                 cursor = _param(cursor)
                 if cursor in seen:
@@ -1274,7 +1541,7 @@ class _ApiPager:
                 seen.add(cursor)
                 params[paging.param] = cursor
             elif paging.kind == "link":
-                following = _next_link(headers.get("Link"), full) or _next_field(body, full)
+                following = self._following(body, headers, here)
                 if not following:
                     break
                 following = _with_params(following, {}, drop=self.creds.params)  # an echoed key is set again
@@ -1319,19 +1586,21 @@ def fetch_api(
     policy: RetryPolicy = RetryPolicy(),  # noqa: B008
     headers: dict[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
+    max_page_bytes: int = MAX_API_PAGE_BYTES,
 ) -> FetchResult:
     """Every page of every endpoint as JSON lines, to `raw_prefix + endpoint_<i>.jsonl`.
 
     `secrets` maps the secret names of the endpoints' `auth` to their values (resolved by the caller).
     No value reaches a log line, an error message or the written records: each is replaced by `***`.
-    `headers` (like the auth) go to each endpoint's own scheme, host and port only.
+    `headers` (like the auth) go to each endpoint's own scheme, host and port only. A page is parsed
+    in memory, so one that decodes to more than `max_page_bytes` fails the run.
     """
     headers = dict(headers or {})
     secrets = dict(secrets or {})
     creds = []
     for index, endpoint in enumerate(endpoints):
-        auth_headers, auth_params = _credentials(endpoint.auth, f"api_endpoints[{index}]", endpoint.url, secrets)
-        creds.append(_Creds(endpoint.url, {**headers, **auth_headers}, auth_params))
+        auth_headers, auth_params, texts = _credentials(endpoint.auth, f"api_endpoints[{index}]", endpoint.url, secrets)
+        creds.append(_Creds(endpoint.url, {**headers, **auth_headers}, auth_params, texts))
     suspects = list(headers.values())
     for endpoint in endpoints:
         suspects += _url_secrets(endpoint.url)
@@ -1349,7 +1618,7 @@ def fetch_api(
                 with open(local, "wb") as out:
                     listener = _listener
                     sink = out if listener is None else _CountingFile(out, _redact(endpoint.url), listener)
-                    pages, records = _ApiPager(session, endpoint, index, {}, creds[index]).run(sink)
+                    pages, records = _ApiPager(session, endpoint, index, {}, creds[index], max_page_bytes).run(sink)
                 key = raw_prefix + name
                 lake.put_file(local, key)
                 keys.append(key)

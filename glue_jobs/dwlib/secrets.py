@@ -35,6 +35,7 @@ __all__ = [
     "resolve_all",
     "scrub",
     "scrub_value",
+    "text_forms",
 ]
 
 SECRETS_FILE = ".secrets.json"
@@ -55,6 +56,11 @@ def _quote_forms(value: str) -> set[str]:
     forms |= {repr(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
     # Percent-encoding is case-insensitive: %2f is %2F.
     return forms | {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in forms if "%" in f}
+
+
+def text_forms(value: str) -> set[str]:
+    """Every way `value` may be written as text: raw, URL-encoded (either hex case) and as Python quotes it."""
+    return _quote_forms(value) if value else set()
 
 
 def _base64_forms(value: str) -> set[str]:

@@ -6,6 +6,7 @@ The API is a loopback server; Secrets Manager is moto. Nothing leaves the machin
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from pathlib import Path
@@ -213,6 +214,61 @@ def test_a_missing_secret_fails_before_any_request_and_says_how_to_set_it(spark,
     for fragment in ("'pp-dw/recalls-key'", "DW_SECRET_PP_DW_RECALLS_KEY", ".secrets.json"):
         assert fragment in summary.error
     assert server.seen("/v1/recalls") == []
+
+
+BASIC = "svc-reader:pw-3e9a7c1b5d"  # a Basic auth user:password, which this API echoes back
+
+
+def people(server, fail_on_page_2: bool = False) -> dict:
+    """A cursor-paged API behind Basic auth that echoes who called it in every record."""
+
+    def route(handler, query):
+        sent = handler.headers.get("Authorization", "")
+        who = base64.b64decode(sent.partition(" ")[2]).decode()
+        start = int(query.get("after", "0"))
+        if start and fail_on_page_2:
+            handler.json({"error": {"code": "UNAVAILABLE", "message": "try again later"}})
+            return
+        rows = [{"id": n, "caller": who, "password": who.partition(":")[2]} for n in range(start, start + 3)]
+        handler.json({"data": rows, "next": str(start + 3) if start < 3 else None})
+
+    server.routes["/v3/people"] = route
+    return {
+        "url": server.url("/v3/people"),
+        "paging": {"kind": "cursor", "param": "after", "cursor_field": "next"},
+        "records": "data",
+        "auth": {"secret": "pp-dw/people", "scheme": "Basic"},
+    }
+
+
+def test_a_basic_secret_echoed_by_the_api_reaches_no_lake_file(spark, core, server, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    config = api_dataset("people", [people(server)])
+    secrets = local_secrets(tmp_path, **{"pp-dw/people": BASIC})
+
+    summary = bronze.run_bronze(spark, context(core, config, lake, secrets=secrets))
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.rows_in == 6 and summary.rows_kept == 6
+    raw = [json.loads(line) for line in lake.read_bytes(f"raw/people/run_id={RUN}/endpoint_0.jsonl").splitlines()]
+    assert {(row["caller"], row["password"]) for row in raw} == {("***", "***")}
+    everything = all_text(lake)  # raw/, bronze/, the run summary and the ledger
+    for form in (BASIC, "pw-3e9a7c1b5d", "svc-reader", base64.b64encode(BASIC.encode()).decode()):
+        assert form not in everything, form
+
+
+def test_an_error_page_in_the_middle_of_paging_fails_the_run_and_keeps_bronze(spark, core, server, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    config = api_dataset("people", [people(server, fail_on_page_2=True)])
+    secrets = local_secrets(tmp_path, **{"pp-dw/people": BASIC})
+
+    summary = bronze.run_bronze(spark, context(core, config, lake, secrets=secrets))
+
+    assert summary.status == "failed"
+    assert "page 2 answered with an error" in summary.error and "try again later" in summary.error
+    assert server.url("/v3/people") in summary.error
+    assert summary.rows_kept == 0 and not lake.has_prefix("bronze/people/")
+    assert not lake.data_files("raw/people/")
 
 
 # ------------------------------------------------------------------ resolvers

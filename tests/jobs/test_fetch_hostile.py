@@ -15,6 +15,7 @@ import logging
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -467,3 +468,220 @@ def test_an_invalid_header_value_quoted_by_http_client_is_scrubbed(server, lake)
     assert "ValueError" in message and "Invalid header value" in message
     assert "4f3e2d1c" not in message and "X-Injected" not in message
     assert server.seen("/api") == []
+
+
+# --------------------------------------------------------------------------- pages that end, echo and grow
+
+
+def cursor_endpoint(server: LoopbackServer, **extra) -> ApiEndpoint:
+    paging = Paging(kind="cursor", param="after", cursor_field="meta.next")
+    return ApiEndpoint(url=server.url("/cursor"), paging=paging, records="items", **extra)
+
+
+def test_an_error_answer_in_the_middle_of_paging_fails_the_run(server, lake):
+    def cursor(h, q):
+        start = int(q.get("after", "0"))
+        if start == 10:
+            h.json({"error": {"code": "SERVER_ERROR", "message": "temporarily unavailable"}})
+            return
+        h.json({"items": ROWS[start : start + 10], "meta": {"next": str(start + 10)}})
+
+    def offset(h, q):
+        if q["offset"] == "10":
+            h.json({"message": "rate limit exceeded", "code": 429})  # nothing but an error, at HTTP 200
+            return
+        h.json({"items": ROWS[int(q["offset"]) : int(q["offset"]) + 10]})
+
+    server.routes.update({"/cursor": cursor, "/offset": offset})
+    for endpoint, shown in (
+        (cursor_endpoint(server), "temporarily unavailable"),
+        (offset_endpoint(server), "rate limit"),
+    ):
+        with pytest.raises(FetchError) as caught:
+            fetch_api([endpoint], lake, RAW, policy=FAST)
+        message = str(caught.value)
+        assert f"api_endpoints[0] ({endpoint.url})" in message and "page 2 answered with an error" in message
+        assert shown in message and "rather than keep part of the data" in message
+        assert not lake.exists(RAW + "endpoint_0.jsonl")  # nothing under raw/: the run has no partial data
+
+
+def test_a_page_without_its_records_list_ends_paging_only_when_it_is_provably_the_last(server, lake):
+    def cursor(h, q):  # the last page drops the list and names no next cursor: a real end
+        start = int(q.get("after", "0"))
+        if start >= len(ROWS):
+            h.json({"meta": {"next": None}})
+            return
+        h.json({"items": ROWS[start : start + 10], "meta": {"next": str(start + 10)}})
+
+    server.routes["/cursor"] = cursor
+    fetch_api([cursor_endpoint(server)], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS
+
+    # A page that drops the list but still names a next cursor is not the last.
+    server.routes["/cursor"] = lambda h, q: h.json(
+        {"items": ROWS[:10], "meta": {"next": "10"}} if "after" not in q else {"meta": {"next": "20"}}
+    )
+    with pytest.raises(FetchError, match=r"nothing at records path 'items' on page 2 .*still has a next cursor"):
+        fetch_api([cursor_endpoint(server)], lake, RAW, policy=FAST)
+
+    # Offset paging ends only at an empty list: a page without one cannot be told from an error.
+    server.routes["/offset"] = lambda h, q: h.json({"items": ROWS[:10]} if q["offset"] == "0" else {"meta": {}})
+    with pytest.raises(FetchError) as caught:
+        fetch_api([offset_endpoint(server)], lake, RAW, policy=FAST)
+    message = str(caught.value)
+    assert "nothing at records path 'items' on page 2" in message and "api_endpoints[0]" in message
+    assert "its answer holds: meta" in message and "paging.total_field" in message
+
+
+def test_every_form_of_a_basic_secret_echoed_by_the_api_is_cut_from_raw(server, lake):
+    password = "S3cr3t-" + TOKEN
+    stored = f"alice.api:{password}"
+
+    def me(h, q):
+        sent = h.headers["Authorization"]
+        who = base64.b64decode(sent.split(" ", 1)[1]).decode()
+        h.json([{"id": 1, "who": who, "pw": who.partition(":")[2], "header": sent, "link": f"/x?p={quote(password)}"}])
+
+    server.routes["/me"] = me
+    endpoint = ApiEndpoint(url=server.url("/me"), auth=ApiAuth(secret="pp-dw/b", scheme="Basic"))
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/b": stored})
+
+    assert lines(lake) == [{"id": 1, "who": "***", "pw": "***", "header": "***", "link": "/x?p=***"}]
+    raw = lake.read_bytes(RAW + "endpoint_0.jsonl").decode()
+    for form in [stored, "alice.api", *forms(password)]:
+        assert form not in raw, form
+
+
+def test_a_numeric_key_echoed_as_a_json_number_is_cut_from_raw(server, lake):
+    key = "8675309123456"
+    server.routes["/n"] = lambda h, q: h.json(
+        [{"id": 8675309, "account": int(q["api_key"]), "as_float": float(q["api_key"]), "as_text": q["api_key"]}]
+    )
+    endpoint = ApiEndpoint(url=server.url("/n"), auth=ApiAuth(secret="pp-dw/k", query_param="api_key"))
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/k": key})
+
+    assert lines(lake) == [{"id": 8675309, "account": "***", "as_float": "***", "as_text": "***"}]
+    assert key not in lake.read_bytes(RAW + "endpoint_0.jsonl").decode()
+
+
+def test_a_key_echoed_under_any_name_or_case_does_not_follow_a_redirect_to_another_host(server, other, lake):
+    other.routes["/cdn"] = lambda h, q: h.json([{"query": sorted(q)}])
+    echoed = f"API_KEY={TOKEN}&Api_Key={quote(TOKEN, safe='')}&t={quote_plus(TOKEN)}&sig=abc&nested=k%3D{quote(TOKEN)}"
+    server.scripts["/api"] = [redirect(other.url("/cdn") + "?" + echoed, 307)]
+    endpoint = ApiEndpoint(url=server.url("/api"), auth=ApiAuth(secret="pp-dw/q", query_param="api_key"))
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/q": TOKEN})
+
+    assert lines(lake) == [{"query": ["sig"]}]  # every parameter that names or holds the key is gone
+    assert quote(TOKEN, safe="") in server.seen("/api")[0].path
+    away = other.seen("/cdn")[0]
+    assert TOKEN not in away.path and quote(TOKEN, safe="") not in away.path and "api_key" not in away.path.lower()
+
+
+def test_a_header_token_echoed_into_a_next_link_to_another_host_is_dropped(server, other, lake):
+    other.routes["/p2"] = lambda h, q: h.json({"items": [{"id": 2, "query": sorted(q)}], "next": None})
+    following = other.url("/p2") + f"?access_token={TOKEN}&page=2"
+    server.routes["/p1"] = lambda h, q: h.json({"items": [{"id": 1}], "next": following})
+    endpoint = ApiEndpoint(
+        url=server.url("/p1"),
+        paging=Paging(kind="link"),
+        records="items",
+        auth=ApiAuth(secret="pp-dw/h", scheme="Bearer"),
+    )
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/h": TOKEN})
+
+    assert lines(lake) == [{"id": 1}, {"id": 2, "query": ["page"]}]
+    away = other.seen("/p2")[0]
+    assert TOKEN not in away.path and "Authorization" not in away.headers
+
+
+@pytest.mark.parametrize("written", ["?page={n}", "items?page={n}", "/v1/items?page={n}", "{base}/v1/items?page={n}"])
+def test_a_relative_next_link_is_resolved_against_the_page_that_gave_it(server, lake, written):
+    def items(h, q):
+        n = int(q.get("page", "1"))
+        following = written.format(n=n + 1, base=server.base) if n < 3 else None
+        h.json({"items": ROWS[(n - 1) * 10 : n * 10], "next": following})
+
+    server.routes["/v1/items"] = items
+    endpoint = ApiEndpoint(url=server.url("/v1/items"), paging=Paging(kind="link"), records="items")
+    fetch_api([endpoint], lake, RAW, policy=FAST)
+
+    assert lines(lake) == ROWS
+    assert [r.path for r in server.seen("/v1/items")] == ["/v1/items", "/v1/items?page=2", "/v1/items?page=3"]
+
+
+def test_a_relative_next_link_after_a_redirect_to_another_host_stays_there_without_credentials(server, other, lake):
+    def cdn(h, q):
+        n = int(q.get("page", "1"))
+        h.json({"items": [{"id": n}], "next": f"?page={n + 1}" if n < 2 else None})
+
+    other.routes["/cdn/items"] = cdn
+    server.scripts["/items"] = [redirect(other.url("/cdn/items"))]
+    endpoint = ApiEndpoint(
+        url=server.url("/items"), paging=Paging(kind="link"), records="items", auth=ApiAuth(secret="pp-dw/h")
+    )
+    fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/h": TOKEN})
+
+    assert lines(lake) == [{"id": 1}, {"id": 2}]
+    assert [r.path for r in other.seen("/cdn/items")] == ["/cdn/items", "/cdn/items?page=2"]
+    assert all("Authorization" not in r.headers for r in other.seen("/cdn/items"))
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(2, "a JSON int (2)"), ({"href": "/p/2"}, "a JSON dict"), ("mailto:x@y", "scheme 'mailto'")]
+)
+def test_a_next_that_is_not_a_url_fails_the_run(server, lake, value, shown):
+    server.routes["/p"] = lambda h, q: h.json({"items": [{"id": 1}], "next": value})
+    endpoint = ApiEndpoint(url=server.url("/p"), paging=Paging(kind="link"), records="items")
+    with pytest.raises(FetchError) as caught:
+        fetch_api([endpoint], lake, RAW, policy=FAST)
+    message = str(caught.value)
+    assert "api_endpoints[0]" in message and shown in message and "not a URL" in message and "kind 'cursor'" in message
+    assert not lake.exists(RAW + "endpoint_0.jsonl")
+
+
+def gzip_bomb(decoded: int) -> bytes:
+    """A JSON list that is almost all whitespace: it compresses about a thousand times."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9) as out:
+        out.write(b"[")
+        for _ in range(decoded // MIB):
+            out.write(b" " * MIB)
+        out.write(b'{"id": 1}]')
+    return buffer.getvalue()
+
+
+def test_a_gzip_bomb_in_an_api_answer_stops_at_the_page_limit_with_memory_bounded(server, lake):
+    import tracemalloc
+
+    body = gzip_bomb(64 * MIB)
+    server.routes["/bomb"] = lambda h, q: h.plain(
+        200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, body
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchError) as caught:
+            fetch_api([ApiEndpoint(url=server.url("/bomb"))], lake, RAW, policy=FAST, max_page_bytes=8 * MIB)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(caught.value)
+    assert server.url("/bomb") in message and f"max_page_bytes = {8 * MIB} bytes once decoded from gzip" in message
+    assert peak < 16 * MIB + 2 * len(body), f"peak {peak / MIB:.1f} MiB"
+    assert len(server.seen("/bomb")) == 1 and not lake.exists(RAW + "endpoint_0.jsonl")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "two gzip", "deflate", "raw deflate"])
+def test_a_compressed_api_answer_within_the_limit_is_decoded(server, lake, encoding):
+    data = json.dumps({"items": ROWS}).encode()
+    packed = {
+        "gzip": gzip.compress(data),
+        "two gzip": gzip.compress(data[:100]) + gzip.compress(data[100:]),  # members, one after the other
+        "deflate": zlib.compress(data),
+        "raw deflate": zlib.compress(data)[2:-4],  # as some servers send deflate, without the zlib wrapper
+    }[encoding]
+    header = encoding.split()[-1]
+    server.routes["/z"] = lambda h, q: h.plain(
+        200, {"Content-Type": "application/json", "Content-Encoding": header}, packed
+    )
+    fetch_api([ApiEndpoint(url=server.url("/z"), records="items")], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS
