@@ -2073,18 +2073,7 @@ def _inner_types(athena_type: str) -> list[str]:
     """array(varchar) -> [varchar]; map(varchar, bigint) -> [varchar, bigint]."""
     if "(" not in athena_type:
         return []
-    body = athena_type[athena_type.index("(") + 1 : -1]
-    parts, depth, current = [], 0, ""
-    for char in body:
-        if char == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-            continue
-        depth += char == "("
-        depth -= char == ")"
-        current += char
-    parts.append(current.strip())
-    return parts
+    return _type_parts(athena_type[athena_type.index("(") + 1 : -1])
 
 
 def _row_fields(athena_type: str) -> dict[str, str]:
