@@ -495,6 +495,13 @@ def _check_and_quarantine(
             f"the transform hook {summary.transform_hook} returned no rows of {summary.rows_in}; "
             "bronze keeps its previous data"
         )
+    if summary.rows_kept == 0 and config.load_mode == "full":
+        # Even where the quality budget allows every row to be rejected: a kill-and-fill with nothing to
+        # fill would replace the table with an empty one.
+        raise JobFailed(
+            f"every one of the {summary.rows_rejected} rows was rejected; bronze keeps its previous data. "
+            f"See {naming.quarantine_prefix(ctx.name, ctx.run_id)} for the reasons and fix the source or the config."
+        )
     fraction = summary.rows_rejected / kept_or_rejected
     limit = config.quality.max_rejected_fraction
     if fraction > limit:

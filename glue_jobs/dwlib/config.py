@@ -38,6 +38,8 @@ COLUMN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # S3 refuses a general purpose bucket whose name starts with one of these; the lake's buckets start with the prefix.
 BUCKET_RESERVED_STARTS = ("xn--", "sthree-", "amzn-s3-demo-")
+# Encodings whose line break is more than the byte \n (CsvOptions reads them whole).
+WIDE_ENCODING = re.compile(r"^(utf-?(16|32)(-?(be|le))?|ucs-?[24])$", re.IGNORECASE)
 SIMPLE_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
 DECIMAL_TYPE = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
 # EventBridge Scheduler expressions (see schedule_problem): at most 256 characters.
@@ -294,6 +296,20 @@ class CsvOptions(Strict):
     # and read again with multiline on if a quote in a value or a malformed row says a line break may
     # have split a row. true: always (each file is one task); false: never (see the README).
     multiline: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wide_encoding_read_whole(cls, data: Any) -> Any:
+        # Line by line, Spark splits a file at the byte \n, which in UTF-16 or UTF-32 is half of a
+        # character: every row comes out garbled. Read whole (multiline), the file is decoded first.
+        if not (isinstance(data, dict) and WIDE_ENCODING.match(str(data.get("encoding", "")))):
+            return data
+        if data.get("multiline") is False:
+            raise ValueError(
+                f"encoding {data['encoding']} cannot be read line by line (a line break is more than one byte); "
+                "remove \"multiline\": false"
+            )
+        return {**data, "multiline": True}
 
 
 class QualityRules(Strict):
