@@ -64,6 +64,7 @@ def validate(root: Path) -> tuple[Project | None, list[Problem]]:
     except ConfigError:
         database_prefix = None  # config.json's own problems are listed; models are checked once it loads
     folders = sorted(p.parent for p in (root / "datasets").glob("*/config.json"))
+    sources_by_dataset = {}
     for folder in folders:
         name = folder.name
         hook = folder / TRANSFORM_HOOK
@@ -79,10 +80,17 @@ def validate(root: Path) -> tuple[Project | None, list[Problem]]:
         from dwlib.gold import check_models, model_sources  # here: it imports Spark, which `dw query` needs not
 
         named = {p.file for p in problems}  # a model's name is already checked with the project (load_project)
-        for text in check_models(model_sources(folder), f"datasets/{name}/gold", database_prefix):
+        sources_by_dataset[name] = model_sources(folder)
+        for text in check_models(sources_by_dataset[name], f"datasets/{name}/gold", database_prefix):
             file, _, message = text.partition(": ")
             if file not in named:
                 problems.append(Problem(file, "", message))
+    if database_prefix is not None:
+        from dwlib.gold import cycles_across_datasets
+
+        for text in cycles_across_datasets(sources_by_dataset, database_prefix):
+            file, _, message = text.partition(": ")
+            problems.append(Problem(file, "", message))
     return project, problems
 
 

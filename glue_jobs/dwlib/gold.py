@@ -375,6 +375,33 @@ def model_sources(folder) -> dict[str, str]:
     return {p.stem: p.read_text(encoding="utf-8") for p in sorted((folder / "gold").glob("*.sql"))}
 
 
+def cycles_across_datasets(sources_by_dataset: dict[str, dict[str, str]], database_prefix: str) -> list[str]:
+    """A cycle through models of several datasets, which no dataset's own check sees: gold tables are
+    global, so a model may read another dataset's model, and two datasets whose models read each
+    other could never run (each waits for a table the other has not made yet)."""
+    models: dict[str, Model] = {}
+    owner: dict[str, str] = {}
+    for dataset, sources in sources_by_dataset.items():
+        for name, sql in sources.items():
+            try:
+                models[name] = parse_model(name, sql, f"datasets/{dataset}/gold/{name}.sql", database_prefix)
+            except GoldError:
+                continue  # check_models reports it
+            owner[name] = dataset
+    graph = {name: {ref for ref in model.gold_refs if ref in models} for name, model in models.items()}
+    try:
+        list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        cycle = exc.args[1]
+        datasets = sorted({owner[name] for name in cycle})
+        if len(datasets) > 1:  # one dataset's own cycle is check_models' to report
+            return [
+                f"datasets/{datasets[0]}/gold: models of datasets {', '.join(datasets)} read each other in a "
+                f"cycle ({' -> '.join(cycle)}); break it"
+            ]
+    return []
+
+
 def check_models(sources: dict[str, str], label_prefix: str, database_prefix: str) -> list[str]:
     """Problems with a dataset's models (parse, expectations, cycles), for `dw validate`."""
     problems: list[str] = []

@@ -330,6 +330,19 @@ def test_validate_lists_an_unparsable_query(project_copy):
     assert "1 problem(s) found" in result.stderr
 
 
+def test_validate_refuses_models_of_two_datasets_that_read_each_other(project_copy):
+    """Gold tables are global, so a cycle may run through two datasets; neither could ever run."""
+    (project_copy / "datasets" / "fda-nsde" / "gold").mkdir(exist_ok=True)
+    (project_copy / "datasets" / "fda-nsde" / "gold" / "x1.sql").write_text("SELECT n FROM pp_dw_gold.x2\n")
+    (project_copy / "datasets" / "ourairports" / "gold" / "x2.sql").write_text("SELECT n FROM pp_dw_gold.x1\n")
+    result = dw("validate", cwd=project_copy)
+    assert result.returncode == 1, show(result)
+    line = line_with(result.stderr, "read each other in a cycle")
+    assert "models of datasets fda-nsde, ourairports read each other in a cycle" in line, show(result)
+    assert "x1" in line and "x2" in line
+    assert "1 problem(s) found" in result.stderr, show(result)
+
+
 def test_validate_names_a_bad_model_name_once(project_copy):
     """`cdk deploy` refuses it too (load_project); `dw validate` says it once, not once per check."""
     (project_copy / "datasets" / "ourairports" / "gold" / "Bad-Name.sql").write_text("SELECT 1 AS one\n")
