@@ -25,9 +25,19 @@ class LakeError(RuntimeError):
     """A storage operation that did not do everything it was asked to; names the keys left behind."""
 
 
-# Journal states of a publish (replace_prefix): before the commit point the publish is rolled
-# back, after it rolled forward, by whoever finds the journal (the next run of the dataset).
+# Journal states of an S3 publish (replace_prefix): before the commit point the publish is rolled
+# back, after it rolled forward, by whoever finds the journal (the next run of the dataset). A local
+# publish is decided by where its staged folder is (LocalLake._settle).
 BEFORE_COMMIT, AFTER_COMMIT = "copying", "deleting"
+
+
+def _identity(path: Path) -> list[int] | None:
+    """The folder's device and inode: the same after a rename on one file system; None if there is none."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return [found.st_dev, found.st_ino]
 
 
 def _listing(keys: list[str], limit: int = 5) -> str:
@@ -191,46 +201,61 @@ class LocalLake(Lake):
     def replace_prefix(self, staged: str, final: str, journal: str | None = None, about: dict | None = None) -> None:
         # Two renames on one file system: readers see the old folder or the new one, never a mix.
         # A process killed between them leaves the old folder parked under a hidden name; the
-        # journal says where, so finish_publish can put it back.
+        # journal says where, and names the new folder by its inode (a rename keeps it), so that
+        # whoever finishes the publish sees whether the new folder reached the table's place.
         new, target = self.path(staged), self.path(final)
         target.parent.mkdir(parents=True, exist_ok=True)
         old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex}")
+        record = {**(about or {}), "staged": staged, "final": final, "parked": self._key_of(old)}
+        record["staged_folder"] = _identity(new)
         if journal:
-            record = {**(about or {}), "staged": staged, "final": final, "parked": self._key_of(old)}
             self.write_json(journal, {**record, "state": BEFORE_COMMIT})
-        if target.exists():
-            os.replace(target, old)
         try:
+            if target.exists():
+                os.replace(target, old)
             os.replace(new, target)
         except BaseException:
-            if old.exists():
-                os.replace(old, target)
-            if journal:
+            # Whichever rename failed: put the old folder back, unless the new one got in after all.
+            # If that fails too, or the new folder is in, the journal stays for the next run.
+            if not self._settle(record) and journal:
                 self.delete_prefix(journal)
             raise
-        if journal:
-            self.write_json(journal, {**record, "state": AFTER_COMMIT})
         shutil.rmtree(old, ignore_errors=True)
         if journal:
-            self.delete_prefix(journal)
+            self.delete_prefix(journal)  # if this fails, the next run finds the new folder in place
 
     def _key_of(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+    def _settle(self, record: dict) -> bool:
+        """Finish the publish a journal record describes from what the folders are; True if the new one is in.
+
+        The table's folder is the staged one (same inode): drop the parked old folder. Otherwise put the
+        parked folder back, if the old one got parked. A journal written before the staged folder's
+        inode was kept counts as completed only once the old folder was parked and staging moved away.
+        """
+        target, parked = self.path(record["final"]), self.path(record["parked"])
+        if "staged_folder" in record:
+            in_place = record["staged_folder"] is not None and _identity(target) == record["staged_folder"]
+        else:
+            in_place = record.get("state") == AFTER_COMMIT or (
+                parked.exists() and target.exists() and not self.path(record["staged"]).exists()
+            )
+        if in_place:
+            shutil.rmtree(parked, ignore_errors=True)
+        elif parked.exists():
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(parked, target)
+        return in_place
 
     def finish_publish(self, journal: str) -> dict | None:
         if not self.path(journal).is_file():
             return None
         record = self.read_json(journal)
-        target, parked = self.path(record["final"]), self.path(record["parked"])
-        staged = self.path(record["staged"])
-        if record.get("state") == AFTER_COMMIT or (not staged.exists() and target.exists()):
-            shutil.rmtree(parked, ignore_errors=True)  # the new folder is in place: drop the old one
+        if self._settle(record):
             record.update(outcome="completed", detail=f"{record['final']} holds the new files")
         else:
-            if parked.exists():
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(parked, target)
             record.update(outcome="rolled back", detail=f"{record['final']} holds the previous files again")
         self.delete_prefix(journal)
         return record

@@ -264,13 +264,14 @@ def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str
     if model:
         for result in entry.get("models", []):
             if result.get("name") == model:
+                stopped = (result.get("error") or "stopped while publishing").rstrip(".")
                 result["status"] = "succeeded" if published else "failed"
-                result["error"] = (
-                    None if published else "stopped while publishing; rolled back: the previous table is kept"
-                )
+                result["error"] = None if published else f"{stopped}; rolled back: the previous table is kept"
         statuses = {m.get("status") for m in entry.get("models", [])}
         if not statuses & set(ACTIVE):
             entry["status"] = "succeeded" if statuses <= {"succeeded"} else "failed"
+            if entry["status"] == "succeeded":
+                entry["error"] = None
     elif published:
         entry["status"] = "succeeded"
         entry["error"] = None
@@ -278,10 +279,8 @@ def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str
         entry["output_files"], entry["output_bytes"] = len(files), sum(f.size for f in files)
     else:
         entry["status"] = "failed"
-        entry["error"] = (
-            f"the run stopped while publishing; run {ctx.run_id} rolled the publish back, so {layer} keeps its "
-            "previous data"
-        )
+        stopped = (entry.get("error") or "the run stopped while publishing").rstrip(".")  # its own failure, if any
+        entry["error"] = f"{stopped}; run {ctx.run_id} rolled the publish back, so {layer} keeps its previous data"
     entry.setdefault("finished_at", None)
     entry["finished_at"] = entry["finished_at"] or note["at"]
     entry["publish_finished"] = note

@@ -17,7 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from dwlib import bronze, ledger
@@ -227,6 +230,182 @@ def test_local_publish_killed_between_the_two_renames_is_undone(core, tmp_path, 
     assert nxt.status == "succeeded", nxt.error
     assert keys_under(lake, BRONZE) == sorted(OLD)
     assert entry(lake, SECOND)["status"] == "failed"
+
+
+GOLD = "gold/shop_orders/orders_by_day/"
+GOLD_STAGED = "staging/gold/shop-orders/run_id=20260102T000000Z/orders_by_day/"
+
+
+class JournalKept(LocalLake):
+    """A lake whose publish journals cannot be removed (a read-only `_publish/` folder)."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        if "/_publish/" in prefix:
+            raise PermissionError(13, "Permission denied", str(self.path(prefix)))
+        return super().delete_prefix(prefix)
+
+
+def a_table(lake, prefix: str, run_id: str, order_ids: list[int]) -> None:
+    """A Parquet table's folder as a run writes it: its rows carry the run's meta_run_id."""
+    out = pa.BufferOutputStream()
+    pq.write_table(pa.table({"order_id": order_ids, "meta_run_id": [run_id] * len(order_ids)}), out)
+    lake.write_bytes(f"{prefix}part-00000-{run_id}.parquet", out.getvalue().to_pybytes())
+
+
+def rows_of(lake, prefix: str) -> list[tuple[int, str]]:
+    tables = [pq.read_table(pa.BufferReader(lake.read_bytes(o.key))) for o in lake.data_files(prefix)]
+    return sorted((row["order_id"], row["meta_run_id"]) for t in tables for row in t.to_pylist())
+
+
+def what_the_next_run_finds(core, lake, tmp_path, layer: str, holds: str, outcome: str | None) -> None:
+    """The next run, with nothing new to publish, finishes whatever the failed publish left; then the table
+    holds the rows of one run, and the ledger says which."""
+    final = BRONZE if layer == "bronze" else GOLD
+    nxt = bronze.run_raw(ctx_for(core, lake, THIRD, sample_dir=sample_dir(tmp_path)))
+    assert nxt.status == "succeeded", nxt.error
+    assert rows_of(lake, final) == ([(1, FIRST), (2, FIRST)] if holds == FIRST else [(3, SECOND)])
+    assert not lake.has_prefix(f"runs/{DATASET}/_publish/")
+    second = entry(lake, SECOND, layer)
+    assert second["status"] == ("succeeded" if holds == SECOND else "failed")
+    if layer == "gold":
+        assert second["models"][0]["status"] == second["status"]
+    if holds == SECOND:
+        assert second["error"] is None
+    if outcome is None:
+        assert nxt.finished_for_others == []
+    else:
+        assert [f"{outcome} it" in line and SECOND in line for line in nxt.finished_for_others] == [True]
+    if outcome == "completed" and layer == "bronze":
+        assert second["output_files"] == 1
+
+
+def a_run_publishing_to(layer: str, core, lake, run_id: str) -> bronze.RunSummary:
+    """A bronze run, or a gold run of one model, up to its publish (what run_bronze and run_gold do around it)."""
+    ctx = ctx_for(core, lake, run_id)
+
+    def new_summary():
+        return bronze.RunSummary(dataset=DATASET, run_id=run_id, layer=layer, source="landing", rows_in=2)
+
+    def work(summary, entry):
+        if layer == "bronze":
+            summary.status = "publishing"
+            bronze.publish(ctx, summary, entry, STAGED, BRONZE, "bronze", layer="bronze")
+            summary.status = "succeeded"
+            return
+        model = {"name": "orders_by_day", "status": "publishing", "error": None}
+        summary.models = [model]
+        try:
+            bronze.publish(ctx, summary, entry, GOLD_STAGED, GOLD, "gold.orders_by_day", layer="gold",
+                           model="orders_by_day")  # fmt: skip
+            model["status"] = "succeeded"
+        except Exception as exc:  # run_gold fails the model, and the run with it
+            model["status"], model["error"] = "failed", str(exc)
+            summary.error = f"orders_by_day failed: {exc}"
+        summary.status = model["status"]
+
+    return bronze.guarded_run(ctx, layer, new_summary, work, staging=f"staging/{layer}/{DATASET}/", kept="kept.")
+
+
+# Each step of a local publish failing: (the step, the run that dies there, whose rows the table holds after
+# the next run, what the next run says it did with the publish).
+PUBLISH_STEPS = [
+    ("parking the old folder", False, FIRST, None),
+    ("parking the old folder, journal kept", False, FIRST, "rolled back"),
+    ("moving the new folder in", False, FIRST, None),
+    ("after moving the new folder in", True, SECOND, "completed"),
+    ("removing the journal", False, SECOND, "completed"),
+]
+
+
+@pytest.mark.parametrize("layer", ["bronze", "gold"])
+@pytest.mark.parametrize(("step", "dies", "holds", "outcome"), PUBLISH_STEPS, ids=[s[0] for s in PUBLISH_STEPS])
+def test_a_local_publish_failing_at_any_step_leaves_the_ledger_saying_whose_rows_the_table_holds(
+    core, tmp_path, monkeypatch, layer, step, dies, holds, outcome
+):
+    final, staged = (BRONZE, STAGED) if layer == "bronze" else (GOLD, GOLD_STAGED)
+    lake = LocalLake(tmp_path / "lake")
+    a_table(lake, final, FIRST, [1, 2])
+    a_table(lake, staged, SECOND, [3])
+    failing = JournalKept(lake.root) if "journal" in step else lake
+    real_replace, dead = os.replace, []
+
+    def replace(src, dst):
+        if dead:  # the process is gone: nothing after it runs
+            raise SimulatedKill()
+        if step.startswith("parking") and Path(src) == lake.path(final) and ".replaced-" in str(dst):
+            raise PermissionError(13, "Permission denied", str(src))  # as a read-only folder refuses it
+        if Path(src) == lake.path(staged) and Path(dst) == lake.path(final):
+            if step == "moving the new folder in":
+                raise PermissionError(13, "Permission denied", str(src))
+            if step == "after moving the new folder in":
+                real_replace(src, dst)
+                dead.append(src)
+                raise SimulatedKill()
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    if dies:
+        with pytest.raises(SimulatedKill):
+            a_run_publishing_to(layer, core, failing, SECOND)
+    else:
+        assert a_run_publishing_to(layer, core, failing, SECOND).status == "failed"
+    monkeypatch.setattr(os, "replace", real_replace)
+
+    what_the_next_run_finds(core, lake, tmp_path, layer, holds, outcome)
+    assert sorted(p.name for p in lake.path(final).parent.iterdir()) == [lake.path(final).name]  # nothing parked
+    if holds == FIRST:
+        assert "Permission denied" in entry(lake, SECOND, layer)["error"]
+
+
+class RefusingS3(FlakyS3):
+    """S3 refusing one step of a publish with AccessDenied: a copy, or a write of the journal in a given state."""
+
+    def __init__(self, client, *, refuse_copy: bool = False, refuse_journal: str | None = None, **kwargs):
+        super().__init__(client, **kwargs)
+        self.refuse_copy, self.refuse_journal = refuse_copy, refuse_journal
+
+    def _denied(self, operation: str) -> ClientError:
+        return ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, operation)
+
+    def copy(self, *args, **kwargs):
+        if self.refuse_copy and self.calls.count("copy") == 0:
+            self.calls.append("copy")
+            raise self._denied("CopyObject")
+        return super().copy(*args, **kwargs)
+
+    def put_object(self, **kwargs):
+        if (
+            self.refuse_journal
+            and "/_publish/" in kwargs["Key"]
+            and f'"{self.refuse_journal}"'.encode() in kwargs["Body"]
+        ):
+            raise self._denied("PutObject")
+        return self._client.put_object(**kwargs)
+
+
+# Each step of an S3 publish failing: (the step, how S3 refuses it, whose rows the table holds after the next
+# run, what the next run says it did with the publish). Deletes of the old files refused: see above.
+S3_PUBLISH_STEPS = [
+    ("copying the new files", {"refuse_copy": True}, FIRST, None),
+    ("writing the commit point", {"refuse_journal": "deleting"}, FIRST, "rolled back"),
+    ("removing the journal", {"refuse": {f"runs/{DATASET}/_publish/bronze.json",
+                                         f"runs/{DATASET}/_publish/gold.orders_by_day.json"}}, SECOND, "completed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("layer", ["bronze", "gold"])
+@pytest.mark.parametrize(
+    ("step", "refusal", "holds", "outcome"), S3_PUBLISH_STEPS, ids=[s[0] for s in S3_PUBLISH_STEPS]
+)
+def test_an_s3_publish_failing_at_any_step_leaves_the_ledger_saying_whose_rows_the_table_holds(
+    s3, core, tmp_path, layer, step, refusal, holds, outcome
+):
+    plain = S3Lake(BUCKET, client=s3)
+    a_table(plain, BRONZE if layer == "bronze" else GOLD, FIRST, [1, 2])
+    a_table(plain, STAGED if layer == "bronze" else GOLD_STAGED, SECOND, [3])
+
+    assert a_run_publishing_to(layer, core, S3Lake(BUCKET, client=RefusingS3(s3, **refusal)), SECOND).status == "failed"
+    what_the_next_run_finds(core, plain, tmp_path, layer, holds, outcome)
 
 
 # ------------------------------------------------------------------ 9. one run at a time, unique run ids
