@@ -28,9 +28,9 @@ from pyspark.sql.types import (
     BooleanType,
     DataType,
     DateType,
-    DoubleType,
     IntegerType,
     LongType,
+    NumericType,
     StringType,
     StructField,
     StructType,
@@ -605,8 +605,8 @@ def _read_group(
         for fmt in {t.removeprefix(kind) for t in typed.values() if t.startswith(kind)}:  # one at most
             df = df.option(option, fmt)
     if any(t.startswith(("date", "timestamp")) for t in typed.values()):
-        # Without a format a date or timestamp is parsed as a cast parses it, with one by that format alone:
-        # with the fallback to Spark 2's parser, the reader would also take what neither takes (`2026-1-1`).
+        # A date or timestamp is parsed by its format alone: with the fallback to Spark 2's parser, the reader
+        # would also take what the format does not (`2026-1-1`).
         df = df.option("enableDateTimeParsingFallback", False)
     marker = reader_null_marker(csv)
     options = {"sep": csv.delimiter, "quote": csv.quote, "escape": csv.escape, "mode": "PERMISSIVE"}
@@ -698,13 +698,14 @@ def infer_types(
 
 # Declared types Spark's CSV reader may parse itself: where it accepts a value, `_typed` accepts it too and
 # gives the same value (tests/jobs/test_reader_types.py checks this on hostile values through both paths).
-# Where it does not, the record is typed from its text as before. Also a date with a plain format (see
-# `_plain_format`), and a timestamp without a format or with a plain one. Not decimals: the reader's parser
-# for those accepts text that `_typed` rejects (`1,000`, extra places it rounds).
+# Where it does not, the record is typed from its text as before. Also a date or timestamp with a plain format
+# (see `_plain_format`). Not decimals: the reader's parser for those accepts text that `_typed` rejects (`1,000`,
+# extra places it rounds). Not doubles, nor timestamps without a format: the reader takes what `_typed` rejects
+# (`1e400` as infinity, `1e-400` as 0; a time alone as today's, `2026` as its first instant), and leaves no text
+# to tell them from `Infinity`, `0` or `2026-01-01`.
 _READER_TYPES: dict[str, DataType] = {
     "int": IntegerType(),
     "bigint": LongType(),
-    "double": DoubleType(),
     "boolean": BooleanType(),
 }
 # A date or timestamp format the reader is given (`dateFormat`, `timestampFormat`, one each per read) only if made
@@ -723,7 +724,7 @@ _ASCII_DIGITS = "".join(str(unicodedata.decimal(c)) for c in _UNICODE_DIGITS)
 def reader_types(config: DatasetConfig) -> dict[str, str]:
     """Declared CSV columns the reader can type (see `_READER_TYPES`), {name: type}. The reader takes one date
     format and one timestamp format: the dates of the dataset's most used plain format (`_plain_format`),
-    typed `date:FORMAT`, and the timestamps of its most used one, plain or none (`timestamp`, what a cast takes).
+    typed `date:FORMAT`, and the timestamps of its most used one, `timestamp:FORMAT`.
 
     Not a column a null marker the reader does not handle (`reader_null_marker`) could parse as: that text
     must become null, and the reader would give it a value.
@@ -732,7 +733,7 @@ def reader_types(config: DatasetConfig) -> dict[str, str]:
     others = [v for v in config.csv.null_values if v not in ("", marker)]
     formats = {kind: Counter() for kind in ("date", "timestamp")}
     for t in config.column_types.values():
-        if t.spark_type in formats and (_plain_format(t.fmt) or t.label == "timestamp"):
+        if t.spark_type in formats and _plain_format(t.fmt):
             formats[t.spark_type][t.label] += 1
     chosen = {counts.most_common(1)[0][0] for counts in formats.values() if counts}
     found = {}
@@ -761,9 +762,13 @@ def _may_parse(text: str, spark_type: str) -> bool:
     return any(c.isdigit() for c in text) or word.lstrip("+-") in ("nan", "inf", "infinity")
 
 
-def _typed(column: Column, source_is_string: bool, ctype: ColumnType) -> Column:
+def _typed(column: Column, source_is_string: bool, ctype: ColumnType, source: DataType | None = None) -> Column:
+    """`column` as the declared type, null where it does not hold one (the checks give the reason).
+
+    `source`: the type of a source that is not text (JSON, Parquet), where known.
+    """
     if not source_is_string:
-        return column.cast(ctype.spark_type)
+        return _cast_whole(column, source, ctype.spark_type)
     text = F.trim(column)
     if ctype.spark_type in ("int", "bigint"):
         # Spark's cast turns "12.5" into 12; an integer column must not silently truncate.
@@ -776,7 +781,43 @@ def _typed(column: Column, source_is_string: bool, ctype: ColumnType) -> Column:
         return F.to_date(text, ctype.fmt)
     if ctype.spark_type == "timestamp" and ctype.fmt:
         return F.to_timestamp(text, ctype.fmt)
+    if ctype.spark_type == "date":
+        # A cast fills in what is missing (`2024` is 2024-01-01) and drops a time of day: a whole date only.
+        return F.when(text.rlike(f"{_WHOLE_DATE}{_BLANK}$"), text.cast("date"))
+    if ctype.spark_type == "timestamp":
+        # A cast takes a time alone as today's (a value that depends on the day of the run), a year as its first
+        # instant, and cuts digits past microseconds: a whole date, and no digit it would cut.
+        whole = text.rlike(f"{_WHOLE_DATE}([T\\x00-\\x20]|$)") & ~text.rlike(r"\.[0-9]{6}[0-9]*[1-9]")
+        return F.when(whole, text.cast("timestamp"))
+    if ctype.spark_type == "double":
+        # A cast makes `1e400` infinite and `1e-400` zero: only an infinity's or a zero's text gives one.
+        number = text.cast("double")
+        invented = (F.abs(number) == float("inf")) & ~F.lower(text).rlike(_INFINITY)
+        invented |= (number == 0) & ~text.rlike(_ZERO)
+        return F.when(~invented, number)
     return text.cast(ctype.spark_type)
+
+
+_BLANK = r"[\x00-\x20]*"  # what a cast trims besides spaces (tabs, line breaks, other control characters)
+# A date as a cast reads it, whole: a year (of any length, signed), a month and a day.
+_WHOLE_DATE = f"^{_BLANK}[+-]?[0-9]{{4,}}-[0-9]{{1,2}}-[0-9]{{1,2}}"
+_INFINITY = f"^{_BLANK}[+-]?inf(inity)?{_BLANK}$"  # what a cast to double reads as one, in any case
+# A zero as Java's parseDouble (a cast) reads it: decimal or hexadecimal, an exponent, a type suffix.
+_ZERO = f"^{_BLANK}[+-]?(0*[.]?0*([eE][+-]?[0-9]+)?|0[xX]0*[.]?0*[pP][+-]?[0-9]+)[dDfF]?{_BLANK}$"
+
+
+def _cast_whole(column: Column, source: DataType | None, spark_type: str) -> Column:
+    """A typed source's value as `spark_type`, null where the cast would lose anything: a cast truncates (2.7 to
+    bigint is 2), wraps (3000000000 to int), rounds (12.345 to decimal(10,2)) and makes any number but 0 true, so
+    the value must come back whole when cast back to its source's type (2.0 to bigint is 2, kept)."""
+    typed = column.cast(spark_type)
+    if source is None or spark_type == "string" or not isinstance(source, _CAST_BACK):
+        return typed  # a string's checks reject nothing (see `prepare_types`): its cast is its value
+    return F.when(typed.cast(source) == column, typed)
+
+
+# Source types whose value a cast back compares with (NaN equals NaN in Spark SQL).
+_CAST_BACK = (NumericType, BooleanType, DateType, TimestampType)
 
 
 def prepare(
@@ -835,7 +876,8 @@ def prepare_types(
     # type is rejected as malformed, and its run read again with the split.
     split = [F.col(SPLIT)] if reader_typed and SPLIT in df.columns else []
     df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect, *split)
-    is_string = {f.name: isinstance(f.dataType, StringType) for f in df.schema.fields}
+    source_types = {f.name: f.dataType for f in df.schema.fields}
+    is_string = {n: isinstance(t, StringType) for n, t in source_types.items()}
     # Columns whose text the checks below read: the text ones, and the reader-typed ones read with the split
     # (text where untyped). Read without it, the reader typed every value of those or failed the read.
     textual = {n: is_string[n] or (n in reader_typed and bool(split)) for n in names}
@@ -871,7 +913,7 @@ def prepare_types(
         selected.append(original.alias(f"_dw_orig_{i}"))
         if name in declared:
             ctype = declared[name]
-            typed = _typed(original, is_string[name], ctype)
+            typed = _typed(original, is_string[name], ctype, source_types[name])
             checks.append((i, name, ctype))
         elif name in inferred and inferred[name] != "string":
             typed = _typed(original, is_string[name], ColumnType(inferred[name]))
@@ -980,23 +1022,35 @@ def _invalid_bytes(columns: list[tuple[int, str, bool]], encoding: str) -> list[
 
 
 def _rounded(name: str, text: Column, ctype: ColumnType) -> list[Problem]:
-    """A reason when casting text to decimal(p,s) would round it: more decimal places than s, not all zero."""
+    """A reason when casting text to decimal(p,s) would round it: its exact value has more than s decimal places."""
     match = re.fullmatch(r"decimal\((\d+),(\d+)\)", ctype.spark_type)
     if not match:
         return []
-    precision, scale = int(match[1]), int(match[2])
+    scale = int(match[2])
     reason = F.lit(f"{name}: {ctype.spark_type}: more than {scale} decimal places")
     # Only text with more than `scale` characters after its '.', or an exponent, can round: a cheap
-    # test before the exact one, which casts the text a second time.
+    # test before the exact one, which reads the text's digits.
     point = F.instr(text, ".")
     long_tail = (point > 0) & (F.length(text) - point > scale)
     suspect = (long_tail | text.contains("e") | text.contains("E")) & F.col(name).isNotNull()
-    roomy = 38 - (precision - scale)  # the most decimal places a value with p-s integer digits can keep
-    if roomy > scale:
-        exact = text.cast(f"decimal(38,{roomy})")
-        return [(suspect & (exact != F.col(name)), reason)]
-    # decimal(38,s) leaves no room for a finer cast: look at the digits instead.
-    return [(suspect & text.rlike(f"\\.[0-9]{{{scale}}}[0-9]*[1-9]"), reason)]
+    return [(suspect & (_decimal_places(text) > scale), reason)]
+
+
+# A number as a decimal cast reads it (Java's BigDecimal): digits, a point, digits, an exponent.
+_DECIMAL_TEXT = r"^[+-]?([0-9]*)\.?([0-9]*)(?:[eE]([+-]?[0-9]+))?$"
+
+
+def _decimal_places(text: Column) -> Column:
+    """The decimal places of the exact value `text` spells, by its digits, not by the text's shape: `12.340` and
+    `1.234E+1` have 2, `5E-3` 3, `100E-2` none. A cast to a finer decimal would round `1E-40` to 0 first."""
+    text = F.translate(text, _UNICODE_DIGITS, _ASCII_DIGITS)  # digits of other scripts, as BigDecimal reads them
+    whole, tail = F.regexp_extract(text, _DECIMAL_TEXT, 1), F.regexp_extract(text, _DECIMAL_TEXT, 2)
+    exponent = F.coalesce(F.regexp_extract(text, _DECIMAL_TEXT, 3).cast("bigint"), F.lit(0))
+    digits = F.concat(whole, tail)
+    # Trailing zeros of the digits are no places (`1.50`, `100E-2`); a zero has none at all.
+    zeros = F.length(digits) - F.length(F.regexp_replace(digits, "0+$", ""))
+    places = F.length(tail) - exponent - zeros
+    return F.when(text.rlike(_DECIMAL_TEXT) & digits.rlike("[1-9]"), places).otherwise(F.lit(0))
 
 
 def check_rules(

@@ -34,7 +34,7 @@ def test_a_record_that_stops_the_first_read_is_quarantined_and_shown_nowhere_els
         )
     )
     rows = [f"{i},site-{i % 97},{i % 1000}.25,2026-01-0{1 + i % 9} 0{i % 10}:15:00" for i in range(600_000)]
-    rows[400_000] = f"400000,site-1,{TOKEN},2026-01-01 00:15:00"  # not a double
+    rows[400_000] = f"{TOKEN},site-1,0.25,2026-01-01 00:15:00"  # not a bigint (doubles are typed from text)
     rows[500_000] = f"500000,{TOKEN}-short"  # too few fields
     (folder / "readings.csv").write_text("meter,site,kwh,read_at\n" + "\n".join(rows) + "\n")
     assert (folder / "readings.csv").stat().st_size > 16 * 1024**2  # large: the reader types the columns
@@ -57,6 +57,6 @@ def test_a_record_that_stops_the_first_read_is_quarantined_and_shown_nowhere_els
     assert summary["csv_untyped_records"] == 2  # the next run reads with the split at once
     quarantined = pq.read_table(lake / "quarantine" / DATASET).to_pylist()
     assert sorted((r["meter"], r["kwh"], r["reject_reason"]) for r in quarantined) == [
-        ("400000", TOKEN, "kwh: not a valid double"),
         ("500000", None, "malformed: 2 fields, header has 4"),
+        (TOKEN, "0.25", "meter: not a valid bigint"),
     ]

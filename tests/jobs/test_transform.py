@@ -122,6 +122,104 @@ def test_declared_types_are_cast_and_bad_values_rejected(spark, tmp_path):
     assert rejected[0]["price"] in ("abc", "2")  # quarantine keeps the values as they arrived
 
 
+def typed_rows(df, cfg: DatasetConfig) -> tuple[dict, dict]:
+    """({id: row} kept, {id: reason} rejected) of a source frame typed by `prepare`."""
+    typed, names = transform.prepare(df, cfg, run_id=RUN, ingested_at=datetime(2026, 1, 1, tzinfo=UTC))
+    kept = {r["id"]: r.asDict() for r in transform.kept_rows(typed, names).collect()}
+    rejected = {int(r["id"]): r["reject_reason"] for r in transform.rejected_rows(typed, names).collect()}
+    return kept, rejected
+
+
+def test_a_typed_source_is_kept_only_where_the_cast_loses_nothing(spark):
+    """JSON and Parquet values come typed: a cast would truncate 2.7, wrap 3000000000, round 12.345 and make 2
+    true; such a row is rejected, and a value the declared type holds exactly (2.0 as 2) is kept."""
+    source = spark.createDataFrame(
+        [
+            (1, 2.0, 7, 12.34, 1, datetime(2024, 1, 15)),
+            (2, 2.7, 7, 12.34, 0, datetime(2024, 1, 15)),
+            (3, 2.0, 3000000000, 12.34, 0, datetime(2024, 1, 15)),
+            (4, 2.0, 7, 12.345, 0, datetime(2024, 1, 15)),
+            (5, 2.0, 7, 1e20, 0, datetime(2024, 1, 15)),
+            (6, 2.0, 7, 12.34, 2, datetime(2024, 1, 15)),
+            (7, 2.0, 7, 12.34, -1, datetime(2024, 1, 15)),
+            (8, 2.0, 7, 12.34, 0, datetime(2024, 1, 15, 10, 0)),
+        ],
+        "id long, big double, n long, amt double, b long, d timestamp",
+    )
+    cfg = config(
+        columns={"id": "bigint", "big": "bigint", "n": "int", "amt": "decimal(10,2)", "b": "boolean", "d": "date"}
+    )
+    kept, rejected = typed_rows(source, cfg)
+
+    assert kept == {1: {**kept[1], "big": 2, "n": 7, "amt": Decimal("12.34"), "b": True, "d": date(2024, 1, 15)}}
+    assert rejected == {
+        2: "big: not a valid bigint",
+        3: "n: not a valid int",
+        4: "amt: not a valid decimal(10,2)",
+        5: "amt: not a valid decimal(10,2)",
+        6: "b: not a valid boolean",
+        7: "b: not a valid boolean",
+        8: "d: not a valid date",  # the time of day is not dropped
+    }
+
+
+def test_decimal_places_are_counted_in_the_value_not_in_the_texts_shape(spark):
+    """An exponent or a long tail hides places a cast would round away; `1.234E+1` is exactly 12.34."""
+    rows = [  # id, decimal(10,2), decimal(38,2), decimal(38,0)
+        ("0", "1E-31", "1E-5", "5E-1"),
+        ("1", "0.0000000000000000000000000000004", "5E-3", "1.5E+0"),
+        ("2", "1.234E+1", "1.5E-2", "1.234E+1"),
+        ("3", "1.2300000000000000000000000000000", "1.234E+1", "1.5E+1"),
+        ("4", "0.0000000000000000000000000000000", "12.5E-1", "1230E-1"),
+        ("5", "1E+7", "1E+3", "1E+3"),
+        ("6", "100E-2", "100E-2", "100E-2"),
+        ("7", "0E-9", "-0E-40", "+0.000E+5"),
+    ]
+    source = spark.createDataFrame(rows, "id string, a string, b string, c string")
+    cfg = config(columns={"id": "int", "a": "decimal(10,2)", "b": "decimal(38,2)", "c": "decimal(38,0)"})
+    kept, rejected = typed_rows(source, cfg)
+
+    a, b, c = (f"{n}: {t}: more than {s} decimal places" for n, t, s in [
+        ("a", "decimal(10,2)", 2), ("b", "decimal(38,2)", 2), ("c", "decimal(38,0)", 0)])  # fmt: skip
+    assert rejected == {0: f"{a}; {b}; {c}", 1: f"{a}; {b}; {c}", 2: f"{b}; {c}"}
+    assert {i: (str(r["a"]), str(r["b"]), str(r["c"])) for i, r in kept.items()} == {
+        3: ("1.23", "12.34", "15"),
+        4: ("0.00", "1.25", "123"),
+        5: ("10000000.00", "1000.00", "1000"),
+        6: ("1.00", "1.00", "1"),
+        7: ("0.00", "0.00", "0"),
+    }
+
+
+def test_a_date_timestamp_or_double_a_cast_would_invent_is_rejected(spark):
+    """A cast reads `2024` as 2024-01-01, drops a date's time, takes a time alone as today's, cuts a 7th
+    fractional digit, and makes 1e400 infinite and 1e-400 zero: such a row is rejected, the exact ones kept."""
+    rows = [  # id, date, timestamp, double
+        ("0", "2024-01-15", "2024-01-15 10:00:00", "1.5"),
+        ("1", "+2024-02-29", "2024-01-15T10:00:00.123456", "Infinity"),
+        ("2", "2024-1-5", "2024-01-15", "-inf"),
+        ("3", "2024", "10:00:00", "1e400"),
+        ("4", "2024-03", "T10:00:00", "-1e400"),
+        ("5", "2024-01-15T10:00:00", "2024", "1e-400"),
+        ("6", "2024-01-15 23:59:59", "2024-03", "-4.9e-325"),
+        ("7", "0001-01-01", "2024-01-15 10:00:00.1234567", "0.0e-400"),
+        ("8", "1899-12-30", "2024-01-15 10:00:00.1234560", "-0"),
+    ]
+    source = spark.createDataFrame(rows, "id string, d string, ts string, x string")
+    cfg = config(columns={"id": "int", "d": "date", "ts": "timestamp", "x": "double"})
+    kept, rejected = typed_rows(source, cfg)
+
+    d, ts, x = "d: not a valid date", "ts: not a valid timestamp", "x: not a valid double"
+    assert rejected == {3: f"{d}; {ts}; {x}", 4: f"{d}; {ts}; {x}", 5: f"{d}; {ts}; {x}", 6: f"{d}; {ts}; {x}", 7: ts}
+    got = {i: (str(r["d"]), str(r["ts"]), r["x"]) for i, r in kept.items()}
+    assert got == {
+        0: ("2024-01-15", "2024-01-15 10:00:00", 1.5),
+        1: ("2024-02-29", "2024-01-15 10:00:00.123456", float("inf")),
+        2: ("2024-01-05", "2024-01-15 00:00:00", float("-inf")),
+        8: ("1899-12-30", "2024-01-15 10:00:00.123456", 0.0),
+    }
+
+
 def test_primary_key_keeps_the_first_row_in_source_order(spark, tmp_path):
     cfg = config(columns={"id": "int"}, primary_key=["id"])
     kept, rejected = run(spark, tmp_path, "id,v\n1,first\n2,x\n1,second\n,orphan\n1,third\n", cfg)
