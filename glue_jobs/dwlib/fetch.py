@@ -1207,27 +1207,22 @@ class _Inflater:
             self.decoder = zlib.decompressobj(-zlib.MAX_WBITS)  # deflate sent raw, without its zlib wrapper
             piece = self.decoder.decompress(data, CHUNK)
         self.started = True
-        yield piece
-        while self.decoder.unconsumed_tail:
-            yield self.decoder.decompress(self.decoder.unconsumed_tail, CHUNK)
-        if self.decoder.eof and self.decoder.unused_data and self.wbits != zlib.MAX_WBITS:
-            yield from self._next_member(self.decoder.unused_data)
-
-    def _next_member(self, data: bytes) -> Iterator[bytes]:
-        """A gzip body may hold several members, one after the other; bytes after them that are not
-        gzip are ignored, as urllib3 does."""
-        decoder = zlib.decompressobj(self.wbits)
-        try:
-            piece = decoder.decompress(data, CHUNK)
-        except zlib.error:
-            self.trailing = True
-            return
-        self.decoder = decoder
-        yield piece
-        while self.decoder.unconsumed_tail:
-            yield self.decoder.decompress(self.decoder.unconsumed_tail, CHUNK)
-        if self.decoder.eof and self.decoder.unused_data:
-            yield from self._next_member(self.decoder.unused_data)
+        while True:  # a member at a time: a page may hold any number of them, so no call per member
+            yield piece
+            while self.decoder.unconsumed_tail:
+                yield self.decoder.decompress(self.decoder.unconsumed_tail, CHUNK)
+            rest = self.decoder.unused_data if self.decoder.eof and self.wbits != zlib.MAX_WBITS else b""
+            if not rest:
+                return
+            # A gzip body may hold several members, one after the other; bytes after them that are not
+            # gzip are ignored, as urllib3 does.
+            decoder = zlib.decompressobj(self.wbits)
+            try:
+                piece = decoder.decompress(rest, CHUNK)
+            except zlib.error:
+                self.trailing = True
+                return
+            self.decoder = decoder
 
     def complete(self) -> bool:
         return self.decoder is None or self.decoder.eof

@@ -670,12 +670,14 @@ def test_a_gzip_bomb_in_an_api_answer_stops_at_the_page_limit_with_memory_bounde
     assert len(server.seen("/bomb")) == 1 and not lake.exists(RAW + "endpoint_0.jsonl")
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "two gzip", "deflate", "raw deflate"])
+@pytest.mark.parametrize("encoding", ["gzip", "two gzip", "many gzip", "deflate", "raw deflate"])
 def test_a_compressed_api_answer_within_the_limit_is_decoded(server, lake, encoding):
     data = json.dumps({"items": ROWS}).encode()
     packed = {
         "gzip": gzip.compress(data),
         "two gzip": gzip.compress(data[:100]) + gzip.compress(data[100:]),  # members, one after the other
+        # A member per byte: as many members as a page likes, never one nested call per member.
+        "many gzip": b"".join(gzip.compress(byte) for byte in [data, *[b" "] * 3000]),
         "deflate": zlib.compress(data),
         "raw deflate": zlib.compress(data)[2:-4],  # as some servers send deflate, without the zlib wrapper
     }[encoding]
