@@ -47,7 +47,7 @@ REJECT_REASON = "reject_reason"
 REJECTED = "_dw_rejected"
 # Names the job adds next to the data columns; a source column never takes one (see `clean_names`).
 RESERVED = (*META_COLUMNS, REJECT_REASON)
-ORDER = "_dw_order"  # source order, for "the first row in source order is kept"
+ORDER = "_dw_order"  # source order, for "the first row in source order is kept" (see `_source_order`)
 # Internal columns start with `_dw_`; a cleaned name never starts with `_`, so they cannot collide.
 CORRUPT = "_dw_corrupt"  # Spark's raw text of a record it could not split into the header's fields
 MALFORMED = "_dw_malformed"  # why a record is malformed (wrong field count, broken JSON), else null
@@ -930,7 +930,7 @@ def prepare_types(
         (F.lit(source_file) if source_file is not None else F.substring_index(F.input_file_name(), "/", -1)).alias(
             "meta_source_file"
         ),
-        F.monotonically_increasing_id().alias(ORDER),
+        _source_order(one_file=source_file is not None).alias(ORDER),
     )
     # Each check is (condition, reason): the kept/rejected split tests one boolean per row, and the
     # reason text is built only for a row that failed (a CASE branch is evaluated lazily).
@@ -957,6 +957,15 @@ def prepare_types(
 
 
 Problem = tuple[Column, Column]  # (the row fails this check, the reason it gives)
+
+
+def _source_order(*, one_file: bool) -> Column:
+    """A row's place in the run's source, for "the first row in source order wins": its file, in name order, then
+    its place in that file. Spark plans a run's largest file first, so a row id alone would order the files by size;
+    within one file the ids rise with the offset (a file's splits keep their order, and partitions are filled in
+    turn). Of one file, the row id is the whole order."""
+    row = F.monotonically_increasing_id()
+    return row if one_file else F.struct(F.input_file_name().alias("file"), row.alias("row"))
 
 
 def _any(conditions: list[Column]) -> Column:
@@ -1205,7 +1214,8 @@ def checked_hook_output(df: DataFrame, config: DatasetConfig) -> tuple[DataFrame
     df = df.select(
         *names,
         *META_COLUMNS,
-        F.monotonically_increasing_id().alias(ORDER),  # the hook's row order, for "first row wins"
+        # "First row wins" in the hook's row order, file by file as the source's (`_source_order`).
+        F.struct(F.col("meta_source_file"), F.monotonically_increasing_id()).alias(ORDER),
         F.lit(False).alias(REJECTED),
         F.lit(None).cast("string").alias(REJECT_REASON),
     )

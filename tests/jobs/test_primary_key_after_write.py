@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dwlib import bronze
+from dwlib.hook import load_hook
 from tests.jobs.test_iceberg import RUN1, Shop, config, csv
 
 pytestmark = [pytest.mark.spark]
@@ -58,3 +59,29 @@ def test_the_check_after_the_write_keeps_and_rejects_what_the_check_before_it_do
     if text is REPEATS:
         assert after[4] == [(1, 10), (2, 20), (4, 50)]
         assert after[3] == {"amount: not unique": 1, "duplicate primary key": 1, "order_id: primary key is null": 1}
+
+
+HOOK = """def transform(df):
+    return df.withColumn("customer", df.customer)
+"""
+
+
+@pytest.mark.parametrize("path", ["small input", "large input", "transform hook"])
+def test_of_several_files_the_first_in_name_order_wins_whatever_their_sizes(spark, core, tmp_path, monkeypatch, path):
+    """Spark reads a run's largest file first; "the first row in source order" is still the first file by name's.
+    Here `a.csv` is one row and `b.csv` hundreds, its first row and its last repeating `a.csv`'s key."""
+    if path == "large input":
+        monkeypatch.setattr(bronze, "CACHE_INPUT_BYTES", 0)
+    shop = Shop(spark, core, tmp_path, config(table_format="parquet", quality={"max_rejected_fraction": 0.9}))
+    if path == "transform hook":
+        monkeypatch.setattr(bronze, "transform_hook", lambda ctx: load_hook(ctx.name, HOOK, "transform.py"))
+    many = [f"{i},x,{i},2026-01-02 10:00:00" for i in range(2, 400)]
+    (shop.sample / "b.csv").write_text(csv("1,b-first,2,2026-01-01 10:00:00", *many, "1,b-last,3,2026-01-01 10:00:00"))
+    (shop.sample / "a.csv").write_text(csv("1,a,1,2026-01-01 10:00:00"))
+    summary = shop.run(RUN1)
+    assert summary.status == "succeeded", summary.error
+    bronze_table = spark.read.parquet(str(shop.lake.path("bronze/shop_orders")))
+    assert [tuple(r) for r in bronze_table.filter("order_id = 1").select("customer", "meta_source_file").collect()] == [
+        ("a", "a.csv")
+    ]
+    assert summary.rows_kept == 399 and summary.rejected_by_reason == {"duplicate primary key": 2}
