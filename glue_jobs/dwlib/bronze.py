@@ -437,11 +437,18 @@ def transform_and_check(
 
     cached: list[DataFrame] = []
     try:
-        with jobs.session_settings(spark, INTERPRETED if one_task else {}):
+        with jobs.session_settings(spark, {**(INTERPRETED if one_task else {}), **_case_settings(fmt)}):
             return _check_and_quarantine(spark, ctx, summary, staging, attempt)
     finally:
         for frame in cached:
             frame.unpersist()
+
+
+def _case_settings(fmt: str) -> dict[str, str]:
+    """JSON keys and Parquet columns are told apart by case (`Name` and `name` are two keys): read and typed
+    case-sensitively, they clean to `name` and `name_2` as CSV headers do, where Spark's default would fail
+    the run on the pair. CSV headers are matched by the job's own header parsing."""
+    return {} if fmt == "csv" else {"spark.sql.caseSensitive": "true"}
 
 
 def _check_and_quarantine(

@@ -121,3 +121,33 @@ def test_no_form_of_a_secret_reaches_the_run_summary_whatever_fails(spark, core,
         for where, text in (("ledger", ledger), ("error", summary.error), ("traceback", summary.traceback),
                             ("outcome", shown)):  # fmt: skip
             assert form not in text, f"{form!r} in the {where}"
+
+
+# ------------------------------------------------------------------ keys that differ only by case
+
+CASED_ROWS = [{"id": 1, "Name": "x", "name": "y", "A": {"B": 1, "b": 2}}, {"id": 2, "Name": "z"}]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "parquet"])
+def test_keys_differing_only_by_case_are_two_columns_as_two_csv_headers_are(spark, core, tmp_path, fmt):
+    """`Name` and `name` are two JSON keys (two Parquet columns): each keeps its values, the second as `name_2`,
+    nested ones too, where Spark's case-insensitive default failed the run on the pair."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(CASED_ROWS), sample / "a.parquet")
+    elif fmt == "jsonl":
+        (sample / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CASED_ROWS))
+    else:
+        (sample / "a.json").write_text(json.dumps(CASED_ROWS))
+    lake = LocalLake(tmp_path / "lake")
+    config = dataset(format=fmt, landing=True, primary_key=["id"], columns={"name_2": "string"})
+    summary = bronze.run_bronze(spark, context(core, config, lake, sample_dir=sample))
+
+    assert summary.status == "succeeded", summary.error
+    rows = spark.read.parquet(str(lake.path("bronze/city_list"))).select("id", "name", "name_2", "a_b", "a_b_2")
+    assert sorted(tuple(r) for r in rows.collect()) == [(1, "x", "y", 1, 2), (2, "z", None, None, None)]
+    assert summary.renamed_columns == {"name": "name_2", "A.b": "a_b_2"}
