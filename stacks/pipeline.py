@@ -96,12 +96,15 @@ def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
 JOB_FAILURE_STATES = ("FAILED", "TIMEOUT", "STOPPED", "ERROR")
 
 
-# Transient Glue API errors only: throttling, the one-run concurrency slot still taken, internal errors.
-# A job run that FAILED (bad data, a failed quality budget) surfaces as States.TaskFailed: never retried.
+# Transient Glue API errors only: throttling, the one-run concurrency slot still taken, the account's quota of
+# concurrent runs or DPUs reached (many datasets scheduled at one hour), internal errors. Not a wrong request
+# (InvalidInput, EntityNotFound). A job run that FAILED (bad data, a failed quality budget) surfaces as
+# States.TaskFailed: never retried.
 TRANSIENT_GLUE_ERRORS = (
     "Glue.ConcurrentRunsExceededException",
     "Glue.InternalServiceException",
     "Glue.OperationTimeoutException",
+    "Glue.ResourceNumberLimitExceededException",
     "Glue.ThrottlingException",
 )
 RETRY = {"IntervalSeconds": 60, "MaxAttempts": 3, "BackoffRate": 2.0, "MaxDelaySeconds": 300, "JitterStrategy": "FULL"}
