@@ -1,8 +1,8 @@
 """The gold job: each `gold/{model}.sql` of a dataset becomes table `{database_prefix}_gold.{model}`.
 
-Models name tables by their catalog names (`pp_dw_bronze.fda_nsde`, `pp_dw_gold.x`), so the same
-text runs in Athena. Here those names are bound to the conventional lake paths (no catalog and
-no crawler needed), models run in dependency order, each is checked against the expectations
+Models are Spark SQL that name tables by their catalog names (`pp_dw_bronze.fda_nsde`, `pp_dw_gold.x`), the
+names Athena reads them by. Here those names, and only they, are bound to the conventional lake paths (no
+catalog and no crawler needed), models run in dependency order, each is checked against the expectations
 in its leading comments, and its table is replaced only when they hold.
 """
 
@@ -106,6 +106,8 @@ def forbidden_reads(tree: exp.Expression, allowed: Callable[[exp.Table], bool]) 
     for call in tree.find_all(exp.Func):
         if _function_name(call) in JAVA_CALLS:
             found.append(f"calls {_function_name(call)}(), which runs arbitrary Java")
+    for transform in tree.find_all(exp.QueryTransform):
+        found.append(f"runs a command ({_shown(transform, 60)}), which could read any file")
     return found
 
 
@@ -155,22 +157,77 @@ def run_order(models: dict[str, Model], label: str = "gold models") -> list[str]
 
 
 def bind(sql: str, views: dict[tuple[str, str], str]) -> str:
-    """Replace catalog names (`db.table`) by the session views that hold them.
+    """The model's own text with each catalog name (`db.table`) replaced by the session view that holds it.
 
-    The SQL Spark runs may then read those views only: anything else (a path, a table function,
-    a Java call) is refused here again, at run time, whatever parse_model let through.
+    Only those names change: the rest is the text as written, so Spark reads it as Spark SQL, and text Spark
+    does not know (a function only Trino has) fails the run rather than running as something a translation
+    made of it. Anything that is not one of those names (a path, a table function, a Java call) is refused
+    here again, at run time, whatever parse_model let through; `spark_refusals` asks Spark's own parser too.
     """
     tree = sqlglot.parse_one(sql, read="spark")
-    for table in list(tree.find_all(exp.Table)):
-        view = views.get((table.db, table.name))
-        if view:
-            alias = table.alias_or_name
-            table.replace(exp.to_table(view).as_(alias) if alias else exp.to_table(view))
-    bound = set(views.values())
-    refused = forbidden_reads(tree, lambda t: not t.catalog and not t.db and t.name in bound)
+    refused = forbidden_reads(tree, lambda t: not t.catalog and (t.db, t.name) in views)
     if refused:
         raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
-    return tree.sql(dialect="spark")
+    edits: list[tuple[int, int, str]] = []
+    for table in tree.find_all(exp.Table):
+        view = views.get((table.db, table.name))
+        if view is None:
+            continue  # a CTE or a generator
+        first, name = table.args["db"], table.this
+        start, end = first.meta["start"], name.meta["end"] + 1
+        if table.alias:
+            edits.append((start, end, view))  # its own alias follows in the text
+        elif table.args.get("sample") or table.args.get("version"):
+            raise GoldError(
+                f"give {sql[start:end]} an alias ({sql[start:end]} AS {table.name} ...): Spark takes a sample's "
+                "or a version's alias after it"
+            )
+        else:
+            edits.append((start, end, f"{view} AS {sql[name.meta['start'] : end]}"))  # `rev.col` still resolves
+    for start, end, text in sorted(edits, reverse=True):
+        sql = sql[:start] + text + sql[end:]
+    return sql
+
+
+def spark_refusals(spark, sql: str, views: set[str]) -> list[str]:
+    """What Spark's own parser finds `sql` reading besides `views` and its CTEs: tables, paths, table functions
+    other than generators, Java calls. sqlglot's reading of the text is checked in `bind`; this one is what
+    Spark will run, so a text the two parse differently (a comment, an escape) cannot read around the check."""
+    plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(sql)
+    found: list[str] = []
+    pending = [(plan, frozenset[str]())]  # each node with the CTE names in its scope
+    while pending:
+        node, ctes = pending.pop()
+        kind = node.getClass().getSimpleName()
+        if kind == "UnresolvedWith":
+            relations = node.cteRelations()
+            ctes = ctes | {relations.apply(i)._1().lower() for i in range(relations.size())}
+        elif kind == "UnresolvedRelation":
+            parts = node.multipartIdentifier()
+            name = ".".join(parts.apply(i) for i in range(parts.size()))
+            if name not in views and name.lower() not in ctes:
+                found.append(f"reads {name}")
+        elif kind == "UnresolvedTableValuedFunction":
+            called = node.name()
+            function = called.apply(called.size() - 1).lower()
+            if function not in GENERATORS:
+                found.append(f"calls the table function {function}")
+        elif kind == "ScriptTransformation":
+            found.append("runs a command (TRANSFORM ... USING)")
+        for seq in (node.children(), node.innerChildren()):  # inner children: the CTEs' and subqueries' plans
+            pending.extend((seq.apply(i), ctes) for i in range(seq.size()))
+        expressions = node.expressions()
+        stack = [expressions.apply(i) for i in range(expressions.size())]
+        while stack:
+            expression = stack.pop()
+            if expression.getClass().getSimpleName() == "UnresolvedFunction":
+                called = expression.nameParts()
+                function = called.apply(called.size() - 1).lower()
+                if function in JAVA_CALLS:
+                    found.append(f"calls {function}()")
+            children = expression.children()
+            stack.extend(children.apply(i) for i in range(children.size()))
+    return list(dict.fromkeys(found))
 
 
 @dataclass
@@ -315,7 +372,11 @@ def _run_model(
                 views[(naming.database("gold"), ref)] = f"dw_gold__{ref}"
                 continue
             views[(naming.database("gold"), ref)] = _view(spark, lake.uri(prefix), f"gold__{ref}")
-        df = spark.sql(bind(model.sql, views)).withColumn("meta_run_id", F.lit(ctx.run_id))
+        bound = bind(model.sql, views)
+        refused = spark_refusals(spark, bound, set(views.values()))
+        if refused:
+            raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
+        df = spark.sql(bound).withColumn("meta_run_id", F.lit(ctx.run_id))
         staging = naming.staging_prefix("gold", ctx.name, ctx.run_id, model.name)
         with publisher.writing(spark):  # Iceberg: timestamps as Iceberg reads them
             write_parquet(df, lake.uri(staging))  # adaptive execution sizes the files after the model's shuffles

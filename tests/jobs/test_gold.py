@@ -188,6 +188,10 @@ HOSTILE = {
         "SELECT carrier, java_method('java.lang.System', 'getenv', 'HOME') AS x FROM pp_dw_bronze.flights",
         "calls java_method(), which runs arbitrary Java",
     ),
+    "transform-using": (
+        "SELECT TRANSFORM(carrier) USING 'cat {secret}' AS (x) FROM pp_dw_bronze.flights",
+        "runs a command (TRANSFORM(carrier) USING 'cat ",
+    ),
     "load-data": ("LOAD DATA LOCAL INPATH '{secret}' INTO TABLE t", "found LOAD DATA LOCAL INPATH '{secret}'"),
     "add-jar": ("ADD JAR /tmp/evil.jar", "found ADD JAR /tmp/evil.jar"),
     "add-file": ("ADD FILE {secret}", "found ADD FILE {secret}"),
@@ -234,7 +238,7 @@ def test_bind_refuses_a_read_that_is_not_a_bound_view():
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("case", ["csv-path", "in-a-subquery", "reflect", "text-file-url"])
+@pytest.mark.parametrize("case", ["csv-path", "in-a-subquery", "reflect", "text-file-url", "transform-using"])
 def test_run_gold_refuses_a_model_that_reads_a_file_and_writes_nothing(spark, context, tmp_path, case):
     secret = tmp_path / "passwd.csv"
     secret.write_text("root:x:0:0\n")
@@ -263,3 +267,54 @@ def test_the_gold_job_refuses_a_file_read_that_skipped_parse_model(spark, contex
     assert result.status == "failed"
     assert f"reads the file path csv.`{secret}`" in result.error
     assert not list(context(RUN1).lake.list("gold/flights/leak/"))
+
+
+def test_bind_changes_the_catalog_names_only_and_keeps_the_rest_as_written():
+    """Spark runs the model's own text: no translation turns what Spark would refuse into something else."""
+    views = {("pp_dw_bronze", "flights"): "dw_bronze__flights", ("pp_dw_gold", "delays"): "dw_gold__delays"}
+    sql = (
+        "-- expect: row_count > 0\nSELECT day_of_week(f.d), 'it''s', flights.x, `d`.y\n"
+        "FROM pp_dw_bronze.flights JOIN `pp_dw_gold`.`delays` d ON ARRAY['a'][1] = d.z /* pp_dw_bronze.flights */"
+    )
+    assert gold.bind(sql, views) == (
+        "-- expect: row_count > 0\nSELECT day_of_week(f.d), 'it''s', flights.x, `d`.y\n"
+        "FROM dw_bronze__flights AS flights JOIN dw_gold__delays d ON ARRAY['a'][1] = d.z /* pp_dw_bronze.flights */"
+    )
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        # Trino's day_of_week; a translation made it Spark's dayofweek, 1 for a Sunday where Trino says 7
+        ("SELECT day_of_week(DATE '2024-01-07') AS d FROM pp_dw_bronze.flights", "day_of_week"),
+        # Trino's array literal; a translation made it Spark's array(...)[1], the second element
+        ("SELECT ARRAY['a', 'b'][1] AS e FROM pp_dw_bronze.flights", "PARSE_SYNTAX_ERROR"),
+    ],
+)
+def test_a_model_in_text_spark_does_not_know_fails_and_writes_nothing(spark, context, sql, message):
+    summary = gold.run_gold(spark, context(RUN1), {"trino": sql})
+    assert summary.status == "failed"
+    assert summary.error.startswith("trino failed: ") and message in summary.error, summary.error
+    assert not list(context(RUN1).lake.list("gold/flights/trino/"))
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("sql", "refusals"),
+    [
+        ("WITH a AS (SELECT * FROM v) SELECT * FROM a WHERE x IN (SELECT y FROM csv.`/p`)", ["reads csv./p"]),
+        ("WITH a AS (SELECT * FROM text.`/p`) SELECT * FROM a", ["reads text./p"]),
+        ("WITH a AS (SELECT 1), b AS (SELECT * FROM a) SELECT * FROM b JOIN v", []),
+        # a CTE's name means it only inside its WITH: outside, it is a table of the catalog
+        ("SELECT * FROM (WITH passwd AS (SELECT 1) SELECT * FROM passwd) JOIN passwd", ["reads passwd"]),
+        ("SELECT (SELECT max(a) FROM json.`/p`) FROM v", ["reads json./p"]),
+        ("SELECT * FROM v WHERE EXISTS (SELECT 1 FROM default.other)", ["reads default.other"]),
+        ("SELECT java_method('java.lang.System', 'getenv', 'HOME') FROM v", ["calls java_method()"]),
+        ("SELECT * FROM read_files('/p')", ["calls the table function read_files"]),
+        ("SELECT * FROM range(3) JOIN v LATERAL VIEW explode(array(1)) t AS x", []),
+        ("SELECT TRANSFORM(a) USING 'cat /p' AS (x) FROM v", ["runs a command (TRANSFORM ... USING)"]),
+    ],
+)
+def test_spark_s_own_parser_finds_every_read_besides_the_bound_views(spark, sql, refusals):
+    assert gold.spark_refusals(spark, sql, {"v"}) == refusals
