@@ -883,10 +883,8 @@ def prepare_types(
     textual = {n: is_string[n] or (n in reader_typed and bool(split)) for n in names}
     # Spark's CSV reader already turns empty fields and one marker into null (`read_csv`); only the other
     # markers cost a check (an isin() per value of every string column otherwise).
-    if csv_source:
-        nulls = [v for v in config.csv.null_values if v not in ("", reader_null_marker(config.csv))]
-    else:
-        nulls = config.csv.null_values
+    # JSON and Parquet say null themselves: a `""` or `"NA"` there is a value, whatever `csv.null_values` says.
+    nulls = [v for v in config.csv.null_values if v not in ("", reader_null_marker(config.csv))] if csv_source else []
     declared = config.column_types
     inferred = inferred or {}
 

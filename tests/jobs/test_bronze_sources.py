@@ -151,3 +151,31 @@ def test_keys_differing_only_by_case_are_two_columns_as_two_csv_headers_are(spar
     rows = spark.read.parquet(str(lake.path("bronze/city_list"))).select("id", "name", "name_2", "a_b", "a_b_2")
     assert sorted(tuple(r) for r in rows.collect()) == [(1, "x", "y", 1, 2), (2, "z", None, None, None)]
     assert summary.renamed_columns == {"name": "name_2", "A.b": "a_b_2"}
+
+
+# ------------------------------------------------------------------ null markers are CSV's
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "parquet"])
+def test_csv_null_markers_leave_json_and_parquet_values_alone(spark, core, tmp_path, fmt):
+    """`"NA"` (Namibia) and `""` are values in JSON and Parquet, which say null themselves; both columns,
+    declared and not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"id": 1, "code": "NA", "note": ""}, {"id": 2, "code": None, "note": "NA"}]
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), sample / "a.parquet")
+    elif fmt == "jsonl":
+        (sample / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        (sample / "a.json").write_text(json.dumps(rows))
+    lake = LocalLake(tmp_path / "lake")
+    config = dataset(format=fmt, landing=True, columns={"code": "string"}, csv={"null_values": ["", "NA"]})
+    summary = bronze.run_bronze(spark, context(core, config, lake, sample_dir=sample))
+
+    assert summary.status == "succeeded", summary.error
+    kept = spark.read.parquet(str(lake.path("bronze/city_list"))).select("id", "code", "note")
+    assert sorted(tuple(r) for r in kept.collect()) == [(1, "NA", ""), (2, None, "NA")]
