@@ -282,9 +282,12 @@ def transform_and_check(
         repeats and that is all. If something does, the run is checked and written again, repeats rejected.
         The rejected rows come as a function: the frame is built (a Spark job or two) only if some were.
         """
-        read = transform.read_input(
-            spark, uris, fmt, csv, transform.reader_types(config) if reader_typing else None, split=split
-        )
+        try:
+            read = transform.read_input(
+                spark, uris, fmt, csv, transform.reader_types(config) if reader_typing else None, split=split
+            )
+        except ValueError as exc:  # a source its format cannot read whole (several JSON values in a .json)
+            raise JobFailed(str(exc)) from None
         source = read.df
         if one_task:
             # One task from the read to the write: the key check's window needs no shuffle (one partition

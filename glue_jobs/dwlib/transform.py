@@ -10,6 +10,7 @@ import csv as pycsv
 import functools
 import io
 import itertools
+import json
 import mmap
 import os
 import re
@@ -242,6 +243,15 @@ def read_input(
     """
     if fmt == "csv":
         return read_csv(spark, uris, csv, typed, split)
+    if fmt == "json":
+        several = [_file(uri) for uri, head in zip(uris, read_heads(spark, uris), strict=True) if _several_values(head)]
+        if several:
+            # Read whole (`json`), a file is one value: Spark would keep its first record and drop the rest.
+            raise ValueError(
+                f"{', '.join(several)} holds several JSON values, one after another (a record a line?), where "
+                'format json reads one value a file (an object, or an array of records). Set "format": "jsonl" in '
+                "the dataset's config.json"
+            )
     if fmt in ("json", "jsonl"):
         df = (
             spark.read.option("multiLine", fmt == "json")
@@ -261,6 +271,19 @@ def read_input(
         raise ValueError(f"unknown format {fmt!r}")
     originals = source_column_names(df)
     return Source(df, renamed_columns(originals, clean_names(originals)))
+
+
+def _several_values(head: bytes | None) -> bool:
+    """Whether a file's first bytes hold a whole JSON value and more after it. A first value longer than the head
+    (a large array) cannot tell, and counts as one."""
+    if not head:
+        return False
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    try:
+        _, end = json.JSONDecoder().raw_decode(text)
+    except ValueError:
+        return False  # longer than the head, or broken: Spark's read says which
+    return bool(text[end:].strip(" \t\r\n"))
 
 
 def _tied_to(value: Column, data: list[str]) -> Column:

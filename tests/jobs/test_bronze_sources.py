@@ -179,3 +179,33 @@ def test_csv_null_markers_leave_json_and_parquet_values_alone(spark, core, tmp_p
     assert summary.status == "succeeded", summary.error
     kept = spark.read.parquet(str(lake.path("bronze/city_list"))).select("id", "code", "note")
     assert sorted(tuple(r) for r in kept.collect()) == [(1, "NA", ""), (2, None, "NA")]
+
+
+# ------------------------------------------------------------------ a .json file of several values
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"id": 1}\n{"id": 2}\n{"id": 3}\n', '[{"id": 1}]\n[{"id": 2}]', '\ufeff{\n  "id": 1\n}\n{\n  "id": 2\n}'],
+    ids=["a record a line", "two arrays", "pretty-printed records"],
+)
+def test_a_json_file_of_several_values_fails_naming_the_format_to_set(spark, core, tmp_path, text):
+    """Read whole, Spark keeps a file's first value and drops the rest: a run of 1 row from 3 said succeeded."""
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    (sample / "export.json").write_text(text)
+    lake = LocalLake(tmp_path / "lake")
+    summary = bronze.run_bronze(spark, context(core, dataset(format=None, landing=True), lake, sample_dir=sample))
+    assert summary.status == "failed"
+    assert "export.json holds several JSON values" in summary.error and '"format": "jsonl"' in summary.error
+
+
+@pytest.mark.parametrize("text", ['[{"id": 1},\n {"id": 2}]\n', '{"id": 1, "items": [1, 2]}\n\n'])
+def test_a_json_file_of_one_value_still_reads(spark, core, tmp_path, text):
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    (sample / "export.json").write_text(text)
+    lake = LocalLake(tmp_path / "lake")
+    summary = bronze.run_bronze(spark, context(core, dataset(format=None, landing=True), lake, sample_dir=sample))
+    assert summary.status == "succeeded", summary.error
+    assert summary.rows_kept == text.count('"id"')
