@@ -334,6 +334,7 @@ def transform_and_check(
                 ingested_at=ingested_at,
                 inferred=inferred,
                 csv_source=fmt == "csv",
+                null_markers=fmt == "csv",
                 encoding={"csv": config.csv.encoding, "json": "utf-8", "jsonl": "utf-8"}.get(fmt),
                 reader_typed=reader_typed,
                 source_file=one_file,

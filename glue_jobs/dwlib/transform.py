@@ -698,23 +698,41 @@ def infer_types(
     columns: list[str],
     groups: list[HeaderGroup] | None = None,
 ) -> dict[str, str]:
-    """Spark's own inference for CSV columns the config does not declare (one extra pass).
+    """Spark's own inference for CSV columns the config does not declare (one extra pass), and a pass over the text
+    of those it took for numbers: one that a number would not give back (`_TEXT_NUMBER`) stays a string.
 
     Per header group when the files' headers differ; a column inferred differently in two groups is a string.
     """
     found: dict[str, set[str]] = {}
     for group in groups or [HeaderGroup(uris, columns, columns)]:
-        inferred = (
-            _csv_reader(spark, csv, csv.header)
-            .option("inferSchema", True)
-            .option("nullValue", csv.null_values[0] if csv.null_values else "")
-            .csv(group.infer_from or group.uris)
-        )
+        def reader() -> Any:  # a new one each time: a DataFrameReader's options are its own state
+            return _csv_reader(spark, csv, csv.header).option("nullValue", csv.null_values[0] if csv.null_values else "")
+
+        files = group.infer_from or group.uris
+        inferred = reader().option("inferSchema", True).csv(files)
         # Headerless files take their width from whichever line Spark sees first; a column it did not
         # see stays a string (its rows of another width are quarantined as malformed anyway).
-        for name, f in zip(group.names, inferred.schema.fields, strict=False):
-            found.setdefault(name, set()).add(f.dataType.simpleString())
+        fields = list(zip(group.names, inferred.schema.fields, strict=False))
+        numbers = [(i, name) for i, (name, f) in enumerate(fields) if isinstance(f.dataType, NumericType)]
+        kept_as_text = _written_as_text(reader().csv(files), numbers) if numbers else set()
+        for name, f in fields:
+            found.setdefault(name, set()).add("string" if name in kept_as_text else f.dataType.simpleString())
     return {name: types.pop() if len(types) == 1 else "string" for name, types in found.items()}
+
+
+# A number whose text a number type would not give back: a leading zero (`007`, a zip code `02101`) or sign
+# (`+4412345`, a phone number). Typed, `007` and `7` become one value (one key), and `02101` loses its digit.
+_TEXT_NUMBER = r"^\s*(\+|-?0[0-9])"
+
+
+def _written_as_text(strings: DataFrame, numbers: list[tuple[int, str]]) -> set[str]:
+    """Of the columns Spark inferred as numbers (position, name), those with a value `_TEXT_NUMBER` matches: one
+    pass over their text. They stay strings."""
+    columns = strings.columns
+    flags = strings.agg(
+        *[F.max(_column((columns[i],)).rlike(_TEXT_NUMBER)).alias(f"c{i}") for i, _ in numbers]
+    ).first()
+    return {name for i, name in numbers if flags is not None and flags[f"c{i}"]}
 
 
 # ------------------------------------------------------------------ typing
@@ -875,8 +893,13 @@ def prepare_types(
     encoding: str | None = None,
     reader_typed: dict[str, str] | None = None,
     source_file: str | None = None,
+    null_markers: bool = True,
 ) -> tuple[DataFrame, list[str]]:
     """Clean names, apply null values, type, add meta columns; `reject_reason` holds type failures only.
+
+    `csv_source`: read by `read_csv`, whose reader already made empty fields and one marker null; else every
+    marker of `csv.null_values` is compared here. `null_markers` False: a JSON or Parquet source, which says null
+    itself: no marker is one (`""` and `"NA"` there are values).
 
     `source_file`: the run's one input file's name as `spark_file_name` gives it, for `meta_source_file` (else
     taken from each row's file, a string cut per row).
@@ -906,8 +929,12 @@ def prepare_types(
     textual = {n: is_string[n] or (n in reader_typed and bool(split)) for n in names}
     # Spark's CSV reader already turns empty fields and one marker into null (`read_csv`); only the other
     # markers cost a check (an isin() per value of every string column otherwise).
-    # JSON and Parquet say null themselves: a `""` or `"NA"` there is a value, whatever `csv.null_values` says.
-    nulls = [v for v in config.csv.null_values if v not in ("", reader_null_marker(config.csv))] if csv_source else []
+    if not null_markers:
+        nulls: list[str] = []
+    elif csv_source:
+        nulls = [v for v in config.csv.null_values if v not in ("", reader_null_marker(config.csv))]
+    else:
+        nulls = config.csv.null_values
     declared = config.column_types
     inferred = inferred or {}
 

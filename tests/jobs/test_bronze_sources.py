@@ -209,3 +209,30 @@ def test_a_json_file_of_one_value_still_reads(spark, core, tmp_path, text):
     summary = bronze.run_bronze(spark, context(core, dataset(format=None, landing=True), lake, sample_dir=sample))
     assert summary.status == "succeeded", summary.error
     assert summary.rows_kept == text.count('"id"')
+
+
+# ------------------------------------------------------------------ inferred numbers that are text
+
+
+def test_undeclared_columns_with_leading_zeros_or_signs_stay_text(spark, core, tmp_path):
+    """`007` and `7` are two keys and `02101` a zip code: inferred as numbers they became one key (one row
+    quarantined as its duplicate) and `2101`. A column whose text a number would not give back stays a string;
+    plain numbers are still inferred."""
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    rows = ["sku,zip,phone,qty,price", "7,02101,+4412345,1,1.5", "007,10001,5551234,2,2.25", "8,00501,+1800,3,-0.5"]
+    (sample / "items.csv").write_text("\n".join(rows) + "\n")
+    lake = LocalLake(tmp_path / "lake")
+    config = dataset(landing=True, primary_key=["sku"])
+    summary = bronze.run_bronze(spark, context(core, config, lake, sample_dir=sample))
+
+    assert summary.status == "succeeded", summary.error
+    assert (summary.rows_kept, summary.rows_rejected) == (3, 0)
+    kept = spark.read.parquet(str(lake.path("bronze/city_list")))
+    types = dict(kept.dtypes)
+    assert [types[c] for c in ("sku", "zip", "phone", "qty", "price")] == ["string", "string", "string", "int", "double"]
+    assert sorted(tuple(r) for r in kept.select("sku", "zip", "phone").collect()) == [
+        ("007", "10001", "5551234"),
+        ("7", "02101", "+4412345"),
+        ("8", "00501", "+1800"),
+    ]
