@@ -318,11 +318,10 @@ def transform_and_check(
         if fmt == "csv" and any(n not in config.columns for n in cleaned):
             inferred = transform.infer_types(spark, uris, csv, cleaned, groups=read.groups)
         # With a hook, the key and the rules may name columns the hook makes; they are checked on its output.
-        named = [*config.columns] if hook else [*config.primary_key, *config.columns]
-        unknown = [c for c in named if c not in cleaned]
+        unknown = _columns_named_but_absent(config, cleaned, rules=hook is None)
         if unknown:
             raise JobFailed(
-                f"config names columns the source does not have: {', '.join(sorted(set(unknown)))}; "
+                f"config names columns the source does not have: {'; '.join(unknown)}; "
                 f"the source's cleaned columns are: {', '.join(cleaned)}"
             )
 
@@ -446,6 +445,25 @@ def transform_and_check(
     finally:
         for frame in cached:
             frame.unpersist()
+
+
+def _columns_named_but_absent(config: DatasetConfig, cleaned: list[str], *, rules: bool) -> list[str]:
+    """`field: column, ...` for each config field naming columns the source lacks (`rules`: the primary key and
+    quality rules too, which a transform hook's output is checked for instead)."""
+    quality = config.quality
+    fields = {"columns": list(config.columns)}
+    if rules:
+        fields |= {
+            "primary_key": config.primary_key,
+            "quality.not_null": quality.not_null,
+            "quality.unique": quality.unique,
+            "quality.accepted_values": list(quality.accepted_values),
+        }
+    return [
+        f"{field}: {', '.join(sorted(set(absent)))}"
+        for field, names in fields.items()
+        if (absent := [c for c in names if c not in cleaned])
+    ]
 
 
 def _case_settings(fmt: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ every broken field of every folder in one go.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -574,6 +575,10 @@ class DatasetConfig(Strict):
     def _one_line(cls, text: str) -> str:
         if "\n" in text:
             raise ValueError("the description is one line")
+        # Glue refuses a job description with other control characters (its pattern: tab, CR, LF, U+0020 up).
+        control = sorted({f"U+{ord(c):04X}" for c in text if (ord(c) < 0x20 and c not in "\t\r") or c in "\ufffe\uffff"})
+        if control:
+            raise ValueError(f"the description holds control characters ({', '.join(control)}), which Glue refuses; remove them")
         return text
 
     @field_validator("schedule")
@@ -625,6 +630,11 @@ class DatasetConfig(Strict):
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
             raise ValueError(f"exactly one source is needed, found {found}; keep one of {', '.join(SOURCE_KEYS)}")
+        if self.landing and self.schedule:
+            raise ValueError(
+                "a landing dataset runs when its files arrive (the _SUCCESS marker), never on a schedule: a scheduled "
+                "run would find no dropped files and fail; remove schedule"
+            )
         return self
 
     @property
@@ -908,11 +918,38 @@ def _problems_from(error: ValidationError, file: str, model: type[BaseModel]) ->
     return problems
 
 
+class _Unreadable(ValueError):
+    """JSON that Python reads but a config must not be: a key twice in one object, NaN or Infinity."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:  # json.loads would keep the last silently: `"primary_key": []` after the real one
+            raise _Unreadable(f"the key {key!r} appears twice in one object; keep one")
+        seen[key] = value
+    return seen
+
+
+def _no_constant(name: str) -> Any:
+    raise _Unreadable(f"{name} is not a JSON number; write a number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999
+        raise _Unreadable(f"{text} is too large for a number; write a smaller one")
+    return value
+
+
 def _read_json(path: Path, label: str) -> tuple[Any, list[Problem]]:
     """The file's JSON, or the problem that names the file and what to do: a config that cannot be read
     is one more problem in the list, never an exception that loses the file's name."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")), []
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite), []
+    except _Unreadable as exc:
+        return None, [Problem(label, "", str(exc))]
     except FileNotFoundError:
         return None, [Problem(label, "", "file not found; create it (see the README)")]
     except json.JSONDecodeError as exc:
@@ -923,6 +960,8 @@ def _read_json(path: Path, label: str) -> tuple[Any, list[Problem]]:
         return None, [Problem(label, "", "invalid JSON: nested too deeply to be a config; check the brackets")]
     except OSError as exc:  # a folder, no permission
         return None, [Problem(label, "", f"cannot be read ({exc.strerror or exc}); make it a readable JSON file")]
+    except ValueError as exc:  # an integer of more digits than Python converts
+        return None, [Problem(label, "", f"invalid JSON: {exc}; write a shorter number")]
 
 
 def load_core_config(path: Path) -> CoreConfig:

@@ -236,3 +236,19 @@ def test_undeclared_columns_with_leading_zeros_or_signs_stay_text(spark, core, t
         ("7", "02101", "+4412345"),
         ("8", "00501", "+1800"),
     ]
+
+
+# ------------------------------------------------------------------ rules naming columns the source lacks
+
+
+def test_quality_rules_naming_absent_columns_fail_naming_each_field(spark, core, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    lake.write_bytes("etl/city-list/data/cities.csv", CSV)
+    quality = {"not_null": ["nosuch"], "unique": ["city", "zone"], "accepted_values": {"kind": ["a"]}}
+    summary = bronze.run_bronze(spark, context(core, dataset(source_url="data/cities.csv", quality=quality), lake))
+    assert summary.status == "failed"
+    assert summary.error.startswith(
+        "config names columns the source does not have: quality.not_null: nosuch; quality.unique: zone; "
+        "quality.accepted_values: kind; the source's cleaned columns are: id, city"
+    ), summary.error
+    assert "_dw_" not in summary.error

@@ -56,6 +56,42 @@ def test_valid_dataset_is_accepted(project_copy):
     ("folder", "config", "expected"),
     [
         ("shop-orders", "{ not json", "datasets/shop-orders/config.json: line 1 column 3: invalid JSON"),
+        # json.loads keeps the last of a key given twice: the primary key below was dropped without a word
+        (
+            "shop-orders",
+            json.dumps(VALID)[:-1] + ', "primary_key": ["id"], "columns": {"id": "int"}, "primary_key": []}',
+            "datasets/shop-orders/config.json: the key 'primary_key' appears twice in one object; keep one",
+        ),
+        (
+            "shop-orders",
+            json.dumps(VALID)[:-1] + ', "quality": {"max_rejected_fraction": NaN}}',
+            "datasets/shop-orders/config.json: NaN is not a JSON number",
+        ),
+        (
+            "shop-orders",
+            json.dumps(VALID)[:-1] + ', "monitoring": {"duration_band_stddevs": Infinity}}',
+            "datasets/shop-orders/config.json: Infinity is not a JSON number",
+        ),
+        (
+            "shop-orders",
+            json.dumps(VALID)[:-1] + ', "monitoring": {"duration_band_stddevs": 1e999}}',
+            "datasets/shop-orders/config.json: 1e999 is too large for a number",
+        ),
+        (
+            "shop-orders",
+            json.dumps(VALID)[:-1] + ', "timeout_minutes": ' + "9" * 5000 + "}",
+            "datasets/shop-orders/config.json: invalid JSON: Exceeds the limit",
+        ),
+        (
+            "shop-orders",
+            {**{k: v for k, v in VALID.items() if k != "source_url"}, "landing": True, "schedule": "rate(1 day)"},
+            "datasets/shop-orders/config.json: (top level): a landing dataset runs when its files arrive",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "description": "bell\u0007 and tab\u000b"},
+            "datasets/shop-orders/config.json: description: the description holds control characters (U+0007, U+000B)",
+        ),
         (
             "shop-orders",
             {**VALID, "sorce_url": "x"},
@@ -110,6 +146,13 @@ def test_valid_dataset_is_accepted(project_copy):
     ],
     ids=[
         "invalid-json",
+        "key-twice",
+        "nan",
+        "infinity",
+        "number-too-large",
+        "digits-beyond-python",
+        "landing-on-a-schedule",
+        "control-character-in-description",
         "unknown-key",
         "wrong-category",
         "two-sources",
