@@ -796,7 +796,10 @@ def _fix(node: exp.Expression) -> exp.Expression:
     # goes through DOUBLE (wrong past 2^53) and widens integer to bigint; DuckDB's // is exact.
     if isinstance(node, exp.Div):
         if _is(node.this, *INTEGER_TYPES) and _is(node.expression, *INTEGER_TYPES):
-            return _macro("dw_idiv", node, node.this, node.expression)  # 1 / 0 raises Division by zero
+            divided = _macro("dw_idiv", node, node.this, node.expression)  # 1 / 0 raises Division by zero
+            # of the wider operand's type, as Trino's (integer / integer is integer; sqlglot says bigint)
+            divided.type = exp.DataType.build(max(node.this.type.this, node.expression.type.this, key=INTEGER_TYPES.index))
+            return divided
         return _decimal_div(node) or node
     if isinstance(node, exp.Avg):
         return _decimal_avg(node) or node
@@ -1133,8 +1136,11 @@ def _format(node: exp.Format) -> exp.Expression:
     return _fn("PRINTF", fmt, *args)
 
 
-def _java_replacement(text: str) -> str:
-    """A Java regex replacement ($1, ${name}, \\$) as RE2's (\\1, \\\\ for a backslash)."""
+def _java_replacement(text: str, groups: int | None) -> str:
+    """A Java regex replacement ($1, \\$) as RE2's (\\1, \\\\ for a backslash), given the pattern's group count
+    (None: not known). As Java and Trino read `$nn`: the first digit, then each next digit while the number is
+    still a group (`$10` is group 10 of ten groups, else group 1 then `0`; `$01` is group 1); a group the
+    pattern does not have is an error."""
     out, i = [], 0
     while i < len(text):
         char = text[i]
@@ -1142,17 +1148,60 @@ def _java_replacement(text: str) -> str:
             out.append("\\\\" if text[i + 1] == "\\" else text[i + 1])
             i += 2
         elif char == "$":
-            match = re.match(r"\$(\d)", text[i:])
-            if not match:
-                raise unsupported(f"the regexp_replace replacement {text!r}", "only $0-$9 group references convert")
-            out.append("\\" + match.group(1))
-            i += 2
+            digits = re.match(r"\d+", text[i + 1 :])
+            if text[i + 1 : i + 2] == "{":
+                raise unsupported(f"the regexp_replace replacement {text!r}", "named group references do not convert")
+            if not digits:
+                raise QueryError(f"regexp_replace replacement {text!r}: Illegal group reference (Athena rejects it too)")
+            if groups is None and len(digits.group()) > 1:
+                raise unsupported(
+                    f"the regexp_replace replacement {text!r}", "which group $nn names depends on the pattern's groups"
+                )
+            group, used = int(digits.group()[0]), 1
+            while groups is not None and used < len(digits.group()) and group * 10 + int(digits.group()[used]) <= groups:
+                group, used = group * 10 + int(digits.group()[used]), used + 1
+            if groups is not None and group > groups:
+                raise QueryError(f"regexp_replace replacement {text!r}: No group {group} (Athena rejects it too)")
+            if group > 9:
+                raise unsupported(f"the regexp_replace replacement {text!r}", "DuckDB refers to groups 0-9 only")
+            out.append("\\" + str(group))
+            i += 1 + used
         elif char == "\\":
             raise QueryError(f"regexp_replace replacement {text!r} ends with a lone backslash (Athena rejects it too)")
         else:
             out.append(char)
             i += 1
     return "".join(out)
+
+
+# Strings an empty match of a pattern is looked for in (a word boundary matches empty only beside a letter).
+EMPTY_MATCH_PROBES = ("", "a", "ab", " a ", "a1 ", "\n")
+
+
+def _pattern(node: exp.Expression) -> re.Pattern | None:
+    """A literal pattern compiled as Python reads it (close to Java's and RE2's for what both accept); None for a
+    pattern that is not a literal or that Python does not read (`\\p{L}`)."""
+    if not (isinstance(node, exp.Literal) and node.is_string):
+        return None
+    try:
+        return re.compile(node.name)
+    except (re.error, OverflowError):
+        return None
+
+
+def _refuse_empty_matches(pattern: exp.Expression, construct: str, *, empty_pattern_differs: bool = False) -> None:
+    """Java finds an empty match right after a match (`x*` in `xx`: `xx`, then `` at 2); RE2 skips it. Where that
+    changes the answer, a pattern that can match empty text is refused; the empty pattern itself too where
+    DuckDB's function treats it apart (`empty_pattern_differs`: regexp_split, regexp_position)."""
+    compiled = _pattern(pattern)
+    if compiled is None or (not compiled.pattern and not empty_pattern_differs):
+        return
+    if any(m.start() == m.end() for probe in EMPTY_MATCH_PROBES for m in compiled.finditer(probe)):
+        raise unsupported(
+            f"{construct} with the pattern {compiled.pattern!r}, which can match empty text",
+            "Athena (Java) also counts an empty match right after a match, DuckDB (RE2) does not; use a pattern "
+            "that matches at least one character (x+ for x*)",
+        )
 
 
 def _regexp_replace(node: exp.RegexpReplace) -> exp.Expression:
@@ -1163,8 +1212,20 @@ def _regexp_replace(node: exp.RegexpReplace) -> exp.Expression:
         raise unsupported("regexp_replace with a lambda", "DuckDB has no lambda replacement")
     if not (isinstance(replacement, exp.Literal) and replacement.is_string):
         raise unsupported("regexp_replace with a replacement that is not a string literal", "its $n syntax is Java's")
-    node.set("replacement", exp.Literal.string(_java_replacement(replacement.name)))
+    if replacement.name:  # an empty replacement of an empty match changes nothing either way
+        _refuse_empty_matches(node.expression, "regexp_replace")
+    compiled = _pattern(node.expression)
+    groups = compiled.groups if compiled is not None else None
+    node.set("replacement", exp.Literal.string(_java_replacement(replacement.name, groups)))
     return node
+
+
+def _regexp_count(node: exp.RegexpCount) -> exp.Expression:
+    """regexp_count is the number of matches regexp_extract_all finds (sqlglot's DuckDB text says 0 for an empty
+    pattern, which Trino finds at every position: 5 in `abcd`)."""
+    _refuse_empty_matches(node.expression, "regexp_count")
+    found = exp.RegexpExtractAll(this=node.this, expression=node.expression)
+    return exp.Cast(this=exp.ArraySize(this=found), to=exp.DataType.build("BIGINT"))
 
 
 def _date_parse(node: exp.StrToTime) -> exp.Expression:
@@ -1372,8 +1433,31 @@ def _refuse_upfront(node: exp.Expression) -> None:
             )
 
 
+# Trino's extract() fields, as DuckDB names them: Trino's DOW is ISO (1 Monday to 7 Sunday), DuckDB's 0 Sunday to
+# 6; Trino's YOW is the ISO week's year.
+EXTRACT_FIELDS = {
+    "YEAR": "YEAR", "QUARTER": "QUARTER", "MONTH": "MONTH", "WEEK": "WEEK", "DAY": "DAY", "DAY_OF_MONTH": "DAY",
+    "DAY_OF_WEEK": "ISODOW", "DOW": "ISODOW", "DAY_OF_YEAR": "DOY", "DOY": "DOY", "YEAR_OF_WEEK": "ISOYEAR",
+    "YOW": "ISOYEAR", "HOUR": "HOUR", "MINUTE": "MINUTE", "SECOND": "SECOND", "TIMEZONE_HOUR": "TIMEZONE_HOUR",
+    "TIMEZONE_MINUTE": "TIMEZONE_MINUTE",
+}  # fmt: skip
+
+
+def _extract(node: exp.Extract) -> exp.Expression:
+    field = node.this.name.upper() if isinstance(node.this, exp.Var | exp.Identifier | exp.Column) else None
+    if field not in EXTRACT_FIELDS:
+        raise QueryError(
+            f"extract({node.this.sql(dialect=READ_DIALECT)} FROM ...): Athena has no such field; use one of "
+            f"{', '.join(EXTRACT_FIELDS)}"
+        )
+    node.set("this", exp.var(EXTRACT_FIELDS[field]))
+    return node
+
+
 def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     """The fixes for Trino functions and operators whose DuckDB namesakes differ; None: no change."""
+    if isinstance(node, exp.Extract):
+        return _extract(node)
     if isinstance(node, (*COMPARISONS, exp.Between, exp.In)):
         # Trino has no implicit casts between text, numbers, dates and booleans: '1' = 1 and
         # d = '2024-01-31' fail in Athena ("Cannot apply operator"); DuckDB converts silently.
@@ -1493,6 +1577,14 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _format(node)
     if isinstance(node, exp.RegexpReplace):
         return _regexp_replace(node)
+    if isinstance(node, exp.RegexpCount):
+        return _regexp_count(node)
+    if isinstance(node, exp.RegexpExtractAll):
+        _refuse_empty_matches(node.expression, "regexp_extract_all")
+    if isinstance(node, exp.RegexpSplit):  # Trino splits `abcd` by '' into ['', a, b, c, d, '']; DuckDB [a, b, c, d]
+        _refuse_empty_matches(node.expression, "regexp_split", empty_pattern_differs=True)
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "regexp_position" and len(node.expressions) >= 2:
+        _refuse_empty_matches(node.expressions[1], "regexp_position", empty_pattern_differs=True)
     if isinstance(node, exp.StrToTime):
         return _date_parse(node)
     if isinstance(node, exp.Bracket):
