@@ -93,8 +93,11 @@ def bronze_rules(primary_key: list[str], quality: QualityRules) -> list[Rule]:
     return rules
 
 
-def row_problems(rules: list[Rule]) -> list[tuple[Column, Column]]:
-    """(condition, reject reason) per rule a row breaks by itself (nulls, values); uniqueness needs the others."""
+def row_problems(rules: list[Rule], types: dict[str, Any] | None = None) -> list[tuple[Column, Column]]:
+    """(condition, reject reason) per rule a row breaks by itself (nulls, values); uniqueness needs the others.
+
+    `types`: the columns' Spark types. A number column's accepted values are compared as numbers (`1.0` accepts
+    1, `1.5` accepts a decimal 1.50); any other column's as its text."""
     from pyspark.sql import functions as F
 
     problems = []
@@ -106,8 +109,30 @@ def row_problems(rules: list[Rule]) -> list[tuple[Column, Column]]:
         elif rule.kind == "accepted_values":
             column = rule.columns[0]
             allowed = F.col(column).cast("string").isin(list(rule.values))
+            numbers = _numbers(rule.values, (types or {}).get(column))
+            if numbers:
+                allowed = allowed | F.col(column).isin(numbers)
             problems.append((F.col(column).isNotNull() & ~allowed, F.lit(f"{column}: not an accepted value")))
     return problems
+
+
+def _numbers(values: tuple[str, ...], column_type: Any) -> list[Any]:
+    """The accepted values that are numbers, for a number column: floats for a double, else exact decimals."""
+    from decimal import Decimal, InvalidOperation
+
+    from pyspark.sql.types import DoubleType, FloatType, NumericType
+
+    if not isinstance(column_type, NumericType):
+        return []
+    found: list[Any] = []
+    for text in values:
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            continue
+        if number.is_finite():
+            found.append(float(number) if isinstance(column_type, DoubleType | FloatType) else number)
+    return found
 
 
 def table_failures(df: DataFrame, rules: tuple[Rule, ...], rows: int) -> list[str]:

@@ -1121,7 +1121,7 @@ def check_rules(
     `repeats_checked_later`, only the per-row reasons: the caller checks the kept rows for repeats
     (`repeated_keys`) and, if one repeats, checks again without it.
     """
-    df = _with_reasons(df, _rule_reasons(config.primary_key, config.quality))
+    df = _with_reasons(df, _rule_reasons(config.primary_key, config.quality, df))
     if repeats_checked_later:
         return df
     repeats = _reject_repeats_in_window if small_input else _reject_repeats
@@ -1155,8 +1155,9 @@ def rule_columns(config: DatasetConfig) -> list[str]:
     return list(dict.fromkeys(named))
 
 
-def _rule_reasons(primary_key: list[str], rules: QualityRules) -> list[Problem]:
-    return quality.row_problems(quality.bronze_rules(primary_key, rules))
+def _rule_reasons(primary_key: list[str], rules: QualityRules, df: DataFrame) -> list[Problem]:
+    types = {f.name: f.dataType for f in df.schema.fields}
+    return quality.row_problems(quality.bronze_rules(primary_key, rules), types)
 
 
 FIRST = "_dw_first"  # the source position of a repeated key's first clean row

@@ -252,3 +252,33 @@ def test_quality_rules_naming_absent_columns_fail_naming_each_field(spark, core,
         "quality.accepted_values: kind; the source's cleaned columns are: id, city"
     ), summary.error
     assert "_dw_" not in summary.error
+
+
+# ------------------------------------------------------------------ accepted numbers
+
+
+def test_accepted_numbers_compare_as_numbers_in_number_columns_and_as_text_in_others(spark, core, tmp_path):
+    """`1.0` accepts an int 1 and `1.5` a decimal 1.50 (compared as text, `"1.0"` against `"1"`, every row was
+    rejected); a text column still compares text: `1` does not accept `01`."""
+    lake = LocalLake(tmp_path / "lake")
+    lake.write_bytes(
+        "etl/city-list/data/levels.csv",
+        b"id,lvl,score,code\n1,1.50,0.1,1\n2,1.5,0.1,01\n3,1.25,0.1,1\n1,1.5,0.2,1\n",
+    )
+    config = dataset(
+        source_url="data/levels.csv",
+        columns={"id": "int", "lvl": "decimal(5,2)", "score": "double", "code": "string"},
+        quality={
+            "accepted_values": {"id": [1.0, 2], "lvl": [1.5], "score": [0.1], "code": [1]},
+            "max_rejected_fraction": 1.0,
+        },
+    )
+    summary = bronze.run_bronze(spark, context(core, config, lake))
+    assert summary.status == "succeeded", summary.error
+    assert summary.rows_kept == 1
+    assert summary.rejected_by_reason == {
+        "code: not an accepted value": 1,
+        "id: not an accepted value": 1,
+        "lvl: not an accepted value": 1,
+        "score: not an accepted value": 1,
+    }
