@@ -8,6 +8,7 @@ every broken field of every folder in one go.
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import re
@@ -33,7 +34,7 @@ FLEX_WORKER_TYPES = ("G.1X", "G.2X")  # Glue's Flex execution class takes no oth
 FORMATS = ("csv", "json", "jsonl", "parquet")
 SOURCE_KEYS = ("source_url", "api_endpoints", "dynamodb_table", "landing")
 
-DATASET_NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+DATASET_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 COLUMN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # A gold model's file name is its Athena table's name and a part of its crawler's S3 path.
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -250,11 +251,40 @@ class ColumnType:
         return f"{self.spark_type}:{self.fmt}" if self.fmt else self.spark_type
 
 
+MAX_RETENTION_DAYS = 36_500  # a century: a date further back than that is past Python's dates
+# The job's own columns, never a source's: a source column of one of these names is `{name}_2` in bronze.
+META_COLUMNS = ("meta_run_id", "meta_ingested_at", "meta_source_file")
+REJECT_REASON = "reject_reason"
+JOB_COLUMNS = (*META_COLUMNS, REJECT_REASON)
+# Spark 3's datetime pattern letters that parse (its "Datetime Patterns" page): E, F, q and Q only format, and the
+# week-based Y, w, W, u, e and c are refused since Spark 3.0.
+PARSE_LETTERS = frozenset("GyDMLdahKkHmsSVzOXxZ")
+WEEK_LETTERS = frozenset("YwWuec")
+
+
+def _format_problem(fmt: str) -> str | None:
+    """What Spark would refuse in a date or timestamp parse format (letters outside '...' quotes), or None."""
+    for i, part in enumerate(fmt.split("'")):
+        if i % 2:
+            continue  # quoted text ('' is a quote itself)
+        for letter in part:
+            if not ("a" <= letter.lower() <= "z"):
+                continue
+            if letter in WEEK_LETTERS:
+                return f"{letter!r} is a week-based field, which Spark does not parse (year: y, not Y; day: d)"
+            if letter not in PARSE_LETTERS:
+                return f"{letter!r} is not a field Spark parses (quote literal text: 'T')"
+    return None
+
+
 def parse_column_type(text: str) -> ColumnType:
     """Parse `int`, `decimal(10,2)`, `date:yyyyMMdd` and the like; ValueError says what is allowed."""
     base, _, fmt = text.strip().partition(":")
     base = base.strip().lower()
     if base in ("date", "timestamp"):
+        problem = _format_problem(fmt.strip())
+        if problem:
+            raise ValueError(f"format {fmt.strip()!r}: {problem}")
         return ColumnType(base, fmt.strip() or None)
     if fmt:
         raise ValueError(f"only date and timestamp take a format, not {base!r}")
@@ -297,6 +327,22 @@ class CsvOptions(Strict):
     # and read again with multiline on if a quote in a value or a malformed row says a line break may
     # have split a row. true: always (each file is one task); false: never (see the README).
     multiline: bool | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, name: str) -> str:
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise ValueError(f"{name!r} is not an encoding; use utf-8, latin-1, windows-1252, utf-16 or the like") from None
+        return name
+
+    @field_validator("delimiter", "quote", "escape")
+    @classmethod
+    def _not_a_line_break(cls, char: str) -> str:
+        if char in "\r\n":
+            raise ValueError("a line break ends a row; pick another character")
+        return char
 
     @model_validator(mode="before")
     @classmethod
@@ -497,7 +543,7 @@ class DatasetConfig(Strict):
     load_mode: Literal["full", "append", "merge"] = "full"
     partition_by: list[str] = Field(default_factory=list)
     # Iceberg only: snapshots older than this many days are expired (and files no snapshot uses deleted).
-    snapshot_retention_days: int | None = Field(None, ge=1)
+    snapshot_retention_days: int | None = Field(None, ge=1, le=MAX_RETENTION_DAYS)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -570,6 +616,17 @@ class DatasetConfig(Strict):
             raise ValueError("use lowercase letters, digits and single '-', starting with a letter")
         return name
 
+    @field_validator("columns")
+    @classmethod
+    def _not_the_job_s(cls, columns: dict[str, str]) -> dict[str, str]:
+        own = [name for name in columns if name in JOB_COLUMNS]
+        if own:
+            raise ValueError(
+                f"{', '.join(own)}: the job's own column; a source column of that name is "
+                f"{', '.join(n + '_2' for n in own)} in bronze: declare that"
+            )
+        return columns
+
     @field_validator("description")
     @classmethod
     def _one_line(cls, text: str) -> str:
@@ -595,6 +652,8 @@ class DatasetConfig(Strict):
     def _source(cls, url: str | None) -> str | None:
         if url is None:
             return url
+        if not url.strip():
+            raise ValueError("is empty; give the source's URL, or a path relative to the dataset folder")
         if "://" in url and not url.startswith(SOURCE_SCHEMES):
             raise ValueError("use an https, http or s3 URL, or a path relative to the dataset folder")
         if url.startswith("file://"):
@@ -846,7 +905,7 @@ class CoreConfig(Strict):
     # "parquet": crawled Parquet folders; "iceberg": the jobs commit Iceberg tables. A dataset may override it.
     table_format: Literal["parquet", "iceberg"] = "parquet"
     # Iceberg tables: snapshots older than this are expired after each commit (a dataset may override it).
-    snapshot_retention_days: int = Field(7, ge=1)
+    snapshot_retention_days: int = Field(7, ge=1, le=MAX_RETENTION_DAYS)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -39,10 +39,7 @@ from pyspark.sql.types import (
 )
 
 from dwlib import quality
-from dwlib.config import ColumnType, CsvOptions, DatasetConfig, QualityRules
-
-META_COLUMNS = ("meta_run_id", "meta_ingested_at", "meta_source_file")
-REJECT_REASON = "reject_reason"
+from dwlib.config import META_COLUMNS, REJECT_REASON, ColumnType, CsvOptions, DatasetConfig, QualityRules
 # Whether a row is rejected, beside its reason text: the bronze write filters on this boolean alone, so the
 # reason text (a string per failed check, joined) is computed only where the quarantine asks for it.
 REJECTED = "_dw_rejected"

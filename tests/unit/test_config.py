@@ -55,6 +55,42 @@ def test_valid_dataset_is_accepted(project_copy):
 @pytest.mark.parametrize(
     ("folder", "config", "expected"),
     [
+        (
+            "shop-orders",
+            {**VALID, "source_url": " "},
+            "datasets/shop-orders/config.json: source_url: is empty; give the source's URL",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "columns": {"d": "date:YYYY-MM-dd"}},
+            "datasets/shop-orders/config.json: columns.d: format 'YYYY-MM-dd': 'Y' is a week-based field",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "columns": {"d": "timestamp:yyyy-MM-ddTHH:mm"}},
+            "datasets/shop-orders/config.json: columns.d: format 'yyyy-MM-ddTHH:mm': 'T' is not a field Spark parses",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "csv": {"encoding": "utf-99"}},
+            "datasets/shop-orders/config.json: csv.encoding: 'utf-99' is not an encoding",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "csv": {"delimiter": "\n"}},
+            "datasets/shop-orders/config.json: csv.delimiter: a line break ends a row",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "columns": {"meta_run_id": "int"}},
+            "datasets/shop-orders/config.json: columns: meta_run_id: the job's own column; a source column of that "
+            "name is meta_run_id_2 in bronze",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "table_format": "iceberg", "snapshot_retention_days": 10**12},
+            "datasets/shop-orders/config.json: snapshot_retention_days: Input should be less than or equal to 36500",
+        ),
         ("shop-orders", "{ not json", "datasets/shop-orders/config.json: line 1 column 3: invalid JSON"),
         # json.loads keeps the last of a key given twice: the primary key below was dropped without a word
         (
@@ -145,6 +181,13 @@ def test_valid_dataset_is_accepted(project_copy):
         ),
     ],
     ids=[
+        "empty-source-url",
+        "week-based-year",
+        "a-letter-spark-does-not-parse",
+        "unknown-encoding",
+        "line-break-delimiter",
+        "the-job-s-own-column",
+        "retention-past-python-s-dates",
         "invalid-json",
         "key-twice",
         "nan",
@@ -247,3 +290,14 @@ def test_a_config_that_cannot_be_read_is_a_problem_naming_the_file(project_copy,
     (problem,) = caught.value.problems
     assert (problem.file, problem.field) == ("datasets/fda-nsde/config.json", field)
     assert message in problem.message
+
+
+def test_a_one_letter_dataset_name_is_a_name(project_copy):
+    """`x` is lowercase letters, digits and single '-', starting with a letter: what the refusal asked for."""
+    write_dataset(project_copy, "x", {**VALID, "dataset": "x"})
+    assert discover_datasets(project_copy)["x"].dataset == "x"
+
+
+@pytest.mark.parametrize("fmt", ["yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "dd/MM/yyyy", "yyyyMMdd", "MMM d, yyyy h:mm a", "yyyy-DDD"])
+def test_date_formats_spark_parses_are_accepted(fmt):
+    assert parse_column_type(f"timestamp:{fmt}").fmt == fmt
