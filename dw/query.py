@@ -798,7 +798,9 @@ def _fix(node: exp.Expression) -> exp.Expression:
         if _is(node.this, *INTEGER_TYPES) and _is(node.expression, *INTEGER_TYPES):
             divided = _macro("dw_idiv", node, node.this, node.expression)  # 1 / 0 raises Division by zero
             # of the wider operand's type, as Trino's (integer / integer is integer; sqlglot says bigint)
-            divided.type = exp.DataType.build(max(node.this.type.this, node.expression.type.this, key=INTEGER_TYPES.index))
+            divided.type = exp.DataType.build(
+                max(node.this.type.this, node.expression.type.this, key=INTEGER_TYPES.index)
+            )
             return divided
         return _decimal_div(node) or node
     if isinstance(node, exp.Avg):
@@ -1152,13 +1154,17 @@ def _java_replacement(text: str, groups: int | None) -> str:
             if text[i + 1 : i + 2] == "{":
                 raise unsupported(f"the regexp_replace replacement {text!r}", "named group references do not convert")
             if not digits:
-                raise QueryError(f"regexp_replace replacement {text!r}: Illegal group reference (Athena rejects it too)")
+                raise QueryError(
+                    f"regexp_replace replacement {text!r}: Illegal group reference (Athena rejects it too)"
+                )
             if groups is None and len(digits.group()) > 1:
                 raise unsupported(
                     f"the regexp_replace replacement {text!r}", "which group $nn names depends on the pattern's groups"
                 )
             group, used = int(digits.group()[0]), 1
-            while groups is not None and used < len(digits.group()) and group * 10 + int(digits.group()[used]) <= groups:
+            while (
+                groups is not None and used < len(digits.group()) and group * 10 + int(digits.group()[used]) <= groups
+            ):
                 group, used = group * 10 + int(digits.group()[used]), used + 1
             if groups is not None and group > groups:
                 raise QueryError(f"regexp_replace replacement {text!r}: No group {group} (Athena rejects it too)")

@@ -7,7 +7,6 @@ same code that publishes them from the jobs, so an alarm always reads what a run
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +22,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from dwlib.config import CRON, RATE, CoreConfig, DatasetConfig, Project
+from dwlib.config import (
+    FRESHNESS_RETENTION_HOURS,
+    CoreConfig,
+    DatasetConfig,
+    Project,
+    freshness_window_hours,
+    schedule_interval_hours,
+)
 from dwlib.metrics import AGE_METRIC, DEFAULT_STAGE, RUN_COLUMNS, SUCCESS_METRIC
 from dwlib.naming import Naming, fit
 from stacks import defaults
@@ -38,38 +44,6 @@ HOUR = 3600
 MAX_ALARM_LOOKBACK_HOURS = 7 * 24
 # Two hours in a row over the window (or without a figure): one late hourly check does not page.
 FRESHNESS_PERIODS = 2
-
-
-def schedule_interval_hours(expr: str) -> float:
-    """The longest expected gap between two scheduled runs, in hours: never shorter than the real one,
-    so a dataset on time never alarms.
-
-    rate(): exact. cron(): from the most restrictive field: a month other than `*` gives a year (366
-    days: `1` runs every January only); a day-of-month other than `*`/`?` 31 days; an nth or last
-    weekday of the month (`MON#1`, `6L`) 35 days; another day-of-week 7 days; an hour field of `*`
-    1 hour and `*/n` or `a/n` n hours; anything else (fixed hours, lists, ranges) 1 day. The year
-    field only says in which years the rest applies.
-    """
-    if match := RATE.match(expr):
-        value, unit = int(match["value"]), match["unit"].rstrip("s")
-        return value * {"minute": 1 / 60, "hour": 1, "day": 24}[unit]
-    match = CRON.match(expr)
-    if not match:
-        raise ValueError(f"{expr!r} is neither rate() nor cron()")
-    _minutes, hours, day_of_month, month, day_of_week, _year = match["fields"].split(" ")
-    if month != "*":
-        return 366 * 24
-    if day_of_month not in ("*", "?"):
-        return 31 * 24
-    if "#" in day_of_week or "L" in day_of_week.upper():
-        return 35 * 24  # the first Monday of one month to the first Monday of the next: up to 5 weeks
-    if day_of_week not in ("*", "?"):
-        return 7 * 24
-    if hours == "*":
-        return 1
-    if step := re.fullmatch(r"(?:\*|\d+)/(\d+)", hours):
-        return int(step[1])
-    return 24
 
 
 def _metric_props(naming: Naming, name: str, dataset: str, layer: str, statistic: str, period_s: int) -> dict:
@@ -90,19 +64,6 @@ def _metric_props(naming: Naming, name: str, dataset: str, layer: str, statistic
 def _js_number(value: float) -> str:
     """A number as JavaScript prints it in a string: 3, not 3.0."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def freshness_window_hours(core: CoreConfig, dataset: DatasetConfig) -> float | None:
-    """The window in which a success must appear (expected interval plus grace); None: no freshness alarm
-    (not scheduled and not asked for, or turned off)."""
-    own = dataset.monitoring
-    if own.freshness is False or (own.freshness is None and not dataset.schedule):
-        return None
-    expected = own.expected_every_hours
-    if expected is None:
-        expected = schedule_interval_hours(dataset.schedule) if dataset.schedule else 0.0
-    grace = own.freshness_grace_hours
-    return expected + (grace if grace is not None else core.monitoring.freshness_grace_hours)
 
 
 class DatasetMonitoring(Construct):
@@ -477,7 +438,6 @@ class LakeDashboard(Construct):
 # An event target's input holds at most 8,192 characters; the watch list is split over targets to fit.
 MAX_TARGET_INPUT = 8192
 MAX_TARGETS = 5  # per EventBridge rule
-FRESHNESS_RETENTION_HOURS = 455 * 24  # CloudWatch keeps hourly data points 455 days: the furthest a check sees
 
 
 def freshness_watch(project: Project) -> list[list]:

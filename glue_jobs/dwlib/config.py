@@ -334,7 +334,9 @@ class CsvOptions(Strict):
         try:
             codecs.lookup(name)
         except LookupError:
-            raise ValueError(f"{name!r} is not an encoding; use utf-8, latin-1, windows-1252, utf-16 or the like") from None
+            raise ValueError(
+                f"{name!r} is not an encoding; use utf-8, latin-1, windows-1252, utf-16 or the like"
+            ) from None
         return name
 
     @field_validator("delimiter", "quote", "escape")
@@ -354,7 +356,7 @@ class CsvOptions(Strict):
         if data.get("multiline") is False:
             raise ValueError(
                 f"encoding {data['encoding']} cannot be read line by line (a line break is more than one byte); "
-                "remove \"multiline\": false"
+                'remove "multiline": false'
             )
         return {**data, "multiline": True}
 
@@ -633,9 +635,13 @@ class DatasetConfig(Strict):
         if "\n" in text:
             raise ValueError("the description is one line")
         # Glue refuses a job description with other control characters (its pattern: tab, CR, LF, U+0020 up).
-        control = sorted({f"U+{ord(c):04X}" for c in text if (ord(c) < 0x20 and c not in "\t\r") or c in "\ufffe\uffff"})
+        control = sorted(
+            {f"U+{ord(c):04X}" for c in text if (ord(c) < 0x20 and c not in "\t\r") or c in "\ufffe\uffff"}
+        )
         if control:
-            raise ValueError(f"the description holds control characters ({', '.join(control)}), which Glue refuses; remove them")
+            raise ValueError(
+                f"the description holds control characters ({', '.join(control)}), which Glue refuses; remove them"
+            )
         return text
 
     @field_validator("schedule")
@@ -797,6 +803,73 @@ def parse_partition(text: str) -> PartitionField:
 def table_format_of(core: CoreConfig, dataset: DatasetConfig) -> str:
     """The dataset's own table_format, else the lake's (core config.json)."""
     return dataset.table_format or core.table_format
+
+
+def schedule_interval_hours(expr: str) -> float:
+    """The longest expected gap between two scheduled runs, in hours: never shorter than the real one,
+    so a dataset on time never alarms.
+
+    rate(): exact. cron(): from the most restrictive field: a month other than `*` gives a year (366
+    days: `1` runs every January only); a day-of-month other than `*`/`?` 31 days; an nth or last
+    weekday of the month (`MON#1`, `6L`) 35 days; another day-of-week 7 days; an hour field of `*`
+    1 hour and `*/n` or `a/n` n hours; anything else (fixed hours, lists, ranges) 1 day. The year
+    field only says in which years the rest applies.
+    """
+    if match := RATE.match(expr):
+        value, unit = int(match["value"]), match["unit"].rstrip("s")
+        return value * {"minute": 1 / 60, "hour": 1, "day": 24}[unit]
+    match = CRON.match(expr)
+    if not match:
+        raise ValueError(f"{expr!r} is neither rate() nor cron()")
+    _minutes, hours, day_of_month, month, day_of_week, _year = match["fields"].split(" ")
+    if month != "*":
+        return 366 * 24
+    if day_of_month not in ("*", "?"):
+        return 31 * 24
+    if "#" in day_of_week or "L" in day_of_week.upper():
+        return 35 * 24  # the first Monday of one month to the first Monday of the next: up to 5 weeks
+    if day_of_week not in ("*", "?"):
+        return 7 * 24
+    if hours == "*":
+        return 1
+    if step := re.fullmatch(r"(?:\*|\d+)/(\d+)", hours):
+        return int(step[1])
+    return 24
+
+
+def freshness_window_hours(core: CoreConfig, dataset: DatasetConfig) -> float | None:
+    """The window in which a success must appear (expected interval plus grace); None: no freshness alarm
+    (not scheduled and not asked for, or turned off)."""
+    own = dataset.monitoring
+    if own.freshness is False or (own.freshness is None and not dataset.schedule):
+        return None
+    expected = own.expected_every_hours
+    if expected is None:
+        expected = schedule_interval_hours(dataset.schedule) if dataset.schedule else 0.0
+    grace = own.freshness_grace_hours
+    return expected + (grace if grace is not None else core.monitoring.freshness_grace_hours)
+
+
+FRESHNESS_RETENTION_HOURS = 455 * 24  # CloudWatch keeps hourly data points 455 days: the furthest a check sees
+
+
+def freshness_problems(core: CoreConfig, datasets: dict[str, DatasetConfig]) -> list[Problem]:
+    """A freshness window (expected interval plus grace) longer than CloudWatch keeps the age figure's hours."""
+    problems = []
+    for name, config in sorted(datasets.items()):
+        window = freshness_window_hours(core, config)
+        if window is not None and window > FRESHNESS_RETENTION_HOURS:
+            problems.append(
+                Problem(
+                    f"datasets/{name}/config.json",
+                    "monitoring",
+                    f"a success is expected only every {window:g} hours (the schedule or expected_every_hours, "
+                    f"plus freshness_grace_hours), longer than the {FRESHNESS_RETENTION_HOURS} hours CloudWatch "
+                    "keeps hourly data: lower monitoring.expected_every_hours or monitoring.freshness_grace_hours, "
+                    "or set monitoring.freshness to false",
+                )
+            )
+    return problems
 
 
 def format_problems(core: CoreConfig, datasets: dict[str, DatasetConfig]) -> list[Problem]:
@@ -1284,6 +1357,7 @@ def load_project(root: Path) -> Project:
     if core is not None:
         problems.extend(resource_problems(root, core, datasets))
         problems.extend(format_problems(core, datasets))
+        problems.extend(freshness_problems(core, datasets))
     if problems:
         raise ConfigError(problems)
     assert core is not None and datasets is not None

@@ -40,6 +40,7 @@ from pyspark.sql.types import (
 
 from dwlib import quality
 from dwlib.config import META_COLUMNS, REJECT_REASON, ColumnType, CsvOptions, DatasetConfig, QualityRules
+
 # Whether a row is rejected, beside its reason text: the bronze write filters on this boolean alone, so the
 # reason text (a string per failed check, joined) is computed only where the quarantine asks for it.
 REJECTED = "_dw_rejected"
@@ -702,8 +703,11 @@ def infer_types(
     """
     found: dict[str, set[str]] = {}
     for group in groups or [HeaderGroup(uris, columns, columns)]:
+
         def reader() -> Any:  # a new one each time: a DataFrameReader's options are its own state
-            return _csv_reader(spark, csv, csv.header).option("nullValue", csv.null_values[0] if csv.null_values else "")
+            return _csv_reader(spark, csv, csv.header).option(
+                "nullValue", csv.null_values[0] if csv.null_values else ""
+            )
 
         files = group.infer_from or group.uris
         inferred = reader().option("inferSchema", True).csv(files)
@@ -726,9 +730,7 @@ def _written_as_text(strings: DataFrame, numbers: list[tuple[int, str]]) -> set[
     """Of the columns Spark inferred as numbers (position, name), those with a value `_TEXT_NUMBER` matches: one
     pass over their text. They stay strings."""
     columns = strings.columns
-    flags = strings.agg(
-        *[F.max(_column((columns[i],)).rlike(_TEXT_NUMBER)).alias(f"c{i}") for i, _ in numbers]
-    ).first()
+    flags = strings.agg(*[F.max(_column((columns[i],)).rlike(_TEXT_NUMBER)).alias(f"c{i}") for i, _ in numbers]).first()
     return {name for i, name in numbers if flags is not None and flags[f"c{i}"]}
 
 

@@ -230,7 +230,13 @@ def test_undeclared_columns_with_leading_zeros_or_signs_stay_text(spark, core, t
     assert (summary.rows_kept, summary.rows_rejected) == (3, 0)
     kept = spark.read.parquet(str(lake.path("bronze/city_list")))
     types = dict(kept.dtypes)
-    assert [types[c] for c in ("sku", "zip", "phone", "qty", "price")] == ["string", "string", "string", "int", "double"]
+    assert [types[c] for c in ("sku", "zip", "phone", "qty", "price")] == [
+        "string",
+        "string",
+        "string",
+        "int",
+        "double",
+    ]
     assert sorted(tuple(r) for r in kept.select("sku", "zip", "phone").collect()) == [
         ("007", "10001", "5551234"),
         ("7", "02101", "+4412345"),

@@ -298,6 +298,22 @@ def test_a_one_letter_dataset_name_is_a_name(project_copy):
     assert discover_datasets(project_copy)["x"].dataset == "x"
 
 
-@pytest.mark.parametrize("fmt", ["yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "dd/MM/yyyy", "yyyyMMdd", "MMM d, yyyy h:mm a", "yyyy-DDD"])
+@pytest.mark.parametrize(
+    "fmt", ["yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "dd/MM/yyyy", "yyyyMMdd", "MMM d, yyyy h:mm a", "yyyy-DDD"]
+)
 def test_date_formats_spark_parses_are_accepted(fmt):
     assert parse_column_type(f"timestamp:{fmt}").fmt == fmt
+
+
+def test_a_freshness_window_past_cloudwatch_s_memory_is_a_problem_of_the_dataset_s_file(project_copy):
+    """dw validate said ok and synth failed, blaming cdk.json: the window is the dataset's own setting."""
+    write_dataset(
+        project_copy,
+        "shop-orders",
+        {**VALID, "schedule": "rate(1 day)", "monitoring": {"freshness_grace_hours": 20000}},
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_project(project_copy)
+    (problem,) = [str(p) for p in caught.value.problems]
+    assert problem.startswith("datasets/shop-orders/config.json: monitoring: a success is expected only every 20024 hours")
+    assert "lower monitoring.expected_every_hours or monitoring.freshness_grace_hours" in problem
