@@ -108,12 +108,18 @@ def row_problems(rules: list[Rule], types: dict[str, Any] | None = None) -> list
             problems += [(F.col(c).isNull(), F.lit(f"{c}: null (not_null rule)")) for c in rule.columns]
         elif rule.kind == "accepted_values":
             column = rule.columns[0]
-            allowed = F.col(column).cast("string").isin(list(rule.values))
-            numbers = _numbers(rule.values, (types or {}).get(column))
-            if numbers:
-                allowed = allowed | F.col(column).isin(numbers)
+            allowed = _accepted(column, rule.values, (types or {}).get(column))
             problems.append((F.col(column).isNotNull() & ~allowed, F.lit(f"{column}: not an accepted value")))
     return problems
+
+
+def _accepted(column: str, values: tuple[str, ...], column_type: Any) -> Column:
+    """Whether a value is one of `values`: its text is one, or in a number column it equals one as a number."""
+    from pyspark.sql import functions as F
+
+    allowed = F.col(column).cast("string").isin(list(values))
+    numbers = _numbers(values, column_type)
+    return allowed | F.col(column).isin(numbers) if numbers else allowed
 
 
 def _numbers(values: tuple[str, ...], column_type: Any) -> list[Any]:
@@ -151,8 +157,9 @@ def table_failures(df: DataFrame, rules: tuple[Rule, ...], rows: int) -> list[st
             if nulls:
                 failed.append(f"{rule} ({nulls} rows with nulls)")
         elif rule.kind == "accepted_values":
-            column = F.col(rule.columns[0])
-            other = df.filter(column.isNotNull() & ~column.cast("string").isin(list(rule.values))).count()
+            name = rule.columns[0]
+            allowed = _accepted(name, rule.values, {f.name: f.dataType for f in df.schema.fields}.get(name))
+            other = df.filter(F.col(name).isNotNull() & ~allowed).count()
             if other:
                 failed.append(f"{rule} ({other} rows with other values)")
         else:  # unique, primary_key

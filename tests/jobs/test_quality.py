@@ -71,3 +71,16 @@ def test_a_rule_means_the_same_on_rows_and_on_a_whole_result(spark):
         "accepted_values(flag: true) (1 rows with other values)",
     ]
     assert quality.table_failures(df.filter("id = 1"), tuple(rules), 1) == []
+
+
+@pytest.mark.spark
+def test_gold_accepted_numbers_compare_as_numbers_in_number_columns(spark):
+    """`accepted_values(level: 1.0, 2.5)` holds for an int 1 and a decimal 2.50, as bronze's rule does."""
+    df = spark.createDataFrame([(1, "2.50", "1")], "level int, amount string, code string").selectExpr(
+        "level", "CAST(amount AS decimal(5,2)) AS amount", "code"
+    )
+    rules = quality.expectations(
+        "-- expect: accepted_values(level: 1.0, 2)\n-- expect: accepted_values(amount: 2.5)\n"
+        "-- expect: accepted_values(code: 1.0)\nSELECT 1"
+    )
+    assert quality.table_failures(df, rules, 1) == ["accepted_values(code: 1.0) (1 rows with other values)"]
