@@ -125,6 +125,23 @@ def test_no_form_of_a_secret_reaches_the_run_summary_whatever_fails(spark, core,
 
 # ------------------------------------------------------------------ keys that differ only by case
 
+
+def records_file(tmp_path: Path, fmt: str, rows: list[dict]) -> Path:
+    """A sample folder holding `rows` as one file of the format: a JSON array, JSON lines or Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), sample / "a.parquet")
+    elif fmt == "jsonl":
+        (sample / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        (sample / "a.json").write_text(json.dumps(rows))
+    return sample
+
+
 CASED_ROWS = [{"id": 1, "Name": "x", "name": "y", "A": {"B": 1, "b": 2}}, {"id": 2, "Name": "z"}]
 
 
@@ -132,17 +149,7 @@ CASED_ROWS = [{"id": 1, "Name": "x", "name": "y", "A": {"B": 1, "b": 2}}, {"id":
 def test_keys_differing_only_by_case_are_two_columns_as_two_csv_headers_are(spark, core, tmp_path, fmt):
     """`Name` and `name` are two JSON keys (two Parquet columns): each keeps its values, the second as `name_2`,
     nested ones too, where Spark's case-insensitive default failed the run on the pair."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sample = tmp_path / "sample"
-    sample.mkdir()
-    if fmt == "parquet":
-        pq.write_table(pa.Table.from_pylist(CASED_ROWS), sample / "a.parquet")
-    elif fmt == "jsonl":
-        (sample / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CASED_ROWS))
-    else:
-        (sample / "a.json").write_text(json.dumps(CASED_ROWS))
+    sample = records_file(tmp_path, fmt, CASED_ROWS)
     lake = LocalLake(tmp_path / "lake")
     config = dataset(format=fmt, landing=True, primary_key=["id"], columns={"name_2": "string"})
     summary = bronze.run_bronze(spark, context(core, config, lake, sample_dir=sample))
@@ -160,18 +167,8 @@ def test_keys_differing_only_by_case_are_two_columns_as_two_csv_headers_are(spar
 def test_csv_null_markers_leave_json_and_parquet_values_alone(spark, core, tmp_path, fmt):
     """`"NA"` (Namibia) and `""` are values in JSON and Parquet, which say null themselves; both columns,
     declared and not."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     rows = [{"id": 1, "code": "NA", "note": ""}, {"id": 2, "code": None, "note": "NA"}]
-    sample = tmp_path / "sample"
-    sample.mkdir()
-    if fmt == "parquet":
-        pq.write_table(pa.Table.from_pylist(rows), sample / "a.parquet")
-    elif fmt == "jsonl":
-        (sample / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
-        (sample / "a.json").write_text(json.dumps(rows))
+    sample = records_file(tmp_path, fmt, rows)
     lake = LocalLake(tmp_path / "lake")
     config = dataset(format=fmt, landing=True, columns={"code": "string"}, csv={"null_values": ["", "NA"]})
     summary = bronze.run_bronze(spark, context(core, config, lake, sample_dir=sample))
