@@ -330,6 +330,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
+class _CarriedCredential(Exception):
+    """A URL of another host whose path holds a credential: it cannot be stripped, so it is not requested."""
+
+
 class _Creds:
     """Credentials of one configured URL (headers and query parameters), sent to its origin only."""
 
@@ -367,6 +371,8 @@ class _Creds:
             return any(value in form for form in (text, unquote(text), unquote_plus(text)) for value in values)
 
         parts = urlsplit(url)
+        if carries(parts.path):  # `https://cdn.example/KEY/file`: no part of a path can be left out
+            raise _CarriedCredential(url)
         pairs = parts.query.split("&") if parts.query else []
         kept = [p for p in pairs if unquote_plus(p.partition("=")[0]).lower() not in names and not carries(p)]
         userinfo, at, host = parts.netloc.rpartition("@")
@@ -437,7 +443,14 @@ class _Session:
         for _ in range(MAX_REDIRECTS + 1):
             target, sent = url, dict(headers)
             if creds is not None:
-                target, sent = creds.apply(url, sent)
+                try:
+                    target, sent = creds.apply(url, sent)
+                except _CarriedCredential:
+                    return _Failure(
+                        False,
+                        f"led to another host with the credential in the URL's path ({_redact(url)}); refused, as "
+                        "that host would receive it. Ask the API's owner to fix the redirect or link",
+                    )
             resp = self.pool(target).request(
                 method,
                 target,

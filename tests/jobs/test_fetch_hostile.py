@@ -687,3 +687,26 @@ def test_a_compressed_api_answer_within_the_limit_is_decoded(server, lake, encod
     )
     fetch_api([ApiEndpoint(url=server.url("/z"), records="items")], lake, RAW, policy=FAST)
     assert lines(lake) == ROWS
+
+
+@pytest.mark.parametrize("how", ["redirect", "next link"])
+def test_a_key_echoed_into_another_host_s_path_is_never_requested(server, other, lake, how):
+    """A query parameter can be left out; a path cannot: `https://cdn/KEY/data` is refused, not sent to that host."""
+    away = other.url("/" + quote(TOKEN, safe="")) + "/data"
+    if how == "redirect":
+        server.scripts["/api"] = [redirect(away, 307)]
+        endpoint = ApiEndpoint(url=server.url("/api"), auth=ApiAuth(secret="pp-dw/q", query_param="api_key"))
+    else:
+        server.routes["/api"] = lambda h, q: h.json({"items": [{"id": 1}], "next": away})
+        endpoint = ApiEndpoint(
+            url=server.url("/api"),
+            paging=Paging(kind="link"),
+            records="items",
+            auth=ApiAuth(secret="pp-dw/q", query_param="api_key"),
+        )
+    with pytest.raises(FetchError) as caught:
+        fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/q": TOKEN})
+
+    assert "another host with the credential in the URL's path" in str(caught.value)
+    assert TOKEN not in str(caught.value) and quote(TOKEN, safe="") not in str(caught.value)
+    assert not other.requests  # the other host saw nothing, with or without the key
