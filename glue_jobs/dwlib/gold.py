@@ -131,18 +131,19 @@ def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
         others = [_shown(s, 60) for s in statements if not isinstance(s, exp.Query)]
         found = f"; found {', '.join(others)}. {rule}, in one SELECT" if others else ""
         raise GoldError(f"{label}: must hold exactly one SELECT{found}")
+    # Spark reads names in any case (PP_DW_BRONZE.Airports is pp_dw_bronze.airports), as Athena does.
     refused = forbidden_reads(
         statements[0],
-        lambda t: not t.catalog and t.db in (bronze_db, gold_db) and bool(CATALOG_TABLE.match(t.name)),
+        lambda t: not t.catalog and t.db.lower() in (bronze_db, gold_db) and bool(CATALOG_TABLE.match(t.name.lower())),
     )
     if refused:
         raise GoldError(f"{label}: {'; '.join(refused)}. {rule}: no file paths, table functions or Java calls")
     bronze, gold = set(), set()
     for table in statements[0].find_all(exp.Table):
-        if table.db == bronze_db:
-            bronze.add(table.name)
-        elif table.db == gold_db:
-            gold.add(table.name)
+        if table.db.lower() == bronze_db:
+            bronze.add(table.name.lower())
+        elif table.db.lower() == gold_db:
+            gold.add(table.name.lower())
     return Model(name, sql, parse_expectations(sql, label), frozenset(bronze), frozenset(gold))
 
 
@@ -165,12 +166,12 @@ def bind(sql: str, views: dict[tuple[str, str], str]) -> str:
     here again, at run time, whatever parse_model let through; `spark_refusals` asks Spark's own parser too.
     """
     tree = sqlglot.parse_one(sql, read="spark")
-    refused = forbidden_reads(tree, lambda t: not t.catalog and (t.db, t.name) in views)
+    refused = forbidden_reads(tree, lambda t: not t.catalog and (t.db.lower(), t.name.lower()) in views)
     if refused:
         raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
     edits: list[tuple[int, int, str]] = []
     for table in tree.find_all(exp.Table):
-        view = views.get((table.db, table.name))
+        view = views.get((table.db.lower(), table.name.lower()))
         if view is None:
             continue  # a CTE or a generator
         first, name = table.args["db"], table.this
@@ -214,19 +215,70 @@ def spark_refusals(spark, sql: str, views: set[str]) -> list[str]:
                 found.append(f"calls the table function {function}")
         elif kind == "ScriptTransformation":
             found.append("runs a command (TRANSFORM ... USING)")
+        elif kind == "PlanWithUnresolvedIdentifier":  # IDENTIFIER('...') in FROM: a name known only at run time
+            found.append("reads a table named by IDENTIFIER(...)")
         for seq in (node.children(), node.innerChildren()):  # inner children: the CTEs' and subqueries' plans
             pending.extend((seq.apply(i), ctes) for i in range(seq.size()))
         expressions = node.expressions()
         stack = [expressions.apply(i) for i in range(expressions.size())]
         while stack:
             expression = stack.pop()
-            if expression.getClass().getSimpleName() == "UnresolvedFunction":
+            expression_kind = expression.getClass().getSimpleName()
+            if expression_kind == "UnresolvedFunction":
                 called = expression.nameParts()
                 function = called.apply(called.size() - 1).lower()
                 if function in JAVA_CALLS:
                     found.append(f"calls {function}()")
+            elif expression_kind == "ExpressionWithUnresolvedIdentifier":
+                found.append("calls a function named by IDENTIFIER(...)")
             children = expression.children()
             stack.extend(children.apply(i) for i in range(children.size()))
+    return list(dict.fromkeys(found))
+
+
+# Leaves of an analyzed plan that read no data: rows written in the query itself, or generated.
+GENERATED_LEAVES = frozenset({"OneRowRelation", "LocalRelation", "Range"})
+
+
+def analyzed_refusals(spark, df, sources: list[str]) -> list[str]:
+    """What the analyzed plan of a model's query reads or runs besides the files under `sources` (the URIs of
+    the tables it names): another file or table, a command, a Java call. The last check, on what Spark itself
+    resolved, so no text the parsers read differently (a comment, IDENTIFIER(), a CTE's scope) can get past it.
+    Nothing has run yet: analysis reads a file's schema at most."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def qualified(uri: str) -> str:
+        path = jvm.org.apache.hadoop.fs.Path(uri)
+        return str(path.getFileSystem(conf).makeQualified(path).toString()).rstrip("/")
+
+    allowed = [qualified(uri) for uri in sources]
+    found: list[str] = []
+    pending = [df._jdf.queryExecution().analyzed()]
+    while pending:
+        node = pending.pop()
+        kind = node.getClass().getSimpleName()
+        children = node.children()
+        if "ScriptTransformation" in kind:
+            found.append("runs a command (TRANSFORM ... USING)")
+        elif kind == "LogicalRelation" and node.relation().getClass().getSimpleName() == "HadoopFsRelation":
+            roots = node.relation().location().rootPaths()
+            for i in range(roots.size()):
+                root = qualified(str(roots.apply(i).toString()))
+                if not any(root == a or root.startswith(a + "/") for a in allowed):
+                    found.append(f"reads {root}")
+        elif children.size() == 0 and kind not in GENERATED_LEAVES:
+            found.append(f"reads {node.nodeName()}")
+        for seq in (children, node.innerChildren()):
+            pending.extend(seq.apply(i) for i in range(seq.size()))
+        expressions = node.expressions()
+        stack = [expressions.apply(i) for i in range(expressions.size())]
+        while stack:
+            expression = stack.pop()
+            if expression.getClass().getSimpleName() == "CallMethodViaReflection":
+                found.append("calls Java (reflect or java_method)")
+            grand = expression.children()
+            stack.extend(grand.apply(i) for i in range(grand.size()))
     return list(dict.fromkeys(found))
 
 
@@ -350,8 +402,10 @@ def _run_model(
             return result
         publisher.check_layout(ctx, target)  # a folder of the other table format: before the model's SQL runs
         views: dict[tuple[str, str], str] = {}
+        sources: list[str] = []  # the folders the views read, all a model may read
         for table in sorted(model.bronze_refs):
             prefix = naming.bronze_table_prefix(table)
+            sources.append(lake.uri(prefix))
             if not lake.data_files(prefix):
                 raise GoldError(
                     f"{naming.database('bronze')}.{table} has no data at {prefix}; run its bronze job first"
@@ -366,6 +420,7 @@ def _run_model(
             prefix = _locate_gold(ctx, ref)
             if prefix is None:
                 raise GoldError(f"{naming.database('gold')}.{ref} does not exist yet; run the model that builds it")
+            sources.append(lake.uri(prefix))
             current = iceberg.read_current(spark, lake, naming, iceberg.gold_identifier(naming, ref), prefix)
             if current is not None:  # an Iceberg model: its current snapshot (maybe empty), never its folder's files
                 current.createOrReplaceTempView(f"dw_gold__{ref}")
@@ -376,7 +431,11 @@ def _run_model(
         refused = spark_refusals(spark, bound, set(views.values()))
         if refused:
             raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
-        df = spark.sql(bound).withColumn("meta_run_id", F.lit(ctx.run_id))
+        df = spark.sql(bound)
+        refused = analyzed_refusals(spark, df, sources)
+        if refused:
+            raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
+        df = df.withColumn("meta_run_id", F.lit(ctx.run_id))
         staging = naming.staging_prefix("gold", ctx.name, ctx.run_id, model.name)
         with publisher.writing(spark):  # Iceberg: timestamps as Iceberg reads them
             write_parquet(df, lake.uri(staging))  # adaptive execution sizes the files after the model's shuffles

@@ -299,6 +299,62 @@ def test_a_model_in_text_spark_does_not_know_fails_and_writes_nothing(spark, con
     assert not list(context(RUN1).lake.list("gold/flights/trino/"))
 
 
+# sqlglot ends a `--` comment at the line's end; Spark 3.5's lexer continues it past a trailing backslash. So
+# sqlglot reads a string where Spark reads a file (or a Java call) through IDENTIFIER(), which neither parser
+# check looked into: `dw validate` passed these and the gold job ran them.
+COMMENT_TRICKS = {
+    "file": (
+        "SELECT s._c0 AS a -- \\\nFROM pp_dw_bronze.flights AS s WHERE '\n"
+        'FROM IDENTIFIER("csv.`{secret}`") AS s -- \' IS NOT NULL'
+    ),
+    "java": (
+        "SELECT carrier, 'a' AS x -- note \\\n, '\n"
+        ', IDENTIFIER("reflect")("java.lang.System", "getProperty", "user.name") -- \'\nAS y FROM pp_dw_bronze.flights'
+    ),
+}
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("case", list(COMMENT_TRICKS))
+def test_a_model_that_reads_around_the_parsers_is_refused_by_what_spark_resolved(spark, context, tmp_path, case):
+    secret = tmp_path / "passwd.csv"
+    secret.write_text("root:x:0:0\n")
+    sql = COMMENT_TRICKS[case].format(secret=secret)
+    assert gold.check_models({"leak": sql}, "datasets/flights/gold", "pp_dw") == []  # sqlglot sees a string
+    summary = gold.run_gold(spark, context(RUN1), {"leak": sql})
+    assert summary.status == "failed"
+    assert "IDENTIFIER(...)" in summary.error, summary.error
+    lake = context(RUN1).lake
+    assert not list(lake.list("gold/flights/leak/"))
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("sql", "refusals"),
+    [
+        ("SELECT * FROM v JOIN csv.`/p` ON true", ["reads file:/p"]),
+        ("SELECT * FROM IDENTIFIER('csv.`/p`')", ["reads file:/p"]),
+        ("SELECT * FROM v WHERE id IN (SELECT length(value) FROM text.`/p`)", ["reads file:/p"]),
+        (
+            "SELECT IDENTIFIER('reflect')('java.lang.System', 'getenv', 'HOME') FROM v",
+            ["calls Java (reflect or java_method)"],
+        ),
+        ("SELECT TRANSFORM(id) USING 'cat' AS (x) FROM v", ["runs a command (TRANSFORM ... USING)"]),
+        ("SELECT * FROM range(3) JOIN v LATERAL VIEW explode(array(1)) t AS x", []),
+        ("SELECT * FROM VALUES (1), (2) AS t(a) JOIN v", []),
+    ],
+)
+def test_the_analyzed_plan_reads_nothing_but_the_model_s_tables(spark, tmp_path, sql, refusals):
+    """The last check reads what Spark resolved: every file under the named tables' folders, no command, no Java."""
+    (tmp_path / "p").write_text("1\n")
+    spark.range(3).write.parquet(str(tmp_path / "bronze" / "t"))
+    spark.read.parquet(str(tmp_path / "bronze" / "t")).createOrReplaceTempView("v")
+    found = gold.analyzed_refusals(
+        spark, spark.sql(sql.replace("/p", str(tmp_path / "p"))), [str(tmp_path / "bronze" / "t")]
+    )
+    assert [f.replace(str(tmp_path), "") for f in found] == refusals
+
+
 @pytest.mark.spark
 @pytest.mark.parametrize(
     ("sql", "refusals"),
@@ -314,7 +370,19 @@ def test_a_model_in_text_spark_does_not_know_fails_and_writes_nothing(spark, con
         ("SELECT * FROM read_files('/p')", ["calls the table function read_files"]),
         ("SELECT * FROM range(3) JOIN v LATERAL VIEW explode(array(1)) t AS x", []),
         ("SELECT TRANSFORM(a) USING 'cat /p' AS (x) FROM v", ["runs a command (TRANSFORM ... USING)"]),
+        ("SELECT * FROM IDENTIFIER('csv.`/p`')", ["reads a table named by IDENTIFIER(...)"]),
+        ("SELECT IDENTIFIER('reflect')('a', 'b') FROM v", ["calls a function named by IDENTIFIER(...)"]),
     ],
 )
 def test_spark_s_own_parser_finds_every_read_besides_the_bound_views(spark, sql, refusals):
     assert gold.spark_refusals(spark, sql, {"v"}) == refusals
+
+
+@pytest.mark.spark
+def test_catalog_names_in_any_case_are_the_tables_spark_and_athena_read(spark, context):
+    """PP_DW_BRONZE.Flights is pp_dw_bronze.flights to Spark and Athena: it was refused as a file path."""
+    sql = "SELECT F.carrier, count(*) AS n FROM PP_DW_BRONZE.Flights F GROUP BY F.carrier"
+    assert gold.check_models({"upper": sql}, "datasets/flights/gold", "pp_dw") == []
+    summary = gold.run_gold(spark, context(RUN1), {"upper": sql})
+    assert summary.status == "succeeded", summary.error
+    assert summary.models[0]["rows"] == 2
