@@ -236,8 +236,9 @@ def spark_refusals(spark, sql: str, views: set[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-# Leaves of an analyzed plan that read no data: rows written in the query itself, or generated.
-GENERATED_LEAVES = frozenset({"OneRowRelation", "LocalRelation", "Range"})
+# Leaves of an analyzed plan that read no file: rows written in the query itself, generated, or a frame the job
+# made (an empty Iceberg table's columns: SQL cannot make one).
+GENERATED_LEAVES = frozenset({"OneRowRelation", "LocalRelation", "Range", "LogicalRDD"})
 
 
 def analyzed_refusals(spark, df, sources: list[str]) -> list[str]:
