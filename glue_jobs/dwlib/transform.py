@@ -697,7 +697,7 @@ def infer_types(
     groups: list[HeaderGroup] | None = None,
 ) -> dict[str, str]:
     """Spark's own inference for CSV columns the config does not declare (one extra pass), and a pass over the text
-    of those it took for numbers: one that a number would not give back (`_TEXT_NUMBER`) stays a string.
+    of those it took for numbers: one that a number would not give back (`_NUMBER_TEXT`) stays a string.
 
     Per header group when the files' headers differ; a column inferred differently in two groups is a string.
     """
@@ -721,16 +721,23 @@ def infer_types(
     return {name: types.pop() if len(types) == 1 else "string" for name, types in found.items()}
 
 
-# A number whose text a number type would not give back: a leading zero (`007`, a zip code `02101`) or sign
-# (`+4412345`, a phone number). Typed, `007` and `7` become one value (one key), and `02101` loses its digit.
-_TEXT_NUMBER = r"^\s*(\+|-?0[0-9])"
+# A number's text that a number type gives back, give or take its form (`1.50` is 1.5, `1e3` 1000.0): ASCII digits,
+# an optional '-', point and exponent, no space, sign or suffix. Java, and so Spark's inference, also reads `+7`,
+# ` 7`, `12d`, `0x1p3` and other scripts' digits (`٠٠٧`) as numbers: typed, `٠٠٧`, `007` and `7` become one value
+# (one key), and a zip code `02101` loses its digit. A column with any other text, or a leading zero, stays a string.
+_NUMBER_TEXT = r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$|^-?Infinity$|^NaN$"
+_LEADING_ZERO = r"^-?0[0-9]"
 
 
 def _written_as_text(strings: DataFrame, numbers: list[tuple[int, str]]) -> set[str]:
-    """Of the columns Spark inferred as numbers (position, name), those with a value `_TEXT_NUMBER` matches: one
-    pass over their text. They stay strings."""
+    """Of the columns Spark inferred as numbers (position, name), those with a value that is not `_NUMBER_TEXT` or
+    has a leading zero: one pass over their text. They stay strings."""
     columns = strings.columns
-    flags = strings.agg(*[F.max(_column((columns[i],)).rlike(_TEXT_NUMBER)).alias(f"c{i}") for i, _ in numbers]).first()
+
+    def text(value: Column) -> Column:
+        return ~value.rlike(_NUMBER_TEXT) | value.rlike(_LEADING_ZERO)
+
+    flags = strings.agg(*[F.max(text(_column((columns[i],)))).alias(f"c{i}") for i, _ in numbers]).first()
     return {name for i, name in numbers if flags is not None and flags[f"c{i}"]}
 
 

@@ -213,11 +213,16 @@ def test_a_json_file_of_one_value_still_reads(spark, core, tmp_path, text):
 
 def test_undeclared_columns_with_leading_zeros_or_signs_stay_text(spark, core, tmp_path):
     """`007` and `7` are two keys and `02101` a zip code: inferred as numbers they became one key (one row
-    quarantined as its duplicate) and `2101`. A column whose text a number would not give back stays a string;
-    plain numbers are still inferred."""
+    quarantined as its duplicate) and `2101`; so did `٠٠٧` and `7`, `12d` and `12f`. A column whose text a
+    number would not give back stays a string; plain numbers are still inferred."""
     sample = tmp_path / "sample"
     sample.mkdir()
-    rows = ["sku,zip,phone,qty,price", "7,02101,+4412345,1,1.5", "007,10001,5551234,2,2.25", "8,00501,+1800,3,-0.5"]
+    rows = [
+        "sku,zip,phone,qty,price,code,size,pad",
+        "7,02101,+4412345,1,1.5,\u0667,12d,7",
+        "007,10001,5551234,2,2.25,\u0660\u0660\u0667,12f, 7",
+        "8,00501,+1800,3,-0.5,7,12,7 ",
+    ]
     (sample / "items.csv").write_text("\n".join(rows) + "\n")
     lake = LocalLake(tmp_path / "lake")
     config = dataset(landing=True, primary_key=["sku"])
@@ -234,6 +239,8 @@ def test_undeclared_columns_with_leading_zeros_or_signs_stay_text(spark, core, t
         "int",
         "double",
     ]
+    # digits of another script, a Java float suffix, a space: text a number would not give back
+    assert [types[c] for c in ("code", "size", "pad")] == ["string", "string", "string"]
     assert sorted(tuple(r) for r in kept.select("sku", "zip", "phone").collect()) == [
         ("007", "10001", "5551234"),
         ("7", "02101", "+4412345"),
