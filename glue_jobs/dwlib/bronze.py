@@ -250,6 +250,11 @@ def transform_and_check(
             lake, raw_keys, staging + "input/", fetch.UnpackLimits(**config.archive.model_dump())
         )
     fmt = config.input_format(keys[0])
+    if fmt == "csv" and not transform.java_charset(spark, config.csv.encoding):
+        raise JobFailed(
+            f"csv.encoding {config.csv.encoding!r} is not a charset Spark (Java) knows; use utf-8, iso-8859-1, "
+            "windows-1252, utf-16 or another Java charset name, in the dataset's config.json"
+        )
     uris = [lake.uri(k) for k in keys]
     listed = [o for k in keys for o in lake.list(k)]
     input_bytes = sum(o.size for o in listed)

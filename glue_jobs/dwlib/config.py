@@ -251,6 +251,10 @@ class ColumnType:
         return f"{self.spark_type}:{self.fmt}" if self.fmt else self.spark_type
 
 
+# Python text codecs that Java, and so Spark, has no charset for (utf-8 with a BOM is utf-8 to Spark).
+PYTHON_ONLY_ENCODINGS = frozenset(
+    {"utf-8-sig", "unicode-escape", "raw-unicode-escape", "idna", "punycode", "mbcs", "oem"}
+)
 MAX_RETENTION_DAYS = 36_500  # a century: a date further back than that is past Python's dates
 # The job's own columns, never a source's: a source column of one of these names is `{name}_2` in bronze.
 META_COLUMNS = ("meta_run_id", "meta_ingested_at", "meta_source_file")
@@ -330,13 +334,16 @@ class CsvOptions(Strict):
 
     @field_validator("encoding")
     @classmethod
-    def _known_encoding(cls, name: str) -> str:
+    def _text_encoding(cls, name: str) -> str:
+        # Spark decodes with Java's charsets, whose names are not all Python's (x-MacRoman, windows-31j): a name
+        # Python does not know is left to the job, which asks Java before it reads. Python's codecs that are no
+        # text encoding (rot13, base64) or that Java lacks (utf-8-sig) are refused here.
         try:
-            codecs.lookup(name)
+            info = codecs.lookup(name)
         except LookupError:
-            raise ValueError(
-                f"{name!r} is not an encoding; use utf-8, latin-1, windows-1252, utf-16 or the like"
-            ) from None
+            return name
+        if not info._is_text_encoding or info.name in PYTHON_ONLY_ENCODINGS:
+            raise ValueError(f"{name!r} is not an encoding Spark reads; use utf-8, iso-8859-1, windows-1252 or utf-16")
         return name
 
     @field_validator("delimiter", "quote", "escape")

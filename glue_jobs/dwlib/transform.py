@@ -302,6 +302,14 @@ def _csv_reader(spark: SparkSession, csv: CsvOptions, header: bool) -> Any:
     )
 
 
+def java_charset(spark: SparkSession, name: str) -> bool:
+    """Whether Java, which decodes Spark's text sources, has a charset of this name."""
+    try:
+        return bool(spark.sparkContext._jvm.java.nio.charset.Charset.isSupported(name))
+    except Exception:  # noqa: BLE001 - IllegalCharsetNameException: no charset has such a name
+        return False
+
+
 def read_heads(spark: SparkSession, uris: list[str], size: int = HEAD_BYTES) -> list[bytes | None]:
     """The first `size` bytes of each file as Spark sees them (its file systems and codecs: .gz, .bz2);
     None for a file that could not be opened that way."""

@@ -292,3 +292,19 @@ def test_accepted_numbers_compare_as_numbers_in_number_columns_and_as_text_in_ot
         "lvl: not an accepted value": 1,
         "score: not an accepted value": 1,
     }
+
+
+@pytest.mark.parametrize(("encoding", "runs"), [("utf_8", False), ("no-such-charset", False), ("x-MacRoman", True)])
+def test_a_csv_encoding_is_checked_against_java_s_charsets_before_reading(spark, core, tmp_path, encoding, runs):
+    """Spark decodes with Java's charsets: Python's `utf_8` is none of them, Java's `x-MacRoman` is no Python
+    name. A name Java lacks fails naming csv.encoding, before any read; one it has runs."""
+    lake = LocalLake(tmp_path / "lake")
+    lake.write_bytes("etl/city-list/data/cities.csv", CSV)
+    summary = bronze.run_bronze(
+        spark, context(core, dataset(source_url="data/cities.csv", csv={"encoding": encoding}), lake)
+    )
+    if runs:
+        assert summary.status == "succeeded", summary.error
+    else:
+        assert summary.status == "failed"
+        assert summary.error.startswith(f"csv.encoding {encoding!r} is not a charset Spark (Java) knows")

@@ -72,8 +72,13 @@ def test_valid_dataset_is_accepted(project_copy):
         ),
         (
             "shop-orders",
-            {**VALID, "csv": {"encoding": "utf-99"}},
-            "datasets/shop-orders/config.json: csv.encoding: 'utf-99' is not an encoding",
+            {**VALID, "csv": {"encoding": "rot13"}},
+            "datasets/shop-orders/config.json: csv.encoding: 'rot13' is not an encoding Spark reads",
+        ),
+        (
+            "shop-orders",
+            {**VALID, "csv": {"encoding": "utf-8-sig"}},
+            "datasets/shop-orders/config.json: csv.encoding: 'utf-8-sig' is not an encoding Spark reads",
         ),
         (
             "shop-orders",
@@ -184,7 +189,8 @@ def test_valid_dataset_is_accepted(project_copy):
         "empty-source-url",
         "week-based-year",
         "a-letter-spark-does-not-parse",
-        "unknown-encoding",
+        "not-a-text-encoding",
+        "python-only-encoding",
         "line-break-delimiter",
         "the-job-s-own-column",
         "retention-past-python-s-dates",
@@ -315,5 +321,7 @@ def test_a_freshness_window_past_cloudwatch_s_memory_is_a_problem_of_the_dataset
     with pytest.raises(ConfigError) as caught:
         load_project(project_copy)
     (problem,) = [str(p) for p in caught.value.problems]
-    assert problem.startswith("datasets/shop-orders/config.json: monitoring: a success is expected only every 20024 hours")
+    assert problem.startswith(
+        "datasets/shop-orders/config.json: monitoring: a success is expected only every 20024 hours"
+    )
     assert "lower monitoring.expected_every_hours or monitoring.freshness_grace_hours" in problem
