@@ -136,8 +136,15 @@ def _numbers(values: tuple[str, ...], column_type: Any) -> list[Any]:
             number = Decimal(text)
         except InvalidOperation:
             continue
-        if number.is_finite():
-            found.append(float(number) if isinstance(column_type, DoubleType | FloatType) else number)
+        if not number.is_finite():
+            continue
+        if isinstance(column_type, DoubleType | FloatType):
+            found.append(float(number))
+            continue
+        sign, digits, exponent = number.as_tuple()
+        scale = max(0, -int(exponent))
+        if max(len(digits) + max(0, int(exponent)), scale) <= 38:  # past 38 digits no column value equals it
+            found.append(number)
     return found
 
 

@@ -84,3 +84,13 @@ def test_gold_accepted_numbers_compare_as_numbers_in_number_columns(spark):
         "-- expect: accepted_values(code: 1.0)\nSELECT 1"
     )
     assert quality.table_failures(df, rules, 1) == ["accepted_values(code: 1.0) (1 rows with other values)"]
+
+
+@pytest.mark.spark
+def test_an_accepted_number_past_38_digits_accepts_nothing_rather_than_failing_the_run(spark):
+    from pyspark.sql import functions as F
+
+    df = spark.createDataFrame([(1,), (100,)], "n int")
+    rules = quality.bronze_rules([], QualityRules(accepted_values={"n": ["1e40", "1" * 42, 1]}))
+    ((condition, _),) = quality.row_problems(rules, {"n": df.schema["n"].dataType})
+    assert [r[0] for r in df.select(F.coalesce(condition, F.lit(False))).collect()] == [False, True]
