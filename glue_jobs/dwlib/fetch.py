@@ -1782,7 +1782,9 @@ def unpack_for_reading(
     on any failure `staging_prefix` is removed and FetchError names the archive, the member and the limit.
     """
     result: list[str] = []
-    taken: set[str] = set()
+    # A member is named apart from every other file of the run, the raw files too: each file's name (its rows'
+    # `meta_source_file`) is unique, and so is their order (the first row in source order wins a repeated key).
+    taken = {key.rsplit("/", 1)[-1] for key in keys if not key.lower().endswith(".zip")}
     budget = _Budget(limits)
     try:
         for key in keys:

@@ -989,10 +989,8 @@ def prepare_types(
         *suspect,
         F.lit(run_id).alias("meta_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
-        (F.lit(source_file) if source_file is not None else F.substring_index(F.input_file_name(), "/", -1)).alias(
-            "meta_source_file"
-        ),
-        _source_order(one_file=source_file is not None).alias(ORDER),
+        (F.lit(source_file) if source_file is not None else _file_name()).alias("meta_source_file"),
+        _source_order(None if source_file is not None else _file_name()).alias(ORDER),
     )
     # Each check is (condition, reason): the kept/rejected split tests one boolean per row, and the
     # reason text is built only for a row that failed (a CASE branch is evaluated lazily).
@@ -1021,13 +1019,19 @@ def prepare_types(
 Problem = tuple[Column, Column]  # (the row fails this check, the reason it gives)
 
 
-def _source_order(*, one_file: bool) -> Column:
-    """A row's place in the run's source, for "the first row in source order wins": its file, in name order, then
-    its place in that file. Spark plans a run's largest file first, so a row id alone would order the files by size;
-    within one file the ids rise with the offset (a file's splits keep their order, and partitions are filled in
-    turn). Of one file, the row id is the whole order."""
+def _file_name() -> Column:
+    """Each row's file's name, as `meta_source_file` holds it (unique within a run: see fetch.unpack_for_reading)."""
+    return F.substring_index(F.input_file_name(), "/", -1)
+
+
+def _source_order(file_name: Column | None) -> Column:
+    """A row's place in the run's source, for "the first row in source order wins": its file, in the order of
+    `file_name` (its `meta_source_file`), then its place in that file. Spark plans a run's largest file first, so
+    a row id alone would order the files by size; within one file the ids rise with the offset (a file's splits
+    keep their order, and partitions are filled in turn). Of one file (`file_name` None), the row id is the whole
+    order."""
     row = F.monotonically_increasing_id()
-    return row if one_file else F.struct(F.input_file_name().alias("file"), row.alias("row"))
+    return row if file_name is None else F.struct(file_name.alias("file"), row.alias("row"))
 
 
 def _any(conditions: list[Column]) -> Column:

@@ -85,3 +85,31 @@ def test_of_several_files_the_first_in_name_order_wins_whatever_their_sizes(spar
         ("a", "a.csv")
     ]
     assert summary.rows_kept == 399 and summary.rejected_by_reason == {"duplicate primary key": 2}
+
+
+@pytest.mark.parametrize("path", ["small input", "transform hook"])
+def test_a_zip_member_named_like_a_raw_file_is_a_file_of_its_own_name_and_place(
+    spark, core, tmp_path, monkeypatch, path
+):
+    """`data.csv` beside `a.zip` holding another `data.csv`: both rows said `meta_source_file` data.csv, and which
+    won a repeated key went by size (with a hook) or by folder (staging/ after raw/). The member is `data_1.csv`,
+    and the order is the files' names: data.csv's row wins, whatever the sizes."""
+    import io
+    import zipfile
+
+    if path == "transform hook":
+        monkeypatch.setattr(bronze, "transform_hook", lambda ctx: load_hook(ctx.name, HOOK, "transform.py"))
+    shop = Shop(spark, core, tmp_path, config(table_format="parquet", quality={"max_rejected_fraction": 0.9}))
+    many = [f"{i},x,{i},2026-01-02 10:00:00" for i in range(2, 400)]
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("data.csv", csv("1,zipped,2,2026-01-01 10:00:00", *many))
+    (shop.sample / "a.zip").write_bytes(packed.getvalue())
+    (shop.sample / "data.csv").write_text(csv("1,raw,1,2026-01-01 10:00:00"))
+    summary = shop.run(RUN1)
+    assert summary.status == "succeeded", summary.error
+    bronze_table = spark.read.parquet(str(shop.lake.path("bronze/shop_orders")))
+    assert [tuple(r) for r in bronze_table.filter("order_id = 1").select("customer", "meta_source_file").collect()] == [
+        ("raw", "data.csv")
+    ]
+    assert {r[0] for r in bronze_table.select("meta_source_file").distinct().collect()} == {"data.csv", "data_1.csv"}
