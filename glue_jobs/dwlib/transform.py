@@ -242,7 +242,8 @@ def read_input(
     if fmt == "csv":
         return read_csv(spark, uris, csv, typed, split)
     if fmt == "json":
-        several = [_file(uri) for uri, head in zip(uris, read_heads(spark, uris), strict=True) if _several_values(head)]
+        heads = read_heads(spark, uris, JSON_HEAD_BYTES)
+        several = [_file(uri) for uri, head in zip(uris, heads, strict=True) if _several_values(head)]
         if several:
             # Read whole (`json`), a file is one value: Spark would keep its first record and drop the rest.
             raise ValueError(
@@ -271,17 +272,46 @@ def read_input(
     return Source(df, renamed_columns(originals, clean_names(originals)))
 
 
+JSON_HEAD_BYTES = 8 * 1024 * 1024  # of a `json` file, read to see whether its first value is all it holds
+
+
 def _several_values(head: bytes | None) -> bool:
-    """Whether a file's first bytes hold a whole JSON value and more after it. A first value longer than the head
-    (a large array) cannot tell, and counts as one."""
+    """Whether a file's first bytes hold a whole JSON value and more after it, as Spark's JSON reader reads it: in
+    the encoding its first bytes show (UTF-16 and UTF-32 too), strings in single quotes as well as double. A first
+    value longer than the head (`JSON_HEAD_BYTES`) cannot tell, and counts as one."""
     if not head:
         return False
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    try:
-        _, end = json.JSONDecoder().raw_decode(text)
-    except ValueError:
-        return False  # longer than the head, or broken: Spark's read says which
-    return bool(text[end:].strip(" \t\r\n"))
+    text = head.decode(json.detect_encoding(head), errors="replace").lstrip("\ufeff \t\r\n")
+    end = _first_value_end(text)
+    return end is not None and bool(text[end:].strip(" \t\r\n"))
+
+
+def _first_value_end(text: str) -> int | None:
+    """Where the JSON value at the start of `text` ends; None when it does not end within it. Objects and arrays are
+    matched bracket by bracket, skipping strings in either quote (Jackson, Spark's parser, takes single quotes)."""
+    if not text or text[0] not in "{[":
+        try:
+            return json.JSONDecoder().raw_decode(text)[1]
+        except ValueError:
+            return None
+    depth, i, quote = 0, 0, ""
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
 
 
 def _tied_to(value: Column, data: list[str]) -> Column:

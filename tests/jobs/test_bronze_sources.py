@@ -181,16 +181,26 @@ def test_csv_null_markers_leave_json_and_parquet_values_alone(spark, core, tmp_p
 # ------------------------------------------------------------------ a .json file of several values
 
 
+BIG = "x" * 300_000  # a first record past the 256 KB a CSV's header is looked for in
+
+
 @pytest.mark.parametrize(
-    "text",
-    ['{"id": 1}\n{"id": 2}\n{"id": 3}\n', '[{"id": 1}]\n[{"id": 2}]', '\ufeff{\n  "id": 1\n}\n{\n  "id": 2\n}'],
-    ids=["a record a line", "two arrays", "pretty-printed records"],
+    "data",
+    [
+        b'{"id": 1}\n{"id": 2}\n{"id": 3}\n',
+        b'[{"id": 1}]\n[{"id": 2}]',
+        '\ufeff{\n  "id": 1\n}\n{\n  "id": 2\n}'.encode(),
+        '{"id": 1}\n{"id": 2}\n{"id": 3}\n'.encode("utf-16"),
+        b"{'id': 1, 's': 'a}'}\n{'id': 2}\n",
+        f'{{"id": 1, "s": "{BIG}"}}\n{{"id": 2}}\n'.encode(),
+    ],
+    ids=["a record a line", "two arrays", "pretty-printed records", "utf-16", "single quotes", "a long first record"],
 )
-def test_a_json_file_of_several_values_fails_naming_the_format_to_set(spark, core, tmp_path, text):
+def test_a_json_file_of_several_values_fails_naming_the_format_to_set(spark, core, tmp_path, data):
     """Read whole, Spark keeps a file's first value and drops the rest: a run of 1 row from 3 said succeeded."""
     sample = tmp_path / "sample"
     sample.mkdir()
-    (sample / "export.json").write_text(text)
+    (sample / "export.json").write_bytes(data)
     lake = LocalLake(tmp_path / "lake")
     summary = bronze.run_bronze(spark, context(core, dataset(format=None, landing=True), lake, sample_dir=sample))
     assert summary.status == "failed"
