@@ -1180,6 +1180,8 @@ def _java_replacement(text: str, groups: int | None) -> str:
     return "".join(out)
 
 
+# In a pattern Python cannot compile: a quantifier that allows none, an anchor or boundary, an empty alternative.
+MAY_MATCH_EMPTY = re.compile(r"\*|(?<!\()\?|\{0|\\[zZAbBG]|[\^$]|(^|[(|])\||\|($|\))")
 # Strings an empty match of a pattern is looked for in (a word boundary matches empty only beside a letter).
 EMPTY_MATCH_PROBES = ("", "a", "ab", " a ", "a1 ", "\n")
 
@@ -1200,6 +1202,15 @@ def _refuse_empty_matches(pattern: exp.Expression, construct: str, *, empty_patt
     changes the answer, a pattern that can match empty text is refused; the empty pattern itself too where
     DuckDB's function treats it apart (`empty_pattern_differs`: regexp_split, regexp_position)."""
     compiled = _pattern(pattern)
+    if compiled is None and isinstance(pattern, exp.Literal) and pattern.is_string:
+        # RE2 syntax Python does not read (\p{L}, \x{61}, \z): refused where anything in it may match empty text
+        if MAY_MATCH_EMPTY.search(pattern.name):
+            raise unsupported(
+                f"{construct} with the pattern {pattern.name!r}, which may match empty text",
+                "Athena (Java) also counts an empty match right after a match, DuckDB (RE2) does not; use a pattern "
+                "that matches at least one character",
+            )
+        return
     if compiled is None or (not compiled.pattern and not empty_pattern_differs):
         return
     if any(m.start() == m.end() for probe in EMPTY_MATCH_PROBES for m in compiled.finditer(probe)):
