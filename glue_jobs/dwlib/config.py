@@ -9,6 +9,7 @@ every broken field of every folder in one go.
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import math
 import re
@@ -266,18 +267,37 @@ PARSE_LETTERS = frozenset("GyDMLdahKkHmsSVzOXxZ")
 WEEK_LETTERS = frozenset("YwWuec")
 
 
+# How many of a letter in a row Spark parses (Java's DateTimeFormatter, and Spark's own limits: five G, M or L
+# are refused, seven y).
+LETTER_COUNTS = {
+    **dict.fromkeys("GML", range(1, 5)), "y": range(1, 7), **dict.fromkeys("dHhKkms", range(1, 3)),
+    "D": range(1, 4), "S": range(1, 10), "a": range(1, 2), "V": range(2, 3), "z": range(1, 5), "O": (1, 4),
+    **dict.fromkeys("XxZ", range(1, 6)),
+}  # fmt: skip
+
+
 def _format_problem(fmt: str) -> str | None:
-    """What Spark would refuse in a date or timestamp parse format (letters outside '...' quotes), or None."""
-    for i, part in enumerate(fmt.split("'")):
+    """What Spark would refuse in a date or timestamp parse format, or None: a letter it does not parse, too
+    many of one in a row, an unclosed quote, a character Java reserves. Text in '...' is literal."""
+    parts = fmt.split("'")
+    if len(parts) % 2 == 0:
+        return "a quote is not closed (write '' for a quote itself)"
+    for i, part in enumerate(parts):
         if i % 2:
             continue  # quoted text ('' is a quote itself)
-        for letter in part:
+        reserved = sorted(set(part) & set("#{}"))
+        if reserved:
+            return f"{reserved[0]!r} is reserved in Java's patterns (quote literal text: '{reserved[0]}')"
+        for letter, run in itertools.groupby(part):
             if not ("a" <= letter.lower() <= "z"):
                 continue
             if letter in WEEK_LETTERS:
                 return f"{letter!r} is a week-based field, which Spark does not parse (year: y, not Y; day: d)"
             if letter not in PARSE_LETTERS:
                 return f"{letter!r} is not a field Spark parses (quote literal text: 'T')"
+            count = len(list(run))
+            if count not in LETTER_COUNTS.get(letter, range(1, 100)):
+                return f"{letter * count!r}: Spark does not parse {count} {letter!r} in a row"
     return None
 
 

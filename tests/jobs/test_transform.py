@@ -409,3 +409,27 @@ def test_every_row_is_kept_or_rejected_and_the_flag_agrees_with_the_reason(spark
     assert all(r[0] is (r[1] is not None) for r in rows)
     kept, rejected = transform.kept_rows(df, names).count(), transform.rejected_rows(df, names).count()
     assert kept + rejected == len(lines) and 0 < kept < len(lines)
+
+
+FORMATS = [
+    "yyyy-MM-dd'T", "yyyy-MMMMM-dd", "ddd.MM.yyyy", "yyyyyyy-MM-dd", "dd.MM.yyyy aa", "yyyy#MM#dd", "yyyy-MM-dd{x}",
+    "YYYY-MM-dd", "yyyy-ww", "EEE, d MMM yyyy", "yyyy-MM-ddTHH:mm", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
+    "MMM d, yyyy h:mm a", "yyyy-DDD", "yyyy-MM-dd HH:mm:ss.SSSSSS", "[ HH:mm]", "yyyy-MM-dd HH:mm:ss z", "yy",
+    "MMMM d, yyyy", "yyyy-MM-dd'T'HH:mm:ss VV", "yyyyyy-MM", "SSSSSSSSS", "zzzz", "OOOO", "XXXXX", "ZZZZZ",
+    "GGGG yyyy", "kk:mm", "KK", "dd/MM/yyyy", "yyyyMMdd", "''yyyy''",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_dw_validate_refuses_a_date_format_exactly_when_spark_does(spark, fmt):
+    """Spark's own parser is the oracle: a format dw validate passes must parse, one it refuses must not."""
+    from pyspark.sql import functions as F
+
+    from dwlib.config import _format_problem
+
+    try:
+        spark.createDataFrame([("2024-01-02",)], "s string").select(F.to_timestamp("s", fmt)).collect()
+        spark_parses = True
+    except Exception:  # noqa: BLE001 - any refusal of the pattern
+        spark_parses = False
+    assert (_format_problem(fmt) is None) == spark_parses, _format_problem(fmt)
