@@ -337,6 +337,7 @@ def _print_summary(summary) -> None:
         *((f"renamed column {original!r}", name) for original, name in summary.renamed_columns.items()),
         *((f"{file} lacks (NULL)", ", ".join(cols)) for file, cols in summary.missing_columns.items()),
         *([("rows dropped by transform.py", summary.rows_dropped_by_transform)] if summary.transform_hook else []),
+        *([("rows made by transform.py", summary.rows_added_by_transform)] if summary.rows_added_by_transform else []),
         ("bytes fetched", summary.bytes_fetched),
         ("output files", summary.output_files),
         ("output bytes", summary.output_bytes),

@@ -358,7 +358,7 @@ def transform_and_check(
                     f"{ctx.name}: transform hook {hook.file}: transform(df) returned a frame the checks cannot "
                     f"use: {'; '.join(problems)}"
                 )
-            prepared, data_names = transform.checked_hook_output(returned, config)
+            prepared, data_names = transform.checked_hook_output(returned, config, ctx.run_id, ingested_at)
         if hook is not None:  # the hook's result is not one for one with the source: counted at the split
             prepared = prepared.observe(
                 counted_in,
@@ -366,7 +366,9 @@ def transform_and_check(
                 _flagged(prepared, transform.REJECTED).alias("rows_rejected"),
                 _flagged(prepared, transform.SUSPECT).alias("suspects"),
             )
-        if small and input_bytes > RECOMPUTE_INPUT_BYTES:
+        if (small and input_bytes > RECOMPUTE_INPUT_BYTES) or hook is not None:
+            # With a hook, always: the kept rows and the quarantine are two writes of its result, and a hook need
+            # not give the same rows twice (a Python UDF with random choices, an order a shuffle decides).
             prepared = prepared.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(prepared)
 
@@ -405,6 +407,8 @@ def transform_and_check(
                 write_parquet(kept, lake.uri(staging + "output/"))
             untyped = False
         except Exception as exc:  # noqa: BLE001 (all but one kind are raised again, as they came)
+            if hook is not None and (failed := hook.running_failure(exc)) is not None:
+                raise failed from exc
             if not (read.unsplit and malformed_record(exc)):
                 raise
             untyped = True
@@ -440,7 +444,9 @@ def transform_and_check(
             source_rows, type_rejected, suspects = int(counts[0]), int(counts[1]), int(counts[2])
             summary.rows_in = source_rows
             summary.rows_rejected += type_rejected
-            summary.rows_dropped_by_transform = source_rows - type_rejected - returned_rows
+            # Net: a hook that drops some rows and adds others (explode) shows only the difference.
+            net = source_rows - type_rejected - returned_rows
+            summary.rows_dropped_by_transform, summary.rows_added_by_transform = max(net, 0), max(-net, 0)
         return kept, rejected_frame, read.line_mode_guess and suspects > 0
 
     cached: list[DataFrame] = []
@@ -495,6 +501,10 @@ def _check_and_quarantine(
             kept, rejected, _ = attempt(config.csv.model_copy(update={"multiline": True}))
     summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
 
+    if (
+        not summary.rows_rejected
+    ):  # an earlier attempt of this run id may have quarantined rows: they are not this run's
+        lake.delete_prefix(naming.quarantine_prefix(ctx.name, ctx.run_id))
     if summary.rows_rejected:
         with summary.step("quarantine"):
             quarantine = naming.quarantine_prefix(ctx.name, ctx.run_id)
@@ -667,7 +677,9 @@ def describe_outcome(summary: RunSummary) -> str:
         failed = f"{notes}{summary.dataset} {summary.layer} run {summary.run_id} failed: {summary.error}"
         return "\n".join([failed, *input_warnings(summary)])
     dropped = ""
-    if summary.transform_hook:
+    if summary.transform_hook and summary.rows_added_by_transform:
+        dropped = f", {summary.rows_added_by_transform} more made by the transform hook"
+    elif summary.transform_hook:
         dropped = f", {summary.rows_dropped_by_transform} dropped by the transform hook"
     lines = [
         f"{summary.dataset} bronze run {summary.run_id} succeeded: {summary.rows_in} rows in, "

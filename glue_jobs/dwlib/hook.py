@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import linecache
+import re
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,18 @@ class TransformHook:
                 f"not a DataFrame; return the DataFrame (for example `return df.filter(...)`); {ADVICE}"
             )
         return result
+
+    def running_failure(self, exc: BaseException) -> HookError | None:
+        """The hook's error as Spark ran its plan (a Python UDF that raised, `raise_error`), naming the file and the
+        line where Spark's text shows them; None when nothing in it points at the hook (a file Spark could not read)."""
+        text = str(exc)
+        python = [ln for ln in text.splitlines() if re.match(r"^\w+(Error|Exception): ", ln)]
+        lines = re.findall(rf'File "{re.escape(self.file)}", line (\d+)', text)
+        if not (lines or (type(exc).__name__ == "PythonException" and python)):
+            return None
+        where = f"{self.file} line {lines[-1]}" if lines else self.file
+        cause = python[-1] if python else text.strip().splitlines()[0]
+        return HookError(f"{self.dataset}: transform hook {where} failed as Spark ran it: {cause}; {ADVICE}")
 
 
 def _hook_line(exc: BaseException, file: str) -> int | None:

@@ -84,8 +84,13 @@ def duration_seconds(summary: Any) -> float:
 
 
 def rejected_fraction(summary: Any) -> float:
-    rows_in = int(_get(summary, "rows_in") or 0)
-    return round(int(_get(summary, "rows_rejected") or 0) / rows_in, 6) if rows_in else 0.0
+    """Rejected of the rows the checks saw: the share `quality.max_rejected_fraction` bounds. Without a transform
+    hook that is every row in; with one, kept + rejected (the hook may drop rows, or make more)."""
+    rejected = int(_get(summary, "rows_rejected") or 0)
+    seen = int(_get(summary, "rows_in") or 0)
+    if _get(summary, "transform_hook"):
+        seen = int(_get(summary, "rows_kept") or 0) + rejected
+    return round(rejected / seen, 6) if seen else 0.0
 
 
 def metric_data(summary: Any, naming: Naming, stage: str = DEFAULT_STAGE) -> list[dict[str, Any]]:

@@ -79,7 +79,8 @@ class RunSummary:
     rows_in: int = 0
     rows_kept: int = 0
     rows_rejected: int = 0
-    rows_dropped_by_transform: int = 0  # transform.py: rows it dropped (negative: rows it added)
+    rows_dropped_by_transform: int = 0  # transform.py: rows it dropped, net of those it added
+    rows_added_by_transform: int = 0  # transform.py: rows it added (explode), net of those it dropped
     transform_hook: str | None = None  # the hook's file, when the dataset has one
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     # Source columns renamed beyond plain cleaning (two headers cleaning to one name, a header taking a

@@ -1296,7 +1296,7 @@ def hook_output_problems(df: DataFrame, config: DatasetConfig) -> list[str]:
     missing_meta = [c for c in META_COLUMNS if c not in columns]
     if missing_meta:
         problems.append(f"keep the meta columns {', '.join(missing_meta)} (select them, or use withColumn)")
-    internal = sorted(c for c in columns if c == REJECT_REASON or c.startswith("_dw_"))
+    internal = sorted(c for c in columns if c.lower() == REJECT_REASON or c.lower().startswith("_dw_"))
     if internal:
         problems.append(f"rename {', '.join(internal)}: reject_reason and _dw_* are the job's own columns")
     missing = [c for c in rule_columns(config) if c not in columns]
@@ -1305,12 +1305,18 @@ def hook_output_problems(df: DataFrame, config: DatasetConfig) -> list[str]:
     return problems
 
 
-def checked_hook_output(df: DataFrame, config: DatasetConfig) -> tuple[DataFrame, list[str]]:
-    """The hook's rows with the key and rules applied, and their data columns (meta columns last)."""
+def checked_hook_output(
+    df: DataFrame, config: DatasetConfig, run_id: str, ingested_at: datetime
+) -> tuple[DataFrame, list[str]]:
+    """The hook's rows with the key and rules applied, and their data columns (meta columns last). The run's id and
+    time are the job's, whatever the hook made of them; `meta_source_file` is the hook's (it may merge rows), as
+    text."""
     names = [c for c in df.columns if c not in META_COLUMNS]
     df = df.select(
         *names,
-        *META_COLUMNS,
+        F.lit(run_id).alias("meta_run_id"),
+        F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
+        F.col("meta_source_file").cast("string").alias("meta_source_file"),
         # "First row wins" in the hook's row order, file by file as the source's (`_source_order`).
         F.struct(F.col("meta_source_file"), F.monotonically_increasing_id()).alias(ORDER),
         F.lit(False).alias(REJECTED),

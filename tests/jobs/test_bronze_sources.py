@@ -318,3 +318,18 @@ def test_a_csv_encoding_is_checked_against_java_s_charsets_before_reading(spark,
     else:
         assert summary.status == "failed"
         assert summary.error.startswith(f"csv.encoding {encoding!r} is not a charset Spark (Java) knows")
+
+
+def test_a_retried_run_id_that_rejects_nothing_keeps_no_quarantine_of_the_attempt_before(spark, core, tmp_path):
+    """The first attempt failed with 2 of 4 rows rejected; fixed and retried under the same run id it succeeds with
+    none, and the quarantine must not still hold the first attempt's rows as this run's."""
+    lake = LocalLake(tmp_path / "lake")
+    config = dataset(source_url="data/ids.csv", columns={"id": "int"}, primary_key=["id"])
+    lake.write_bytes("etl/city-list/data/ids.csv", b"id,v\n1,a\nx,b\ny,c\n4,d\n")
+    assert bronze.run_bronze(spark, context(core, config, lake)).status == "failed"
+    assert list(lake.list(f"quarantine/city-list/run_id={RUN}/"))
+    lake.write_bytes("etl/city-list/data/ids.csv", b"id,v\n1,a\n2,b\n3,c\n4,d\n")
+    summary = bronze.run_bronze(spark, context(core, config, lake))
+    assert summary.status == "succeeded", summary.error
+    assert summary.rows_rejected == 0
+    assert not list(lake.list(f"quarantine/city-list/run_id={RUN}/"))

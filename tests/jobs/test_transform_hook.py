@@ -175,3 +175,94 @@ def test_dw_validate_lists_a_broken_hook(project_copy):
     (project_copy / "datasets" / "epa-daily-aqi" / "transform.py").write_text("def transform(df)\n    return df\n")
     _, problems = validate(project_copy)
     assert [str(p) for p in problems] == ["datasets/epa-daily-aqi/transform.py: line 1: expected ':'; fix the syntax"]
+
+
+# ------------------------------------------------------------------ what a hook may not change, and its failures
+
+
+def hooked(tmp_path: Path, csv_text: str, hook: str, **extra) -> tuple[Path, LocalLake, DatasetConfig]:
+    """A dataset folder `ds` with `data.csv` and the hook, its lake, and its config (any `extra` keys)."""
+    folder = tmp_path / "datasets" / "ds"
+    folder.mkdir(parents=True)
+    (folder / "data.csv").write_text(csv_text)
+    (folder / "transform.py").write_text(hook)
+    document = {"dataset": "ds", "description": "d", "data_size_category": "small", "source_url": "data.csv"}
+    return folder, LocalLake(tmp_path / "lake"), DatasetConfig.model_validate({**document, **extra})
+
+
+def test_the_job_s_run_id_and_time_stand_whatever_the_hook_made_of_them(spark, core, tmp_path):
+    hook = (
+        "from pyspark.sql import functions as F\n\n\ndef transform(df):\n"
+        "    return df.withColumn('meta_run_id', F.lit('bogus')).withColumn('meta_ingested_at', "
+        "F.col('meta_ingested_at').cast('string'))\n"
+    )
+    folder, lake, cfg = hooked(tmp_path, "id,v\n1,a\n2,b\n", hook)
+    summary = run(spark, core, folder, lake, FIRST, cfg)
+    assert summary.status == "succeeded", summary.error
+    table = pq.read_table(lake.path("bronze/ds/"))
+    assert set(table.column("meta_run_id").to_pylist()) == {FIRST}
+    assert str(table.schema.field("meta_ingested_at").type).startswith("timestamp")
+
+
+def test_a_hook_that_makes_rows_reports_them_made_and_the_rejected_share_of_its_rows(spark, core, tmp_path):
+    """An explode: 1 row in, 60 out, 2 repeated keys. The share the quality budget and the ledger's
+    rejected_fraction read is 2 of 60, not 2 of 1; the hook made 59 rows, it dropped none."""
+    from dwlib import metrics
+
+    tags = "|".join(str(i) for i in [*range(58), 0, 1])
+    hook = (
+        "from pyspark.sql import functions as F\n\n\ndef transform(df):\n"
+        "    return df.withColumn('tag', F.explode(F.split('tags', '[|]'))).drop('tags')\n"
+    )
+    folder, lake, cfg = hooked(tmp_path, f"id,tags\n1,{tags}\n", hook, primary_key=["id", "tag"])
+    summary = run(spark, core, folder, lake, FIRST, cfg)
+    assert summary.status == "succeeded", summary.error
+    assert (summary.rows_in, summary.rows_kept, summary.rows_rejected) == (1, 58, 2)
+    assert (summary.rows_dropped_by_transform, summary.rows_added_by_transform) == (0, 59)
+    assert metrics.rejected_fraction(summary) == round(2 / 60, 6)
+    assert "59 more made by the transform hook" in bronze.describe_outcome(summary)
+
+
+def test_a_hook_that_chooses_at_random_still_files_each_row_once(spark, core, tmp_path):
+    """The kept rows and the quarantine are two writes of the hook's result: a Python UDF choosing at random gave
+    each its own rows, some ids in both, some in neither."""
+    hook = (
+        "import random\n\nfrom pyspark.sql import functions as F\n\n"
+        "pick = F.udf(lambda v: random.choice(['a', 'a', 'a', 'b']), 'string')\n\n\n"
+        "def transform(df):\n    return df.withColumn('bucket', pick('v'))\n"
+    )
+    rows = "".join(f"{i},v{i}\n" for i in range(200))
+    extra = {"quality": {"accepted_values": {"bucket": ["a"]}, "max_rejected_fraction": 0.9}}
+    folder, lake, cfg = hooked(tmp_path, "id,v\n" + rows, hook, columns={"id": "int"}, **extra)
+    summary = run(spark, core, folder, lake, FIRST, cfg)
+    assert summary.status == "succeeded", summary.error
+    kept = pq.read_table(lake.path("bronze/ds/")).column("id").to_pylist()
+    rejected = [int(i) for i in pq.read_table(lake.path(f"quarantine/ds/run_id={FIRST}/")).column("id").to_pylist()]
+    assert sorted(kept + rejected) == list(range(200))
+    assert (
+        summary.rejected_by_reason
+        == {"bucket: not an accepted value": len(rejected)}
+        == {"bucket: not an accepted value": summary.rows_rejected}
+    )
+
+
+def test_a_hook_error_raised_as_spark_runs_it_names_the_hook_s_file_and_line(spark, core, tmp_path):
+    hook = (
+        "from pyspark.sql import functions as F\n\n\n"
+        "def check(v):\n    if v == 'boom':\n        raise ValueError('bad value boom')\n    return v\n\n\n"
+        "def transform(df):\n    return df.withColumn('w', F.udf(check, 'string')('v'))\n"
+    )
+    folder, lake, cfg = hooked(tmp_path, "id,v\n1,a\n2,boom\n", hook)
+    summary = run(spark, core, folder, lake, FIRST, cfg)
+    assert summary.status == "failed"
+    assert f"transform hook {folder / 'transform.py'} line 6 failed as Spark ran it: ValueError: bad value boom" in (
+        summary.error
+    ), summary.error
+
+
+def test_a_hook_column_named_like_the_job_s_own_in_another_case_is_refused_with_advice(spark, core, tmp_path):
+    hook = "from pyspark.sql import functions as F\n\n\ndef transform(df):\n    return df.withColumn('Reject_Reason', F.lit('x'))\n"
+    folder, lake, cfg = hooked(tmp_path, "id,v\n1,a\n", hook)
+    summary = run(spark, core, folder, lake, FIRST, cfg)
+    assert summary.status == "failed"
+    assert "rename Reject_Reason: reject_reason and _dw_* are the job's own columns" in summary.error, summary.error
