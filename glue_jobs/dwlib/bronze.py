@@ -542,9 +542,12 @@ def _check_and_quarantine(
     if summary.rows_kept == 0 and config.load_mode == "full":
         # Even where the quality budget allows every row to be rejected: a kill-and-fill with nothing to
         # fill would replace the table with an empty one.
+        dropped = summary.rows_dropped_by_transform
+        hooked = f" (of {summary.rows_in} rows in, the transform hook dropped {dropped})" if dropped else ""
         raise JobFailed(
-            f"every one of the {summary.rows_rejected} rows was rejected; bronze keeps its previous data. "
-            f"See {naming.quarantine_prefix(ctx.name, ctx.run_id)} for the reasons and fix the source or the config."
+            f"every one of the {summary.rows_rejected} rows the checks saw was rejected{hooked}; bronze keeps its "
+            f"previous data. See {naming.quarantine_prefix(ctx.name, ctx.run_id)} for the reasons and fix the source "
+            "or the config."
         )
     fraction = summary.rows_rejected / kept_or_rejected
     limit = config.quality.max_rejected_fraction

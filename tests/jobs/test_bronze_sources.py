@@ -181,6 +181,15 @@ def test_csv_null_markers_leave_json_and_parquet_values_alone(spark, core, tmp_p
 # ------------------------------------------------------------------ a .json file of several values
 
 
+def json_run(spark, core, tmp_path: Path, data: bytes) -> bronze.RunSummary:
+    """A run of one file `export.json` holding `data`, its format taken from its name."""
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    (sample / "export.json").write_bytes(data)
+    lake = LocalLake(tmp_path / "lake")
+    return bronze.run_bronze(spark, context(core, dataset(format=None, landing=True), lake, sample_dir=sample))
+
+
 BIG = "x" * 300_000  # a first record past the 256 KB a CSV's header is looked for in
 
 
@@ -198,22 +207,14 @@ BIG = "x" * 300_000  # a first record past the 256 KB a CSV's header is looked f
 )
 def test_a_json_file_of_several_values_fails_naming_the_format_to_set(spark, core, tmp_path, data):
     """Read whole, Spark keeps a file's first value and drops the rest: a run of 1 row from 3 said succeeded."""
-    sample = tmp_path / "sample"
-    sample.mkdir()
-    (sample / "export.json").write_bytes(data)
-    lake = LocalLake(tmp_path / "lake")
-    summary = bronze.run_bronze(spark, context(core, dataset(format=None, landing=True), lake, sample_dir=sample))
+    summary = json_run(spark, core, tmp_path, data)
     assert summary.status == "failed"
     assert "export.json holds several JSON values" in summary.error and '"format": "jsonl"' in summary.error
 
 
 @pytest.mark.parametrize("text", ['[{"id": 1},\n {"id": 2}]\n', '{"id": 1, "items": [1, 2]}\n\n'])
 def test_a_json_file_of_one_value_still_reads(spark, core, tmp_path, text):
-    sample = tmp_path / "sample"
-    sample.mkdir()
-    (sample / "export.json").write_text(text)
-    lake = LocalLake(tmp_path / "lake")
-    summary = bronze.run_bronze(spark, context(core, dataset(format=None, landing=True), lake, sample_dir=sample))
+    summary = json_run(spark, core, tmp_path, text.encode())
     assert summary.status == "succeeded", summary.error
     assert summary.rows_kept == text.count('"id"')
 

@@ -266,3 +266,16 @@ def test_a_hook_column_named_like_the_job_s_own_in_another_case_is_refused_with_
     summary = run(spark, core, folder, lake, FIRST, cfg)
     assert summary.status == "failed"
     assert "rename Reject_Reason: reject_reason and _dw_* are the job's own columns" in summary.error, summary.error
+
+
+def test_a_hook_that_leaves_only_rejected_rows_says_how_many_it_dropped(spark, core, tmp_path):
+    """3 rows in, the hook keeps 1, which a rule rejects: 'every one of the 1 rows' needs the 2 the hook dropped."""
+    hook = "def transform(df):\n    return df.filter(df.id == 1)\n"
+    folder, lake, cfg = hooked(
+        tmp_path, "id,v\n1,x\n2,a\n3,a\n", hook, quality={"accepted_values": {"v": ["a"]}, "max_rejected_fraction": 1.0}
+    )
+    summary = run(spark, core, folder, lake, FIRST, cfg)
+    assert summary.status == "failed"
+    assert summary.error.startswith(
+        "every one of the 1 rows the checks saw was rejected (of 3 rows in, the transform hook dropped 2)"
+    ), summary.error

@@ -33,7 +33,7 @@ def test_a_run_whose_every_row_is_rejected_keeps_the_table_even_with_a_budget_of
 
     assert second.status == "failed"
     assert second.rows_in == 2 and second.rows_rejected == 2
-    assert "every one of the 2 rows was rejected; bronze keeps its previous data" in second.error
+    assert "every one of the 2 rows the checks saw was rejected; bronze keeps its previous data" in second.error
     assert sorted(r["id"] for r in kept(lake)) == [1, 2, 3]
 
 
