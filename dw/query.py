@@ -1201,21 +1201,20 @@ def _refuse_empty_matches(pattern: exp.Expression, construct: str, *, empty_patt
     """Java finds an empty match right after a match (`x*` in `xx`: `xx`, then `` at 2); RE2 skips it. Where that
     changes the answer, a pattern that can match empty text is refused; the empty pattern itself too where
     DuckDB's function treats it apart (`empty_pattern_differs`: regexp_split, regexp_position)."""
+    if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+        return
     compiled = _pattern(pattern)
-    if compiled is None and isinstance(pattern, exp.Literal) and pattern.is_string:
+    if compiled is None:
         # RE2 syntax Python does not read (\p{L}, \x{61}, \z): refused where anything in it may match empty text
-        if MAY_MATCH_EMPTY.search(pattern.name):
-            raise unsupported(
-                f"{construct} with the pattern {pattern.name!r}, which may match empty text",
-                "Athena (Java) also counts an empty match right after a match, DuckDB (RE2) does not; use a pattern "
-                "that matches at least one character",
-            )
-        return
-    if compiled is None or (not compiled.pattern and not empty_pattern_differs):
-        return
-    if any(m.start() == m.end() for probe in EMPTY_MATCH_PROBES for m in compiled.finditer(probe)):
+        empty = bool(MAY_MATCH_EMPTY.search(pattern.name))
+    elif not compiled.pattern:
+        empty = empty_pattern_differs
+    else:
+        empty = any(m.start() == m.end() for probe in EMPTY_MATCH_PROBES for m in compiled.finditer(probe))
+    if empty:
         raise unsupported(
-            f"{construct} with the pattern {compiled.pattern!r}, which can match empty text",
+            f"{construct} with the pattern {pattern.name!r}, which {'may' if compiled is None else 'can'} match "
+            "empty text",
             "Athena (Java) also counts an empty match right after a match, DuckDB (RE2) does not; use a pattern "
             "that matches at least one character (x+ for x*)",
         )

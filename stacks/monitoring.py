@@ -23,10 +23,10 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from dwlib.config import (
-    FRESHNESS_RETENTION_HOURS,
     CoreConfig,
     DatasetConfig,
     Project,
+    freshness_problems,
     freshness_window_hours,
     schedule_interval_hours,
 )
@@ -443,15 +443,12 @@ MAX_TARGETS = 5  # per EventBridge rule
 def freshness_watch(project: Project) -> list[list]:
     """[dataset, last layer, window hours] for every dataset with a freshness alarm (the same rule as its
     stack), [dataset, last layer] for one without, whose age only the dashboard shows."""
+    problems = freshness_problems(project.core, project.datasets)  # load_project reports them first
+    if problems:
+        raise ValueError("; ".join(str(p) for p in problems))
     watch = []
     for name in sorted(project.datasets):
         window = freshness_window_hours(project.core, project.datasets[name])
-        if window is not None and window > FRESHNESS_RETENTION_HOURS:
-            raise ValueError(
-                f"datasets/{name}/config.json: monitoring: a success is expected only every {window:g} hours "
-                f"(schedule plus grace), longer than the {FRESHNESS_RETENTION_HOURS} hours CloudWatch keeps hourly "
-                "data: set monitoring.expected_every_hours lower or monitoring.freshness to false"
-            )
         gold = any((project.dataset_dir(name) / "gold").glob("*.sql"))
         watch.append([name, "gold" if gold else "bronze", *([] if window is None else [window])])
     return watch

@@ -501,9 +501,8 @@ def _check_and_quarantine(
             kept, rejected, _ = attempt(config.csv.model_copy(update={"multiline": True}))
     summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
 
-    if (
-        not summary.rows_rejected
-    ):  # an earlier attempt of this run id may have quarantined rows: they are not this run's
+    if not summary.rows_rejected:
+        # An earlier attempt of this run id may have quarantined rows: they are not this run's.
         lake.delete_prefix(naming.quarantine_prefix(ctx.name, ctx.run_id))
     if summary.rows_rejected:
         with summary.step("quarantine"):

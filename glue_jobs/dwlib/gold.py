@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -190,6 +191,25 @@ def bind(sql: str, views: dict[tuple[str, str], str]) -> str:
     return sql
 
 
+def _items(seq: Any) -> list[Any]:
+    """A Scala Seq, through Py4J, as a list."""
+    return [seq.apply(i) for i in range(seq.size())]
+
+
+def _expressions(node: Any) -> Iterator[tuple[str, Any]]:
+    """Every expression of a plan node, deep: (its class's simple name, the expression)."""
+    stack = _items(node.expressions())
+    while stack:
+        expression = stack.pop()
+        yield expression.getClass().getSimpleName(), expression
+        stack.extend(_items(expression.children()))
+
+
+def _last_name(parts: Any) -> str:
+    """A function's name from its name parts (`spark_catalog.system.reflect` is `reflect`), lowercased."""
+    return _items(parts)[-1].lower()
+
+
 def spark_refusals(spark, sql: str, views: set[str]) -> list[str]:
     """What Spark's own parser finds `sql` reading besides `views` and its CTEs: tables, paths, table functions
     other than generators, Java calls. sqlglot's reading of the text is checked in `bind`; this one is what
@@ -201,38 +221,26 @@ def spark_refusals(spark, sql: str, views: set[str]) -> list[str]:
         node, ctes = pending.pop()
         kind = node.getClass().getSimpleName()
         if kind == "UnresolvedWith":
-            relations = node.cteRelations()
-            ctes = ctes | {relations.apply(i)._1().lower() for i in range(relations.size())}
+            ctes = ctes | {relation._1().lower() for relation in _items(node.cteRelations())}
         elif kind == "UnresolvedRelation":
-            parts = node.multipartIdentifier()
-            name = ".".join(parts.apply(i) for i in range(parts.size()))
+            name = ".".join(_items(node.multipartIdentifier()))
             if name not in views and name.lower() not in ctes:
                 found.append(f"reads {name}")
         elif kind == "UnresolvedTableValuedFunction":
-            called = node.name()
-            function = called.apply(called.size() - 1).lower()
+            function = _last_name(node.name())
             if function not in GENERATORS:
                 found.append(f"calls the table function {function}")
         elif kind == "ScriptTransformation":
             found.append("runs a command (TRANSFORM ... USING)")
         elif kind == "PlanWithUnresolvedIdentifier":  # IDENTIFIER('...') in FROM: a name known only at run time
             found.append("reads a table named by IDENTIFIER(...)")
-        for seq in (node.children(), node.innerChildren()):  # inner children: the CTEs' and subqueries' plans
-            pending.extend((seq.apply(i), ctes) for i in range(seq.size()))
-        expressions = node.expressions()
-        stack = [expressions.apply(i) for i in range(expressions.size())]
-        while stack:
-            expression = stack.pop()
-            expression_kind = expression.getClass().getSimpleName()
-            if expression_kind == "UnresolvedFunction":
-                called = expression.nameParts()
-                function = called.apply(called.size() - 1).lower()
-                if function in JAVA_CALLS:
-                    found.append(f"calls {function}()")
+        # inner children: the CTEs' and subqueries' plans
+        pending.extend((child, ctes) for child in [*_items(node.children()), *_items(node.innerChildren())])
+        for expression_kind, expression in _expressions(node):
+            if expression_kind == "UnresolvedFunction" and _last_name(expression.nameParts()) in JAVA_CALLS:
+                found.append(f"calls {_last_name(expression.nameParts())}()")
             elif expression_kind == "ExpressionWithUnresolvedIdentifier":
                 found.append("calls a function named by IDENTIFIER(...)")
-            children = expression.children()
-            stack.extend(children.apply(i) for i in range(children.size()))
     return list(dict.fromkeys(found))
 
 
@@ -259,27 +267,19 @@ def analyzed_refusals(spark, df, sources: list[str]) -> list[str]:
     while pending:
         node = pending.pop()
         kind = node.getClass().getSimpleName()
-        children = node.children()
+        children = _items(node.children())
         if "ScriptTransformation" in kind:
             found.append("runs a command (TRANSFORM ... USING)")
         elif kind == "LogicalRelation" and node.relation().getClass().getSimpleName() == "HadoopFsRelation":
-            roots = node.relation().location().rootPaths()
-            for i in range(roots.size()):
-                root = qualified(str(roots.apply(i).toString()))
+            for path in _items(node.relation().location().rootPaths()):
+                root = qualified(str(path.toString()))
                 if not any(root == a or root.startswith(a + "/") for a in allowed):
                     found.append(f"reads {root}")
-        elif children.size() == 0 and kind not in GENERATED_LEAVES:
+        elif not children and kind not in GENERATED_LEAVES:
             found.append(f"reads {node.nodeName()}")
-        for seq in (children, node.innerChildren()):
-            pending.extend(seq.apply(i) for i in range(seq.size()))
-        expressions = node.expressions()
-        stack = [expressions.apply(i) for i in range(expressions.size())]
-        while stack:
-            expression = stack.pop()
-            if expression.getClass().getSimpleName() == "CallMethodViaReflection":
-                found.append("calls Java (reflect or java_method)")
-            grand = expression.children()
-            stack.extend(grand.apply(i) for i in range(grand.size()))
+        pending.extend([*children, *_items(node.innerChildren())])
+        if any(expression_kind == "CallMethodViaReflection" for expression_kind, _ in _expressions(node)):
+            found.append("calls Java (reflect or java_method)")
     return list(dict.fromkeys(found))
 
 

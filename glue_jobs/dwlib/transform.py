@@ -1013,14 +1013,15 @@ def prepare_types(
             typed = original
         selected.append(typed.alias(name))
 
+    file_name = None if source_file is not None else _file_name()  # one file: its name is a constant
     df = df.select(
         *selected,
         *malformed,
         *suspect,
         F.lit(run_id).alias("meta_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
-        (F.lit(source_file) if source_file is not None else _file_name()).alias("meta_source_file"),
-        _source_order(None if source_file is not None else _file_name()).alias(ORDER),
+        (F.lit(source_file) if file_name is None else file_name).alias("meta_source_file"),
+        _source_order(file_name).alias(ORDER),
     )
     # Each check is (condition, reason): the kept/rejected split tests one boolean per row, and the
     # reason text is built only for a row that failed (a CASE branch is evaluated lazily).
@@ -1317,8 +1318,8 @@ def checked_hook_output(
         F.lit(run_id).alias("meta_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
         F.col("meta_source_file").cast("string").alias("meta_source_file"),
-        # "First row wins" in the hook's row order, file by file as the source's (`_source_order`).
-        F.struct(F.col("meta_source_file"), F.monotonically_increasing_id()).alias(ORDER),
+        # "First row wins" in the hook's row order, file by file as the source's.
+        _source_order(F.col("meta_source_file")).alias(ORDER),
         F.lit(False).alias(REJECTED),
         F.lit(None).cast("string").alias(REJECT_REASON),
     )
