@@ -48,8 +48,13 @@ def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
         "  $raw := $arrival ? $string($in.detail.object.key) : '';\n"
         f"  $key := $contains($raw, {DECODABLE}) ? $decodeUrlComponent($replace($raw, '+', ' ')) : $raw;\n"
         "  $found := $match($key, /(^|[/])run_id=([^/]*)[/]/);\n"
-        # What the arrival rule lets through only; anything else that reaches here starts nothing either.
-        f"  $ignore := $arrival and ($in.detail.object.size = 0 or $not($contains($key, /[/]{DROP_MARKER}$/)));\n"
+        # What the arrival rule lets through only; anything else that reaches here starts nothing either. The
+        # rule's `*` spans `/`, so a marker in a sub-folder of a drop (Spark's own _SUCCESS in a copied output
+        # folder, which can land before the drop's other files) also gets here: only the marker directly in
+        # the run folder starts the run.
+        f"  $ignore := $arrival and ($in.detail.object.size = 0 or $not($contains($key, /[/]{DROP_MARKER}$/))"
+        f" or ($exists($found) and $key != $substring($key, 0, $found[0].index + $length($found[0].match))"
+        f" & '{DROP_MARKER}'));\n"
         f"  $unknown := $arrival ? [] : $filter($keys($in), function($k) {{ $not($k in {allowed}) }});\n"
         "  $run_id := $arrival ? ($exists($found) ? $found[0].groups[1] : '')"
         f" : ($exists($in.run_id) ? $in.run_id : {NOW_RUN_ID});\n"
@@ -106,6 +111,10 @@ TRANSIENT_GLUE_ERRORS = (
     "Glue.OperationTimeoutException",
     "Glue.ResourceNumberLimitExceededException",
     "Glue.ThrottlingException",
+    # Glue's API models no ThrottlingException: a throttled start reaches Step Functions as the SDK's base
+    # class, "Glue.AWSGlueException" with "Rate exceeded ... Error Code: ThrottlingException" as its cause
+    # (AWS knowledge center, "glue-throttling-rate-exceeded"). Errors Glue does model keep their own names.
+    "Glue.AWSGlueException",
 )
 RETRY = {"IntervalSeconds": 60, "MaxAttempts": 3, "BackoffRate": 2.0, "MaxDelaySeconds": 300, "JitterStrategy": "FULL"}
 # With MaxRetries 0, Glue itself may hold a new run WAITING for capacity up to 15 minutes before it starts.
