@@ -9,6 +9,7 @@ every broken field of every folder in one go.
 from __future__ import annotations
 
 import codecs
+import html
 import itertools
 import json
 import math
@@ -53,20 +54,55 @@ SOURCE_SCHEMES = ("https://", "http://", "s3://", "file://")
 # Secrets Manager names: letters, digits and /_+=.@- ; header names are HTTP tokens.
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-# Query parameter names (lower-cased, '-' as '_') that carry a credential: api_key, access_token,
-# sig (Azure SAS), Signature (CloudFront), X-Amz-Signature / X-Amz-Credential / X-Amz-Security-Token
-# (S3 presigned), X-Goog-Signature, ... Names such as sort_key or page_token are data, not credentials.
-CREDENTIAL_PARAM = re.compile(
-    r"^(?:x_amz_|x_goog_)?(?:"
-    r"(?:api|access|secret|private|client|subscription|app|master|account|auth)_?key|key|"
-    r"(?:access|id|refresh|auth|api|bearer|session|security|private|oauth)_?token|token|"
-    r"(?:client_)?secret|sig|signature|password|passwd|pwd|auth|authorization|credentials?)$"
+# Query parameter names that carry a credential. A name is split into its words (camelCase, -, _, ., ;, [],
+# a copied "&amp;" all separate words): api_key, x-api-key, apiSecret, AWSAccessKeyId, hapikey, sas_token,
+# sig (Azure SAS), Signature (CloudFront), X-Amz-Signature / X-Amz-Credential / X-Amz-Security-Token (S3
+# presigned), X-Goog-Signature, jwt, passphrase, appid (OpenWeather's key) ... A "key", "token", "sig" or
+# "auth" is data after a word that says so (sort_key, page_token, next_token), or when a word other than "id"
+# follows it (Key-Pair-Id, SignatureVersion, auth_type); keyword or monkey are one word, not "key".
+_CREDENTIAL_WORDS = re.compile(
+    r"^(?:.*(?:secret|passw|passphrase|apikey|apitoken|accesskey|accesstoken|authtoken|bearer|credential).*"
+    r"|pass|pwd|jwt|appid|sas|otp)$"
 )
+# Credentials when they end the name (or come before "id"): signature_version or auth_type are settings.
+_CREDENTIAL_ENDS = frozenset(("key", "token", "sig", "signature", "auth", "authorization"))
+_DATA_KEY_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "sort partition primary foreign row group order search lookup hash range object cache idempotency map "
+        "dict unique composite natural surrogate page next prev previous continuation pagination cursor sync "
+        "resume start end last first offset index",
+    )
+)
+
+
+def _name_words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name))
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+def _credential_name(name: str) -> bool:
+    words = _name_words(name)
+    for index, word in enumerate(words):
+        if _CREDENTIAL_WORDS.match(word):
+            return True
+        if word in _CREDENTIAL_ENDS:
+            before = words[index - 1] if index else ""
+            after = words[index + 1 :]
+            if before not in _DATA_KEY_WORDS and (not after or after == ["id"]):
+                return True
+    return False
 
 
 def credential_params(names) -> list[str]:
     """The names among `names` that look like they carry a credential, sorted."""
-    return sorted({name for name in names if CREDENTIAL_PARAM.match(name.lower().replace("-", "_"))})
+    return sorted({name for name in names if _credential_name(name)})
+
+
+def _query_names(query: str) -> list[str]:
+    """The parameter names of a query (or fragment) as any server might split it: on & and on ;, with a
+    URL copied out of HTML ("&amp;") unescaped first."""
+    return [name for name, _ in parse_qsl(html.unescape(query).replace(";", "&"), keep_blank_values=True)]
 
 
 def _no_credentials(url: str) -> None:
@@ -81,8 +117,7 @@ def _no_credentials(url: str) -> None:
     if "@" in parts.netloc:
         raise ValueError(f"the URL holds a user name or password before '@'; {advice}")
     # The fragment too: never sent, but kept in the ledger like the rest (OAuth puts tokens there).
-    pairs = [*parse_qsl(parts.query, keep_blank_values=True), *parse_qsl(parts.fragment, keep_blank_values=True)]
-    found = credential_params(name for name, _ in pairs)
+    found = credential_params([*_query_names(parts.query), *_query_names(parts.fragment)])
     if found:
         raise ValueError(f"the URL holds {', '.join(found)}, which looks like a credential; {advice}")
 
@@ -518,7 +553,7 @@ class ApiEndpoint(Strict):
                 "the URL holds a user name or password before '@'; put the credential in a secret and name it "
                 'in "auth": {"secret": "pp-dw/NAME", "scheme": "Basic"} (the secret holding user:password)'
             )
-        found = credential_params([*(name for name, _ in parse_qsl(parts.query)), *self.params])
+        found = credential_params([*_query_names(parts.query), *_query_names(parts.fragment), *self.params])
         if found:
             raise ValueError(
                 f"{', '.join(found)} in the URL or params looks like a credential, which would sit in the "

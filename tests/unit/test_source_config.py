@@ -33,6 +33,27 @@ def config(**fields) -> DatasetConfig:
         "https://example.com/orders.csv?password=abc",
         "https://example.com/orders.csv#access_token=abc123",
         "s3://AKIAEXAMPLE:abc123@bucket/orders.csv",
+        # names a credential takes in real APIs, in every spelling (a reviewer's list of what got through)
+        "https://example.com/orders.csv?x-api-key=abc123",
+        "https://example.com/orders.csv?X-API-KEY=abc123",
+        "https://example.com/orders.csv?apiSecret=abc123",
+        "https://example.com/orders.csv?clientSecret=abc123",
+        "https://example.com/orders.csv?consumer_secret=abc123",
+        "https://api.hubapi.com/orders.csv?hapikey=abc123",
+        "https://api.openweathermap.org/data?q=x&appid=abc123",
+        "https://example.com/orders.csv?AWSAccessKeyId=AKIA&Expires=1",
+        "https://example.com/orders.csv?access_key_id=AKIA",
+        "https://example.com/orders.csv?jwt=abc123",
+        "https://example.com/orders.csv?passphrase=abc123",
+        "https://example.com/orders.csv?license_key=abc123",
+        "https://example.com/orders.csv?user_key=abc123",
+        "https://example.com/orders.csv?oauth_signature=abc123",
+        "https://example.com/orders.csv?sas_token=abc123",
+        "https://example.com/orders.csv?Ocp-Apim-Subscription-Key=abc123",
+        # a URL copied out of HTML, array syntax, ; as separator
+        "https://example.com/orders.csv?format=csv&amp;api_key=abc123",
+        "https://example.com/orders.csv?api_key[]=abc123",
+        "https://example.com/orders.csv?format=csv;api_key=abc123",
     ],
 )
 def test_credentials_in_source_url_are_refused_with_advice(url):
@@ -49,6 +70,8 @@ def test_credentials_in_source_url_are_refused_with_advice(url):
     [
         "https://example.com/orders.csv?format=csv&sortKey=date",
         "https://example.com/export?monkey=1&keyword=x&page_size=10",
+        "https://example.com/export?nextPageToken=x&continuationToken=y&partition_key=p&app_id=7",
+        "https://example.com/export?SignatureVersion=4&auth_type=none",
         "s3://bucket/exports/orders.csv",
     ],
 )
@@ -63,6 +86,11 @@ def test_ordinary_query_parameters_are_accepted(url):
         {"url": "https://api.example.org/items", "params": {"access_token": "abc123"}},
         {"url": "https://api.example.org/items", "params": {"X-Amz-Signature": "abc123"}},
         {"url": "https://bot:abc123@api.example.org/items"},
+        {"url": "https://api.example.org/items", "params": {"x-api-key": "abc123"}},
+        {"url": "https://api.example.org/items", "params": {"api_secret": "abc123"}},
+        {"url": "https://api.example.org/items?appid=abc123"},
+        {"url": "https://api.example.org/items?limit=1&amp;hapikey=abc123"},
+        {"url": "https://api.example.org/items", "params": {"jwt": "abc123"}},
     ],
 )
 def test_credentials_in_an_api_endpoint_are_refused_with_advice(endpoint):
