@@ -119,7 +119,7 @@ from rich.table import Table
 from dw.project import DwError, find_root, validate, write_schemas
 from dwlib.config import ConfigError, Project, check_dataset, load_project, resource_problems
 from dwlib.jobs import FORCE_DRY_RUN, job_config_document, resolve_run_id
-from dwlib.naming import TRANSFORM_HOOK, Naming, check_stage, table_name
+from dwlib.naming import DROPPED_SOURCES, TRANSFORM_HOOK, Naming, check_stage, table_name
 
 HELP = """Run the pp-dw pipeline locally: the same Glue job code on Spark local mode, Athena SQL on DuckDB.
 
@@ -604,16 +604,16 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
     from dwlib.lake import LocalLake
 
     project = _project()
-    _dataset(project, dataset)
+    config = _dataset(project, dataset)
     naming = Naming.of(project.core)
     lake_dir = _lake_dir(project, lake)
     folder = lake_dir / naming.runs_prefix(dataset)
     files = sorted(folder.glob("run_id=*.json"), reverse=True) if folder.is_dir() else []
     local = LocalLake(lake_dir)
-    incomplete = {
-        (i.run_id, i.layer): i
-        for i in ledger.incomplete_runs(local, naming, dataset, project.core.glue_defaults.timeout_minutes)
-    }
+    dropped = config.source_kind in DROPPED_SOURCES  # drops are closed by their dropper, fetches by a manifest
+    unfinished = ledger.incomplete_runs(local, naming, dataset, project.core.glue_defaults.timeout_minutes,
+                                        dropped=dropped)  # fmt: skip
+    incomplete = {(i.run_id, i.layer): i for i in unfinished}
     if not files and not incomplete:
         out.print(f"no runs of {dataset} in {lake_dir} yet: `dw run {dataset} --sample` makes one")
         return
@@ -651,10 +651,9 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
     for row in sorted(rows, key=lambda r: r[0], reverse=True):
         table.add_row(*row)
     out.print(table)
-    flagged = ledger.incomplete_runs(local, naming, dataset, project.core.glue_defaults.timeout_minutes)
-    if flagged:
-        out.print(f"{len(flagged)} incomplete run(s):", markup=False)
-        for item in sorted(flagged, key=lambda i: i.run_id, reverse=True):
+    if unfinished:
+        out.print(f"{len(unfinished)} incomplete run(s):", markup=False)
+        for item in sorted(unfinished, key=lambda i: i.run_id, reverse=True):
             out.print(f"  {item.run_id} {item.layer}: {item.why}; {item.advice}", markup=False)
 
 

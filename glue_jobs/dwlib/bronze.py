@@ -17,13 +17,13 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from dwlib import fetch, iceberg, jobs, transform
+from dwlib import fetch, iceberg, jobs, ledger, transform
 from dwlib import keys as key_check
 from dwlib.config import CsvOptions, DatasetConfig
 from dwlib.errors import malformed_record
 from dwlib.hook import HookError, TransformHook, load_hook
 from dwlib.lake import Lake, LakeError
-from dwlib.naming import TRANSFORM_HOOK, Naming, table_name
+from dwlib.naming import DROPPED_SOURCES, TRANSFORM_HOOK, Naming, table_name
 
 # The run's types and skeleton live in dwlib.run (shared with gold); these names stay importable from here.
 from dwlib.run import (  # noqa: F401
@@ -96,15 +96,28 @@ def source_description(dataset: DatasetConfig) -> str:
 
 
 def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
-    """Put the run's original files under raw/{dataset}/run_id=.../ and return their keys."""
+    """Put the run's original files under raw/{dataset}/run_id=.../ and return their keys.
+
+    A fetch (the source, an API, --sample) closes the folder with its manifest once every file is landed; a
+    replay (`raw_run_id`) takes only a closed folder's listed files (see ledger.raw_run_files).
+    """
     naming, lake = ctx.naming, ctx.lake
+    kind = ctx.dataset.source_kind
     if ctx.raw_run_id:
         prefix = naming.raw_prefix(ctx.name, ctx.raw_run_id)
-        keys = [o.key for o in lake.data_files(prefix)]
-        if not keys:
+        if not lake.data_files(prefix):
             raise JobFailed(f"no raw files under {prefix}: pick a run id that `dw runs {ctx.name}` lists")
+        try:
+            keys, note = ledger.raw_run_files(lake, naming, ctx.name, ctx.raw_run_id, dropped=kind in DROPPED_SOURCES)
+        except ledger.IncompleteRawRun as exc:
+            raise JobFailed(str(exc)) from None
+        if note:
+            summary.notes.append(note)
         return keys
     prefix = naming.raw_prefix(ctx.name, ctx.run_id)
+    if ctx.sample_dir is not None or kind not in DROPPED_SOURCES:
+        # A retry of this run id fetches again: until it has landed every file, the folder is not closed.
+        lake.delete_prefix(naming.raw_manifest_key(ctx.name, ctx.run_id))
     if ctx.sample_dir is not None:
         files = sorted(p for p in ctx.sample_dir.iterdir() if p.is_file() and not p.name.startswith("."))
         if not files:
@@ -112,8 +125,7 @@ def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
         for path in files:
             lake.put_file(path, prefix + path.name)
             summary.bytes_fetched += path.stat().st_size
-        return [prefix + p.name for p in files]
-    kind = ctx.dataset.source_kind
+        return _closed(ctx, [prefix + p.name for p in files])
     try:
         secrets = resolve_all(ctx.secrets, ctx.dataset.secrets)
     except SecretError as exc:
@@ -132,7 +144,8 @@ def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
     elif kind == "api_endpoints":
         result = fetch.fetch_api(ctx.dataset.api_endpoints or [], lake, prefix, policy=ctx.policy, secrets=secrets)
     else:
-        # dynamodb_table and landing: the files were put there before the run (export Lambda, a drop).
+        # dynamodb_table and landing: the files were put there before the run (export Lambda, a drop), and the
+        # dropper's _SUCCESS closed the folder.
         keys = [o.key for o in lake.data_files(prefix)]
         if not keys:
             what = "the export Lambda has not written" if kind == "dynamodb_table" else "nobody has dropped"
@@ -140,7 +153,16 @@ def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
         summary.bytes_fetched = sum(o.size for o in lake.data_files(prefix))
         return keys
     summary.bytes_fetched = result.bytes
-    return result.keys
+    return _closed(ctx, result.keys)
+
+
+def _closed(ctx: JobContext, keys: list[str]) -> list[str]:
+    """Write the fetched run's manifest, last: from now on the raw run may be replayed."""
+    try:
+        ledger.write_raw_manifest(ctx.lake, ctx.naming, ctx.name, ctx.run_id, keys)
+    except ledger.IncompleteRawRun as exc:
+        raise JobFailed(f"{exc}; the raw run is not closed, run again") from None
+    return keys
 
 
 def output_file_count(input_bytes: int, fmt: str) -> int:

@@ -169,9 +169,15 @@ class LocalLake(Lake):
             yield LakeObject(path.relative_to(self.root).as_posix(), path.stat().st_size)
 
     def put_file(self, local: Path, key: str) -> None:
+        # Copied under a hidden name, then renamed: a kill midway leaves no truncated file under the key.
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, target)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def get_file(self, key: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)

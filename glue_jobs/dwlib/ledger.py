@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dwlib.lake import Lake
-from dwlib.naming import Naming, next_run_id
+from dwlib.naming import RAW_MANIFEST, Naming, next_run_id
 
 ACTIVE = ("running", "publishing")  # what an entry says while its run works
 # A lock of another machine is dead once a run could no longer be alive: Glue stops a job at its timeout.
@@ -177,6 +177,25 @@ def ledger_entries(lake: Lake, naming: Naming, dataset: str) -> dict[tuple[str, 
     return found
 
 
+class UnreadableEntry(ValueError):
+    """A ledger entry that is not a run's summary (truncated, edited by hand); the message names the file."""
+
+
+def read_entry(lake: Lake, key: str) -> dict[str, Any] | None:
+    """The ledger entry at `key`, None if there is none; UnreadableEntry, naming the file and the fix, if it is not one."""
+    found = lake.read_versioned(key)  # None when absent, on S3 and locally alike
+    if found is None:
+        return None
+    data = found[0]
+    try:
+        entry = json.loads(data)
+    except ValueError as exc:
+        raise UnreadableEntry(f"{key} is not readable JSON ({exc}); fix it or delete it") from None
+    if not isinstance(entry, dict):
+        raise UnreadableEntry(f"{key} holds a JSON {type(entry).__name__}, not a run's entry; fix it or delete it")
+    return entry
+
+
 def raw_run_ids(lake: Lake, naming: Naming, dataset: str) -> set[str]:
     prefix = naming.raw_dataset_prefix(dataset)
     ids = set()
@@ -185,6 +204,100 @@ def raw_run_ids(lake: Lake, naming: Naming, dataset: str) -> set[str]:
         if part.startswith("run_id="):
             ids.add(part.removeprefix("run_id="))
     return ids
+
+
+class IncompleteRawRun(ValueError):
+    """A kept raw run that must not be replayed: its fetch never finished, or its files changed since."""
+
+
+def write_raw_manifest(lake: Lake, naming: Naming, dataset: str, run_id: str, keys: list[str]) -> dict[str, Any]:
+    """Close a fetched raw run: its files and sizes, written last (a fetch killed midway has no manifest)."""
+    prefix = naming.raw_prefix(dataset, run_id)
+    sizes = {o.key: o.size for o in lake.list(prefix)}
+    missing = [k for k in keys if k not in sizes]
+    if missing:
+        raise IncompleteRawRun(f"the fetch reported {', '.join(missing[:3])} but the lake does not hold it")
+    manifest = {
+        "dataset": dataset,
+        "run_id": run_id,
+        "written_at": _stamp(_now()),
+        "files": [{"key": k[len(prefix) :], "size": sizes[k]} for k in keys],
+        "bytes": sum(sizes[k] for k in keys),
+    }
+    lake.write_json(naming.raw_manifest_key(dataset, run_id), manifest)
+    return manifest
+
+
+def _legacy_raw_keys(lake: Lake, naming: Naming, dataset: str, run_id: str) -> list[str] | None:
+    """The raw keys a ledger entry of the run itself lists: its fetch finished (written before manifests)."""
+    for layer in ("raw", "bronze"):
+        key = naming.run_summary_key(dataset, run_id, layer)
+        try:
+            entry = read_entry(lake, key)
+        except UnreadableEntry:
+            continue
+        if entry is None or entry.get("raw_run_id") not in (None, run_id):
+            continue
+        keys = entry.get("raw_keys")
+        if isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys):
+            return keys
+    return None
+
+
+def raw_run_files(lake: Lake, naming: Naming, dataset: str, run_id: str, *, dropped: bool) -> tuple[list[str], str]:
+    """The files of a kept raw run to replay, and a note for the run (or ""); IncompleteRawRun if it must not be.
+
+    A run the job fetched is replayable once its manifest says the fetch finished, and then only the files it
+    lists, each still of its size. A drop (`dropped`: landing, dynamodb_table) is closed by its dropper's
+    `_SUCCESS`, not by a manifest: its data files are replayed as they are. A fetched run kept before manifests
+    existed is replayed only when its own ledger entry lists the files its finished fetch landed.
+    """
+    prefix = naming.raw_prefix(dataset, run_id)
+    manifest_key = naming.raw_manifest_key(dataset, run_id)
+    again = f"run again without --raw-run-id (`dw run {dataset}`), which fetches the source anew"
+    present = {o.key: o.size for o in lake.list(prefix)}
+    if manifest_key in present:
+        try:
+            manifest = lake.read_json(manifest_key)
+            listed = [(prefix + str(f["key"]), int(f["size"])) for f in manifest["files"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IncompleteRawRun(
+                f"the raw run {prefix} cannot be replayed: its manifest {manifest_key} is not readable ({exc}); "
+                f"{again}, or delete {prefix}"
+            ) from None
+        problems = [
+            f"{key} is missing" if key not in present else f"{key} is {present[key]} bytes, the manifest says {size}"
+            for key, size in listed
+            if present.get(key) != size
+        ]
+        if problems or not listed:
+            raise IncompleteRawRun(
+                f"the raw run {prefix} no longer holds what its fetch landed ({'; '.join(problems[:3]) or 'no files'}"
+                f"{f' and {len(problems) - 3} more' if len(problems) > 3 else ''}), so a replay would publish "
+                f"part of the source; {again}"
+            )
+        return [key for key, _ in listed], ""
+    if dropped:
+        return [o.key for o in lake.data_files(prefix)], ""
+    legacy = _legacy_raw_keys(lake, naming, dataset, run_id)
+    if legacy is not None and all(k in present for k in legacy):
+        return legacy, (
+            f"note: the raw run {prefix} predates raw manifests ({RAW_MANIFEST}); its ledger entry says its fetch "
+            f"finished with {len(legacy)} file(s), and those are replayed"
+        )
+    raise IncompleteRawRun(
+        f"the raw run {prefix} is incomplete: it has no {RAW_MANIFEST}, which a fetch writes once every file is "
+        f"landed, so its fetch was stopped midway and a replay would replace bronze with part of the source; {again}"
+        f", then delete {prefix}"
+    )
+
+
+def raw_run_replayable(lake: Lake, naming: Naming, dataset: str, run_id: str, *, dropped: bool) -> bool:
+    try:
+        raw_run_files(lake, naming, dataset, run_id, dropped=dropped)
+    except IncompleteRawRun:
+        return False
+    return True
 
 
 def claim_run_id(ctx, layer: str) -> list[dict[str, Any]]:
@@ -298,8 +411,14 @@ class Incomplete:
     advice: str
 
 
-def incomplete_runs(lake: Lake, naming: Naming, dataset: str, timeout_minutes: int) -> list[Incomplete]:
-    """Runs whose entry says running with no live lock behind it, and raw folders no entry accounts for."""
+def incomplete_runs(
+    lake: Lake, naming: Naming, dataset: str, timeout_minutes: int, *, dropped: bool = False
+) -> list[Incomplete]:
+    """Runs whose entry says running with no live lock behind it, and raw folders no entry accounts for.
+
+    `dropped`: the dataset's raw runs are drops (landing, dynamodb_table), closed by their dropper, not by a
+    manifest; a fetched raw run without its manifest is advised a new run, never a replay.
+    """
     entries = ledger_entries(lake, naming, dataset)
     state = inspect_lock(lake, naming, dataset, timeout_minutes)
     live = state.holder.get("run_id") if state and state.stale_because is None else None
@@ -314,37 +433,44 @@ def incomplete_runs(lake: Lake, naming: Naming, dataset: str, timeout_minutes: i
         if entry.get("raw_run_id"):
             used_raw.add(entry["raw_run_id"])
         if entry.get("status") in ACTIVE and run_id != live:
+            source = entry.get("raw_run_id") or (run_id if run_id in raw else None)
+            replayable = source is not None and raw_run_replayable(lake, naming, dataset, source, dropped=dropped)
             found.append(
                 Incomplete(
                     run_id,
                     layer,
                     f"its entry says {entry['status']} and no run holds the lock",
-                    _advice(
-                        dataset, run_id, layer, naming, raw=run_id in raw, entry=key, raw_run_id=entry.get("raw_run_id")
-                    ),
+                    _advice(dataset, run_id, layer, naming, raw=run_id in raw, entry=key,
+                            raw_run_id=entry.get("raw_run_id"), replayable=replayable),  # fmt: skip
                 )
             )
     with_entry = {run_id for run_id, _ in entries} | used_raw
     for run_id in sorted(raw - with_entry - ({live} if live else set())):
+        replayable = raw_run_replayable(lake, naming, dataset, run_id, dropped=dropped)
         found.append(
             Incomplete(
                 run_id,
                 "raw",
                 "raw files without a ledger entry",
-                _advice(dataset, run_id, "raw", naming, raw=True, entry=None),
+                _advice(dataset, run_id, "raw", naming, raw=True, entry=None, replayable=replayable),
             )
         )
     return found
 
 
 def _advice(dataset: str, run_id: str, layer: str, naming: Naming, *, raw: bool, entry: str | None,
-            raw_run_id: str | None = None) -> str:  # fmt: skip
+            raw_run_id: str | None = None, replayable: bool = True) -> str:  # fmt: skip
     leftovers = [naming.raw_prefix(dataset, run_id)] if raw and layer != "gold" else []
     leftovers += [entry] if entry else []
     clean = f"or clean up: delete {' and '.join(leftovers)}"
     if layer == "gold":
         return f"run again: dw run {dataset} --layer gold; {clean}"
     source = raw_run_id or (run_id if raw else None)
-    if source:
+    if source and replayable:
         return f"replay: dw run {dataset} --raw-run-id {source}; {clean}"
+    if source:
+        return (
+            f"the raw run {naming.raw_prefix(dataset, source)} is incomplete (its fetch never finished: no "
+            f"{RAW_MANIFEST}), so it cannot be replayed; run again without --raw-run-id: dw run {dataset}; {clean}"
+        )
     return f"run again: dw run {dataset}; {clean}"

@@ -441,6 +441,11 @@ class Naming:
         return f"{Naming.raw_prefix(dataset, run_id)}{DROP_MARKER}"
 
     @staticmethod
+    def raw_manifest_key(dataset: str, run_id: str) -> str:
+        """The completion record of a raw run the job fetched itself: written last, it lists every file and its size."""
+        return f"{Naming.raw_prefix(dataset, run_id)}{RAW_MANIFEST}"
+
+    @staticmethod
     def bronze_prefix(dataset: str) -> str:
         return Naming.bronze_table_prefix(table_name(dataset))
 
@@ -538,5 +543,9 @@ WHEELS_DIR = "wheels"
 # Non-empty, written last: a 0-byte object never starts a run (console folders, placeholders).
 # Its name starts with `_`, so jobs never read it as data (Lake.data_files skips such names).
 DROP_MARKER = "_SUCCESS"
+# A fetch (source_url, api_endpoints, --sample) closes its raw run folder with this manifest, written last: a folder
+# without one is a fetch that never finished, and is never replayed. Drops are closed by their DROP_MARKER instead.
+RAW_MANIFEST = "_manifest.json"
+DROPPED_SOURCES = ("landing", "dynamodb_table")  # source kinds whose raw files someone else puts in the folder
 JOB_CONFIG = "job_config.json"
 TRANSFORM_HOOK = "transform.py"  # datasets/{dataset}/transform.py, deployed to etl/{dataset}/transform.py

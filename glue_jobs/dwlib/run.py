@@ -109,6 +109,7 @@ class RunSummary:
     previous_attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier tries of this run id
     finished_for_others: list[str] = field(default_factory=list)  # publishes of dead runs this run finished
     lock_taken_over: dict[str, Any] | None = None  # the dead run whose lock this run took
+    notes: list[str] = field(default_factory=list)  # what a person should know about the run's input (a replay)
     code_version: str = ""  # git commit or library hash (metrics.code_version)
     config_hash: str = ""  # sha256 of the dataset config the run used
     table_format: str = "parquet"  # "iceberg": the run committed a snapshot instead of replacing a folder
@@ -202,6 +203,7 @@ def housekeeping(summary: RunSummary) -> list[str]:
             f"took over the lock of run {dead.get('run_id')} (started {dead.get('started_at')}): {dead.get('why')}"
         )
     lines += summary.finished_for_others
+    lines += summary.notes
     if summary.previous_attempts:
         lines.append(f"attempt {len(summary.previous_attempts) + 1} of run id {summary.run_id} (earlier: "
                      + ", ".join(str(a.get("status")) for a in summary.previous_attempts) + ")")  # fmt: skip

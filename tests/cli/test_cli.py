@@ -963,10 +963,11 @@ def test_a_killed_run_is_listed_as_incomplete_and_its_lock_taken_over(project_co
     lake = tmp_path / "lake"
     killed_id = "20260105T000000Z"
     raw = lake / "raw" / DATASET / f"run_id={killed_id}" / SAMPLE.name
+    manifest = raw.parent / "_manifest.json"  # written once the fetch has landed every file
     run = Background("run", DATASET, "--sample", "--lake", lake, "--run-id", killed_id, cwd=project_copy)
     try:
         deadline = time.monotonic() + SPARK_TIMEOUT
-        while not (raw.is_file() and raw.stat().st_size == SAMPLE.stat().st_size):
+        while not (raw.is_file() and manifest.is_file()):
             assert run.proc.poll() is None, show(run.wait())
             assert time.monotonic() < deadline, "the run never landed its raw file"
             time.sleep(0.02)

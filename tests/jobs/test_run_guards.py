@@ -515,7 +515,8 @@ def test_incomplete_runs_are_found_with_how_to_replay_or_clean(any_lake, core):
     any_lake.write_bytes(f"raw/{DATASET}/run_id={SECOND}/orders.csv", b"a\n1\n")  # no entry at all
     any_lake.write_json(naming.run_summary_key(DATASET, THIRD), {"run_id": THIRD, "layer": "bronze",
                                                                   "status": "succeeded"})  # fmt: skip
-    found = {(i.run_id, i.layer): i for i in ledger.incomplete_runs(any_lake, naming, DATASET, 120)}
+    # shop-orders is a landing dataset: its raw runs are drops, closed by their dropper's _SUCCESS.
+    found = {(i.run_id, i.layer): i for i in ledger.incomplete_runs(any_lake, naming, DATASET, 120, dropped=True)}
     assert set(found) == {(FIRST, "bronze"), (SECOND, "raw")}
     assert f"dw run {DATASET} --raw-run-id {FIRST}" in found[(FIRST, "bronze")].advice
     assert f"delete raw/{DATASET}/run_id={FIRST}/" in found[(FIRST, "bronze")].advice
@@ -556,3 +557,110 @@ def test_s3_gold_model_publish_killed_midway_is_completed_and_its_entry_correcte
     gold_entry = entry(plain, SECOND, "gold")
     assert gold_entry["status"] == "succeeded"
     assert gold_entry["models"][0]["status"] == "succeeded"
+
+
+# ------------------------------------------------------------------ 11. raw runs: only a finished fetch is replayed
+
+
+def api_config() -> DatasetConfig:
+    return DatasetConfig.model_validate({
+        "dataset": DATASET, "description": "orders", "data_size_category": "small",
+        "api_endpoints": [{"url": "https://api.example.org/east", "records": "results"},
+                          {"url": "https://api.example.org/west", "records": "results"}],
+    })  # fmt: skip
+
+
+def fake_fetch(monkeypatch, *, die_after: int | None = None):
+    """fetch_api landing endpoint_0.jsonl and endpoint_1.jsonl; with `die_after`, the job dies after that many."""
+    from dwlib import fetch
+
+    def fetch_api(endpoints, lake, prefix, **_):
+        keys = []
+        for i in range(len(endpoints)):
+            if die_after is not None and i == die_after:
+                raise SimulatedKill()
+            keys.append(f"{prefix}endpoint_{i}.jsonl")
+            lake.write_bytes(keys[-1], b'{"order_id": %d}\n' % i)
+        return fetch.FetchResult("api", keys, 16 * len(keys), len(keys), False, 0.1)
+
+    monkeypatch.setattr(fetch, "fetch_api", fetch_api)
+
+
+def api_ctx(core, lake, run_id: str, **extra) -> bronze.JobContext:
+    return bronze.JobContext(core=core, dataset=api_config(), lake=lake, run_id=run_id, **extra)
+
+
+def test_a_fetch_killed_midway_is_never_replayed_and_dw_runs_says_run_again(any_lake, core, monkeypatch):
+    plant(any_lake, [BRONZE + "part-0-old.parquet"], b"old")
+    fake_fetch(monkeypatch, die_after=1)  # the first endpoint landed, the second never did
+    with pytest.raises(SimulatedKill):
+        bronze.run_raw(api_ctx(core, any_lake, FIRST))
+    raw = f"raw/{DATASET}/run_id={FIRST}/"
+    assert keys_under(any_lake, raw) == [raw + "endpoint_0.jsonl"]  # no manifest: the fetch never finished
+
+    any_lake.delete_prefix(f"runs/{DATASET}/_lock.json")
+    found = {(i.run_id, i.layer): i for i in ledger.incomplete_runs(any_lake, Naming.of(core), DATASET, 120)}
+    advice = found[(FIRST, "raw")].advice
+    assert "--raw-run-id" not in advice.split("run again without")[0]
+    assert f"the raw run {raw} is incomplete" in advice
+    assert f"run again without --raw-run-id: dw run {DATASET}" in advice
+
+    replay = bronze.run_bronze(None, api_ctx(core, any_lake, SECOND, raw_run_id=FIRST))
+    assert replay.status == "failed"
+    assert f"the raw run {raw} is incomplete: it has no _manifest.json" in replay.error
+    assert f"run again without --raw-run-id (`dw run {DATASET}`)" in replay.error
+    assert keys_under(any_lake, BRONZE) == [BRONZE + "part-0-old.parquet"]  # bronze untouched
+
+
+def test_a_finished_fetch_writes_its_manifest_and_a_replay_checks_every_file(any_lake, core, monkeypatch):
+    fake_fetch(monkeypatch)
+    assert bronze.run_raw(api_ctx(core, any_lake, FIRST)).status == "succeeded"
+    raw = f"raw/{DATASET}/run_id={FIRST}/"
+    manifest = any_lake.read_json(raw + "_manifest.json")
+    assert [(f["key"], f["size"]) for f in manifest["files"]] == [("endpoint_0.jsonl", 16), ("endpoint_1.jsonl", 16)]
+    naming = Naming.of(core)
+    assert ledger.incomplete_runs(any_lake, naming, DATASET, 120) == []
+    assert ledger.raw_run_files(any_lake, naming, DATASET, FIRST, dropped=False) == (
+        [raw + "endpoint_0.jsonl", raw + "endpoint_1.jsonl"], "")
+
+    any_lake.write_bytes(raw + "endpoint_1.jsonl", b"cut")  # a file changed since the fetch
+    replay = bronze.run_bronze(None, api_ctx(core, any_lake, SECOND, raw_run_id=FIRST))
+    assert replay.status == "failed"
+    assert f"{raw}endpoint_1.jsonl is 3 bytes, the manifest says 16" in replay.error
+    any_lake.delete_prefix(raw + "endpoint_1.jsonl")
+    with pytest.raises(ledger.IncompleteRawRun, match=f"{raw}endpoint_1.jsonl is missing"):
+        ledger.raw_run_files(any_lake, naming, DATASET, FIRST, dropped=False)
+
+
+def test_a_raw_run_kept_before_manifests_is_replayed_only_when_its_entry_lists_its_files(any_lake, core):
+    naming = Naming.of(core)
+    raw = f"raw/{DATASET}/run_id={FIRST}/"
+    plant(any_lake, [raw + "endpoint_0.jsonl", raw + "endpoint_1.jsonl"])
+    with pytest.raises(ledger.IncompleteRawRun, match="is incomplete"):  # no entry says the fetch finished
+        ledger.raw_run_files(any_lake, naming, DATASET, FIRST, dropped=False)
+    any_lake.write_json(naming.run_summary_key(DATASET, FIRST), {"run_id": FIRST, "layer": "bronze",
+                        "status": "failed", "raw_keys": [raw + "endpoint_0.jsonl", raw + "endpoint_1.jsonl"]})  # fmt: skip
+    keys, note = ledger.raw_run_files(any_lake, naming, DATASET, FIRST, dropped=False)
+    assert keys == [raw + "endpoint_0.jsonl", raw + "endpoint_1.jsonl"]
+    assert "predates raw manifests" in note and "its ledger entry says its fetch finished with 2 file(s)" in note
+    # A drop (landing) is closed by its dropper's _SUCCESS: its files are replayed as they are.
+    drop = f"raw/{DATASET}/run_id={SECOND}/"
+    plant(any_lake, [drop + "a.csv", drop + "_SUCCESS"])
+    assert ledger.raw_run_files(any_lake, naming, DATASET, SECOND, dropped=True) == ([drop + "a.csv"], "")
+
+
+def test_a_local_put_file_killed_midway_leaves_nothing_under_the_key(tmp_path, monkeypatch):
+    import shutil
+
+    lake = LocalLake(tmp_path / "lake")
+    source = tmp_path / "big.csv"
+    source.write_bytes(b"x" * 1000)
+
+    def dies_midway(src, dst):
+        Path(dst).write_bytes(b"x" * 10)
+        raise SimulatedKill()
+
+    monkeypatch.setattr(shutil, "copyfile", dies_midway)
+    with pytest.raises(SimulatedKill):
+        lake.put_file(source, "raw/x/run_id=20260101T000000Z/big.csv")
+    assert list(lake.list("raw/x/")) == []
