@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -29,6 +30,24 @@ class LakeError(RuntimeError):
 # back, after it rolled forward, by whoever finds the journal (the next run of the dataset). A local
 # publish is decided by where its staged folder is (LocalLake._settle).
 BEFORE_COMMIT, AFTER_COMMIT = "copying", "deleting"
+# Waits before a whole S3 request (a delete, a journal write) is tried again after a 5xx, a throttle or a dropped
+# connection: the publish's own retries, on top of the SDK's.
+RETRY_DELAYS = (0.5, 2.0)
+TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
+                   "ThrottlingException", "RequestTimeTooSkewed"}  # fmt: skip
+
+
+def _transient(exc: Exception) -> bool:
+    """An S3 request that may succeed if sent again: a 5xx or throttle answer, or no answer at all."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return type(exc).__module__.startswith(("botocore", "urllib3", "socket")) or isinstance(exc, OSError)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status >= 500 or status == 429 or response.get("Error", {}).get("Code") in TRANSIENT_CODES
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def _identity(path: Path) -> list[int] | None:
@@ -95,7 +114,12 @@ class Lake(ABC):
 
         With `journal` (a key outside `final`), the publish is written down before it starts, so
         that `finish_publish(journal)` can complete or undo it if this process dies midway; `about`
-        (run id, layer) is kept in the journal for whoever finishes it.
+        (run id, layer) is kept in the journal for whoever finishes it. The journal stays after a publish
+        that finished: the caller removes it once its ledger entry says so (a run killed in between is
+        then completed, not left `publishing`).
+
+        Raises LakeError when `final` may hold the files of both generations (the journal then lets the
+        next run finish or undo it); any other exception leaves `final` as it was.
         """
 
     @abstractmethod
@@ -227,8 +251,8 @@ class LocalLake(Lake):
                 self.delete_prefix(journal)
             raise
         shutil.rmtree(old, ignore_errors=True)
-        if journal:
-            self.delete_prefix(journal)  # if this fails, the next run finds the new folder in place
+        # The journal stays until the run's ledger entry says succeeded (run.guarded_run removes it): a run killed
+        # before that is completed by the next run, which finds the new folder in place.
 
     def _key_of(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -372,7 +396,7 @@ class S3Lake(Lake):
         reasons: set[str] = set()
         for start in range(0, len(keys), 1000):
             batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
-            answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            answer = self._again(self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             for error in answer.get("Errors", []):
                 failed.append(error.get("Key", "?")[len(self.prefix) :])
                 reasons.add(f"{error.get('Code', '?')}: {error.get('Message', '')}".strip(": "))
@@ -387,12 +411,25 @@ class S3Lake(Lake):
         self._delete(keys)
         return len(keys)
 
+    def _again(self, call, *args, **kwargs):
+        """`call`, sent again after RETRY_DELAYS while S3 answers with a transient failure."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return call(*args, **kwargs)
+            except Exception as exc:
+                if delay is None or not _transient(exc):
+                    raise
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
     def replace_prefix(self, staged: str, final: str, journal: str | None = None, about: dict | None = None) -> None:
         # S3 has no rename. Copy the new files in beside the old ones (rolling the copies back if
         # any copy fails, so the old table stays whole), then delete the old files. The journal,
         # written before the first copy, lets the next run finish what a killed run started:
         # before the commit point (all copies made) it removes the copies, after it the old files.
-        # In between, for as long as the copies and deletes take, a reader can see both.
+        # In between, for as long as the copies and deletes take, a reader can see both; whatever fails
+        # from the first copy on either leaves the old table whole (the copies removed again) or raises
+        # LakeError saying that the table holds both generations until the next run.
         old = [obj.key for obj in self.list(final)]
         pairs = [(obj.key, final + obj.key[len(staged) :]) for obj in self.list(staged)]
         clash = [target for _, target in pairs if target in set(old)]
@@ -400,24 +437,47 @@ class S3Lake(Lake):
             raise LakeError(f"staged files would overwrite {_listing(clash)}; staged names must be new")
         record = {**(about or {}), "staged": staged, "final": final, "old": old, "new": [t for _, t in pairs]}
         if journal:
-            self.write_json(journal, {**record, "state": BEFORE_COMMIT})
+            self._again(self.write_json, journal, {**record, "state": BEFORE_COMMIT})
         copied: list[str] = []
         try:
             for source, target in pairs:
                 self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
                 copied.append(target)
-        except BaseException:
-            self._delete(copied)  # if this fails too, the journal (still "copying") lets the next run undo it
             if journal:
-                self.delete_prefix(journal)
+                self._again(self.write_json, journal, {**record, "state": AFTER_COMMIT})
+        except BaseException as exc:
+            self._roll_back(copied, journal, final, exc)
             raise
-        if journal:
-            self.write_json(journal, {**record, "state": AFTER_COMMIT})
-        self._delete(old)  # raises, naming the keys, if S3 keeps any: the journal stays for the next run
-        with contextlib.suppress(LakeError):
+        try:
+            self._delete(old)  # raises, naming the keys, if S3 keeps any: the journal stays for the next run
+        except LakeError:
+            raise
+        except Exception as exc:
+            raise LakeError(
+                f"the new files are in {final}, but deleting its {len(old)} previous file(s) failed ({_reason(exc)}); "
+                f"the journal {journal} has the next run delete them"
+            ) from exc
+        with contextlib.suppress(Exception):
             self.delete_prefix(staged)  # a leftover in staging/ is never read, and the lifecycle rule expires it
+
+    def _roll_back(self, copied: list[str], journal: str | None, final: str, exc: BaseException) -> None:
+        """Remove the copies a failed publish made; LakeError if that fails too (the table holds both generations).
+
+        Returns when the copies are gone: the caller re-raises `exc`, and the table is as it was.
+        """
+        try:
+            self._delete(copied)
+        except Exception as undo:
+            if not isinstance(exc, Exception):
+                return  # the process is going away (a kill, Ctrl-C): its journal has the next run undo it
+            raise LakeError(
+                f"the publish stopped ({_reason(exc)}) after copying {len(copied)} new file(s) into {final}, and "
+                f"removing them again failed ({_reason(undo)}); the journal {journal} has the next run remove them"
+            ) from exc
         if journal:
-            self.delete_prefix(journal)
+            # Nothing to finish any more. A journal left here still names only copies that are gone.
+            with contextlib.suppress(Exception):
+                self._again(self.delete_prefix, journal)
 
     def finish_publish(self, journal: str) -> dict | None:
         found = self.read_versioned(journal)
@@ -425,15 +485,17 @@ class S3Lake(Lake):
             return None
         record = json.loads(found[0])
         present = {obj.key for obj in self.list(record["final"])}
-        if record.get("state") == AFTER_COMMIT:
+        # The commit point holds only if every copy is there (a journal write that timed out after the copies
+        # were rolled back may still have landed): otherwise the old files are the table, and must stay.
+        if record.get("state") == AFTER_COMMIT and all(k in present for k in record["new"]):
             self._delete([k for k in record["old"] if k in present])
             record.update(outcome="completed", detail=f"removed the previous files of {record['final']}")
         else:
             self._delete([k for k in record["new"] if k in present])
             record.update(outcome="rolled back", detail=f"removed the copies the run had made in {record['final']}")
-        with contextlib.suppress(LakeError):
+        with contextlib.suppress(Exception):
             self.delete_prefix(record["staged"])
-        self.delete_prefix(journal)
+        self._again(self.delete_prefix, journal)
         return record
 
     @staticmethod

@@ -355,6 +355,8 @@ def finish_publishes(ctx) -> list[str]:
         if record is None:
             continue
         run_id, layer, model = record.get("run_id"), record.get("layer", "bronze"), record.get("model")
+        if record["outcome"] == "completed" and run_id and _says_succeeded(ctx, run_id, layer, model):
+            continue  # a publish whose run finished and said so, killed before it removed the journal
         what = f"{layer} model {model}" if model else layer
         sentence = (
             f"found the unfinished publish of {what} run {run_id} to {record['final']} and {record['outcome']} "
@@ -364,6 +366,19 @@ def finish_publishes(ctx) -> list[str]:
         if run_id:
             _correct_entry(ctx, run_id, layer, model, record["outcome"], record["final"])
     return done
+
+
+def _says_succeeded(ctx, run_id: str, layer: str, model: str | None) -> bool:
+    try:
+        entry = read_entry(ctx.lake, ctx.naming.run_summary_key(ctx.name, run_id, layer))
+    except (UnreadableEntry, ValueError):
+        return False
+    if not entry:
+        return False
+    if model:
+        return any(isinstance(m, dict) and m.get("name") == model and m.get("status") == "succeeded"
+                   for m in entry.get("models") or [])  # fmt: skip
+    return entry.get("status") == "succeeded"
 
 
 def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str, final: str) -> None:
@@ -425,6 +440,12 @@ def incomplete_runs(
     raw = raw_run_ids(lake, naming, dataset)
     used_raw: set[str] = set()
     found: list[Incomplete] = []
+    journaled: dict[str, str] = {}  # run id -> the journal of a publish it started (and maybe finished)
+    for journal in journal_targets(lake, naming, dataset):
+        try:
+            journaled.setdefault(str(lake.read_json(journal).get("run_id")), journal)
+        except (ValueError, OSError, AttributeError):
+            continue
     for (run_id, layer), key in sorted(entries.items()):
         try:
             entry = lake.read_json(key)
@@ -432,7 +453,18 @@ def incomplete_runs(
             continue
         if entry.get("raw_run_id"):
             used_raw.add(entry["raw_run_id"])
-        if entry.get("status") in ACTIVE and run_id != live:
+        if entry.get("status") in ACTIVE and run_id != live and run_id in journaled:
+            found.append(
+                Incomplete(
+                    run_id,
+                    layer,
+                    f"its entry says {entry['status']}, no run holds the lock, and its publish journal "
+                    f"{journaled[run_id]} remains",
+                    f"the next run of {dataset} (any layer) finishes or undoes that publish and corrects this entry; "
+                    f"delete nothing: the table may hold this run's files",
+                )
+            )
+        elif entry.get("status") in ACTIVE and run_id != live:
             source = entry.get("raw_run_id") or (run_id if run_id in raw else None)
             replayable = source is not None and raw_run_replayable(lake, naming, dataset, source, dropped=dropped)
             found.append(

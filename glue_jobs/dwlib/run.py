@@ -32,6 +32,10 @@ class JobFailed(Exception):
     """A run that failed for a reason the user can act on; bronze was not touched."""
 
 
+class PublishUnfinished(LakeError):
+    """A publish that stopped after its first copy: the table may hold two runs' files until the next run."""
+
+
 class LayoutError(JobFailed):
     """The table's folder holds the files of the other table format: the run touches nothing."""
 
@@ -53,6 +57,8 @@ class JobContext:
     auto_run_id: bool = False  # the run id came from the clock: the run may move it on to a free one
     stage: str = ""  # `-c stage=…` of the deployment: its names are the ones the run prints and publishes to
     lock: ledger.RunLock | None = None  # the dataset's run lock, while this process holds it
+    # Journals of the publishes this run finished: removed once its final ledger entry is written (guarded_run).
+    published: list[str] = field(default_factory=list)
 
     @property
     def naming(self) -> Naming:
@@ -162,19 +168,22 @@ def guarded_run(
         ctx.lake.write_json(entry, summary.as_dict())  # a run killed from here on is still found
         try:
             summary.finished_for_others = ledger.finish_publishes(ctx)
-        except LakeError as exc:
+        except Exception as exc:  # S3 refusing or unreachable: the journal stays for the run after this one
             summary.status = "failed"
-            summary.error = f"an earlier run's unfinished publish could not be finished: {exc}; nothing else was done"
+            cause = str(exc) if isinstance(exc, LakeError) else errors.describe(exc)
+            summary.error = f"an earlier run's unfinished publish could not be finished: {cause}; nothing else was done"
         else:
             try:
                 work(summary, entry)
+            except PublishUnfinished as exc:  # never "keeps its previous data": its message says what the table holds
+                summary.status, summary.error = "failed", str(exc)
             except expected as exc:
                 summary.status, summary.error = "failed", str(exc)
             except Exception as exc:  # a crash still gets a ledger entry and leaves the published tables alone
                 fail_with(summary, exc, ctx, entry, kept)
             finally:
                 if staging is not None:
-                    with contextlib.suppress(LakeError):  # staging/ is never read; its lifecycle rule expires leftovers
+                    with contextlib.suppress(Exception):  # staging/ is never read; its lifecycle rule expires leftovers
                         ctx.lake.delete_prefix(staging)
         finally:
             summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -182,7 +191,20 @@ def guarded_run(
             metrics.stamp(summary, ctx.dataset)
             ctx.lake.write_json(entry, summary.as_dict())
             metrics.record_run(ctx.lake, summary)
+            forget_publishes(ctx)
     return summary
+
+
+def forget_publishes(ctx: JobContext) -> None:
+    """Remove the journals of the publishes this run finished, now that its ledger entry says what they did.
+
+    A journal that cannot be removed (or a run killed before this) is found by the next run, which sees the
+    publish completed and the entry already saying so.
+    """
+    done, ctx.published = ctx.published, []
+    for journal in done:
+        with contextlib.suppress(Exception):
+            ctx.lake.delete_prefix(journal)
 
 
 def fail_with(summary: RunSummary, exc: BaseException, ctx: JobContext, entry: str, kept: str) -> None:
@@ -219,8 +241,9 @@ def publish(ctx: JobContext, summary: RunSummary, entry: str, staged: str, final
     ctx.lake.write_json(entry, summary.as_dict())  # the figures, before the point of no return
     try:
         ctx.lake.replace_prefix(staged, final, journal, {"run_id": ctx.run_id, **about})
+        ctx.published.append(journal)  # kept until the final ledger entry is written
     except LakeError as exc:
-        raise LakeError(
+        raise PublishUnfinished(
             f"publishing to {final} did not finish: {exc}. Until it does, {final} may hold the files of two "
             f"runs; the next run of {ctx.name} finishes or undoes this publish before it starts (journal {journal})"
         ) from None
