@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import csv as pycsv
 import functools
+import hashlib
 import io
 import itertools
 import json
@@ -73,23 +74,63 @@ def clean_name(name: str) -> str:
     return text
 
 
-def clean_names(names: list[str], reserved: tuple[str, ...] = RESERVED) -> list[str]:
-    """Unique snake_case names; a collision gets `_2`, `_3`... in source order.
+def clean_names(
+    names: list[str], reserved: tuple[str, ...] = RESERVED, positions: list[int] | None = None
+) -> list[str]:
+    """Unique snake_case names, each decided by the names alone, never by where a name stands among them.
 
-    The job's own columns (`reserved`: the meta columns and `reject_reason`) count as taken, so a
-    source column `meta_run_id` becomes `meta_run_id_2`; a header that cleans to nothing becomes
-    `column_<position>`.
+    Names that clean to one name (`Unit Price`, `unit_price`) are numbered in the sorted order of their
+    text (case-folded, then as written): the first keeps it, the next get `_2`, `_3`... skipping names
+    taken, so the same headers get the same names in any order. Only one text written twice keeps its
+    order. The job's own columns (`reserved`: the meta columns and `reject_reason`) count as taken, so a
+    source column `meta_run_id` becomes `meta_run_id_2`. A header with text that cleans to nothing
+    (`店名`, `#`) is named after its characters (`unnamed_name`); an empty one is `column_<position>`
+    (`positions`: each name's column number, else its place in `names`).
     """
+    positions = positions or list(range(1, len(names) + 1))
+    bases = [clean_name(name) or unnamed_name(name, position) for name, position in zip(names, positions, strict=True)]
     taken: set[str] = set(reserved)
-    result = []
-    for position, name in enumerate(names, start=1):
-        base = clean_name(name) or f"column_{position}"
-        candidate, suffix = base, 2
-        while candidate in taken:
-            candidate, suffix = f"{base}_{suffix}", suffix + 1
-        taken.add(candidate)
-        result.append(candidate)
+    result: list[str] = [""] * len(names)
+    by_base: dict[str, list[int]] = {}
+    for i, base in enumerate(bases):
+        by_base.setdefault(base, []).append(i)
+    # A name no other cleans to, and no job column takes, is kept first, so a suffix never takes it.
+    for base, members in by_base.items():
+        if len(members) == 1 and base not in taken:
+            result[members[0]] = base
+            taken.add(base)
+    for base, members in by_base.items():
+        if result[members[0]]:
+            continue
+        order = sorted(members, key=lambda i: (_folded(names[i]), names[i].strip(), positions[i]))
+        for i in order:
+            candidate, suffix = base, 2
+            while candidate in taken:
+                candidate, suffix = f"{base}_{suffix}", suffix + 1
+            taken.add(candidate)
+            result[i] = candidate
     return result
+
+
+def _folded(name: str) -> str:
+    """A header as matched regardless of case: trimmed, in one Unicode form (NFC), case-folded."""
+    return unicodedata.normalize("NFC", name.strip()).casefold()
+
+
+UNNAMED_MAX = 100  # characters of a name made of a header's code points; a longer one ends in a hash of it
+
+
+def unnamed_name(name: str, position: int) -> str:
+    """The name of a header that cleans to nothing: made of its characters' code points, `店名` -> `u5e97_u540d`
+    (the same wherever the column stands; case-folded, as cleaning lowercases); `column_<position>` when empty."""
+    text = _folded(name)
+    if not text:
+        return f"column_{position}"
+    spelled = "_".join(f"u{ord(char):x}" for char in text if not char.isspace())
+    if len(spelled) > UNNAMED_MAX:
+        digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:8]
+        spelled = f"{spelled[: UNNAMED_MAX - 9].rstrip('_')}_{digest}"
+    return spelled
 
 
 def renamed_columns(originals: list[str], cleaned: list[str]) -> dict[str, str]:
@@ -509,15 +550,68 @@ def _spark_header(spark: SparkSession, uri: str, csv: CsvOptions) -> list[str]:
     return _csv_reader(spark, csv, csv.header).csv(uri).columns
 
 
-def _occurrences(header: list[str]) -> list[tuple[str, int]]:
-    """Match keys: the cleaned name and which occurrence of it this is (`A b`, `a_b` -> 1st, 2nd `a_b`)."""
-    seen: dict[str, int] = {}
-    keys = []
-    for name in header:
-        base = clean_name(name)
-        seen[base] = seen.get(base, 0) + 1
-        keys.append((base, seen[base]))
-    return keys
+def _words(text: str) -> str:
+    """A header's words, as cleaning reads them but keeping every script's letters and digits: `Unit Price`,
+    `unit_price` and `UnitPrice` are `unit_price`, `Größe` is `grösse`, `店名` is `店名`. A header of no letter
+    or digit (`#`) is its text."""
+    split = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    split = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", split)
+    return re.sub(r"[\W_]+", "_", _folded(split)).strip("_") or _folded(text)
+
+
+def _match_keys(headers: list[list[str]]) -> list[list[tuple[str, int]]]:
+    """Each file's columns as matched across files: (key, occurrence), never by a column's position.
+
+    A header is trimmed (its BOM and quotes are gone already) and in one Unicode form (NFC). Headers with the
+    same words match (`Unit Price`, ` unit_price`: see `_words`), as they clean to one name, unless one file
+    holds two of them: those are then told apart in every file, case-folded (`Unit Price`, `UNIT PRICE`
+    match; `unit_price` is another column), or as written if a file holds two spellings (`Name`, `name`).
+    Letters cleaning drops are never dropped here: `Größe` and `Grüße`, `店名` and `住所` are different
+    columns. A text written twice in one header (or two empty headers) is its 1st, 2nd occurrence.
+    """
+    exact = [[unicodedata.normalize("NFC", name.strip()) for name in header] for header in headers]
+    by_words: set[str] = set()  # words two texts of one file share
+    by_folded: set[str] = set()  # case-folded text two spellings of one file share
+    for header in exact:
+        distinct = set(header)
+        by_words |= {w for w, n in Counter(_words(t) for t in distinct).items() if n > 1}
+        by_folded |= {f for f, n in Counter(_folded(t) for t in distinct).items() if n > 1}
+
+    def key(text: str) -> str:
+        if _words(text) not in by_words:
+            return f"w:{_words(text)}" if text else ""
+        return f"f:{_folded(text)}" if _folded(text) not in by_folded else f"x:{text}"
+
+    keyed = []
+    for header in exact:
+        seen: Counter[str] = Counter()
+        keys = []
+        for text in header:
+            seen[key(text)] += 1
+            keys.append((key(text), seen[key(text)]))
+        keyed.append(keys)
+    return keyed
+
+
+def _unmatchable(files: list[tuple[str, list[str]]], keys: list[list[tuple[str, int]]]) -> str | None:
+    """Why these files' columns cannot be matched by header, else None: a header empty or written twice, in
+    files whose headers differ (which such column is which is then only a guess from its position)."""
+    if len({tuple(k for k, _ in file_keys) for file_keys in keys}) == 1:
+        return None  # one header (give or take case and spaces): its columns are read alike in every file
+    for key in dict.fromkeys(k for file_keys in keys for k, _ in file_keys):
+        holding = [(uri, header, file_keys) for (uri, header), file_keys in zip(files, keys, strict=True)
+                   if any(k == key for k, _ in file_keys)]  # fmt: skip
+        if len({tuple(k for k, _ in file_keys) for _, _, file_keys in holding}) == 1:
+            continue
+        if key == "" or any(sum(k == key for k, _ in file_keys) > 1 for _, _, file_keys in holding):
+            what = "an empty header" if key == "" else f"the header {key[2:]!r} written more than once"
+            shown = "; ".join(f"{_file(uri)}: {', '.join(map(repr, header))}" for uri, header, _ in holding)
+            return (
+                f"cannot match the columns of these CSV files by header: {what}, in files whose headers differ "
+                f"({shown}); which such column is which would be a guess from its position. Give every column "
+                "its own name in the header, or drop files with different headers in separate runs"
+            )
+    return None
 
 
 def read_csv(
@@ -528,8 +622,9 @@ def read_csv(
     Each file's header is read first (a few KB per file) and given to Spark as the schema, so a
     run with one header is one read and Spark does not sniff the header itself. Files whose
     headers differ (another order, a column more or less) are read per header and unioned by
-    name; a column some files lack is NULL in their rows. Headers match on their cleaned name, so
-    `Unit Price` in one file and `unit_price` in another are one column. A record whose field count
+    name; a column some files lack is NULL in their rows. Headers match on their words (`_match_keys`), so
+    `Unit Price` in one file and `unit_price` in another are one column; headers that would be matched by position
+    (empty, written twice, in files whose headers differ) fail the read (ValueError). A record whose field count
     differs from its header's (a ragged row, half of a line-broken row) gets a `_dw_malformed` reason.
 
     `csv.multiline` None (the default) reads line by line, which Spark splits across tasks, and
@@ -570,15 +665,18 @@ def read_csv(
         )
         expected = f"the first row of {_file(files[0][0])} has {width}"
     else:
-        originals: dict[tuple[str, int], str] = {}
-        for _, header in files:
-            for key, name in zip(_occurrences(header), header, strict=True):
-                originals.setdefault(key, name)
-        final = dict(zip(originals, clean_names(list(originals.values())), strict=True))
-        for uri, header in files:
-            group = groups.setdefault(
-                tuple(header), HeaderGroup([], [final[k] for k in _occurrences(header)], list(header))
-            )
+        keys = _match_keys([header for _, header in files])
+        unmatchable = _unmatchable(files, keys)
+        if unmatchable:
+            raise ValueError(unmatchable)
+        originals: dict[tuple[str, int], tuple[str, int]] = {}  # key: (its first file's header, its position)
+        for (_, header), file_keys in zip(files, keys, strict=True):
+            for position, (key, name) in enumerate(zip(file_keys, header, strict=True), start=1):
+                originals.setdefault(key, (name, position))
+        names = clean_names([n for n, _ in originals.values()], positions=[p for _, p in originals.values()])
+        final = dict(zip(originals, names, strict=True))
+        for (uri, header), file_keys in zip(files, keys, strict=True):
+            group = groups.setdefault(tuple(header), HeaderGroup([], [final[k] for k in file_keys], list(header)))
             group.uris.append(uri)
         expected = None
     # Typed by the reader only when every file has the same header: one frame, one set of raw-text fields.

@@ -30,11 +30,12 @@ def test_clean_name(raw, clean):
     assert transform.clean_name(raw) == clean
 
 
-def test_clean_names_are_unique_in_source_order():
+def test_clean_names_are_unique_in_sorted_order_of_their_text():
+    # Numbered by their text, never their place: the same headers in another order get the same names.
     assert transform.clean_names(["Name", "name", "NAME", "", "meta_run_id"]) == [
-        "name",
         "name_2",
         "name_3",
+        "name",
         "column_4",
         "meta_run_id_2",
     ]

@@ -1,0 +1,159 @@
+"""Hostile files a reviewer sent through the bronze job: each once ran "succeeded" with a value under the
+wrong column, a number rounded, or rows lost. Every run here either lands each value whole under its own
+column (or quarantines its row with a reason, rows in = kept + rejected) or fails, naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from dwlib import bronze, transform
+from dwlib.config import DatasetConfig
+from dwlib.lake import LocalLake
+
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
+RUN = "20260101T000000Z"
+
+
+def config(**extra) -> DatasetConfig:
+    body = {
+        "dataset": "hostile",
+        "description": "hostile files",
+        "data_size_category": "small",
+        "landing": True,
+        "quality": {"max_rejected_fraction": 1.0},  # the tests look at what was rejected, and why
+        **extra,
+    }
+    return DatasetConfig.model_validate(body)
+
+
+def run(spark, core, tmp_path: Path, files: dict[str, bytes | str], **extra) -> tuple[bronze.RunSummary, LocalLake]:
+    """One bronze run over `files` dropped as a sample folder (several files in one run)."""
+    sample = tmp_path / "sample"
+    sample.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (sample / name).write_bytes(data.encode() if isinstance(data, str) else data)
+    lake = LocalLake(tmp_path / "lake")
+    ctx = bronze.JobContext(core=core, dataset=config(**extra), lake=lake, run_id=RUN, sample_dir=sample)
+    return bronze.run_bronze(spark, ctx), lake
+
+
+def kept(lake: LocalLake) -> list[dict]:
+    return pq.read_table(lake.path("bronze/hostile/")).to_pylist()
+
+
+def rejected(lake: LocalLake) -> list[dict]:
+    return pq.read_table(lake.path(f"quarantine/hostile/run_id={RUN}/")).to_pylist()
+
+
+def data(rows: list[dict]) -> list[dict]:
+    """Rows without the job's columns, by `id`."""
+    drop = {*transform.META_COLUMNS}
+    return sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=lambda r: r.get("id") or 0)
+
+
+# ------------------------------------------------------------------ 1: headers matched by what they say
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # Headers of no ASCII letter: named after their characters, wherever they stand.
+        (
+            {"a.csv": "id,店名,住所\n1,Taro Shop,Tokyo\n", "b.csv": "id,住所,店名\n2,Osaka,Hanako Shop\n"},
+            {
+                1: {"u5e97_u540d": "Taro Shop", "u4f4f_u6240": "Tokyo"},
+                2: {"u5e97_u540d": "Hanako Shop", "u4f4f_u6240": "Osaka"},
+            },
+        ),
+        # Two headers cleaning to one name (`gr_e`): numbered in their sorted order, in every file.
+        (
+            {"a.csv": "id,Größe,Grüße\n1,180,hallo\n", "b.csv": "id,Grüße,Größe\n2,servus,175\n"},
+            {1: {"gr_e": 180, "gr_e_2": "hallo"}, 2: {"gr_e": 175, "gr_e_2": "servus"}},
+        ),
+        (
+            {
+                "a.csv": "id,Unit Price,unit_price\n1,10,20\n",
+                "b.csv": "id,unit_price,Unit Price\n2,200,100\n",
+                "c.csv": "id,UNIT PRICE\n3,300\n",
+            },
+            {
+                1: {"unit_price": 10, "unit_price_2": 20},
+                2: {"unit_price": 100, "unit_price_2": 200},
+                3: {"unit_price": 300, "unit_price_2": None},
+            },
+        ),
+        # Alone in their files, headers with other letters are other columns, however they clean.
+        (
+            {"a.csv": "id,Größe\n1,180\n", "b.csv": "id,Grüße\n2,servus\n"},
+            {1: {"gr_e": 180, "gr_e_2": None}, 2: {"gr_e": None, "gr_e_2": "servus"}},
+        ),
+        # Case, spaces, separators and a BOM are no difference (as cleaning reads them).
+        (
+            {"a.csv": "id,Unit Price\n1,10\n", "b.csv": "\ufeff unit_price ,ID\n20,2\n"},
+            {1: {"unit_price": 10}, 2: {"unit_price": 20}},
+        ),
+    ],
+    ids=["cjk", "umlauts", "collision", "other-letters", "spelling"],
+)
+def test_headers_are_matched_by_what_they_say_never_by_where_they_stand(spark, core, tmp_path, files, expected):
+    summary, lake = run(spark, core, tmp_path, files, columns={"id": "int"})
+
+    assert summary.status == "succeeded", summary.error
+    rows = {r["id"]: {k: r[k] for k in expected[r["id"]]} for r in kept(lake)}
+    assert rows == expected
+
+
+def test_a_header_of_no_ascii_letter_has_the_same_name_in_any_column(spark, core, tmp_path):
+    # One file a run: the name must not depend on the position either (it did: `column_2`, `column_3`).
+    first, lake = run(spark, core, tmp_path / "1", {"a.csv": "id,店名,住所\n1,Taro,Tokyo\n"})
+    second, lake2 = run(spark, core, tmp_path / "2", {"a.csv": "id,住所,店名\n2,Osaka,Hanako\n"})
+
+    assert first.renamed_columns == second.renamed_columns == {"店名": "u5e97_u540d", "住所": "u4f4f_u6240"}
+    assert [(r["u5e97_u540d"], r["u4f4f_u6240"]) for r in kept(lake) + kept(lake2)] == [
+        ("Taro", "Tokyo"),
+        ("Hanako", "Osaka"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "named"),
+    [
+        ({"a.csv": "id,,note,\n1,x,n1,y\n", "b.csv": "id,note,,\n2,n2,x2,y2\n"}, "an empty header"),
+        ({"a.csv": "id,x,x\n1,a,b\n", "b.csv": "x,id,x\n2,c,d\n"}, "the header 'x' written more than once"),
+    ],
+    ids=["empty", "twice"],
+)
+def test_headers_only_a_position_tells_apart_fail_the_run_naming_files_and_headers(spark, core, tmp_path, files, named):
+    summary, lake = run(spark, core, tmp_path, files, columns={"id": "int"})
+
+    assert summary.status == "failed"
+    assert named in summary.error and "a.csv: 'id'" in summary.error and "b.csv: " in summary.error
+    assert "Traceback" not in summary.error
+    assert not list(lake.list("bronze/hostile/"))
+
+
+def test_an_empty_header_in_one_file_only_is_still_its_column(spark, core, tmp_path):
+    # A trailing delimiter in one file's header: one unnamed column, in that file only.
+    summary, lake = run(
+        spark, core, tmp_path, {"a.csv": "id,name,\n1,alice,x\n", "b.csv": "id,name\n2,bob\n"}, columns={"id": "int"}
+    )
+
+    assert summary.status == "succeeded", summary.error
+    assert [(r["id"], r["name"], r["column_3"]) for r in data(kept(lake))] == [(1, "alice", "x"), (2, "bob", None)]
+
+
+def test_clean_names_number_collisions_by_text_not_position():
+    assert transform.clean_names(["id", "unit_price", "Unit Price"]) == ["id", "unit_price_2", "unit_price"]
+    assert transform.clean_names(["id", "Unit Price", "unit_price"]) == ["id", "unit_price", "unit_price_2"]
+    assert transform.clean_names(["店名", "#", "  ", "a_b_2", "A b", "a_b"]) == [
+        "u5e97_u540d",
+        "u23",
+        "column_3",
+        "a_b_2",
+        "a_b",
+        "a_b_3",
+    ]
