@@ -124,6 +124,7 @@ def bind(statement: exp.Expression, lake_root: Path, naming: Naming, make: Calla
     extra: dict[str, Any] = {}
     for node in wanted:
         base, _, meta = node.name.partition("$")
+        meta = meta.lower()  # Athena and Trino read the metadata table's suffix, as the table name, in any case
         database = node.db.lower() or _only_database(cat, base.lower(), naming)
         identifier = (database, base.lower())
         table = _load(cat, identifier) if cat is not None and database else None
@@ -150,7 +151,7 @@ def bind(statement: exp.Expression, lake_root: Path, naming: Naming, make: Calla
         if meta not in METADATA_TABLES:
             raise error(
                 f'"{node.name}": the metadata tables supported locally are '
-                + ", ".join(f'"{base}${m}"' for m in METADATA_TABLES)
+                + ", ".join(f'"{base.lower()}${m}"' for m in METADATA_TABLES)
             )
         node.set("db", exp.to_identifier(database))
         extra[(database, node.name.lower())] = make(

@@ -512,3 +512,27 @@ def test_a_moved_aside_iceberg_table_is_no_table_until_the_parquet_run_forgets_i
     assert shop.query(f"SELECT order_id, amount FROM {TABLE} ORDER BY order_id") == [(3, 33), (4, 40)]
     assert iceberg.local_catalog(shop.lake.root).list_tables("pp_dw_bronze") == []
     assert (backup / "metadata").is_dir() and list((backup / "data").rglob("*.parquet"))
+
+
+def test_a_metadata_table_is_read_whatever_the_case_of_its_suffix_and_table_name(core, tmp_path):
+    """Athena and Trino read `"SHOP_ORDERS$Snapshots"` as `"shop_orders$snapshots"`; so does `dw query`."""
+    import pyarrow as pa
+
+    lake = LocalLake(tmp_path / "lake")
+    cat = iceberg.local_catalog(lake.root, create=True)
+    cat.create_namespace("pp_dw_bronze")
+    table = cat.create_table(("pp_dw_bronze", "shop_orders"), schema=pa.schema([("order_id", pa.int64())]))
+    table.append(pa.table({"order_id": [1, 2]}))
+    (snapshot,) = table.refresh().metadata.snapshots
+
+    def query(sql):
+        return run_query(sql, lake.root, Naming.of(core)).rows
+
+    for name in ("shop_orders$snapshots", "SHOP_ORDERS$Snapshots", "Shop_Orders$SNAPSHOTS"):
+        assert query(f'SELECT snapshot_id FROM pp_dw_bronze."{name}"') == [(snapshot.snapshot_id,)]
+    assert query('SELECT snapshot_id FROM "shop_orders$HISTORY"') == [(snapshot.snapshot_id,)]
+    assert query('SELECT sum(record_count) FROM pp_dw_bronze."SHOP_ORDERS$Files"') == [(2,)]
+    with pytest.raises(QueryError) as unknown:
+        query('SELECT * FROM pp_dw_bronze."SHOP_ORDERS$Partitions"')
+    assert "the metadata tables supported locally are" in str(unknown.value)
+    assert '"shop_orders$snapshots", "shop_orders$history", "shop_orders$files"' in str(unknown.value)
