@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import traceback
 
+from dwlib.secrets import scrub
+
 MAX_CAUSE = 240
 # Where Spark names the file a task was reading.
 READ_FILE = (
@@ -62,18 +64,20 @@ def malformed_record(exc: BaseException) -> bool:
 
 
 def full_trace(exc: BaseException) -> str:
-    """Everything, for the ledger's `traceback` and --debug: the Python frames and the Java text."""
-    return "".join(traceback.format_exception(exc))
+    """Everything, for the ledger's `traceback` and --debug: the Python frames and the Java text, scrubbed."""
+    return scrub("".join(traceback.format_exception(exc))) or ""
 
 
 def _text(exc: BaseException) -> str:
+    """The whole text of the error, every secret value already scrubbed: whatever is cut from it later cannot
+    leave part of a secret behind."""
     java = getattr(exc, "java_exception", None)
     if java is not None:
         try:
-            return str(java.toString()) + "\n" + str(exc)
+            return scrub(str(java.toString()) + "\n" + str(exc)) or ""
         except Exception:  # the JVM may be gone
-            return str(exc)
-    return str(exc)
+            pass
+    return scrub(str(exc)) or ""
 
 
 def _relative(path: str, lake_root: str | None) -> str:
@@ -123,7 +127,7 @@ def describe(
     `inputs`: the files the failing step read, named when Spark's text does not say which one.
     """
     if not is_spark_error(exc):
-        message = " ".join(str(exc).split())
+        message = " ".join(_text(exc).split())
         if len(message) > 400:
             message = message[:400] + "…"
         return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
@@ -136,7 +140,7 @@ def describe(
     where = _file(text, lake_root)
     if where is None and meaning is None and type(exc).__module__.startswith("pyspark."):
         # A query error (an unknown column, a type mismatch): Spark's own first lines say it well.
-        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()][:1]
+        lines = [ln for ln in (scrub(str(exc)) or "").strip().splitlines() if ln.strip()][:1]
         first = " ".join(lines)[:500]
         return f"{type(exc).__name__}: {first}"
     if where:
@@ -150,4 +154,4 @@ def describe(
     if error_class and not meaning:
         parts[-1] = f"({msg})"
     where_trace = f"the `traceback` field of {ledger_key} and " if ledger_key else ""
-    return f"{' '.join(parts)}. The full Java trace is in {where_trace}`dw --debug` output."
+    return scrub(f"{' '.join(parts)}. The full Java trace is in {where_trace}`dw --debug` output.") or ""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dwlib.secrets import scrub
+
 
 class LakeError(RuntimeError):
     """A storage operation that did not do everything it was asked to; names the keys left behind."""
@@ -47,7 +49,8 @@ def _transient(exc: Exception) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    """The error in one line, secrets scrubbed from the whole text before it is cut."""
+    return " ".join((scrub(f"{type(exc).__name__}: {exc}") or "").split())[:300]
 
 
 def _identity(path: Path) -> list[int] | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dwlib.naming import Naming
+from dwlib.secrets import scrub_value
 
 DEFAULT_STAGE = "default"  # a stage's own prefix already gives it its own namespace
 DIMENSIONS = ("Dataset", "Layer", "Stage")
@@ -218,4 +219,5 @@ def run_record(summary: Any) -> dict[str, Any]:
 def record_run(lake: Any, summary: Any) -> None:
     """Write the run's row of the `runs` table next to the ledger (locally and on Glue alike)."""
     key = Naming.ops_run_key(_get(summary, "dataset"), _get(summary, "run_id"), _get(summary, "layer"))
-    lake.write_bytes(key, (json.dumps(run_record(summary), default=str) + "\n").encode())
+    record = scrub_value(run_record(summary))  # every string: a source may echo a key into any of them
+    lake.write_bytes(key, (json.dumps(record, default=str) + "\n").encode())

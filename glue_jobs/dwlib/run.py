@@ -22,7 +22,7 @@ from dwlib import keys as key_check
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.lake import Lake, LakeError
 from dwlib.naming import Naming
-from dwlib.secrets import SecretResolver, scrub
+from dwlib.secrets import SecretResolver, scrub_value
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -122,7 +122,14 @@ class RunSummary:
     iceberg: dict[str, Any] = field(default_factory=dict)  # the commit: snapshot id, files added and removed
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The entry as the ledger keeps it: every string scrubbed of secret values (a source may echo a key
+        into an error, a column name, a file name)."""
+        return scrub_value(dict(self.__dict__))
+
+    def scrub(self) -> None:
+        """Scrub every string of the summary in place, so that what the console shows is what the ledger keeps."""
+        for name, value in list(self.__dict__.items()):
+            setattr(self, name, scrub_value(value))
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -187,7 +194,7 @@ def guarded_run(
                         ctx.lake.delete_prefix(staging)
         finally:
             summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-            summary.error, summary.traceback = scrub(summary.error), scrub(summary.traceback)  # no secret in the ledger
+            summary.scrub()  # no secret in the ledger, the `runs` table or the console: every string of the summary
             metrics.stamp(summary, ctx.dataset)
             ctx.lake.write_json(entry, summary.as_dict())
             metrics.record_run(ctx.lake, summary)

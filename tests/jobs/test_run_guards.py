@@ -783,3 +783,70 @@ def test_dw_runs_advises_no_deletes_for_a_run_killed_after_its_publish(core, tmp
     assert f"its publish journal runs/{DATASET}/_publish/bronze.json remains" in found.why
     assert "delete nothing: the table may hold this run's files" in found.advice
     assert "delete raw/" not in found.advice
+
+
+# ------------------------------------------------------------------ 13. no secret in the ledger, whole or in part
+
+
+def a_secret() -> str:
+    import secrets as random_bytes
+
+    from dwlib.secrets import register
+
+    key = "sk_live_" + random_bytes.token_hex(20)
+    register([key])
+    return key
+
+
+def a_run_that(core, lake, work) -> bronze.RunSummary:
+    ctx = ctx_for(core, lake, SECOND)
+
+    def new_summary():
+        return bronze.RunSummary(dataset=DATASET, run_id=SECOND, layer="bronze", source="landing")
+
+    return bronze.guarded_run(ctx, "bronze", new_summary, work, kept="Bronze keeps its previous data.")
+
+
+def every_text(lake) -> str:
+    return "\n".join(lake.read_bytes(o.key).decode() for o in lake.list(""))
+
+
+@pytest.mark.parametrize("at", [370, 385, 398])
+def test_a_secret_cut_by_the_error_limit_leaves_no_part_of_itself(core, tmp_path, at):
+    key = a_secret()  # 48 characters, starting `at` characters into the message: across the 400-character cut
+    lake = LocalLake(tmp_path / "lake")
+
+    def work(summary, entry):
+        raise RuntimeError("x" * at + key + " is not a valid key for this account")
+
+    summary = a_run_that(core, lake, work)
+    assert summary.status == "failed" and summary.error.endswith("Bronze keeps its previous data.")
+    for text in (summary.error, every_text(lake)):
+        assert key[:12] not in text and key[-12:] not in text
+
+
+def test_a_secret_a_source_echoed_into_a_column_name_is_scrubbed_everywhere(core, tmp_path):
+    key = a_secret()
+    lake = LocalLake(tmp_path / "lake")
+
+    def work(summary, entry):
+        summary.schema = [{"name": f"invalid key {key}", "type": "string"}]
+        summary.renamed_columns = {f"<h1>{key}</h1>": "h1"}
+        summary.rejected_by_reason = {f"not an int: {key}": 1}
+        summary.status = "succeeded"
+
+    summary = a_run_that(core, lake, work)
+    assert summary.schema == [{"name": "invalid key ***", "type": "string"}]
+    text = every_text(lake)
+    assert key not in text and "invalid key ***" in text
+    assert lake.has_prefix("ops/runs/") and key not in str(summary.as_dict())
+
+
+def test_a_secret_cut_by_the_spark_cause_limit_leaves_no_part_of_itself():
+    from dwlib import errors
+
+    key = a_secret()
+    java = RuntimeError(f"org.apache.spark.SparkException: {'y' * 225}{key} refused\n\tat org.apache.spark.X.y(X.java:1)")
+    described = errors.describe(java, ledger_key="runs/x/run_id=20260101T000000Z.json")
+    assert described.startswith("Spark failed") and key[:12] not in described
+    assert key[:12] not in errors.full_trace(java)
