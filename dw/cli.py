@@ -224,11 +224,20 @@ def validate_command() -> None:
 
 
 def _last_run(lake_dir: Path, naming: Naming, name: str) -> str:
+    from dwlib import ledger
+    from dwlib.lake import LocalLake
+
     folder = lake_dir / naming.runs_prefix(name)
     runs = sorted(folder.glob("run_id=*.json"), reverse=True) if folder.is_dir() else []
     if not runs:
         return "never"
-    summary = json.loads(runs[0].read_text())
+    key = runs[0].relative_to(lake_dir).as_posix()
+    try:
+        summary = ledger.read_entry(LocalLake(lake_dir), key)
+    except ledger.UnreadableEntry:
+        return f"unreadable: {key} (dw runs {name})"
+    if summary is None:
+        return "never"
     return f"{summary['run_id']} {summary['layer']} {summary['status']}"
 
 
@@ -240,7 +249,6 @@ def list_command(lake: LakeOption = None) -> None:
     Example:
       dw list
     """
-    from dw import cost
 
     project = _project()
     naming = _aws_naming(project)
@@ -270,7 +278,7 @@ def list_command(lake: LakeOption = None) -> None:
             config.schedule or "on demand",
             "\n".join([naming.job("bronze", name), _crawler_cell(project, naming, name), naming.state_machine(name)]),
             "\n".join(tables),
-            cost.estimate(project.core, config, ["bronze", "gold"] if gold else ["bronze"], lake_dir).text(),
+            _estimate(project, config, ["bronze", "gold"] if gold else ["bronze"], lake_dir),
             _last_run(lake_dir, naming, name),
         )
     out.print(table)
@@ -283,6 +291,15 @@ def list_command(lake: LakeOption = None) -> None:
     if project.datasets:
         with_gold = [n for n in project.datasets if list((project.dataset_dir(n) / "gold").glob("*.sql"))]
         out.print(_aws_start_commands(naming, (with_gold or list(project.datasets))[0]), markup=False)
+
+
+def _estimate(project: Project, config, layers: list[str], lake_dir: Path) -> str:
+    from dw import cost
+
+    try:
+        return cost.estimate(project.core, config, layers, lake_dir).text()
+    except (AttributeError, TypeError, ValueError, KeyError):  # an entry edited by hand (`dw runs` names it)
+        return cost.estimate(project.core, config, layers, lake_dir / ".no-ledger").text()
 
 
 def _crawler_cell(project: Project, naming: Naming, name: str) -> str:
@@ -627,9 +644,18 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
     for column in table.columns[:3]:
         column.no_wrap = True
     rows = []
+    unreadable = []
     for path in files:
-        s = json.loads(path.read_text())
         parsed = Naming.run_id_of_entry(path.name)
+        try:
+            s = ledger.read_entry(local, path.relative_to(lake_dir).as_posix())
+        except ledger.UnreadableEntry as exc:
+            unreadable.append(str(exc))
+            run_id, entry_layer = parsed or ("?", "?")
+            rows.append((run_id, entry_layer, "unreadable", *[""] * 7, "see below"))
+            continue
+        if s is None:
+            continue
         flagged = incomplete.pop(parsed, None) if parsed else None
         changed = {None: "first", True: "changed", False: "same"}.get(s.get("schema_changed"), "")
         counted = s.get("layer") != "raw"  # a fetch-only run reads no rows and writes no table
@@ -651,6 +677,8 @@ def runs_command(dataset: Annotated[str, typer.Argument(help="Dataset folder nam
     for row in sorted(rows, key=lambda r: r[0], reverse=True):
         table.add_row(*row)
     out.print(table)
+    for problem in unreadable:
+        out.print(f"unreadable entry: {problem}", markup=False)
     if unfinished:
         out.print(f"{len(unfinished)} incomplete run(s):", markup=False)
         for item in sorted(unfinished, key=lambda i: i.run_id, reverse=True):

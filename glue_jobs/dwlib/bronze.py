@@ -181,14 +181,21 @@ def sized(df: DataFrame, files: int, input_files: int, input_bytes: int, shuffle
     return df.coalesce(files) if partitions > 4 * files else df
 
 
-def previous_run(ctx: JobContext) -> dict[str, Any] | None:
-    """The ledger entry of the dataset's last successful bronze run (not this one's)."""
+def previous_run(ctx: JobContext, warnings: list[str] | None = None) -> dict[str, Any] | None:
+    """The ledger entry of the dataset's last successful bronze run (not this one's).
+
+    An entry that is not readable (truncated, edited by hand) is skipped, with a line in `warnings` naming it.
+    """
     for obj in sorted(ctx.lake.list(ctx.naming.runs_prefix(ctx.name)), key=lambda o: o.key, reverse=True):
         if Naming.run_id_of_entry(obj.key) is None:  # the lock, publish journals
             continue
         try:
-            past = ctx.lake.read_json(obj.key)
-        except (ValueError, OSError):
+            past = ledger.read_entry(ctx.lake, obj.key)
+        except ledger.UnreadableEntry as exc:
+            if warnings is not None:
+                warnings.append(f"warning: skipped for the schema comparison: {exc}")
+            continue
+        if past is None:
             continue
         if past.get("layer") == "bronze" and past.get("status") == "succeeded" and past.get("run_id") != ctx.run_id:
             return past
@@ -625,7 +632,7 @@ def run_bronze(spark: SparkSession, ctx: JobContext) -> RunSummary:
     def work(summary: RunSummary, entry: str) -> None:
         try:
             publisher.check_layout(ctx, target)  # before anything is fetched: a folder of the other format
-            last = previous_run(ctx)
+            last = previous_run(ctx, summary.notes)
             with summary.step("fetch"):
                 summary.raw_keys = land_raw(ctx, summary)
             with publisher.writing(spark):

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dwlib.lake import Lake
-from dwlib.naming import RAW_MANIFEST, Naming, next_run_id
+from dwlib.naming import RAW_MANIFEST, RUN_ID, Naming, next_run_id
 
 ACTIVE = ("running", "publishing")  # what an entry says while its run works
 # A lock of another machine is dead once a run could no longer be alive: Glue stops a job at its timeout.
@@ -181,18 +181,63 @@ class UnreadableEntry(ValueError):
     """A ledger entry that is not a run's summary (truncated, edited by hand); the message names the file."""
 
 
+# What a ledger entry's fields must be, where present: a hand edit that breaks one is named, not met as a KeyError.
+_COUNTS = ("rows_in", "rows_kept", "rows_rejected", "rows_dropped_by_transform", "rows_added_by_transform",
+           "bytes_fetched", "output_files", "output_bytes", "csv_untyped_records")  # fmt: skip
+_TEXTS = ("dataset", "status", "source", "started_at", "finished_at", "raw_run_id", "error", "traceback",
+          "output_prefix", "crawler_command", "transform_hook")  # fmt: skip
+_LISTS = ("raw_keys", "schema", "models", "previous_attempts", "finished_for_others", "notes")
+_DICTS = ("durations_seconds", "rejected_by_reason", "renamed_columns", "missing_columns", "schema_change")
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What makes `entry` not a run's ledger entry, in words naming the field; None if it is one."""
+    if not isinstance(entry, dict):
+        return f"it holds a JSON {'null' if entry is None else type(entry).__name__}, not an object"
+    run_id = entry.get("run_id")
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        return "it has no run_id" if run_id is None else f"its run_id {run_id!r} is not a run id (YYYYMMDDTHHMMSSZ)"
+    if entry.get("layer") not in ("raw", "bronze", "gold"):
+        return f"its layer {entry.get('layer')!r} is not raw, bronze or gold"
+    if not isinstance(entry.get("status"), str):
+        return f"its status {entry.get('status')!r} is not text"
+    for name in _COUNTS:
+        value = entry.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"its {name} {value!r} is not a whole number"
+    for name in _TEXTS:
+        if entry.get(name) is not None and not isinstance(entry[name], str):
+            return f"its {name} {entry[name]!r} is not text"
+    for name in _LISTS:
+        if entry.get(name) is not None and not isinstance(entry[name], list):
+            return f"its {name} {entry[name]!r} is not a list"
+    for name in _DICTS:
+        if entry.get(name) is not None and not isinstance(entry[name], dict):
+            return f"its {name} {entry[name]!r} is not an object"
+    for column in entry.get("schema") or []:
+        if not (isinstance(column, dict) and isinstance(column.get("name"), str) and isinstance(column.get("type"), str)):
+            return f"its schema holds {column!r}, not a {{name, type}} column"
+    for model in entry.get("models") or []:
+        if not isinstance(model, dict):
+            return f"its models hold {model!r}, not a model's result"
+    for value in (entry.get("durations_seconds") or {}).values():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"its durations_seconds hold {value!r}, not a number of seconds"
+    return None
+
+
 def read_entry(lake: Lake, key: str) -> dict[str, Any] | None:
     """The ledger entry at `key`, None if there is none; UnreadableEntry, naming the file and the fix, if it is not one."""
     found = lake.read_versioned(key)  # None when absent, on S3 and locally alike
     if found is None:
         return None
-    data = found[0]
     try:
-        entry = json.loads(data)
+        entry = json.loads(found[0])
     except ValueError as exc:
-        raise UnreadableEntry(f"{key} is not readable JSON ({exc}); fix it or delete it") from None
-    if not isinstance(entry, dict):
-        raise UnreadableEntry(f"{key} holds a JSON {type(entry).__name__}, not a run's entry; fix it or delete it")
+        raise UnreadableEntry(f"{lake.uri(key)} is not readable JSON ({exc}); restore it or delete it") from None
+    problem = _entry_problem(entry)
+    if problem:
+        raise UnreadableEntry(f"{lake.uri(key)} is not a run's ledger entry: {problem}; restore it or delete it")
     return entry
 
 
@@ -320,8 +365,8 @@ def claim_run_id(ctx, layer: str) -> list[dict[str, Any]]:
     if key is None:
         return []
     try:
-        earlier = ctx.lake.read_json(key)
-    except (ValueError, OSError):
+        earlier = read_entry(ctx.lake, key) or {"status": "unreadable"}
+    except (UnreadableEntry, OSError):
         earlier = {"status": "unreadable"}
     replay = getattr(ctx, "raw_run_id", None) == ctx.run_id
     if earlier.get("status") == "succeeded" and not replay:
@@ -384,9 +429,12 @@ def _says_succeeded(ctx, run_id: str, layer: str, model: str | None) -> bool:
 def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str, final: str) -> None:
     """Make the dead run's ledger entry say what its data became."""
     key = ctx.naming.run_summary_key(ctx.name, run_id, layer)
-    if not ctx.lake.exists(key):
+    try:
+        entry = read_entry(ctx.lake, key)
+    except UnreadableEntry:
+        return  # nothing to correct in; `dw runs` shows the file as unreadable
+    if entry is None:
         return
-    entry = ctx.lake.read_json(key)
     note = {"by_run_id": ctx.run_id, "at": _stamp(_now()), "outcome": outcome}
     published = outcome == "completed"
     if model:
@@ -448,8 +496,10 @@ def incomplete_runs(
             continue
     for (run_id, layer), key in sorted(entries.items()):
         try:
-            entry = lake.read_json(key)
-        except (ValueError, OSError):
+            entry = read_entry(lake, key)
+        except (UnreadableEntry, OSError):
+            continue  # `dw runs` lists it as unreadable, naming the file
+        if entry is None:
             continue
         if entry.get("raw_run_id"):
             used_raw.add(entry["raw_run_id"])

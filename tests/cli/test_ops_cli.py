@@ -107,3 +107,37 @@ def test_runs_with_no_rows_in_shows_a_zero_fraction_not_an_error(project_copy, t
     assert_ok(result)
     row = cells(line_with(result.stdout, "20261204T060000Z"))
     assert row[2] == "failed" and row[6] == "0.00%" and row[10] == "Could not read the source"
+
+
+CORRUPT = {
+    "truncated": ('{"dataset": "epa-daily-aqi", "run_id": "2026', "is not readable JSON"),
+    "array": ("[1, 2]", "it holds a JSON list, not an object"),
+    "null": ("null", "it holds a JSON null, not an object"),
+    "no-run_id": (json.dumps({"layer": "bronze", "status": "succeeded"}), "it has no run_id"),
+    "rows_in-text": (json.dumps({"run_id": "20261202T060000Z", "layer": "bronze", "status": "succeeded",
+                                 "rows_in": "abc"}), "its rows_in 'abc' is not a whole number"),  # fmt: skip
+    "schema-text": (json.dumps({"run_id": "20261202T060000Z", "layer": "bronze", "status": "succeeded",
+                                "schema": "oops"}), "its schema 'oops' is not a list"),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("damage", list(CORRUPT))
+def test_a_damaged_ledger_entry_is_shown_as_unreadable_naming_the_file_and_the_rest_still_listed(
+    project_copy, tmp_path, damage
+):
+    lake = tmp_path / "lake"
+    entry(lake, "20261201T060000Z", rows_in=5, rows_kept=5)
+    text, why = CORRUPT[damage]
+    damaged = lake / "runs" / DATASET / "run_id=20261202T060000Z.json"
+    damaged.write_text(text)
+
+    listing = dw("runs", DATASET, "--lake", lake, cwd=project_copy)
+    assert_ok(listing)
+    assert cells(line_with(listing.stdout, "│ 20261202T060000Z"))[:3] == ["20261202T060000Z", "bronze", "unreadable"]
+    assert cells(line_with(listing.stdout, "│ 20261201T060000Z"))[:4] == ["20261201T060000Z", "bronze", "succeeded", "5"]
+    problem = line_with(listing.stdout, "unreadable entry:")
+    assert f"{damaged} " in problem and why in problem and "restore it or delete it" in problem
+
+    every = dw("list", "--lake", lake, cwd=project_copy)
+    assert_ok(every)
+    assert f"unreadable: runs/{DATASET}/run_id=20261202T060000Z.json" in every.stdout.replace("\n", "")

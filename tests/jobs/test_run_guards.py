@@ -850,3 +850,25 @@ def test_a_secret_cut_by_the_spark_cause_limit_leaves_no_part_of_itself():
     described = errors.describe(java, ledger_key="runs/x/run_id=20260101T000000Z.json")
     assert described.startswith("Spark failed") and key[:12] not in described
     assert key[:12] not in errors.full_trace(java)
+
+
+# ------------------------------------------------------------------ 14. a damaged ledger entry is named, never a KeyError
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "null", '{"run_id": "2026', '{"layer": "bronze", "status": "succeeded"}',
+                                  json.dumps({"run_id": SECOND, "layer": "bronze", "status": "succeeded",
+                                              "schema": "oops"})])  # fmt: skip
+def test_a_damaged_entry_is_skipped_by_the_next_runs_with_a_warning_naming_it(any_lake, core, tmp_path, text):
+    naming = Naming.of(core)
+    any_lake.write_json(naming.run_summary_key(DATASET, FIRST), {"run_id": FIRST, "layer": "bronze",
+                        "status": "succeeded", "schema": [{"name": "order_id", "type": "int"}]})  # fmt: skip
+    any_lake.write_bytes(naming.run_summary_key(DATASET, SECOND), text.encode())
+    warnings: list[str] = []
+    last = bronze.previous_run(ctx_for(core, any_lake, THIRD), warnings)
+    assert last["run_id"] == FIRST
+    assert [f"run_id={SECOND}.json" in w and "restore it or delete it" in w for w in warnings] == [True]
+    assert ledger.incomplete_runs(any_lake, naming, DATASET, 120, dropped=True) == []
+    # A retry of the damaged run id is allowed (its attempt is kept as unreadable); other runs go on.
+    assert bronze.run_raw(ctx_for(core, any_lake, THIRD, sample_dir=sample_dir(tmp_path))).status == "succeeded"
+    retried = bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+    assert retried.status == "succeeded", retried.error
