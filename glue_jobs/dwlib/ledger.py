@@ -75,11 +75,14 @@ def inspect_lock(lake: Lake, naming: Naming, dataset: str, timeout_minutes: int)
         started = datetime.fromisoformat(holder["started_at"])
     except (ValueError, KeyError, TypeError):
         return LockState({"run_id": "?", "started_at": "?"}, token, "the lock file is not readable")
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        if not _pid_alive(holder["pid"]):
-            return LockState(holder, token, f"its process {holder['pid']} on {holder['host']} is gone")
-        return LockState(holder, token, None)
+    same_host = holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int)
+    if same_host and not _pid_alive(holder["pid"]):
+        return LockState(holder, token, f"its process {holder['pid']} on {holder['host']} is gone")
+    # Older than any run may last, whatever the host: a live pid of this machine may be another process that
+    # reused the number (after a reboot, or a container's pid 1).
     limit = timedelta(minutes=timeout_minutes) + STALE_MARGIN
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
     if _now() - started > limit:
         return LockState(holder, token, f"it is older than the job timeout ({timeout_minutes} minutes)")
     return LockState(holder, token, None)

@@ -450,6 +450,8 @@ def dead_pid() -> int:
     [
         pytest.param({"host": socket.gethostname(), "age": timedelta(seconds=5), "pid": "dead"}, id="dead-local-pid"),
         pytest.param({"host": "ip-10-0-0-1", "age": timedelta(hours=3), "pid": 7}, id="older-than-the-job-timeout"),
+        # A pid of this machine that is alive, but years old: the number was reused by another process.
+        pytest.param({"host": socket.gethostname(), "age": timedelta(days=400), "pid": 1}, id="same-host-pid-reused"),
         pytest.param({"host": "x", "age": timedelta(seconds=5), "pid": 7, "garbled": True}, id="unreadable"),
     ],
 )
@@ -463,6 +465,14 @@ def test_a_stale_lock_is_taken_over(any_lake, core, tmp_path, holder):
     assert summary.lock_taken_over is not None
     assert "took over the lock of run" in "\n".join(bronze.housekeeping(summary))
     assert not any_lake.exists(f"runs/{DATASET}/_lock.json")
+
+
+def test_a_young_lock_of_a_live_process_of_this_machine_is_respected(any_lake, core, tmp_path):
+    started = (datetime.now(UTC) - timedelta(minutes=30)).isoformat(timespec="seconds")
+    any_lake.write_json(f"runs/{DATASET}/_lock.json", {"run_id": FIRST, "host": socket.gethostname(),
+                                                       "pid": os.getpid(), "started_at": started})  # fmt: skip
+    with pytest.raises(ledger.RunRefused, match=re.escape(f"run id {FIRST}, started {started}")):
+        bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
 
 
 def test_a_live_lock_of_another_machine_is_respected(any_lake, core, tmp_path):
