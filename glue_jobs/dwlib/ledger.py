@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dwlib import metrics
 from dwlib.lake import Lake
 from dwlib.naming import RAW_MANIFEST, RUN_ID, Naming, next_run_id
 
@@ -464,6 +465,7 @@ def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str
     entry["finished_at"] = entry["finished_at"] or note["at"]
     entry["publish_finished"] = note
     ctx.lake.write_json(key, entry)
+    metrics.record_run(ctx.lake, entry)  # the `runs` table's row says what the entry now says
 
 
 # ------------------------------------------------------------------ runs nobody finished

@@ -267,6 +267,8 @@ def what_the_next_run_finds(core, lake, tmp_path, layer: str, holds: str, outcom
     assert not lake.has_prefix(f"runs/{DATASET}/_publish/")
     second = entry(lake, SECOND, layer)
     assert second["status"] == ("succeeded" if holds == SECOND else "failed")
+    ops_row = json.loads(lake.read_bytes(Naming.ops_run_key(DATASET, SECOND, layer)))  # pp_dw_ops.runs
+    assert (ops_row["status"], ops_row["error"]) == (second["status"], second["error"])
     if layer == "gold":
         assert second["models"][0]["status"] == second["status"]
     if holds == SECOND:
