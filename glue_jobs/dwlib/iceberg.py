@@ -425,7 +425,7 @@ def _merge(
     if counts is not None:
         hit = {path: count for path, count in zip(candidates, counts, strict=True) if count}
     else:
-        by_name = {_norm(path): path for path in candidates}
+        by_name = {_file_uri(path): path for path in candidates}
         new = run_rows()
         hits = (
             _aligned(spark, table, candidates, new, columns=keys)
@@ -434,7 +434,7 @@ def _merge(
             .count()
             .collect()
         )
-        hit = {by_name[_norm(name)]: count for name, count in hits}
+        hit = {_catalog_file(by_name, name): count for name, count in hits}
     partial = [path for path, count in hit.items() if count < old[path].record_count]
     result.files_hit, result.files_rewritten = len(hit), len(partial)
     if not partial:
@@ -473,10 +473,25 @@ def _raw_run_column(path_column: str) -> Any:
     return F.when((raw == "") | rest.contains(f"{KEPT_FOLDER}/"), F.lit(UNKNOWN_RAW_RUN)).otherwise(raw)
 
 
-def _norm(uri: str) -> str:
-    """One spelling of a file's URI, whether Spark (`file:/…`, quoted) or the catalog (`file:///…`) gave it."""
-    uri = unquote(uri)
-    return "file:" + uri.removeprefix("file://") if uri.startswith("file:///") else uri
+def _file_uri(path: str) -> str:
+    """One spelling of a file's location: a local file as `file:///…` whether written `file:/…` or `file:///…`."""
+    return "file:///" + path.removeprefix("file:").lstrip("/") if path.startswith("file:/") else path
+
+
+def _catalog_file(by_name: dict[str, str], spark_name: str) -> str:
+    """The catalog's path (`by_name`: by `_file_uri`) of the file Spark's `input_file_name()` calls `spark_name`.
+
+    The catalog keeps a file's path as it is written (a partition folder `created_at_month=2026-01-01 00%3A00%3A00`,
+    as Spark escapes `:` in a partition value); Spark gives it back as a URI, quoted once more (`%20` for the space,
+    `%253A`). Unquoting Spark's name once, and never the catalog's, gives the same path for every character.
+    """
+    path = by_name.get(_file_uri(unquote(spark_name)))
+    if path is None:
+        raise IcebergError(
+            f"the merge matched keys in {spark_name}, which is none of the table's files it read: the table is "
+            "unchanged; report this with the table's name and this message"
+        )
+    return path
 
 
 KeyRange = dict[str, tuple[Any, Any] | None]  # key column: (min, max) of one row group; None: unknown

@@ -246,6 +246,37 @@ def test_a_merge_matched_by_spark_instead_of_the_driver_reads_drops_and_rewrites
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 9
 
 
+@pytest.mark.parametrize("partition_by", [["month(created_at)"], ["year(created_at)", "customer"]])
+def test_a_spark_matched_merge_of_a_partitioned_table_finds_files_whose_path_needs_escaping(
+    spark, core, tmp_path, monkeypatch, partition_by
+):
+    """month(), year() and hour() folders hold a `:` Spark writes as `%3A`; a customer folder holds a space, `%`,
+    `=`, `:`, a non-ASCII letter; so does the lake's path. Spark names each file back as a URI (`%253A`, `%20`):
+    the merge still finds the files it hit, run after run."""
+    monkeypatch.setattr(keys, "DRIVER_KEY_BYTES", 0)  # a table whose key columns exceed what the driver reads
+    monkeypatch.setattr(keys, "hits", lambda *a: pytest.fail("the driver matched keys it must leave to Spark"))
+    folder = tmp_path / "lake 50% a:b=c ü"
+    folder.mkdir()
+    columns = {"order_id": "bigint", "customer": "string", "amount": "int", "created_at": "timestamp"}
+    shop = Shop(spark, core, folder, config(load_mode="merge", partition_by=partition_by, columns=columns))
+    reference = Reference(["order_id"])
+    runs = [
+        csv("1,a b,10,2026-01-01 10:00:00", "2,50%,20,2026-01-02 11:00:00", "3,x:y=z,30,2026-02-02 11:00:00"),
+        csv("2,50%,21,2026-01-02 11:00:00", "4,ü %3A,40,2026-01-05 00:00:00", "3,x:y=z,31,2026-02-02 11:00:00"),
+        csv("4,ü %3A,41,2026-01-05 00:00:00", "1,a b,11,2026-01-01 10:00:00", "5,a b,50,2025-12-31 23:00:00"),
+    ]
+    for run_id, text in zip((RUN1, RUN2, RUN3), runs, strict=True):
+        summary = shop.run(run_id, text)
+        assert summary.status == "succeeded", summary.error
+        reference.apply(text)
+        sql = f"SELECT order_id, customer, amount, strftime(created_at, '%Y-%m-%d %H:%M:%S') FROM {TABLE}"
+        assert sorted(shop.query(sql)) == reference.expected()
+        if run_id != RUN1:
+            assert summary.iceberg["files_hit"] >= 1
+    amounts = shop.query(f"SELECT order_id, amount FROM {TABLE} ORDER BY 1")
+    assert amounts == [(1, 11), (2, 21), (3, 31), (4, 41), (5, 50)]
+
+
 def test_a_large_runs_merge_matches_the_keys_its_key_check_read_without_reading_them_again(
     spark, core, tmp_path, monkeypatch
 ):
