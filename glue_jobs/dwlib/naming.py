@@ -90,8 +90,15 @@ def next_run_id(run_id: str) -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    if not RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
         raise ValueError(f"run id {run_id!r} is not of the form YYYYMMDDTHHMMSSZ, such as 20261121T060000Z")
+    try:
+        datetime.strptime(run_id, RUN_ID_FORMAT)
+    except ValueError:
+        raise ValueError(
+            f"run id {run_id!r} is not a moment in time (month 01-12, a day the month has, hour 00-23, minute and "
+            "second 00-59): use YYYYMMDDTHHMMSSZ in UTC, such as 20261121T060000Z"
+        ) from None
     return run_id
 
 

@@ -96,3 +96,10 @@ def test_dw_prints_the_names_of_the_stage_it_is_given(monkeypatch):
     assert by_env.output == staged.output
     bad = runner.invoke(app, ["--stage", "Prod", "list"])
     assert bad.exit_code != 0
+
+
+def test_an_impossible_run_id_is_refused_saying_why():
+    for impossible in ("20261399T999999Z", "20260230T000000Z", "20261121T240000Z", "20261121T006000Z"):
+        with pytest.raises(ValueError, match=f"run id '{impossible}' is not a moment in time"):
+            check_run_id(impossible)
+    assert check_run_id("20240229T235959Z") == "20240229T235959Z"  # a leap day
