@@ -117,7 +117,7 @@ def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
     prefix = naming.raw_prefix(ctx.name, ctx.run_id)
     if ctx.sample_dir is not None or kind not in DROPPED_SOURCES:
         # A retry of this run id fetches again: until it has landed every file, the folder is not closed.
-        lake.delete_prefix(naming.raw_manifest_key(ctx.name, ctx.run_id))
+        ledger.open_raw_manifest(lake, naming, ctx.name, ctx.run_id)
     if ctx.sample_dir is not None:
         files = sorted(p for p in ctx.sample_dir.iterdir() if p.is_file() and not p.name.startswith("."))
         if not files:

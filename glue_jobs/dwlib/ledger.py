@@ -259,6 +259,17 @@ class IncompleteRawRun(ValueError):
     """A kept raw run that must not be replayed: its fetch never finished, or its files changed since."""
 
 
+FETCHING = "fetching"
+
+
+def open_raw_manifest(lake: Lake, naming: Naming, dataset: str, run_id: str) -> None:
+    """Mark a fetched raw run open before its fetch lands a file: a retry of a run id whose earlier attempt
+    closed the folder must not leave that manifest standing for a fetch that then dies midway. Overwritten,
+    not deleted: the jobs may not delete under raw/ (their role keeps what a source sent)."""
+    opened = {"dataset": dataset, "run_id": run_id, "state": FETCHING, "written_at": _stamp(_now())}
+    lake.write_json(naming.raw_manifest_key(dataset, run_id), opened)
+
+
 def write_raw_manifest(lake: Lake, naming: Naming, dataset: str, run_id: str, keys: list[str]) -> dict[str, Any]:
     """Close a fetched raw run: its files and sizes, written last (a fetch killed midway has no manifest)."""
     prefix = naming.raw_prefix(dataset, run_id)
@@ -269,6 +280,7 @@ def write_raw_manifest(lake: Lake, naming: Naming, dataset: str, run_id: str, ke
     manifest = {
         "dataset": dataset,
         "run_id": run_id,
+        "state": "complete",
         "written_at": _stamp(_now()),
         "files": [{"key": k[len(prefix) :], "size": sizes[k]} for k in keys],
         "bytes": sum(sizes[k] for k in keys),
@@ -305,15 +317,22 @@ def raw_run_files(lake: Lake, naming: Naming, dataset: str, run_id: str, *, drop
     manifest_key = naming.raw_manifest_key(dataset, run_id)
     again = f"run again without --raw-run-id (`dw run {dataset}`), which fetches the source anew"
     present = {o.key: o.size for o in lake.list(prefix)}
+    stopped = (
+        f"the raw run {prefix} is incomplete: its fetch was stopped midway (its {RAW_MANIFEST} says it is still "
+        f"{FETCHING}), and a replay would replace bronze with part of the source; {again}"
+    )
     if manifest_key in present:
         try:
             manifest = lake.read_json(manifest_key)
-            listed = [(prefix + str(f["key"]), int(f["size"])) for f in manifest["files"]]
+            fetching = isinstance(manifest, dict) and manifest.get("state") == FETCHING
+            listed = [] if fetching else [(prefix + str(f["key"]), int(f["size"])) for f in manifest["files"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise IncompleteRawRun(
                 f"the raw run {prefix} cannot be replayed: its manifest {manifest_key} is not readable ({exc}); "
                 f"{again}, or delete {prefix}"
             ) from None
+        if fetching:
+            raise IncompleteRawRun(stopped)
         problems = [
             f"{key} is missing" if key not in present else f"{key} is {present[key]} bytes, the manifest says {size}"
             for key, size in listed

@@ -610,7 +610,8 @@ def test_a_fetch_killed_midway_is_never_replayed_and_dw_runs_says_run_again(any_
     with pytest.raises(SimulatedKill):
         bronze.run_raw(api_ctx(core, any_lake, FIRST))
     raw = f"raw/{DATASET}/run_id={FIRST}/"
-    assert keys_under(any_lake, raw) == [raw + "endpoint_0.jsonl"]  # no manifest: the fetch never finished
+    assert sorted(keys_under(any_lake, raw)) == [raw + "_manifest.json", raw + "endpoint_0.jsonl"]
+    assert any_lake.read_json(raw + "_manifest.json")["state"] == "fetching"  # the fetch never finished
 
     any_lake.delete_prefix(f"runs/{DATASET}/_lock.json")
     found = {(i.run_id, i.layer): i for i in ledger.incomplete_runs(any_lake, Naming.of(core), DATASET, 120)}
@@ -621,9 +622,30 @@ def test_a_fetch_killed_midway_is_never_replayed_and_dw_runs_says_run_again(any_
 
     replay = bronze.run_bronze(None, api_ctx(core, any_lake, SECOND, raw_run_id=FIRST))
     assert replay.status == "failed"
-    assert f"the raw run {raw} is incomplete: it has no _manifest.json" in replay.error
+    assert f"the raw run {raw} is incomplete: its fetch was stopped midway" in replay.error
     assert f"run again without --raw-run-id (`dw run {DATASET}`)" in replay.error
     assert keys_under(any_lake, BRONZE) == [BRONZE + "part-0-old.parquet"]  # bronze untouched
+
+
+def test_a_retried_run_id_killed_midway_is_not_replayable_and_nothing_under_raw_is_deleted(
+    any_lake, core, monkeypatch
+):
+    """The first attempt closed the folder; the retry of that run id dies midway: the old manifest must not
+    stand for it. The job's role may not delete under raw/ (stacks/job_rights.py), so nothing may try."""
+    fake_fetch(monkeypatch)
+    assert bronze.run_raw(api_ctx(core, any_lake, FIRST)).status == "succeeded"
+    entry_key = Naming.of(core).run_summary_key(DATASET, FIRST, "raw")  # as if a later step had failed it
+    any_lake.write_json(entry_key, {**any_lake.read_json(entry_key), "status": "failed"})
+    deleted = []
+    real_delete = any_lake.delete_prefix
+    monkeypatch.setattr(any_lake, "delete_prefix", lambda prefix: deleted.append(prefix) or real_delete(prefix))
+    fake_fetch(monkeypatch, die_after=1)
+    with pytest.raises(SimulatedKill):
+        bronze.run_raw(api_ctx(core, any_lake, FIRST))
+    assert [d for d in deleted if d.startswith("raw/")] == []
+    any_lake.delete_prefix(f"runs/{DATASET}/_lock.json")
+    with pytest.raises(ledger.IncompleteRawRun, match="its fetch was stopped midway"):
+        ledger.raw_run_files(any_lake, Naming.of(core), DATASET, FIRST, dropped=False)
 
 
 def test_a_finished_fetch_writes_its_manifest_and_a_replay_checks_every_file(any_lake, core, monkeypatch):
