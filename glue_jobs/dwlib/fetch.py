@@ -45,6 +45,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urljoin, u
 
 import urllib3
 from urllib3 import exceptions as u3
+from urllib3.util import parse_url
 
 from .lake import Lake, LocalLake, S3Lake
 from .secrets import register as register_secrets
@@ -320,14 +321,63 @@ class _ScrubLogs(logging.Filter):
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of a URL, the port made explicit: what a credential is bound to."""
+    """(scheme, host, port) of a URL, the port made explicit: what a credential is bound to.
+
+    Read with urllib3's own parser, the one that decides where the request goes; `_unsafe` refuses
+    a URL that another parser would read as another host.
+    """
+    try:
+        parts = parse_url(url)
+    except u3.LocationParseError:
+        return "", "", None
+    scheme = (parts.scheme or "").lower()
+    return scheme, (parts.host or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+# A backslash ends the host for urllib3 (and browsers) but not for urllib.parse; whitespace and
+# control characters are dropped or kept differently by each parser.
+_AMBIGUOUS = re.compile(r"[\\\s\x00-\x1f\x7f]")
+
+
+def _split_origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) as urllib.parse reads them, the host in its IDNA form as urllib3 sends it."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
     try:
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
+        host = f"[{host}]" if ":" in host else host  # IPv6, as urllib3 writes it
         port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+    except (UnicodeError, ValueError):
+        return scheme, "", None
+    return scheme, host, port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _unsafe(url: str) -> str | None:
+    """Why an http(s) URL must not be requested, or None.
+
+    A credential is bound to a host, so the host must be beyond doubt: a URL with a backslash,
+    whitespace or a control character, with a user name or password before '@', or that urllib3
+    (which connects) and urllib.parse read as different hosts is refused, never requested.
+    """
+    if _AMBIGUOUS.search(url):
+        return "holds a backslash, a space or a control character (URL parsers disagree on where its host ends)"
+    try:
+        told = parse_url(url)
+    except u3.LocationParseError:
+        return "cannot be parsed as a URL"
+    if told.auth is not None or "@" in urlsplit(url).netloc:
+        return "holds a user name or password before '@'"
+    if _origin(url) != _split_origin(url):
+        return "is read as different hosts by different URL parsers"
+    return None
+
+
+def _shown_unsafe(url: str) -> str:
+    """An unsafe URL as a message may show it: without query, and with anything before '@' as ***."""
+    parts = urlsplit(_AMBIGUOUS.sub(lambda m: f"%{ord(m[0]):02X}", url))
+    userinfo, at, host = parts.netloc.rpartition("@")
+    return urlunsplit((parts.scheme, f"***@{host}" if at else host, parts.path[:120], "", ""))
 
 
 class _CarriedCredential(Exception):
@@ -440,7 +490,17 @@ class _Session:
         Raises what urllib3 raises; a refused redirect is a permanent `_Failure`.
         """
         secure = url.lower().startswith("https://")
+        via: int | None = None  # the status of the redirect that led to `url`
         for _ in range(MAX_REDIRECTS + 1):
+            unsafe = _unsafe(url)
+            if unsafe is not None:
+                how = f"redirected (HTTP {via}) to" if via else "the URL"
+                return _Failure(
+                    False,
+                    f"{how} {_shown_unsafe(url)}, which {unsafe}; refused, as its host is in doubt and a credential "
+                    "could reach another server. "
+                    + ("Ask the source's owner to fix the redirect" if via else "Write the URL plainly"),
+                )
             target, sent = url, dict(headers)
             if creds is not None:
                 try:
@@ -466,6 +526,9 @@ class _Session:
                 return resp
             _discard(resp)
             following = urljoin(url, location.strip())
+            if _unsafe(following) is not None:
+                url, via = following, resp.status
+                continue  # refused above, before anything is logged or sent
             scheme = urlsplit(following).scheme.lower()
             if scheme not in ("http", "https"):
                 return _Failure(False, f"redirected (HTTP {resp.status}) to an unsupported scheme {scheme!r}")
@@ -484,7 +547,7 @@ class _Session:
                 )
             if resp.status == 303 and method != "HEAD":
                 method = "GET"
-            url = following
+            url, via = following, resp.status
         return _Failure(False, f"too many redirects (more than {MAX_REDIRECTS})")
 
     def error(self, message: str, *, url: str | None = None, status: int | None = None, attempts: int = 0):
@@ -492,9 +555,9 @@ class _Session:
 
     def pool(self, url: str) -> urllib3.PoolManager:
         """A pool manager, through the environment's proxy (HTTPS_PROXY, NO_PROXY) when one applies."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        proxy = urllib.request.getproxies().get(parts.scheme)
+        scheme, host, _ = _origin(url)  # as urllib3 reads it, which connects
+        host = host.strip("[]")
+        proxy = urllib.request.getproxies().get(scheme)
         if proxy and (host in ("localhost", "127.0.0.1", "::1") or urllib.request.proxy_bypass(host)):
             proxy = None
         name = proxy or ""
@@ -1426,6 +1489,14 @@ class _ApiPager:
             scheme = urlsplit(following or "").scheme.lower()
             if following and scheme not in ("http", "https"):
                 raise _BadNext(f"a URL of scheme {scheme!r}")
+            unsafe = _unsafe(following) if following else None
+            if unsafe is not None:
+                raise self.session.error(
+                    f"{self.label}: the API's next link {_shown_unsafe(following)} {unsafe}; refused, as its host "
+                    "is in doubt and the credentials could reach another server. Ask the API's owner to fix the "
+                    "link, or use another paging kind.",
+                    url=self.shown,
+                )
         except _BadNext as exc:
             raise self.session.error(
                 f"{self.label}: the next page the API names is {exc}, not a URL link paging can follow (http or "

@@ -710,3 +710,49 @@ def test_a_key_echoed_into_another_host_s_path_is_never_requested(server, other,
     assert "another host with the credential in the URL's path" in str(caught.value)
     assert TOKEN not in str(caught.value) and quote(TOKEN, safe="") not in str(caught.value)
     assert not other.requests  # the other host saw nothing, with or without the key
+
+
+# --------------------------------------------------------------------------- one parser decides the host
+
+
+def two_faced(home: LoopbackServer, away: LoopbackServer, path: str) -> str:
+    """A URL that urllib.parse reads as `home`'s but urllib3, which connects, as `away`'s (a backslash ends its host)."""
+    return f"http://127.0.0.1:{away.httpd.server_address[1]}\\@127.0.0.1:{home.httpd.server_address[1]}{path}"
+
+
+CREDENTIALS = {
+    "header": ApiAuth(secret="pp-dw/s", header="X-Api-Key"),
+    "query": ApiAuth(secret="pp-dw/s", query_param="api_key"),
+}
+
+
+@pytest.mark.parametrize("credential", sorted(CREDENTIALS))
+@pytest.mark.parametrize("how", ["source_url", "redirect", "api redirect", "next link", "Link header", "userinfo"])
+def test_a_url_two_parsers_read_as_different_hosts_is_never_requested(server, other, lake, how, credential):
+    auth, secrets = CREDENTIALS[credential], {"pp-dw/s": TOKEN}
+    other.routes["/data.csv"] = lambda h, q: h.plain(200, body=b"a\n1\n")
+    server.files["/data.csv"] = b"a\n1\n"
+    sneaky = two_faced(server, other, "/data.csv")
+    if how == "userinfo":  # a user name before '@' is refused too, whatever host it is
+        sneaky = f"http://user:pw@127.0.0.1:{other.httpd.server_address[1]}/data.csv"
+    with pytest.raises(FetchError) as caught:
+        if how == "source_url":
+            fetch_source(sneaky, lake, RAW, policy=FAST, auth=auth, secrets=secrets)
+        elif how in ("redirect", "userinfo"):
+            server.scripts["/export.csv"] = [redirect(sneaky, 307)]
+            fetch_source(server.url("/export.csv"), lake, RAW, policy=FAST, auth=auth, secrets=secrets)
+        elif how == "api redirect":
+            server.scripts["/api"] = [redirect(sneaky, 302)]
+            fetch_api([ApiEndpoint(url=server.url("/api"), auth=auth)], lake, RAW, policy=FAST, secrets=secrets)
+        else:
+            link = {"Link": f"<{sneaky}>; rel=next"} if how == "Link header" else {}
+            body = {"items": [{"id": 1}]} | ({} if link else {"next": sneaky})
+            server.routes["/api"] = lambda h, q: h.json(body, link)
+            endpoint = ApiEndpoint(url=server.url("/api"), paging=Paging(kind="link"), records="items", auth=auth)
+            fetch_api([endpoint], lake, RAW, policy=FAST, secrets=secrets)
+
+    message = str(caught.value)
+    assert not other.requests  # the other server saw nothing, with or without the key
+    assert "refused" in message and ("backslash" in message or "user name or password" in message)
+    assert TOKEN not in message and "Traceback" not in message
+    assert not lake.exists(RAW + "data.csv") and not lake.exists(RAW + "endpoint_0.jsonl")
