@@ -30,6 +30,8 @@ from pyspark.sql.types import (
     BooleanType,
     DataType,
     DateType,
+    DecimalType,
+    DoubleType,
     IntegerType,
     LongType,
     NumericType,
@@ -293,12 +295,7 @@ def read_input(
                 "the dataset's config.json"
             )
     if fmt in ("json", "jsonl"):
-        df = (
-            spark.read.option("multiLine", fmt == "json")
-            .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .json(uris)
-        )
+        df = _read_json(spark, uris, fmt)
         if CORRUPT in df.columns:
             data = data_columns(df)
             reason = _tied_to(F.lit("malformed: not a valid JSON record"), data)
@@ -311,6 +308,71 @@ def read_input(
         raise ValueError(f"unknown format {fmt!r}")
     originals = source_column_names(df)
     return Source(df, renamed_columns(originals, clean_names(originals)))
+
+
+# Field metadata of a JSON source's column: `float` on a number column read as the decimal that holds each of its
+# values exactly (Spark infers a double, which rounds `12345678901234567.12`), undeclared ones are then doubles as
+# inferred; `wide` on one no decimal(38) holds, read as text (a whole number's exact, a fraction's as the double
+# Spark reads); `text` on a text column (its JSON strings, and any number as its JSON text, the same way).
+JSON_NUMBER = "dw_json"
+
+
+def _read_json(spark: SparkSession, uris: list[str], fmt: str) -> DataFrame:
+    """JSON records, their types inferred as Spark does, except a number column Spark infers as double: read as the
+    decimal that holds every value of it exactly (a second inference pass, with `prefersDecimal`), when one does
+    (38 digits, no NaN or 1e400). `prepare_types` casts it to the declared type exactly, or to double if undeclared."""
+
+    def reader() -> Any:
+        return (
+            spark.read.option("multiLine", fmt == "json")
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT)
+        )
+
+    inferred = reader().json(uris).schema
+    exact = None
+    if any(isinstance(t, DoubleType) for _, t in _leaves(inferred)):
+        # `1e3` is a decimal of scale -3 to the inference, which Spark refuses unless told (made scale 0 below).
+        key = "spark.sql.legacy.allowNegativeScaleOfDecimal"
+        before = spark.conf.get(key, None)
+        spark.conf.set(key, "true")
+        try:
+            exact = reader().option("prefersDecimal", True).json(uris).schema
+        finally:
+            if before is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, before)
+        if (CORRUPT in exact.fieldNames()) != (CORRUPT in inferred.fieldNames()):
+            exact = None  # a value no decimal holds (NaN, 1e400) would make its record unreadable: read as text
+    return reader().schema(_json_schema(inferred, exact)).json(uris)
+
+
+def _json_schema(inferred: StructType, exact: StructType | None) -> StructType:
+    """`inferred` with each double that `exact` (the `prefersDecimal` inference) holds in a decimal as that decimal,
+    marked `float`, and each string marked `text` (`JSON_NUMBER`)."""
+    fields = []
+    for f in inferred.fields:
+        other = exact[f.name].dataType if exact is not None and f.name in exact.fieldNames() else None
+        kind = f.dataType
+        if isinstance(kind, StructType):
+            kind = _json_schema(kind, other if isinstance(other, StructType) else None)
+        elif isinstance(kind, DoubleType):
+            whole, scale = (
+                (other.precision - other.scale, max(other.scale, 0)) if isinstance(other, DecimalType) else (0, 99)
+            )
+            if whole + scale <= 38:
+                fields.append(
+                    StructField(f.name, DecimalType(whole + scale, scale), f.nullable, {JSON_NUMBER: "float"})
+                )
+            else:  # no decimal holds them all: their JSON text (a fraction's as the double Spark reads)
+                fields.append(StructField(f.name, StringType(), f.nullable, {JSON_NUMBER: "wide"}))
+            continue
+        elif isinstance(kind, StringType) and f.name != CORRUPT:
+            fields.append(StructField(f.name, kind, f.nullable, {JSON_NUMBER: "text"}))
+            continue
+        fields.append(StructField(f.name, kind, f.nullable, f.metadata))
+    return StructType(fields)
 
 
 JSON_HEAD_BYTES = 8 * 1024 * 1024  # of a `json` file, read to see whether its first value is all it holds
@@ -945,10 +1007,14 @@ def _may_parse(text: str, spark_type: str) -> bool:
     return any(c.isdigit() for c in text) or word.lstrip("+-") in ("nan", "inf", "infinity")
 
 
-def _typed(column: Column, source_is_string: bool, ctype: ColumnType, source: DataType | None = None) -> Column:
+def _typed(
+    column: Column, source_is_string: bool, ctype: ColumnType, source: DataType | None = None, json: bool = False
+) -> Column:
     """`column` as the declared type, null where it does not hold one (the checks give the reason).
 
-    `source`: the type of a source that is not text (JSON, Parquet), where known.
+    `source`: the type of a source that is not text (JSON, Parquet), where known. `json`: the text of a JSON
+    column (`JSON_NUMBER`), whose numbers arrived typed: an integer column keeps a whole number in any form
+    (`2.0`, `1e3`), as it does a typed source's.
     """
     if not source_is_string:
         return _cast_whole(column, source, ctype.spark_type)
@@ -959,7 +1025,15 @@ def _typed(column: Column, source_is_string: bool, ctype: ColumnType, source: Da
         # Digits of other scripts count as digits (as in Java's and Python's integer parsing); tried only
         # where the cast found no number.
         digits = F.translate(text, _UNICODE_DIGITS, _ASCII_DIGITS).cast(ctype.spark_type)
-        return F.when(~text.contains("."), F.coalesce(text.cast(ctype.spark_type), digits))
+        integer = F.when(~text.contains("."), F.coalesce(text.cast(ctype.spark_type), digits))
+        if not json:
+            return integer
+        # A JSON number's exact value: whole (no place left after its exponent), and in range (a wider cast
+        # overflows to null).
+        whole = text.rlike(_DECIMAL_TEXT) & (_decimal_places(text) == 0)
+        value = text.cast("decimal(38,0)")
+        in_range = value.between(-(_INTEGER_BOUNDS[ctype.spark_type]), _INTEGER_BOUNDS[ctype.spark_type] - 1)
+        return F.coalesce(integer, F.when(whole & in_range, value.cast(ctype.spark_type)))
     if ctype.spark_type == "date" and ctype.fmt:
         return F.to_date(text, ctype.fmt)
     if ctype.spark_type == "timestamp" and ctype.fmt:
@@ -996,6 +1070,8 @@ def _cast_whole(column: Column, source: DataType | None, spark_type: str) -> Col
     typed = column.cast(spark_type)
     if source is None or spark_type == "string" or not isinstance(source, _CAST_BACK):
         return typed  # a string's checks reject nothing (see `prepare_types`): its cast is its value
+    if spark_type == "double" and isinstance(source, DecimalType):
+        return typed  # a double is the nearest (a JSON number read exactly, see `_read_json`), as inferred
     return F.when(typed.cast(source) == column, typed)
 
 
@@ -1065,6 +1141,7 @@ def prepare_types(
     split = [F.col(SPLIT)] if reader_typed and SPLIT in df.columns else []
     df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect, *split)
     source_types = {f.name: f.dataType for f in df.schema.fields}
+    json_as = {f.name: f.metadata.get(JSON_NUMBER) for f in df.schema.fields}  # see `_read_json`
     is_string = {n: isinstance(t, StringType) for n, t in source_types.items()}
     # Columns whose text the checks below read: the text ones, and the reader-typed ones read with the split
     # (text where untyped). Read without it, the reader typed every value of those or failed the read.
@@ -1100,13 +1177,18 @@ def prepare_types(
         original = F.col(name)
         if is_string[name] and nulls:
             original = F.when(~original.isin(nulls), original)
+        if json_as[name] == "wide":
+            original = F.regexp_replace(original, '^"(.*)"$', "$1")  # Spark quotes NaN and Infinity as text
         selected.append(original.alias(f"_dw_orig_{i}"))
         if name in declared:
             ctype = declared[name]
-            typed = _typed(original, is_string[name], ctype, source_types[name])
+            json = json_as[name] in ("text", "wide")
+            typed = _typed(original, is_string[name], ctype, source_types[name], json=json)
             checks.append((i, name, ctype))
         elif name in inferred and inferred[name] != "string":
             typed = _typed(original, is_string[name], ColumnType(inferred[name]))
+        elif json_as[name] in ("float", "wide"):
+            typed = original.cast("double")  # undeclared: a double, as Spark infers it
         else:
             typed = original
         selected.append(typed.alias(name))
@@ -1142,6 +1224,8 @@ def prepare_types(
         problems.append((present, F.lit(f"{name}: not a valid {ctype.label}")))
         if textual[name]:
             problems += _rounded(name, F.trim(original), ctype)
+        if json_as.get(name) in ("text", "wide") and ctype.spark_type.startswith(("int", "bigint", "decimal")):
+            problems += _read_as_double(name, F.trim(original))
     return _with_reasons(df, problems, previous=False), names
 
 
@@ -1238,6 +1322,18 @@ def _rounded(name: str, text: Column, ctype: ColumnType) -> list[Problem]:
     long_tail = (point > 0) & (F.length(text) - point > scale)
     suspect = (long_tail | text.contains("e") | text.contains("E")) & F.col(name).isNotNull()
     return [(suspect & (_decimal_places(text) > scale), reason)]
+
+
+def _read_as_double(name: str, text: Column) -> list[Problem]:
+    """A reason for a JSON fraction of 16 or more significant digits where Spark gives a number's text as the double
+    it reads (a JSON text column, `JSON_NUMBER`): the double may have rounded it (`1.2345678901234568E16`). Fewer
+    digits come back as written."""
+    mantissa = F.regexp_replace(F.regexp_extract(text, r"^[+-]?([0-9.]*)", 1), r"\.", "")
+    digits = F.regexp_replace(F.regexp_replace(mantissa, "^0+", ""), "0+$", "")
+    fraction = text.contains(".") | text.contains("e") | text.contains("E")
+    reason = F.lit(f"{name}: a JSON fraction of 16 or more digits, which Spark reads here through a double, not "
+                   "exactly")  # fmt: skip
+    return [(fraction & (F.length(digits) >= 16), reason)]
 
 
 # A number as a decimal cast reads it (Java's BigDecimal): digits, a point, digits, an exponent.

@@ -5,6 +5,7 @@ column (or quarantines its row with a reason, rows in = kept + rejected) or fail
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -157,3 +158,66 @@ def test_clean_names_number_collisions_by_text_not_position():
         "a_b",
         "a_b_3",
     ]
+
+
+# ------------------------------------------------------------------ 2: JSON numbers kept exactly
+
+
+def test_json_numbers_are_kept_exactly_in_declared_bigint_and_decimal_columns(spark, core, tmp_path):
+    # A fraction anywhere made Spark infer double for the whole column: 9007199254740993 became ...992.
+    records = [
+        '{"id": 1, "n": 9007199254740993, "p": 12345678901234567.12, "u": 0.1, "e": 1e3,'
+        ' "w": 12345678901234567890123456789012345678}',
+        '{"id": 2, "n": 2.0, "p": -0.0, "u": 9007199254740993, "e": 2.5E-3, "w": 0}',
+        '{"id": 3, "n": 1.5, "p": 1.005, "u": 3, "e": -1E+2, "w": 1.5}',
+        # No decimal(38) holds 38 whole digits and 18 places: read through a double, a long fraction is refused.
+        '{"id": 4, "n": 1, "p": 1, "u": 3, "e": 1, "w": 1.234567890123456789}',
+    ]
+    summary, lake = run(
+        spark,
+        core,
+        tmp_path,
+        {"a.jsonl": "\n".join(records) + "\n"},
+        format="jsonl",
+        columns={"n": "bigint", "p": "decimal(20,2)", "w": "decimal(38,0)", "e": "decimal(10,4)"},
+    )
+
+    assert summary.status == "succeeded", summary.error
+    rows = {r["id"]: (r["n"], r["p"], r["w"], r["e"]) for r in kept(lake)}
+    assert rows == {
+        1: (9007199254740993, Decimal("12345678901234567.12"), 12345678901234567890123456789012345678, 1000),
+        2: (2, 0, 0, Decimal("0.0025")),
+    }
+    reasons = {r["id"]: r["reject_reason"] for r in rejected(lake)}
+    assert reasons == {
+        "3": "n: not a valid bigint; p: not a valid decimal(20,2); w: decimal(38,0): more than 0 decimal places",
+        "4": "w: decimal(38,0): more than 0 decimal places; w: a JSON fraction of 16 or more digits, which Spark "
+        "reads here through a double, not exactly",
+    }
+    # An undeclared number column is a double, as Spark infers it.
+    assert {r["id"]: r["u"] for r in kept(lake)} == {1: 0.1, 2: 9007199254740992.0}
+    assert str(pq.read_table(lake.path("bronze/hostile/")).schema.field("u").type) == "double"
+
+
+def test_a_json_nan_leaves_no_declared_decimal_rounded(spark, core, tmp_path):
+    # NaN is no decimal: the exact read cannot be used, and a long fraction is refused rather than rounded.
+    lines = ['{"id":1,"d":NaN,"p":0.1}', '{"id":2,"d":1.5,"p":12345678901234567.12}']
+    summary, lake = run(
+        spark, core, tmp_path, {"a.jsonl": "\n".join(lines) + "\n"}, format="jsonl", columns={"p": "decimal(20,2)"}
+    )
+
+    assert summary.status == "succeeded", summary.error
+    assert [(r["id"], str(r["d"]), r["p"]) for r in kept(lake)] == [(1, "nan", Decimal("0.10"))]
+    assert [r["id"] for r in rejected(lake)] == ["2"]
+
+
+def test_a_whole_json_number_is_kept_in_an_integer_column_whatever_else_the_column_holds(spark, core, tmp_path):
+    # Beside a string the column is text to Spark: 2.0 was quarantined there, kept as 2 elsewhere.
+    lines = ['{"id":1,"n":9007199254740993}', '{"id":2,"n":2.0}', '{"id":3,"n":"9007199254740995"}', '{"id":4,"n":2.5}']
+    summary, lake = run(
+        spark, core, tmp_path, {"a.jsonl": "\n".join(lines) + "\n"}, format="jsonl", columns={"n": "bigint"}
+    )
+
+    assert summary.status == "succeeded", summary.error
+    assert {r["id"]: r["n"] for r in kept(lake)} == {1: 9007199254740993, 2: 2, 3: 9007199254740995}
+    assert [(r["id"], r["n"], r["reject_reason"]) for r in rejected(lake)] == [("4", "2.5", "n: not a valid bigint")]
