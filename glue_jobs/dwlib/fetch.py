@@ -467,9 +467,11 @@ class _Session:
         # Registered for the process too, so errors that leave this module (the run summary's error and
         # traceback) can be scrubbed with dwlib.secrets.scrub, in base64 forms as well.
         register_secrets([*self.secrets, *known])
-        self._log_filter = _ScrubLogs(self) if self.secrets else None
-        for name in _URLLIB3_LOGGERS if self._log_filter else ():
-            logging.getLogger(name).addFilter(self._log_filter)
+        # This module's own lines too: a URL it logs (a redirect's target) may hold a key in its path.
+        self._log_filter = _ScrubLogs(self)
+        self._filtered = [log, *(logging.getLogger(name) for name in _URLLIB3_LOGGERS)]
+        for logger in self._filtered:
+            logger.addFilter(self._log_filter)
         self.timeout = urllib3.Timeout(connect=policy.timeout, read=policy.timeout)
         self._pools: dict[str, urllib3.PoolManager] = {}
 
@@ -543,7 +545,7 @@ class _Session:
                 log.warning(
                     "%s redirects to another host (%s): following it without the credentials",
                     _redact(url),
-                    _redact(following),
+                    self.scrub(_redact(following)),
                 )
             if resp.status == 303 and method != "HEAD":
                 method = "GET"
@@ -570,8 +572,8 @@ class _Session:
     def close(self) -> None:
         for manager in self._pools.values():
             manager.clear()
-        for name in _URLLIB3_LOGGERS if self._log_filter else ():
-            logging.getLogger(name).removeFilter(self._log_filter)
+        for logger in self._filtered:
+            logger.removeFilter(self._log_filter)
 
     def check_deadline(self, shown: str, what: str, last: _Failure | None = None, tries: int = 0) -> None:
         budget = self.policy.max_total_seconds
@@ -1635,7 +1637,7 @@ class _ApiPager:
                     log.warning(
                         "%s: the next link leads to another host (%s): following it without the credentials",
                         self.label,
-                        _redact(following),
+                        self.session.scrub(_redact(following)),
                     )
                 if following in seen or following == full:
                     raise self._loop("next link")

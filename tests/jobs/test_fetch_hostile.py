@@ -756,3 +756,22 @@ def test_a_url_two_parsers_read_as_different_hosts_is_never_requested(server, ot
     assert "refused" in message and ("backslash" in message or "user name or password" in message)
     assert TOKEN not in message and "Traceback" not in message
     assert not lake.exists(RAW + "data.csv") and not lake.exists(RAW + "endpoint_0.jsonl")
+
+
+@pytest.mark.parametrize("credential", sorted(CREDENTIALS))
+@pytest.mark.parametrize("how", ["redirect", "next link"])
+def test_a_key_in_another_host_s_path_never_reaches_a_log_line(server, other, lake, caplog, how, credential):
+    auth, away = CREDENTIALS[credential], other.url(f"/u/{quote(TOKEN, safe='')}/data")
+    if how == "redirect":
+        server.scripts["/api"] = [redirect(away, 307)]
+        endpoint = ApiEndpoint(url=server.url("/api"), auth=auth)
+    else:
+        server.routes["/api"] = lambda h, q: h.json({"items": [{"id": 1}], "next": away})
+        endpoint = ApiEndpoint(url=server.url("/api"), paging=Paging(kind="link"), records="items", auth=auth)
+    with caplog.at_level(logging.DEBUG), pytest.raises(FetchError):
+        fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/s": TOKEN})
+
+    assert "another host" in caplog.text and "/u/***/data" in caplog.text  # the warning is there, the key is not
+    for form in forms(TOKEN):
+        assert form not in caplog.text
+    assert not other.requests
