@@ -301,22 +301,52 @@ def _int_header(value: str | None) -> int | None:
 # --------------------------------------------------------------------------- one call's retries
 
 
-# urllib3 logs full request URLs (query included) at DEBUG, and redirects at INFO.
-_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
+# urllib3 logs full request URLs (query included): at DEBUG, redirects at INFO, and a response whose
+# headers it cannot parse at WARNING (urllib3.connection). A logger's filter sees only the records
+# made by that very logger, not those its children pass up, so each of urllib3's loggers gets one:
+# those of its modules, and any other this process has made.
+_URLLIB3_MODULES = (
+    "urllib3",
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+    "urllib3.http2.connection",
+    "urllib3.contrib.pyopenssl",
+    "urllib3.contrib.emscripten.response",
+)
+
+
+def _urllib3_loggers() -> list[logging.Logger]:
+    made = [name for name in list(logging.root.manager.loggerDict) if name.startswith("urllib3.")]
+    return [logging.getLogger(name) for name in sorted({*_URLLIB3_MODULES, *made})]
 
 
 class _ScrubLogs(logging.Filter):
-    """Cuts a session's secrets out of urllib3's log records while the session is open."""
+    """Cuts a session's secrets out of log records while the session is open: the message with its
+    arguments, the traceback of `exc_info` (formatted here, then scrubbed) and the stack."""
 
     def __init__(self, session: _Session):
         super().__init__()
         self.session = session
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        scrubbed = self.session.scrub(message)
-        if scrubbed != message:
+        scrub = self.session.scrub
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: show it unformatted, never its arguments
+            message, record.args = str(record.msg), None
+        scrubbed = scrub(message)
+        if scrubbed != message or record.args:
             record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+            record.exc_info = None  # the exception object itself may quote the URL: only its scrubbed text goes on
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True
 
 
@@ -469,7 +499,7 @@ class _Session:
         register_secrets([*self.secrets, *known])
         # This module's own lines too: a URL it logs (a redirect's target) may hold a key in its path.
         self._log_filter = _ScrubLogs(self)
-        self._filtered = [log, *(logging.getLogger(name) for name in _URLLIB3_LOGGERS)]
+        self._filtered = [log, *_urllib3_loggers()]
         for logger in self._filtered:
             logger.addFilter(self._log_filter)
         self.timeout = urllib3.Timeout(connect=policy.timeout, read=policy.timeout)

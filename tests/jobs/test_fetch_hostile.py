@@ -775,3 +775,52 @@ def test_a_key_in_another_host_s_path_never_reaches_a_log_line(server, other, la
     for form in forms(TOKEN):
         assert form not in caplog.text
     assert not other.requests
+
+
+def broken_header(handler, body: bytes) -> None:
+    """A 200 with a header line that has no colon: urllib3.connection logs the request's URL, query included."""
+    handler.wfile.write(
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n".encode()
+        + b"this line has no colon\r\nConnection: close\r\n\r\n"
+        + body
+    )
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("kind", ["api", "download"])
+def test_urllib3_s_warning_about_a_broken_header_does_not_carry_the_key(server, lake, caplog, kind):
+    body = json.dumps([{"id": 1}]).encode() if kind == "api" else b"a\n1\n"
+    server.routes["/x"] = lambda h, q: broken_header(h, body)
+    auth = ApiAuth(secret="pp-dw/s", query_param="api_key")
+    with caplog.at_level(logging.WARNING):
+        if kind == "api":
+            fetch_api(
+                [ApiEndpoint(url=server.url("/x"), auth=auth)], lake, RAW, policy=FAST, secrets={"pp-dw/s": TOKEN}
+            )
+        else:
+            fetch_source(server.url("/x"), lake, RAW, policy=FAST, auth=auth, secrets={"pp-dw/s": TOKEN})
+
+    assert "Failed to parse headers" in caplog.text and "api_key=***" in caplog.text
+    for form in forms(TOKEN):
+        assert form not in caplog.text
+
+
+@pytest.mark.parametrize("logger", ["urllib3.response", "urllib3.connection", "urllib3", "dwlib.fetch"])
+def test_a_traceback_logged_during_a_fetch_is_scrubbed_too(server, lake, caplog, logger):
+    server.files["/d.csv"] = b"a\n1\n"
+
+    def progress(have: int, total: int | None) -> None:  # anything logged while the fetch runs
+        try:
+            raise ValueError(f"could not read {server.url('/d.csv')}?api_key={quote(TOKEN, safe='')}")
+        except ValueError:
+            logging.getLogger(logger).warning("broke at %s (%s)", have, TOKEN, exc_info=True)
+
+    auth = ApiAuth(secret="pp-dw/s", header="X-Api-Key")
+    with caplog.at_level(logging.WARNING):
+        fetch_source(
+            server.url("/d.csv"), lake, RAW, policy=FAST, progress=progress, auth=auth, secrets={"pp-dw/s": TOKEN}
+        )
+
+    assert "broke at 4 (***)" in caplog.text and "ValueError: could not read" in caplog.text
+    for form in forms(TOKEN):
+        assert form not in caplog.text
