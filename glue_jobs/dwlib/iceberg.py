@@ -685,7 +685,6 @@ def commit(
             result,
             before_commit,
             properties,
-            rewritten=[location(lake, k) for k in kept],
             live=live,
         )
     except ValidationError as exc:
@@ -805,14 +804,17 @@ def _commit_files(
     result: Commit,
     before_commit: Callable[[], None],
     properties: dict[str, str],
-    rewritten: list[str] | None = None,
     live: dict[str, Any] | None = None,
 ) -> Commit:
-    """`rewritten`: files among `paths` a merge wrote from the table's own rows; Spark read them back, so
-    every column is nullable there, and a column the run's files keep required becomes optional.
-    `live`: the table's current data files, when the caller has read them already (`live_data_files`)."""
+    """`live`: the table's current data files, when the caller has read them already (`live_data_files`).
+
+    Every column of the table is optional, whatever Spark wrote: Spark writes a column it knows is never null
+    (`count(*)`, a literal, `meta_run_id`) as required, and Iceberg refuses a data file that lacks a required
+    column, so a gold model that stops selecting one (or a source that loses one) could never commit again.
+    The run's files still hold every value; the table just does not promise one. A table created before keeps
+    its required columns until its next commit, which makes them optional in the same schema update."""
     import pyarrow.parquet as pq
-    from pyiceberg.table import TableProperties, _parquet_files_to_data_files
+    from pyiceberg.table import TableProperties
 
     with (table.io if table else _io(cat, table_location)).new_input(paths[0]).open() as stream:
         arrow_schema = pq.read_schema(stream)
@@ -820,7 +822,7 @@ def _commit_files(
         from pyiceberg.catalog import Catalog as BaseCatalog
         from pyiceberg.schema import assign_fresh_schema_ids
 
-        schema = assign_fresh_schema_ids(BaseCatalog._convert_schema_if_needed(arrow_schema))
+        schema = assign_fresh_schema_ids(BaseCatalog._convert_schema_if_needed(_all_optional(arrow_schema)))
         table_properties = {
             TableProperties.PARQUET_COMPRESSION: "zstd",
             TableProperties.METADATA_DELETE_AFTER_COMMIT_ENABLED: "true",
@@ -853,10 +855,9 @@ def _commit_files(
             )
         _refuse_narrowing(table, arrow_schema, ".".join(identifier))
         with tx.update_schema() as update:
-            update.union_by_name(_new_columns_optional(arrow_schema, table.schema()))
-            if rewritten:
-                with table.io.new_input(rewritten[0]).open() as stream:
-                    update.union_by_name(pq.read_schema(stream))
+            update.union_by_name(_all_optional(arrow_schema))
+            for path in _required_paths(table.schema().fields):
+                update.make_column_optional(path)
     after = {f.name: str(f.field_type) for f in tx.table_metadata.schema().fields}
     if before:
         result.schema_change = {
@@ -868,7 +869,8 @@ def _commit_files(
         **{TableProperties.DEFAULT_NAME_MAPPING: tx.table_metadata.schema().name_mapping.model_dump_json()}
     )
     # A file without rows (Spark writes one for an empty input) adds nothing; expiry deletes it below.
-    data_files = [f for f in _parquet_files_to_data_files(tx.table_metadata, paths, tx._table.io) if f.record_count]
+    data_files = _data_files_of(tx.table_metadata, paths, tx._table.io, ".".join(identifier))
+    data_files = [f for f in data_files if f.record_count]
     old = {}
     if removed and table is not None:
         gone = set(removed)
@@ -900,35 +902,87 @@ def _commit_files(
     return result
 
 
-def _new_columns_optional(arrow_schema: Any, schema: Any) -> Any:
-    """`arrow_schema` with the columns `schema` lacks (and the new fields of its structs) made nullable.
-
-    Iceberg adds no required column to a table that has rows (their files have no value for it). Spark writes
-    a column it knows is never null (`count(*)`, a literal) as required; the run's files still hold every
-    value, the table just does not promise one.
-    """
+def _all_optional(arrow_schema: Any) -> Any:
+    """`arrow_schema` with every field nullable, those inside structs, lists and maps too (a map's keys aside)."""
     import pyarrow as pa
 
-    known = {f.name: f for f in schema.fields}
-    fields = [_optional_where_new(f, known.get(f.name)) for f in arrow_schema]
-    return pa.schema(fields, metadata=arrow_schema.metadata)
+    return pa.schema([_optional(f) for f in arrow_schema], metadata=arrow_schema.metadata)
 
 
-def _optional_where_new(field: Any, known: Any) -> Any:
-    """The Arrow `field`, nullable when the table has no such field (`known`: its Iceberg field, or None);
-    a struct's fields, or those of a list's struct elements, likewise."""
+def _optional(field: Any) -> Any:
     import pyarrow as pa
-    from pyiceberg.types import ListType, StructType
 
-    if known is None:
-        return field.with_nullable(True)
     kind = field.type
-    if pa.types.is_struct(kind) and isinstance(known.field_type, StructType):
-        inner = {f.name: f for f in known.field_type.fields}
-        kind = pa.struct([_optional_where_new(c, inner.get(c.name)) for c in kind])
-    elif pa.types.is_list(kind) and isinstance(known.field_type, ListType):
-        kind = pa.list_(_optional_where_new(kind.value_field, known.field_type.element_field))
-    return field.with_type(kind)
+    if pa.types.is_struct(kind):
+        kind = pa.struct([_optional(c) for c in kind])
+    elif pa.types.is_large_list(kind):
+        kind = pa.large_list(_optional(kind.value_field))
+    elif pa.types.is_list(kind):
+        kind = pa.list_(_optional(kind.value_field))
+    elif pa.types.is_map(kind):
+        kind = pa.map_(kind.key_field, _optional(kind.item_field))
+    return field.with_type(kind).with_nullable(True)
+
+
+def _required_paths(fields: Any, parent: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The path of every required field among the Iceberg `fields` and inside them (a map's keys aside)."""
+    from pyiceberg.types import ListType, MapType, StructType
+
+    for f in fields:
+        path = (*parent, f.name)
+        if f.required:
+            yield path
+        kind = f.field_type
+        if isinstance(kind, StructType):
+            yield from _required_paths(kind.fields, path)
+        elif isinstance(kind, ListType):
+            yield from _required_paths([kind.element_field], path)
+        elif isinstance(kind, MapType):
+            yield from _required_paths([kind.value_field], path)
+
+
+def _data_files_of(table_metadata: Any, paths: list[str], io: Any, name: str) -> list[Any]:
+    """The Iceberg data files of the Parquet files `paths`, checked against the table's schema.
+
+    PyIceberg refuses a file that does not fit by printing a table of every column to standard output and
+    raising it as a ValueError: neither reaches the user; an IcebergError names the columns instead.
+    """
+    import io as text_io
+
+    import pyarrow.parquet as pq
+    from pyiceberg.table import _parquet_files_to_data_files
+
+    with contextlib.redirect_stdout(text_io.StringIO()):
+        try:
+            return list(_parquet_files_to_data_files(table_metadata, paths, io))
+        except ValueError as exc:
+            if not str(exc).startswith(("Mismatch in fields", "PyArrow table contains more columns")):
+                raise
+    from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
+    from pyiceberg.schema import promote
+
+    table_fields = {f.name: f for f in table_metadata.schema().fields}
+    columns: list[str] = []
+    for path in paths:
+        with io.new_input(path).open() as stream:
+            held = {f.name: f for f in _pyarrow_to_schema_without_ids(pq.read_schema(stream)).fields}
+        for column, f in table_fields.items():
+            other = held.get(column)
+            if other is None:
+                if f.required:
+                    columns.append(f"{column} (required {f.field_type}, not in the files)")
+            elif other.field_type != f.field_type:
+                try:
+                    promote(other.field_type, f.field_type)
+                except Exception:
+                    columns.append(f"{column} ({f.field_type} in the table, {other.field_type} in the files)")
+        columns += [f"{c} (not in the table)" for c in held if c not in table_fields]
+    listed = ", ".join(dict.fromkeys(columns)) or "their columns"
+    raise IcebergError(
+        f"the new data files do not fit the Iceberg table {name}: {listed}. Write the table's columns at their "
+        "types (a model's SELECT, a dataset's `columns`; a column left out reads NULL), or start a new table. The "
+        "table is unchanged"
+    ) from None
 
 
 def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:

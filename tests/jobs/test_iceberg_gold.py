@@ -252,3 +252,71 @@ def test_a_gold_model_reads_array_struct_and_map_columns_of_an_iceberg_gold_mode
     summary = example.gold(RUN1, {"quake_ids": nested, "quake_id_count": reader})
     assert summary.status == "succeeded", summary.models
     assert example.query("SELECT ids, strongest, quakes FROM pp_dw_gold.quake_id_count") == [(24, 4.41, 24)]
+
+
+def test_a_column_spark_wrote_as_required_that_the_model_stops_selecting_stays_and_reads_null(
+    spark, core, tmp_path, capsys
+):
+    """count(*), a literal and meta_run_id are written by Spark as never null; the model's table promises no
+    such thing, so a model that stops selecting them commits, run after run, and the columns read NULL."""
+    from dwlib import iceberg
+
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    full = (
+        "SELECT CAST(time AS DATE) AS day, count(*) AS quakes, 1 AS one FROM pp_dw_bronze.usgs_earthquakes GROUP BY 1"
+    )
+    assert example.gold(RUN1, {MODEL: full}).status == "succeeded"
+    table = iceberg.local_catalog(example.lake.root).load_table(("pp_dw_gold", MODEL))
+    assert [f.name for f in table.schema().fields if f.required] == []
+    fewer = "SELECT CAST(time AS DATE) AS day FROM pp_dw_bronze.usgs_earthquakes GROUP BY 1"
+    for run_id in (RUN2, RUN3):
+        summary = example.gold(run_id, {MODEL: fewer, "reader": f"SELECT * FROM {GOLD}"})
+        assert summary.status == "succeeded", summary.models
+        assert example.query(f"SELECT day, quakes, one, meta_run_id FROM {GOLD}") == [
+            (date(2026, 12, 1), None, None, run_id)
+        ]
+        assert example.query("SELECT quakes, one FROM pp_dw_gold.reader") == [(None, None)]
+    assert "Mismatch" not in capsys.readouterr().out
+
+
+def test_a_table_created_with_required_columns_makes_them_optional_when_a_model_stops_selecting_them(
+    spark, core, tmp_path, monkeypatch
+):
+    """A table an earlier version created with Spark's required flags: its next commit makes them optional."""
+    from dwlib import iceberg
+
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    monkeypatch.setattr(iceberg, "_all_optional", lambda schema: schema, raising=False)  # as tables were made
+    full = "SELECT CAST(time AS DATE) AS day, count(*) AS quakes FROM pp_dw_bronze.usgs_earthquakes GROUP BY 1"
+    assert example.gold(RUN1, {MODEL: full}).status == "succeeded"
+    table = iceberg.local_catalog(example.lake.root).load_table(("pp_dw_gold", MODEL))
+    assert [f.name for f in table.schema().fields if f.required] == ["quakes", "meta_run_id"]
+    monkeypatch.undo()
+    fewer = "SELECT CAST(time AS DATE) AS day FROM pp_dw_bronze.usgs_earthquakes GROUP BY 1"
+    summary = example.gold(RUN2, {MODEL: fewer})
+    assert summary.status == "succeeded", summary.models
+    assert example.query(f"SELECT day, quakes FROM {GOLD}") == [(date(2026, 12, 1), None)]
+    assert [f.name for f in table.refresh().schema().fields if f.required] == []
+
+
+def test_data_files_that_do_not_fit_the_table_fail_naming_the_columns_without_pyicebergs_dump(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    from dwlib import iceberg
+
+    cat = iceberg.local_catalog(tmp_path, create=True)
+    cat.create_namespace("db")
+    schema = Schema(NestedField(1, "day", StringType(), required=False), NestedField(2, "quakes", LongType(), True))
+    table = cat.create_table(("db", "t"), schema=schema)
+    path = tmp_path / "part-0.parquet"
+    pq.write_table(pa.table({"day": ["2026-12-01"]}), path)
+    with pytest.raises(iceberg.IcebergError) as refused:
+        iceberg._data_files_of(table.metadata, [f"file://{path}"], table.io, "db.t")
+    assert str(refused.value).startswith("the new data files do not fit the Iceberg table db.t: quakes (required long")
+    assert "The table is unchanged" in str(refused.value)
+    assert capsys.readouterr().out == ""
