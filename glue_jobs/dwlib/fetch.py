@@ -407,7 +407,7 @@ def _shown_unsafe(url: str) -> str:
     """An unsafe URL as a message may show it: without query, and with anything before '@' as ***."""
     parts = urlsplit(_AMBIGUOUS.sub(lambda m: f"%{ord(m[0]):02X}", url))
     userinfo, at, host = parts.netloc.rpartition("@")
-    return urlunsplit((parts.scheme, f"***@{host}" if at else host, parts.path[:120], "", ""))
+    return urlunsplit((parts.scheme, f"***@{host}" if at else host, parts.path, "", ""))
 
 
 class _CarriedCredential(Exception):
@@ -512,6 +512,12 @@ class _Session:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return scrub_registered(text) or ""
+
+    def excerpt(self, text: str, limit: int) -> str:
+        """At most `limit` characters of a text a server sent, scrubbed whole before it is cut: cut first,
+        a secret's prefix would survive, no longer matching the secret."""
+        text = self.scrub(text)
+        return text if len(text) <= limit else text[:limit] + "…"
 
     def send(
         self, method: str, url: str, headers: dict[str, str], creds: _Creds | None = None, **options: Any
@@ -1243,7 +1249,12 @@ def _next_link(header: str | None, base: str) -> str | None:
 
 
 class _BadNext(ValueError):
-    """A page's `next` that is not a URL reference; the message says what it is instead."""
+    """A page's `next` that is not a URL reference; the message says what it is instead, and `quoted` is
+    the value as sent (uncut: whoever shows it scrubs it first)."""
+
+    def __init__(self, message: str, quoted: str | None = None):
+        super().__init__(message)
+        self.quoted = quoted
 
 
 def _next_field(body: Any, base: str) -> str | None:
@@ -1256,7 +1267,7 @@ def _next_field(body: Any, base: str) -> str | None:
     if _blank(value):
         return None
     if not isinstance(value, str):
-        raise _BadNext(f"a JSON {type(value).__name__} ({json.dumps(value)[:40]})")
+        raise _BadNext(f"a JSON {type(value).__name__}", json.dumps(value, ensure_ascii=False))
     value = value.strip()
     if any(ch.isspace() or ord(ch) < 32 for ch in value):
         raise _BadNext("text with spaces or control characters")
@@ -1486,7 +1497,8 @@ class _ApiPager:
     def _error_page(self, page: int, body: Any) -> FetchError:
         shown = json.dumps(_error_in(body) if _error_in(body) is not None else body, ensure_ascii=False)
         return self.session.error(
-            f"{self.label}: page {page} answered with an error instead of records ({shown[:300]}); the run stops "
+            f"{self.label}: page {page} answered with an error instead of records ({self.session.excerpt(shown, 300)}); "
+            "the run stops "
             "rather than keep part of the data. Run again later; if the error persists, check the endpoint's "
             "parameters, credentials and paging settings.",
             url=self.shown,
@@ -1530,8 +1542,9 @@ class _ApiPager:
                     url=self.shown,
                 )
         except _BadNext as exc:
+            what = f"{exc} ({self.session.excerpt(exc.quoted, 40)})" if exc.quoted is not None else str(exc)
             raise self.session.error(
-                f"{self.label}: the next page the API names is {exc}, not a URL link paging can follow (http or "
+                f"{self.label}: the next page the API names is {what}, not a URL link paging can follow (http or "
                 "https, absolute or relative to the page). If its 'next' is a cursor, use paging kind 'cursor' "
                 "with cursor_field 'next' and the query parameter the API reads it from.",
                 url=self.shown,
@@ -1568,7 +1581,8 @@ class _ApiPager:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise self.session.error(
-                f"{self.label}: paging.total_field {path!r} holds {str(value)[:40]!r}, not a count of records; "
+                f"{self.label}: paging.total_field {path!r} holds {self.session.excerpt(repr(value), 40)}, not a "
+                "count of records; "
                 "point it at the total number of records, or remove it.",
                 url=self.shown,
             )

@@ -824,3 +824,27 @@ def test_a_traceback_logged_during_a_fetch_is_scrubbed_too(server, lake, caplog,
     assert "broke at 4 (***)" in caplog.text and "ValueError: could not read" in caplog.text
     for form in forms(TOKEN):
         assert form not in caplog.text
+
+
+LONG_KEY = "sk_live_4f9c2a7e1b3d8c6f0a5e9b2d7c4f1a8e6b3d0c9f"
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        ({"error": {"message": "x" * 255 + f" invalid api key {LONG_KEY} for this"}}, "answered with an error"),
+        ({"items": [{"id": 1}], "meta": {"total": LONG_KEY}}, "paging.total_field 'meta.total' holds '***'"),
+        ({"items": [{"id": 1}], "next": [LONG_KEY, "page 2"]}, 'a JSON list (["***", "page 2"])'),
+    ],
+    ids=["error page", "total_field", "next list"],
+)
+def test_a_key_echoed_into_a_quoted_value_is_cut_whole_never_leaving_a_prefix(server, lake, answer, shown):
+    server.routes["/api"] = lambda h, q: h.json(answer)
+    paging = Paging(kind="link", total_field="meta.total" if "meta" in answer else None)
+    endpoint = ApiEndpoint(url=server.url("/api"), paging=paging, records="items", auth=CREDENTIALS["query"])
+    with pytest.raises(FetchError) as caught:
+        fetch_api([endpoint], lake, RAW, policy=FAST, secrets={"pp-dw/s": LONG_KEY})
+
+    message = str(caught.value)
+    assert shown in message and "api_endpoints[0]" in message
+    assert LONG_KEY[:10] not in message and not lake.exists(RAW + "endpoint_0.jsonl")
