@@ -59,6 +59,7 @@ KEPT_FOLDER = "kept"  # under a merging run's folder: the rows it rewrote, in a 
 RAW_RUN_FOLDER = "raw_run_id"
 UNKNOWN_RAW_RUN = "unknown"  # the folder of rewritten rows whose raw run no folder recorded (see `raw_run_of`)
 METADATA_FOLDER = "metadata"  # the table's metadata files, under its location, as every Iceberg writer puts them
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger(__name__)
 
@@ -1049,18 +1050,28 @@ def _io(cat: Catalog, table_location: str) -> Any:
 
 
 def expire(table: Table, lake: Lake, prefix: str, days: int, now: datetime | None = None) -> tuple[int, int]:
-    """Expire snapshots older than `days` (never the current one), then delete the data files no snapshot uses.
+    """Expire the snapshots no moment of the last `days` reads, then delete the data files no snapshot uses.
+
+    Time travel reaches back `days` (README, "Expiry"): `FOR TIMESTAMP AS OF` a moment since the cutoff reads
+    the snapshot current then, which for a moment before the next commit is the newest snapshot made at or
+    before the cutoff. So that one stays with the current snapshot and every later one; a snapshot goes only
+    when the one made current after it is older than the cutoff too.
 
     Returns (snapshots expired, files deleted). Runs after every commit, under the dataset's run lock,
     so no other writer can have files in flight.
     """
     now = now or datetime.now(UTC)
-    cutoff = now - timedelta(days=days)
+    cutoff_ms = (now - timedelta(days=days) - EPOCH) // timedelta(milliseconds=1)
     current = table.metadata.current_snapshot_id
+    # What was current when: the snapshot log (a table without one: the snapshots in the order they were made)
+    made_current = [(e.timestamp_ms, e.snapshot_id) for e in table.metadata.snapshot_log] or sorted(
+        (s.timestamp_ms, s.snapshot_id) for s in table.metadata.snapshots
+    )
+    at_cutoff = [snapshot_id for at, snapshot_id in made_current if at <= cutoff_ms][-1:]
     old = [
         s.snapshot_id
         for s in table.metadata.snapshots
-        if s.snapshot_id != current and datetime.fromtimestamp(s.timestamp_ms / 1000, UTC) < cutoff
+        if s.snapshot_id != current and s.snapshot_id not in at_cutoff and s.timestamp_ms < cutoff_ms
     ]
     if old:
         table.maintenance.expire_snapshots().by_ids(old).commit()

@@ -218,6 +218,40 @@ def test_old_snapshots_expire_and_files_no_snapshot_uses_are_deleted(spark, core
     assert len(shop.snapshots()) == 1 and shop.query(f"SELECT count(*) FROM {TABLE}") == [(2,)]
 
 
+def test_time_travel_reaches_back_the_whole_retention_the_snapshot_current_at_the_cutoff_stays(spark, core, tmp_path):
+    """Three full loads A, B, C. An expiry whose cutoff falls between A and B keeps A: a moment between the
+    cutoff and B (inside the retention) reads A, with its files. Once B is older than the cutoff too, A goes."""
+    shop = Shop(spark, core, tmp_path, config())
+    for run_id, text in ((RUN1, FIRST), (RUN2, SECOND), (RUN3, csv("5,eve,50,2026-01-05 10:00:00"))):
+        assert shop.run(run_id, text).status == "succeeded"
+    table = iceberg.local_catalog(shop.lake.root).load_table(("pp_dw_bronze", "shop_orders"))
+    a, b, c = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
+    files_of_a = [f.removeprefix("file://") for f in iceberg.current_files(table, a.snapshot_id)]
+
+    def at(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+
+    def count_as_of(ms: int):
+        stamp = at(ms).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        return shop.query(f"SELECT count(*) FROM {TABLE} FOR TIMESTAMP AS OF TIMESTAMP '{stamp} UTC'")
+
+    between = (a.timestamp_ms + b.timestamp_ms) // 2
+    assert count_as_of(between) == [(3,)]
+    # the cutoff (now - 7 days) one millisecond before `between`: `between` is inside the retention
+    now = at(between) + timedelta(days=7) - timedelta(milliseconds=1)
+    assert iceberg.expire(table.refresh(), shop.lake, "bronze/shop_orders/", 7, now=now) == (0, 0)
+    assert count_as_of(between) == [(3,)]
+    assert shop.query(f"SELECT count(*) FROM {TABLE} FOR VERSION AS OF {a.snapshot_id}") == [(3,)]
+    assert all(Path(f).is_file() for f in files_of_a)
+    # the cutoff past B: a moment after it reads B or C, no moment of the retention reads A
+    later = (b.timestamp_ms + c.timestamp_ms) // 2
+    now = at(later) + timedelta(days=7)
+    assert iceberg.expire(table.refresh(), shop.lake, "bronze/shop_orders/", 7, now=now) == (1, len(files_of_a))
+    assert not any(Path(f).exists() for f in files_of_a)
+    assert count_as_of(later) == [(2,)]
+    assert [s[0] for s in shop.snapshots()] == [b.snapshot_id, c.snapshot_id]
+
+
 def test_a_file_without_rows_is_never_committed_and_a_full_load_removes_every_file(spark, core, tmp_path):
     """Spark may write an empty Parquet file beside the ones with rows: the table must not keep it.
 
