@@ -291,6 +291,30 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return first, total
 
 
+def _http_date(value: str | None) -> float | None:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(value).timestamp() if value else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _strong_validator(headers: Any) -> tuple[str, str] | None:
+    """(header, value) of an answer's strong validator (RFC 9110 §8.8), the only kind that may join two
+    parts of a download (§13.1.5): a strong ETag; else, without any ETag, a Last-Modified at least 60
+    seconds before the answer's Date (§8.8.2.2: a file may change twice within a second, not unseen for a
+    minute). None without one: a weak ETag (W/) promises nothing about the bytes."""
+    etag = (headers.get("ETag") or "").strip()
+    if etag:
+        return None if etag.startswith("W/") else ("ETag", etag)
+    modified = (headers.get("Last-Modified") or "").strip()
+    at, now = _http_date(modified), _http_date(headers.get("Date"))
+    if at is not None and now is not None and now - at >= 60:
+        return "Last-Modified", modified
+    return None
+
+
 def _int_header(value: str | None) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -747,7 +771,9 @@ class _HttpDownload:
         self.have = 0
         self.total: int | None = None
         self.ranges_ok = True  # optimistic: a server that ignores Range answers 200 and we start over
-        self.validator: str | None = None  # If-Range: resume only if the file did not change
+        # The first answer's strong validator: sent as If-Range, and a 206 must carry the same one, else the
+        # parts could come from two versions of the file. Without one a broken download starts over.
+        self.validator: tuple[str, str] | None = None
         self.resumed = False
 
     def _restart(self) -> None:
@@ -758,11 +784,21 @@ class _HttpDownload:
 
     def attempt(self) -> bool | _Failure:
         headers = {"Accept-Encoding": "identity"}
-        ranged = self.have > 0 and self.ranges_ok
+        if self.have > 0 and (not self.ranges_ok or self.validator is None):
+            log.info(
+                "%s: starting over, as %s",
+                self.shown,
+                "the server cannot resume"
+                if not self.ranges_ok
+                else "the server gave no strong validator (ETag, or an old enough Last-Modified) that would "
+                "show the file did not change in between (RFC 9110 §13.1.5)",
+            )
+            self._restart()
+        ranged = self.have > 0
         if ranged:
+            assert self.validator is not None
             headers["Range"] = f"bytes={self.have}-"
-            if self.validator:
-                headers["If-Range"] = self.validator
+            headers["If-Range"] = self.validator[1]
         try:
             resp = self.session.send("GET", self.url, headers, self.creds, preload_content=False, decode_content=False)
         except (u3.HTTPError, OSError) as exc:
@@ -799,6 +835,16 @@ class _HttpDownload:
                 self._restart()
                 self.ranges_ok = False
                 return _Failure(True, "the server sent a different part than asked for; starting over", 206)
+            if _strong_validator(resp.headers) != self.validator or (
+                total is not None and self.total is not None and total != self.total
+            ):
+                self._restart()
+                return _Failure(
+                    True,
+                    "the file changed on the server during the download (the rest it sent has another ETag, "
+                    "Last-Modified or size than the first part), so the parts cannot be joined; starting over",
+                    206,
+                )
             self.total = total
             self.resumed = True
             log.info("%s: resuming at byte %d", self.shown, self.have)
@@ -808,8 +854,7 @@ class _HttpDownload:
                 self._restart()
             self.total = _int_header(resp.headers.get("Content-Length"))
             self.ranges_ok = resp.headers.get("Accept-Ranges", "").strip().lower() != "none"
-            etag = resp.headers.get("ETag")
-            self.validator = etag if etag and not etag.startswith("W/") else resp.headers.get("Last-Modified")
+            self.validator = _strong_validator(resp.headers)
         try:
             for chunk in resp.stream(CHUNK, decode_content=False):
                 self.out.write(chunk)

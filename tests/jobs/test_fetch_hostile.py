@@ -848,3 +848,68 @@ def test_a_key_echoed_into_a_quoted_value_is_cut_whole_never_leaving_a_prefix(se
     message = str(caught.value)
     assert shown in message and "api_endpoints[0]" in message
     assert LONG_KEY[:10] not in message and not lake.exists(RAW + "endpoint_0.jsonl")
+
+
+# --------------------------------------------------------------------------- resumed downloads join one version only
+
+V1 = b"id,name\n" + b"".join(f"{i},old{i}\n".encode() for i in range(1, 200))
+V2 = b"id,name\n" + b"".join(f"{i},NEW{i}\n".encode() for i in range(1, 300))
+LONG_AGO = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+
+def version(content: bytes, headers: dict[str, str], cut: int | None = None, total: str | None = None):
+    """A file server that honours `Range` (ignoring If-Range, as some CDNs do) and may hang up after `cut` bytes."""
+
+    def act(handler) -> None:
+        match = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range", ""))
+        start = int(match[1]) if match else 0
+        handler.send_response(206 if match else 200)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        if match:
+            size = str(len(content)) if total is None else total
+            handler.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{size}")
+        handler.send_header("Content-Length", str(len(content) - start))
+        handler.end_headers()
+        handler.wfile.write(content[start:cut])
+        if cut is not None:
+            handler.close_connection = True
+
+    return act
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "resumes"),
+    [
+        ({"ETag": '"v1"'}, {"ETag": '"v2"'}, True),  # the rest of another version: refused, started over
+        ({}, {}, False),  # no validator: nothing shows the file did not change
+        ({"ETag": 'W/"v1"'}, {"ETag": 'W/"v1"'}, False),  # a weak ETag promises nothing about the bytes
+        ({"Last-Modified": "now"}, {"Last-Modified": "now"}, False),  # modified within the minute: not strong
+        ({"Last-Modified": LONG_AGO}, {"Last-Modified": "Thu, 22 Oct 2015 07:28:00 GMT"}, True),
+    ],
+    ids=["another ETag", "no validator", "weak ETag", "recent Last-Modified", "another Last-Modified"],
+)
+def test_a_download_that_broke_never_joins_two_versions_of_the_file(server, lake, first, then, resumes):
+    from email.utils import formatdate
+
+    now = formatdate(usegmt=True)
+    first = {k: now if v == "now" else v for k, v in first.items()}
+    then = {k: now if v == "now" else v for k, v in then.items()}
+    server.scripts["/d.csv"] = [version(V1, first, cut=700), version(V2, then), version(V2, then)]
+
+    result = fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST)
+
+    assert lake.read_bytes(RAW + "d.csv") == V2  # the new version whole, never old rows then new ones
+    ranges = [r.headers.get("Range") for r in server.seen("/d.csv")]
+    assert ranges == ([None, "bytes=700-", None] if resumes else [None, None]) and result.resumed is False
+
+
+@pytest.mark.parametrize("validator", [{"ETag": '"v1"'}, {"Last-Modified": LONG_AGO}])
+def test_a_download_resumes_when_the_rest_has_the_same_strong_validator(server, lake, validator):
+    server.scripts["/d.csv"] = [version(V1, validator, cut=700), version(V1, validator)]
+
+    result = fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST)
+
+    assert lake.read_bytes(RAW + "d.csv") == V1 and result.resumed is True
+    second = server.seen("/d.csv")[1].headers
+    assert second["Range"] == "bytes=700-" and second["If-Range"] == next(iter(validator.values()))
