@@ -281,13 +281,20 @@ def _advice(failure: _Failure | None) -> str:
     )
 
 
-def _content_range(value: str | None) -> tuple[int | None, int | None]:
-    """(first byte, total size) of a Content-Range header; None where unknown."""
+def _content_span(value: str | None) -> tuple[int | None, int | None, int | None]:
+    """(first byte, last byte, total size) of a Content-Range header; None where unknown."""
     match = _CONTENT_RANGE.match(value or "")
     if not match:
-        return None, None
+        return None, None, None
     first = int(match[1]) if match[1] is not None else None
+    last = int(match[2]) if match[2] is not None else None
     total = int(match[3]) if match[3] != "*" else None
+    return first, last, total
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) of a Content-Range header; None where unknown."""
+    first, _, total = _content_span(value)
     return first, total
 
 
@@ -820,18 +827,21 @@ class _HttpDownload:
     def _consume(self, resp: urllib3.BaseHTTPResponse, ranged: bool) -> bool | _Failure:
         status = resp.status
         if status == 416 and ranged:
-            _, total = _content_range(resp.headers.get("Content-Range"))
-            if total is not None and total == self.have:
-                self.total = total
-                return True  # we already had every byte
+            # Even "bytes */<what we have>" is no proof that we have it all: the file may have shrunk, or the
+            # server lies. The size and validator of the first answer decide, so start over.
             self._restart()
             self.ranges_ok = False
             return _Failure(True, "the server refused to resume (HTTP 416); starting over", 416)
         if not 200 <= status < 300:
             return _status_failure(resp)
         if status == 206:
-            first, total = _content_range(resp.headers.get("Content-Range"))
-            if not ranged or first != self.have:
+            first, last, total = _content_span(resp.headers.get("Content-Range"))
+            length = _int_header(resp.headers.get("Content-Length"))
+            if (
+                not ranged
+                or first != self.have
+                or (last is not None and length is not None and length != last - first + 1)
+            ):
                 self._restart()
                 self.ranges_ok = False
                 return _Failure(True, "the server sent a different part than asked for; starting over", 206)
@@ -845,7 +855,8 @@ class _HttpDownload:
                     "Last-Modified or size than the first part), so the parts cannot be joined; starting over",
                     206,
                 )
-            self.total = total
+            # The first answer's size stands: a 206 that says "bytes 700-799/*" does not make 800 bytes the whole.
+            self.total = self.total if self.total is not None else total
             self.resumed = True
             log.info("%s: resuming at byte %d", self.shown, self.have)
         else:

@@ -857,21 +857,30 @@ V2 = b"id,name\n" + b"".join(f"{i},NEW{i}\n".encode() for i in range(1, 300))
 LONG_AGO = "Wed, 21 Oct 2015 07:28:00 GMT"
 
 
-def version(content: bytes, headers: dict[str, str], cut: int | None = None, total: str | None = None):
-    """A file server that honours `Range` (ignoring If-Range, as some CDNs do) and may hang up after `cut` bytes."""
+def version(
+    content: bytes,
+    headers: dict[str, str],
+    cut: int | None = None,
+    total: str | None = None,
+    span: int | None = None,
+    skip: int = 0,
+):
+    """A file server that honours `Range` (ignoring If-Range, as some CDNs do) and may hang up after `cut` bytes;
+    its 206 may declare `total` ("*"), send only `span` bytes, or start `skip` bytes later than it says."""
 
     def act(handler) -> None:
         match = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range", ""))
         start = int(match[1]) if match else 0
+        end = len(content) if span is None or not match else min(len(content), start + span)
+        body = content[start + skip : end] if match else content[:cut]
         handler.send_response(206 if match else 200)
         for name, value in headers.items():
             handler.send_header(name, value)
         if match:
-            size = str(len(content)) if total is None else total
-            handler.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{size}")
-        handler.send_header("Content-Length", str(len(content) - start))
+            handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{total or len(content)}")
+        handler.send_header("Content-Length", str(len(body) if match else len(content)))
         handler.end_headers()
-        handler.wfile.write(content[start:cut])
+        handler.wfile.write(body)
         if cut is not None:
             handler.close_connection = True
 
@@ -913,3 +922,33 @@ def test_a_download_resumes_when_the_rest_has_the_same_strong_validator(server, 
     assert lake.read_bytes(RAW + "d.csv") == V1 and result.resumed is True
     second = server.seen("/d.csv")[1].headers
     assert second["Range"] == "bytes=700-" and second["If-Range"] == next(iter(validator.values()))
+
+
+def test_a_resume_that_says_it_does_not_know_the_size_keeps_the_first_answer_s(server, lake):
+    etag = {"ETag": '"a"'}
+    server.scripts["/whole.csv"] = [version(V1, etag, cut=700), version(V1, etag, total="*")]
+    server.scripts["/short.csv"] = [version(V1, etag, cut=700), *[version(V1, etag, total="*", span=100)] * 2]
+
+    fetch_source(server.url("/whole.csv"), lake, RAW, policy=FAST)
+    assert lake.read_bytes(RAW + "whole.csv") == V1  # "bytes 700-1980/*" with the same ETag: joined
+    with pytest.raises(FetchError) as caught:  # "bytes 700-799/*" is not the end of a file of len(V1) bytes
+        fetch_source(server.url("/short.csv"), lake, RAW, policy=FAST)
+    assert f"the body ended after 900 of {len(V1)} bytes" in str(caught.value)
+    assert not lake.exists(RAW + "short.csv")
+
+
+def test_a_416_saying_we_have_everything_is_not_believed_over_the_first_answer(server, lake):
+    shrunk = lambda h: h.plain(416, {"Content-Range": "bytes */700", "ETag": '"v3"'}, b"")  # noqa: E731
+    server.scripts["/d.csv"] = [version(V1, {"ETag": '"v1"'}, cut=700), shrunk, shrunk]
+    with pytest.raises(FetchError) as caught:
+        fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST)
+    assert "416" in str(caught.value) and not lake.exists(RAW + "d.csv")  # never 700 bytes landed as the file
+    assert [r.headers.get("Range") for r in server.seen("/d.csv")] == [None, "bytes=700-", None]
+
+
+def test_a_206_whose_length_disagrees_with_its_range_is_not_joined(server, lake):
+    etag = {"ETag": '"a"'}
+    skipping = version(V1, etag, skip=50)  # says "bytes 700-1980/1981" but starts at byte 750
+    server.scripts["/d.csv"] = [version(V1, etag, cut=700), skipping, version(V1, etag)]
+    fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST)
+    assert lake.read_bytes(RAW + "d.csv") == V1
