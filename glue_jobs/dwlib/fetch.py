@@ -1285,13 +1285,20 @@ def _blank(value: Any) -> bool:
     return value is _MISSING or value is None or (isinstance(value, str) and not value.strip()) or value in ([], {})
 
 
-def _error_in(body: Any) -> Any:
+def _error_in(body: Any, records: str | None = None) -> Any:
     """What an answer holds under an error key (`{"error": {...}}`), the whole answer when it holds
-    nothing but a message and a code (`{"message": "Internal server error"}`), else None."""
+    nothing but a message and a code (`{"message": "Internal server error"}`), else None.
+
+    `records`: the records path, when the answer has records there. Then only a non-empty error key
+    counts (`{"items": [...], "errors": [...]}`: part of the data, with an error), not one the records
+    live under, nor a `message` beside them (`{"status": "ok", "message": "success", "data": [...]}`)."""
     if not isinstance(body, dict):
         return None
-    found = next((body[key] for key in _ERROR_KEYS if body.get(key) not in (None, "", [], {}, False)), None)
-    if found is None and body.keys() <= _ERROR_FIELDS and ("message" in body or "detail" in body):
+    skip = records.split(".", 1)[0] if records else None
+    found = next(
+        (body[key] for key in _ERROR_KEYS if key != skip and body.get(key) not in (None, "", [], {}, False)), None
+    )
+    if found is None and records is None and body.keys() <= _ERROR_FIELDS and ("message" in body or "detail" in body):
         return body
     return found
 
@@ -1507,7 +1514,7 @@ class _ApiPager:
         path, paged = self.endpoint.records, self.endpoint.paging.kind != "none"
         if path is None:
             if paged and isinstance(body, dict) and _error_in(body) is not None:
-                raise self._error_page(page, body)
+                raise self._error_page(page, _error_in(body))
             if isinstance(body, list):
                 return body
             if isinstance(body, dict):
@@ -1518,8 +1525,10 @@ class _ApiPager:
                 url=self.shown,
             )
         value = _dig(body, path)
-        if value in (_MISSING, None, []) and _error_in(body) is not None:
-            raise self._error_page(page, body)
+        # An error fails the run on every page, also beside records: keeping them would keep part of the data.
+        error = _error_in(body) if value in (_MISSING, None, []) else _error_in(body, path)
+        if error is not None:
+            raise self._error_page(page, error)
         if value is _MISSING:
             if page > 1 and self._last(body, headers, here):
                 return []  # some cursor and link APIs drop the list on their last page
@@ -1550,8 +1559,8 @@ class _ApiPager:
             return _next_link(headers.get("Link"), here) is None and _blank(following)
         return False
 
-    def _error_page(self, page: int, body: Any) -> FetchError:
-        shown = json.dumps(_error_in(body) if _error_in(body) is not None else body, ensure_ascii=False)
+    def _error_page(self, page: int, error: Any) -> FetchError:
+        shown = json.dumps(error, ensure_ascii=False)
         return self.session.error(
             f"{self.label}: page {page} answered with an error instead of records ({self.session.excerpt(shown, 300)}); "
             "the run stops "

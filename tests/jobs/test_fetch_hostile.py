@@ -952,3 +952,40 @@ def test_a_206_whose_length_disagrees_with_its_range_is_not_joined(server, lake)
     server.scripts["/d.csv"] = [version(V1, etag, cut=700), skipping, version(V1, etag)]
     fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST)
     assert lake.read_bytes(RAW + "d.csv") == V1
+
+
+# --------------------------------------------------------------------------- an error beside records
+
+
+@pytest.mark.parametrize(
+    "beside",
+    [
+        {"errors": [{"code": "PARTIAL", "message": "shard 3 unavailable"}]},
+        {"error": {"message": "shard 3 unavailable"}},
+    ],
+    ids=["errors", "error"],
+)
+@pytest.mark.parametrize("page", [1, 2])
+def test_a_page_with_records_and_an_error_fails_the_run(server, lake, beside, page):
+    def offset(h, q):
+        start = int(q["offset"])
+        body = {"items": ROWS[start : start + 10]}
+        h.json(body | beside if start // 10 + 1 == page else body)
+
+    server.routes["/offset"] = offset
+    with pytest.raises(FetchError) as caught:
+        fetch_api([offset_endpoint(server)], lake, RAW, policy=FAST)
+    message = str(caught.value)
+    assert f"page {page} answered with an error" in message and "shard 3 unavailable" in message
+    assert "api_endpoints[0]" in message and not lake.exists(RAW + "endpoint_0.jsonl")
+
+
+def test_records_beside_an_empty_error_or_a_success_message_are_kept(server, lake):
+    answers = iter([{"status": "ok", "message": "success", "errors": [], "error": None, "items": ROWS[:3]}])
+    server.routes["/offset"] = lambda h, q: h.json(next(answers, {"items": []}))
+    fetch_api([offset_endpoint(server)], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS[:3]
+    # An API whose records are its list of errors is read as such.
+    server.routes["/e"] = lambda h, q: h.json({"errors": [{"id": 1}]})
+    fetch_api([ApiEndpoint(url=server.url("/e"), records="errors")], lake, RAW, policy=FAST)
+    assert lines(lake) == [{"id": 1}]
