@@ -1510,7 +1510,9 @@ class _ApiPager:
             return _Failure(True, f"the answer ended inside its {encoding} encoding, after {len(body)} bytes")
         return body
 
-    def _records(self, body: Any, page: int, headers: Any, here: str) -> list[Any]:
+    def _records(self, body: Any, page: int, headers: Any, here: str, done: bool = False) -> list[Any]:
+        """The page's records. `done`: the total the API declared has arrived, so a page without its
+        list is the end even for `page` and `offset` paging."""
         path, paged = self.endpoint.records, self.endpoint.paging.kind != "none"
         if path is None:
             if paged and isinstance(body, dict) and _error_in(body) is not None:
@@ -1529,12 +1531,14 @@ class _ApiPager:
         error = _error_in(body) if value in (_MISSING, None, []) else _error_in(body, path)
         if error is not None:
             raise self._error_page(page, error)
-        if value is _MISSING:
-            if page > 1 and self._last(body, headers, here):
-                return []  # some cursor and link APIs drop the list on their last page
-            raise self._no_records(body, page)
-        if value is None:
+        # `null` is no list; `page` and `offset` paging end at an empty list only, so there it is no end
+        # either, unless the declared total has arrived. A cursor or link page says its end by itself.
+        if value is None and self.endpoint.paging.kind not in ("page", "offset"):
             return []
+        if value is _MISSING or value is None:
+            if page > 1 and (done or self._last(body, headers, here)):
+                return []  # some cursor and link APIs drop the list on their last page
+            raise self._no_records(body, page, null=value is None)
         if isinstance(value, list):
             return value
         if isinstance(value, dict):
@@ -1569,7 +1573,7 @@ class _ApiPager:
             url=self.shown,
         )
 
-    def _no_records(self, body: Any, page: int) -> FetchError:
+    def _no_records(self, body: Any, page: int, null: bool = False) -> FetchError:
         path, kind = self.endpoint.records, self.endpoint.paging.kind
         keys = ", ".join(list(body)[:12]) if isinstance(body, dict) else type(body).__name__
         if page == 1:
@@ -1586,8 +1590,8 @@ class _ApiPager:
                 "the run stops rather than keep part of the data. Run again later."
             )
         return self.session.error(
-            f"The API at {self.shown} has nothing at records path {path!r} on page {page} ({self.label}); its "
-            f"answer holds: {keys}. {advice}",
+            f"The API at {self.shown} has {'null' if null else 'nothing'} at records path {path!r} on page {page} "
+            f"({self.label}); its answer holds: {keys}. {advice}",
             url=self.shown,
         )
 
@@ -1699,7 +1703,7 @@ class _ApiPager:
                         ) from None
                 raise
             pages += 1
-            rows = self._records(body, pages, headers, here)
+            rows = self._records(body, pages, headers, here, done=total is not None and records >= total)
             declared = self._total(body, first=pages == 1)
             total = declared if declared is not None else total  # some APIs send it on the first page only
             if probing and rows:

@@ -989,3 +989,28 @@ def test_records_beside_an_empty_error_or_a_success_message_are_kept(server, lak
     server.routes["/e"] = lambda h, q: h.json({"errors": [{"id": 1}]})
     fetch_api([ApiEndpoint(url=server.url("/e"), records="errors")], lake, RAW, policy=FAST)
     assert lines(lake) == [{"id": 1}]
+
+
+@pytest.mark.parametrize("kind", ["offset", "page"])
+def test_a_null_list_in_the_middle_of_page_or_offset_paging_is_not_the_end(server, lake, kind):
+    def answer(h, start: int) -> None:  # the second page answers null where its records belong
+        h.json({"items": None if start == 10 else ROWS[start : start + 10], "meta": {"total": len(ROWS)}})
+
+    server.routes["/offset"] = lambda h, q: answer(h, int(q["offset"]))
+    server.routes["/page"] = lambda h, q: answer(h, (int(q["page"]) - 1) * 10)
+    paging = Paging(kind=kind, param=kind, size_param="limit", size=10)
+    with pytest.raises(FetchError) as caught:
+        fetch_api([ApiEndpoint(url=server.url(f"/{kind}"), paging=paging, records="items")], lake, RAW, policy=FAST)
+    message = str(caught.value)
+    assert "null at records path 'items' on page 2" in message and "paging.total_field" in message
+    assert not lake.exists(RAW + "endpoint_0.jsonl")
+
+
+def test_a_null_list_after_the_declared_total_is_the_end(server, lake):
+    def offset(h, q):  # full pages up to the total, then null instead of an empty list
+        start = int(q["offset"])
+        h.json({"items": ROWS[start : start + 5] if start < 25 else None, "meta": {"total": 25}})
+
+    server.routes["/offset"] = offset
+    fetch_api([offset_endpoint(server, size=5, total_field="meta.total")], lake, RAW, policy=FAST)
+    assert lines(lake) == ROWS
