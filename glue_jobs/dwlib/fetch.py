@@ -1842,6 +1842,96 @@ def _wanted_member(info: zipfile.ZipInfo) -> bool:
     return not (mode and (mode & 0o170000) not in (0, 0o100000))  # regular files only, no symlinks
 
 
+# What a zip member is, by its name. Archives inside the archive are not unpacked (they would be read as
+# text); data in a format other than the dataset's cannot be read with it; documentation is left out.
+_ARCHIVES = (
+    ".zip", ".tar", ".tgz", ".tbz", ".tbz2", ".txz", ".tar.gz", ".tar.bz2", ".tar.xz", ".7z", ".rar", ".xz",
+    ".zst", ".lz", ".lzma", ".lz4", ".z", ".cab", ".jar", ".war", ".arj",
+)  # fmt: skip
+_DATA = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_UNREADABLE = (
+    ".xls", ".xlsx", ".xlsm", ".xlsb", ".ods", ".xml", ".avro", ".orc", ".feather", ".arrow", ".dbf", ".shp",
+    ".sav", ".dta", ".sas7bdat", ".sqlite", ".db", ".mdb", ".accdb",
+)  # fmt: skip
+_DOCS = (
+    ".md", ".pdf", ".html", ".htm", ".rtf", ".doc", ".docx", ".odt", ".png", ".jpg", ".jpeg", ".gif", ".svg",
+)  # fmt: skip
+_DOC_NAMES = frozenset({"readme", "license", "licence", "copying", "notice", "changelog", "authors", "contributing"})
+
+
+def _member_kind(name: str) -> str:
+    """`archive`, `data:<format>`, `unreadable`, `text` (.txt: data or documentation), `doc` or `unknown`."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    inner = base.removesuffix(".gz").removesuffix(".bz2") if base.endswith((".gz", ".bz2")) else base
+    if base.endswith(_ARCHIVES) or inner.endswith(_ARCHIVES):
+        return "archive"
+    suffix = PurePosixPath(inner).suffix
+    if suffix in _DATA:
+        return "data:" + _DATA[suffix]
+    if suffix in _UNREADABLE:
+        return "unreadable"
+    if suffix == ".txt":
+        return "text"
+    if suffix in _DOCS or PurePosixPath(inner).stem in _DOC_NAMES:
+        return "doc"
+    return "unknown"
+
+
+def _names(infos: list[zipfile.ZipInfo], limit: int = 5) -> str:
+    shown = ", ".join(repr(info.filename) for info in infos[:limit])
+    return shown + (f" and {len(infos) - limit} more" if len(infos) > limit else "")
+
+
+def _select_members(key: str, infos: list[zipfile.ZipInfo], fmt: str | None) -> list[zipfile.ZipInfo]:
+    """The members to read as the dataset's format `fmt` (None: the one data format the members have).
+
+    Fails, naming them, on members that are archives or data of another format; leaves documentation
+    out (.md, .pdf, .html, README…, and .txt beside data files of the format), with a log line."""
+    kinds: dict[str, list[zipfile.ZipInfo]] = {}
+    for info in infos:
+        kinds.setdefault(_member_kind(info.filename), []).append(info)
+    advice = (
+        "A dataset reads one format and this platform cannot pick members of a zip: ask the source's owner for "
+        "an archive of the data files alone, or make a dataset per file"
+    )
+    if "archive" in kinds:
+        raise FetchError(
+            f"Zip archive {key} holds another archive ({_names(kinds['archive'])}); an archive inside an archive is "
+            "not unpacked, and reading it as data would give junk rows and miss its own. "
+            f"{advice}, with the inner files at the top level.",
+            url=key,
+        )
+    formats = sorted(kind.removeprefix("data:") for kind in kinds if kind.startswith("data:"))
+    wanted = fmt or (formats[0] if len(formats) == 1 else None)
+    if wanted is None and len(formats) > 1:
+        held = "; ".join(f"{f}: {_names(kinds['data:' + f])}" for f in formats)
+        raise FetchError(f"Zip archive {key} holds data files of more than one format ({held}). {advice}.", url=key)
+    others = [info for kind, found in kinds.items() if kind.startswith("data:") and kind != f"data:{wanted}"
+              for info in found] + kinds.get("unreadable", [])  # fmt: skip
+    if others:
+        raise FetchError(
+            f"Zip archive {key} holds {_names(others)}, which this dataset cannot read as {wanted or 'its format'} "
+            f"beside its data files. {advice}.",
+            url=key,
+        )
+    data = kinds.get(f"data:{wanted}", [])
+    skipped = kinds.get("doc", [])
+    if data or wanted not in (None, "csv"):
+        skipped = skipped + kinds.get("text", [])
+    else:
+        data = kinds.get("text", [])  # .txt files and nothing else of the format: they are the data
+    if data and kinds.get("unknown"):
+        raise FetchError(
+            f"Zip archive {key} holds {_names(kinds['unknown'])} beside its {wanted} files, and cannot tell "
+            f"whether they are data or documentation. {advice}.",
+            url=key,
+        )
+    data = data or kinds.get("unknown", [])
+    if skipped:
+        log.info("%s: left out %s, which are not %s data", key, _names(skipped), wanted or "the dataset's")
+    return [info for info in infos if info in data]
+
+
 def _unique(base: str, taken: set[str]) -> str:
     if base not in taken:
         return base
@@ -1961,11 +2051,16 @@ def unpack_for_reading(
     keys: list[str],
     staging_prefix: str,
     limits: UnpackLimits = UnpackLimits(),  # noqa: B008 - frozen dataclass, safe as a default
+    fmt: str | None = None,
 ) -> list[str]:
     """The lake keys Spark should read for these raw keys: zip members unpacked to staging, the rest as is.
 
     Zip members and `.gz`/`.bz2` files are decompressed within `limits`, counted as the bytes come out;
     on any failure `staging_prefix` is removed and FetchError names the archive, the member and the limit.
+    Of a zip, only the members of the dataset's format `fmt` (None: the one data format its members
+    have) are unpacked: documentation is left out, and a member that is an archive or data of another
+    format fails the run, named (see `_select_members`). So does a zip with bytes before its first
+    member (two archives concatenated, or a self-extracting one), of which only the last would be read.
     """
     result: list[str] = []
     # A member is named apart from every other file of the run, the raw files too: each file's name (its rows'
@@ -1976,7 +2071,7 @@ def unpack_for_reading(
         for key in keys:
             lowered = key.lower()
             if lowered.endswith(".zip"):
-                result += _unpack_zip(lake, key, staging_prefix, taken, budget)
+                result += _unpack_zip(lake, key, staging_prefix, taken, budget, fmt)
                 continue
             if lowered.endswith(tuple(_STREAMS)):
                 with _raw_stream(lake, key) as (stream, size):
@@ -1988,7 +2083,9 @@ def unpack_for_reading(
     return result
 
 
-def _unpack_zip(lake: Lake, key: str, staging_prefix: str, taken: set[str], budget: _Budget) -> list[str]:
+def _unpack_zip(
+    lake: Lake, key: str, staging_prefix: str, taken: set[str], budget: _Budget, fmt: str | None = None
+) -> list[str]:
     result: list[str] = []
     with tempfile.TemporaryDirectory(prefix="dwunzip-") as tmp:
         archive = Path(tmp) / "archive.zip"
@@ -1998,7 +2095,15 @@ def _unpack_zip(lake: Lake, key: str, staging_prefix: str, taken: set[str], budg
         member = "a member"
         try:
             with zipfile.ZipFile(archive) as zf:
-                wanted = [info for info in zf.infolist() if _wanted_member(info)]
+                members = zf.infolist()
+                if members and min(info.header_offset for info in members) > 0:
+                    raise FetchError(
+                        f"Zip archive {key} has {min(info.header_offset for info in members)} bytes before its "
+                        "first member: two archives joined one after the other (of which only the last would be "
+                        "read) or a self-extracting archive. Check the source; publish one plain zip.",
+                        url=key,
+                    )
+                wanted = _select_members(key, [info for info in members if _wanted_member(info)], fmt)
                 # A bomb that declares its size stops here, before a byte is written. One whose headers
                 # understate it is stopped by the count below, or by zipfile, which never yields more than
                 # the header declares and then fails the member's CRC.
@@ -2030,7 +2135,8 @@ def _unpack_zip(lake: Lake, key: str, staging_prefix: str, taken: set[str], budg
             ) from None
         if not result:
             raise FetchError(
-                f"Zip archive {key} holds no data files (only folders, __MACOSX/ or hidden files); check the source.",
+                f"Zip archive {key} holds no data files (only folders, __MACOSX/, hidden files or documentation); "
+                "check the source.",
                 url=key,
             )
     log.info("unpacked %s: %d files to %s", key, len(result), staging_prefix)

@@ -1014,3 +1014,52 @@ def test_a_null_list_after_the_declared_total_is_the_end(server, lake):
     server.routes["/offset"] = offset
     fetch_api([offset_endpoint(server, size=5, total_field="meta.total")], lake, RAW, policy=FAST)
     assert lines(lake) == ROWS
+
+
+# --------------------------------------------------------------------------- what a zip holds besides its data
+
+CSV_ROWS = b"id,name\n1,a\n2,b\n"
+
+
+def staged(lake: LocalLake) -> list[str]:
+    return sorted(o.key.rsplit("/", 1)[-1] for o in lake.list(STAGING))
+
+
+@pytest.mark.parametrize(
+    ("members", "named"),
+    [
+        ({"data.csv": CSV_ROWS, "more.zip": zip_of({"data2.csv": CSV_ROWS})}, "another archive ('more.zip')"),
+        ({"data.csv": CSV_ROWS, "old/rows.tar.gz": b"\x1f\x8b..."}, "another archive ('old/rows.tar.gz')"),
+        ({"data.csv": CSV_ROWS, "extra.json": b'[{"id": 99}]'}, "csv: 'data.csv'; json: 'extra.json'"),
+        ({"data.csv": CSV_ROWS, "layout.xlsx": b"PK..."}, "holds 'layout.xlsx', which this dataset cannot read as csv"),
+        ({"data.csv": CSV_ROWS, "data.dat": CSV_ROWS}, "holds 'data.dat' beside its csv files"),
+    ],
+    ids=["zip in zip", "tar.gz in zip", "json beside csv", "xlsx beside csv", "unknown beside csv"],
+)
+def test_a_zip_member_that_cannot_be_read_as_the_data_fails_the_run_naming_it(lake, members, named):
+    lake.write_bytes(RAW + "export.zip", zip_of(members))
+    with pytest.raises(FetchError) as caught:
+        unpack_for_reading(lake, [RAW + "export.zip"], STAGING)
+    message = str(caught.value)
+    assert "export.zip" in message and named in message and "a dataset per file" in message
+    assert staged(lake) == []
+
+
+def test_documentation_in_a_zip_is_left_out_and_only_the_data_is_read(lake):
+    docs = {"README.txt": b"see layout", "layout.pdf": b"%PDF-1.4", "notes.md": b"# notes", "LICENSE": b"CC-BY"}
+    lake.write_bytes(RAW + "export.zip", zip_of({"data.csv": CSV_ROWS, "more.csv.gz": gzip.compress(CSV_ROWS), **docs}))
+    assert unpack_for_reading(lake, [RAW + "export.zip"], STAGING) == [STAGING + "data.csv", STAGING + "more.csv.gz"]
+    # The dataset's own format decides: its json files are read, a .txt beside them is documentation.
+    lake.write_bytes(RAW + "j.zip", zip_of({"rows.json": b'[{"id": 1}]', "README.txt": b"about"}))
+    assert unpack_for_reading(lake, [RAW + "j.zip"], STAGING, fmt="json") == [STAGING + "rows.json"]
+    # .txt files and nothing else: they are the data.
+    lake.write_bytes(RAW + "t.zip", zip_of({"rows.txt": CSV_ROWS}))
+    assert unpack_for_reading(lake, [RAW + "t.zip"], STAGING) == [STAGING + "rows.txt"]
+
+
+def test_two_zips_joined_into_one_file_are_refused(lake):
+    lake.write_bytes(RAW + "two.zip", zip_of({"first.csv": CSV_ROWS}) + zip_of({"second.csv": CSV_ROWS}))
+    with pytest.raises(FetchError) as caught:
+        unpack_for_reading(lake, [RAW + "two.zip"], STAGING)
+    assert "two.zip" in str(caught.value) and "bytes before its first member" in str(caught.value)
+    assert staged(lake) == []
