@@ -580,32 +580,139 @@ def untyped_in_heads(heads: list[bytes | None], csv: CsvOptions, names: list[str
 # Encodings in which the quote character is one byte that no other character's bytes contain.
 _ONE_BYTE_QUOTE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"}
 _COMPRESSED = (".gz", ".bz2", ".zst", ".lz4", ".deflate", ".snappy", ".xz", ".zip")
+_SLICE = 16 * 1024**2  # bytes of a mapped file copied at a time to count line breaks in
 
 
-def _quote_in_any(uris: list[str], csv: CsvOptions) -> bool:
-    """Whether a quote character may appear in these files: True unless every one is a plain local file
-    whose bytes were searched (memchr speed, through mmap) and hold none. S3 objects are not read here."""
+@dataclass
+class CsvScan:
+    """What the driver's scan of one plain local CSV file found, following its quotes to the end of the file as the
+    CSV reader reads them: a quote opens a quoted value only at the start of a field (elsewhere it is a character
+    of the value); inside one, a doubled quote (or the escape character and a quote) is a quote of the value."""
+
+    quoted: bool = False  # the file holds the quote character
+    unclosed_line: int | None = None  # the line where a quoted value opens that the file ends inside
+    quoted_break: bool = False  # a quoted value holds a line break
+    # The kinds of line ending outside quoted values ("CRLF", "LF", "CR"), in that order; of a file with more than
+    # one, the line each first ends.
+    endings: list[str] = field(default_factory=list)
+    first_line: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.endings) > 1
+
+
+def _scan_csv_files(uris: list[str], csv: CsvOptions) -> list[CsvScan | None]:
+    """Each file's `CsvScan`; None for a file not scanned: an S3 object or a compressed file (not read here), an
+    encoding in which the quote, delimiter or escape is not one byte of its own, a file that could not be opened."""
     try:
         encoding = codecs.lookup(csv.encoding).name
     except LookupError:
-        return True
-    if encoding not in _ONE_BYTE_QUOTE or len(csv.quote) != 1 or ord(csv.quote) > 127:
-        return True
-    quote = csv.quote.encode("ascii")
+        return [None] * len(uris)
+    if encoding not in _ONE_BYTE_QUOTE or any(ord(c) > 127 for c in (csv.quote, csv.delimiter, csv.escape)):
+        return [None] * len(uris)
+    scans: list[CsvScan | None] = []
     for uri in uris:
         path = uri.removeprefix("file://") if uri.startswith("file://") else uri
         if "://" in path or path.startswith("file:") or path.lower().endswith(_COMPRESSED):
-            return True
+            scans.append(None)
+            continue
         try:
             with open(path, "rb") as handle:
                 if os.fstat(handle.fileno()).st_size == 0:
+                    scans.append(CsvScan())
                     continue
                 with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    if data.find(quote) >= 0:
-                        return True
+                    scans.append(_scan_csv(data, csv, encoding))
         except (OSError, ValueError):
-            return True
-    return False
+            scans.append(None)
+    return scans
+
+
+@functools.cache
+def _csv_patterns(quote: str, delimiter: str, escape: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """(up to 4096 fields, each with the delimiter or line break after it, whose quoted values hold no line break;
+    one closed quoted value of any length). Possessive: nothing is tried twice."""
+    q, d, e = (re.escape(c.encode("ascii")) for c in (quote, delimiter, escape))
+    if quote == escape:
+        one_line = b"%s[^%s\r\n]*+(?:%s%s[^%s\r\n]*+)*+%s" % (q, q, q, q, q, q)
+        quoted = b"%s[^%s]*+(?:%s%s[^%s]*+)*+%s" % (q, q, q, q, q, q)
+    else:
+        one_line = b"%s[^%s%s\r\n]*+(?:%s[^\r\n][^%s%s\r\n]*+)*+%s" % (q, q, e, e, q, e, q)
+        quoted = b"%s[^%s%s]*+(?:%s[\\s\\S][^%s%s]*+)*+%s" % (q, q, e, e, q, e, q)
+    rest = b"[^%s\r\n]*+" % d  # after a closing quote, or in a value that does not open with one: plain text
+    unquoted = b"(?:[^%s%s\r\n]%s)?" % (q, d, rest)
+    run = b"(?:(?:%s%s|%s)[%s\r\n]){0,4096}+" % (one_line, rest, unquoted, d)
+    return re.compile(run), re.compile(quoted)
+
+
+def _scan_csv(data: Any, csv: CsvOptions, encoding: str) -> CsvScan:
+    """One file's `CsvScan`, from its bytes (`data`: an mmap, never copied whole). A regular expression takes
+    thousands of fields at a time; only a quoted value holding a line break (or never closed), or a last field
+    without a line break after it, is looked at on its own."""
+    quote = csv.quote.encode("ascii")
+    scan = CsvScan(quoted=data.find(quote) >= 0)
+    inside: list[tuple[int, int]] = []  # quoted values holding line breaks: (start, end)
+    if scan.quoted:
+        run, quoted = _csv_patterns(csv.quote, csv.delimiter, csv.escape)
+        rest = re.compile(b"[^%s\r\n]*+" % re.escape(csv.delimiter.encode("ascii")))
+        pos = 3 if encoding == "utf-8" and data[:3] == codecs.BOM_UTF8 else 0
+        size = len(data)
+        while pos < size:
+            end = run.match(data, pos).end()
+            if end > pos:
+                pos = end
+                continue
+            if data[pos : pos + 1] == quote:  # a quoted value the run did not take
+                value = quoted.match(data, pos)
+                if value is None:
+                    scan.unclosed_line = _breaks(data, 0, pos)[3] + 1
+                    break
+                if sum(_breaks(data, pos, value.end())[:3]):
+                    scan.quoted_break = True
+                    inside.append((pos, value.end()))
+                pos = value.end()
+            pos = rest.match(data, pos).end() + 1  # the rest of the field, and its delimiter or line break
+    if data.find(b"\r") < 0:  # LF alone (or no line break): not counted
+        scan.endings = ["LF"] if data.find(b"\n") >= 0 else []
+        return scan
+    crlf, lf, cr, _ = _breaks(data, 0, len(data))
+    for start, end in inside:
+        in_value = _breaks(data, start, end)
+        crlf, lf, cr = crlf - in_value[0], lf - in_value[1], cr - in_value[2]
+    scan.endings = [kind for kind, n in (("CRLF", crlf), ("LF", lf), ("CR", cr)) if n]
+    if scan.mixed:
+        scan.first_line = _first_lines(data, inside)
+    return scan
+
+
+def _breaks(data: Any, start: int, end: int) -> tuple[int, int, int, int]:
+    """(CRLF, lone LF, lone CR, all line breaks) in data[start:end], counted a slice at a time."""
+    crlf = lf = cr = 0
+    for at in range(start, end, _SLICE):
+        chunk = data[at : min(at + _SLICE, end)]
+        crlf += chunk.count(b"\r\n")
+        lf += chunk.count(b"\n")
+        cr += chunk.count(b"\r")
+        if chunk.endswith(b"\r") and at + len(chunk) < end and data[at + len(chunk)] == 10:
+            crlf += 1  # a CRLF across two slices
+    return crlf, lf - crlf, cr - crlf, crlf + (lf - crlf) + (cr - crlf)
+
+
+def _first_lines(data: Any, inside: list[tuple[int, int]]) -> dict[str, int]:
+    """The line each kind of line ending outside quoted values first ends (for the message of a mixed file)."""
+    first: dict[str, int] = {}
+    spans = iter(inside)
+    span = next(spans, None)
+    for line, match in enumerate(re.finditer(rb"\r\n|\r|\n", data), start=1):
+        while span is not None and match.start() >= span[1]:
+            span = next(spans, None)
+        if span is not None and span[0] <= match.start() < span[1]:
+            continue
+        first.setdefault({b"\r\n": "CRLF", b"\n": "LF", b"\r": "CR"}[match.group()], line)
+        if len(first) == 3:
+            break
+    return first
 
 
 def _spark_header(spark: SparkSession, uri: str, csv: CsvOptions) -> list[str]:
@@ -709,7 +816,19 @@ def read_csv(
     if not files:
         return Source(spark.createDataFrame([], StructType([])))
     guess = csv.multiline is None and max(len(h) for _, h in files) > 1
-    if guess and not _quote_in_any(uris, csv):
+    # The driver follows each plain local file's quotes to its end (`CsvScan`): a record no read gets right is
+    # refused, and a file whose lines end in more than one way is read line by line (see `_unreadable`).
+    scans = _scan_csv_files([uri for uri, _ in files], csv)
+    refused = _unreadable([_file(uri) for uri, _ in files], scans, csv)
+    if refused:
+        raise ValueError(refused)
+    scanned = all(scan is not None for scan in scans)
+    if csv.multiline is not False and any(scan is not None and scan.mixed for scan in scans):
+        # Read whole, the reader ends records at the first kind of line ending it finds and takes the others as
+        # characters of a value (the rows after one merge); line by line, every kind ends a line. No quoted value
+        # holds a line break (`_unreadable`), so line by line is right, and no row is suspect.
+        guess, csv = False, csv.model_copy(update={"multiline": False})
+    if guess and scanned and not any(scan.quoted for scan in scans if scan is not None):
         # No quote character anywhere, so no quoted line break: line by line is right, and no row is suspect.
         guess, csv = False, csv.model_copy(update={"multiline": False})
     if csv.multiline is None and not guess:
@@ -768,6 +887,44 @@ def read_csv(
     if typed and split:
         internal += [SPLIT, DOUBTFUL]
     return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed)
+
+
+def _unreadable(names: list[str], scans: list[CsvScan | None], csv: CsvOptions) -> str | None:
+    """Why the scanned files cannot be read without losing rows, else None: a file ends inside a quoted value (read
+    whole, every line after its quote is one value; line by line, the quote is dropped), or a file's lines end in
+    more than one way (CRLF and LF) where it must be read whole: a quoted value holds a line break, or a file that
+    was not scanned may hold one. Each file named, with its line."""
+    unclosed = [f"{name}: the quote opened on line {scan.unclosed_line}" for name, scan in zip(names, scans, strict=True)
+                if scan is not None and scan.unclosed_line is not None]  # fmt: skip
+    if unclosed:
+        return (
+            f"a quoted value is never closed ({'; '.join(unclosed)}): the file ends inside it, so whether the lines "
+            "after it are rows or part of that value cannot be told (the reader would take them all as one value, "
+            f"or drop the quote). Close the quote, or write a {csv.quote} that is part of a value as "
+            f"{csv.quote}{csv.quote} inside a quoted value, and run again"
+        )
+    mixed = [(name, scan) for name, scan in zip(names, scans, strict=True) if scan is not None and scan.mixed]
+    if not mixed or csv.multiline is False:
+        return None
+    breaks = [name for name, scan in zip(names, scans, strict=True) if scan is not None and scan.quoted_break]
+    unscanned = [name for name, scan in zip(names, scans, strict=True) if scan is None]
+    if not breaks and not unscanned:
+        return None
+    shown = "; ".join(
+        f"{name}: " + ", ".join(f"{kind} first on line {scan.first_line.get(kind, '?')}" for kind in scan.endings)
+        for name, scan in mixed
+    )
+    why = (
+        f"a quoted value holds a line break in {', '.join(breaks)}"
+        if breaks
+        else f"{', '.join(unscanned)} could not be scanned for quoted line breaks (compressed, or not a local file)"
+    )
+    return (
+        f"lines end in more than one way ({shown}) and {why}, so the files must be read whole, where the reader "
+        "ends records at the first kind of line ending only and would merge the rows after another kind. Convert "
+        "the file to one kind of line ending (all CRLF or all LF), or set csv.multiline to false if no value "
+        "holds a line break, and run again"
+    )
 
 
 def spark_file_name(spark: SparkSession, uri: str) -> str:

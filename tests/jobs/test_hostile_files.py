@@ -221,3 +221,89 @@ def test_a_whole_json_number_is_kept_in_an_integer_column_whatever_else_the_colu
     assert summary.status == "succeeded", summary.error
     assert {r["id"]: r["n"] for r in kept(lake)} == {1: 9007199254740993, 2: 2, 3: 9007199254740995}
     assert [(r["id"], r["n"], r["reject_reason"]) for r in rejected(lake)] == [("4", "2.5", "n: not a valid bigint")]
+
+
+# ------------------------------------------------------------------ 3: a quote the file ends inside
+
+
+ESCAPED_QUOTE = 'id,name,note\n1,alice,"said ""hi"""\n'  # a quote in a value: the file is read again whole
+UNCLOSED = 'id,name,note\n2,bob,"5 inch\n3,carol,fine\n4,dave,good\n5,eve,nice\n'
+
+
+@pytest.mark.parametrize(
+    ("files", "named"),
+    [
+        # Line by line, the quote was dropped (`5 inch`); read whole, rows 3-5 became bob's note (rows in 5 -> 2).
+        ({"b.csv": UNCLOSED}, "b.csv: the quote opened on line 2"),
+        ({"a.csv": ESCAPED_QUOTE, "b.csv": UNCLOSED}, "b.csv: the quote opened on line 2"),
+        ({"a.csv": ESCAPED_QUOTE + '6,zed,"a ""b"" c\n7,x,y\n'}, "a.csv: the quote opened on line 3"),
+        ({"a.csv": ESCAPED_QUOTE + '7,"x\n'}, "a.csv: the quote opened on line 3"),
+    ],
+    ids=["alone", "beside-a-reread", "doubled-quotes", "no-final-line-break"],
+)
+def test_a_file_ending_inside_a_quoted_value_fails_naming_the_file_and_the_line(spark, core, tmp_path, files, named):
+    summary, lake = run(spark, core, tmp_path, files, columns={"id": "int"})
+
+    assert summary.status == "failed"
+    assert "a quoted value is never closed" in summary.error and named in summary.error
+    assert not list(lake.list("bronze/hostile/"))
+
+
+def test_quotes_that_close_are_read_whole_with_every_row(spark, core, tmp_path):
+    # A quoted line break, a doubled quote, a quote inside an unquoted value, and a last line without a line break.
+    text = 'id,name,note\n1,alice,"two\nlines"\n2,bob,5" screen\n3,"carol ""c""",x\n4,dave,"last"'
+    summary, lake = run(spark, core, tmp_path, {"a.csv": text}, columns={"id": "int"})
+
+    assert summary.status == "succeeded", summary.error
+    assert [(r["id"], r["name"], r["note"]) for r in data(kept(lake))] == [
+        (1, "alice", "two\nlines"),
+        (2, "bob", '5" screen'),
+        (3, 'carol "c"', "x"),
+        (4, "dave", "last"),
+    ]
+
+
+# ------------------------------------------------------------------ 4: line endings of more than one kind
+
+
+def crlf_then_lf(quoted_break: bool = False) -> str:
+    rows = ["id,name,amount", *(f"{i},name {i},{i}" for i in range(1, 101))]
+    rows[5] = '5,"Joe ""JJ"" Smith",5'  # a quote in a value: the file is read again whole
+    if quoted_break:
+        rows[7] = '7,"two\nlines",7'
+    return "\r\n".join(rows) + "\r\n" + "101,tail a,101\n102,tail b,102\n103,tail c,103\n"
+
+
+@pytest.mark.parametrize("multiline", [None, True])
+def test_a_file_whose_lines_end_in_crlf_and_lf_keeps_every_row(spark, core, tmp_path, multiline):
+    # Read whole, the reader took the first CRLF as the line ending and LF as a value's character: rows 101-103
+    # became one malformed record, and 102 and 103 were in neither bronze nor quarantine.
+    summary, lake = run(
+        spark, core, tmp_path, {"export.csv": crlf_then_lf()}, columns={"id": "int", "amount": "int"},
+        csv={"multiline": multiline},
+    )  # fmt: skip
+
+    assert summary.status == "succeeded", summary.error
+    assert (summary.rows_in, summary.rows_kept, summary.rows_rejected) == (103, 103, 0)
+    rows = {r["id"]: (r["name"], r["amount"]) for r in kept(lake)}
+    assert sorted(rows) == list(range(1, 104))
+    assert rows[5] == ('Joe "JJ" Smith', 5) and rows[102] == ("tail b", 102) and rows[100] == ("name 100", 100)
+
+
+def test_a_file_with_crlf_and_lf_and_a_quoted_line_break_fails_naming_the_file_and_lines(spark, core, tmp_path):
+    # It must be read whole for the quoted line break, and read whole it would merge the LF rows.
+    summary, lake = run(spark, core, tmp_path, {"export.csv": crlf_then_lf(quoted_break=True)}, columns={"id": "int"})
+
+    assert summary.status == "failed"
+    assert "export.csv: CRLF first on line 1, LF first on line 103" in summary.error, summary.error
+    assert "a quoted value holds a line break in export.csv" in summary.error
+    assert not list(lake.list("bronze/hostile/"))
+
+
+def test_a_quoted_crlf_or_lf_in_a_file_of_one_line_ending_is_no_mixture(spark, core, tmp_path):
+    # Excel writes rows ending in CRLF and a line break inside a cell as LF: one line ending outside quotes.
+    text = 'id,note\r\n1,"a\nb"\r\n2,"c\r\nd"\r\n3,e\r\n'
+    summary, lake = run(spark, core, tmp_path, {"a.csv": text}, columns={"id": "int"})
+
+    assert summary.status == "succeeded", summary.error
+    assert [(r["id"], r["note"]) for r in data(kept(lake))] == [(1, "a\nb"), (2, "c\nd"), (3, "e")]
