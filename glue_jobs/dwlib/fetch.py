@@ -758,6 +758,10 @@ class _CountingFile:
 # --------------------------------------------------------------------------- http(s) downloads
 
 
+# Content types of a web page: a file source is csv, json, jsonl, parquet or an archive, never one of these.
+_HTML = ("text/html", "application/xhtml+xml")
+
+
 class _HttpDownload:
     """One URL into one open file, resuming with Range requests across attempts."""
 
@@ -834,6 +838,15 @@ class _HttpDownload:
             return _Failure(True, "the server refused to resume (HTTP 416); starting over", 416)
         if not 200 <= status < 300:
             return _status_failure(resp)
+        kind = (resp.headers.get("Content-Type") or "").strip()
+        if kind.split(";", 1)[0].strip().lower() in _HTML:
+            self._restart()
+            return _Failure(
+                False,
+                f"the server answered a web page ({kind}) instead of the file: a login, error or maintenance page, "
+                "never csv, json, parquet or an archive. Open the URL in a browser to see what it says, and point "
+                "source_url at the file itself (or fix source_auth)",
+            )
         if status == 206:
             first, last, total = _content_span(resp.headers.get("Content-Range"))
             length = _int_header(resp.headers.get("Content-Length"))

@@ -1063,3 +1063,14 @@ def test_two_zips_joined_into_one_file_are_refused(lake):
         unpack_for_reading(lake, [RAW + "two.zip"], STAGING)
     assert "two.zip" in str(caught.value) and "bytes before its first member" in str(caught.value)
     assert staged(lake) == []
+
+
+@pytest.mark.parametrize("kind", ["text/html; charset=utf-8", "application/xhtml+xml", "TEXT/HTML"])
+def test_a_web_page_answered_instead_of_the_file_fails_the_run(server, lake, kind):
+    page = b"<!DOCTYPE html><html><body><h1>We'll be back soon</h1><p>id,name</p></body></html>\n"
+    server.routes["/data.csv"] = lambda h, q: h.plain(200, {"Content-Type": kind}, page)
+    with pytest.raises(FetchError) as caught:
+        fetch_source(server.url("/data.csv"), lake, RAW, policy=FAST)
+    message = str(caught.value)
+    assert server.url("/data.csv") in message and f"web page ({kind})" in message and "source_url" in message
+    assert not lake.exists(RAW + "data.csv") and len(server.seen("/data.csv")) == 1
