@@ -656,10 +656,13 @@ def commit(
         run_keys = None
         if load_mode == "merge" and old_files and kept_keys is not None:
             run_keys = kept_keys.take(lake, staged, list(dataset.primary_key))  # before the files move
-        # The run's own rows go in as they were staged (moved, or written per partition); a merge adds
-        # to them the kept rows of the files it must rewrite.
-        if dataset.partition_by:
-            _write(spark.read.parquet(lake.uri(staged)), lake.uri(run_folder), dataset)
+        # The run's own rows go in as they were staged (moved, or written per partition, or with the columns
+        # spelled as the table has them); a merge adds to them the kept rows of the files it must rewrite.
+        io = table.io if table is not None else _io(cat, table_location)
+        respelled = _respelled(spark, lake, io, table, staged, name)
+        if dataset.partition_by or respelled is not None:
+            rows = respelled if respelled is not None else spark.read.parquet(lake.uri(staged))
+            _write(rows, lake.uri(run_folder), dataset)
             written = [k for k in (o.key for o in lake.data_files(run_folder)) if k.endswith(".parquet")]
         else:
             written = _move(lake, staged, run_folder)
@@ -712,6 +715,91 @@ def commit(
             result.expiry_error,
         )
     return result
+
+
+def _respelled(
+    spark: SparkSession, lake: Lake, io: Any, table: Table | None, staged: str, name: str
+) -> DataFrame | None:
+    """The staged rows with each column (and struct field) spelled as the table has it, when a spelling differs
+    only in case; None when every name is the table's (or new). Raises IcebergError for names of the new data
+    that differ only in case.
+
+    Athena and Trino read column names case-insensitively and cannot read a table with two columns that differ
+    only in case (trinodb/trino#22677): `AS Day` after `AS day` is the same column, and the table keeps its first
+    spelling. The files are written with it too, since a reader maps a file's columns to the table's by name.
+    """
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    staged_files = [o.key for o in lake.data_files(staged) if o.key.endswith(".parquet")]
+    if not staged_files:
+        return None
+    # The names, from one footer (one Spark write: every staged file has the same columns); Spark reads the
+    # rows only to respell them.
+    try:
+        with io.new_input(location(lake, staged_files[0])).open() as stream:
+            schema = from_arrow_schema(pq.read_schema(stream))
+    except TypeError:  # a type PySpark's Arrow conversion lacks
+        schema = spark.read.parquet(lake.uri(staged)).schema
+    _refuse_case_twins(schema, name)
+    if table is None or _spelled_as(schema, table.schema().as_struct()) == schema:
+        return None
+    rows = spark.read.parquet(lake.uri(staged))
+    spelled = _spelled_as(rows.schema, table.schema().as_struct())
+    columns = []
+    for old, new in zip(rows.schema.fields, spelled.fields, strict=True):
+        column = F.col("`" + old.name.replace("`", "``") + "`")
+        columns.append(column.cast(new.dataType).alias(new.name) if old != new else column)
+    return rows.select(*columns)
+
+
+def _spelled_as(kind: Any, known: Any) -> Any:
+    """The Spark type `kind` with each struct field named as in the Iceberg type `known` when the names differ
+    only in case (the field with the lowest id, the first spelling, where the table has two)."""
+    from pyiceberg.types import ListType, MapType, StructType
+    from pyspark.sql import types as T
+
+    if isinstance(kind, T.StructType):
+        fields: dict[str, Any] = {}
+        for f in sorted(known.fields, key=lambda f: f.field_id) if isinstance(known, StructType) else []:
+            fields.setdefault(f.name.lower(), f)
+        out = []
+        for f in kind.fields:
+            match = fields.get(f.name.lower())
+            name, inner = (match.name, match.field_type) if match is not None else (f.name, None)
+            out.append(T.StructField(name, _spelled_as(f.dataType, inner), f.nullable, f.metadata))
+        return T.StructType(out)
+    if isinstance(kind, T.ArrayType):
+        element = known.element_type if isinstance(known, ListType) else None
+        return T.ArrayType(_spelled_as(kind.elementType, element), kind.containsNull)
+    if isinstance(kind, T.MapType):
+        value = known.value_type if isinstance(known, MapType) else None
+        return T.MapType(kind.keyType, _spelled_as(kind.valueType, value), kind.valueContainsNull)
+    return kind
+
+
+def _refuse_case_twins(kind: Any, name: str, parent: str = "") -> None:
+    """IcebergError when a struct of the Spark type `kind` (the top level too) has two fields differing only
+    in case: Athena and Trino could not read the table."""
+    from pyspark.sql import types as T
+
+    if isinstance(kind, T.StructType):
+        seen: dict[str, str] = {}
+        for f in kind.fields:
+            twin = seen.setdefault(f.name.lower(), f.name)
+            if twin != f.name:
+                raise IcebergError(
+                    f"the new data has the columns {parent}{twin} and {parent}{f.name}, which differ only in case: "
+                    f"Athena reads column names case-insensitively and cannot read the Iceberg table {name} with "
+                    "both. Rename one of them (its alias in the model's SELECT, or in a transform hook). The table "
+                    "is unchanged"
+                )
+            _refuse_case_twins(f.dataType, name, f"{parent}{f.name}.")
+    elif isinstance(kind, T.ArrayType):
+        _refuse_case_twins(kind.elementType, name, parent)
+    elif isinstance(kind, T.MapType):
+        _refuse_case_twins(kind.valueType, name, parent)
 
 
 def _attempt_folder(lake: Lake, table: Table | None, base: str) -> str:
@@ -995,9 +1083,11 @@ def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:
     from pyiceberg.schema import promote
     from pyiceberg.types import DecimalType
 
-    current = {f.name: f.field_type for f in table.schema().fields}
+    current: dict[str, Any] = {}
+    for f in sorted(table.schema().fields, key=lambda f: f.field_id):  # by name in any case, the first spelling
+        current.setdefault(f.name.lower(), f.field_type)
     for column in BaseCatalog._convert_schema_if_needed(arrow_schema).fields:
-        old = current.get(column.name)
+        old = current.get(column.name.lower())
         if old is None or old == column.field_type or not (old.is_primitive and column.field_type.is_primitive):
             continue
         try:

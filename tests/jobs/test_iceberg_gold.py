@@ -320,3 +320,52 @@ def test_data_files_that_do_not_fit_the_table_fail_naming_the_columns_without_py
     assert str(refused.value).startswith("the new data files do not fit the Iceberg table db.t: quakes (required long")
     assert "The table is unchanged" in str(refused.value)
     assert capsys.readouterr().out == ""
+
+
+def test_a_column_alias_changing_only_in_case_is_the_same_column_spelled_as_first(spark, core, tmp_path):
+    """`AS Day` then `AS day`: one column (Athena reads names case-insensitively and cannot read a table with
+    both), spelled `Day` in the table and in the new files, holding the new run's values."""
+    import pyarrow.parquet as pq
+
+    from dwlib import iceberg
+
+    example = Example(spark, core, tmp_path)
+    example.bronze(RUN1)
+    model = (
+        "SELECT CAST(time AS DATE) AS {day}, count(*) AS {quakes}, {more} FROM pp_dw_bronze.usgs_earthquakes GROUP BY 1"
+    )
+    first = model.format(day="Day", quakes="quakes", more="named_struct('Top', max(mag)) AS s")
+    assert example.gold(RUN1, {MODEL: first}).status == "succeeded"
+    second = model.format(day="day", quakes="QUAKES", more="named_struct('top', max(mag)) AS S")
+    summary = example.gold(RUN2, {MODEL: second, "reader": f"SELECT day, s.top AS top FROM {GOLD}"})
+    assert summary.status == "succeeded", summary.models
+    assert summary.models[0]["iceberg"]["schema_change"] == {"added": [], "retyped": {}}
+    table = iceberg.local_catalog(example.lake.root).load_table(("pp_dw_gold", MODEL))
+    assert [f.name for f in table.schema().fields] == ["Day", "quakes", "s", "meta_run_id"]
+    assert str(table.schema().find_field("s").field_type) == "struct<5: Top: optional double>"
+    for path in iceberg.current_files(table):  # Athena maps a file's columns to the table's by name
+        assert pq.read_schema(path.removeprefix("file://")).names == ["Day", "quakes", "s", "meta_run_id"]
+    rows = example.query(f"SELECT day, quakes, s.top, meta_run_id FROM {GOLD}")
+    assert rows == [(date(2026, 12, 1), 24, 4.41, RUN2)]
+    assert example.query("SELECT day, top FROM pp_dw_gold.reader") == [(date(2026, 12, 1), 4.41)]
+
+
+def test_new_columns_differing_only_in_case_fail_naming_them(spark, tmp_path):
+    """Spark refuses such columns in a model's SELECT; a Parquet or JSON source read case-sensitively, or a
+    transform hook, may still write them: the commit refuses them rather than make a table Athena cannot read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyiceberg.io import load_file_io
+
+    from dwlib import iceberg
+
+    lake = LocalLake(tmp_path / "lake")
+    staged = "staging/gold/m/"
+    lake.path(staged).mkdir(parents=True)
+    nested = pa.array([{"mag": 1.0, "Mag": 2.0}], pa.struct([("mag", pa.float64()), ("Mag", pa.float64())]))
+    for columns, named in (({"Day": [1], "day": [2]}, "Day and day"), ({"s": nested}, "s.mag and s.Mag")):
+        pq.write_table(pa.table(columns), lake.path(staged + "part-0.parquet"))
+        with pytest.raises(iceberg.IcebergError) as refused:
+            iceberg._respelled(spark, lake, load_file_io({}), None, staged, "pp_dw_gold.m")
+        assert f"the new data has the columns {named}, which differ only in case" in str(refused.value)
+        assert "Rename one of them" in str(refused.value) and "The table is unchanged" in str(refused.value)
