@@ -48,9 +48,9 @@ from urllib3 import exceptions as u3
 from urllib3.util import parse_url
 
 from .lake import Lake, LocalLake, S3Lake
+from .secrets import all_forms
 from .secrets import register as register_secrets
 from .secrets import scrub as scrub_registered
-from .secrets import text_forms
 
 if TYPE_CHECKING:  # config needs pydantic; this module does not
     from collections.abc import Mapping
@@ -511,7 +511,7 @@ class _Session:
 
     `secrets` are values that look secret (query values, passwords), scrubbed when 4+ characters
     long; `known` are credentials resolved from a secret store, scrubbed whatever their length,
-    also in their URL-encoded forms.
+    also in their URL-encoded and base64 forms (from messages, and from an API's records).
     """
 
     def __init__(
@@ -520,7 +520,8 @@ class _Session:
         self.policy = policy
         self.started = time.monotonic()
         self.attempts = 0
-        forms = {form for value in known if value for form in text_forms(value)}
+        # Every form the secrets module knows, base64 too: an API may echo the key encoded into its records.
+        forms = {form for value in known if value for form in all_forms(value)}
         self.known = sorted(forms, key=len, reverse=True)
         # A JSON number or boolean whose text is a credential (a numeric key echoed back) goes too.
         self.known_texts = frozenset(value for value in known if value)

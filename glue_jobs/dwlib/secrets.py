@@ -26,6 +26,7 @@ from urllib.parse import quote, quote_plus
 
 __all__ = [
     "SECRETS_FILE",
+    "all_forms",
     "LocalSecrets",
     "SecretError",
     "SecretResolver",
@@ -79,6 +80,12 @@ def _base64_forms(value: str) -> set[str]:
         if len(core) >= MIN_BASE64_CORE:
             forms |= {core, core.replace("+", "-").replace("/", "_")}
     return forms
+
+
+def all_forms(value: str) -> set[str]:
+    """Every form `scrub` hides for `value`: raw, URL-encoded, as Python quotes it, and base64-encoded at any
+    offset (standard and URL-safe alphabets). For cutting a known secret out of data (an API's records)."""
+    return _quote_forms(value) | _base64_forms(value) if value else set()
 
 
 def register(values: Iterable[str | None]) -> None:

@@ -1074,3 +1074,29 @@ def test_a_web_page_answered_instead_of_the_file_fails_the_run(server, lake, kin
     message = str(caught.value)
     assert server.url("/data.csv") in message and f"web page ({kind})" in message and "source_url" in message
     assert not lake.exists(RAW + "data.csv") and len(server.seen("/data.csv")) == 1
+
+
+@pytest.mark.parametrize("credential", sorted(CREDENTIALS))
+def test_a_key_echoed_base64_encoded_in_records_is_cut_from_raw(server, lake, credential):
+    b64 = base64.b64encode(LONG_KEY.encode()).decode()
+    record = {
+        "id": 1,
+        "token_echo": b64,
+        "header": f"Bearer {b64}",
+        "urlsafe": base64.urlsafe_b64encode(LONG_KEY.encode()).decode(),
+        "shifted": base64.b64encode(f"user=x&key={LONG_KEY}".encode()).decode(),  # the key at another offset
+        base64.b64encode(LONG_KEY.encode()).decode(): "as a key",
+    }
+    server.routes["/me"] = lambda h, q: h.json([record])
+    fetch_api(
+        [ApiEndpoint(url=server.url("/me"), auth=CREDENTIALS[credential])],
+        lake,
+        RAW,
+        policy=FAST,
+        secrets={"pp-dw/s": LONG_KEY},
+    )
+    written = lake.read_bytes(RAW + "endpoint_0.jsonl").decode()
+    assert lines(lake)[0]["id"] == 1 and "***" in lines(lake)[0]["token_echo"]
+    for leaked in (LONG_KEY, b64[4:20], base64.urlsafe_b64encode(LONG_KEY.encode()).decode()[4:20]):
+        assert leaked not in written
+    assert base64.b64encode(f"user=x&key={LONG_KEY}".encode()).decode()[16:32] not in written
