@@ -494,6 +494,21 @@ class _Creds:
 
 
 _DRAIN_LIMIT = 64 * 1024  # a redirect's body up to this size is read, to reuse the connection
+SLICE = 64 * 1024  # the most one read of a body waits for: the time budget is checked at least this often
+
+
+def _body(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """A body as it arrives, undecoded: what one socket read gives, at most SLICE bytes.
+
+    `stream(CHUNK)` waits until CHUNK bytes arrived, so a server that drips a byte now and then (each
+    within the read timeout) would hold a read, and the time budget unchecked, for hours.
+    """
+    read1 = getattr(resp, "read1", None)
+    if read1 is None:  # urllib3 before 2.1
+        yield from resp.stream(SLICE, decode_content=False)
+        return
+    while piece := read1(SLICE, decode_content=False):
+        yield piece
 
 
 def _discard(resp: urllib3.BaseHTTPResponse) -> None:
@@ -534,11 +549,15 @@ class _Session:
         self._filtered = [log, *_urllib3_loggers()]
         for logger in self._filtered:
             logger.addFilter(self._log_filter)
-        self.timeout = urllib3.Timeout(connect=policy.timeout, read=policy.timeout)
         self._pools: dict[str, urllib3.PoolManager] = {}
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def request_timeout(self) -> urllib3.Timeout:
+        """The policy's timeouts, cut to what is left of the time budget: no wait outlasts it by much."""
+        left = max(self.policy.max_total_seconds - self.elapsed(), 0.5)
+        return urllib3.Timeout(connect=min(self.policy.timeout, left), read=min(self.policy.timeout, left))
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -587,7 +606,7 @@ class _Session:
                 headers=sent,
                 retries=_NO_RETRIES,
                 redirect=False,
-                timeout=self.timeout,
+                timeout=self.request_timeout(),
                 **options,
             )
             location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
@@ -881,7 +900,7 @@ class _HttpDownload:
             self.ranges_ok = resp.headers.get("Accept-Ranges", "").strip().lower() != "none"
             self.validator = _strong_validator(resp.headers)
         try:
-            for chunk in resp.stream(CHUNK, decode_content=False):
+            for chunk in _body(resp):
                 self.out.write(chunk)
                 self.have += len(chunk)
                 if self.progress is not None:
@@ -1502,7 +1521,8 @@ class _ApiPager:
         inflater = _Inflater(encoding)
         body = bytearray()
         try:
-            for chunk in resp.stream(CHUNK, decode_content=False):
+            for chunk in _body(resp):
+                self.session.check_deadline(self.shown, "read the API")
                 for piece in inflater.feed(chunk):
                     body += piece
                     if len(body) <= limit:

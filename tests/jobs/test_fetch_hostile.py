@@ -1100,3 +1100,37 @@ def test_a_key_echoed_base64_encoded_in_records_is_cut_from_raw(server, lake, cr
     for leaked in (LONG_KEY, b64[4:20], base64.urlsafe_b64encode(LONG_KEY.encode()).decode()[4:20]):
         assert leaked not in written
     assert base64.b64encode(f"user=x&key={LONG_KEY}".encode()).decode()[16:32] not in written
+
+
+def drip(handler, size: int, every: float) -> None:
+    """Headers at once, then the body a byte at a time: each byte well within any read timeout."""
+    import time
+
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(size))
+    handler.end_headers()
+    try:
+        for _ in range(size):
+            handler.wfile.write(b"1")
+            handler.wfile.flush()
+            time.sleep(every)
+    except OSError:  # the client hung up: what it should do
+        pass
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("kind", ["download", "api"])
+def test_the_time_budget_holds_while_a_body_drips_in(server, lake, kind):
+    import time
+
+    server.routes["/slow"] = lambda h, q: drip(h, size=400, every=0.02)  # 8 s in all, a byte every 20 ms
+    policy = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, timeout=5.0, max_total_seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        if kind == "download":
+            fetch_source(server.url("/slow"), lake, RAW, policy=policy)
+        else:
+            fetch_api([ApiEndpoint(url=server.url("/slow"))], lake, RAW, policy=policy)
+    took = time.monotonic() - started
+    assert "max_total_seconds = 1" in str(caught.value) and server.url("/slow") in str(caught.value)
+    assert took < 3.0, f"{took:.1f} s"
