@@ -44,15 +44,18 @@ from pyspark.sql.types import (
 from dwlib import quality
 from dwlib.config import META_COLUMNS, REJECT_REASON, ColumnType, CsvOptions, DatasetConfig, QualityRules
 
+# The quarantine's column of a malformed record's text as it arrived (Spark's corrupt-record text), null for others.
+RAW_RECORD = "raw_record"
 # Whether a row is rejected, beside its reason text: the bronze write filters on this boolean alone, so the
 # reason text (a string per failed check, joined) is computed only where the quarantine asks for it.
 REJECTED = "_dw_rejected"
 # Names the job adds next to the data columns; a source column never takes one (see `clean_names`).
-RESERVED = (*META_COLUMNS, REJECT_REASON)
+RESERVED = (*META_COLUMNS, REJECT_REASON, RAW_RECORD)
 ORDER = "_dw_order"  # source order, for "the first row in source order is kept" (see `_source_order`)
 # Internal columns start with `_dw_`; a cleaned name never starts with `_`, so they cannot collide.
 CORRUPT = "_dw_corrupt"  # Spark's raw text of a record it could not split into the header's fields
 MALFORMED = "_dw_malformed"  # why a record is malformed (wrong field count, broken JSON), else null
+RAW = "_dw_raw"  # a malformed record's text as the reader read it (its fields, extra ones too), else null
 # Line mode only: true when a record could be half of one a quoted line break split (see `read_csv`).
 SUSPECT = "_dw_suspect"
 # CSV read with declared types (see `reader_types`): a record the reader could not type, split into its
@@ -152,7 +155,7 @@ def renamed_columns(originals: list[str], cleaned: list[str]) -> dict[str, str]:
 
 def data_columns(df: DataFrame) -> list[str]:
     """The frame's columns without the job's internal ones."""
-    return [c for c in df.columns if c not in (MALFORMED, CORRUPT, SUSPECT, SPLIT, DOUBTFUL)]
+    return [c for c in df.columns if c not in (MALFORMED, RAW, CORRUPT, SUSPECT, SPLIT, DOUBTFUL)]
 
 
 # ------------------------------------------------------------------ nested records
@@ -299,7 +302,11 @@ def read_input(
         if CORRUPT in df.columns:
             data = data_columns(df)
             reason = _tied_to(F.lit("malformed: not a valid JSON record"), data)
-            df = df.select(*[_column((c,)) for c in data], F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED))
+            df = df.select(
+                *[_column((c,)) for c in data],
+                F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED),
+                F.col(CORRUPT).alias(RAW),
+            )
     elif fmt == "parquet":
         # mergeSchema: every file's columns, by name; without it Spark takes one file's columns and
         # silently drops a column only other files have.
@@ -881,7 +888,7 @@ def read_csv(
     renamed: dict[str, str] = {}
     for g in groups.values():
         renamed.update(renamed_columns(g.header, g.names))
-    internal = [] if typed and not split else [MALFORMED]
+    internal = [] if typed and not split else [MALFORMED, RAW]
     if guess:
         internal.append(SUSPECT)
     if typed and split:
@@ -1003,7 +1010,7 @@ def _read_group(
     reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
     reason = _tied_to(reason, group.names)
     if not typed:
-        columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED)]
+        columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED), F.col(CORRUPT).alias(RAW)]
         if suspect:
             quoted = [F.col(name).contains(csv.quote) for name in [CORRUPT, *group.names]]
             columns.append(_any_of(quoted).alias(SUSPECT))
@@ -1015,7 +1022,11 @@ def _read_group(
     wrong_width = F.col(SPLIT)[CORRUPT].isNotNull()
     # A text column's value is the reader's in any record (a record of the wrong width is rejected whatever
     # its values); a typed column's, where the reader could not type it, is its text in the split.
-    columns = [*group.names, F.when(wrong_width, reason).alias(MALFORMED)]
+    columns = [
+        *group.names,
+        F.when(wrong_width, reason).alias(MALFORMED),
+        F.when(wrong_width, F.col(CORRUPT)).alias(RAW),
+    ]
     if suspect:
         # As a text read: a quote in a record of the wrong width, or in any value.
         values = [F.col(SPLIT)[name] if name in typed else F.col(name) for name in group.names]
@@ -1291,12 +1302,15 @@ def prepare_types(
     data = data_columns(df)
     names = clean_names(data)
     malformed = [F.col(MALFORMED)] if MALFORMED in df.columns else []
+    raw = [F.col(RAW)] if RAW in df.columns else []  # a malformed record's text, for the quarantine
     suspect = [F.col(SUSPECT)] if SUSPECT in df.columns else []
     reader_typed = reader_typed or {}
     # Read without a split (`read_csv`'s `split`), the reader's values are the only ones: a record it could not
     # type is rejected as malformed, and its run read again with the split.
     split = [F.col(SPLIT)] if reader_typed and SPLIT in df.columns else []
-    df = df.select(*[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *suspect, *split)
+    df = df.select(
+        *[_column((c,)).alias(n) for c, n in zip(data, names, strict=True)], *malformed, *raw, *suspect, *split
+    )
     source_types = {f.name: f.dataType for f in df.schema.fields}
     json_as = {f.name: f.metadata.get(JSON_NUMBER) for f in df.schema.fields}  # see `_read_json`
     is_string = {n: isinstance(t, StringType) for n, t in source_types.items()}
@@ -1354,6 +1368,7 @@ def prepare_types(
     df = df.select(
         *selected,
         *malformed,
+        *raw,
         *suspect,
         F.lit(run_id).alias("meta_run_id"),
         F.lit(ingested_at).cast("timestamp").alias("meta_ingested_at"),
@@ -1625,9 +1640,11 @@ def kept_rows(df: DataFrame, names: list[str]) -> DataFrame:
 
 
 def rejected_rows(df: DataFrame, names: list[str]) -> DataFrame:
-    """Rows that failed, with their original values and the reason: the quarantine."""
+    """Rows that failed, with their original values and the reason: the quarantine. A malformed record (of another
+    width than its header, broken JSON) has its whole text in `raw_record`, fields beyond the header's too."""
     originals = [F.col(f"_dw_orig_{i}").cast("string").alias(name) for i, name in enumerate(names)]
-    return df.filter(F.col(REJECTED)).select(*originals, REJECT_REASON, *META_COLUMNS)
+    raw = F.col(RAW) if RAW in df.columns else F.lit(None).cast("string")
+    return df.filter(F.col(REJECTED)).select(*originals, REJECT_REASON, raw.alias(RAW_RECORD), *META_COLUMNS)
 
 
 # ------------------------------------------------------------------ with a transform hook
@@ -1680,4 +1697,5 @@ def checked_hook_output(
 def hook_rejected_rows(checked: DataFrame, names: list[str]) -> DataFrame:
     """Rows the key or a rule rejected after the hook, their values as text, as the quarantine holds them."""
     values = [F.col(name).cast("string").alias(name) for name in names]
-    return checked.filter(F.col(REJECTED)).select(*values, REJECT_REASON, *META_COLUMNS)
+    raw = F.lit(None).cast("string").alias(RAW_RECORD)  # the hook's rows are well-formed
+    return checked.filter(F.col(REJECTED)).select(*values, REJECT_REASON, raw, *META_COLUMNS)

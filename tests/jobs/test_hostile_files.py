@@ -307,3 +307,43 @@ def test_a_quoted_crlf_or_lf_in_a_file_of_one_line_ending_is_no_mixture(spark, c
 
     assert summary.status == "succeeded", summary.error
     assert [(r["id"], r["note"]) for r in data(kept(lake))] == [(1, "a\nb"), (2, "c\nd"), (3, "e")]
+
+
+# ------------------------------------------------------------------ 5: a malformed record in quarantine whole
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large-input-reread"])
+def test_a_malformed_record_is_quarantined_with_its_whole_text(spark, core, tmp_path, monkeypatch, large):
+    if large:
+        # Above the cache size, the reader types `id` and the quarantine is a read of its own, as text.
+        monkeypatch.setattr(bronze, "CACHE_INPUT_BYTES", 0)
+    text = 'id,name\n1,alice\n2,bob,extra,"more, still"\n3\nx,dave\n4,eve\n'
+    summary, lake = run(spark, core, tmp_path, {"a.csv": text}, columns={"id": "int"})
+
+    assert summary.status == "succeeded", summary.error
+    assert (summary.rows_in, summary.rows_kept, summary.rows_rejected) == (5, 2, 3)
+    assert summary.csv_untyped_records == (3 if large else 0)  # large: the reader typed `id`
+    rows = sorted((r["id"], r["name"], r["raw_record"], r["reject_reason"]) for r in rejected(lake))
+    assert rows == [
+        ("2", "bob", '2,bob,extra,"more, still"', "malformed: 4 fields, header has 2"),
+        ("3", None, "3", "malformed: 1 fields, header has 2"),
+        ("x", "dave", None, "id: not a valid int"),  # well-formed: its values are all it had
+    ]
+
+
+def test_a_broken_json_record_is_quarantined_with_its_text(spark, core, tmp_path):
+    lines = ['{"id": 1, "n": "a"}', '{"id": 2, "n": "b", oops}', '{"id": 3, "n": "c"}']
+    summary, lake = run(spark, core, tmp_path, {"a.jsonl": "\n".join(lines) + "\n"}, format="jsonl")
+
+    assert summary.status == "succeeded", summary.error
+    assert [(r["raw_record"], r["reject_reason"]) for r in rejected(lake)] == [
+        ('{"id": 2, "n": "b", oops}', "malformed: not a valid JSON record")
+    ]
+
+
+def test_a_source_column_named_raw_record_is_renamed(spark, core, tmp_path):
+    summary, lake = run(spark, core, tmp_path, {"a.csv": "id,raw_record\n1,a\n2,b,c\n"}, columns={"id": "int"})
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.renamed_columns == {"raw_record": "raw_record_2"}
+    assert [(r["id"], r["raw_record_2"], r["raw_record"]) for r in rejected(lake)] == [("2", "b", "2,b,c")]
