@@ -231,18 +231,15 @@ class _Failure:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds a Retry-After asks to wait (RFC 9110 §10.2.3: digits, or an HTTP date); None for anything
+    else (`-3`, `nan`, `1.5`, `soon`), so the usual backoff applies rather than an immediate retry."""
+    value = (value or "").strip()
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+    if value.isdigit() and value.isascii():
+        return float(value)
+    at = _http_date(value)
+    return max(0.0, at - time.time()) if at is not None else None
 
 
 def _status_failure(resp: urllib3.BaseHTTPResponse) -> _Failure:
@@ -320,6 +317,14 @@ def _strong_validator(headers: Any) -> tuple[str, str] | None:
     if at is not None and now is not None and now - at >= 60:
         return "Last-Modified", modified
     return None
+
+
+def _length(resp: urllib3.BaseHTTPResponse) -> int | None:
+    """The body's length as announced: none with a Transfer-Encoding, which overrides any Content-Length
+    (RFC 9112 §6.3), as http.client reads the body too."""
+    if resp.headers.get("Transfer-Encoding"):
+        return None
+    return _int_header(resp.headers.get("Content-Length"))
 
 
 def _int_header(value: str | None) -> int | None:
@@ -806,6 +811,7 @@ class _HttpDownload:
         # parts could come from two versions of the file. Without one a broken download starts over.
         self.validator: tuple[str, str] | None = None
         self.resumed = False
+        self.encoding: str | None = None  # "gzip": the server gzipped the file although asked for identity
 
     def _restart(self) -> None:
         self.out.seek(0)
@@ -858,6 +864,17 @@ class _HttpDownload:
             return _Failure(True, "the server refused to resume (HTTP 416); starting over", 416)
         if not 200 <= status < 300:
             return _status_failure(resp)
+        encoding = (resp.headers.get("Content-Encoding") or "").strip().lower()
+        if encoding not in ("", "identity", "gzip", "x-gzip"):
+            self._restart()
+            return _Failure(
+                False,
+                f"the server sent the file encoded as {encoding!r} (Content-Encoding) although asked for none; "
+                "downloads are stored as sent, and that encoding cannot be read. Ask the source's owner to serve "
+                "it unencoded or with gzip",
+            )
+        if status == 200 or not self.encoding:
+            self.encoding = "gzip" if encoding in ("gzip", "x-gzip") else None
         kind = (resp.headers.get("Content-Type") or "").strip()
         if kind.split(";", 1)[0].strip().lower() in _HTML:
             self._restart()
@@ -869,7 +886,7 @@ class _HttpDownload:
             )
         if status == 206:
             first, last, total = _content_span(resp.headers.get("Content-Range"))
-            length = _int_header(resp.headers.get("Content-Length"))
+            length = _length(resp)
             if (
                 not ranged
                 or first != self.have
@@ -896,7 +913,7 @@ class _HttpDownload:
             if self.have:
                 log.info("%s: the server sent the whole file again; starting over", self.shown)
                 self._restart()
-            self.total = _int_header(resp.headers.get("Content-Length"))
+            self.total = _length(resp)
             self.ranges_ok = resp.headers.get("Accept-Ranges", "").strip().lower() != "none"
             self.validator = _strong_validator(resp.headers)
         try:
@@ -919,11 +936,14 @@ class _HttpDownload:
         return True
 
 
-def _fetch_http(session: _Session, url: str, target: Path, progress, creds: _Creds | None) -> tuple[int, bool]:
+def _fetch_http(
+    session: _Session, url: str, target: Path, progress, creds: _Creds | None
+) -> tuple[int, bool, str | None]:
+    """(size, resumed, "gzip" when the server gzipped the file as it sent it)."""
     with open(target, "wb") as out:
         download = _HttpDownload(session, url, out, progress, creds)
         session.retrying(download.shown, "download", download.attempt)
-    return target.stat().st_size, download.resumed
+    return target.stat().st_size, download.resumed, download.encoding
 
 
 # --------------------------------------------------------------------------- s3
@@ -1165,7 +1185,8 @@ def fetch_source(
                     size = _fetch_s3(session, source_url, lake, key, Path(tmp), progress)
                 else:
                     local = Path(tmp) / key.rsplit("/", 1)[-1]
-                    size, resumed = _fetch_http(session, source_url, local, progress, creds)
+                    size, resumed, encoding = _fetch_http(session, source_url, local, progress, creds)
+                    key = _encoded_key(session, key, encoding, shown)
                     lake.put_file(local, key)
     except FetchError as exc:
         raise session.error(str(exc), url=exc.url, status=exc.status, attempts=exc.attempts) from None
@@ -1176,6 +1197,23 @@ def fetch_source(
     seconds = session.elapsed()
     log.info("fetched %s to %s: %d bytes, %d attempts, %.1f s", shown, key, size, session.attempts, seconds)
     return FetchResult(source_url, [key], size, session.attempts, resumed, seconds)
+
+
+def _encoded_key(session: _Session, key: str, encoding: str | None, shown: str) -> str:
+    """The raw key of a download the server gzipped on the way (Content-Encoding: gzip, although asked for
+    none): stored as sent under `name.gz`, which the unpacking checks and Spark decompresses; a `.gz` file
+    sent so is that file itself. An archive or Parquet file cannot be read through gzip, so it fails."""
+    if encoding is None or key.lower().endswith(".gz"):
+        return key
+    if key.lower().endswith((".zip", ".parquet", ".bz2")):
+        raise session.error(
+            f"Could not download {shown}: the server sent it gzip-encoded (Content-Encoding: gzip) although "
+            f"asked for none, and {key.rsplit('/', 1)[-1]} cannot be read through gzip. Ask the source's owner "
+            "to serve it unencoded.",
+            url=shown,
+        )
+    log.info("%s: the server sent it gzip-encoded; stored as sent, as %s", shown, key.rsplit("/", 1)[-1] + ".gz")
+    return key + ".gz"
 
 
 def _fetch_deployed(

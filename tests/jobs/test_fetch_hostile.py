@@ -27,7 +27,7 @@ from dwlib.config import ApiAuth, ApiEndpoint, Paging
 from dwlib.fetch import FetchError, RetryPolicy, UnpackLimits, fetch_api, fetch_source, unpack_for_reading
 from dwlib.lake import LocalLake
 from dwlib.secrets import LocalSecrets, scrub
-from tests.loopback import MIB, LoopbackServer, redirect
+from tests.loopback import MIB, LoopbackServer, redirect, status
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, timeout=5.0, max_total_seconds=30.0)
 RAW = "raw/demo/run_id=20260101T000000Z/"
@@ -1134,3 +1134,49 @@ def test_the_time_budget_holds_while_a_body_drips_in(server, lake, kind):
     took = time.monotonic() - started
     assert "max_total_seconds = 1" in str(caught.value) and server.url("/slow") in str(caught.value)
     assert took < 3.0, f"{took:.1f} s"
+
+
+# --------------------------------------------------------------------------- odd framing and headers
+
+
+@pytest.mark.parametrize("value", ["-3", "nan", "1.5", "soon"])
+def test_a_retry_after_that_is_not_a_number_of_seconds_falls_back_to_backoff(server, lake, value):
+    import time
+
+    server.files["/d.csv"] = V1
+    server.scripts["/d.csv"] = [status(429, {"Retry-After": value})]
+    policy = RetryPolicy(attempts=3, base_delay=0.3, max_delay=0.6, timeout=5.0, max_total_seconds=30.0)
+    started = time.monotonic()
+    fetch_source(server.url("/d.csv"), lake, RAW, policy=policy)
+    assert time.monotonic() - started >= 0.3  # the backoff's least wait, not an immediate retry
+    assert lake.read_bytes(RAW + "d.csv") == V1 and len(server.seen("/d.csv")) == 2
+
+
+def test_a_chunked_body_that_also_announces_a_content_length_is_read_by_its_chunks(server, lake):
+    def both(h) -> None:  # RFC 9112 §6.3: Transfer-Encoding overrides Content-Length
+        h.wfile.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+        )
+        h.wfile.write(f"{len(V1):x}\r\n".encode() + V1 + b"\r\n0\r\n\r\n")
+        h.close_connection = True
+
+    server.scripts["/d.csv"] = [both]
+    fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST)
+    assert lake.read_bytes(RAW + "d.csv") == V1 and len(server.seen("/d.csv")) == 1
+
+
+def test_a_download_gzipped_on_the_way_is_stored_as_sent_and_read_through_gzip(server, lake):
+    packed = gzip.compress(V1)
+    server.routes["/d.csv"] = lambda h, q: h.plain(
+        200, {"Content-Encoding": "gzip", "Content-Type": "text/csv"}, packed
+    )
+    result = fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST)
+    assert result.keys == [RAW + "d.csv.gz"] and lake.read_bytes(RAW + "d.csv.gz") == packed
+    assert not lake.exists(RAW + "d.csv")
+    assert unpack_for_reading(lake, result.keys, STAGING) == [RAW + "d.csv.gz"]  # checked, Spark decompresses it
+
+    server.routes["/e.csv"] = lambda h, q: h.plain(200, {"Content-Encoding": "br"}, b"\x8b\x02\x80junk")
+    with pytest.raises(FetchError) as caught:
+        fetch_source(server.url("/e.csv"), lake, RAW, policy=FAST)
+    assert "encoded as 'br'" in str(caught.value) and server.url("/e.csv") in str(caught.value)
+    assert not lake.exists(RAW + "e.csv")
