@@ -5,8 +5,9 @@ dataset folder (`fetch_source`; on Glue, where there is no dataset folder, the c
 deployed under `etl/{dataset}/`), or a list of JSON API endpoints whose pages become JSON lines
 (`fetch_api`). Every network request is retried on transient failures (connection errors,
 timeouts, 408, 429 and 5xx) with exponential backoff and full jitter; a broken download resumes
-with an HTTP Range request where the server allows it. Bodies stream through a temporary file in
-1 MiB chunks, so memory stays flat whatever the size. Error messages name the URL without its
+with an HTTP Range request where the server allows it and a strong validator shows the file did
+not change. Bodies stream through a temporary file as they arrive (reads of at most 64 KiB, the time
+budget checked after each), so memory stays flat whatever the size. Error messages name the URL without its
 query string or credentials, and never carry request headers. An endpoint's `auth` secret (sent
 as a header or a query parameter) is cut out of every message, log line and written record, and
 is sent only to the configured endpoint's scheme, host and port: redirects and next links to
@@ -14,7 +15,8 @@ another host are followed without it (nor any query parameter that carries it, w
 name), and a step from https down to http is refused. An API page is parsed in memory, so it is
 decoded chunk by chunk within `max_page_bytes`, however well it compresses; downloads are stored
 as sent (never decoded here), so their size is bounded by the disk only.
-Archives (`unpack_for_reading`) expand within a byte and ratio budget counted while decompressing.
+Archives (`unpack_for_reading`) expand within a byte and ratio budget counted while decompressing;
+of a zip only the data files of the dataset's format are read.
 
 Runs inside a Glue 5.1 job and on a laptop: stdlib, urllib3 and boto3 only.
 """
