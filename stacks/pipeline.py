@@ -21,7 +21,16 @@ from stacks.tokens import Aws
 # "raw_run_id": ...}, all optional) or an S3 "Object Created" event of a drop's marker, read once by
 # one JSONata block into $request. Whatever is wrong with it lands in $request.problem, and the run
 # fails with that message before any job starts. Run ids are UTC YYYYMMDDTHHMMSSZ.
-RUN_ID_PATTERN = "/^[0-9]{8}T[0-9]{6}Z$/"
+RUN_ID_PATTERN = "/^(?!0000)[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]Z$/"
+# A run id is a moment in time, as the jobs check it (dwlib.naming.check_run_id): the shape, then the round trip
+# through a date, which turns 20260230T000000Z into March. JSONata's $toMillis misreads a picture whose fields
+# touch, so the id is spelt as ISO 8601 for it; `and` stops at the first false, so nothing else is parsed.
+RUN_ID_CHECK = (
+    "$run_id_ok := function($r) { $type($r) = 'string' and $contains($r, " + RUN_ID_PATTERN + ") and "
+    "$fromMillis($toMillis($substring($r, 0, 4) & '-' & $substring($r, 4, 2) & '-' & $substring($r, 6, 2) & 'T' & "
+    "$substring($r, 9, 2) & ':' & $substring($r, 11, 2) & ':' & $substring($r, 13, 2) & 'Z'), "
+    "'[Y0001][M01][D01]T[H01][m01][s01]Z') = $r };\n"
+)
 NOW_RUN_ID = "$now('[Y0001][M01][D01]T[H01][m01][s01]Z')"
 MANUAL_KEYS = ("layers", "dry_run", "raw_run_id", "run_id")
 # A key $decodeUrlComponent decodes without an error: every % starts an escape, and the escapes spell
@@ -43,7 +52,8 @@ def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
     expression = (
         "{% (\n"
         "  $in := $states.input;\n"
-        "  $arrival := $in.source = 'aws.s3' and $in.`detail-type` = 'Object Created';\n"
+        + RUN_ID_CHECK
+        + "  $arrival := $in.source = 'aws.s3' and $in.`detail-type` = 'Object Created';\n"
         # S3 may URL-encode keys in events (a space as +, = as %3D); decode unless that would fail.
         "  $raw := $arrival ? $string($in.detail.object.key) : '';\n"
         f"  $key := $contains($raw, {DECODABLE}) ? $decodeUrlComponent($replace($raw, '+', ' ')) : $raw;\n"
@@ -72,13 +82,11 @@ def request_expression(raw_dataset_prefix: str, layers: tuple[str, ...]) -> str:
         f"{raw_dataset_prefix}run_id=YYYYMMDDTHHMMSSZ/ and write its marker last'\n"
         "    : $count($unknown) > 0 ?\n"
         f"      'unknown input field(s) ' & $join($unknown, ', ') & ': the pipeline takes {', '.join(MANUAL_KEYS)}'\n"
-        "    : $type($run_id) != 'string' or $not($contains($run_id, " + RUN_ID_PATTERN + ")) ?\n"
+        "    : $not($run_id_ok($run_id)) ?\n"
         "      'run id ' & $string($run_id) & ($arrival ? ' (from the object ' & $key & ')' : '')"
-        " & ' is not of the form YYYYMMDDTHHMMSSZ, such as 20261121T060000Z'\n"
-        "    : $raw_run_id != 'none' and ($type($raw_run_id) != 'string' or $not($contains($raw_run_id, "
-        + RUN_ID_PATTERN
-        + "))) ?\n"
-        "      'raw_run_id ' & $string($raw_run_id) & ' is not of the form YYYYMMDDTHHMMSSZ, such as 20261121T060000Z'\n"
+        " & ' is not a moment in time written YYYYMMDDTHHMMSSZ, such as 20261121T060000Z'\n"
+        "    : $raw_run_id != 'none' and $not($run_id_ok($raw_run_id)) ?\n"
+        "      'raw_run_id ' & $string($raw_run_id) & ' is not a moment in time written YYYYMMDDTHHMMSSZ, such as 20261121T060000Z'\n"
         "    : $type($layers) != 'array' or $count($layers) = 0"
         f" or $count($filter($layers, function($l) {{ $not($l in {all_layers}) }})) > 0 ?\n"
         f"      'layers ' & $string($layers) & ' must be a non-empty list of {', '.join(layers)}'"
