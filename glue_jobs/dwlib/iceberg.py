@@ -876,8 +876,9 @@ def _discard(lake: Lake, cat: Catalog, identifier: tuple[str, str], folder: str)
 def expiry_message(exc: BaseException) -> str:
     """The exception's class and the first line of its message, URLs without credentials or query strings."""
     from dwlib.fetch import _redact
+    from dwlib.secrets import scrub
 
-    lines = str(exc).strip().splitlines()
+    lines = (scrub(str(exc)) or "").strip().splitlines()  # scrubbed whole, before the cut below
     text = re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+", lambda m: _redact(m.group()), lines[0] if lines else "")
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 

@@ -60,3 +60,14 @@ def test_partition_grammar():
         "day",
         "created_at",
     )
+
+
+def test_an_expiry_error_quoting_a_secret_past_its_cut_keeps_no_part_of_it():
+    """The message is cut at 300 characters: scrubbed whole first, so a key straddling the cut leaves no prefix."""
+    from dwlib import secrets
+    from dwlib.iceberg import expiry_message
+
+    key = "sk_live_" + "7f3a9c2e" * 6
+    secrets.register([key])
+    text = expiry_message(OSError("x" * 270 + f" refused with api key {key} (expired)"))
+    assert text.startswith("OSError: ") and "sk_live" not in text and "7f3a9c2e" not in text
