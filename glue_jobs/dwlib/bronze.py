@@ -146,11 +146,15 @@ def land_raw(ctx: JobContext, summary: RunSummary) -> list[str]:
     else:
         # dynamodb_table and landing: the files were put there before the run (export Lambda, a drop), and the
         # dropper's _SUCCESS closed the folder.
-        keys = [o.key for o in lake.data_files(prefix)]
-        if not keys:
+        if not lake.data_files(prefix):
             what = "the export Lambda has not written" if kind == "dynamodb_table" else "nobody has dropped"
             raise JobFailed(f"no files under {prefix}: {what} this run's files yet; start the run with their run_id")
-        summary.bytes_fetched = sum(o.size for o in lake.data_files(prefix))
+        try:
+            keys = ledger.drop_files(lake, naming, ctx.name, ctx.run_id)
+        except ledger.IncompleteRawRun as exc:
+            raise JobFailed(f"{exc}. Nothing was published") from None
+        sizes = {o.key: o.size for o in lake.data_files(prefix)}
+        summary.bytes_fetched = sum(sizes.get(k, 0) for k in keys)
         return keys
     summary.bytes_fetched = result.bytes
     return _closed(ctx, result.keys)

@@ -21,7 +21,7 @@ from typing import Any
 
 from dwlib import metrics
 from dwlib.lake import Lake
-from dwlib.naming import RAW_MANIFEST, RUN_ID, Naming, next_run_id
+from dwlib.naming import DROP_MARKER, RAW_MANIFEST, RUN_ID, Naming, next_run_id
 
 ACTIVE = ("running", "publishing")  # what an entry says while its run works
 # A lock of another machine is dead once a run could no longer be alive: Glue stops a job at its timeout.
@@ -346,7 +346,7 @@ def raw_run_files(lake: Lake, naming: Naming, dataset: str, run_id: str, *, drop
             )
         return [key for key, _ in listed], ""
     if dropped:
-        return [o.key for o in lake.data_files(prefix)], ""
+        return drop_files(lake, naming, dataset, run_id), ""
     legacy = _legacy_raw_keys(lake, naming, dataset, run_id)
     if legacy is not None and all(k in present for k in legacy):
         return legacy, (
@@ -358,6 +358,52 @@ def raw_run_files(lake: Lake, naming: Naming, dataset: str, run_id: str, *, drop
         f"landed, so its fetch was stopped midway and a replay would replace bronze with part of the source; {again}"
         f", then delete {prefix}"
     )
+
+
+def drop_files(lake: Lake, naming: Naming, dataset: str, run_id: str) -> list[str]:
+    """The data files of a drop (landing, dynamodb_table) once its dropper closed it; IncompleteRawRun if not.
+
+    A drop is closed by its non-empty `_SUCCESS`, written last. When the marker is a JSON manifest (the
+    DynamoDB export Lambda's: `files`, `bytes`), the files it names must be there, of the bytes it says.
+    """
+    prefix = naming.raw_prefix(dataset, run_id)
+    marker = naming.drop_marker_key(dataset, run_id)
+    present = {o.key: o.size for o in lake.data_files(prefix)}
+    sizes = {o.key: o.size for o in lake.list(prefix)}
+    wait = (
+        f"write its {DROP_MARKER} last, once every file is dropped (a DynamoDB export writes it when it finishes: "
+        "wait for the export), then start the run again"
+    )
+    if sizes.get(marker) is None:
+        raise IncompleteRawRun(
+            f"the drop {prefix} is not closed: it has no {DROP_MARKER}, so its files may still be arriving and a run "
+            f"would publish part of them; {wait}"
+        )
+    if sizes[marker] == 0:
+        raise IncompleteRawRun(
+            f"the drop {prefix} is not closed: its {DROP_MARKER} is empty (a marker is never empty); {wait}"
+        )
+    try:
+        said = json.loads(lake.read_bytes(marker))
+    except (ValueError, UnicodeDecodeError):
+        said = None  # a landing drop's marker may say anything: its presence closes the folder
+    if isinstance(said, dict) and isinstance(said.get("files"), list):
+        named = [prefix + str(f) for f in said["files"]]
+        missing = [k for k in named if k not in present]
+        if missing:
+            raise IncompleteRawRun(
+                f"the drop {prefix} does not hold what its {DROP_MARKER} names ({', '.join(missing[:3])} missing), "
+                f"so a run would publish part of it; {wait}"
+            )
+        total = said.get("bytes")
+        if isinstance(total, int) and not isinstance(total, bool) and sum(present[k] for k in named) != total:
+            raise IncompleteRawRun(
+                f"the drop {prefix} holds {sum(present[k] for k in named)} bytes in the files its {DROP_MARKER} "
+                f"names, which says {total}, so a run would publish part of it; {wait}"
+            )
+    if not present:
+        raise IncompleteRawRun(f"the drop {prefix} holds no data files beside its {DROP_MARKER}")
+    return sorted(present)
 
 
 def raw_run_replayable(lake: Lake, naming: Naming, dataset: str, run_id: str, *, dropped: bool) -> bool:
@@ -547,7 +593,7 @@ def incomplete_runs(
                     layer,
                     f"its entry says {entry['status']} and no run holds the lock",
                     _advice(dataset, run_id, layer, naming, raw=run_id in raw, entry=key,
-                            raw_run_id=entry.get("raw_run_id"), replayable=replayable),  # fmt: skip
+                            raw_run_id=entry.get("raw_run_id"), replayable=replayable, dropped=dropped),  # fmt: skip
                 )
             )
     with_entry = {run_id for run_id, _ in entries} | used_raw
@@ -558,14 +604,14 @@ def incomplete_runs(
                 run_id,
                 "raw",
                 "raw files without a ledger entry",
-                _advice(dataset, run_id, "raw", naming, raw=True, entry=None, replayable=replayable),
+                _advice(dataset, run_id, "raw", naming, raw=True, entry=None, replayable=replayable, dropped=dropped),
             )
         )
     return found
 
 
 def _advice(dataset: str, run_id: str, layer: str, naming: Naming, *, raw: bool, entry: str | None,
-            raw_run_id: str | None = None, replayable: bool = True) -> str:  # fmt: skip
+            raw_run_id: str | None = None, replayable: bool = True, dropped: bool = False) -> str:  # fmt: skip
     leftovers = [naming.raw_prefix(dataset, run_id)] if raw and layer != "gold" else []
     leftovers += [entry] if entry else []
     clean = f"or clean up: delete {' and '.join(leftovers)}"
@@ -574,6 +620,12 @@ def _advice(dataset: str, run_id: str, layer: str, naming: Naming, *, raw: bool,
     source = raw_run_id or (run_id if raw else None)
     if source and replayable:
         return f"replay: dw run {dataset} --raw-run-id {source}; {clean}"
+    if source and dropped:
+        return (
+            f"the drop {naming.raw_prefix(dataset, source)} is not closed (no non-empty {DROP_MARKER}, or its files "
+            f"differ from what the {DROP_MARKER} names), so it cannot be run yet: write its {DROP_MARKER} last once "
+            f"every file is dropped (or wait for the export), then: dw run {dataset} --raw-run-id {source}; {clean}"
+        )
     if source:
         return (
             f"the raw run {naming.raw_prefix(dataset, source)} is incomplete (its fetch never finished: no "

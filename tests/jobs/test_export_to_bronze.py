@@ -57,9 +57,13 @@ def test_exported_table_becomes_bronze(spark, tmp_path, monkeypatch):
         result = export.handler({"run_id": RUN}, Context())
         body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=result["bucket"], Key=result["key"])
         csv_bytes = body["Body"].read()
+        marker_key = result["key"].rsplit("/", 1)[0] + "/_SUCCESS"
+        marker = boto3.client("s3", region_name="us-east-1").get_object(Bucket=result["bucket"], Key=marker_key)
+        marker_bytes = marker["Body"].read()
 
     lake = LocalLake(tmp_path / "lake")
-    lake.write_bytes(result["key"], csv_bytes)  # as S3 would hold it; its arrival starts the pipeline
+    lake.write_bytes(result["key"], csv_bytes)  # as S3 would hold it
+    lake.write_bytes(marker_key, marker_bytes)  # written last by the export: its arrival starts the pipeline
     config = DatasetConfig.model_validate(
         {
             "dataset": "users",

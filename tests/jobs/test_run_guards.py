@@ -525,8 +525,9 @@ def test_incomplete_runs_are_found_with_how_to_replay_or_clean(any_lake, core):
     naming = Naming.of(core)
     any_lake.write_json(naming.run_summary_key(DATASET, FIRST), {"run_id": FIRST, "layer": "bronze",
                                                                   "status": "running"})  # fmt: skip
-    any_lake.write_bytes(f"raw/{DATASET}/run_id={FIRST}/orders.csv", b"a\n1\n")
-    any_lake.write_bytes(f"raw/{DATASET}/run_id={SECOND}/orders.csv", b"a\n1\n")  # no entry at all
+    for run_id in (FIRST, SECOND):  # closed drops: the dropper wrote its _SUCCESS last
+        any_lake.write_bytes(f"raw/{DATASET}/run_id={run_id}/orders.csv", b"a\n1\n")  # SECOND: no entry at all
+        any_lake.write_bytes(f"raw/{DATASET}/run_id={run_id}/_SUCCESS", b"done")
     any_lake.write_json(naming.run_summary_key(DATASET, THIRD), {"run_id": THIRD, "layer": "bronze",
                                                                   "status": "succeeded"})  # fmt: skip
     # shop-orders is a landing dataset: its raw runs are drops, closed by their dropper's _SUCCESS.
