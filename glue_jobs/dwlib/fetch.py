@@ -452,6 +452,35 @@ class _CarriedCredential(Exception):
     """A URL of another host whose path holds a credential: it cannot be stripped, so it is not requested."""
 
 
+# A credential shorter than this (a Basic auth user name, say) may occur in any data by chance.
+ECHO_MIN_CHARS = 8
+ECHO_CHUNK = 1 << 20
+
+
+def _refuse_echoed_credential(session: _Session, local: Path, creds: _Creds, shown: str) -> None:
+    """Fail, before the download reaches raw/, when it holds the credential it was fetched with, in any form
+    the scrubber knows (a server echoing the key into a page or a header row: raw/ is kept for good, and the
+    job may not delete there). Read once in 1 MiB chunks, each searched with the tail of the one before."""
+    forms = sorted(
+        {f.encode() for v in creds.values() if len(v) >= ECHO_MIN_CHARS for f in all_forms(v)}, key=len, reverse=True
+    )
+    if not forms:
+        return
+    overlap = len(forms[0]) - 1
+    tail = b""
+    with local.open("rb") as stream:
+        while chunk := stream.read(ECHO_CHUNK):
+            window = tail + chunk
+            if any(form in window for form in forms):
+                raise session.error(
+                    f"the download from {shown} holds the credential it was fetched with (the server wrote the "
+                    "key into its answer, as an error page or a header row often does); it was not kept in raw/. "
+                    "Check the key and the URL (a wrong or expired key is often echoed), then run again",
+                    url=shown,
+                )
+            tail = window[-overlap:] if overlap else b""
+
+
 class _Creds:
     """Credentials of one configured URL (headers and query parameters), sent to its origin only."""
 
@@ -1189,6 +1218,8 @@ def fetch_source(
                     local = Path(tmp) / key.rsplit("/", 1)[-1]
                     size, resumed, encoding = _fetch_http(session, source_url, local, progress, creds)
                     key = _encoded_key(session, key, encoding, shown)
+                    if creds is not None:
+                        _refuse_echoed_credential(session, local, creds, shown)
                     lake.put_file(local, key)
     except FetchError as exc:
         raise session.error(str(exc), url=exc.url, status=exc.status, attempts=exc.attempts) from None

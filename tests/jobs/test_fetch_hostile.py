@@ -333,6 +333,29 @@ def test_source_auth_as_a_query_parameter_and_a_failure_without_the_secret(serve
         fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST, auth=auth, secrets={"pp-dw/dl": "wrong-0000"})
 
 
+@pytest.mark.parametrize(
+    ("auth", "body"),
+    [
+        (ApiAuth(secret="pp-dw/dl", header="X-Api-Key"), b"<p>invalid key " + TOKEN.encode() + b"</p>\n"),
+        (ApiAuth(secret="pp-dw/dl", query_param="t"), b"id,note\n1,your key is " + TOKEN.encode() + b"\n"),
+        # base64, as a Basic header or a JWT would carry it, at the end of a 3 MiB file (past the first chunks)
+        (
+            ApiAuth(secret="pp-dw/dl", scheme="Bearer"),
+            b"id\n" + b"1\n" * (3 << 19) + base64.b64encode(TOKEN.encode()) + b"\n",
+        ),
+    ],
+    ids=["header-row", "a-value", "base64-deep-in"],
+)
+def test_a_download_that_echoes_its_credential_never_reaches_raw(server, lake, auth, body):
+    """A server that writes the key into its answer (an error page, a header row): the run fails and raw/,
+    which the job keeps for good and may not delete, never holds it."""
+    server.files["/d.csv"] = body
+    with pytest.raises(FetchError) as caught:
+        fetch_source(server.url("/d.csv"), lake, RAW, policy=FAST, auth=auth, secrets={"pp-dw/dl": TOKEN})
+    assert "holds the credential it was fetched with" in str(caught.value) and TOKEN not in str(caught.value)
+    assert list(lake.list(RAW)) == []
+
+
 # --------------------------------------------------------------------------- 12. archives
 
 
