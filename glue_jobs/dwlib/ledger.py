@@ -185,13 +185,35 @@ class UnreadableEntry(ValueError):
     """A ledger entry that is not a run's summary (truncated, edited by hand); the message names the file."""
 
 
-# What a ledger entry's fields must be, where present: a hand edit that breaks one is named, not met as a KeyError.
+# What a ledger entry's fields must be, where present: a hand edit that breaks one is named, not met as a KeyError
+# or a TypeError in `dw runs`, `dw list` or a run. Every field a reader uses is in one of these.
 _COUNTS = ("rows_in", "rows_kept", "rows_rejected", "rows_dropped_by_transform", "rows_added_by_transform",
            "bytes_fetched", "output_files", "output_bytes", "csv_untyped_records")  # fmt: skip
-_TEXTS = ("dataset", "status", "source", "started_at", "finished_at", "raw_run_id", "error", "traceback",
-          "output_prefix", "crawler_command", "transform_hook")  # fmt: skip
-_LISTS = ("raw_keys", "schema", "models", "previous_attempts", "finished_for_others", "notes")
-_DICTS = ("durations_seconds", "rejected_by_reason", "renamed_columns", "missing_columns", "schema_change")
+_TEXTS = ("dataset", "status", "source", "raw_run_id", "error", "traceback", "output_prefix", "crawler_command",
+          "transform_hook", "code_version", "config_hash", "table_format")  # fmt: skip
+_TIMES = ("started_at", "finished_at")  # ISO 8601 with a zone (the runs write UTC)
+_BOOLS = ("schema_changed", "csv_read_again_multiline")
+_TEXT_LISTS = ("raw_keys", "notes", "finished_for_others")
+_OBJECT_LISTS = ("schema", "models", "previous_attempts")
+_DICTS = ("durations_seconds", "rejected_by_reason", "renamed_columns", "missing_columns", "schema_change",
+          "lock_taken_over", "iceberg", "publish_finished")  # fmt: skip
+READ_FIELDS = ("run_id", "layer", *_COUNTS, *_TEXTS, *_TIMES, *_BOOLS, *_TEXT_LISTS, *_OBJECT_LISTS, *_DICTS)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _time_problem(name: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"its {name} {value!r} is not text"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return f"its {name} {value!r} is not an ISO 8601 time"
+    if moment.tzinfo is None:
+        return f"its {name} {value!r} has no time zone (the runs write UTC: {value}+00:00)"
+    return None
 
 
 def _entry_problem(entry: Any) -> str | None:
@@ -205,28 +227,51 @@ def _entry_problem(entry: Any) -> str | None:
         return f"its layer {entry.get('layer')!r} is not raw, bronze or gold"
     if not isinstance(entry.get("status"), str):
         return f"its status {entry.get('status')!r} is not text"
+    present = {name: value for name, value in entry.items() if value is not None}
     for name in _COUNTS:
-        value = entry.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            return f"its {name} {value!r} is not a whole number"
+        if name in present and not _count(present[name]):
+            return f"its {name} {present[name]!r} is not a whole number"
     for name in _TEXTS:
-        if entry.get(name) is not None and not isinstance(entry[name], str):
-            return f"its {name} {entry[name]!r} is not text"
-    for name in _LISTS:
-        if entry.get(name) is not None and not isinstance(entry[name], list):
-            return f"its {name} {entry[name]!r} is not a list"
+        if name in present and not isinstance(present[name], str):
+            return f"its {name} {present[name]!r} is not text"
+    for name in _TIMES:
+        if name in present and (problem := _time_problem(name, present[name])):
+            return problem
+    for name in _BOOLS:
+        if name in present and not isinstance(present[name], bool):
+            return f"its {name} {present[name]!r} is not true, false or null"
+    for name in (*_TEXT_LISTS, *_OBJECT_LISTS):
+        if name in present and not isinstance(present[name], list):
+            return f"its {name} {present[name]!r} is not a list"
     for name in _DICTS:
-        if entry.get(name) is not None and not isinstance(entry[name], dict):
-            return f"its {name} {entry[name]!r} is not an object"
-    for column in entry.get("schema") or []:
+        if name in present and not isinstance(present[name], dict):
+            return f"its {name} {present[name]!r} is not an object"
+    for name in _TEXT_LISTS:
+        for item in present.get(name, []):
+            if not isinstance(item, str):
+                return f"its {name} hold {item!r}, not text"
+    for column in present.get("schema", []):
         if not (isinstance(column, dict) and isinstance(column.get("name"), str) and isinstance(column.get("type"), str)):
             return f"its schema holds {column!r}, not a {{name, type}} column"
-    for model in entry.get("models") or []:
-        if not isinstance(model, dict):
-            return f"its models hold {model!r}, not a model's result"
-    for value in (entry.get("durations_seconds") or {}).values():
+    for name in ("models", "previous_attempts"):
+        for item in present.get(name, []):
+            if not isinstance(item, dict):
+                return f"its {name} hold {item!r}, not an object"
+            for field in ("name", "status", "error", "started_at", "finished_at"):
+                if item.get(field) is not None and not isinstance(item[field], str):
+                    return f"its {name} hold {field} {item[field]!r}, which is not text"
+    for value in present.get("durations_seconds", {}).values():
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"its durations_seconds hold {value!r}, not a number of seconds"
+    for value in present.get("rejected_by_reason", {}).values():
+        if not _count(value):
+            return f"its rejected_by_reason hold {value!r}, not a number of rows"
+    for value in present.get("renamed_columns", {}).values():
+        if not isinstance(value, str):
+            return f"its renamed_columns hold {value!r}, not a column name"
+    for value in present.get("missing_columns", {}).values():
+        if not (isinstance(value, list) and all(isinstance(c, str) for c in value)):
+            return f"its missing_columns hold {value!r}, not a list of column names"
     return None
 
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -70,10 +70,12 @@ def _get(summary: Any, name: str, default: Any = None) -> Any:
 
 
 def _time(text: str | None) -> datetime | None:
+    """The moment `text` names; one without a zone is taken as UTC (what the runs write), so two always subtract."""
     try:
-        return datetime.fromisoformat(text) if text else None
+        moment = datetime.fromisoformat(text) if isinstance(text, str) and text else None
     except ValueError:
         return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def duration_seconds(summary: Any) -> float:

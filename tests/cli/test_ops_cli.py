@@ -141,3 +141,19 @@ def test_a_damaged_ledger_entry_is_shown_as_unreadable_naming_the_file_and_the_r
     every = dw("list", "--lake", lake, cwd=project_copy)
     assert_ok(every)
     assert f"unreadable: runs/{DATASET}/run_id=20261202T060000Z.json" in every.stdout.replace("\n", "")
+
+
+def test_runs_and_list_name_hand_edited_entries_instead_of_crashing(project_copy, tmp_path):
+    lake = tmp_path / "lake"
+    entry(lake, "20261101T000000Z", started_at="2026-11-01T00:00:00+00:00", finished_at="2026-11-01T00:01:00+00:00")
+    entry(lake, "20261102T000000Z", schema_changed=[])
+    entry(lake, "20261103T000000Z", started_at="2026-11-03T00:00:00", finished_at="2026-11-03T00:01:00+00:00")
+    entry(lake, "20261104T000000Z", previous_attempts=["failed"], durations_seconds={"fetch": "1"})
+    result = dw("runs", DATASET, "--lake", lake, cwd=project_copy)
+    assert_ok(result)
+    text = " ".join(result.stdout.split())
+    assert "its schema_changed [] is not true, false or null" in text
+    assert "its started_at '2026-11-03T00:00:00' has no time zone" in text
+    assert "its previous_attempts hold 'failed', not an object" in text
+    assert cells(line_with(result.stdout, "20261101T000000Z"))[2] == "succeeded"
+    assert_ok(dw("list", "--lake", lake, cwd=project_copy))

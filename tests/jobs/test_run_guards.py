@@ -907,3 +907,51 @@ def test_a_damaged_entry_is_skipped_by_the_next_runs_with_a_warning_naming_it(an
     assert bronze.run_raw(ctx_for(core, any_lake, THIRD, sample_dir=sample_dir(tmp_path))).status == "succeeded"
     retried = bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
     assert retried.status == "succeeded", retried.error
+
+
+# ------------------------------------------------------------------ hand-edited ledger entries
+
+
+def wrong_values(field: str) -> list:
+    """Values of a type no reader of `field` expects."""
+    kinds = {
+        **dict.fromkeys(ledger._COUNTS, ["12", 1.5, True, []]),
+        **dict.fromkeys(ledger._TEXTS, [1, [], {}]),
+        **dict.fromkeys(ledger._TIMES, [1, [], "yesterday", "2026-11-02T00:00:00"]),
+        **dict.fromkeys(ledger._BOOLS, [[], "yes", 1, {}]),
+        **dict.fromkeys(ledger._TEXT_LISTS, ["a", {}, [1], [None]]),
+        **dict.fromkeys(ledger._OBJECT_LISTS, ["a", {}, [1], ["x"], [{"name": 1}], [{"status": []}]]),
+        **dict.fromkeys(ledger._DICTS, ["a", [], 1]),
+        "run_id": [1, [], "yesterday"],
+        "layer": [1, [], "silver"],
+        "durations_seconds": ["a", [], {"fetch": "1"}, {"fetch": True}],
+        "rejected_by_reason": ["a", [], {"not_null": "3"}],
+        "renamed_columns": ["a", [], {"A B": 1}],
+        "missing_columns": ["a", [], {"f.csv": "x"}, {"f.csv": [1]}],
+    }
+    return kinds[field]
+
+
+@pytest.mark.parametrize("field", ledger.READ_FIELDS)
+def test_an_entry_with_a_field_of_the_wrong_type_is_unreadable_never_a_traceback(tmp_path, field):
+    from dwlib import metrics
+
+    lake = LocalLake(tmp_path / "lake")
+    key = f"runs/{DATASET}/run_id={FIRST}.json"
+    good = {"run_id": FIRST, "dataset": DATASET, "layer": "bronze", "status": "succeeded",
+            "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:01:00+00:00"}  # fmt: skip
+    lake.write_json(key, good)
+    assert ledger.read_entry(lake, key) == good
+    for value in wrong_values(field):
+        lake.write_json(key, {**good, field: value})
+        with pytest.raises(ledger.UnreadableEntry, match=f"its {field}|it has no {field}"):
+            ledger.read_entry(lake, key)
+    # What passes is read by every reader without a crash: the `runs` row, the metrics, the duration.
+    assert metrics.run_record(good)["duration_seconds"] == 60.0
+
+
+def test_a_naive_start_and_an_aware_finish_still_give_a_duration():
+    from dwlib import metrics
+
+    mixed = {"started_at": "2026-11-02T00:00:00", "finished_at": "2026-11-02T00:01:00+00:00"}
+    assert metrics.duration_seconds(mixed) == 60.0
