@@ -58,6 +58,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _process_start(pid: int) -> datetime | None:
+    """When process `pid` of this machine started (from /proc), or None where that cannot be read."""
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()  # noqa: SIM115 - one read
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command's "(...)"
+        with open("/proc/stat", encoding="ascii") as boot:
+            btime = next(int(line.split()[1]) for line in boot if line.startswith("btime "))
+        return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+# The lock's started_at is written to the second, after its process started; boot time is to the second too.
+PID_CLOCK_SLACK = timedelta(seconds=5)
+
+
 @dataclass
 class LockState:
     holder: dict[str, Any]
@@ -76,14 +92,23 @@ def inspect_lock(lake: Lake, naming: Naming, dataset: str, timeout_minutes: int)
         started = datetime.fromisoformat(holder["started_at"])
     except (ValueError, KeyError, TypeError):
         return LockState({"run_id": "?", "started_at": "?"}, token, "the lock file is not readable")
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
     same_host = holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int)
     if same_host and not _pid_alive(holder["pid"]):
         return LockState(holder, token, f"its process {holder['pid']} on {holder['host']} is gone")
-    # Older than any run may last, whatever the host: a live pid of this machine may be another process that
-    # reused the number (after a reboot, or a container's pid 1).
+    if same_host:
+        # A live pid of this machine: nothing stops a local run at the job timeout, so its age says nothing. It is
+        # dead only if the number now names a process that started after the lock (reused, after a reboot or in
+        # a container); where /proc cannot tell, the lock is respected.
+        begun = _process_start(holder["pid"])
+        if begun is not None and begun > started + PID_CLOCK_SLACK:
+            return LockState(
+                holder, token, f"its process {holder['pid']} is gone: that pid now names a process started {_stamp(begun)}"
+            )
+        return LockState(holder, token, None)
+    # Another machine's run (Glue) is dead once it is older than any run may last: Glue stops a job at its timeout.
     limit = timedelta(minutes=timeout_minutes) + STALE_MARGIN
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=UTC)
     if _now() - started > limit:
         return LockState(holder, token, f"it is older than the job timeout ({timeout_minutes} minutes)")
     return LockState(holder, token, None)

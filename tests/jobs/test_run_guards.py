@@ -452,14 +452,16 @@ def dead_pid() -> int:
     [
         pytest.param({"host": socket.gethostname(), "age": timedelta(seconds=5), "pid": "dead"}, id="dead-local-pid"),
         pytest.param({"host": "ip-10-0-0-1", "age": timedelta(hours=3), "pid": 7}, id="older-than-the-job-timeout"),
-        # A pid of this machine that is alive, but years old: the number was reused by another process.
-        pytest.param({"host": socket.gethostname(), "age": timedelta(days=400), "pid": 1}, id="same-host-pid-reused"),
+        # A pid of this machine that is alive, but names a process started after the lock: the number was reused.
+        pytest.param({"host": socket.gethostname(), "age": timedelta(hours=1), "pid": "live"}, id="same-host-pid-reused"),
         pytest.param({"host": "x", "age": timedelta(seconds=5), "pid": 7, "garbled": True}, id="unreadable"),
     ],
 )
-def test_a_stale_lock_is_taken_over(any_lake, core, tmp_path, holder):
+def test_a_stale_lock_is_taken_over(any_lake, core, tmp_path, holder, request):
     started = (datetime.now(UTC) - holder["age"]).isoformat(timespec="seconds")
-    pid = dead_pid() if holder["pid"] == "dead" else holder["pid"]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) if holder["pid"] == "live" else None
+    request.addfinalizer(lambda: other and other.kill())
+    pid = dead_pid() if holder["pid"] == "dead" else other.pid if other else holder["pid"]
     document = {"run_id": FIRST, "host": holder["host"], "pid": pid, "started_at": started, "owner": "someone"}
     any_lake.write_bytes(f"runs/{DATASET}/_lock.json", b"{" if holder.get("garbled") else json.dumps(document).encode())
     summary = bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
@@ -470,11 +472,38 @@ def test_a_stale_lock_is_taken_over(any_lake, core, tmp_path, holder):
 
 
 def test_a_young_lock_of_a_live_process_of_this_machine_is_respected(any_lake, core, tmp_path):
-    started = (datetime.now(UTC) - timedelta(minutes=30)).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")  # taken by this process, which started before
     any_lake.write_json(f"runs/{DATASET}/_lock.json", {"run_id": FIRST, "host": socket.gethostname(),
                                                        "pid": os.getpid(), "started_at": started})  # fmt: skip
     with pytest.raises(ledger.RunRefused, match=re.escape(f"run id {FIRST}, started {started}")):
         bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+
+
+def test_an_old_lock_of_a_live_process_of_this_machine_is_respected(any_lake, core, tmp_path, monkeypatch):
+    """A local run may outlast the job timeout (nothing stops it): its lock holds while its process lives."""
+    started = datetime.now(UTC) - timedelta(minutes=core.glue_defaults.timeout_minutes + 60)
+    stamp = started.isoformat(timespec="seconds")
+    any_lake.write_json(f"runs/{DATASET}/_lock.json", {"run_id": FIRST, "host": socket.gethostname(),
+                                                       "pid": os.getpid(), "started_at": stamp})  # fmt: skip
+    # The holder's process started just before it took the lock (this process is younger than the lock's age).
+    monkeypatch.setattr(ledger, "_process_start", lambda pid: started - timedelta(seconds=3), raising=False)
+    with pytest.raises(ledger.RunRefused, match=re.escape(f"run id {FIRST}, started {stamp}")):
+        bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+    monkeypatch.setattr(ledger, "_process_start", lambda pid: None, raising=False)  # no /proc: respected too
+    with pytest.raises(ledger.RunRefused):
+        bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+
+
+def test_the_start_of_a_process_is_read_from_proc():
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        begun = ledger._process_start(child.pid)
+        assert begun is not None and abs((datetime.now(UTC) - begun).total_seconds()) < 10
+    finally:
+        child.kill()
+    assert ledger._process_start(dead_pid()) is None
 
 
 def test_a_live_lock_of_another_machine_is_respected(any_lake, core, tmp_path):
