@@ -540,7 +540,10 @@ def finish_publishes(ctx) -> list[str]:
             continue
         run_id, layer, model = record.get("run_id"), record.get("layer", "bronze"), record.get("model")
         if record["outcome"] == "completed" and run_id and _says_succeeded(ctx, run_id, layer, model):
-            continue  # a publish whose run finished and said so, killed before it removed the journal
+            # A publish whose run finished and said so, killed before it removed the journal (or, by a run of
+            # an older version, before it wrote its `runs` row): the row says what the entry says.
+            _ensure_ops_row(ctx, run_id, layer)
+            continue
         what = f"{layer} model {model}" if model else layer
         sentence = (
             f"found the unfinished publish of {what} run {run_id} to {record['final']} and {record['outcome']} "
@@ -563,6 +566,15 @@ def _says_succeeded(ctx, run_id: str, layer: str, model: str | None) -> bool:
         return any(isinstance(m, dict) and m.get("name") == model and m.get("status") == "succeeded"
                    for m in entry.get("models") or [])  # fmt: skip
     return entry.get("status") == "succeeded"
+
+
+def _ensure_ops_row(ctx, run_id: str, layer: str) -> None:
+    try:
+        entry = read_entry(ctx.lake, ctx.naming.run_summary_key(ctx.name, run_id, layer))
+    except UnreadableEntry:
+        return
+    if entry is not None and entry.get("status") not in ACTIVE:
+        metrics.ensure_run_row(ctx.lake, entry)
 
 
 def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str, final: str) -> None:
@@ -599,8 +611,8 @@ def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str
     entry.setdefault("finished_at", None)
     entry["finished_at"] = entry["finished_at"] or note["at"]
     entry["publish_finished"] = note
-    ctx.lake.write_json(key, entry)
-    metrics.record_run(ctx.lake, entry)  # the `runs` table's row says what the entry now says
+    metrics.record_run(ctx.lake, entry)  # the `runs` table's row says what the entry now says, written first
+    ctx.lake.write_json(key, entry)  # (as a run's own): killed between the two, the next run corrects both again
 
 
 # ------------------------------------------------------------------ runs nobody finished

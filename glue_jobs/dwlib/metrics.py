@@ -218,8 +218,27 @@ def run_record(summary: Any) -> dict[str, Any]:
     return record
 
 
-def record_run(lake: Any, summary: Any) -> None:
-    """Write the run's row of the `runs` table next to the ledger (locally and on Glue alike)."""
+def _run_row(summary: Any) -> tuple[str, bytes]:
     key = Naming.ops_run_key(_get(summary, "dataset"), _get(summary, "run_id"), _get(summary, "layer"))
     record = scrub_value(run_record(summary))  # every string: a source may echo a key into any of them
-    lake.write_bytes(key, (json.dumps(record, default=str) + "\n").encode())
+    return key, (json.dumps(record, default=str) + "\n").encode()
+
+
+def record_run(lake: Any, summary: Any) -> None:
+    """Write the run's row of the `runs` table next to the ledger (locally and on Glue alike)."""
+    key, row = _run_row(summary)
+    lake.write_bytes(key, row)
+
+
+def ensure_run_row(lake: Any, entry: dict[str, Any]) -> bool:
+    """Write the `runs` row of a finished ledger entry when it is missing or says otherwise; True if written.
+
+    A run killed between its final entry and its row (or a row lost) is put right by the next run that looks."""
+    key, row = _run_row(entry)
+    try:
+        if lake.exists(key) and json.loads(lake.read_bytes(key)) == json.loads(row):
+            return False
+    except ValueError:
+        pass  # a damaged row: written again
+    lake.write_bytes(key, row)
+    return True

@@ -196,8 +196,15 @@ def guarded_run(
             summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
             summary.scrub()  # no secret in the ledger, the `runs` table or the console: every string of the summary
             metrics.stamp(summary, ctx.dataset)
+            # The `runs` table's row before the final entry: a run killed between the two leaves an entry that still
+            # says running or publishing, which the next run finishes (rewriting both) or `dw runs` flags; the other
+            # way round, the row of a run whose entry is final would be missing for good.
+            try:
+                metrics.record_run(ctx.lake, summary)
+            except Exception:  # the row refused (S3): the entry is still written, then the error told
+                ctx.lake.write_json(entry, summary.as_dict())
+                raise
             ctx.lake.write_json(entry, summary.as_dict())
-            metrics.record_run(ctx.lake, summary)
             forget_publishes(ctx)
     return summary
 

@@ -308,6 +308,47 @@ def a_run_publishing_to(layer: str, core, lake, run_id: str) -> bronze.RunSummar
     return bronze.guarded_run(ctx, layer, new_summary, work, staging=f"staging/{layer}/{DATASET}/", kept="kept.")
 
 
+@pytest.mark.parametrize("layer", ["bronze", "gold"])
+def test_a_run_killed_before_its_ops_row_leaves_no_run_missing_from_the_runs_table(core, tmp_path, monkeypatch, layer):
+    """SIGKILL at the write of the pp_dw_ops.runs row: the next run finishes the publish and writes entry and row."""
+    from dwlib import metrics
+
+    final, staged = (BRONZE, STAGED) if layer == "bronze" else (GOLD, GOLD_STAGED)
+    lake = LocalLake(tmp_path / "lake")
+    a_table(lake, final, FIRST, [1, 2])
+    a_table(lake, staged, SECOND, [3])
+    real = metrics.record_run
+    monkeypatch.setattr(metrics, "record_run", lambda *_: (_ for _ in ()).throw(SimulatedKill()))
+    with pytest.raises(SimulatedKill):
+        a_run_publishing_to(layer, core, lake, SECOND)
+    monkeypatch.setattr(metrics, "record_run", real)
+    lake.delete_prefix(f"runs/{DATASET}/_lock.json")
+    what_the_next_run_finds(core, lake, tmp_path, layer, SECOND, "completed")
+
+
+@pytest.mark.parametrize("layer", ["bronze", "gold"])
+def test_a_final_entry_without_its_ops_row_gets_one_from_the_next_run(core, tmp_path, monkeypatch, layer):
+    """The final entry written, the row not (a kill in between, or a run of an older version): the next run
+    writes the row from the entry, so pp_dw_ops.runs and the ledger agree."""
+    from dwlib import metrics, run
+
+    final, staged = (BRONZE, STAGED) if layer == "bronze" else (GOLD, GOLD_STAGED)
+    lake = LocalLake(tmp_path / "lake")
+    a_table(lake, final, FIRST, [1, 2])
+    a_table(lake, staged, SECOND, [3])
+    real = metrics.record_run
+    monkeypatch.setattr(metrics, "record_run", lambda *_: None)
+    monkeypatch.setattr(run, "forget_publishes", lambda *_: (_ for _ in ()).throw(SimulatedKill()))
+    with pytest.raises(SimulatedKill):
+        a_run_publishing_to(layer, core, lake, SECOND)
+    monkeypatch.setattr(metrics, "record_run", real)
+    monkeypatch.undo()
+    assert entry(lake, SECOND, layer)["status"] == "succeeded"
+    assert not lake.exists(Naming.ops_run_key(DATASET, SECOND, layer))
+    lake.delete_prefix(f"runs/{DATASET}/_lock.json")
+    what_the_next_run_finds(core, lake, tmp_path, layer, SECOND, None)
+
+
 # Each step of a local publish failing: (the step, the run that dies there, whose rows the table holds after
 # the next run, what the next run says it did with the publish).
 PUBLISH_STEPS = [
