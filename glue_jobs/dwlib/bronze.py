@@ -752,10 +752,19 @@ def plan(ctx: JobContext) -> list[str]:
     naming, name, config = ctx.naming, ctx.name, ctx.dataset
     run_id = ctx.run_id
     lines = [f"plan for {name} bronze run {run_id} (dry run: nothing is written)"]
+    refused: list[str] = []  # what the real run would stop at, after the plan
+    dropped = config.source_kind in DROPPED_SOURCES
     if ctx.raw_run_id:
         prefix = naming.raw_prefix(name, ctx.raw_run_id)
         files = ctx.lake.data_files(prefix)
         lines.append(f"  source: kept raw run {prefix} ({len(files)} file(s), {sum(f.size for f in files)} bytes)")
+        if not files:
+            refused.append(f"no raw files under {prefix}: pick a run id that `dw runs {name}` lists")
+        else:
+            try:
+                ledger.raw_run_files(ctx.lake, naming, name, ctx.raw_run_id, dropped=dropped)
+            except ledger.IncompleteRawRun as exc:
+                refused.append(str(exc))
     elif ctx.sample_dir is not None:
         files = [p for p in sorted(ctx.sample_dir.glob("*")) if p.is_file()]
         sizes = ", ".join(f"{p.name} {p.stat().st_size} bytes" for p in files) or "none: add a sample"
@@ -785,6 +794,11 @@ def plan(ctx: JobContext) -> list[str]:
         lines.append(
             f"  source: {source_description(config)}, files under {naming.raw_prefix(name, run_id)}: {len(files)}"
         )
+        if files:
+            try:
+                ledger.drop_files(ctx.lake, naming, name, run_id)
+            except ledger.IncompleteRawRun as exc:
+                refused.append(str(exc))
     lines += [
         f"  raw:        {ctx.lake.uri(naming.raw_prefix(name, run_id))}",
         f"  staging:    {ctx.lake.uri(naming.staging_prefix('bronze', name, run_id))}",
@@ -806,6 +820,7 @@ def plan(ctx: JobContext) -> list[str]:
         publisher_for(ctx).check_layout(ctx, bronze_target(ctx))
     except LayoutError as exc:
         lines.append(f"  REFUSED: the run would stop before fetching: {exc}")
+    lines += [f"  REFUSED: the run would stop before reading its input: {why}" for why in refused]
     hook_file = ctx.dataset_dir / TRANSFORM_HOOK if ctx.dataset_dir is not None else None
     if hook_file is not None and hook_file.is_file():
         lines.append(f"  transform hook: {hook_file} (after typing, before the checks)")

@@ -78,3 +78,11 @@ def test_a_sample_run_of_a_landing_dataset_needs_no_marker(core, tmp_path: Path)
     sample.mkdir()
     (sample / "orders.csv").write_text("order_id\n1\n")
     assert bronze.run_raw(ctx_for(core, lake, FIRST, sample_dir=sample)).status == "succeeded"
+
+
+def test_a_dry_run_says_a_drop_without_its_success_would_be_refused(core, lake):
+    for ctx in (ctx_for(core, lake, SECOND, raw_run_id=FIRST), ctx_for(core, lake, FIRST)):
+        plan = "\n".join(bronze.plan(ctx))
+        assert f"REFUSED: the run would stop before reading its input: the drop {DROP} is not closed" in plan
+    lake.write_bytes(DROP + "_SUCCESS", b"done")
+    assert "REFUSED" not in "\n".join(bronze.plan(ctx_for(core, lake, SECOND, raw_run_id=FIRST)))

@@ -1025,3 +1025,13 @@ def test_a_naive_start_and_an_aware_finish_still_give_a_duration():
 
     mixed = {"started_at": "2026-11-02T00:00:00", "finished_at": "2026-11-02T00:01:00+00:00"}
     assert metrics.duration_seconds(mixed) == 60.0
+
+
+def test_a_dry_run_of_a_replay_of_an_unfinished_fetch_says_the_real_run_would_refuse(any_lake, core, monkeypatch):
+    fake_fetch(monkeypatch, die_after=1)
+    with pytest.raises(SimulatedKill):
+        bronze.run_raw(api_ctx(core, any_lake, FIRST))
+    any_lake.delete_prefix(f"runs/{DATASET}/_lock.json")
+    plan = "\n".join(bronze.plan(api_ctx(core, any_lake, SECOND, raw_run_id=FIRST)))
+    assert (f"REFUSED: the run would stop before reading its input: the raw run raw/{DATASET}/run_id={FIRST}/ is "
+            "incomplete: its fetch was stopped midway") in plan  # fmt: skip
