@@ -280,7 +280,7 @@ def transform_and_check(
     lake.delete_prefix(staging)
     with summary.step("unpack"):
         keys = fetch.unpack_for_reading(
-            lake, raw_keys, staging + "input/", fetch.UnpackLimits(**config.archive.model_dump())
+            lake, raw_keys, staging + "input/", fetch.UnpackLimits(**config.archive.model_dump()), fmt=config.format
         )
     fmt = config.input_format(keys[0])
     if fmt == "csv" and not transform.java_charset(spark, config.csv.encoding):
