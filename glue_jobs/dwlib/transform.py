@@ -15,6 +15,8 @@ import json
 import mmap
 import os
 import re
+import shutil
+import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -257,6 +259,8 @@ class Source:
     # CSV columns the reader typed itself (`read_csv`'s `typed`); their text, where a record did not type, is
     # in `_dw_split`. Empty: every column arrived as text.
     typed: dict[str, str] = field(default_factory=dict)
+    # What the read could not check, for the run's notes: CSV files the driver did not scan (`_scan_csv_files`).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def unsplit(self) -> bool:
@@ -592,7 +596,7 @@ _SLICE = 16 * 1024**2  # bytes of a mapped file copied at a time to count line b
 
 @dataclass
 class CsvScan:
-    """What the driver's scan of one plain local CSV file found, following its quotes to the end of the file as the
+    """What the driver's scan of one CSV file found, following its quotes to the end of the file as the
     CSV reader reads them: a quote opens a quoted value only at the start of a field (elsewhere it is a character
     of the value); inside one, a doubled quote (or the escape character and a quote) is a quote of the value."""
 
@@ -609,31 +613,94 @@ class CsvScan:
         return len(self.endings) > 1
 
 
-def _scan_csv_files(uris: list[str], csv: CsvOptions) -> list[CsvScan | None]:
-    """Each file's `CsvScan`; None for a file not scanned: an S3 object or a compressed file (not read here), an
-    encoding in which the quote, delimiter or escape is not one byte of its own, a file that could not be opened."""
+def _scan_csv_files(uris: list[str], csv: CsvOptions, spark: SparkSession | None = None) -> list[CsvScan | None]:
+    """Each file's `CsvScan`; None for a file not scanned: an encoding in which the quote, delimiter or escape is not
+    one byte of its own, a file that could not be opened, and (see `_scan_copied`) an S3 object or compressed file
+    without `spark`, one larger than the driver's disk allows, or compressed in a way Spark does not decompress."""
     try:
         encoding = codecs.lookup(csv.encoding).name
     except LookupError:
         return [None] * len(uris)
     if encoding not in _ONE_BYTE_QUOTE or any(ord(c) > 127 for c in (csv.quote, csv.delimiter, csv.escape)):
         return [None] * len(uris)
-    scans: list[CsvScan | None] = []
-    for uri in uris:
+    scans: list[CsvScan | None] = [None] * len(uris)
+    copied: list[int] = []  # files read through Spark's file system to a local copy
+    for i, uri in enumerate(uris):
         path = uri.removeprefix("file://") if uri.startswith("file://") else uri
         if "://" in path or path.startswith("file:") or path.lower().endswith(_COMPRESSED):
-            scans.append(None)
+            copied.append(i)
             continue
         try:
             with open(path, "rb") as handle:
-                if os.fstat(handle.fileno()).st_size == 0:
-                    scans.append(CsvScan())
-                    continue
-                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    scans.append(_scan_csv(data, csv, encoding))
+                scans[i] = _scan_mapped(handle, csv, encoding)
         except (OSError, ValueError):
-            scans.append(None)
+            scans[i] = None
+    if copied and spark is not None:
+        workers = min(_COPY_WORKERS, len(copied))
+        try:
+            room = (shutil.disk_usage(tempfile.gettempdir()).free - _COPY_DISK_SPARE) // workers
+        except OSError:
+            room = 0
+        limit = min(_COPY_LIMIT, room)
+        if limit > 0:
+            with ThreadPoolExecutor(max_workers=workers) as pool:  # S3 round trips; the scans take turns (GIL)
+                found = list(pool.map(lambda i: _scan_copied(spark, uris[i], csv, encoding, limit), copied))
+            for i, scan in zip(copied, found, strict=True):
+                scans[i] = scan
     return scans
+
+
+# A file the driver cannot map where it is (an S3 object, a compressed file) is copied to local disk (decompressed)
+# by Spark's own file system and codecs in the JVM, never through Py4J (about 20 MB/s there, 500+ MB/s here), and
+# scanned there: up to this many bytes a file, and no more than the temporary folder's free space (less a spare
+# GiB) shared by the copies at once. A larger file is not scanned (`Source.notes` says so).
+_COPY_LIMIT = 4 * 1024**3
+_COPY_DISK_SPARE = 1024**3
+_COPY_WORKERS = 4
+
+
+def _scan_mapped(handle: Any, csv: CsvOptions, encoding: str) -> CsvScan:
+    if os.fstat(handle.fileno()).st_size == 0:
+        return CsvScan()
+    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return _scan_csv(data, csv, encoding)
+
+
+def _scan_copied(spark: SparkSession, uri: str, csv: CsvOptions, encoding: str, limit: int) -> CsvScan | None:
+    """`CsvScan` of a file as Spark reads it (its file system: s3:// on Glue; its codecs: .gz, .bz2), copied by the
+    JVM to a local temporary file that is mapped, scanned and deleted. None: the file is larger than `limit`
+    (decompressed), is compressed in a way Spark does not decompress, or could not be read."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    handle, local = tempfile.mkstemp(prefix="dw-scan-", suffix=".csv")
+    os.close(handle)
+    try:
+        path = jvm.org.apache.hadoop.fs.Path(uri)
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(path)
+        if codec is None and uri.lower().endswith(_COMPRESSED):
+            return None  # Spark reads its compressed bytes as they are: no text to scan
+        raw = path.getFileSystem(conf).open(path)
+        stream = raw
+        try:
+            if codec is not None:
+                stream = codec.createInputStream(raw)
+            out = jvm.java.io.FileOutputStream(local)
+            try:  # up to limit + 1 bytes, so a larger file is told apart without copying it whole
+                size = jvm.org.apache.commons.io.IOUtils.copyLarge(stream, out, 0, limit + 1)
+            finally:
+                out.close()
+        finally:
+            stream.close()
+            if stream is not raw:
+                raw.close()
+        if size > limit:
+            return None
+        with open(local, "rb") as copy:
+            return _scan_mapped(copy, csv, encoding)
+    except Exception:  # noqa: BLE001 - Py4J or the file system: not scanned, as a file that could not be opened
+        return None
+    finally:
+        os.unlink(local)
 
 
 @functools.cache
@@ -823,9 +890,10 @@ def read_csv(
     if not files:
         return Source(spark.createDataFrame([], StructType([])))
     guess = csv.multiline is None and max(len(h) for _, h in files) > 1
-    # The driver follows each plain local file's quotes to its end (`CsvScan`): a record no read gets right is
-    # refused, and a file whose lines end in more than one way is read line by line (see `_unreadable`).
-    scans = _scan_csv_files([uri for uri, _ in files], csv)
+    # The driver follows each file's quotes to its end (`CsvScan`; an S3 object or compressed file from a local
+    # copy): a record no read gets right is refused, and a file whose lines end in more than one way is read line by
+    # line (see `_unreadable`).
+    scans = _scan_csv_files([uri for uri, _ in files], csv, spark)
     refused = _unreadable([_file(uri) for uri, _ in files], scans, csv)
     if refused:
         raise ValueError(refused)
@@ -893,7 +961,14 @@ def read_csv(
         internal.append(SUSPECT)
     if typed and split:
         internal += [SPLIT, DOUBTFUL]
-    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed)
+    unscanned = [_file(uri) for (uri, _), scan in zip(files, scans, strict=True) if scan is None]
+    notes = [
+        f"not scanned for a quoted value never closed or lines ending in more than one way: {', '.join(unscanned)} "
+        f"(larger than {_COPY_LIMIT >> 30} GiB or the driver's free disk, compressed in a way Spark does not "
+        "decompress, unreadable to the driver, or an encoding whose quote is not one byte); rows of such a file can "
+        "be lost without a failure"
+    ] if unscanned else []  # fmt: skip
+    return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed, notes)
 
 
 def _unreadable(names: list[str], scans: list[CsvScan | None], csv: CsvOptions) -> str | None:
@@ -924,7 +999,8 @@ def _unreadable(names: list[str], scans: list[CsvScan | None], csv: CsvOptions) 
     why = (
         f"a quoted value holds a line break in {', '.join(breaks)}"
         if breaks
-        else f"{', '.join(unscanned)} could not be scanned for quoted line breaks (compressed, or not a local file)"
+        else f"{', '.join(unscanned)} could not be scanned for quoted line breaks (too large for the driver's disk, "
+        "or unreadable there)"
     )
     return (
         f"lines end in more than one way ({shown}) and {why}, so the files must be read whole, where the reader "

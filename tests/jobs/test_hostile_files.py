@@ -5,6 +5,9 @@ column (or quarantines its row with a reason, rows in = kept + rejected) or fail
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -307,6 +310,101 @@ def test_a_quoted_crlf_or_lf_in_a_file_of_one_line_ending_is_no_mixture(spark, c
 
     assert summary.status == "succeeded", summary.error
     assert [(r["id"], r["note"]) for r in data(kept(lake))] == [(1, "a\nb"), (2, "c\nd"), (3, "e")]
+
+
+# ------------------------------------------------------------------ 4b: the same, compressed or on S3
+
+
+class RawOnS3Lake(LocalLake):
+    """A local lake whose raw files Spark reads as s3:// objects (`s3_is_local`), as every Glue run does."""
+
+    def uri(self, key: str) -> str:
+        return f"s3://hostile-raw/{key}" if key.startswith("raw/") else super().uri(key)
+
+
+@contextlib.contextmanager
+def s3_is_local(spark, root: Path):
+    """s3://hostile-raw/... in this Spark session means files under root (Hadoop's overload scheme), until the
+    block ends: the session is shared with other tests."""
+    conf = spark._jsc.hadoopConfiguration()
+    settings = {
+        "fs.s3.impl": "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme",
+        "fs.s3.impl.disable.cache": "true",
+        "fs.viewfs.overload.scheme.target.s3.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+        "fs.viewfs.mounttable.hostile-raw.linkFallback": root.as_uri(),
+    }
+    before = {key: conf.get(key) for key in settings}
+    for key, value in settings.items():
+        conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            conf.unset(key) if value is None else conf.set(key, value)
+
+
+def run_stored(spark, core, tmp_path: Path, where: str, name: str, text: str, **extra):
+    """`run` of one file stored as `where` says: gzipped (`name`.gz), or a plain file Spark reads from S3."""
+    if where == "gz":
+        return run(spark, core, tmp_path, {f"{name}.gz": gzip.compress(text.encode())}, **extra)
+    sample = tmp_path / "sample"
+    sample.mkdir(parents=True, exist_ok=True)
+    (sample / name).write_bytes(text.encode())
+    lake = RawOnS3Lake(tmp_path / "lake")
+    ctx = bronze.JobContext(core=core, dataset=config(**extra), lake=lake, run_id=RUN, sample_dir=sample)
+    with s3_is_local(spark, tmp_path / "lake"):
+        summary = bronze.run_bronze(spark, ctx)
+    return summary, lake
+
+
+@pytest.mark.parametrize("where", ["gz", "s3"])
+def test_a_compressed_or_s3_file_ending_inside_a_quoted_value_fails_naming_it(spark, core, tmp_path, where):
+    # Not scanned before: read line by line the quote was dropped, read whole rows 3-5 became bob's note.
+    summary, lake = run_stored(spark, core, tmp_path, where, "b.csv", ESCAPED_QUOTE + UNCLOSED.split("\n", 1)[1],
+                               columns={"id": "int"})  # fmt: skip
+
+    assert summary.status == "failed"
+    assert "a quoted value is never closed" in summary.error, summary.error
+    assert "the quote opened on line 3" in summary.error
+    assert not list(lake.list("bronze/hostile/"))
+
+
+@pytest.mark.parametrize("where", ["gz", "s3"])
+def test_a_compressed_or_s3_file_whose_lines_end_in_crlf_and_lf_keeps_every_row(spark, core, tmp_path, where):
+    # Not scanned before: read whole for its quote, rows 101-103 merged into one malformed record, two lost.
+    summary, lake = run_stored(spark, core, tmp_path, where, "export.csv", crlf_then_lf(),
+                               columns={"id": "int", "amount": "int"})  # fmt: skip
+
+    assert summary.status == "succeeded", summary.error
+    assert (summary.rows_in, summary.rows_kept, summary.rows_rejected) == (103, 103, 0)
+    rows = {r["id"]: (r["name"], r["amount"]) for r in kept(lake)}
+    assert sorted(rows) == list(range(1, 104))
+    assert rows[5] == ('Joe "JJ" Smith', 5) and rows[102] == ("tail b", 102)
+
+
+@pytest.mark.parametrize("where", ["gz", "s3"])
+def test_a_compressed_or_s3_file_with_crlf_lf_and_a_quoted_line_break_fails_naming_its_lines(
+    spark, core, tmp_path, where
+):
+    summary, lake = run_stored(spark, core, tmp_path, where, "export.csv", crlf_then_lf(quoted_break=True),
+                               columns={"id": "int"})  # fmt: skip
+
+    assert summary.status == "failed"
+    assert "CRLF first on line 1, LF first on line 103" in summary.error, summary.error
+    assert "a quoted value holds a line break in export.csv" in summary.error
+    assert not list(lake.list("bronze/hostile/"))
+
+
+def test_a_file_too_large_to_copy_to_the_driver_is_not_scanned_and_the_read_says_so(spark, tmp_path, monkeypatch):
+    # Above the copy limit, as before this scan: no failure, and `Source.notes` names the file.
+    monkeypatch.setattr(transform, "_COPY_LIMIT", 8)
+    (tmp_path / "scratch").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "b.csv.gz").write_bytes(gzip.compress(UNCLOSED.encode()))
+    source = transform.read_csv(spark, [str(tmp_path / "b.csv.gz")], transform.CsvOptions())
+
+    assert len(source.notes) == 1 and "not scanned" in source.notes[0] and "b.csv.gz" in source.notes[0]
+    assert not list((tmp_path / "scratch").iterdir()), "the local copy is deleted"
 
 
 # ------------------------------------------------------------------ 5: a malformed record in quarantine whole
