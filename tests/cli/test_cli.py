@@ -837,7 +837,9 @@ def test_layer_raw_writes_only_raw(pipeline):
     # Besides the raw file: the job config `dw run` mirrors, perhaps a ledger entry; no bronze, quarantine, staging.
     # The run history's row (ops/runs/) is written for every run and layer, raw included.
     kept = ("etl/fda-nsde/", "runs/fda-nsde/", "ops/runs/fda-nsde.")
-    others = [f for f in pipeline.raw_files if f != raw_key and not f.startswith(kept)]
+    manifest = f"raw/fda-nsde/run_id={RAW_RUN_ID}/_manifest.json"  # closes the fetched run: it may be replayed
+    assert (pipeline.raw_lake / manifest).is_file()
+    others = [f for f in pipeline.raw_files if f not in (raw_key, manifest) and not f.startswith(kept)]
     assert others == [], pipeline.raw_files
     assert (pipeline.raw_lake / raw_key).read_bytes() == SAMPLE.read_bytes()
 
