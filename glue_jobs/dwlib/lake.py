@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -171,6 +172,11 @@ class Lake(ABC):
         ]
 
 
+# The hidden copy a local write renames into place (`.{name}.{uuid hex}.tmp`): one a killed writer left is no
+# object, as a put that never finished is none on S3.
+_PARTIAL_WRITE = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+
+
 class LocalLake(Lake):
     def __init__(self, root: Path):
         self.root = root.resolve()
@@ -192,7 +198,7 @@ class LocalLake(Lake):
             return
         if not base.is_dir():
             return
-        for path in sorted(p for p in base.rglob("*") if p.is_file()):
+        for path in sorted(p for p in base.rglob("*") if p.is_file() and not _PARTIAL_WRITE.fullmatch(p.name)):
             yield LakeObject(path.relative_to(self.root).as_posix(), path.stat().st_size)
 
     def put_file(self, local: Path, key: str) -> None:

@@ -1035,3 +1035,14 @@ def test_a_dry_run_of_a_replay_of_an_unfinished_fetch_says_the_real_run_would_re
     plan = "\n".join(bronze.plan(api_ctx(core, any_lake, SECOND, raw_run_id=FIRST)))
     assert (f"REFUSED: the run would stop before reading its input: the raw run raw/{DATASET}/run_id={FIRST}/ is "
             "incomplete: its fetch was stopped midway") in plan  # fmt: skip
+
+
+def test_a_local_write_killed_before_its_rename_leaves_no_object(tmp_path):
+    """A SIGKILL between the hidden copy and its rename (the publish journal's, say): no object is listed, as on S3,
+    so the next run does not find a journal folder that never empties."""
+    lake = LocalLake(tmp_path / "lake")
+    folder = tmp_path / "lake" / "runs" / DATASET / "_publish"
+    folder.mkdir(parents=True)
+    (folder / ".bronze.json.9c16df3287fb46e8be476ba7a15da230.tmp").write_text('{"run_id"')
+    assert not lake.has_prefix(f"runs/{DATASET}/_publish/")
+    assert list(lake.list(f"runs/{DATASET}/")) == []
