@@ -332,6 +332,7 @@ def transform_and_check(
             # already holds every key), and the output is one file, not one per shuffle partition.
             source = source.coalesce(1)
         summary.renamed_columns, summary.missing_columns = read.renamed, read.missing
+        summary.notes += read.notes  # what the read could not check (a CSV too large to scan for its quotes)
         if not transform.data_columns(source):
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
         try:

@@ -407,6 +407,14 @@ def test_a_file_too_large_to_copy_to_the_driver_is_not_scanned_and_the_read_says
     assert not list((tmp_path / "scratch").iterdir()), "the local copy is deleted"
 
 
+def test_a_run_over_a_file_too_large_to_scan_says_so_in_its_notes(spark, core, tmp_path, monkeypatch):
+    """What the read could not check reaches the run's summary (dw run prints its notes; the ledger keeps them)."""
+    monkeypatch.setattr(transform, "_COPY_LIMIT", 8)
+    summary, _ = run(spark, core, tmp_path, {"a.csv.gz": gzip.compress(b"id,name\n1,ann\n")})
+    assert summary.status == "succeeded"
+    assert any("not scanned" in note and "a.csv.gz" in note for note in summary.notes), summary.notes
+
+
 # ------------------------------------------------------------------ 5: a malformed record in quarantine whole
 
 
