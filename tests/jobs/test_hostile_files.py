@@ -15,42 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dwlib import bronze, transform
-from dwlib.config import DatasetConfig
 from dwlib.lake import LocalLake
 
+# One bronze run over files dropped as a sample folder, and what it kept and rejected: as for hostile CSV files.
+from tests.jobs.test_hostile_csv import RUN, config, kept, rejected, run
+
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
-RUN = "20260101T000000Z"
-
-
-def config(**extra) -> DatasetConfig:
-    body = {
-        "dataset": "hostile",
-        "description": "hostile files",
-        "data_size_category": "small",
-        "landing": True,
-        "quality": {"max_rejected_fraction": 1.0},  # the tests look at what was rejected, and why
-        **extra,
-    }
-    return DatasetConfig.model_validate(body)
-
-
-def run(spark, core, tmp_path: Path, files: dict[str, bytes | str], **extra) -> tuple[bronze.RunSummary, LocalLake]:
-    """One bronze run over `files` dropped as a sample folder (several files in one run)."""
-    sample = tmp_path / "sample"
-    sample.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (sample / name).write_bytes(data.encode() if isinstance(data, str) else data)
-    lake = LocalLake(tmp_path / "lake")
-    ctx = bronze.JobContext(core=core, dataset=config(**extra), lake=lake, run_id=RUN, sample_dir=sample)
-    return bronze.run_bronze(spark, ctx), lake
-
-
-def kept(lake: LocalLake) -> list[dict]:
-    return pq.read_table(lake.path("bronze/hostile/")).to_pylist()
-
-
-def rejected(lake: LocalLake) -> list[dict]:
-    return pq.read_table(lake.path(f"quarantine/hostile/run_id={RUN}/")).to_pylist()
 
 
 def data(rows: list[dict]) -> list[dict]:
