@@ -5,7 +5,6 @@ column (or quarantines its row with a reason, rows in = kept + rejected) or fail
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import tempfile
 from decimal import Decimal
@@ -18,6 +17,7 @@ from dwlib import bronze, transform
 from dwlib.lake import LocalLake
 
 # One bronze run over files dropped as a sample folder, and what it kept and rejected: as for hostile CSV files.
+from tests.infra.least_privilege import spark_reads_s3_from
 from tests.jobs.test_hostile_csv import RUN, config, kept, rejected, run
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
@@ -292,25 +292,9 @@ class RawOnS3Lake(LocalLake):
         return f"s3://hostile-raw/{key}" if key.startswith("raw/") else super().uri(key)
 
 
-@contextlib.contextmanager
 def s3_is_local(spark, root: Path):
-    """s3://hostile-raw/... in this Spark session means files under root (Hadoop's overload scheme), until the
-    block ends: the session is shared with other tests."""
-    conf = spark._jsc.hadoopConfiguration()
-    settings = {
-        "fs.s3.impl": "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme",
-        "fs.s3.impl.disable.cache": "true",
-        "fs.viewfs.overload.scheme.target.s3.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
-        "fs.viewfs.mounttable.hostile-raw.linkFallback": root.as_uri(),
-    }
-    before = {key: conf.get(key) for key in settings}
-    for key, value in settings.items():
-        conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            conf.unset(key) if value is None else conf.set(key, value)
+    """s3://hostile-raw/... in this Spark session means files under root, until the block ends."""
+    return spark_reads_s3_from(spark, "hostile-raw", root)
 
 
 def run_stored(spark, core, tmp_path: Path, where: str, name: str, text: str, **extra):
