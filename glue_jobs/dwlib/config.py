@@ -76,9 +76,14 @@ _DATA_KEY_WORDS = frozenset(
 )
 
 
+def camel_split(text: str) -> str:
+    """`_` where the case marks a word's start: `ProductNDC` -> `Product_NDC`, `AWSAccessKeyId` ->
+    `AWS_Access_Key_Id` (column names are cleaned, and parameter and header names read, by these words)."""
+    return re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text))
+
+
 def _name_words(name: str) -> list[str]:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name))
-    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    return [w for w in re.split(r"[^a-z0-9]+", camel_split(name).lower()) if w]
 
 
 def _credential_name(name: str) -> bool:

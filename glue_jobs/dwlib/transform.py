@@ -44,7 +44,15 @@ from pyspark.sql.types import (
 )
 
 from dwlib import quality
-from dwlib.config import META_COLUMNS, REJECT_REASON, ColumnType, CsvOptions, DatasetConfig, QualityRules
+from dwlib.config import (
+    META_COLUMNS,
+    REJECT_REASON,
+    ColumnType,
+    CsvOptions,
+    DatasetConfig,
+    QualityRules,
+    camel_split,
+)
 
 # The quarantine's column of a malformed record's text as it arrived (Spark's corrupt-record text), null for others.
 RAW_RECORD = "raw_record"
@@ -73,9 +81,7 @@ REPLACEMENT_CHAR = "\ufffd"  # what a decoder puts where bytes are invalid in th
 
 def clean_name(name: str) -> str:
     """`Marketing Start Date` -> `marketing_start_date`, `ProductNDC` -> `product_ndc`."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
-    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
-    text = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+    text = re.sub(r"[^0-9a-zA-Z]+", "_", camel_split(name.strip())).strip("_").lower()
     if text and text[0].isdigit():
         text = f"c_{text}"
     return text
@@ -797,9 +803,7 @@ def _words(text: str) -> str:
     """A header's words, as cleaning reads them but keeping every script's letters and digits: `Unit Price`,
     `unit_price` and `UnitPrice` are `unit_price`, `Größe` is `grösse`, `店名` is `店名`. A header of no letter
     or digit (`#`) is its text."""
-    split = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
-    split = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", split)
-    return re.sub(r"[\W_]+", "_", _folded(split)).strip("_") or _folded(text)
+    return re.sub(r"[\W_]+", "_", _folded(camel_split(text))).strip("_") or _folded(text)
 
 
 def _match_keys(headers: list[list[str]]) -> list[list[tuple[str, int]]]:
