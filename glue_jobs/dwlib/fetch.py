@@ -571,6 +571,7 @@ class _Session:
         self.policy = policy
         self.started = time.monotonic()
         self.attempts = 0
+        self.tries = 0  # the attempt under way at the current request (1 for its first)
         # Every form the secrets module knows, base64 too: an API may echo the key encoded into its records.
         forms = {form for value in known if value for form in all_forms(value)}
         self.known = sorted(forms, key=len, reverse=True)
@@ -698,10 +699,10 @@ class _Session:
         for logger in self._filtered:
             logger.removeFilter(self._log_filter)
 
-    def check_deadline(self, shown: str, what: str, last: _Failure | None = None, tries: int = 0) -> None:
-        budget = self.policy.max_total_seconds
-        if self.elapsed() > budget:
-            raise self._out_of_time(shown, what, last, tries)
+    def check_deadline(self, shown: str, what: str, last: _Failure | None = None, tries: int | None = None) -> None:
+        """Raise once the fetch is over its time budget; `tries` defaults to the attempt under way (mid-body)."""
+        if self.elapsed() > self.policy.max_total_seconds:
+            raise self._out_of_time(shown, what, last, self.tries if tries is None else tries)
 
     def _out_of_time(self, shown: str, what: str, last: _Failure | None, tries: int) -> FetchError:
         budget = self.policy.max_total_seconds
@@ -743,6 +744,7 @@ class _Session:
                 time.sleep(delay)
             self.check_deadline(shown, what, last, tries - 1)
             self.attempts += 1
+            self.tries = tries
             outcome = attempt()
             if not isinstance(outcome, _Failure):
                 return outcome

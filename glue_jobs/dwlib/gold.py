@@ -454,7 +454,8 @@ def _run_model(
     except (GoldError, LayoutError) as exc:
         result.status, result.error = "failed", str(exc)
     except iceberg.IcebergError as exc:  # a narrowed column: the model's SELECT is where to cast it back
-        result.status, result.error = "failed", f"{exc} (for a gold model: cast the column in gold/{model.name}.sql)"
+        fix = "for a gold model: cast the column in" if exc.cast_fix else "the model:"
+        result.status, result.error = "failed", f"{exc} ({fix} gold/{model.name}.sql)"
     except LakeError as exc:
         result.status, result.error = "failed", str(exc)
     except Exception as exc:  # a SQL error in one model fails that model only

@@ -65,7 +65,13 @@ log = logging.getLogger(__name__)
 
 
 class IcebergError(RuntimeError):
-    """A commit that cannot be made (a narrowed column, a changed partition spec): the table is unchanged."""
+    """A commit that cannot be made (a narrowed column, a changed partition spec): the table is unchanged.
+
+    `cast_fix`: a column's type is what is wrong, so a gold model's fix is a cast in its SELECT."""
+
+    def __init__(self, message: str, *, cast_fix: bool = False) -> None:
+        super().__init__(message)
+        self.cast_fix = cast_fix
 
 
 def is_iceberg(core: CoreConfig, dataset: DatasetConfig) -> bool:
@@ -696,7 +702,8 @@ def commit(
         raise IcebergError(
             f"the new data cannot be committed to the Iceberg table {name}: {_narrowing(exc)}. Only added columns and "
             "widened types (int to bigint, float to double, a decimal's precision up) are applied; cast the column "
-            "back in `columns` (or a transform hook), or start a new table. The table is unchanged"
+            "back in `columns` (or a transform hook), or start a new table. The table is unchanged",
+            cast_fix=True,
         ) from None
     except BaseException:
         if not result.committed:  # once committed, the files are the table's: never delete them
@@ -1071,7 +1078,8 @@ def _data_files_of(table_metadata: Any, paths: list[str], io: Any, name: str) ->
     raise IcebergError(
         f"the new data files do not fit the Iceberg table {name}: {listed}. Write the table's columns at their "
         "types (a model's SELECT, a dataset's `columns`; a column left out reads NULL), or start a new table. The "
-        "table is unchanged"
+        "table is unchanged",
+        cast_fix=True,
     ) from None
 
 
@@ -1108,7 +1116,8 @@ def _refuse_narrowing(table: Table, arrow_schema: Any, name: str) -> None:
                 f"the column {column.name} of the Iceberg table {name} is {old} and the new data has it as "
                 f"{column.field_type}: a narrowing or incompatible change. Only added columns and widened types "
                 f"(int to bigint, float to double, a decimal's precision up) are applied; {cast_back}, or start a "
-                "new table. The table is unchanged"
+                "new table. The table is unchanged",
+                cast_fix=True,
             ) from None
 
 

@@ -1156,6 +1156,7 @@ def test_the_time_budget_holds_while_a_body_drips_in(server, lake, kind):
             fetch_api([ApiEndpoint(url=server.url("/slow"))], lake, RAW, policy=policy)
     took = time.monotonic() - started
     assert "max_total_seconds = 1" in str(caught.value) and server.url("/slow") in str(caught.value)
+    assert "with 1 attempt at this request" in str(caught.value)  # the one under way, not "0 attempts"
     assert took < 3.0, f"{took:.1f} s"
 
 

@@ -515,6 +515,7 @@ def test_on_aws_the_crawlers_table_of_the_same_name_is_refused_naming_the_fix(co
             )  # fmt: skip
         assert "the catalog has pp_dw_bronze.shop_orders as a table that is not Iceberg" in str(refused.value)
         assert "aws glue delete-table --database-name pp_dw_bronze --name shop_orders" in str(refused.value)
+        assert not refused.value.cast_fix  # a gold model's error names its file, and does not say to cast a column
         assert not lake.data_files("bronze/")  # nothing written
         table = glue.get_table(DatabaseName="pp_dw_bronze", Name="shop_orders")["Table"]
         assert table["Parameters"] == {"classification": "parquet"}

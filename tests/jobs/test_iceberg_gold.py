@@ -131,7 +131,7 @@ def test_gold_schema_evolves_like_bronze_and_a_narrowing_fails_naming_the_column
     refused = example.gold(RUN3, {MODEL: narrow})
     assert refused.status == "failed"
     assert "the column quakes of the Iceberg table pp_dw_gold.earthquakes_by_day is long" in refused.error
-    assert f"gold/{MODEL}.sql" in refused.error
+    assert f"(for a gold model: cast the column in gold/{MODEL}.sql)" in refused.error
     assert example.query(SNAPSHOTS) == snapshots
     kept = run_query(f"SELECT * FROM {GOLD}", example.lake.root, Naming.of(core))
     assert sorted(kept.columns) == ["day", "max_mag", "meta_run_id", "quakes"] and kept.rows[0][1] == 24
