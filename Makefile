@@ -32,7 +32,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(BIN)/dw node_modules/.installed ## create .venv/ and node_modules/ (pinned)
+# The pinned wheels the stacks deploy (Glue's and the export function's platforms), fetched from the package
+# index here, once, so that synth and the tests need no network afterwards.
+.build/wheels/.fetched: $(BIN)/dw config.json stacks/assets.py
+	$(BIN)/python -m stacks.assets
+	@touch $@
+
+install: $(BIN)/dw node_modules/.installed .build/wheels/.fetched ## create .venv/ and node_modules/, fetch the pinned wheels
 
 synth: install ## validate every dataset, then cdk synth into cdk.out/ (cdk-nag and cfn-lint must pass)
 	$(BIN)/dw validate

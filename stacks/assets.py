@@ -262,3 +262,30 @@ def build_lambda_asset(name: str, build_dir: Path = ROOT / ".build" / "lambdas")
         for record in ("RECORD", "direct_url.json", "INSTALLER", "REQUESTED"):
             (info / record).unlink(missing_ok=True)
     return _settle(target, build_dir / f"{name}-{_content_hash(target)}")
+
+
+def fetch_all_wheels(root: Path = ROOT) -> list[Path]:
+    """Every wheel a synth of the project at root packs: the Glue jobs' (its config.json's pinned list, for
+    Glue's platform) and the export function's (for the Lambda's). `make install` calls this, so that the
+    package index is needed once, at install, and synths and tests after it run offline."""
+    from dwlib.config import load_project
+
+    glue = load_project(root).core.glue_defaults.additional_python_modules
+    lambda_wheels = build_wheels(HANDLER_WHEELS, WHEEL_CACHE / f"lambda-py{LAMBDA_PYTHON}", LAMBDA_PLATFORM)
+    return [*build_wheels(glue), *lambda_wheels]
+
+
+if __name__ == "__main__":
+    from dwlib.config import ConfigError
+
+    try:
+        fetched = fetch_all_wheels()
+    except ConfigError as exc:
+        print("error: the project configuration has problems; no wheels were fetched:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        sys.exit(1)
+    except RuntimeError as exc:  # pip's own answer, naming the wheels
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{len(fetched)} pinned wheels in {WHEEL_CACHE} (Glue 5.1 and the export function's Python)")
