@@ -37,8 +37,9 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 from sqlglot.expressions.builders import apply_index_offset
-from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.annotate_types import TypeAnnotator, annotate_types
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import ensure_schema
 from sqlglot.tokens import TokenType
 
 from dw import iceberg_read
@@ -694,6 +695,7 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
             typed = annotate_types(statement.copy(), dialect=READ_DIALECT)
         except Exception:
             typed = statement.copy()
+    _retype(typed)
     for node in reversed(list(typed.walk(bfs=False))):  # children before their parents
         parent, arg_key, index = node.parent, node.arg_key, node.index
         _check_zones(node)
@@ -715,6 +717,168 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
         raise unsupported(
             str(e).rstrip("."), "sqlglot cannot write it for DuckDB without changing its meaning"
         ) from None
+
+
+def _unknown(node: exp.Expression | None) -> bool:
+    """No type known (sqlglot's UNKNOWN): DuckDB's meaning would apply unchecked."""
+    return (
+        node is not None and not isinstance(node, exp.Null) and (node.type is None or node.type.is_type(DType.UNKNOWN))
+    )
+
+
+def _element(dtype: exp.DataType | None) -> exp.DataType | None:
+    """The element type of an array type, None when not known."""
+    if dtype is not None and dtype.is_type(DType.ARRAY) and dtype.expressions:
+        element = dtype.expressions[0]
+        return element if isinstance(element, exp.DataType) and not element.is_type(DType.UNKNOWN) else None
+    return None
+
+
+def _key_value(dtype: exp.DataType | None) -> tuple[exp.DataType | None, exp.DataType | None]:
+    """The key and value types of a map type, None where not known."""
+    if dtype is not None and dtype.is_type(DType.MAP) and len(dtype.expressions) == 2:
+        return tuple(t if not t.is_type(DType.UNKNOWN) else None for t in dtype.expressions)  # type: ignore[return-value]
+    return None, None
+
+
+def _first_arg(node: exp.Expression) -> exp.Expression | None:
+    if isinstance(node, exp.Anonymous):
+        return node.expressions[0] if node.expressions else None
+    return node.this if isinstance(node.this, exp.Expression) else None
+
+
+def _lambda_param_types(node: exp.Expression, fn: exp.Lambda) -> list[exp.DataType | None]:
+    """The types of a lambda's parameters: the elements of the array (the key and value of the map,
+    the elements of both arrays of zip_with) the function applies it to."""
+    name = node.name.lower() if isinstance(node, exp.Anonymous) else ""
+    if name in ("map_filter", "transform_values", "transform_keys", "map_zip_with") and len(fn.expressions) == 2:
+        return list(_key_value(node.expressions[0].type))
+    if name == "zip_with" and len(node.expressions) == 3 and len(fn.expressions) == 2:
+        return [_element(node.expressions[0].type), _element(node.expressions[1].type)]
+    if isinstance(node, exp.Reduce) or len(fn.expressions) != 1:
+        return [None] * len(fn.expressions)  # reduce's state takes the initial value's type and more
+    first = _first_arg(node)
+    return [_element(first.type) if first is not None else None]
+
+
+def _own_type(node: exp.Expression) -> exp.DataType | None:
+    """Types sqlglot's annotator leaves unknown (or gets wrong) for Trino, from the arguments' types."""
+    first = _first_arg(node)
+    if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and not isinstance(node.expressions[0], exp.Slice):
+        element = _element(node.this.type) if node.this is not None else None
+        return element or _key_value(node.this.type if node.this is not None else None)[1]
+    if isinstance(node, exp.ArrayMax | exp.ArrayMin) and first is not None:
+        return _element(first.type)
+    if isinstance(node, exp.Try | exp.Paren) and not _unknown(node.this):
+        return node.this.type
+    if isinstance(node, exp.ArrayPosition):
+        return exp.DataType.build("BIGINT")
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "json_array_length":
+        return exp.DataType.build("BIGINT")
+    if isinstance(node, exp.Reverse) and first is not None and _is(first, DType.ARRAY):
+        return first.type
+    if isinstance(node, exp.Cast) and node.meta.get("decimal_literal"):
+        return exp.DataType.build("DECIMAL({}, {})".format(*node.meta["decimal_literal"]))
+    lambdas = [c for c in node.iter_expressions() if isinstance(c, exp.Lambda)]
+    if len(lambdas) == 1 and not _unknown(lambdas[0].this):
+        body = lambdas[0].this.type
+        name = node.name.lower() if isinstance(node, exp.Anonymous) else ""
+        if isinstance(node, exp.Transform) or name == "zip_with":
+            return exp.DataType(this=DType.ARRAY, expressions=[body.copy()], nested=True)
+        if name == "transform_values":
+            key = _key_value(node.expressions[0].type)[0]
+            if key is not None:
+                return exp.DataType(this=DType.MAP, expressions=[key.copy(), body.copy()], nested=True)
+    if (
+        (isinstance(node, exp.ArrayFilter) or (isinstance(node, exp.Anonymous) and node.name.lower() == "map_filter"))
+        and first is not None
+        and not _unknown(first)
+    ):
+        return first.type
+    return None
+
+
+def _unnest_columns(root: exp.Expression) -> dict[tuple[str, str], exp.DataType]:
+    """`(alias, column)` -> type of the columns of UNNEST(array or map) AS alias(columns)."""
+    columns: dict[tuple[str, str], exp.DataType] = {}
+    for unnest in root.find_all(exp.Unnest):
+        alias = unnest.args.get("alias")
+        if alias is None or not alias.columns:
+            continue
+        types: list[exp.DataType | None] = []
+        for arg in unnest.expressions:
+            if _is(arg, DType.MAP):
+                types += list(_key_value(arg.type))
+            else:
+                element = _element(arg.type)
+                types.append(None if element is None or element.is_type(DType.STRUCT) else element)
+        if any(
+            _is(arg, DType.ARRAY) and _element(arg.type) is not None and _element(arg.type).is_type(DType.STRUCT)
+            for arg in unnest.expressions
+        ):
+            continue  # an array of rows unnests into the rows' fields
+        for name, dtype in zip(alias.columns, types, strict=False):
+            if dtype is not None:
+                columns[(alias.name.lower(), name.name.lower())] = dtype
+    return columns
+
+
+def _retype(root: exp.Expression) -> None:
+    """Type what sqlglot's annotator leaves unknown but Trino knows, so the type-dependent fixes apply:
+    lambda parameters (an element of the array, the key and value of the map), m[k] and element_at of a map,
+    the columns of UNNEST(map or array), array_max / array_min, array_position, json_array_length; then
+    the expressions over them again."""
+    annotator = TypeAnnotator(schema=ensure_schema({}, dialect=READ_DIALECT))
+    unnested = _unnest_columns(root)
+    skip = (exp.Query, exp.Subquery, exp.Table, exp.Lambda, exp.From, exp.Join, exp.Where, exp.Order)
+
+    def reannotate(node: exp.Expression) -> None:
+        spec = annotator.expression_metadata.get(node.__class__)
+        if not spec or isinstance(node, (*skip, exp.Column, exp.Identifier)):
+            return
+        try:
+            if annotator_fn := spec.get("annotator"):
+                annotator_fn(annotator, node)
+            elif returns := spec.get("returns"):
+                annotator._set_type(node, returns)
+        except Exception:  # best effort, as the first annotation
+            pass
+
+    def visit(node: exp.Expression, env: dict[str, exp.DataType | None]) -> bool:
+        changed = False
+        children = list(node.iter_expressions())
+        for child in children:
+            if not isinstance(child, exp.Lambda):
+                changed |= visit(child, env)
+        for child in children:
+            if isinstance(child, exp.Lambda):
+                inner = dict(env)
+                for param, dtype in zip(child.expressions, _lambda_param_types(node, child), strict=False):
+                    inner[param.name] = dtype
+                changed |= visit(child.this, inner)
+        reference = isinstance(node, exp.Column) and not node.table
+        parent = node.parent
+        reference |= isinstance(node, exp.Identifier) and not isinstance(
+            parent, exp.Column | exp.Lambda | exp.Dot | exp.Alias
+        )
+        name = node.name if reference else None
+        if name is not None and name in env and env[name] is not None and _unknown(node):
+            node.type = env[name].copy()
+            return True
+        if isinstance(node, exp.Column) and node.table and _unknown(node):
+            dtype = unnested.get((node.table.lower(), node.name.lower()))
+            if dtype is not None:
+                node.type = dtype.copy()
+                return True
+        if changed:
+            reannotate(node)
+        own = _own_type(node)
+        if own is not None and (node.type is None or node.type != own):
+            node.type = own
+            changed = True
+        return changed
+
+    visit(root, {})
 
 
 def _name_outputs(select: exp.Select) -> None:
@@ -802,6 +966,7 @@ def _fix(node: exp.Expression) -> exp.Expression:
                 max(node.this.type.this, node.expression.type.this, key=INTEGER_TYPES.index)
             )
             return divided
+        _refuse_unknown(node, (node.this, node.expression), "/", "integer division truncates, other division does not")
         return _decimal_div(node) or node
     if isinstance(node, exp.Avg):
         return _decimal_avg(node) or node
@@ -1376,12 +1541,33 @@ def _kind(node: exp.Expression) -> str | None:
     return None
 
 
-def _same_kind(values: list[exp.Expression], athena_says: str, fix: str) -> None:
-    """Athena's error where values of different kinds meet, which DuckDB would convert silently."""
+def _same_kind(values: list[exp.Expression], athena_says: str, fix: str, *, known: bool = False) -> None:
+    """Athena's error where values of different kinds meet, which DuckDB would convert silently; with `known`,
+    a value of a type dw cannot tell meeting one of a known kind is refused."""
     kinds = {k for k in map(_kind, values) if k}
+    unknown = [v for v in values if _unknown(v)]
+    if known and kinds and unknown:
+        raise unsupported(
+            f"comparing {unknown[0].sql(dialect=READ_DIALECT)}, whose type dw cannot tell, with a {min(kinds)}",
+            f'Athena raises "{athena_says}" where the kinds differ and DuckDB converts silently; '
+            "CAST it to its type first, e.g. CAST(... AS varchar)",
+        )
     if len(kinds) > 1:
         types = ", ".join(sorted({v.type.sql(dialect=READ_DIALECT).lower() for v in values if _kind(v)}))
         raise QueryError(f'Athena rejects this mix of {types} ("{athena_says}"): {fix} (DuckDB would convert silently)')
+
+
+def _refuse_unknown(node: exp.Expression, operands: tuple, what: str, why: str) -> None:
+    """Refuse `what` over an operand whose type dw does not know (a function sqlglot does not type), unless
+    another operand is a double, which makes it a double operation in both engines."""
+    if any(_is(o, DType.DOUBLE, DType.FLOAT) for o in operands):
+        return
+    for operand in operands:
+        if _unknown(operand):
+            raise unsupported(
+                f"{what} over {operand.sql(dialect=READ_DIALECT)}, whose type dw cannot tell",
+                f"Trino's answer depends on it ({why}); CAST it to its type first, e.g. CAST(... AS bigint)",
+            )
 
 
 def _int_literal(node: exp.Expression) -> bool:
@@ -1489,6 +1675,7 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             sides,
             "Cannot apply operator",
             "cast one side to the other's type, e.g. CAST(code AS integer) = 12 or d = DATE '2024-01-31'",
+            known=True,
         )
     if isinstance(node, exp.Case | exp.Coalesce):
         # CASE branches and COALESCE arguments must share a type in Trino; DuckDB converts.
@@ -1545,6 +1732,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             raise unsupported("FETCH FIRST ... WITH TIES", "DuckDB has no WITH TIES")
         if options is not None and options.args.get("percent"):
             raise unsupported("FETCH FIRST ... PERCENT", "DuckDB has no FETCH PERCENT")
+    if isinstance(node, exp.Mod):
+        _refuse_unknown(node, (node.this, node.expression), "%", "x % 0 raises for integers and decimals, not doubles")
     if isinstance(node, exp.Mod) and not (
         _is(node.this, DType.DOUBLE, DType.FLOAT) or _is(node.expression, DType.DOUBLE, DType.FLOAT)
     ):
@@ -1707,6 +1896,13 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
     if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.DOUBLE, DType.FLOAT):
         # Trino writes doubles in scientific notation: CAST(37.7E0 AS varchar) is '3.77E1'.
         return _fn("dw_double_varchar", value)
+    if to.is_type(*INTEGER_TYPES, *exp.DataType.TEXT_TYPES) and _unknown(value):
+        _refuse_unknown(
+            node,
+            (value,),
+            f"CAST(... AS {to.sql(dialect=READ_DIALECT).lower()})",
+            "a double is rounded half up and written 1.5E0, text is parsed, a timestamp is written to the millisecond",
+        )
     if to.is_type(*INTEGER_TYPES):
         if _text_type(value):
             # Trino parses with Integer.parseInt/Long.parseLong: '12.5', '1e3', ' 7' and '0x10'
@@ -1765,7 +1961,7 @@ def _decimal_type(node: exp.Expression) -> tuple[int, int] | None:
             return None
         scale = params[1] if len(params) > 1 else 0
         # sqlglot types sum(decimal(p, s)) as decimal(p, s); Trino as decimal(38, s).
-        exact = isinstance(node, exp.Column | exp.Cast | exp.TryCast)
+        exact = isinstance(node, exp.Column | exp.Cast | exp.TryCast | exp.Identifier)  # an Identifier: a lambda's
         return (params[0] if exact else 38), scale
     return None
 
