@@ -62,13 +62,13 @@ WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 # A macro that raises Trino's error has a `_try` twin returning NULL instead, for use inside
 # TRY(...), where DuckDB refuses error().
 MACROS = {
-    # decimal / decimal: exact, rounded half up, Division by zero raised
-    "dw_div_half_up(n, d)": "CASE WHEN d = 0 THEN error('Division by zero') "
+    # decimal / decimal: exact, rounded half up, Division by zero raised (a NULL operand: NULL, as in Trino)
+    "dw_div_half_up(n, d)": "CASE WHEN n IS NULL OR d IS NULL THEN NULL WHEN d = 0 THEN error('Division by zero') "
     "ELSE (CASE WHEN (n < 0) <> (d < 0) THEN -1 ELSE 1 END) * ((2 * abs(n) + abs(d)) // (2 * abs(d))) END",
-    # integer / integer truncates and 1 / 0 raises (DuckDB: NULL)
-    "dw_idiv(a, b)": "CASE WHEN b = 0 THEN error('Division by zero') ELSE a // b END",
-    # integer and decimal % raise on zero (DuckDB: NULL)
-    "dw_mod(a, b)": "CASE WHEN b = 0 THEN error('Division by zero') ELSE a % b END",
+    # integer / integer truncates and 1 / 0 raises (DuckDB: NULL); NULL / 0 is NULL
+    "dw_idiv(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN b = 0 THEN error('Division by zero') ELSE a // b END",
+    # integer and decimal % raise on zero (DuckDB: NULL); NULL % 0 is NULL
+    "dw_mod(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN b = 0 THEN error('Division by zero') ELSE a % b END",
     # strpos(s, t, n): the n-th match, counted from the end when n < 0
     "dw_strpos(s, t, n)": "CASE WHEN s IS NULL OR t IS NULL OR n IS NULL THEN NULL "
     "WHEN n = 0 THEN error('''instance'' must be a positive or negative number.') "
