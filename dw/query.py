@@ -103,6 +103,20 @@ MACROS = {
     "ELSE list_transform(range(n), lambda i: e) END",
     # array_distinct keeps first-occurrence order and one NULL
     "dw_array_distinct(a)": "list_filter(a, lambda v, i: list_position(a, v) = i)",
+    # array_position: 0 without a match (DuckDB: NULL), a NULL element never matches, bigint
+    "dw_array_position(a, e)": "CASE WHEN a IS NULL OR e IS NULL THEN NULL "
+    "ELSE CAST(coalesce(list_position(a, e), 0) AS BIGINT) END",
+    # array_remove keeps NULL elements (DuckDB's x <> e drops them)
+    "dw_array_remove(a, e)": "CASE WHEN a IS NULL OR e IS NULL THEN NULL "
+    "ELSE list_filter(a, lambda x: x IS NULL OR x <> e) END",
+    # array_except / array_intersect: distinct elements in first-occurrence order, NULL a value like
+    # any other (Trino's IDENTICAL); array_intersect keeps the order of the longer array (the first
+    # when both are as long): list_position finds a NULL, which list_contains does not
+    "dw_array_except(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL "
+    "ELSE list_filter(dw_array_distinct(a), lambda v: list_position(b, v) IS NULL) END",
+    "dw_array_intersect2(l, r)": "list_filter(dw_array_distinct(l), lambda v: list_position(r, v) IS NOT NULL)",
+    "dw_array_intersect(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN len(a) < len(b) "
+    "THEN dw_array_intersect2(b, a) ELSE dw_array_intersect2(a, b) END",
     # replace with an empty search inserts r around every character
     "dw_replace(s, t, r)": "CASE WHEN t = '' AND s = '' THEN r WHEN t = '' "
     "THEN r || array_to_string(list_transform(string_split(s, ''), lambda c: c || r), '') ELSE replace(s, t, r) END",
@@ -761,6 +775,12 @@ def _lambda_param_types(node: exp.Expression, fn: exp.Lambda) -> list[exp.DataTy
     return [_element(first.type) if first is not None else None]
 
 
+# Trino's result types of functions sqlglot does not type (dw's macros among them).
+FUNCTION_TYPES = {
+    "json_array_length": "BIGINT", "json_size": "BIGINT", "regexp_position": "INTEGER", "hamming_distance": "BIGINT",
+}  # fmt: skip
+
+
 def _own_type(node: exp.Expression) -> exp.DataType | None:
     """Types sqlglot's annotator leaves unknown (or gets wrong) for Trino, from the arguments' types."""
     first = _first_arg(node)
@@ -773,8 +793,12 @@ def _own_type(node: exp.Expression) -> exp.DataType | None:
         return node.this.type
     if isinstance(node, exp.ArrayPosition):
         return exp.DataType.build("BIGINT")
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "json_array_length":
-        return exp.DataType.build("BIGINT")
+    if isinstance(node, exp.Anonymous) and node.name.lower() in FUNCTION_TYPES:
+        return exp.DataType.build(FUNCTION_TYPES[node.name.lower()])
+    values = isinstance(node, exp.Anonymous) and node.name.lower() == "map_values"
+    if (isinstance(node, exp.MapKeys) or values) and first is not None:
+        part = _key_value(first.type)[1 if values else 0]
+        return exp.DataType(this=DType.ARRAY, expressions=[part.copy()], nested=True) if part is not None else None
     if isinstance(node, exp.Reverse) and first is not None and _is(first, DType.ARRAY):
         return first.type
     if isinstance(node, exp.Cast) and node.meta.get("decimal_literal"):
@@ -1767,6 +1791,27 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _macro("dw_repeat", node, node.this, node.args["times"])
     if isinstance(node, exp.ArrayDistinct):
         return _fn("dw_array_distinct", node.this)
+    if isinstance(node, exp.ArrayPosition):
+        if any(node.args.get(k) is not None for k in node.args if k not in ("this", "expression")):
+            raise unsupported("array_position with an instance argument", "DuckDB finds the first match only")
+        return _fn("dw_array_position", node.this, node.expression)
+    if isinstance(node, exp.ArrayRemove):
+        return _fn("dw_array_remove", node.this, node.expression)
+    if isinstance(node, exp.ArrayExcept):
+        return _fn("dw_array_except", node.this, node.expression)
+    if isinstance(node, exp.ArrayIntersect):
+        if len(node.expressions) != 2:
+            raise unsupported(f"array_intersect of {len(node.expressions)} arrays", "locally it takes two")
+        return _fn("dw_array_intersect", *node.expressions)
+    if isinstance(node, exp.Reverse) and not _text_type(node.this):
+        # reverse(array) reverses the elements; DuckDB's reverse writes the list as text and reverses that.
+        if _is(node.this, DType.ARRAY):
+            return _fn("LIST_REVERSE", node.this)
+        if not _is(node.this, DType.VARBINARY, DType.BINARY, DType.NULL) and not isinstance(node.this, exp.Null):
+            raise unsupported(
+                f"reverse({node.this.sql(dialect=READ_DIALECT)}), whose type dw cannot tell",
+                "it reverses a string's characters and an array's elements; CAST it to varchar or its array type",
+            )
     if isinstance(node, exp.Replace):
         return _fn("dw_replace", node.this, node.expression, node.args.get("replacement") or exp.Literal.string(""))
     if isinstance(node, exp.ConcatWs) and len(node.expressions) == 2:
