@@ -967,7 +967,7 @@ def _fix(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.DateDiff):
         return _fn("DATE_SUB", exp.Literal.string(_unit(node).lower()), node.expression, node.this)
     if isinstance(node, exp.Cast | exp.TryCast):
-        return _fix_cast(node)
+        return _varchar_length(node, _fix_cast(node))
     # Trino types current_timestamp timestamp(3) with time zone (as DuckDB does); sqlglot types
     # it TIMESTAMP, which the CAST fix-up above reads.
     if isinstance(node, exp.CurrentTimestamp):
@@ -1009,13 +1009,84 @@ def _fix(node: exp.Expression) -> exp.Expression:
         return _fn("CARDINALITY", node.this)
     # regexp_extract is NULL without a match in Trino, '' in DuckDB.
     if isinstance(node, exp.RegexpExtract):
+        _regexp_group(node)
         matches = exp.RegexpLike(this=node.this.copy(), expression=node.expression.copy())
         return exp.Case(ifs=[exp.If(this=matches, true=node)])
-    # split_part past the last field is NULL in Trino, '' in DuckDB.
+    # split_part past the last field is NULL in Trino, '' in DuckDB; an index below 1 raises.
     if isinstance(node, exp.SplitPart):
-        parts = _fn("STR_SPLIT", node.this, node.args["delimiter"])
-        return _fn("LIST_EXTRACT", parts, node.args["part_index"])
+        index = node.args["part_index"]
+        parts = _fn("LIST_EXTRACT", _fn("STR_SPLIT", node.this, node.args["delimiter"]), index)
+        ok = exp.or_(
+            exp.Is(this=index.copy(), expression=exp.Null()),
+            exp.GT(this=index.copy(), expression=exp.Literal.number(0)),
+        )
+        return _raise_unless(node, ok, parts, exp.Literal.string("Index must be greater than zero"))
+    # millisecond(ts) is the millisecond of the second in Trino (0-999); DuckDB's counts the seconds too.
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "millisecond" and len(node.expressions) == 1:
+        result = exp.Mod(this=node, expression=exp.Literal.number(1000))
+        result.type = exp.DataType.build("BIGINT")
+        return exp.paren(result, copy=False)
     return node
+
+
+def _optional_groups(pattern: str) -> set[int] | None:
+    """The groups of a pattern that may take no part in a match (under ?, *, {0,} or one side of |);
+    None when Python cannot read the pattern."""
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+        parsed = sre_parse.parse(pattern)
+    except Exception:
+        return None
+    optional: set[int] = set()
+
+    def walk(items, inside: bool) -> None:
+        for op, arg in items:
+            name = str(op)
+            if name == "SUBPATTERN":
+                group, _, _, sub = arg
+                if group is not None and inside:
+                    optional.add(group)
+                walk(sub, inside)
+            elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                low, _, sub = arg
+                walk(sub, inside or low == 0)
+            elif name == "BRANCH":
+                for branch in arg[1]:
+                    walk(branch, True)
+            elif name in ("ASSERT", "ASSERT_NOT"):
+                walk(arg[1], True)
+            elif name == "ATOMIC_GROUP":
+                walk(arg, inside)
+            elif name == "GROUPREF_EXISTS":
+                walk(arg[1], True)
+                if arg[2] is not None:
+                    walk(arg[2], True)
+
+    walk(parsed, False)
+    return optional
+
+
+def _regexp_group(node: exp.RegexpExtract) -> None:
+    """Trino's regexp_extract of a group the pattern lacks raises, and of a group that took no part in the
+    match is NULL (DuckDB: '' for both): the first raises here, the second is refused where it can happen."""
+    group = node.args.get("group")
+    if group is None or (isinstance(group, exp.Literal) and group.name == "0"):
+        return
+    compiled = _pattern(node.expression)
+    number = int(group.name) if isinstance(group, exp.Literal) and group.name.isdigit() else None
+    if compiled is not None and number is not None and number > compiled.groups:
+        raise QueryError(
+            f"regexp_extract: Pattern has {compiled.groups} groups. Cannot access group {number} (Athena rejects it too)"
+        )
+    optional = _optional_groups(compiled.pattern) if compiled is not None else None
+    if optional is None or (optional and (number is None or number in optional)):
+        raise unsupported(
+            f"regexp_extract of group {group.sql(dialect=READ_DIALECT)} of the pattern "
+            f"{node.expression.sql(dialect=READ_DIALECT)}",
+            "a group that takes no part in the match is NULL in Trino and '' in DuckDB; "
+            "use a pattern whose group always takes part (no ?, * or | around it)",
+        )
 
 
 # ---- Trino semantics DuckDB does not share: refusals, errors Athena raises, TRY, time zones
@@ -1886,6 +1957,35 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         if name == "at_timezone":
             return _at_time_zone(exp.AtTimeZone(this=node.expressions[0], zone=node.expressions[1]))
     return None
+
+
+def _varchar_length(node: exp.Cast, fixed: exp.Expression) -> exp.Expression:
+    """CAST(... AS varchar(n)): text is cut to n characters in Trino, anything else longer than n raises
+    (DuckDB ignores the length)."""
+    to = node.to
+    if not (to.is_type(DType.VARCHAR) and to.expressions):
+        return fixed
+    length = to.expressions[0].this if isinstance(to.expressions[0], exp.DataTypeParam) else to.expressions[0]
+    if not (isinstance(length, exp.Literal) and length.name.isdigit()):
+        return fixed
+    if _text_type(node.this) or isinstance(node.this, exp.Null):
+        cut = _fn("LEFT", fixed, exp.Literal.number(int(length.name)))
+        cut.type = node.type
+        return cut
+    fits = exp.or_(
+        exp.Is(this=fixed.copy(), expression=exp.Null()),
+        exp.LTE(this=_fn("LENGTH", fixed.copy()), expression=exp.Literal.number(int(length.name))),
+    )
+    message = exp.DPipe(
+        this=exp.DPipe(this=exp.Literal.string("Value "), expression=fixed.copy()),
+        expression=exp.Literal.string(f" cannot be represented as varchar({length.name})"),
+    )
+    if isinstance(node, exp.TryCast):
+        result = exp.Case(ifs=[exp.If(this=fits, true=fixed)])
+    else:
+        result = _raise_unless(node, fits, fixed, message)
+    result.type = node.type
+    return result
 
 
 def _fix_cast(node: exp.Cast) -> exp.Expression:
