@@ -143,6 +143,13 @@ MACROS = {
     "dw_double_varchar(x)": "CASE WHEN isnan(x) THEN 'NaN' WHEN isinf(x) AND x > 0 THEN 'Infinity' "
     "WHEN isinf(x) THEN '-Infinity' ELSE (CASE WHEN starts_with(CAST(x AS VARCHAR), '-') THEN '-' ELSE '' END) "
     "|| dw_dbl_sci2(ltrim(CAST(x AS VARCHAR), '-')) END",
+    # CAST(json AS varchar): a string's text, a float as a double writes, an integer or boolean as written,
+    # NULL for null; an object or array raises
+    "dw_json_varchar(j)": "CASE WHEN j IS NULL OR json_type(j) = 'NULL' THEN NULL "
+    "WHEN json_type(j) = 'VARCHAR' THEN json_extract_string(j, '$') "
+    "WHEN json_type(j) = 'DOUBLE' THEN dw_double_varchar(CAST(j AS DOUBLE)) "
+    "WHEN json_type(j) IN ('BIGINT', 'UBIGINT', 'BOOLEAN') THEN CAST(j AS VARCHAR) "
+    "ELSE error('Cannot cast ''' || CAST(j AS VARCHAR) || ''' to VARCHAR') END",
     # the url_extract_* family (java.net.URI's parts)
     "url_extract_host(u)": "regexp_extract(u, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(\\[[^\\]]*\\]|[^:/?#]*)', 1)",
     "url_extract_protocol(u)": "nullif(regexp_extract(u, '^([A-Za-z][A-Za-z0-9+.-]*):', 1), '')",
@@ -579,6 +586,27 @@ def _quiet_sqlglot() -> Iterator[None]:
 TOKEN = re.compile(r"<Token token_type: [^,]+, text: (.*?), line: .*?>")
 
 
+def _keep_json_path_text() -> None:
+    """sqlglot parses a JSON path literal into its own JSONPath, which reads Trino's paths otherwise (`$.1`,
+    `$[fuu]`, `$[-1]`, `$.a..b`): keep the text as written, for `_json_path` to read as Trino does."""
+    dialect = Dialect  # athena parses with a Trino dialect of its own: patch what both inherit
+    original = dialect.to_json_path
+    if getattr(original, "keeps_text", False):
+        return
+
+    def to_json_path(self, path):  # noqa: ANN001, ANN202
+        result = original(self, path)
+        if isinstance(path, exp.Literal) and path.is_string and result is not None:
+            result.meta["path_text"] = path.name
+        return result
+
+    to_json_path.keeps_text = True  # type: ignore[attr-defined]
+    dialect.to_json_path = to_json_path
+
+
+_keep_json_path_text()
+
+
 def _parse(sql: str) -> exp.Expression:
     try:
         with _quiet_sqlglot():
@@ -727,7 +755,7 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
     zones = [_zone(p.unalias()) for p in typed.selects] if isinstance(typed, exp.Query) else []
     try:
         return typed.sql(dialect=WRITE_DIALECT, unsupported_level=ErrorLevel.RAISE), zones
-    except UnsupportedError as e:
+    except (UnsupportedError, ValueError) as e:
         raise unsupported(
             str(e).rstrip("."), "sqlglot cannot write it for DuckDB without changing its meaning"
         ) from None
@@ -789,6 +817,8 @@ def _own_type(node: exp.Expression) -> exp.DataType | None:
         return element or _key_value(node.this.type if node.this is not None else None)[1]
     if isinstance(node, exp.ArrayMax | exp.ArrayMin) and first is not None:
         return _element(first.type)
+    if isinstance(node, exp.JSONExtract | exp.ParseJSON):
+        return exp.DataType.build("JSON")
     if isinstance(node, exp.Try | exp.Paren) and not _unknown(node.this):
         return node.this.type
     if isinstance(node, exp.ArrayPosition):
@@ -1751,6 +1781,72 @@ def _extract(node: exp.Extract) -> exp.Expression:
     return node
 
 
+def _json_path_tokens(path: str) -> list[str]:
+    """The segments of a json_extract path as Trino's JsonPathTokenizer reads it: `$`, then `.name`
+    (letters, digits, _ and :), `[name]` (letters, digits, _) or `["name"]`; anything else is an invalid path."""
+    invalid = QueryError(f"Invalid JSON path: '{path}' (Athena rejects it too)")
+    if not path.startswith("$"):
+        raise invalid
+    tokens, i = [], 1
+    while i < len(path):
+        if path[i] == ".":
+            match = re.match(r"[\w:]+", path[i + 1 :])
+            if not match:
+                raise invalid
+            tokens.append(match.group())
+            i += 1 + len(match.group())
+        elif path[i] == "[":
+            if path[i + 1 : i + 2] == '"':
+                match = re.match(r'((?:[^"\\]|\\["\\])*)"\]', path[i + 2 :])
+                if not match:
+                    raise invalid
+                tokens.append(re.sub(r'\\(["\\])', r"\1", match.group(1)))
+                i += 2 + len(match.group())
+            else:
+                match = re.match(r"(\w+)\]", path[i + 1 :])
+                if not match:
+                    raise invalid
+                tokens.append(match.group(1))
+                i += 1 + len(match.group())
+        else:
+            raise invalid
+    return tokens
+
+
+def _json_path(path: exp.Expression, value: exp.Expression) -> exp.Expression:
+    """A json_extract path as DuckDB reads it. Each Trino segment is an object's key, or an array's index
+    when it is a number (`$.1` and `$[1]` both are element 1 of an array and key "1" of an object)."""
+    text = path.meta.get("path_text") if isinstance(path, exp.JSONPath) else None
+    if text is None and isinstance(path, exp.Literal) and path.is_string:
+        text = path.name
+    if text is None:
+        raise unsupported("a json_extract path that is not a string literal", "dw reads Trino's path syntax itself")
+    pieces: list[exp.Expression] = []
+    tail = "$"
+
+    def joined() -> exp.Expression:
+        items = pieces + ([exp.Literal.string(tail)] if tail else [])
+        out = items[0]
+        for item in items[1:]:
+            out = exp.DPipe(this=out, expression=item)
+        return out
+
+    for token in _json_path_tokens(text):
+        if '"' in token or "\\" in token:
+            raise unsupported(f"the JSON path {text!r}", "DuckDB's path cannot name a key with a quote or backslash")
+        key = f'."{token}"'
+        if not token.isdigit():
+            tail += key
+            continue
+        prefix = joined()
+        is_array = exp.EQ(this=_fn("JSON_TYPE", value.copy(), prefix.copy()), expression=exp.Literal.string("ARRAY"))
+        step = exp.Case(
+            ifs=[exp.If(this=is_array, true=exp.Literal.string(f"[{int(token)}]"))], default=exp.Literal.string(key)
+        )
+        pieces, tail = [prefix, step], ""
+    return joined()
+
+
 def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     """The fixes for Trino functions and operators whose DuckDB namesakes differ; None: no change."""
     if isinstance(node, exp.Extract):
@@ -1892,8 +1988,24 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             return _fn("ARRAY_TO_STRING", value, node.expressions[0])
         if not _text_type(value) and not _is(value, DType.NULL):
             raise unsupported("concat_ws over a value of unknown type", "dw cannot tell an array from a string here")
-    if isinstance(node, exp.JSONExtractScalar):
-        return _fn("dw_json_scalar", node.this, node.expression)
+    if isinstance(node, exp.JSONExtractScalar | exp.JSONExtract) and not node.args.get("json_query"):
+        path = _json_path(node.expression, node.this)
+        if isinstance(node, exp.JSONExtractScalar):
+            return _fn("dw_json_scalar", node.this, path)
+        result = _fn("JSON_EXTRACT", node.this, path)
+        result.type = exp.DataType.build("JSON")
+        return result
+    if isinstance(node, exp.JSONExtract | exp.JSONValue) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() == "json_exists"
+    ):
+        name = (
+            "json_exists"
+            if isinstance(node, exp.Anonymous)
+            else ("json_value" if isinstance(node, exp.JSONValue) else "json_query")
+        )
+        raise unsupported(name, "DuckDB has no SQL/JSON path language (lax, strict, filters)")
+    if isinstance(node, COMPARISONS) and any(_is(side, DType.JSON) for side in (node.this, node.expression)):
+        raise unsupported("comparing JSON values", "Trino compares them canonically (key order aside), DuckDB as text")
     if isinstance(node, exp.Format):
         return _format(node)
     if isinstance(node, exp.RegexpReplace):
@@ -2024,6 +2136,9 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
             f"CAST of {value.type.sql(dialect=READ_DIALECT).lower() if value.type else 'this value'} AS JSON",
             "Trino orders map keys and writes rows and doubles its own way",
         )
+    if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.JSON):
+        # CAST(JSON '"a"' AS varchar) is a, not "a"; JSON 'null' is NULL; 128.9 is 1.289E2; an object raises.
+        return _fn("dw_json_varchar_try" if safe else "dw_json_varchar", value)
     if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.ARRAY, DType.MAP, DType.STRUCT):
         kind = value.type.sql(dialect=READ_DIALECT).lower()
         raise QueryError(
