@@ -712,8 +712,9 @@ def translate(sql: str, schema: dict | None = None) -> str:
     return _to_duckdb(_parse(sql), schema)[0]
 
 
-def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, list[str | None]]:
-    """DuckDB SQL, and the time zone Trino gives each output column (None: not zoned)."""
+def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, list[str | None], list[int | None]]:
+    """DuckDB SQL, the time zone Trino gives each output column (None: not zoned), and the precision of each
+    output timestamp finer than milliseconds (None: timestamp(3) or no timestamp)."""
     statement = statement.copy()
     _refuse_upfront(statement)
     for table in statement.find_all(exp.Table):
@@ -753,12 +754,37 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
             else:
                 parent.set(arg_key, fixed, index)
     zones = [_zone(p.unalias()) for p in typed.selects] if isinstance(typed, exp.Query) else []
+    precisions = [_output_precision(p.unalias()) for p in typed.selects] if isinstance(typed, exp.Query) else []
     try:
-        return typed.sql(dialect=WRITE_DIALECT, unsupported_level=ErrorLevel.RAISE), zones
+        return typed.sql(dialect=WRITE_DIALECT, unsupported_level=ErrorLevel.RAISE), zones, precisions
     except (UnsupportedError, ValueError) as e:
         raise unsupported(
             str(e).rstrip("."), "sqlglot cannot write it for DuckDB without changing its meaning"
         ) from None
+
+
+def _precision(node: exp.Expression) -> int | None:
+    """The precision of a plain timestamp as Trino types it (TIMESTAMP '... .123456' is a timestamp(6))."""
+    if not _is(node, DType.TIMESTAMP) or not node.type.expressions:
+        return None
+    param = node.type.expressions[0]
+    value = param.this if isinstance(param, exp.DataTypeParam) else param
+    return int(value.name) if isinstance(value, exp.Literal) and value.name.isdigit() else None
+
+
+def _output_precision(node: exp.Expression) -> int | None:
+    """A result column's timestamp precision finer than milliseconds, which the results write in full; a year-month
+    interval in the result is refused (DuckDB's interval is written as days)."""
+    if (_is(node, DType.INTERVAL) or _unknown(node)) and any(
+        _unit(i) in ("YEAR", "MONTH", "QUARTER") for i in node.find_all(exp.Interval)
+    ):
+        raise unsupported(
+            "an interval year to month in the result",
+            "Trino writes it as years-months (0-1), DuckDB's interval comes back as days; add it to a date instead, "
+            "or select its parts",
+        )
+    precision = _precision(node)
+    return precision if precision is not None and 3 < precision <= 6 else None
 
 
 def _unknown(node: exp.Expression | None) -> bool:
@@ -1555,6 +1581,8 @@ def _date_parse(node: exp.StrToTime) -> exp.Expression:
             ifs=[exp.If(this=is_1969, true=exp.Add(this=exp.paren(value.copy()), expression=_interval(100, "YEAR")))],
             default=value,
         )
+    if "%f" in pattern:  # date_parse is a timestamp(3): the fraction is cut to milliseconds
+        value = _fn("DATE_TRUNC", exp.Literal.string("millisecond"), value)
     return value
 
 
@@ -2110,6 +2138,21 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
         if _is(value, DType.TIMESTAMPTZ):
             return value  # keeps its zone
         return _zoned(node, "UTC")  # a plain timestamp is read in the session zone
+    if to.is_type(DType.TIMESTAMP) and (_precision(node) or 0) > 6:
+        raise unsupported(f"the type timestamp({_precision(node)})", "DuckDB keeps timestamps to the microsecond")
+    if to.is_type(DType.TIMESTAMP) and not to.expressions and _text_type(value) and not node.meta.get("literal"):
+        # CAST(varchar AS timestamp) is a timestamp(3) in Trino, rounded half up to the millisecond.
+        micros = _fn("EPOCH_US", node)
+        millis = _fn(
+            "FLOOR",
+            exp.Div(
+                this=exp.paren(exp.Add(this=micros, expression=exp.Literal.number(500))),
+                expression=exp.Literal.number(1000),
+            ),
+        )
+        rounded = _fn("MAKE_TIMESTAMP", exp.Mul(this=_as(millis, "BIGINT"), expression=exp.Literal.number(1000)))
+        rounded.type = exp.DataType.build("TIMESTAMP")
+        return rounded
     if to.is_type(DType.DECIMAL) and not to.expressions:
         # DECIMAL '1.50' is a decimal(3, 2); CAST(x AS DECIMAL) a decimal(38, 0). DuckDB's DECIMAL is (18, 3).
         typed = node.meta.get("decimal_literal")
@@ -2499,7 +2542,7 @@ def run_query(sql: str, lake_root: Path, naming: Naming) -> QueryResult:
     try:
         _refuse_unreadable(statement, unreadable)
         catalog = [t for t in catalog if t.name not in unreadable]
-        duck_sql, zones = _to_duckdb(statement, _schema(con, catalog))
+        duck_sql, zones, precisions = _to_duckdb(statement, _schema(con, catalog))
         _sandbox(con, lake_root, catalog)
         try:
             relation = con.sql(duck_sql)
@@ -2518,6 +2561,8 @@ def run_query(sql: str, lake_root: Path, naming: Naming) -> QueryResult:
             raise QueryError(problem or f"{e}\n-- the query as DuckDB ran it:\n{duck_sql}") from None
     finally:
         con.close()
+    if len(precisions) == len(types):  # a timestamp(6) is written to the microsecond
+        types = [f"timestamp({p})" if p and t == "timestamp" else t for t, p in zip(types, precisions, strict=True)]
     if any(z not in (None, "UTC") for z in zones) and len(zones) == len(columns):
         rows = [tuple(_in_zone(v, z) for v, z in zip(row, zones, strict=True)) for row in rows]
     return QueryResult(list(columns), types, rows)
@@ -2556,7 +2601,9 @@ def _text(value, athena_type: str) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime):
-        text = f"{value.year:04d}-" + value.strftime("%m-%d %H:%M:%S") + f".{value.microsecond // 1000:03d}"
+        digits = int(athena_type[10]) if re.fullmatch(r"timestamp\([4-6]\)", athena_type) else 3
+        fraction = f"{value.microsecond:06d}"[:digits]
+        text = f"{value.year:04d}-" + value.strftime("%m-%d %H:%M:%S") + f".{fraction}"
         if value.tzinfo is not None:
             text += " " + _zone_label(value)
         return text
