@@ -302,13 +302,29 @@ class ModelResult:
         return {k: v for k, v in self.__dict__.items() if k != "traceback" and (k != "iceberg" or v)}
 
 
-def _locate_gold(ctx: JobContext, model: str) -> str | None:
-    """Folder of a published gold model of any dataset (model names are unique across datasets)."""
+def _locate_gold(ctx: JobContext, model: str, own: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """Folder of the published gold model `model`.
+
+    A model of the running dataset (`own`) is the folder this run publishes it to, never a leftover folder of
+    the same name elsewhere (a model moved from another dataset). Any other model is the one folder under
+    gold/*/ of that name: two are an error naming both, as `dw query` refuses them (Athena sees one table).
+    """
+    if model in own:
+        return ctx.naming.gold_prefix(ctx.name, model)
+    found: list[str] = []
     for obj in ctx.lake.data_files("gold/"):
         parts = obj.key.split("/")
         if len(parts) >= 4 and parts[2] == model:
-            return "/".join(parts[:3]) + "/"
-    return None
+            prefix = "/".join(parts[:3]) + "/"
+            if prefix not in found:
+                found.append(prefix)
+    if len(found) > 1:
+        shown = " and ".join(sorted(found))
+        raise GoldError(
+            f"two folders make the table {ctx.naming.database('gold')}.{model}: {shown}; rename one gold model "
+            "or delete the folder of the dataset that no longer has it"
+        )
+    return found[0] if found else None
 
 
 def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
@@ -418,7 +434,7 @@ def _run_model(
                 continue
             views[(naming.database("bronze"), table)] = _view(spark, lake.uri(prefix), f"bronze__{table}")
         for ref in sorted(model.gold_refs):
-            prefix = _locate_gold(ctx, ref)
+            prefix = _locate_gold(ctx, ref, set(done))
             if prefix is None:
                 raise GoldError(f"{naming.database('gold')}.{ref} does not exist yet; run the model that builds it")
             sources.append(lake.uri(prefix))

@@ -1,0 +1,69 @@
+"""Gold runs that must not say "succeeded" wrongly: which folder a model reads, names the job uses itself,
+types Athena cannot hold, expectations that are not read, and errors that name the file and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dwlib import gold
+from dwlib.bronze import JobContext
+from dwlib.config import DatasetConfig, load_core_config
+from dwlib.lake import LocalLake
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN1, RUN2 = "20260101T000000Z", "20260102T000000Z"
+
+
+def write_bronze(lake: LocalLake, table: str, rows: list[dict]) -> None:
+    path = lake.path(f"bronze/{table}/part-0.parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path, compression="zstd")
+
+
+@pytest.fixture
+def lake(tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    write_bronze(lake, "flights", [{"carrier": c, "minutes": m} for c, m in [("AA", 10), ("AA", 30), ("UA", 5)]])
+    return lake
+
+
+def context(lake: LocalLake, run_id: str, dataset: str = "flights") -> JobContext:
+    core = load_core_config(ROOT / "config.json")
+    config = DatasetConfig.model_validate(
+        {"dataset": dataset, "description": "f", "data_size_category": "small", "landing": True}
+    )
+    return JobContext(core=core, dataset=config, lake=lake, run_id=run_id)
+
+
+def rows(lake: LocalLake, prefix: str) -> list[dict]:
+    return pq.read_table(lake.path(prefix)).to_pylist()
+
+
+# ------------------------------------------------------------------ 1. which folder a model reads
+
+
+@pytest.mark.spark
+def test_a_model_reads_its_own_dataset_s_model_not_a_leftover_folder_of_another_dataset(spark, lake):
+    old = gold.run_gold(spark, context(lake, RUN1, "airlines"), {"carriers": "SELECT 'old' AS version"})
+    assert old.status == "succeeded", old.error
+    models = {"carriers": "SELECT 'new' AS version", "reader": "SELECT version FROM pp_dw_gold.carriers"}
+    summary = gold.run_gold(spark, context(lake, RUN2), models)
+    assert summary.status == "succeeded", summary.error
+    assert [r["version"] for r in rows(lake, "gold/flights/reader/")] == ["new"]
+
+
+@pytest.mark.spark
+def test_a_model_of_another_dataset_in_two_folders_fails_naming_both(spark, lake):
+    for dataset in ("airlines", "legacy"):
+        done = gold.run_gold(spark, context(lake, RUN1, dataset), {"carriers": f"SELECT '{dataset}' AS version"})
+        assert done.status == "succeeded", done.error
+    summary = gold.run_gold(spark, context(lake, RUN2), {"reader": "SELECT version FROM pp_dw_gold.carriers"})
+    assert summary.status == "failed"
+    assert "two folders make the table pp_dw_gold.carriers: gold/airlines/carriers/ and gold/legacy/carriers/" in (
+        summary.error
+    )
+    assert not lake.path("gold/flights/reader").exists()
