@@ -620,6 +620,8 @@ def _parse(sql: str) -> exp.Expression:
         raise QueryError(f"could not parse the SQL: {problem}{near}{where}") from None
     except TokenError as e:
         raise QueryError(f"could not parse the SQL: {e}") from None
+    except Exception as e:  # noqa: BLE001 - sqlglot raises plain ValueErrors too (a JSON path it cannot read)
+        raise QueryError(f"could not parse the SQL: {e}") from None
     if not statements:
         raise QueryError("no SQL statement given")
     if len(statements) > 1:
@@ -1753,6 +1755,7 @@ def _typeof(node: exp.Typeof) -> exp.Expression:
 
 def _refuse_upfront(node: exp.Expression) -> None:
     """Constructs refused whatever their arguments, checked before their arguments are translated."""
+    _refuse_re2_rejects(node)
     for replace in node.find_all(exp.RegexpReplace):
         if isinstance(replace.args.get("replacement"), exp.Lambda):
             raise unsupported("regexp_replace with a lambda", "DuckDB has no lambda replacement")
@@ -1875,10 +1878,65 @@ def _json_path(path: exp.Expression, value: exp.Expression) -> exp.Expression:
     return joined()
 
 
+def _log_base(base: exp.Expression) -> bool:
+    """log(b, x) with a literal base above 1 (log10, log2): ln(x) / ln(b), so its sign is ln(x)'s."""
+    try:
+        return isinstance(base, exp.Literal) and not base.is_string and float(base.name) > 1
+    except ValueError:
+        return False
+
+
+# Perl syntax Java reads and RE2 (DuckDB) rejects: lookaround, atomic groups, backreferences, possessive quantifiers.
+RE2_REJECTS = re.compile(r"\(\?<?[=!]|\(\?>|(?<!\\)\\[1-9]|(?:(?<!\\)[*+?]|\{\d+(?:,\d*)?\})\+")
+REGEXP_FUNCTIONS = (
+    exp.RegexpLike, exp.RegexpExtract, exp.RegexpExtractAll, exp.RegexpReplace, exp.RegexpSplit, exp.RegexpCount,
+)  # fmt: skip
+
+
+def _refuse_re2_rejects(node: exp.Expression) -> None:
+    """A pattern with Java regex syntax RE2 has not: refused by name, before DuckDB fails on it."""
+    for call in node.find_all(*REGEXP_FUNCTIONS, exp.Anonymous):
+        if isinstance(call, exp.Anonymous):
+            if call.name.lower() != "regexp_position" or len(call.expressions) < 2:
+                continue
+            pattern = call.expressions[1]
+        else:
+            pattern = call.expression
+        if isinstance(pattern, exp.Literal) and pattern.is_string and (found := RE2_REJECTS.search(pattern.name)):
+            raise unsupported(
+                f"the regular expression {pattern.name!r} ({found.group()!r}: lookaround, an atomic group, a "
+                "backreference or a possessive quantifier)",
+                "DuckDB's RE2 has no such syntax, which Athena's Java regular expressions read",
+            )
+
+
 def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     """The fixes for Trino functions and operators whose DuckDB namesakes differ; None: no change."""
     if isinstance(node, exp.Extract):
         return _extract(node)
+    if isinstance(node, exp.Sqrt | exp.Ln) or (
+        isinstance(node, exp.Log) and node.args.get("expression") is not None and _log_base(node.this)
+    ):
+        # sqrt(-1) is NaN and ln(0) -Infinity in Trino (Java's Math); DuckDB raises.
+        value = node.this if isinstance(node, exp.Sqrt | exp.Ln) else node.expression
+        nan, minus_inf = _as(exp.Literal.string("NaN"), "DOUBLE"), _as(exp.Literal.string("-Infinity"), "DOUBLE")
+        ifs = [exp.If(this=exp.LT(this=value.copy(), expression=exp.Literal.number(0)), true=nan)]
+        if not isinstance(node, exp.Sqrt):
+            ifs.insert(0, exp.If(this=exp.EQ(this=value.copy(), expression=exp.Literal.number(0)), true=minus_inf))
+        result = exp.Case(ifs=ifs, default=node)
+        result.type = exp.DataType.build("DOUBLE")
+        return result
+    # length(varbinary) counts bytes; DuckDB's length takes no BLOB.
+    if isinstance(node, exp.Length) and (
+        _is(node.this, DType.VARBINARY, DType.BINARY) or isinstance(node.this, exp.Encode)
+    ):
+        return _fn("OCTET_LENGTH", node.this)
+    # date_format's %v is the ISO week and %x its year (MySQL's); DuckDB's strftime names them %V and %G.
+    if isinstance(node, exp.TimeToStr) and isinstance(node.args.get("format"), exp.Literal):
+        fmt = node.args["format"].name
+        fixed = re.sub(r"%(.)", lambda m: {"v": "%V", "x": "%G"}.get(m.group(1), m.group()), fmt)
+        if fixed != fmt:
+            node.set("format", exp.Literal.string(fixed))
     if isinstance(node, (*COMPARISONS, exp.Between, exp.In)):
         # Trino has no implicit casts between text, numbers, dates and booleans: '1' = 1 and
         # d = '2024-01-31' fail in Athena ("Cannot apply operator"); DuckDB converts silently.
@@ -2187,6 +2245,20 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
         raise QueryError(
             f'Athena rejects CAST of {kind} AS varchar ("Cannot cast"); use array_join or json_format(CAST(... AS JSON))'
         )
+    if to.is_type(DType.DOUBLE, DType.FLOAT) and _text_type(value):
+        # Java's Double.parseDouble reads Infinity and NaN only; DuckDB also inf, infinity, nan in any case.
+        loose = exp.RegexpFullMatch(
+            this=value.copy(), expression=exp.Literal.string(r"\s*[+-]?(?i:inf|infinity|nan)\s*")
+        )
+        java = exp.RegexpFullMatch(this=value.copy(), expression=exp.Literal.string(r"\s*[+-]?(Infinity|NaN)\s*"))
+        ok = exp.or_(exp.Is(this=value.copy(), expression=exp.Null()), exp.Not(this=loose), java)
+        if safe:
+            return exp.Case(ifs=[exp.If(this=ok, true=node)])
+        message = exp.DPipe(
+            this=exp.DPipe(this=exp.Literal.string("Cannot cast '"), expression=value.copy()),
+            expression=exp.Literal.string(f"' to {to.this.value}"),
+        )
+        return exp.Case(ifs=[exp.If(this=ok, true=node)], default=_fn("ERROR", message))
     if to.is_type(DType.BOOLEAN) and _text_type(value):
         # Trino reads true/t/1 and false/f/0 only; DuckDB also yes, no, on, off.
         return _fn("dw_to_boolean_try" if safe else "dw_to_boolean", value)
