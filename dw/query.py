@@ -834,6 +834,20 @@ def _lambda_param_types(node: exp.Expression, fn: exp.Lambda) -> list[exp.DataTy
 # Trino's result types of functions sqlglot does not type (dw's macros among them).
 FUNCTION_TYPES = {
     "json_array_length": "BIGINT", "json_size": "BIGINT", "regexp_position": "INTEGER", "hamming_distance": "BIGINT",
+    "url_extract_host": "VARCHAR", "url_extract_protocol": "VARCHAR", "url_extract_path": "VARCHAR",
+    "url_extract_query": "VARCHAR", "url_extract_fragment": "VARCHAR", "url_extract_parameter": "VARCHAR",
+    "format_datetime": "VARCHAR", "to_iso8601": "VARCHAR", "human_readable_seconds": "VARCHAR", "to_base": "VARCHAR",
+    "codepoint": "INTEGER", "e": "DOUBLE", "pi": "DOUBLE", "infinity": "DOUBLE", "nan": "DOUBLE",
+    "cosine_similarity": "DOUBLE", "json_array_get": "JSON", "timezone_hour": "BIGINT", "timezone_minute": "BIGINT",
+    "millisecond": "BIGINT", "to_milliseconds": "BIGINT", "crc32": "BIGINT", "bit_count": "BIGINT",
+}  # fmt: skip
+# The same for sqlglot's own expressions it leaves untyped.
+EXPRESSION_TYPES = {
+    exp.TimeToUnix: "DOUBLE", exp.JSONExtractScalar: "VARCHAR", exp.Hex: "VARCHAR", exp.Pad: "VARCHAR",
+    exp.Replace: "VARCHAR", exp.Normalize: "VARCHAR", exp.Decode: "VARCHAR", exp.JSONFormat: "VARCHAR",
+    exp.FromBase: "BIGINT", exp.FromISO8601Date: "DATE", exp.RegexpCount: "BIGINT", exp.Second: "BIGINT",
+    exp.RegexpExtractAll: "ARRAY(VARCHAR)", exp.Split: "ARRAY(VARCHAR)", exp.RegexpSplit: "ARRAY(VARCHAR)",
+    exp.SHA2Digest: "VARBINARY",
 }  # fmt: skip
 
 
@@ -847,6 +861,21 @@ def _own_type(node: exp.Expression) -> exp.DataType | None:
         return _element(first.type)
     if isinstance(node, exp.JSONExtract | exp.ParseJSON):
         return exp.DataType.build("JSON")
+    if type(node) in EXPRESSION_TYPES and _unknown(node):
+        return exp.DataType.build(EXPRESSION_TYPES[type(node)])
+    if isinstance(node, exp.Reverse) and first is not None and _text_type(first):
+        return exp.DataType.build("VARCHAR")
+    if isinstance(node, exp.TimestampTrunc | exp.DateTrunc | exp.ArgMax | exp.ArgMin) and first is not None:
+        return first.type if not _unknown(first) else None
+    if isinstance(node, exp.Trunc) and first is not None and _is(first, DType.DOUBLE, DType.FLOAT):
+        return first.type
+    if isinstance(node, exp.Flatten) and first is not None:
+        return _element(first.type)
+    if isinstance(node, exp.ArraySum) and first is not None and _element(first.type) is not None:
+        element = _element(first.type)
+        if element.is_type(*INTEGER_TYPES):
+            return exp.DataType.build("BIGINT")
+        return exp.DataType.build("DOUBLE") if element.is_type(DType.DOUBLE, DType.FLOAT) else None
     if isinstance(node, exp.Try | exp.Paren) and not _unknown(node.this):
         return node.this.type
     if isinstance(node, exp.ArrayPosition):
