@@ -335,6 +335,23 @@ def transform_and_check(
         summary.notes += read.notes  # what the read could not check (a CSV too large to scan for its quotes)
         if not transform.data_columns(source):
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
+        # The source's own names: a CSV's headers; a JSON or Parquet source's leaf paths (`address.city`).
+        originals = (
+            [name for g in read.groups for name in g.header] if read.groups else transform.source_column_names(source)
+        )
+        declared = [*config.columns, *config.primary_key]
+        contested = transform.contested_names(originals, declared)
+        if contested:
+            raise JobFailed(
+                "; ".join(
+                    f"declared column {name!r} is contested: source columns {', '.join(map(repr, sources))} in "
+                    f"{', '.join(keys)} all clean to {name!r} and none is spelled {name!r}, so which one holds its "
+                    "data cannot be told"
+                    for name, sources in contested.items()
+                )
+                + ". Fix: rename all but one of them at the source (or give the one that holds the data the "
+                "declared name exactly); the others are then kept as `<name>_2`, ..."
+            )
         try:
             source = transform.flatten(source, config.explode)
         except ValueError as exc:

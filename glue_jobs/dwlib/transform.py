@@ -92,9 +92,9 @@ def clean_names(
 ) -> list[str]:
     """Unique snake_case names, each decided by the names alone, never by where a name stands among them.
 
-    Names that clean to one name (`Unit Price`, `unit_price`) are numbered in the sorted order of their
-    text (case-folded, then as written): the first keeps it, the next get `_2`, `_3`... skipping names
-    taken, so the same headers get the same names in any order. Only one text written twice keeps its
+    Names that clean to one name (`Unit Price`, `unit_price`) are numbered: a name already spelled as the
+    clean name (`unit_price`) keeps it, the others follow in the sorted order of their text (case-folded,
+    then as written) and get `_2`, `_3`... skipping names taken, so the same headers get the same names in any order. Only one text written twice keeps its
     order. The job's own columns (`reserved`: the meta columns and `reject_reason`) count as taken, so a
     source column `meta_run_id` becomes `meta_run_id_2`. A header with text that cleans to nothing
     (`店名`, `#`) is named after its characters (`unnamed_name`); an empty one is `column_<position>`
@@ -115,7 +115,9 @@ def clean_names(
     for base, members in by_base.items():
         if result[members[0]]:
             continue
-        order = sorted(members, key=lambda i: (_folded(names[i]), names[i].strip(), positions[i]))
+        # A name already spelled as its clean name keeps it: `first_name` is never moved to `first_name_2` by a
+        # `first name` or ` first_name` that sorts before it (a declared column would take the other's data).
+        order = sorted(members, key=lambda i: (names[i] != base, _folded(names[i]), names[i].strip(), positions[i]))
         for i in order:
             candidate, suffix = base, 2
             while candidate in taken:
@@ -123,6 +125,19 @@ def clean_names(
             taken.add(candidate)
             result[i] = candidate
     return result
+
+
+def contested_names(names: list[str], declared: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+    """Declared names that two or more different source names clean to, none of them spelled as the declared
+    name itself: {declared: [source names]}. Which of them holds the declared column's data cannot be told."""
+    by_base: dict[str, set[str]] = {}
+    for name in names:
+        by_base.setdefault(clean_name(name), set()).add(name)
+    return {
+        name: sorted(by_base[name])
+        for name in dict.fromkeys(declared)
+        if len(by_base.get(name, ())) > 1 and name not in by_base[name]
+    }
 
 
 def _folded(name: str) -> str:

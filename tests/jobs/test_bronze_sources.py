@@ -156,8 +156,9 @@ def test_keys_differing_only_by_case_are_two_columns_as_two_csv_headers_are(spar
 
     assert summary.status == "succeeded", summary.error
     rows = spark.read.parquet(str(lake.path("bronze/city_list"))).select("id", "name", "name_2", "a_b", "a_b_2")
-    assert sorted(tuple(r) for r in rows.collect()) == [(1, "x", "y", 1, 2), (2, "z", None, None, None)]
-    assert summary.renamed_columns == {"name": "name_2", "A.b": "a_b_2"}
+    # `name`, spelled as its clean name, keeps it; `Name` is `name_2`.
+    assert sorted(tuple(r) for r in rows.collect()) == [(1, "y", "x", 1, 2), (2, None, "z", None, None)]
+    assert summary.renamed_columns == {"Name": "name_2", "A.b": "a_b_2"}
 
 
 # ------------------------------------------------------------------ null markers are CSV's

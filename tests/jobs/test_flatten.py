@@ -50,9 +50,10 @@ def test_name_collisions_are_resolved_like_clean_names(spark, tmp_path):
     df = frame(spark, tmp_path, {"address_city": "top", "address": {"city": "nested"}, "a.b": 1, "meta_run_id": 2})
     flat = transform.flatten(df)
     # Spark orders inferred JSON fields by name: `a.b`, `address`, `address_city`, `meta_run_id`
-    assert flat.columns == ["a_b", "address_city", "address_city_2", "meta_run_id_2"]
+    # `address_city`, spelled as its clean name, keeps it; the nested `address.city` is numbered.
+    assert flat.columns == ["a_b", "address_city_2", "address_city", "meta_run_id_2"]
     row = flat.first()
-    assert (row["address_city"], row["address_city_2"], row["a_b"]) == ("nested", "top", 1)
+    assert (row["address_city"], row["address_city_2"], row["a_b"]) == ("top", "nested", 1)
 
 
 def test_explode_multiplies_rows_and_flattens_struct_elements(spark, tmp_path):

@@ -210,13 +210,14 @@ def test_headers_taking_the_jobs_own_names_are_renamed_and_keep_their_values(spa
 
 
 def test_headers_cleaning_to_one_name_get_numbered_in_sorted_order_and_are_reported(spark, core, tmp_path):
-    # Sorted by their text (`A b` < `A-B` < `a_b`), not by their place: reordered, they keep their names.
+    # `a_b`, already spelled as its clean name, keeps it; the others follow by their text (`A b` < `A-B`), not by
+    # their place: reordered, they keep their names.
     summary, lake = run(spark, core, tmp_path, {"in.csv": "A b,a_b,A-B,\n1,2,3,4\n"})
 
     assert summary.status == "succeeded", summary.error
     (row,) = kept(lake)
-    assert (row["a_b"], row["a_b_3"], row["a_b_2"], row["column_4"]) == (1, 2, 3, 4)
-    assert summary.renamed_columns == {"a_b": "a_b_3", "A-B": "a_b_2", "": "column_4"}
+    assert (row["a_b_2"], row["a_b"], row["a_b_3"], row["column_4"]) == (1, 2, 3, 4)
+    assert summary.renamed_columns == {"A b": "a_b_2", "A-B": "a_b_3", "": "column_4"}
     ledger = json.loads(lake.read_bytes(f"runs/hostile/run_id={RUN}.json"))
     assert ledger["renamed_columns"] == summary.renamed_columns
 
@@ -226,7 +227,7 @@ def test_one_column_renamed_in_one_file_only_is_still_matched_by_name(spark, cor
     summary, lake = run(spark, core, tmp_path, {"1.csv": "id,A b,a_b\n1,x,y\n", "2.csv": "a_b,id\nz,2\n"})
 
     assert summary.status == "succeeded", summary.error
-    assert {r["id"]: (r["a_b"], r["a_b_2"]) for r in kept(lake)} == {1: ("x", "y"), 2: (None, "z")}
+    assert {r["id"]: (r["a_b_2"], r["a_b"]) for r in kept(lake)} == {1: ("x", "y"), 2: (None, "z")}
 
 
 # ------------------------------------------------------------------ malformed rows

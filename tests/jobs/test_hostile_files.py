@@ -55,9 +55,10 @@ def data(rows: list[dict]) -> list[dict]:
                 "c.csv": "id,UNIT PRICE\n3,300\n",
             },
             {
-                1: {"unit_price": 10, "unit_price_2": 20},
-                2: {"unit_price": 100, "unit_price_2": 200},
-                3: {"unit_price": 300, "unit_price_2": None},
+                # `unit_price` keeps its name; `Unit Price` (and `UNIT PRICE`, the same words) is numbered.
+                1: {"unit_price": 20, "unit_price_2": 10},
+                2: {"unit_price": 200, "unit_price_2": 100},
+                3: {"unit_price": None, "unit_price_2": 300},
             },
         ),
         # Alone in their files, headers with other letters are other columns, however they clean.
@@ -121,15 +122,16 @@ def test_an_empty_header_in_one_file_only_is_still_its_column(spark, core, tmp_p
 
 
 def test_clean_names_number_collisions_by_text_not_position():
-    assert transform.clean_names(["id", "unit_price", "Unit Price"]) == ["id", "unit_price_2", "unit_price"]
-    assert transform.clean_names(["id", "Unit Price", "unit_price"]) == ["id", "unit_price", "unit_price_2"]
+    # The header already spelled as the clean name keeps it, wherever it stands; the others are numbered.
+    assert transform.clean_names(["id", "unit_price", "Unit Price"]) == ["id", "unit_price", "unit_price_2"]
+    assert transform.clean_names(["id", "Unit Price", "unit_price"]) == ["id", "unit_price_2", "unit_price"]
     assert transform.clean_names(["店名", "#", "  ", "a_b_2", "A b", "a_b"]) == [
         "u5e97_u540d",
         "u23",
         "column_3",
         "a_b_2",
-        "a_b",
         "a_b_3",
+        "a_b",
     ]
 
 

@@ -31,11 +31,12 @@ def test_clean_name(raw, clean):
 
 
 def test_clean_names_are_unique_in_sorted_order_of_their_text():
-    # Numbered by their text, never their place: the same headers in another order get the same names.
+    # Numbered by their text, never their place: the same headers in another order get the same names. The name
+    # already spelled as its clean name keeps it; the others follow in sorted order (`NAME` < `Name`).
     assert transform.clean_names(["Name", "name", "NAME", "", "meta_run_id"]) == [
-        "name_2",
         "name_3",
         "name",
+        "name_2",
         "column_4",
         "meta_run_id_2",
     ]
@@ -50,7 +51,7 @@ def test_clean_names_never_take_the_jobs_own_columns():
 def test_renamed_columns_lists_only_renames_beyond_cleaning():
     originals = ["Order ID", "A b", "a_b", "x", "x", ""]
     assert transform.renamed_columns(originals, transform.clean_names(originals)) == {
-        "a_b": "a_b_2",
+        "A b": "a_b_2",
         "x (column 5)": "x_2",
         "": "column_6",
     }
@@ -434,3 +435,21 @@ def test_dw_validate_refuses_a_date_format_exactly_when_spark_does(spark, fmt):
     except Exception:  # noqa: BLE001 - any refusal of the pattern
         spark_parses = False
     assert (_format_problem(fmt) is None) == spark_parses, _format_problem(fmt)
+
+
+@pytest.mark.parametrize(
+    "other", ["first name", "first-name", "first.name", " first_name", "First_Name", "FirstName", "first_name "]
+)
+def test_a_name_spelled_as_its_clean_name_keeps_it_whatever_sorts_first(other):
+    # `first name` sorts before `first_name`: it took the name, and a declared `first_name` took its data.
+    assert transform.clean_names(["first_name", other]) == ["first_name", "first_name_2"]
+    assert transform.clean_names([other, "first_name"]) == ["first_name_2", "first_name"]
+    assert transform.clean_names(["plan", "Plan "]) == ["plan", "plan_2"]
+    assert transform.clean_names(["a b", "a,b", "a_b"]) == ["a_b_2", "a_b_3", "a_b"]
+
+
+def test_contested_names_are_declared_names_only_other_spellings_clean_to():
+    names = ["first name", "First-Name", "plan", "Plan ", "a b"]
+    assert transform.contested_names(names, ["first_name", "plan", "a_b", "x"]) == {
+        "first_name": ["First-Name", "first name"]
+    }
