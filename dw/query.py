@@ -1154,22 +1154,23 @@ def _optional_groups(pattern: str) -> set[int] | None:
     return optional
 
 
-def _regexp_group(node: exp.RegexpExtract) -> None:
+def _regexp_group(node: exp.RegexpExtract | exp.RegexpExtractAll) -> None:
     """Trino's regexp_extract of a group the pattern lacks raises, and of a group that took no part in the
     match is NULL (DuckDB: '' for both): the first raises here, the second is refused where it can happen."""
     group = node.args.get("group")
+    name = "regexp_extract_all" if isinstance(node, exp.RegexpExtractAll) else "regexp_extract"
     if group is None or (isinstance(group, exp.Literal) and group.name == "0"):
         return
     compiled = _pattern(node.expression)
     number = int(group.name) if isinstance(group, exp.Literal) and group.name.isdigit() else None
     if compiled is not None and number is not None and number > compiled.groups:
         raise QueryError(
-            f"regexp_extract: Pattern has {compiled.groups} groups. Cannot access group {number} (Athena rejects it too)"
+            f"{name}: Pattern has {compiled.groups} groups. Cannot access group {number} (Athena rejects it too)"
         )
     optional = _optional_groups(compiled.pattern) if compiled is not None else None
     if optional is None or (optional and (number is None or number in optional)):
         raise unsupported(
-            f"regexp_extract of group {group.sql(dialect=READ_DIALECT)} of the pattern "
+            f"{name} of group {group.sql(dialect=READ_DIALECT)} of the pattern "
             f"{node.expression.sql(dialect=READ_DIALECT)}",
             "a group that takes no part in the match is NULL in Trino and '' in DuckDB; "
             "use a pattern whose group always takes part (no ?, * or | around it)",
@@ -2129,6 +2130,7 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _regexp_count(node)
     if isinstance(node, exp.RegexpExtractAll):
         _refuse_empty_matches(node.expression, "regexp_extract_all")
+        _regexp_group(node)
     if isinstance(node, exp.RegexpSplit):  # Trino splits `abcd` by '' into ['', a, b, c, d, '']; DuckDB [a, b, c, d]
         _refuse_empty_matches(node.expression, "regexp_split", empty_pattern_differs=True)
     if isinstance(node, exp.Anonymous) and node.name.lower() == "regexp_position" and len(node.expressions) >= 2:
