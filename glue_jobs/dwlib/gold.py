@@ -49,6 +49,10 @@ GENERATORS = frozenset(
 )  # fmt: skip
 
 
+# The column the job adds to every gold row: the run that wrote it.
+RUN_ID_COLUMN = "meta_run_id"
+
+
 class GoldError(ValueError):
     """A model that cannot run as written: names the file and what to change."""
 
@@ -112,6 +116,24 @@ def forbidden_reads(tree: exp.Expression, allowed: Callable[[exp.Table], bool]) 
     return found
 
 
+def _made_run_id_columns(query: exp.Expression) -> list[str]:
+    """The result columns named like the job's run id column that the model makes itself (`'x' AS meta_run_id`):
+    the job would replace their values. A table's own meta_run_id passed through (`SELECT *`, `t.meta_run_id`)
+    is the job's column of an earlier run, and is the one the job replaces with this run's id."""
+    if isinstance(query, exp.SetOperation):
+        return _made_run_id_columns(query.left) + _made_run_id_columns(query.right)
+    if isinstance(query, exp.Subquery):
+        return _made_run_id_columns(query.this)
+    made = []
+    for projection in getattr(query, "expressions", []) if isinstance(query, exp.Select) else []:
+        if projection.alias_or_name.lower() != RUN_ID_COLUMN:
+            continue
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        if not (isinstance(inner, exp.Column) and inner.name.lower() == RUN_ID_COLUMN):
+            made.append(projection.alias_or_name)
+    return made
+
+
 def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
     if not MODEL_NAME.match(name):
         raise GoldError(f"{label}: model name {name!r} must be lowercase letters, digits and _ (Athena table names)")
@@ -139,6 +161,11 @@ def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
     )
     if refused:
         raise GoldError(f"{label}: {'; '.join(refused)}. {rule}: no file paths, table functions or Java calls")
+    for column in _made_run_id_columns(statements[0]):
+        raise GoldError(
+            f"{label}: the column {column} is the job's own (the run id it adds to every row, which would replace "
+            f"the model's values); rename it in the SELECT (... AS {RUN_ID_COLUMN}_2)"
+        )
     bronze, gold = set(), set()
     for table in statements[0].find_all(exp.Table):
         if table.db.lower() == bronze_db:
@@ -452,7 +479,7 @@ def _run_model(
         refused = analyzed_refusals(spark, df, sources)
         if refused:
             raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
-        df = df.withColumn("meta_run_id", F.lit(ctx.run_id))
+        df = df.withColumn(RUN_ID_COLUMN, F.lit(ctx.run_id))
         staging = naming.staging_prefix("gold", ctx.name, ctx.run_id, model.name)
         with publisher.writing(spark):  # Iceberg: timestamps as Iceberg reads them
             write_parquet(df, lake.uri(staging))  # adaptive execution sizes the files after the model's shuffles

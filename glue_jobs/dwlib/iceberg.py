@@ -57,6 +57,9 @@ LOAD_MODE_PROPERTY = "pp-dw.load-mode"
 DATA_FOLDER = "data"
 KEPT_FOLDER = "kept"  # under a merging run's folder: the rows it rewrote, in a `raw_run_id=` folder per raw run
 RAW_RUN_FOLDER = "raw_run_id"
+# The column `_aligned` adds for the file each row was read from: a name no table's own column has (a table may
+# well have a `__file` column of its own, which that column would overwrite).
+FILE_COLUMN = "__pp_dw_source_file__"
 UNKNOWN_RAW_RUN = "unknown"  # the folder of rewritten rows whose raw run no folder recorded (see `raw_run_of`)
 METADATA_FOLDER = "metadata"  # the table's metadata files, under its location, as every Iceberg writer puts them
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -187,9 +190,9 @@ def read_current(spark: SparkSession, lake: Lake, naming: Naming, identifier: tu
     columns = [(f.name, _spark_type(f.field_type)) for f in table.schema().fields]
     like = spark.createDataFrame([], StructType([StructField(n, t) for n, t in columns if t is not None]))
     files = current_files(table)
-    rows = _aligned(spark, table, files, like).drop("__file") if files else like
+    rows = _aligned(spark, table, files, like).drop(FILE_COLUMN) if files else like
     return rows.select(
-        *[F.col(n) if n in rows.columns else F.lit(None).cast(t or StringType()).alias(n) for n, t in columns]
+        *[F.col(_quoted(n)) if n in rows.columns else F.lit(None).cast(t or StringType()).alias(n) for n, t in columns]
     )
 
 
@@ -361,7 +364,7 @@ def _move(lake: Lake, source: str, target: str) -> list[str]:
 def _aligned(
     spark: SparkSession, table: Table, files: list[str], like: DataFrame, columns: list[str] | None = None
 ) -> DataFrame:
-    """The rows of `files` with the columns of `like` (types cast to it; columns it lacks kept), and `__file`.
+    """The rows of `files` with the columns of `like` (types cast to it; columns it lacks kept), and FILE_COLUMN.
 
     Files written before a schema change differ in their columns; each group of files with one
     schema is read on its own, so Spark never has to merge two Parquet schemas. With `columns`,
@@ -383,13 +386,20 @@ def _aligned(
     for group in groups.values():
         frame = spark.read.parquet(*[_spark_uri(f) for f in group])
         if columns is not None:
-            frame = frame.select(*columns)
-        frames.append(frame.withColumn("__file", F.input_file_name()))
+            frame = frame.select(*[_quoted(c) for c in columns])
+        frames.append(frame.withColumn(FILE_COLUMN, F.input_file_name()))
     merged = frames[0]
     for frame in frames[1:]:
         merged = merged.unionByName(frame, allowMissingColumns=True)
     types = {f.name: f.dataType for f in like.schema.fields}
-    return merged.select(*[F.col(c).cast(types[c]).alias(c) if c in types else F.col(c) for c in merged.columns])
+    return merged.select(
+        *[F.col(_quoted(c)).cast(types[c]).alias(c) if c in types else F.col(_quoted(c)) for c in merged.columns]
+    )
+
+
+def _quoted(name: str) -> str:
+    """A column name as Spark reads it literally: `x.y` is the column named so, not field y of a struct x."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _merge(
@@ -437,7 +447,7 @@ def _merge(
         hits = (
             _aligned(spark, table, candidates, new, columns=keys)
             .join(new.select(*keys), keys, "left_semi")
-            .groupBy("__file")
+            .groupBy(FILE_COLUMN)
             .count()
             .collect()
         )
@@ -452,8 +462,8 @@ def _merge(
         .join(new.select(*keys), keys, "left_anti")
         # Each kept row stays filed under the raw run it came from, never the merging run's: an append that
         # replays a raw run removes the files of that raw run (see `raw_run_of`), and only its rows.
-        .withColumn(RAW_RUN_FOLDER, _raw_run_column("__file"))
-        .drop("__file")
+        .withColumn(RAW_RUN_FOLDER, _raw_run_column(FILE_COLUMN))
+        .drop(FILE_COLUMN)
     )
     _write(kept, lake.uri(kept_folder), dataset, folders=(RAW_RUN_FOLDER,))
     return list(hit), [k for k in (o.key for o in lake.data_files(kept_folder)) if k.endswith(".parquet")]

@@ -26,6 +26,7 @@ EXPECT = re.compile(r"^\s*--\s*expect:\s*(?P<rule>.+?)\s*$", re.IGNORECASE)
 ROW_COUNT = re.compile(r"^row_count\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<n>\d+)$")
 COLUMN_RULE = re.compile(rf"^(?P<kind>unique|not_null)\((?P<cols>{NAME}(\s*,\s*{NAME})*)\)$")
 ACCEPTED = re.compile(rf"^accepted_values\((?P<col>{NAME})\s*:\s*(?P<values>[^)]*[^\s)][^)]*)\)$")
+ROWS_COLUMN = "__pp_dw_rows__"  # the row count of each group in a uniqueness check
 WRITE = "write row_count > N, unique(col), not_null(col) or accepted_values(col: a, b)"
 
 
@@ -174,7 +175,13 @@ def table_failures(df: DataFrame, rules: tuple[Rule, ...], rows: int) -> list[st
                 nulls = df.filter(" OR ".join(f"`{c}` IS NULL" for c in rule.columns)).count()
                 if nulls:
                     failed.append(f"{rule} ({nulls} rows with nulls)")
-            repeated = df.groupBy(*rule.columns).count().filter(F.col("count") > 1).count()
+            # counted under a name no model column has (a column `count` would make F.col("count") ambiguous)
+            repeated = (
+                df.groupBy(*[F.col(f"`{c}`") for c in rule.columns])
+                .agg(F.count(F.lit(1)).alias(ROWS_COLUMN))
+                .filter(F.col(ROWS_COLUMN) > 1)
+                .count()
+            )
             if repeated:
                 failed.append(f"{rule} ({repeated} repeated values)")
     return failed

@@ -67,3 +67,53 @@ def test_a_model_of_another_dataset_in_two_folders_fails_naming_both(spark, lake
         summary.error
     )
     assert not lake.path("gold/flights/reader").exists()
+
+
+# ------------------------------------------------------------------ 2. names the job uses itself
+
+
+def iceberg_context(lake: LocalLake, run_id: str) -> JobContext:
+    core = load_core_config(ROOT / "config.json")
+    config = DatasetConfig.model_validate(
+        {"dataset": "flights", "description": "f", "data_size_category": "small", "landing": True,
+         "table_format": "iceberg"}
+    )  # fmt: skip
+    return JobContext(core=core, dataset=config, lake=lake, run_id=run_id)
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("column", ["__file", "`x.y`"])
+def test_an_iceberg_model_s_own_file_and_dotted_columns_reach_the_model_that_reads_it(spark, lake, column):
+    """The job reads an Iceberg table with a helper column of its own: a model's `__file` keeps its values, and a
+    dotted name is the column so named, not a struct's field."""
+    from dwlib import iceberg
+
+    models = {
+        "files": f"SELECT carrier, concat(carrier, '.csv') AS {column} FROM pp_dw_bronze.flights",
+        "reader": f"SELECT carrier, {column} FROM pp_dw_gold.files",
+    }
+    summary = gold.run_gold(spark, iceberg_context(lake, RUN1), models)
+    assert summary.status == "succeeded", summary.error
+    naming = iceberg_context(lake, RUN1).naming
+    read = iceberg.read_current(spark, lake, naming, iceberg.gold_identifier(naming, "reader"), "gold/flights/reader/")
+    assert sorted(tuple(r)[:2] for r in read.collect()) == [("AA", "AA.csv"), ("AA", "AA.csv"), ("UA", "UA.csv")]
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("column", ["meta_run_id", "META_RUN_ID"])
+def test_a_model_column_named_as_the_job_s_run_id_column_is_refused_not_overwritten(spark, lake, column):
+    summary = gold.run_gold(spark, context(lake, RUN1), {"m": f"SELECT carrier, 'mine' AS {column} FROM pp_dw_bronze.flights"})
+    assert summary.status == "failed"
+    assert f"gold/m.sql: the column {column} is the job's own" in summary.error
+    assert "rename it in the SELECT" in summary.error
+    assert not lake.path("gold/flights/m").exists()
+
+
+@pytest.mark.spark
+def test_unique_holds_on_a_column_named_count(spark):
+    from dwlib import quality
+
+    df = spark.createDataFrame([(1,), (2,), (2,)], "count int")
+    rules = quality.expectations("-- expect: unique(count)\nSELECT 1")
+    assert quality.table_failures(df, rules, 3) == ["unique(count) (1 repeated values)"]
+    assert quality.table_failures(df.filter("count = 1"), rules, 1) == []
