@@ -22,6 +22,7 @@ from sqlglot.errors import ParseError
 from dwlib import errors, iceberg, quality
 from dwlib.config import MODEL_NAME
 from dwlib.lake import LakeError
+from dwlib.naming import LIMITS
 from dwlib.run import (
     JobContext,
     LayoutError,
@@ -479,6 +480,9 @@ def _run_model(
         refused = analyzed_refusals(spark, df, sources)
         if refused:
             raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
+        problems = column_problems(df.schema)
+        if problems:
+            raise GoldError(f"gold/{model.name}.sql: {'; '.join(problems)}")
         df = df.withColumn(RUN_ID_COLUMN, F.lit(ctx.run_id))
         staging = naming.staging_prefix("gold", ctx.name, ctx.run_id, model.name)
         with publisher.writing(spark):  # Iceberg: timestamps as Iceberg reads them
@@ -508,6 +512,51 @@ def _run_model(
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def column_problems(schema: Any) -> list[str]:
+    """What in a result's columns (nested ones too) the published table cannot hold as Spark made it, each with
+    the fix: an interval (Parquet has no such type: Spark writes its bare number), an untyped NULL (no Parquet or
+    Athena type), a name longer than a Glue column name may be."""
+    from pyspark.sql.types import ArrayType, MapType, NullType, StructType
+
+    limit = LIMITS["glue_column"]
+    found: list[str] = []
+
+    def walk(data_type: Any, where: str) -> None:
+        if "Interval" in type(data_type).__name__:  # day-time, year-month, and the older calendar interval
+            found.append(
+                f"the column {where} is an interval ({data_type.simpleString()}), which a Parquet or Athena table "
+                "cannot hold (Spark would write a bare number); make it a number or text: "
+                "unix_seconds(a) - unix_seconds(b) for the seconds between two timestamps, "
+                "datediff(a, b) for days, or CAST(x AS STRING)"
+            )
+        elif isinstance(data_type, NullType):
+            found.append(
+                f"the column {where} is an untyped NULL, which a Parquet or Athena table cannot hold; give it a type: "
+                "CAST(NULL AS <type>) (CAST(NULL AS STRING), CAST(NULL AS BIGINT)...)"
+            )
+        elif isinstance(data_type, StructType):
+            for f in data_type.fields:
+                name(f.name, f"{where}.{f.name}")
+                walk(f.dataType, f"{where}.{f.name}")
+        elif isinstance(data_type, ArrayType):
+            walk(data_type.elementType, f"{where}[]")
+        elif isinstance(data_type, MapType):
+            walk(data_type.keyType, f"{where} (map key)")
+            walk(data_type.valueType, f"{where} (map value)")
+
+    def name(text: str, where: str) -> None:
+        if limit.size(text) > limit.max_length:
+            found.append(
+                f"the column name {where[:60]}... is {limit.size(text)} {limit.unit}, over the {limit.max_length} "
+                f"a {limit.what} may be; give it a shorter alias (AS ...)"
+            )
+
+    for f in schema.fields:
+        name(f.name, f.name)
+        walk(f.dataType, f.name)
+    return found
 
 
 def _view(spark, uri: str, name: str) -> str:

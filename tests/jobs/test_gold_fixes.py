@@ -117,3 +117,29 @@ def test_unique_holds_on_a_column_named_count(spark):
     rules = quality.expectations("-- expect: unique(count)\nSELECT 1")
     assert quality.table_failures(df, rules, 3) == ["unique(count) (1 repeated values)"]
     assert quality.table_failures(df.filter("count = 1"), rules, 1) == []
+
+
+# ------------------------------------------------------------------ 3. types and names an Athena table cannot hold
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("select", "message"),
+    [
+        ("INTERVAL '1' DAY AS wait", "the column wait is an interval (interval day), which a Parquet or Athena table"),
+        ("max(t) - min(t) AS span", "the column span is an interval (interval day to second)"),
+        ("named_struct('span', INTERVAL '2' MONTH) AS s", "the column s.span is an interval (interval month)"),
+        ("NULL AS note", "the column note is an untyped NULL, which a Parquet or Athena table cannot hold; give it a "
+         "type: CAST(NULL AS <type>)"),
+        ("array(NULL) AS notes", "the column notes[] is an untyped NULL"),
+        (f"1 AS {'c' * 300}", "is 300 bytes (UTF-8), over the 255 a Glue column name may be; give it a shorter"),
+        (f"named_struct('{'c' * 300}', 1) AS s", "the column name s.ccc"),
+    ],
+)
+def test_a_column_an_athena_table_cannot_hold_is_refused_naming_the_file_column_and_fix(spark, lake, select, message):
+    sql = f"SELECT carrier, {select} FROM (SELECT carrier, current_timestamp() AS t FROM pp_dw_bronze.flights) GROUP BY carrier"
+    summary = gold.run_gold(spark, context(lake, RUN1), {"m": sql})
+    assert summary.status == "failed"
+    assert summary.error.startswith("m failed: gold/m.sql: "), summary.error
+    assert message in summary.error
+    assert not lake.path("gold/flights/m").exists()
