@@ -289,6 +289,8 @@ def transform_and_check(
             "windows-1252, utf-16 or another Java charset name, in the dataset's config.json"
         )
     uris = [lake.uri(k) for k in keys]
+    # A drop's `_SUCCESS` manifest (the DynamoDB export's): the types of its attributes.
+    manifest = _drop_manifest(ctx)
     listed = [o for k in keys for o in lake.list(k)]
     input_bytes = sum(o.size for o in listed)
     hook = transform_hook(ctx)
@@ -373,6 +375,7 @@ def transform_and_check(
         inferred = None
         if fmt == "csv" and any(n not in config.columns for n in cleaned):
             inferred = transform.infer_types(spark, uris, csv, cleaned, groups=read.groups)
+            inferred.update(_exported_as_text(ledger.manifest_types(manifest), read.groups))
         # With a hook, the key and the rules may name columns the hook makes; they are checked on its output.
         unknown = _columns_named_but_absent(config, cleaned, rules=hook is None)
         if unknown:
@@ -507,6 +510,29 @@ def transform_and_check(
     finally:
         for frame in cached:
             frame.unpersist()
+
+
+def _drop_manifest(ctx: JobContext) -> dict:
+    """The run's drop manifest (a `_SUCCESS` holding JSON, as the DynamoDB export writes), else {}."""
+    if ctx.dataset.source_kind not in DROPPED_SOURCES or ctx.sample_dir is not None:
+        return {}
+    return ledger.drop_manifest(ctx.lake, ctx.naming, ctx.name, ctx.raw_run_id or ctx.run_id)
+
+
+# DynamoDB types whose text is typed by inference: numbers and booleans. Any other (S, B, M, L, SS, NS, BS) is text.
+_INFERRED_DYNAMODB_TYPES = frozenset({"N", "BOOL", "NULL"})
+
+
+def _exported_as_text(types: dict[str, set[str]], groups: list[transform.HeaderGroup]) -> dict[str, str]:
+    """{column: "string"} for each exported attribute ever seen as a string, binary, map, list or set: its text is
+    its value (`"1.10"`, `"NaN"`, `"TRUE"` stay as written), whatever inference made of it."""
+    text = {name for name, kinds in types.items() if kinds - _INFERRED_DYNAMODB_TYPES}
+    return {
+        column: "string"
+        for group in groups
+        for original, column in zip(group.header, group.names, strict=True)
+        if original in text
+    }
 
 
 def _columns_named_but_absent(config: DatasetConfig, cleaned: list[str], *, rules: bool) -> list[str]:

@@ -476,6 +476,30 @@ def drop_files(lake: Lake, naming: Naming, dataset: str, run_id: str) -> list[st
     return sorted(present)
 
 
+def drop_manifest(lake: Lake, naming: Naming, dataset: str, run_id: str) -> dict[str, Any]:
+    """The drop's `_SUCCESS` as a JSON manifest (the DynamoDB export's: `files`, `bytes`, `rows`, `types`), else {}."""
+    marker = naming.drop_marker_key(dataset, run_id)
+    if not any(o.key == marker and o.size for o in lake.list(marker)):
+        return {}
+    try:
+        said = json.loads(lake.read_bytes(marker))
+    except (ValueError, UnicodeDecodeError):
+        return {}  # a landing drop's marker may say anything
+    return said if isinstance(said, dict) else {}
+
+
+def manifest_types(said: dict[str, Any]) -> dict[str, set[str]]:
+    """A manifest's `types` ({attribute: [DynamoDB types]}), well formed, else {} (older exports have none)."""
+    types = said.get("types")
+    if not isinstance(types, dict):
+        return {}
+    return {
+        str(name): {str(k) for k in kinds}
+        for name, kinds in types.items()
+        if isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)
+    }
+
+
 def raw_run_replayable(lake: Lake, naming: Naming, dataset: str, run_id: str, *, dropped: bool) -> bool:
     try:
         raw_run_files(lake, naming, dataset, run_id, dropped=dropped)

@@ -16,7 +16,9 @@ whose numbers keep their exact digits; sets as sorted JSON arrays; binary as bas
 NULL and missing attributes empty.
 
 Last, it writes the run folder's marker `_SUCCESS` (`Naming.drop_marker_key`), a small JSON
-document naming the CSV: the marker's arrival, not the CSV's, starts the pipeline, once per export.
+document naming the CSV (`files`, `bytes`, `rows`) and the DynamoDB types each attribute was seen
+with (`types`: {"app_version": ["S"]}), which bronze uses to keep a string attribute a string: the
+marker's arrival, not the CSV's, starts the pipeline, once per export.
 
 A run that cannot finish before the Lambda's time limit raises `TimeoutError` and writes
 nothing to the final key, nor a marker.
@@ -109,7 +111,8 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dynamodb-csv-export-") as work:
         try:
             parts = [os.path.join(work, f"segment-{i:02d}.jsonl") for i in range(segments)]
-            names = _scan(dynamodb, run, parts)
+            types = _scan(dynamodb, run, parts)
+            names = set(types)
             run.check_time("before writing the CSV")
             header = key_names + sorted(names.difference(key_names))
             csv_path = os.path.join(work, f"{dataset}.csv")
@@ -135,7 +138,15 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             Config=TRANSFER,
         )
     # Never empty: the arrival rule ignores 0-byte objects (console folders, placeholders).
-    manifest = {"run_id": run_id, "files": [key.rsplit("/", 1)[-1]], "rows": run.rows, "bytes": size}
+    # `types`: the DynamoDB types each attribute was seen with, so bronze types an attribute only ever a string (S)
+    # as a string, not as the number or boolean its text may look like ("1.10", "NaN", "TRUE").
+    manifest = {
+        "run_id": run_id,
+        "files": [key.rsplit("/", 1)[-1]],
+        "rows": run.rows,
+        "bytes": size,
+        "types": {name: sorted(kinds) for name, kinds in sorted(types.items())},
+    }
     _s3_client().put_object(
         Bucket=bucket, Key=marker, Body=json.dumps(manifest).encode(), ContentType="application/json"
     )
@@ -232,11 +243,12 @@ class _Run:
 # ---------------------------------------------------------------- pass 1: DynamoDB -> JSON lines
 
 
-def _scan(client, run: _Run, parts: list[str]) -> set[str]:
-    """Scan the table once into one JSON-lines file per segment; the union of attribute names."""
+def _scan(client, run: _Run, parts: list[str]) -> dict[str, set[str]]:
+    """Scan the table once into one JSON-lines file per segment; every attribute name, with the DynamoDB types
+    (`S`, `N`, `BOOL`, `M`...) it was seen with."""
     if len(parts) == 1:
         return _scan_segment(client, run, parts[0], 0, 1)
-    names: set[str] = set()
+    names: dict[str, set[str]] = {}
     with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="scan") as pool:
         futures = [
             pool.submit(_scan_segment, client, run, path, segment, len(parts)) for segment, path in enumerate(parts)
@@ -250,12 +262,13 @@ def _scan(client, run: _Run, parts: list[str]) -> set[str]:
     if real:
         raise real[0]
     for future in futures:
-        names.update(future.result())
+        for name, kinds in future.result().items():
+            names.setdefault(name, set()).update(kinds)
     return names
 
 
-def _scan_segment(client, run: _Run, path: str, segment: int, total: int) -> set[str]:
-    names: set[str] = set()
+def _scan_segment(client, run: _Run, path: str, segment: int, total: int) -> dict[str, set[str]]:
+    names: dict[str, set[str]] = {}
     request: dict[str, Any] = {"TableName": run.table}
     if total > 1:
         request.update(Segment=segment, TotalSegments=total)
@@ -268,7 +281,8 @@ def _scan_segment(client, run: _Run, path: str, segment: int, total: int) -> set
             items = page.get("Items", [])
             for item in items:
                 row = {name: _cell(value) for name, value in item.items()}
-                names.update(row)
+                for name, value in item.items():
+                    names.setdefault(name, set()).update(value)  # the value's one key is its type
                 out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
                 out.write("\n")
             run.add_page(len(items))

@@ -120,3 +120,37 @@ def test_a_declared_column_two_attributes_contest_fails_naming_both(spark, env, 
     assert "'first_name'" in summary.error and "'First-Name'" in summary.error and "'first name'" in summary.error
     assert "users.csv" in summary.error and "rename" in summary.error
     assert not list(lake.list("bronze/users/"))
+
+
+# ------------------------------------------------------------------ types: a DynamoDB string stays a string
+
+TEXTS = ["1.10", "12E4", "NaN", "Infinity", "TRUE"]
+
+
+def test_a_string_attribute_stays_as_written_and_numbers_are_still_inferred(spark, env, tmp_path):
+    # The CSV drops the DynamoDB type; inferred from its text, S "1.10" became 1.1, "NaN" nan, "TRUE" True.
+    items = [
+        {"user_id": {"S": f"u{i}"}, "version": {"S": text}, "flag": {"S": "TRUE"}, "n": {"N": str(i)},
+         "ok": {"BOOL": i % 2 == 0}}
+        for i, text in enumerate(TEXTS)
+    ]  # fmt: skip
+    objects = exported(items)
+
+    summary = bronze_run(spark, LocalLake(tmp_path / "lake"), objects, {"primary_key": ["user_id"]})
+
+    assert summary.status == "succeeded", summary.error
+    rows = bronze_rows(LocalLake(tmp_path / "lake"))
+    assert [rows[f"u{i}"]["version"] for i in range(len(TEXTS))] == TEXTS
+    assert rows["u0"]["flag"] == "TRUE"
+    assert rows["u3"]["n"] == 3 and rows["u2"]["ok"] is True and rows["u1"]["ok"] is False  # N and BOOL: inferred
+    types = {c["name"]: c["type"] for c in summary.schema}
+    assert (types["version"], types["flag"], types["ok"]) == ("string", "string", "boolean")
+
+    # An older export's marker has no `types`: inferred from the text, as before.
+    marker = f"raw/users/run_id={RUN}/_SUCCESS"
+    older = {**objects, marker: json.dumps({k: v for k, v in json.loads(objects[marker]).items() if k != "types"})}
+    summary = bronze_run(spark, LocalLake(tmp_path / "older"), {k: v.encode() if isinstance(v, str) else v
+                                                               for k, v in older.items()}, {})
+    assert summary.status == "succeeded", summary.error
+    assert {c["name"]: c["type"] for c in summary.schema}["flag"] == "boolean"
+

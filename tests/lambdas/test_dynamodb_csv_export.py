@@ -443,7 +443,13 @@ def test_the_marker_is_written_last_and_names_the_csv(aws, monkeypatch):
     head = aws.s3.head_object(Bucket=BUCKET, Key=MARKER)
     assert head["ContentLength"] > 0  # the arrival rule matches only objects with bytes
     manifest = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())
-    assert manifest == {"run_id": RUN_ID, "files": [f"{DATASET}.csv"], "rows": 1, "bytes": manifest["bytes"]}
+    assert manifest == {
+        "run_id": RUN_ID,
+        "files": [f"{DATASET}.csv"],
+        "rows": 1,
+        "bytes": manifest["bytes"],
+        "types": {"n": ["N"], "pk": ["S"]},
+    }
     assert manifest["bytes"] == aws.s3.head_object(Bucket=BUCKET, Key=KEY)["ContentLength"]
     lake = S3Lake(BUCKET, "")
     assert [o.key for o in lake.data_files(f"raw/{DATASET}/run_id={RUN_ID}/")] == [KEY]
@@ -603,3 +609,28 @@ def test_peak_memory_does_not_grow_with_the_table(env, monkeypatch):
     assert fake.uploaded_bytes > 12 * MB
     assert large <= 1.5 * small + 2 * MB
     assert large < 32 * MB
+
+
+def test_the_marker_lists_the_dynamodb_types_of_each_attribute(aws):
+    # Without them bronze inferred a string attribute from its text: S "1.10" became 1.1, "NaN" nan, "TRUE" True.
+    create_table(aws.dynamodb)
+    for item in (
+        {"pk": {"S": "a"}, "version": {"S": "1.10"}, "score": {"N": "1"}, "mixed": {"N": "2"}, "flag": {"BOOL": True}},
+        {"pk": {"S": "b"}, "mixed": {"S": "x"}, "tags": {"SS": ["t"]}, "gone": {"NULL": True}, "doc": {"M": {}}},
+    ):
+        aws.dynamodb.put_item(TableName=TABLE, Item=item)
+
+    export.handler({"run_id": RUN_ID}, FakeContext())
+
+    manifest = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())
+    assert manifest["types"] == {
+        "doc": ["M"],
+        "flag": ["BOOL"],
+        "gone": ["NULL"],
+        "mixed": ["N", "S"],
+        "pk": ["S"],
+        "score": ["N"],
+        "tags": ["SS"],
+        "version": ["S"],
+    }
+
