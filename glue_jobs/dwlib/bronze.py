@@ -577,6 +577,15 @@ def _check_and_quarantine(
             summary.csv_read_again_multiline = True
             kept, rejected, _ = attempt(config.csv.model_copy(update={"multiline": True}))
     summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
+    said_rows = ledger.manifest_rows(_drop_manifest(ctx))
+    if said_rows is not None and said_rows != summary.rows_in:
+        files = ", ".join(summary.raw_keys) or naming.raw_prefix(ctx.name, ctx.raw_run_id or ctx.run_id)
+        raise JobFailed(
+            f"the run read {summary.rows_in} rows from {files}, but its {ledger.DROP_MARKER} says the export wrote "
+            f"{said_rows}: a row was split or lost between the export and the read (a line break or carriage "
+            "return the writer did not quote?), so its values cannot be trusted. Nothing was published; export "
+            "the table again (a new run id) and report the file"
+        )
 
     if not summary.rows_rejected:
         # An earlier attempt of this run id may have quarantined rows: they are not this run's.

@@ -500,6 +500,12 @@ def manifest_types(said: dict[str, Any]) -> dict[str, set[str]]:
     }
 
 
+def manifest_rows(said: dict[str, Any]) -> int | None:
+    """A manifest's `rows`, when it gives a whole number."""
+    rows = said.get("rows")
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else None
+
+
 def raw_run_replayable(lake: Lake, naming: Naming, dataset: str, run_id: str, *, dropped: bool) -> bool:
     try:
         raw_run_files(lake, naming, dataset, run_id, dropped=dropped)

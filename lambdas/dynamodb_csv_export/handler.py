@@ -13,7 +13,8 @@ and the JSON-lines copy, roughly 2 to 3 times the CSV.
 Cells: strings as they are; numbers exactly as DynamoDB returns them (the low-level
 client keeps them as strings); booleans `true`/`false`; maps and lists as compact JSON
 whose numbers keep their exact digits; sets as sorted JSON arrays; binary as base64;
-NULL and missing attributes empty.
+NULL and missing attributes empty. A row holding a carriage return is quoted as CPython 3.11.9+
+quotes it (earlier versions leave a bare `\r` unquoted), so the bytes do not depend on the runtime.
 
 Last, it writes the run folder's marker `_SUCCESS` (`Naming.drop_marker_key`), a small JSON
 document naming the CSV (`files`, `bytes`, `rows`) and the DynamoDB types each attribute was seen
@@ -382,6 +383,17 @@ def _b64(data: bytes) -> str:
 # ---------------------------------------------------------------- pass 2: JSON lines -> CSV
 
 
+def _quoted_line(cells: list[str]) -> str:
+    """A row holding a carriage return, as csv.writer quotes on CPython 3.11.9 and later: a cell with a comma,
+    quote, `\n` or `\r` in quotes (quotes doubled). Earlier versions leave a bare `\r` unquoted, which a reader
+    takes for the end of a row: the bytes must not depend on the Lambda's Python patch version."""
+    special = (",", '"', "\n", "\r")
+    return (
+        ",".join('"' + cell.replace('"', '""') + '"' if any(c in cell for c in special) else cell for cell in cells)
+        + "\n"
+    )
+
+
 def _write_csv(run: _Run, parts: list[str], header: list[str], path: str) -> int:
     rows = 0
     with open(path, "w", encoding="utf-8", newline="") as out:
@@ -391,7 +403,11 @@ def _write_csv(run: _Run, parts: list[str], header: list[str], path: str) -> int
             with open(part, encoding="utf-8", newline="\n") as lines:  # rows end at \n only
                 for line in lines:
                     row = json.loads(line)
-                    writer.writerow([row.get(name, "") for name in header])
+                    cells = [row.get(name, "") for name in header]
+                    if any("\r" in cell for cell in cells):
+                        out.write(_quoted_line(cells))
+                    else:
+                        writer.writerow(cells)
                     rows += 1
                     if rows % TIME_CHECK_ROWS == 0:
                         run.check_time("while writing the CSV")

@@ -154,3 +154,33 @@ def test_a_string_attribute_stays_as_written_and_numbers_are_still_inferred(spar
     assert summary.status == "succeeded", summary.error
     assert {c["name"]: c["type"] for c in summary.schema}["flag"] == "boolean"
 
+
+# ------------------------------------------------------------------ rows: the marker's count is checked
+
+
+def test_a_run_reading_other_rows_than_the_marker_says_fails_naming_both(spark, env, tmp_path):
+    # A row split in two by an unquoted CR was one row quarantined and a value cut short, and the run succeeded.
+    objects = exported([{"user_id": {"S": f"u{i}"}} for i in range(3)])
+    marker = f"raw/users/run_id={RUN}/_SUCCESS"
+    said = json.loads(objects[marker])
+    assert said["rows"] == 3
+    objects[marker] = json.dumps({**said, "rows": 4}).encode()
+    lake = LocalLake(tmp_path / "lake")
+
+    summary = bronze_run(spark, lake, objects, {"primary_key": ["user_id"]})
+
+    assert summary.status == "failed"
+    assert "read 3 rows" in summary.error and "wrote 4" in summary.error and "users.csv" in summary.error
+    assert not list(lake.list("bronze/users/"))
+
+
+def test_a_carriage_return_in_a_string_comes_through_whole(spark, env, tmp_path):
+    items = [{"user_id": {"S": f"u{i}"}, "note": {"S": "plain"}} for i in range(20)]
+    items[7]["note"] = {"S": "line one\rline two"}
+    lake = LocalLake(tmp_path / "lake")
+
+    summary = bronze_run(spark, lake, exported(items), {"primary_key": ["user_id"]})
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.rows_in == summary.rows_kept == 20
+    assert bronze_rows(lake)["u7"]["note"] == "line one\rline two"

@@ -634,3 +634,18 @@ def test_the_marker_lists_the_dynamodb_types_of_each_attribute(aws):
         "version": ["S"],
     }
 
+
+def test_a_carriage_return_is_quoted_whatever_the_python_patch_version(aws):
+    # csv.writer before CPython 3.11.9 left a bare CR unquoted: a reader split the row there, and the value was cut.
+    create_table(aws.dynamodb)
+    items = [("a", "one\rtwo", "x"), ("b", "plain", 'x, "y"\r'), ("c", "plain", "z")]
+    for pk, note, other in items:
+        aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": pk}, "note": {"S": note}, "other": {"S": other}})
+
+    export.handler({"run_id": RUN_ID}, FakeContext())
+
+    body = aws.s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read()
+    assert sorted(body.split(b"\n")) == sorted(
+        [b"pk,note,other", b'a,"one\rtwo",x', b'b,plain,"x, ""y""\r"', b"c,plain,z", b""]
+    )
+    assert sorted(read_csv(aws.s3)) == sorted([["pk", "note", "other"], *map(list, items)])
