@@ -68,17 +68,67 @@ def parse_rule(text: str) -> Rule:
     raise QualityError(f"expectation {rule!r} is not understood; {WRITE}")
 
 
+# A comment that looks meant as an expectation: its text starts with a word like `expect` followed by a colon or
+# by a rule (`-- expect unique(x)`, `-- expects: ...`, `-- expect : ...`, `--- expect: ...`, `/* expect: ... */`).
+LOOSE_EXPECT = re.compile(
+    r"^[\s\-/*]*expect\w*\s*(:|(row_count|unique|not_null|accepted_values|primary_key)\b)", re.IGNORECASE
+)
+HOW = "write `-- expect: RULE` on its own line in the comments before the SELECT"
+
+
+def comments(sql: str) -> list[tuple[int, str, bool, bool]]:
+    """The comments of a SQL text, in order: (line number, one line of the comment's text, whether it comes before
+    any SQL, whether it is a `--` comment). A `--` comment is one line; a `/* */` comment gives each of its lines. Text inside quotes
+    ('...', "...", `...`) is not a comment."""
+    found: list[tuple[int, str, bool, bool]] = []
+    i, line, leading, n = 0, 1, True, len(sql)
+    while i < n:
+        ch = sql[i]
+        if sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = n if end < 0 else end
+            found.append((line, sql[i:end], leading, True))
+            i = end
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            for k, text in enumerate(sql[i:end].split("\n")):
+                found.append((line + k, text, leading, False))
+            line += sql.count("\n", i, end)
+            i = end
+        elif ch in "'\"`":
+            leading = False
+            j = i + 1
+            while j < n and sql[j] != ch:
+                j += 2 if sql[j] == "\\" and ch != "`" else 1
+            line += sql.count("\n", i, min(j + 1, n))
+            i = j + 1
+        else:
+            if ch == "\n":
+                line += 1
+            elif not ch.isspace() and ch != "\ufeff":
+                leading = False
+            i += 1
+    return found
+
+
 def expectations(sql: str) -> tuple[Rule, ...]:
-    """The `-- expect: ...` lines of the SQL's leading comment block."""
+    """The `-- expect: RULE` lines of the SQL's leading comments (line and block comments before the SELECT).
+
+    A comment anywhere that looks meant as an expectation but is not one of those lines (a misspelling, a
+    block comment, one after the SELECT starts) is an error naming its line: never a rule silently not checked.
+    """
     found = []
-    for line in sql.splitlines():
-        if not line.strip():
-            continue
-        if not line.lstrip().startswith("--"):
-            break
-        match = EXPECT.match(line)
-        if match:
+    for number, text, leading, line_comment in comments(sql):
+        match = EXPECT.match(text) if line_comment else None
+        if match and leading:
             found.append(parse_rule(match["rule"]))
+        elif match:
+            raise QualityError(
+                f"line {number}: {text.strip()!r} comes after the SQL starts, where no expectation is read; {HOW}"
+            )
+        elif LOOSE_EXPECT.match(text):
+            raise QualityError(f"line {number}: {text.strip()!r} is not read as an expectation; {HOW}")
     return tuple(found)
 
 

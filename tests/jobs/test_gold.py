@@ -54,13 +54,16 @@ def test_a_cycle_is_an_error_naming_it():
 def test_expectations_are_read_from_the_leading_comments():
     sql = (
         "-- Carriers.\n-- expect: row_count > 0\n-- expect: unique(carrier)\n"
-        "-- expect: not_null(carrier, name)\nSELECT 1\n-- expect: row_count = 5\n"
+        "-- expect: not_null(carrier, name)\nSELECT 1\n"
     )
     assert [str(e) for e in gold.parse_expectations(sql, "x")] == [
         "row_count > 0",
         "unique(carrier)",
         "not_null(carrier, name)",
     ]
+    # one after the SELECT starts would never be checked: an error naming its line, not a rule silently dropped
+    with pytest.raises(gold.GoldError, match="x: line 6: '-- expect: row_count = 5' comes after the SQL starts"):
+        gold.parse_expectations(sql + "-- expect: row_count = 5\n", "x")
     with pytest.raises(gold.GoldError, match="expectation 'rows > 1' is not understood"):
         gold.parse_expectations("-- expect: rows > 1\nSELECT 1", "x")
 

@@ -143,3 +143,45 @@ def test_a_column_an_athena_table_cannot_hold_is_refused_naming_the_file_column_
     assert summary.error.startswith("m failed: gold/m.sql: "), summary.error
     assert message in summary.error
     assert not lake.path("gold/flights/m").exists()
+
+
+# ------------------------------------------------------------------ 4. expectations never silently dropped
+
+
+@pytest.mark.parametrize(
+    ("sql", "line", "text"),
+    [
+        ("-- expect unique(carrier)\nSELECT 1", 1, "-- expect unique(carrier)"),
+        ("-- Carriers.\n-- expects: unique(carrier)\nSELECT 1", 2, "-- expects: unique(carrier)"),
+        ("-- expect : unique(carrier)\nSELECT 1", 1, "-- expect : unique(carrier)"),
+        ("--- expect: unique(carrier)\nSELECT 1", 1, "--- expect: unique(carrier)"),
+        ("/* expect: unique(carrier) */\nSELECT 1", 1, "/* expect: unique(carrier) */"),
+        ("/*\n-- expect: unique(carrier)\n*/\nSELECT 1", 2, "-- expect: unique(carrier)"),
+        ("SELECT 1 AS carrier -- expect: unique(carrier)\n", 1, "-- expect: unique(carrier)"),
+    ],
+)
+def test_a_comment_meant_as_an_expectation_that_is_not_read_as_one_is_an_error_naming_file_and_line(sql, line, text):
+    with pytest.raises(gold.GoldError) as caught:
+        gold.parse_model("m", sql, "datasets/x/gold/m.sql", "pp_dw")
+    assert str(caught.value).startswith(f"datasets/x/gold/m.sql: line {line}: {text!r} ")
+    assert "write `-- expect: RULE`" in str(caught.value)
+    assert gold.check_models({"m": sql}, "datasets/x/gold", "pp_dw") == [str(caught.value)]
+
+
+def test_expectations_after_a_block_comment_header_are_read():
+    sql = "/* Carriers.\n   One row each. */\n-- expect: row_count > 100\n/* more */ -- expect: unique(carrier)\nSELECT 1"
+    assert [str(e) for e in gold.parse_model("m", sql, "gold/m.sql", "pp_dw").expectations] == [
+        "row_count > 100",
+        "unique(carrier)",
+    ]
+    # prose that mentions expecting something is not a rule
+    assert gold.parse_model("m", "-- Expected output: one row per carrier\nSELECT 1 -- we expect few\n", "g", "pp_dw")
+
+
+@pytest.mark.spark
+def test_an_expectation_after_a_block_comment_header_holds_at_run_time(spark, lake):
+    sql = "/* header */\n-- expect: row_count > 100\nSELECT carrier FROM pp_dw_bronze.flights"
+    summary = gold.run_gold(spark, context(lake, RUN1), {"m": sql})
+    assert summary.status == "failed"
+    assert "expectations failed: row_count > 100 (found 3)" in summary.error
+    assert not lake.path("gold/flights/m").exists()
