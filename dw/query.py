@@ -24,7 +24,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -989,7 +989,8 @@ def _retype(root: exp.Expression) -> None:
             changed = True
         return changed
 
-    visit(root, {})
+    with suppress(RecursionError):  # a very deep expression: the types sqlglot gave stay, and the refusals apply
+        visit(root, {})
 
 
 def _name_outputs(select: exp.Select) -> None:
