@@ -402,7 +402,8 @@ def run_gold(spark, ctx: JobContext, sources: dict[str, str]) -> RunSummary:
 
                 _run_model(spark, ctx, models[name], results, results[name], before_publish, summary, entry, publisher)
                 record()
-            summary.rows_kept = sum(r.rows for r in results.values())
+            # rows published: a model that failed its expectations counted rows it never published
+            summary.rows_kept = sum(r.rows for r in results.values() if r.status == "succeeded")
             summary.output_files = sum(r.files for r in results.values())
             summary.output_bytes = sum(r.bytes for r in results.values())
             failed = [r for r in results.values() if r.status != "succeeded"]

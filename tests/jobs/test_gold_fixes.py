@@ -185,3 +185,20 @@ def test_an_expectation_after_a_block_comment_header_holds_at_run_time(spark, la
     assert summary.status == "failed"
     assert "expectations failed: row_count > 100 (found 3)" in summary.error
     assert not lake.path("gold/flights/m").exists()
+
+
+# ------------------------------------------------------------------ 5. rows kept are rows published
+
+
+@pytest.mark.spark
+def test_rows_kept_counts_only_the_models_that_were_published(spark, lake):
+    models = {
+        "kept": "SELECT carrier FROM pp_dw_bronze.flights",
+        "refused": "-- expect: row_count > 100\nSELECT carrier, minutes FROM pp_dw_bronze.flights",
+    }
+    summary = gold.run_gold(spark, context(lake, RUN1), models)
+    assert summary.status == "failed"
+    assert {m["name"]: (m["status"], m["rows"]) for m in summary.models} == {
+        "kept": ("succeeded", 3), "refused": ("failed", 3)
+    }  # fmt: skip
+    assert summary.rows_kept == 3
