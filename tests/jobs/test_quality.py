@@ -74,6 +74,25 @@ def test_a_rule_means_the_same_on_rows_and_on_a_whole_result(spark):
 
 
 @pytest.mark.spark
+def test_unique_ignores_rows_with_a_null_key_part_on_rows_and_on_a_whole_result(spark):
+    """Bronze never rejects a row with a NULL unique column as a repeat; gold's unique() counts no NULL as a
+    repeated value either, while primary_key still refuses the NULLs themselves."""
+    df = spark.createDataFrame(
+        [(1, "a", None), (2, None, "x"), (3, None, "x"), (4, "b", "y"), (5, "b", None)],
+        "id int, code string, sub string",
+    )
+    assert quality.table_failures(df, quality.expectations("-- expect: unique(code)\nSELECT 1"), 5) == [
+        "unique(code) (1 repeated values)"  # b twice; the two NULLs are no repeat
+    ]
+    assert quality.table_failures(df.filter("id < 4"), quality.expectations("-- expect: unique(code)\nSELECT 1"), 3) == []
+    assert quality.table_failures(df, quality.expectations("-- expect: unique(code, sub)\nSELECT 1"), 5) == []
+    assert quality.table_failures(df.filter("id < 4"), (quality.Rule("primary_key", ("code",)),), 3) == [
+        "primary_key(code) (2 rows with nulls)",
+        "primary_key(code) (1 repeated values)",
+    ]
+
+
+@pytest.mark.spark
 def test_gold_accepted_numbers_compare_as_numbers_in_number_columns(spark):
     """`accepted_values(level: 1.0, 2.5)` holds for an int 1 and a decimal 2.50, as bronze's rule does."""
     df = spark.createDataFrame([(1, "2.50", "1")], "level int, amount string, code string").selectExpr(
