@@ -3,6 +3,10 @@
 `handler(event, context)` scans the table named by `TABLE_NAME` and writes
 `s3://{BUCKET_NAME}/raw/{DATASET}/run_id={run_id}/{DATASET}.csv` (see `Naming.export_key`).
 
+Before scanning, it claims the run folder with a conditional put of `_EXPORT_STARTED` (If-None-Match: *):
+raw/ is never rewritten, so a run id made from the clock that another export took moves on by a second,
+and a run id given in the event that was already exported is refused.
+
 Memory stays bounded whatever the size of the table: the table is read once, page by
 page, and every row is streamed as a JSON line to a temporary file in /tmp while the
 union of attribute names is collected; the CSV (header, then rows) is then written from
@@ -49,7 +53,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from dwlib.naming import Naming, check_run_id, new_run_id
+from dwlib.naming import Naming, check_run_id, new_run_id, next_run_id
 
 logger = Logger(service="dynamodb-csv-export")
 
@@ -87,7 +91,8 @@ class _Stopped(Exception):
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     table, bucket, dataset = (_env(name) for name in ("TABLE_NAME", "BUCKET_NAME", "DATASET"))
-    run_id = _run_id((event or {}).get("run_id"))
+    given = (event or {}).get("run_id")
+    run_id = _claim(bucket, dataset, _run_id(given), given is None, context)
     key = Naming.export_key(dataset, run_id)
     marker = Naming.drop_marker_key(dataset, run_id)
     logger.append_keys(run_id=run_id, table=table, dataset=dataset)
@@ -183,6 +188,45 @@ def _run_id(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"run id {value!r} is not a string of the form YYYYMMDDTHHMMSSZ")
     return check_run_id(value)
+
+
+# Written first, with If-None-Match: *, into the run folder: the export that puts it owns the folder. raw/ is never
+# rewritten, so a second export with the same run id (one given again; two clock-made ids in one second, as an
+# at-least-once async invocation may run twice) must not replace an earlier run's CSV. `_`: never read as data,
+# and only `_SUCCESS` starts the pipeline.
+CLAIM = "_EXPORT_STARTED"
+CLAIM_TRIES = 60  # clock-made ids moved on by a second at most this often
+
+
+def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: Any) -> str:
+    """Claim the run folder of `run_id`; a clock-made id taken moves on by a second, a given one is refused."""
+    s3 = _s3_client()
+    for _ in range(CLAIM_TRIES):
+        folder = Naming.export_key(dataset, run_id).rsplit("/", 1)[0]
+        body = {"run_id": run_id, "request_id": getattr(context, "aws_request_id", None)}
+        try:
+            s3.put_object(
+                Bucket=bucket,
+                Key=f"{folder}/{CLAIM}",
+                Body=json.dumps(body).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+            return run_id
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = error.response.get("Error", {}).get("Code")
+            if status != 412 and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+        if not from_clock:
+            raise ValueError(
+                f"run id {run_id} was already exported to s3://{bucket}/{folder}/ (it holds {CLAIM}): raw/ is never "
+                "rewritten, so this export stops before scanning. Invoke the export without a run_id (one is made "
+                "from the clock) or with a new one; to load that run again, replay it with `dw run --raw-run-id`"
+            )
+        logger.info("run id taken, moving on by a second", extra={"taken": run_id})
+        run_id = next_run_id(run_id)
+    raise RuntimeError(f"no free run id among the {CLAIM_TRIES} seconds before {run_id} in s3://{bucket}/raw/{dataset}/")
 
 
 def _client_config() -> Config:

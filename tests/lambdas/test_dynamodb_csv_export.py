@@ -91,7 +91,9 @@ def read_csv(s3, key: str = KEY) -> list[list[str]]:
 
 
 def bucket_keys(s3) -> list[str]:
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    """The bucket's keys but the export's claim of its run folder (`export.CLAIM`, written before the scan)."""
+    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return [o["Key"] for o in listed if not o["Key"].endswith(f"/{export.CLAIM}")]
 
 
 def count_scans(monkeypatch) -> list[dict]:
@@ -439,7 +441,7 @@ def test_the_marker_is_written_last_and_names_the_csv(aws, monkeypatch):
     monkeypatch.setattr(export, "_s3_client", client)
     export.handler({"run_id": RUN_ID}, FakeContext())
 
-    assert order == [KEY, MARKER]
+    assert order == [f"raw/{DATASET}/run_id={RUN_ID}/{export.CLAIM}", KEY, MARKER]
     head = aws.s3.head_object(Bucket=BUCKET, Key=MARKER)
     assert head["ContentLength"] > 0  # the arrival rule matches only objects with bytes
     manifest = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())
@@ -494,6 +496,8 @@ def test_a_failed_upload_writes_no_marker(aws, monkeypatch):
         made = make()
 
         def refuse(params, **_):
+            if params["Key"].endswith(f"/{export.CLAIM}"):
+                return  # the run folder's claim, before the scan
             raise ClientError(
                 {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "PutObject"
             )
@@ -649,3 +653,32 @@ def test_a_carriage_return_is_quoted_whatever_the_python_patch_version(aws):
         [b"pk,note,other", b'a,"one\rtwo",x', b'b,plain,"x, ""y""\r"', b"c,plain,z", b""]
     )
     assert sorted(read_csv(aws.s3)) == sorted([["pk", "note", "other"], *map(list, items)])
+
+
+def test_a_run_id_given_again_is_refused_and_the_first_export_kept(aws):
+    # The second export with one run id rewrote the first one's CSV and marker: raw/ lost the earlier run.
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "first"}})
+    export.handler({"run_id": RUN_ID}, FakeContext())
+    first = {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)}
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "b"}, "v": {"S": "second"}})
+
+    with pytest.raises(ValueError, match=f"run id {RUN_ID} was already exported.*without a run_id"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)} == first
+
+
+def test_two_clock_made_run_ids_of_one_second_get_two_folders(aws, monkeypatch):
+    # Lambda's async invocation is at-least-once: two exports in one second made one run id and one folder.
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    monkeypatch.setattr(export, "new_run_id", lambda: RUN_ID)
+
+    first = export.handler({}, FakeContext())
+    second = export.handler({}, FakeContext())
+
+    assert (first["run_id"], second["run_id"]) == (RUN_ID, "20261121T060001Z")
+    assert {first["key"], second["key"]} <= set(bucket_keys(aws.s3))
+    later = f"raw/{DATASET}/run_id=20261121T060001Z/_SUCCESS"
+    assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=later)["Body"].read())["run_id"] == "20261121T060001Z"
