@@ -138,6 +138,7 @@ def _made_run_id_columns(query: exp.Expression) -> list[str]:
 def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
     if not MODEL_NAME.match(name):
         raise GoldError(f"{label}: model name {name!r} must be lowercase letters, digits and _ (Athena table names)")
+    sql = sql.removeprefix("\ufeff")  # a byte order mark some editors write: not SQL
     bronze_db, gold_db = f"{database_prefix}_bronze", f"{database_prefix}_gold"
     rule = f"A model may read tables only by catalog name ({bronze_db}.TABLE or {gold_db}.MODEL)"
     # sqlglot warns on stderr when it keeps a statement it cannot parse (ADD JAR) as a Command;
@@ -484,6 +485,9 @@ def _run_model(
         problems = column_problems(df.schema)
         if problems:
             raise GoldError(f"gold/{model.name}.sql: {'; '.join(problems)}")
+        missing = missing_columns(model.expectations, [*df.columns, RUN_ID_COLUMN])
+        if missing:
+            raise GoldError(f"gold/{model.name}.sql: {'; '.join(missing)}")
         df = df.withColumn(RUN_ID_COLUMN, F.lit(ctx.run_id))
         staging = naming.staging_prefix("gold", ctx.name, ctx.run_id, model.name)
         with publisher.writing(spark):  # Iceberg: timestamps as Iceberg reads them
@@ -508,11 +512,24 @@ def _run_model(
         result.status, result.error = "failed", str(exc)
     except Exception as exc:  # a SQL error in one model fails that model only
         result.status = "failed"
-        result.error = errors.describe(exc, lake_root=lake.root_uri, ledger_key=entry)
+        result.error = errors.describe(exc, lake_root=lake.root_uri, ledger_key=entry).replace(
+            BRONZE_ANCIENT_ADVICE, gold_ancient_advice(model.name)  # the model is where a gold run can change it
+        )
         result.traceback = errors.full_trace(exc)
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+# errors.describe's advice for a timestamp before 1900 in a Parquet table, written for bronze
+BRONZE_ANCIENT_ADVICE = "replace such placeholders in the source or in a transform hook"
+
+
+def gold_ancient_advice(model: str) -> str:
+    return (
+        f"make such values NULL in gold/{model}.sql (CASE WHEN ts < TIMESTAMP '1900-01-01' THEN NULL ELSE ts END) "
+        "or filter them out"
+    )
 
 
 def column_problems(schema: Any) -> list[str]:
@@ -585,9 +602,42 @@ def describe_gold(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
+def decode_model(data: bytes, label: str) -> str:
+    """A model file's text: UTF-8 (a leading byte order mark dropped), or an error naming the file, where its first
+    byte that is not UTF-8 is, and the fix."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise GoldError(
+            f"{label}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}, column {column}, likely "
+            "Latin-1 or Windows-1252); save the file as UTF-8"
+        ) from None
+
+
 def model_sources(folder) -> dict[str, str]:
-    """Models of a local dataset folder: gold/*.sql."""
-    return {p.stem: p.read_text(encoding="utf-8") for p in sorted((folder / "gold").glob("*.sql"))}
+    """Models of a local dataset folder: gold/*.sql (UTF-8; a file that is not is an error naming it)."""
+    return {
+        p.stem: decode_model(p.read_bytes(), f"datasets/{folder.name}/gold/{p.name}")
+        for p in sorted((folder / "gold").glob("*.sql"))
+    }
+
+
+def missing_columns(rules: tuple[Expectation, ...], columns: list[str]) -> list[str]:
+    """Each expectation naming a column the model's result does not have (names match in any case, as Spark's)."""
+    have = {c.lower() for c in columns}
+    problems = []
+    for rule in rules:
+        absent = [c for c in rule.columns if c.lower() not in have]
+        if absent:
+            problems.append(
+                f"the expectation {rule} names {', '.join(absent)}, which the model's result does not have (its "
+                f"columns: {', '.join(c for c in columns if c != RUN_ID_COLUMN)}); name a column the SELECT outputs, "
+                "or output it"
+            )
+    return problems
 
 
 def cycles_across_datasets(sources_by_dataset: dict[str, dict[str, str]], database_prefix: str) -> list[str]:

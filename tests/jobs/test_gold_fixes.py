@@ -202,3 +202,52 @@ def test_rows_kept_counts_only_the_models_that_were_published(spark, lake):
         "kept": ("succeeded", 3), "refused": ("failed", 3)
     }  # fmt: skip
     assert summary.rows_kept == 3
+
+
+# ------------------------------------------------------------------ 7. errors that name the file and the fix
+
+
+def test_a_model_file_that_is_not_utf8_is_an_error_naming_the_file_the_byte_and_the_fix(tmp_path):
+    folder = tmp_path / "flights"
+    (folder / "gold").mkdir(parents=True)
+    (folder / "gold" / "cafe.sql").write_bytes("-- Café count\nSELECT 1".encode("latin-1"))
+    with pytest.raises(gold.GoldError) as caught:
+        gold.model_sources(folder)
+    assert str(caught.value) == (
+        "datasets/flights/gold/cafe.sql: is not UTF-8 text (byte 0xe9 at line 1, column 7, likely Latin-1 or "
+        "Windows-1252); save the file as UTF-8"
+    )
+
+
+@pytest.mark.spark
+def test_a_model_file_with_a_byte_order_mark_runs_and_keeps_its_expectations(spark, lake, tmp_path):
+    folder = tmp_path / "flights"
+    (folder / "gold").mkdir(parents=True)
+    (folder / "gold" / "m.sql").write_bytes(
+        b"\xef\xbb\xbf-- expect: row_count > 100\nSELECT carrier FROM pp_dw_bronze.flights"
+    )
+    sources = gold.model_sources(folder)
+    assert sources["m"].startswith("-- expect")
+    # as the Glue job reads it (bytes decoded as UTF-8, the mark kept): the mark is no SQL, the rule still holds
+    summary = gold.run_gold(spark, context(lake, RUN1), {"m": "\ufeff" + sources["m"]})
+    assert "expectations failed: row_count > 100 (found 3)" in summary.error
+
+
+@pytest.mark.spark
+def test_an_expectation_on_a_column_the_model_does_not_output_names_the_rule_and_the_file(spark, lake):
+    sql = "-- expect: not_null(carier)\nSELECT carrier, minutes FROM pp_dw_bronze.flights"
+    summary = gold.run_gold(spark, context(lake, RUN1), {"m": sql})
+    assert summary.error == (
+        "m failed: gold/m.sql: the expectation not_null(carier) names carier, which the model's result does not "
+        "have (its columns: carrier, minutes); name a column the SELECT outputs, or output it"
+    )
+    assert not lake.path("gold/flights/m").exists()
+
+
+@pytest.mark.spark
+def test_a_timestamp_before_1900_in_a_model_gets_advice_for_the_model_not_for_bronze(spark, lake):
+    summary = gold.run_gold(spark, context(lake, RUN1), {"m": "SELECT TIMESTAMP '1850-01-01 00:00:00' AS old_ts"})
+    assert summary.status == "failed"
+    assert "a timestamp before 1900-01-01 cannot be written to a Parquet table" in summary.error
+    assert "make such values NULL in gold/m.sql (CASE WHEN ts < TIMESTAMP '1900-01-01'" in summary.error
+    assert "transform hook" not in summary.error
