@@ -215,6 +215,14 @@ def bind(sql: str, views: dict[tuple[str, str], str]) -> str:
             )
         else:
             edits.append((start, end, f"{view} AS {sql[name.meta['start'] : end]}"))  # `rev.col` still resolves
+    for column in tree.find_all(exp.Column):
+        # `pp_dw_bronze.flights.carrier`: the column of a table named in full, as Spark and Athena read it; the
+        # table is now the view aliased `flights`, so the column is `flights.carrier`
+        db, table = column.args.get("db"), column.args.get("table")
+        if column.args.get("catalog") or not isinstance(db, exp.Identifier) or not isinstance(table, exp.Identifier):
+            continue
+        if (db.name.lower(), table.name.lower()) in views and "start" in db.meta and "start" in table.meta:
+            edits.append((db.meta["start"], table.meta["start"], ""))
     for start, end, text in sorted(edits, reverse=True):
         sql = sql[:start] + text + sql[end:]
     return sql

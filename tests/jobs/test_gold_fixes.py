@@ -251,3 +251,24 @@ def test_a_timestamp_before_1900_in_a_model_gets_advice_for_the_model_not_for_br
     assert "a timestamp before 1900-01-01 cannot be written to a Parquet table" in summary.error
     assert "make such values NULL in gold/m.sql (CASE WHEN ts < TIMESTAMP '1900-01-01'" in summary.error
     assert "transform hook" not in summary.error
+
+
+# ------------------------------------------------------------------ 8. columns qualified by the table's full name
+
+
+def test_bind_rewrites_a_column_qualified_by_the_table_s_catalog_name_to_the_view_s_alias():
+    views = {("pp_dw_bronze", "flights"): "dw_bronze__flights"}
+    sql = "SELECT pp_dw_bronze.flights.carrier, `pp_dw_bronze`.FLIGHTS.minutes FROM pp_dw_bronze.flights"
+    assert gold.bind(sql, views) == "SELECT flights.carrier, FLIGHTS.minutes FROM dw_bronze__flights AS flights"
+
+
+@pytest.mark.spark
+def test_a_model_that_qualifies_columns_with_the_table_s_catalog_name_runs(spark, lake):
+    sql = (
+        "SELECT pp_dw_bronze.flights.carrier, sum(pp_dw_bronze.flights.minutes) AS minutes "
+        "FROM pp_dw_bronze.flights GROUP BY pp_dw_bronze.flights.carrier"
+    )
+    assert gold.check_models({"m": sql}, "datasets/flights/gold", "pp_dw") == []
+    summary = gold.run_gold(spark, context(lake, RUN1), {"m": sql})
+    assert summary.status == "succeeded", summary.error
+    assert sorted((r["carrier"], r["minutes"]) for r in rows(lake, "gold/flights/m/")) == [("AA", 40), ("UA", 5)]
