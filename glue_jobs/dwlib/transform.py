@@ -455,9 +455,26 @@ def _tied_to(value: Column, data: list[str]) -> Column:
     return F.concat_ws("", value, F.substring(_column((data[0],)), 1, 0)) if data else value
 
 
-def _csv_reader(spark: SparkSession, csv: CsvOptions, header: bool) -> Any:
+# Spark's CSV reader (univocity) stops a record at `maxColumns` fields, 20,480 by default, with
+# "ArrayIndexOutOfBoundsException: Index 20480": a DynamoDB table whose items carry more attributes, or any wider
+# file, failed there. The limit is set from the header read before (twice its width: a ragged row with more
+# fields is still quarantined as malformed), at least the default; a header Spark reads itself gets a wide one.
+# A header wider than MAX_CSV_COLUMNS fails the read by name: past it Spark's plans overflow the stack
+# (StackOverflowError after minutes, measured with 20,501 columns).
+SPARK_MAX_COLUMNS = 20_480
+MAX_CSV_COLUMNS = SPARK_MAX_COLUMNS
+HEADER_MAX_COLUMNS = 1_000_000
+
+
+def max_columns(width: int | None) -> int:
+    """The reader's `maxColumns` for files whose header has `width` fields (None: not known yet)."""
+    return HEADER_MAX_COLUMNS if width is None else max(SPARK_MAX_COLUMNS, 2 * width + 16)
+
+
+def _csv_reader(spark: SparkSession, csv: CsvOptions, header: bool, width: int | None = 0) -> Any:
     return (
         spark.read.option("header", header)
+        .option("maxColumns", max_columns(width))
         .option("sep", csv.delimiter)
         .option("encoding", csv.encoding)
         .option("quote", csv.quote)
@@ -811,7 +828,7 @@ def _first_lines(data: Any, inside: list[tuple[int, int]]) -> dict[str, int]:
 
 
 def _spark_header(spark: SparkSession, uri: str, csv: CsvOptions) -> list[str]:
-    return _csv_reader(spark, csv, csv.header).csv(uri).columns
+    return _csv_reader(spark, csv, csv.header, width=None).csv(uri).columns
 
 
 def _words(text: str) -> str:
@@ -908,6 +925,15 @@ def read_csv(
     files = [(uri, h) for uri, h in zip(uris, headers, strict=True) if h]  # empty files have no rows
     if not files:
         return Source(spark.createDataFrame([], StructType([])))
+    wide = [(uri, len(h)) for uri, h in files if len(h) > MAX_CSV_COLUMNS]
+    if wide:
+        shown = ", ".join(f"{_file(uri)} ({width} columns)" for uri, width in wide)
+        raise ValueError(
+            f"{shown}: more columns than the {MAX_CSV_COLUMNS} the bronze job reads from a CSV file (Spark's CSV "
+            "reader and plans stop there). Fix: write fewer columns; for a DynamoDB table, whose CSV has a column per "
+            "distinct attribute name in the run, keep varying keys in one map attribute (exported as one JSON "
+            "column) rather than as attributes of their own"
+        )
     guess = csv.multiline is None and max(len(h) for _, h in files) > 1
     # The driver follows each file's quotes to its end (`CsvScan`; an S3 object or compressed file from a local
     # copy): a record no read gets right is refused, and a file whose lines end in more than one way is read line by
@@ -1075,10 +1101,14 @@ def _read_group(
     fields = [StructField(n, _reader_type(typed[n]) if n in typed else StringType()) for n in group.names]
     clean = bool(typed) and not split
     if clean:
-        df = _csv_reader(spark, csv, csv.header).schema(StructType(fields)).option("mode", "FAILFAST")
+        df = _csv_reader(spark, csv, csv.header, len(fields)).schema(StructType(fields)).option("mode", "FAILFAST")
     else:
         schema = StructType([*fields, StructField(CORRUPT, StringType())])
-        df = _csv_reader(spark, csv, csv.header).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
+        df = (
+            _csv_reader(spark, csv, csv.header, len(fields))
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .schema(schema)
+        )
     for option, kind in (("dateFormat", "date:"), ("timestampFormat", "timestamp:")):
         for fmt in {t.removeprefix(kind) for t in typed.values() if t.startswith(kind)}:  # one at most
             df = df.option(option, fmt)
@@ -1166,7 +1196,7 @@ def infer_types(
     for group in groups or [HeaderGroup(uris, columns, columns)]:
 
         def reader() -> Any:  # a new one each time: a DataFrameReader's options are its own state
-            return _csv_reader(spark, csv, csv.header).option(
+            return _csv_reader(spark, csv, csv.header, len(group.names)).option(
                 "nullValue", csv.null_values[0] if csv.null_values else ""
             )
 

@@ -184,3 +184,23 @@ def test_a_carriage_return_in_a_string_comes_through_whole(spark, env, tmp_path)
     assert summary.status == "succeeded", summary.error
     assert summary.rows_in == summary.rows_kept == 20
     assert bronze_rows(lake)["u7"]["note"] == "line one\rline two"
+
+
+# ------------------------------------------------------------------ width: more attributes than Spark reads
+
+
+def test_more_attributes_than_the_reader_takes_fail_naming_the_width_and_the_limit(spark, tmp_path):
+    # Past 20,480 columns Spark's reader failed with "ArrayIndexOutOfBoundsException: Index 20480" (or its plan
+    # with a StackOverflowError): no word of the width, the limit or the fix.
+    width = 20_482
+    header = ["user_id", *(f"k{i:05d}" for i in range(width - 1))]
+    body = (",".join(header) + "\n" + ",".join(["u1", *["v"] * (width - 1)]) + "\n").encode()
+    prefix = f"raw/users/run_id={RUN}/"
+    marker = json.dumps({"run_id": RUN, "files": ["users.csv"], "rows": 1, "bytes": len(body)}).encode()
+    lake = LocalLake(tmp_path / "lake")
+
+    summary = bronze_run(spark, lake, {prefix + "users.csv": body, prefix + "_SUCCESS": marker}, {})
+
+    assert summary.status == "failed"
+    assert "users.csv (20482 columns)" in summary.error and "20480" in summary.error
+    assert "map attribute" in summary.error
