@@ -44,6 +44,7 @@ from pyspark.sql.types import (
 )
 
 from dwlib import quality
+from dwlib.naming import LIMITS
 from dwlib.config import (
     META_COLUMNS,
     REJECT_REASON,
@@ -98,10 +99,14 @@ def clean_names(
     order. The job's own columns (`reserved`: the meta columns and `reject_reason`) count as taken, so a
     source column `meta_run_id` becomes `meta_run_id_2`. A header with text that cleans to nothing
     (`店名`, `#`) is named after its characters (`unnamed_name`); an empty one is `column_<position>`
-    (`positions`: each name's column number, else its place in `names`).
+    (`positions`: each name's column number, else its place in `names`). A name longer than Glue's 255
+    characters is cut to 246 and ends in `_` and 8 hex digits of a hash of the whole name (`capped_name`).
     """
     positions = positions or list(range(1, len(names) + 1))
-    bases = [clean_name(name) or unnamed_name(name, position) for name, position in zip(names, positions, strict=True)]
+    bases = [
+        capped_name(clean_name(name) or unnamed_name(name, position))
+        for name, position in zip(names, positions, strict=True)
+    ]
     taken: set[str] = set(reserved)
     result: list[str] = [""] * len(names)
     by_base: dict[str, list[int]] = {}
@@ -121,10 +126,23 @@ def clean_names(
         for i in order:
             candidate, suffix = base, 2
             while candidate in taken:
-                candidate, suffix = f"{base}_{suffix}", suffix + 1
+                tail = f"_{suffix}"
+                candidate, suffix = f"{base[: NAME_MAX - len(tail)]}{tail}", suffix + 1
             taken.add(candidate)
             result[i] = candidate
     return result
+
+
+NAME_MAX = LIMITS["glue_column"].max_length  # Glue's limit on a column name (255)
+
+
+def capped_name(name: str) -> str:
+    """A clean name cut to Glue's 255 characters, ending in a hash of the whole name so two long names that start
+    alike stay two names (as `unnamed_name` does)."""
+    if len(name) <= NAME_MAX:
+        return name
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{name[: NAME_MAX - 9].rstrip('_')}_{digest}"
 
 
 def contested_names(names: list[str], declared: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
@@ -132,7 +150,7 @@ def contested_names(names: list[str], declared: list[str] | tuple[str, ...]) -> 
     name itself: {declared: [source names]}. Which of them holds the declared column's data cannot be told."""
     by_base: dict[str, set[str]] = {}
     for name in names:
-        by_base.setdefault(clean_name(name), set()).add(name)
+        by_base.setdefault(capped_name(clean_name(name)), set()).add(name)
     return {
         name: sorted(by_base[name])
         for name in dict.fromkeys(declared)

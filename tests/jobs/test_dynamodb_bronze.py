@@ -204,3 +204,16 @@ def test_more_attributes_than_the_reader_takes_fail_naming_the_width_and_the_lim
     assert summary.status == "failed"
     assert "users.csv (20482 columns)" in summary.error and "20480" in summary.error
     assert "map attribute" in summary.error
+
+
+def test_an_attribute_name_longer_than_glue_allows_becomes_a_column_it_takes(spark, env, tmp_path):
+    long = "note_" + "x" * 295
+    lake = LocalLake(tmp_path / "lake")
+
+    summary = bronze_run(spark, lake, exported([{"user_id": {"S": "u1"}, long: {"S": "kept"}}]), {})
+
+    assert summary.status == "succeeded", summary.error
+    (row,) = bronze_rows(lake).values()
+    (column,) = [name for name in row if name.startswith("note_")]
+    assert len(column) == 255 and row[column] == "kept"
+    assert summary.renamed_columns == {long: column}

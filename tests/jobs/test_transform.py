@@ -453,3 +453,15 @@ def test_contested_names_are_declared_names_only_other_spellings_clean_to():
     assert transform.contested_names(names, ["first_name", "plan", "a_b", "x"]) == {
         "first_name": ["First-Name", "first name"]
     }
+
+
+def test_names_longer_than_glue_allows_are_cut_with_a_hash_and_stay_unique():
+    # A 300-character attribute, or a long flattened path, became a bronze column Glue refuses (255 at most).
+    long, other, path = "attr" + "x" * 296, "attr" + "x" * 295 + "y", "address." + "n" * 130 + "." + "m" * 130
+    names = transform.clean_names([long, other, path, long + "!", "id"])
+    assert all(len(n) <= 255 for n in names) and len(set(names)) == 5
+    assert names[0].startswith("attr" + "x" * 200) and names[0] != names[1]
+    assert names[2].startswith("address_" + "n" * 130 + "_m")
+    assert names[3] == names[0][:253] + "_2"  # the same clean name: numbered, still 255 at most
+    assert names[4] == "id"
+    assert transform.clean_names([long]) == names[:1]  # the same name in any run
