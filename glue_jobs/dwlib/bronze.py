@@ -358,6 +358,26 @@ def transform_and_check(
             source = transform.flatten(source, config.explode)
         except ValueError as exc:
             raise JobFailed(str(exc)) from None
+        if config.source_kind == "dynamodb_table":
+            # DynamoDB is schemaless: the export's header is the attributes some item of this run carries, so a
+            # declared attribute no item has (yet, or any more) is a column of NULLs, not a config naming a
+            # column the source does not have.
+            present = set(transform.clean_names(transform.data_columns(source)))
+            absent = [name for name in config.columns if name not in present]
+            if absent:
+                internal = [c for c in source.columns if c not in transform.data_columns(source)]
+                source = source.select(
+                    *transform.data_columns(source),
+                    *[F.lit(None).cast("string").alias(name) for name in absent],
+                    *internal,
+                )
+                missing = {file: list(columns) for file, columns in summary.missing_columns.items()}
+                for key in keys:
+                    missing[key.rsplit("/", 1)[-1]] = [*missing.get(key.rsplit("/", 1)[-1], []), *absent]
+                summary.missing_columns = missing
+                note = f"declared columns no item of this export carries, read as NULL in every row: {', '.join(absent)}"
+                if note not in summary.notes:  # once, however often the run is read again
+                    summary.notes.append(note)
         cleaned = transform.clean_names(transform.data_columns(source))
         # The rows are counted as they come in, where they are narrow (one per row the split below sees;
         # `check_rules` keeps them one for one), and the kept ones in the footers of the files written.

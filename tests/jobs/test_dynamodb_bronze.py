@@ -217,3 +217,26 @@ def test_an_attribute_name_longer_than_glue_allows_becomes_a_column_it_takes(spa
     (column,) = [name for name in row if name.startswith("note_")]
     assert len(column) == 255 and row[column] == "kept"
     assert summary.renamed_columns == {long: column}
+
+
+# ------------------------------------------------------------------ a declared attribute no item carries
+
+
+def test_a_declared_attribute_no_item_carries_reads_as_null(spark, env, tmp_path):
+    # DynamoDB is schemaless: `plan` on no item yet failed the run with "config names columns the source does not
+    # have", advice for a CSV header, not for a table.
+    items = [{"user_id": {"S": f"u{i}"}, "credits": {"N": "1.5"}} for i in range(3)]
+    config = {"primary_key": ["user_id"], "columns": {"user_id": "string", "plan": "string", "credits": "decimal(20,2)"}}
+    lake = LocalLake(tmp_path / "lake")
+
+    summary = bronze_run(spark, lake, exported(items), config)
+
+    assert summary.status == "succeeded", summary.error
+    assert [r["plan"] for r in bronze_rows(lake).values()] == [None] * 3
+    assert {c["name"]: c["type"] for c in summary.schema}["plan"] == "string"
+    assert summary.missing_columns == {"users.csv": ["plan"]}
+    assert any("read as NULL" in note and "plan" in note for note in summary.notes)
+
+    # An emptied table: nothing to publish, said as such (not as a config naming absent columns).
+    emptied = bronze_run(spark, LocalLake(tmp_path / "empty"), exported([], run_id=RUN_2), config, run_id=RUN_2)
+    assert emptied.status == "failed" and "no rows" in emptied.error
