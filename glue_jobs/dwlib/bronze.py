@@ -375,7 +375,9 @@ def transform_and_check(
                 for key in keys:
                     missing[key.rsplit("/", 1)[-1]] = [*missing.get(key.rsplit("/", 1)[-1], []), *absent]
                 summary.missing_columns = missing
-                note = f"declared columns no item of this export carries, read as NULL in every row: {', '.join(absent)}"
+                note = (
+                    f"declared columns no item of this export carries, read as NULL in every row: {', '.join(absent)}"
+                )
                 if note not in summary.notes:  # once, however often the run is read again
                     summary.notes.append(note)
         cleaned = transform.clean_names(transform.data_columns(source))

@@ -44,7 +44,6 @@ from pyspark.sql.types import (
 )
 
 from dwlib import quality
-from dwlib.naming import LIMITS
 from dwlib.config import (
     META_COLUMNS,
     REJECT_REASON,
@@ -54,6 +53,7 @@ from dwlib.config import (
     QualityRules,
     camel_split,
 )
+from dwlib.naming import LIMITS
 
 # The quarantine's column of a malformed record's text as it arrived (Spark's corrupt-record text), null for others.
 RAW_RECORD = "raw_record"
@@ -1123,9 +1123,7 @@ def _read_group(
     else:
         schema = StructType([*fields, StructField(CORRUPT, StringType())])
         df = (
-            _csv_reader(spark, csv, csv.header, len(fields))
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .schema(schema)
+            _csv_reader(spark, csv, csv.header, len(fields)).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
         )
     for option, kind in (("dateFormat", "date:"), ("timestampFormat", "timestamp:")):
         for fmt in {t.removeprefix(kind) for t in typed.values() if t.startswith(kind)}:  # one at most
@@ -1213,8 +1211,8 @@ def infer_types(
     found: dict[str, set[str]] = {}
     for group in groups or [HeaderGroup(uris, columns, columns)]:
 
-        def reader() -> Any:  # a new one each time: a DataFrameReader's options are its own state
-            return _csv_reader(spark, csv, csv.header, len(group.names)).option(
+        def reader(width: int = len(group.names)) -> Any:  # a new one each time: its options are its own state
+            return _csv_reader(spark, csv, csv.header, width).option(
                 "nullValue", csv.null_values[0] if csv.null_values else ""
             )
 

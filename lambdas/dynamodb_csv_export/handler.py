@@ -226,7 +226,7 @@ def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: An
             )
         logger.info("run id taken, moving on by a second", extra={"taken": run_id})
         run_id = next_run_id(run_id)
-    raise RuntimeError(f"no free run id among the {CLAIM_TRIES} seconds before {run_id} in s3://{bucket}/raw/{dataset}/")
+    raise RuntimeError(f"no free run id in the {CLAIM_TRIES} seconds up to {run_id} in s3://{bucket}/raw/{dataset}/")
 
 
 def _client_config() -> Config:

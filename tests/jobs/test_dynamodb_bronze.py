@@ -149,8 +149,9 @@ def test_a_string_attribute_stays_as_written_and_numbers_are_still_inferred(spar
     # An older export's marker has no `types`: inferred from the text, as before.
     marker = f"raw/users/run_id={RUN}/_SUCCESS"
     older = {**objects, marker: json.dumps({k: v for k, v in json.loads(objects[marker]).items() if k != "types"})}
-    summary = bronze_run(spark, LocalLake(tmp_path / "older"), {k: v.encode() if isinstance(v, str) else v
-                                                               for k, v in older.items()}, {})
+    summary = bronze_run(
+        spark, LocalLake(tmp_path / "older"), {k: v.encode() if isinstance(v, str) else v for k, v in older.items()}, {}
+    )
     assert summary.status == "succeeded", summary.error
     assert {c["name"]: c["type"] for c in summary.schema}["flag"] == "boolean"
 
@@ -226,7 +227,10 @@ def test_a_declared_attribute_no_item_carries_reads_as_null(spark, env, tmp_path
     # DynamoDB is schemaless: `plan` on no item yet failed the run with "config names columns the source does not
     # have", advice for a CSV header, not for a table.
     items = [{"user_id": {"S": f"u{i}"}, "credits": {"N": "1.5"}} for i in range(3)]
-    config = {"primary_key": ["user_id"], "columns": {"user_id": "string", "plan": "string", "credits": "decimal(20,2)"}}
+    config = {
+        "primary_key": ["user_id"],
+        "columns": {"user_id": "string", "plan": "string", "credits": "decimal(20,2)"},
+    }
     lake = LocalLake(tmp_path / "lake")
 
     summary = bronze_run(spark, lake, exported(items), config)
