@@ -11,6 +11,7 @@ import io
 import json
 import random
 import socket
+import threading
 import time
 import tracemalloc
 import zipfile
@@ -54,6 +55,18 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         yield
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that refuses connections for the whole test.
+
+    The socket stays bound but never listens: a connection gets ECONNREFUSED, and no other process
+    (another xdist worker, say) can take the port meanwhile, as it could once a probed port is closed.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def payload(size: int, seed: int = 1) -> bytes:
@@ -168,17 +181,24 @@ def test_retry_after_is_capped_at_max_delay(server, lake):
 
 def test_read_timeout_is_retried(server, lake):
     server.files["/sleepy.csv"] = b"id\n1\n"
-    server.scripts["/sleepy.csv"] = [lambda handler: time.sleep(0.6)]
-    policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, timeout=0.2)
+    # The first request never answers while fetch runs (no race against a sleep), so its read
+    # times out for sure; the timeout leaves a loaded machine room to answer the retries.
+    release = threading.Event()
+    server.scripts["/sleepy.csv"] = [lambda handler: release.wait(60)]
+    policy = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=1.0)
 
-    result = fetch_source(server.url("/sleepy.csv"), lake, RAW, policy=policy)
+    try:
+        result = fetch_source(server.url("/sleepy.csv"), lake, RAW, policy=policy)
+    finally:
+        release.set()
 
     assert lake.read_bytes(RAW + "sleepy.csv") == b"id\n1\n"
-    assert result.attempts == 2
+    assert result.attempts >= 2  # the stalled first request timed out, and was retried
+    assert len(server.seen("/sleepy.csv")) == result.attempts
 
 
-def test_connection_refused_fails_after_attempts(lake):
-    port = _closed_port()
+def test_connection_refused_fails_after_attempts(lake, refused_port):
+    port = refused_port
     with pytest.raises(FetchError) as caught:
         fetch_source(f"http://127.0.0.1:{port}/x.csv", lake, RAW, policy=FAST)
     message = str(caught.value)
@@ -368,12 +388,6 @@ def test_s3_zip_unpacked_in_an_s3_lake(aws):
 # --------------------------------------------------------------------------- probe
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_probe_reachable_with_size(server, lake):
     server.files["/p.csv"] = payload(4321)
 
@@ -395,8 +409,8 @@ def test_probe_falls_back_to_a_ranged_get_when_head_is_refused(server):
     assert [r.method for r in server.seen("/nohead.csv")] == ["HEAD", "GET"]
 
 
-def test_probe_unreachable_never_raises(server):
-    port = _closed_port()
+def test_probe_unreachable_never_raises(server, refused_port):
+    port = refused_port
     down = probe_source(f"http://127.0.0.1:{port}/x.csv", policy=RetryPolicy(attempts=2, base_delay=0.01))
     missing = probe_source(server.url("/gone.csv"), policy=FAST)
 
