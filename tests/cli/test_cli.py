@@ -45,9 +45,21 @@ DW = [str(_script)] if _script.is_file() else [sys.executable, "-m", "dw.cli"]
 # ------------------------------------------------------------------ helpers
 
 
+# What the caller's environment must not pass to a `dw` under test: dw's own settings; what makes rich
+# draw colour or a terminal's output in a pipe (or not on a terminal); the JVM options whose "Picked up
+# ..." line comes before dw's own `error:`.
+NOT_PASSED = (
+    "DW_PROJECT", "DW_LAKE", "DW_FORCE_DRY_RUN", "DW_STAGE",
+    "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "NO_COLOR",
+    "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS",
+)  # fmt: skip
+
+
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DW_PROJECT", "DW_LAKE", "DW_FORCE_DRY_RUN")}
+    """The environment of a `dw` under test: the caller's, less NOT_PASSED, TERM=dumb, then `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in NOT_PASSED}
     env.update(
+        TERM="dumb",  # a test on a pseudo-terminal sets its own
         COLUMNS="240",  # rich wraps tables to 80 columns when not on a terminal
         SPARK_LOCAL_IP="127.0.0.1",
         PYTHONDONTWRITEBYTECODE="1",

@@ -6,7 +6,6 @@ from a DuckDB run), so a wrong translation shows as a failing case.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from dw.query import (
     translate,
 )
 from dwlib.naming import Naming
+from tests.cli.test_cli import _env
 
 NAMING = Naming("pp-dw", "pp_dw")
 B = "pp_dw_bronze.fda_nsde"
@@ -592,7 +592,7 @@ DW = [str(_DW_SCRIPT)] if _DW_SCRIPT.is_file() else [sys.executable, "-m", "dw.c
 
 
 def run_dw(project: Path, lake: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DW_PROJECT", "DW_LAKE")}
+    env = _env()  # the caller's environment less what would change dw's output (colour, JVM notes, DW_*)
     return subprocess.run(
         [*DW, "query", "--lake", str(lake), *args], cwd=project, env=env, capture_output=True, text=True, timeout=120
     )
