@@ -109,10 +109,13 @@ class RunProgress:
         self._thread.start()
 
     def _poll(self, tracker: Any) -> None:
-        while not self._stop.is_set():
+        while True:
+            stopping = self._stop.is_set()
             try:
                 self.poll_once(tracker)
             except Exception:  # noqa: BLE001 - a progress display must never break a run (e.g. Spark stopping)
+                return
+            if stopping:  # one last look after the run asked to stop: a stage that ended since is drawn finished
                 return
             self._stop.wait(self.poll_seconds)
 
