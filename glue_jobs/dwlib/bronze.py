@@ -337,12 +337,13 @@ def transform_and_check(
         summary.notes += read.notes  # what the read could not check (a CSV too large to scan for its quotes)
         if not transform.data_columns(source):
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
-        # The source's own names: a CSV's headers; a JSON or Parquet source's leaf paths (`address.city`).
-        originals = (
-            [name for g in read.groups for name in g.header] if read.groups else transform.source_column_names(source)
-        )
-        declared = [*config.columns, *config.primary_key]
-        contested = transform.contested_names(originals, declared)
+        # The source's own names and what they became: a CSV's headers; a JSON or Parquet source's leaf paths.
+        if read.groups:
+            named = [pair for g in read.groups for pair in zip(g.header, g.names, strict=True)]
+        else:
+            originals = transform.source_column_names(source)
+            named = list(zip(originals, transform.clean_names(originals), strict=True))
+        contested = transform.contested_names(named, [*config.columns, *config.primary_key])
         if contested:
             raise JobFailed(
                 "; ".join(

@@ -145,17 +145,20 @@ def capped_name(name: str) -> str:
     return f"{name[: NAME_MAX - 9].rstrip('_')}_{digest}"
 
 
-def contested_names(names: list[str], declared: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
-    """Declared names that two or more different source names clean to, none of them spelled as the declared
-    name itself: {declared: [source names]}. Which of them holds the declared column's data cannot be told."""
-    by_base: dict[str, set[str]] = {}
-    for name in names:
-        by_base.setdefault(capped_name(clean_name(name)), set()).add(name)
-    return {
-        name: sorted(by_base[name])
-        for name in dict.fromkeys(declared)
-        if len(by_base.get(name, ())) > 1 and name not in by_base[name]
-    }
+def contested_names(columns: list[tuple[str, str]], declared: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+    """Declared names that two or more source columns clean to, none spelled as the declared name itself: which of
+    them holds the declared column's data cannot be told. `columns`: (source name, final name) pairs, a CSV's
+    headers file by file (a header matched across files is one column however each file spells it).
+    {declared: [source names]}."""
+    found = {}
+    for name in dict.fromkeys(declared):
+        holders = {original for original, final in columns if final == name}
+        others = {
+            original for original, final in columns if final != name and capped_name(clean_name(original)) == name
+        }
+        if others and holders and name not in holders:
+            found[name] = sorted(holders | others)
+    return found
 
 
 def _folded(name: str) -> str:

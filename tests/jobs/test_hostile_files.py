@@ -409,3 +409,24 @@ def test_a_source_column_named_raw_record_is_renamed(spark, core, tmp_path):
     assert summary.status == "succeeded", summary.error
     assert summary.renamed_columns == {"raw_record": "raw_record_2"}
     assert [(r["id"], r["raw_record_2"], r["raw_record"]) for r in rejected(lake)] == [("2", "b", "2,b,c")]
+
+
+def test_a_declared_column_two_files_spell_differently_is_one_column_not_a_contest(spark, core, tmp_path):
+    # `Unit Price` in one file and `unit price` in another are matched as one column: no other column contests it.
+    files = {"a.csv": "id,Unit Price\n1,10\n", "b.csv": "id,unit price\n2,20\n"}
+    summary, lake = run(spark, core, tmp_path, files, columns={"unit_price": "int"})
+
+    assert summary.status == "succeeded", summary.error
+    assert sorted((r["id"], r["unit_price"]) for r in kept(lake)) == [(1, 10), (2, 20)]
+
+
+def test_a_declared_column_two_headers_of_one_file_contest_fails_naming_them(spark, core, tmp_path):
+    # Neither header is spelled `unit_price`: which is the declared column cannot be told (it went to the one that
+    # sorted first).
+    summary, lake = run(
+        spark, core, tmp_path, {"a.csv": "id,Unit Price,unit-price\n1,10,20\n"}, columns={"unit_price": "int"}
+    )
+
+    assert summary.status == "failed"
+    assert "'Unit Price'" in summary.error and "'unit-price'" in summary.error and "a.csv" in summary.error
+    assert not list(lake.list("bronze/"))

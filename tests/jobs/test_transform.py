@@ -450,9 +450,14 @@ def test_a_name_spelled_as_its_clean_name_keeps_it_whatever_sorts_first(other):
 
 def test_contested_names_are_declared_names_only_other_spellings_clean_to():
     names = ["first name", "First-Name", "plan", "Plan ", "a b"]
-    assert transform.contested_names(names, ["first_name", "plan", "a_b", "x"]) == {
+    columns = list(zip(names, transform.clean_names(names), strict=True))
+    assert transform.contested_names(columns, ["first_name", "plan", "a_b", "x"]) == {
         "first_name": ["First-Name", "first name"]
     }
+    # One column spelled two ways in two files (matched as one) is no contest.
+    assert (
+        transform.contested_names([("Unit Price", "unit_price"), (" unit price", "unit_price")], ["unit_price"]) == {}
+    )
 
 
 def test_names_longer_than_glue_allows_are_cut_with_a_hash_and_stay_unique():
