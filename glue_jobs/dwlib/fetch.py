@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import bz2
+import contextlib
 import gzip
 import hashlib
 import json
@@ -846,6 +847,26 @@ class _HttpDownload:
         self.resumed = False
         self.encoding: str | None = None  # "gzip": the server gzipped the file although asked for identity
 
+    def _settle_file(self) -> None:
+        """Cut the file back to the `have` bytes counted as written; a local failure is not the network's."""
+        with contextlib.suppress(OSError):  # a failed flush raises again from the seek, as a local failure
+            self.out.flush()
+        try:
+            self.out.seek(self.have)
+            self.out.truncate()
+        except OSError as exc:
+            raise self._local_failure(exc) from None
+
+    def _local_failure(self, exc: OSError) -> FetchError:
+        name = getattr(self.out, "name", "")
+        folder = str(Path(name).parent) if isinstance(name, str) and name else "the temporary folder"
+        return self.session.error(
+            f"Could not download {self.shown}: writing it to {folder} failed ({exc.strerror or exc}). This is "
+            "this machine's disk, not the network: free space there (TMPDIR, or the job's temporary folder) "
+            "and run again",
+            url=self.shown,
+        )
+
     def _restart(self) -> None:
         self.out.seek(0)
         self.out.truncate()
@@ -867,6 +888,8 @@ class _HttpDownload:
         ranged = self.have > 0
         if ranged:
             assert self.validator is not None
+            # The file holds exactly the bytes counted: a write cut short (a full disk) may have left more.
+            self._settle_file()
             headers["Range"] = f"bytes={self.have}-"
             headers["If-Range"] = self.validator[1]
         try:
@@ -951,16 +974,22 @@ class _HttpDownload:
             self.validator = _strong_validator(resp.headers)
         try:
             for chunk in _body(resp):
-                self.out.write(chunk)
+                try:
+                    self.out.write(chunk)
+                except OSError as exc:  # the disk, not the network: retrying would not help
+                    raise self._local_failure(exc) from None
                 self.have += len(chunk)
                 if self.progress is not None:
                     self.progress(self.have, self.total)
                 self.session.check_deadline(self.shown, "download")
         except (u3.HTTPError, OSError) as exc:
-            self.out.flush()
+            self._settle_file()
             _, detail = _describe(exc)
             return _Failure(True, f"the download broke after {self.have} bytes: {detail}")
-        self.out.flush()
+        try:
+            self.out.flush()
+        except OSError as exc:
+            raise self._local_failure(exc) from None
         if self.total is not None and self.have != self.total:
             if self.have > self.total:
                 self._restart()
@@ -976,7 +1005,14 @@ def _fetch_http(
     with open(target, "wb") as out:
         download = _HttpDownload(session, url, out, progress, creds)
         session.retrying(download.shown, "download", download.attempt)
-    return target.stat().st_size, download.resumed, download.encoding
+    size = target.stat().st_size
+    if size != download.have:  # never land a file whose bytes are not the ones received
+        raise session.error(
+            f"Could not download {download.shown}: the file written holds {size} bytes where {download.have} "
+            "were received; nothing was landed, run again",
+            url=download.shown,
+        )
+    return size, download.resumed, download.encoding
 
 
 # --------------------------------------------------------------------------- s3

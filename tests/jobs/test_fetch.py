@@ -127,6 +127,29 @@ def test_broken_body_resumes_with_a_range_request(server, lake):
     assert seen_progress[-1] == (len(data), len(data))
 
 
+def test_a_full_disk_mid_download_fails_at_once_naming_the_disk_and_lands_nothing(server, lake):
+    """A write the disk refuses (here the file-size limit, as a full TMPDIR would) is not a network failure: a
+    retry resumed after the bytes counted, over a file holding more, and landed a corrupted copy as succeeded."""
+    import resource
+    import signal
+
+    data = payload(3 * MIB)
+    server.files["/big.bin"] = data
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails (EFBIG) instead of killing us
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MIB, hard))
+    try:
+        with pytest.raises(FetchError) as caught:
+            fetch_source(server.url("/big.bin"), lake, RAW, policy=FAST)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    message = str(caught.value)
+    assert "this machine's disk, not the network" in message and server.url("/big.bin") in message
+    assert len(server.seen("/big.bin")) == 1  # not retried as if the network had broken
+    assert not lake.has_prefix(RAW)
+
+
 def test_server_that_ignores_range_restarts_from_zero(server, lake):
     data = payload(2 * MIB + 1)
     server.files["/norange.bin"] = data
