@@ -14,22 +14,13 @@ from dwlib import bronze
 from dwlib.config import DatasetConfig, load_core_config
 from dwlib.lake import LocalLake
 from lambdas.dynamodb_csv_export import handler as export
+from tests.jobs.test_export_to_bronze import Context
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "20261121T023000Z"
 RUN_2 = "20261122T023000Z"
 BUCKET = "pp-dw-123456789012"
-
-
-class Context:
-    function_name = "pp-dw-export-users"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:pp-dw-export-users"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 @pytest.fixture
