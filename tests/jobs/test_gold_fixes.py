@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -13,15 +12,10 @@ from dwlib import gold
 from dwlib.bronze import JobContext
 from dwlib.config import DatasetConfig, load_core_config
 from dwlib.lake import LocalLake
+from tests.jobs.test_gold import write_bronze
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN1, RUN2 = "20260101T000000Z", "20260102T000000Z"
-
-
-def write_bronze(lake: LocalLake, table: str, rows: list[dict]) -> None:
-    path = lake.path(f"bronze/{table}/part-0.parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path, compression="zstd")
 
 
 @pytest.fixture

@@ -52,18 +52,23 @@ class FakeContext:
         return self.remaining.pop(0) if len(self.remaining) > 1 else self.remaining[0]
 
 
-@pytest.fixture
-def env(monkeypatch):
+def export_environment(monkeypatch: pytest.MonkeyPatch, table: str, dataset: str) -> None:
+    """The function's environment as its stack sets it, with moto's credentials."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "TABLE_NAME": TABLE,
+        "TABLE_NAME": table,
         "BUCKET_NAME": BUCKET,
-        "DATASET": DATASET,
+        "DATASET": dataset,
     }.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def env(monkeypatch):
+    export_environment(monkeypatch, TABLE, DATASET)
 
 
 @pytest.fixture
