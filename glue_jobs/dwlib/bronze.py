@@ -289,7 +289,7 @@ def transform_and_check(
             "windows-1252, utf-16 or another Java charset name, in the dataset's config.json"
         )
     uris = [lake.uri(k) for k in keys]
-    # A drop's `_SUCCESS` manifest (the DynamoDB export's): the types of its attributes.
+    # A drop's `_SUCCESS` manifest (the DynamoDB export's): its attributes' types, the rows it wrote.
     manifest = _drop_manifest(ctx)
     listed = [o for k in keys for o in lake.list(k)]
     input_bytes = sum(o.size for o in listed)
@@ -529,7 +529,7 @@ def transform_and_check(
     cached: list[DataFrame] = []
     try:
         with jobs.session_settings(spark, {**(INTERPRETED if one_task else {}), **_case_settings(fmt)}):
-            return _check_and_quarantine(spark, ctx, summary, staging, attempt)
+            return _check_and_quarantine(spark, ctx, summary, staging, attempt, ledger.manifest_rows(manifest))
     finally:
         for frame in cached:
             frame.unpersist()
@@ -590,7 +590,9 @@ def _check_and_quarantine(
     summary: RunSummary,
     staging: str,
     attempt: Callable[[CsvOptions], tuple[DataFrame, Callable[[], DataFrame], bool]],
+    said_rows: int | None = None,
 ) -> str:
+    """`said_rows`: the rows the drop's manifest says it holds (the DynamoDB export's count), if it says."""
     naming, lake, config = ctx.naming, ctx.lake, ctx.dataset
     with summary.step("transform"):
         kept, rejected, reread = attempt(config.csv)
@@ -600,7 +602,6 @@ def _check_and_quarantine(
             summary.csv_read_again_multiline = True
             kept, rejected, _ = attempt(config.csv.model_copy(update={"multiline": True}))
     summary.schema = [{"name": f.name, "type": f.dataType.simpleString()} for f in kept.schema.fields]
-    said_rows = ledger.manifest_rows(_drop_manifest(ctx))
     if said_rows is not None and said_rows != summary.rows_in:
         files = ", ".join(summary.raw_keys) or naming.raw_prefix(ctx.name, ctx.raw_run_id or ctx.run_id)
         raise JobFailed(

@@ -453,11 +453,8 @@ def drop_files(lake: Lake, naming: Naming, dataset: str, run_id: str) -> list[st
         raise IncompleteRawRun(
             f"the drop {prefix} is not closed: its {DROP_MARKER} is empty (a marker is never empty); {wait}"
         )
-    try:
-        said = json.loads(lake.read_bytes(marker))
-    except (ValueError, UnicodeDecodeError):
-        said = None  # a landing drop's marker may say anything: its presence closes the folder
-    if isinstance(said, dict) and isinstance(said.get("files"), list):
+    said = _marker_json(lake, marker)
+    if isinstance(said.get("files"), list):
         named = [prefix + str(f) for f in said["files"]]
         missing = [k for k in named if k not in present]
         if missing:
@@ -481,10 +478,16 @@ def drop_manifest(lake: Lake, naming: Naming, dataset: str, run_id: str) -> dict
     marker = naming.drop_marker_key(dataset, run_id)
     if not any(o.key == marker and o.size for o in lake.list(marker)):
         return {}
+    return _marker_json(lake, marker)
+
+
+def _marker_json(lake: Lake, marker: str) -> dict[str, Any]:
+    """The marker's JSON object; {} for any other content (a landing drop's marker may say anything: its presence
+    closes the folder)."""
     try:
         said = json.loads(lake.read_bytes(marker))
     except (ValueError, UnicodeDecodeError):
-        return {}  # a landing drop's marker may say anything
+        return {}
     return said if isinstance(said, dict) else {}
 
 
