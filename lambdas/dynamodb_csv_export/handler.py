@@ -325,8 +325,9 @@ def _scan_segment(client, run: _Run, path: str, segment: int, total: int) -> dic
             page = _scan_page(client, request, run)
             items = page.get("Items", [])
             for item in items:
-                row = {name: _cell(value) for name, value in item.items()}
+                row = {}
                 for name, value in item.items():
+                    row[name] = _cell(value)
                     names.setdefault(name, set()).update(value)  # the value's one key is its type
                 out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
                 out.write("\n")
