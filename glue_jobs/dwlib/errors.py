@@ -26,6 +26,9 @@ LOST_TASK = re.compile(r"most recent failure: Lost task [^:]*\): (?P<cls>[\w.$]+
 ERROR_CLASS = re.compile(r"^\[(?P<cls>[A-Z_.]+)\] ")
 OBJECT_ID = re.compile(r"@[0-9a-f]{6,}\b")
 
+# What a bronze run can do about a timestamp before 1900 (a gold run says its model instead: gold.py).
+ANCIENT_FIX = "replace such placeholders in the source or in a transform hook"
+
 # What a root cause means for the file, in words; matched against "class: message".
 MEANINGS = (
     (re.compile(r"Unexpected end of input stream|EOFException|unexpected end of (?:file|stream)", re.I),
@@ -42,8 +45,8 @@ MEANINGS = (
     (re.compile(r"FileNotFoundException|PATH_NOT_FOUND|NoSuchKey", re.I),
      "the file disappeared while the run read it; run again"),
     (re.compile(r"WRITE_ANCIENT_DATETIME", re.I),
-     "a timestamp before 1900-01-01 cannot be written to a Parquet table (its INT96 timestamps); replace such "
-     "placeholders in the source or in a transform hook, or use \"table_format\": \"iceberg\""),
+     "a timestamp before 1900-01-01 cannot be written to a Parquet table (its INT96 timestamps); "
+     f"{ANCIENT_FIX}, or use \"table_format\": \"iceberg\""),
 )  # fmt: skip
 
 

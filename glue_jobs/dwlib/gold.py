@@ -163,9 +163,9 @@ def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
     )
     if refused:
         raise GoldError(f"{label}: {'; '.join(refused)}. {rule}: no file paths, table functions or Java calls")
-    for column in _made_run_id_columns(statements[0]):
+    if made := _made_run_id_columns(statements[0]):
         raise GoldError(
-            f"{label}: the column {column} is the job's own (the run id it adds to every row, which would replace "
+            f"{label}: the column {made[0]} is the job's own (the run id it adds to every row, which would replace "
             f"the model's values); rename it in the SELECT (... AS {RUN_ID_COLUMN}_2)"
         )
     bronze, gold = set(), set()
@@ -521,16 +521,12 @@ def _run_model(
     except Exception as exc:  # a SQL error in one model fails that model only
         result.status = "failed"
         result.error = errors.describe(exc, lake_root=lake.root_uri, ledger_key=entry).replace(
-            BRONZE_ANCIENT_ADVICE, gold_ancient_advice(model.name)  # the model is where a gold run can change it
+            errors.ANCIENT_FIX, gold_ancient_advice(model.name)  # the model is where a gold run can change it
         )
         result.traceback = errors.full_trace(exc)
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
-
-
-# errors.describe's advice for a timestamp before 1900 in a Parquet table, written for bronze
-BRONZE_ANCIENT_ADVICE = "replace such placeholders in the source or in a transform hook"
 
 
 def gold_ancient_advice(model: str) -> str:
