@@ -53,6 +53,8 @@ RUN_HINT = "run `dw run DATASET` to create one"
 DType = exp.DataType.Type
 INTEGER_TYPES = (DType.TINYINT, DType.SMALLINT, DType.INT, DType.BIGINT)
 INTEGER_PRECISION = {DType.TINYINT: 3, DType.SMALLINT: 5, DType.INT: 10, DType.BIGINT: 19}
+INTEGER_OF_PRECISION = {precision: kind for kind, precision in INTEGER_PRECISION.items()}
+INTEGER_PRECISION_BITS = {DType.TINYINT: 8, DType.SMALLINT: 16, DType.INT: 32, DType.BIGINT: 64}
 DATE_UNITS = {"DAY", "WEEK", "MONTH", "QUARTER", "YEAR"}
 # Characters Trino's trim/ltrim/rtrim remove (Java whitespace), where DuckDB removes spaces only.
 WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
@@ -189,6 +191,16 @@ MACROS = {
     # CAST(varchar AS boolean) reads true/t/1 and false/f/0 only
     "dw_to_boolean(s)": "CASE WHEN s IS NULL THEN NULL WHEN lower(s) IN ('true', 't', '1') THEN true "
     "WHEN lower(s) IN ('false', 'f', '0') THEN false ELSE error('Cannot cast ''' || s || ''' to BOOLEAN') END",
+    # sign(double / real) keeps the type: NaN and -0.0 stay (Java's Math.signum); DuckDB's is a tinyint, 0 for NaN
+    "dw_sign_float(x)": "CASE WHEN x = 0 OR isnan(x) THEN x ELSE sign(x) END",
+    # round(integer, n < 0): half away from zero, in the argument's range (lo..hi, type t); DuckDB's wraps
+    # around (round(9223372036854775807, -2) is negative there). A HUGEINT; the caller casts it back.
+    "dw_round_int_in(x, r, lo, hi, t)": "CASE WHEN r BETWEEN lo AND hi THEN r "
+    "WHEN t = 'bigint' THEN error('numerical overflow: ' || x) ELSE error('Out of range for ' || t || ': ' || r) END",
+    "dw_round_int(x, n, lo, hi, t)": "CASE WHEN x IS NULL OR n IS NULL THEN NULL WHEN n >= 0 THEN x::HUGEINT "
+    "WHEN n <= -19 THEN error('numerical overflow: ' || x) "
+    "ELSE dw_round_int_in(x, (CASE WHEN x < 0 THEN -1 ELSE 1 END) * ((abs(x::HUGEINT) + CAST(pow(10, -n) AS HUGEINT) "
+    "// 2) // CAST(pow(10, -n) AS HUGEINT)) * CAST(pow(10, -n) AS HUGEINT), lo, hi, t) END",
 }
 MACRO_ARITY = {
     sig.partition("(")[0]: len([a for a in sig.partition("(")[2].rstrip(")").split(",") if a.strip()])
@@ -867,8 +879,8 @@ def _own_type(node: exp.Expression) -> exp.DataType | None:
         return exp.DataType.build("VARCHAR")
     if isinstance(node, exp.TimestampTrunc | exp.DateTrunc | exp.ArgMax | exp.ArgMin) and first is not None:
         return first.type if not _unknown(first) else None
-    if isinstance(node, exp.Trunc) and first is not None and _is(first, DType.DOUBLE, DType.FLOAT):
-        return first.type
+    if isinstance(node, MATH_FUNCTIONS):
+        return _math_type(node)
     if isinstance(node, exp.Flatten) and first is not None:
         return _element(first.type)
     if isinstance(node, exp.ArraySum) and first is not None and _element(first.type) is not None:
@@ -1082,10 +1094,8 @@ def _fix(node: exp.Expression) -> exp.Expression:
         return _decimal_div(node) or node
     if isinstance(node, exp.Avg):
         return _decimal_avg(node) or node
-    # round(decimal(p, s), n) is a decimal(p + 1, s) in Trino; DuckDB's has scale n.
-    if isinstance(node, exp.Round) and node.args.get("decimals") is not None and _is(node.this, DType.DECIMAL):
-        precision, scale = _decimal_type(node.this) or (37, 0)
-        return _as(node, f"DECIMAL({min(38, precision + 1)}, {scale})") if scale else node
+    if isinstance(node, MATH_FUNCTIONS):
+        return _math(node)
     if isinstance(node, exp.Window) and isinstance(node.this, exp.Avg):
         return _decimal_avg(node.this, window=node) or node
     # approx_distinct is exact for small sets in Trino (sparse HyperLogLog); DuckDB's
@@ -1115,6 +1125,65 @@ def _fix(node: exp.Expression) -> exp.Expression:
         result.type = exp.DataType.build("BIGINT")
         return exp.paren(result, copy=False)
     return node
+
+
+# Trino's math functions whose result type follows the argument's, where DuckDB's does not.
+MATH_FUNCTIONS = (exp.Sign, exp.Ceil, exp.Floor, exp.Round, exp.Trunc)
+
+
+def _math_type(node: exp.Expression) -> exp.DataType | None:
+    """Trino's type of sign, ceil/floor, round and truncate (MathFunctions' signatures): an integer,
+    double or real argument's own type; over decimal(p, s) sign is a decimal(1, 0), ceil and floor a
+    decimal(p - s + min(s, 1), 0), round a decimal(p - s + min(s, 1), 0) and with n digits a
+    decimal(p + 1, s), truncate a decimal(max(1, p - s), 0) and with n digits a decimal(p, s)."""
+    if not isinstance(node, MATH_FUNCTIONS) or not isinstance(node.this, exp.Expression):
+        return None
+    value = node.this
+    if _is(value, *INTEGER_TYPES) and _decimal_type(value):  # a literal past 2^31 is a bigint (sqlglot: int)
+        return exp.DataType.build(INTEGER_OF_PRECISION[_decimal_type(value)[0]])
+    if _is(value, DType.DOUBLE, DType.FLOAT):
+        return value.type.copy()
+    if not _is_decimal(value) or _decimal_type(value) is None:
+        return None
+    p, s = _decimal_type(value)
+    digits = node.args.get("decimals") is not None
+    if isinstance(node, exp.Sign):
+        p, s = 1, 0
+    elif isinstance(node, exp.Ceil | exp.Floor) or (isinstance(node, exp.Round) and not digits):
+        p, s = min(38, p - s + min(s, 1)), 0
+    elif isinstance(node, exp.Round):
+        p = min(38, p + 1)
+    elif not digits:  # truncate(x)
+        p, s = max(1, p - s), 0
+    return exp.DataType.build(f"DECIMAL({p}, {s})")
+
+
+def _math(node: exp.Expression) -> exp.Expression:
+    """sign, ceil/floor, round and truncate of Trino's type (`_math_type`); DuckDB's sign is a tinyint,
+    its ceil and floor of an integer a double, and its decimal results keep the argument's precision."""
+    trino = _math_type(node)
+    value = node.this
+    if trino is None:
+        return node
+    if _is(value, *INTEGER_TYPES) and isinstance(node, exp.Ceil | exp.Floor | exp.Round):
+        digits = node.args.get("decimals")
+        if digits is None or isinstance(node, exp.Ceil | exp.Floor):
+            return value  # already whole: ceil(5) is 5, an integer (DuckDB: 5.0, a double)
+        kind = trino.this
+        low, high = -(2 ** (INTEGER_PRECISION_BITS[kind] - 1)), 2 ** (INTEGER_PRECISION_BITS[kind] - 1) - 1
+        rounded = _macro(
+            "dw_round_int", node, value, digits, exp.Literal.number(low), exp.Literal.number(high),
+            exp.Literal.string(exp.DataType.build(kind).sql(dialect="trino").lower()),
+        )  # fmt: skip
+        fixed: exp.Expression = _as(rounded, trino.sql(dialect=WRITE_DIALECT))
+    elif isinstance(node, exp.Sign) and _is(value, DType.DOUBLE, DType.FLOAT):
+        fixed = _fn("dw_sign_float", value)
+    elif isinstance(node, exp.Sign) or _is_decimal(value):
+        fixed = _as(node, trino.sql(dialect=WRITE_DIALECT))
+    else:
+        return node
+    fixed.type = trino
+    return fixed
 
 
 def _optional_groups(pattern: str) -> set[int] | None:
