@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from pathlib import PurePosixPath
 
 from dwlib.secrets import scrub
 
@@ -21,6 +22,14 @@ READ_FILE = (
     re.compile(r"(?:reading|read|open) (?:file|path) (?P<path>(?:file:|s3a?://|s3n://|/)\S+?)[.,;:]?(?:\s|$)"),
     re.compile(r"(?P<path>(?:file:|s3a?://|s3n://)\S+?) is not a Parquet file"),
 )
+# Where Spark names the file or folder it was writing when the disk refused.
+WRITE_FILE = (
+    re.compile(r"Task failed while writing rows to (?P<path>\S+?)\.?(?:\s|$)"),
+    re.compile(r"Mkdirs failed to create (?P<path>\S+?)\.?(?:\s|$)"),
+    re.compile(
+        r"(?:FileNotFoundException|FileSystemException|AccessDeniedException): (?P<path>(?:file:)?/\S+?)(?::|\s\()"
+    ),
+)
 CAUSED_BY = re.compile(r"^(?:Caused by: )?(?P<cls>[a-zA-Z_$][\w$]*(?:\.[\w$]+)+(?:Exception|Error)): ?(?P<msg>.*)$")
 LOST_TASK = re.compile(r"most recent failure: Lost task [^:]*\): (?P<cls>[\w.$]+(?:Exception|Error)): ?(?P<msg>.*)$")
 ERROR_CLASS = re.compile(r"^\[(?P<cls>[A-Z_.]+)\] ")
@@ -29,8 +38,26 @@ OBJECT_ID = re.compile(r"@[0-9a-f]{6,}\b")
 # What a bronze run can do about a timestamp before 1900 (a gold run says its model instead: gold.py).
 ANCIENT_FIX = "replace such placeholders in the source or in a transform hook"
 
+# Local storage refusing a write, in the lake folder or in Spark's scratch folder (shuffle and spill files): the
+# disk is what to fix, never the inputs. `{disk}` becomes the folders to look at (describe() knows the lake).
+STORAGE = (
+    (re.compile(r"No space left on device|\bENOSPC\b", re.I),
+     "the disk is full; free space on {disk}, then run again"),
+    (re.compile(r"Disk quota exceeded|\bEDQUOT\b", re.I),
+     "the disk quota is used up; free space within the quota (or have it raised) on {disk}, then run again"),
+    (re.compile(r"Read-only file system|\bEROFS\b", re.I),
+     "the file system is read-only; make {disk} writable (or give --lake a writable folder), then run again"),
+    (re.compile(r"Mkdirs failed to create|Permission denied", re.I),
+     "a folder could not be made (no permission, or a read-only or full disk); make {disk} writable, with free "
+     "space, then run again"),
+)  # fmt: skip
+# On Glue the lake is S3, which never fills: a full disk is a worker's, holding Spark's shuffle and spill files.
+GLUE_DISK = ("a Glue worker's local disk (Spark's shuffle and spill files) is full or not writable; raise the "
+             "dataset's data_size_category (more workers share the data), or split the input")  # fmt: skip
+
 # What a root cause means for the file, in words; matched against "class: message".
 MEANINGS = (
+    *STORAGE,
     (re.compile(r"Unexpected end of input stream|EOFException|unexpected end of (?:file|stream)", re.I),
      "the file ends early: it is truncated (an interrupted download or upload); fetch it again"),
     (re.compile(r"Not in GZIP format|incorrect header check|invalid (?:block type|distance)|ZipException", re.I),
@@ -94,6 +121,13 @@ def _relative(path: str, lake_root: str | None) -> str:
     return bare if path.startswith("file:") else path
 
 
+def _absolute(key: str, lake_root: str | None) -> str:
+    """The local path of a lake key `_relative` made (unchanged if it is one already)."""
+    if key.startswith(("/", "s3")) or not lake_root:
+        return key
+    return re.sub(r"^file:/*", "/", lake_root.rstrip("/")) + "/" + key
+
+
 def _root_cause(text: str) -> tuple[str, str]:
     """(exception class, message) of the deepest cause Spark reported."""
     best: tuple[str, str] | None = None
@@ -115,11 +149,35 @@ def _root_cause(text: str) -> tuple[str, str]:
     return cls.rsplit(".", 1)[-1], msg[:MAX_CAUSE] + ("…" if len(msg) > MAX_CAUSE else "")
 
 
-def _file(text: str, lake_root: str | None) -> str | None:
-    for pattern in READ_FILE:
+def _file(text: str, lake_root: str | None, patterns: tuple[re.Pattern, ...] = READ_FILE) -> str | None:
+    for pattern in patterns:
         if m := pattern.search(text):
-            return _relative(m["path"], lake_root)
+            return _relative(m["path"].split("/_temporary/")[0], lake_root)  # the folder asked for, not Spark's own
     return None
+
+
+def _storage(text: str) -> str | None:
+    """The words for a local storage failure named in `text`, `{disk}` still to fill in; None if it is none."""
+    return next((words for pattern, words in STORAGE if pattern.search(text)), None)
+
+
+def _disk(words: str, lake_root: str | None, *, spark: bool, file: str | None = None) -> str:
+    """`words` with `{disk}` naming the folders to free or make writable: the file's, else the lake's and (for Spark
+    with no file named: shuffle and spill files) Spark's scratch folder."""
+    if lake_root and lake_root.startswith("s3://"):
+        return GLUE_DISK if spark else words.replace("{disk}", "this machine's temporary folder (TMPDIR)")
+    root = re.sub(r"^file:/*", "/", lake_root.rstrip("/")) if lake_root else None
+    if file and not (root and file.startswith(root + "/")):
+        disk = f"the disk holding {PurePosixPath(file).parent}"
+    elif root:
+        disk = f"the disk holding the lake folder {root}"
+    else:
+        disk = "the disk holding the lake folder"
+    if spark and not file:
+        disk += " and Spark's scratch folder (spark.local.dir, /tmp by default)"
+    elif not file:
+        disk += " and the temporary folder (TMPDIR)"
+    return words.replace("{disk}", disk)
 
 
 def describe(
@@ -131,6 +189,14 @@ def describe(
     """
     if not is_spark_error(exc):
         message = " ".join(_text(exc).split())
+        if isinstance(exc, OSError) and (words := _storage(message)):
+            # A full or read-only disk under a plain Python write: the folder to fix, not a bare errno.
+            file = scrub(str(exc.filename)) if exc.filename else None
+            advice = _disk(words, lake_root, spark=False, file=file)
+            what = f"{type(exc).__name__}: {exc.strerror or message}"
+            return (
+                f"Could not write {file}: {advice} ({what})" if file else f"Could not write to disk: {advice} ({what})"
+            )
         if len(message) > 400:
             message = message[:400] + "…"
         return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
@@ -140,6 +206,12 @@ def describe(
     cause = f"{cls}: {msg}" if cls else msg
     chain = " ".join(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("at ", "...")))
     meaning = next((words for pattern, words in MEANINGS if pattern.search(f"{cls}: {msg} {chain}")), None)
+    if meaning is not None and "{disk}" in meaning:  # the disk refused a write: the inputs are not to blame
+        written = _file(text, lake_root, WRITE_FILE)
+        subject = f"Spark could not write {written}" if written else "Spark could not write to disk"
+        cause = re.sub(r"/_temporary/\S+", "/_temporary/…", cause)  # Spark's attempt folder: a long, useless name
+        advice = _disk(meaning, lake_root, spark=True, file=written and _absolute(written, lake_root))
+        return _paragraph([f"{subject}: {advice}", f"({cause})"], ledger_key)
     where = _file(text, lake_root)
     if where is None and meaning is None and type(exc).__module__.startswith("pyspark."):
         # A query error (an unknown column, a type mismatch): Spark's own first lines say it well.
@@ -156,5 +228,9 @@ def describe(
     parts = [f"{subject}: {meaning}" if meaning else subject, f"({cause})"]
     if error_class and not meaning:
         parts[-1] = f"({msg})"
+    return _paragraph(parts, ledger_key)
+
+
+def _paragraph(parts: list[str], ledger_key: str | None) -> str:
     where_trace = f"the `traceback` field of {ledger_key} and " if ledger_key else ""
     return scrub(f"{' '.join(parts)}. The full Java trace is in {where_trace}`dw --debug` output.") or ""
