@@ -141,8 +141,21 @@ out = Console(highlight=False, markup=False, soft_wrap=True, width=None if sys.s
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 STATE = {"debug": False}
 
+def _lake_path(value: str | Path) -> Path:
+    """--lake's folder; an empty one refused: Path("") is the current folder, which would put the lake's
+    folders (raw/, bronze/, runs/…) wherever dw was started, usually the checkout."""
+    if isinstance(value, Path):
+        return value
+    if not value.strip():
+        raise DwError("--lake (or DW_LAKE) is empty: give the lake's folder, e.g. --lake .lake, or leave it out")
+    return Path(value)
+
+
 LakeOption = Annotated[
-    Path, typer.Option("--lake", help="Local lake directory, laid out like the bucket.", envvar="DW_LAKE")
+    Path,
+    typer.Option(
+        "--lake", help="Local lake directory, laid out like the bucket.", envvar="DW_LAKE", parser=_lake_path
+    ),
 ]
 
 
@@ -195,6 +208,8 @@ def _dataset(project: Project, name: str):
 
 
 def _lake_dir(project: Project, lake: Path | None) -> Path:
+    if lake is None and os.environ.get("DW_LAKE") == "":  # click reads an empty variable as unset
+        raise DwError("DW_LAKE is empty: set it to the lake's folder, or unset it for the project's .lake")
     folder = (lake or project.root / ".lake").resolve()
     if folder.exists() and not folder.is_dir():
         raise DwError(f"{folder} is not a folder: --lake (or DW_LAKE) names the lake's folder, which dw makes if missing")
@@ -551,7 +566,15 @@ def query_command(
     if file is not None:
         if not file.is_file():
             raise DwError(f"{file} does not exist; give the path of a .sql file")
-        sql = file.read_text(encoding="utf-8")
+        try:
+            sql = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DwError(
+                f"{file} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}): "
+                "save it as UTF-8 and run again"
+            ) from None
+        except OSError as exc:
+            raise DwError(f"{file} cannot be read ({exc.strerror}); give the path of a readable .sql file") from None
     project = _project()
     try:
         result = run_query(sql, _lake_dir(project, lake), Naming.of(project.core))
