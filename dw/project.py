@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from dwlib.config import ConfigError, CoreConfig, DatasetConfig, Problem, Project, load_core_config, load_project
+from dwlib.errors import NotUtf8, utf8_text
 from dwlib.hook import check_hook_source
 from dwlib.naming import TRANSFORM_HOOK
 
@@ -35,7 +36,10 @@ def _sql_problems(path: Path, label: str, dialect: str) -> list[Problem]:
     import sqlglot  # here, not above: `dw run` imports this module and never parses SQL (a quarter second)
     from sqlglot.errors import ParseError
 
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = utf8_text(path.read_bytes())
+    except NotUtf8 as exc:
+        return [Problem(label, "", str(exc))]
     try:
         statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
     except ParseError as exc:
@@ -71,16 +75,21 @@ def validate(root: Path) -> tuple[Project | None, list[Problem]]:
         if hook.is_file():
             label = f"datasets/{name}/{TRANSFORM_HOOK}"
             problems += [
-                Problem(label, where, message) for where, message in check_hook_source(hook.read_text(), label)
+                Problem(label, where, message) for where, message in check_hook_source(hook.read_bytes(), label)
             ]
         for query in sorted((folder / "queries").glob("*.sql")):
             problems += _sql_problems(query, f"datasets/{name}/queries/{query.name}", "athena")
         if database_prefix is None:
             continue
-        from dwlib.gold import check_models, model_sources  # here: it imports Spark, which `dw query` needs not
+        from dwlib.gold import GoldError, check_models, model_sources  # here: it imports Spark, `dw query` needs not
 
         named = {p.file for p in problems}  # a model's name is already checked with the project (load_project)
-        sources_by_dataset[name] = model_sources(folder)
+        try:
+            sources_by_dataset[name] = model_sources(folder)
+        except GoldError as exc:  # a model file that is not UTF-8: "{file}: is not UTF-8 text (...); save ..."
+            file, _, message = str(exc).partition(": ")
+            problems.append(Problem(file, "", message))
+            continue
         for text in check_models(sources_by_dataset[name], f"datasets/{name}/gold", database_prefix):
             file, _, message = text.partition(": ")
             if file not in named:

@@ -221,11 +221,11 @@ def transform_hook(ctx: JobContext) -> TransformHook | None:
     """The dataset's transform.py: from its folder locally, from etl/{dataset}/ on Glue; None if absent."""
     if ctx.dataset_dir is not None:
         path = ctx.dataset_dir / TRANSFORM_HOOK
-        return load_hook(ctx.name, path.read_text(encoding="utf-8"), str(path)) if path.is_file() else None
+        return load_hook(ctx.name, path.read_bytes(), str(path)) if path.is_file() else None
     key = ctx.naming.transform_hook_key(ctx.name)
     if not ctx.lake.exists(key):
         return None
-    return load_hook(ctx.name, ctx.lake.read_bytes(key).decode("utf-8"), ctx.lake.uri(key))
+    return load_hook(ctx.name, ctx.lake.read_bytes(key), ctx.lake.uri(key))  # the bytes: load_hook decodes, naming it
 
 
 def _flagged(df: DataFrame, flag: str) -> Any:

@@ -77,6 +77,26 @@ MEANINGS = (
 )  # fmt: skip
 
 
+class NotUtf8(ValueError):
+    """A text file (a hook, a model, .secrets.json) saved in another encoding: where, and the fix; the caller adds
+    the file's name."""
+
+
+def utf8_text(data: bytes, *, quote_byte: bool = True) -> str:
+    """The file's text: UTF-8, a leading byte order mark dropped; else NotUtf8 saying where its first byte that is
+    not UTF-8 is (`quote_byte=False` for a file of secrets: its position only, never its value)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line, column = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
+        byte = f"byte 0x{data[exc.start]:02x} at " if quote_byte else ""
+        raise NotUtf8(
+            f"is not UTF-8 text ({byte}line {line}, column {column}, likely Latin-1 or Windows-1252); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def is_spark_error(exc: BaseException) -> bool:
     name = type(exc).__module__ + "." + type(exc).__name__
     return name.startswith(("py4j.", "pyspark.")) or "\tat org.apache." in str(exc)

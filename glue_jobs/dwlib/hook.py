@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dwlib.errors import NotUtf8, utf8_text
+
 __all__ = ["HookError", "TransformHook", "check_hook_source", "load_hook"]
 
 FUNCTION = "transform"
@@ -87,8 +89,17 @@ def _failure(dataset: str, file: str, what: str, exc: BaseException) -> HookErro
     return HookError(f"{dataset}: transform hook {where} {what}: {_first_line(exc)}; {ADVICE}", trace=trace)
 
 
-def load_hook(dataset: str, source: str, file: str) -> TransformHook:
-    """Compile and run the hook's module from its text (as importlib would), and find `transform`."""
+def _text(source: str | bytes) -> str:
+    """The hook's text: its bytes as UTF-8 (NotUtf8 if they are not), without a byte order mark."""
+    return utf8_text(source) if isinstance(source, bytes) else source.removeprefix("\ufeff")
+
+
+def load_hook(dataset: str, source: str | bytes, file: str) -> TransformHook:
+    """Compile and run the hook's module from its text or its file's bytes (as importlib would), and find `transform`."""
+    try:
+        source = _text(source)
+    except NotUtf8 as exc:
+        raise HookError(f"{dataset}: transform hook {file} {exc}") from None
     try:
         code = compile(source, file, "exec")
     except SyntaxError as exc:
@@ -113,8 +124,12 @@ def load_hook(dataset: str, source: str, file: str) -> TransformHook:
     return TransformHook(dataset, file, function)
 
 
-def check_hook_source(source: str, label: str) -> list[tuple[str, str]]:
-    """`dw validate`: (where, problem) of a hook's text, found without running it; empty when fine."""
+def check_hook_source(source: str | bytes, label: str) -> list[tuple[str, str]]:
+    """`dw validate`: (where, problem) of a hook's text or bytes, found without running it; empty when fine."""
+    try:
+        source = _text(source)
+    except NotUtf8 as exc:
+        return [("", str(exc))]
     try:
         tree = ast.parse(source, filename=label)
     except SyntaxError as exc:

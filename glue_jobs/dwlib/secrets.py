@@ -171,8 +171,12 @@ class LocalSecrets:
             if not self.file.is_file():
                 self._file_values = {}
             else:
+                from dwlib.errors import NotUtf8, utf8_text  # here: errors imports this module
+
                 try:
-                    data = json.loads(self.file.read_text(encoding="utf-8"))
+                    data = json.loads(utf8_text(self.file.read_bytes(), quote_byte=False))
+                except NotUtf8 as exc:  # where, never the byte: it may be part of a secret
+                    raise SecretError(f"{self.file} {exc}") from None
                 except json.JSONDecodeError as exc:  # exc.msg and the position only: no file content
                     raise SecretError(
                         f"{self.file} is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); "
