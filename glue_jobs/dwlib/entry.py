@@ -89,15 +89,26 @@ def run_bronze_job(spark: SparkLike, args: dict[str, str]) -> int:
 
 
 def deployed_models(ctx: bronze.JobContext) -> dict[str, str]:
-    """The dataset's models as the stack deployed them: etl/{dataset}/gold/*.sql (or the checkout's gold/)."""
-    if ctx.dataset_dir is not None:
-        return gold.model_sources(ctx.dataset_dir)
-    prefix = f"{ctx.naming.etl_prefix(ctx.name)}gold/"
-    return {
-        obj.key[len(prefix) : -len(".sql")]: ctx.lake.read_bytes(obj.key).decode("utf-8")
-        for obj in ctx.lake.list(prefix)
-        if obj.key.endswith(".sql") and "/" not in obj.key[len(prefix) :]
-    }
+    """The dataset's models as the stack deployed them: etl/{dataset}/gold/*.sql (or the checkout's gold/).
+
+    Decoded as `dw run` decodes them (gold.decode_model: a byte order mark dropped); a file that is not UTF-8 is a
+    JobSetupError naming it, and the dataset file it was deployed from.
+    """
+    try:
+        if ctx.dataset_dir is not None:
+            return gold.model_sources(ctx.dataset_dir)
+        prefix = f"{ctx.naming.etl_prefix(ctx.name)}gold/"
+        return {
+            (model := obj.key[len(prefix) : -len(".sql")]): gold.decode_model(
+                ctx.lake.read_bytes(obj.key),
+                f"{ctx.lake.uri(obj.key)} (deployed from datasets/{ctx.name}/gold/{model}.sql)",
+            )
+            for obj in ctx.lake.list(prefix)
+            if obj.key.endswith(".sql") and "/" not in obj.key[len(prefix) :]
+        }
+    except gold.GoldError as exc:
+        redeploy = " and deploy it again" if ctx.dataset_dir is None else ""
+        raise jobs.JobSetupError(f"{exc}{redeploy}") from None
 
 
 def run_gold_job(spark: SparkLike, args: dict[str, str]) -> int:

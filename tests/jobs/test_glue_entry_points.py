@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from dwlib import entry, jobs
+from dwlib import entry, gold, jobs
 from dwlib.lake import LocalLake
 from dwlib.naming import Naming
 
@@ -193,3 +193,60 @@ def test_no_parquet_summary_files_even_if_a_cluster_default_asks_for_them(spark,
         assert not [p.name for p in (tmp_path / "pinned").iterdir() if p.name.startswith("_")]
     finally:
         spark.conf.set(jobs.PARQUET_SUMMARY_LEVEL, "NONE")
+
+
+def deployed(lake: LocalLake, models: dict[str, bytes]) -> None:
+    """The dataset as the stack deploys it: its job config and its gold models under etl/{dataset}/."""
+    core, dataset, *_ = jobs.find_job_config(lake, DATASET)
+    lake.write_json(Naming.of(core).job_config_key(DATASET), jobs.job_config_document(core, dataset))
+    for name, data in models.items():
+        lake.write_bytes(f"{Naming.etl_prefix(DATASET)}gold/{name}.sql", data)
+
+
+def gold_argv(lake: LocalLake) -> list[str]:
+    """A gold dry run with every argument the stack and the pipeline pass (as Glue requires them all)."""
+    arguments = {
+        **jobs.default_arguments(DATASET, str(lake.root), jobs.GOLD_ARGS),
+        "--run_id": RUN,
+        "--dry_run": "true",
+    }
+    return ["gold_job.py", *(item for pair in arguments.items() for item in pair)]
+
+
+LATIN1_MODEL = "-- Café count\nSELECT 1 AS n\n".encode("latin-1")
+
+
+def test_a_deployed_gold_model_that_is_not_utf8_is_named_with_the_fix_not_a_codec_error(tmp_path, capsys, monkeypatch):
+    """As `dw run` says of the same file: the Glue job names it (and the dataset file it came from), exit 1 locally."""
+    monkeypatch.delenv(jobs.FORCE_DRY_RUN, raising=False)
+    lake = LocalLake(tmp_path / "lake")
+    deployed(lake, {"cafe": LATIN1_MODEL})
+
+    assert entry.main(entry.run_gold_job, jobs.GOLD_ARGS, gold_argv(lake)) == 1
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert line == (
+        f"error: {lake.root}/etl/{DATASET}/gold/cafe.sql (deployed from datasets/{DATASET}/gold/cafe.sql): is not "
+        "UTF-8 text (byte 0xe9 at line 1, column 7, likely Latin-1 or Windows-1252); save the file as UTF-8 and "
+        "deploy it again"
+    )
+
+
+def test_on_glue_a_gold_model_that_is_not_utf8_fails_the_job_run_naming_it(on_glue, tmp_path, monkeypatch):
+    monkeypatch.delenv(jobs.FORCE_DRY_RUN, raising=False)
+    lake = LocalLake(tmp_path / "lake")
+    deployed(lake, {"cafe": LATIN1_MODEL})
+    with pytest.raises(jobs.JobSetupError, match=r"gold/cafe\.sql.*is not UTF-8 text.*save the file as UTF-8"):
+        entry.main(entry.run_gold_job, jobs.GOLD_ARGS, gold_argv(lake))
+
+
+def test_a_deployed_gold_model_with_a_byte_order_mark_reads_as_dw_run_reads_it(tmp_path):
+    """The mark is dropped on Glue as locally: the model's first line is its expectation, not a stray character."""
+    model = b"\xef\xbb\xbf-- expect: row_count > 0\nSELECT 1 AS n\n"
+    lake = LocalLake(tmp_path / "lake")
+    deployed(lake, {"bom": model})
+    folder = tmp_path / DATASET
+    (folder / "gold").mkdir(parents=True)
+    (folder / "gold" / "bom.sql").write_bytes(model)
+
+    ctx = entry.job_context({"dataset": DATASET, "lake_uri": str(lake.root), "run_id": RUN, "raw_run_id": "none"})
+    assert entry.deployed_models(ctx) == gold.model_sources(folder) == {"bom": model[3:].decode()}
