@@ -281,9 +281,10 @@ def spark_refusals(spark, sql: str, views: set[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-# Leaves of an analyzed plan that read no file: rows written in the query itself, generated, or a frame the job
-# made (an empty Iceberg table's columns: SQL cannot make one).
-GENERATED_LEAVES = frozenset({"OneRowRelation", "LocalRelation", "Range", "LogicalRDD"})
+# Leaves of an analyzed plan that read no file: rows written in the query itself, generated, a frame the job
+# made (an empty Iceberg table's columns: SQL cannot make one), or a reference to a WITH's table (whose plan, a
+# CTERelationDef, is walked as a child of the WithCTE that holds it).
+GENERATED_LEAVES = frozenset({"OneRowRelation", "LocalRelation", "Range", "LogicalRDD", "CTERelationRef"})
 
 
 def analyzed_refusals(spark, df, sources: list[str]) -> list[str]:

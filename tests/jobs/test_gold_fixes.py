@@ -104,6 +104,19 @@ def test_a_model_column_named_as_the_job_s_run_id_column_is_refused_not_overwrit
 
 
 @pytest.mark.spark
+def test_the_analyzed_plan_check_reads_a_with_s_tables_through_their_references(spark, tmp_path):
+    """A WITH's table is a reference in Spark's plan (CTERelationRef): what it reads is what its definition reads."""
+    (tmp_path / "p").write_text("1\n")
+    spark.range(3).write.parquet(str(tmp_path / "bronze" / "t"))
+    spark.read.parquet(str(tmp_path / "bronze" / "t")).createOrReplaceTempView("v")
+    sources = [str(tmp_path / "bronze" / "t")]
+    kept = spark.sql("WITH a AS (SELECT * FROM v), b AS (SELECT * FROM a) SELECT * FROM b JOIN a USING (id)")
+    assert gold.analyzed_refusals(spark, kept, sources) == []
+    read = spark.sql(f"WITH a AS (SELECT * FROM text.`{tmp_path / 'p'}`) SELECT * FROM a")
+    assert gold.analyzed_refusals(spark, read, sources) == [f"reads file:{tmp_path / 'p'}"]
+
+
+@pytest.mark.spark
 def test_unique_holds_on_a_column_named_count(spark):
     from dwlib import quality
 
