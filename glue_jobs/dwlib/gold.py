@@ -135,6 +135,13 @@ def _made_run_id_columns(query: exp.Expression) -> list[str]:
     return made
 
 
+def _job_column_message(label: str, column: str) -> str:
+    return (
+        f"{label}: the column {column} is the job's own (the run id it adds to every row, which would replace "
+        f"the model's values); rename it in the SELECT (... AS {RUN_ID_COLUMN}_2), in a WITH or subquery too"
+    )
+
+
 def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
     if not MODEL_NAME.match(name):
         raise GoldError(f"{label}: model name {name!r} must be lowercase letters, digits and _ (Athena table names)")
@@ -164,10 +171,7 @@ def parse_model(name: str, sql: str, label: str, database_prefix: str) -> Model:
     if refused:
         raise GoldError(f"{label}: {'; '.join(refused)}. {rule}: no file paths, table functions or Java calls")
     if made := _made_run_id_columns(statements[0]):
-        raise GoldError(
-            f"{label}: the column {made[0]} is the job's own (the run id it adds to every row, which would replace "
-            f"the model's values); rename it in the SELECT (... AS {RUN_ID_COLUMN}_2)"
-        )
+        raise GoldError(_job_column_message(label, made[0]))
     bronze, gold = set(), set()
     for table in statements[0].find_all(exp.Table):
         if table.db.lower() == bronze_db:
@@ -319,6 +323,58 @@ def analyzed_refusals(spark, df, sources: list[str]) -> list[str]:
         if any(expression_kind == "CallMethodViaReflection" for expression_kind, _ in _expressions(node)):
             found.append("calls Java (reflect or java_method)")
     return list(dict.fromkeys(found))
+
+
+# Leaves of an analyzed plan whose columns the model writes itself: VALUES, range(), a FROM-less SELECT.
+WRITTEN_LEAVES = frozenset({"OneRowRelation", "LocalRelation", "Range"})
+
+
+def made_job_columns(df, names: frozenset[str] = frozenset({RUN_ID_COLUMN})) -> list[str]:
+    """The result columns named as a column the job adds (`names`, any case) that the model makes itself, by
+    whatever route: an alias in a WITH or a subquery passed up through `*`, a UNION branch, VALUES, a generator.
+    Traced in the analyzed plan down to where each is made; only a bound table's own column of that name passed
+    through unchanged is not the model's (the job replaces it with this run's id, as an earlier run wrote it)."""
+    plan = df._jdf.queryExecution().analyzed()
+    definitions: dict[int, Any] = {}  # a WITH's tables by id: a second reference to one renumbers its columns
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        if node.getClass().getSimpleName() == "CTERelationDef":
+            definitions[node.id()] = node
+        pending.extend([*_items(node.children()), *_items(node.innerChildren())])
+
+    def ids(node: Any) -> list[int]:
+        return [a.exprId().id() for a in _items(node.output())]
+
+    def passed_through(node: Any, expr_id: int) -> bool:
+        kind = node.getClass().getSimpleName()
+        if kind == "View":  # a bound table (a temp view the job made): its columns are the table's
+            return True
+        for expression in _items(node.expressions()):
+            if expression.getClass().getSimpleName() == "Alias" and expression.exprId().id() == expr_id:
+                child = expression.child()  # `t.meta_run_id AS meta_run_id` passes it on; anything else makes it
+                if child.getClass().getSimpleName() != "AttributeReference" or child.name().lower() not in names:
+                    return False
+                expr_id = child.exprId().id()  # a column of this node's input
+                break
+        children = _items(node.children())
+        if kind == "Union" and expr_id in ids(node):  # every branch's column at that position
+            at = ids(node).index(expr_id)
+            return all(passed_through(c, ids(c)[at]) for c in children)
+        if kind == "CTERelationRef":
+            definition = definitions.get(node.cteId())
+            at = ids(node).index(expr_id)
+            return definition is not None and passed_through(definition, ids(definition)[at])
+        holders = [c for c in children if expr_id in ids(c)]
+        if holders:
+            return passed_through(holders[0], expr_id)
+        return not children and kind not in WRITTEN_LEAVES  # made here (a generator, an aggregate) or a table's
+
+    return [
+        a.name()
+        for a in _items(plan.output())
+        if a.name().lower() in names and not passed_through(plan, a.exprId().id())
+    ]
 
 
 @dataclass
@@ -491,6 +547,8 @@ def _run_model(
         refused = analyzed_refusals(spark, df, sources)
         if refused:
             raise GoldError(f"the model {'; '.join(refused)}; models read tables only by catalog name")
+        if made := made_job_columns(df):
+            raise GoldError(_job_column_message(f"gold/{model.name}.sql", made[0]))
         problems = column_problems(df.schema)
         if problems:
             raise GoldError(f"gold/{model.name}.sql: {'; '.join(problems)}")

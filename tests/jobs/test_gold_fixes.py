@@ -104,6 +104,34 @@ def test_a_model_column_named_as_the_job_s_run_id_column_is_refused_not_overwrit
 
 
 @pytest.mark.spark
+def test_a_run_id_column_made_in_a_with_a_subquery_or_a_branch_is_refused_and_a_table_s_own_passes(spark, lake):
+    """However the model makes its meta_run_id (an alias in a WITH or subquery passed up through *, a UNION
+    branch, VALUES), it is refused naming the file; a model table's own meta_run_id passed through is the job's."""
+    bronze = "pp_dw_bronze.flights"
+    made = {
+        "cte": f"WITH t AS (SELECT 'mine' AS meta_run_id, carrier FROM {bronze}) SELECT * FROM t",
+        "twice": f"WITH t AS (SELECT carrier AS META_RUN_ID FROM {bronze}) SELECT a.* FROM t a JOIN t b USING (meta_run_id)",
+        "subquery": f"SELECT * FROM (SELECT carrier, minutes AS meta_run_id FROM {bronze}) s",
+        "joined": f"SELECT f.carrier, s.meta_run_id AS meta_run_id FROM {bronze} f "
+        f"JOIN (SELECT carrier, 'mine' AS meta_run_id FROM {bronze}) s USING (carrier)",
+        "branch": "SELECT * FROM pp_dw_gold.base UNION ALL SELECT 'XX', 'mine'",
+        "rows": "SELECT * FROM VALUES ('AA', 'mine') AS v(carrier, meta_run_id)",
+    }
+    kept = {
+        "base": f"SELECT carrier FROM {bronze}",
+        "reader": "WITH t AS (SELECT * FROM pp_dw_gold.base) SELECT t.* FROM t JOIN t u USING (carrier, meta_run_id)",
+    }
+    summary = gold.run_gold(spark, context(lake, RUN2), {**made, **kept})
+    status = {m["name"]: (m["status"], m.get("error") or "") for m in summary.models}
+    for name in made:
+        assert status[name][0] == "failed", name
+        assert f"gold/{name}.sql: the column " in status[name][1] and "is the job's own" in status[name][1], name
+        assert not lake.path(f"gold/flights/{name}").exists()
+    assert status["reader"] == ("succeeded", ""), status["reader"]
+    assert {r["meta_run_id"] for r in rows(lake, "gold/flights/reader/")} == {RUN2}
+
+
+@pytest.mark.spark
 def test_the_analyzed_plan_check_reads_a_with_s_tables_through_their_references(spark, tmp_path):
     """A WITH's table is a reference in Spark's plan (CTERelationRef): what it reads is what its definition reads."""
     (tmp_path / "p").write_text("1\n")
