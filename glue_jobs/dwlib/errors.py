@@ -8,10 +8,12 @@ the full text goes to the run ledger's `traceback` and to `--debug`, never to `e
 
 from __future__ import annotations
 
+import errno
 import re
 import traceback
 from pathlib import PurePosixPath
 
+from dwlib.lake import LakeError
 from dwlib.secrets import scrub
 
 MAX_CAUSE = 240
@@ -176,9 +178,14 @@ def _file(text: str, lake_root: str | None, patterns: tuple[re.Pattern, ...] = R
     return None
 
 
-def _storage(text: str) -> str | None:
-    """The words for a local storage failure named in `text`, `{disk}` still to fill in; None if it is none."""
-    return next((words for pattern, words in STORAGE if pattern.search(text)), None)
+def _refusal(exc: OSError, file: str | None, lake_root: str | None) -> str | None:
+    """The STORAGE words for a Python write the disk refused, by errno; a PermissionError only on a path in the lake
+    (elsewhere it may be a read: a secrets file, a sample)."""
+    words = {errno.ENOSPC: STORAGE[0][1], errno.EDQUOT: STORAGE[1][1], errno.EROFS: STORAGE[2][1]}.get(exc.errno or 0)
+    root = re.sub(r"^file:/*", "/", lake_root.rstrip("/")) if lake_root else None
+    if exc.errno in (errno.EACCES, errno.EPERM) and file and root and file.startswith(root + "/"):
+        words = f"this user may not write there; make the lake folder {root} writable (or give --lake a folder you can write)"
+    return words
 
 
 def _disk(words: str, lake_root: str | None, *, spark: bool, file: str | None = None) -> str:
@@ -209,9 +216,11 @@ def describe(
     """
     if not is_spark_error(exc):
         message = " ".join(_text(exc).split())
-        if isinstance(exc, OSError) and (words := _storage(message)):
+        if isinstance(exc, LakeError):  # worded as advice already, naming the lake's path
+            return message
+        file = scrub(str(exc.filename)) if isinstance(exc, OSError) and exc.filename else None
+        if isinstance(exc, OSError) and (words := _refusal(exc, file, lake_root)):
             # A full or read-only disk under a plain Python write: the folder to fix, not a bare errno.
-            file = scrub(str(exc.filename)) if exc.filename else None
             advice = _disk(words, lake_root, spark=False, file=file)
             what = f"{type(exc).__name__}: {exc.strerror or message}"
             return (

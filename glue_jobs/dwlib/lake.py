@@ -8,6 +8,7 @@ knows the difference between the two.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -61,6 +62,10 @@ def _identity(path: Path) -> list[int] | None:
     except FileNotFoundError:
         return None
     return [found.st_dev, found.st_ino]
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=2, sort_keys=False, default=str).encode()
 
 
 def _listing(keys: list[str], limit: int = 5) -> str:
@@ -161,7 +166,7 @@ class Lake(ABC):
         return json.loads(self.read_bytes(key))
 
     def write_json(self, key: str, value: Any) -> None:
-        self.write_bytes(key, json.dumps(value, indent=2, sort_keys=False, default=str).encode())
+        self.write_bytes(key, _json(value))
 
     def data_files(self, prefix: str) -> list[LakeObject]:
         """Data files under a prefix, without Spark's and Hadoop's markers (`_SUCCESS`, `.crc`)."""
@@ -170,6 +175,17 @@ class Lake(ABC):
             for obj in self.list(prefix)
             if not obj.key.rsplit("/", 1)[-1].startswith(("_", ".")) and "/_temporary/" not in obj.key
         ]
+
+
+# What to do about a local disk that refuses a write (`{root}`: the lake folder); other OSErrors pass unchanged.
+_REFUSALS = {
+    errno.EACCES: "this user may not write there: make {root} writable (chmod -R u+w {root}) or give --lake a "
+                  "folder you can write",
+    errno.EROFS: "{root} is on a read-only file system: give --lake a folder on a writable disk",
+    errno.ENOSPC: "the disk holding {root} is full: free space on it, then run again",
+    errno.EDQUOT: "the disk quota of {root} is used up: free space within it (or have it raised), then run again",
+}  # fmt: skip
+_REFUSALS[errno.EPERM] = _REFUSALS[errno.EACCES]
 
 
 # The hidden copy a local write renames into place (`.{name}.{uuid hex}.tmp`): one a killed writer left is no
@@ -188,6 +204,20 @@ class LocalLake(Lake):
     def path(self, key: str) -> Path:
         return self.root / key
 
+    @contextlib.contextmanager
+    def _refused(self, key: str, doing: str = "write") -> Iterator[None]:
+        """A disk that refuses the work on `key` (no permission, read-only, full) is a LakeError naming the key's path,
+        not the hidden file or folder a write goes through, and the fix."""
+        try:
+            yield
+        except OSError as exc:
+            fix = _REFUSALS.get(exc.errno or 0)
+            if fix is None:
+                raise
+            raise LakeError(
+                f"could not {doing} {self.path(key)} in the lake ({exc.strerror}); {fix.format(root=self.root)}"
+            ) from exc
+
     def uri(self, key: str) -> str:
         return str(self.path(key))
 
@@ -204,13 +234,15 @@ class LocalLake(Lake):
     def put_file(self, local: Path, key: str) -> None:
         # Copied under a hidden name, then renamed: a kill midway leaves no truncated file under the key.
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._refused(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copyfile(local, tmp)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(OSError):  # a folder that refused the copy may refuse its removal too
+                    tmp.unlink(missing_ok=True)
 
     def get_file(self, key: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -220,13 +252,26 @@ class LocalLake(Lake):
         return self.path(key).read_bytes()
 
     def write_bytes(self, key: str, data: bytes) -> None:
+        with self._refused(key):
+            self._write(key, data)
+
+    def _write(self, key: str, data: bytes) -> None:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except OSError:
+            with contextlib.suppress(OSError):  # a full disk: the partial copy goes; it is no object either way
+                tmp.unlink(missing_ok=True)
+            raise
 
     def delete_prefix(self, prefix: str) -> int:
+        with self._refused(prefix, "delete"):
+            return self._remove(prefix)
+
+    def _remove(self, prefix: str) -> int:
         base = self.path(prefix)
         if base.is_file():
             base.unlink()
@@ -242,23 +287,30 @@ class LocalLake(Lake):
         # A process killed between them leaves the old folder parked under a hidden name; the
         # journal says where, and names the new folder by its inode (a rename keeps it), so that
         # whoever finishes the publish sees whether the new folder reached the table's place.
+        # A disk that refuses (no permission, read-only, full) is an OSError naming `final`, not the hidden parked
+        # name: it leaves `final` as it was, which a LakeError would deny.
         new, target = self.path(staged), self.path(final)
-        target.parent.mkdir(parents=True, exist_ok=True)
         old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex}")
         record = {**(about or {}), "staged": staged, "final": final, "parked": self._key_of(old)}
         record["staged_folder"] = _identity(new)
-        if journal:
-            self.write_json(journal, {**record, "state": BEFORE_COMMIT})
         try:
-            if target.exists():
-                os.replace(target, old)
-            os.replace(new, target)
-        except BaseException:
-            # Whichever rename failed: put the old folder back, unless the new one got in after all.
-            # If that fails too, or the new folder is in, the journal stays for the next run.
-            if not self._settle(record) and journal:
-                self.delete_prefix(journal)
-            raise
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if journal:
+                self._write(journal, _json({**record, "state": BEFORE_COMMIT}))
+            try:
+                if target.exists():
+                    os.replace(target, old)
+                os.replace(new, target)
+            except BaseException:
+                # Whichever rename failed: put the old folder back, unless the new one got in after all.
+                # If that fails too, or the new folder is in, the journal stays for the next run.
+                if not self._settle(record) and journal:
+                    self.delete_prefix(journal)  # refused: a LakeError, and the journal stays for the next run
+                raise
+        except OSError as exc:
+            if exc.errno not in _REFUSALS:
+                raise
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
         shutil.rmtree(old, ignore_errors=True)
         # The journal stays until the run's ledger entry says succeeded (run.guarded_run removes it): a run killed
         # before that is completed by the next run, which finds the new folder in place.
@@ -292,11 +344,12 @@ class LocalLake(Lake):
         if not self.path(journal).is_file():
             return None
         record = self.read_json(journal)
-        if self._settle(record):
-            record.update(outcome="completed", detail=f"{record['final']} holds the new files")
-        else:
-            record.update(outcome="rolled back", detail=f"{record['final']} holds the previous files again")
-        self.delete_prefix(journal)
+        with self._refused(record.get("final", journal), "finish the publish of"):
+            if self._settle(record):
+                record.update(outcome="completed", detail=f"{record['final']} holds the new files")
+            else:
+                record.update(outcome="rolled back", detail=f"{record['final']} holds the previous files again")
+            self._remove(journal)
         return record
 
     @contextlib.contextmanager
@@ -327,16 +380,18 @@ class LocalLake(Lake):
         # Write the whole content under a private name, then link it to the key: link(2) fails if
         # the key exists, so exactly one writer wins and no reader ever sees a half-written object.
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        try:
-            os.link(tmp, target)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink()
+        with self._refused(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.write_bytes(data)
+                os.link(tmp, target)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(FileNotFoundError):  # the write itself may have failed
+                    tmp.unlink()
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         try:
@@ -354,7 +409,8 @@ class LocalLake(Lake):
     def delete_if_unchanged(self, key: str, token: str) -> bool:
         with self._pinned(key, token) as unchanged:
             if unchanged:
-                self.path(key).unlink()
+                with self._refused(key, "delete"):
+                    self.path(key).unlink()
             return unchanged
 
 

@@ -7,6 +7,9 @@ as UTF-8", never met as a bare UnicodeDecodeError; one with a UTF-8 byte order m
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import os
 import subprocess
 import sys
@@ -16,9 +19,9 @@ from types import SimpleNamespace
 import pytest
 
 from dw.project import validate
-from dwlib import bronze
+from dwlib import bronze, errors
 from dwlib.hook import HookError
-from dwlib.lake import LocalLake
+from dwlib.lake import LakeError, LocalLake
 from dwlib.naming import Naming
 from dwlib.secrets import LocalSecrets, SecretError
 
@@ -121,3 +124,116 @@ def test_a_secrets_file_that_is_not_utf8_is_named_without_any_of_its_bytes(tmp_p
 def test_a_secrets_file_with_a_byte_order_mark_is_read(tmp_path):
     (tmp_path / ".secrets.json").write_bytes(BOM + '{"pp-dw/key": "pässwörd"}'.encode())
     assert LocalSecrets(tmp_path, environ={}).resolve("pp-dw/key") == "pässwörd"
+
+
+# ------------------------------------------------------------------ a lake folder that refuses writes
+
+
+def refusing(monkeypatch, root: Path, code: int, *, folders: bool = True) -> None:
+    """The disk under `root` refuses writes as a read-only, full or forbidden one does: opening a file to write,
+    making a folder, renaming or linking into it raise OSError(code) naming the path, as the kernel reports it.
+    (Tests may run as root, whom chmod does not bind, so the refusal is made here rather than by permissions.)"""
+    real_open, real_mkdir, real_replace, real_link = builtins.open, os.mkdir, os.replace, os.link
+
+    def inside(path) -> bool:
+        return str(os.fspath(path)).startswith(str(root))
+
+    def refuse(path, other=None):
+        raise OSError(code, os.strerror(code), str(os.fspath(path)), None, other and str(os.fspath(other)))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, str | Path) and inside(file) and any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if folders and inside(path) and not os.path.isdir(path):
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def fake_move(real):
+        def move(src, dst, *args, **kwargs):
+            if inside(dst):
+                refuse(src, dst)
+            return real(src, dst, *args, **kwargs)
+
+        return move
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    monkeypatch.setattr(os, "replace", fake_move(real_replace))
+    monkeypatch.setattr(os, "link", fake_move(real_link))
+
+
+WRITES = {
+    "ledger entry": lambda lake: lake.write_json("runs/shop-orders/run_id=20261121T060000Z.json", {"status": "x"}),
+    "raw file": lambda lake: lake.put_file(Path(__file__), "runs/shop-orders/run_id=20261121T060000Z.json"),
+    "run lock": lambda lake: lake.create_exclusive("runs/shop-orders/run_id=20261121T060000Z.json", b"{}"),
+}
+REFUSALS = {
+    "read-only": (errno.EROFS, "is on a read-only file system: give --lake a folder on a writable disk"),
+    "full": (errno.ENOSPC, "is full: free space on it, then run again"),
+    "quota": (errno.EDQUOT, "is used up: free space within it (or have it raised), then run again"),
+    "forbidden": (errno.EACCES, "this user may not write there: make {root} writable (chmod -R u+w {root})"),
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+@pytest.mark.parametrize("write", sorted(WRITES))
+def test_a_lake_that_refuses_a_write_is_a_lake_error_naming_the_key_s_path_and_the_fix(
+    tmp_path, monkeypatch, write, refusal
+):
+    code, fix = REFUSALS[refusal]
+    lake = LocalLake(tmp_path / "lake")
+    (lake.root / "runs" / "shop-orders").mkdir(parents=True)  # the folders exist; the files cannot be written
+    refusing(monkeypatch, lake.root, code)
+    with pytest.raises(LakeError) as caught:
+        WRITES[write](lake)
+    message = str(caught.value)
+    path = lake.root / "runs/shop-orders/run_id=20261121T060000Z.json"
+    assert message.startswith(f"could not write {path} in the lake ({os.strerror(code)}); "), message
+    assert fix.format(root=lake.root) in message and ".tmp" not in message
+    assert errors.describe(caught.value) == message  # as `dw` prints it: no class name, no traceback
+    monkeypatch.undo()
+    assert [p.name for p in (lake.root / "runs" / "shop-orders").iterdir()] == []  # no hidden partial file left
+
+
+def test_a_lake_folder_that_cannot_be_made_names_the_key_not_a_parent(tmp_path, monkeypatch):
+    lake = LocalLake(tmp_path / "lake")
+    refusing(monkeypatch, lake.root, errno.EROFS)
+    with pytest.raises(LakeError, match=r"could not write \S+/lake/runs/shop-orders/_lock\.json in the lake"):
+        lake.create_exclusive("runs/shop-orders/_lock.json", b"{}")
+
+
+def test_a_publish_the_disk_refuses_leaves_the_table_and_names_it_not_the_parked_folder(tmp_path, monkeypatch):
+    """Not a LakeError, which would say the table may hold two runs' files: it holds the previous ones, whole."""
+    lake = LocalLake(tmp_path / "lake")
+    lake.write_bytes("bronze/t/part-0.parquet", b"old")
+    lake.write_bytes("staging/t/part-1.parquet", b"new")
+    refusing(monkeypatch, lake.root, errno.EROFS, folders=False)
+    with pytest.raises(OSError) as caught:
+        lake.replace_prefix("staging/t", "bronze/t")
+    assert not isinstance(caught.value, LakeError)
+    assert caught.value.filename == str(lake.path("bronze/t"))
+    text = errors.describe(caught.value, lake_root=lake.root_uri)
+    assert (
+        text.startswith(f"Could not write {lake.path('bronze/t')}: the file system is read-only; ")
+        and "replaced" not in text
+    )
+    monkeypatch.undo()
+    assert lake.read_bytes("bronze/t/part-0.parquet") == b"old"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="chmod does not stop root from writing")
+def test_a_lake_folder_without_write_permission_is_named_with_the_fix(tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    lake.root.mkdir()
+    lake.root.chmod(0o555)
+    try:
+        with pytest.raises(LakeError) as caught:
+            lake.write_json("runs/shop-orders/run_id=20261121T060000Z.json", {})
+    finally:
+        lake.root.chmod(0o755)
+    assert f"could not write {lake.root}/runs/shop-orders/run_id=20261121T060000Z.json in the lake" in str(caught.value)
+    assert "make" in str(caught.value) and "writable" in str(caught.value)
