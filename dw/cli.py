@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 # ruff: noqa: E402 - `_EarlySpark` starts the JVM before the heavy imports below (see start_for_argv)
+import contextlib
 import csv
 import json
+import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -14,6 +17,24 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+
+
+def _exit_at_once(signum: int, frame: object, why: str = "before the command started; nothing was done") -> None:
+    """SIGINT or SIGTERM before `main` is ready: nothing is written yet, so the process ends here and now. A
+    KeyboardInterrupt raised into the imports below, while the Spark thread imports too, can leave an import
+    lock held, and the process then hangs instead of exiting."""
+    os.write(2, f"interrupted: {signal.Signals(signum).name} {why}\n".encode())
+    os._exit(128 + signum)
+
+
+def _is_dw(argv: list[str]) -> bool:
+    """This process is the `dw` command (not a test or a script importing the module)."""
+    return bool(argv) and Path(argv[0]).name in ("dw", "cli.py")
+
+
+if _is_dw(sys.argv) and threading.current_thread() is threading.main_thread():
+    for _signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signal, _exit_at_once)
 
 
 class _EarlySpark:
@@ -48,7 +69,7 @@ class _EarlySpark:
         the JVM then starts while this module imports the CLI's libraries and the config models (seconds on
         a busy machine), not after. `run` itself starts it where this could not tell (tests, other callers)."""
         dry = os.environ.get("DW_FORCE_DRY_RUN", "") not in ("", "0")  # jobs.FORCE_DRY_RUN, not imported yet
-        if Path(argv[0]).name not in ("dw", "cli.py") or dry:
+        if not _is_dw(argv) or dry:
             return
         words = iter(argv[1:])
         for word in words:
@@ -120,6 +141,7 @@ from dw.project import DwError, find_root, validate, write_schemas
 from dwlib.config import ConfigError, Project, check_dataset, load_project, resource_problems
 from dwlib.jobs import FORCE_DRY_RUN, job_config_document, resolve_run_id
 from dwlib.naming import DROPPED_SOURCES, TRANSFORM_HOOK, Naming, check_stage, table_name
+from dwlib.run import STOPS, Interrupted
 
 HELP = """Run the pp-dw pipeline locally: the same Glue job code on Spark local mode, Athena SQL on DuckDB.
 
@@ -238,22 +260,36 @@ def validate_command() -> None:
     out.print(f"ok: config.json and {len(project.datasets)} dataset(s) valid: {', '.join(project.datasets)}")
 
 
-def _last_run(lake_dir: Path, naming: Naming, name: str) -> str:
+def _last_run(project: Project, lake_dir: Path, name: str) -> str:
+    """The newest run of the dataset as `dw runs` shows it: `incomplete` when that command flags it (an entry still
+    running with no live lock behind it, raw files without an entry), else its entry's status."""
     from dwlib import ledger
     from dwlib.lake import LocalLake
 
+    naming = Naming.of(project.core)  # the local lake's names, whatever --stage says
+    lake = LocalLake(lake_dir)
     folder = lake_dir / naming.runs_prefix(name)
     runs = sorted(folder.glob("run_id=*.json"), reverse=True) if folder.is_dir() else []
+    dropped = project.datasets[name].source_kind in DROPPED_SOURCES
+    try:
+        flagged = ledger.incomplete_runs(lake, naming, name, project.core.glue_defaults.timeout_minutes, dropped=dropped)
+    except (OSError, ValueError):  # what `dw runs` would name; the entry alone still says something
+        flagged = []
+    incomplete = {(i.run_id, i.layer) for i in flagged}
+    newest_raw = max((i.run_id for i in flagged if i.layer == "raw"), default="")
     if not runs:
-        return "never"
+        return f"{newest_raw} raw incomplete" if newest_raw else "never"
     key = runs[0].relative_to(lake_dir).as_posix()
     try:
-        summary = ledger.read_entry(LocalLake(lake_dir), key)
+        summary = ledger.read_entry(lake, key)
     except ledger.UnreadableEntry:
         return f"unreadable: {key} (dw runs {name})"
     if summary is None:
         return "never"
-    return f"{summary['run_id']} {summary['layer']} {summary['status']}"
+    if newest_raw > summary["run_id"]:  # a raw folder newer than every entry: a run killed before its first entry
+        return f"{newest_raw} raw incomplete"
+    status = "incomplete" if (summary["run_id"], summary["layer"]) in incomplete else summary["status"]
+    return f"{summary['run_id']} {summary['layer']} {status}"
 
 
 @app.command("list")
@@ -294,7 +330,7 @@ def list_command(lake: LakeOption = None) -> None:
             "\n".join([naming.job("bronze", name), _crawler_cell(project, naming, name), naming.state_machine(name)]),
             "\n".join(tables),
             _estimate(project, config, ["bronze", "gold"] if gold else ["bronze"], lake_dir),
-            _last_run(lake_dir, naming, name),
+            _last_run(project, lake_dir, name),
         )
     out.print(table)
     prices = project.core.prices
@@ -454,6 +490,7 @@ def run_command(
         raise DwError(f"{dataset} has no gold models: add datasets/{dataset}/gold/MODEL.sql (one SELECT each)")
     from dwlib import ledger
 
+    STATE["after_stop"] = f"`dw runs {dataset}` shows what the run left"
     try:
         # The lock before Spark starts: a second run of the dataset refuses at once, having written nothing.
         with ledger.holding(ctx, layer.value):
@@ -513,6 +550,7 @@ def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progr
     with progress.step("starting Spark (local mode)"):
         spark = _EarlySpark.session(f"dw-{dataset}")
     progress.watch(spark)
+    ctx.on_stop = lambda: _end_spark_jobs(spark)
     if layer in (Layer.bronze, Layer.all):
         with progress.step(f"{dataset} bronze: fetch, clean, type, check, publish"):
             summary = bronze.run_bronze(spark, ctx)
@@ -529,6 +567,16 @@ def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progr
             _show_trace(summary)
             raise typer.Exit(1)
     out.print(f"total {time.perf_counter() - started:.1f} s; lake: {lake_dir}", markup=False)
+
+
+def _end_spark_jobs(spark, wait_seconds: float = 20) -> None:
+    """Cancel the session's jobs and wait (a while) until none runs: a run stopped by a signal deletes its staging
+    folder next, which a task still writing would fill again."""
+    context = spark.sparkContext
+    context.cancelAllJobs()
+    tracker, deadline = context.statusTracker(), time.monotonic() + wait_seconds
+    while tracker.getActiveJobsIds() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ query / tables / runs
@@ -787,19 +835,72 @@ def schema_command() -> None:
         out.print(f"wrote {path}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM alike: the command unwinds (a run writes its entry, cleans its staging folder, gives
+    back its lock), then `main` exits 128 + the signal. A second signal while that cleanup runs ends at once."""
+    if STATE.get("interrupted"):
+        _exit_at_once(signum, frame, "again, during the cleanup: stopped at once (the next run takes over the lock)")
+    STATE["interrupted"] = Interrupted(signum)
+    raise STATE["interrupted"]
+
+
+def _quiet_after_a_stop(record: logging.LogRecord) -> bool:
+    """Drop py4j's reports of the stop (logged on the root logger, with the traceback): `KeyboardInterrupt while
+    sending command`, and the calls that meet the gateway it closed. The one `interrupted:` line says it all."""
+    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        return False
+    return not (STATE.get("interrupted") and "py4j" in record.pathname)
+
+
+def _stop(exc: BaseException) -> None:
+    """One line and the shell's code for the signal (130 Ctrl-C, 143 SIGTERM), no traceback; then exit at once.
+
+    os._exit, not sys.exit: what the command had to write is written (the run's cleanup ran while the exception
+    unwound), and a normal exit would wait on Spark's gateway, torn mid-call by the signal, and print py4j's errors.
+    """
+    if not isinstance(exc, Interrupted):
+        exc = STATE.get("interrupted") or Interrupted(signal.SIGINT)
+    after = f"; {STATE['after_stop']}" if STATE.get("after_stop") else ""
+    err.print(f"interrupted: {exc.signal_name}{after}", markup=False)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(exc.exit_code)
+
+
+def _by_a_signal(exc: BaseException) -> bool:
+    """The error came of a stop: raised after a signal (Spark's gateway cut mid-call, DuckDB's "interrupted",
+    a run that failed of either), or typer's Exit(130) for a KeyboardInterrupt not raised by `_interrupt`
+    (pyspark's own SIGINT handler, when a SparkContext was made on the main thread)."""
+    return bool(STATE.get("interrupted")) or isinstance(exc.__context__, KeyboardInterrupt)
+
+
 def main() -> None:
+    for number in (signal.SIGINT, signal.SIGTERM):  # the CLI is ready: a stop now unwinds, as Ctrl-C does
+        signal.signal(number, _interrupt)
+    logging.getLogger().addFilter(_quiet_after_a_stop)
     try:
         code = app(standalone_mode=False)  # returns, rather than raises, the code of typer.Exit
+    except STOPS as exc:
+        _stop(exc)
     except (DwError, ValueError) as exc:
+        if _by_a_signal(exc):
+            _stop(exc)
         if STATE["debug"]:
             raise
         err.print(f"error: {exc}", markup=False)
         sys.exit(1)
     except typer.Exit as exc:
+        if exc.exit_code and _by_a_signal(exc):
+            _stop(exc)
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        if _by_a_signal(exc):
+            _stop(exc)
         sys.exit(1)
     except Exception as exc:  # usage errors and the unexpected: one line, exit 1
+        if _by_a_signal(exc):
+            _stop(exc)
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors, as typer vendors them
             exc.show()
             sys.exit(1)
@@ -809,6 +910,8 @@ def main() -> None:
 
         err.print(f"error: {describe(exc)} (run with --debug for the traceback)", markup=False)
         sys.exit(1)
+    if code and STATE.get("interrupted"):
+        _stop(STATE["interrupted"])
     sys.exit(code if isinstance(code, int) else 0)
 
 

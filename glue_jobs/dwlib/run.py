@@ -9,6 +9,7 @@ one died in); `IcebergPublisher` commits the checked files as one snapshot of an
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,23 @@ class LayoutError(JobFailed):
     """The table's folder holds the files of the other table format: the run touches nothing."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """The process was told to stop: `dw` raises it on SIGINT and on SIGTERM, so that both unwind as Ctrl-C does.
+
+    A KeyboardInterrupt, because the libraries a run calls treat that one right: py4j closes the gateway
+    connection it cut mid-answer (any other exception leaves the answer in the socket, and the next Spark call of
+    a `finally` reads it as its own), and no `except Exception` of a job takes it for a crash."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum  # what a shell reports for a process the signal ended: 130, 143
+        super().__init__(self.signal_name)
+
+
+# What stops a run from outside: its entry says so (not `running`), then the stop goes on.
+STOPS = (KeyboardInterrupt, SystemExit)
+
+
 @dataclass
 class JobContext:
     """Everything one run needs, resolved: configs, names, the lake and the run's ids."""
@@ -59,6 +77,7 @@ class JobContext:
     lock: ledger.RunLock | None = None  # the dataset's run lock, while this process holds it
     # Journals of the publishes this run finished: removed once its final ledger entry is written (guarded_run).
     published: list[str] = field(default_factory=list)
+    on_stop: Callable[[], None] | None = None  # a run stopped from outside: end what it started (dw: Spark's jobs)
 
     @property
     def naming(self) -> Naming:
@@ -174,24 +193,35 @@ def guarded_run(
         entry = ctx.naming.run_summary_key(ctx.name, ctx.run_id, layer)
         ctx.lake.write_json(entry, summary.as_dict())  # a run killed from here on is still found
         try:
-            summary.finished_for_others = ledger.finish_publishes(ctx)
-        except Exception as exc:  # S3 refusing or unreachable: the journal stays for the run after this one
-            summary.status = "failed"
-            cause = str(exc) if isinstance(exc, LakeError) else errors.describe(exc)
-            summary.error = f"an earlier run's unfinished publish could not be finished: {cause}; nothing else was done"
-        else:
             try:
-                work(summary, entry)
-            except PublishUnfinished as exc:  # never "keeps its previous data": its message says what the table holds
-                summary.status, summary.error = "failed", str(exc)
-            except expected as exc:
-                summary.status, summary.error = "failed", str(exc)
-            except Exception as exc:  # a crash still gets a ledger entry and leaves the published tables alone
-                fail_with(summary, exc, ctx, entry, kept)
-            finally:
-                if staging is not None:
-                    with contextlib.suppress(Exception):  # staging/ is never read; its lifecycle rule expires leftovers
-                        ctx.lake.delete_prefix(staging)
+                summary.finished_for_others = ledger.finish_publishes(ctx)
+            except Exception as exc:  # S3 refusing or unreachable: the journal stays for the run after this one
+                summary.status = "failed"
+                cause = str(exc) if isinstance(exc, LakeError) else errors.describe(exc)
+                summary.error = f"an earlier run's unfinished publish could not be finished: {cause}; nothing else was done"
+            else:
+                try:
+                    work(summary, entry)
+                except PublishUnfinished as exc:  # never "keeps its previous data": its message says what the table holds
+                    summary.status, summary.error = "failed", str(exc)
+                except expected as exc:
+                    summary.status, summary.error = "failed", str(exc)
+                except Exception as exc:  # a crash still gets a ledger entry and leaves the published tables alone
+                    fail_with(summary, exc, ctx, entry, kept)
+                except STOPS:
+                    # The work's Spark jobs go on in the JVM after Python stops waiting for them: they end before
+                    # staging is deleted, or their tasks would write into it again afterwards.
+                    if ctx.on_stop is not None:
+                        with contextlib.suppress(Exception):
+                            ctx.on_stop()
+                    raise
+                finally:
+                    if staging is not None:
+                        with contextlib.suppress(Exception):  # staging/ is never read; its lifecycle rule expires leftovers
+                            ctx.lake.delete_prefix(staging)
+        except STOPS as exc:  # Ctrl-C, SIGTERM: the entry, the `runs` row and the lock are settled below, then it stops
+            stopped(summary, exc, ctx.name, layer, kept)
+            raise
         finally:
             summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
             summary.scrub()  # no secret in the ledger, the `runs` table or the console: every string of the summary
@@ -228,6 +258,43 @@ def fail_with(summary: RunSummary, exc: BaseException, ctx: JobContext, entry: s
     described = errors.describe(exc, lake_root=ctx.lake.root_uri, inputs=inputs, ledger_key=entry)
     summary.error = f"{described} {kept}" if kept else described
     summary.traceback = errors.full_trace(exc)
+
+
+def how_stopped(exc: BaseException) -> str:
+    if isinstance(exc, Interrupted):
+        return exc.signal_name
+    return "SIGINT" if isinstance(exc, KeyboardInterrupt) else "the process exiting"  # Python's own Ctrl-C handler
+
+
+def stopped(summary: RunSummary, exc: BaseException, dataset: str, layer: str, kept: str) -> None:
+    """The entry of a run stopped from outside says so, and what its tables hold, instead of `running` for good.
+
+    A run stopped in a publish stays `publishing`: whether the publish went through is for the next run of the
+    dataset to find (the Parquet journal, the Iceberg snapshot of the run id), and it corrects the entry then."""
+    how = how_stopped(exc)
+    models = [m for m in summary.models if isinstance(m, dict)]
+    if summary.status == "publishing" or any(m.get("status") == "publishing" for m in models):
+        summary.error = (
+            f"interrupted ({how}) while publishing: the table may hold this run's rows; the next run of {dataset} "
+            "finishes or undoes the publish and corrects this entry"
+        )
+        return
+    if summary.status not in ledger.ACTIVE:
+        return  # stopped after its outcome was settled (while its entry was being written): that outcome stands
+    summary.status = "failed"
+    published = [str(m.get("name")) for m in models if m.get("status") == "succeeded"]
+    for model in models:
+        if model.get("status") in ("pending", "running"):
+            model["status"], model["error"] = "failed", f"interrupted ({how}) before it was published"
+    if layer == "raw":
+        summary.error = f"interrupted ({how}) while fetching: its raw files are incomplete, never replayed; run again"
+    elif published:
+        summary.error = (
+            f"interrupted ({how}): model(s) {', '.join(published)} were published; the others keep their previous tables"
+        )
+    else:
+        what = kept or ("The gold tables keep their previous data." if layer == "gold" else "")
+        summary.error = f"interrupted ({how}) before it published anything. {what}".strip()
 
 
 def housekeeping(summary: RunSummary) -> list[str]:

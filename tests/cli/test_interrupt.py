@@ -1,4 +1,9 @@
-"""`dw` stopped from outside, and the inputs that would have stopped it badly."""
+"""`dw` stopped from outside (Ctrl-C, SIGTERM) and the inputs that would have stopped it badly.
+
+A stop exits 130 (SIGINT) or 143 (SIGTERM) with one `interrupted:` line and no traceback; a run stopped
+midway leaves a ledger entry that says so, no lock and no staging folder. Signals are sent to a real `dw`
+process; the tests wait for a state of the lake (a file, a folder) rather than for fixed times.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +67,78 @@ def assert_interrupted(result: subprocess.CompletedProcess, signum: int) -> None
 def entries(lake: Path) -> dict[str, dict]:
     folder = lake / "runs" / DATASET
     return {p.name: json.loads(p.read_text()) for p in folder.glob("run_id=*.json")} if folder.is_dir() else {}
+
+
+# ------------------------------------------------------------------ a run stopped midway
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_run_stopped_in_spark_says_so_in_the_ledger_and_leaves_no_lock_nor_staging(tmp_path, signum):
+    lake = tmp_path / "lake"
+    proc = start("run", DATASET, "--sample", "--lake", lake)
+    staging = lake / "staging" / "bronze" / DATASET
+    # The sample is unpacked to staging/ just before Spark reads it: the run is then in its work, well before
+    # its publish.
+    wait_for(proc, staging.is_dir, "staging folder")
+    result = stopped(proc, signum)
+    assert_interrupted(result, signum)
+    assert f"`dw runs {DATASET}` shows what the run left" in result.stderr, show(result)
+
+    [(name, entry)] = entries(lake).items()
+    assert entry["status"] == "failed", entry
+    assert entry["error"].startswith(f"interrupted ({signal.Signals(signum).name}) before it published anything"), entry["error"]
+    assert "Bronze keeps its previous data" in entry["error"]
+    rows = list((lake / "ops" / "runs").glob(f"{DATASET}.*.json"))  # the `runs` table's row says the same
+    assert [json.loads(r.read_text())["status"] for r in rows] == ["failed"], rows
+    assert not (lake / "runs" / DATASET / "_lock.json").exists()
+    assert not any(staging.rglob("*")), sorted(staging.rglob("*"))
+
+    listed = dw("list", "--lake", lake, cwd=ROOT)
+    assert f"{entry['run_id']} bronze failed" in listed.stdout, show(listed)
+
+
+def test_dw_list_shows_a_run_that_never_finished_as_dw_runs_does(tmp_path):
+    """A run killed outright (SIGKILL: nothing can clean up) leaves its entry `running`: both commands flag it."""
+    lake = tmp_path / "lake"
+    run_id = "20260101T000000Z"
+    folder = lake / "runs" / DATASET
+    folder.mkdir(parents=True)
+    (folder / f"run_id={run_id}.json").write_text(json.dumps({"run_id": run_id, "layer": "bronze", "status": "running"}))
+    runs = dw("runs", DATASET, "--lake", lake, cwd=ROOT)
+    assert f"{run_id} bronze: its entry says running and no run holds the lock" in runs.stdout, show(runs)
+    listed = dw("list", "--lake", lake, cwd=ROOT)
+    assert f"{run_id} bronze incomplete" in listed.stdout, show(listed)
+
+
+# ------------------------------------------------------------------ a stop before the run starts
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6])
+def test_ctrl_c_in_the_first_moments_of_a_run_exits_130_at_once(tmp_path, delay):
+    """While the Spark thread imports beside the CLI's own imports: never a hang, never a traceback."""
+    lake = tmp_path / "lake"
+    proc = start("run", DATASET, "--sample", "--lake", lake)
+    time.sleep(delay)  # the point of the test is the moment, not a state to wait for
+    result = stopped(proc, signal.SIGINT)
+    if result.returncode == -signal.SIGINT:  # before Python ran a line of dw: the interpreter's own default
+        return
+    assert_interrupted(result, signal.SIGINT)
+    assert not (lake / "runs" / DATASET / "_lock.json").exists()
+
+
+# ------------------------------------------------------------------ dw query
+
+
+def test_ctrl_c_during_a_query_exits_130_in_one_line(tmp_path):
+    # Long enough to be running when the signal comes: DuckDB cannot shortcut a sum over 10^10 rows.
+    sql = "SELECT sum((x * y) % 7) AS n FROM UNNEST(sequence(1, 100000)) AS a(x) CROSS JOIN UNNEST(sequence(1, 100000)) AS b(y)"
+    proc = start("query", sql, "--lake", tmp_path / "lake")
+    tasks = Path(f"/proc/{proc.pid}/task")
+    wait_for(proc, lambda: len(list(tasks.iterdir())) > 2, "DuckDB's threads")  # the connection is open
+    time.sleep(1)
+    result = stopped(proc, signal.SIGINT)
+    assert_interrupted(result, signal.SIGINT)
+    assert result.stderr.strip() == "interrupted: SIGINT", show(result)
 
 
 # ------------------------------------------------------------------ inputs that would stop a command badly

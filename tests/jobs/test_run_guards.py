@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from dwlib import bronze, ledger
 from dwlib.config import DatasetConfig
 from dwlib.lake import LakeError, LocalLake, S3Lake
 from dwlib.naming import Naming
+from dwlib.run import Interrupted
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "lake-bucket"
@@ -1046,3 +1048,53 @@ def test_a_local_write_killed_before_its_rename_leaves_no_object(tmp_path):
     (folder / ".bronze.json.9c16df3287fb46e8be476ba7a15da230.tmp").write_text('{"run_id"')
     assert not lake.has_prefix(f"runs/{DATASET}/_publish/")
     assert list(lake.list(f"runs/{DATASET}/")) == []
+
+
+# ------------------------------------------------------------------ 14. runs stopped from outside (Ctrl-C, SIGTERM)
+
+
+def a_stopped_run(core, lake, stop: BaseException, *, status: str = "running") -> bronze.RunSummary:
+    """A bronze run that is stopped in its work, with staging files written and its status `status`."""
+    ctx = ctx_for(core, lake, SECOND)
+    staging = Naming.of(core).staging_prefix("bronze", DATASET, SECOND)
+
+    def new_summary():
+        return bronze.RunSummary(dataset=DATASET, run_id=SECOND, layer="bronze", source="landing")
+
+    def work(summary, entry):
+        plant(lake, [f"{staging}output/part-00000.parquet"])
+        summary.status = status
+        raise stop
+
+    with pytest.raises(type(stop)):
+        bronze.guarded_run(ctx, "bronze", new_summary, work, staging=staging, kept="Bronze keeps its previous data.")
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("stop", "said"),
+    [(KeyboardInterrupt(), "SIGINT"), (Interrupted(signal.SIGTERM), "SIGTERM")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_run_stopped_from_outside_is_failed_in_the_ledger_and_the_runs_table_and_leaves_nothing(
+    any_lake, core, stop, said
+):
+    a_stopped_run(core, any_lake, stop)
+    found = entry(any_lake, SECOND)
+    assert found["status"] == "failed"
+    assert found["error"] == f"interrupted ({said}) before it published anything. Bronze keeps its previous data."
+    [row] = [o.key for o in any_lake.list("ops/runs/")]
+    assert json.loads(any_lake.read_bytes(row))["status"] == "failed"
+    assert keys_under(any_lake, "staging/") == []
+    assert not any_lake.exists(f"runs/{DATASET}/_lock.json")
+    assert ledger.incomplete_runs(any_lake, Naming.of(core), DATASET, 120, dropped=True) == []
+
+
+def test_a_run_stopped_while_publishing_is_left_for_the_next_run_to_settle(core, tmp_path):
+    """Whether its publish went through is for the next run to find: the entry never claims nothing was published."""
+    lake = LocalLake(tmp_path / "lake")
+    a_stopped_run(core, lake, KeyboardInterrupt(), status="publishing")
+    found = entry(lake, SECOND)
+    assert found["status"] == "publishing"
+    assert found["error"].startswith("interrupted (SIGINT) while publishing: the table may hold this run's")
+    assert not lake.exists(f"runs/{DATASET}/_lock.json")
