@@ -8,14 +8,15 @@ its schedule. Estimates only: Glue's start-up time and the crawlers are not coun
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from dwlib import ledger
 from dwlib.config import CRON, RATE, CoreConfig, DatasetConfig
+from dwlib.lake import LocalLake
 from dwlib.metrics import duration_seconds
 from dwlib.naming import Naming
 
@@ -116,8 +117,13 @@ def runs_per_month(schedule: str | None) -> float | None:
     return count / 12
 
 
-def recent_durations(lake_dir: Path, dataset: str, layer: str) -> list[float]:
-    """Durations (seconds) of the dataset's latest successful runs of one layer in the ledger."""
+def recent_durations(lake_dir: Path, dataset: str, layer: str, skipped: list[str] | None = None) -> list[float]:
+    """Durations (seconds) of the dataset's latest successful runs of one layer in the ledger.
+
+    Entries are read as every ledger reader reads them (ledger.read_entry); one that is not a run's entry (truncated,
+    edited by hand) is skipped, its key added to `skipped`, as `dw runs` names it rather than failing.
+    """
+    lake = LocalLake(lake_dir)
     folder = lake_dir / Naming.runs_prefix(dataset)
     suffix = ".json" if layer == "bronze" else f".{layer}.json"
     found = []
@@ -127,11 +133,14 @@ def recent_durations(lake_dir: Path, dataset: str, layer: str) -> list[float]:
             continue
         if not name.endswith(suffix):
             continue
+        key = path.relative_to(lake_dir).as_posix()
         try:
-            summary = json.loads(path.read_text())
-        except (OSError, ValueError):
+            summary = ledger.read_entry(lake, key)
+        except (ledger.UnreadableEntry, OSError):
+            if skipped is not None:
+                skipped.append(key)
             continue
-        if summary.get("status") == "succeeded":
+        if summary is not None and summary["status"] == "succeeded":
             found.append(duration_seconds(summary))
         if len(found) == RECENT_RUNS:
             break
@@ -143,8 +152,9 @@ def estimate(core: CoreConfig, dataset: DatasetConfig, layers: list[str], lake_d
     dpus = workers.number_of_workers * DPU_PER_WORKER[workers.worker_type]
     measured = 0
     dpu_hours = 0.0
+    skipped: list[str] = []
     for layer in layers:
-        durations = recent_durations(lake_dir, dataset.dataset, layer)
+        durations = recent_durations(lake_dir, dataset.dataset, layer, skipped)
         measured = max(measured, len(durations))
         seconds = statistics.median(durations) if durations else SIZE_MINUTES[dataset.data_size_category] * 60
         dpu_hours += dpus * max(seconds, MINIMUM_SECONDS) / 3600
@@ -154,6 +164,8 @@ def estimate(core: CoreConfig, dataset: DatasetConfig, layers: list[str], lake_d
     per_run = dpu_hours * price
     runs = runs_per_month(dataset.schedule)
     basis = f"median of {measured} local run(s)" if measured else f"{dataset.data_size_category} size estimate"
+    if skipped:
+        basis += f"; {len(skipped)} unreadable ledger entr{'y' if len(skipped) == 1 else 'ies'} skipped: dw runs {dataset.dataset}"
     return Estimate(
         per_run=per_run,
         per_month=per_run * runs if runs is not None else None,

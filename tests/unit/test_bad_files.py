@@ -237,3 +237,33 @@ def test_a_lake_folder_without_write_permission_is_named_with_the_fix(tmp_path):
         lake.root.chmod(0o755)
     assert f"could not write {lake.root}/runs/shop-orders/run_id=20261121T060000Z.json in the lake" in str(caught.value)
     assert "make" in str(caught.value) and "writable" in str(caught.value)
+
+
+# ------------------------------------------------------------------ a ledger entry edited by hand, for `dw list`'s cost
+
+
+def test_the_cost_estimate_skips_an_unreadable_ledger_entry_with_a_note_and_keeps_the_others(core, tmp_path):
+    """As `dw runs` does: the entry is named there; the estimate uses the runs it can read."""
+    from dw import cost
+    from dwlib.config import DatasetConfig
+
+    lake = LocalLake(tmp_path)
+    for day, seconds in ((10, 600), (11, 900), (12, 1200)):
+        lake.write_json(NAMING.run_summary_key("dd", f"202611{day}T060000Z", "bronze"), {
+            "dataset": "dd", "layer": "bronze", "run_id": f"202611{day}T060000Z", "status": "succeeded",
+            "started_at": "2026-11-21T06:00:00+00:00", "finished_at": f"2026-11-21T06:{seconds // 60:02d}:00+00:00",
+        })  # fmt: skip
+    broken = {
+        20: b"[1, 2]",  # JSON, but not an object
+        21: b'{"run_id": "20261121T060000Z", "layer": "bronze", "status": "succeeded", "started_at": 5}',
+        22: b'{"run_id": "20261122T060000Z", "layer": "bro',  # truncated
+        23: b'{"status": "succeeded", "note": "caf\xe9"}',  # not UTF-8
+    }
+    for day, data in broken.items():
+        lake.write_bytes(NAMING.run_summary_key("dd", f"202611{day}T060000Z", "bronze"), data)
+    config = DatasetConfig(dataset="dd", description="x", data_size_category="small", source_url="https://x.org/d.csv")
+
+    estimate = cost.estimate(core, config, ["bronze"], tmp_path)
+
+    assert estimate.per_run == pytest.approx(2 * (900 / 3600) * 0.44)  # the median of the three readable runs
+    assert "(median of 3 local run(s); 4 unreadable ledger entries skipped: dw runs dd)" in estimate.text()
