@@ -585,7 +585,7 @@ def finish_publishes(ctx) -> list[str]:
         done.append(sentence)
         if run_id:
             _correct_entry(ctx, run_id, layer, model, record["outcome"], record["final"])
-    return done
+    return done + _settle_iceberg_publishes(ctx)
 
 
 def _says_succeeded(ctx, run_id: str, layer: str, model: str | None) -> bool:
@@ -648,6 +648,141 @@ def _correct_entry(ctx, run_id: str, layer: str, model: str | None, outcome: str
     ctx.lake.write_json(key, entry)  # (as a run's own): killed between the two, the next run corrects both again
 
 
+# ------------------------------------------------------------------ Iceberg publishes a dead run left
+
+
+def iceberg_targets(naming: Naming, dataset: str, entry: dict[str, Any]) -> list[tuple[str | None, tuple[str, str]]]:
+    """(gold model or None, catalog identifier) of each Iceberg table the run of `entry` was committing to when it
+    stopped: its bronze table, or its gold models that say `publishing`. None for a Parquet run's entry."""
+    if entry.get("status") not in ACTIVE or entry.get("table_format") != "iceberg":
+        return []
+    from dwlib import iceberg
+
+    if entry.get("layer") == "bronze":
+        return [(None, iceberg.bronze_identifier(naming, dataset))] if entry.get("status") == "publishing" else []
+    if entry.get("layer") == "gold":
+        return [
+            (str(m["name"]), iceberg.gold_identifier(naming, str(m["name"])))
+            for m in entry.get("models") or []
+            if m.get("status") == "publishing" and isinstance(m.get("name"), str)
+        ]
+    return []
+
+
+def iceberg_commit(lake: Lake, naming: Naming, identifier: tuple[str, str], run_id: str) -> dict[str, Any] | None:
+    """The snapshot of the Iceberg table `identifier` that run `run_id` committed (its `pp-dw.run-id` property), or
+    None when no snapshot has it; raises what the catalog raises when it cannot be read (then nobody can tell)."""
+    from pathlib import Path
+
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    from dwlib import iceberg
+
+    if lake.root_uri.startswith("s3://"):
+        cat = iceberg.catalog(lake, naming)
+    else:
+        cat = iceberg.local_catalog(Path(lake.root_uri))  # never made here: no catalog, no commit
+        if cat is None:
+            return None
+    try:
+        table = cat.load_table(identifier)
+    except (NoSuchTableError, NoSuchNamespaceError):
+        return None
+    for snapshot in sorted(table.snapshots(), key=lambda s: s.timestamp_ms, reverse=True):
+        said = snapshot.summary
+        if said is not None and said.get(iceberg.RUN_PROPERTY) == run_id:
+            files = iceberg.live_data_files(table, snapshot.snapshot_id)
+            return {
+                "table": ".".join(identifier),
+                "snapshot_id": snapshot.snapshot_id,
+                "operation": said.operation.value,
+                "committed": True,
+                "data_files": len(files),
+                "data_bytes": sum(f.file_size_in_bytes for f in files.values()),
+            }
+    return None
+
+
+def _settle_iceberg_publishes(ctx) -> list[str]:
+    """Make the entry of each dead run that stopped while committing to an Iceberg table say what the table holds.
+
+    Iceberg keeps no journal: the commit is one catalog update, and its snapshot carries the run id. A run killed
+    after its commit (during expiry, or before its final entry) published its rows; one killed before it left
+    the table as it was. A table whose catalog cannot be read is left for a later run: nothing is guessed.
+    """
+    lake, naming = ctx.lake, ctx.naming
+    done = []
+    for (run_id, _layer), key in sorted(ledger_entries(lake, naming, ctx.name).items()):
+        if run_id == ctx.run_id:  # this run's own entry (gold after bronze in one `dw run`, a retry of the run id)
+            continue
+        try:
+            entry = read_entry(lake, key)
+        except (UnreadableEntry, OSError):
+            continue
+        targets = iceberg_targets(naming, ctx.name, entry or {})
+        if not entry or not targets:
+            continue
+        try:
+            commits = {model: iceberg_commit(lake, naming, identifier, run_id) for model, identifier in targets}
+        except Exception:  # noqa: BLE001 - the catalog unreadable: the entry stays as it is, for a later run
+            continue
+        done += _record_iceberg_outcome(ctx, key, entry, targets, commits)
+    return done
+
+
+def _record_iceberg_outcome(ctx, key: str, entry: dict[str, Any], targets, commits) -> list[str]:
+    run_id, layer = entry["run_id"], entry["layer"]
+    note = {"by_run_id": ctx.run_id, "at": _stamp(_now())}
+    sentences = []
+    for model, identifier in targets:
+        commit, table = commits[model], ".".join(identifier)
+        what = f"{layer} model {model}" if model else layer
+        if commit is not None:
+            sentences.append(
+                f"found {what} run {run_id} stopped after its commit to {table} (snapshot {commit['snapshot_id']}, "
+                f"which holds its rows): its entry now says succeeded"
+            )
+        else:
+            sentences.append(
+                f"found {what} run {run_id} stopped before its commit to {table} (no snapshot has its run id): "
+                "its entry now says failed; the table keeps its previous data"
+            )
+    stopped = (entry.get("error") or "the run stopped while publishing").rstrip(".")
+    if layer == "gold":
+        for result in entry.get("models") or []:
+            if result.get("name") not in commits:
+                continue
+            if commits[result["name"]] is not None:
+                result["status"], result["error"], result["iceberg"] = "succeeded", None, commits[result["name"]]
+            else:
+                result["status"] = "failed"
+                result["error"] = f"{stopped}; it stopped before its commit: the previous table is kept"
+        statuses = {m.get("status") for m in entry.get("models") or []}
+        if not statuses & set(ACTIVE):
+            entry["status"] = "succeeded" if statuses <= {"succeeded"} else "failed"
+            entry["error"] = None if entry["status"] == "succeeded" else entry.get("error")
+    elif commits[None] is not None:
+        commit = commits[None]
+        entry["status"], entry["error"] = "succeeded", None
+        entry["iceberg"] = {**(entry.get("iceberg") or {}), **commit}
+        entry["output_files"], entry["output_bytes"] = commit["data_files"], commit["data_bytes"]
+    else:
+        entry["status"] = "failed"
+        entry["error"] = f"{stopped}; it stopped before its commit, so {layer} keeps its previous data"
+    committed = [c["table"] for c in commits.values() if c is not None]
+    if committed:
+        entry["notes"] = [
+            *(entry.get("notes") or []),
+            f"killed after its commit to {', '.join(committed)} and before its final entry ({stopped}); run "
+            f"{ctx.run_id} found the committed snapshot and recorded the run as published",
+        ]
+    entry["finished_at"] = entry.get("finished_at") or note["at"]
+    entry["publish_finished"] = {**note, "outcome": "committed" if committed else "not committed"}
+    metrics.record_run(ctx.lake, entry)  # the `runs` row first, as a run's own final entry (see _correct_entry)
+    ctx.lake.write_json(key, entry)
+    return sentences
+
+
 # ------------------------------------------------------------------ runs nobody finished
 
 
@@ -699,6 +834,8 @@ def incomplete_runs(
                     f"delete nothing: the table may hold this run's files",
                 )
             )
+        elif run_id != live and (committed := _iceberg_state(lake, naming, dataset, entry)) is not None:
+            found.append(Incomplete(run_id, layer, committed[0], committed[1]))
         elif entry.get("status") in ACTIVE and run_id != live:
             source = entry.get("raw_run_id") or (run_id if run_id in raw else None)
             replayable = source is not None and raw_run_replayable(lake, naming, dataset, source, dropped=dropped)
@@ -723,6 +860,32 @@ def incomplete_runs(
             )
         )
     return found
+
+
+def _iceberg_state(lake: Lake, naming: Naming, dataset: str, entry: dict[str, Any]) -> tuple[str, str] | None:
+    """(why, advice) for a dead run that stopped while committing to Iceberg and did commit (or may have: the
+    catalog cannot be read); None when no table it was committing to holds its rows, and for any other entry."""
+    targets = iceberg_targets(naming, dataset, entry)
+    if not targets:
+        return None
+    status, run_id = entry["status"], entry["run_id"]
+    settle = f"the next run of {dataset} (any layer) records what its commit did and corrects this entry"
+    try:
+        commits = [(identifier, iceberg_commit(lake, naming, identifier, run_id)) for _, identifier in targets]
+    except Exception as exc:  # noqa: BLE001 - the catalog unreadable: the table may hold its rows
+        return (
+            f"its entry says {status}, no run holds the lock, and whether its Iceberg commit went through cannot be "
+            f"told ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+            f"{settle}; delete nothing: the table may hold this run's rows",
+        )
+    held = [f"{'.'.join(identifier)} (snapshot {commit['snapshot_id']})" for identifier, commit in commits if commit]
+    if not held:
+        return None
+    return (
+        f"its entry says {status} and no run holds the lock, but it was stopped after its commit: "
+        f"{', '.join(held)} holds its rows",
+        f"{settle} (succeeded); delete nothing: the table holds this run's rows",
+    )
 
 
 def _advice(dataset: str, run_id: str, layer: str, naming: Naming, *, raw: bool, entry: str | None,

@@ -1098,3 +1098,90 @@ def test_a_run_stopped_while_publishing_is_left_for_the_next_run_to_settle(core,
     assert found["status"] == "publishing"
     assert found["error"].startswith("interrupted (SIGINT) while publishing: the table may hold this run's")
     assert not lake.exists(f"runs/{DATASET}/_lock.json")
+
+
+# ------------------------------------------------------------------ 15. Iceberg runs killed around their commit
+
+
+def an_iceberg_commit(core, lake, run_id: str, order_ids: list[int], model: str | None = None) -> int:
+    """A commit as the runs make it (PyIceberg, the local catalog, the run id in the snapshot); its snapshot id."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from dwlib import iceberg
+
+    naming = Naming.of(core)
+    identifier = iceberg.gold_identifier(naming, model) if model else iceberg.bronze_identifier(naming, DATASET)
+    cat = iceberg.local_catalog(lake.root, create=True)
+    cat.create_namespace_if_not_exists(identifier[0])
+    rows = pa.table({"order_id": pa.array(order_ids, pa.int64())})
+    try:
+        table = cat.load_table(identifier)
+    except NoSuchTableError:
+        prefix = naming.gold_prefix(DATASET, model) if model else BRONZE
+        table = cat.create_table(identifier, schema=rows.schema, location=iceberg.location(lake, prefix))
+    table.append(rows, snapshot_properties={iceberg.RUN_PROPERTY: run_id})
+    return table.current_snapshot().snapshot_id
+
+
+def a_dead_iceberg_entry(core, lake, run_id: str, layer: str = "bronze", **extra) -> None:
+    """The entry of a run killed while publishing (before or after its commit), its raw files kept."""
+    document = {"dataset": DATASET, "run_id": run_id, "layer": layer, "status": "publishing", "table_format": "iceberg",
+                **extra}  # fmt: skip
+    lake.write_json(Naming.of(core).run_summary_key(DATASET, run_id, layer), document)
+    plant(lake, [f"raw/{DATASET}/run_id={run_id}/orders.csv", f"raw/{DATASET}/run_id={run_id}/_SUCCESS"])
+
+
+def test_dw_runs_never_advises_deleting_the_raw_files_of_an_iceberg_run_killed_after_its_commit(core, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    an_iceberg_commit(core, lake, FIRST, [1, 2])
+    snapshot = an_iceberg_commit(core, lake, SECOND, [3])
+    a_dead_iceberg_entry(core, lake, SECOND)
+    [found] = ledger.incomplete_runs(lake, Naming.of(core), DATASET, 120, dropped=True)
+    assert found.run_id == SECOND
+    assert f"stopped after its commit: pp_dw_bronze.shop_orders (snapshot {snapshot}) holds its rows" in found.why
+    assert "delete nothing: the table holds this run's rows" in found.advice
+    assert "delete raw/" not in found.advice
+
+
+def test_the_next_run_records_an_iceberg_run_killed_after_its_commit_as_published(core, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    an_iceberg_commit(core, lake, FIRST, [1, 2])
+    snapshot = an_iceberg_commit(core, lake, SECOND, [3])
+    a_dead_iceberg_entry(core, lake, SECOND, error="interrupted (SIGTERM) while publishing: the table may hold ...")
+    summary = bronze.run_raw(ctx_for(core, lake, THIRD, sample_dir=sample_dir(tmp_path)))
+    assert summary.status == "succeeded", summary.error
+    said = "\n".join(bronze.housekeeping(summary))
+    assert f"found bronze run {SECOND} stopped after its commit to pp_dw_bronze.shop_orders (snapshot {snapshot}" in said
+    corrected = entry(lake, SECOND)
+    assert (corrected["status"], corrected["error"]) == ("succeeded", None)
+    assert corrected["iceberg"]["snapshot_id"] == snapshot
+    assert corrected["output_files"] == 2  # FIRST's file and SECOND's
+    assert any(n.startswith("killed after its commit to pp_dw_bronze.shop_orders") for n in corrected["notes"])
+    row = json.loads(lake.read_bytes(f"ops/runs/{DATASET}.{SECOND}.bronze.json"))
+    assert row["status"] == "succeeded"
+    assert ledger.incomplete_runs(lake, Naming.of(core), DATASET, 120, dropped=True) == []
+
+
+def test_the_next_run_records_an_iceberg_run_killed_before_its_commit_as_failed(core, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    an_iceberg_commit(core, lake, FIRST, [1, 2])
+    a_dead_iceberg_entry(core, lake, SECOND)
+    [found] = ledger.incomplete_runs(lake, Naming.of(core), DATASET, 120, dropped=True)
+    assert f"dw run {DATASET} --raw-run-id {SECOND}" in found.advice  # nothing of it in the table: replay it
+    bronze.run_raw(ctx_for(core, lake, THIRD, sample_dir=sample_dir(tmp_path)))
+    corrected = entry(lake, SECOND)
+    assert corrected["status"] == "failed"
+    assert corrected["error"].endswith("it stopped before its commit, so bronze keeps its previous data")
+
+
+def test_a_gold_model_killed_after_its_commit_is_recorded_as_published(core, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    an_iceberg_commit(core, lake, SECOND, [3], model="daily")
+    models = [{"name": "daily", "status": "publishing"}, {"name": "weekly", "status": "succeeded"}]
+    a_dead_iceberg_entry(core, lake, SECOND, layer="gold", models=models)
+    [found] = ledger.incomplete_runs(lake, Naming.of(core), DATASET, 120, dropped=True)
+    assert "delete nothing: the table holds this run's rows" in found.advice
+    bronze.run_raw(ctx_for(core, lake, THIRD, sample_dir=sample_dir(tmp_path)))
+    corrected = entry(lake, SECOND, "gold")
+    assert corrected["status"] == "succeeded"
+    assert [m["status"] for m in corrected["models"]] == ["succeeded", "succeeded"]
