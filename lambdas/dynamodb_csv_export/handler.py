@@ -5,7 +5,12 @@
 
 Before scanning, it claims the run folder with a conditional put of `_EXPORT_STARTED` (If-None-Match: *):
 raw/ is never rewritten, so a run id made from the clock that another export took moves on by a second,
-and a run id given in the event that was already exported is refused.
+and a run id given in the event that another export is running or finished is refused. An export that fails
+before its marker releases its claim (a conditional overwrite of its own claim with the run id's fixed
+"failed" claim), so the same run id can be exported again, by a retry of the event or a new invocation: the
+retry takes over a released claim only (If-Match its ETag, which the bucket's SSE-S3 makes the MD5 of that
+fixed text), never a running or finished export's. Nothing of a failed export is read: bronze reads a run
+folder only once its `_SUCCESS` marker is there, and a retry's upload replaces any CSV the failed one left.
 
 Memory stays bounded whatever the size of the table: the table is read once, page by
 page, and every row is streamed as a JSON line to a temporary file in /tmp while the
@@ -26,7 +31,9 @@ with (`types`: {"app_version": ["S"]}), which bronze uses to keep a string attri
 marker's arrival, not the CSV's, starts the pipeline, once per export.
 
 A run that cannot finish before the Lambda's time limit raises `TimeoutError` and writes
-nothing to the final key, nor a marker.
+nothing to the final key, nor a marker (and releases its claim, as any failure before the marker does).
+An export stopped without running its own code (killed at the time limit, out of memory) keeps its claim:
+its run id is refused, and the export is invoked again without one.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import base64
 import contextlib
 import csv
 import errno
+import hashlib
 import json
 import math
 import os
@@ -92,12 +100,41 @@ class _Stopped(Exception):
 def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     table, bucket, dataset = (_env(name) for name in ("TABLE_NAME", "BUCKET_NAME", "DATASET"))
     given = (event or {}).get("run_id")
-    run_id = _claim(bucket, dataset, _run_id(given), given is None, context)
+    run_id, claim = _claim(bucket, dataset, _run_id(given), given is None, context)
     key = Naming.export_key(dataset, run_id)
     marker = Naming.drop_marker_key(dataset, run_id)
     logger.append_keys(run_id=run_id, table=table, dataset=dataset)
 
     started = time.monotonic()
+    try:
+        run, manifest, details = _export(table, bucket, dataset, key, run_id, context)
+    except Exception as error:  # before the marker: nothing of this export is read, and the run id may be retried
+        _release(bucket, dataset, run_id, claim, error)
+        raise
+    # Never empty: the arrival rule ignores 0-byte objects (console folders, placeholders). A failure from here on
+    # keeps the claim: the marker may be stored (a reply lost), and a retry would rewrite a run bronze may be reading.
+    _s3_client().put_object(
+        Bucket=bucket, Key=marker, Body=json.dumps(manifest).encode(), ContentType="application/json"
+    )
+
+    logger.info(
+        "export finished",
+        extra={
+            **details,
+            "rows": run.rows,
+            "bytes": manifest["bytes"],
+            "marker": marker,
+            "pages": run.pages,
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return {"bucket": bucket, "key": key, "rows": run.rows, "run_id": run_id}
+
+
+def _export(
+    table: str, bucket: str, dataset: str, key: str, run_id: str, context: Any
+) -> tuple[_Run, dict[str, Any], dict[str, Any]]:
+    """Scan the table and upload its CSV to `key`; the run, the marker's manifest and what to log of it."""
     dynamodb = _dynamodb_client()
     description = dynamodb.describe_table(TableName=table)["Table"]
     key_names = _key_names(description)
@@ -143,7 +180,6 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
             ExtraArgs={"ContentType": "text/csv; charset=utf-8"},
             Config=TRANSFER,
         )
-    # Never empty: the arrival rule ignores 0-byte objects (console folders, placeholders).
     # `types`: the DynamoDB types each attribute was seen with, so bronze types an attribute only ever a string (S)
     # as a string, not as the number or boolean its text may look like ("1.10", "NaN", "TRUE").
     manifest = {
@@ -153,23 +189,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         "bytes": size,
         "types": {name: sorted(kinds) for name, kinds in sorted(types.items())},
     }
-    _s3_client().put_object(
-        Bucket=bucket, Key=marker, Body=json.dumps(manifest).encode(), ContentType="application/json"
-    )
-
-    logger.info(
-        "export finished",
-        extra={
-            "rows": run.rows,
-            "bytes": size,
-            "marker": marker,
-            "columns": len(header),
-            "pages": run.pages,
-            "segments": segments,
-            "seconds": round(time.monotonic() - started, 3),
-        },
-    )
-    return {"bucket": bucket, "key": key, "rows": run.rows, "run_id": run_id}
+    return run, manifest, {"columns": len(header), "segments": segments}
 
 
 # ---------------------------------------------------------------- set-up
@@ -196,37 +216,79 @@ def _run_id(value: Any) -> str:
 # and only `_SUCCESS` starts the pipeline.
 CLAIM = "_EXPORT_STARTED"
 CLAIM_TRIES = 60  # clock-made ids moved on by a second at most this often
+# A condition that does not hold: the key exists (If-None-Match), has another ETag or is gone (If-Match), or another
+# conditional write to it is under way.
+CONFLICT_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")
 
 
-def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: Any) -> str:
-    """Claim the run folder of `run_id`; a clock-made id taken moves on by a second, a given one is refused."""
+def _released(run_id: str) -> bytes:
+    """The claim a failed export leaves: the same bytes for every failure of `run_id`, so a retry knows its ETag."""
+    return json.dumps({"run_id": run_id, "state": "failed"}).encode()
+
+
+def _released_etag(run_id: str) -> str:
+    """The ETag S3 gives `_released(run_id)`: the MD5 of its bytes (a single-part put, SSE-S3 or no encryption)."""
+    return '"' + hashlib.md5(_released(run_id), usedforsecurity=False).hexdigest() + '"'
+
+
+def _put_claim(s3, bucket: str, key: str, body: bytes, **condition: str) -> str | None:
+    """Put the claim `key` if `condition` holds (IfNoneMatch or IfMatch); its ETag, None when it does not hold."""
+    try:
+        return s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition)["ETag"]
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in (409, 412) or error.response.get("Error", {}).get("Code") in CONFLICT_CODES:
+            return None
+        raise
+
+
+def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: Any) -> tuple[str, str]:
+    """Claim the run folder of `run_id` (its id and the claim's ETag); a clock-made id taken moves on by a second,
+    a given one is taken over if a failed export released it, else refused."""
     s3 = _s3_client()
     for _ in range(CLAIM_TRIES):
         folder = Naming.export_key(dataset, run_id).rsplit("/", 1)[0]
-        body = {"run_id": run_id, "request_id": getattr(context, "aws_request_id", None)}
-        try:
-            s3.put_object(
-                Bucket=bucket,
-                Key=f"{folder}/{CLAIM}",
-                Body=json.dumps(body).encode(),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-            return run_id
-        except ClientError as error:
-            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = error.response.get("Error", {}).get("Code")
-            if status != 412 and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise
+        key = f"{folder}/{CLAIM}"
+        body = json.dumps(
+            {"run_id": run_id, "state": "running", "request_id": getattr(context, "aws_request_id", None)}
+        ).encode()
+        etag = _put_claim(s3, bucket, key, body, IfNoneMatch="*")
+        if etag is None and not from_clock:
+            etag = _put_claim(s3, bucket, key, body, IfMatch=_released_etag(run_id))
+            if etag is not None:
+                logger.info("took over the run folder a failed export released", extra={"run_id": run_id})
+        if etag is not None:
+            return run_id, etag
         if not from_clock:
             raise ValueError(
-                f"run id {run_id} was already exported to s3://{bucket}/{folder}/ (it holds {CLAIM}): raw/ is never "
-                "rewritten, so this export stops before scanning. Invoke the export without a run_id (one is made "
-                "from the clock) or with a new one; to load that run again, replay it with `dw run --raw-run-id`"
+                f"run id {run_id} was already exported, or is being exported, to s3://{bucket}/{folder}/ (it holds "
+                f"{CLAIM}, which only a failed export gives up): raw/ is never rewritten, so this export stops before "
+                "scanning. Invoke the export without a run_id (one is made from the clock) or with a new one; to "
+                "load that run again, replay it with `dw run --raw-run-id`"
             )
         logger.info("run id taken, moving on by a second", extra={"taken": run_id})
         run_id = next_run_id(run_id)
     raise RuntimeError(f"no free run id in the {CLAIM_TRIES} seconds up to {run_id} in s3://{bucket}/raw/{dataset}/")
+
+
+def _release(bucket: str, dataset: str, run_id: str, claim: str, error: BaseException) -> None:
+    """After a failure before the marker: give the run folder up for a retry with the same run id, by overwriting
+    this export's own claim (If-Match its ETag) with the released one. Never raises: the export's error is the news."""
+    key = f"{Naming.export_key(dataset, run_id).rsplit('/', 1)[0]}/{CLAIM}"
+    try:
+        released = _put_claim(_s3_client(), bucket, key, _released(run_id), IfMatch=claim)
+    except Exception:
+        released = None
+    if released is None:
+        logger.warning(
+            "export failed and its run folder stays claimed: invoke it again without a run_id",
+            extra={"error": f"{type(error).__name__}: {error}", "claim": key},
+        )
+    else:
+        logger.warning(
+            "export failed; its run folder is released for a retry with the same run id",
+            extra={"error": f"{type(error).__name__}: {error}", "claim": key},
+        )
 
 
 def _client_config() -> Config:

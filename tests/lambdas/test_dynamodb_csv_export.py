@@ -687,3 +687,92 @@ def test_two_clock_made_run_ids_of_one_second_get_two_folders(aws, monkeypatch):
     assert {first["key"], second["key"]} <= set(bucket_keys(aws.s3))
     later = f"raw/{DATASET}/run_id=20261121T060001Z/_SUCCESS"
     assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=later)["Body"].read())["run_id"] == "20261121T060001Z"
+
+
+def fail_scans_after(monkeypatch, pages: int) -> list[bool]:
+    """The handler's Scan calls fail (AccessDenied) after `pages` pages while the returned flag is set."""
+    failing, calls = [True], []
+    make = export._dynamodb_client
+
+    def client():
+        made = make()
+
+        def deny(params, **_):
+            calls.append(params)
+            if failing[0] and len(calls) > pages:
+                raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "Scan")
+
+        made.meta.events.register("before-parameter-build.dynamodb.Scan", deny)
+        return made
+
+    monkeypatch.setattr(export, "_dynamodb_client", client)
+    return failing
+
+
+def test_an_export_that_failed_midway_runs_again_with_its_run_id(aws, monkeypatch):
+    # A failed export kept its claim, so its run id was refused for good: a retry of the event could never succeed.
+    create_table(aws.dynamodb)
+    fill_pages(aws.dynamodb)
+    failing = fail_scans_after(monkeypatch, 1)
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert bucket_keys(aws.s3) == []
+
+    failing[0] = False
+    result = export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert (result["run_id"], result["rows"]) == (RUN_ID, 600)
+    assert sorted(r[0] for r in read_csv(aws.s3)[1:]) == [f"{i:04d}" for i in range(600)]
+    assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())["rows"] == 600
+    with pytest.raises(ValueError, match=f"run id {RUN_ID} was already exported"):  # and a finished one is kept
+        export.handler({"run_id": RUN_ID}, FakeContext())
+
+
+def test_an_export_running_with_a_run_id_refuses_a_second_one(aws, monkeypatch):
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    scan, second = export._scan, []
+
+    def scan_while_another_starts(*args):
+        with pytest.raises(ValueError, match=f"run id {RUN_ID} was already exported, or is being exported"):
+            export.handler({"run_id": RUN_ID}, FakeContext())
+        second.append("refused")
+        return scan(*args)
+
+    monkeypatch.setattr(export, "_scan", scan_while_another_starts)
+    assert export.handler({"run_id": RUN_ID}, FakeContext())["rows"] == 1
+    assert second == ["refused"]
+    assert read_csv(aws.s3) == [["pk"], ["a"]]
+
+
+def test_an_export_whose_marker_may_be_stored_keeps_its_claim_and_is_never_read(aws, monkeypatch):
+    """A failed marker put may have stored the marker (a lost reply): a retry must not rewrite that run, and a run
+    folder without its marker is not read by bronze."""
+    from dwlib.lake import S3Lake
+    from dwlib.ledger import IncompleteRawRun, drop_files
+    from dwlib.naming import Naming
+
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    make = export._s3_client
+
+    def client():
+        made = make()
+
+        def refuse(params, **_):
+            if params["Key"] == MARKER:
+                raise ClientError({"Error": {"Code": "InternalError", "Message": "try again"}}, "PutObject")
+
+        made.meta.events.register("before-parameter-build.s3.PutObject", refuse)
+        return made
+
+    monkeypatch.setattr(export, "_s3_client", client)
+    with pytest.raises(ClientError, match="InternalError"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    monkeypatch.setattr(export, "_s3_client", make)
+
+    with pytest.raises(ValueError, match=f"run id {RUN_ID} was already exported"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert bucket_keys(aws.s3) == [KEY]
+    with pytest.raises(IncompleteRawRun, match="not closed"):
+        drop_files(S3Lake(BUCKET, ""), Naming("pp-dw", "pp_dw"), DATASET, RUN_ID)
