@@ -193,6 +193,32 @@ def holding(ctx, layer: str) -> Iterator[RunLock]:
         lock.release()
 
 
+STAGED_LAYERS = ("bronze", "gold")  # the layers that stage files (a run holding the lock for "all" staged both)
+
+
+def clear_dead_staging(ctx, lock: RunLock) -> list[str]:
+    """Delete the staging folders of the dead run whose lock `lock` took over; the prefixes deleted.
+
+    A run killed outright (SIGKILL, the machine gone) could not clean up, and nothing else would: each run deletes
+    only its own run id's folder. Called once any publish the dead run left is finished: none reads its staged
+    files (a local publish moves the folder or puts the old one back; on S3 the copies are made or removed)."""
+    dead = lock.took_over
+    if not dead or "staging_deleted" in dead:  # bronze and gold of one `dw run` share the lock: once
+        return []
+    deleted: list[str] = []
+    dead["staging_deleted"] = deleted
+    run_id = str(dead.get("run_id"))
+    if not RUN_ID.match(run_id) or run_id == ctx.run_id:  # an unreadable lock; a retry of this very run id
+        return deleted
+    for layer in STAGED_LAYERS:
+        prefix = ctx.naming.staging_prefix(layer, ctx.name, run_id)
+        held = next(iter(ctx.lake.list(prefix)), None) is not None
+        ctx.lake.delete_prefix(prefix)  # even when empty: a local lake keeps the folders a kill left empty
+        if held:
+            deleted.append(prefix)
+    return deleted
+
+
 # ------------------------------------------------------------------ run ids
 
 

@@ -195,6 +195,8 @@ def guarded_run(
         try:
             try:
                 summary.finished_for_others = ledger.finish_publishes(ctx)
+                with contextlib.suppress(Exception):  # a leftover in staging/ is never read; the lifecycle rule expires it
+                    ledger.clear_dead_staging(ctx, lock)
             except Exception as exc:  # S3 refusing or unreachable: the journal stays for the run after this one
                 summary.status = "failed"
                 cause = str(exc) if isinstance(exc, LakeError) else errors.describe(exc)
@@ -305,6 +307,8 @@ def housekeeping(summary: RunSummary) -> list[str]:
         lines.append(
             f"took over the lock of run {dead.get('run_id')} (started {dead.get('started_at')}): {dead.get('why')}"
         )
+        if dead.get("staging_deleted"):
+            lines.append(f"deleted what run {dead.get('run_id')} left in staging: {', '.join(dead['staging_deleted'])}")
     lines += summary.finished_for_others
     lines += summary.notes
     if summary.previous_attempts:

@@ -97,6 +97,22 @@ def test_a_run_stopped_in_spark_says_so_in_the_ledger_and_leaves_no_lock_nor_sta
     assert f"{entry['run_id']} bronze failed" in listed.stdout, show(listed)
 
 
+def test_the_run_after_a_killed_one_deletes_what_it_left_in_staging(tmp_path):
+    """SIGKILL: nothing of the killed run can clean up; the next run, taking over its lock, does and says so."""
+    lake = tmp_path / "lake"
+    proc = start("run", DATASET, "--sample", "--lake", lake)
+    staging = lake / "staging" / "bronze" / DATASET
+    wait_for(proc, lambda: any(p.is_file() for p in staging.rglob("*")), "staged file")
+    proc.kill()
+    proc.communicate(timeout=EXIT_WAIT)
+    [killed] = [p.name.removeprefix("run_id=") for p in staging.iterdir()]
+    after = dw("run", DATASET, "--sample", "--layer", "raw", "--lake", lake, cwd=ROOT)
+    assert after.returncode == 0, show(after)
+    assert f"took over the lock of run {killed}" in after.stdout, show(after)
+    assert f"deleted what run {killed} left in staging: staging/bronze/{DATASET}/run_id={killed}/" in after.stdout
+    assert not any(p.is_file() for p in (lake / "staging").rglob("*"))
+
+
 def test_dw_list_shows_a_run_that_never_finished_as_dw_runs_does(tmp_path):
     """A run killed outright (SIGKILL: nothing can clean up) leaves its entry `running`: both commands flag it."""
     lake = tmp_path / "lake"

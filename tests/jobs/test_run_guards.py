@@ -1185,3 +1185,23 @@ def test_a_gold_model_killed_after_its_commit_is_recorded_as_published(core, tmp
     corrected = entry(lake, SECOND, "gold")
     assert corrected["status"] == "succeeded"
     assert [m["status"] for m in corrected["models"]] == ["succeeded", "succeeded"]
+
+
+# ------------------------------------------------------------------ 16. what a killed run left in staging
+
+
+def test_a_run_that_takes_over_a_dead_lock_deletes_what_the_dead_run_left_in_staging(any_lake, core, tmp_path):
+    naming = Naming.of(core)
+    left = [f"{naming.staging_prefix(layer, DATASET, FIRST)}output/part-00000.parquet" for layer in ("bronze", "gold")]
+    other = f"{naming.staging_prefix('bronze', DATASET, THIRD)}output/part-00000.parquet"  # not the dead run's
+    plant(any_lake, [*left, other])
+    started = (datetime.now(UTC) - timedelta(seconds=5)).isoformat(timespec="seconds")
+    holder = {"run_id": FIRST, "host": socket.gethostname(), "pid": dead_pid(), "started_at": started, "layer": "all"}
+    any_lake.write_json(f"runs/{DATASET}/_lock.json", holder)
+    summary = bronze.run_raw(ctx_for(core, any_lake, SECOND, sample_dir=sample_dir(tmp_path)))
+    assert summary.status == "succeeded", summary.error
+    assert keys_under(any_lake, "staging/") == [other]
+    said = bronze.housekeeping(summary)
+    deleted = f"staging/bronze/{DATASET}/run_id={FIRST}/, staging/gold/{DATASET}/run_id={FIRST}/"
+    assert f"deleted what run {FIRST} left in staging: {deleted}" in said, said
+    assert entry(any_lake, SECOND, "raw")["lock_taken_over"]["staging_deleted"] == deleted.split(", ")
