@@ -1141,9 +1141,9 @@ def _math_type(node: exp.Expression) -> exp.DataType | None:
     value = node.this
     if _is(value, *INTEGER_TYPES) and _decimal_type(value):  # a literal past 2^31 is a bigint (sqlglot: int)
         return exp.DataType.build(INTEGER_OF_PRECISION[_decimal_type(value)[0]])
-    if _is(value, DType.DOUBLE, DType.FLOAT):
-        return value.type.copy()
-    if not _is_decimal(value) or _decimal_type(value) is None:
+    if not _is_decimal(value):  # a literal such as 1.5 is a decimal (sqlglot: double)
+        return value.type.copy() if _is(value, DType.DOUBLE, DType.FLOAT) else None
+    if _decimal_type(value) is None:
         return None
     p, s = _decimal_type(value)
     digits = node.args.get("decimals") is not None
@@ -1176,9 +1176,9 @@ def _math(node: exp.Expression) -> exp.Expression:
             exp.Literal.string(exp.DataType.build(kind).sql(dialect="trino").lower()),
         )  # fmt: skip
         fixed: exp.Expression = _as(rounded, trino.sql(dialect=WRITE_DIALECT))
-    elif isinstance(node, exp.Sign) and _is(value, DType.DOUBLE, DType.FLOAT):
+    elif isinstance(node, exp.Sign) and trino.is_type(DType.DOUBLE, DType.FLOAT):
         fixed = _fn("dw_sign_float", value)
-    elif isinstance(node, exp.Sign) or _is_decimal(value):
+    elif isinstance(node, exp.Sign) or trino.is_type(DType.DECIMAL):
         fixed = _as(node, trino.sql(dialect=WRITE_DIALECT))
     else:
         return node
@@ -2111,8 +2111,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             raise unsupported("FETCH FIRST ... PERCENT", "DuckDB has no FETCH PERCENT")
     if isinstance(node, exp.Mod):
         _refuse_unknown(node, (node.this, node.expression), "%", "x % 0 raises for integers and decimals, not doubles")
-    if isinstance(node, exp.Mod) and not (
-        _is(node.this, DType.DOUBLE, DType.FLOAT) or _is(node.expression, DType.DOUBLE, DType.FLOAT)
+    if isinstance(node, exp.Mod) and not any(  # a literal such as 2.5 is a decimal (sqlglot: double)
+        _is(side, DType.DOUBLE, DType.FLOAT) and not _is_decimal(side) for side in (node.this, node.expression)
     ):
         result = _macro("dw_mod", node, node.this, node.expression)
         left, right = _decimal_type(node.this), _decimal_type(node.expression)
