@@ -335,6 +335,9 @@ def made_job_columns(df, names: frozenset[str] = frozenset({RUN_ID_COLUMN})) -> 
     Traced in the analyzed plan down to where each is made; only a bound table's own column of that name passed
     through unchanged is not the model's (the job replaces it with this run's id, as an earlier run wrote it)."""
     plan = df._jdf.queryExecution().analyzed()
+    named = [a for a in _items(plan.output()) if a.name().lower() in names]
+    if not named:
+        return []
     definitions: dict[int, Any] = {}  # a WITH's tables by id: a second reference to one renumbers its columns
     pending = [plan]
     while pending:
@@ -370,11 +373,7 @@ def made_job_columns(df, names: frozenset[str] = frozenset({RUN_ID_COLUMN})) -> 
             return passed_through(holders[0], expr_id)
         return not children and kind not in WRITTEN_LEAVES  # made here (a generator, an aggregate) or a table's
 
-    return [
-        a.name()
-        for a in _items(plan.output())
-        if a.name().lower() in names and not passed_through(plan, a.exprId().id())
-    ]
+    return [a.name() for a in named if not passed_through(plan, a.exprId().id())]
 
 
 @dataclass
