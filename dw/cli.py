@@ -608,6 +608,7 @@ def query_command(
       dw query --file datasets/fda-nsde/queries/demo.sql
     """
     from dw.query import QueryError, athena_text, run_query
+    from dwlib.errors import NotUtf8, utf8_text
 
     if (sql is None) == (file is None):
         raise DwError("give the SQL as an argument or with --file PATH, not both")
@@ -615,12 +616,9 @@ def query_command(
         if not file.is_file():
             raise DwError(f"{file} does not exist; give the path of a .sql file")
         try:
-            sql = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise DwError(
-                f"{file} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}): "
-                "save it as UTF-8 and run again"
-            ) from None
+            sql = utf8_text(file.read_bytes())  # as `dw validate` reads the queries: a BOM dropped, else where
+        except NotUtf8 as exc:
+            raise DwError(f"{file}: {exc}") from None
         except OSError as exc:
             raise DwError(f"{file} cannot be read ({exc.strerror}); give the path of a readable .sql file") from None
     project = _project()

@@ -171,4 +171,4 @@ def test_a_query_file_not_in_utf8_is_named_with_the_fix(tmp_path):
     query = tmp_path / "latin1.sql"
     query.write_bytes("SELECT 'café' AS place\n".encode("latin-1"))
     result = dw("query", "--file", query, "--lake", tmp_path / "lake", cwd=ROOT)
-    assert_error(result, f"{query} is not UTF-8 text", "save it as UTF-8")
+    assert_error(result, f"{query}: is not UTF-8 text (byte 0xe9 at line 1, column 12", "save the file as UTF-8")
