@@ -858,12 +858,37 @@ def _stop(exc: BaseException) -> None:
     """
     if not isinstance(exc, Interrupted):
         exc = STATE.get("interrupted") or Interrupted(signal.SIGINT)
+    _end_children()
     after = f"; {STATE['after_stop']}" if STATE.get("after_stop") else ""
     err.print(f"interrupted: {exc.signal_name}{after}", markup=False)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(exc.exit_code)
+
+
+def _end_children(wait_seconds: float = 10) -> None:
+    """Stop this process's children (Spark's JVM, even one still starting) and wait for them, so that none outlives
+    `dw` or prints after its last line. SIGTERM: the JVM runs its shutdown hooks (its temporary folders go), as it
+    would on the end of its input when `dw` exits. Linux only (/proc); elsewhere the JVM exits on its own."""
+    mine = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                mine.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in mine:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_seconds
+    while mine and time.monotonic() < deadline:
+        for pid in list(mine):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            mine.remove(pid)
+        time.sleep(0.05)
 
 
 def _by_a_signal(exc: BaseException) -> bool:
