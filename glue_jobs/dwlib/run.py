@@ -222,7 +222,7 @@ def guarded_run(
                         with contextlib.suppress(Exception):  # staging/ is never read; its lifecycle rule expires leftovers
                             ctx.lake.delete_prefix(staging)
         except STOPS as exc:  # Ctrl-C, SIGTERM: the entry, the `runs` row and the lock are settled below, then it stops
-            stopped(summary, exc, ctx.name, layer, kept)
+            stopped(summary, exc, ctx, layer, kept)
             raise
         finally:
             summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -237,7 +237,8 @@ def guarded_run(
                 ctx.lake.write_json(entry, summary.as_dict())
                 raise
             ctx.lake.write_json(entry, summary.as_dict())
-            forget_publishes(ctx)
+            if summary.status not in ledger.ACTIVE:  # stopped while publishing: the journals tell the next run
+                forget_publishes(ctx)
     return summary
 
 
@@ -268,19 +269,27 @@ def how_stopped(exc: BaseException) -> str:
     return "SIGINT" if isinstance(exc, KeyboardInterrupt) else "the process exiting"  # Python's own Ctrl-C handler
 
 
-def stopped(summary: RunSummary, exc: BaseException, dataset: str, layer: str, kept: str) -> None:
+def stopped(summary: RunSummary, exc: BaseException, ctx: JobContext, layer: str, kept: str) -> None:
     """The entry of a run stopped from outside says so, and what its tables hold, instead of `running` for good.
 
-    A run stopped in a publish stays `publishing`: whether the publish went through is for the next run of the
-    dataset to find (the Parquet journal, the Iceberg snapshot of the run id), and it corrects the entry then."""
+    A run stopped in a publish stays `publishing` while its outcome is for the next run of the dataset to find
+    (a Parquet journal left, an Iceberg snapshot that may carry its run id), which corrects the entry then; a
+    Parquet publish that left no journal never began or was put back, and the run failed."""
     how = how_stopped(exc)
     models = [m for m in summary.models if isinstance(m, dict)]
-    if summary.status == "publishing" or any(m.get("status") == "publishing" for m in models):
-        summary.error = (
-            f"interrupted ({how}) while publishing: the table may hold this run's rows; the next run of {dataset} "
-            "finishes or undoes the publish and corrects this entry"
-        )
-        return
+    publishing = [f"gold.{m.get('name')}" for m in models if m.get("status") == "publishing"]
+    publishing += [layer] if summary.status == "publishing" and layer == "bronze" else []
+    if publishing:
+        if summary.table_format == "iceberg" or _journaled(ctx, publishing):
+            summary.error = (
+                f"interrupted ({how}) while publishing: the table may hold this run's rows; the next run of "
+                f"{ctx.name} finishes or undoes the publish and corrects this entry"
+            )
+            return
+        for model in models:
+            if model.get("status") == "publishing":
+                model["status"] = "failed"
+        summary.status = "publishing"  # failed just below, as a run stopped before its publish
     if summary.status not in ledger.ACTIVE:
         return  # stopped after its outcome was settled (while its entry was being written): that outcome stands
     summary.status = "failed"
@@ -297,6 +306,16 @@ def stopped(summary: RunSummary, exc: BaseException, dataset: str, layer: str, k
     else:
         what = kept or ("The gold tables keep their previous data." if layer == "gold" else "")
         summary.error = f"interrupted ({how}) before it published anything. {what}".strip()
+
+
+def _journaled(ctx: JobContext, targets: list[str]) -> bool:
+    """Whether the journal of a publish of this run to one of `targets` (`bronze`, `gold.{model}`) is in the lake:
+    the publish began, and either completed or is for the next run to finish or undo."""
+    for target in targets:
+        with contextlib.suppress(Exception):
+            if ctx.lake.read_json(ctx.naming.publish_journal_key(ctx.name, target)).get("run_id") == ctx.run_id:
+                return True
+    return False
 
 
 def housekeeping(summary: RunSummary) -> list[str]:

@@ -1090,13 +1090,38 @@ def test_a_run_stopped_from_outside_is_failed_in_the_ledger_and_the_runs_table_a
     assert ledger.incomplete_runs(any_lake, Naming.of(core), DATASET, 120, dropped=True) == []
 
 
-def test_a_run_stopped_while_publishing_is_left_for_the_next_run_to_settle(core, tmp_path):
-    """Whether its publish went through is for the next run to find: the entry never claims nothing was published."""
+def test_a_run_stopped_after_its_parquet_publish_is_recorded_as_succeeded_by_the_next_run(core, tmp_path):
+    """Stopped between its publish and its final entry: the journal stays, so nothing advises deleting its rows."""
     lake = LocalLake(tmp_path / "lake")
-    a_stopped_run(core, lake, KeyboardInterrupt(), status="publishing")
+    a_table(lake, BRONZE, FIRST, [1, 2])
+    a_table(lake, STAGED, SECOND, [3])
+    plant(lake, [f"raw/{DATASET}/run_id={SECOND}/orders.csv", f"raw/{DATASET}/run_id={SECOND}/_SUCCESS"])
+    ctx = ctx_for(core, lake, SECOND)
+
+    def work(summary, entry_key):
+        summary.status = "publishing"
+        bronze.publish(ctx, summary, entry_key, STAGED, BRONZE, "bronze", layer="bronze")
+        raise KeyboardInterrupt  # after the publish, before the run says succeeded
+
+    def new_summary():
+        return bronze.RunSummary(dataset=DATASET, run_id=SECOND, layer="bronze", source="landing")
+
+    with pytest.raises(KeyboardInterrupt):
+        bronze.guarded_run(ctx, "bronze", new_summary, work)
     found = entry(lake, SECOND)
     assert found["status"] == "publishing"
-    assert found["error"].startswith("interrupted (SIGINT) while publishing: the table may hold this run's")
+    assert found["error"].startswith("interrupted (SIGINT) while publishing: the table may hold this run's rows")
+    [incomplete] = ledger.incomplete_runs(lake, Naming.of(core), DATASET, 120, dropped=True)
+    assert "delete nothing" in incomplete.advice and "delete raw/" not in incomplete.advice
+    what_the_next_run_finds(core, lake, tmp_path, "bronze", SECOND, "completed")
+
+
+def test_a_run_stopped_while_publishing_before_its_journal_failed_and_published_nothing(core, tmp_path):
+    lake = LocalLake(tmp_path / "lake")
+    a_stopped_run(core, lake, KeyboardInterrupt(), status="publishing")  # no journal: its publish never began
+    found = entry(lake, SECOND)
+    assert found["status"] == "failed"
+    assert found["error"] == "interrupted (SIGINT) before it published anything. Bronze keeps its previous data."
     assert not lake.exists(f"runs/{DATASET}/_lock.json")
 
 
