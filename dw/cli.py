@@ -163,6 +163,7 @@ out = Console(highlight=False, markup=False, soft_wrap=True, width=None if sys.s
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 STATE = {"debug": False}
 
+
 def _lake_path(value: str | Path) -> Path:
     """--lake's folder; an empty one refused: Path("") is the current folder, which would put the lake's
     folders (raw/, bronze/, runs/…) wherever dw was started, usually the checkout."""
@@ -175,9 +176,7 @@ def _lake_path(value: str | Path) -> Path:
 
 LakeOption = Annotated[
     Path,
-    typer.Option(
-        "--lake", help="Local lake directory, laid out like the bucket.", envvar="DW_LAKE", parser=_lake_path
-    ),
+    typer.Option("--lake", help="Local lake directory, laid out like the bucket.", envvar="DW_LAKE", parser=_lake_path),
 ]
 
 
@@ -272,7 +271,8 @@ def _last_run(project: Project, lake_dir: Path, name: str) -> str:
     runs = sorted(folder.glob("run_id=*.json"), reverse=True) if folder.is_dir() else []
     dropped = project.datasets[name].source_kind in DROPPED_SOURCES
     try:
-        flagged = ledger.incomplete_runs(lake, naming, name, project.core.glue_defaults.timeout_minutes, dropped=dropped)
+        timeout = project.core.glue_defaults.timeout_minutes
+        flagged = ledger.incomplete_runs(lake, naming, name, timeout, dropped=dropped)
     except (OSError, ValueError):  # what `dw runs` would name; the entry alone still says something
         flagged = []
     incomplete = {(i.run_id, i.layer) for i in flagged}

@@ -195,16 +195,19 @@ def guarded_run(
         try:
             try:
                 summary.finished_for_others = ledger.finish_publishes(ctx)
-                with contextlib.suppress(Exception):  # a leftover in staging/ is never read; the lifecycle rule expires it
+                with contextlib.suppress(Exception):  # staging/ is never read; on S3 its lifecycle rule expires it
                     ledger.clear_dead_staging(ctx, lock)
             except Exception as exc:  # S3 refusing or unreachable: the journal stays for the run after this one
                 summary.status = "failed"
                 cause = str(exc) if isinstance(exc, LakeError) else errors.describe(exc)
-                summary.error = f"an earlier run's unfinished publish could not be finished: {cause}; nothing else was done"
+                summary.error = (
+                    f"an earlier run's unfinished publish could not be finished: {cause}; nothing else was done"
+                )
             else:
                 try:
                     work(summary, entry)
-                except PublishUnfinished as exc:  # never "keeps its previous data": its message says what the table holds
+                # PublishUnfinished never "keeps its previous data": its message says what the table holds.
+                except PublishUnfinished as exc:
                     summary.status, summary.error = "failed", str(exc)
                 except expected as exc:
                     summary.status, summary.error = "failed", str(exc)
@@ -219,7 +222,8 @@ def guarded_run(
                     raise
                 finally:
                     if staging is not None:
-                        with contextlib.suppress(Exception):  # staging/ is never read; its lifecycle rule expires leftovers
+                        # staging/ is never read; its lifecycle rule expires leftovers
+                        with contextlib.suppress(Exception):
                             ctx.lake.delete_prefix(staging)
         except STOPS as exc:  # Ctrl-C, SIGTERM: the entry, the `runs` row and the lock are settled below, then it stops
             stopped(summary, exc, ctx, layer, kept)
@@ -301,7 +305,8 @@ def stopped(summary: RunSummary, exc: BaseException, ctx: JobContext, layer: str
         summary.error = f"interrupted ({how}) while fetching: its raw files are incomplete, never replayed; run again"
     elif published:
         summary.error = (
-            f"interrupted ({how}): model(s) {', '.join(published)} were published; the others keep their previous tables"
+            f"interrupted ({how}): model(s) {', '.join(published)} were published; "
+            "the others keep their previous tables"
         )
     else:
         what = kept or ("The gold tables keep their previous data." if layer == "gold" else "")

@@ -88,7 +88,8 @@ def test_a_run_stopped_in_spark_says_so_in_the_ledger_and_leaves_no_lock_nor_sta
 
     [(name, entry)] = entries(lake).items()
     assert entry["status"] == "failed", entry
-    assert entry["error"].startswith(f"interrupted ({signal.Signals(signum).name}) before it published anything"), entry["error"]
+    said = f"interrupted ({signal.Signals(signum).name}) before it published anything"
+    assert entry["error"].startswith(said), entry["error"]
     assert "Bronze keeps its previous data" in entry["error"]
     rows = list((lake / "ops" / "runs").glob(f"{DATASET}.*.json"))  # the `runs` table's row says the same
     assert [json.loads(r.read_text())["status"] for r in rows] == ["failed"], rows
@@ -121,7 +122,8 @@ def test_dw_list_shows_a_run_that_never_finished_as_dw_runs_does(tmp_path):
     run_id = "20260101T000000Z"
     folder = lake / "runs" / DATASET
     folder.mkdir(parents=True)
-    (folder / f"run_id={run_id}.json").write_text(json.dumps({"run_id": run_id, "layer": "bronze", "status": "running"}))
+    dead = {"run_id": run_id, "layer": "bronze", "status": "running"}
+    (folder / f"run_id={run_id}.json").write_text(json.dumps(dead))
     runs = dw("runs", DATASET, "--lake", lake, cwd=ROOT)
     assert f"{run_id} bronze: its entry says running and no run holds the lock" in runs.stdout, show(runs)
     listed = dw("list", "--lake", lake, cwd=ROOT)
@@ -149,7 +151,10 @@ def test_ctrl_c_in_the_first_moments_of_a_run_exits_130_at_once(tmp_path, delay)
 
 def test_ctrl_c_during_a_query_exits_130_in_one_line(tmp_path):
     # Long enough to be running when the signal comes: DuckDB cannot shortcut a sum over 10^10 rows.
-    sql = "SELECT sum((x * y) % 7) AS n FROM UNNEST(sequence(1, 100000)) AS a(x) CROSS JOIN UNNEST(sequence(1, 100000)) AS b(y)"
+    sql = (
+        "SELECT sum((x * y) % 7) AS n FROM UNNEST(sequence(1, 100000)) AS a(x) "
+        "CROSS JOIN UNNEST(sequence(1, 100000)) AS b(y)"
+    )
     proc = start("query", sql, "--lake", tmp_path / "lake")
     tasks = Path(f"/proc/{proc.pid}/task")
     wait_for(proc, lambda: len(list(tasks.iterdir())) > 2, "DuckDB's threads")  # the connection is open

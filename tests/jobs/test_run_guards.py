@@ -1128,6 +1128,9 @@ def test_a_run_stopped_while_publishing_before_its_journal_failed_and_published_
 # ------------------------------------------------------------------ 15. Iceberg runs killed around their commit
 
 
+TABLE = "pp_dw_bronze.shop_orders"
+
+
 def an_iceberg_commit(core, lake, run_id: str, order_ids: list[int], model: str | None = None) -> int:
     """A commit as the runs make it (PyIceberg, the local catalog, the run id in the snapshot); its snapshot id."""
     from pyiceberg.exceptions import NoSuchTableError
@@ -1176,7 +1179,7 @@ def test_the_next_run_records_an_iceberg_run_killed_after_its_commit_as_publishe
     summary = bronze.run_raw(ctx_for(core, lake, THIRD, sample_dir=sample_dir(tmp_path)))
     assert summary.status == "succeeded", summary.error
     said = "\n".join(bronze.housekeeping(summary))
-    assert f"found bronze run {SECOND} stopped after its commit to pp_dw_bronze.shop_orders (snapshot {snapshot}" in said
+    assert f"found bronze run {SECOND} stopped after its commit to {TABLE} (snapshot {snapshot}, " in said
     corrected = entry(lake, SECOND)
     assert (corrected["status"], corrected["error"]) == ("succeeded", None)
     assert corrected["iceberg"]["snapshot_id"] == snapshot
