@@ -1145,7 +1145,7 @@ def _read_json(path: Path, label: str) -> tuple[Any, list[Problem]]:
     """The file's JSON, or the problem that names the file and what to do: a config that cannot be read
     is one more problem in the list, never an exception that loses the file's name."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # Notepad and PowerShell save UTF-8 with a byte order mark
         return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite), []
     except _Unreadable as exc:
         return None, [Problem(label, "", str(exc))]

@@ -298,6 +298,14 @@ def test_a_config_that_cannot_be_read_is_a_problem_naming_the_file(project_copy,
     assert message in problem.message
 
 
+def test_config_files_saved_with_a_byte_order_mark_are_read(project_copy):
+    """Windows editors save UTF-8 with a BOM; json.loads refused it ("Unexpected UTF-8 BOM") at line 1 column 1."""
+    for path in (project_copy / "config.json", project_copy / "datasets" / "fda-nsde" / "config.json"):
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    project = load_project(project_copy)
+    assert project.core.etl_resource_prefix == "pp-dw" and "fda-nsde" in project.datasets
+
+
 def test_a_one_letter_dataset_name_is_a_name(project_copy):
     """`x` is lowercase letters, digits and single '-', starting with a letter: what the refusal asked for."""
     write_dataset(project_copy, "x", {**VALID, "dataset": "x"})
