@@ -193,6 +193,34 @@ MACROS = {
     "WHEN lower(s) IN ('false', 'f', '0') THEN false ELSE error('Cannot cast ''' || s || ''' to BOOLEAN') END",
     # sign(double / real) keeps the type: NaN and -0.0 stay (Java's Math.signum); DuckDB's is a tinyint, 0 for NaN
     "dw_sign_float(x)": "CASE WHEN x = 0 OR isnan(x) THEN x ELSE sign(x) END",
+    # array = array: false when the lengths or two non-NULL elements differ, else NULL when an element is NULL
+    # (Trino's ArrayType equalOperator; DuckDB's NULL equals NULL). The _nan twin: a NaN element equals nothing.
+    "dw_array_eq(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN len(a) <> len(b) THEN false "
+    "WHEN len(list_filter(range(1, len(a) + 1), lambda i: a[i] IS NOT NULL AND b[i] IS NOT NULL AND a[i] <> b[i])) > 0 "
+    "THEN false WHEN list_contains(list_transform(range(1, len(a) + 1), lambda i: a[i] IS NULL OR b[i] IS NULL), true) "
+    "THEN NULL ELSE true END",
+    "dw_array_eq_nan(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN len(a) <> len(b) THEN false "
+    "WHEN len(list_filter(range(1, len(a) + 1), lambda i: a[i] IS NOT NULL AND b[i] IS NOT NULL "
+    "AND (a[i] <> b[i] OR isnan(a[i]) OR isnan(b[i])))) > 0 THEN false "
+    "WHEN list_contains(list_transform(range(1, len(a) + 1), lambda i: a[i] IS NULL OR b[i] IS NULL), true) "
+    "THEN NULL ELSE true END",
+    # array < array: r (DuckDB's answer), unless a NULL element comes before the first difference, where Trino raises
+    "dw_array_order(a, b, r)": "CASE WHEN list_contains(list_transform(list_filter(range(1, least(len(a), len(b)) + 1), "
+    "lambda i: a[i] IS NULL OR b[i] IS NULL OR a[i] <> b[i])[1:1], lambda i: a[i] IS NULL OR b[i] IS NULL), true) "
+    "THEN error('ARRAY comparison not supported for arrays with null elements') ELSE r END",
+    # map = map: by key, whatever the order (DuckDB compares the entries in order); NULL values as in arrays
+    "dw_map_eq(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN cardinality(a) <> cardinality(b) THEN false "
+    "WHEN len(list_filter(map_keys(a), lambda k: NOT list_contains(map_keys(b), k))) > 0 THEN false "
+    "WHEN len(list_filter(map_keys(a), lambda k: a[k] IS NOT NULL AND b[k] IS NOT NULL AND a[k] <> b[k])) > 0 "
+    "THEN false WHEN list_contains(list_transform(map_keys(a), lambda k: a[k] IS NULL OR b[k] IS NULL), true) "
+    "THEN NULL ELSE true END",
+    "dw_map_distinct(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN (a IS NULL) <> (b IS NULL) "
+    "WHEN cardinality(a) <> cardinality(b) THEN true "
+    "WHEN len(list_filter(map_keys(a), lambda k: NOT list_contains(map_keys(b), k))) > 0 THEN true "
+    "ELSE len(list_filter(map_keys(a), lambda k: a[k] IS DISTINCT FROM b[k])) > 0 END",
+    # a double comparison with NaN: only <> holds (Java's ==, <); DuckDB orders NaN above everything, equal to itself
+    "dw_nan_compare(a, b, r, ne)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL "
+    "WHEN isnan(CAST(a AS DOUBLE)) OR isnan(CAST(b AS DOUBLE)) THEN ne ELSE r END",
     # round(integer, n < 0): half away from zero, in the argument's range (lo..hi, type t); DuckDB's wraps
     # around (round(9223372036854775807, -2) is negative there). A HUGEINT; the caller casts it back.
     "dw_round_int_in(x, r, lo, hi, t)": "CASE WHEN r BETWEEN lo AND hi THEN r "
@@ -1825,6 +1853,62 @@ def _refuse_unknown(node: exp.Expression, operands: tuple, what: str, why: str) 
             )
 
 
+FLOATS = (DType.DOUBLE, DType.FLOAT)
+STRUCTURED = (DType.ARRAY, DType.MAP, DType.STRUCT, DType.JSON)
+
+
+def _compare(node: exp.Expression) -> exp.Expression | None:
+    """Comparisons whose DuckDB namesakes differ: arrays and maps with NULL elements (indeterminate in Trino,
+    equal in DuckDB), maps in another key order (equal in Trino), doubles with NaN (equal to nothing in Trino,
+    equal to itself and above everything in DuckDB). None: DuckDB's comparison is Trino's."""
+    left, right = node.this, node.expression
+    sides = (left, right)
+    if any(_is(side, DType.ARRAY, DType.MAP) for side in sides):
+        kind = DType.MAP if any(_is(side, DType.MAP) for side in sides) else DType.ARRAY
+        parts = [
+            t
+            for side in sides
+            if _is(side, kind)
+            for t in ([_element(side.type)] if kind == DType.ARRAY else _key_value(side.type))
+        ]
+        known = [t for t in parts if t is not None]
+        name = "map" if kind == DType.MAP else "array"
+        if not known or len(known) < len(parts) and any(t.is_type(*STRUCTURED) for t in known):
+            raise unsupported(
+                f"comparing {name}s whose element type dw cannot tell",
+                "Trino compares them element by element, NULL elements making = unknown; CAST them to their type",
+            )
+        if any(t.is_type(*STRUCTURED) for t in known):
+            raise unsupported(
+                f"comparing {name}s of {known[0].sql(dialect=READ_DIALECT).lower()}",
+                "Trino compares nested values with its own NULL rules, which DuckDB's comparison does not keep",
+            )
+        floats = any(t.is_type(*FLOATS) for t in known)
+        if kind == DType.MAP:
+            if floats:
+                raise unsupported("comparing maps of doubles", "Trino's NaN equals nothing, DuckDB's equals itself")
+            if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
+                distinct = _fn("dw_map_distinct", left, right)
+                return distinct if isinstance(node, exp.NullSafeNEQ) else exp.Not(this=exp.paren(distinct))
+            if isinstance(node, exp.EQ | exp.NEQ):
+                equal = _fn("dw_map_eq", left, right)
+                return equal if isinstance(node, exp.EQ) else exp.Not(this=equal)
+            return None  # maps are not orderable: sqlglot and DuckDB fail on their own
+        if isinstance(node, exp.EQ | exp.NEQ):
+            equal = _fn("dw_array_eq_nan" if floats else "dw_array_eq", left, right)
+            return equal if isinstance(node, exp.EQ) else exp.Not(this=equal)
+        if isinstance(node, exp.GT | exp.GTE | exp.LT | exp.LTE):
+            if floats:
+                raise unsupported("ordering arrays of doubles", "Trino's NaN compares as nothing, DuckDB's as largest")
+            return _macro("dw_array_order", node, left.copy(), right.copy(), node)
+        return None
+    if isinstance(node, COMPARISONS) and any(_is(side, *FLOATS) and not _is_decimal(side) for side in sides):
+        result = _fn("dw_nan_compare", left.copy(), right.copy(), node, exp.Boolean(this=isinstance(node, exp.NEQ)))
+        result.type = exp.DataType.build("BOOLEAN")
+        return result
+    return None
+
+
 def _int_literal(node: exp.Expression) -> bool:
     while isinstance(node, exp.Paren | exp.Neg):
         node = node.this
@@ -2054,6 +2138,18 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             "cast one side to the other's type, e.g. CAST(code AS integer) = 12 or d = DATE '2024-01-31'",
             known=True,
         )
+    if isinstance(node, exp.Between) and any(
+        _is(side, *FLOATS) and not _is_decimal(side) for side in (node.this, node.args["low"], node.args["high"])
+    ):  # low <= value AND value <= high, each with Trino's NaN (DuckDB: 1 BETWEEN 0 AND NaN)
+        low = exp.LTE(this=node.args["low"], expression=node.this.copy())
+        high = exp.LTE(this=node.this, expression=node.args["high"])
+        for side in (low, high):
+            side.type = exp.DataType.build("BOOLEAN")
+        return exp.paren(exp.and_(_compare(low) or low, _compare(high) or high), copy=False)
+    if isinstance(node, (*COMPARISONS, exp.NullSafeEQ, exp.NullSafeNEQ)):
+        compared = _compare(node)
+        if compared is not None:
+            return compared
     if isinstance(node, exp.Case | exp.Coalesce):
         # CASE branches and COALESCE arguments must share a type in Trino; DuckDB converts.
         values = [i.args.get("true") for i in node.args.get("ifs") or []] + [node.args.get("default")]
