@@ -455,6 +455,10 @@ class _CarriedCredential(Exception):
 
 # A credential shorter than this (a Basic auth user name, say) may occur in any data by chance.
 ECHO_MIN_CHARS = 8
+# Secret-looking query values of URLs a fetch reached by itself (redirects, next links to another host): as
+# long as this to be scrubbed (`X-Amz-SignedHeaders=host` is no secret), and at most this many per call.
+LEARNED_MIN_CHARS = 8
+LEARNED_MAX = 64
 ECHO_CHUNK = 1 << 20
 
 
@@ -515,8 +519,17 @@ class _Creds:
         values = [value for value in self.values() if value]
         names = {name.lower() for name in self.params}
 
-        def carries(text: str) -> bool:  # as written, or decoded either way ('+' as itself or as a space)
-            return any(value in form for form in (text, unquote(text), unquote_plus(text)) for value in values)
+        def carries(text: str) -> bool:
+            """As written, or decoded either way ('+' as itself or as a space), again and again: a login
+            redirect's `return_to=` holds the whole request URL encoded once more, the key in it twice."""
+            forms, todo = {text}, [text]
+            while todo and len(forms) < 16:
+                form = todo.pop()
+                for decoded in (unquote(form), unquote_plus(form)):
+                    if decoded not in forms:
+                        forms.add(decoded)
+                        todo.append(decoded)
+            return any(value in form for form in forms for value in values)
 
         parts = urlsplit(url)
         if carries(parts.path):  # `https://cdn.example/KEY/file`: no part of a path can be left out
@@ -588,6 +601,7 @@ class _Session:
         for logger in self._filtered:
             logger.addFilter(self._log_filter)
         self._pools: dict[str, urllib3.PoolManager] = {}
+        self._learned: set[str] = set()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -596,6 +610,18 @@ class _Session:
         """The policy's timeouts, cut to what is left of the time budget: no wait outlasts it by much."""
         left = max(self.policy.max_total_seconds - self.elapsed(), 0.5)
         return urllib3.Timeout(connect=min(self.policy.timeout, left), read=min(self.policy.timeout, left))
+
+    def learn(self, url: str) -> None:
+        """Scrub, from now on, the secret-looking query values and password of a URL the fetch reached but was
+        not configured with: a redirect's or another host's next link (a presigned URL's X-Amz-Signature and
+        X-Amz-Credential, a CDN's token). urllib3 logs the URL it requests whole (at DEBUG, and in its warning
+        about a broken header), and nothing else knows these values. At most LEARNED_MAX per call."""
+        found = {value for value in _url_secrets(url) if len(value) >= LEARNED_MIN_CHARS} - self._learned
+        found = set(sorted(found)[: max(LEARNED_MAX - len(self._learned), 0)])
+        if found:
+            self._learned |= found
+            self.secrets = sorted({*self.secrets, *found}, key=len, reverse=True)
+            register_secrets(found)
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -618,6 +644,8 @@ class _Session:
         """
         secure = url.lower().startswith("https://")
         via: int | None = None  # the status of the redirect that led to `url`
+        if creds is not None and not creds.owns(url):  # a next link to another host: its own tokens, maybe
+            self.learn(url)
         for _ in range(MAX_REDIRECTS + 1):
             unsafe = _unsafe(url)
             if unsafe is not None:
@@ -653,6 +681,7 @@ class _Session:
                 return resp
             _discard(resp)
             following = urljoin(url, location.strip())
+            self.learn(following)  # a presigned hand-off: its signature goes no further than the request
             if _unsafe(following) is not None:
                 url, via = following, resp.status
                 continue  # refused above, before anything is logged or sent

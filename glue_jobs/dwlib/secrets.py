@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import threading
@@ -55,6 +56,10 @@ def _quote_forms(value: str) -> set[str]:
     forms = {value, quote(value), quote(value, safe=""), quote_plus(value), quote_plus(value, safe="/")}
     # As Python quotes it in a message (http.client: "Invalid header value b'...\\n'").
     forms |= {repr(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
+    # As JSON writes it inside a string (an API's error object quoted in a message): " as \", \ as \\, other
+    # scripts as \uXXXX; also with / as \/ (PHP's json_encode).
+    written = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    forms |= written | {form.replace("/", "\\/") for form in written}
     # Percent-encoding is case-insensitive: %2f is %2F.
     return forms | {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in forms if "%" in f}
 
@@ -199,6 +204,25 @@ class LocalSecrets:
         raise SecretError(f"secret {name!r} is not set: {local_advice(name, self.file)}")
 
 
+class _WithholdSecretAnswers(logging.Filter):
+    """botocore logs every answer's body at DEBUG (`botocore.parsers`: "Response body: b'{... "SecretString":
+    "..."}'"), before the value is known here and could be scrubbed: such a record keeps only what it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: its arguments are not shown either
+            message = str(record.msg)
+        if "SecretString" in message or "SecretBinary" in message:
+            record.msg, record.args = "Response body: withheld (a Secrets Manager answer holds a secret value)", None
+        return True
+
+
+_WITHHOLD = _WithholdSecretAnswers()
+# The loggers of botocore that write an answer's body.
+_BODY_LOGGERS = ("botocore.parsers",)
+
+
 class SecretsManagerSecrets:
     """Glue: AWS Secrets Manager's `GetSecretValue`, with the job role's credentials."""
 
@@ -216,6 +240,9 @@ class SecretsManagerSecrets:
     def resolve(self, name: str) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        for logger in _BODY_LOGGERS:
+            if _WITHHOLD not in logging.getLogger(logger).filters:
+                logging.getLogger(logger).addFilter(_WITHHOLD)
         try:
             answer = self.client.get_secret_value(SecretId=name)
         except ClientError as exc:  # the code only: AWS messages may quote the request

@@ -1,0 +1,225 @@
+"""A secret's value in no output of `dw`, whatever odd way a server sends it back.
+
+Each test runs the installed `dw` (its own `main`) in a subprocess, in a throwaway project whose dataset fetches
+from loopback servers, with Python's logging at DEBUG on stderr (as a user's or Glue's logging setup may have
+it), then looks for the secret in every form (raw, URL-encoded, base64, as JSON or Python write it inside a
+string) in what `dw` printed, the log records, the run ledger entry, the `ops/runs` row and every other lake
+file. `--layer raw` runs fetch only: no Spark.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
+
+from tests.loopback import LoopbackServer, redirect
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASET = "leaky-api"
+SECRET_NAME = "pp-dw/leaky"
+ENV = "DW_SECRET_PP_DW_LEAKY"
+# `dw` as its console script runs it, with the root logger at DEBUG writing every record to stderr.
+LOGGED_DW = (
+    "import logging, sys; "
+    "logging.basicConfig(level=logging.DEBUG, format='LOG %(name)s %(levelname)s %(message)s'); "
+    "sys.argv = ['dw', *sys.argv[1:]]; "
+    "from dw.cli import main; main()"
+)
+
+
+def forms(secret: str) -> set[str]:
+    """Every text that gives the secret away: as written, URL-encoded, base64-encoded (alone and as Basic
+    auth's user:password), and escaped as JSON or Python write it inside a string."""
+    found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    found |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+    for prefix in ("", "u:", "user:"):
+        found.add(base64.b64encode((prefix + secret).encode()).decode().rstrip("="))
+    return found
+
+
+def project(tmp_path: Path, config: dict) -> Path:
+    root = tmp_path / "project"
+    (root / "datasets" / DATASET).mkdir(parents=True)
+    shutil.copyfile(ROOT / "config.json", root / "config.json")
+    base = {"dataset": DATASET, "description": "an API whose server echoes things", "data_size_category": "small"}
+    (root / "datasets" / DATASET / "config.json").write_text(json.dumps({**base, **config}))
+    return root
+
+
+def dw(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DW_")}
+    environ.update(TERM="dumb", COLUMNS="240", PYTHONDONTWRITEBYTECODE="1", **env)
+    return subprocess.run(
+        [sys.executable, "-c", LOGGED_DW, *args], cwd=root, env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def outputs(lake: Path, *runs: subprocess.CompletedProcess) -> dict[str, str]:
+    """What a user or an operator can read: stdout, stderr (log records included), every lake file as stored
+    and, for JSON files (the ledger entry, the ops row, the manifest), every string in it as decoded."""
+    seen = {}
+    for index, run in enumerate(runs):
+        seen[f"stdout of run {index}"], seen[f"stderr and logs of run {index}"] = run.stdout, run.stderr
+    for path in sorted(p for p in lake.rglob("*") if p.is_file()):
+        text = path.read_bytes().decode("utf-8", "replace")
+        seen[str(path.relative_to(lake))] = text
+        if path.suffix == ".json":
+            seen[f"{path.relative_to(lake)} (decoded)"] = json.dumps(json.loads(text), ensure_ascii=False)
+    return seen
+
+
+def assert_nowhere(secret: str, seen: dict[str, str], *parts: str) -> None:
+    for form in sorted(forms(secret) | set(parts)):
+        for where, text in seen.items():
+            assert form not in text, f"{form!r} leaked into {where}"
+
+
+def entry_of(lake: Path) -> dict:
+    """The ledger entry of the first run."""
+    first = sorted((lake / "runs" / DATASET).glob("run_id=*.raw.json"))[0]
+    return json.loads(first.read_text())
+
+
+# ------------------------------------------------------------------ an error object that quotes the key
+
+
+# A token with a quote and a backslash, which JSON escapes ("\"", "\\") when the error object is quoted.
+ESCAPED = 'tk"Quote\\Back-5a6b7c8d/e9'
+
+
+def test_a_key_echoed_in_an_api_error_object_is_cut_even_where_json_escapes_it(tmp_path):
+    """The API answers HTTP 200 with an error object that quotes the token it was sent; the run fails quoting
+    that object. JSON writes the token's quote and backslash escaped, a form the scrubber did not know: the
+    message kept the token (`"you_sent": "tk\\"Quote\\\\Back-…"`), in stderr, the ledger's error and the ops row."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            sent = handler.headers.get("Authorization", "").partition(" ")[2]
+            handler.json({"error": {"message": "key not valid", "you_sent": sent, "as_list": [sent]}})
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        (root / ".secrets.json").write_text(json.dumps({SECRET_NAME: ESCAPED}))
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", "20260101T000000Z")
+        debug = dw(
+            root, "--debug", "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", "20260102T000000Z"
+        )
+        runs = dw(root, "runs", DATASET, "--lake", str(lake))
+    finally:
+        server.stop()
+
+    assert run.returncode == 1 and debug.returncode == 1, run.stderr
+    assert "answered with an error instead of records" in run.stderr
+    assert "LOG urllib3" in run.stderr, "the log records were captured"
+    assert any(r.headers.get("Authorization") == f"Bearer {ESCAPED}" for r in server.requests)
+    assert_nowhere(ESCAPED, outputs(lake, run, debug, runs), "Back-5a6b7c8d", 'tk\\"Quote')
+    assert '"you_sent": "***", "as_list": ["***"]' in entry_of(lake)["error"]
+
+
+# ------------------------------------------------------------------ a presigned hand-off
+
+
+SIGNATURE = "c0ffee5194a7e0d2b8f61c9d3a4e5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6"
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+TOKEN = "tok-Secret-9f8e7d6c5b"
+
+
+def broken_headers(handler) -> None:
+    """A 403 whose header block has a line without a colon: urllib3 warns, quoting the URL it requested."""
+    handler.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\nBroken header line\r\nX: y\r\n\r\nnope")
+
+
+def test_a_presigned_url_a_source_redirects_to_keeps_its_signature_out_of_every_log(tmp_path):
+    """The source (with source_auth) hands the download off to storage on another host through a presigned URL,
+    which refuses it. The signature and the access key in that URL were known to nothing, so urllib3's log
+    records of the request (DEBUG: `"GET /obj.csv?X-Amz-Credential=…&X-Amz-Signature=… HTTP/1.1" 403`; WARNING:
+    `Failed to parse headers (url=…?X-Amz-Signature=…)`) kept them."""
+    source, storage = LoopbackServer(), LoopbackServer()
+    try:
+        query = (
+            f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={ACCESS_KEY}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
+            f"&X-Amz-Date=20260101T000000Z&X-Amz-Expires=300&X-Amz-SignedHeaders=host&X-Amz-Signature={SIGNATURE}"
+        )
+        storage.scripts["/bucket/obj.csv"] = [broken_headers] * 10
+        source.scripts["/export.csv"] = [redirect(storage.url(f"/bucket/obj.csv?{query}"))] * 10
+        root = project(
+            tmp_path,
+            {
+                "source_url": source.url("/export.csv"),
+                "format": "csv",
+                "source_auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
+            },
+        )
+        lake = tmp_path / "lake"
+
+        run = dw(root, "--debug", "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: TOKEN})
+    finally:
+        source.stop()
+        storage.stop()
+
+    assert run.returncode == 1
+    assert "HTTP 403" in entry_of(lake)["error"]
+    assert "Failed to parse headers" in run.stderr and "GET /bucket/obj.csv?" in run.stderr, "urllib3's records"
+    assert storage.seen("/bucket/obj.csv"), "the hand-off was followed"
+    assert "Authorization" not in storage.seen("/bucket/obj.csv")[0].headers
+    seen = outputs(lake, run)
+    for secret in (SIGNATURE, ACCESS_KEY, TOKEN):
+        assert_nowhere(secret, seen)
+
+
+# ------------------------------------------------------------------ a login redirect carrying the whole URL
+
+
+PLUS_SLASH_KEY = "qk-7d1e+a/9F3c2b8e4"  # '+' and '/' change when URL-encoded, and again when encoded twice
+
+
+def test_a_login_redirect_that_carries_the_request_url_encoded_takes_no_key_to_the_other_host(tmp_path):
+    """A wrong key: the API redirects to its login host with `return_to=` the whole request URL, encoded once
+    more, so the key in it is encoded twice (`qk-7d1e%252Ba%252F9F…`). The check that drops a parameter holding
+    the key decoded it once only: the key went to the login host."""
+    api, login = LoopbackServer(), LoopbackServer()
+    try:
+
+        def items(handler, query):
+            handler.plain(302, {"Location": login.url("/login?return_to=" + quote(api.url(handler.path), safe=""))})
+
+        api.routes["/v1/items"] = items
+        login.routes["/login"] = lambda handler, query: handler.plain(401, body=b'{"error": "log in first"}')
+        endpoint = {
+            "url": api.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "query_param": "api_key"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: PLUS_SLASH_KEY})
+    finally:
+        api.stop()
+        login.stop()
+
+    assert run.returncode == 1 and "HTTP 401" in run.stderr
+    assert login.requests, "the redirect was followed"
+    for request in login.requests:
+        text, decoded = request.path, {request.path}
+        for _ in range(4):
+            text = unquote_plus(unquote(text))
+            decoded.add(text)
+        assert not any(PLUS_SLASH_KEY in form for form in decoded), f"the key went to another host: {request.path}"
+    assert_nowhere(PLUS_SLASH_KEY, outputs(lake, run))
