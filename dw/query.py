@@ -1075,15 +1075,18 @@ def _fix(node: exp.Expression) -> exp.Expression:
     fixed = _fix_trino(node)
     if fixed is not None:
         return fixed
+    problem = _date_time_of_day(node)
+    if problem is not None:  # Trino raises at run time: TRY makes it NULL
+        if _in_try(node):
+            return _as(exp.Null(), "DATE" if isinstance(node, exp.Add | exp.Sub | exp.DateAdd) else "BIGINT")
+        raise QueryError(problem)
     # date_add('day', n, date) and date + INTERVAL 'n' DAY stay DATEs in Trino; DuckDB's
     # DATE + INTERVAL is a TIMESTAMP.
     if isinstance(node, exp.DateAdd) and _is(node.this, DType.DATE) and _unit(node) in DATE_UNITS:
         return _as(node, "DATE")
-    if (
-        isinstance(node, exp.Add | exp.Sub)
-        and _is(node.this, DType.DATE)
-        and isinstance(node.expression, exp.Interval)
-        and _unit(node.expression) in DATE_UNITS
+    if isinstance(node, exp.Add | exp.Sub) and any(
+        _is(day, DType.DATE) and isinstance(interval, exp.Interval) and _unit(interval) in DATE_UNITS
+        for day, interval in ((node.this, node.expression), (node.expression, node.this))
     ):
         return _as(node, "DATE")
     # date_trunc('month', date) is a DATE in Trino, a TIMESTAMP in DuckDB.
@@ -1153,6 +1156,48 @@ def _fix(node: exp.Expression) -> exp.Expression:
         result.type = exp.DataType.build("BIGINT")
         return exp.paren(result, copy=False)
     return node
+
+
+TIME_OF_DAY_SECONDS = {"HOUR": 3600, "MINUTE": 60, "SECOND": 1}
+
+
+def _date_time_of_day(node: exp.Expression) -> str | None:
+    """Athena's error where a DATE meets a time of day, which DuckDB reads as midnight: date_add, date_diff and
+    date_trunc take day, week, month, quarter and year on a date (DateTimeFunctions.getDateField), and DATE +/- an
+    interval of whole days only (DateTimeOperators); date - date is refused. A DATE plus INTERVAL '24' HOUR is
+    rewritten to whole days here. None: no such problem."""
+    on_date = isinstance(node, exp.DateAdd | exp.DateTrunc | exp.TimestampTrunc) and _is(node.this, DType.DATE)
+    if on_date and _unit(node) not in DATE_UNITS:
+        return f"'{_unit(node).lower()}' is not a valid DATE field (Athena: date_add and date_trunc on a date)"
+    dates = isinstance(node, exp.DateDiff) and _is(node.this, DType.DATE) and _is(node.expression, DType.DATE)
+    if dates and _unit(node) not in DATE_UNITS:
+        return f"'{_unit(node).lower()}' is not a valid DATE field (Athena: date_diff of two dates)"
+    if isinstance(node, exp.Sub) and _is(node.this, DType.DATE) and _is(node.expression, DType.DATE):
+        raise unsupported(
+            "date - date",
+            "Trino has no such operator and reads it, if at all, as timestamps subtracted (DuckDB: a number of days); "
+            "use date_diff('day', start, end)",
+        )
+    if not isinstance(node, exp.Add | exp.Sub):
+        return None
+    for day, interval in ((node.this, node.expression), (node.expression, node.this)):
+        if not (_is(day, DType.DATE) and isinstance(interval, exp.Interval)) or _unit(interval) in DATE_UNITS:
+            continue
+        if isinstance(node, exp.Sub) and day is node.expression:
+            return None  # interval - date: sqlglot and DuckDB reject it on their own
+        value = interval.this
+        seconds = TIME_OF_DAY_SECONDS.get(_unit(interval))
+        if seconds is not None and isinstance(value, exp.Literal) and re.fullmatch(r"-?\d+", value.name.strip()):
+            total = int(value.name) * seconds
+            if total % 86400 == 0:  # whole days: a date still
+                interval.set("this", exp.Literal.string(str(total // 86400)))
+                interval.set("unit", exp.var("DAY"))
+                return None
+        verb = (
+            "add hour, minutes or seconds to" if isinstance(node, exp.Add) else "subtract hour, minutes or seconds from"
+        )
+        return f"Cannot {verb} a date (Athena: a date plus an interval of whole days only)"
+    return None
 
 
 # Trino's math functions whose result type follows the argument's, where DuckDB's does not.
