@@ -221,6 +221,9 @@ MACROS = {
     # a double comparison with NaN: only <> holds (Java's ==, <); DuckDB orders NaN above everything, equal to itself
     "dw_nan_compare(a, b, r, ne)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL "
     "WHEN isnan(CAST(a AS DOUBLE)) OR isnan(CAST(b AS DOUBLE)) THEN ne ELSE r END",
+    # sum of integers is a bigint, raising past its range (BigintOperators.add); DuckDB's HUGEINT goes on
+    "dw_bigint_sum(s)": "CASE WHEN s IS NULL THEN NULL WHEN s BETWEEN -9223372036854775808 AND 9223372036854775807 "
+    "THEN CAST(s AS BIGINT) ELSE error('bigint addition overflow: the sum ' || s || ' is past the bigint range') END",
     # round(integer, n < 0): half away from zero, in the argument's range (lo..hi, type t); DuckDB's wraps
     # around (round(9223372036854775807, -2) is negative there). A HUGEINT; the caller casts it back.
     "dw_round_int_in(x, r, lo, hi, t)": "CASE WHEN r BETWEEN lo AND hi THEN r "
@@ -1123,6 +1126,9 @@ def _fix(node: exp.Expression) -> exp.Expression:
             return divided
         _refuse_unknown(node, (node.this, node.expression), "/", "integer division truncates, other division does not")
         return _decimal_div(node) or node
+    aggregate = _aggregate_type(node)
+    if aggregate is not None:
+        return aggregate
     if isinstance(node, exp.Avg):
         return _decimal_avg(node) or node
     if isinstance(node, MATH_FUNCTIONS):
@@ -2225,6 +2231,19 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
                 f'Athena rejects || and concat over ({types}) ("Unexpected parameters for function concat"): '
                 "CAST the non-varchar value AS varchar first (DuckDB would convert silently)"
             )
+    if isinstance(node, exp.Mul | exp.Add | exp.Sub | exp.Div | exp.Mod):
+        # An integer literal is an integer in Trino, so SMALLINT '30000' * 2 is an integer, 60000; DuckDB sizes the
+        # literal down to the other operand's tinyint or smallint, and overflows.
+        for side, other in ((node.this, node.expression), (node.expression, node.this)):
+            if (
+                _int_literal(side)
+                and -(2**31) <= int(side.sql(dialect=WRITE_DIALECT).replace(" ", "").strip("()")) < 2**31
+                and _is(other, DType.TINYINT, DType.SMALLINT)
+                and not _int_literal(other)
+            ):
+                widened = _as(side.copy(), "INTEGER")
+                widened.type = exp.DataType.build("INT")
+                node.set(side.arg_key, widened)
     if isinstance(node, exp.Mul | exp.Add | exp.Sub) and (_is_decimal(node.this) or _is_decimal(node.expression)):
         return _decimal_arithmetic(node)
     if isinstance(node, exp.Typeof):
@@ -2653,6 +2672,27 @@ def _decimal_avg(node: exp.Avg, window: exp.Window | None = None) -> exp.Express
     if window is not None:
         total, count = _over(window, total), _over(window, count)
     return _scaled_decimal(_macro("dw_div_half_up", node, total, count), precision, scale)
+
+
+def _aggregate_type(node: exp.Expression) -> exp.Expression | None:
+    """sum of integers is a bigint in Trino, raising past its range (DuckDB: a HUGEINT that goes on); sum and avg
+    of reals are reals (DuckDB: doubles). Applied to the aggregate with its FILTER and OVER, if any."""
+    core = node
+    while isinstance(core, exp.Filter | exp.Window):
+        core = core.this
+    parent = node.parent
+    if not isinstance(core, exp.Sum | exp.Avg) or (isinstance(parent, exp.Filter | exp.Window) and parent.this is node):
+        return None  # not an aggregate, or one fixed with its FILTER or OVER
+    value = core.this
+    if isinstance(value, exp.Distinct):
+        value = value.expressions[0] if value.expressions else None
+    if isinstance(core, exp.Sum) and _is(value, *INTEGER_TYPES):
+        result = _macro("dw_bigint_sum", node, node)
+        result.type = exp.DataType.build("BIGINT")
+        return result
+    if _is(value, DType.FLOAT):
+        return _as(node, "FLOAT")
+    return None
 
 
 def _over(window: exp.Window, aggregate: exp.Expression) -> exp.Window:
