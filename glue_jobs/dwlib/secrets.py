@@ -111,6 +111,43 @@ def register(values: Iterable[str | None]) -> None:
             forms = {form for value in _values for form in _quote_forms(value) | _base64_forms(value)}
             ordered = sorted(forms, key=len, reverse=True)  # the longest form first: no partial leftovers
             _pattern = re.compile("|".join(re.escape(form) for form in ordered)) if ordered else None
+        if _pattern is not None:
+            _scrub_every_log_record()
+
+
+def _scrub_record(record: logging.LogRecord) -> None:
+    """The record's message (with its arguments), traceback and stack, scrubbed; left as made when clean."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string: shown unformatted, never with its arguments
+        message, record.args = str(record.msg), None
+    scrubbed = scrub(message)
+    if scrubbed != message:
+        record.msg, record.args = scrubbed, None
+    if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+        trace = logging.Formatter().formatException(record.exc_info)
+        if scrub(trace) != trace:  # the exception object itself may quote the secret: only its scrubbed text goes on
+            record.exc_text, record.exc_info = scrub(trace), None
+    if record.stack_info:
+        record.stack_info = scrub(record.stack_info)
+
+
+def _scrub_every_log_record() -> None:
+    """From the first secret on, every log record of the process is scrubbed as it is made, whichever logger
+    makes it (py4j's DEBUG record of a Java answer quotes a failed task's Python traceback, a hook's message
+    with it; a library may log a URL or an exception): one place, rather than a filter per logger."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "scrubs_secrets", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if _pattern is not None:
+            _scrub_record(record)
+        return record
+
+    factory.scrubs_secrets = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def scrub(text: str | None) -> str | None:

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
+import pytest
+
 from tests.loopback import LoopbackServer, redirect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,3 +225,62 @@ def test_a_login_redirect_that_carries_the_request_url_encoded_takes_no_key_to_t
             decoded.add(text)
         assert not any(PLUS_SLASH_KEY in form for form in decoded), f"the key went to another host: {request.path}"
     assert_nowhere(PLUS_SLASH_KEY, outputs(lake, run))
+
+
+# ------------------------------------------------------------------ a transform hook that quotes the key
+
+
+HOOK_KEY = "hook-Secret-4b3c2d1e0f"
+ENRICHING_HOOK = f'''"""Enriches each row from another service with the dataset's own key, and fails saying which key."""
+import os
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+
+def _enrich(name):
+    raise ValueError("the enrichment service refused key " + os.environ["{ENV}"])
+
+
+def transform(df):
+    return df.withColumn("extra", F.udf(_enrich, StringType())(F.col("name")))
+'''
+
+
+@pytest.mark.spark
+def test_a_hook_whose_udf_quotes_the_key_leaves_it_in_no_log_record(tmp_path):
+    """The hook's Python UDF fails on Spark's worker with the key in its message. The run's error and traceback
+    were scrubbed, but py4j's DEBUG record of the Java answer (`Answer received: !ysorg.apache.spark.
+    SparkException: … ValueError: the enrichment service refused key …`) quoted the worker's traceback whole:
+    only the loggers of a fetch in progress were scrubbed."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            if handler.headers.get("Authorization") != f"Bearer {HOOK_KEY}":
+                handler.plain(401)
+                return
+            handler.json({"items": [{"id": n, "name": f"firm {n}"} for n in range(5)]})
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        (root / "datasets" / DATASET / "transform.py").write_text(ENRICHING_HOOK)
+        lake = tmp_path / "lake"
+
+        run = dw(
+            root, "--debug", "run", DATASET, "--layer", "bronze", "--lake", str(lake),
+            **{ENV: HOOK_KEY, "SPARK_LOCAL_IP": "127.0.0.1"},
+        )  # fmt: skip
+    finally:
+        server.stop()
+
+    assert run.returncode == 1, run.stderr
+    assert "failed as Spark ran it: ValueError: the enrichment service refused key ***" in run.stdout
+    assert "LOG py4j" in run.stderr, "py4j's records were captured"
+    assert_nowhere(HOOK_KEY, outputs(lake, run))
