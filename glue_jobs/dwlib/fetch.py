@@ -462,28 +462,88 @@ LEARNED_MAX = 64
 ECHO_CHUNK = 1 << 20
 
 
-def _refuse_echoed_credential(session: _Session, local: Path, creds: _Creds, shown: str) -> None:
+def _refuse_echoed_credential(session: _Session, local: Path, creds: _Creds, shown: str, name: str = "") -> None:
     """Fail, before the download reaches raw/, when it holds the credential it was fetched with, in any form
     the scrubber knows (a server echoing the key into a page or a header row: raw/ is kept for good, and the
-    job may not delete there). Read once in 1 MiB chunks, each searched with the tail of the one before."""
+    job may not delete there). Read once in 1 MiB chunks, each searched with the tail of the one before; a
+    compressed download (`name`: its raw key, `.gz` also when the server gzipped it on the way, `.bz2`, `.zip`)
+    is searched decompressed too, as bronze will read it, up to ECHO_DECODED_LIMIT bytes of it."""
     forms = sorted(
         {f.encode() for v in creds.values() if len(v) >= ECHO_MIN_CHARS for f in all_forms(v)}, key=len, reverse=True
     )
     if not forms:
         return
+    streams = [_file_chunks(local)]
+    lowered = name.lower()
+    if lowered.endswith((".gz", ".bz2")):
+        opener = gzip.open if lowered.endswith(".gz") else bz2.open
+        streams.append(_limited(_opened_chunks(lambda: opener(local, "rb")), ECHO_DECODED_LIMIT))
+    elif lowered.endswith(".zip"):
+        streams.append(_zip_chunks(local))
+    for stream in streams:
+        if _holds(stream, forms):
+            raise session.error(
+                f"the download from {shown} holds the credential it was fetched with (the server wrote the "
+                "key into its answer, as an error page or a header row often does); it was not kept in raw/. "
+                "Check the key and the URL (a wrong or expired key is often echoed), then run again",
+                url=shown,
+            )
+
+
+# Of a compressed download, this many bytes decompressed are searched for an echoed credential (an error page
+# or a header row comes first); a damaged archive stops the search, and is named when bronze unpacks it.
+ECHO_DECODED_LIMIT = 64 * CHUNK
+_UNREADABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError)
+
+
+def _holds(stream: Iterator[bytes | None], forms: list[bytes]) -> bool:
+    """Whether a stream of chunks holds one of `forms`; a None chunk starts a new stream (a zip's next member)."""
     overlap = len(forms[0]) - 1
     tail = b""
-    with local.open("rb") as stream:
-        while chunk := stream.read(ECHO_CHUNK):
+    try:
+        for chunk in stream:
+            if chunk is None:
+                tail = b""
+                continue
             window = tail + chunk
             if any(form in window for form in forms):
-                raise session.error(
-                    f"the download from {shown} holds the credential it was fetched with (the server wrote the "
-                    "key into its answer, as an error page or a header row often does); it was not kept in raw/. "
-                    "Check the key and the URL (a wrong or expired key is often echoed), then run again",
-                    url=shown,
-                )
+                return True
             tail = window[-overlap:] if overlap else b""
+    except _UNREADABLE:
+        return False
+    return False
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    return _opened_chunks(lambda: path.open("rb"))
+
+
+def _opened_chunks(opener: Callable[[], BinaryIO]) -> Iterator[bytes]:
+    with opener() as stream:
+        while chunk := stream.read(ECHO_CHUNK):
+            yield chunk
+
+
+def _limited(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    seen = 0
+    for chunk in chunks:
+        yield chunk[: limit - seen]
+        seen += len(chunk)
+        if seen >= limit:
+            return
+
+
+def _zip_chunks(path: Path) -> Iterator[bytes | None]:
+    """The members of a zip decompressed, one after the other (None between two), ECHO_DECODED_LIMIT in all."""
+    left = ECHO_DECODED_LIMIT
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.is_dir() or left <= 0:
+                continue
+            yield None
+            for chunk in _limited(_opened_chunks(lambda info=info: archive.open(info)), left):
+                left -= len(chunk)
+                yield chunk
 
 
 class _Creds:
@@ -1286,7 +1346,7 @@ def fetch_source(
                     size, resumed, encoding = _fetch_http(session, source_url, local, progress, creds)
                     key = _encoded_key(session, key, encoding, shown)
                     if creds is not None:
-                        _refuse_echoed_credential(session, local, creds, shown)
+                        _refuse_echoed_credential(session, local, creds, shown, key)
                     lake.put_file(local, key)
     except FetchError as exc:
         raise session.error(str(exc), url=exc.url, status=exc.status, attempts=exc.attempts) from None

@@ -10,11 +10,15 @@ file. `--layer raw` runs fetch only: no Spark.
 from __future__ import annotations
 
 import base64
+import bz2
+import gzip
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
@@ -284,3 +288,83 @@ def test_a_hook_whose_udf_quotes_the_key_leaves_it_in_no_log_record(tmp_path):
     assert "failed as Spark ran it: ValueError: the enrichment service refused key ***" in run.stdout
     assert "LOG py4j" in run.stderr, "py4j's records were captured"
     assert_nowhere(HOOK_KEY, outputs(lake, run))
+
+
+# ------------------------------------------------------------------ a compressed download that echoes the key
+
+
+DOWNLOAD_KEY = "dl-Token-0a9b8c7d6e5f"
+
+
+def _zipped(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("README.txt", b"an export\n")
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _decompressed(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".bz2"):
+        return bz2.decompress(data)
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return b"\n".join(archive.read(info) for info in archive.infolist())
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "how"),
+    [
+        ("/export/data.csv", "gzip on the way"),
+        ("/export/data.csv.gz", "gzip file"),
+        ("/export/data.csv.bz2", "bzip2 file"),
+        ("/export/data.zip", "zip"),
+    ],
+)
+def test_a_compressed_download_that_echoes_its_credential_never_reaches_raw(tmp_path, path, how):
+    """The server writes the key it was sent into the CSV's rows, then compresses the answer: on the way
+    (Content-Encoding: gzip, stored as sent under data.csv.gz) or as the file itself. The check for an echoed
+    credential searched the bytes as stored, compressed: the key reached raw/ (and bronze would have read it)."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            sent = handler.headers.get("Authorization", "").partition(" ")[2]
+            csv = f"id,requested_by\n1,{sent}\n2,someone\n".encode()
+            headers = {"Content-Type": "application/octet-stream"}
+            if how == "gzip on the way":
+                body, headers = gzip.compress(csv), {"Content-Type": "text/csv", "Content-Encoding": "gzip"}
+            elif how == "gzip file":
+                body = gzip.compress(csv)
+            elif how == "bzip2 file":
+                body = bz2.compress(csv)
+            else:
+                body = _zipped("data.csv", csv)
+            handler.plain(200, headers, body)
+
+        server.routes[path] = route
+        root = project(
+            tmp_path,
+            {
+                "source_url": server.url(path),
+                "format": "csv",
+                "source_auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
+            },
+        )
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: DOWNLOAD_KEY})
+    finally:
+        server.stop()
+
+    kept = [p for p in lake.rglob("*") if p.is_file()]
+    seen = outputs(lake, run)
+    seen |= {f"{p.relative_to(lake)} (decompressed)": _decompressed(p).decode("utf-8", "replace") for p in kept}
+    assert_nowhere(DOWNLOAD_KEY, seen)
+    assert run.returncode == 1
+    assert "holds the credential it was fetched with" in entry_of(lake)["error"]
+    assert not [p for p in kept if "/raw/" in p.as_posix() and p.name != "_manifest.json"], "nothing reached raw/"
