@@ -790,7 +790,8 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
         fixed = _localize(node)
         fixed = _fix(fixed) if fixed is node else fixed
         if isinstance(node, ARRAY_MAKERS) and (fixed.type is None or fixed.type.is_type(DType.UNKNOWN)):
-            fixed.type = exp.DataType(this=DType.ARRAY, nested=True)  # sqlglot leaves these untyped
+            # sqlglot leaves these untyped; the Trino type dw gave the node, if any, is kept
+            fixed.type = node.type if _is(node, DType.ARRAY) else exp.DataType(this=DType.ARRAY, nested=True)
         if fixed is not node:
             if fixed.type is None or fixed.type.is_type(DType.UNKNOWN):
                 fixed.type = node.type  # the Trino type, which the fix-ups keep
@@ -894,6 +895,14 @@ EXPRESSION_TYPES = {
 }  # fmt: skip
 
 
+# Trino's bigint results sqlglot types otherwise: the date and time fields, date_diff, the bitwise functions.
+BIGINT_FUNCTIONS = (
+    exp.Year, exp.Quarter, exp.Month, exp.Day, exp.DayOfMonth, exp.DayOfWeek, exp.DayOfWeekIso, exp.DayOfYear,
+    exp.WeekOfYear, exp.YearOfWeek, exp.Hour, exp.Minute, exp.Second, exp.DateDiff, exp.BitwiseAnd, exp.BitwiseOr,
+    exp.BitwiseXor, exp.BitwiseNot,
+)  # fmt: skip
+
+
 def _own_type(node: exp.Expression) -> exp.DataType | None:
     """Types sqlglot's annotator leaves unknown (or gets wrong) for Trino, from the arguments' types."""
     first = _first_arg(node)
@@ -921,8 +930,15 @@ def _own_type(node: exp.Expression) -> exp.DataType | None:
         return exp.DataType.build("DOUBLE") if element.is_type(DType.DOUBLE, DType.FLOAT) else None
     if isinstance(node, exp.Try | exp.Paren) and not _unknown(node.this):
         return node.this.type
-    if isinstance(node, exp.ArrayPosition):
+    if isinstance(node, (exp.ArrayPosition, *BIGINT_FUNCTIONS)):
         return exp.DataType.build("BIGINT")
+    if isinstance(node, exp.GenerateSeries) and _is(node.args.get("start"), *INTEGER_TYPES, DType.DATE):
+        element = "DATE" if _is(node.args["start"], DType.DATE) else "BIGINT"  # sequence(1, 3) is array(bigint)
+        return exp.DataType.build(f"ARRAY<{element}>")
+    if isinstance(node, exp.Corr | exp.CovarPop | exp.CovarSamp):
+        return exp.DataType.build("DOUBLE")
+    if isinstance(node, exp.Sub) and _is(node.this, DType.TIMESTAMP) and _is(node.expression, DType.TIMESTAMP):
+        return exp.DataType.build("INTERVAL")
     if isinstance(node, exp.Anonymous) and node.name.lower() in FUNCTION_TYPES:
         return exp.DataType.build(FUNCTION_TYPES[node.name.lower()])
     values = isinstance(node, exp.Anonymous) and node.name.lower() == "map_values"
@@ -1966,26 +1982,60 @@ def _int_literal(node: exp.Expression) -> bool:
     return isinstance(node, exp.Literal) and not node.is_string and node.name.lstrip("-").isdigit()
 
 
+AGGREGATE_NAMES = {"list", "map_agg", "histogram", "count_if", "arbitrary", "any_value", "max_by", "min_by",
+                   "bool_and", "bool_or", "every", "listagg", "string_agg", "checksum", "geometric_mean"}  # fmt: skip
+
+
+def _decimal_literal(node: exp.Expression) -> bool:
+    """A literal such as 1.5, a decimal in Trino (sqlglot: a double)."""
+    return isinstance(node, exp.Literal) and not node.is_string and "e" not in node.name.lower() and "." in node.name
+
+
 def _typeof(node: exp.Typeof) -> exp.Expression:
-    """typeof is static in Trino: written from the type dw knows, in Trino's spelling."""
+    """typeof is static in Trino: written from the type dw knows, in Trino's spelling. The query stays an
+    aggregation when the argument is one (a bare literal would make typeof(count(*)) one row per input row)."""
     value = node.this
-    if _is_decimal(value) and _decimal_type(value):
-        precision, scale = _decimal_type(value)
-        return exp.Literal.string(f"decimal({precision},{scale})")
-    if (
-        value.type is None
-        or value.type.is_type(DType.UNKNOWN)
-        or (
-            isinstance(value, exp.Literal)
-            and not value.is_string
-            and "e" not in value.name.lower()
-            and "." in value.name
+    name = _typeof_name(value)
+    result: exp.Expression = exp.Literal.string(name)
+    result.meta["typeof"] = True  # typeof's own type is varchar
+    aggregate = any(
+        isinstance(n, exp.AggFunc | exp.Filter) or (isinstance(n, exp.Anonymous) and n.name.lower() in AGGREGATE_NAMES)
+        for n in value.walk()
+    )
+    if aggregate:
+        result = exp.Case(
+            ifs=[exp.If(this=exp.Is(this=exp.paren(value), expression=exp.Null()), true=result.copy())], default=result
         )
-    ):
+    result.type = exp.DataType.build("VARCHAR")
+    return result
+
+
+def _typeof_name(value: exp.Expression) -> str:
+    if _is_decimal(value) and _decimal_type(value):
+        return "decimal({},{})".format(*_decimal_type(value))
+    if value.type is None or value.type.is_type(DType.UNKNOWN) or _decimal_literal(value):
         raise unsupported("typeof of this expression", "dw does not know its Trino type")
     if isinstance(value, exp.Literal) and value.is_string:
-        return exp.Literal.string(f"varchar({len(value.name)})")
-    return exp.Literal.string(value.type.sql(dialect="trino").lower())
+        return "varchar" if value.meta.get("typeof") else f"varchar({len(value.name)})"
+    if _text_type(value) and not isinstance(value, exp.Column | exp.Cast | exp.TryCast):
+        raise unsupported(
+            "typeof of a varchar expression other than a column, a literal or a CAST",
+            "Trino types most string functions varchar(n), n from their arguments' lengths (upper('abc') is "
+            "varchar(3)); dw does not track lengths",
+        )
+    if _is(value, DType.DOUBLE, DType.FLOAT) and any(_decimal_literal(n) for n in value.walk()):
+        raise unsupported(
+            "typeof of an expression over a decimal literal such as 1.5",
+            "Trino keeps it a decimal where sqlglot's types say double",
+        )
+    name = value.type.sql(dialect="trino").lower()
+    if re.search(r"\b(array|map|row)\b(?!\()", name):
+        raise unsupported("typeof of this expression", f"dw knows only that it is {name}, not its element types")
+    if "interval" in name:
+        if any(_unit(i) in ("YEAR", "MONTH", "QUARTER") for i in value.find_all(exp.Interval)):
+            raise unsupported("typeof of an interval year to month", "dw keeps intervals as days")
+        name = re.sub(r"\binterval\b", "interval day to second", name)
+    return re.sub(r"\btimestamp\b(?!\()", "timestamp(3)", name)  # Trino's default precision
 
 
 def _refuse_upfront(node: exp.Expression) -> None:
@@ -2248,6 +2298,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _decimal_arithmetic(node)
     if isinstance(node, exp.Typeof):
         return _typeof(node)
+    if isinstance(node, exp.BitwiseAnd | exp.BitwiseOr | exp.BitwiseXor | exp.BitwiseNot):
+        return _as(node, "BIGINT")  # bitwise_and(bigint, bigint) and the like: bigints (DuckDB: the operands' type)
     if isinstance(node, exp.ArrayToString) and _is(node.this, DType.ARRAY):
         element = node.this.type.expressions[0] if node.this.type.expressions else None
         if element is not None and element.is_type(DType.DOUBLE, DType.FLOAT):
