@@ -368,3 +368,29 @@ def test_a_compressed_download_that_echoes_its_credential_never_reaches_raw(tmp_
     assert run.returncode == 1
     assert "holds the credential it was fetched with" in entry_of(lake)["error"]
     assert not [p for p in kept if "/raw/" in p.as_posix() and p.name != "_manifest.json"], "nothing reached raw/"
+
+
+def test_a_public_api_s_presigned_next_page_keeps_its_signature_out_of_every_log(tmp_path):
+    """An API without auth links its next page to storage on another host through a presigned URL, which
+    answers with a broken header block: urllib3's records quoted the URL whole, signature and access key."""
+    api, storage = LoopbackServer(), LoopbackServer()
+    try:
+        query = f"X-Amz-Credential={ACCESS_KEY}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature={SIGNATURE}"
+        api.routes["/v1/items"] = lambda handler, _: handler.json(
+            {"items": [{"id": 1}], "next": storage.url(f"/bucket/page2.json?{query}")}
+        )
+        storage.scripts["/bucket/page2.json"] = [broken_headers] * 10
+        endpoint = {"url": api.url("/v1/items"), "paging": {"kind": "link"}, "records": "items"}
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake))
+    finally:
+        api.stop()
+        storage.stop()
+
+    assert run.returncode == 1 and "HTTP 403" in entry_of(lake)["error"]
+    assert "Failed to parse headers" in run.stderr and "GET /bucket/page2.json?" in run.stderr, "urllib3's records"
+    seen = outputs(lake, run)
+    for secret in (SIGNATURE, ACCESS_KEY):
+        assert_nowhere(secret, seen)
