@@ -15,6 +15,7 @@ secret and how to provide it, never its value. Stdlib and boto3 only.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
 import os
@@ -60,6 +61,9 @@ def _quote_forms(value: str) -> set[str]:
     # scripts as \uXXXX; also with / as \/ (PHP's json_encode).
     written = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     forms |= written | {form.replace("/", "\\/") for form in written}
+    # As HTML or XML escape it (an error page or an XML error quoting a key that holds & < > " ').
+    marked = {html.escape(value), html.escape(value, quote=False)}
+    forms |= marked | {form.replace("&#x27;", alias) for form in marked for alias in ("&#39;", "&apos;")}
     # Percent-encoding is case-insensitive: %2f is %2F.
     return forms | {re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in forms if "%" in f}
 

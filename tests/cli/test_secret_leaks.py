@@ -394,3 +394,40 @@ def test_a_public_api_s_presigned_next_page_keeps_its_signature_out_of_every_log
     seen = outputs(lake, run)
     for secret in (SIGNATURE, ACCESS_KEY):
         assert_nowhere(secret, seen)
+
+
+AMPERSAND_KEY = "pw&Amp<Lt>Gt'Apos-31415926"
+
+
+def test_a_download_that_echoes_its_credential_xml_escaped_never_reaches_raw(tmp_path):
+    """The server answers HTTP 200 with an XML error quoting the key it was sent, escaped as XML escapes it
+    (`&amp;`, `&lt;`, `&apos;`): a form the check for an echoed credential did not know, so the error document
+    was kept in raw/ as the data."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            sent = handler.headers.get("X-Api-Key", "")
+            escaped = sent.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&apos;")
+            body = f"<?xml version='1.0'?><Error><Code>InvalidKey</Code><Key>{escaped}</Key></Error>\n".encode()
+            handler.plain(200, {"Content-Type": "application/xml"}, body)
+
+        server.routes["/export/data.csv"] = route
+        root = project(
+            tmp_path,
+            {
+                "source_url": server.url("/export/data.csv"),
+                "format": "csv",
+                "source_auth": {"secret": SECRET_NAME, "header": "X-Api-Key"},
+            },
+        )
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: AMPERSAND_KEY})
+    finally:
+        server.stop()
+
+    escaped = "pw&amp;Amp&lt;Lt&gt;Gt&apos;Apos-31415926"
+    assert_nowhere(AMPERSAND_KEY, outputs(lake, run), escaped, "Apos-31415926")
+    assert run.returncode == 1
+    assert "holds the credential it was fetched with" in entry_of(lake)["error"]
