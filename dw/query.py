@@ -2163,6 +2163,35 @@ def _json_path(path: exp.Expression, value: exp.Expression) -> exp.Expression:
     return joined()
 
 
+# date_format's specifiers as sqlglot rewrites them into strftime's (Trino's %u is now %W, %W is %A, %c is %-m...).
+MYSQL_SPECIFIERS = {"a", "A", "b", "B", "d", "-d", "f", "G", "H", "-H", "I", "-I", "j", "m", "-m", "M", "p", "S", "v",
+                    "y", "Y", "%"}  # fmt: skip
+MYSQL_UNSUPPORTED = {"D": "D", "U": "U", "W": "u", "V": "V", "w": "w", "X": "X"}  # as written in strftime: in Trino
+
+
+def _mysql_format(node: exp.Expression, fmt: str) -> str | None:
+    """date_format's pattern: %D, %U, %u, %V, %w and %X raise in Trino (DuckDB writes week numbers and weekdays),
+    and any other unknown %x is the letter x itself (DuckDB rejects it). None: Trino's error inside TRY."""
+
+    def one(match: re.Match) -> str:
+        spec = match.group(1)
+        if spec in MYSQL_UNSUPPORTED:
+            raise QueryError(
+                f"%{MYSQL_UNSUPPORTED[spec]} not supported in date format string (Athena raises it too; "
+                "use day_of_week, week or year_of_week)"
+            )
+        if spec in MYSQL_SPECIFIERS:
+            return match.group()
+        return spec.lstrip("-").replace("%", "%%")
+
+    try:
+        return re.sub(r"%(-?.)", one, fmt)
+    except QueryError:
+        if _in_try(node):
+            return None
+        raise
+
+
 def _log_base(base: exp.Expression) -> bool:
     """log(b, x) with a literal base above 1 (log10, log2): ln(x) / ln(b), so its sign is ln(x)'s."""
     try:
@@ -2218,9 +2247,11 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _fn("OCTET_LENGTH", node.this)
     # date_format's %v is the ISO week and %x its year (MySQL's); DuckDB's strftime names them %V and %G.
     if isinstance(node, exp.TimeToStr) and isinstance(node.args.get("format"), exp.Literal):
-        fmt = node.args["format"].name
+        fmt = _mysql_format(node, node.args["format"].name)
+        if fmt is None:
+            return _as(exp.Null(), "VARCHAR")  # Trino's error, inside TRY
         fixed = re.sub(r"%(.)", lambda m: {"v": "%V", "x": "%G"}.get(m.group(1), m.group()), fmt)
-        if fixed != fmt:
+        if fixed != node.args["format"].name:
             node.set("format", exp.Literal.string(fixed))
     if isinstance(node, (*COMPARISONS, exp.Between, exp.In)):
         # Trino has no implicit casts between text, numbers, dates and booleans: '1' = 1 and
