@@ -55,6 +55,9 @@ _pattern: re.Pattern[str] | None = None
 
 def _quote_forms(value: str) -> set[str]:
     forms = {value, quote(value), quote(value, safe=""), quote_plus(value), quote_plus(value, safe="/")}
+    # As other languages URL-encode it (a server quoting the request URL it got): JavaScript's
+    # encodeURIComponent and encodeURI leave !~*'() (and encodeURI ;,/?:@&=+$#) as they are, Java's URLEncoder *.
+    forms |= {quote(value, safe="!~*'()"), quote(value, safe=";,/?:@&=+$#!~*'()"), quote_plus(value, safe="*")}
     # As Python quotes it in a message (http.client: "Invalid header value b'...\\n'").
     forms |= {repr(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
     # As JSON writes it inside a string (an API's error object quoted in a message): " as \", \ as \\, other

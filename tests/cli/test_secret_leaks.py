@@ -431,3 +431,43 @@ def test_a_download_that_echoes_its_credential_xml_escaped_never_reaches_raw(tmp
     assert_nowhere(AMPERSAND_KEY, outputs(lake, run), escaped, "Apos-31415926")
     assert run.returncode == 1
     assert "holds the credential it was fetched with" in entry_of(lake)["error"]
+
+
+def _encode_uri_component(text: str) -> str:
+    """JavaScript's encodeURIComponent: everything but letters, digits and -_.!~*'() percent-encoded."""
+    return quote(text, safe="!~*'()")
+
+
+SPACED_KEY = "k3y with space!*'(x)-27182818"
+
+
+def test_a_key_the_api_quotes_url_encoded_as_javascript_does_is_cut(tmp_path):
+    """A Node API answers HTTP 200 with an error object quoting the request URL as it was sent back through
+    encodeURIComponent: the key's space as %20 (Python's urlencode sent +) and !*'() left as they are (Python
+    escapes them), a spelling the scrubber did not know. The run's error quoted it: `api_key=k3y%20with%20***`
+    (only the key's longest word was cut, as a part of a value that holds a space)."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            key = query.get("api_key", "")
+            handler.json(
+                {"error": {"message": "invalid key", "url": "/v1/items?api_key=" + _encode_uri_component(key)}}
+            )
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "query_param": "api_key"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: SPACED_KEY})
+    finally:
+        server.stop()
+
+    assert_nowhere(SPACED_KEY, outputs(lake, run), _encode_uri_component(SPACED_KEY), "k3y%20with", "(x)-27182818")
+    assert run.returncode == 1 and '"url": "/v1/items?api_key=***"' in entry_of(lake)["error"]
