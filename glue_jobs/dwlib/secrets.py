@@ -91,6 +91,12 @@ def _base64_forms(value: str) -> set[str]:
         core = text[first:end]
         if len(core) >= MIN_BASE64_CORE:
             forms |= {core, core.replace("+", "-").replace("/", "_")}
+    # The value encoded alone, whole (as Basic auth sends `user:pw`), however short: padded or not. A short
+    # secret's core above is too short to be told from text, but so are its raw characters, cut out anyway.
+    whole = base64.b64encode(raw).decode("ascii")
+    for text in (whole, whole.rstrip("=")):
+        if len(text) >= 4:
+            forms |= {text, text.replace("+", "-").replace("/", "_")}
     return forms
 
 

@@ -471,3 +471,42 @@ def test_a_key_the_api_quotes_url_encoded_as_javascript_does_is_cut(tmp_path):
 
     assert_nowhere(SPACED_KEY, outputs(lake, run), _encode_uri_component(SPACED_KEY), "k3y%20with", "(x)-27182818")
     assert run.returncode == 1 and '"url": "/v1/items?api_key=***"' in entry_of(lake)["error"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "auth"),
+    [
+        ("ab:cd", {"scheme": "Basic"}),  # Basic auth of a 2-character user and password
+        ("x9z", {"header": "Authorization", "scheme": "Bearer"}),  # a 3-character token
+    ],
+)
+def test_a_very_short_secret_echoed_base64_encoded_is_cut(tmp_path, secret, auth):
+    """The API quotes what it received base64-encoded, without padding, in its error object. A secret this
+    short was cut as written (`ab:cd`) but not as base64 (`YWI6Y2Q`, `eDl6`): base64 was only matched by
+    its inner 8 or more characters, which such a value does not have."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            sent = handler.headers.get("Authorization", "").partition(" ")[2]
+            decoded = base64.b64decode(sent).decode() if "Basic" in auth.values() else sent
+            echoed = base64.b64encode(decoded.encode()).decode().rstrip("=")
+            handler.json({"error": {"message": "denied", "caller": echoed}})
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, **auth},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: secret})
+    finally:
+        server.stop()
+
+    encoded = base64.b64encode(secret.encode()).decode().rstrip("=")
+    assert_nowhere(secret, outputs(lake, run), encoded)
+    assert run.returncode == 1 and '"caller": "***"' in entry_of(lake)["error"]
