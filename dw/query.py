@@ -56,8 +56,12 @@ INTEGER_PRECISION = {DType.TINYINT: 3, DType.SMALLINT: 5, DType.INT: 10, DType.B
 INTEGER_OF_PRECISION = {precision: kind for kind, precision in INTEGER_PRECISION.items()}
 INTEGER_PRECISION_BITS = {DType.TINYINT: 8, DType.SMALLINT: 16, DType.INT: 32, DType.BIGINT: 64}
 DATE_UNITS = {"DAY", "WEEK", "MONTH", "QUARTER", "YEAR"}
-# Characters Trino's trim/ltrim/rtrim remove (Java whitespace), where DuckDB removes spaces only.
-WHITESPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+# Characters Trino's trim/ltrim/rtrim remove (Java's Character.isWhitespace: the Unicode space, line and paragraph
+# separators but the no-break spaces), where DuckDB removes spaces only.
+WHITESPACE = (
+    " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2008\u2009\u200a"
+    "\u2028\u2029\u205f\u3000"
+)
 
 # Defined on every connection: Trino functions DuckDB lacks or means otherwise, written so each
 # gives Trino's value (the docstring of the `_fix` branch that emits it names the behaviour).
@@ -75,10 +79,21 @@ MACROS = {
     "dw_strpos(s, t, n)": "CASE WHEN s IS NULL OR t IS NULL OR n IS NULL THEN NULL "
     "WHEN n = 0 THEN error('''instance'' must be a positive or negative number.') "
     "ELSE coalesce(list_filter(range(1, length(s) + 1), lambda i: substr(s, i, length(t)) = t)[n], 0) END::BIGINT",
-    # split(s, d, limit): the last element keeps the rest of the string
+    # split(s, d, limit): the last element keeps the rest of the string; an empty delimiter raises
+    "dw_split2(s, d)": "CASE WHEN d = '' THEN error('The delimiter may not be the empty string') "
+    "ELSE string_split(s, d) END",
     "dw_split(s, d, n)": "CASE WHEN n <= 0 THEN error('Limit must be positive') "
+    "WHEN d = '' THEN error('The delimiter may not be the empty string') "
     "WHEN len(string_split(s, d)) <= n THEN string_split(s, d) "
     "ELSE list_concat(string_split(s, d)[1:n - 1], [array_to_string(string_split(s, d)[n:], d)]) END",
+    # lpad / rpad: a negative length and an empty padding raise (DuckDB: '' and the string unpadded)
+    "dw_pad(s, n, p, to_left)": "CASE WHEN s IS NULL OR n IS NULL OR p IS NULL THEN NULL "
+    "WHEN n < 0 OR n > 2147483647 THEN error('Target length must be in the range [0..2147483647]') "
+    "WHEN p = '' THEN error('Padding string must not be empty') WHEN to_left THEN lpad(s, n, p) ELSE rpad(s, n, p) END",
+    # levenshtein_distance counts characters; DuckDB's counts UTF-8 bytes, the same for ASCII only
+    "dw_levenshtein(a, b)": "CASE WHEN regexp_full_match(a || b, '[\\x00-\\x7F]*') THEN CAST(levenshtein(a, b) AS BIGINT) "
+    "ELSE error('levenshtein_distance of text beyond ASCII is not supported locally: DuckDB counts its bytes, "
+    "Athena its characters; run this query on Athena') END",
     # substr: start 0 or before the first character is '' (DuckDB: from the start)
     "dw_substr(s, st)": "CASE WHEN s IS NULL OR st IS NULL THEN NULL WHEN st = 0 THEN '' "
     "WHEN st > 0 THEN substring(s, st) WHEN length(s) + st < 0 THEN '' ELSE substring(s, length(s) + st + 1) END",
@@ -792,6 +807,12 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
         if isinstance(node, ARRAY_MAKERS) and (fixed.type is None or fixed.type.is_type(DType.UNKNOWN)):
             # sqlglot leaves these untyped; the Trino type dw gave the node, if any, is kept
             fixed.type = node.type if _is(node, DType.ARRAY) else exp.DataType(this=DType.ARRAY, nested=True)
+        if (
+            isinstance(node, exp.Func | exp.DPipe)
+            and _text_type(node)
+            and any(isinstance(arg, exp.Null) for arg in node.iter_expressions())
+        ):  # concat('a', NULL) is a varchar NULL in Trino; DuckDB's untyped NULL makes an integer column
+            fixed = _as(fixed, "VARCHAR")
         if fixed is not node:
             if fixed.type is None or fixed.type.is_type(DType.UNKNOWN):
                 fixed.type = node.type  # the Trino type, which the fix-ups keep
@@ -1167,6 +1188,11 @@ def _fix(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.SplitPart):
         index = node.args["part_index"]
         parts = _fn("LIST_EXTRACT", _fn("STR_SPLIT", node.this, node.args["delimiter"]), index)
+        empty = exp.and_(  # split_part('', '', n) is NULL (no characters to split into); DuckDB's gives ''
+            exp.EQ(this=node.this.copy(), expression=exp.Literal.string("")),
+            exp.EQ(this=node.args["delimiter"].copy(), expression=exp.Literal.string("")),
+        )
+        parts = exp.Case(ifs=[exp.If(this=exp.not_(empty), true=parts)])
         ok = exp.or_(
             exp.Is(this=index.copy(), expression=exp.Null()),
             exp.GT(this=index.copy(), expression=exp.Literal.number(0)),
@@ -2371,6 +2397,15 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         raise unsupported("strpos with a start position", "Trino has none; this SQL is not Trino's")
     if isinstance(node, exp.Split) and node.args.get("limit") is not None:
         return _macro("dw_split", node, node.this, node.expression, node.args["limit"])
+    if isinstance(node, exp.Split):
+        return _macro("dw_split2", node, node.this, node.expression)
+    if isinstance(node, exp.Pad) and node.args.get("fill_pattern") is not None:
+        to_left = exp.Boolean(this=bool(node.args.get("is_left")))
+        return _macro("dw_pad", node, node.this, node.expression, node.args["fill_pattern"], to_left)
+    if isinstance(node, exp.Levenshtein) and not any(
+        node.args.get(k) for k in node.args if k not in ("this", "expression")
+    ):
+        return _macro("dw_levenshtein", node, node.this, node.expression)
     if isinstance(node, exp.Substring):
         start, length = node.args.get("start"), node.args.get("length")
         if start is None:
@@ -2417,6 +2452,15 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             return _fn("ARRAY_TO_STRING", value, node.expressions[0])
         if not _text_type(value) and not _is(value, DType.NULL):
             raise unsupported("concat_ws over a value of unknown type", "dw cannot tell an array from a string here")
+    if (
+        isinstance(node, exp.ConcatWs)
+        and len(node.expressions) > 2
+        and any(_is(v, DType.ARRAY) for v in node.expressions)
+    ):
+        raise QueryError(
+            'Athena rejects concat_ws of strings and arrays together ("Unexpected parameters"): it takes strings, or '
+            "one array of strings (DuckDB would write the array as text)"
+        )
     if isinstance(node, exp.JSONExtractScalar | exp.JSONExtract) and not node.args.get("json_query"):
         path = _json_path(node.expression, node.this)
         if isinstance(node, exp.JSONExtractScalar):
