@@ -473,15 +473,15 @@ def _refuse_echoed_credential(session: _Session, local: Path, creds: _Creds, sho
     )
     if not forms:
         return
-    streams = [_file_chunks(local)]
+    streams = [(_file_chunks(local), False)]
     lowered = name.lower()
     if lowered.endswith((".gz", ".bz2")):
         opener = gzip.open if lowered.endswith(".gz") else bz2.open
-        streams.append(_limited(_opened_chunks(lambda: opener(local, "rb")), ECHO_DECODED_LIMIT))
+        streams.append((_limited(_opened_chunks(lambda: opener(local, "rb")), ECHO_DECODED_LIMIT), True))
     elif lowered.endswith(".zip"):
-        streams.append(_zip_chunks(local))
-    for stream in streams:
-        if _holds(stream, forms):
+        streams.append((_zip_chunks(local), True))
+    for stream, decoded in streams:
+        if _holds(stream, forms, decoded):
             raise session.error(
                 f"the download from {shown} holds the credential it was fetched with (the server wrote the "
                 "key into its answer, as an error page or a header row often does); it was not kept in raw/. "
@@ -493,11 +493,12 @@ def _refuse_echoed_credential(session: _Session, local: Path, creds: _Creds, sho
 # Of a compressed download, this many bytes decompressed are searched for an echoed credential (an error page
 # or a header row comes first); a damaged archive stops the search, and is named when bronze unpacks it.
 ECHO_DECODED_LIMIT = 64 * CHUNK
-_UNREADABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError)
+_UNDECODABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError)
 
 
-def _holds(stream: Iterator[bytes | None], forms: list[bytes]) -> bool:
-    """Whether a stream of chunks holds one of `forms`; a None chunk starts a new stream (a zip's next member)."""
+def _holds(stream: Iterator[bytes | None], forms: list[bytes], decoded: bool = False) -> bool:
+    """Whether a stream of chunks holds one of `forms`; a None chunk starts a new stream (a zip's next member).
+    A `decoded` stream that cannot be decompressed further holds nothing more (bronze names the damage)."""
     overlap = len(forms[0]) - 1
     tail = b""
     try:
@@ -509,8 +510,9 @@ def _holds(stream: Iterator[bytes | None], forms: list[bytes]) -> bool:
             if any(form in window for form in forms):
                 return True
             tail = window[-overlap:] if overlap else b""
-    except _UNREADABLE:
-        return False
+    except _UNDECODABLE:
+        if not decoded:
+            raise
     return False
 
 

@@ -510,3 +510,29 @@ def test_a_very_short_secret_echoed_base64_encoded_is_cut(tmp_path, secret, auth
     encoded = base64.b64encode(secret.encode()).decode().rstrip("=")
     assert_nowhere(secret, outputs(lake, run), encoded)
     assert run.returncode == 1 and '"caller": "***"' in entry_of(lake)["error"]
+
+
+def test_a_damaged_compressed_download_is_searched_as_far_as_it_decompresses_and_kept(tmp_path):
+    """The decompressed search stops where a damaged gzip does: the file lands in raw/ as fetched, for bronze
+    to name its damage, rather than the fetch failing on it."""
+    server = LoopbackServer()
+    try:
+        body = gzip.compress(b"id,name\n" + b"1,someone\n" * 5000)[:-40]  # the end cut off
+        server.routes["/export/data.csv.gz"] = lambda handler, _: handler.plain(200, {}, body)
+        root = project(
+            tmp_path,
+            {
+                "source_url": server.url("/export/data.csv.gz"),
+                "format": "csv",
+                "source_auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
+            },
+        )
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: DOWNLOAD_KEY})
+    finally:
+        server.stop()
+
+    assert run.returncode == 0, run.stderr
+    (kept,) = (lake / "raw" / DATASET).glob("run_id=*/data.csv.gz")
+    assert kept.read_bytes() == body
