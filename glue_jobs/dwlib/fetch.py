@@ -1249,6 +1249,15 @@ def _unexpected(session: _Session, shown: str, exc: Exception) -> FetchError:
 _MIN_USER = 4  # a Basic auth user name this short is ordinary text, not worth cutting out of records
 
 
+def _decoded_basic(value: str) -> str | None:
+    """The `user:password` a Basic secret stored base64-encoded (`dXNlcjpwYXNz`) stands for, else None."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return decoded if ":" in decoded and decoded.isprintable() else None
+
+
 def _credentials(
     auth: ApiAuth | None, label: str, url: str, secrets: Mapping[str, str]
 ) -> tuple[dict[str, str], dict[str, str], tuple[str, ...]]:
@@ -1269,10 +1278,15 @@ def _credentials(
     texts: tuple[str, ...] = (value,)
     if auth.query_param:
         return {}, {auth.query_param: value}, texts
-    if auth.scheme and auth.scheme.lower() == "basic" and ":" in value:
-        user, _, password = value.partition(":")
+    basic = bool(auth.scheme and auth.scheme.lower() == "basic")
+    stored = _decoded_basic(value) if basic and ":" not in value else None
+    if stored is not None:  # stored already encoded, as a copied header holds it: the server reads user:password
+        texts += (stored,)
+    if basic and ":" in (stored or value):
+        user, _, password = (stored or value).partition(":")
         texts += tuple(part for part in (password, user if len(user) >= _MIN_USER else "") if part)
         register_secrets(texts)
+    if basic and stored is None and ":" in value:
         value = base64.b64encode(value.encode("utf-8")).decode("ascii")  # user:password, as RFC 7617 sends it
         register_secrets([value])
     if any(ord(ch) < 32 or ord(ch) == 127 or ord(ch) > 255 for ch in value):

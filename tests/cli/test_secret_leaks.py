@@ -536,3 +536,39 @@ def test_a_damaged_compressed_download_is_searched_as_far_as_it_decompresses_and
     assert run.returncode == 0, run.stderr
     (kept,) = (lake / "raw" / DATASET).glob("run_id=*/data.csv.gz")
     assert kept.read_bytes() == body
+
+
+PRE_ENCODED_USER, PRE_ENCODED_PASSWORD = "svc-reporting", "pw-9a8b7c6d5e"
+
+
+def test_a_basic_secret_stored_already_encoded_is_cut_as_the_server_reads_it(tmp_path):
+    """A Basic secret stored as the header holds it, base64-encoded (copied from a working request), is sent
+    as it is; the server reads user:password out of it and quotes them in its error object. Only the encoded
+    text was known to the scrubber, so the password and the user name were printed and kept in the ledger."""
+    stored = base64.b64encode(f"{PRE_ENCODED_USER}:{PRE_ENCODED_PASSWORD}".encode()).decode()
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            user, _, password = (
+                base64.b64decode(handler.headers["Authorization"].partition(" ")[2]).decode().partition(":")
+            )
+            handler.json({"error": {"message": f"password {password} is wrong for {user}"}})
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "scheme": "Basic"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: stored})
+    finally:
+        server.stop()
+
+    assert server.requests[0].headers["Authorization"] == f"Basic {stored}", "sent as stored"
+    assert_nowhere(stored, outputs(lake, run), PRE_ENCODED_PASSWORD, PRE_ENCODED_USER)
+    assert run.returncode == 1 and "password *** is wrong for ***" in entry_of(lake)["error"]
