@@ -63,6 +63,10 @@ WHITESPACE = (
     "\u2028\u2029\u205f\u3000"
 )
 
+MALFORMED_JSON = (
+    "error('reading malformed JSON is not supported locally: Athena reads it up to the value it looks for, DuckDB "
+    "not at all; run this query on Athena')"
+)
 # Defined on every connection: Trino functions DuckDB lacks or means otherwise, written so each
 # gives Trino's value (the docstring of the `_fix` branch that emits it names the behaviour).
 # A macro that raises Trino's error has a `_try` twin returning NULL instead, for use inside
@@ -138,7 +142,25 @@ MACROS = {
     "dw_replace(s, t, r)": "CASE WHEN t = '' AND s = '' THEN r WHEN t = '' "
     "THEN r || array_to_string(list_transform(string_split(s, ''), lambda c: c || r), '') ELSE replace(s, t, r) END",
     # json_extract_scalar of an object or array is NULL
-    "dw_json_scalar(j, p)": "CASE WHEN json_type(j, p) IN ('OBJECT', 'ARRAY') THEN NULL ELSE json_extract_string(j, p) END",
+    # Trino reads JSON as a stream (Jackson): a document whose first token is no JSON is NULL to the json_*
+    # functions; one malformed further on is read up to the value sought, which DuckDB cannot: refused. dw_json(j)
+    # is j when valid, else NULL (so that DuckDB, folding constants, never parses it)
+    "dw_json(j)": "CASE WHEN json_valid(j) THEN j END",
+    "dw_json_junk(j)": "NOT json_valid(j) AND NOT regexp_matches(CAST(j AS VARCHAR), "
+    "'^[ \\t\\n\\r]*([{\\[\"]|-?[0-9]|true|false|null)')",
+    # json_extract_scalar of a number is its text as written (Jackson's getText): DuckDB writes it anew (1.50 as
+    # 1.5, 1e2 as 100.0); a document with such numbers is refused
+    "dw_json_scalar(j, p)": "CASE WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
+    f"WHEN NOT json_valid(j) THEN {MALFORMED_JSON} "
+    "WHEN json_type(dw_json(j), p) IN ('OBJECT', 'ARRAY') THEN NULL WHEN json_type(dw_json(j), p) = 'DOUBLE' AND "
+    "regexp_matches(CAST(j AS VARCHAR), '[.][0-9]*[0-9]0([^0-9]|$)|[0-9][eE]|[0-9]{16}') THEN error("
+    "'json_extract_scalar of a JSON number written with trailing zeros, an exponent or 16 digits is not supported "
+    "locally: Athena returns its text as written, DuckDB writes it anew (1.50 as 1.5); run this query on Athena') "
+    "ELSE json_extract_string(dw_json(j), p) END",
+    # json_array_length is NULL for anything but an array (DuckDB: 0 for an object)
+    "dw_json_array_length(j)": "CASE WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
+    f"WHEN NOT json_valid(j) THEN {MALFORMED_JSON} "
+    "WHEN json_type(dw_json(j)) = 'ARRAY' THEN CAST(json_array_length(dw_json(j)) AS BIGINT) END",
     # a[i] past the end raises; element_at gives NULL
     "dw_subscript(a, i)": "CASE WHEN a IS NULL OR i IS NULL THEN NULL "
     "WHEN i = 0 THEN error('SQL array indices start at 1') "
@@ -193,8 +215,11 @@ MACROS = {
     "ELSE map_from_entries(list_transform(list_filter(string_split(s, e), lambda p: p <> ''), "
     "lambda p: {'k': split_part(p, kv, 1), 'v': p[strpos(p, kv) + length(kv):]})) END",
     # members of an object, elements of an array, 0 for a scalar
-    "json_size(j, p)": "CASE WHEN json_type(j, p) = 'OBJECT' THEN json_array_length(json_keys(j, p)) "
-    "WHEN json_type(j, p) = 'ARRAY' THEN json_array_length(j, p) WHEN json_type(j, p) IS NULL THEN NULL ELSE 0 END",
+    "json_size(j, p)": "CASE WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
+    f"WHEN NOT json_valid(j) THEN {MALFORMED_JSON} "
+    "WHEN json_type(dw_json(j), p) = 'OBJECT' THEN json_array_length(json_keys(dw_json(j), p)) "
+    "WHEN json_type(dw_json(j), p) = 'ARRAY' THEN json_array_length(dw_json(j), p) "
+    "WHEN json_type(dw_json(j), p) IS NULL THEN NULL ELSE 0 END",
     # Athena's session zone
     "current_timezone()": "'UTC'",
     # array_max / array_min are NULL when an element is
@@ -2464,7 +2489,7 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     if isinstance(node, exp.JSONExtractScalar | exp.JSONExtract) and not node.args.get("json_query"):
         path = _json_path(node.expression, node.this)
         if isinstance(node, exp.JSONExtractScalar):
-            return _fn("dw_json_scalar", node.this, path)
+            return _macro("dw_json_scalar", node, node.this, path)
         result = _fn("JSON_EXTRACT", node.this, path)
         result.type = exp.DataType.build("JSON")
         return result
@@ -2514,6 +2539,12 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             return _map_lambda(node)
         if name in ("zip", "zip_with"):
             return _zip(node)
+        if name == "json_array_length" and len(node.expressions) == 1:
+            result = _macro("dw_json_array_length", node, node.expressions[0])
+            result.type = exp.DataType.build("BIGINT")
+            return result
+        if name in MACRO_ARITY and _in_try(node):  # a macro that raises: its NULL-returning twin inside TRY
+            return _macro(name, node, *node.expressions)
         if name == "every":  # Trino's other name of bool_and
             return exp.LogicalAnd(this=node.expressions[0])
         if name == "to_iso8601":
