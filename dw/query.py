@@ -1621,6 +1621,21 @@ def _lambda_over(fn: exp.Lambda, params: dict[str, exp.Expression]) -> exp.Expre
     return body.transform(swap)
 
 
+def _reduce(node: exp.Reduce) -> exp.Expression:
+    """reduce(array, initial, (s, x) -> merge, s -> finish): DuckDB's list_reduce with the initial state, then the
+    output function over its result. Trino has no three-argument reduce."""
+    finish, merge = node.args.get("finish"), node.args.get("merge")
+    if finish is None:
+        raise QueryError(
+            'Athena has no three-argument reduce ("Unexpected parameters for function reduce"): add the output '
+            "function, e.g. reduce(a, 0, (s, x) -> s + x, s -> s)"
+        )
+    if not (isinstance(finish, exp.Lambda) and len(finish.expressions) == 1 and isinstance(merge, exp.Lambda)):
+        raise unsupported("reduce with these functions", "dw rewrites reduce(a, s0, (s, x) -> ..., s -> ...) only")
+    state = _fn("LIST_REDUCE", node.this, merge, node.args["initial"])
+    return _lambda_over(finish, {finish.expressions[0].name: state})
+
+
 def _entry(name: str) -> exp.Expression:
     return exp.Dot(this=exp.column("__e"), expression=exp.to_identifier(name))
 
@@ -2395,6 +2410,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _fn("dw_array_max" if isinstance(node, exp.ArrayMax) else "dw_array_min", node.this)
     if isinstance(node, exp.ArrayContains) and _is(node.this, DType.ARRAY):
         return _fn("dw_contains", node.this, node.expression)
+    if isinstance(node, exp.Reduce):
+        return _reduce(node)
     if isinstance(node, exp.ApproxQuantile):
         raise unsupported("approx_percentile", "Trino's quantile digest and DuckDB's t-digest give different values")
     if isinstance(node, exp.Fetch):
