@@ -115,8 +115,9 @@ def register(values: Iterable[str | None]) -> None:
             if not value:
                 continue
             _values.add(value)
-            # A value with a line break inside may be shown one line at a time.
-            _values.update(part for part in re.split(r"[\x00-\x20\x7f]+", value) if len(part) >= 8)
+            # A value with a line break inside may be shown one line at a time; one made of name=value pairs
+            # (a Cookie header's `session=…; csrf=…`) may be quoted a value at a time.
+            _values.update(part for part in re.split(r"[\x00-\x20\x7f;,&=]+", value) if len(part) >= 8)
             _, colon, password = value.partition(":")
             if colon and len(password) >= 4:  # user:password, e.g. for Basic auth
                 _values.add(password)

@@ -572,3 +572,34 @@ def test_a_basic_secret_stored_already_encoded_is_cut_as_the_server_reads_it(tmp
     assert server.requests[0].headers["Authorization"] == f"Basic {stored}", "sent as stored"
     assert_nowhere(stored, outputs(lake, run), PRE_ENCODED_PASSWORD, PRE_ENCODED_USER)
     assert run.returncode == 1 and "password *** is wrong for ***" in entry_of(lake)["error"]
+
+
+COOKIE = "sessionid=9c8b7a6f5e4d3c2b; csrftoken=Zx81Yw72Vu63"
+
+
+def test_a_cookie_secret_is_cut_value_by_value(tmp_path):
+    """A session cookie sent as the secret (`"header": "Cookie"`): the server quotes one of its values alone in
+    its error object. Only the whole cookie was known to the scrubber: the session id was printed."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            cookies = dict(pair.split("=", 1) for pair in handler.headers.get("Cookie", "").split("; "))
+            handler.json({"error": {"message": f"session {cookies.get('sessionid')} expired"}})
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "header": "Cookie"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: COOKIE})
+    finally:
+        server.stop()
+
+    assert_nowhere(COOKIE, outputs(lake, run), "9c8b7a6f5e4d3c2b", "Zx81Yw72Vu63")
+    assert run.returncode == 1 and "session *** expired" in entry_of(lake)["error"]
