@@ -678,7 +678,10 @@ class _Session:
         not configured with: a redirect's or another host's next link (a presigned URL's X-Amz-Signature and
         X-Amz-Credential, a CDN's token). urllib3 logs the URL it requests whole (at DEBUG, and in its warning
         about a broken header), and nothing else knows these values. At most LEARNED_MAX per call."""
-        found = {value for value in _url_secrets(url) if len(value) >= LEARNED_MIN_CHARS} - self._learned
+        try:
+            found = {value for value in _url_secrets(url) if len(value) >= LEARNED_MIN_CHARS} - self._learned
+        except ValueError:  # a URL urllib cannot split (`http://[::1/x`): refused before any request
+            return
         found = set(sorted(found)[: max(LEARNED_MAX - len(self._learned), 0)])
         if found:
             self._learned |= found
