@@ -126,6 +126,8 @@ def test_a_key_echoed_in_an_api_error_object_is_cut_even_where_json_escapes_it(t
             root, "--debug", "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", "20260102T000000Z"
         )
         runs = dw(root, "runs", DATASET, "--lake", str(lake))
+        listing = dw(root, "list", "--lake", str(lake))
+        plan = dw(root, "run", DATASET, "--dry-run", "--lake", str(lake))
     finally:
         server.stop()
 
@@ -133,7 +135,8 @@ def test_a_key_echoed_in_an_api_error_object_is_cut_even_where_json_escapes_it(t
     assert "answered with an error instead of records" in run.stderr
     assert "LOG urllib3" in run.stderr, "the log records were captured"
     assert any(r.headers.get("Authorization") == f"Bearer {ESCAPED}" for r in server.requests)
-    assert_nowhere(ESCAPED, outputs(lake, run, debug, runs), "Back-5a6b7c8d", 'tk\\"Quote')
+    assert listing.returncode == 0 and plan.returncode == 0, listing.stderr + plan.stderr
+    assert_nowhere(ESCAPED, outputs(lake, run, debug, runs, listing, plan), "Back-5a6b7c8d", 'tk\\"Quote')
     assert '"you_sent": "***", "as_list": ["***"]' in entry_of(lake)["error"]
 
 
