@@ -2344,6 +2344,14 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         for side in (low, high):
             side.type = exp.DataType.build("BOOLEAN")
         return exp.paren(exp.and_(_compare(low) or low, _compare(high) or high), copy=False)
+    if isinstance(node, exp.In) and _is(node.this, DType.ARRAY, DType.MAP) and node.expressions:
+        # x IN (a, b) is x = a OR x = b, each with Trino's NULL-element rules
+        tests = []
+        for item in node.expressions:
+            test = exp.EQ(this=node.this.copy(), expression=item)
+            test.type = exp.DataType.build("BOOLEAN")
+            tests.append(_compare(test) or test)
+        return exp.paren(exp.or_(*tests), copy=False)
     if isinstance(node, (*COMPARISONS, exp.NullSafeEQ, exp.NullSafeNEQ)):
         compared = _compare(node)
         if compared is not None:
@@ -2404,6 +2412,22 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             as_text = _fn("dw_double_varchar", exp.column("__x"))
             node.set("this", _fn("LIST_TRANSFORM", node.this, _lambda(as_text, "__x")))
             return node
+        zoned = element is not None and element.is_type(DType.TIMESTAMP) and any(_zone(n) for n in node.this.walk())
+        if element is not None and (element.is_type(DType.TIMESTAMPTZ) or zoned):
+            raise unsupported("array_join of timestamps with a time zone", "each is written with its zone in Athena")
+        if element is not None and element.is_type(DType.TIMESTAMP):
+            # ... and each timestamp as CAST(x AS varchar): 2024-01-31 23:30:00.000 (DuckDB: no milliseconds)
+            item = exp.column("__x")
+            item.type = element.copy()
+            cast = exp.Cast(this=item, to=exp.DataType.build("VARCHAR"))
+            cast.type = exp.DataType.build("VARCHAR")
+            node.set("this", _fn("LIST_TRANSFORM", node.this, _lambda(_fix_cast(cast), "__x")))
+            return node
+        if element is not None and element.is_type(*STRUCTURED) and not element.is_type(DType.JSON):
+            raise QueryError(
+                f'Athena rejects array_join over array({element.sql(dialect=READ_DIALECT).lower()}) ("Input type '
+                'not supported"): its elements must cast to varchar (DuckDB would write them as text)'
+            )
     # array_max / array_min are NULL when an element is; contains is NULL when no element
     # matches and one is NULL. DuckDB skips NULLs in all three.
     if isinstance(node, exp.ArrayMax | exp.ArrayMin):
