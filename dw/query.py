@@ -264,6 +264,12 @@ MACROS = {
     # sum of integers is a bigint, raising past its range (BigintOperators.add); DuckDB's HUGEINT goes on
     "dw_bigint_sum(s)": "CASE WHEN s IS NULL THEN NULL WHEN s BETWEEN -9223372036854775808 AND 9223372036854775807 "
     "THEN CAST(s AS BIGINT) ELSE error('bigint addition overflow: the sum ' || s || ' is past the bigint range') END",
+    # cbrt: Java's Math.cbrt is exact for a cube (cbrt(27) = 3.0), DuckDB's is not (3.0000000000000004); other
+    # cube roots may differ in the last digit: refused
+    "dw_cbrt(x)": "CASE WHEN x IS NULL THEN NULL WHEN isnan(CAST(x AS DOUBLE)) OR isinf(CAST(x AS DOUBLE)) THEN cbrt(x) "
+    "WHEN round(cbrt(x)) * round(cbrt(x)) * round(cbrt(x)) = x THEN round(cbrt(x)) "
+    "ELSE error('cbrt of a number that is not a whole cube is not supported locally: DuckDB and Java round the last "
+    "digit differently; run this query on Athena') END",
     # round(integer, n < 0): half away from zero, in the argument's range (lo..hi, type t); DuckDB's wraps
     # around (round(9223372036854775807, -2) is negative there). A HUGEINT; the caller casts it back.
     "dw_round_int_in(x, r, lo, hi, t)": "CASE WHEN r BETWEEN lo AND hi THEN r "
@@ -2306,6 +2312,14 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         result = exp.Case(ifs=ifs, default=node)
         result.type = exp.DataType.build("DOUBLE")
         return result
+    if isinstance(node, exp.Acos | exp.Asin):
+        # acos(2) is NaN in Trino (Java's Math); DuckDB raises.
+        outside = exp.GT(this=_fn("ABS", node.this.copy()), expression=exp.Literal.number(1))
+        result = exp.Case(ifs=[exp.If(this=outside, true=_as(exp.Literal.string("NaN"), "DOUBLE"))], default=node)
+        result.type = exp.DataType.build("DOUBLE")
+        return result
+    if isinstance(node, exp.Cbrt):
+        return _macro("dw_cbrt", node, node.this)
     # length(varbinary) counts bytes; DuckDB's length takes no BLOB.
     if isinstance(node, exp.Length) and (
         _is(node.this, DType.VARBINARY, DType.BINARY) or isinstance(node.this, exp.Encode)
