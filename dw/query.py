@@ -2918,8 +2918,8 @@ def _over(window: exp.Window, aggregate: exp.Expression) -> exp.Window:
 
 
 def _joda_field(letter: str, count: int) -> str | None:
-    if letter in "yYx":
-        return "%y" if count == 2 else ("%G" if letter == "x" else "%Y")
+    if letter in "yYx":  # Joda pads a year to the count from 5 letters on (yyyyy: 02001)
+        return None if count > 4 else "%y" if count == 2 else ("%G" if letter == "x" else "%Y")
     if letter == "M":
         return {1: "%-m", 2: "%m", 3: "%b"}.get(count, "%B")
     if letter == "E":
