@@ -51,7 +51,7 @@ from urllib3 import exceptions as u3
 from urllib3.util import parse_url
 
 from .lake import Lake, LocalLake, S3Lake
-from .secrets import all_forms
+from .secrets import all_forms, forms_pattern
 from .secrets import register as register_secrets
 from .secrets import scrub as scrub_registered
 
@@ -651,9 +651,11 @@ class _Session:
         # Every form the secrets module knows, base64 too: an API may echo the key encoded into its records.
         forms = {form for value in known if value for form in all_forms(value)}
         self.known = sorted(forms, key=len, reverse=True)
+        self.known_pattern = forms_pattern(forms)  # a short form only where it stands alone, as scrub() cuts it
         # A JSON number or boolean whose text is a credential (a numeric key echoed back) goes too.
         self.known_texts = frozenset(value for value in known if value)
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4} | forms, key=len, reverse=True)
+        self._secrets_pattern = forms_pattern(self.secrets)
         # Registered for the process too, so errors that leave this module (the run summary's error and
         # traceback) can be scrubbed with dwlib.secrets.scrub, in base64 forms as well.
         register_secrets([*self.secrets, *known])
@@ -686,11 +688,12 @@ class _Session:
         if found:
             self._learned |= found
             self.secrets = sorted({*self.secrets, *found}, key=len, reverse=True)
+            self._secrets_pattern = forms_pattern(self.secrets)
             register_secrets(found)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
+        if self._secrets_pattern is not None:
+            text = self._secrets_pattern.sub("***", text)
         return scrub_registered(text) or ""
 
     def excerpt(self, text: str, limit: int) -> str:
@@ -1591,13 +1594,12 @@ def _json_line(row: Any) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _without(value: Any, forms: list[str], texts: frozenset[str] = frozenset()) -> Any:
-    """A JSON value with every known secret cut out of its strings (APIs may echo a key in a next link),
-    and every number or boolean that spells one (`texts`: an echoed numeric key) replaced whole."""
+def _without(value: Any, forms: re.Pattern[str] | None, texts: frozenset[str] = frozenset()) -> Any:
+    """A JSON value with every known secret (`forms`: secrets.forms_pattern) cut out of its strings (APIs may
+    echo a key in a next link), and every number or boolean that spells one (`texts`: an echoed numeric key)
+    replaced whole."""
     if isinstance(value, str):
-        for secret in forms:
-            value = value.replace(secret, "***")
-        return value
+        return forms.sub("***", value) if forms is not None else value
     if isinstance(value, list):
         return [_without(item, forms, texts) for item in value]
     if isinstance(value, dict):
@@ -1960,7 +1962,7 @@ class _ApiPager:
             if probing and rows:
                 raise self._runaway(paging.max_pages)
             if self.session.known:
-                rows = _without(rows, self.session.known, self.session.known_texts)
+                rows = _without(rows, self.session.known_pattern, self.session.known_texts)
             text = "".join(_json_line(row) for row in rows).encode()
             if numbered and rows and hashlib.sha256(text).digest() == previous_page:
                 raise self._loop("page of records")  # the API ignores paging.param

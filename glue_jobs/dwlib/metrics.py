@@ -218,9 +218,24 @@ def run_record(summary: Any) -> dict[str, Any]:
     return record
 
 
+# The columns the job itself fills from validated names and its clock, never from a source's text.
+OWN_COLUMNS = (
+    "dataset",
+    "layer",
+    "run_id",
+    "status",
+    "started_at",
+    "finished_at",
+    "raw_run_id",
+    "code_version",
+    "config_hash",
+)
+
+
 def _run_row(summary: Any) -> tuple[str, bytes]:
     key = Naming.ops_run_key(_get(summary, "dataset"), _get(summary, "run_id"), _get(summary, "layer"))
-    record = scrub_value(run_record(summary))  # every string: a source may echo a key into any of them
+    # Every string (a source may echo a key into any of them) but the run's own names and times.
+    record = scrub_value(run_record(summary), keep=OWN_COLUMNS)
     return key, (json.dumps(record, default=str) + "\n").encode()
 
 

@@ -88,6 +88,13 @@ class JobContext:
         return self.dataset.dataset
 
 
+# What the job itself writes into a summary, from validated names and its clock, never a source's text: kept as
+# it is when the rest is scrubbed (a short secret that is part of a run id must not make the entry unreadable).
+OWN_FIELDS = frozenset(
+    ("dataset", "run_id", "raw_run_id", "layer", "status", "started_at", "finished_at", "code_version", "config_hash")
+)
+
+
 @dataclass
 class RunSummary:
     dataset: str
@@ -142,13 +149,14 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """The entry as the ledger keeps it: every string scrubbed of secret values (a source may echo a key
-        into an error, a column name, a file name)."""
-        return scrub_value(dict(self.__dict__))
+        into an error, a column name, a file name), but the run's own names and times (OWN_FIELDS)."""
+        return scrub_value(dict(self.__dict__), keep=OWN_FIELDS)
 
     def scrub(self) -> None:
         """Scrub every string of the summary in place, so that what the console shows is what the ledger keeps."""
         for name, value in list(self.__dict__.items()):
-            setattr(self, name, scrub_value(value))
+            if name not in OWN_FIELDS:
+                setattr(self, name, scrub_value(value))
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:

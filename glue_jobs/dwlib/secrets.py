@@ -38,6 +38,7 @@ __all__ = [
     "resolve_all",
     "scrub",
     "scrub_value",
+    "forms_pattern",
     "text_forms",
 ]
 
@@ -106,6 +107,22 @@ def all_forms(value: str) -> set[str]:
     return _quote_forms(value) | _base64_forms(value) if value else set()
 
 
+# A form shorter than this is cut only where it stands alone, not inside a longer word or number: a 3-digit key
+# `202` cut out of every run id (`***60101T000000Z`) made the run fail, its ledger entry unreadable, and the key
+# plain to anyone who knows the run id.
+SHORT_FORM = 8
+
+
+def forms_pattern(forms: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern for every form, the longest first (no partial leftovers); a short form with no letter or digit
+    on either side."""
+    ordered = sorted({form for form in forms if form}, key=len, reverse=True)
+    if not ordered:
+        return None
+    alone = r"(?<![A-Za-z0-9]){}(?![A-Za-z0-9])"
+    return re.compile("|".join(alone.format(re.escape(f)) if len(f) < SHORT_FORM else re.escape(f) for f in ordered))
+
+
 def register(values: Iterable[str | None]) -> None:
     """Remember secret values (and their colon-separated password part) so `scrub` hides them."""
     global _pattern
@@ -122,9 +139,7 @@ def register(values: Iterable[str | None]) -> None:
             if colon and len(password) >= 4:  # user:password, e.g. for Basic auth
                 _values.add(password)
         if len(_values) != before:
-            forms = {form for value in _values for form in _quote_forms(value) | _base64_forms(value)}
-            ordered = sorted(forms, key=len, reverse=True)  # the longest form first: no partial leftovers
-            _pattern = re.compile("|".join(re.escape(form) for form in ordered)) if ordered else None
+            _pattern = forms_pattern({form for value in _values for form in _quote_forms(value) | _base64_forms(value)})
         if _pattern is not None:
             _scrub_every_log_record()
 
@@ -172,14 +187,17 @@ def scrub(text: str | None) -> str | None:
     return pattern.sub("***", text)
 
 
-def scrub_value(value):
-    """A JSON-like value with every string scrubbed (a run summary before it is written or shown)."""
+def scrub_value(value, keep: Iterable[str] = ()):
+    """A JSON-like value with every string scrubbed (a run summary before it is written or shown); at the top
+    level of a dict, the values of the keys in `keep` as they are (the job's own run id and times, which no
+    source writes, and which a short secret that is part of them would make unreadable)."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, list):
         return [scrub_value(item) for item in value]
     if isinstance(value, dict):
-        return {scrub_value(k): scrub_value(v) for k, v in value.items()}
+        kept = frozenset(keep)
+        return {scrub_value(k): v if k in kept else scrub_value(v) for k, v in value.items()}
     return value
 
 

@@ -606,3 +606,45 @@ def test_a_cookie_secret_is_cut_value_by_value(tmp_path):
 
     assert_nowhere(COOKIE, outputs(lake, run), "9c8b7a6f5e4d3c2b", "Zx81Yw72Vu63")
     assert run.returncode == 1 and "session *** expired" in entry_of(lake)["error"]
+
+
+def test_a_short_numeric_key_is_cut_where_it_stands_alone_not_out_of_run_ids_and_data(tmp_path):
+    """A 3-digit key (`202`) sent as a query parameter; the API echoes it alone in its records, beside dates and
+    numbers that hold the same digits. Every occurrence was cut, inside words and numbers too: the run id became
+    `***60101T000000Z`, which failed the run and left its ledger entry unreadable (`dw runs`), and `***` in
+    place of part of a known run id or date gives the key away as surely as printing it."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            key = query.get("k", "")
+            handler.json(
+                {"items": [{"id": 1, "reported": "2026-02-02", "zip": "20202", "caller": key, "note": f"key={key}"}]}
+            )
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "query_param": "k"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = dw(
+            root, "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", "20260101T000000Z", **{ENV: "202"}
+        )
+        runs = dw(root, "runs", DATASET, "--lake", str(lake))
+    finally:
+        server.stop()
+
+    assert run.returncode == 0, run.stderr
+    entry = entry_of(lake)
+    assert entry["run_id"] == "20260101T000000Z" and entry["status"] == "succeeded"
+    assert "unreadable" not in runs.stdout and "20260101T000000Z" in runs.stdout
+    (page,) = (lake / "raw" / DATASET).glob("run_id=*/endpoint_0.jsonl")
+    record = json.loads(page.read_text())
+    assert record == {"id": 1, "reported": "2026-02-02", "zip": "20202", "caller": "***", "note": "key=***"}
+    for where, text in outputs(lake, run, runs).items():
+        assert "***6" not in text and "***0" not in text, f"a run id or a date cut in {where}"
