@@ -2450,6 +2450,15 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         return _fn("dw_contains", node.this, node.expression)
     if isinstance(node, exp.Reduce):
         return _reduce(node)
+    if isinstance(node, exp.Lag | exp.Lead | exp.NthValue) and _int_literal(node.args.get("offset")):
+        # lag/lead take an offset of 0 or more, nth_value of 1 or more (Trino raises; DuckDB reads lag(x, -1) as
+        # lead(x, 1) and gives nth_value(x, 0) as NULL)
+        offset = int(node.args["offset"].sql(dialect=WRITE_DIALECT).replace(" ", "").strip("()"))
+        least = 1 if isinstance(node, exp.NthValue) else 0
+        if offset < least:
+            raise QueryError(
+                f"Offset must be at least {least} (Athena raises it too; {node.sql_name()} offset {offset})"
+            )
     if isinstance(node, exp.ApproxQuantile):
         raise unsupported("approx_percentile", "Trino's quantile digest and DuckDB's t-digest give different values")
     if isinstance(node, exp.Fetch):
