@@ -841,6 +841,7 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
         if (
             isinstance(node, exp.Func | exp.DPipe)
             and _text_type(node)
+            and fixed is node
             and any(isinstance(arg, exp.Null) for arg in node.iter_expressions())
         ):  # concat('a', NULL) is a varchar NULL in Trino; DuckDB's untyped NULL makes an integer column
             fixed = _as(fixed, "VARCHAR")
@@ -2390,6 +2391,14 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
                 return _fn("LIST_APPEND", left, right)
             if right.is_type(DType.ARRAY) and not left.is_type(DType.ARRAY):
                 return _fn("LIST_PREPEND", left, right)
+        if len(known) == len(args) and all(a.is_type(*exp.DataType.TEXT_TYPES) for a in known):
+            return _as(node, "VARCHAR")  # DuckDB folds 'a' || CAST(NULL AS varchar) to an integer NULL
+        if (
+            len(known) == len(args)
+            and all(a.is_type(DType.ARRAY) and _element(a.type) is not None for a in known)
+            and all(a.type == known[0].type for a in known)
+        ):
+            return exp.Cast(this=node, to=known[0].type.copy())  # the same for arrays of one type
         if (
             known
             and not all(a.is_type(*exp.DataType.TEXT_TYPES) for a in known)
