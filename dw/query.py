@@ -1229,7 +1229,8 @@ def _fix(node: exp.Expression) -> exp.Expression:
             exp.Is(this=index.copy(), expression=exp.Null()),
             exp.GT(this=index.copy(), expression=exp.Literal.number(0)),
         )
-        return _raise_unless(node, ok, parts, exp.Literal.string("Index must be greater than zero"))
+        result = _raise_unless(node, ok, parts, exp.Literal.string("Index must be greater than zero"))
+        return _as(result, "VARCHAR")  # a varchar, NULL arguments too (DuckDB folds them to an integer NULL)
     # millisecond(ts) is the millisecond of the second in Trino (0-999); DuckDB's counts the seconds too.
     if isinstance(node, exp.Anonymous) and node.name.lower() == "millisecond" and len(node.expressions) == 1:
         result = exp.Mod(this=node, expression=exp.Literal.number(1000))
