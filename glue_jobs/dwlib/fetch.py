@@ -51,7 +51,7 @@ from urllib3 import exceptions as u3
 from urllib3.util import parse_url
 
 from .lake import Lake, LocalLake, S3Lake
-from .secrets import all_forms, forms_pattern
+from .secrets import Forms, all_forms, forms_pattern
 from .secrets import register as register_secrets
 from .secrets import scrub as scrub_registered
 
@@ -1594,7 +1594,7 @@ def _json_line(row: Any) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _without(value: Any, forms: re.Pattern[str] | None, texts: frozenset[str] = frozenset()) -> Any:
+def _without(value: Any, forms: Forms | None, texts: frozenset[str] = frozenset()) -> Any:
     """A JSON value with every known secret (`forms`: secrets.forms_pattern) cut out of its strings (APIs may
     echo a key in a next link), and every number or boolean that spells one (`texts`: an echoed numeric key)
     replaced whole."""

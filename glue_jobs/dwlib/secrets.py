@@ -38,6 +38,7 @@ __all__ = [
     "resolve_all",
     "scrub",
     "scrub_value",
+    "Forms",
     "forms_pattern",
     "text_forms",
 ]
@@ -51,7 +52,7 @@ ENV_PREFIX = "DW_SECRET_"
 MIN_BASE64_CORE = 8  # shorter base64 fragments would match ordinary text
 _lock = threading.Lock()
 _values: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+_pattern: Forms | None = None
 
 
 def _quote_forms(value: str) -> set[str]:
@@ -113,14 +114,51 @@ def all_forms(value: str) -> set[str]:
 SHORT_FORM = 8
 
 
-def forms_pattern(forms: Iterable[str]) -> re.Pattern[str] | None:
-    """One pattern for every form, the longest first (no partial leftovers); a short form with no letter or digit
-    on either side."""
-    ordered = sorted({form for form in forms if form}, key=len, reverse=True)
-    if not ordered:
-        return None
-    alone = r"(?<![A-Za-z0-9]){}(?![A-Za-z0-9])"
-    return re.compile("|".join(alone.format(re.escape(f)) if len(f) < SHORT_FORM else re.escape(f) for f in ordered))
+# A form at least this long is also cut where only its start is written (a server quoting a key cut short,
+# `Invalid key: 9f8e7d6c5b4a…`): from its first TRUNCATED_HEAD characters on, as far as the text follows it.
+TRUNCATED_FORM = 12
+TRUNCATED_HEAD = 10
+
+
+class Forms:
+    """Every form of the secrets, ready to cut out of a text (`sub`, as `re.Pattern.sub` with a string)."""
+
+    def __init__(self, forms: Iterable[str]):
+        ordered = sorted({form for form in forms if form}, key=len, reverse=True)
+        alone = r"(?<![A-Za-z0-9]){}(?![A-Za-z0-9])"
+        # The longest first: no partial leftovers; a short form with no letter or digit on either side.
+        self.whole = re.compile(
+            "|".join(alone.format(re.escape(f)) if len(f) < SHORT_FORM else re.escape(f) for f in ordered)
+        )
+        self.starts: dict[str, list[str]] = {}
+        for form in ordered:
+            if len(form) >= TRUNCATED_FORM and not re.search(r"\s", form):
+                self.starts.setdefault(form[:TRUNCATED_HEAD], []).append(form)
+        self.heads = re.compile("|".join(re.escape(head) for head in self.starts)) if self.starts else None
+
+    def sub(self, replacement: str, text: str) -> str:
+        text = self.whole.sub(replacement, text)
+        if self.heads is None:
+            return text
+        pieces, done = [], 0
+        for match in self.heads.finditer(text):
+            if match.start() < done:
+                continue
+            end = match.end()
+            for form in self.starts[match.group()]:  # as far as the text follows the form it starts
+                at, k = match.end(), TRUNCATED_HEAD
+                while at < len(text) and k < len(form) and text[at] == form[k]:
+                    at, k = at + 1, k + 1
+                end = max(end, at)
+            pieces += [text[done : match.start()], replacement]
+            done = end
+        return "".join(pieces) + text[done:] if pieces else text
+
+
+def forms_pattern(forms: Iterable[str]) -> Forms | None:
+    """The forms as one `Forms`, or None without any."""
+    found = {form for form in forms if form}
+    return Forms(found) if found else None
 
 
 def register(values: Iterable[str | None]) -> None:

@@ -648,3 +648,40 @@ def test_a_short_numeric_key_is_cut_where_it_stands_alone_not_out_of_run_ids_and
     assert record == {"id": 1, "reported": "2026-02-02", "zip": "20202", "caller": "***", "note": "key=***"}
     for where, text in outputs(lake, run, runs).items():
         assert "***6" not in text and "***0" not in text, f"a run id or a date cut in {where}"
+
+
+TRUNCATED_KEY = "sk-live-51HqLyjWDarjtT1zdp7dcXYZ"
+
+
+def test_a_key_the_api_quotes_cut_short_is_cut_too(tmp_path):
+    """The API quotes the start of the key it was sent, cut short (`Invalid API key: sk-live-51HqLyjWDa…`), in
+    its error object and its reason phrase. Only whole forms were cut: the first 18 characters were printed
+    and kept in the ledger."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            head = handler.headers.get("Authorization", "").partition(" ")[2][:18]
+            body = json.dumps({"error": {"message": f"Invalid API key: {head}…"}}).encode()
+            handler.send_response(200, f"OK for {head}...")
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = dw(root, "--debug", "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: TRUNCATED_KEY})
+    finally:
+        server.stop()
+
+    assert_nowhere(TRUNCATED_KEY, outputs(lake, run), TRUNCATED_KEY[:12], TRUNCATED_KEY[8:18])
+    assert run.returncode == 1 and "Invalid API key: ***…" in entry_of(lake)["error"]
