@@ -270,6 +270,25 @@ MACROS = {
     "WHEN round(cbrt(x)) * round(cbrt(x)) * round(cbrt(x)) = x THEN round(cbrt(x)) "
     "ELSE error('cbrt of a number that is not a whole cube is not supported locally: DuckDB and Java round the last "
     "digit differently; run this query on Athena') END",
+    # from_iso8601_date: a calendar date (2020-05-11, 2020-5, 2020), a week date (2020-W10, 2020-W10-3) or an
+    # ordinal date (2020-123), as Joda's ISO date element parser reads them (DuckDB's CAST reads neither week nor
+    # ordinal dates, and reads ' 2020-05-01 ', which Joda does not); anything else is refused
+    "dw_iso_week1(y)": "CAST(make_date(y, 1, 4) - CAST(isodow(make_date(y, 1, 4)) - 1 AS INTEGER) AS DATE)",
+    "dw_iso8601_date_or_null(s)": "CASE WHEN s IS NULL THEN NULL "
+    "WHEN regexp_full_match(s, '[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}') THEN TRY_CAST(s AS DATE) "
+    "WHEN regexp_full_match(s, '[0-9]{4}-[0-9]{1,2}') THEN TRY_CAST(s || '-01' AS DATE) "
+    "WHEN regexp_full_match(s, '[0-9]{4}') THEN TRY_CAST(s || '-01-01' AS DATE) "
+    "WHEN regexp_full_match(s, '[0-9]{4}-[0-9]{3}') AND TRY_CAST(s[6:] AS INTEGER) BETWEEN 1 "
+    "AND dayofyear(make_date(TRY_CAST(s[1:4] AS INTEGER), 12, 31)) "
+    "THEN CAST(make_date(TRY_CAST(s[1:4] AS INTEGER), 1, 1) + (TRY_CAST(s[6:] AS INTEGER) - 1) AS DATE) "
+    "WHEN regexp_full_match(s, '[0-9]{4}-W[0-9]{2}(-[1-7])?') AND TRY_CAST(s[7:8] AS INTEGER) BETWEEN 1 AND 53 "
+    "THEN CAST(dw_iso_week1(TRY_CAST(s[1:4] AS INTEGER)) + 7 * (TRY_CAST(s[7:8] AS INTEGER) - 1) "
+    "+ coalesce(TRY_CAST(nullif(s[10:], '') AS INTEGER), 1) - 1 AS DATE) "
+    "END",
+    "dw_iso8601_date(s)": "CASE WHEN s IS NULL THEN NULL WHEN dw_iso8601_date_or_null(s) IS NULL "
+    "THEN error('from_iso8601_date of \"' || s || '\" is not supported locally: dw reads yyyy, yyyy-MM, "
+    "yyyy-MM-dd, yyyy-Www, yyyy-Www-e and yyyy-DDD dates, Athena raises on other text or reads "
+    "more forms; run this query on Athena') ELSE dw_iso8601_date_or_null(s) END",
     # round(integer, n < 0): half away from zero, in the argument's range (lo..hi, type t); DuckDB's wraps
     # around (round(9223372036854775807, -2) is negative there). A HUGEINT; the caller casts it back.
     "dw_round_int_in(x, r, lo, hi, t)": "CASE WHEN r BETWEEN lo AND hi THEN r "
@@ -2469,6 +2488,10 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             raise QueryError(
                 f"Offset must be at least {least} (Athena raises it too; {node.sql_name()} offset {offset})"
             )
+    if isinstance(node, exp.FromISO8601Date):
+        result = _macro("dw_iso8601_date", node, node.this)
+        result.type = exp.DataType.build("DATE")
+        return result
     if isinstance(node, exp.ApproxQuantile):
         raise unsupported("approx_percentile", "Trino's quantile digest and DuckDB's t-digest give different values")
     if isinstance(node, exp.Fetch):
