@@ -2727,6 +2727,11 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
         rounded = _fn("MAKE_TIMESTAMP", exp.Mul(this=_as(millis, "BIGINT"), expression=exp.Literal.number(1000)))
         rounded.type = exp.DataType.build("TIMESTAMP")
         return rounded
+    if to.is_type(DType.DECIMAL) and _is(value, DType.DOUBLE) and not _is_decimal(value):
+        # Trino casts a double to a decimal from its shortest decimal text (BigDecimal.valueOf), rounded half up:
+        # 1.005E0 is 1.01 as a decimal(4, 2), 1E0 is 1.0 exactly as a decimal(38, 37). DuckDB casts the binary value
+        # (1.00; 0.99999999999999995...). DuckDB's text of a double is the same shortest decimal.
+        node.set("this", _as(value, "VARCHAR"))
     if to.is_type(DType.DECIMAL) and not to.expressions:
         # DECIMAL '1.50' is a decimal(3, 2); CAST(x AS DECIMAL) a decimal(38, 0). DuckDB's DECIMAL is (18, 3).
         typed = node.meta.get("decimal_literal")
