@@ -21,7 +21,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,22 +29,17 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
-    BinaryType,
     BooleanType,
-    ByteType,
     DataType,
     DateType,
     DecimalType,
     DoubleType,
-    FloatType,
     IntegerType,
     LongType,
     NumericType,
-    ShortType,
     StringType,
     StructField,
     StructType,
-    TimestampNTZType,
     TimestampType,
 )
 
@@ -52,7 +47,6 @@ from dwlib import quality
 from dwlib.config import (
     META_COLUMNS,
     REJECT_REASON,
-    WIDE_ENCODING,
     ColumnType,
     CsvOptions,
     DatasetConfig,
@@ -291,8 +285,6 @@ class HeaderGroup:
     header: list[str]
     # Files type inference may read (headerless: those whose first row has the expected width).
     infer_from: list[str] | None = None
-    # The reader's `lineSep`: "\n" where the run's lines end in LF and a CR alone is a character of a value.
-    line_sep: str | None = None
 
 
 @dataclass
@@ -341,12 +333,8 @@ def read_input(
     """
     if fmt == "csv":
         return read_csv(spark, uris, csv, typed, split)
-    heads: list[bytes | None] = []
     if fmt == "json":
         heads = read_heads(spark, uris, JSON_HEAD_BYTES)
-        other = _not_text([_file(uri) for uri in uris], heads, "json")
-        if other:
-            raise ValueError(other)
         several = [_file(uri) for uri, head in zip(uris, heads, strict=True) if _several_values(head)]
         if several:
             # Read whole (`json`), a file is one value: Spark would keep its first record and drop the rest.
@@ -355,24 +343,8 @@ def read_input(
                 'format json reads one value a file (an object, or an array of records). Set "format": "jsonl" in '
                 "the dataset's config.json"
             )
-    if fmt == "jsonl":
-        heads = read_heads(spark, uris, JSONL_HEAD_BYTES)
-        other = _not_text([_file(uri) for uri in uris], heads, "json")
-        if other:
-            raise ValueError(other)
-        wide = _wide_texts([_file(uri) for uri in uris], heads, None)
-        if wide:
-            # Spark splits JSON Lines at the byte 0x0A, half of a UTF-16 line break: the byte left over is a record.
-            raise ValueError(
-                f"{'; '.join(wide)}: JSON Lines are read line by line, at the byte that ends a UTF-8 line, half of a "
-                "wider character (a broken record is left at each line end). Fix: convert it to UTF-8"
-            )
     if fmt in ("json", "jsonl"):
-        try:
-            df = _read_json(spark, uris, fmt, empty_key=any(_empty_key(head) for head in heads))
-        except Exception as error:  # noqa: BLE001 - Py4J or Spark
-            _refuse_repeated_name(spark, uris, error, fmt)
-            raise
+        df = _read_json(spark, uris, fmt)
         if CORRUPT in df.columns:
             data = data_columns(df)
             reason = _tied_to(F.lit("malformed: not a valid JSON record"), data)
@@ -384,110 +356,11 @@ def read_input(
     elif fmt == "parquet":
         # mergeSchema: every file's columns, by name; without it Spark takes one file's columns and
         # silently drops a column only other files have.
-        try:
-            df = spark.read.option("mergeSchema", len(uris) > 1).parquet(*uris)
-        except Exception as error:  # noqa: BLE001 - Py4J or Spark: only a merge of two types is read another way
-            if "Illegal Parquet type: INT64 (TIMESTAMP(NANOS" in str(error):
-                raise ValueError(
-                    f"{', '.join(_file(uri) for uri in uris)}: a column of nanosecond timestamps (TIMESTAMP(NANOS), "
-                    "what pandas writes by default), which Spark does not read. Fix: write microseconds (pandas: "
-                    'to_parquet(..., coerce_timestamps="us"); pyarrow: write_table(..., coerce_timestamps="us"))'
-                ) from None
-            merge = ("CANNOT_MERGE_INCOMPATIBLE_DATA_TYPE", "Failed to merge incompatible data types")
-            _refuse_repeated_name(spark, uris, error, fmt)
-            if len(uris) < 2 or not any(text in str(error) for text in merge):
-                raise
-            df = _read_parquet_widened(spark, uris)
+        df = spark.read.option("mergeSchema", len(uris) > 1).parquet(*uris)
     else:
         raise ValueError(f"unknown format {fmt!r}")
     originals = source_column_names(df)
     return Source(df, renamed_columns(originals, clean_names(originals)))
-
-
-def _refuse_repeated_name(spark: SparkSession, uris: list[str], error: Exception, fmt: str) -> None:
-    """A ValueError naming the files and the name where `error` is Spark's refusal of a record or file that holds a
-    name twice (a JSON object with a key twice, a Parquet file with two columns of one name), which Spark's message
-    (`COLUMN_ALREADY_EXISTS`, "rename the existing column") names no file of; returns otherwise."""
-    found = re.search(r"COLUMN_ALREADY_EXISTS\]? The column `(.*?)` already exists", str(error))
-    if found is None:
-        return
-    files = []
-    for uri in uris if len(uris) > 1 else []:  # which files, a file at a time (as the run fails anyway)
-        reader = spark.read.option("multiLine", fmt == "json")
-        try:
-            reader.parquet(uri).schema if fmt == "parquet" else reader.json(uri).schema  # noqa: B018
-        except Exception as one:  # noqa: BLE001 - Py4J or Spark
-            if "COLUMN_ALREADY_EXISTS" in str(one):
-                files.append(_file(uri))
-        if len(files) == 5:
-            break
-    where = ", ".join(files or [_file(uri) for uri in uris])
-    if fmt == "parquet":
-        raise ValueError(
-            f"{where}: two columns named {found[1]!r} in one file, which no reader tells apart. Fix: write the file "
-            "with each column name once"
-        ) from None
-    raise ValueError(
-        f"{where}: a record holds the key {found[1]!r} more than once, so which of its values is meant cannot be told. "
-        "Fix: write each key once per object"
-    ) from None
-
-
-def _read_parquet_widened(spark: SparkSession, uris: list[str]) -> DataFrame:
-    """Parquet files whose columns Spark's mergeSchema could not merge: read per schema and unioned by name, a column
-    of integers of several widths (int32 and int64) as the widest, floats and doubles as double, decimals as the one
-    that holds them all (the most whole digits and the most places). Other differences (a number and a string) fail,
-    naming the column and each file's type: a type a reader would pick would change one file's values."""
-    schemas = [spark.read.parquet(uri).schema for uri in uris]
-    types: dict[str, dict[str, DataType]] = {}  # column -> {file: its type}, columns in the order first met
-    for uri, schema in zip(uris, schemas, strict=True):
-        for f in schema.fields:
-            types.setdefault(f.name, {})[_file(uri)] = f.dataType
-    merged: dict[str, DataType] = {}
-    conflicts = []
-    for name, by_file in types.items():
-        kinds = list(dict.fromkeys(by_file.values()))
-        wider = kinds[0] if len(kinds) == 1 else _wider(kinds)
-        if wider is None:
-            shown = ", ".join(f"{t.simpleString()} in {file}" for file, t in by_file.items())
-            conflicts.append(f"column {name} is {shown}")
-        else:
-            merged[name] = wider
-    if conflicts:
-        raise ValueError(
-            f"Parquet files of one run hold a column in types that do not merge: {'; '.join(conflicts)}. Fix: write the "
-            "column with one type in every file (or run the files apart)"
-        )
-    groups: dict[str, list[str]] = {}
-    for uri, schema in zip(uris, schemas, strict=True):
-        groups.setdefault(schema.json(), []).append(uri)
-    frames = []
-    for members in groups.values():
-        frame = spark.read.parquet(*members)
-        frames.append(frame.select(*[F.col(f"`{c}`").cast(merged[c]).alias(c) for c in frame.columns]))
-    df = frames[0]
-    for frame in frames[1:]:
-        df = df.unionByName(frame, allowMissingColumns=True)
-    return df
-
-
-_INTEGRAL = (ByteType, ShortType, IntegerType, LongType)  # narrowest first
-
-
-def _wider(kinds: list[DataType]) -> DataType | None:
-    """The type that holds every value of each of `kinds` exactly, where they are all integers, all floating point
-    or all decimals; else None."""
-    if all(isinstance(k, _INTEGRAL) for k in kinds):
-        return max(kinds, key=lambda k: [isinstance(k, t) for t in _INTEGRAL].index(True))
-    if all(isinstance(k, (FloatType, DoubleType)) for k in kinds):
-        return DoubleType()
-    if all(isinstance(k, (TimestampType, TimestampNTZType)) for k in kinds):
-        return TimestampType()  # a local time (`isAdjustedToUTC` false) as UTC, the session's zone, as a cast reads it
-    if all(isinstance(k, DecimalType) for k in kinds):
-        whole = max(k.precision - k.scale for k in kinds)
-        scale = max(k.scale for k in kinds)
-        return DecimalType(whole + scale, scale) if whole + scale <= 38 else None
-    return None
 
 
 # Field metadata of a JSON source's column: `float` on a number column read as the decimal that holds each of its
@@ -497,27 +370,10 @@ def _wider(kinds: list[DataType]) -> DataType | None:
 JSON_NUMBER = "dw_json"
 
 
-JSONL_HEAD_BYTES = 64 * 1024  # of a JSON Lines file, read to tell its encoding and whether a key is empty
-# A key that is empty: `""` and a colon after an object's `{` or a `,` (in JSON text `""` elsewhere is an empty string,
-# followed by a comma, a bracket or a brace; a quote inside a string is escaped).
-_EMPTY_KEY = re.compile(r'(?:^|[{,])[ \t\r\n]*""[ \t\r\n]*:')
-
-
-def _empty_key(head: bytes | None) -> bool:
-    """Whether a JSON file's first bytes hold a key that is empty (`{"": 1}`), in the encoding they show."""
-    if not head or b'""' not in head and b"\0" not in head:
-        return False
-    return bool(_EMPTY_KEY.search(head.decode(json.detect_encoding(head), errors="replace")))
-
-
-def _read_json(spark: SparkSession, uris: list[str], fmt: str, empty_key: bool = False) -> DataFrame:
+def _read_json(spark: SparkSession, uris: list[str], fmt: str) -> DataFrame:
     """JSON records, their types inferred as Spark does, except a number column Spark infers as double: read as the
     decimal that holds every value of it exactly (a second inference pass, with `prefersDecimal`), when one does
-    (38 digits, no NaN or 1e400). `prepare_types` casts it to the declared type exactly, or to double if undeclared.
-
-    `empty_key`: the files' first bytes hold a key that is empty (`""`), which Spark's inference leaves out with its
-    values; read as a text column (a string, or the JSON text of any other value), named as an empty CSV header is.
-    """
+    (38 digits, no NaN or 1e400). `prepare_types` casts it to the declared type exactly, or to double if undeclared."""
 
     def reader() -> Any:
         return (
@@ -542,11 +398,7 @@ def _read_json(spark: SparkSession, uris: list[str], fmt: str, empty_key: bool =
                 spark.conf.set(key, before)
         if (CORRUPT in exact.fieldNames()) != (CORRUPT in inferred.fieldNames()):
             exact = None  # a value no decimal holds (NaN, 1e400) would make its record unreadable: read as text
-    schema = _json_schema(inferred, exact)
-    if empty_key and "" not in schema.fieldNames():
-        # First, where Spark's inference (keys in sorted order) would put it.
-        schema = StructType([StructField("", StringType(), True, {JSON_NUMBER: "text"}), *schema.fields])
-    return reader().schema(schema).json(uris)
+    return reader().schema(_json_schema(inferred, exact)).json(uris)
 
 
 def _json_schema(inferred: StructType, exact: StructType | None) -> StructType:
@@ -640,12 +492,9 @@ def max_columns(width: int | None) -> int:
     return HEADER_MAX_COLUMNS if width is None else max(SPARK_MAX_COLUMNS, 2 * width + 16)
 
 
-def _csv_reader(
-    spark: SparkSession, csv: CsvOptions, header: bool, width: int | None = 0, line_sep: str | None = None
-) -> Any:
-    reader = spark.read.option("lineSep", line_sep) if line_sep else spark.read
+def _csv_reader(spark: SparkSession, csv: CsvOptions, header: bool, width: int | None = 0) -> Any:
     return (
-        reader.option("header", header)
+        spark.read.option("header", header)
         .option("maxColumns", max_columns(width))
         .option("sep", csv.delimiter)
         .option("encoding", csv.encoding)
@@ -689,107 +538,6 @@ def read_heads(spark: SparkSession, uris: list[str], size: int = HEAD_BYTES) -> 
         return [head(uris[0])]
     with ThreadPoolExecutor(max_workers=8) as pool:  # S3 round trips, not CPU
         return list(pool.map(head, uris))
-
-
-WIDE_HEAD_BYTES = 4096  # of a file's first bytes, enough to tell UTF-16 or UTF-32 text from a one-byte encoding's
-_BOMS = (  # longest first: UTF-32LE's starts with UTF-16LE's
-    (codecs.BOM_UTF32_LE, "32", "LE"),
-    (codecs.BOM_UTF32_BE, "32", "BE"),
-    (codecs.BOM_UTF16_LE, "16", "LE"),
-    (codecs.BOM_UTF16_BE, "16", "BE"),
-)
-
-
-def wide_text(head: bytes) -> tuple[str, str, bool] | None:
-    """(`16` or `32`, `LE` or `BE`, whether a byte order mark says so) for a file's first bytes in UTF-16 or UTF-32;
-    None for text of one byte a character (ASCII, UTF-8, Latin-1...). Without a byte order mark: the NUL bytes that
-    the high bytes of ASCII characters are, at every second (or three of every four) byte."""
-    for bom, bits, order in _BOMS:
-        if head.startswith(bom):
-            return bits, order, True
-    sample = head[:WIDE_HEAD_BYTES]
-    sample = sample[: len(sample) - len(sample) % 4]
-    if len(sample) < 4 or sample.count(0) * 4 < len(sample):
-        return None
-    share = [sample[r::4].count(0) / (len(sample) // 4) for r in range(4)]
-    for bits, order, nul in (
-        ("32", "LE", (1, 2, 3)),
-        ("32", "BE", (0, 1, 2)),
-        ("16", "LE", (1, 3)),
-        ("16", "BE", (0, 2)),
-    ):
-        if all(share[r] >= 0.5 for r in nul) and all(share[r] <= 0.1 for r in range(4) if r not in nul):
-            return bits, order, False
-    return None
-
-
-# The first bytes of files that are no text: what each is (a file named `.csv` that is a gzip, a zip, Parquet...).
-_MAGIC = (
-    (re.compile(rb"\x1f\x8b"), "gzip"),
-    (re.compile(rb"PK(\x03\x04|\x05\x06|\x07\x08)"), "zip (or an Excel .xlsx)"),
-    (re.compile(rb"PAR1"), "Parquet"),
-    (re.compile(rb"BZh[1-9]1AY&SY"), "bzip2"),
-    (re.compile(rb"\xfd7zXZ\x00"), "xz"),
-    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"),
-    (re.compile(rb"7z\xbc\xaf\x27\x1c"), "7-Zip"),
-    (re.compile(rb"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"), "OLE2 (an Excel .xls)"),
-    (re.compile(rb"%PDF-"), "PDF"),
-    (re.compile(rb"Obj\x01"), "Avro"),
-)
-
-
-def _not_text(names: list[str], heads: list[bytes | None], fmt: str) -> str | None:
-    """A message naming the files whose first bytes are another kind of file's (read as text, its bytes were rows
-    and its header a column name, and a run could keep them), else None."""
-    found = []
-    for name, head in zip(names, heads, strict=True):
-        kind = next((kind for magic, kind in _MAGIC if head and magic.match(head)), None)
-        if kind is not None:
-            found.append(f"{name} is a {kind} file")
-    if not found:
-        return None
-    return (
-        f"{', '.join(found)}, not {fmt.upper()} text (its first bytes say so). Fix: name the file for what it is "
-        '(.gz and .bz2 are decompressed, a .zip is unpacked), or set the dataset\'s "format"'
-    )
-
-
-def _wide_texts(names: list[str], heads: list[bytes | None], declared: str | None) -> list[str]:
-    """For each file in UTF-16 or UTF-32 that `declared` (a CSV's encoding, None for a source read as UTF-8) does not
-    decode, or in UTF-8 by its byte order mark where another encoding is declared, what it is and the encoding to set. Java's `UTF-16` and `UTF-32` read a byte order mark, and without one
-    big-endian; `UTF-16LE` and the like one byte order, a mark being a character of the text."""
-    spelled = re.fullmatch(r"(?:utf|ucs)-?(16|32|2|4)(?:-?(be|le))?", (declared or "").lower()) if declared else None
-    family = {"2": "16", "4": "32"}.get(spelled[1], spelled[1]) if spelled and WIDE_ENCODING.match(declared) else None
-    order = (spelled[2] or "").upper() if spelled else ""
-    try:
-        utf8 = declared is None or codecs.lookup(declared).name == "utf-8"
-    except LookupError:
-        utf8 = False  # a name only Java knows (x-MacRoman): not UTF-8
-    found = []
-    for name, head in zip(names, heads, strict=True):
-        if head and head.startswith(codecs.BOM_UTF8) and not utf8:
-            # UTF-8's byte order mark: read in a one-byte encoding, `é` is `Ã©` in every value, with no invalid byte.
-            found.append(
-                f"{name} is UTF-8 text (its byte order mark), which csv.encoding {declared!r} decodes to other "
-                'characters (é as Ã©). Fix: set "csv": {"encoding": "utf-8"} (the default) in the dataset\'s config.json'
-            )
-            continue
-        wide = wide_text(head) if head else None
-        if wide is None:
-            continue
-        bits, endian, bom = wide
-        if bits == family and (order == endian or (not order and (bom or endian == "BE"))):
-            continue  # decoded as it is written
-        spelled_as = f"UTF-{bits}" if bom else f"UTF-{bits}{endian}"
-        how = "its byte order mark" if bom else "NUL bytes between its characters"
-        text = f"{name} is {spelled_as} text ({how})"
-        if declared is not None:
-            text += (
-                f", which csv.encoding {declared!r} does not decode (read as it, every value is garbled). Fix: set "
-                f'"csv": {{"encoding": "{spelled_as}"}} in the dataset\'s config.json'
-            )
-        found.append(text)
-    return found
 
 
 def _head_records(head: bytes, csv: CsvOptions, truncated: bool) -> Iterator[list[str]] | None:
@@ -870,41 +618,6 @@ def _surely_date(text: str, fmt: str) -> bool:
     except ValueError:  # year 0 too: a year to Java, not to Python (not sure, then)
         return False
     return True
-
-
-_DELIMITERS = (
-    ";",
-    "\t",
-    "|",
-    ",",
-)  # what a CSV file is often delimited by, tried where the declared one splits nothing
-
-
-def _other_delimiter(heads: list[tuple[str, bytes | None]], csv: CsvOptions) -> str | None:
-    """A message for the files the declared delimiter splits into one column, whose header and first records (at least
-    two) all hold another delimiter the same number of times: a `;`-delimited file read as one column of `a;b;c`
-    text. None for the others (a file of one column really, a single record)."""
-    found = []
-    for name, head in heads:
-        records = _head_records(head, csv, len(head) >= HEAD_BYTES) if head else None
-        try:
-            first = list(itertools.islice(records or (), 50))
-        except pycsv.Error:
-            continue
-        if len(first) < 2 or any(len(record) != 1 for record in first):
-            continue
-        for delimiter in _DELIMITERS:
-            counts = {record[0].count(delimiter) for record in first}
-            if delimiter != csv.delimiter and len(counts) == 1 and counts != {0}:
-                found.append(f"{name} ({delimiter!r}, {counts.pop()} in its header and each of its first rows)")
-                break
-    if not found:
-        return None
-    shown = "; ".join(found)
-    return (
-        f"a file the delimiter {csv.delimiter!r} splits into one column holds another delimiter: {shown}. Read as is, "
-        f'each row would be one value. Fix: set "csv": {{"delimiter": ...}} in the dataset\'s config.json'
-    )
 
 
 def untyped_in_heads(heads: list[bytes | None], csv: CsvOptions, names: list[str], typed: dict[str, str]) -> bool:
@@ -1226,12 +939,6 @@ def read_csv(
     type fails the read, which the caller then reads with `split` (`Source.unsplit`).
     """
     heads = read_heads(spark, uris)
-    other = _not_text([_file(uri) for uri in uris], heads, "csv")
-    if other:
-        raise ValueError(other)
-    wide = _wide_texts([_file(uri) for uri in uris], heads, csv.encoding)
-    if wide:
-        raise ValueError(f"{'; '.join(wide)}, or convert the file to UTF-8")
     headers: list[list[str] | None] = [
         parse_header(head, csv, truncated=len(head) >= HEAD_BYTES) if head is not None else None for head in heads
     ]
@@ -1239,9 +946,6 @@ def read_csv(
     files = [(uri, h) for uri, h in zip(uris, headers, strict=True) if h]  # empty files have no rows
     if not files:
         return Source(spark.createDataFrame([], StructType([])))
-    other = _other_delimiter([(_file(uri), head) for uri, head in zip(uris, heads, strict=True)], csv)
-    if other:
-        raise ValueError(other)
     wide = [(uri, len(h)) for uri, h in files if len(h) > MAX_CSV_COLUMNS]
     if wide:
         shown = ", ".join(f"{_file(uri)} ({width} columns)" for uri, width in wide)
@@ -1256,28 +960,10 @@ def read_csv(
     # copy): a record no read gets right is refused, and a file whose lines end in more than one way is read line by
     # line (see `_unreadable`).
     scans = _scan_csv_files([uri for uri, _ in files], csv, spark)
-    scanned = all(scan is not None for scan in scans)
-    # Lines that end in LF, with a CR alone here and there outside quotes (a value's carriage return): each CR would
-    # end a line, and cut its row in two, the first half kept where its width is the header's. Read with LF alone
-    # ending a line, a CR is a character of its value. Only where no file's lines end in CRLF or in CR alone.
-    line_sep = (
-        "\n"
-        if scanned
-        and all(scan.endings in ([], ["LF"], ["LF", "CR"]) for scan in scans if scan is not None)
-        and any(scan.endings == ["LF", "CR"] for scan in scans if scan is not None)
-        else None
-    )
-    lone_cr = []  # what the run's notes say of such files: a CR taken for a character may have ended a row
-    if line_sep:
-        lone_cr = [
-            f"{_file(uri)} (first on line {scan.first_line.get('CR', '?')})"
-            for (uri, _), scan in zip(files, scans, strict=True)
-            if scan is not None and scan.mixed
-        ]
-        scans = [replace(scan, endings=["LF"]) if scan is not None and scan.mixed else scan for scan in scans]
     refused = _unreadable([_file(uri) for uri, _ in files], scans, csv)
     if refused:
         raise ValueError(refused)
+    scanned = all(scan is not None for scan in scans)
     if csv.multiline is not False and any(scan is not None and scan.mixed for scan in scans):
         # Read whole, the reader ends records at the first kind of line ending it finds and takes the others as
         # characters of a value (the rows after one merge); line by line, every kind ends a line. No quoted value
@@ -1298,7 +984,6 @@ def read_csv(
             names,
             [f"_c{i}" for i in range(width)],
             [uri for uri, h in files if len(h) == width],  # Spark infers the width from the first row it sees
-            line_sep,
         )
         expected = f"the first row of {_file(files[0][0])} has {width}"
     else:
@@ -1313,9 +998,7 @@ def read_csv(
         names = clean_names([n for n, _ in originals.values()], positions=[p for _, p in originals.values()])
         final = dict(zip(originals, names, strict=True))
         for (uri, header), file_keys in zip(files, keys, strict=True):
-            group = groups.setdefault(
-                tuple(header), HeaderGroup([], [final[k] for k in file_keys], list(header), line_sep=line_sep)
-            )
+            group = groups.setdefault(tuple(header), HeaderGroup([], [final[k] for k in file_keys], list(header)))
             group.uris.append(uri)
         expected = None
     # Typed by the reader only when every file has the same header: one frame, one set of raw-text fields.
@@ -1351,12 +1034,6 @@ def read_csv(
         "decompress, unreadable to the driver, or an encoding whose quote is not one byte); rows of such a file can "
         "be lost without a failure"
     ] if unscanned else []  # fmt: skip
-    if lone_cr:
-        notes.append(
-            f"a carriage return alone, outside quotes, is read as a character of its value, the lines ending in LF: "
-            f"{', '.join(lone_cr)}; if some lines of such a file end in CR alone (an old Mac file joined to it), "
-            "convert it to one line ending and run again"
-        )
     return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed, notes)
 
 
@@ -1445,17 +1122,11 @@ def _read_group(
     fields = [StructField(n, _reader_type(typed[n]) if n in typed else StringType()) for n in group.names]
     clean = bool(typed) and not split
     if clean:
-        df = (
-            _csv_reader(spark, csv, csv.header, len(fields), group.line_sep)
-            .schema(StructType(fields))
-            .option("mode", "FAILFAST")
-        )
+        df = _csv_reader(spark, csv, csv.header, len(fields)).schema(StructType(fields)).option("mode", "FAILFAST")
     else:
         schema = StructType([*fields, StructField(CORRUPT, StringType())])
         df = (
-            _csv_reader(spark, csv, csv.header, len(fields), group.line_sep)
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .schema(schema)
+            _csv_reader(spark, csv, csv.header, len(fields)).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
         )
     for option, kind in (("dateFormat", "date:"), ("timestampFormat", "timestamp:")):
         for fmt in {t.removeprefix(kind) for t in typed.values() if t.startswith(kind)}:  # one at most
@@ -1466,8 +1137,6 @@ def _read_group(
         df = df.option("enableDateTimeParsingFallback", False)
     marker = reader_null_marker(csv)
     options = {"sep": csv.delimiter, "quote": csv.quote, "escape": csv.escape, "mode": "PERMISSIVE"}
-    if group.line_sep:
-        options["lineSep"] = group.line_sep  # a CR alone is a character of its value there too
     if marker is not None:
         # The reader compares each field with nullValue as it parses (the comparison it makes anyway), instead
         # of a comparison per value of every column afterwards. An empty field, quoted or not, stays null: the
@@ -1485,9 +1154,7 @@ def _read_group(
     reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
     reason = _tied_to(reason, group.names)
     if not typed:
-        header = _header_copy(csv, group, [F.col(name) for name in group.names], marker)
-        malformed = F.when(F.col(CORRUPT).isNotNull(), reason).when(header, HEADER_COPY)
-        columns = [*group.names, malformed.alias(MALFORMED), F.col(CORRUPT).alias(RAW)]
+        columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED), F.col(CORRUPT).alias(RAW)]
         if suspect:
             quoted = [F.col(name).contains(csv.quote) for name in [CORRUPT, *group.names]]
             columns.append(_any_of(quoted).alias(SUSPECT))
@@ -1499,11 +1166,9 @@ def _read_group(
     wrong_width = F.col(SPLIT)[CORRUPT].isNotNull()
     # A text column's value is the reader's in any record (a record of the wrong width is rejected whatever
     # its values); a typed column's, where the reader could not type it, is its text in the split.
-    texts = [F.col(SPLIT)[name] if name in typed else F.col(name) for name in group.names]
-    header = _header_copy(csv, group, texts, marker)
     columns = [
         *group.names,
-        F.when(wrong_width, reason).when(header, HEADER_COPY).alias(MALFORMED),
+        F.when(wrong_width, reason).alias(MALFORMED),
         F.when(wrong_width, F.col(CORRUPT)).alias(RAW),
     ]
     if suspect:
@@ -1518,26 +1183,6 @@ def _read_group(
         doubtful = doubtful | (~wrong_width & F.col(CORRUPT).endswith(csv.delimiter))
     columns.append(F.when(F.col(SPLIT).isNotNull(), doubtful).otherwise(False).alias(DOUBTFUL))
     return df.select(*columns, SPLIT)
-
-
-HEADER_COPY = "malformed: a copy of the file's header"
-
-
-def _header_copy(csv: CsvOptions, group: HeaderGroup, texts: list[Column], marker: str | None) -> Column:
-    """Whether a record's fields (`texts`, as the reader split them) are its file's header again: files joined
-    together, or an export that writes its header on every page. A header of one field, whose value could be a
-    value, and a headerless file have none."""
-    if not csv.header or len(group.header) < 2:
-        return F.lit(False)
-    same = []
-    for position, (name, text) in enumerate(zip(group.header, texts, strict=True)):
-        if name in ("", marker):
-            same.append(text.isNull())
-        elif position == 0:  # first: most rows differ here, and the rest is not compared
-            same.append(text.isin(name, "\ufeff" + name))  # a joined file's byte order mark
-        else:
-            same.append(text == name)
-    return F.coalesce(_all(same), F.lit(False))
 
 
 def _field_count(record: Column, csv: CsvOptions) -> Column:
@@ -1569,8 +1214,8 @@ def infer_types(
     found: dict[str, set[str]] = {}
     for group in groups or [HeaderGroup(uris, columns, columns)]:
 
-        def reader(width: int = len(group.names), line_sep: str | None = group.line_sep) -> Any:  # a new one each time
-            return _csv_reader(spark, csv, csv.header, width, line_sep).option(
+        def reader(width: int = len(group.names)) -> Any:  # a new one each time: its options are its own state
+            return _csv_reader(spark, csv, csv.header, width).option(
                 "nullValue", csv.null_values[0] if csv.null_values else ""
             )
 
@@ -1580,10 +1225,7 @@ def infer_types(
         # see stays a string (its rows of another width are quarantined as malformed anyway).
         fields = list(zip(group.names, inferred.schema.fields, strict=False))
         numbers = [(i, name) for i, (name, f) in enumerate(fields) if isinstance(f.dataType, NumericType)]
-        strings = reader().csv(files)
-        marker = csv.null_values[0] if csv.null_values else ""
-        copies = _header_copy(csv, group, [_column((c,)) for c in strings.columns], marker)
-        kept_as_text = _written_as_text(strings.filter(~copies), numbers) if numbers else set()
+        kept_as_text = _written_as_text(reader().csv(files), numbers) if numbers else set()
         for name, f in fields:
             found.setdefault(name, set()).add("string" if name in kept_as_text else f.dataType.simpleString())
     return {name: types.pop() if len(types) == 1 else "string" for name, types in found.items()}
@@ -1715,37 +1357,22 @@ def _typed(
         # A cast takes a time alone as today's (a value that depends on the day of the run), a year as its first
         # instant, and cuts digits past microseconds: a whole date, and no digit it would cut.
         whole = text.rlike(f"{_WHOLE_DATE}([T\\x00-\\x20]|$)") & ~text.rlike(r"\.[0-9]{6}[0-9]*[1-9]")
-        instant = text.cast("timestamp")
-        # A time in a named zone that its clocks skip (`2024-03-10 02:30 America/New_York`, a daylight saving gap) is
-        # moved on by the cast (to 03:30): the time the zone's clocks show at the instant must be the time written.
-        zone = F.regexp_extract(text, _ZONE_NAME, 1)
-        written = F.regexp_replace(text, _ZONE_NAME, "").cast("timestamp")
-        skipped = (zone != "") & (F.from_utc_timestamp(instant, zone) != written)
-        return F.when(whole & ~F.coalesce(skipped, F.lit(False)), instant)
+        return F.when(whole, text.cast("timestamp"))
     if ctype.spark_type == "double":
-        # A cast makes `1e400` infinite and `1e-400` zero: only an infinity's or a zero's text gives one. It is Java's
-        # parseDouble, which also reads Java literals (`12d`, `5f`, `0x1p3`): a number is decimal digits, a point and
-        # an exponent, as an integer column and type inference read one, or a word for NaN or an infinity.
+        # A cast makes `1e400` infinite and `1e-400` zero: only an infinity's or a zero's text gives one.
         number = text.cast("double")
         invented = (F.abs(number) == float("inf")) & ~F.lower(text).rlike(_INFINITY)
         invented |= (number == 0) & ~text.rlike(_ZERO)
-        invented |= ~text.rlike(_PLAIN_DOUBLE) & ~F.lower(text).rlike(_DOUBLE_WORD)
         return F.when(~invented, number)
     return text.cast(ctype.spark_type)
 
 
-# A zone named at the end of a timestamp, after its time: a region (`America/New_York`) or an abbreviation (`PST`).
-_ZONE_NAME = r"(?<=[0-9])[ \t]*([A-Za-z][A-Za-z_]*(?:/[A-Za-z0-9_+-]+)+|[A-Z]{3,4})[\x00-\x20]*$"
 _BLANK = r"[\x00-\x20]*"  # what a cast trims besides spaces (tabs, line breaks, other control characters)
 # A date as a cast reads it, whole: a year (of any length, signed), a month and a day.
 _WHOLE_DATE = f"^{_BLANK}[+-]?[0-9]{{4,}}-[0-9]{{1,2}}-[0-9]{{1,2}}"
 _INFINITY = f"^{_BLANK}[+-]?inf(inity)?{_BLANK}$"  # what a cast to double reads as one, in any case
-# A zero as a double column reads it (plain digits, see `_PLAIN_DOUBLE`): any zero digits, a point, an exponent.
-_ZERO = f"^{_BLANK}[+-]?0*[.]?0*([eE][+-]?[0-9]+)?{_BLANK}$"
-# A number a double column takes: ASCII digits with a point and an exponent (no Java suffix `d`/`f`, no hexadecimal);
-# or a word the cast reads as NaN or an infinity (lower-cased first).
-_PLAIN_DOUBLE = f"^{_BLANK}[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?{_BLANK}$"
-_DOUBLE_WORD = f"^{_BLANK}([+-]?inf(inity)?|nan){_BLANK}$"
+# A zero as Java's parseDouble (a cast) reads it: decimal or hexadecimal, an exponent, a type suffix.
+_ZERO = f"^{_BLANK}[+-]?(0*[.]?0*([eE][+-]?[0-9]+)?|0[xX]0*[.]?0*[pP][+-]?[0-9]+)[dDfF]?{_BLANK}$"
 
 
 def _cast_whole(column: Column, source: DataType | None, spark_type: str) -> Column:
@@ -1847,7 +1474,6 @@ def prepare_types(
 
     selected: list[Column] = []
     checks: list[tuple[int, str, ColumnType]] = []  # (position, column, type) of declared columns
-    binary_text: list[tuple[int, str]] = []  # (position, column) of bytes (Parquet BINARY) declared as a string
     for i, name in enumerate(names):
         if name in reader_typed and not split:
             # Nothing to check: the reader typed every value, or the read failed (FAILFAST, see `_read_group`).
@@ -1873,13 +1499,6 @@ def prepare_types(
             ctype = declared[name]
             json = json_as[name] in ("text", "wide")
             typed = _typed(original, is_string[name], ctype, source_types[name], json=json)
-            if ctype.spark_type == "string" and json_as[name] == "float":
-                typed = _number_text(original, source_types[name].scale)
-            if ctype.spark_type == "string" and isinstance(source_types[name], BinaryType):
-                # A cast keeps the bytes as they are, which written as a Parquet string need not be UTF-8 (a file
-                # no reader reads); decoded, an invalid byte is U+FFFD, and the row is quarantined for it.
-                typed = F.decode(original, "UTF-8")
-                binary_text.append((i, name))
             checks.append((i, name, ctype))
         elif name in inferred and inferred[name] != "string":
             typed = _typed(original, is_string[name], ColumnType(inferred[name]))
@@ -1910,11 +1529,6 @@ def prepare_types(
         problems += _invalid_bytes(
             [(i, n, not isinstance(typed_as[n], StringType)) for i, n in enumerate(names) if textual[n]], encoding
         )
-    for i, name in binary_text:  # bytes that are not UTF-8 do not come back from their text
-        original = F.col(f"_dw_orig_{i}")
-        problems.append(
-            (original.isNotNull() & (F.encode(F.col(name), "UTF-8") != original), F.lit(f"{name}: invalid utf-8 bytes"))
-        )
     for i, name, ctype in checks:
         if ctype.spark_type == "string":
             continue  # a string's typed value is its (trimmed) text or its cast: null only where that was null
@@ -1929,14 +1543,6 @@ def prepare_types(
         if json_as.get(name) in ("text", "wide") and ctype.spark_type.startswith(("int", "bigint", "decimal")):
             problems += _read_as_double(name, F.trim(original))
     return _with_reasons(df, problems, previous=False), names
-
-
-def _number_text(number: Column, scale: int) -> Column:
-    """A JSON number read as the decimal that holds its column's every value (`_read_json`), as text: its digits, with
-    no zero the column's scale added (`0.1` is not `0.10` because another row holds `1.25`), never in E notation."""
-    # format_number prints the exact decimal at its scale, grouped (a cast to string would write `1.0E-7`).
-    plain = F.regexp_replace(F.format_number(number, scale), ",", "")
-    return F.regexp_replace(F.regexp_replace(plain, r"(\.[0-9]*?)0+$", "$1"), r"\.$", "") if scale else plain
 
 
 Problem = tuple[Column, Column]  # (the row fails this check, the reason it gives)
@@ -2180,14 +1786,7 @@ def kept_rows(df: DataFrame, names: list[str]) -> DataFrame:
 def rejected_rows(df: DataFrame, names: list[str]) -> DataFrame:
     """Rows that failed, with their original values and the reason: the quarantine. A malformed record (of another
     width than its header, broken JSON) has its whole text in `raw_record`, fields beyond the header's too."""
-    binary = {f.name for f in df.schema.fields if isinstance(f.dataType, BinaryType)}
-    # Bytes (Parquet BINARY) in base64: cast to text, bytes that are not UTF-8 would make the quarantine unreadable.
-    originals = [
-        (
-            F.base64(F.col(f"_dw_orig_{i}")) if f"_dw_orig_{i}" in binary else F.col(f"_dw_orig_{i}").cast("string")
-        ).alias(name)
-        for i, name in enumerate(names)
-    ]
+    originals = [F.col(f"_dw_orig_{i}").cast("string").alias(name) for i, name in enumerate(names)]
     raw = F.col(RAW) if RAW in df.columns else F.lit(None).cast("string")
     return df.filter(F.col(REJECTED)).select(*originals, REJECT_REASON, raw.alias(RAW_RECORD), *META_COLUMNS)
 
