@@ -166,6 +166,12 @@ def configure(spark: SparkSession) -> SparkSession:
     # here so a cluster default cannot turn them on. They cost a footer read per file at commit and
     # are stale the moment a file changes; see README, "Parquet summary files".
     spark.conf.set(PARQUET_SUMMARY_LEVEL, "NONE")
+    # No constraint propagation: the optimizer derives every constraint each projection implies, and a bronze
+    # plan checks each column of a wide file through several projections (typing, quarantine reasons, quality
+    # rules), so the constraints grow combinatorially: a 22-column, 4.7 KB CSV spent minutes planning and ran
+    # the driver out of heap. It only infers extra filters (IsNotNull on join keys and the like); results
+    # are the same without it.
+    spark.conf.set("spark.sql.constraintPropagation.enabled", "false")
     return spark
 
 
