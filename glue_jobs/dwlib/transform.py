@@ -47,6 +47,7 @@ from dwlib import quality
 from dwlib.config import (
     META_COLUMNS,
     REJECT_REASON,
+    WIDE_ENCODING,
     ColumnType,
     CsvOptions,
     DatasetConfig,
@@ -343,6 +344,14 @@ def read_input(
                 'format json reads one value a file (an object, or an array of records). Set "format": "jsonl" in '
                 "the dataset's config.json"
             )
+    if fmt == "jsonl":
+        wide = _wide_texts([_file(uri) for uri in uris], read_heads(spark, uris, WIDE_HEAD_BYTES), None)
+        if wide:
+            # Spark splits JSON Lines at the byte 0x0A, half of a UTF-16 line break: the byte left over is a record.
+            raise ValueError(
+                f"{'; '.join(wide)}: JSON Lines are read line by line, at the byte that ends a UTF-8 line, half of a "
+                "wider character (a broken record is left at each line end). Fix: convert it to UTF-8"
+            )
     if fmt in ("json", "jsonl"):
         df = _read_json(spark, uris, fmt)
         if CORRUPT in df.columns:
@@ -538,6 +547,65 @@ def read_heads(spark: SparkSession, uris: list[str], size: int = HEAD_BYTES) -> 
         return [head(uris[0])]
     with ThreadPoolExecutor(max_workers=8) as pool:  # S3 round trips, not CPU
         return list(pool.map(head, uris))
+
+
+WIDE_HEAD_BYTES = 4096  # of a file's first bytes, enough to tell UTF-16 or UTF-32 text from a one-byte encoding's
+_BOMS = (  # longest first: UTF-32LE's starts with UTF-16LE's
+    (codecs.BOM_UTF32_LE, "32", "LE"),
+    (codecs.BOM_UTF32_BE, "32", "BE"),
+    (codecs.BOM_UTF16_LE, "16", "LE"),
+    (codecs.BOM_UTF16_BE, "16", "BE"),
+)
+
+
+def wide_text(head: bytes) -> tuple[str, str, bool] | None:
+    """(`16` or `32`, `LE` or `BE`, whether a byte order mark says so) for a file's first bytes in UTF-16 or UTF-32;
+    None for text of one byte a character (ASCII, UTF-8, Latin-1...). Without a byte order mark: the NUL bytes that
+    the high bytes of ASCII characters are, at every second (or three of every four) byte."""
+    for bom, bits, order in _BOMS:
+        if head.startswith(bom):
+            return bits, order, True
+    sample = head[:WIDE_HEAD_BYTES]
+    sample = sample[: len(sample) - len(sample) % 4]
+    if len(sample) < 4 or sample.count(0) * 4 < len(sample):
+        return None
+    share = [sample[r::4].count(0) / (len(sample) // 4) for r in range(4)]
+    for bits, order, nul in (
+        ("32", "LE", (1, 2, 3)),
+        ("32", "BE", (0, 1, 2)),
+        ("16", "LE", (1, 3)),
+        ("16", "BE", (0, 2)),
+    ):
+        if all(share[r] >= 0.5 for r in nul) and all(share[r] <= 0.1 for r in range(4) if r not in nul):
+            return bits, order, False
+    return None
+
+
+def _wide_texts(names: list[str], heads: list[bytes | None], declared: str | None) -> list[str]:
+    """For each file in UTF-16 or UTF-32 that `declared` (a CSV's encoding, None for a source read as UTF-8) does not
+    decode, what it is and the encoding to set. Java's `UTF-16` and `UTF-32` read a byte order mark, and without one
+    big-endian; `UTF-16LE` and the like one byte order, a mark being a character of the text."""
+    spelled = re.fullmatch(r"(?:utf|ucs)-?(16|32|2|4)(?:-?(be|le))?", (declared or "").lower()) if declared else None
+    family = {"2": "16", "4": "32"}.get(spelled[1], spelled[1]) if spelled and WIDE_ENCODING.match(declared) else None
+    order = (spelled[2] or "").upper() if spelled else ""
+    found = []
+    for name, head in zip(names, heads, strict=True):
+        wide = wide_text(head) if head else None
+        if wide is None:
+            continue
+        bits, endian, bom = wide
+        if bits == family and (order == endian or (not order and (bom or endian == "BE"))):
+            continue  # decoded as it is written
+        spelled_as = f"UTF-{bits}" if bom else f"UTF-{bits}{endian}"
+        how = "its byte order mark" if bom else "NUL bytes between its characters"
+        text = f"{name} is {spelled_as} text ({how})"
+        if declared is not None:
+            text += (
+                f", which csv.encoding {declared!r} does not decode (read as it, every value is garbled). Fix: set "
+                f'"csv": {{"encoding": "{spelled_as}"}} in the dataset\'s config.json'
+            )
+        found.append(text)
+    return found
 
 
 def _head_records(head: bytes, csv: CsvOptions, truncated: bool) -> Iterator[list[str]] | None:
@@ -939,6 +1007,9 @@ def read_csv(
     type fails the read, which the caller then reads with `split` (`Source.unsplit`).
     """
     heads = read_heads(spark, uris)
+    wide = _wide_texts([_file(uri) for uri in uris], heads, csv.encoding)
+    if wide:
+        raise ValueError(f"{'; '.join(wide)}, or convert the file to UTF-8")
     headers: list[list[str] | None] = [
         parse_header(head, csv, truncated=len(head) >= HEAD_BYTES) if head is not None else None for head in heads
     ]
@@ -1154,7 +1225,9 @@ def _read_group(
     reason = F.format_string(f"malformed: %d fields, {expected}", _field_count(F.col(CORRUPT), csv))
     reason = _tied_to(reason, group.names)
     if not typed:
-        columns = [*group.names, F.when(F.col(CORRUPT).isNotNull(), reason).alias(MALFORMED), F.col(CORRUPT).alias(RAW)]
+        header = _header_copy(csv, group, [F.col(name) for name in group.names], marker)
+        malformed = F.when(F.col(CORRUPT).isNotNull(), reason).when(header, HEADER_COPY)
+        columns = [*group.names, malformed.alias(MALFORMED), F.col(CORRUPT).alias(RAW)]
         if suspect:
             quoted = [F.col(name).contains(csv.quote) for name in [CORRUPT, *group.names]]
             columns.append(_any_of(quoted).alias(SUSPECT))
@@ -1166,9 +1239,11 @@ def _read_group(
     wrong_width = F.col(SPLIT)[CORRUPT].isNotNull()
     # A text column's value is the reader's in any record (a record of the wrong width is rejected whatever
     # its values); a typed column's, where the reader could not type it, is its text in the split.
+    texts = [F.col(SPLIT)[name] if name in typed else F.col(name) for name in group.names]
+    header = _header_copy(csv, group, texts, marker)
     columns = [
         *group.names,
-        F.when(wrong_width, reason).alias(MALFORMED),
+        F.when(wrong_width, reason).when(header, HEADER_COPY).alias(MALFORMED),
         F.when(wrong_width, F.col(CORRUPT)).alias(RAW),
     ]
     if suspect:
@@ -1183,6 +1258,23 @@ def _read_group(
         doubtful = doubtful | (~wrong_width & F.col(CORRUPT).endswith(csv.delimiter))
     columns.append(F.when(F.col(SPLIT).isNotNull(), doubtful).otherwise(False).alias(DOUBTFUL))
     return df.select(*columns, SPLIT)
+
+
+HEADER_COPY = "malformed: a copy of the file's header"
+
+
+def _header_copy(csv: CsvOptions, group: HeaderGroup, texts: list[Column], marker: str | None) -> Column:
+    """Whether a record's fields (`texts`, as the reader split them) are its file's header again: files joined
+    together, or an export that writes its header on every page. A header of one field, whose value could be a
+    value, and a headerless file have none."""
+    if not csv.header or len(group.header) < 2:
+        return F.lit(False)
+    same = []
+    for position, (name, text) in enumerate(zip(group.header, texts, strict=True)):
+        if position == 0:
+            text = F.regexp_replace(text, "^\ufeff", "")  # a joined file's byte order mark
+        same.append(text.isNull() if name in ("", marker) else text.eqNullSafe(F.lit(name)))
+    return F.coalesce(_all(same), F.lit(False))
 
 
 def _field_count(record: Column, csv: CsvOptions) -> Column:
@@ -1225,7 +1317,10 @@ def infer_types(
         # see stays a string (its rows of another width are quarantined as malformed anyway).
         fields = list(zip(group.names, inferred.schema.fields, strict=False))
         numbers = [(i, name) for i, (name, f) in enumerate(fields) if isinstance(f.dataType, NumericType)]
-        kept_as_text = _written_as_text(reader().csv(files), numbers) if numbers else set()
+        strings = reader().csv(files)
+        marker = csv.null_values[0] if csv.null_values else ""
+        copies = _header_copy(csv, group, [_column((c,)) for c in strings.columns], marker)
+        kept_as_text = _written_as_text(strings.filter(~copies), numbers) if numbers else set()
         for name, f in fields:
             found.setdefault(name, set()).add("string" if name in kept_as_text else f.dataType.simpleString())
     return {name: types.pop() if len(types) == 1 else "string" for name, types in found.items()}
@@ -1359,10 +1454,13 @@ def _typed(
         whole = text.rlike(f"{_WHOLE_DATE}([T\\x00-\\x20]|$)") & ~text.rlike(r"\.[0-9]{6}[0-9]*[1-9]")
         return F.when(whole, text.cast("timestamp"))
     if ctype.spark_type == "double":
-        # A cast makes `1e400` infinite and `1e-400` zero: only an infinity's or a zero's text gives one.
+        # A cast makes `1e400` infinite and `1e-400` zero: only an infinity's or a zero's text gives one. It is Java's
+        # parseDouble, which also reads Java literals (`12d`, `5f`, `0x1p3`): a number is decimal digits, a point and
+        # an exponent, as an integer column and type inference read one, or a word for NaN or an infinity.
         number = text.cast("double")
         invented = (F.abs(number) == float("inf")) & ~F.lower(text).rlike(_INFINITY)
         invented |= (number == 0) & ~text.rlike(_ZERO)
+        invented |= ~text.rlike(_PLAIN_DOUBLE) & ~F.lower(text).rlike(_DOUBLE_WORD)
         return F.when(~invented, number)
     return text.cast(ctype.spark_type)
 
@@ -1371,8 +1469,12 @@ _BLANK = r"[\x00-\x20]*"  # what a cast trims besides spaces (tabs, line breaks,
 # A date as a cast reads it, whole: a year (of any length, signed), a month and a day.
 _WHOLE_DATE = f"^{_BLANK}[+-]?[0-9]{{4,}}-[0-9]{{1,2}}-[0-9]{{1,2}}"
 _INFINITY = f"^{_BLANK}[+-]?inf(inity)?{_BLANK}$"  # what a cast to double reads as one, in any case
-# A zero as Java's parseDouble (a cast) reads it: decimal or hexadecimal, an exponent, a type suffix.
-_ZERO = f"^{_BLANK}[+-]?(0*[.]?0*([eE][+-]?[0-9]+)?|0[xX]0*[.]?0*[pP][+-]?[0-9]+)[dDfF]?{_BLANK}$"
+# A zero as a double column reads it (plain digits, see `_PLAIN_DOUBLE`): any zero digits, a point, an exponent.
+_ZERO = f"^{_BLANK}[+-]?0*[.]?0*([eE][+-]?[0-9]+)?{_BLANK}$"
+# A number a double column takes: ASCII digits with a point and an exponent (no Java suffix `d`/`f`, no hexadecimal);
+# or a word the cast reads as NaN or an infinity (lower-cased first).
+_PLAIN_DOUBLE = f"^{_BLANK}[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?{_BLANK}$"
+_DOUBLE_WORD = f"^{_BLANK}([+-]?inf(inity)?|nan){_BLANK}$"
 
 
 def _cast_whole(column: Column, source: DataType | None, spark_type: str) -> Column:
@@ -1499,6 +1601,8 @@ def prepare_types(
             ctype = declared[name]
             json = json_as[name] in ("text", "wide")
             typed = _typed(original, is_string[name], ctype, source_types[name], json=json)
+            if ctype.spark_type == "string" and json_as[name] == "float":
+                typed = _number_text(original, source_types[name].scale)
             checks.append((i, name, ctype))
         elif name in inferred and inferred[name] != "string":
             typed = _typed(original, is_string[name], ColumnType(inferred[name]))
@@ -1543,6 +1647,14 @@ def prepare_types(
         if json_as.get(name) in ("text", "wide") and ctype.spark_type.startswith(("int", "bigint", "decimal")):
             problems += _read_as_double(name, F.trim(original))
     return _with_reasons(df, problems, previous=False), names
+
+
+def _number_text(number: Column, scale: int) -> Column:
+    """A JSON number read as the decimal that holds its column's every value (`_read_json`), as text: its digits, with
+    no zero the column's scale added (`0.1` is not `0.10` because another row holds `1.25`), never in E notation."""
+    # format_number prints the exact decimal at its scale, grouped (a cast to string would write `1.0E-7`).
+    plain = F.regexp_replace(F.format_number(number, scale), ",", "")
+    return F.regexp_replace(F.regexp_replace(plain, r"(\.[0-9]*?)0+$", "$1"), r"\.$", "") if scale else plain
 
 
 Problem = tuple[Column, Column]  # (the row fails this check, the reason it gives)
