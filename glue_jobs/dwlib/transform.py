@@ -29,6 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
     BooleanType,
     DataType,
     DateType,
@@ -334,6 +335,7 @@ def read_input(
     """
     if fmt == "csv":
         return read_csv(spark, uris, csv, typed, split)
+    heads: list[bytes | None] = []
     if fmt == "json":
         heads = read_heads(spark, uris, JSON_HEAD_BYTES)
         several = [_file(uri) for uri, head in zip(uris, heads, strict=True) if _several_values(head)]
@@ -345,7 +347,8 @@ def read_input(
                 "the dataset's config.json"
             )
     if fmt == "jsonl":
-        wide = _wide_texts([_file(uri) for uri in uris], read_heads(spark, uris, WIDE_HEAD_BYTES), None)
+        heads = read_heads(spark, uris, JSONL_HEAD_BYTES)
+        wide = _wide_texts([_file(uri) for uri in uris], heads, None)
         if wide:
             # Spark splits JSON Lines at the byte 0x0A, half of a UTF-16 line break: the byte left over is a record.
             raise ValueError(
@@ -353,7 +356,7 @@ def read_input(
                 "wider character (a broken record is left at each line end). Fix: convert it to UTF-8"
             )
     if fmt in ("json", "jsonl"):
-        df = _read_json(spark, uris, fmt)
+        df = _read_json(spark, uris, fmt, empty_key=any(_empty_key(head) for head in heads))
         if CORRUPT in df.columns:
             data = data_columns(df)
             reason = _tied_to(F.lit("malformed: not a valid JSON record"), data)
@@ -379,10 +382,27 @@ def read_input(
 JSON_NUMBER = "dw_json"
 
 
-def _read_json(spark: SparkSession, uris: list[str], fmt: str) -> DataFrame:
+JSONL_HEAD_BYTES = 64 * 1024  # of a JSON Lines file, read to tell its encoding and whether a key is empty
+# A key that is empty: `""` and a colon after an object's `{` or a `,` (in JSON text `""` elsewhere is an empty string,
+# followed by a comma, a bracket or a brace; a quote inside a string is escaped).
+_EMPTY_KEY = re.compile(r'(?:^|[{,])[ \t\r\n]*""[ \t\r\n]*:')
+
+
+def _empty_key(head: bytes | None) -> bool:
+    """Whether a JSON file's first bytes hold a key that is empty (`{"": 1}`), in the encoding they show."""
+    if not head or b'""' not in head and b"\0" not in head:
+        return False
+    return bool(_EMPTY_KEY.search(head.decode(json.detect_encoding(head), errors="replace")))
+
+
+def _read_json(spark: SparkSession, uris: list[str], fmt: str, empty_key: bool = False) -> DataFrame:
     """JSON records, their types inferred as Spark does, except a number column Spark infers as double: read as the
     decimal that holds every value of it exactly (a second inference pass, with `prefersDecimal`), when one does
-    (38 digits, no NaN or 1e400). `prepare_types` casts it to the declared type exactly, or to double if undeclared."""
+    (38 digits, no NaN or 1e400). `prepare_types` casts it to the declared type exactly, or to double if undeclared.
+
+    `empty_key`: the files' first bytes hold a key that is empty (`""`), which Spark's inference leaves out with its
+    values; read as a text column (a string, or the JSON text of any other value), named as an empty CSV header is.
+    """
 
     def reader() -> Any:
         return (
@@ -407,7 +427,11 @@ def _read_json(spark: SparkSession, uris: list[str], fmt: str) -> DataFrame:
                 spark.conf.set(key, before)
         if (CORRUPT in exact.fieldNames()) != (CORRUPT in inferred.fieldNames()):
             exact = None  # a value no decimal holds (NaN, 1e400) would make its record unreadable: read as text
-    return reader().schema(_json_schema(inferred, exact)).json(uris)
+    schema = _json_schema(inferred, exact)
+    if empty_key and "" not in schema.fieldNames():
+        # First, where Spark's inference (keys in sorted order) would put it.
+        schema = StructType([StructField("", StringType(), True, {JSON_NUMBER: "text"}), *schema.fields])
+    return reader().schema(schema).json(uris)
 
 
 def _json_schema(inferred: StructType, exact: StructType | None) -> StructType:
@@ -1576,6 +1600,7 @@ def prepare_types(
 
     selected: list[Column] = []
     checks: list[tuple[int, str, ColumnType]] = []  # (position, column, type) of declared columns
+    binary_text: list[tuple[int, str]] = []  # (position, column) of bytes (Parquet BINARY) declared as a string
     for i, name in enumerate(names):
         if name in reader_typed and not split:
             # Nothing to check: the reader typed every value, or the read failed (FAILFAST, see `_read_group`).
@@ -1603,6 +1628,11 @@ def prepare_types(
             typed = _typed(original, is_string[name], ctype, source_types[name], json=json)
             if ctype.spark_type == "string" and json_as[name] == "float":
                 typed = _number_text(original, source_types[name].scale)
+            if ctype.spark_type == "string" and isinstance(source_types[name], BinaryType):
+                # A cast keeps the bytes as they are, which written as a Parquet string need not be UTF-8 (a file
+                # no reader reads); decoded, an invalid byte is U+FFFD, and the row is quarantined for it.
+                typed = F.decode(original, "UTF-8")
+                binary_text.append((i, name))
             checks.append((i, name, ctype))
         elif name in inferred and inferred[name] != "string":
             typed = _typed(original, is_string[name], ColumnType(inferred[name]))
@@ -1632,6 +1662,11 @@ def prepare_types(
         typed_as = {f.name: f.dataType for f in df.schema.fields}
         problems += _invalid_bytes(
             [(i, n, not isinstance(typed_as[n], StringType)) for i, n in enumerate(names) if textual[n]], encoding
+        )
+    for i, name in binary_text:  # bytes that are not UTF-8 do not come back from their text
+        original = F.col(f"_dw_orig_{i}")
+        problems.append(
+            (original.isNotNull() & (F.encode(F.col(name), "UTF-8") != original), F.lit(f"{name}: invalid utf-8 bytes"))
         )
     for i, name, ctype in checks:
         if ctype.spark_type == "string":
@@ -1898,7 +1933,14 @@ def kept_rows(df: DataFrame, names: list[str]) -> DataFrame:
 def rejected_rows(df: DataFrame, names: list[str]) -> DataFrame:
     """Rows that failed, with their original values and the reason: the quarantine. A malformed record (of another
     width than its header, broken JSON) has its whole text in `raw_record`, fields beyond the header's too."""
-    originals = [F.col(f"_dw_orig_{i}").cast("string").alias(name) for i, name in enumerate(names)]
+    binary = {f.name for f in df.schema.fields if isinstance(f.dataType, BinaryType)}
+    # Bytes (Parquet BINARY) in base64: cast to text, bytes that are not UTF-8 would make the quarantine unreadable.
+    originals = [
+        (
+            F.base64(F.col(f"_dw_orig_{i}")) if f"_dw_orig_{i}" in binary else F.col(f"_dw_orig_{i}").cast("string")
+        ).alias(name)
+        for i, name in enumerate(names)
+    ]
     raw = F.col(RAW) if RAW in df.columns else F.lit(None).cast("string")
     return df.filter(F.col(REJECTED)).select(*originals, REJECT_REASON, raw.alias(RAW_RECORD), *META_COLUMNS)
 

@@ -144,3 +144,40 @@ def test_json_numbers_in_a_declared_string_column_get_no_digits_they_never_had(s
         (4, "-0.000001"),
         (5, "0.0000001"),
     ]
+
+
+# ------------------------------------------------------------------ Parquet bytes into a declared string column
+
+
+def test_parquet_bytes_that_are_not_utf_8_are_quarantined_from_a_string_column(spark, core, tmp_path):
+    # Cast, the bytes went into bronze as they were: a Parquet string that is not UTF-8, which pyarrow (and so any
+    # reader of the table) refuses to read.
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = io.BytesIO()
+    table = pa.table({"id": [1, 2, 3], "b": pa.array([b"ok", b"\xff\xfe", "caf\u00e9".encode()], pa.binary())})
+    pq.write_table(table, data)
+    summary, lake = run(spark, core, tmp_path, {"a.parquet": data.getvalue()}, columns={"b": "string"})
+
+    assert summary.status == "succeeded", summary.error
+    assert sorted((r["id"], r["b"]) for r in kept(lake)) == [(1, "ok"), (3, "caf\u00e9")]
+    assert summary.rejected_by_reason == {"b: invalid utf-8 bytes": 1}
+    assert [r["b"] for r in rejected(lake)] == ["//4="]  # the bytes, in base64
+
+
+# ------------------------------------------------------------------ a JSON key that is empty
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_json_key_that_is_empty_keeps_its_values(spark, core, tmp_path, fmt):
+    # Spark's inference leaves out a key `""` with all its values; the run said succeeded without them.
+    records = ['{"": 3, "id": 1}', '{"id": 2, "": "x"}', '{"id": 3, "":{"n": 1}}', '{"id": 4}']
+    text = "\n".join(records) + "\n" if fmt == "jsonl" else "[" + ",\n".join(records) + "]\n"
+    summary, lake = run(spark, core, tmp_path, {f"a.{fmt}": text}, format=fmt)
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.renamed_columns == {"": "column_1"}
+    assert sorted((r["id"], r["column_1"]) for r in kept(lake)) == [(1, "3"), (2, "x"), (3, '{"n":1}'), (4, None)]
