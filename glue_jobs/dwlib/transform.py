@@ -607,13 +607,24 @@ def wide_text(head: bytes) -> tuple[str, str, bool] | None:
 
 def _wide_texts(names: list[str], heads: list[bytes | None], declared: str | None) -> list[str]:
     """For each file in UTF-16 or UTF-32 that `declared` (a CSV's encoding, None for a source read as UTF-8) does not
-    decode, what it is and the encoding to set. Java's `UTF-16` and `UTF-32` read a byte order mark, and without one
+    decode, or in UTF-8 by its byte order mark where another encoding is declared, what it is and the encoding to set. Java's `UTF-16` and `UTF-32` read a byte order mark, and without one
     big-endian; `UTF-16LE` and the like one byte order, a mark being a character of the text."""
     spelled = re.fullmatch(r"(?:utf|ucs)-?(16|32|2|4)(?:-?(be|le))?", (declared or "").lower()) if declared else None
     family = {"2": "16", "4": "32"}.get(spelled[1], spelled[1]) if spelled and WIDE_ENCODING.match(declared) else None
     order = (spelled[2] or "").upper() if spelled else ""
+    try:
+        utf8 = declared is None or codecs.lookup(declared).name == "utf-8"
+    except LookupError:
+        utf8 = False  # a name only Java knows (x-MacRoman): not UTF-8
     found = []
     for name, head in zip(names, heads, strict=True):
+        if head and head.startswith(codecs.BOM_UTF8) and not utf8:
+            # UTF-8's byte order mark: read in a one-byte encoding, `é` is `Ã©` in every value, with no invalid byte.
+            found.append(
+                f"{name} is UTF-8 text (its byte order mark), which csv.encoding {declared!r} decodes to other "
+                'characters (é as Ã©). Fix: set "csv": {"encoding": "utf-8"} (the default) in the dataset\'s config.json'
+            )
+            continue
         wide = wide_text(head) if head else None
         if wide is None:
             continue

@@ -27,10 +27,13 @@ TEXT = "id,name\n1,alice\n2,bob\n"
         # The second file of a run only; and a one-byte encoding declared.
         ({"a.csv": TEXT, "b.csv": TEXT.encode("utf-16")}, {}, "b.csv is UTF-16 text", '"UTF-16"'),
         ({"a.csv": TEXT.encode("utf-16")}, {"encoding": "ISO-8859-1"}, "a.csv is UTF-16 text", '"UTF-16"'),
+        # UTF-8 by its byte order mark, where a one-byte encoding is declared: `café` was `cafÃ©`, no byte invalid.
+        ({"a.csv": "\ufeffid,name\n1,caf\u00e9\n"}, {"encoding": "windows-1252"}, "a.csv is UTF-8 text", '"utf-8"'),
+        ({"a.csv": "\ufeffid,name\n1,caf\u00e9\n"}, {"encoding": "x-MacRoman"}, "a.csv is UTF-8 text", '"utf-8"'),
         # UTF-16 declared, but no byte order mark: Java reads it big-endian.
         ({"a.csv": TEXT.encode("utf-16-le")}, {"encoding": "UTF-16"}, "a.csv is UTF-16LE text", '"UTF-16LE"'),
     ],
-    ids=["utf-16", "utf-32", "utf-16le", "utf-16be", "second-file", "latin-1", "no-bom"],
+    ids=["utf-16", "utf-32", "utf-16le", "utf-16be", "second-file", "latin-1", "utf-8-bom", "utf-8-bom-mac", "no-bom"],
 )
 def test_a_csv_in_a_wider_encoding_than_declared_fails_naming_the_file_and_the_encoding(
     spark, core, tmp_path, files, csv, named, fix
