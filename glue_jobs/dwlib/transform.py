@@ -31,13 +31,16 @@ from pyspark.sql.types import (
     ArrayType,
     BinaryType,
     BooleanType,
+    ByteType,
     DataType,
     DateType,
     DecimalType,
     DoubleType,
+    FloatType,
     IntegerType,
     LongType,
     NumericType,
+    ShortType,
     StringType,
     StructField,
     StructType,
@@ -368,11 +371,72 @@ def read_input(
     elif fmt == "parquet":
         # mergeSchema: every file's columns, by name; without it Spark takes one file's columns and
         # silently drops a column only other files have.
-        df = spark.read.option("mergeSchema", len(uris) > 1).parquet(*uris)
+        try:
+            df = spark.read.option("mergeSchema", len(uris) > 1).parquet(*uris)
+        except Exception as error:  # noqa: BLE001 - Py4J or Spark: only a merge of two types is read another way
+            merge = ("CANNOT_MERGE_INCOMPATIBLE_DATA_TYPE", "Failed to merge incompatible data types")
+            if len(uris) < 2 or not any(text in str(error) for text in merge):
+                raise
+            df = _read_parquet_widened(spark, uris)
     else:
         raise ValueError(f"unknown format {fmt!r}")
     originals = source_column_names(df)
     return Source(df, renamed_columns(originals, clean_names(originals)))
+
+
+def _read_parquet_widened(spark: SparkSession, uris: list[str]) -> DataFrame:
+    """Parquet files whose columns Spark's mergeSchema could not merge: read per schema and unioned by name, a column
+    of integers of several widths (int32 and int64) as the widest, floats and doubles as double, decimals as the one
+    that holds them all (the most whole digits and the most places). Other differences (a number and a string) fail,
+    naming the column and each file's type: a type a reader would pick would change one file's values."""
+    schemas = [spark.read.parquet(uri).schema for uri in uris]
+    types: dict[str, dict[str, DataType]] = {}  # column -> {file: its type}, columns in the order first met
+    for uri, schema in zip(uris, schemas, strict=True):
+        for f in schema.fields:
+            types.setdefault(f.name, {})[_file(uri)] = f.dataType
+    merged: dict[str, DataType] = {}
+    conflicts = []
+    for name, by_file in types.items():
+        kinds = list(dict.fromkeys(by_file.values()))
+        wider = kinds[0] if len(kinds) == 1 else _wider(kinds)
+        if wider is None:
+            shown = ", ".join(f"{t.simpleString()} in {file}" for file, t in by_file.items())
+            conflicts.append(f"column {name} is {shown}")
+        else:
+            merged[name] = wider
+    if conflicts:
+        raise ValueError(
+            f"Parquet files of one run give a column types that do not merge: {'; '.join(conflicts)}. Fix: write the "
+            "column with one type in every file (or run the files apart)"
+        )
+    groups: dict[str, list[str]] = {}
+    for uri, schema in zip(uris, schemas, strict=True):
+        groups.setdefault(schema.json(), []).append(uri)
+    frames = []
+    for members in groups.values():
+        frame = spark.read.parquet(*members)
+        frames.append(frame.select(*[F.col(f"`{c}`").cast(merged[c]).alias(c) for c in frame.columns]))
+    df = frames[0]
+    for frame in frames[1:]:
+        df = df.unionByName(frame, allowMissingColumns=True)
+    return df
+
+
+_INTEGRAL = (ByteType, ShortType, IntegerType, LongType)  # narrowest first
+
+
+def _wider(kinds: list[DataType]) -> DataType | None:
+    """The type that holds every value of each of `kinds` exactly, where they are all integers, all floating point
+    or all decimals; else None."""
+    if all(isinstance(k, _INTEGRAL) for k in kinds):
+        return max(kinds, key=lambda k: [isinstance(k, t) for t in _INTEGRAL].index(True))
+    if all(isinstance(k, (FloatType, DoubleType)) for k in kinds):
+        return DoubleType()
+    if all(isinstance(k, DecimalType) for k in kinds):
+        whole = max(k.precision - k.scale for k in kinds)
+        scale = max(k.scale for k in kinds)
+        return DecimalType(whole + scale, scale) if whole + scale <= 38 else None
+    return None
 
 
 # Field metadata of a JSON source's column: `float` on a number column read as the decimal that holds each of its

@@ -184,3 +184,70 @@ def test_a_json_key_that_is_empty_keeps_its_values(spark, core, tmp_path, fmt):
     assert summary.status == "succeeded", summary.error
     assert summary.renamed_columns == {"": "column_1"}
     assert sorted((r["id"], r["column_1"]) for r in kept(lake)) == [(1, "3"), (2, "x"), (3, '{"n":1}'), (4, None)]
+
+
+# ------------------------------------------------------------------ Parquet files whose column types differ
+
+
+def _parquet(columns: dict) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = io.BytesIO()
+    pq.write_table(pa.table(columns), data)
+    return data.getvalue()
+
+
+def test_parquet_files_whose_number_columns_differ_in_width_are_read_in_the_wider_type(spark, core, tmp_path):
+    # One writer's int32 and another's int64 (float and double, decimals of other scales): Spark's mergeSchema failed
+    # the run with "Failed to merge incompatible data types", naming neither the column nor the file.
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    a = _parquet(
+        {
+            "id": pa.array([1], pa.int32()),
+            "n": pa.array([7], pa.int32()),
+            "p": pa.array([Decimal("1.23")], pa.decimal128(10, 2)),
+            "f": pa.array([1.5], pa.float32()),
+            "s": ["x"],
+        }
+    )
+    b = _parquet(
+        {
+            "id": pa.array([2], pa.int64()),
+            "n": pa.array([2**40], pa.int64()),
+            "p": pa.array([Decimal("123456.1234")], pa.decimal128(12, 4)),
+            "f": pa.array([0.1], pa.float64()),
+        }
+    )
+    c = _parquet({"id": pa.array([3], pa.int16()), "extra": ["e"]})
+    summary, lake = run(spark, core, tmp_path, {"a.parquet": a, "b.parquet": b, "c.parquet": c})
+
+    assert summary.status == "succeeded", summary.error
+    assert sorted((r["id"], r["n"], r["p"], r["f"], r["s"], r["extra"]) for r in kept(lake)) == [
+        (1, 7, Decimal("1.2300"), 1.5, "x", None),
+        (2, 2**40, Decimal("123456.1234"), 0.1, None, None),
+        (3, None, None, None, None, "e"),
+    ]
+    assert {f["name"]: f["type"] for f in summary.schema if f["name"] in ("id", "n", "p", "f")} == {
+        "id": "bigint",
+        "n": "bigint",
+        "p": "decimal(12,4)",
+        "f": "double",
+    }
+
+
+def test_parquet_files_whose_column_types_conflict_fail_naming_the_column_and_the_files(spark, core, tmp_path):
+    import pyarrow as pa
+
+    a = _parquet({"id": pa.array([1], pa.int64()), "n": pa.array([1], pa.int64())})
+    b = _parquet({"id": pa.array([2], pa.int64()), "n": ["x"]})
+    summary, lake = run(spark, core, tmp_path, {"a.parquet": a, "b.parquet": b})
+
+    assert summary.status == "failed"
+    assert "column n is bigint in a.parquet, string in b.parquet" in summary.error, summary.error
+    assert not list(lake.list("bronze/hostile/"))
