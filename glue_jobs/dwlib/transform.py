@@ -1551,7 +1551,13 @@ def _typed(
         # A cast takes a time alone as today's (a value that depends on the day of the run), a year as its first
         # instant, and cuts digits past microseconds: a whole date, and no digit it would cut.
         whole = text.rlike(f"{_WHOLE_DATE}([T\\x00-\\x20]|$)") & ~text.rlike(r"\.[0-9]{6}[0-9]*[1-9]")
-        return F.when(whole, text.cast("timestamp"))
+        instant = text.cast("timestamp")
+        # A time in a named zone that its clocks skip (`2024-03-10 02:30 America/New_York`, a daylight saving gap) is
+        # moved on by the cast (to 03:30): the time the zone's clocks show at the instant must be the time written.
+        zone = F.regexp_extract(text, _ZONE_NAME, 1)
+        written = F.regexp_replace(text, _ZONE_NAME, "").cast("timestamp")
+        skipped = (zone != "") & (F.from_utc_timestamp(instant, zone) != written)
+        return F.when(whole & ~F.coalesce(skipped, F.lit(False)), instant)
     if ctype.spark_type == "double":
         # A cast makes `1e400` infinite and `1e-400` zero: only an infinity's or a zero's text gives one. It is Java's
         # parseDouble, which also reads Java literals (`12d`, `5f`, `0x1p3`): a number is decimal digits, a point and
@@ -1564,6 +1570,8 @@ def _typed(
     return text.cast(ctype.spark_type)
 
 
+# A zone named at the end of a timestamp, after its time: a region (`America/New_York`) or an abbreviation (`PST`).
+_ZONE_NAME = r"(?<=[0-9])[ \t]*([A-Za-z][A-Za-z_]*(?:/[A-Za-z0-9_+-]+)+|[A-Z]{3,4})[\x00-\x20]*$"
 _BLANK = r"[\x00-\x20]*"  # what a cast trims besides spaces (tabs, line breaks, other control characters)
 # A date as a cast reads it, whole: a year (of any length, signed), a month and a day.
 _WHOLE_DATE = f"^{_BLANK}[+-]?[0-9]{{4,}}-[0-9]{{1,2}}-[0-9]{{1,2}}"

@@ -251,3 +251,34 @@ def test_parquet_files_whose_column_types_conflict_fail_naming_the_column_and_th
     assert summary.status == "failed"
     assert "column n is bigint in a.parquet, string in b.parquet" in summary.error, summary.error
     assert not list(lake.list("bronze/hostile/"))
+
+
+# ------------------------------------------------------------------ a time its zone's clocks skip
+
+
+def test_a_time_its_named_zone_skips_is_quarantined_not_moved_an_hour_on(spark, core, tmp_path):
+    # 02:30 on 2024-03-10 never happened in New York (clocks went from 02:00 to 03:00): the cast made it 03:30 EDT.
+    values = [
+        "2024-03-10 02:30:00 America/New_York",
+        "2024-03-31T02:15:00 Europe/Berlin",
+        "2024-03-10 02:30:00 PST",
+        "2024-03-10 03:30:00 America/New_York",
+        "2024-11-03 01:30:00 America/New_York",  # the hour that happens twice: the first, as Java takes it
+        "2024-01-01 10:00:00 Asia/Kolkata",
+        "2024-03-10 02:30:00",  # no zone: UTC, the session's
+        "2024-03-10T02:30:00Z",
+        "2024-03-10 02:30:00 +05:30",
+    ]
+    text = "id,t\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values))
+    summary, lake = run(spark, core, tmp_path, {"a.csv": text}, columns={"id": "int", "t": "timestamp"})
+
+    assert summary.status == "succeeded", summary.error
+    assert sorted(r["t"] for r in rejected(lake)) == sorted(values[:3])
+    assert {values[r["id"]]: str(r["t"]) for r in kept(lake)} == {
+        "2024-03-10 03:30:00 America/New_York": "2024-03-10 07:30:00",
+        "2024-11-03 01:30:00 America/New_York": "2024-11-03 05:30:00",
+        "2024-01-01 10:00:00 Asia/Kolkata": "2024-01-01 04:30:00",
+        "2024-03-10 02:30:00": "2024-03-10 02:30:00",
+        "2024-03-10T02:30:00Z": "2024-03-10 02:30:00",
+        "2024-03-10 02:30:00 +05:30": "2024-03-09 21:00:00",
+    }
