@@ -359,7 +359,11 @@ def read_input(
                 "wider character (a broken record is left at each line end). Fix: convert it to UTF-8"
             )
     if fmt in ("json", "jsonl"):
-        df = _read_json(spark, uris, fmt, empty_key=any(_empty_key(head) for head in heads))
+        try:
+            df = _read_json(spark, uris, fmt, empty_key=any(_empty_key(head) for head in heads))
+        except Exception as error:  # noqa: BLE001 - Py4J or Spark
+            _refuse_repeated_name(spark, uris, error, fmt)
+            raise
         if CORRUPT in df.columns:
             data = data_columns(df)
             reason = _tied_to(F.lit("malformed: not a valid JSON record"), data)
@@ -375,6 +379,7 @@ def read_input(
             df = spark.read.option("mergeSchema", len(uris) > 1).parquet(*uris)
         except Exception as error:  # noqa: BLE001 - Py4J or Spark: only a merge of two types is read another way
             merge = ("CANNOT_MERGE_INCOMPATIBLE_DATA_TYPE", "Failed to merge incompatible data types")
+            _refuse_repeated_name(spark, uris, error, fmt)
             if len(uris) < 2 or not any(text in str(error) for text in merge):
                 raise
             df = _read_parquet_widened(spark, uris)
@@ -382,6 +387,35 @@ def read_input(
         raise ValueError(f"unknown format {fmt!r}")
     originals = source_column_names(df)
     return Source(df, renamed_columns(originals, clean_names(originals)))
+
+
+def _refuse_repeated_name(spark: SparkSession, uris: list[str], error: Exception, fmt: str) -> None:
+    """A ValueError naming the files and the name where `error` is Spark's refusal of a record or file that holds a
+    name twice (a JSON object with a key twice, a Parquet file with two columns of one name), which Spark's message
+    (`COLUMN_ALREADY_EXISTS`, "rename the existing column") names no file of; returns otherwise."""
+    found = re.search(r"COLUMN_ALREADY_EXISTS\]? The column `(.*?)` already exists", str(error))
+    if found is None:
+        return
+    files = []
+    for uri in uris if len(uris) > 1 else []:  # which files, a file at a time (as the run fails anyway)
+        reader = spark.read.option("multiLine", fmt == "json")
+        try:
+            reader.parquet(uri).schema if fmt == "parquet" else reader.json(uri).schema  # noqa: B018
+        except Exception as one:  # noqa: BLE001 - Py4J or Spark
+            if "COLUMN_ALREADY_EXISTS" in str(one):
+                files.append(_file(uri))
+        if len(files) == 5:
+            break
+    where = ", ".join(files or [_file(uri) for uri in uris])
+    if fmt == "parquet":
+        raise ValueError(
+            f"{where}: two columns named {found[1]!r} in one file, which no reader tells apart. Fix: write the file "
+            "with each column name once"
+        ) from None
+    raise ValueError(
+        f"{where}: a record holds the key {found[1]!r} more than once, so which of its values is meant cannot be told. "
+        "Fix: write each key once per object"
+    ) from None
 
 
 def _read_parquet_widened(spark: SparkSession, uris: list[str]) -> DataFrame:

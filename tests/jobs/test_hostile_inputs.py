@@ -282,3 +282,30 @@ def test_a_time_its_named_zone_skips_is_quarantined_not_moved_an_hour_on(spark, 
         "2024-03-10T02:30:00Z": "2024-03-10 02:30:00",
         "2024-03-10 02:30:00 +05:30": "2024-03-09 21:00:00",
     }
+
+
+# ------------------------------------------------------------------ a name twice in one record or file
+
+
+def test_a_json_key_written_twice_in_a_record_fails_naming_the_file_and_the_key(spark, core, tmp_path):
+    # Spark's message named no file and advised renaming "the existing column", a config change that fixes nothing.
+    files = {"a.jsonl": '{"id": 1, "a": 1}\n', "b.jsonl": '{"id": 2, "a": 1, "a": 2}\n{"id": 3, "a": 3}\n'}
+    summary, lake = run(spark, core, tmp_path, files, format="jsonl")
+
+    assert summary.status == "failed"
+    assert summary.error.startswith("b.jsonl: a record holds the key 'a' more than once"), summary.error
+    assert not list(lake.list("bronze/hostile/"))
+
+
+def test_a_parquet_file_with_two_columns_of_one_name_fails_naming_it(spark, core, tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2]), pa.array([3])], names=["id", "a", "a"]), data)
+    summary, lake = run(spark, core, tmp_path, {"a.parquet": _parquet({"id": [0]}), "b.parquet": data.getvalue()})
+
+    assert summary.status == "failed"
+    assert summary.error.startswith("b.parquet: two columns named 'a' in one file"), summary.error
