@@ -44,6 +44,7 @@ from pyspark.sql.types import (
     StringType,
     StructField,
     StructType,
+    TimestampNTZType,
     TimestampType,
 )
 
@@ -378,6 +379,12 @@ def read_input(
         try:
             df = spark.read.option("mergeSchema", len(uris) > 1).parquet(*uris)
         except Exception as error:  # noqa: BLE001 - Py4J or Spark: only a merge of two types is read another way
+            if "Illegal Parquet type: INT64 (TIMESTAMP(NANOS" in str(error):
+                raise ValueError(
+                    f"{', '.join(_file(uri) for uri in uris)}: a column of nanosecond timestamps (TIMESTAMP(NANOS), "
+                    "what pandas writes by default), which Spark does not read. Fix: write microseconds (pandas: "
+                    'to_parquet(..., coerce_timestamps="us"); pyarrow: write_table(..., coerce_timestamps="us"))'
+                ) from None
             merge = ("CANNOT_MERGE_INCOMPATIBLE_DATA_TYPE", "Failed to merge incompatible data types")
             _refuse_repeated_name(spark, uris, error, fmt)
             if len(uris) < 2 or not any(text in str(error) for text in merge):
@@ -466,6 +473,8 @@ def _wider(kinds: list[DataType]) -> DataType | None:
         return max(kinds, key=lambda k: [isinstance(k, t) for t in _INTEGRAL].index(True))
     if all(isinstance(k, (FloatType, DoubleType)) for k in kinds):
         return DoubleType()
+    if all(isinstance(k, (TimestampType, TimestampNTZType)) for k in kinds):
+        return TimestampType()  # a local time (`isAdjustedToUTC` false) as UTC, the session's zone, as a cast reads it
     if all(isinstance(k, DecimalType) for k in kinds):
         whole = max(k.precision - k.scale for k in kinds)
         scale = max(k.scale for k in kinds)

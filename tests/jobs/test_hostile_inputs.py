@@ -309,3 +309,33 @@ def test_a_parquet_file_with_two_columns_of_one_name_fails_naming_it(spark, core
 
     assert summary.status == "failed"
     assert summary.error.startswith("b.parquet: two columns named 'a' in one file"), summary.error
+
+
+def test_parquet_files_with_local_and_utc_timestamps_are_read_as_timestamps_in_utc(spark, core, tmp_path):
+    # pyarrow writes a timestamp without a zone as a local time (Spark's timestamp_ntz), with one as an instant.
+    import datetime as dt
+
+    import pyarrow as pa
+
+    a = _parquet({"id": [1], "t": pa.array([dt.datetime(2024, 1, 1, 10)], pa.timestamp("us"))})
+    b = _parquet({"id": [2], "t": pa.array([dt.datetime(2024, 1, 1, 11)], pa.timestamp("us", tz="UTC"))})
+    summary, lake = run(spark, core, tmp_path, {"a.parquet": a, "b.parquet": b})
+
+    assert summary.status == "succeeded", summary.error
+    assert sorted((r["id"], str(r["t"])) for r in kept(lake)) == [
+        (1, "2024-01-01 10:00:00"),
+        (2, "2024-01-01 11:00:00"),
+    ]
+
+
+def test_parquet_nanosecond_timestamps_fail_saying_how_to_write_them(spark, core, tmp_path):
+    import datetime as dt
+
+    import pyarrow as pa
+
+    data = _parquet({"id": [1], "t": pa.array([dt.datetime(2024, 1, 1, 10)], pa.timestamp("ns"))})
+    summary, _ = run(spark, core, tmp_path, {"a.parquet": data})
+
+    assert summary.status == "failed"
+    assert summary.error.startswith("a.parquet: a column of nanosecond timestamps"), summary.error
+    assert 'coerce_timestamps="us"' in summary.error
