@@ -342,6 +342,9 @@ def read_input(
     heads: list[bytes | None] = []
     if fmt == "json":
         heads = read_heads(spark, uris, JSON_HEAD_BYTES)
+        other = _not_text([_file(uri) for uri in uris], heads, "json")
+        if other:
+            raise ValueError(other)
         several = [_file(uri) for uri, head in zip(uris, heads, strict=True) if _several_values(head)]
         if several:
             # Read whole (`json`), a file is one value: Spark would keep its first record and drop the rest.
@@ -352,6 +355,9 @@ def read_input(
             )
     if fmt == "jsonl":
         heads = read_heads(spark, uris, JSONL_HEAD_BYTES)
+        other = _not_text([_file(uri) for uri in uris], heads, "json")
+        if other:
+            raise ValueError(other)
         wide = _wide_texts([_file(uri) for uri in uris], heads, None)
         if wide:
             # Spark splits JSON Lines at the byte 0x0A, half of a UTF-16 line break: the byte left over is a record.
@@ -710,6 +716,37 @@ def wide_text(head: bytes) -> tuple[str, str, bool] | None:
         if all(share[r] >= 0.5 for r in nul) and all(share[r] <= 0.1 for r in range(4) if r not in nul):
             return bits, order, False
     return None
+
+
+# The first bytes of files that are no text: what each is (a file named `.csv` that is a gzip, a zip, Parquet...).
+_MAGIC = (
+    (re.compile(rb"\x1f\x8b"), "gzip"),
+    (re.compile(rb"PK(\x03\x04|\x05\x06|\x07\x08)"), "zip (or an Excel .xlsx)"),
+    (re.compile(rb"PAR1"), "Parquet"),
+    (re.compile(rb"BZh[1-9]1AY&SY"), "bzip2"),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"),
+    (re.compile(rb"7z\xbc\xaf\x27\x1c"), "7-Zip"),
+    (re.compile(rb"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"), "OLE2 (an Excel .xls)"),
+    (re.compile(rb"%PDF-"), "PDF"),
+    (re.compile(rb"Obj\x01"), "Avro"),
+)
+
+
+def _not_text(names: list[str], heads: list[bytes | None], fmt: str) -> str | None:
+    """A message naming the files whose first bytes are another kind of file's (read as text, its bytes were rows
+    and its header a column name, and a run could keep them), else None."""
+    found = []
+    for name, head in zip(names, heads, strict=True):
+        kind = next((kind for magic, kind in _MAGIC if head and magic.match(head)), None)
+        if kind is not None:
+            found.append(f"{name} is a {kind} file")
+    if not found:
+        return None
+    return (
+        f"{', '.join(found)}, not {fmt.upper()} text (its first bytes say so). Fix: name the file for what it is "
+        '(.gz and .bz2 are decompressed, a .zip is unpacked), or set the dataset\'s "format"'
+    )
 
 
 def _wide_texts(names: list[str], heads: list[bytes | None], declared: str | None) -> list[str]:
@@ -1149,6 +1186,9 @@ def read_csv(
     type fails the read, which the caller then reads with `split` (`Source.unsplit`).
     """
     heads = read_heads(spark, uris)
+    other = _not_text([_file(uri) for uri in uris], heads, "csv")
+    if other:
+        raise ValueError(other)
     wide = _wide_texts([_file(uri) for uri in uris], heads, csv.encoding)
     if wide:
         raise ValueError(f"{'; '.join(wide)}, or convert the file to UTF-8")

@@ -339,3 +339,42 @@ def test_parquet_nanosecond_timestamps_fail_saying_how_to_write_them(spark, core
     assert summary.status == "failed"
     assert summary.error.startswith("a.parquet: a column of nanosecond timestamps"), summary.error
     assert 'coerce_timestamps="us"' in summary.error
+
+
+# ------------------------------------------------------------------ a file that is no text, named as one
+
+
+def _zip(members: dict[str, str], method: int) -> bytes:
+    import io
+    import zipfile
+
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", compression=method) as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+    return data.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "fmt"),
+    [("a.csv", "zip (or an Excel .xlsx)", "csv"), ("a.csv", "gzip", "csv"), ("a.csv", "Parquet", "csv"),
+     ("a.jsonl", "gzip", "jsonl"), ("a.json", "zip (or an Excel .xlsx)", "json")],
+    ids=["zip-as-csv", "gzip-as-csv", "parquet-as-csv", "gzip-as-jsonl", "zip-as-json"],
+)  # fmt: skip
+def test_a_file_of_another_kind_named_as_text_fails_naming_what_it_is(spark, core, tmp_path, name, kind, fmt):
+    # A zip stored uncompressed and named .csv ran "succeeded": its rows were kept, under a column named after the
+    # zip's own header bytes (`pk_o_t_x_csvid`); Parquet bytes read as CSV kept most of their "rows".
+    import gzip
+    import zipfile
+
+    text = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(100)) if fmt == "csv" else '{"id": 1}\n'
+    data = {
+        "zip (or an Excel .xlsx)": lambda: _zip({"x." + fmt: text}, zipfile.ZIP_STORED),
+        "gzip": lambda: gzip.compress(text.encode()),
+        "Parquet": lambda: _parquet({"id": list(range(100)), "name": [f"n{i}" for i in range(100)]}),
+    }[kind]()
+    summary, lake = run(spark, core, tmp_path, {"b" + name[1:]: text, name: data}, format=fmt)
+
+    assert summary.status == "failed"
+    assert summary.error.startswith(f"{name} is a {kind} file, not {fmt[:4].upper()} text"), summary.error
+    assert not list(lake.list("bronze/hostile/"))
