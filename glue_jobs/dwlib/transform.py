@@ -21,7 +21,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -291,6 +291,8 @@ class HeaderGroup:
     header: list[str]
     # Files type inference may read (headerless: those whose first row has the expected width).
     infer_from: list[str] | None = None
+    # The reader's `lineSep`: "\n" where the run's lines end in LF and a CR alone is a character of a value.
+    line_sep: str | None = None
 
 
 @dataclass
@@ -638,9 +640,12 @@ def max_columns(width: int | None) -> int:
     return HEADER_MAX_COLUMNS if width is None else max(SPARK_MAX_COLUMNS, 2 * width + 16)
 
 
-def _csv_reader(spark: SparkSession, csv: CsvOptions, header: bool, width: int | None = 0) -> Any:
+def _csv_reader(
+    spark: SparkSession, csv: CsvOptions, header: bool, width: int | None = 0, line_sep: str | None = None
+) -> Any:
+    reader = spark.read.option("lineSep", line_sep) if line_sep else spark.read
     return (
-        spark.read.option("header", header)
+        reader.option("header", header)
         .option("maxColumns", max_columns(width))
         .option("sep", csv.delimiter)
         .option("encoding", csv.encoding)
@@ -1213,10 +1218,22 @@ def read_csv(
     # copy): a record no read gets right is refused, and a file whose lines end in more than one way is read line by
     # line (see `_unreadable`).
     scans = _scan_csv_files([uri for uri, _ in files], csv, spark)
+    scanned = all(scan is not None for scan in scans)
+    # Lines that end in LF, with a CR alone here and there outside quotes (a value's carriage return): each CR would
+    # end a line, and cut its row in two, the first half kept where its width is the header's. Read with LF alone
+    # ending a line, a CR is a character of its value. Only where no file's lines end in CRLF or in CR alone.
+    line_sep = (
+        "\n"
+        if scanned
+        and all(scan.endings in ([], ["LF"], ["LF", "CR"]) for scan in scans if scan is not None)
+        and any(scan.endings == ["LF", "CR"] for scan in scans if scan is not None)
+        else None
+    )
+    if line_sep:
+        scans = [replace(scan, endings=["LF"]) if scan is not None and scan.mixed else scan for scan in scans]
     refused = _unreadable([_file(uri) for uri, _ in files], scans, csv)
     if refused:
         raise ValueError(refused)
-    scanned = all(scan is not None for scan in scans)
     if csv.multiline is not False and any(scan is not None and scan.mixed for scan in scans):
         # Read whole, the reader ends records at the first kind of line ending it finds and takes the others as
         # characters of a value (the rows after one merge); line by line, every kind ends a line. No quoted value
@@ -1237,6 +1254,7 @@ def read_csv(
             names,
             [f"_c{i}" for i in range(width)],
             [uri for uri, h in files if len(h) == width],  # Spark infers the width from the first row it sees
+            line_sep,
         )
         expected = f"the first row of {_file(files[0][0])} has {width}"
     else:
@@ -1251,7 +1269,9 @@ def read_csv(
         names = clean_names([n for n, _ in originals.values()], positions=[p for _, p in originals.values()])
         final = dict(zip(originals, names, strict=True))
         for (uri, header), file_keys in zip(files, keys, strict=True):
-            group = groups.setdefault(tuple(header), HeaderGroup([], [final[k] for k in file_keys], list(header)))
+            group = groups.setdefault(
+                tuple(header), HeaderGroup([], [final[k] for k in file_keys], list(header), line_sep=line_sep)
+            )
             group.uris.append(uri)
         expected = None
     # Typed by the reader only when every file has the same header: one frame, one set of raw-text fields.
@@ -1375,11 +1395,17 @@ def _read_group(
     fields = [StructField(n, _reader_type(typed[n]) if n in typed else StringType()) for n in group.names]
     clean = bool(typed) and not split
     if clean:
-        df = _csv_reader(spark, csv, csv.header, len(fields)).schema(StructType(fields)).option("mode", "FAILFAST")
+        df = (
+            _csv_reader(spark, csv, csv.header, len(fields), group.line_sep)
+            .schema(StructType(fields))
+            .option("mode", "FAILFAST")
+        )
     else:
         schema = StructType([*fields, StructField(CORRUPT, StringType())])
         df = (
-            _csv_reader(spark, csv, csv.header, len(fields)).option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
+            _csv_reader(spark, csv, csv.header, len(fields), group.line_sep)
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .schema(schema)
         )
     for option, kind in (("dateFormat", "date:"), ("timestampFormat", "timestamp:")):
         for fmt in {t.removeprefix(kind) for t in typed.values() if t.startswith(kind)}:  # one at most
@@ -1488,8 +1514,8 @@ def infer_types(
     found: dict[str, set[str]] = {}
     for group in groups or [HeaderGroup(uris, columns, columns)]:
 
-        def reader(width: int = len(group.names)) -> Any:  # a new one each time: its options are its own state
-            return _csv_reader(spark, csv, csv.header, width).option(
+        def reader(width: int = len(group.names), line_sep: str | None = group.line_sep) -> Any:  # a new one each time
+            return _csv_reader(spark, csv, csv.header, width, line_sep).option(
                 "nullValue", csv.null_values[0] if csv.null_values else ""
             )
 

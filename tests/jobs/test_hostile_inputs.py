@@ -378,3 +378,18 @@ def test_a_file_of_another_kind_named_as_text_fails_naming_what_it_is(spark, cor
     assert summary.status == "failed"
     assert summary.error.startswith(f"{name} is a {kind} file, not {fmt[:4].upper()} text"), summary.error
     assert not list(lake.list("bronze/hostile/"))
+
+
+# ------------------------------------------------------------------ a carriage return alone in a file of LF lines
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "with-a-quoted-line-break"])
+def test_a_carriage_return_alone_in_a_file_of_lf_lines_is_part_of_its_value(spark, core, tmp_path, quoted):
+    # Each CR ended a line: `1,a\rb` was the row (1, a), kept, and a row `b` quarantined as malformed.
+    note = '"two\nlines"' if quoted else "plain"
+    text = f"id,note,name\n1,{note},a\rb\n2,x,c\n3,y,d\re\n"
+    summary, lake = run(spark, core, tmp_path, {"a.csv": text, "b.csv": "id,note,name\n4,z,f\n"}, columns={"id": "int"})
+
+    assert summary.status == "succeeded", summary.error
+    assert summary.rows_in == 4 and summary.rows_rejected == 0, summary.rejected_by_reason
+    assert sorted((r["id"], r["name"]) for r in kept(lake)) == [(1, "a\rb"), (2, "c"), (3, "d\re"), (4, "f")]
