@@ -1229,7 +1229,13 @@ def read_csv(
         and any(scan.endings == ["LF", "CR"] for scan in scans if scan is not None)
         else None
     )
+    lone_cr = []  # what the run's notes say of such files: a CR taken for a character may have ended a row
     if line_sep:
+        lone_cr = [
+            f"{_file(uri)} (first on line {scan.first_line.get('CR', '?')})"
+            for (uri, _), scan in zip(files, scans, strict=True)
+            if scan is not None and scan.mixed
+        ]
         scans = [replace(scan, endings=["LF"]) if scan is not None and scan.mixed else scan for scan in scans]
     refused = _unreadable([_file(uri) for uri, _ in files], scans, csv)
     if refused:
@@ -1307,6 +1313,12 @@ def read_csv(
         "decompress, unreadable to the driver, or an encoding whose quote is not one byte); rows of such a file can "
         "be lost without a failure"
     ] if unscanned else []  # fmt: skip
+    if lone_cr:
+        notes.append(
+            f"a carriage return alone, outside quotes, is read as a character of its value, the lines ending in LF: "
+            f"{', '.join(lone_cr)}; if some lines of such a file end in CR alone (an old Mac file joined to it), "
+            "convert it to one line ending and run again"
+        )
     return Source(df.select(*ordered, *internal), renamed, missing, list(groups.values()), guess, typed, notes)
 
 

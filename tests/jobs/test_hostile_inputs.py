@@ -393,3 +393,5 @@ def test_a_carriage_return_alone_in_a_file_of_lf_lines_is_part_of_its_value(spar
     assert summary.status == "succeeded", summary.error
     assert summary.rows_in == 4 and summary.rows_rejected == 0, summary.rejected_by_reason
     assert sorted((r["id"], r["name"]) for r in kept(lake)) == [(1, "a\rb"), (2, "c"), (3, "d\re"), (4, "f")]
+    # Lines that end in CR alone would be read as values too: the run's notes name the file and the CR's line.
+    assert any("carriage return alone" in note and "a.csv (first on line " in note for note in summary.notes)
