@@ -872,6 +872,41 @@ def _surely_date(text: str, fmt: str) -> bool:
     return True
 
 
+_DELIMITERS = (
+    ";",
+    "\t",
+    "|",
+    ",",
+)  # what a CSV file is often delimited by, tried where the declared one splits nothing
+
+
+def _other_delimiter(heads: list[tuple[str, bytes | None]], csv: CsvOptions) -> str | None:
+    """A message for the files the declared delimiter splits into one column, whose header and first records (at least
+    two) all hold another delimiter the same number of times: a `;`-delimited file read as one column of `a;b;c`
+    text. None for the others (a file of one column really, a single record)."""
+    found = []
+    for name, head in heads:
+        records = _head_records(head, csv, len(head) >= HEAD_BYTES) if head else None
+        try:
+            first = list(itertools.islice(records or (), 50))
+        except pycsv.Error:
+            continue
+        if len(first) < 2 or any(len(record) != 1 for record in first):
+            continue
+        for delimiter in _DELIMITERS:
+            counts = {record[0].count(delimiter) for record in first}
+            if delimiter != csv.delimiter and len(counts) == 1 and counts != {0}:
+                found.append(f"{name} ({delimiter!r}, {counts.pop()} in its header and each of its first rows)")
+                break
+    if not found:
+        return None
+    shown = "; ".join(found)
+    return (
+        f"a file the delimiter {csv.delimiter!r} splits into one column holds another delimiter: {shown}. Read as is, "
+        f'each row would be one value. Fix: set "csv": {{"delimiter": ...}} in the dataset\'s config.json'
+    )
+
+
 def untyped_in_heads(heads: list[bytes | None], csv: CsvOptions, names: list[str], typed: dict[str, str]) -> bool:
     """Whether the files' first bytes hold a record the reader may not type: of another width than the header's,
     or with a value in a `typed` column (by position in `names`) the reader may refuse.
@@ -1204,6 +1239,9 @@ def read_csv(
     files = [(uri, h) for uri, h in zip(uris, headers, strict=True) if h]  # empty files have no rows
     if not files:
         return Source(spark.createDataFrame([], StructType([])))
+    other = _other_delimiter([(_file(uri), head) for uri, head in zip(uris, heads, strict=True)], csv)
+    if other:
+        raise ValueError(other)
     wide = [(uri, len(h)) for uri, h in files if len(h) > MAX_CSV_COLUMNS]
     if wide:
         shown = ", ".join(f"{_file(uri)} ({width} columns)" for uri, width in wide)

@@ -395,3 +395,23 @@ def test_a_carriage_return_alone_in_a_file_of_lf_lines_is_part_of_its_value(spar
     assert sorted((r["id"], r["name"]) for r in kept(lake)) == [(1, "a\rb"), (2, "c"), (3, "d\re"), (4, "f")]
     # Lines that end in CR alone would be read as values too: the run's notes name the file and the CR's line.
     assert any("carriage return alone" in note and "a.csv (first on line " in note for note in summary.notes)
+
+
+# ------------------------------------------------------------------ a file delimited by another character
+
+
+def test_a_file_delimited_by_another_character_fails_naming_it(spark, core, tmp_path):
+    # A `;` file read with `,`: one column `id_name_n` of `1;a;2`, "succeeded".
+    files = {"a.csv": "id,name,n\n1,a,2\n", "b.csv": "id;name;n\n1;a;2\n2;b;3\n"}
+    summary, lake = run(spark, core, tmp_path, files)
+
+    assert summary.status == "failed"
+    assert "b.csv (';', 2 in its header and each of its first rows)" in summary.error, summary.error
+    assert "a.csv" not in summary.error
+
+
+def test_a_file_of_one_column_whose_values_hold_the_character_sometimes_still_reads(spark, core, tmp_path):
+    summary, lake = run(spark, core, tmp_path, {"a.csv": "note\na;b\nc\nd;e;f\n"})
+
+    assert summary.status == "succeeded", summary.error
+    assert sorted(r["note"] for r in kept(lake)) == ["a;b", "c", "d;e;f"]
