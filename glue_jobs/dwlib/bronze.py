@@ -334,7 +334,8 @@ def transform_and_check(
             # already holds every key), and the output is one file, not one per shuffle partition.
             source = source.coalesce(1)
         summary.renamed_columns, summary.missing_columns = read.renamed, read.missing
-        summary.notes += read.notes  # what the read could not check (a CSV too large to scan for its quotes)
+        # What the read could not check (a CSV too large to scan for its quotes), once however often the run is read.
+        summary.notes += [note for note in read.notes if note not in summary.notes]
         if not transform.data_columns(source):
             raise JobFailed(f"the source files {', '.join(keys)} have no columns: check `format` and `csv` options")
         # The source's own names and what they became: a CSV's headers; a JSON or Parquet source's leaf paths.

@@ -1466,6 +1466,8 @@ def _read_group(
         df = df.option("enableDateTimeParsingFallback", False)
     marker = reader_null_marker(csv)
     options = {"sep": csv.delimiter, "quote": csv.quote, "escape": csv.escape, "mode": "PERMISSIVE"}
+    if group.line_sep:
+        options["lineSep"] = group.line_sep  # a CR alone is a character of its value there too
     if marker is not None:
         # The reader compares each field with nullValue as it parses (the comparison it makes anyway), instead
         # of a comparison per value of every column afterwards. An empty field, quoted or not, stays null: the
