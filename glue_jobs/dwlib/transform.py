@@ -1531,9 +1531,12 @@ def _header_copy(csv: CsvOptions, group: HeaderGroup, texts: list[Column], marke
         return F.lit(False)
     same = []
     for position, (name, text) in enumerate(zip(group.header, texts, strict=True)):
-        if position == 0:
-            text = F.regexp_replace(text, "^\ufeff", "")  # a joined file's byte order mark
-        same.append(text.isNull() if name in ("", marker) else text.eqNullSafe(F.lit(name)))
+        if name in ("", marker):
+            same.append(text.isNull())
+        elif position == 0:  # first: most rows differ here, and the rest is not compared
+            same.append(text.isin(name, "\ufeff" + name))  # a joined file's byte order mark
+        else:
+            same.append(text == name)
     return F.coalesce(_all(same), F.lit(False))
 
 
