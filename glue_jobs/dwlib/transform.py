@@ -455,7 +455,7 @@ def _read_parquet_widened(spark: SparkSession, uris: list[str]) -> DataFrame:
             merged[name] = wider
     if conflicts:
         raise ValueError(
-            f"Parquet files of one run give a column types that do not merge: {'; '.join(conflicts)}. Fix: write the "
+            f"Parquet files of one run hold a column in types that do not merge: {'; '.join(conflicts)}. Fix: write the "
             "column with one type in every file (or run the files apart)"
         )
     groups: dict[str, list[str]] = {}
