@@ -20,10 +20,11 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from urllib.parse import quote, quote_plus, unquote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 
 import pytest
 
+from tests.leaks import forms
 from tests.loopback import LoopbackServer, redirect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,16 +38,6 @@ LOGGED_DW = (
     "sys.argv = ['dw', *sys.argv[1:]]; "
     "from dw.cli import main; main()"
 )
-
-
-def forms(secret: str) -> set[str]:
-    """Every text that gives the secret away: as written, URL-encoded, base64-encoded (alone and as Basic
-    auth's user:password), and escaped as JSON or Python write it inside a string."""
-    found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
-    found |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
-    for prefix in ("", "u:", "user:"):
-        found.add(base64.b64encode((prefix + secret).encode()).decode().rstrip("="))
-    return found
 
 
 def project(tmp_path: Path, config: dict) -> Path:

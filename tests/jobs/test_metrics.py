@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import types
 from pathlib import Path
 
 import boto3
@@ -19,21 +18,6 @@ from dwlib.naming import Naming
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "20261121T060000Z"
 DATASET = "app-users"  # its files are dropped under raw/: no network
-
-
-@pytest.fixture
-def on_glue(monkeypatch):
-    def get_resolved_options(argv, names):
-        return {name: argv[argv.index(f"--{name}") + 1] for name in names}
-
-    module = types.ModuleType("awsglue.utils")
-    module.getResolvedOptions = get_resolved_options
-    monkeypatch.setitem(sys.modules, "awsglue", types.ModuleType("awsglue"))
-    monkeypatch.setitem(sys.modules, "awsglue.utils", module)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv(jobs.FORCE_DRY_RUN, raising=False)
 
 
 def deployed_lake(tmp_path: Path, drop: bool = True) -> tuple[LocalLake, Naming]:

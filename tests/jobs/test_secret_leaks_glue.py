@@ -6,13 +6,9 @@ Secrets Manager is moto; the API is a loopback server that quotes the token it w
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import sys
-import types
 from pathlib import Path
-from urllib.parse import quote, quote_plus
 
 import boto3
 import pytest
@@ -21,6 +17,7 @@ from moto import mock_aws
 from dwlib import entry, jobs
 from dwlib.config import DatasetConfig
 from dwlib.lake import LocalLake
+from tests.leaks import forms
 from tests.loopback import LoopbackServer
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("bronze-run")]
@@ -29,25 +26,6 @@ RUN = "20260101T000000Z"
 SECRET_NAME = "pp-dw/leaky-glue"
 # A quote and a backslash: JSON escapes both where the job quotes the API's error object.
 SM_TOKEN = 'sm-Tok"en\\Value-77aa88bb99'
-
-
-def forms(secret: str) -> set[str]:
-    found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), repr(secret)[1:-1]}
-    found |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
-    return found | {base64.b64encode(secret.encode()).decode().rstrip("=")}
-
-
-@pytest.fixture
-def on_glue(monkeypatch):
-    """`awsglue.utils.getResolvedOptions` as Glue documents it: `--name value` pairs."""
-
-    def get_resolved_options(argv, names):
-        return {name: argv[argv.index(f"--{name}") + 1] for name in names}
-
-    module = types.ModuleType("awsglue.utils")
-    module.getResolvedOptions = get_resolved_options
-    monkeypatch.setitem(sys.modules, "awsglue", types.ModuleType("awsglue"))
-    monkeypatch.setitem(sys.modules, "awsglue.utils", module)
 
 
 @mock_aws

@@ -1,0 +1,28 @@
+"""Fixtures shared by the job tests."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from dwlib import jobs
+
+
+@pytest.fixture
+def on_glue(monkeypatch):
+    """The job as Glue runs it: `awsglue.utils.getResolvedOptions` as Glue documents it (`--name value` pairs),
+    a region and (moto's) credentials, and no forced dry run."""
+
+    def get_resolved_options(argv, names):
+        return {name: argv[argv.index(f"--{name}") + 1] for name in names}
+
+    module = types.ModuleType("awsglue.utils")
+    module.getResolvedOptions = get_resolved_options
+    monkeypatch.setitem(sys.modules, "awsglue", types.ModuleType("awsglue"))
+    monkeypatch.setitem(sys.modules, "awsglue.utils", module)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv(jobs.FORCE_DRY_RUN, raising=False)
