@@ -19,13 +19,16 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, unquote_plus
 
 import pytest
 
 from tests.leaks import forms
-from tests.loopback import LoopbackServer, redirect
+from tests.loopback import Handler, LoopbackServer, redirect
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = "leaky-api"
@@ -83,6 +86,68 @@ def entry_of(lake: Path) -> dict:
     return json.loads(first.read_text())
 
 
+BEARER = {"header": "Authorization", "scheme": "Bearer"}
+
+
+@contextmanager
+def serving() -> Iterator[LoopbackServer]:
+    """A loopback server, stopped however the test ends."""
+    server = LoopbackServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Fetch:
+    """A throwaway project whose dataset fetches from `server`, the lake its runs write to, and the environment
+    that hands the runs their secret."""
+
+    server: LoopbackServer
+    root: Path
+    lake: Path
+    env: dict[str, str]
+
+    def run(self, *options: str, debug: bool = False, layer: str = "raw", **env: str) -> subprocess.CompletedProcess:
+        """`dw run` of the dataset into the lake, with the secret; `options` follow the command's own."""
+        flags = ("--debug",) if debug else ()
+        lake = str(self.lake)
+        return dw(self.root, *flags, "run", DATASET, "--layer", layer, "--lake", lake, *options, **self.env, **env)
+
+    def command(self, *args: str) -> subprocess.CompletedProcess:
+        """Another `dw` command on the lake, without the secret in its environment: one that does not need it."""
+        return dw(self.root, *args, "--lake", str(self.lake))
+
+
+@contextmanager
+def fetching(
+    tmp_path: Path,
+    path: str,
+    auth: dict | None,
+    route: Callable[[Handler, dict[str, str]], None] | None = None,
+    *,
+    secret: str | None = None,
+    download: bool = False,
+    paging: str = "none",
+) -> Iterator[Fetch]:
+    """A project fetching `path` from a fresh loopback server (answering with `route` if given), as an API
+    endpoint whose records are `items` or, with `download`, as a CSV file; `auth` names SECRET_NAME, whose value
+    `secret` reaches the runs through the environment. The server stops when the block ends."""
+    with serving() as server:
+        if route is not None:
+            server.routes[path] = route
+        source: dict
+        if download:
+            source = {"source_url": server.url(path), "format": "csv"}
+        else:
+            source = {"url": server.url(path), "paging": {"kind": paging}, "records": "items"}
+        if auth is not None:
+            source["source_auth" if download else "auth"] = {"secret": SECRET_NAME, **auth}
+        root = project(tmp_path, source if download else {"api_endpoints": [source]})
+        yield Fetch(server, root, tmp_path / "lake", {} if secret is None else {ENV: secret})
+
+
 # ------------------------------------------------------------------ an error object that quotes the key
 
 
@@ -94,41 +159,26 @@ def test_a_key_echoed_in_an_api_error_object_is_cut_even_where_json_escapes_it(t
     """The API answers HTTP 200 with an error object that quotes the token it was sent; the run fails quoting
     that object. JSON writes the token's quote and backslash escaped, a form the scrubber did not know: the
     message kept the token (`"you_sent": "tk\\"Quote\\\\Back-…"`), in stderr, the ledger's error and the ops row."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            sent = handler.headers.get("Authorization", "").partition(" ")[2]
-            handler.json({"error": {"message": "key not valid", "you_sent": sent, "as_list": [sent]}})
+    def route(handler, query):
+        sent = handler.headers.get("Authorization", "").partition(" ")[2]
+        handler.json({"error": {"message": "key not valid", "you_sent": sent, "as_list": [sent]}})
 
-        server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        (root / ".secrets.json").write_text(json.dumps({SECRET_NAME: ESCAPED}))
-        lake = tmp_path / "lake"
-
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", "20260101T000000Z")
-        debug = dw(
-            root, "--debug", "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", "20260102T000000Z"
-        )
-        runs = dw(root, "runs", DATASET, "--lake", str(lake))
-        listing = dw(root, "list", "--lake", str(lake))
-        plan = dw(root, "run", DATASET, "--dry-run", "--lake", str(lake))
-    finally:
-        server.stop()
+    with fetching(tmp_path, "/v1/items", BEARER, route) as fetch:
+        (fetch.root / ".secrets.json").write_text(json.dumps({SECRET_NAME: ESCAPED}))
+        run = fetch.run("--run-id", "20260101T000000Z")
+        debug = fetch.run("--run-id", "20260102T000000Z", debug=True)
+        runs = fetch.command("runs", DATASET)
+        listing = fetch.command("list")
+        plan = fetch.command("run", DATASET, "--dry-run")
 
     assert run.returncode == 1 and debug.returncode == 1, run.stderr
     assert "answered with an error instead of records" in run.stderr
     assert "LOG urllib3" in run.stderr, "the log records were captured"
-    assert any(r.headers.get("Authorization") == f"Bearer {ESCAPED}" for r in server.requests)
+    assert any(r.headers.get("Authorization") == f"Bearer {ESCAPED}" for r in fetch.server.requests)
     assert listing.returncode == 0 and plan.returncode == 0, listing.stderr + plan.stderr
-    assert_nowhere(ESCAPED, outputs(lake, run, debug, runs, listing, plan), "Back-5a6b7c8d", 'tk\\"Quote')
-    assert '"you_sent": "***", "as_list": ["***"]' in entry_of(lake)["error"]
+    assert_nowhere(ESCAPED, outputs(fetch.lake, run, debug, runs, listing, plan), "Back-5a6b7c8d", 'tk\\"Quote')
+    assert '"you_sent": "***", "as_list": ["***"]' in entry_of(fetch.lake)["error"]
 
 
 # ------------------------------------------------------------------ a presigned hand-off
@@ -149,35 +199,21 @@ def test_a_presigned_url_a_source_redirects_to_keeps_its_signature_out_of_every_
     which refuses it. The signature and the access key in that URL were known to nothing, so urllib3's log
     records of the request (DEBUG: `"GET /obj.csv?X-Amz-Credential=…&X-Amz-Signature=… HTTP/1.1" 403`; WARNING:
     `Failed to parse headers (url=…?X-Amz-Signature=…)`) kept them."""
-    source, storage = LoopbackServer(), LoopbackServer()
-    try:
-        query = (
-            f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={ACCESS_KEY}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
-            f"&X-Amz-Date=20260101T000000Z&X-Amz-Expires=300&X-Amz-SignedHeaders=host&X-Amz-Signature={SIGNATURE}"
-        )
+    query = (
+        f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={ACCESS_KEY}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
+        f"&X-Amz-Date=20260101T000000Z&X-Amz-Expires=300&X-Amz-SignedHeaders=host&X-Amz-Signature={SIGNATURE}"
+    )
+    with serving() as storage, fetching(tmp_path, "/export.csv", BEARER, secret=TOKEN, download=True) as fetch:
         storage.scripts["/bucket/obj.csv"] = [broken_headers] * 10
-        source.scripts["/export.csv"] = [redirect(storage.url(f"/bucket/obj.csv?{query}"))] * 10
-        root = project(
-            tmp_path,
-            {
-                "source_url": source.url("/export.csv"),
-                "format": "csv",
-                "source_auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
-            },
-        )
-        lake = tmp_path / "lake"
-
-        run = dw(root, "--debug", "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: TOKEN})
-    finally:
-        source.stop()
-        storage.stop()
+        fetch.server.scripts["/export.csv"] = [redirect(storage.url(f"/bucket/obj.csv?{query}"))] * 10
+        run = fetch.run(debug=True)
 
     assert run.returncode == 1
-    assert "HTTP 403" in entry_of(lake)["error"]
+    assert "HTTP 403" in entry_of(fetch.lake)["error"]
     assert "Failed to parse headers" in run.stderr and "GET /bucket/obj.csv?" in run.stderr, "urllib3's records"
     assert storage.seen("/bucket/obj.csv"), "the hand-off was followed"
     assert "Authorization" not in storage.seen("/bucket/obj.csv")[0].headers
-    seen = outputs(lake, run)
+    seen = outputs(fetch.lake, run)
     for secret in (SIGNATURE, ACCESS_KEY, TOKEN):
         assert_nowhere(secret, seen)
 
@@ -192,27 +228,16 @@ def test_a_login_redirect_that_carries_the_request_url_encoded_takes_no_key_to_t
     """A wrong key: the API redirects to its login host with `return_to=` the whole request URL, encoded once
     more, so the key in it is encoded twice (`qk-7d1e%252Ba%252F9F…`). The check that drops a parameter holding
     the key decoded it once only: the key went to the login host."""
-    api, login = LoopbackServer(), LoopbackServer()
-    try:
+    auth = {"query_param": "api_key"}
+    with serving() as login, fetching(tmp_path, "/v1/items", auth, secret=PLUS_SLASH_KEY) as fetch:
+        api = fetch.server
 
         def items(handler, query):
             handler.plain(302, {"Location": login.url("/login?return_to=" + quote(api.url(handler.path), safe=""))})
 
         api.routes["/v1/items"] = items
         login.routes["/login"] = lambda handler, query: handler.plain(401, body=b'{"error": "log in first"}')
-        endpoint = {
-            "url": api.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "query_param": "api_key"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        lake = tmp_path / "lake"
-
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: PLUS_SLASH_KEY})
-    finally:
-        api.stop()
-        login.stop()
+        run = fetch.run()
 
     assert run.returncode == 1 and "HTTP 401" in run.stderr
     assert login.requests, "the redirect was followed"
@@ -222,7 +247,7 @@ def test_a_login_redirect_that_carries_the_request_url_encoded_takes_no_key_to_t
             text = unquote_plus(unquote(text))
             decoded.add(text)
         assert not any(PLUS_SLASH_KEY in form for form in decoded), f"the key went to another host: {request.path}"
-    assert_nowhere(PLUS_SLASH_KEY, outputs(lake, run))
+    assert_nowhere(PLUS_SLASH_KEY, outputs(fetch.lake, run))
 
 
 # ------------------------------------------------------------------ a transform hook that quotes the key
@@ -251,37 +276,21 @@ def test_a_hook_whose_udf_quotes_the_key_leaves_it_in_no_log_record(tmp_path):
     were scrubbed, but py4j's DEBUG record of the Java answer (`Answer received: !ysorg.apache.spark.
     SparkException: … ValueError: the enrichment service refused key …`) quoted the worker's traceback whole:
     only the loggers of a fetch in progress were scrubbed."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            if handler.headers.get("Authorization") != f"Bearer {HOOK_KEY}":
-                handler.plain(401)
-                return
-            handler.json({"items": [{"id": n, "name": f"firm {n}"} for n in range(5)]})
+    def route(handler, query):
+        if handler.headers.get("Authorization") != f"Bearer {HOOK_KEY}":
+            handler.plain(401)
+            return
+        handler.json({"items": [{"id": n, "name": f"firm {n}"} for n in range(5)]})
 
-        server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        (root / "datasets" / DATASET / "transform.py").write_text(ENRICHING_HOOK)
-        lake = tmp_path / "lake"
-
-        run = dw(
-            root, "--debug", "run", DATASET, "--layer", "bronze", "--lake", str(lake),
-            **{ENV: HOOK_KEY, "SPARK_LOCAL_IP": "127.0.0.1"},
-        )  # fmt: skip
-    finally:
-        server.stop()
+    with fetching(tmp_path, "/v1/items", BEARER, route, secret=HOOK_KEY) as fetch:
+        (fetch.root / "datasets" / DATASET / "transform.py").write_text(ENRICHING_HOOK)
+        run = fetch.run(debug=True, layer="bronze", SPARK_LOCAL_IP="127.0.0.1")
 
     assert run.returncode == 1, run.stderr
     assert "failed as Spark ran it: ValueError: the enrichment service refused key ***" in run.stdout
     assert "LOG py4j" in run.stderr, "py4j's records were captured"
-    assert_nowhere(HOOK_KEY, outputs(lake, run))
+    assert_nowhere(HOOK_KEY, outputs(fetch.lake, run))
 
 
 # ------------------------------------------------------------------ a compressed download that echoes the key
@@ -323,38 +332,25 @@ def test_a_compressed_download_that_echoes_its_credential_never_reaches_raw(tmp_
     """The server writes the key it was sent into the CSV's rows, then compresses the answer: on the way
     (Content-Encoding: gzip, stored as sent under data.csv.gz) or as the file itself. The check for an echoed
     credential searched the bytes as stored, compressed: the key reached raw/ (and bronze would have read it)."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            sent = handler.headers.get("Authorization", "").partition(" ")[2]
-            csv = f"id,requested_by\n1,{sent}\n2,someone\n".encode()
-            headers = {"Content-Type": "application/octet-stream"}
-            if how == "gzip on the way":
-                body, headers = gzip.compress(csv), {"Content-Type": "text/csv", "Content-Encoding": "gzip"}
-            elif how == "gzip file":
-                body = gzip.compress(csv)
-            elif how == "bzip2 file":
-                body = bz2.compress(csv)
-            else:
-                body = _zipped("data.csv", csv)
-            handler.plain(200, headers, body)
+    def route(handler, query):
+        sent = handler.headers.get("Authorization", "").partition(" ")[2]
+        csv = f"id,requested_by\n1,{sent}\n2,someone\n".encode()
+        headers = {"Content-Type": "application/octet-stream"}
+        if how == "gzip on the way":
+            body, headers = gzip.compress(csv), {"Content-Type": "text/csv", "Content-Encoding": "gzip"}
+        elif how == "gzip file":
+            body = gzip.compress(csv)
+        elif how == "bzip2 file":
+            body = bz2.compress(csv)
+        else:
+            body = _zipped("data.csv", csv)
+        handler.plain(200, headers, body)
 
-        server.routes[path] = route
-        root = project(
-            tmp_path,
-            {
-                "source_url": server.url(path),
-                "format": "csv",
-                "source_auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
-            },
-        )
-        lake = tmp_path / "lake"
+    with fetching(tmp_path, path, BEARER, route, secret=DOWNLOAD_KEY, download=True) as fetch:
+        run = fetch.run()
 
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: DOWNLOAD_KEY})
-    finally:
-        server.stop()
-
+    lake = fetch.lake
     kept = [p for p in lake.rglob("*") if p.is_file()]
     seen = outputs(lake, run)
     seen |= {f"{p.relative_to(lake)} (decompressed)": _decompressed(p).decode("utf-8", "replace") for p in kept}
@@ -367,25 +363,17 @@ def test_a_compressed_download_that_echoes_its_credential_never_reaches_raw(tmp_
 def test_a_public_api_s_presigned_next_page_keeps_its_signature_out_of_every_log(tmp_path):
     """An API without auth links its next page to storage on another host through a presigned URL, which
     answers with a broken header block: urllib3's records quoted the URL whole, signature and access key."""
-    api, storage = LoopbackServer(), LoopbackServer()
-    try:
-        query = f"X-Amz-Credential={ACCESS_KEY}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature={SIGNATURE}"
-        api.routes["/v1/items"] = lambda handler, _: handler.json(
+    query = f"X-Amz-Credential={ACCESS_KEY}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature={SIGNATURE}"
+    with serving() as storage, fetching(tmp_path, "/v1/items", None, paging="link") as fetch:
+        fetch.server.routes["/v1/items"] = lambda handler, _: handler.json(
             {"items": [{"id": 1}], "next": storage.url(f"/bucket/page2.json?{query}")}
         )
         storage.scripts["/bucket/page2.json"] = [broken_headers] * 10
-        endpoint = {"url": api.url("/v1/items"), "paging": {"kind": "link"}, "records": "items"}
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        lake = tmp_path / "lake"
+        run = fetch.run()
 
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake))
-    finally:
-        api.stop()
-        storage.stop()
-
-    assert run.returncode == 1 and "HTTP 403" in entry_of(lake)["error"]
+    assert run.returncode == 1 and "HTTP 403" in entry_of(fetch.lake)["error"]
     assert "Failed to parse headers" in run.stderr and "GET /bucket/page2.json?" in run.stderr, "urllib3's records"
-    seen = outputs(lake, run)
+    seen = outputs(fetch.lake, run)
     for secret in (SIGNATURE, ACCESS_KEY):
         assert_nowhere(secret, seen)
 
@@ -397,34 +385,21 @@ def test_a_download_that_echoes_its_credential_xml_escaped_never_reaches_raw(tmp
     """The server answers HTTP 200 with an XML error quoting the key it was sent, escaped as XML escapes it
     (`&amp;`, `&lt;`, `&apos;`): a form the check for an echoed credential did not know, so the error document
     was kept in raw/ as the data."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            sent = handler.headers.get("X-Api-Key", "")
-            escaped = sent.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&apos;")
-            body = f"<?xml version='1.0'?><Error><Code>InvalidKey</Code><Key>{escaped}</Key></Error>\n".encode()
-            handler.plain(200, {"Content-Type": "application/xml"}, body)
+    def route(handler, query):
+        sent = handler.headers.get("X-Api-Key", "")
+        escaped = sent.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&apos;")
+        body = f"<?xml version='1.0'?><Error><Code>InvalidKey</Code><Key>{escaped}</Key></Error>\n".encode()
+        handler.plain(200, {"Content-Type": "application/xml"}, body)
 
-        server.routes["/export/data.csv"] = route
-        root = project(
-            tmp_path,
-            {
-                "source_url": server.url("/export/data.csv"),
-                "format": "csv",
-                "source_auth": {"secret": SECRET_NAME, "header": "X-Api-Key"},
-            },
-        )
-        lake = tmp_path / "lake"
-
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: AMPERSAND_KEY})
-    finally:
-        server.stop()
+    auth = {"header": "X-Api-Key"}
+    with fetching(tmp_path, "/export/data.csv", auth, route, secret=AMPERSAND_KEY, download=True) as fetch:
+        run = fetch.run()
 
     escaped = "pw&amp;Amp&lt;Lt&gt;Gt&apos;Apos-31415926"
-    assert_nowhere(AMPERSAND_KEY, outputs(lake, run), escaped, "Apos-31415926")
+    assert_nowhere(AMPERSAND_KEY, outputs(fetch.lake, run), escaped, "Apos-31415926")
     assert run.returncode == 1
-    assert "holds the credential it was fetched with" in entry_of(lake)["error"]
+    assert "holds the credential it was fetched with" in entry_of(fetch.lake)["error"]
 
 
 def _encode_uri_component(text: str) -> str:
@@ -440,29 +415,15 @@ def test_a_key_the_api_quotes_url_encoded_as_javascript_does_is_cut(tmp_path):
     encodeURIComponent: the key's space as %20 (Python's urlencode sent +) and !*'() left as they are (Python
     escapes them), a spelling the scrubber did not know. The run's error quoted it: `api_key=k3y%20with%20***`
     (only the key's longest word was cut, as a part of a value that holds a space)."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            key = query.get("api_key", "")
-            handler.json(
-                {"error": {"message": "invalid key", "url": "/v1/items?api_key=" + _encode_uri_component(key)}}
-            )
+    def route(handler, query):
+        key = query.get("api_key", "")
+        handler.json({"error": {"message": "invalid key", "url": "/v1/items?api_key=" + _encode_uri_component(key)}})
 
-        server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "query_param": "api_key"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        lake = tmp_path / "lake"
+    with fetching(tmp_path, "/v1/items", {"query_param": "api_key"}, route, secret=SPACED_KEY) as fetch:
+        run = fetch.run()
 
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: SPACED_KEY})
-    finally:
-        server.stop()
-
+    lake = fetch.lake
     assert_nowhere(SPACED_KEY, outputs(lake, run), _encode_uri_component(SPACED_KEY), "k3y%20with", "(x)-27182818")
     assert run.returncode == 1 and '"url": "/v1/items?api_key=***"' in entry_of(lake)["error"]
 
@@ -478,57 +439,31 @@ def test_a_very_short_secret_echoed_base64_encoded_is_cut(tmp_path, secret, auth
     """The API quotes what it received base64-encoded, without padding, in its error object. A secret this
     short was cut as written (`ab:cd`) but not as base64 (`YWI6Y2Q`, `eDl6`): base64 was only matched by
     its inner 8 or more characters, which such a value does not have."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            sent = handler.headers.get("Authorization", "").partition(" ")[2]
-            decoded = base64.b64decode(sent).decode() if "Basic" in auth.values() else sent
-            echoed = base64.b64encode(decoded.encode()).decode().rstrip("=")
-            handler.json({"error": {"message": "denied", "caller": echoed}})
+    def route(handler, query):
+        sent = handler.headers.get("Authorization", "").partition(" ")[2]
+        decoded = base64.b64decode(sent).decode() if "Basic" in auth.values() else sent
+        echoed = base64.b64encode(decoded.encode()).decode().rstrip("=")
+        handler.json({"error": {"message": "denied", "caller": echoed}})
 
-        server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, **auth},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        lake = tmp_path / "lake"
-
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: secret})
-    finally:
-        server.stop()
+    with fetching(tmp_path, "/v1/items", auth, route, secret=secret) as fetch:
+        run = fetch.run()
 
     encoded = base64.b64encode(secret.encode()).decode().rstrip("=")
-    assert_nowhere(secret, outputs(lake, run), encoded)
-    assert run.returncode == 1 and '"caller": "***"' in entry_of(lake)["error"]
+    assert_nowhere(secret, outputs(fetch.lake, run), encoded)
+    assert run.returncode == 1 and '"caller": "***"' in entry_of(fetch.lake)["error"]
 
 
 def test_a_damaged_compressed_download_is_searched_as_far_as_it_decompresses_and_kept(tmp_path):
     """The decompressed search stops where a damaged gzip does: the file lands in raw/ as fetched, for bronze
     to name its damage, rather than the fetch failing on it."""
-    server = LoopbackServer()
-    try:
-        body = gzip.compress(b"id,name\n" + b"1,someone\n" * 5000)[:-40]  # the end cut off
-        server.routes["/export/data.csv.gz"] = lambda handler, _: handler.plain(200, {}, body)
-        root = project(
-            tmp_path,
-            {
-                "source_url": server.url("/export/data.csv.gz"),
-                "format": "csv",
-                "source_auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
-            },
-        )
-        lake = tmp_path / "lake"
-
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: DOWNLOAD_KEY})
-    finally:
-        server.stop()
+    body = gzip.compress(b"id,name\n" + b"1,someone\n" * 5000)[:-40]  # the end cut off
+    with fetching(tmp_path, "/export/data.csv.gz", BEARER, secret=DOWNLOAD_KEY, download=True) as fetch:
+        fetch.server.routes["/export/data.csv.gz"] = lambda handler, _: handler.plain(200, {}, body)
+        run = fetch.run()
 
     assert run.returncode == 0, run.stderr
-    (kept,) = (lake / "raw" / DATASET).glob("run_id=*/data.csv.gz")
+    (kept,) = (fetch.lake / "raw" / DATASET).glob("run_id=*/data.csv.gz")
     assert kept.read_bytes() == body
 
 
@@ -540,32 +475,17 @@ def test_a_basic_secret_stored_already_encoded_is_cut_as_the_server_reads_it(tmp
     as it is; the server reads user:password out of it and quotes them in its error object. Only the encoded
     text was known to the scrubber, so the password and the user name were printed and kept in the ledger."""
     stored = base64.b64encode(f"{PRE_ENCODED_USER}:{PRE_ENCODED_PASSWORD}".encode()).decode()
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            user, _, password = (
-                base64.b64decode(handler.headers["Authorization"].partition(" ")[2]).decode().partition(":")
-            )
-            handler.json({"error": {"message": f"password {password} is wrong for {user}"}})
+    def route(handler, query):
+        user, _, password = base64.b64decode(handler.headers["Authorization"].partition(" ")[2]).decode().partition(":")
+        handler.json({"error": {"message": f"password {password} is wrong for {user}"}})
 
-        server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "scheme": "Basic"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        lake = tmp_path / "lake"
+    with fetching(tmp_path, "/v1/items", {"scheme": "Basic"}, route, secret=stored) as fetch:
+        run = fetch.run()
 
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: stored})
-    finally:
-        server.stop()
-
-    assert server.requests[0].headers["Authorization"] == f"Basic {stored}", "sent as stored"
-    assert_nowhere(stored, outputs(lake, run), PRE_ENCODED_PASSWORD, PRE_ENCODED_USER)
-    assert run.returncode == 1 and "password *** is wrong for ***" in entry_of(lake)["error"]
+    assert fetch.server.requests[0].headers["Authorization"] == f"Basic {stored}", "sent as stored"
+    assert_nowhere(stored, outputs(fetch.lake, run), PRE_ENCODED_PASSWORD, PRE_ENCODED_USER)
+    assert run.returncode == 1 and "password *** is wrong for ***" in entry_of(fetch.lake)["error"]
 
 
 COOKIE = "sessionid=9c8b7a6f5e4d3c2b; csrftoken=Zx81Yw72Vu63"
@@ -574,29 +494,16 @@ COOKIE = "sessionid=9c8b7a6f5e4d3c2b; csrftoken=Zx81Yw72Vu63"
 def test_a_cookie_secret_is_cut_value_by_value(tmp_path):
     """A session cookie sent as the secret (`"header": "Cookie"`): the server quotes one of its values alone in
     its error object. Only the whole cookie was known to the scrubber: the session id was printed."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            cookies = dict(pair.split("=", 1) for pair in handler.headers.get("Cookie", "").split("; "))
-            handler.json({"error": {"message": f"session {cookies.get('sessionid')} expired"}})
+    def route(handler, query):
+        cookies = dict(pair.split("=", 1) for pair in handler.headers.get("Cookie", "").split("; "))
+        handler.json({"error": {"message": f"session {cookies.get('sessionid')} expired"}})
 
-        server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "header": "Cookie"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        lake = tmp_path / "lake"
+    with fetching(tmp_path, "/v1/items", {"header": "Cookie"}, route, secret=COOKIE) as fetch:
+        run = fetch.run()
 
-        run = dw(root, "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: COOKIE})
-    finally:
-        server.stop()
-
-    assert_nowhere(COOKIE, outputs(lake, run), "9c8b7a6f5e4d3c2b", "Zx81Yw72Vu63")
-    assert run.returncode == 1 and "session *** expired" in entry_of(lake)["error"]
+    assert_nowhere(COOKIE, outputs(fetch.lake, run), "9c8b7a6f5e4d3c2b", "Zx81Yw72Vu63")
+    assert run.returncode == 1 and "session *** expired" in entry_of(fetch.lake)["error"]
 
 
 def test_a_short_numeric_key_is_cut_where_it_stands_alone_not_out_of_run_ids_and_data(tmp_path):
@@ -604,32 +511,18 @@ def test_a_short_numeric_key_is_cut_where_it_stands_alone_not_out_of_run_ids_and
     numbers that hold the same digits. Every occurrence was cut, inside words and numbers too: the run id became
     `***60101T000000Z`, which failed the run and left its ledger entry unreadable (`dw runs`), and `***` in
     place of part of a known run id or date gives the key away as surely as printing it."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            key = query.get("k", "")
-            handler.json(
-                {"items": [{"id": 1, "reported": "2026-02-02", "zip": "20202", "caller": key, "note": f"key={key}"}]}
-            )
-
-        server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "query_param": "k"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        lake = tmp_path / "lake"
-
-        run = dw(
-            root, "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", "20260101T000000Z", **{ENV: "202"}
+    def route(handler, query):
+        key = query.get("k", "")
+        handler.json(
+            {"items": [{"id": 1, "reported": "2026-02-02", "zip": "20202", "caller": key, "note": f"key={key}"}]}
         )
-        runs = dw(root, "runs", DATASET, "--lake", str(lake))
-    finally:
-        server.stop()
 
+    with fetching(tmp_path, "/v1/items", {"query_param": "k"}, route, secret="202") as fetch:
+        run = fetch.run("--run-id", "20260101T000000Z")
+        runs = fetch.command("runs", DATASET)
+
+    lake = fetch.lake
     assert run.returncode == 0, run.stderr
     entry = entry_of(lake)
     assert entry["run_id"] == "20260101T000000Z" and entry["status"] == "succeeded"
@@ -648,31 +541,18 @@ def test_a_key_the_api_quotes_cut_short_is_cut_too(tmp_path):
     """The API quotes the start of the key it was sent, cut short (`Invalid API key: sk-live-51HqLyjWDa…`), in
     its error object and its reason phrase. Only whole forms were cut: the first 18 characters were printed
     and kept in the ledger."""
-    server = LoopbackServer()
-    try:
 
-        def route(handler, query):
-            head = handler.headers.get("Authorization", "").partition(" ")[2][:18]
-            body = json.dumps({"error": {"message": f"Invalid API key: {head}…"}}).encode()
-            handler.send_response(200, f"OK for {head}...")
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(body)))
-            handler.end_headers()
-            handler.wfile.write(body)
+    def route(handler, query):
+        head = handler.headers.get("Authorization", "").partition(" ")[2][:18]
+        body = json.dumps({"error": {"message": f"Invalid API key: {head}…"}}).encode()
+        handler.send_response(200, f"OK for {head}...")
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
-        server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
-        lake = tmp_path / "lake"
+    with fetching(tmp_path, "/v1/items", BEARER, route, secret=TRUNCATED_KEY) as fetch:
+        run = fetch.run(debug=True)
 
-        run = dw(root, "--debug", "run", DATASET, "--layer", "raw", "--lake", str(lake), **{ENV: TRUNCATED_KEY})
-    finally:
-        server.stop()
-
-    assert_nowhere(TRUNCATED_KEY, outputs(lake, run), TRUNCATED_KEY[:12], TRUNCATED_KEY[8:18])
-    assert run.returncode == 1 and "Invalid API key: ***…" in entry_of(lake)["error"]
+    assert_nowhere(TRUNCATED_KEY, outputs(fetch.lake, run), TRUNCATED_KEY[:12], TRUNCATED_KEY[8:18])
+    assert run.returncode == 1 and "Invalid API key: ***…" in entry_of(fetch.lake)["error"]
