@@ -5,12 +5,17 @@
 
 Before scanning, it claims the run folder with a conditional put of `_EXPORT_STARTED` (If-None-Match: *):
 raw/ is never rewritten, so a run id made from the clock that another export took moves on by a second,
-and a run id given in the event that another export is running or finished is refused. An export that fails
-before its marker releases its claim (a conditional overwrite of its own claim with the run id's fixed
-"failed" claim), so the same run id can be exported again, by a retry of the event or a new invocation: the
-retry takes over a released claim only (If-Match its ETag, which the bucket's SSE-S3 makes the MD5 of that
-fixed text), never a running or finished export's. Nothing of a failed export is read: bronze reads a run
-folder only once its `_SUCCESS` marker is there, and a retry's upload replaces any CSV the failed one left.
+and a run id given in the event that another export finished (its `_SUCCESS` is there) or may still be
+running is refused. The claim records its invocation's deadline (now + `get_remaining_time_in_millis()`)
+and when it lapses: `CLAIM_MARGIN_S` later, for a request sent just before a kill and for clocks. An export
+that fails before its marker releases its claim (a conditional overwrite of its own claim with the run id's
+fixed "failed" claim); one stopped without running its own code (killed at the time limit, out of memory)
+cannot, and its claim lapses. The same run id may then be exported again, by a retry of the event or a new
+invocation: it reads the claim and takes it over (If-Match the ETag it read, so of two takers one wins)
+only if released or lapsed, and refuses one still standing, saying after when to retry. The taker aborts
+the multipart uploads the stopped export noted in its claim, and its upload replaces any CSV that export
+completed. Nothing of a failed or stopped export is read: bronze reads a run folder only once its `_SUCCESS`
+marker is there. The marker is put If-None-Match: *, so a run's marker is published once.
 
 Memory stays bounded whatever the size of the table: the table is read once, page by
 page, and every row is streamed as a JSON line to a temporary file in /tmp while the
@@ -32,8 +37,9 @@ marker's arrival, not the CSV's, starts the pipeline, once per export.
 
 A run that cannot finish before the Lambda's time limit raises `TimeoutError` and writes
 nothing to the final key, nor a marker (and releases its claim, as any failure before the marker does).
-An export stopped without running its own code (killed at the time limit, out of memory) keeps its claim:
-its run id is refused, and the export is invoked again without one.
+An export stopped without running its own code keeps its claim until it lapses; its /tmp folder (the
+JSON-lines copy and the CSV), which Lambda keeps for the next invocation in the same execution environment,
+is deleted by the next export there (the folder's lock, `flock`, dies with the process that held it).
 """
 
 from __future__ import annotations
@@ -42,16 +48,20 @@ import base64
 import contextlib
 import csv
 import errno
+import fcntl
 import hashlib
 import json
 import math
 import os
 import random
 import re
+import shutil
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -61,7 +71,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from dwlib.naming import Naming, check_run_id, new_run_id, next_run_id
+from dwlib.naming import DROP_MARKER, Naming, check_run_id, new_run_id, next_run_id
 
 logger = Logger(service="dynamodb-csv-export")
 
@@ -107,15 +117,14 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
 
     started = time.monotonic()
     try:
-        run, manifest, details = _export(table, bucket, dataset, key, run_id, context)
+        run, manifest, details = _export(table, bucket, dataset, key, run_id, context, claim)
     except Exception as error:  # before the marker: nothing of this export is read, and the run id may be retried
         _release(bucket, dataset, run_id, claim, error)
         raise
     # Never empty: the arrival rule ignores 0-byte objects (console folders, placeholders). A failure from here on
-    # keeps the claim: the marker may be stored (a reply lost), and a retry would rewrite a run bronze may be reading.
-    _s3_client().put_object(
-        Bucket=bucket, Key=marker, Body=json.dumps(manifest).encode(), ContentType="application/json"
-    )
+    # keeps the claim: the marker may be stored (a reply lost), and a retry would rewrite a run bronze may be reading
+    # (one after the claim lapsed finds the marker and stops).
+    _publish(_s3_client(), bucket, marker, json.dumps(manifest).encode())
 
     logger.info(
         "export finished",
@@ -132,7 +141,7 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
 
 
 def _export(
-    table: str, bucket: str, dataset: str, key: str, run_id: str, context: Any
+    table: str, bucket: str, dataset: str, key: str, run_id: str, context: Any, claim: _Claim
 ) -> tuple[_Run, dict[str, Any], dict[str, Any]]:
     """Scan the table and upload its CSV to `key`; the run, the marker's manifest and what to log of it."""
     dynamodb = _dynamodb_client()
@@ -151,7 +160,7 @@ def _export(
         },
     )
 
-    with tempfile.TemporaryDirectory(prefix="dynamodb-csv-export-") as work:
+    with _work_dir() as work:
         try:
             parts = [os.path.join(work, f"segment-{i:02d}.jsonl") for i in range(segments)]
             types = _scan(dynamodb, run, parts)
@@ -173,7 +182,11 @@ def _export(
             raise RuntimeError(f"scanned {run.rows} rows of table {table!r} but wrote {written}")
         size = os.path.getsize(csv_path)
         run.check_time("before uploading")
-        _s3_client().upload_file(
+        s3 = _s3_client()
+        # Each multipart upload is noted in the claim before its parts go up: an export that takes the run over
+        # after this one was stopped aborts it. The object only appears once complete; a single put is atomic.
+        s3.meta.events.register("after-call.s3.CreateMultipartUpload", _noting_uploads(s3, claim, bucket, key))
+        s3.upload_file(
             csv_path,
             bucket,
             key,
@@ -190,6 +203,23 @@ def _export(
         "types": {name: sorted(kinds) for name, kinds in sorted(types.items())},
     }
     return run, manifest, {"columns": len(header), "segments": segments}
+
+
+def _noting_uploads(s3, claim: _Claim, bucket: str, key: str):
+    """An after-call handler of CreateMultipartUpload that notes the upload in the claim (or aborts it and fails)."""
+
+    def note(parsed: dict[str, Any], **_: Any) -> None:
+        upload_id = parsed.get("UploadId")
+        if not upload_id:
+            return
+        try:
+            claim.note_upload(s3, upload_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+
+    return note
 
 
 # ---------------------------------------------------------------- set-up
@@ -219,16 +249,29 @@ CLAIM_TRIES = 60  # clock-made ids moved on by a second at most this often
 # A condition that does not hold: the key exists (If-None-Match), has another ETag or is gone (If-Match), or another
 # conditional write to it is under way.
 CONFLICT_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")
+# A claim stands until its holder's deadline (the invocation's time limit, when Lambda stops it) and this margin
+# more: a request the holder sent just before it was stopped may still be processed (S3 may take minutes over a
+# CompleteMultipartUpload), and the clocks of two hosts differ a little.
+CLAIM_MARGIN_S = 300
+LAMBDA_MAX_S = 900  # no invocation runs longer: the bound of a claim written before claims held a deadline
+WORK_PREFIX = "dynamodb-csv-export-"  # the export's folder in /tmp
+WORK_LOCK = ".lock"  # locked (flock) by the export using the folder: the lock dies with its process
+
+_now = time.time  # tests replace it
 
 
 def _released(run_id: str) -> bytes:
-    """The claim a failed export leaves: the same bytes for every failure of `run_id`, so a retry knows its ETag."""
+    """The claim a failed export leaves: the same bytes for every failure of `run_id`."""
     return json.dumps({"run_id": run_id, "state": "failed"}).encode()
 
 
-def _released_etag(run_id: str) -> str:
-    """The ETag S3 gives `_released(run_id)`: the MD5 of its bytes (a single-part put, SSE-S3 or no encryption)."""
-    return '"' + hashlib.md5(_released(run_id), usedforsecurity=False).hexdigest() + '"'
+def _md5_etag(body: bytes) -> str:
+    """The ETag S3 gives `body` put in one request: its MD5 (the lake bucket's SSE-S3 keeps it so)."""
+    return '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _put_claim(s3, bucket: str, key: str, body: bytes, **condition: str) -> str | None:
@@ -236,59 +279,230 @@ def _put_claim(s3, bucket: str, key: str, body: bytes, **condition: str) -> str 
     try:
         return s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition)["ETag"]
     except ClientError as error:
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status in (409, 412) or error.response.get("Error", {}).get("Code") in CONFLICT_CODES:
+        if _conflict(error):
             return None
         raise
 
 
-def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: Any) -> tuple[str, str]:
-    """Claim the run folder of `run_id` (its id and the claim's ETag); a clock-made id taken moves on by a second,
-    a given one is taken over if a failed export released it, else refused."""
+def _conflict(error: ClientError) -> bool:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status in (409, 412) or error.response.get("Error", {}).get("Code") in CONFLICT_CODES
+
+
+class _Claim:
+    """This export's hold on its run folder: the claim object, its current ETag and what it says. The multipart
+    uploads the export opens are noted in it, so that an export taking the run over after this one was stopped
+    aborts them."""
+
+    def __init__(self, bucket: str, key: str, record: dict[str, Any], etag: str) -> None:
+        self.bucket, self.key, self.record, self.etag = bucket, key, record, etag
+        self.lock = threading.Lock()
+
+    def note_upload(self, s3, upload_id: str) -> None:
+        with self.lock:
+            record = {**self.record, "uploads": [*self.record.get("uploads", []), upload_id]}
+            etag = _put_claim(s3, self.bucket, self.key, json.dumps(record).encode(), IfMatch=self.etag)
+            if etag is None:
+                raise RuntimeError(f"the claim s3://{self.bucket}/{self.key} changed under this export")
+            self.record, self.etag = record, etag
+
+
+def _running(run_id: str, context: Any, uploads: list[str]) -> dict[str, Any]:
+    """The claim of an export under way: until when it may run (its invocation's deadline), and until when the
+    claim stands (`expires`); `attempt` tells this invocation's claim from any other's."""
+    now = _now()
+    deadline = now + context.get_remaining_time_in_millis() / 1000
+    return {
+        "run_id": run_id,
+        "state": "running",
+        "request_id": getattr(context, "aws_request_id", None),
+        "attempt": uuid.uuid4().hex,
+        "claimed": _utc(now),
+        "deadline": _utc(math.ceil(deadline)),
+        "expires": _utc(math.ceil(deadline) + CLAIM_MARGIN_S),
+        "uploads": uploads,
+    }
+
+
+def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: Any) -> tuple[str, _Claim]:
+    """Claim the run folder of `run_id` (its id and the claim); a clock-made id taken moves on by a second, a given
+    one is taken over if a failed export released it or its holder's deadline has passed, else refused."""
     s3 = _s3_client()
     for _ in range(CLAIM_TRIES):
-        folder = Naming.export_key(dataset, run_id).rsplit("/", 1)[0]
-        key = f"{folder}/{CLAIM}"
-        body = json.dumps(
-            {"run_id": run_id, "state": "running", "request_id": getattr(context, "aws_request_id", None)}
-        ).encode()
-        etag = _put_claim(s3, bucket, key, body, IfNoneMatch="*")
-        if etag is None and not from_clock:
-            etag = _put_claim(s3, bucket, key, body, IfMatch=_released_etag(run_id))
-            if etag is not None:
-                logger.info("took over the run folder a failed export released", extra={"run_id": run_id})
+        folder = Naming.raw_prefix(dataset, run_id)
+        key = f"{folder}{CLAIM}"
+        record = _running(run_id, context, [])
+        etag = _put_claim(s3, bucket, key, json.dumps(record).encode(), IfNoneMatch="*")
         if etag is not None:
-            return run_id, etag
+            return run_id, _Claim(bucket, key, record, etag)
         if not from_clock:
-            raise ValueError(
-                f"run id {run_id} was already exported, or is being exported, to s3://{bucket}/{folder}/ (it holds "
-                f"{CLAIM}, which only a failed export gives up): raw/ is never rewritten, so this export stops before "
-                "scanning. Invoke the export without a run_id (one is made from the clock) or with a new one; to "
-                "load that run again, replay it with `dw run --raw-run-id`"
-            )
+            return run_id, _take_over(s3, bucket, dataset, run_id, context)
         logger.info("run id taken, moving on by a second", extra={"taken": run_id})
         run_id = next_run_id(run_id)
     raise RuntimeError(f"no free run id in the {CLAIM_TRIES} seconds up to {run_id} in s3://{bucket}/raw/{dataset}/")
 
 
-def _release(bucket: str, dataset: str, run_id: str, claim: str, error: BaseException) -> None:
+def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any) -> _Claim:
+    """Take the run folder of a given run id over from an export that failed (it released its claim) or was stopped
+    without running its own code (killed at the time limit, out of memory: its claim outlived its deadline), with a
+    write conditional on the ETag of the claim as read, so that of two exports taking over, one wins; refuse a
+    finished export's folder, and one whose export may still be running."""
+    folder = Naming.raw_prefix(dataset, run_id)
+    key, where = f"{folder}{CLAIM}", f"s3://{bucket}/{folder}"
+    refused = f"run id {run_id} was already exported, or is being exported, to {where}"
+    replay = "to load that run again, replay it with `dw run --raw-run-id`"
+    if _listed(s3, bucket, folder).get(DROP_MARKER):
+        raise ValueError(
+            f"{refused}: it was exported (its {DROP_MARKER} is there) and raw/ is never rewritten, so this export "
+            f"stops before scanning. Invoke the export without a run_id (one is made from the clock) or with a new "
+            f"one; {replay}"
+        )
+    try:
+        got = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            raise
+        raise ValueError(f"{refused}: its claim {CLAIM} changed while this export read it; invoke it again") from None
+    body, etag = got["Body"].read(), got["ETag"]
+    try:
+        held = json.loads(body)
+    except ValueError:
+        held = {}
+    held = held if isinstance(held, dict) else {}
+    state = held.get("state")
+    if state == "running":
+        expires = _expiry(held, got["LastModified"].timestamp())
+        if _now() < expires:
+            who = f"request {held['request_id']}" if held.get("request_id") else "another invocation"
+            raise ValueError(
+                f"{refused}: {who} claimed it at {held.get('claimed') or _utc(got['LastModified'].timestamp())} and "
+                f"may be running until {held.get('deadline') or 'its time limit'}, so this export stops before "
+                f"scanning: two exports never write one run. If that export was stopped (time limit, out of memory), "
+                f"invoke it again with the same run_id after {_utc(expires)}, when its claim lapses; {replay}"
+            )
+        why = f"its holder's deadline passed (the claim lapsed at {_utc(expires)})"
+    elif state == "failed":
+        why = "a failed export released it"
+    else:
+        raise ValueError(
+            f"{refused}: its claim {CLAIM} says {state!r}, which only a failed or stopped export gives up, so this "
+            f"export stops before scanning. Invoke the export without a run_id or with a new one; {replay}"
+        )
+    uploads = [u for u in held.get("uploads", []) if isinstance(u, str)]
+    record = _running(run_id, context, uploads)
+    taken = _put_claim(s3, bucket, key, json.dumps(record).encode(), IfMatch=etag)
+    if taken is None:
+        raise ValueError(
+            f"{refused}: another invocation took the run folder over first (its claim {CLAIM} changed), so this "
+            "export stops before scanning: two exports never write one run"
+        )
+    for upload_id in uploads:  # the stopped export's multipart uploads: never completed now, and their parts freed
+        with contextlib.suppress(ClientError):
+            s3.abort_multipart_upload(Bucket=bucket, Key=Naming.export_key(dataset, run_id), UploadId=upload_id)
+    logger.info(
+        "took the run folder over",
+        extra={"why": why, "previous_request_id": held.get("request_id"), "aborted_uploads": len(uploads)},
+    )
+    return _Claim(bucket, key, record, taken)
+
+
+def _expiry(held: dict[str, Any], modified: float) -> float:
+    """When a running claim lapses: its `expires`, at the latest the longest invocation and the margin after the
+    claim was written (S3's clock, whole seconds), which also bounds a claim written before claims held a deadline."""
+    latest = modified + 1 + LAMBDA_MAX_S + CLAIM_MARGIN_S
+    try:
+        said = datetime.strptime(held["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return latest
+    return min(said, latest)
+
+
+def _listed(s3, bucket: str, folder: str) -> dict[str, dict[str, Any]]:
+    """The objects of a run folder, by name."""
+    found: dict[str, dict[str, Any]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
+        for item in page.get("Contents", []):
+            found[item["Key"][len(folder) :]] = item
+    return found
+
+
+def _release(bucket: str, dataset: str, run_id: str, claim: _Claim, error: BaseException) -> None:
     """After a failure before the marker: give the run folder up for a retry with the same run id, by overwriting
     this export's own claim (If-Match its ETag) with the released one. Never raises: the export's error is the news."""
-    key = f"{Naming.export_key(dataset, run_id).rsplit('/', 1)[0]}/{CLAIM}"
     try:
-        released = _put_claim(_s3_client(), bucket, key, _released(run_id), IfMatch=claim)
+        with claim.lock:
+            released = _put_claim(_s3_client(), bucket, claim.key, _released(run_id), IfMatch=claim.etag)
     except Exception:
         released = None
     if released is None:
         logger.warning(
-            "export failed and its run folder stays claimed: invoke it again without a run_id",
-            extra={"error": f"{type(error).__name__}: {error}", "claim": key},
+            "export failed and its run folder stays claimed until its claim lapses: invoke it again with the same "
+            "run_id after then",
+            extra={"error": f"{type(error).__name__}: {error}", "claim": claim.key, "lapses": claim.record["expires"]},
         )
     else:
         logger.warning(
             "export failed; its run folder is released for a retry with the same run id",
-            extra={"error": f"{type(error).__name__}: {error}", "claim": key},
+            extra={"error": f"{type(error).__name__}: {error}", "claim": claim.key},
         )
+
+
+def _publish(s3, bucket: str, marker: str, body: bytes) -> None:
+    """Put the run's marker, whose arrival starts the pipeline, once: If-None-Match, so that no second export of
+    the run (one stopped whose last request is processed late) replaces it and starts the pipeline again."""
+    try:
+        s3.put_object(Bucket=bucket, Key=marker, Body=body, ContentType="application/json", IfNoneMatch="*")
+        return
+    except ClientError as error:
+        if not _conflict(error):
+            raise
+    # There: this export's own put, stored before its reply was lost and the SDK sent it again, or another's.
+    folder, name = marker.rsplit("/", 1)
+    if _listed(s3, bucket, folder + "/").get(name, {}).get("ETag") == _md5_etag(body):
+        return
+    raise RuntimeError(
+        f"s3://{bucket}/{marker} was written by another export of this run while this one ran, and is kept (the "
+        "pipeline started on it): this export's CSV replaced that export's, so check that run before loading it"
+    )
+
+
+@contextlib.contextmanager
+def _work_dir():
+    """A folder in /tmp for this export, locked while it runs: an export stopped without running its own code (time
+    limit, out of memory) leaves its folder, up to 3 times the CSV, and Lambda keeps /tmp for the next invocation
+    in the same execution environment, which would run out of room. Each export deletes such folders first."""
+    root = tempfile.gettempdir()
+    for entry in os.scandir(root):
+        if entry.name.startswith(WORK_PREFIX) and entry.is_dir(follow_symlinks=False) and _abandoned(entry.path):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            logger.info("deleted the /tmp folder of a stopped export", extra={"folder": entry.path})
+    work = tempfile.mkdtemp(prefix=WORK_PREFIX)
+    lock = os.open(os.path.join(work, WORK_LOCK), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield work
+    finally:
+        os.close(lock)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _abandoned(folder: str) -> bool:
+    """No running export holds `folder`'s lock (a folder without one: left by an older export, or made this instant)."""
+    try:
+        lock = os.open(os.path.join(folder, WORK_LOCK), os.O_RDWR)
+    except FileNotFoundError:
+        with contextlib.suppress(OSError):
+            return time.time() - os.stat(folder).st_mtime > 60
+        return False
+    except OSError:
+        return False
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(lock)
+    return True
 
 
 def _client_config() -> Config:

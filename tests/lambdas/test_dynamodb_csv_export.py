@@ -776,3 +776,285 @@ def test_an_export_whose_marker_may_be_stored_keeps_its_claim_and_is_never_read(
     assert bucket_keys(aws.s3) == [KEY]
     with pytest.raises(IncompleteRawRun, match="not closed"):
         drop_files(S3Lake(BUCKET, ""), Naming("pp-dw", "pp_dw"), DATASET, RUN_ID)
+
+
+# ---------------------------------------------------------------- an export stopped without running its own code
+
+
+class Killed(BaseException):
+    """What a kill looks like to the handler's code: nothing after the point it hits runs, no except or finally
+    that catches Exception (Lambda's time limit, out of memory, a crashed sandbox)."""
+
+
+CLAIM_KEY = f"raw/{DATASET}/run_id={RUN_ID}/{export.CLAIM}"
+
+
+def lapse(monkeypatch, seconds: float = 0) -> None:
+    """The clock of later invocations: past the lapse of a claim made now with FakeContext's 900 s, plus `seconds`."""
+    import time
+
+    later = time.time() + 900 + export.CLAIM_MARGIN_S + 2 + seconds
+    monkeypatch.setattr(export, "_now", lambda: later, raising=False)
+
+
+def utc(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stopped_claim(s3, expires: float, **fields) -> None:
+    """The claim an export stopped while running leaves: state running, its deadline and when the claim lapses."""
+    import time
+
+    record = {
+        "run_id": RUN_ID,
+        "state": "running",
+        "request_id": "dead-beef",
+        "claimed": utc(time.time() - 1_000),
+        "deadline": utc(expires - export.CLAIM_MARGIN_S),
+        "expires": utc(expires),
+        "uploads": [],
+        **fields,
+    }
+    s3.put_object(Bucket=BUCKET, Key=CLAIM_KEY, Body=json.dumps(record).encode())
+
+
+def test_an_export_killed_midway_is_refused_while_it_may_run_then_its_run_id_runs_again(aws, monkeypatch):
+    # A killed export kept its claim for good: every retry of its run id was refused, and the README said to
+    # invoke the export without a run id, which a Step Functions or EventBridge retry of the same run cannot.
+    create_table(aws.dynamodb)
+    fill_pages(aws.dynamodb, 50)
+    write_csv = export._write_csv
+
+    def killed(*args):
+        write_csv(*args)
+        raise Killed
+
+    monkeypatch.setattr(export, "_write_csv", killed)
+    with pytest.raises(Killed):
+        export.handler({"run_id": RUN_ID}, FakeContext(900_000))
+    monkeypatch.setattr(export, "_write_csv", write_csv)
+    assert bucket_keys(aws.s3) == []
+
+    # at once: the killed export's invocation may still be running, for all another one can tell
+    with pytest.raises(ValueError) as refused:
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    message = str(refused.value)
+    assert f"run id {RUN_ID}" in message and "request 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0" in message
+    after = re.search(r"with the same run_id after (\S+), when its claim lapses", message)[1]
+    assert after == json.loads(aws.s3.get_object(Bucket=BUCKET, Key=CLAIM_KEY)["Body"].read())["expires"]
+    assert bucket_keys(aws.s3) == []
+
+    # once its deadline and the margin have passed, the same run id exports the table
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "late"}, "blob": {"S": "z"}})
+    lapse(monkeypatch)
+    result = export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert (result["run_id"], result["rows"]) == (RUN_ID, 51)
+    assert sorted(r[0] for r in read_csv(aws.s3)[1:]) == sorted([f"{i:04d}" for i in range(50)] + ["late"])
+    assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())["rows"] == 51
+    assert sorted(bucket_keys(aws.s3)) == sorted([KEY, MARKER])
+
+
+def test_a_run_stopped_after_its_csv_is_exported_again_by_the_taker_and_a_finished_one_never(aws, monkeypatch):
+    # Killed between the CSV and the marker: the CSV is complete but not the run's (no marker); the taker's export
+    # replaces it. Killed after the marker: the run is finished, and a taker must not rewrite what bronze may read.
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "first"}})
+    monkeypatch.setattr(export, "TRANSFER", TransferConfig(multipart_threshold=1, multipart_chunksize=5 * MB))
+    make, kill = export._s3_client, {}
+
+    def client():  # the process dies as the marker's put is sent ("before") or once it is stored ("after")
+        made = make()
+
+        sent = {}
+
+        def before(params, **_):
+            sent["key"] = params["Key"]
+            if params["Key"] == MARKER and kill.get("at") == "before":
+                raise Killed
+
+        def after(http_response, **_):
+            if sent["key"] == MARKER and kill.get("at") == "after" and http_response.status_code == 200:
+                raise Killed
+
+        made.meta.events.register("before-parameter-build.s3.PutObject", before)
+        made.meta.events.register("after-call.s3.PutObject", after)
+        return made
+
+    monkeypatch.setattr(export, "_s3_client", client)
+    kill["at"] = "before"
+    with pytest.raises(Killed):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert bucket_keys(aws.s3) == [KEY]  # the stopped export's CSV, without its marker: never read
+
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "second"}})
+    lapse(monkeypatch)
+    kill["at"] = "after"
+    with pytest.raises(Killed):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert read_csv(aws.s3) == [["pk", "v"], ["a", "second"]]
+    manifest = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())
+    assert manifest["bytes"] == aws.s3.head_object(Bucket=BUCKET, Key=KEY)["ContentLength"]
+    assert aws.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    published = {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)}
+
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "third"}})
+    lapse(monkeypatch, 2_000)
+    kill.clear()
+    with pytest.raises(ValueError, match=rf"run id {RUN_ID} was already exported.*its _SUCCESS is there"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)} == published
+
+
+def test_the_taker_aborts_the_stopped_export_s_open_upload(aws, monkeypatch):
+    # A multipart upload killed before its completion stayed open (its parts billed) until the bucket's lifecycle
+    # rule, and could still be completed over the taker's CSV by a late request.
+    import time
+
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    upload = aws.s3.create_multipart_upload(Bucket=BUCKET, Key=KEY)["UploadId"]
+    aws.s3.upload_part(Bucket=BUCKET, Key=KEY, UploadId=upload, PartNumber=1, Body=b"pk\nhalf-")
+    stopped_claim(aws.s3, time.time() - 60, uploads=[upload])
+
+    result = export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert result["rows"] == 1
+    assert read_csv(aws.s3) == [["pk"], ["a"]]
+    # aborted: no late CompleteMultipartUpload can put its part over the CSV (AWS answers NoSuchUpload; moto 5.2.1
+    # fails with a KeyError, so the test asks the listing)
+    assert aws.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_claim_still_standing_is_refused_with_when_to_retry_and_one_without_a_deadline_lapses(aws, monkeypatch):
+    import time
+
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    expires = time.time() + 200
+    stopped_claim(aws.s3, expires)
+
+    with pytest.raises(ValueError, match=rf"may be running until {utc(expires - export.CLAIM_MARGIN_S)}.*after {utc(expires)}"):  # fmt: skip
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert bucket_keys(aws.s3) == []
+
+    # a claim written before claims held a deadline: it stands for the longest invocation and the margin
+    aws.s3.put_object(
+        Bucket=BUCKET, Key=CLAIM_KEY, Body=json.dumps({"run_id": RUN_ID, "state": "running", "request_id": "x"})
+    )
+    written = aws.s3.head_object(Bucket=BUCKET, Key=CLAIM_KEY)["LastModified"].timestamp()
+    lapses = written + 1 + export.LAMBDA_MAX_S + export.CLAIM_MARGIN_S  # LastModified: whole seconds
+    with pytest.raises(ValueError, match=rf"after {utc(lapses)}"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    monkeypatch.setattr(export, "_now", lambda: lapses + 1, raising=False)
+    assert export.handler({"run_id": RUN_ID}, FakeContext())["rows"] == 1
+    assert read_csv(aws.s3) == [["pk"], ["a"]]
+
+
+def test_of_two_exports_taking_over_a_lapsed_claim_one_runs(aws, monkeypatch):
+    import time
+
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    stopped_claim(aws.s3, time.time() - 60)
+    put_claim, started, results = export._put_claim, [], []
+
+    def second_takes_over_meanwhile(s3, bucket, key, body, **condition):
+        if "IfMatch" in condition and not started:  # the first taker read the lapsed claim; the second runs now
+            started.append(True)
+            results.append(export.handler({"run_id": RUN_ID}, FakeContext()))
+        return put_claim(s3, bucket, key, body, **condition)
+
+    monkeypatch.setattr(export, "_put_claim", second_takes_over_meanwhile)
+    with pytest.raises(ValueError, match="another invocation took the run folder over first"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert [r["rows"] for r in results] == [1]
+    assert sorted(bucket_keys(aws.s3)) == sorted([KEY, MARKER])
+    assert read_csv(aws.s3) == [["pk"], ["a"]]
+
+
+def test_a_run_s_marker_is_published_once(aws, monkeypatch):
+    """The marker's arrival starts the pipeline: a late marker of the stopped export is kept, not replaced by the
+    taker's (a second start); the taker's own put sent again after a lost reply is no conflict."""
+    import time
+
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    stopped_claim(aws.s3, time.time() - 60)
+    late = json.dumps({"run_id": RUN_ID, "files": [f"{DATASET}.csv"], "rows": 7, "bytes": 70}).encode()
+    write_csv = export._write_csv
+
+    def late_marker_meanwhile(*args):
+        aws.s3.put_object(Bucket=BUCKET, Key=MARKER, Body=late)
+        return write_csv(*args)
+
+    monkeypatch.setattr(export, "_write_csv", late_marker_meanwhile)
+    with pytest.raises(RuntimeError, match=f"s3://{BUCKET}/{MARKER} was written by another export"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read() == late
+    monkeypatch.setattr(export, "_write_csv", write_csv)
+
+    # a reply lost after S3 stored the marker: the SDK sends the put again, and S3 refuses it (the key is there)
+    other = "20261121T070000Z"
+    make, resent = export._s3_client, []
+
+    def client():
+        made = make()
+
+        def lose_first_reply(request_dict, response, **_):
+            if request_dict["url_path"].endswith("/_SUCCESS") and not resent:
+                resent.append(response[0].status_code)
+                return 0  # retry at once, as after a connection reset
+            return None
+
+        made.meta.events.register_first("needs-retry.s3.PutObject", lose_first_reply)
+        return made
+
+    monkeypatch.setattr(export, "_s3_client", client)
+    result = export.handler({"run_id": other}, FakeContext())
+    assert resent == [200] and result["rows"] == 1
+    manifest = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=f"raw/{DATASET}/run_id={other}/_SUCCESS")["Body"].read())
+    assert manifest["rows"] == 1
+
+
+def test_the_tmp_folder_of_a_killed_export_is_deleted_by_the_next_one(aws, monkeypatch, tmp_path):
+    # Lambda keeps /tmp for the next invocation in the same execution environment: a killed export's JSON-lines copy
+    # and CSV (up to 3 times the CSV) stayed, and the next exports ran out of ephemeral storage.
+    import fcntl
+    import os
+    import shutil
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    write_csv = export._write_csv
+
+    def killed(*args):
+        write_csv(*args)
+        raise Killed
+
+    # killed with its files in /tmp: what a kill leaves (here the folder's clean-up is skipped, as a kill skips it)
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)
+    monkeypatch.setattr(export, "_write_csv", killed)
+    with pytest.raises(Killed):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    (left,) = tmp_path.iterdir()
+    assert (left / f"{DATASET}.csv").exists()
+    monkeypatch.undo()
+    export_environment(monkeypatch, TABLE, DATASET)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # and a folder an export running in this process holds
+    running = tmp_path / "dynamodb-csv-export-running"
+    running.mkdir()
+    lock = os.open(running / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        export.handler({"run_id": "20261121T070000Z"}, FakeContext())
+    finally:
+        os.close(lock)
+
+    assert list(tmp_path.iterdir()) == [running]
