@@ -50,6 +50,9 @@ class DynamoDbExport(Construct):
         log_group = defaults.log_group(self, "Logs", f"/aws/lambda/{function_name}")
         table_arn = f"arn:{Aws.PARTITION}:dynamodb:{Aws.REGION}:{Aws.ACCOUNT_ID}:table/{table_name}"
         raw_objects = bucket.arn_for_objects(f"{naming.raw_dataset_prefix(dataset)}*")
+        # The run folder's claim (the handler's CLAIM): read to take over a released or lapsed one, and S3 authorizes
+        # a write If-Match an ETag (release, takeover, noting an upload) only with s3:GetObject on the key.
+        claims = bucket.arn_for_objects(f"{naming.raw_dataset_prefix(dataset)}run_id=*/_EXPORT_STARTED")
         role = iam.Role(
             self,
             "Role",
@@ -61,6 +64,14 @@ class DynamoDbExport(Construct):
                         iam.PolicyStatement(actions=["dynamodb:Scan", "dynamodb:DescribeTable"], resources=[table_arn]),
                         iam.PolicyStatement(
                             actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[raw_objects]
+                        ),
+                        iam.PolicyStatement(actions=["s3:GetObject"], resources=[claims]),
+                        # A takeover lists the run folder: a finished run (its _SUCCESS) is never taken over, and a
+                        # marker put refused If-None-Match is this export's own when its ETag is its bytes' MD5.
+                        iam.PolicyStatement(
+                            actions=["s3:ListBucket"],
+                            resources=[bucket.bucket_arn],
+                            conditions={"StringLike": {"s3:prefix": f"{naming.raw_dataset_prefix(dataset)}run_id=*"}},
                         ),
                         iam.PolicyStatement(
                             actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
@@ -106,8 +117,13 @@ class DynamoDbExport(Construct):
         acknowledge(
             role,
             "AwsSolutions-IAM5",
-            "The export writes one run_id=… folder per run under its own dataset's raw prefix, named at run time",
-            [f"Resource::arn:{nag.partition(stack)}:s3:::{bucket_name}/{naming.raw_dataset_prefix(dataset)}*"],
+            "The export writes one run_id=… folder per run under its own dataset's raw prefix, named at run time, and "
+            "reads its claim",
+            [
+                f"Resource::arn:{nag.partition(stack)}:s3:::{bucket_name}/{naming.raw_dataset_prefix(dataset)}*",
+                f"Resource::arn:{nag.partition(stack)}:s3:::{bucket_name}/{naming.raw_dataset_prefix(dataset)}"
+                "run_id=*/_EXPORT_STARTED",
+            ],
         )
         acknowledge(
             role,

@@ -178,6 +178,8 @@ def requests_of(
             return [Request(action, s3_arn(bucket, params["Key"]), (), origin)]
         if operation in s3_object:
             found = [Request("s3:PutObject", s3_arn(bucket, params["Key"]), (), origin)]
+            if params.get("IfMatch"):  # a conditional write on an ETag: S3 also asks s3:GetObject (its User Guide)
+                found.append(Request("s3:GetObject", s3_arn(bucket, params["Key"]), (), origin))
             if transfer:  # boto3's transfer manager goes multipart above 8 MB and aborts an upload that fails
                 found.append(Request("s3:AbortMultipartUpload", s3_arn(bucket, params["Key"]), (), origin))
             return found

@@ -57,8 +57,13 @@ def test_export_permissions_are_least_privilege(exported):
     assert json.dumps(dynamo["Resource"]).endswith(f':table/{config.dynamodb_table}"]]}}')
     s3 = by_action[json.dumps(["s3:AbortMultipartUpload", "s3:PutObject"])]
     assert json.dumps(s3["Resource"]).endswith(f'/raw/{name}/*"]]}}')
+    (read,) = [s for s in statements if s["Action"] == "s3:GetObject"]  # the run folders' claims only
+    assert json.dumps(read["Resource"]).endswith(f'/raw/{name}/run_id=*/_EXPORT_STARTED"]]}}')
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]  # its own dataset's run folders only
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"raw/{name}/run_id=*"}}
     every_action = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
-    assert not {a for a in every_action if a.startswith("s3:")} - {"s3:PutObject", "s3:AbortMultipartUpload"}
+    s3_actions = {"s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject", "s3:ListBucket"}
+    assert not {a for a in every_action if a.startswith("s3:")} - s3_actions
     assert not {a for a in every_action if a.startswith("dynamodb:")} - {"dynamodb:Scan", "dynamodb:DescribeTable"}
 
 

@@ -376,9 +376,14 @@ def test_the_export_function_s_role_allows_its_export_and_no_more(outdir, naming
         recorder.watch_transfers(client)
         monkeypatch.setattr(export, "_s3_client", lambda: client)
         result = export.handler({"run_id": RUN}, FakeContext())
+        # a retry of the run id of an export killed at its time limit: its claim has lapsed, and is taken over
+        claim = f"raw/{environment['DATASET']}/run_id={NEXT}/_EXPORT_STARTED"
+        lapsed = {"run_id": NEXT, "state": "running", "expires": "2026-01-01T00:00:00Z", "uploads": []}
+        setup.client("s3").put_object(Bucket=environment["BUCKET_NAME"], Key=claim, Body=json.dumps(lapsed))
+        taken = export.handler({"run_id": NEXT}, FakeContext())
         calls = list(recorder.calls)
         boto3.DEFAULT_SESSION = None  # later tests get a fresh default session, without the recorder
-    assert result["rows"] == 5
+    assert result["rows"] == taken["rows"] == 5
     requests = [r for s, o, p, t in calls for r in lp.requests_of(s, o, p, origin=f"{s}.{o}", transfer=t)]
     role = lp.resolve(function["Properties"]["Role"], template)
     role_logical = function["Properties"]["Role"]["Fn::GetAtt"][0]
