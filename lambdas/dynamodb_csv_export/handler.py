@@ -336,17 +336,18 @@ def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: An
         if etag is not None:
             return run_id, _Claim(bucket, key, record, etag)
         if not from_clock:
-            return run_id, _take_over(s3, bucket, dataset, run_id, context)
+            return run_id, _take_over(s3, bucket, dataset, run_id, context, record)
         logger.info("run id taken, moving on by a second", extra={"taken": run_id})
         run_id = next_run_id(run_id)
     raise RuntimeError(f"no free run id in the {CLAIM_TRIES} seconds up to {run_id} in s3://{bucket}/raw/{dataset}/")
 
 
-def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any) -> _Claim:
+def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any, tried: dict[str, Any]) -> _Claim:
     """Take the run folder of a given run id over from an export that failed (it released its claim) or was stopped
     without running its own code (killed at the time limit, out of memory: its claim outlived its deadline), with a
     write conditional on the ETag of the claim as read, so that of two exports taking over, one wins; refuse a
-    finished export's folder, and one whose export may still be running."""
+    finished export's folder, and one whose export may still be running. `tried`: the claim this export put
+    If-None-Match, which may be the one there (stored, its reply lost, and the SDK's retry of the put refused)."""
     folder = Naming.raw_prefix(dataset, run_id)
     key, where = f"{folder}{CLAIM}", f"s3://{bucket}/{folder}"
     refused = f"run id {run_id} was already exported, or is being exported, to {where}"
@@ -364,6 +365,8 @@ def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any) -> _Cla
             raise
         raise ValueError(f"{refused}: its claim {CLAIM} changed while this export read it; invoke it again") from None
     body, etag = got["Body"].read(), got["ETag"]
+    if body == json.dumps(tried).encode():
+        return _Claim(bucket, key, tried, etag)
     try:
         held = json.loads(body)
     except ValueError:

@@ -1058,3 +1058,30 @@ def test_the_tmp_folder_of_a_killed_export_is_deleted_by_the_next_one(aws, monke
         os.close(lock)
 
     assert list(tmp_path.iterdir()) == [running]
+
+
+def test_an_export_whose_claim_put_was_sent_again_after_a_lost_reply_runs(aws, monkeypatch):
+    # S3 stored the claim, its reply was lost and the SDK sent the put again, which S3 refused (the key is there):
+    # the export took its own claim for another export's and refused its run id.
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    make, resent = export._s3_client, []
+
+    def client():
+        made = make()
+
+        def lose_first_reply(request_dict, response, **_):
+            if request_dict["url_path"].endswith(f"/{export.CLAIM}") and not resent:
+                resent.append(response[0].status_code)
+                return 0  # retry at once, as after a connection reset
+            return None
+
+        made.meta.events.register_first("needs-retry.s3.PutObject", lose_first_reply)
+        return made
+
+    monkeypatch.setattr(export, "_s3_client", client)
+    result = export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert resent == [200] and result["rows"] == 1
+    assert read_csv(aws.s3) == [["pk"], ["a"]]
+    assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())["rows"] == 1
