@@ -390,8 +390,8 @@ def fill_pages(dynamodb, items: int = 600) -> None:
 def test_a_run_out_of_time_while_scanning_fails_and_writes_nothing(aws):
     create_table(aws.dynamodb)
     fill_pages(aws.dynamodb)
-    # 100 s limit (30 s margin): the set-up and the first two pages see 100 s, the third 20 s
-    context = FakeContext(100_000, 100_000, 100_000, 20_000)
+    # 100 s limit (30 s margin): the claim (its deadline), the set-up and the first two pages see 100 s, the third 20 s
+    context = FakeContext(100_000, 100_000, 100_000, 100_000, 20_000)
 
     with pytest.raises(TimeoutError) as failure:
         export.handler({"run_id": RUN_ID}, context)
