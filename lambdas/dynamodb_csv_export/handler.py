@@ -490,12 +490,13 @@ def _work_dir():
 
 
 def _abandoned(folder: str) -> bool:
-    """No running export holds `folder`'s lock (a folder without one: left by an older export, or made this instant)."""
+    """No running export holds `folder`'s lock. A folder without one was made this instant, or by an export from before
+    the lock: abandoned once older than the longest invocation."""
     try:
         lock = os.open(os.path.join(folder, WORK_LOCK), os.O_RDWR)
     except FileNotFoundError:
         with contextlib.suppress(OSError):
-            return time.time() - os.stat(folder).st_mtime > 60
+            return time.time() - os.stat(folder).st_mtime > LAMBDA_MAX_S
         return False
     except OSError:
         return False

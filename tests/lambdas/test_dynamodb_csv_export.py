@@ -1027,6 +1027,7 @@ def test_the_tmp_folder_of_a_killed_export_is_deleted_by_the_next_one(aws, monke
     import os
     import shutil
     import tempfile
+    import time
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     create_table(aws.dynamodb)
@@ -1047,6 +1048,13 @@ def test_the_tmp_folder_of_a_killed_export_is_deleted_by_the_next_one(aws, monke
     monkeypatch.undo()
     export_environment(monkeypatch, TABLE, DATASET)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # one an export from before the folder's lock left, older than the longest invocation; one made this instant
+    older = tmp_path / "dynamodb-csv-export-older"
+    (older / "segment-00.jsonl").parent.mkdir()
+    (older / "segment-00.jsonl").write_text("{}\n")
+    os.utime(older, (0, time.time() - export.LAMBDA_MAX_S - 10))
+    fresh = tmp_path / "dynamodb-csv-export-fresh"
+    fresh.mkdir()
     # and a folder an export running in this process holds
     running = tmp_path / "dynamodb-csv-export-running"
     running.mkdir()
@@ -1057,7 +1065,7 @@ def test_the_tmp_folder_of_a_killed_export_is_deleted_by_the_next_one(aws, monke
     finally:
         os.close(lock)
 
-    assert list(tmp_path.iterdir()) == [running]
+    assert sorted(tmp_path.iterdir()) == [fresh, running]
 
 
 def test_an_export_whose_claim_put_was_sent_again_after_a_lost_reply_runs(aws, monkeypatch):
