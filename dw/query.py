@@ -64,13 +64,15 @@ WHITESPACE = (
 )
 
 MALFORMED_JSON = (
-    "error('reading malformed JSON is not supported locally: Athena reads it up to the value it looks for, DuckDB "
-    "not at all; run this query on Athena')"
+    "'reading malformed JSON is not supported locally: Athena reads it up to the value it looks for, DuckDB "
+    "not at all; run this query on Athena'"
 )
 # Defined on every connection: Trino functions DuckDB lacks or means otherwise, written so each
 # gives Trino's value (the docstring of the `_fix` branch that emits it names the behaviour).
 # A macro that raises Trino's error has a `_try` twin returning NULL instead, for use inside
-# TRY(...), where DuckDB refuses error().
+# TRY(...), where DuckDB refuses error(). An error TRY must not turn into NULL (a refusal of dw's, or one of
+# Trino's errors its TRY lets through, TryFunction#propagateIfUnhandled) is the text of the macro's `_refused`
+# twin (NULL: none), which the macro raises first, and which a TRY around it raises outside (`_guard_try`).
 MACROS = {
     # decimal / decimal: exact, rounded half up, Division by zero raised (a NULL operand: NULL, as in Trino)
     "dw_div_half_up(n, d)": "CASE WHEN n IS NULL OR d IS NULL THEN NULL WHEN d = 0 THEN error('Division by zero') "
@@ -95,9 +97,11 @@ MACROS = {
     "WHEN n < 0 OR n > 2147483647 THEN error('Target length must be in the range [0..2147483647]') "
     "WHEN p = '' THEN error('Padding string must not be empty') WHEN to_left THEN lpad(s, n, p) ELSE rpad(s, n, p) END",
     # levenshtein_distance counts characters; DuckDB's counts UTF-8 bytes, the same for ASCII only
-    "dw_levenshtein(a, b)": "CASE WHEN regexp_full_match(a || b, '[\\x00-\\x7F]*') THEN CAST(levenshtein(a, b) AS BIGINT) "
-    "ELSE error('levenshtein_distance of text beyond ASCII is not supported locally: DuckDB counts its bytes, "
-    "Athena its characters; run this query on Athena') END",
+    "dw_levenshtein_refused(a, b)": "CASE WHEN NOT regexp_full_match(a || b, '[\\x00-\\x7F]*') THEN "
+    "'levenshtein_distance of text beyond ASCII is not supported locally: DuckDB counts its bytes, "
+    "Athena its characters; run this query on Athena' END",
+    "dw_levenshtein(a, b)": "CASE WHEN dw_levenshtein_refused(a, b) IS NOT NULL THEN error(dw_levenshtein_refused(a, b)) "
+    "ELSE CAST(levenshtein(a, b) AS BIGINT) END",
     # substr: start 0 or before the first character is '' (DuckDB: from the start)
     "dw_substr(s, st)": "CASE WHEN s IS NULL OR st IS NULL THEN NULL WHEN st = 0 THEN '' "
     "WHEN st > 0 THEN substring(s, st) WHEN length(s) + st < 0 THEN '' ELSE substring(s, length(s) + st + 1) END",
@@ -150,16 +154,19 @@ MACROS = {
     "'^[ \\t\\n\\r]*([{\\[\"]|-?[0-9]|true|false|null)')",
     # json_extract_scalar of a number is its text as written (Jackson's getText): DuckDB writes it anew (1.50 as
     # 1.5, 1e2 as 100.0); a document with such numbers is refused
-    "dw_json_scalar(j, p)": "CASE WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
-    f"WHEN NOT json_valid(j) THEN {MALFORMED_JSON} "
-    "WHEN json_type(dw_json(j), p) IN ('OBJECT', 'ARRAY') THEN NULL WHEN json_type(dw_json(j), p) = 'DOUBLE' AND "
-    "regexp_matches(CAST(j AS VARCHAR), '[.][0-9]*[0-9]0([^0-9]|$)|[0-9][eE]|[0-9]{16}') THEN error("
+    "dw_json_refused(j)": f"CASE WHEN NOT dw_json_junk(j) AND NOT json_valid(j) THEN {MALFORMED_JSON} END",
+    "dw_json_scalar_refused(j, p)": "coalesce(dw_json_refused(j), CASE WHEN json_type(dw_json(j), p) = 'DOUBLE' AND "
+    "regexp_matches(CAST(j AS VARCHAR), '[.][0-9]*[0-9]0([^0-9]|$)|[0-9][eE]|[0-9]{16}') THEN "
     "'json_extract_scalar of a JSON number written with trailing zeros, an exponent or 16 digits is not supported "
-    "locally: Athena returns its text as written, DuckDB writes it anew (1.50 as 1.5); run this query on Athena') "
+    "locally: Athena returns its text as written, DuckDB writes it anew (1.50 as 1.5); run this query on Athena' END)",
+    "dw_json_scalar(j, p)": "CASE WHEN dw_json_scalar_refused(j, p) IS NOT NULL THEN error(dw_json_scalar_refused(j, p)) "
+    "WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
+    "WHEN json_type(dw_json(j), p) IN ('OBJECT', 'ARRAY') THEN NULL "
     "ELSE json_extract_string(dw_json(j), p) END",
     # json_array_length is NULL for anything but an array (DuckDB: 0 for an object)
-    "dw_json_array_length(j)": "CASE WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
-    f"WHEN NOT json_valid(j) THEN {MALFORMED_JSON} "
+    "dw_json_array_length_refused(j)": "dw_json_refused(j)",
+    "dw_json_array_length(j)": "CASE WHEN dw_json_refused(j) IS NOT NULL THEN error(dw_json_refused(j)) "
+    "WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
     "WHEN json_type(dw_json(j)) = 'ARRAY' THEN CAST(json_array_length(dw_json(j)) AS BIGINT) END",
     # a[i] past the end raises; element_at gives NULL
     "dw_subscript(a, i)": "CASE WHEN a IS NULL OR i IS NULL THEN NULL "
@@ -215,8 +222,9 @@ MACROS = {
     "ELSE map_from_entries(list_transform(list_filter(string_split(s, e), lambda p: p <> ''), "
     "lambda p: {'k': split_part(p, kv, 1), 'v': p[strpos(p, kv) + length(kv):]})) END",
     # members of an object, elements of an array, 0 for a scalar
-    "json_size(j, p)": "CASE WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
-    f"WHEN NOT json_valid(j) THEN {MALFORMED_JSON} "
+    "dw_json_size_refused(j, p)": "dw_json_refused(j)",
+    "json_size(j, p)": "CASE WHEN dw_json_refused(j) IS NOT NULL THEN error(dw_json_refused(j)) "
+    "WHEN j IS NULL OR dw_json_junk(j) THEN NULL "
     "WHEN json_type(dw_json(j), p) = 'OBJECT' THEN json_array_length(json_keys(dw_json(j), p)) "
     "WHEN json_type(dw_json(j), p) = 'ARRAY' THEN json_array_length(dw_json(j), p) "
     "WHEN json_type(dw_json(j), p) IS NULL THEN NULL ELSE 0 END",
@@ -245,9 +253,13 @@ MACROS = {
     "WHEN list_contains(list_transform(range(1, len(a) + 1), lambda i: a[i] IS NULL OR b[i] IS NULL), true) "
     "THEN NULL ELSE true END",
     # array < array: r (DuckDB's answer), unless a NULL element comes before the first difference, where Trino raises
-    "dw_array_order(a, b, r)": "CASE WHEN list_contains(list_transform(list_filter(range(1, least(len(a), len(b)) + 1), "
-    "lambda i: a[i] IS NULL OR b[i] IS NULL OR a[i] <> b[i])[1:1], lambda i: a[i] IS NULL OR b[i] IS NULL), true) "
-    "THEN error('ARRAY comparison not supported for arrays with null elements') ELSE r END",
+    # (Trino's NOT_SUPPORTED, which its TRY lets through)
+    "dw_array_order_refused(a, b)": "CASE WHEN list_contains(list_transform(list_filter(range(1, "
+    "least(len(a), len(b)) + 1), lambda i: a[i] IS NULL OR b[i] IS NULL OR a[i] <> b[i])[1:1], "
+    "lambda i: a[i] IS NULL OR b[i] IS NULL), true) THEN 'ARRAY comparison not supported for arrays with null elements' "
+    "END",
+    "dw_array_order(a, b, r)": "CASE WHEN dw_array_order_refused(a, b) IS NOT NULL THEN error(dw_array_order_refused(a, b)) "
+    "ELSE r END",
     # map = map: by key, whatever the order (DuckDB compares the entries in order); NULL values as in arrays
     "dw_map_eq(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN cardinality(a) <> cardinality(b) THEN false "
     "WHEN len(list_filter(map_keys(a), lambda k: NOT list_contains(map_keys(b), k))) > 0 THEN false "
@@ -266,10 +278,11 @@ MACROS = {
     "THEN CAST(s AS BIGINT) ELSE error('bigint addition overflow: the sum ' || s || ' is past the bigint range') END",
     # cbrt: Java's Math.cbrt is exact for a cube (cbrt(27) = 3.0), DuckDB's is not (3.0000000000000004); other
     # cube roots may differ in the last digit: refused
-    "dw_cbrt(x)": "CASE WHEN x IS NULL THEN NULL WHEN isnan(CAST(x AS DOUBLE)) OR isinf(CAST(x AS DOUBLE)) THEN cbrt(x) "
-    "WHEN round(cbrt(x)) * round(cbrt(x)) * round(cbrt(x)) = x THEN round(cbrt(x)) "
-    "ELSE error('cbrt of a number that is not a whole cube is not supported locally: DuckDB and Java round the last "
-    "digit differently; run this query on Athena') END",
+    "dw_cbrt_refused(x)": "CASE WHEN NOT (isnan(CAST(x AS DOUBLE)) OR isinf(CAST(x AS DOUBLE))) "
+    "AND round(cbrt(x)) * round(cbrt(x)) * round(cbrt(x)) <> x THEN 'cbrt of a number that is not a whole cube is not "
+    "supported locally: DuckDB and Java round the last digit differently; run this query on Athena' END",
+    "dw_cbrt(x)": "CASE WHEN dw_cbrt_refused(x) IS NOT NULL THEN error(dw_cbrt_refused(x)) WHEN x IS NULL THEN NULL "
+    "WHEN isnan(CAST(x AS DOUBLE)) OR isinf(CAST(x AS DOUBLE)) THEN cbrt(x) ELSE round(cbrt(x)) END",
     # from_iso8601_date: a calendar date (2020-05-11, 2020-5, 2020), a week date (2020-W10, 2020-W10-3) or an
     # ordinal date (2020-123), as Joda's ISO date element parser reads them (DuckDB's CAST reads neither week nor
     # ordinal dates, and reads ' 2020-05-01 ', which Joda does not); anything else is refused
@@ -285,10 +298,12 @@ MACROS = {
     "THEN CAST(dw_iso_week1(TRY_CAST(s[1:4] AS INTEGER)) + 7 * (TRY_CAST(s[7:8] AS INTEGER) - 1) "
     "+ coalesce(TRY_CAST(nullif(s[10:], '') AS INTEGER), 1) - 1 AS DATE) "
     "END",
-    "dw_iso8601_date(s)": "CASE WHEN s IS NULL THEN NULL WHEN dw_iso8601_date_or_null(s) IS NULL "
-    "THEN error('from_iso8601_date of \"' || s || '\" is not supported locally: dw reads yyyy, yyyy-MM, "
+    "dw_iso8601_date_refused(s)": "CASE WHEN dw_iso8601_date_or_null(s) IS NULL "
+    "THEN 'from_iso8601_date of \"' || s || '\" is not supported locally: dw reads yyyy, yyyy-MM, "
     "yyyy-MM-dd, yyyy-Www, yyyy-Www-e and yyyy-DDD dates, Athena raises on other text or reads "
-    "more forms; run this query on Athena') ELSE dw_iso8601_date_or_null(s) END",
+    "more forms; run this query on Athena' END",
+    "dw_iso8601_date(s)": "CASE WHEN dw_iso8601_date_refused(s) IS NOT NULL THEN error(dw_iso8601_date_refused(s)) "
+    "ELSE dw_iso8601_date_or_null(s) END",
     # round(integer, n < 0): half away from zero, in the argument's range (lo..hi, type t); DuckDB's wraps
     # around (round(9223372036854775807, -2) is negative there). A HUGEINT; the caller casts it back.
     "dw_round_int_in(x, r, lo, hi, t)": "CASE WHEN r BETWEEN lo AND hi THEN r "
@@ -303,7 +318,9 @@ MACRO_ARITY = {
     for sig in MACROS
     if not sig.startswith("dw_")
 }
-ERROR_CALL = re.compile(r"error\('(?:[^'\\]|\\.|'')*'(?:\s*\|\|\s*[^()]*?(?:\([^()]*\))?)*\)")
+ERROR_CALL = re.compile(
+    r"error\('(?:[^'\\]|\\.|'')*'(?:\s*\|\|\s*[^()]*?(?:\([^()]*\))?)*\)|error\(dw_\w+_refused\([^()]*\)\)"
+)
 
 
 def _macro_sql() -> list[str]:
@@ -1439,7 +1456,56 @@ def _in_try(node: exp.Expression) -> bool:
 
 def _macro(name: str, node: exp.Expression, *args: exp.Expression) -> exp.Anonymous:
     raises = any(sig.startswith(f"{name}(") and "error(" in body for sig, body in MACROS.items())
+    if raises and _in_try(node):
+        _guard(name, node, args)
     return _fn(f"{name}_try" if raises and _in_try(node) else name, *args)
+
+
+def _refused_macro(name: str) -> tuple[str, int] | None:
+    """The `_refused` twin of a macro (the text of the error TRY must let through, else NULL) and its arity."""
+    twin = f"{name if name.startswith('dw_') else 'dw_' + name}_refused"
+    for signature in MACROS:
+        if signature.startswith(f"{twin}("):
+            return twin, len(signature.partition("(")[2].split(","))
+    return None
+
+
+def _guard(name: str, node: exp.Expression, args: tuple[exp.Expression, ...]) -> None:
+    """Inside TRY, a macro's refusal (or a Trino error TRY lets through) must still raise: its `_refused` twin is
+    noted on the outermost TRY, which raises it outside DuckDB's TRY (`_guard_try`). Over a lambda's parameter the
+    twin cannot be evaluated there: refused."""
+    refused = _refused_macro(name)
+    if refused is None:
+        return
+    twin, arity = refused
+    outermost, lambdas, ancestor = None, [], node.parent
+    while ancestor is not None:
+        if isinstance(ancestor, exp.Try):
+            outermost = ancestor
+        elif isinstance(ancestor, exp.Lambda) and outermost is None:
+            lambdas.append(ancestor)
+        ancestor = ancestor.parent
+    params = {p.name for fn in lambdas for p in fn.expressions}
+    used = {n.name for a in args[:arity] for n in a.find_all(exp.Column, exp.Identifier)}
+    if params & used:
+        trino = node.sql_name() if not isinstance(node, exp.Anonymous) else node.name
+        raise unsupported(
+            f"{trino.lower()} over a lambda's parameter inside TRY(...)",
+            "locally TRY turns dw's refusals of some values of it into NULL there; move TRY inside the lambda",
+        )
+    outermost.meta.setdefault("guards", []).append(_fn(twin, *(a.copy() for a in args[:arity])))
+
+
+def _guard_try(node: exp.Try) -> exp.Expression:
+    """TRY(x) with the refusals noted inside it (`_guard`): CASE WHEN one holds THEN error(it) ELSE TRY(x) END. TRY
+    turns only some of Trino's errors into NULL (TryFunction#propagateIfUnhandled); a refusal must not become one."""
+    guards = node.meta.pop("guards", None)
+    if not guards:
+        return node
+    texts = [exp.Try(this=g) for g in guards]
+    refusal = texts[0] if len(texts) == 1 else exp.Coalesce(this=texts[0], expressions=texts[1:])
+    raised = exp.If(this=exp.Not(this=exp.Is(this=refusal, expression=exp.Null())), true=_fn("ERROR", refusal.copy()))
+    return exp.Case(ifs=[raised], default=node)
 
 
 def _raise_unless(node: exp.Expression, ok: exp.Expression, value: exp.Expression, message: exp.Expression):
@@ -2319,6 +2385,8 @@ def _refuse_re2_rejects(node: exp.Expression) -> None:
 
 def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     """The fixes for Trino functions and operators whose DuckDB namesakes differ; None: no change."""
+    if isinstance(node, exp.Try) and node.meta.get("guards"):
+        return _guard_try(node)
     if isinstance(node, exp.Extract):
         return _extract(node)
     if isinstance(node, exp.Sqrt | exp.Ln) or (
