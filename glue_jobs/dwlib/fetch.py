@@ -51,7 +51,7 @@ from urllib3 import exceptions as u3
 from urllib3.util import parse_url
 
 from .lake import Lake, LocalLake, S3Lake
-from .secrets import Forms, all_forms, forms_pattern
+from .secrets import SHORT_FORM, Forms, SecretError, all_forms, bytes_pattern, forms_pattern, too_short
 from .secrets import register as register_secrets
 from .secrets import scrub as scrub_registered
 
@@ -453,8 +453,6 @@ class _CarriedCredential(Exception):
     """A URL of another host whose path holds a credential: it cannot be stripped, so it is not requested."""
 
 
-# A credential shorter than this (a Basic auth user name, say) may occur in any data by chance.
-ECHO_MIN_CHARS = 8
 # Secret-looking query values of URLs a fetch reached by itself (redirects, next links to another host): as
 # long as this to be scrubbed (`X-Amz-SignedHeaders=host` is no secret), and at most this many per call.
 LEARNED_MIN_CHARS = 8
@@ -465,13 +463,15 @@ ECHO_CHUNK = 1 << 20
 def _refuse_echoed_credential(session: _Session, local: Path, creds: _Creds, shown: str, name: str = "") -> None:
     """Fail, before the download reaches raw/, when it holds the credential it was fetched with, in any form
     the scrubber knows (a server echoing the key into a page or a header row: raw/ is kept for good, and the
-    job may not delete there). Read once in 1 MiB chunks, each searched with the tail of the one before; a
-    compressed download (`name`: its raw key, `.gz` also when the server gzipped it on the way, `.bz2`, `.zip`)
-    is searched decompressed too, as bronze will read it, up to ECHO_DECODED_LIMIT bytes of it."""
-    forms = sorted(
-        {f.encode() for v in creds.values() if len(v) >= ECHO_MIN_CHARS for f in all_forms(v)}, key=len, reverse=True
-    )
-    if not forms:
+    job may not delete there). A short credential (secrets.SHORT_FORM) counts where it stands as a token, as the
+    scrubber cuts it (`"x9z"`, `key=x9z`, `,x9z,`), not inside a longer word, number, date or name. Read once in
+    1 MiB chunks, each searched with the tail of the one before; a compressed download (`name`: its raw key,
+    `.gz` also when the server gzipped it on the way, `.bz2`, `.zip`) is searched decompressed too, as bronze
+    will read it, up to ECHO_DECODED_LIMIT bytes of it."""
+    found = {form for value in creds.values() if value for form in all_forms(value)}
+    longs = sorted({form.encode() for form in found if len(form) >= SHORT_FORM}, key=len, reverse=True)
+    shorts = bytes_pattern(form for form in found if len(form) < SHORT_FORM)
+    if not found:
         return
     streams = [(_file_chunks(local), False)]
     lowered = name.lower()
@@ -480,8 +480,9 @@ def _refuse_echoed_credential(session: _Session, local: Path, creds: _Creds, sho
         streams.append((_limited(_opened_chunks(lambda: opener(local, "rb")), ECHO_DECODED_LIMIT), True))
     elif lowered.endswith(".zip"):
         streams.append((_zip_chunks(local), True))
+    longest = max(len(form.encode()) for form in found)
     for stream, decoded in streams:
-        if _holds(stream, forms, decoded):
+        if _holds(stream, longs, shorts, longest, decoded):
             raise session.error(
                 f"the download from {shown} holds the credential it was fetched with (the server wrote the "
                 "key into its answer, as an error page or a header row often does); it was not kept in raw/. "
@@ -496,24 +497,47 @@ ECHO_DECODED_LIMIT = 64 * CHUNK
 _UNDECODABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError)
 
 
-def _holds(stream: Iterator[bytes | None], forms: list[bytes], decoded: bool = False) -> bool:
-    """Whether a stream of chunks holds one of `forms`; a None chunk starts a new stream (a zip's next member).
-    A `decoded` stream that cannot be decompressed further holds nothing more (bronze names the damage)."""
-    overlap = len(forms[0]) - 1
-    tail = b""
+def _holds(
+    stream: Iterator[bytes | None],
+    forms: list[bytes],
+    shorts: re.Pattern[bytes] | None,
+    longest: int,
+    decoded: bool = False,
+) -> bool:
+    """Whether a stream of chunks holds one of `forms` anywhere, or a match of `shorts` (short forms where they
+    stand as tokens); a None chunk starts a new stream (a zip's next member). A `decoded` stream that cannot be
+    decompressed further holds nothing more (bronze names the damage).
+
+    A token is told by the two bytes on each side of it: a match of `shorts` that ends within two bytes of the
+    window's end waits for the next chunk, and the tail carried over keeps two bytes before any match it may
+    still hold (a match starting in those two was judged in the window before)."""
+    keep = longest + 4
+    window, carried = b"", False
+
+    def held(final: bool) -> bool:
+        if any(form in window for form in forms):
+            return True
+        if shorts is None:
+            return False
+        skip = 2 if carried else 0
+        return any(m.start() >= skip and (final or m.end() + 2 <= len(window)) for m in shorts.finditer(window))
+
     try:
         for chunk in stream:
             if chunk is None:
-                tail = b""
+                if window and held(True):
+                    return True
+                window, carried = b"", False
                 continue
-            window = tail + chunk
-            if any(form in window for form in forms):
+            window += chunk
+            if held(False):
                 return True
-            tail = window[-overlap:] if overlap else b""
+            if len(window) > keep:
+                window, carried = window[-keep:], True
     except _UNDECODABLE:
         if not decoded:
             raise
-    return False
+    return bool(window) and held(True)
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -1281,6 +1305,10 @@ def _credentials(
             f"{label} ({_redact(url)}) needs secret {auth.secret!r}, which was not resolved for this run; "
             "resolve the dataset's secrets (DatasetConfig.secrets) and pass them to the fetch."
         )
+    try:
+        too_short(auth.secret, value)
+    except SecretError as exc:
+        raise FetchError(f"{label} ({_redact(url)}): {exc}") from None
     texts: tuple[str, ...] = (value,)
     if auth.query_param:
         return {}, {auth.query_param: value}, texts

@@ -41,6 +41,7 @@ __all__ = [
     "Forms",
     "forms_pattern",
     "text_forms",
+    "too_short",
 ]
 
 SECRETS_FILE = ".secrets.json"
@@ -108,10 +109,51 @@ def all_forms(value: str) -> set[str]:
     return _quote_forms(value) | _base64_forms(value) if value else set()
 
 
-# A form shorter than this is cut only where it stands alone, not inside a longer word or number: a 3-digit key
-# `202` cut out of every run id (`***60101T000000Z`) made the run fail, its ledger entry unreadable, and the key
-# plain to anyone who knows the run id.
+# A form shorter than this is cut only where it stands as a token of its own: not touching a letter or digit, nor
+# joined to one by `_`, `-`, `.` or `/` (a name, a date, an address, a path: `run_id`, `leaky-api`, `2026-02-02`,
+# `127.0.0.1`, `HTTP/1.1`, `raw/...`). Cut inside them, a 3-digit key `202` cut out of every run id
+# (`***60101T000000Z`) made the run fail and its ledger entry unreadable; a key `run` renamed the ledger's own
+# `run_id` field; and `***` in place of part of a known name gives the key away as surely as printing it. Where a
+# server echoes a key it stands as a token: quoted, after `key=` or `X-Api-Key: `, after `Bearer `, as a JSON
+# value, between commas, between slashes of a path.
 SHORT_FORM = 8
+# A secret value shorter than this is refused when it is read: one or two characters stand as a token in
+# ordinary text (counts, page numbers, single letters), so they could be cut out of nothing without cutting the
+# run's own words and so giving the value away; no real credential is that short.
+MIN_SECRET_CHARS = 3
+_TOKEN_START = r"(?<![^\W_])(?<![^\W_][-_./])"
+_TOKEN_END = r"(?![^\W_])(?![-_./][^\W_])"
+# The same rule for bytes (a download searched for an echoed key): any byte of a multi-byte UTF-8 character counts
+# as a letter.
+_BYTES_ALNUM = rb"[A-Za-z0-9\x80-\xff]"
+_BYTES_TOKEN_START = rb"(?<!" + _BYTES_ALNUM + rb")(?<!" + _BYTES_ALNUM + rb"[-_./])"
+_BYTES_TOKEN_END = rb"(?!" + _BYTES_ALNUM + rb")(?![-_./]" + _BYTES_ALNUM + rb")"
+
+
+def as_token(form: str) -> str:
+    """A regular expression for `form` where it stands as a token (see SHORT_FORM), a whole segment of a path
+    (`/x9z/`, `/x9z?`) too, but not the first word of a relative one (`raw/...`)."""
+    escaped = re.escape(form)
+    return f"(?:{_TOKEN_START}{escaped}{_TOKEN_END}|(?<=/){escaped}(?:{_TOKEN_END}|(?=[/?#])))"
+
+
+def _bytes_token(form: bytes) -> bytes:
+    escaped = re.escape(form)
+    return (
+        b"(?:" + _BYTES_TOKEN_START + escaped + _BYTES_TOKEN_END
+        + b"|(?<=/)" + escaped + b"(?:" + _BYTES_TOKEN_END + b"|(?=[/?#])))"
+    )  # fmt: skip
+
+
+def bytes_pattern(forms: Iterable[str]) -> re.Pattern[bytes] | None:
+    """The forms as one regular expression over bytes (UTF-8), a short form only where it stands as a token;
+    None without any. Its longest match is at most `max(len(f)) + 2` bytes of context each side."""
+    ordered = sorted({form.encode("utf-8") for form in forms if form}, key=len, reverse=True)
+    if not ordered:
+        return None
+    return re.compile(
+        b"|".join(_bytes_token(f) if len(f.decode("utf-8")) < SHORT_FORM else re.escape(f) for f in ordered)
+    )
 
 
 # A form at least this long is also cut where only its start is written (a server quoting a key cut short,
@@ -125,11 +167,8 @@ class Forms:
 
     def __init__(self, forms: Iterable[str]):
         ordered = sorted({form for form in forms if form}, key=len, reverse=True)
-        alone = r"(?<![A-Za-z0-9]){}(?![A-Za-z0-9])"
-        # The longest first: no partial leftovers; a short form with no letter or digit on either side.
-        self.whole = re.compile(
-            "|".join(alone.format(re.escape(f)) if len(f) < SHORT_FORM else re.escape(f) for f in ordered)
-        )
+        # The longest first: no partial leftovers; a short form where it stands as a token.
+        self.whole = re.compile("|".join(as_token(f) if len(f) < SHORT_FORM else re.escape(f) for f in ordered))
         self.starts: dict[str, list[str]] = {}
         for form in ordered:
             if len(form) >= TRUNCATED_FORM and not re.search(r"\s", form):
@@ -227,15 +266,17 @@ def scrub(text: str | None) -> str | None:
 
 def scrub_value(value, keep: Iterable[str] = ()):
     """A JSON-like value with every string scrubbed (a run summary before it is written or shown); at the top
-    level of a dict, the values of the keys in `keep` as they are (the job's own run id and times, which no
-    source writes, and which a short secret that is part of them would make unreadable)."""
+    level of a dict given `keep`, the keys themselves (the summary's own field names: a key `status` had the
+    ledger entry's `"***": "succeeded"`) and the values of the keys in `keep` as they are (the job's own run id
+    and times, which no source writes, and which a short secret that is part of them would make unreadable)."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, list):
         return [scrub_value(item) for item in value]
     if isinstance(value, dict):
         kept = frozenset(keep)
-        return {scrub_value(k): v if k in kept else scrub_value(v) for k, v in value.items()}
+        own = bool(kept)
+        return {(k if own else scrub_value(k)): v if k in kept else scrub_value(v) for k, v in value.items()}
     return value
 
 
@@ -245,7 +286,19 @@ def _clean(name: str, value: str, where: str) -> str:
     if not trimmed:
         raise SecretError(f"secret {name!r} from {where} is empty or only whitespace; store the credential itself")
     register([trimmed])
+    too_short(name, trimmed, where)
     return trimmed
+
+
+def too_short(name: str, value: str, where: str = "") -> None:
+    """SecretError for a value shorter than MIN_SECRET_CHARS (see there); its length only, never the value."""
+    if len(value) < MIN_SECRET_CHARS:
+        raise SecretError(
+            f"secret {name!r}{f' from {where}' if where else ''} is too short to be kept out of logs safely: "
+            f"{len(value)} character{'s' if len(value) != 1 else ''}, where a credential of fewer than "
+            f"{MIN_SECRET_CHARS} stands as a word of its own in ordinary text (counts, page numbers, single "
+            "letters) and could not be cut out of logs without giving it away; store the real credential"
+        )
 
 
 # --------------------------------------------------------------------------- resolvers

@@ -1,0 +1,245 @@
+"""More ways a secret could leave `dw`: a credential of a few characters, and a token in a URL's path.
+
+As tests/cli/test_secret_leaks.py: the installed `dw` in a subprocess, in a throwaway project fetching from loopback
+servers, Python's logging at DEBUG on stderr; then every form of the secret (tests/leaks.py) is looked for in what
+`dw` printed, the log records, the run ledger, the `ops/runs` row and every other lake file. `--layer raw` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.leaks import forms
+from tests.loopback import LoopbackServer
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASET = "leaky-api"
+SECRET_NAME = "pp-dw/leaky"
+ENV = "DW_SECRET_PP_DW_LEAKY"
+RUN_ID = "20260101T000000Z"
+LOGGED_DW = (
+    "import logging, sys; "
+    "logging.basicConfig(level=logging.DEBUG, format='LOG %(name)s %(levelname)s %(message)s'); "
+    "sys.argv = ['dw', *sys.argv[1:]]; "
+    "from dw.cli import main; main()"
+)
+
+
+def project(tmp_path: Path, config: dict) -> Path:
+    root = tmp_path / "project"
+    (root / "datasets" / DATASET).mkdir(parents=True)
+    shutil.copyfile(ROOT / "config.json", root / "config.json")
+    base = {"dataset": DATASET, "description": "a source whose server echoes things", "data_size_category": "small"}
+    (root / "datasets" / DATASET / "config.json").write_text(json.dumps({**base, **config}))
+    return root
+
+
+def dw(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DW_")}
+    environ.update(TERM="dumb", COLUMNS="240", PYTHONDONTWRITEBYTECODE="1", **env)
+    return subprocess.run(
+        [sys.executable, "-c", LOGGED_DW, *args], cwd=root, env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def run_raw(root: Path, lake: Path, *options: str, **env: str) -> subprocess.CompletedProcess:
+    """`dw [options] run` of the dataset's raw layer, with the run id RUN_ID."""
+    return dw(root, *options, "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", RUN_ID, **env)
+
+
+def outputs(lake: Path, *runs: subprocess.CompletedProcess) -> dict[str, str]:
+    """stdout, stderr (log records included) and every lake file, JSON files also as decoded."""
+    seen = {}
+    for index, run in enumerate(runs):
+        seen[f"stdout of run {index}"], seen[f"stderr and logs of run {index}"] = run.stdout, run.stderr
+    for path in sorted(p for p in lake.rglob("*") if p.is_file()) if lake.exists() else []:
+        text = path.read_bytes().decode("utf-8", "replace")
+        seen[str(path.relative_to(lake))] = text
+        if path.suffix == ".json":
+            seen[f"{path.relative_to(lake)} (decoded)"] = json.dumps(json.loads(text), ensure_ascii=False)
+    return seen
+
+
+def assert_nowhere(secret: str, seen: dict[str, str], *parts: str) -> None:
+    for form in sorted(forms(secret) | set(parts)):
+        for where, text in seen.items():
+            assert form not in text, f"{form!r} leaked into {where}"
+
+
+def assert_no_token(secret: str, seen: dict[str, str]) -> None:
+    """A short secret in no output where it stands as a word of its own (it may be part of `leaky-api`)."""
+    for form in forms(secret):
+        alone = re.compile(r"(?<![\w./-])" + re.escape(form) + r"(?![\w./-])")
+        for where, text in seen.items():
+            found = alone.search(text)
+            assert found is None, (
+                f"{form!r} leaked into {where}: {text[max(found.start() - 60, 0) : found.end() + 40]!r}"
+            )
+
+
+def entry_of(lake: Path) -> dict:
+    return json.loads((lake / "runs" / DATASET / f"run_id={RUN_ID}.raw.json").read_text())
+
+
+def raw_files(lake: Path) -> list[Path]:
+    return [p for p in (lake / "raw").rglob("*") if p.is_file() and p.name != "_manifest.json"]
+
+
+# ------------------------------------------------------------------ a credential of a few characters
+
+
+def _echoing_download(handler, query) -> None:
+    """A CSV export that writes the key it was sent into a row, as a token: quoted, after key=, alone in a cell."""
+    sent = handler.headers.get("X-Api-Key", "")
+    how = query.get("how", "cell")
+    row = {
+        "cell": f"2,{sent},ok",
+        "quoted": f'2,"{sent}",ok',
+        "key=": f"2,key={sent},ok",
+        "header": f"2,X-Api-Key: {sent},ok",
+    }
+    body = f"id,requested_by,note\n1,someone,ok\n{row[how]}\n".encode()
+    handler.plain(200, {"Content-Type": "text/csv"}, body)
+
+
+@pytest.mark.parametrize(
+    ("secret", "how"),
+    [("Zq7", "cell"), ("Zq7wX", "quoted"), ("Zq7wXj", "key="), ("Zq7wXj4", "header")],
+)
+def test_a_download_that_echoes_a_short_credential_never_reaches_raw(tmp_path, secret, how):
+    """A source_auth key of 3 to 7 characters, which the server writes back into the CSV it sends. The check
+    for an echoed credential skipped every value shorter than 8 characters: the file was kept in raw/ with the
+    key in it (and bronze would have read it into a table)."""
+    server = LoopbackServer()
+    try:
+        server.routes["/export/data.csv"] = _echoing_download
+        config = {
+            "source_url": server.url(f"/export/data.csv?how={how}"),
+            "format": "csv",
+            "source_auth": {"secret": SECRET_NAME, "header": "X-Api-Key"},
+        }
+        root = project(tmp_path, config)
+        lake = tmp_path / "lake"
+
+        run = run_raw(root, lake, **{ENV: secret})
+    finally:
+        server.stop()
+
+    assert server.requests[0].headers.get("X-Api-Key") == secret
+    assert_nowhere(secret, outputs(lake, run))
+    assert run.returncode == 1
+    assert "holds the credential it was fetched with" in entry_of(lake)["error"]
+    assert not raw_files(lake), "nothing reached raw/"
+
+
+def test_a_short_credential_inside_longer_values_of_a_download_does_not_refuse_it(tmp_path):
+    """The same key as part of words, numbers, dates and names of the data (`Zq7-2026`, `aZq7`, `Zq7.5`) is no
+    echo: the download is kept as sent. A key that stands alone in a cell is one, and refused (before, neither)."""
+    data = b"id,code,note\n1,Zq7-2026,aZq7\n2,Zq7.5,x_Zq7\n3,2026-01-01,Zq7wXj/x\n"
+    server = LoopbackServer()
+    try:
+        server.routes["/export/data.csv"] = lambda handler, _: handler.plain(200, {"Content-Type": "text/csv"}, data)
+        server.routes["/export/echo.csv"] = _echoing_download
+        auth = {"secret": SECRET_NAME, "header": "X-Api-Key"}
+        kept_root = project(
+            tmp_path / "kept", {"source_url": server.url("/export/data.csv"), "format": "csv", "source_auth": auth}
+        )
+        echo_root = project(
+            tmp_path / "echo", {"source_url": server.url("/export/echo.csv"), "format": "csv", "source_auth": auth}
+        )
+
+        kept = run_raw(kept_root, tmp_path / "kept-lake", **{ENV: "Zq7"})
+        echoed = run_raw(echo_root, tmp_path / "echo-lake", **{ENV: "Zq7"})
+    finally:
+        server.stop()
+
+    assert kept.returncode == 0, kept.stderr
+    (stored,) = raw_files(tmp_path / "kept-lake")
+    assert stored.read_bytes() == data
+    assert echoed.returncode == 1 and not raw_files(tmp_path / "echo-lake")
+
+
+@pytest.mark.parametrize("secret", ["api", "raw", "status"])
+def test_a_short_key_that_is_also_a_word_of_the_run_leaves_the_ledger_whole(tmp_path, secret):
+    """A short key (`api`, `raw`, `status`) that is also a word the run writes itself. It was cut
+    wherever no letter or digit touched it: out of the dataset's name in the raw keys (`raw/leaky-***/…`), the
+    source URL (`/v1/***`), the ledger's own field names (`"***": "succeeded"`, `"***_keys"`), so the entry lost
+    its fields and the key was plain to anyone who knows the layout. It is cut where it stands as a token (quoted,
+    after key=), and nowhere else."""
+    server = LoopbackServer()
+    try:
+
+        def route(handler, query):
+            key = query.get("k", "")
+            handler.json({"items": [{"id": 1, "caller": key, "note": f"key={key}", "path": "raw/leaky-api/v1/items"}]})
+
+        server.routes["/v1/items"] = route
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "query_param": "k"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = run_raw(root, lake, **{ENV: secret})
+        runs = dw(root, "runs", DATASET, "--lake", str(lake))
+    finally:
+        server.stop()
+
+    assert run.returncode == 0, run.stderr
+    entry = entry_of(lake)
+    assert {"run_id", "status", "raw_keys", "raw_run_id", "source", "bytes_fetched"} <= set(entry)
+    assert entry["status"] == "succeeded" and entry["source"] == server.url("/v1/items")
+    assert entry["raw_keys"] == [f"raw/{DATASET}/run_id={RUN_ID}/endpoint_0.jsonl"]
+    assert RUN_ID in runs.stdout and "unreadable" not in runs.stdout
+    (page,) = raw_files(lake)
+    assert json.loads(page.read_text()) == {
+        "id": 1,
+        "caller": "***",
+        "note": "key=***",
+        "path": "raw/leaky-api/v1/items",
+    }
+    seen = outputs(lake, run, runs)
+    for where, text in seen.items():
+        assert not re.search(r"[\w.-]\*\*\*|\*\*\*[\w.-]", text), f"a name cut in {where}"
+        for echoed in (f"k={secret}", f"key={secret}"):  # the word alone, quoted too, is the run's own as well
+            assert echoed not in text, f"{echoed!r} leaked into {where}"
+    assert "k=***" in run.stderr, "urllib3's record of the request"
+
+
+@pytest.mark.parametrize("secret", ["7", "k7"])
+def test_a_credential_of_one_or_two_characters_is_refused_before_anything_is_sent(tmp_path, secret):
+    """A key of one or two characters stands as a word of its own in ordinary text (`1 records in 1 pages`,
+    `127.0.0.***`, `HTTP/***.***` were what a key `1` made of the log), so it can be cut out of nothing without
+    giving it away. It was sent and the run went on; it is refused when the secret is read, naming its length."""
+    server = LoopbackServer()
+    try:
+        server.routes["/v1/items"] = lambda handler, query: handler.json({"items": [{"id": 1, "n": 7}]})
+        endpoint = {
+            "url": server.url("/v1/items"),
+            "paging": {"kind": "none"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = run_raw(root, lake, **{ENV: secret})
+    finally:
+        server.stop()
+
+    assert run.returncode != 0
+    assert "too short to be kept out of logs safely" in run.stdout + run.stderr
+    assert f"{len(secret)} character" in run.stdout + run.stderr
+    assert not server.requests, "nothing was sent"
+    assert_no_token(secret, outputs(lake, run))
