@@ -51,7 +51,16 @@ from urllib3 import exceptions as u3
 from urllib3.util import parse_url
 
 from .lake import Lake, LocalLake, S3Lake
-from .secrets import SHORT_FORM, Forms, SecretError, all_forms, bytes_pattern, forms_pattern, too_short
+from .secrets import (
+    SHORT_FORM,
+    Forms,
+    SecretError,
+    all_forms,
+    bytes_pattern,
+    forms_pattern,
+    text_forms,
+    too_short,
+)
 from .secrets import register as register_secrets
 from .secrets import scrub as scrub_registered
 
@@ -457,6 +466,22 @@ class _CarriedCredential(Exception):
 # long as this to be scrubbed (`X-Amz-SignedHeaders=host` is no secret), and at most this many per call.
 LEARNED_MIN_CHARS = 8
 LEARNED_MAX = 64
+# A part of such a URL's path or query this long is a token, unless it is a date, a number or words (`a-b_c`).
+TOKEN_ALONE_CHARS = 20
+_NOT_TOKEN = re.compile(r"[\dTZ\W_]+|[A-Za-z]+(?:[-_.~][A-Za-z]+)*")
+_LETTER_DIGIT = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
+
+
+def _token_like(text: str) -> bool:
+    """Whether a path segment or query value of a URL may be a token: TOKEN_ALONE_CHARS long, or at least
+    LEARNED_MIN_CHARS with letters and digits mixed as random text mixes them (3 changes from one to the other:
+    `cdnTok3n9f…`, not `page2.json`, `us-east-1` or `aws4_request`); never a date or a number (`20260101T000000Z`,
+    which would cut run ids) nor words."""
+    if len(text) < LEARNED_MIN_CHARS or _NOT_TOKEN.fullmatch(text):
+        return False
+    return len(text) >= TOKEN_ALONE_CHARS or len(_LETTER_DIGIT.findall(text)) >= 3
+
+
 ECHO_CHUNK = 1 << 20
 
 
@@ -666,9 +691,14 @@ class _Session:
     """
 
     def __init__(
-        self, policy: RetryPolicy, secrets: list[str] | tuple[str, ...] = (), known: list[str] | tuple[str, ...] = ()
+        self,
+        policy: RetryPolicy,
+        secrets: list[str] | tuple[str, ...] = (),
+        known: list[str] | tuple[str, ...] = (),
+        urls: list[str] | tuple[str, ...] = (),
     ):
         self.policy = policy
+        self._own_urls = tuple(urls)  # as configured: what `learn` never cuts (they are shown anyway)
         self.started = time.monotonic()
         self.attempts = 0
         self.tries = 0  # the attempt under way at the current request (1 for its first)
@@ -703,16 +733,32 @@ class _Session:
         """Scrub, from now on, the secret-looking query values and password of a URL the fetch reached but was
         not configured with: a redirect's or another host's next link (a presigned URL's X-Amz-Signature and
         X-Amz-Credential, a CDN's token). urllib3 logs the URL it requests whole (at DEBUG, and in its warning
-        about a broken header), and nothing else knows these values. At most LEARNED_MAX per call."""
+        about a broken header), and nothing else knows these values. At most LEARNED_MAX per call.
+
+        Such a URL may also carry a token where no name says so: in its path (`https://cdn.example/<token>/
+        file.csv`, `/hdnts=exp=…~hmac=…/`) or in a query value of any name (`?md5=…`). Every segment of its path
+        and every name and value of its query that looks like a token (LEARNED_MIN_CHARS or more characters with
+        letters and digits, or TOKEN_ALONE_CHARS of any kind) and that no configured URL holds is cut from this
+        call's messages and log records too (`/***/file.csv`): the path's other words stay, to say where it led."""
         try:
+            parts = urlsplit(url)
             found = {value for value in _url_secrets(url) if len(value) >= LEARNED_MIN_CHARS} - self._learned
-        except ValueError:  # a URL urllib cannot split (`http://[::1/x`): refused before any request
+            paths = {parts.path, parse_url(url).path or ""}  # as written, and as urllib3 requests (and logs) it
+        except (ValueError, u3.LocationParseError):  # a URL urllib cannot split (`http://[::1/x`): refused unsent
             return
+        own = self._own_urls
+        pieces = [piece for path in paths for piece in re.split(r"[/\s\\]+", path)]
+        pieces += [piece for pair in re.split(r"[&;\s]+", parts.query) for piece in pair.partition("=")[::2]]
+        local = {text for piece in pieces for text in (piece, unquote_plus(piece)) if _token_like(text)}
+        local = {text for text in local if not any(text in configured for configured in own)} - self._learned
         found = set(sorted(found)[: max(LEARNED_MAX - len(self._learned), 0)])
-        if found:
-            self._learned |= found
-            self.secrets = sorted({*self.secrets, *found}, key=len, reverse=True)
+        local = set(sorted(local)[: max(LEARNED_MAX - len(self._learned | found), 0)])
+        if found | local:
+            self._learned |= found | local
+            shown = {form for text in local for form in text_forms(text)}  # as a message may write it (%2F, \/)
+            self.secrets = sorted({*self.secrets, *found, *shown}, key=len, reverse=True)
             self._secrets_pattern = forms_pattern(self.secrets)
+        if found:
             register_secrets(found)
 
     def scrub(self, text: str) -> str:
@@ -1359,7 +1405,7 @@ def fetch_source(
         if kind != "http":
             raise FetchError(f"Source {shown}: source_auth applies to http(s) sources only; remove it.", url=shown)
         creds = _Creds(source_url, *_credentials(auth, "source_url", source_url, secrets or {}))
-    session = _Session(policy, _url_secrets(source_url), creds.values() if creds else ())
+    session = _Session(policy, _url_secrets(source_url), creds.values() if creds else (), (source_url,))
     resumed = False
     try:
         if kind == "unknown":
@@ -1457,7 +1503,7 @@ def probe_source(
     deployed_prefix: str | None = None,
 ) -> Probe:
     """Can the source be read, and how large is it? Writes nothing; never raises for an unreachable source."""
-    session = _Session(policy, _url_secrets(source_url))
+    session = _Session(policy, _url_secrets(source_url), urls=(source_url,))
     kind = _kind(source_url)
     shown = _redact(source_url)
     try:
@@ -2027,6 +2073,8 @@ class _ApiPager:
                         "unencrypted. Ask the API's owner to fix the link, or use another paging kind.",
                         url=self.shown,
                     )
+                if not self.creds.owns(following):
+                    self.session.learn(following)  # its tokens, before this message or urllib3 shows it
                 if not self.creds.owns(following) and self.creds.owns(full):
                     log.warning(
                         "%s: the next link leads to another host (%s): following it without the credentials",
@@ -2081,7 +2129,7 @@ def fetch_api(
         suspects += _url_secrets(endpoint.url)
         suspects += [_param(v) for k, v in endpoint.params.items() if _SECRET_NAME.search(k)]
     known = [value for c in creds for value in c.values() if value not in headers.values()]
-    session = _Session(policy, suspects, known)
+    session = _Session(policy, suspects, known, tuple(endpoint.url for endpoint in endpoints))
     keys: list[str] = []
     written = 0
     shown = ", ".join(_redact(endpoint.url) for endpoint in endpoints)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.leaks import forms
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, redirect
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = "leaky-api"
@@ -243,3 +243,109 @@ def test_a_credential_of_one_or_two_characters_is_refused_before_anything_is_sen
     assert f"{len(secret)} character" in run.stdout + run.stderr
     assert not server.requests, "nothing was sent"
     assert_no_token(secret, outputs(lake, run))
+
+
+# ------------------------------------------------------------------ a token in the path of a URL the fetch reached
+
+
+PATH_TOKEN = "cdnTok3n9f8e7d6c5b4a3f2e"
+NGINX_HASH = "Xq1bW2c3Vd4e5Rf6g7Th8i9"  # nginx secure_link's `?md5=…`: no name says it is a secret
+KEY = "src-Key-0a9b8c7d6e5f"
+
+
+def broken_headers(handler) -> None:
+    """A 403 whose header block has a line without a colon: urllib3 warns, quoting the URL it requested."""
+    handler.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\nBroken header line\r\nX: y\r\n\r\nnope")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "redirect to a cdn",
+        "redirect on the same host",
+        "broken answer of the cdn",
+        "query value of any name",
+        "refused redirect",
+    ],
+)
+def test_a_token_in_the_path_of_a_url_a_source_redirects_to_is_in_no_log(tmp_path, case):
+    """The source hands the download off to a URL that carries a token in its path (`/<token>/file.csv`, the way
+    many CDNs and download links sign a URL), on another host or its own, or in a query value whose name says
+    nothing (`?md5=…`). Only secret-looking query names were learned: urllib3's records (`"GET /<token>/file.csv
+    HTTP/1.1" 200`, `Failed to parse headers (url=…/<token>/file.csv)`) and our own warning (`redirects to another
+    host (…/<token>/file.csv)`) printed the token."""
+    source, cdn = LoopbackServer(), LoopbackServer()
+    data = b"id,name\n1,one\n"
+    try:
+        target = {
+            "redirect to a cdn": cdn.url(f"/{PATH_TOKEN}/file.csv"),
+            "redirect on the same host": source.url(f"/dl/{PATH_TOKEN}/file.csv"),
+            "broken answer of the cdn": cdn.url(f"/{PATH_TOKEN}/file.csv"),
+            "query value of any name": cdn.url(f"/file.csv?md5={NGINX_HASH}&expires=1767225600"),
+            "refused redirect": cdn.url(f"/{PATH_TOKEN} file.csv"),  # a space: refused, its URL shown escaped
+        }[case]
+        for server in (source, cdn):
+            server.files[f"/{PATH_TOKEN}/file.csv"] = server.files["/file.csv"] = data
+            server.files[f"/dl/{PATH_TOKEN}/file.csv"] = data
+        if case == "broken answer of the cdn":
+            cdn.scripts[f"/{PATH_TOKEN}/file.csv"] = [broken_headers] * 10
+        source.scripts["/export.csv"] = [redirect(target)] * 10
+        config = {
+            "source_url": source.url("/export.csv"),
+            "format": "csv",
+            "source_auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
+        }
+        root = project(tmp_path, config)
+        lake = tmp_path / "lake"
+
+        run = run_raw(root, lake, "--debug", **{ENV: KEY})
+    finally:
+        source.stop()
+        cdn.stop()
+
+    assert "LOG urllib3.connectionpool DEBUG" in run.stderr, "urllib3's records were captured"
+    if case == "refused redirect":
+        assert run.returncode == 1 and "holds a backslash, a space" in entry_of(lake)["error"] and not cdn.requests
+    elif case == "broken answer of the cdn":
+        assert run.returncode == 1 and "Failed to parse headers" in run.stderr
+    else:
+        assert run.returncode == 0, run.stdout + run.stderr
+        (stored,) = raw_files(lake)
+        assert stored.read_bytes() == data
+    assert case == "refused redirect" or len(source.requests) + len(cdn.requests) >= 2, "the hand-off was followed"
+    seen = outputs(lake, run)
+    for secret in (PATH_TOKEN, NGINX_HASH, KEY):
+        assert_nowhere(secret, seen)
+    assert f"{source.base}/export.csv" in run.stderr, "the configured URL is still shown whole"
+
+
+def test_a_token_in_the_path_of_an_api_s_next_link_to_another_host_is_in_no_log(tmp_path):
+    """An API links its next page to storage on another host with a token in the path: our warning that the
+    link leaves the API's host (`… leads to another host (http://…/<token>/page2.json)`) and urllib3's record of
+    the request printed it."""
+    api, storage = LoopbackServer(), LoopbackServer()
+    try:
+        api.routes["/v1/items"] = lambda handler, _: handler.json(
+            {"items": [{"id": 1}], "next": storage.url(f"/{PATH_TOKEN}/page2.json")}
+        )
+        storage.routes[f"/{PATH_TOKEN}/page2.json"] = lambda handler, _: handler.json({"items": [{"id": 2}]})
+        endpoint = {
+            "url": api.url("/v1/items"),
+            "paging": {"kind": "link"},
+            "records": "items",
+            "auth": {"secret": SECRET_NAME, "header": "X-Api-Key"},
+        }
+        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        lake = tmp_path / "lake"
+
+        run = run_raw(root, lake, **{ENV: KEY})
+    finally:
+        api.stop()
+        storage.stop()
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "leads to another host" in run.stderr and storage.requests
+    assert [json.loads(line)["id"] for line in raw_files(lake)[0].read_text().splitlines()] == [1, 2]
+    seen = outputs(lake, run)
+    for secret in (PATH_TOKEN, KEY):
+        assert_nowhere(secret, seen)
