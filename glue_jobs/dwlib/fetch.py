@@ -385,17 +385,26 @@ class _ScrubLogs(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: show it unformatted, never its arguments
             message, record.args = str(record.msg), None
-        scrubbed = scrub(message)
+        scrubbed = _without_unparsed(scrub(message))
         if scrubbed != message or record.args:
             record.msg, record.args = scrubbed, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = scrub(record.exc_text)
+            record.exc_text = _without_unparsed(scrub(record.exc_text))
             record.exc_info = None  # the exception object itself may quote the URL: only its scrubbed text goes on
         if record.stack_info:
             record.stack_info = scrub(record.stack_info)
         return True
+
+
+# urllib3's warning about an answer whose header block it cannot parse quotes the headers after the break
+# (`unparsed data: 'Set-Cookie: session=…'`): a server's cookie or token, which nothing here knows to cut.
+_UNPARSED = re.compile(r"(unparsed data: ).*")
+
+
+def _without_unparsed(text: str) -> str:
+    return _UNPARSED.sub(r"\1withheld (the headers after the broken line may hold a cookie or a token)", text)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

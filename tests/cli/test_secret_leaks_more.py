@@ -349,3 +349,30 @@ def test_a_token_in_the_path_of_an_api_s_next_link_to_another_host_is_in_no_log(
     seen = outputs(lake, run)
     for secret in (PATH_TOKEN, KEY):
         assert_nowhere(secret, seen)
+
+
+SERVER_COOKIE = "sid=9d8c7b6a5f4e3d2c1b0a"
+
+
+def test_a_cookie_in_a_broken_header_block_is_not_quoted_by_urllib3_s_warning(tmp_path):
+    """The server's answer has a header line without a colon, then sets a session cookie: urllib3 warns quoting
+    every header after the broken line (`unparsed data: 'Set-Cookie: sid=…'`), a cookie nothing here knew of."""
+
+    def answer(handler) -> None:
+        handler.wfile.write(
+            b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\nBroken header line\r\n"
+            + f"Set-Cookie: {SERVER_COOKIE}; HttpOnly\r\n\r\nbusy".encode()
+        )
+
+    server = LoopbackServer()
+    try:
+        server.scripts["/export.csv"] = [answer] * 10
+        root = project(tmp_path, {"source_url": server.url("/export.csv"), "format": "csv"})
+        lake = tmp_path / "lake"
+
+        run = run_raw(root, lake)
+    finally:
+        server.stop()
+
+    assert run.returncode == 1 and "Failed to parse headers" in run.stderr
+    assert_nowhere(SERVER_COOKIE.partition("=")[2], outputs(lake, run))
