@@ -230,8 +230,17 @@ MACROS = {
     "WHEN json_type(dw_json(j), p) IS NULL THEN NULL ELSE 0 END",
     # Athena's session zone
     "current_timezone()": "'UTC'",
+    # Trino's nan() and infinity() (MathFunctions#nan, #infinity)
+    "nan()": "CAST('NaN' AS DOUBLE)",
+    "infinity()": "CAST('Infinity' AS DOUBLE)",
+    "is_infinite(x)": "isinf(CAST(x AS DOUBLE))",
+    "is_finite(x)": "isfinite(CAST(x AS DOUBLE))",
     # array_max / array_min are NULL when an element is
     "dw_array_max(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_max(a) END",
+    # ... and of doubles or reals skips NaN unless all are (ArrayMaxFunction: NaN ranks first); DuckDB's ranks last
+    "dw_array_max_float(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL "
+    "WHEN len(list_filter(a, lambda x: NOT isnan(x))) > 0 THEN list_max(list_filter(a, lambda x: NOT isnan(x))) "
+    "ELSE list_max(a) END",
     "dw_array_min(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_min(a) END",
     # contains is NULL when nothing matches and an element is NULL
     "dw_contains(a, e)": "CASE WHEN list_contains(a, e) THEN true "
@@ -260,6 +269,32 @@ MACROS = {
     "END",
     "dw_array_order(a, b, r)": "CASE WHEN dw_array_order_refused(a, b) IS NOT NULL THEN error(dw_array_order_refused(a, b)) "
     "ELSE r END",
+    # array_sort of arrays: Trino's sort compares elements (a NULL one aside, last), and a comparison of two arrays
+    # whose first difference is a NULL element raises; any sort must compare two such arrays (they agree up to the
+    # NULL, so nothing can come between them): it raises if any pair does. DuckDB orders them.
+    "dw_array_sort_refused(a)": "CASE WHEN len(list_filter(range(1, len(a) + 1), lambda i: len(list_filter("
+    "range(i + 1, len(a) + 1), lambda j: a[i] IS NOT NULL AND a[j] IS NOT NULL "
+    "AND dw_array_order_refused(a[i], a[j]) IS NOT NULL)) > 0)) > 0 "
+    "THEN 'ARRAY comparison not supported for arrays with null elements' END",
+    "dw_array_sort(a)": "CASE WHEN dw_array_sort_refused(a) IS NOT NULL THEN error(dw_array_sort_refused(a)) "
+    "ELSE list_sort(a) END",
+    # array_min / array_max of arrays: Trino's loop (ArrayMinFunction#arrayMin): NULL at the first NULL element,
+    # each element compared with the one kept so far, which raises as above. The position kept: 0 for NULL, -1 for
+    # the error.
+    "dw_array_extreme_at(a, lt)": "list_reduce(range(2, len(a) + 1), lambda s, i: CASE WHEN s <= 0 THEN s "
+    "WHEN a[i] IS NULL THEN 0 WHEN dw_array_order_refused(a[i], a[s]) IS NOT NULL THEN -1 "
+    "WHEN (CASE WHEN lt THEN a[i] < a[s] ELSE a[i] > a[s] END) THEN i ELSE s END, "
+    "CASE WHEN a[1] IS NULL THEN 0 ELSE 1 END)",
+    "dw_array_min_nested_refused(a)": "CASE WHEN dw_array_extreme_at(a, true) = -1 "
+    "THEN 'ARRAY comparison not supported for arrays with null elements' END",
+    "dw_array_min_nested(a)": "CASE WHEN dw_array_min_nested_refused(a) IS NOT NULL "
+    "THEN error(dw_array_min_nested_refused(a)) WHEN dw_array_extreme_at(a, true) > 0 "
+    "THEN a[dw_array_extreme_at(a, true)] END",
+    "dw_array_max_nested_refused(a)": "CASE WHEN dw_array_extreme_at(a, false) = -1 "
+    "THEN 'ARRAY comparison not supported for arrays with null elements' END",
+    "dw_array_max_nested(a)": "CASE WHEN dw_array_max_nested_refused(a) IS NOT NULL "
+    "THEN error(dw_array_max_nested_refused(a)) WHEN dw_array_extreme_at(a, false) > 0 "
+    "THEN a[dw_array_extreme_at(a, false)] END",
     # map = map: by key, whatever the order (DuckDB compares the entries in order); NULL values as in arrays
     "dw_map_eq(a, b)": "CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN cardinality(a) <> cardinality(b) THEN false "
     "WHEN len(list_filter(map_keys(a), lambda k: NOT list_contains(map_keys(b), k))) > 0 THEN false "
@@ -973,6 +1008,7 @@ FUNCTION_TYPES = {
     "codepoint": "INTEGER", "e": "DOUBLE", "pi": "DOUBLE", "infinity": "DOUBLE", "nan": "DOUBLE",
     "cosine_similarity": "DOUBLE", "json_array_get": "JSON", "timezone_hour": "BIGINT", "timezone_minute": "BIGINT",
     "millisecond": "BIGINT", "to_milliseconds": "BIGINT", "crc32": "BIGINT", "bit_count": "BIGINT",
+    "is_infinite": "BOOLEAN", "is_finite": "BOOLEAN",
 }  # fmt: skip
 # The same for sqlglot's own expressions it leaves untyped.
 EXPRESSION_TYPES = {
@@ -2135,6 +2171,37 @@ def _compare(node: exp.Expression) -> exp.Expression | None:
     return None
 
 
+def _nested_order(array: exp.Expression, name: str) -> bool:
+    """True when `name` sorts arrays of arrays (of scalars), whose comparison raises where a NULL element comes
+    first (`dw_array_sort`); arrays of maps, rows or deeper arrays are refused."""
+    element = _element(array.type)
+    if element is None or not element.is_type(*STRUCTURED):
+        if element is None and not _is(array, DType.ARRAY, DType.NULL) and not isinstance(array, exp.Null):
+            raise unsupported(
+                f"{name} of {array.sql(dialect=READ_DIALECT)}, whose element type dw cannot tell",
+                "Trino compares arrays element by element and raises on a NULL element; CAST it to its array type",
+            )
+        return False
+    inner = _element(element) if element.is_type(DType.ARRAY) else None
+    literal = (
+        array.expressions if isinstance(array, exp.Array) else []
+    )  # ARRAY[ARRAY[2], ARRAY[nan()]]: typed by the first
+    floats = any(
+        _element(t) is not None and _element(t).is_type(*FLOATS) for t in [element, *(e.type for e in literal)]
+    )
+    if floats and name == "array_max":
+        raise unsupported(
+            "array_max of arrays of doubles",
+            "Trino's array_max ranks an array holding NaN below the others, DuckDB above",
+        )
+    if inner is None or inner.is_type(*STRUCTURED):
+        raise unsupported(
+            f"{name} of array({element.sql(dialect=READ_DIALECT).lower()})",
+            "Trino compares nested values with its own NULL rules, which DuckDB's ordering does not keep",
+        )
+    return True
+
+
 def _int_literal(node: exp.Expression) -> bool:
     while isinstance(node, exp.Paren | exp.Neg):
         node = node.this
@@ -2541,8 +2608,37 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             )
     # array_max / array_min are NULL when an element is; contains is NULL when no element
     # matches and one is NULL. DuckDB skips NULLs in all three.
+    ordered = (
+        node.this
+        if isinstance(node, exp.Ordered | exp.Max | exp.Min)
+        else node.expression
+        if isinstance(node, exp.ArgMax | exp.ArgMin)
+        else None
+    )
+    if _is(ordered, DType.ARRAY):
+        what = {exp.Ordered: "ORDER BY", exp.Max: "max", exp.Min: "min", exp.ArgMax: "max_by", exp.ArgMin: "min_by"}[
+            type(node)
+        ]
+        raise unsupported(
+            f"{what} over an array value ({ordered.sql(dialect=READ_DIALECT)})",
+            "Trino raises where two arrays it compares have a NULL element before their first difference, and which "
+            "pairs its sort compares depends on its algorithm; DuckDB orders them all. Order by a scalar instead",
+        )
     if isinstance(node, exp.ArrayMax | exp.ArrayMin):
+        if _nested_order(node.this, "array_max" if isinstance(node, exp.ArrayMax) else "array_min"):
+            return _macro(
+                "dw_array_max_nested" if isinstance(node, exp.ArrayMax) else "dw_array_min_nested", node, node.this
+            )
+        floats = _element(node.this.type) is not None and _element(node.this.type).is_type(*FLOATS)
+        if isinstance(node, exp.ArrayMax) and floats:
+            return _fn("dw_array_max_float", node.this)
         return _fn("dw_array_max" if isinstance(node, exp.ArrayMax) else "dw_array_min", node.this)
+    if (
+        isinstance(node, exp.ArraySort)
+        and node.args.get("expression") is None
+        and _nested_order(node.this, "array_sort")
+    ):
+        return _macro("dw_array_sort", node, node.this)
     if isinstance(node, exp.ArrayContains) and _is(node.this, DType.ARRAY):
         return _fn("dw_contains", node.this, node.expression)
     if isinstance(node, exp.Reduce):
