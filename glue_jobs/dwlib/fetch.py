@@ -61,6 +61,7 @@ from .secrets import (
     text_forms,
     too_short,
 )
+from .secrets import parts as secret_parts
 from .secrets import register as register_secrets
 from .secrets import scrub as scrub_registered
 
@@ -1364,7 +1365,8 @@ def _credentials(
         too_short(auth.secret, value)
     except SecretError as exc:
         raise FetchError(f"{label} ({_redact(url)}): {exc}") from None
-    texts: tuple[str, ...] = (value,)
+    # Its parts that may be quoted alone (a cookie's values): cut out of records, refused in a download.
+    texts: tuple[str, ...] = (value, *sorted(secret_parts(value)))
     if auth.query_param:
         return {}, {auth.query_param: value}, texts
     basic = bool(auth.scheme and auth.scheme.lower() == "basic")

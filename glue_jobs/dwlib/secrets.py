@@ -40,6 +40,7 @@ __all__ = [
     "scrub_value",
     "Forms",
     "forms_pattern",
+    "parts",
     "text_forms",
     "too_short",
 ]
@@ -200,6 +201,15 @@ def forms_pattern(forms: Iterable[str]) -> Forms | None:
     return Forms(found) if found else None
 
 
+def parts(value: str) -> set[str]:
+    """The parts of a secret value that may be quoted alone. A value with a line break inside may be shown one
+    line at a time; one made of name=value pairs (a Cookie header's `session=…; csrf=…`) a value at a time,
+    however short the value (cut where it stands as a token, see SHORT_FORM); the names are words, not secrets."""
+    found = {part for part in re.split(r"[\x00-\x20\x7f;,&=]+", value) if len(part) >= 8}
+    pairs = (piece.partition("=") for piece in re.split(r"[\x00-\x20\x7f;,&]+", value))
+    return (found | {part for _, equals, part in pairs if equals and len(part) >= MIN_SECRET_CHARS}) - {value}
+
+
 def register(values: Iterable[str | None]) -> None:
     """Remember secret values (and their colon-separated password part) so `scrub` hides them."""
     global _pattern
@@ -209,9 +219,7 @@ def register(values: Iterable[str | None]) -> None:
             if not value:
                 continue
             _values.add(value)
-            # A value with a line break inside may be shown one line at a time; one made of name=value pairs
-            # (a Cookie header's `session=…; csrf=…`) may be quoted a value at a time.
-            _values.update(part for part in re.split(r"[\x00-\x20\x7f;,&=]+", value) if len(part) >= 8)
+            _values.update(parts(value))
             _, colon, password = value.partition(":")
             if colon and len(password) >= 4:  # user:password, e.g. for Basic auth
                 _values.add(password)

@@ -245,6 +245,75 @@ def test_a_credential_of_one_or_two_characters_is_refused_before_anything_is_sen
     assert_no_token(secret, outputs(lake, run))
 
 
+def test_a_short_credential_echoed_across_two_chunks_of_a_large_download_is_found(tmp_path):
+    """The download is searched 1 MiB at a time: a short key that straddles two chunks as a token is an echo, one
+    that straddles them inside a word (`aZq7wXb`) is not. Before, no short key was searched for at all."""
+    boundary = 1 << 20
+    # The key starts 3 bytes before the boundary: alone between commas, then inside a word.
+    echo = b"id,note\n" + b"x" * (boundary - 8 - 1 - 3) + b",Zq7wX,\n"
+    word = b"id,note\n" + b"x" * (boundary - 8 - 2 - 3) + b",aZq7wXb\n"
+    assert echo.index(b"Zq7wX") == word.index(b"Zq7wX") == boundary - 3
+    server = LoopbackServer()
+    try:
+        server.routes["/echo.csv"] = lambda handler, _: handler.plain(200, {"Content-Type": "text/csv"}, echo)
+        server.routes["/word.csv"] = lambda handler, _: handler.plain(200, {"Content-Type": "text/csv"}, word)
+        auth = {"secret": SECRET_NAME, "header": "X-Api-Key"}
+        roots = {
+            name: project(
+                tmp_path / name, {"source_url": server.url(f"/{name}.csv"), "format": "csv", "source_auth": auth}
+            )
+            for name in ("echo", "word")
+        }
+        runs = {name: run_raw(root, tmp_path / f"{name}-lake", **{ENV: "Zq7wX"}) for name, root in roots.items()}
+    finally:
+        server.stop()
+
+    assert runs["echo"].returncode == 1 and not raw_files(tmp_path / "echo-lake")
+    assert "holds the credential it was fetched with" in runs["echo"].stdout + runs["echo"].stderr
+    assert runs["word"].returncode == 0, runs["word"].stderr
+    (kept,) = raw_files(tmp_path / "word-lake")
+    assert kept.read_bytes() == word
+
+
+SHORT_COOKIE = "sessionid=Qz7wX; csrftoken=Zx81Yw72Vu63"
+
+
+def test_a_short_value_of_a_cookie_secret_is_cut_and_refused_in_a_download(tmp_path):
+    """A cookie secret whose session value is short (`Qz7wX`): only its values of 8 characters or more were known
+    to the scrubber and the check for an echoed credential, so the server's error quoting the session printed it,
+    and a download quoting it was kept in raw/."""
+    server = LoopbackServer()
+    try:
+
+        def session_of(handler) -> str:
+            return dict(pair.split("=", 1) for pair in handler.headers.get("Cookie", "").split("; ")).get(
+                "sessionid", ""
+            )
+
+        server.routes["/v1/items"] = lambda handler, _: handler.json(
+            {"error": {"message": f"session {session_of(handler)} expired"}}
+        )
+        server.routes["/export.csv"] = lambda handler, _: handler.plain(
+            200, {"Content-Type": "text/csv"}, f"id,session\n1,{session_of(handler)}\n".encode()
+        )
+        auth = {"secret": SECRET_NAME, "header": "Cookie"}
+        endpoint = {"url": server.url("/v1/items"), "paging": {"kind": "none"}, "records": "items", "auth": auth}
+        api_root = project(tmp_path / "api", {"api_endpoints": [endpoint]})
+        file_root = project(
+            tmp_path / "file", {"source_url": server.url("/export.csv"), "format": "csv", "source_auth": auth}
+        )
+
+        api = run_raw(api_root, tmp_path / "api-lake", **{ENV: SHORT_COOKIE})
+        download = run_raw(file_root, tmp_path / "file-lake", **{ENV: SHORT_COOKIE})
+    finally:
+        server.stop()
+
+    assert api.returncode == 1 and "session *** expired" in api.stderr
+    assert download.returncode == 1 and not raw_files(tmp_path / "file-lake")
+    seen = {**outputs(tmp_path / "api-lake", api), **outputs(tmp_path / "file-lake", download)}
+    assert_nowhere(SHORT_COOKIE, seen, "Qz7wX", "Zx81Yw72Vu63")
+
+
 # ------------------------------------------------------------------ a token in the path of a URL the fetch reached
 
 
