@@ -139,7 +139,7 @@ from rich.table import Table
 
 from dw.project import DwError, find_root, validate, write_schemas
 from dwlib.config import ConfigError, Project, check_dataset, load_project, resource_problems
-from dwlib.jobs import FORCE_DRY_RUN, job_config_document, resolve_run_id
+from dwlib.jobs import FORCE_DRY_RUN, end_spark_jobs, job_config_document, resolve_run_id
 from dwlib.naming import DROPPED_SOURCES, TRANSFORM_HOOK, Naming, check_stage, table_name
 from dwlib.run import STOPS, Interrupted
 
@@ -550,7 +550,7 @@ def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progr
     with progress.step("starting Spark (local mode)"):
         spark = _EarlySpark.session(f"dw-{dataset}")
     progress.watch(spark)
-    ctx.on_stop = lambda: _end_spark_jobs(spark)
+    ctx.on_stop = lambda: end_spark_jobs(spark)
     if layer in (Layer.bronze, Layer.all):
         with progress.step(f"{dataset} bronze: fetch, clean, type, check, publish"):
             summary = bronze.run_bronze(spark, ctx)
@@ -567,16 +567,6 @@ def _run_layers_shown(project: Project, ctx, layer: Layer, lake_dir: Path, progr
             _show_trace(summary)
             raise typer.Exit(1)
     out.print(f"total {time.perf_counter() - started:.1f} s; lake: {lake_dir}", markup=False)
-
-
-def _end_spark_jobs(spark, wait_seconds: float = 20) -> None:
-    """Cancel the session's jobs and wait (a while) until none runs: a run stopped by a signal deletes its staging
-    folder next, which a task still writing would fill again."""
-    context = spark.sparkContext
-    context.cancelAllJobs()
-    tracker, deadline = context.statusTracker(), time.monotonic() + wait_seconds
-    while tracker.getActiveJobsIds() and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ query / tables / runs

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from pyspark.sql import SparkSession
 
 from dwlib import bronze, gold, jobs, ledger, metrics
 from dwlib.lake import Lake
+from dwlib.run import Interrupted
 from dwlib.secrets import SecretsManagerSecrets
 
 
@@ -51,12 +55,47 @@ def main(run: Callable[[SparkLike, dict[str, str]], int], names: tuple[str, ...]
     else:
         args, on_glue = getResolvedOptions(argv, list(names)), True
     try:
-        return run(_session, args)
+        with _stops_unwind():
+            return run(_session, args)
+    except Interrupted as exc:
+        # The run unwound: its entry says it was interrupted, its staging is gone and its lock given back.
+        message = f"interrupted: {exc.signal_name}; the run's ledger entry says so and its lock was given back"
+        if on_glue:
+            raise JobRunFailed(message) from None
+        print(message, file=sys.stderr)
+        return exc.exit_code
     except (jobs.JobSetupError, JobRunFailed) as exc:
         if on_glue:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _stops_unwind() -> Iterator[None]:
+    """SIGTERM and SIGINT raise `Interrupted`, so a job stopped from outside (a stopped or timed-out job run whose
+    driver gets SIGTERM before it is killed; Ctrl-C locally) settles its run as `dw run` does: Spark's jobs
+    cancelled, the ledger entry and the runs row saying `interrupted`, staging deleted, the lock given back, instead
+    of an entry that says running and a lock the next run waits out. A second signal during that cleanup is left to
+    the handler there was before (by default, the process ends at once)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread can take signals
+        yield
+        return
+    stops = (signal.SIGTERM, signal.SIGINT)
+    before = {number: signal.getsignal(number) for number in stops}
+
+    def interrupt(signum: int, frame: object) -> None:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        raise Interrupted(signum)
+
+    for number in stops:
+        signal.signal(number, interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 def _session() -> SparkSession:
@@ -76,8 +115,10 @@ def run_bronze_job(spark: SparkLike, args: dict[str, str]) -> int:
     if jobs.is_dry_run(args):
         print("\n".join(bronze.plan(ctx)))
         return 0
+    session = jobs.configure(_spark(spark))
+    ctx.on_stop = lambda: jobs.end_spark_jobs(session)
     try:
-        summary = bronze.run_bronze(jobs.configure(_spark(spark)), ctx)
+        summary = bronze.run_bronze(session, ctx)
     except ledger.RunRefused as exc:  # another run holds the lock, or the run id is taken: nothing written
         raise JobRunFailed(str(exc)) from None
     if metrics.on_glue():  # failed runs too: what they measured, and Succeeded 0
@@ -117,8 +158,10 @@ def run_gold_job(spark: SparkLike, args: dict[str, str]) -> int:
     if jobs.is_dry_run(args):
         print(f"plan for {ctx.name} gold run {ctx.run_id} (dry run): models {', '.join(sorted(models)) or 'none'}")
         return 0
+    session = jobs.configure(_spark(spark))
+    ctx.on_stop = lambda: jobs.end_spark_jobs(session)
     try:
-        summary = gold.run_gold(jobs.configure(_spark(spark)), ctx, models)
+        summary = gold.run_gold(session, ctx, models)
     except ledger.RunRefused as exc:
         raise JobRunFailed(str(exc)) from None
     if metrics.on_glue():

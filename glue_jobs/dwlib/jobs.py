@@ -12,6 +12,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -176,6 +177,16 @@ def configure(spark: SparkSession) -> SparkSession:
 
 
 PARQUET_SUMMARY_LEVEL = "parquet.summary.metadata.level"
+
+
+def end_spark_jobs(spark: SparkSession, wait_seconds: float = 20) -> None:
+    """Cancel the session's jobs and wait (a while) until none runs: a run stopped by a signal deletes its staging
+    folder next, which a task still writing would fill again."""
+    context = spark.sparkContext
+    context.cancelAllJobs()
+    tracker, deadline = context.statusTracker(), time.monotonic() + wait_seconds
+    while tracker.getActiveJobsIds() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 QUIET_LOG4J = """rootLogger.level = error

@@ -12,11 +12,17 @@ from dwlib import jobs
 
 @pytest.fixture
 def on_glue(monkeypatch):
-    """The job as Glue runs it: `awsglue.utils.getResolvedOptions` as Glue documents it (`--name value` pairs),
-    a region and (moto's) credentials, and no forced dry run."""
+    """The job as Glue runs it: `awsglue.utils.getResolvedOptions` as Glue documents it (`--name value` pairs, every
+    name required), a region and (moto's) credentials, and no forced dry run."""
 
     def get_resolved_options(argv, names):
-        return {name: argv[argv.index(f"--{name}") + 1] for name in names}
+        values = {}
+        for name in names:
+            flag = f"--{name}"
+            if flag not in argv:
+                raise SystemExit(f"argument {flag} is required")
+            values[name] = argv[argv.index(flag) + 1]
+        return values
 
     module = types.ModuleType("awsglue.utils")
     module.getResolvedOptions = get_resolved_options

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import types
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from moto import mock_aws
 
-from dwlib import entry, gold, jobs
+from dwlib import entry, gold, jobs, transform
 from dwlib.lake import LocalLake
 from dwlib.naming import Naming
 
@@ -92,25 +94,6 @@ def test_a_malformed_run_id_argument_is_a_setup_error_not_a_traceback(tmp_path, 
     )
     assert code == 1
     assert "run id 'raw' is not of the form YYYYMMDDTHHMMSSZ" in capsys.readouterr().err
-
-
-@pytest.fixture
-def on_glue(monkeypatch):
-    """`awsglue.utils.getResolvedOptions` as Glue documents it: `--name value` pairs, every name required."""
-
-    def get_resolved_options(argv, names):
-        values = {}
-        for name in names:
-            flag = f"--{name}"
-            if flag not in argv:
-                raise SystemExit(f"argument {flag} is required")
-            values[name] = argv[argv.index(flag) + 1]
-        return values
-
-    module = types.ModuleType("awsglue.utils")
-    module.getResolvedOptions = get_resolved_options
-    monkeypatch.setitem(sys.modules, "awsglue", types.ModuleType("awsglue"))
-    monkeypatch.setitem(sys.modules, "awsglue.utils", module)
 
 
 def glue_argv(lake: LocalLake, force: bool, **overrides: str) -> list[str]:
@@ -250,3 +233,39 @@ def test_a_deployed_gold_model_with_a_byte_order_mark_reads_as_dw_run_reads_it(t
 
     ctx = entry.job_context({"dataset": DATASET, "lake_uri": str(lake.root), "run_id": RUN, "raw_run_id": "none"})
     assert entry.deployed_models(ctx) == gold.model_sources(folder) == {"bom": model[3:].decode()}
+
+
+@pytest.mark.spark
+def test_a_glue_job_stopped_by_sigterm_settles_its_run_and_gives_back_its_lock(on_glue, spark, tmp_path, monkeypatch):
+    """A stopped or timed-out job run: the driver gets SIGTERM while a Spark job runs. Python's default ended the
+    process there: the entry said `running` and the lock held the dataset's next run off until the job's timeout
+    had passed, and the staging folder stayed. Now the run unwinds as `dw run` does, and the job run fails saying so."""
+    lake = LocalLake(tmp_path / "lake")
+    core, dataset, *_ = jobs.find_job_config(lake, DATASET)
+    naming = Naming.of(core)
+    lake.write_json(naming.job_config_key(DATASET), jobs.job_config_document(core, dataset))
+    drop_sample(lake)
+    read_input = transform.read_input
+
+    def slow_read(session, *args, **kwargs):
+        # A job that runs until cancelled, stopped by the signal a second in, while the run holds the lock.
+        assert lake.exists(naming.lock_key(DATASET))
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        session.range(0, 10**12, 1, 2).selectExpr("sum(id % 7)").collect()
+        return read_input(session, *args, **kwargs)
+
+    monkeypatch.setattr(transform, "read_input", slow_read)
+    assert threading.current_thread() is threading.main_thread(), "the signal must reach the test's own thread"
+    previous = signal.getsignal(signal.SIGTERM)
+    argv = glue_argv(lake, force=False, run_id=RUN)
+    with mock_aws(), pytest.raises(entry.JobRunFailed, match="interrupted: SIGTERM") as failed:
+        entry.main(lambda _spark, args: entry.run_bronze_job(spark, args), jobs.BRONZE_ARGS, argv)
+
+    assert "lock was given back" in str(failed.value)
+    entry_ = json.loads(lake.read_bytes(naming.run_summary_key(DATASET, RUN)))
+    assert entry_["status"] == "failed" and entry_["error"].startswith("interrupted (SIGTERM)"), entry_["error"]
+    assert not lake.exists(naming.lock_key(DATASET)), "the next run must not wait out the job's timeout"
+    assert not lake.has_prefix(Naming.staging_prefix("bronze", DATASET, RUN))
+    assert not lake.has_prefix("bronze/")
+    assert not spark.sparkContext.statusTracker().getActiveJobsIds(), "the Spark job was cancelled"
+    assert signal.getsignal(signal.SIGTERM) is previous
