@@ -20,6 +20,7 @@ tests, are in tests/cli/trino_corpus.yaml.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -358,6 +359,44 @@ ERROR_CALL = re.compile(
 )
 
 
+class _Pairs(list):
+    """A JSON object's members in the order written, duplicates kept."""
+
+
+# Jackson's escapes of the characters below 0x20 (CharTypes: the short ones, else \u00XX in upper case)
+JACKSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _jackson_string(text: str) -> str:
+    escaped = (JACKSON_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if ord(c) < 0x20 else c) for c in text)
+    return '"' + "".join(escaped) + '"'
+
+
+def _jackson_value(value, sort: bool) -> str:
+    if isinstance(value, _Pairs):
+        members = list(value)
+        if sort:  # read into a map (a key written twice keeps its last value), written in key order (String order)
+            members = sorted(dict(members).items(), key=lambda kv: kv[0].encode("utf-16-be"))
+        return "{" + ",".join(f"{_jackson_string(k)}:{_jackson_value(v, sort)}" for k, v in members) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_jackson_value(v, sort) for v in value) + "]"
+    if isinstance(value, str):
+        return _jackson_string(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, float):
+        return _java_double(value)
+    return str(value)
+
+
+def json_text(text: str, sort: bool) -> str:
+    """JSON text as Trino writes it with Jackson: json_parse and CAST(... AS JSON) read the value into a map and
+    write it with the keys in order (JsonTypeUtil#jsonParse, SORTED_MAPPER); json_extract copies it as read
+    (JsonExtract.JsonValueJsonExtractor, copyCurrentStructure). Both write no blanks, and each number with a
+    fraction or exponent as the double Java writes (1.50 is 1.5, 1e20 is 1.0E20), an integer as written."""
+    return _jackson_value(json.loads(text, object_pairs_hook=_Pairs, parse_constant=float), sort)
+
+
 def _macro_sql() -> list[str]:
     """CREATE MACRO statements, with a `_try` twin for each that raises."""
     statements = []
@@ -626,6 +665,7 @@ def _open(catalog: list[TableInfo], naming: Naming) -> tuple[duckdb.DuckDBPyConn
         con.execute("SET TimeZone = 'UTC'")  # Athena's session zone: current_date, ISO 8601 parsing
         for macro in _macro_sql():
             con.execute(macro)
+        con.create_function("dw_json_text", json_text, ["VARCHAR", "BOOLEAN"], "VARCHAR", side_effects=False)
         for layer in LAYERS:
             con.execute(f"CREATE SCHEMA {_quote(naming.database(layer))}")
         for database in sorted({t.database for t in catalog} - {naming.database(layer) for layer in LAYERS}):
@@ -2454,6 +2494,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     """The fixes for Trino functions and operators whose DuckDB namesakes differ; None: no change."""
     if isinstance(node, exp.Try) and node.meta.get("guards"):
         return _guard_try(node)
+    if isinstance(node, exp.ParseJSON):  # json_parse and JSON '...': Jackson's text, keys in order
+        return _json_text(node, sort=True)
     if isinstance(node, exp.Extract):
         return _extract(node)
     if isinstance(node, exp.Sqrt | exp.Ln) or (
@@ -2751,9 +2793,7 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         path = _json_path(node.expression, node.this)
         if isinstance(node, exp.JSONExtractScalar):
             return _macro("dw_json_scalar", node, node.this, path)
-        result = _fn("JSON_EXTRACT", node.this, path)
-        result.type = exp.DataType.build("JSON")
-        return result
+        return _json_text(_fn("JSON_EXTRACT", node.this, path), sort=False)  # as read: copyCurrentStructure
     if isinstance(node, exp.JSONExtract | exp.JSONValue) or (
         isinstance(node, exp.Anonymous) and node.name.lower() == "json_exists"
     ):
@@ -2903,24 +2943,18 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
         node.type = node.to.copy()
         return node
     if to.is_type(DType.JSON):
-        # CAST('abc' AS JSON) is the JSON string "abc" in Trino; DuckDB parses the text as JSON.
-        if (
-            _text_type(value)
-            or _is(value, *NUMERIC_TYPES, DType.BOOLEAN)
-            or (
-                _is(value, DType.ARRAY)
-                and not any(
-                    t.is_type(DType.MAP, DType.STRUCT, DType.DOUBLE, DType.FLOAT, DType.ARRAY)
-                    for t in value.type.expressions
-                )
-            )
-        ):
-            if _is(value, DType.DOUBLE, DType.FLOAT) or (_is(value, DType.ARRAY) and not value.type.expressions):
-                raise unsupported("CAST of a double AS JSON", "Trino writes doubles in JSON its own way")
-            return _fn("TO_JSON", value)
+        # CAST('abc' AS JSON) is the JSON string "abc" in Trino; DuckDB parses the text as JSON. A map's keys are
+        # written in order (MapToJsonCast), a double as Java writes it (1.0E20), a decimal as BigDecimal does (1.50).
+        decimal = _decimal_type(value) if _is(value, DType.DECIMAL) else None
+        if decimal is not None and decimal[1] <= 6:  # BigDecimal writes 1E-7 from scale 7 on
+            text = exp.Cast(this=value, to=exp.DataType.build("VARCHAR"))
+            text.type = exp.DataType.build("VARCHAR")
+            return _as(_fix_cast(text), "JSON")
+        if _json_castable(value.type) and not _unknown(value):
+            return _json_text(_fn("TO_JSON", value), sort=True)
         raise unsupported(
             f"CAST of {value.type.sql(dialect=READ_DIALECT).lower() if value.type else 'this value'} AS JSON",
-            "Trino orders map keys and writes rows and doubles its own way",
+            "Trino writes rows, reals, decimals in arrays or maps, dates and timestamps its own way",
         )
     if to.is_type(*exp.DataType.TEXT_TYPES) and _is(value, DType.JSON):
         # CAST(JSON '"a"' AS varchar) is a, not "a"; JSON 'null' is NULL; 128.9 is 1.289E2; an object raises.
@@ -2990,6 +3024,29 @@ def _fix_cast(node: exp.Cast) -> exp.Expression:
         if fraction is not None:
             return _fn("STRFTIME", value, exp.Literal.string(f"%Y-%m-%d %H:%M:%S{fraction}{zone}"))
     return node
+
+
+def _json_castable(dtype: exp.DataType | None) -> bool:
+    """A type whose CAST(... AS JSON) is DuckDB's TO_JSON rewritten by `json_text`: text, integers, booleans and
+    doubles, in arrays and in maps with text keys."""
+    if dtype is None:
+        return False
+    if dtype.is_type(DType.ARRAY):
+        return _element(dtype) is not None and _json_castable(_element(dtype))
+    if dtype.is_type(DType.MAP):
+        key, value = _key_value(dtype)
+        return key is not None and key.is_type(*exp.DataType.TEXT_TYPES) and _json_castable(value)
+    return dtype.is_type(
+        *exp.DataType.TEXT_TYPES, *INTEGER_TYPES, DType.BOOLEAN, DType.DOUBLE, DType.UNKNOWN, DType.NULL
+    )
+
+
+def _json_text(value: exp.Expression, sort: bool) -> exp.Expression:
+    """A DuckDB JSON value as Trino's Jackson writes it (`json_text`)."""
+    text = _fn("dw_json_text", _as(value, "VARCHAR"), exp.Boolean(this=sort))
+    result = _as(text, "JSON")
+    result.type = exp.DataType.build("JSON")
+    return result
 
 
 # ---- DECIMAL arithmetic: Trino keeps decimals decimal, DuckDB divides and averages in DOUBLE
