@@ -234,6 +234,26 @@ MACROS = {
     # Trino's nan() and infinity() (MathFunctions#nan, #infinity)
     "nan()": "CAST('NaN' AS DOUBLE)",
     "infinity()": "CAST('Infinity' AS DOUBLE)",
+    "e()": "exp(1)",
+    # to_base / from_base: Java's Long.toString(x, radix) and Long.parseLong(s, radix) (MathFunctions#toBase,
+    # #fromBase): lower-case digits, a sign; DuckDB's to_base writes upper case and takes no negative number
+    "dw_to_base_refused(x, r)": "CASE WHEN x = -9223372036854775808 AND r BETWEEN 2 AND 36 THEN 'to_base of "
+    "-9223372036854775808 is not supported locally: DuckDB''s to_base takes no number past the bigint range; "
+    "run this query on Athena' END",
+    "dw_to_base(x, r)": "CASE WHEN dw_to_base_refused(x, r) IS NOT NULL THEN error(dw_to_base_refused(x, r)) "
+    "WHEN x IS NULL OR r IS NULL THEN NULL WHEN r < 2 OR r > 36 THEN error('Radix must be between 2 and 36') "
+    "WHEN x < 0 THEN '-' || lower(to_base(CAST(-x AS BIGINT), CAST(r AS INTEGER))) "
+    "ELSE lower(to_base(CAST(x AS BIGINT), CAST(r AS INTEGER))) END",
+    "dw_base_digits(s)": "list_transform(string_split(lower(ltrim(s, '+-')), ''), "
+    "lambda c: CASE WHEN c BETWEEN '0' AND '9' THEN ascii(c) - 48 WHEN c BETWEEN 'a' AND 'z' THEN ascii(c) - 87 END)",
+    "dw_base_value(s, r)": "(CASE WHEN starts_with(s, '-') THEN -1 ELSE 1 END) * list_reduce(dw_base_digits(s), "
+    "lambda acc, d: acc * r + d, CAST(0 AS HUGEINT))",
+    "dw_from_base(s, r)": "CASE WHEN s IS NULL OR r IS NULL THEN NULL "
+    "WHEN r < 2 OR r > 36 THEN error('Radix must be between 2 and 36') "
+    "WHEN NOT regexp_full_match(s, '[+-]?[0-9A-Za-z]{1,64}') "
+    "OR list_contains(list_transform(dw_base_digits(s), lambda d: d >= r), true) "
+    "OR NOT dw_base_value(s, r) BETWEEN -9223372036854775808 AND 9223372036854775807 "
+    "THEN error('Not a valid base-' || r || ' number: ' || s) ELSE CAST(dw_base_value(s, r) AS BIGINT) END",
     "is_infinite(x)": "isinf(CAST(x AS DOUBLE))",
     "is_finite(x)": "isfinite(CAST(x AS DOUBLE))",
     # array_max / array_min are NULL when an element is
@@ -2694,6 +2714,13 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             raise QueryError(
                 f"Offset must be at least {least} (Athena raises it too; {node.sql_name()} offset {offset})"
             )
+    if isinstance(node, exp.FromBase):
+        return _macro("dw_from_base", node, node.this, node.expression)
+    if isinstance(node, exp.Normalize):  # Trino's normalize(s) is NFC, which DuckDB's nfc_normalize writes
+        form = node.args.get("form")
+        if isinstance(form, exp.Expression) and form.name.upper() != "NFC":
+            raise unsupported(f"normalize to {form.name.upper()}", "DuckDB normalizes to NFC only")
+        return _fn("NFC_NORMALIZE", node.this)
     if isinstance(node, exp.FromISO8601Date):
         result = _macro("dw_iso8601_date", node, node.this)
         result.type = exp.DataType.build("DATE")
@@ -2846,6 +2873,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             return result
         if name in MACRO_ARITY and _in_try(node):  # a macro that raises: its NULL-returning twin inside TRY
             return _macro(name, node, *node.expressions)
+        if name == "to_base" and len(node.expressions) == 2:
+            return _macro("dw_to_base", node, *node.expressions)
         if name == "every":  # Trino's other name of bool_and
             return exp.LogicalAnd(this=node.expressions[0])
         if name == "to_iso8601":
