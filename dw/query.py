@@ -132,9 +132,25 @@ MACROS = {
     # array_position: 0 without a match (DuckDB: NULL), a NULL element never matches, bigint
     "dw_array_position(a, e)": "CASE WHEN a IS NULL OR e IS NULL THEN NULL "
     "ELSE CAST(coalesce(list_position(a, e), 0) AS BIGINT) END",
+    # ... of doubles: NaN equals nothing (DoubleType's EQUAL is Java's ==), DuckDB's NaN equals NaN
+    "dw_array_position_float(a, e)": "CASE WHEN a IS NULL OR e IS NULL THEN NULL WHEN isnan(e) THEN CAST(0 AS BIGINT) "
+    "ELSE dw_array_position(a, e) END",
+    # ... of arrays: each element in turn, an equality NULL elements leave unknown raises (ArrayPositionFunction).
+    # (A lambda inside a macro that calls one with lambdas names its parameters dw_*: DuckDB's macros do not rename
+    # them, so the inner lambda's i would shadow the outer one.)
+    "dw_array_position_nested_at(a, e)": "list_filter(range(1, len(a) + 1), "
+    "lambda dw_i: a[dw_i] IS NOT NULL AND dw_array_eq(a[dw_i], e) IS DISTINCT FROM false)[1]",
+    "dw_array_position_nested_refused(a, e)": "CASE WHEN e IS NOT NULL "
+    "AND dw_array_eq(a[dw_array_position_nested_at(a, e)], e) IS NULL AND dw_array_position_nested_at(a, e) IS NOT NULL "
+    "THEN 'array_position does not support arrays with elements that are null or contain null' END",
+    "dw_array_position_nested(a, e)": "CASE WHEN dw_array_position_nested_refused(a, e) IS NOT NULL "
+    "THEN error(dw_array_position_nested_refused(a, e)) WHEN a IS NULL OR e IS NULL THEN NULL "
+    "ELSE CAST(coalesce(dw_array_position_nested_at(a, e), 0) AS BIGINT) END",
     # array_remove keeps NULL elements (DuckDB's x <> e drops them)
     "dw_array_remove(a, e)": "CASE WHEN a IS NULL OR e IS NULL THEN NULL "
     "ELSE list_filter(a, lambda x: x IS NULL OR x <> e) END",
+    "dw_array_remove_float(a, e)": "CASE WHEN a IS NULL OR e IS NULL THEN NULL "
+    "ELSE list_filter(a, lambda x: x IS NULL OR isnan(x) OR x <> e) END",
     # array_except / array_intersect: distinct elements in first-occurrence order, NULL a value like
     # any other (Trino's IDENTICAL); array_intersect keeps the order of the longer array (the first
     # when both are as long): list_position finds a NULL, which list_contains does not
@@ -264,6 +280,8 @@ MACROS = {
     "ELSE list_max(a) END",
     "dw_array_min(a)": "CASE WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_min(a) END",
     # contains is NULL when nothing matches and an element is NULL
+    "dw_contains_float(a, e)": "CASE WHEN a IS NULL THEN NULL WHEN isnan(e) THEN (CASE WHEN list_contains("
+    "list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE false END) ELSE dw_contains(a, e) END",
     "dw_contains(a, e)": "CASE WHEN list_contains(a, e) THEN true "
     "WHEN list_contains(list_transform(a, lambda x: x IS NULL), true) THEN NULL ELSE list_contains(a, e) END",
     # CAST(varchar AS boolean) reads true/t/1 and false/f/0 only
@@ -293,18 +311,18 @@ MACROS = {
     # array_sort of arrays: Trino's sort compares elements (a NULL one aside, last), and a comparison of two arrays
     # whose first difference is a NULL element raises; any sort must compare two such arrays (they agree up to the
     # NULL, so nothing can come between them): it raises if any pair does. DuckDB orders them.
-    "dw_array_sort_refused(a)": "CASE WHEN len(list_filter(range(1, len(a) + 1), lambda i: len(list_filter("
-    "range(i + 1, len(a) + 1), lambda j: a[i] IS NOT NULL AND a[j] IS NOT NULL "
-    "AND dw_array_order_refused(a[i], a[j]) IS NOT NULL)) > 0)) > 0 "
+    "dw_array_sort_refused(a)": "CASE WHEN len(list_filter(range(1, len(a) + 1), lambda dw_i: len(list_filter("
+    "range(dw_i + 1, len(a) + 1), lambda dw_j: a[dw_i] IS NOT NULL AND a[dw_j] IS NOT NULL "
+    "AND dw_array_order_refused(a[dw_i], a[dw_j]) IS NOT NULL)) > 0)) > 0 "
     "THEN 'ARRAY comparison not supported for arrays with null elements' END",
     "dw_array_sort(a)": "CASE WHEN dw_array_sort_refused(a) IS NOT NULL THEN error(dw_array_sort_refused(a)) "
     "ELSE list_sort(a) END",
     # array_min / array_max of arrays: Trino's loop (ArrayMinFunction#arrayMin): NULL at the first NULL element,
     # each element compared with the one kept so far, which raises as above. The position kept: 0 for NULL, -1 for
     # the error.
-    "dw_array_extreme_at(a, lt)": "list_reduce(range(2, len(a) + 1), lambda s, i: CASE WHEN s <= 0 THEN s "
-    "WHEN a[i] IS NULL THEN 0 WHEN dw_array_order_refused(a[i], a[s]) IS NOT NULL THEN -1 "
-    "WHEN (CASE WHEN lt THEN a[i] < a[s] ELSE a[i] > a[s] END) THEN i ELSE s END, "
+    "dw_array_extreme_at(a, lt)": "list_reduce(range(2, len(a) + 1), lambda dw_s, dw_i: CASE WHEN dw_s <= 0 THEN dw_s "
+    "WHEN a[dw_i] IS NULL THEN 0 WHEN dw_array_order_refused(a[dw_i], a[dw_s]) IS NOT NULL THEN -1 "
+    "WHEN (CASE WHEN lt THEN a[dw_i] < a[dw_s] ELSE a[dw_i] > a[dw_s] END) THEN dw_i ELSE dw_s END, "
     "CASE WHEN a[1] IS NULL THEN 0 ELSE 1 END)",
     "dw_array_min_nested_refused(a)": "CASE WHEN dw_array_extreme_at(a, true) = -1 "
     "THEN 'ARRAY comparison not supported for arrays with null elements' END",
@@ -2262,6 +2280,25 @@ def _nested_order(array: exp.Expression, name: str) -> bool:
     return True
 
 
+def _float_elements(array: exp.Expression) -> bool:
+    """An array of doubles or reals (ARRAY[nan(), NULL] too, which sqlglot leaves untyped)."""
+    element = _element(array.type)
+    literal = array.expressions if isinstance(array, exp.Array) else []
+    return (element is not None and element.is_type(*FLOATS)) or any(_is(e, *FLOATS) for e in literal)
+
+
+def _refuse_nested_equality(array: exp.Expression, name: str) -> None:
+    """contains, array_position and array_remove find an element by Trino's equality, which is unknown where NULL
+    elements of nested arrays, maps or rows meet (DuckDB's NULL equals NULL)."""
+    element = _element(array.type)
+    if element is not None and element.is_type(*STRUCTURED) and not element.is_type(DType.JSON):
+        raise unsupported(
+            f"{name} over array({element.sql(dialect=READ_DIALECT).lower()})",
+            "Trino's equality of nested values is unknown where their NULL elements meet, and it raises or answers "
+            "NULL there; DuckDB's NULL equals NULL",
+        )
+
+
 def _int_literal(node: exp.Expression) -> bool:
     while isinstance(node, exp.Paren | exp.Neg):
         node = node.this
@@ -2702,7 +2739,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     ):
         return _macro("dw_array_sort", node, node.this)
     if isinstance(node, exp.ArrayContains) and _is(node.this, DType.ARRAY):
-        return _fn("dw_contains", node.this, node.expression)
+        _refuse_nested_equality(node.this, "contains")
+        return _fn("dw_contains_float" if _float_elements(node.this) else "dw_contains", node.this, node.expression)
     if isinstance(node, exp.Reduce):
         return _reduce(node)
     if isinstance(node, exp.Lag | exp.Lead | exp.NthValue) and _int_literal(node.args.get("offset")):
@@ -2780,9 +2818,23 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
     if isinstance(node, exp.ArrayPosition):
         if any(node.args.get(k) is not None for k in node.args if k not in ("this", "expression")):
             raise unsupported("array_position with an instance argument", "DuckDB finds the first match only")
-        return _fn("dw_array_position", node.this, node.expression)
+        element = _element(node.this.type)
+        if element is not None and element.is_type(DType.ARRAY) and _element(element) is not None:
+            if _element(element).is_type(*STRUCTURED, *FLOATS):
+                raise unsupported(
+                    f"array_position over array({element.sql(dialect=READ_DIALECT).lower()})",
+                    "Trino compares nested values with its own NULL and NaN rules",
+                )
+            return _macro("dw_array_position_nested", node, node.this, node.expression)
+        _refuse_nested_equality(node.this, "array_position")
+        return _fn(
+            "dw_array_position_float" if _float_elements(node.this) else "dw_array_position", node.this, node.expression
+        )
     if isinstance(node, exp.ArrayRemove):
-        return _fn("dw_array_remove", node.this, node.expression)
+        _refuse_nested_equality(node.this, "array_remove")
+        return _fn(
+            "dw_array_remove_float" if _float_elements(node.this) else "dw_array_remove", node.this, node.expression
+        )
     if isinstance(node, exp.ArrayExcept):
         return _fn("dw_array_except", node.this, node.expression)
     if isinstance(node, exp.ArrayIntersect):
