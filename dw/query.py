@@ -957,6 +957,7 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
     output timestamp finer than milliseconds (None: timestamp(3) or no timestamp)."""
     statement = statement.copy()
     _refuse_upfront(statement)
+    _rename_lambda_parameters(statement)
     for table in statement.find_all(exp.Table):
         if table.catalog.lower() == AWS_CATALOG:
             table.set("catalog", None)
@@ -1009,6 +1010,34 @@ def _to_duckdb(statement: exp.Expression, schema: dict | None) -> tuple[str, lis
         raise unsupported(
             str(e).rstrip("."), "sqlglot cannot write it for DuckDB without changing its meaning"
         ) from None
+
+
+def _rename_lambda_parameters(root: exp.Expression) -> None:
+    """Give each lambda's parameters names of their own (x -> dw_l0_x). dw's macros take lambdas too, and DuckDB
+    expands a macro's argument into its body as written: a user's `i -> i = ARRAY[1, 2]` met the `lambda i` inside
+    the array-equality macro, whose `i` then named the wrong thing. Innermost lambdas first, so that a parameter an
+    inner lambda binds again stays its own."""
+    lambdas = [n for n in root.walk(bfs=False) if isinstance(n, exp.Lambda)]
+    for number, fn in reversed(list(enumerate(lambdas))):
+        names = {p.name: f"dw_l{number}_{p.name}" for p in fn.expressions if isinstance(p, exp.Identifier)}
+        if not names:
+            continue
+        for node in fn.this.walk():
+            if isinstance(node, exp.Column):
+                if not node.table and node.name in names:
+                    node.this.set("this", names[node.name])
+                elif node.table in names and not node.db:
+                    node.args["table"].set("this", names[node.table])
+            elif (
+                isinstance(node, exp.Identifier)
+                and node.name in names
+                and not isinstance(node.parent, exp.Column | exp.Dot | exp.Alias | exp.Table)
+                and not (isinstance(node.parent, exp.Lambda) and node.arg_key == "expressions")
+            ):
+                node.set("this", names[node.name])
+        for param in fn.expressions:
+            if isinstance(param, exp.Identifier) and param.name in names:
+                param.set("this", names[param.name])
 
 
 def _precision(node: exp.Expression) -> int | None:
