@@ -232,12 +232,25 @@ MACROS = {
     # 1-based position of the first match, -1 without one
     "regexp_position(s, p)": "CASE WHEN s IS NULL OR p IS NULL THEN NULL::INTEGER WHEN regexp_matches(s, p) "
     "THEN CAST(length(regexp_split_to_array(s, p)[1]) + 1 AS INTEGER) ELSE -1 END",
-    # duplicate keys raise
-    "split_to_map(s, e, kv)": "CASE WHEN len(list_distinct(list_transform(list_filter(string_split(s, e), "
-    "lambda p: p <> ''), lambda p: split_part(p, kv, 1)))) < len(list_filter(string_split(s, e), lambda p: p <> '')) "
-    "THEN error('Duplicate keys are not allowed') "
-    "ELSE map_from_entries(list_transform(list_filter(string_split(s, e), lambda p: p <> ''), "
-    "lambda p: {'k': split_part(p, kv, 1), 'v': p[strpos(p, kv) + length(kv):]})) END",
+    # split_to_map (SplitToMapFunction): the entries up to the last delimiter, each holding the key-value delimiter
+    # exactly once (an empty entry too); the first entry that does not, or whose key came before, raises
+    "dw_stm_entries(s, e)": "CASE WHEN s = '' THEN [] WHEN ends_with(s, e) "
+    "THEN list_slice(string_split(s, e), 1, len(string_split(s, e)) - 1) ELSE string_split(s, e) END",
+    "dw_stm_bad(p, kv)": "NOT (strpos(p, kv) > 0 AND strpos(p[strpos(p, kv) + length(kv):], kv) = 0)",
+    "dw_stm_key(p, kv)": "left(p, strpos(p, kv) - 1)",
+    "dw_stm_first_bad(l, kv)": "list_filter(range(1, len(l) + 1), lambda dw_q: dw_stm_bad(l[dw_q], kv) "
+    "OR list_contains(list_transform(list_slice(l, 1, dw_q - 1), lambda dw_r: dw_stm_key(dw_r, kv)), "
+    "dw_stm_key(l[dw_q], kv)))[1]",
+    "dw_stm_message(l, kv)": "CASE WHEN dw_stm_bad(l[dw_stm_first_bad(l, kv)], kv) THEN 'Key-value delimiter must "
+    "appear exactly once in each entry. Bad input: ''' || l[dw_stm_first_bad(l, kv)] || '''' "
+    "ELSE 'Duplicate keys (' || dw_stm_key(l[dw_stm_first_bad(l, kv)], kv) || ') are not allowed' END",
+    "dw_stm(l, kv)": "CASE WHEN dw_stm_first_bad(l, kv) IS NOT NULL THEN error(dw_stm_message(l, kv)) "
+    "ELSE map_from_entries(list_transform(l, "
+    "lambda dw_p: {'k': dw_stm_key(dw_p, kv), 'v': dw_p[strpos(dw_p, kv) + length(kv):]})) END",
+    "split_to_map(s, e, kv)": "CASE WHEN s IS NULL OR e IS NULL OR kv IS NULL THEN NULL "
+    "WHEN e = '' THEN error('entryDelimiter is empty') WHEN kv = '' THEN error('keyValueDelimiter is empty') "
+    "WHEN e = kv THEN error('entryDelimiter and keyValueDelimiter must not be the same') "
+    "ELSE dw_stm(dw_stm_entries(s, e), kv) END",
     # members of an object, elements of an array, 0 for a scalar
     "dw_json_size_refused(j, p)": "dw_json_refused(j)",
     "json_size(j, p)": "CASE WHEN dw_json_refused(j) IS NOT NULL THEN error(dw_json_refused(j)) "
@@ -392,9 +405,7 @@ MACRO_ARITY = {
     for sig in MACROS
     if not sig.startswith("dw_")
 }
-ERROR_CALL = re.compile(
-    r"error\('(?:[^'\\]|\\.|'')*'(?:\s*\|\|\s*[^()]*?(?:\([^()]*\))?)*\)|error\(dw_\w+_refused\([^()]*\)\)"
-)
+ERROR_CALL = re.compile(r"error\('(?:[^'\\]|\\.|'')*'(?:\s*\|\|\s*[^()]*?(?:\([^()]*\))?)*\)|error\(dw_\w+\([^()]*\)\)")
 
 
 class _Pairs(list):
