@@ -1179,9 +1179,20 @@ def _fetch_http(
     session: _Session, url: str, target: Path, progress, creds: _Creds | None
 ) -> tuple[int, bool, str | None]:
     """(size, resumed, "gzip" when the server gzipped the file as it sent it)."""
-    with open(target, "wb") as out:
-        download = _HttpDownload(session, url, out, progress, creds)
+    out = open(target, "wb")  # noqa: SIM115 - closed below, where a failure of its own is the disk's
+    download = _HttpDownload(session, url, out, progress, creds)
+    try:
         session.retrying(download.shown, "download", download.attempt)
+    except BaseException:
+        # Closing writes what the buffer holds, which fails again on a full disk: the error already raised (the
+        # disk, named) is the one to report, not the bare OSError of the close.
+        with contextlib.suppress(OSError):
+            out.close()
+        raise
+    try:
+        out.close()
+    except OSError as exc:
+        raise download._local_failure(exc) from None
     size = target.stat().st_size
     if size != download.have:  # never land a file whose bytes are not the ones received
         raise session.error(
