@@ -264,6 +264,18 @@ MACROS = {
     "nan()": "CAST('NaN' AS DOUBLE)",
     "infinity()": "CAST('Infinity' AS DOUBLE)",
     "e()": "exp(1)",
+    # upper: Java's Character.toUpperCase leaves ß (it has no one-character capital); DuckDB writes ẞ
+    "dw_upper(s)": "array_to_string(list_transform(string_split(s, 'ß'), lambda dw_u: upper(dw_u)), 'ß')",
+    # url_encode / url_decode: Java's URLEncoder writes a space as +, leaves * and encodes ~ (DuckDB: %20, %2A, ~);
+    # URLDecoder reads + as a space
+    "dw_url_encode(s)": "replace(replace(replace(url_encode(s), '%20', '+'), '%2A', '*'), '~', '%7E')",
+    "dw_url_decode(s)": "url_decode(replace(s, '+', ' '))",
+    # url_extract_parameter's value URL-decoded, as UrlFunctions#urlExtractParameter does (+ is a space)
+    "dw_url_extract_parameter(u, name)": "dw_url_decode(url_extract_parameter(u, name))",
+    # hamming_distance counts differing characters of strings of one length (StringFunctions#hammingDistance)
+    "hamming_distance(a, b)": "CASE WHEN length(a) <> length(b) THEN error('The input strings to hamming_distance "
+    "function must have the same length') ELSE CAST(len(list_filter(range(1, length(a) + 1), "
+    "lambda dw_h: substr(a, dw_h, 1) <> substr(b, dw_h, 1))) AS BIGINT) END",
     # to_base / from_base: Java's Long.toString(x, radix) and Long.parseLong(s, radix) (MathFunctions#toBase,
     # #fromBase): lower-case digits, a sign; DuckDB's to_base writes upper case and takes no negative number
     "dw_to_base_refused(x, r)": "CASE WHEN x = -9223372036854775808 AND r BETWEEN 2 AND 36 THEN 'to_base of "
@@ -2792,6 +2804,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             raise QueryError(
                 f"Offset must be at least {least} (Athena raises it too; {node.sql_name()} offset {offset})"
             )
+    if isinstance(node, exp.Upper):
+        return _fn("dw_upper", node.this)
     if isinstance(node, exp.FromBase):
         return _macro("dw_from_base", node, node.this, node.expression)
     if isinstance(node, exp.Normalize):  # Trino's normalize(s) is NFC, which DuckDB's nfc_normalize writes
@@ -2965,6 +2979,14 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
             return result
         if name in MACRO_ARITY and _in_try(node):  # a macro that raises: its NULL-returning twin inside TRY
             return _macro(name, node, *node.expressions)
+        if name == "url_extract_parameter" and len(node.expressions) == 2:
+            result = _fn("dw_url_extract_parameter", *node.expressions)
+            result.type = exp.DataType.build("VARCHAR")
+            return result
+        if name in ("url_encode", "url_decode") and len(node.expressions) == 1:
+            result = _fn(f"dw_{name}", node.expressions[0])
+            result.type = exp.DataType.build("VARCHAR")
+            return result
         if name == "to_base" and len(node.expressions) == 2:
             return _macro("dw_to_base", node, *node.expressions)
         if name == "every":  # Trino's other name of bool_and
