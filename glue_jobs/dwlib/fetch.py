@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import bz2
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
@@ -1333,9 +1334,20 @@ def _kind(source: str) -> str:
     return "unknown"
 
 
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
 def _unexpected(session: _Session, shown: str, exc: Exception) -> FetchError:
     """Any other exception, as a FetchError without secrets (an invalid header value, for one, is
-    quoted by http.client in its message)."""
+    quoted by http.client in its message). A write the local disk refused says so: the source is not at fault."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        where = f" writing {exc.filename}" if isinstance(exc.filename, str) else ""
+        return session.error(
+            f"Could not fetch {shown}: the local disk refused a write{where} ({exc.strerror or exc}). This is this "
+            "machine's disk, not the network nor the source: free space there (TMPDIR, or the job's temporary "
+            "folder) and run again",
+            url=shown,
+        )
     return session.error(
         f"Could not fetch {shown}: {type(exc).__name__}: {exc}. This is not a network failure the retries "
         "cover; check the source's settings (URL, auth) and run again with --debug if it persists.",

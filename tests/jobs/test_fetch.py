@@ -150,6 +150,29 @@ def test_a_full_disk_mid_download_fails_at_once_naming_the_disk_and_lands_nothin
     assert not lake.has_prefix(RAW)
 
 
+def test_a_full_disk_while_api_pages_are_written_names_the_disk_not_the_source(server, lake):
+    """The same refusal while an API's records are written: the run said to check the source's settings."""
+    import resource
+    import signal
+
+    rows = [{"id": i, "text": "x" * 200} for i in range(8000)]  # about 1.8 MB of JSON lines
+    server.routes["/api/all"] = lambda handler, query: handler.json({"items": rows})
+    endpoint = ApiEndpoint(url=server.url("/api/all"), paging=Paging(kind="none"), records="items")
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MIB, hard))
+    try:
+        with pytest.raises(FetchError) as caught:
+            fetch_api([endpoint], lake, RAW, policy=FAST)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    message = str(caught.value)
+    assert "this machine's disk, not the network nor the source" in message, message
+    assert "check the source's settings" not in message
+    assert not lake.has_prefix(RAW)
+
+
 def test_server_that_ignores_range_restarts_from_zero(server, lake):
     data = payload(2 * MIB + 1)
     server.files["/norange.bin"] = data
