@@ -445,8 +445,8 @@ def _jackson_value(value, sort: bool) -> str:
         return _jackson_string(value)
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, float):
-        return _java_double(value)
+    if isinstance(value, float):  # a number past the double range is Infinity, written as a string (Jackson's default)
+        return _java_double(value) if math.isfinite(value) else f'"{_java_double(value)}"'
     return str(value)
 
 
