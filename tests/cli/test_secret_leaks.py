@@ -14,10 +14,7 @@ import bz2
 import gzip
 import io
 import json
-import os
-import shutil
 import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,57 +24,8 @@ from urllib.parse import quote, unquote, unquote_plus
 
 import pytest
 
-from tests.leaks import forms
+from tests.leaks import DATASET, ENV, SECRET_NAME, assert_nowhere, dw, outputs, project
 from tests.loopback import Handler, LoopbackServer, redirect
-
-ROOT = Path(__file__).resolve().parents[2]
-DATASET = "leaky-api"
-SECRET_NAME = "pp-dw/leaky"
-ENV = "DW_SECRET_PP_DW_LEAKY"
-# `dw` as its console script runs it, with the root logger at DEBUG writing every record to stderr.
-LOGGED_DW = (
-    "import logging, sys; "
-    "logging.basicConfig(level=logging.DEBUG, format='LOG %(name)s %(levelname)s %(message)s'); "
-    "sys.argv = ['dw', *sys.argv[1:]]; "
-    "from dw.cli import main; main()"
-)
-
-
-def project(tmp_path: Path, config: dict) -> Path:
-    root = tmp_path / "project"
-    (root / "datasets" / DATASET).mkdir(parents=True)
-    shutil.copyfile(ROOT / "config.json", root / "config.json")
-    base = {"dataset": DATASET, "description": "an API whose server echoes things", "data_size_category": "small"}
-    (root / "datasets" / DATASET / "config.json").write_text(json.dumps({**base, **config}))
-    return root
-
-
-def dw(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DW_")}
-    environ.update(TERM="dumb", COLUMNS="240", PYTHONDONTWRITEBYTECODE="1", **env)
-    return subprocess.run(
-        [sys.executable, "-c", LOGGED_DW, *args], cwd=root, env=environ, capture_output=True, text=True, timeout=120
-    )
-
-
-def outputs(lake: Path, *runs: subprocess.CompletedProcess) -> dict[str, str]:
-    """What a user or an operator can read: stdout, stderr (log records included), every lake file as stored
-    and, for JSON files (the ledger entry, the ops row, the manifest), every string in it as decoded."""
-    seen = {}
-    for index, run in enumerate(runs):
-        seen[f"stdout of run {index}"], seen[f"stderr and logs of run {index}"] = run.stdout, run.stderr
-    for path in sorted(p for p in lake.rglob("*") if p.is_file()):
-        text = path.read_bytes().decode("utf-8", "replace")
-        seen[str(path.relative_to(lake))] = text
-        if path.suffix == ".json":
-            seen[f"{path.relative_to(lake)} (decoded)"] = json.dumps(json.loads(text), ensure_ascii=False)
-    return seen
-
-
-def assert_nowhere(secret: str, seen: dict[str, str], *parts: str) -> None:
-    for form in sorted(forms(secret) | set(parts)):
-        for where, text in seen.items():
-            assert form not in text, f"{form!r} leaked into {where}"
 
 
 def entry_of(lake: Path) -> dict:

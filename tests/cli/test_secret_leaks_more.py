@@ -8,70 +8,21 @@ servers, Python's logging at DEBUG on stderr; then every form of the secret (tes
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.leaks import forms
+from tests.leaks import DATASET, ENV, SECRET_NAME, assert_nowhere, dw, forms, outputs, project
 from tests.loopback import LoopbackServer, redirect
 
-ROOT = Path(__file__).resolve().parents[2]
-DATASET = "leaky-api"
-SECRET_NAME = "pp-dw/leaky"
-ENV = "DW_SECRET_PP_DW_LEAKY"
 RUN_ID = "20260101T000000Z"
-LOGGED_DW = (
-    "import logging, sys; "
-    "logging.basicConfig(level=logging.DEBUG, format='LOG %(name)s %(levelname)s %(message)s'); "
-    "sys.argv = ['dw', *sys.argv[1:]]; "
-    "from dw.cli import main; main()"
-)
-
-
-def project(tmp_path: Path, config: dict) -> Path:
-    root = tmp_path / "project"
-    (root / "datasets" / DATASET).mkdir(parents=True)
-    shutil.copyfile(ROOT / "config.json", root / "config.json")
-    base = {"dataset": DATASET, "description": "a source whose server echoes things", "data_size_category": "small"}
-    (root / "datasets" / DATASET / "config.json").write_text(json.dumps({**base, **config}))
-    return root
-
-
-def dw(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DW_")}
-    environ.update(TERM="dumb", COLUMNS="240", PYTHONDONTWRITEBYTECODE="1", **env)
-    return subprocess.run(
-        [sys.executable, "-c", LOGGED_DW, *args], cwd=root, env=environ, capture_output=True, text=True, timeout=120
-    )
 
 
 def run_raw(root: Path, lake: Path, *options: str, **env: str) -> subprocess.CompletedProcess:
     """`dw [options] run` of the dataset's raw layer, with the run id RUN_ID."""
     return dw(root, *options, "run", DATASET, "--layer", "raw", "--lake", str(lake), "--run-id", RUN_ID, **env)
-
-
-def outputs(lake: Path, *runs: subprocess.CompletedProcess) -> dict[str, str]:
-    """stdout, stderr (log records included) and every lake file, JSON files also as decoded."""
-    seen = {}
-    for index, run in enumerate(runs):
-        seen[f"stdout of run {index}"], seen[f"stderr and logs of run {index}"] = run.stdout, run.stderr
-    for path in sorted(p for p in lake.rglob("*") if p.is_file()) if lake.exists() else []:
-        text = path.read_bytes().decode("utf-8", "replace")
-        seen[str(path.relative_to(lake))] = text
-        if path.suffix == ".json":
-            seen[f"{path.relative_to(lake)} (decoded)"] = json.dumps(json.loads(text), ensure_ascii=False)
-    return seen
-
-
-def assert_nowhere(secret: str, seen: dict[str, str], *parts: str) -> None:
-    for form in sorted(forms(secret) | set(parts)):
-        for where, text in seen.items():
-            assert form not in text, f"{form!r} leaked into {where}"
 
 
 def assert_no_token(secret: str, seen: dict[str, str]) -> None:
