@@ -342,6 +342,24 @@ MACROS = {
     "THEN 'ARRAY comparison not supported for arrays with null elements' END",
     "dw_array_sort(a)": "CASE WHEN dw_array_sort_refused(a) IS NOT NULL THEN error(dw_array_sort_refused(a)) "
     "ELSE list_sort(a) END",
+    # array_sort(a, (x, y) -> ...): the comparator over every pair (m[i][j] = cmp(a[i], a[j])). Where it returns -1, 0
+    # or 1, antisymmetric, and ranks the elements consistently (each a different number of elements before it, ties
+    # kept in order), any stable sort (Trino's TimSort) gives the order of those ranks; two equal elements (two NULLs)
+    # are a tie whatever it says of them, either order being the same array. Elsewhere Trino's answer or error
+    # depends on which pairs its sort compares: refused
+    "dw_cmp_valid(a, m)": "len(list_filter(range(1, len(m) + 1), lambda dw_i: len(list_filter(range(1, len(m) + 1), "
+    "lambda dw_j: dw_i <> dw_j AND (m[dw_i][dw_j] IS NULL OR m[dw_i][dw_j] NOT IN (-1, 0, 1) "
+    "OR (a[dw_i] IS DISTINCT FROM a[dw_j] AND m[dw_i][dw_j] <> -m[dw_j][dw_i])))) > 0)) = 0",
+    "dw_cmp_ranks(a, m)": "list_transform(range(1, len(m) + 1), lambda dw_i: len(list_filter(range(1, len(m) + 1), "
+    "lambda dw_j: dw_j <> dw_i AND ((a[dw_j] IS DISTINCT FROM a[dw_i] AND m[dw_j][dw_i] < 0) "
+    "OR ((a[dw_j] IS NOT DISTINCT FROM a[dw_i] OR m[dw_j][dw_i] = 0) AND dw_j < dw_i)))))",
+    "dw_sort_by_refused(a, m)": "CASE WHEN NOT dw_cmp_valid(a, m) OR list_sort(dw_cmp_ranks(a, m)) <> range(0, len(m)) "
+    "THEN 'array_sort with a comparator that returns other than -1, 0 or 1 or ranks these elements inconsistently "
+    "is not supported locally: which pairs Trino''s sort compares decides its answer or error; run this query on "
+    "Athena' END",
+    "dw_sort_by(a, m)": "CASE WHEN dw_sort_by_refused(a, m) IS NOT NULL THEN error(dw_sort_by_refused(a, m)) "
+    "WHEN a IS NULL THEN NULL "
+    "ELSE list_transform(range(0, len(a)), lambda dw_r: a[list_position(dw_cmp_ranks(a, m), dw_r)]) END",
     # array_min / array_max of arrays: Trino's loop (ArrayMinFunction#arrayMin): NULL at the first NULL element,
     # each element compared with the one kept so far, which raises as above. The position kept: 0 for NULL, -1 for
     # the error.
@@ -2301,6 +2319,25 @@ def _compare(node: exp.Expression) -> exp.Expression | None:
     return None
 
 
+def _sort_by(node: exp.ArraySort) -> exp.Expression:
+    """array_sort(a, (x, y) -> ...) through the comparator's values over every pair (`dw_sort_by`)."""
+    fn, array = node.args["expression"], node.this
+    if len(fn.expressions) != 2:
+        raise QueryError("array_sort's comparator takes two arguments, (x, y) -> ... (Athena rejects it too)")
+    x, y = (p.name for p in fn.expressions)
+    at = lambda i: _fn("LIST_EXTRACT", array.copy(), exp.column(i))  # noqa: E731
+    compared = exp.Case(
+        ifs=[exp.If(this=exp.EQ(this=exp.column("dw_ci"), expression=exp.column("dw_cj")), true=exp.Literal.number(0))],
+        default=_lambda_over(fn, {x: at("dw_ci"), y: at("dw_cj")}),
+    )
+    indexes = _fn(
+        "RANGE", exp.Literal.number(1), exp.Add(this=_fn("LEN", array.copy()), expression=exp.Literal.number(1))
+    )
+    row = _fn("LIST_TRANSFORM", indexes.copy(), _lambda(compared, "dw_cj"))
+    matrix = _fn("LIST_TRANSFORM", indexes, _lambda(row, "dw_ci"))
+    return _macro("dw_sort_by", node, array, matrix)
+
+
 def _nested_order(array: exp.Expression, name: str) -> bool:
     """True when `name` sorts arrays of arrays (of scalars), whose comparison raises where a NULL element comes
     first (`dw_array_sort`); arrays of maps, rows or deeper arrays are refused."""
@@ -2784,6 +2821,8 @@ def _fix_trino(node: exp.Expression) -> exp.Expression | None:
         if isinstance(node, exp.ArrayMax) and floats:
             return _fn("dw_array_max_float", node.this)
         return _fn("dw_array_max" if isinstance(node, exp.ArrayMax) else "dw_array_min", node.this)
+    if isinstance(node, exp.ArraySort) and isinstance(node.args.get("expression"), exp.Lambda):
+        return _sort_by(node)
     if (
         isinstance(node, exp.ArraySort)
         and node.args.get("expression") is None
