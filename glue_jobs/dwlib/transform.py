@@ -39,6 +39,7 @@ from pyspark.sql.types import (
     FloatType,
     IntegerType,
     LongType,
+    MapType,
     NumericType,
     ShortType,
     StringType,
@@ -1687,6 +1688,14 @@ def _typed(
     (`2.0`, `1e3`), as it does a typed source's.
     """
     if not source_is_string:
+        if ctype.spark_type in ("date", "timestamp") and isinstance(source, (NumericType, BooleanType)):
+            # A cast reads a number as seconds since 1970 (1700000000 was 2023-11-14 22:13:20, `20240101` into
+            # `date:yyyyMMdd` a time in 1970, true a microsecond) or fails the run (into a date): typed from its
+            # text, as a CSV value is.
+            return _typed(column.cast("string"), True, ctype)
+        if ctype.spark_type == "string" and isinstance(source, (ArrayType, MapType, StructType)):
+            # A cast writes Spark's display of it, not JSON: `["a, b"]` and `["a","b"]` were both `[a, b]`.
+            return F.to_json(column)
         return _cast_whole(column, source, ctype.spark_type)
     text = F.trim(column)
     if ctype.spark_type in ("int", "bigint"):
@@ -1753,6 +1762,8 @@ def _cast_whole(column: Column, source: DataType | None, spark_type: str) -> Col
     bigint is 2), wraps (3000000000 to int), rounds (12.345 to decimal(10,2)) and makes any number but 0 true, so
     the value must come back whole when cast back to its source's type (2.0 to bigint is 2, kept)."""
     typed = column.cast(spark_type)
+    if isinstance(source, BooleanType) and spark_type not in ("boolean", "string"):
+        return F.lit(None).cast(spark_type)  # a cast makes true 1 (1.0, 1.00): a boolean is no number
     if source is None or spark_type == "string" or not isinstance(source, _CAST_BACK):
         return typed  # a string's checks reject nothing (see `prepare_types`): its cast is its value
     if spark_type == "double" and isinstance(source, DecimalType):
