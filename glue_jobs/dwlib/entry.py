@@ -57,13 +57,15 @@ def main(run: Callable[[SparkLike, dict[str, str]], int], names: tuple[str, ...]
     try:
         with _stops_unwind():
             return run(_session, args)
-    except Interrupted as exc:
-        # The run unwound: its entry says it was interrupted, its staging is gone and its lock given back.
-        message = f"interrupted: {exc.signal_name}; the run's ledger entry says so and its lock was given back"
+    except KeyboardInterrupt as exc:
+        # The run unwound: its entry says it was interrupted, its staging is gone and its lock given back. A plain
+        # KeyboardInterrupt is Ctrl-C through the handler PySpark puts in place of ours when it starts its context.
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        message = f"interrupted: {stop.signal_name}; the run's ledger entry says so and its lock was given back"
         if on_glue:
             raise JobRunFailed(message) from None
         print(message, file=sys.stderr)
-        return exc.exit_code
+        return stop.exit_code
     except (jobs.JobSetupError, JobRunFailed) as exc:
         if on_glue:
             raise

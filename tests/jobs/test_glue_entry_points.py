@@ -269,3 +269,24 @@ def test_a_glue_job_stopped_by_sigterm_settles_its_run_and_gives_back_its_lock(o
     assert not lake.has_prefix("bronze/")
     assert not spark.sparkContext.statusTracker().getActiveJobsIds(), "the Spark job was cancelled"
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_ctrl_c_through_pyspark_s_own_handler_is_one_line_and_exit_130(tmp_path, capsys):
+    """PySpark puts its own SIGINT handler in place of the entry's when it starts its context, and that one raises
+    a plain KeyboardInterrupt: the script printed a traceback and exited 1 after the run had settled."""
+
+    def run(_spark, _args):
+        raise KeyboardInterrupt  # what PySpark's handler raises, after the run's own cleanup
+
+    argv = ["bronze_job.py", "--dataset", DATASET, "--lake_uri", str(tmp_path / "lake")]
+    assert entry.main(run, jobs.BRONZE_ARGS, argv) == 130
+    assert capsys.readouterr().err.startswith("interrupted: SIGINT; the run's ledger entry says so")
+
+
+def test_on_glue_ctrl_c_through_pyspark_s_handler_fails_the_job_run_saying_so(on_glue, tmp_path):
+    def run(_spark, _args):
+        raise KeyboardInterrupt
+
+    lake = LocalLake(tmp_path / "lake")
+    with pytest.raises(entry.JobRunFailed, match="interrupted: SIGINT"):
+        entry.main(run, jobs.BRONZE_ARGS, glue_argv(lake, force=False, run_id=RUN))
