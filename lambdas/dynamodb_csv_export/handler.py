@@ -328,6 +328,10 @@ def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: An
     """Claim the run folder of `run_id` (its id and the claim); a clock-made id taken moves on by a second, a given
     one is taken over if a failed export released it or its holder's deadline has passed, else refused."""
     s3 = _s3_client()
+    if not from_clock:
+        # A finished run whose claim is gone (the raw/ lifecycle rule expires a folder's objects by the day each
+        # was written, so a claim can go a day before its marker) is refused before a claim would overwrite its CSV.
+        _refuse_finished(s3, bucket, dataset, run_id)
     for _ in range(CLAIM_TRIES):
         folder = Naming.raw_prefix(dataset, run_id)
         key = f"{folder}{CLAIM}"
@@ -351,13 +355,8 @@ def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any, tried: 
     folder = Naming.raw_prefix(dataset, run_id)
     key, where = f"{folder}{CLAIM}", f"s3://{bucket}/{folder}"
     refused = f"run id {run_id} was already exported, or is being exported, to {where}"
-    replay = "to load that run again, replay it with `dw run --raw-run-id`"
-    if _listed(s3, bucket, folder).get(DROP_MARKER):
-        raise ValueError(
-            f"{refused}: it was exported (its {DROP_MARKER} is there) and raw/ is never rewritten, so this export "
-            f"stops before scanning. Invoke the export without a run_id (one is made from the clock) or with a new "
-            f"one; {replay}"
-        )
+    replay = REPLAY
+    _refuse_finished(s3, bucket, dataset, run_id)
     try:
         got = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
@@ -407,6 +406,20 @@ def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any, tried: 
         extra={"why": why, "previous_request_id": held.get("request_id"), "aborted_uploads": len(uploads)},
     )
     return _Claim(bucket, key, record, taken)
+
+
+REPLAY = "to load that run again, replay it with `dw run --raw-run-id`"
+
+
+def _refuse_finished(s3, bucket: str, dataset: str, run_id: str) -> None:
+    """A ValueError if the run folder of `run_id` holds its marker: raw/ is never rewritten."""
+    folder = Naming.raw_prefix(dataset, run_id)
+    if _listed(s3, bucket, folder).get(DROP_MARKER):
+        raise ValueError(
+            f"run id {run_id} was already exported, or is being exported, to s3://{bucket}/{folder}: it was exported "
+            f"(its {DROP_MARKER} is there) and raw/ is never rewritten, so this export stops before scanning. Invoke "
+            f"the export without a run_id (one is made from the clock) or with a new one; {REPLAY}"
+        )
 
 
 def _expiry(held: dict[str, Any], modified: float) -> float:

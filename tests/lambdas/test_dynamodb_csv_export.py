@@ -565,6 +565,9 @@ class StreamingAws:
             if last < self.items:
                 page["LastEvaluatedKey"] = {"pk": page["Items"][-1]["pk"]}
             return self.response(json.dumps(page).encode())
+        if request.method == "GET" and "list-type=2" in request.url:  # is the given run id's folder finished? no
+            empty = b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><KeyCount>0</KeyCount></ListBucketResult>'
+            return self.response(empty)
         assert request.method == "PUT", request.url  # a single PutObject below the multipart threshold
         if urlsplit(request.url).path.endswith("/_SUCCESS"):
             body = request.body
@@ -1093,3 +1096,19 @@ def test_an_export_whose_claim_put_was_sent_again_after_a_lost_reply_runs(aws, m
     assert resent == [200] and result["rows"] == 1
     assert read_csv(aws.s3) == [["pk"], ["a"]]
     assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())["rows"] == 1
+
+
+def test_a_finished_run_whose_claim_expired_first_is_refused_and_kept(aws):
+    # raw/'s lifecycle rule expires each object by the day it was written: a claim written before midnight goes a
+    # day before the marker written after it. The claim put If-None-Match then succeeded and the export rewrote the
+    # finished run's CSV under its marker.
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "first"}})
+    export.handler({"run_id": RUN_ID}, FakeContext())
+    aws.s3.delete_object(Bucket=BUCKET, Key=KEY.rsplit("/", 1)[0] + "/_EXPORT_STARTED")
+    published = {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)}
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "b"}, "v": {"S": "second"}})
+
+    with pytest.raises(ValueError, match=f"run id {RUN_ID} was already exported.*its _SUCCESS is there"):
+        export.handler({"run_id": RUN_ID}, FakeContext())
+    assert {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)} == published
