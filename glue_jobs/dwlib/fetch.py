@@ -53,6 +53,8 @@ from urllib3.util import parse_url
 
 from .lake import Lake, LocalLake, S3Lake
 from .secrets import (
+    MIN_SECRET_CHARS,
+    PART_MIN_CHARS,
     SHORT_FORM,
     Forms,
     SecretError,
@@ -1378,16 +1380,16 @@ def _credentials(
     if auth is None:
         return {}, {}, ()
     value = (secrets.get(auth.secret) or "").strip()
-    register_secrets([value])
     if not value:
         raise FetchError(
             f"{label} ({_redact(url)}) needs secret {auth.secret!r}, which was not resolved for this run; "
             "resolve the dataset's secrets (DatasetConfig.secrets) and pass them to the fetch."
         )
     try:
-        too_short(auth.secret, value)
+        too_short(auth.secret, value)  # before it is registered: a 1-character secret would cut its own message
     except SecretError as exc:
         raise FetchError(f"{label} ({_redact(url)}): {exc}") from None
+    register_secrets([value])
     # Its parts that may be quoted alone (a cookie's values): cut out of records, refused in a download.
     texts: tuple[str, ...] = (value, *sorted(secret_parts(value)))
     if auth.query_param:
@@ -1398,8 +1400,11 @@ def _credentials(
         texts += (stored,)
     if basic and ":" in (stored or value):
         user, _, password = (stored or value).partition(":")
-        texts += tuple(part for part in (password, user if len(user) >= _MIN_USER else "") if part)
-        register_secrets(texts)
+        # The password, and a user name that may be a key (`KEY:X`), alone: logs cut them where they stand as a
+        # token; a download or a record only loses what is long enough not to be a word (`admin`, `X`).
+        alone = tuple(part for part in (password, user if len(user) >= _MIN_USER else "") if part)
+        register_secrets([*texts, *(part for part in alone if len(part) >= MIN_SECRET_CHARS)])
+        texts += tuple(part for part in alone if len(part) >= PART_MIN_CHARS)
     if basic and stored is None and ":" in value:
         value = base64.b64encode(value.encode("utf-8")).decode("ascii")  # user:password, as RFC 7617 sends it
         register_secrets([value])

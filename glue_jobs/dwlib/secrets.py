@@ -202,12 +202,20 @@ def forms_pattern(forms: Iterable[str]) -> Forms | None:
 
 
 def parts(value: str) -> set[str]:
-    """The parts of a secret value that may be quoted alone. A value with a line break inside may be shown one
-    line at a time; one made of name=value pairs (a Cookie header's `session=…; csrf=…`) a value at a time,
-    however short the value (cut where it stands as a token, see SHORT_FORM); the names are words, not secrets."""
-    found = {part for part in re.split(r"[\x00-\x20\x7f;,&=]+", value) if len(part) >= 8}
-    pairs = (piece.partition("=") for piece in re.split(r"[\x00-\x20\x7f;,&]+", value))
-    return (found | {part for _, equals, part in pairs if equals and len(part) >= MIN_SECRET_CHARS}) - {value}
+    """The parts of a secret value that may be quoted alone, of PART_MIN_CHARS or more. A value with a line break
+    inside may be shown one line at a time; one made of name=value pairs (a Cookie header's `session=…; csrf=…`) a
+    value at a time. The names are words, not secrets, and so are a cookie's short values (`theme=dark`, `cur=USD`):
+    taken for secrets, they cut `USD` and every `true` out of the records and refused a CSV that holds them."""
+    found = set()
+    for piece in re.split(r"[\x00-\x20\x7f;,&]+", value):
+        name, equals, rest = piece.partition("=")
+        found.add(rest if equals else name)
+    return {part for part in found if len(part) >= PART_MIN_CHARS} - {value}
+
+
+# The shortest part of a compound secret (a cookie's value, a Basic password or user name) taken for a secret of its
+# own: shorter parts are more often words than credentials, and the secret is known whole anyway.
+PART_MIN_CHARS = 8
 
 
 def register(values: Iterable[str | None]) -> None:
@@ -293,8 +301,8 @@ def _clean(name: str, value: str, where: str) -> str:
     trimmed = value.strip()
     if not trimmed:
         raise SecretError(f"secret {name!r} from {where} is empty or only whitespace; store the credential itself")
+    too_short(name, trimmed, where)  # before it is registered: a 1-character secret would cut its own message
     register([trimmed])
-    too_short(name, trimmed, where)
     return trimmed
 
 

@@ -196,6 +196,18 @@ def test_a_credential_of_one_or_two_characters_is_refused_before_anything_is_sen
     assert_no_token(secret, outputs(lake, run))
 
 
+def test_a_one_letter_credential_is_refused_before_the_scrubber_knows_it(tmp_path):
+    """Registered for scrubbing before it was refused, a key `a` cut the refusal's own words ("where *** credential
+    of fewer than 3 stands as *** word") and every later line of the process."""
+    endpoint = {"url": "http://127.0.0.1:9/v1/items", "paging": {"kind": "none"}, "records": "items",
+                "auth": {"secret": SECRET_NAME, "header": "X-Api-Key"}}  # fmt: skip
+    run = run_raw(project(tmp_path, {"api_endpoints": [endpoint]}), tmp_path / "lake", **{ENV: "a"})
+
+    assert run.returncode == 1
+    (error,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert "too short to be kept out of logs safely: 1 character" in error and "***" not in error, error
+
+
 def test_a_short_credential_echoed_across_two_chunks_of_a_large_download_is_found(tmp_path):
     """The download is searched 1 MiB at a time: a short key that straddles two chunks as a token is an echo, one
     that straddles them inside a word (`aZq7wXb`) is not. Before, no short key was searched for at all."""
@@ -226,13 +238,13 @@ def test_a_short_credential_echoed_across_two_chunks_of_a_large_download_is_foun
     assert kept.read_bytes() == word
 
 
-SHORT_COOKIE = "sessionid=Qz7wX; csrftoken=Zx81Yw72Vu63"
+COOKIE = "sessionid=Qz7wX9c8b7a6f5e; theme=dark; seen=true; cur=USD"
 
 
-def test_a_short_value_of_a_cookie_secret_is_cut_and_refused_in_a_download(tmp_path):
-    """A cookie secret whose session value is short (`Qz7wX`): only its values of 8 characters or more were known
-    to the scrubber and the check for an echoed credential, so the server's error quoting the session printed it,
-    and a download quoting it was kept in raw/."""
+def test_a_cookie_secret_s_session_is_cut_and_its_short_values_are_left_in_the_data(tmp_path):
+    """A cookie secret holds the session and settings that are no secret (`theme=dark`, `cur=USD`). Taken for
+    secrets too, they cut `USD`, `dark` and every JSON `true` out of the API's records, and refused a CSV holding
+    `USD`; the session, quoted alone, is still cut and refused."""
     server = LoopbackServer()
     try:
 
@@ -241,28 +253,36 @@ def test_a_short_value_of_a_cookie_secret_is_cut_and_refused_in_a_download(tmp_p
                 "sessionid", ""
             )
 
-        server.routes["/v1/items"] = lambda handler, _: handler.json(
+        records = [{"id": 1, "currency": "USD", "active": True, "note": "dark"}]
+        server.routes["/v1/items"] = lambda handler, _: handler.json({"items": records})
+        server.routes["/v1/expired"] = lambda handler, _: handler.json(
             {"error": {"message": f"session {session_of(handler)} expired"}}
         )
         server.routes["/export.csv"] = lambda handler, _: handler.plain(
-            200, {"Content-Type": "text/csv"}, f"id,session\n1,{session_of(handler)}\n".encode()
+            200, {"Content-Type": "text/csv"}, b"id,currency,active\n1,USD,true\n"
         )
         auth = {"secret": SECRET_NAME, "header": "Cookie"}
-        endpoint = {"url": server.url("/v1/items"), "paging": {"kind": "none"}, "records": "items", "auth": auth}
-        api_root = project(tmp_path / "api", {"api_endpoints": [endpoint]})
-        file_root = project(
-            tmp_path / "file", {"source_url": server.url("/export.csv"), "format": "csv", "source_auth": auth}
-        )
 
-        api = run_raw(api_root, tmp_path / "api-lake", **{ENV: SHORT_COOKIE})
-        download = run_raw(file_root, tmp_path / "file-lake", **{ENV: SHORT_COOKIE})
+        def api(path: str) -> dict:
+            return {"api_endpoints": [{"url": server.url(path), "paging": {"kind": "none"}, "records": "items",
+                                       "auth": auth}]}  # fmt: skip
+
+        kept = run_raw(project(tmp_path / "api", api("/v1/items")), tmp_path / "api-lake", **{ENV: COOKIE})
+        refused = run_raw(project(tmp_path / "exp", api("/v1/expired")), tmp_path / "exp-lake", **{ENV: COOKIE})
+        file_config = {"source_url": server.url("/export.csv"), "format": "csv", "source_auth": auth}
+        download = run_raw(project(tmp_path / "file", file_config), tmp_path / "file-lake", **{ENV: COOKIE})
     finally:
         server.stop()
 
-    assert api.returncode == 1 and "session *** expired" in api.stderr
-    assert download.returncode == 1 and not raw_files(tmp_path / "file-lake")
-    seen = {**outputs(tmp_path / "api-lake", api), **outputs(tmp_path / "file-lake", download)}
-    assert_nowhere(SHORT_COOKIE, seen, "Qz7wX", "Zx81Yw72Vu63")
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    (page,) = raw_files(tmp_path / "api-lake")
+    assert [json.loads(line) for line in page.read_text().splitlines()] == records
+    assert download.returncode == 0, download.stderr[-2000:]
+    (csv,) = raw_files(tmp_path / "file-lake")
+    assert csv.read_bytes() == b"id,currency,active\n1,USD,true\n"
+    assert refused.returncode == 1 and "session *** expired" in refused.stderr
+    seen = {**outputs(tmp_path / "api-lake", kept), **outputs(tmp_path / "exp-lake", refused)}
+    assert_nowhere(COOKIE, seen, "Qz7wX9c8b7a6f5e")
 
 
 # ------------------------------------------------------------------ a token in the path of a URL the fetch reached
