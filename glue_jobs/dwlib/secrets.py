@@ -131,18 +131,22 @@ _BYTES_TOKEN_START = rb"(?<!" + _BYTES_ALNUM + rb")(?<!" + _BYTES_ALNUM + rb"[-_
 _BYTES_TOKEN_END = rb"(?!" + _BYTES_ALNUM + rb")(?![-_./]" + _BYTES_ALNUM + rb")"
 
 
+# A whole segment of a path but for its file extension (`/keys/x9z.json`): the key is the file's name.
+_FILE_END = r"|(?=\.[A-Za-z0-9]{1,5}(?![^\W_]))"
+
+
 def as_token(form: str) -> str:
     """A regular expression for `form` where it stands as a token (see SHORT_FORM), a whole segment of a path
     (`/x9z/`, `/x9z?`) too, but not the first word of a relative one (`raw/...`)."""
     escaped = re.escape(form)
-    return f"(?:{_TOKEN_START}{escaped}{_TOKEN_END}|(?<=/){escaped}(?:{_TOKEN_END}|(?=[/?#])))"
+    return f"(?:{_TOKEN_START}{escaped}{_TOKEN_END}|(?<=/){escaped}(?:{_TOKEN_END}|(?=[/?#]){_FILE_END}))"
 
 
 def _bytes_token(form: bytes) -> bytes:
     escaped = re.escape(form)
     return (
         b"(?:" + _BYTES_TOKEN_START + escaped + _BYTES_TOKEN_END
-        + b"|(?<=/)" + escaped + b"(?:" + _BYTES_TOKEN_END + b"|(?=[/?#])))"
+        + b"|(?<=/)" + escaped + b"(?:" + _BYTES_TOKEN_END + b"|(?=[/?#])" + _FILE_END.encode() + b"))"
     )  # fmt: skip
 
 

@@ -56,6 +56,7 @@ def _echoing_download(handler, query) -> None:
         "quoted": f'2,"{sent}",ok',
         "key=": f"2,key={sent},ok",
         "header": f"2,X-Api-Key: {sent},ok",
+        "filename": f"2,https://api.example/keys/{sent}.json,ok",
     }
     body = f"id,requested_by,note\n1,someone,ok\n{row[how]}\n".encode()
     handler.plain(200, {"Content-Type": "text/csv"}, body)
@@ -63,7 +64,7 @@ def _echoing_download(handler, query) -> None:
 
 @pytest.mark.parametrize(
     ("secret", "how"),
-    [("Zq7", "cell"), ("Zq7wX", "quoted"), ("Zq7wXj", "key="), ("Zq7wXj4", "header")],
+    [("Zq7", "cell"), ("Zq7wX", "quoted"), ("Zq7wXj", "key="), ("Zq7wXj4", "header"), ("Zq7wX", "filename")],
 )
 def test_a_download_that_echoes_a_short_credential_never_reaches_raw(tmp_path, secret, how):
     """A source_auth key of 3 to 7 characters, which the server writes back into the CSV it sends. The check
