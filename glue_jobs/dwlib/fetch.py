@@ -507,10 +507,10 @@ def _refuse_echoed_credential(session: _Session, local: Path, creds: _Creds, sho
     `.gz` also when the server gzipped it on the way, `.bz2`, `.zip`) is searched decompressed too, as bronze
     will read it, up to ECHO_DECODED_LIMIT bytes of it."""
     found = {form for value in creds.values() if value for form in all_forms(value)}
-    longs = sorted({form.encode() for form in found if len(form) >= SHORT_FORM}, key=len, reverse=True)
-    shorts = bytes_pattern(form for form in found if len(form) < SHORT_FORM)
     if not found:
         return
+    longs = sorted({form.encode() for form in found if len(form) >= SHORT_FORM}, key=len, reverse=True)
+    shorts = bytes_pattern(form for form in found if len(form) < SHORT_FORM)
     streams = [(_file_chunks(local), False)]
     lowered = name.lower()
     if lowered.endswith((".gz", ".bz2")):
@@ -2114,12 +2114,12 @@ class _ApiPager:
                     )
                 if not self.creds.owns(following):
                     self.session.learn(following)  # its tokens, before this message or urllib3 shows it
-                if not self.creds.owns(following) and self.creds.owns(full):
-                    log.warning(
-                        "%s: the next link leads to another host (%s): following it without the credentials",
-                        self.label,
-                        self.session.scrub(_redact(following)),
-                    )
+                    if self.creds.owns(full):
+                        log.warning(
+                            "%s: the next link leads to another host (%s): following it without the credentials",
+                            self.label,
+                            self.session.scrub(_redact(following)),
+                        )
                 if following in seen or following == full:
                     raise self._loop("next link")
                 seen.add(following)
