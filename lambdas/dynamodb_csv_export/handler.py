@@ -329,8 +329,9 @@ def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: An
     one is taken over if a failed export released it or its holder's deadline has passed, else refused."""
     s3 = _s3_client()
     if not from_clock:
-        # A finished run whose claim is gone (the raw/ lifecycle rule expires a folder's objects by the day each
-        # was written, so a claim can go a day before its marker) is refused before a claim would overwrite its CSV.
+        # A finished run is refused before anything is written: its claim may stand, have lapsed (a retry would take
+        # it over), or be gone (the raw/ lifecycle rule expires a folder's objects by the day each was written, so a
+        # claim can go a day before its marker, and a new claim would overwrite the run's CSV).
         _refuse_finished(s3, bucket, dataset, run_id)
     for _ in range(CLAIM_TRIES):
         folder = Naming.raw_prefix(dataset, run_id)
@@ -349,14 +350,13 @@ def _claim(bucket: str, dataset: str, run_id: str, from_clock: bool, context: An
 def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any, tried: dict[str, Any]) -> _Claim:
     """Take the run folder of a given run id over from an export that failed (it released its claim) or was stopped
     without running its own code (killed at the time limit, out of memory: its claim outlived its deadline), with a
-    write conditional on the ETag of the claim as read, so that of two exports taking over, one wins; refuse a
-    finished export's folder, and one whose export may still be running. `tried`: the claim this export put
+    write conditional on the ETag of the claim as read, so that of two exports taking over, one wins; refuse one
+    whose export may still be running (`_claim` refused a finished export's folder before its claim: an export that
+    finishes after that held a claim that still stands). `tried`: the claim this export put
     If-None-Match, which may be the one there (stored, its reply lost, and the SDK's retry of the put refused)."""
     folder = Naming.raw_prefix(dataset, run_id)
     key, where = f"{folder}{CLAIM}", f"s3://{bucket}/{folder}"
     refused = f"run id {run_id} was already exported, or is being exported, to {where}"
-    replay = REPLAY
-    _refuse_finished(s3, bucket, dataset, run_id)
     try:
         got = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
@@ -380,7 +380,7 @@ def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any, tried: 
                 f"{refused}: {who} claimed it at {held.get('claimed') or _utc(got['LastModified'].timestamp())} and "
                 f"may be running until {held.get('deadline') or 'its time limit'}, so this export stops before "
                 f"scanning: two exports never write one run. If that export was stopped (time limit, out of memory), "
-                f"invoke it again with the same run_id after {_utc(expires)}, when its claim lapses; {replay}"
+                f"invoke it again with the same run_id after {_utc(expires)}, when its claim lapses; {REPLAY}"
             )
         why = f"its holder's deadline passed (the claim lapsed at {_utc(expires)})"
     elif state == "failed":
@@ -388,7 +388,7 @@ def _take_over(s3, bucket: str, dataset: str, run_id: str, context: Any, tried: 
     else:
         raise ValueError(
             f"{refused}: its claim {CLAIM} says {state!r}, which only a failed or stopped export gives up, so this "
-            f"export stops before scanning. Invoke the export without a run_id or with a new one; {replay}"
+            f"export stops before scanning. Invoke the export without a run_id or with a new one; {REPLAY}"
         )
     uploads = [u for u in held.get("uploads", []) if isinstance(u, str)]
     record = _running(run_id, context, uploads)
