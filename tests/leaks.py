@@ -45,6 +45,13 @@ def project(tmp_path: Path, config: dict) -> Path:
     return root
 
 
+def api_config(url: str, auth: dict[str, str], paging: str = "none") -> dict:
+    """A dataset config of one API endpoint at `url` whose records are under `items`, authenticated with the secret
+    SECRET_NAME as `auth` says (`{"header": "X-Api-Key"}`, `{"query_param": "k"}`)."""
+    endpoint = {"url": url, "paging": {"kind": paging}, "records": "items", "auth": {"secret": SECRET_NAME, **auth}}
+    return {"api_endpoints": [endpoint]}
+
+
 def dw(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DW_")}
     environ.update(TERM="dumb", COLUMNS="240", PYTHONDONTWRITEBYTECODE="1", **env)

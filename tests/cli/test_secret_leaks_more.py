@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.leaks import DATASET, ENV, SECRET_NAME, assert_nowhere, dw, forms, outputs, project
+from tests.leaks import DATASET, ENV, SECRET_NAME, api_config, assert_nowhere, dw, forms, outputs, project
 from tests.loopback import LoopbackServer, redirect
 
 RUN_ID = "20260101T000000Z"
@@ -134,13 +134,7 @@ def test_a_short_key_that_is_also_a_word_of_the_run_leaves_the_ledger_whole(tmp_
             handler.json({"items": [{"id": 1, "caller": key, "note": f"key={key}", "path": "raw/leaky-api/v1/items"}]})
 
         server.routes["/v1/items"] = route
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "query_param": "k"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        root = project(tmp_path, api_config(server.url("/v1/items"), {"query_param": "k"}))
         lake = tmp_path / "lake"
 
         run = run_raw(root, lake, **{ENV: secret})
@@ -177,13 +171,7 @@ def test_a_credential_of_one_or_two_characters_is_refused_before_anything_is_sen
     server = LoopbackServer()
     try:
         server.routes["/v1/items"] = lambda handler, query: handler.json({"items": [{"id": 1, "n": 7}]})
-        endpoint = {
-            "url": server.url("/v1/items"),
-            "paging": {"kind": "none"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "header": "Authorization", "scheme": "Bearer"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        root = project(tmp_path, api_config(server.url("/v1/items"), {"header": "Authorization", "scheme": "Bearer"}))
         lake = tmp_path / "lake"
 
         run = run_raw(root, lake, **{ENV: secret})
@@ -200,9 +188,8 @@ def test_a_credential_of_one_or_two_characters_is_refused_before_anything_is_sen
 def test_a_one_letter_credential_is_refused_before_the_scrubber_knows_it(tmp_path):
     """Registered for scrubbing before it was refused, a key `a` cut the refusal's own words ("where *** credential
     of fewer than 3 stands as *** word") and every later line of the process."""
-    endpoint = {"url": "http://127.0.0.1:9/v1/items", "paging": {"kind": "none"}, "records": "items",
-                "auth": {"secret": SECRET_NAME, "header": "X-Api-Key"}}  # fmt: skip
-    run = run_raw(project(tmp_path, {"api_endpoints": [endpoint]}), tmp_path / "lake", **{ENV: "a"})
+    config = api_config("http://127.0.0.1:9/v1/items", {"header": "X-Api-Key"})
+    run = run_raw(project(tmp_path, config), tmp_path / "lake", **{ENV: "a"})
 
     assert run.returncode == 1
     (error,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
@@ -262,15 +249,14 @@ def test_a_cookie_secret_s_session_is_cut_and_its_short_values_are_left_in_the_d
         server.routes["/export.csv"] = lambda handler, _: handler.plain(
             200, {"Content-Type": "text/csv"}, b"id,currency,active\n1,USD,true\n"
         )
-        auth = {"secret": SECRET_NAME, "header": "Cookie"}
+        cookie = {"header": "Cookie"}
+        api = project(tmp_path / "api", api_config(server.url("/v1/items"), cookie))
+        expired = project(tmp_path / "exp", api_config(server.url("/v1/expired"), cookie))
 
-        def api(path: str) -> dict:
-            return {"api_endpoints": [{"url": server.url(path), "paging": {"kind": "none"}, "records": "items",
-                                       "auth": auth}]}  # fmt: skip
-
-        kept = run_raw(project(tmp_path / "api", api("/v1/items")), tmp_path / "api-lake", **{ENV: COOKIE})
-        refused = run_raw(project(tmp_path / "exp", api("/v1/expired")), tmp_path / "exp-lake", **{ENV: COOKIE})
-        file_config = {"source_url": server.url("/export.csv"), "format": "csv", "source_auth": auth}
+        kept = run_raw(api, tmp_path / "api-lake", **{ENV: COOKIE})
+        refused = run_raw(expired, tmp_path / "exp-lake", **{ENV: COOKIE})
+        file_config = {"source_url": server.url("/export.csv"), "format": "csv",
+                       "source_auth": {"secret": SECRET_NAME, **cookie}}  # fmt: skip
         download = run_raw(project(tmp_path / "file", file_config), tmp_path / "file-lake", **{ENV: COOKIE})
     finally:
         server.stop()
@@ -370,13 +356,7 @@ def test_a_token_in_the_path_of_an_api_s_next_link_to_another_host_is_in_no_log(
             {"items": [{"id": 1}], "next": storage.url(f"/{PATH_TOKEN}/page2.json")}
         )
         storage.routes[f"/{PATH_TOKEN}/page2.json"] = lambda handler, _: handler.json({"items": [{"id": 2}]})
-        endpoint = {
-            "url": api.url("/v1/items"),
-            "paging": {"kind": "link"},
-            "records": "items",
-            "auth": {"secret": SECRET_NAME, "header": "X-Api-Key"},
-        }
-        root = project(tmp_path, {"api_endpoints": [endpoint]})
+        root = project(tmp_path, api_config(api.url("/v1/items"), {"header": "X-Api-Key"}, paging="link"))
         lake = tmp_path / "lake"
 
         run = run_raw(root, lake, **{ENV: KEY})

@@ -95,6 +95,11 @@ def read_csv(s3, key: str = KEY) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
+def published_run(s3) -> dict[str, bytes]:
+    """The run's CSV and marker, byte for byte: what a refused export must leave as it found it."""
+    return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in (KEY, MARKER)}
+
+
 def bucket_keys(s3) -> list[str]:
     """The bucket's keys but the export's claim of its run folder (`export.CLAIM`, written before the scan)."""
     listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
@@ -668,13 +673,13 @@ def test_a_run_id_given_again_is_refused_and_the_first_export_kept(aws):
     create_table(aws.dynamodb)
     aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "first"}})
     export.handler({"run_id": RUN_ID}, FakeContext())
-    first = {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)}
+    first = published_run(aws.s3)
     aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "b"}, "v": {"S": "second"}})
 
     with pytest.raises(ValueError, match=f"run id {RUN_ID} was already exported.*without a run_id"):
         export.handler({"run_id": RUN_ID}, FakeContext())
 
-    assert {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)} == first
+    assert published_run(aws.s3) == first
 
 
 def test_two_clock_made_run_ids_of_one_second_get_two_folders(aws, monkeypatch):
@@ -901,14 +906,14 @@ def test_a_run_stopped_after_its_csv_is_exported_again_by_the_taker_and_a_finish
     manifest = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())
     assert manifest["bytes"] == aws.s3.head_object(Bucket=BUCKET, Key=KEY)["ContentLength"]
     assert aws.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
-    published = {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)}
+    published = published_run(aws.s3)
 
     aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "third"}})
     lapse(monkeypatch, 2_000)
     kill.clear()
     with pytest.raises(ValueError, match=rf"run id {RUN_ID} was already exported.*its _SUCCESS is there"):
         export.handler({"run_id": RUN_ID}, FakeContext())
-    assert {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)} == published
+    assert published_run(aws.s3) == published
 
 
 def test_the_taker_aborts_the_stopped_export_s_open_upload(aws, monkeypatch):
@@ -1106,9 +1111,9 @@ def test_a_finished_run_whose_claim_expired_first_is_refused_and_kept(aws):
     aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "first"}})
     export.handler({"run_id": RUN_ID}, FakeContext())
     aws.s3.delete_object(Bucket=BUCKET, Key=KEY.rsplit("/", 1)[0] + "/_EXPORT_STARTED")
-    published = {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)}
+    published = published_run(aws.s3)
     aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "b"}, "v": {"S": "second"}})
 
     with pytest.raises(ValueError, match=f"run id {RUN_ID} was already exported.*its _SUCCESS is there"):
         export.handler({"run_id": RUN_ID}, FakeContext())
-    assert {k: aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in (KEY, MARKER)} == published
+    assert published_run(aws.s3) == published
