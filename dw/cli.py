@@ -138,6 +138,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dw.project import DwError, find_root, validate, write_schemas
+from dwlib import stops
 from dwlib.config import ConfigError, Project, check_dataset, load_project, resource_problems
 from dwlib.jobs import FORCE_DRY_RUN, end_spark_jobs, job_config_document, resolve_run_id
 from dwlib.naming import DROPPED_SOURCES, TRANSFORM_HOOK, Naming, check_stage, table_name
@@ -829,7 +830,8 @@ def _interrupt(signum: int, frame: object) -> None:
     if STATE.get("interrupted"):
         _exit_at_once(signum, frame, "again, during the cleanup: stopped at once (the next run takes over the lock)")
     STATE["interrupted"] = Interrupted(signum)
-    raise STATE["interrupted"]
+    if not stops.defer(STATE["interrupted"]):  # deferred while a run takes or gives back its lock or writes its outcome
+        raise STATE["interrupted"]
 
 
 def _quiet_after_a_stop(record: logging.LogRecord) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from pyspark.sql import SparkSession
 
-from dwlib import bronze, gold, jobs, ledger, metrics
+from dwlib import bronze, gold, jobs, ledger, metrics, stops
 from dwlib.lake import Lake
 from dwlib.run import Interrupted
 from dwlib.secrets import SecretsManagerSecrets
@@ -78,20 +78,23 @@ def _stops_unwind() -> Iterator[None]:
     """SIGTERM and SIGINT raise `Interrupted`, so a job stopped from outside (a stopped or timed-out job run whose
     driver gets SIGTERM before it is killed; Ctrl-C locally) settles its run as `dw run` does: Spark's jobs
     cancelled, the ledger entry and the runs row saying `interrupted`, staging deleted, the lock given back, instead
-    of an entry that says running and a lock the next run waits out. A second signal during that cleanup is left to
-    the handler there was before (by default, the process ends at once)."""
+    of an entry that says running and a lock the next run waits out. A signal while the lock is taken or given back,
+    or while the run's outcome is written, takes effect once that is done (dwlib.stops). A second signal during the
+    cleanup is left to the handler there was before (by default, the process ends at once)."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread can take signals
         yield
         return
-    stops = (signal.SIGTERM, signal.SIGINT)
-    before = {number: signal.getsignal(number) for number in stops}
+    numbers = (signal.SIGTERM, signal.SIGINT)
+    before = {number: signal.getsignal(number) for number in numbers}
 
     def interrupt(signum: int, frame: object) -> None:
         for number, handler in before.items():
             signal.signal(number, handler)
-        raise Interrupted(signum)
+        stop = Interrupted(signum)
+        if not stops.defer(stop):  # deferred: the lock or the run's outcome is being written; raised right after
+            raise stop
 
-    for number in stops:
+    for number in numbers:
         signal.signal(number, interrupt)
     try:
         yield

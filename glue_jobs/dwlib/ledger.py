@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dwlib import metrics
+from dwlib import metrics, stops
 from dwlib.lake import Lake
 from dwlib.naming import DROP_MARKER, RAW_MANIFEST, RUN_ID, Naming, next_run_id
 
@@ -184,13 +184,19 @@ def holding(ctx, layer: str) -> Iterator[RunLock]:
         yield ctx.lock
         return
     lock = RunLock(ctx.lake, ctx.naming, ctx.name, ctx.core.glue_defaults.timeout_minutes)
-    lock.acquire(ctx.run_id, layer)
-    ctx.lock = lock
+    held = False
     try:
+        # A stop while the lock is taken or given back waits for that: a lock written but not known as ours (no
+        # token yet) would never be given back, and a release cut short would hold the next run off.
+        with stops.settling():
+            lock.acquire(ctx.run_id, layer)
+            held, ctx.lock = True, lock
         yield lock
     finally:
-        ctx.lock = None
-        lock.release()
+        if held:
+            ctx.lock = None
+            with stops.settling():
+                lock.release()
 
 
 STAGED_LAYERS = ("bronze", "gold")  # the layers that stage files (a run holding the lock for "all" staged both)

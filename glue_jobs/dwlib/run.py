@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dwlib import errors, fetch, iceberg, ledger, metrics
+from dwlib import errors, fetch, iceberg, ledger, metrics, stops
 from dwlib import keys as key_check
 from dwlib.config import CoreConfig, DatasetConfig
 from dwlib.lake import Lake, LakeError
@@ -237,21 +237,27 @@ def guarded_run(
             stopped(summary, exc, ctx, layer, kept)
             raise
         finally:
-            summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-            summary.scrub()  # no secret in the ledger, the `runs` table or the console: every string of the summary
-            metrics.stamp(summary, ctx.dataset)
-            # The `runs` table's row before the final entry: a run killed between the two leaves an entry that still
-            # says running or publishing, which the next run finishes (rewriting both) or `dw runs` flags; the other
-            # way round, the row of a run whose entry is final would be missing for good.
-            try:
-                metrics.record_run(ctx.lake, summary)
-            except Exception:  # the row refused (S3): the entry is still written, then the error told
-                ctx.lake.write_json(entry, summary.as_dict())
-                raise
-            ctx.lake.write_json(entry, summary.as_dict())
-            if summary.status not in ledger.ACTIVE:  # stopped while publishing: the journals tell the next run
-                forget_publishes(ctx)
+            with stops.settling():  # a stop now waits for the run's outcome to be written, then goes on
+                settle(ctx, summary, entry)
     return summary
+
+
+def settle(ctx: JobContext, summary: RunSummary, entry: str) -> None:
+    """Write the run's outcome: its `runs` row, then its final ledger entry."""
+    summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    summary.scrub()  # no secret in the ledger, the `runs` table or the console: every string of the summary
+    metrics.stamp(summary, ctx.dataset)
+    # The `runs` table's row before the final entry: a run killed between the two leaves an entry that still
+    # says running or publishing, which the next run finishes (rewriting both) or `dw runs` flags; the other
+    # way round, the row of a run whose entry is final would be missing for good.
+    try:
+        metrics.record_run(ctx.lake, summary)
+    except Exception:  # the row refused (S3): the entry is still written, then the error told
+        ctx.lake.write_json(entry, summary.as_dict())
+        raise
+    ctx.lake.write_json(entry, summary.as_dict())
+    if summary.status not in ledger.ACTIVE:  # stopped while publishing: the journals tell the next run
+        forget_publishes(ctx)
 
 
 def forget_publishes(ctx: JobContext) -> None:

@@ -130,6 +130,50 @@ def test_dw_list_shows_a_run_that_never_finished_as_dw_runs_does(tmp_path):
     assert f"{run_id} bronze incomplete" in listed.stdout, show(listed)
 
 
+@pytest.mark.parametrize("moment", ["taken", "given back"])
+def test_dw_stopped_while_it_takes_or_gives_back_the_lock_gives_it_back(tmp_path, monkeypatch, moment):
+    """dw's own handler (in process: the moment is chosen by sending the signal from inside the lake's write). A
+    stop between the lock's file being created and its version being read left a lock the run did not know it
+    held; a stop inside the release left it held. Both held the next run off until the job's timeout passed."""
+    from types import SimpleNamespace
+
+    from dw import cli
+    from dwlib import ledger
+    from dwlib.lake import LocalLake
+    from dwlib.naming import Naming
+    from dwlib.run import Interrupted
+
+    lake = LocalLake(tmp_path / "lake")
+    naming = Naming("pp-dw", "pp_dw")
+    key = naming.lock_key(DATASET)
+    name = "create_exclusive" if moment == "taken" else "delete_if_unchanged"
+    real = getattr(LocalLake, name)
+
+    def signalling(self, *args):
+        result = real(self, *args)
+        if args[0] == key:
+            os.kill(os.getpid(), signal.SIGTERM)  # dw's handler runs here, on this thread, as for a real stop
+        return result
+
+    monkeypatch.setattr(LocalLake, name, signalling)
+    monkeypatch.setitem(cli.STATE, "interrupted", None)
+    ctx = SimpleNamespace(
+        lock=None, lake=lake, naming=naming, name=DATASET, run_id="20261121T060000Z",
+        core=SimpleNamespace(glue_defaults=SimpleNamespace(timeout_minutes=60)),
+    )  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, cli._interrupt)
+    worked = []
+    try:
+        with pytest.raises(Interrupted) as stop:
+            with ledger.holding(ctx, "bronze"):
+                worked.append(lake.exists(key))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stop.value.exit_code == 143
+    assert worked == ([] if moment == "taken" else [True]), "a stop while the lock is taken ends the run before it works"
+    assert not lake.exists(key), "the lock was given back"
+
+
 # ------------------------------------------------------------------ a stop before the run starts
 
 

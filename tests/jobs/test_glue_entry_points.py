@@ -271,6 +271,65 @@ def test_a_glue_job_stopped_by_sigterm_settles_its_run_and_gives_back_its_lock(o
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+def _signal_after(monkeypatch, owner, name: str, key: str | None = None, before: bool = False) -> list[str]:
+    """Send this process SIGTERM from inside `owner.name` (before or after the real call; for `key` only, if given),
+    the first time it is called: the moment a stopped job run's signal may find the driver in."""
+    real, sent = getattr(owner, name), []
+
+    def signalling(*args, **kwargs):
+        hit = not sent and (key is None or key in args)
+        if hit and before:
+            sent.append(name)
+            os.kill(os.getpid(), signal.SIGTERM)
+        result = real(*args, **kwargs)
+        if hit and not before:
+            sent.append(name)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(owner, name, signalling)
+    return sent
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("moment", ["lock written", "outcome written", "lock given back"])
+def test_sigterm_while_the_lock_or_the_outcome_is_written_waits_for_the_write(on_glue, spark, tmp_path, monkeypatch, moment):
+    """The signal raised where it found the driver: just after the lock's file was created (its version not yet read,
+    so the run never gave it back), while the `runs` row was written (the finished run's entry left saying `running`),
+    or while the lock was given back (left held). The next run waited out the job's timeout, or met a false entry.
+    Now those steps finish first; then the job run fails saying it was interrupted."""
+    from dwlib import metrics
+    from dwlib.lake import LocalLake as Local
+
+    lake = LocalLake(tmp_path / "lake")
+    core, dataset, *_ = jobs.find_job_config(lake, DATASET)
+    naming = Naming.of(core)
+    lake.write_json(naming.job_config_key(DATASET), jobs.job_config_document(core, dataset))
+    drop_sample(lake)
+    lock = naming.lock_key(DATASET)
+    sent = {
+        "lock written": lambda: _signal_after(monkeypatch, Local, "create_exclusive", key=lock),
+        "outcome written": lambda: _signal_after(monkeypatch, metrics, "record_run", before=True),
+        "lock given back": lambda: _signal_after(monkeypatch, Local, "delete_if_unchanged", key=lock, before=True),
+    }[moment]()
+    previous = signal.getsignal(signal.SIGTERM)
+    argv = glue_argv(lake, force=False, run_id=RUN)
+    with mock_aws(), pytest.raises(entry.JobRunFailed, match="interrupted: SIGTERM"):
+        entry.main(lambda _spark, args: entry.run_bronze_job(spark, args), jobs.BRONZE_ARGS, argv)
+
+    assert sent, "the signal was sent"
+    assert not lake.exists(lock), "the lock was given back: the next run need not wait out the job's timeout"
+    assert signal.getsignal(signal.SIGTERM) is previous
+    key = naming.run_summary_key(DATASET, RUN)
+    if moment == "lock written":  # stopped before the run began: nothing written
+        assert not lake.exists(key) and not lake.has_prefix("bronze/")
+        return
+    entry_ = json.loads(lake.read_bytes(key))
+    assert entry_["status"] == "succeeded", entry_  # the run had finished: its outcome stands, written whole
+    assert lake.exists(Naming.ops_run_key(DATASET, RUN, "bronze")), "the runs table's row is written"
+    assert pq.read_table(lake.path("bronze/app_users/")).num_rows == 60
+
+
 def test_ctrl_c_through_pyspark_s_own_handler_is_one_line_and_exit_130(tmp_path, capsys):
     """PySpark puts its own SIGINT handler in place of the entry's when it starts its context, and that one raises
     a plain KeyboardInterrupt: the script printed a traceback and exited 1 after the run had settled."""
