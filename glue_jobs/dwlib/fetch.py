@@ -61,6 +61,7 @@ from .secrets import (
     all_forms,
     bytes_pattern,
     forms_pattern,
+    register_window,
     text_forms,
     too_short,
 )
@@ -476,9 +477,10 @@ class _CarriedCredential(Exception):
 
 
 # Secret-looking query values of URLs a fetch reached by itself (redirects, next links to another host): as
-# long as this to be scrubbed (`X-Amz-SignedHeaders=host` is no secret), and at most this many per call.
+# long as this to be scrubbed (`X-Amz-SignedHeaders=host` is no secret); the newest this many of a call are cut
+# (a presigned link brings 3-5; the oldest go once there are more, long after their request was logged).
 LEARNED_MIN_CHARS = 8
-LEARNED_MAX = 64
+LEARNED_MAX = 256
 # A part of such a URL's path or query this long is a token, unless it is a date, a number or words (`a-b_c`).
 TOKEN_ALONE_CHARS = 20
 _NOT_TOKEN = re.compile(r"[\dTZ\W_]+|[A-Za-z]+(?:[-_.~][A-Za-z]+)*")
@@ -732,7 +734,10 @@ class _Session:
         for logger in self._filtered:
             logger.addFilter(self._log_filter)
         self._pools: dict[str, urllib3.PoolManager] = {}
-        self._learned: set[str] = set()
+        # What `learn` found, oldest first (True: a query value named as a secret, also cut from the run's summary).
+        self._learned: dict[str, bool] = {}
+        self._configured = self.secrets  # the secrets the session started with, which the window never drops
+        self._window = object()  # this session's key to what it registered of what it learned
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -746,7 +751,7 @@ class _Session:
         """Scrub, from now on, the secret-looking query values and password of a URL the fetch reached but was
         not configured with: a redirect's or another host's next link (a presigned URL's X-Amz-Signature and
         X-Amz-Credential, a CDN's token). urllib3 logs the URL it requests whole (at DEBUG, and in its warning
-        about a broken header), and nothing else knows these values. At most LEARNED_MAX per call.
+        about a broken header), and nothing else knows these values. The newest LEARNED_MAX of a call are cut.
 
         Such a URL may also carry a token where no name says so: in its path (`https://cdn.example/<token>/
         file.csv`, `/hdnts=exp=…~hmac=…/`) or in a query value of any name (`?md5=…`). Every segment of its path
@@ -755,7 +760,7 @@ class _Session:
         call's messages and log records too (`/***/file.csv`): the path's other words stay, to say where it led."""
         try:
             parts = urlsplit(url)
-            found = {value for value in _url_secrets(url) if len(value) >= LEARNED_MIN_CHARS} - self._learned
+            found = {value for value in _url_secrets(url) if len(value) >= LEARNED_MIN_CHARS}
             paths = {parts.path, parse_url(url).path or ""}  # as written, and as urllib3 requests (and logs) it
         except (ValueError, u3.LocationParseError):  # a URL urllib cannot split (`http://[::1/x`): refused unsent
             return
@@ -763,16 +768,19 @@ class _Session:
         pieces = [piece for path in paths for piece in re.split(r"[/\s\\]+", path)]
         pieces += [piece for pair in re.split(r"[&;\s]+", parts.query) for piece in pair.partition("=")[::2]]
         local = {text for piece in pieces for text in (piece, unquote_plus(piece)) if _token_like(text)}
-        local = {text for text in local if not any(text in configured for configured in own)} - self._learned
-        found = set(sorted(found)[: max(LEARNED_MAX - len(self._learned), 0)])
-        local = set(sorted(local)[: max(LEARNED_MAX - len(self._learned | found), 0)])
-        if found | local:
-            self._learned |= found | local
-            shown = {form for text in local for form in text_forms(text)}  # as a message may write it (%2F, \/)
-            self.secrets = sorted({*self.secrets, *found, *shown}, key=len, reverse=True)
-            self._secrets_pattern = forms_pattern(self.secrets)
-        if found:
-            register_secrets(found)
+        local = {text for text in local if not any(text in configured for configured in own)} - found
+        if not (found | local).difference(self._learned):
+            for text in sorted(found | local):  # seen again (a CDN token in every link): the newest, kept longest
+                self._learned[text] = self._learned.pop(text)
+            return
+        for text in sorted(found | local):
+            self._learned[text] = self._learned.pop(text, False) or text in found
+        for oldest in list(self._learned)[: max(len(self._learned) - LEARNED_MAX, 0)]:
+            del self._learned[oldest]  # long since requested: urllib3 and the warnings quote the URL under way
+        forms = {form for text, named in self._learned.items() for form in ([text] if named else text_forms(text))}
+        self.secrets = sorted({*self._configured, *forms}, key=len, reverse=True)  # local: as messages write it
+        self._secrets_pattern = forms_pattern(self.secrets)
+        register_window(self._window, [text for text, named in self._learned.items() if named])
 
     def scrub(self, text: str) -> str:
         if self._secrets_pattern is not None:

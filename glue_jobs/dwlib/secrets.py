@@ -15,13 +15,14 @@ secret and how to provide it, never its value. Stdlib and boto3 only.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, quote_plus
@@ -35,6 +36,7 @@ __all__ = [
     "SecretsManagerSecrets",
     "env_name",
     "register",
+    "register_window",
     "resolve_all",
     "scrub",
     "scrub_value",
@@ -168,35 +170,51 @@ TRUNCATED_HEAD = 10
 
 
 class Forms:
-    """Every form of the secrets, ready to cut out of a text (`sub`, as `re.Pattern.sub` with a string)."""
+    """Every form of the secrets, ready to cut out of a text (`sub`, as `re.Pattern.sub` with a string).
+
+    A form of SHORT_FORM characters or more is cut as plain text wherever it stands, the longest first (no partial
+    leftovers); a shorter one where it stands as a token, through one regular expression. Making one costs next to
+    nothing for the long forms: the forms of what a fetch learns (presigned links, tokens) change at every page of a
+    long paging, and a regular expression of a few hundred of them took 0.1 s to compile."""
 
     def __init__(self, forms: Iterable[str]):
         ordered = sorted({form for form in forms if form}, key=len, reverse=True)
-        # The longest first: no partial leftovers; a short form where it stands as a token.
-        self.whole = re.compile("|".join(as_token(f) if len(f) < SHORT_FORM else re.escape(f) for f in ordered))
+        self.long = [form for form in ordered if len(form) >= SHORT_FORM]
+        short = [form for form in ordered if len(form) < SHORT_FORM]
+        self.short = re.compile("|".join(as_token(form) for form in short)) if short else None
         self.starts: dict[str, list[str]] = {}
-        for form in ordered:
+        for form in self.long:
             if len(form) >= TRUNCATED_FORM and not re.search(r"\s", form):
                 self.starts.setdefault(form[:TRUNCATED_HEAD], []).append(form)
-        self.heads = re.compile("|".join(re.escape(head) for head in self.starts)) if self.starts else None
 
     def sub(self, replacement: str, text: str) -> str:
-        text = self.whole.sub(replacement, text)
-        if self.heads is None:
-            return text
+        for form in self.long:
+            if form in text:
+                text = text.replace(form, replacement)
+        if self.short is not None:
+            text = self.short.sub(replacement, text)
+        heads = sorted((at, head) for head in self.starts if head in text for at in _places(text, head))
         pieces, done = [], 0
-        for match in self.heads.finditer(text):
-            if match.start() < done:
+        for start, head in heads:
+            if start < done:
                 continue
-            end = match.end()
-            for form in self.starts[match.group()]:  # as far as the text follows the form it starts
-                at, k = match.end(), TRUNCATED_HEAD
+            end = start + len(head)
+            for form in self.starts[head]:  # as far as the text follows the form it starts
+                at, k = start + len(head), TRUNCATED_HEAD
                 while at < len(text) and k < len(form) and text[at] == form[k]:
                     at, k = at + 1, k + 1
                 end = max(end, at)
-            pieces += [text[done : match.start()], replacement]
+            pieces += [text[done:start], replacement]
             done = end
         return "".join(pieces) + text[done:] if pieces else text
+
+
+def _places(text: str, part: str) -> Iterator[int]:
+    """Where `part` starts in `text`, each time."""
+    at = text.find(part)
+    while at >= 0:
+        yield at
+        at = text.find(part, at + 1)
 
 
 def forms_pattern(forms: Iterable[str]) -> Forms | None:
@@ -224,7 +242,6 @@ PART_MIN_CHARS = 8
 
 def register(values: Iterable[str | None]) -> None:
     """Remember secret values (and their colon-separated password part) so `scrub` hides them."""
-    global _pattern
     with _lock:
         before = len(_values)
         for value in values:
@@ -236,9 +253,36 @@ def register(values: Iterable[str | None]) -> None:
             if colon and len(password) >= 4:  # user:password, e.g. for Basic auth
                 _values.add(password)
         if len(_values) != before:
-            _pattern = forms_pattern({form for value in _values for form in _quote_forms(value) | _base64_forms(value)})
+            _rebuild()
         if _pattern is not None:
             _scrub_every_log_record()
+
+
+# Values a process learned on its way (a fetch's redirects and links to other hosts), by who learned them: each
+# learner's latest only, so that its newest are cut however long it goes on while the pattern keeps its size.
+_windows: dict[object, frozenset[str]] = {}
+
+
+def register_window(owner: object, values: Iterable[str]) -> None:
+    """`values` in place of those `owner` registered before: a window over what it learned that moves with it."""
+    window = frozenset(value for value in values if value)
+    with _lock:
+        if _windows.get(owner, frozenset()) != window:
+            _windows[owner] = window
+            _rebuild()
+            if _pattern is not None:
+                _scrub_every_log_record()
+
+
+def _rebuild() -> None:
+    global _pattern
+    values = _values.union(*_windows.values())
+    _pattern = forms_pattern({form for value in values for form in _value_forms(value)})
+
+
+@functools.lru_cache(maxsize=4096)  # a window that moves keeps most of its values from one page to the next
+def _value_forms(value: str) -> frozenset[str]:
+    return frozenset(_quote_forms(value) | _base64_forms(value))
 
 
 def _scrub_record(record: logging.LogRecord) -> None:

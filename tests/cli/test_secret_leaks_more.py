@@ -372,6 +372,43 @@ def test_a_token_in_the_path_of_an_api_s_next_link_to_another_host_is_in_no_log(
         assert_nowhere(secret, seen)
 
 
+def test_the_tokens_of_an_api_s_many_next_links_to_another_host_are_in_no_log(tmp_path):
+    """An API that pages through presigned links on another host: each page's link has its own token in the path and
+    its own signature. Only the first 64 such values of a fetch were learned; from about the 17th page on, urllib3's
+    records and our warning printed each new link's token and signature whole."""
+    import hashlib
+
+    pages = 40
+    token = [hashlib.sha256(f"path {n}".encode()).hexdigest()[:24] for n in range(pages + 1)]
+    signature = [hashlib.sha256(f"signature {n}".encode()).hexdigest() for n in range(pages + 1)]
+    api, storage = LoopbackServer(), LoopbackServer()
+
+    def link(n: int) -> str:
+        return storage.url(f"/{token[n]}/page{n}.json?X-Amz-Expires=300&X-Amz-Signature={signature[n]}")
+
+    def page(n: int):
+        return lambda handler, _: handler.json({"items": [{"id": n}], **({"next": link(n + 1)} if n < pages else {})})
+
+    try:
+        api.routes["/v1/items"] = page(0)
+        for n in range(1, pages + 1):
+            storage.routes[f"/{token[n]}/page{n}.json"] = page(n)
+        root = project(tmp_path, api_config(api.url("/v1/items"), {"header": "X-Api-Key"}, paging="link"))
+        lake = tmp_path / "lake"
+
+        run = run_raw(root, lake, "--debug", **{ENV: KEY})
+    finally:
+        api.stop()
+        storage.stop()
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "LOG urllib3.connectionpool DEBUG" in run.stderr, "urllib3's records were captured"
+    assert [json.loads(line)["id"] for line in raw_files(lake)[0].read_text().splitlines()] == list(range(pages + 1))
+    seen = outputs(lake, run)
+    for secret in [KEY, *token[1:], *signature[1:]]:
+        assert_nowhere(secret, seen)
+
+
 SERVER_COOKIE = "sid=9d8c7b6a5f4e3d2c1b0a"
 
 
