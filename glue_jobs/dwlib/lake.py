@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import time
@@ -37,6 +38,8 @@ BEFORE_COMMIT, AFTER_COMMIT = "copying", "deleting"
 # Waits before a whole S3 request (a delete, a journal write) is tried again after a 5xx, a throttle or a dropped
 # connection: the publish's own retries, on top of the SDK's.
 RETRY_DELAYS = (0.5, 2.0)
+# Waits before a conditional write is sent again after 409 ConditionalRequestConflict (each up to twice as long).
+CONFLICT_DELAYS = (0.1, 0.2, 0.4, 0.8)
 TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
                    "ThrottlingException", "RequestTimeTooSkewed"}  # fmt: skip
 
@@ -571,14 +574,26 @@ class S3Lake(Lake):
         code = response.get("Error", {}).get("Code")
         return status in (404, 409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")
 
+    def _if(self, call, **request) -> bool:
+        """A conditional write: True if done, False if its condition did not hold. Sent again while S3 answers 409
+        ConditionalRequestConflict (another conditional write to the key under way, which may yet fail: S3's
+        documentation asks for a retry); one that outlasts the retries is taken for the condition not holding."""
+        for delay in (*CONFLICT_DELAYS, None):
+            try:
+                call(Bucket=self.bucket, **request)
+                return True
+            except self.client.exceptions.ClientError as exc:
+                if not self._refused(exc):
+                    raise
+                response = exc.response
+                busy = response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 409
+                if delay is None or not (busy or response.get("Error", {}).get("Code") == "ConditionalRequestConflict"):
+                    return False
+                time.sleep(delay * (1 + random.random()))
+        raise AssertionError("unreachable")
+
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
-            return True
-        except self.client.exceptions.ClientError as exc:
-            if self._refused(exc):
-                return False
-            raise
+        return self._if(self.client.put_object, Key=self._key(key), Body=data, IfNoneMatch="*")
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         try:
@@ -590,19 +605,7 @@ class S3Lake(Lake):
         return answer["Body"].read(), answer["ETag"]
 
     def replace_if_unchanged(self, key: str, token: str, data: bytes) -> bool:
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=token)
-            return True
-        except self.client.exceptions.ClientError as exc:
-            if self._refused(exc):
-                return False
-            raise
+        return self._if(self.client.put_object, Key=self._key(key), Body=data, IfMatch=token)
 
     def delete_if_unchanged(self, key: str, token: str) -> bool:
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=token)
-            return True
-        except self.client.exceptions.ClientError as exc:
-            if self._refused(exc):
-                return False
-            raise
+        return self._if(self.client.delete_object, Key=self._key(key), IfMatch=token)

@@ -277,11 +277,33 @@ def _utc(seconds: float) -> str:
 def _put_claim(s3, bucket: str, key: str, body: bytes, **condition: str) -> str | None:
     """Put the claim `key` if `condition` holds (IfNoneMatch or IfMatch); its ETag, None when it does not hold."""
     try:
-        return s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition)["ETag"]
+        return _put_if(s3, Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition)["ETag"]
     except ClientError as error:
         if _conflict(error):
             return None
         raise
+
+
+# How often a conditional put is sent again when S3 answers 409 ConditionalRequestConflict, and the first wait.
+CONFLICT_RETRIES = 4
+CONFLICT_WAIT_S = 0.1
+
+
+def _put_if(s3, **request: Any) -> dict[str, Any]:
+    """A conditional put_object, sent again while S3 answers 409 ConditionalRequestConflict: another conditional
+    write to the key was under way, which may yet fail, and S3's documentation asks for a retry. Only 412 (the key
+    is there, or has another ETag) says the condition does not hold; a 409 that outlasts the retries is raised."""
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            return s3.put_object(**request)
+        except ClientError as error:
+            busy = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 409
+            if not (busy or error.response.get("Error", {}).get("Code") == "ConditionalRequestConflict"):
+                raise
+            if attempt == CONFLICT_RETRIES:
+                raise
+            time.sleep(CONFLICT_WAIT_S * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def _conflict(error: ClientError) -> bool:
@@ -467,15 +489,22 @@ def _publish(s3, bucket: str, marker: str, body: bytes) -> None:
     """Put the run's marker, whose arrival starts the pipeline, once: If-None-Match, so that no second export of
     the run (one stopped whose last request is processed late) replaces it and starts the pipeline again."""
     try:
-        s3.put_object(Bucket=bucket, Key=marker, Body=body, ContentType="application/json", IfNoneMatch="*")
+        _put_if(s3, Bucket=bucket, Key=marker, Body=body, ContentType="application/json", IfNoneMatch="*")
         return
     except ClientError as error:
         if not _conflict(error):
             raise
     # There: this export's own put, stored before its reply was lost and the SDK sent it again, or another's.
     folder, name = marker.rsplit("/", 1)
-    if _listed(s3, bucket, folder + "/").get(name, {}).get("ETag") == _md5_etag(body):
+    there = _listed(s3, bucket, folder + "/").get(name)
+    if there is not None and there.get("ETag") == _md5_etag(body):
         return
+    if there is None:  # S3 answered 409 to every try, and the writes it was waiting on did not store a marker
+        raise RuntimeError(
+            f"s3://{bucket}/{marker} could not be written: S3 answered 409 ConditionalRequestConflict "
+            f"{CONFLICT_RETRIES + 1} times, and no marker is there: invoke the export again with the same run_id "
+            "once this export's claim (the folder's _EXPORT_STARTED, its `expires`) lapses"
+        )
     raise RuntimeError(
         f"s3://{bucket}/{marker} was written by another export of this run while this one ran, and is kept (the "
         "pipeline started on it): this export's CSV replaced that export's, so check that run before loading it"

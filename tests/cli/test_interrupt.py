@@ -164,9 +164,8 @@ def test_dw_stopped_while_it_takes_or_gives_back_the_lock_gives_it_back(tmp_path
     previous = signal.signal(signal.SIGTERM, cli._interrupt)
     worked = []
     try:
-        with pytest.raises(Interrupted) as stop:
-            with ledger.holding(ctx, "bronze"):
-                worked.append(lake.exists(key))
+        with pytest.raises(Interrupted) as stop, ledger.holding(ctx, "bronze"):
+            worked.append(lake.exists(key))
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stop.value.exit_code == 143

@@ -569,6 +569,32 @@ def test_two_takeovers_of_one_stale_lock_cannot_both_win(any_lake):
     assert any_lake.read_bytes(key) == b'{"run": "a"}'
 
 
+@pytest.mark.parametrize("operation", ["PutObject", "DeleteObject"], ids=["taken", "given back"])
+def test_a_409_on_the_lock_is_sent_again_not_taken_for_another_run(core, monkeypatch, operation):
+    """S3 answers 409 ConditionalRequestConflict (not 412) while another conditional write to the key is under way,
+    and asks for a retry. Read as the condition failing, a 409 on taking the lock refused the run ("another run
+    holds the lock") and one on giving it back left it held, so the next run waited out the job's timeout."""
+    from dwlib import lake as lake_module
+    from tests.s3_answers import answer_409
+
+    monkeypatch.setattr(lake_module, "CONFLICT_DELAYS", (0.0,) * 4, raising=False)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        s3 = S3Lake(BUCKET, "lake", client=client)
+        answered = answer_409(client, operation, "/_lock.json", times=2)
+        lock = ledger.RunLock(s3, Naming.of(core), DATASET, 120)
+        lock.acquire(FIRST, "bronze")
+        assert s3.exists(f"runs/{DATASET}/_lock.json")
+        lock.release()
+        assert answered == [409, 409]
+        assert not s3.exists(f"runs/{DATASET}/_lock.json"), "the lock was given back"
+        # A 409 that does not end is the condition not holding: refused, as a lock held by another run.
+        answer_409(client, "PutObject", "/_lock.json", times=99)
+        with pytest.raises(ledger.RunRefused, match="holds the lock"):
+            ledger.RunLock(s3, Naming.of(core), DATASET, 120).acquire(SECOND, "bronze")
+
+
 def test_runs_of_the_same_second_get_different_run_ids(any_lake, core, tmp_path):
     first = bronze.run_raw(ctx_for(core, any_lake, FIRST, sample_dir=sample_dir(tmp_path), auto_run_id=True))
     second = bronze.run_raw(ctx_for(core, any_lake, FIRST, sample_dir=sample_dir(tmp_path), auto_run_id=True))

@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from lambdas.dynamodb_csv_export import handler as export
+from tests.s3_answers import answer_409
 
 RUN_ID = "20261121T060000Z"
 TABLE = "shop-orders-table"
@@ -1099,6 +1100,40 @@ def test_an_export_whose_claim_put_was_sent_again_after_a_lost_reply_runs(aws, m
     result = export.handler({"run_id": RUN_ID}, FakeContext())
 
     assert resent == [200] and result["rows"] == 1
+    assert read_csv(aws.s3) == [["pk"], ["a"]]
+    assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())["rows"] == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "conflicts"),
+    [("_SUCCESS", 1), (export.CLAIM, 1), ("_SUCCESS", 99)],
+    ids=["marker once", "claim once", "marker always"],
+)
+def test_a_409_conditional_request_conflict_is_sent_again_not_taken_for_another_export(aws, monkeypatch, target, conflicts):
+    """S3 answers 409 ConditionalRequestConflict (not 412) to a conditional put while another conditional write to
+    the key is under way, and asks for a retry. The export took it for the condition failing: a 409 on the marker
+    (none stored) said another export had written it and the pipeline never started; one on the claim refused the
+    run id. Now the put is sent again; a 409 that never ends is an error that says so."""
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    monkeypatch.setattr(export, "CONFLICT_WAIT_S", 0.0, raising=False)
+    make, answered = export._s3_client, []
+
+    def client():
+        made = make()
+        answer_409(made, "PutObject", f"/{target}", conflicts, answered)
+        return made
+
+    monkeypatch.setattr(export, "_s3_client", client)
+    if conflicts > 10:  # more than the export sends again
+        with pytest.raises(RuntimeError, match="409 ConditionalRequestConflict 5 times, and no marker is there") as err:
+            export.handler({"run_id": RUN_ID}, FakeContext())
+        assert "was written by another export" not in str(err.value)
+        assert MARKER not in bucket_keys(aws.s3)
+        return
+    result = export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert answered == [409] and result["rows"] == 1
     assert read_csv(aws.s3) == [["pk"], ["a"]]
     assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())["rows"] == 1
 
