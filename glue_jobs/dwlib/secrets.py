@@ -172,10 +172,12 @@ TRUNCATED_HEAD = 10
 class Forms:
     """Every form of the secrets, ready to cut out of a text (`sub`, as `re.Pattern.sub` with a string).
 
-    A form of SHORT_FORM characters or more is cut as plain text wherever it stands, the longest first (no partial
-    leftovers); a shorter one where it stands as a token, through one regular expression. Making one costs next to
-    nothing for the long forms: the forms of what a fetch learns (presigned links, tokens) change at every page of a
-    long paging, and a regular expression of a few hundred of them took 0.1 s to compile."""
+    Every place a form stands in the text is found in the text as given, and places that overlap are cut as one: no
+    part of either secret is left, and the outcome does not depend on the order the forms are tried in. A form of
+    SHORT_FORM characters or more counts wherever it stands, found as plain text; a shorter one where it stands as a
+    token, through one regular expression. Making one costs next to nothing for the long forms: the forms of what a
+    fetch learns (presigned links, tokens) change at every page of a long paging, and a regular expression of a few
+    hundred of them took 0.1 s to compile."""
 
     def __init__(self, forms: Iterable[str]):
         ordered = sorted({form for form in forms if form}, key=len, reverse=True)
@@ -188,25 +190,31 @@ class Forms:
                 self.starts.setdefault(form[:TRUNCATED_HEAD], []).append(form)
 
     def sub(self, replacement: str, text: str) -> str:
-        for form in self.long:
-            if form in text:
-                text = text.replace(form, replacement)
+        spans = [(at, at + len(form)) for form in self.long if form in text for at in _places(text, form)]
         if self.short is not None:
-            text = self.short.sub(replacement, text)
-        heads = sorted((at, head) for head in self.starts if head in text for at in _places(text, head))
+            spans += [match.span() for match in self.short.finditer(text)]
+        for head, forms in self.starts.items():  # a form cut short: from its head as far as the text follows it
+            for at in _places(text, head) if head in text else ():
+                spans.append((at, max(at + _followed(text, at, form) for form in forms)))
+        if not spans:
+            return text
         pieces, done = [], 0
-        for start, head in heads:
-            if start < done:
+        for start, end in sorted(spans):
+            if start < done:  # overlaps the cut before: cut together
+                if end > done:
+                    done = end
                 continue
-            end = start + len(head)
-            for form in self.starts[head]:  # as far as the text follows the form it starts
-                at, k = start + len(head), TRUNCATED_HEAD
-                while at < len(text) and k < len(form) and text[at] == form[k]:
-                    at, k = at + 1, k + 1
-                end = max(end, at)
             pieces += [text[done:start], replacement]
             done = end
-        return "".join(pieces) + text[done:] if pieces else text
+        return "".join(pieces) + text[done:]
+
+
+def _followed(text: str, at: int, form: str) -> int:
+    """How many characters of `form` the text spells from `at` on."""
+    k = 0
+    while at + k < len(text) and k < len(form) and text[at + k] == form[k]:
+        k += 1
+    return k
 
 
 def _places(text: str, part: str) -> Iterator[int]:
@@ -245,17 +253,19 @@ def register(values: Iterable[str | None]) -> None:
     with _lock:
         before = len(_values)
         for value in values:
-            if not value:
-                continue
-            _values.add(value)
-            _values.update(parts(value))
-            _, colon, password = value.partition(":")
-            if colon and len(password) >= 4:  # user:password, e.g. for Basic auth
-                _values.add(password)
+            _values.update(_expanded(value))
         if len(_values) != before:
             _rebuild()
         if _pattern is not None:
             _scrub_every_log_record()
+
+
+def _expanded(value: str | None) -> set[str]:
+    """A secret value with the parts that may be shown alone: see `parts`, and the password of `user:password`."""
+    if not value:
+        return set()
+    _, colon, password = value.partition(":")
+    return {value, *parts(value), *([password] if colon and len(password) >= 4 else [])}  # Basic auth's password
 
 
 # Values a process learned on its way (a fetch's redirects and links to other hosts), by who learned them: each
@@ -265,7 +275,7 @@ _windows: dict[object, frozenset[str]] = {}
 
 def register_window(owner: object, values: Iterable[str]) -> None:
     """`values` in place of those `owner` registered before: a window over what it learned that moves with it."""
-    window = frozenset(value for value in values if value)
+    window = frozenset(part for value in values for part in _expanded(value))
     with _lock:
         if _windows.get(owner, frozenset()) != window:
             _windows[owner] = window
