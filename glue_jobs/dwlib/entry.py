@@ -62,6 +62,11 @@ def main(run: Callable[[SparkLike, dict[str, str]], int], names: tuple[str, ...]
         # KeyboardInterrupt is Ctrl-C through the handler PySpark puts in place of ours when it starts its context.
         stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
         message = f"interrupted: {stop.signal_name}; the run's ledger entry says so and its lock was given back"
+        if stops.came_while_settling(exc):
+            message = (
+                f"interrupted: {stop.signal_name}, which came while the run's lock or outcome was being written and "
+                "took effect once that was done: its ledger entry says how the run ended, and its lock was given back"
+            )
         if on_glue:
             raise JobRunFailed(message) from None
         print(message, file=sys.stderr)
@@ -94,13 +99,28 @@ def _stops_unwind() -> Iterator[None]:
         if not stops.defer(stop):  # deferred: the lock or the run's outcome is being written; raised right after
             raise stop
 
+    global _unwinding
     for number in numbers:
         signal.signal(number, interrupt)
+    _unwinding = interrupt
     try:
         yield
     finally:
+        _unwinding = None
         for number, handler in before.items():
             signal.signal(number, handler)
+
+
+# The handler `_stops_unwind` put in place, while it is: PySpark replaces the one of SIGINT when it starts its context.
+_unwinding: Callable[[int, object], None] | None = None
+
+
+def _take_back_sigint() -> None:
+    """Put the run's SIGINT handler back in place of PySpark's, whose plain KeyboardInterrupt would cut the lock's or
+    the outcome's write in two (dwlib.stops); ours cancels Spark's jobs too, as the run unwinds."""
+    handler, main = _unwinding, threading.current_thread() is threading.main_thread()
+    if handler is not None and main and signal.getsignal(signal.SIGINT) is not handler:
+        signal.signal(signal.SIGINT, handler)
 
 
 def _session() -> SparkSession:
@@ -112,7 +132,9 @@ SparkLike = SparkSession | Callable[[], SparkSession]
 
 def _spark(spark: SparkLike) -> SparkSession:
     """Spark starts only when a run needs it: a dry run or a missing config never waits for a session."""
-    return spark if isinstance(spark, SparkSession) else spark()
+    session = spark if isinstance(spark, SparkSession) else spark()
+    _take_back_sigint()
+    return session
 
 
 def run_bronze_job(spark: SparkLike, args: dict[str, str]) -> int:

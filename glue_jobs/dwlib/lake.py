@@ -574,26 +574,33 @@ class S3Lake(Lake):
         code = response.get("Error", {}).get("Code")
         return status in (404, 409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")
 
-    def _if(self, call, **request) -> bool:
-        """A conditional write: True if done, False if its condition did not hold. Sent again while S3 answers 409
-        ConditionalRequestConflict (another conditional write to the key under way, which may yet fail: S3's
-        documentation asks for a retry); one that outlasts the retries is taken for the condition not holding."""
+    def _if(self, call, key: str, **request) -> bool:
+        """A conditional write: True if done, False if its condition did not hold (412, or no object). Sent again
+        while S3 answers 409 ConditionalRequestConflict (another conditional write to the key under way, which may
+        yet fail: S3's documentation asks for a retry); one that outlasts the retries is a LakeError, never taken
+        for the condition failing."""
         for delay in (*CONFLICT_DELAYS, None):
             try:
-                call(Bucket=self.bucket, **request)
+                call(Bucket=self.bucket, Key=self._key(key), **request)
                 return True
             except self.client.exceptions.ClientError as exc:
                 if not self._refused(exc):
                     raise
                 response = exc.response
                 busy = response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 409
-                if delay is None or not (busy or response.get("Error", {}).get("Code") == "ConditionalRequestConflict"):
+                if not (busy or response.get("Error", {}).get("Code") == "ConditionalRequestConflict"):
                     return False
+                if delay is None:
+                    raise LakeError(
+                        f"{self.uri(key)}: S3 answered 409 ConditionalRequestConflict to each of "
+                        f"{len(CONFLICT_DELAYS) + 1} tries of a conditional write (another request on the key kept "
+                        "going), so it was neither done nor refused"
+                    ) from None
                 time.sleep(delay * (1 + random.random()))
         raise AssertionError("unreachable")
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        return self._if(self.client.put_object, Key=self._key(key), Body=data, IfNoneMatch="*")
+        return self._if(self.client.put_object, key, Body=data, IfNoneMatch="*")
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         try:
@@ -605,7 +612,7 @@ class S3Lake(Lake):
         return answer["Body"].read(), answer["ETag"]
 
     def replace_if_unchanged(self, key: str, token: str, data: bytes) -> bool:
-        return self._if(self.client.put_object, Key=self._key(key), Body=data, IfMatch=token)
+        return self._if(self.client.put_object, key, Body=data, IfMatch=token)
 
     def delete_if_unchanged(self, key: str, token: str) -> bool:
-        return self._if(self.client.delete_object, Key=self._key(key), IfMatch=token)
+        return self._if(self.client.delete_object, key, IfMatch=token)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dwlib import metrics, stops
-from dwlib.lake import Lake
+from dwlib.lake import Lake, LakeError
 from dwlib.naming import DROP_MARKER, RAW_MANIFEST, RUN_ID, Naming, next_run_id
 
 ACTIVE = ("running", "publishing")  # what an entry says while its run works
@@ -173,8 +173,14 @@ class RunLock:
 
     def release(self) -> None:
         if self.token is not None:
-            self.lake.delete_if_unchanged(self.key, self.token)  # not ours any more: leave it to its holder
-            self.token = None
+            token, self.token = self.token, None
+            try:
+                self.lake.delete_if_unchanged(self.key, token)  # not ours any more: leave it to its holder
+            except LakeError as exc:
+                raise LakeError(
+                    f"{exc}: the run's lock stays. Remove {self.key} before the next run of {self.dataset}, or that "
+                    "run waits until the lock is stale"
+                ) from None
 
 
 @contextmanager
@@ -194,8 +200,8 @@ def holding(ctx, layer: str) -> Iterator[RunLock]:
         yield lock
     finally:
         if held:
-            ctx.lock = None
             with stops.settling():
+                ctx.lock = None
                 lock.release()
 
 

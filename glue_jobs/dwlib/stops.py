@@ -11,6 +11,7 @@ it does for a stop during a cleanup (`dw` ends at once), so a step that hangs ca
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 
@@ -24,7 +25,15 @@ def defer(stop: BaseException) -> bool:
     if _kept is None or _kept:
         return False
     _kept.append(stop)
+    stop.came_while_settling = True  # type: ignore[attr-defined]
+    with contextlib.suppress(OSError):  # a line now, so that a stop that seems to wait is not sent again at once
+        os.write(2, f"stopping ({stop}) once the write under way is done; a second stop ends at once\n".encode())
     return True
+
+
+def came_while_settling(stop: BaseException) -> bool:
+    """Whether `stop` waited for a step of `settling()`: the run's lock and outcome were written whole."""
+    return bool(getattr(stop, "came_while_settling", False))
 
 
 @contextlib.contextmanager

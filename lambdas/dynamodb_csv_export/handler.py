@@ -289,10 +289,15 @@ CONFLICT_RETRIES = 4
 CONFLICT_WAIT_S = 0.1
 
 
+class ConditionalConflict(RuntimeError):
+    """S3 answered 409 ConditionalRequestConflict to every try of a conditional write: neither done nor refused."""
+
+
 def _put_if(s3, **request: Any) -> dict[str, Any]:
     """A conditional put_object, sent again while S3 answers 409 ConditionalRequestConflict: another conditional
     write to the key was under way, which may yet fail, and S3's documentation asks for a retry. Only 412 (the key
-    is there, or has another ETag) says the condition does not hold; a 409 that outlasts the retries is raised."""
+    is there, or has another ETag) says the condition does not hold; a 409 that outlasts the retries is a
+    ConditionalConflict, never taken for a 412."""
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             return s3.put_object(**request)
@@ -301,7 +306,11 @@ def _put_if(s3, **request: Any) -> dict[str, Any]:
             if not (busy or error.response.get("Error", {}).get("Code") == "ConditionalRequestConflict"):
                 raise
             if attempt == CONFLICT_RETRIES:
-                raise
+                raise ConditionalConflict(
+                    f"s3://{request['Bucket']}/{request['Key']}: S3 answered 409 ConditionalRequestConflict to each "
+                    f"of {CONFLICT_RETRIES + 1} tries of a conditional write (another request on the key kept going); invoke "
+                    "the export again"
+                ) from None
             time.sleep(CONFLICT_WAIT_S * 2**attempt * (1 + random.random()))
     raise AssertionError("unreachable")
 
@@ -491,6 +500,8 @@ def _publish(s3, bucket: str, marker: str, body: bytes) -> None:
     try:
         _put_if(s3, Bucket=bucket, Key=marker, Body=body, ContentType="application/json", IfNoneMatch="*")
         return
+    except ConditionalConflict:
+        pass  # the tries may have stored it all the same: what the folder holds says
     except ClientError as error:
         if not _conflict(error):
             raise

@@ -271,8 +271,10 @@ def test_a_glue_job_stopped_by_sigterm_settles_its_run_and_gives_back_its_lock(o
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
-def _signal_after(monkeypatch, owner, name: str, key: str | None = None, before: bool = False) -> list[str]:
-    """Send this process SIGTERM from inside `owner.name` (before or after the real call; for `key` only, if given),
+def _signal_after(
+    monkeypatch, owner, name: str, key: str | None = None, before: bool = False, signum: int = signal.SIGTERM
+) -> list[str]:
+    """Send this process `signum` from inside `owner.name` (before or after the real call; for `key` only, if given),
     the first time it is called: the moment a stopped job run's signal may find the driver in."""
     real, sent = getattr(owner, name), []
 
@@ -280,11 +282,11 @@ def _signal_after(monkeypatch, owner, name: str, key: str | None = None, before:
         hit = not sent and (key is None or key in args)
         if hit and before:
             sent.append(name)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         result = real(*args, **kwargs)
         if hit and not before:
             sent.append(name)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         return result
 
     monkeypatch.setattr(owner, name, signalling)
@@ -314,9 +316,10 @@ def test_sigterm_while_the_lock_or_the_outcome_is_written_waits_for_the_write(on
     }[moment]()
     previous = signal.getsignal(signal.SIGTERM)
     argv = glue_argv(lake, force=False, run_id=RUN)
-    with mock_aws(), pytest.raises(entry.JobRunFailed, match="interrupted: SIGTERM"):
+    with mock_aws(), pytest.raises(entry.JobRunFailed, match="interrupted: SIGTERM") as failed:
         entry.main(lambda _spark, args: entry.run_bronze_job(spark, args), jobs.BRONZE_ARGS, argv)
 
+    assert "took effect once that was done: its ledger entry says how the run ended" in str(failed.value)
     assert sent, "the signal was sent"
     assert not lake.exists(lock), "the lock was given back: the next run need not wait out the job's timeout"
     assert signal.getsignal(signal.SIGTERM) is previous
@@ -328,6 +331,40 @@ def test_sigterm_while_the_lock_or_the_outcome_is_written_waits_for_the_write(on
     assert entry_["status"] == "succeeded", entry_  # the run had finished: its outcome stands, written whole
     assert lake.exists(Naming.ops_run_key(DATASET, RUN, "bronze")), "the runs table's row is written"
     assert pq.read_table(lake.path("bronze/app_users/")).num_rows == 60
+
+
+@pytest.mark.spark
+def test_ctrl_c_while_the_outcome_is_written_waits_though_pyspark_put_its_handler_in(on_glue, spark, tmp_path, monkeypatch):
+    """PySpark puts its own SIGINT handler in place when it starts its context, and that one raises a plain
+    KeyboardInterrupt wherever the signal finds the driver: a Ctrl-C while the outcome was written cut the write in
+    two, as SIGTERM did. The entry point takes SIGINT back once the session is made."""
+    from dwlib import metrics
+
+    lake = LocalLake(tmp_path / "lake")
+    core, dataset, *_ = jobs.find_job_config(lake, DATASET)
+    naming = Naming.of(core)
+    lake.write_json(naming.job_config_key(DATASET), jobs.job_config_document(core, dataset))
+    drop_sample(lake)
+    sent = _signal_after(monkeypatch, metrics, "record_run", before=True, signum=signal.SIGINT)
+
+    def session_as_pyspark_starts_it():
+        def pyspark_handler(signum, frame):  # what SparkContext installs on the main thread: cancel, then raise
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, pyspark_handler)
+        return spark
+
+    previous = signal.getsignal(signal.SIGINT)
+    with mock_aws(), pytest.raises(entry.JobRunFailed, match="interrupted: SIGINT, which came while"):
+        entry.main(
+            lambda _spark, args: entry.run_bronze_job(session_as_pyspark_starts_it, args),
+            jobs.BRONZE_ARGS,
+            glue_argv(lake, force=False, run_id=RUN),
+        )
+    assert sent
+    assert json.loads(lake.read_bytes(naming.run_summary_key(DATASET, RUN)))["status"] == "succeeded"
+    assert not lake.exists(naming.lock_key(DATASET))
+    assert signal.getsignal(signal.SIGINT) is previous
 
 
 def test_ctrl_c_through_pyspark_s_own_handler_is_one_line_and_exit_130(tmp_path, capsys):

@@ -1106,8 +1106,8 @@ def test_an_export_whose_claim_put_was_sent_again_after_a_lost_reply_runs(aws, m
 
 @pytest.mark.parametrize(
     ("target", "conflicts"),
-    [("_SUCCESS", 1), (export.CLAIM, 1), ("_SUCCESS", 99)],
-    ids=["marker once", "claim once", "marker always"],
+    [("_SUCCESS", 1), (export.CLAIM, 1), ("_SUCCESS", 99), (export.CLAIM, 99)],
+    ids=["marker once", "claim once", "marker always", "claim always"],
 )
 def test_a_409_conditional_request_conflict_is_sent_again_not_taken_for_another_export(aws, monkeypatch, target, conflicts):
     """S3 answers 409 ConditionalRequestConflict (not 412) to a conditional put while another conditional write to
@@ -1125,6 +1125,11 @@ def test_a_409_conditional_request_conflict_is_sent_again_not_taken_for_another_
         return made
 
     monkeypatch.setattr(export, "_s3_client", client)
+    if conflicts > 10 and target == export.CLAIM:  # neither claimed nor refused: said so, and nothing written
+        with pytest.raises(RuntimeError, match="answered 409 ConditionalRequestConflict to each of 5 tries"):
+            export.handler({"run_id": RUN_ID}, FakeContext())
+        assert bucket_keys(aws.s3) == []
+        return
     if conflicts > 10:  # more than the export sends again
         with pytest.raises(RuntimeError, match="409 ConditionalRequestConflict 5 times, and no marker is there") as err:
             export.handler({"run_id": RUN_ID}, FakeContext())
