@@ -589,7 +589,10 @@ class S3Lake(Lake):
                 response = exc.response
                 busy = response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 409
                 if not (busy or response.get("Error", {}).get("Code") == "ConditionalRequestConflict"):
-                    return False
+                    # Refused, maybe for this very write: stored, its reply lost, and the SDK's resend refused
+                    # (the key is there now, or has a new ETag). The bytes say whether the key holds this write.
+                    found = self.read_versioned(key) if "Body" in request else None
+                    return found is not None and found[0] == request["Body"]
                 if delay is None:
                     raise LakeError(
                         f"{self.uri(key)}: S3 answered 409 ConditionalRequestConflict to each of "

@@ -602,6 +602,28 @@ def test_a_409_on_the_lock_is_sent_again_not_taken_for_another_run(core, monkeyp
                 lock.release()
 
 
+def test_a_lock_whose_reply_was_lost_is_this_run_s_not_another_s(core):
+    """S3 stored the lock, its reply was lost and the SDK sent the put again, which S3 refused (the key is there):
+    the run took its own lock for another run's and refused to start, naming its own pid as the holder."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        s3, resent = S3Lake(BUCKET, "lake", client=client), []
+
+        def lose_first_reply(request_dict, response, **_):
+            if request_dict["url_path"].endswith("/_lock.json") and not resent:
+                resent.append(response[0].status_code)
+                return 0  # send it again at once, as after a connection reset
+            return None
+
+        client.meta.events.register_first("needs-retry.s3.PutObject", lose_first_reply)
+        lock = ledger.RunLock(s3, Naming.of(core), DATASET, 120)
+        lock.acquire(FIRST, "bronze")
+        assert resent == [200] and lock.token is not None
+        lock.release()
+        assert not s3.exists(f"runs/{DATASET}/_lock.json"), "the lock, known as its own, was given back"
+
+
 def test_runs_of_the_same_second_get_different_run_ids(any_lake, core, tmp_path):
     first = bronze.run_raw(ctx_for(core, any_lake, FIRST, sample_dir=sample_dir(tmp_path), auto_run_id=True))
     second = bronze.run_raw(ctx_for(core, any_lake, FIRST, sample_dir=sample_dir(tmp_path), auto_run_id=True))
