@@ -332,10 +332,23 @@ class _Claim:
     def note_upload(self, s3, upload_id: str) -> None:
         with self.lock:
             record = {**self.record, "uploads": [*self.record.get("uploads", []), upload_id]}
-            etag = _put_claim(s3, self.bucket, self.key, json.dumps(record).encode(), IfMatch=self.etag)
+            body = json.dumps(record).encode()
+            etag = _put_claim(s3, self.bucket, self.key, body, IfMatch=self.etag) or _own_write(s3, self, body)
             if etag is None:
                 raise RuntimeError(f"the claim s3://{self.bucket}/{self.key} changed under this export")
             self.record, self.etag = record, etag
+
+
+def _own_write(s3, claim: _Claim, body: bytes) -> str | None:
+    """The claim's ETag if it holds `body`: this export's write, refused only as the SDK's resend of it after its
+    reply was lost (the ETag had changed: by that very write)."""
+    try:
+        got = s3.get_object(Bucket=claim.bucket, Key=claim.key)
+    except ClientError as error:
+        if _conflict(error):
+            return None
+        raise
+    return got["ETag"] if got["Body"].read() == body else None
 
 
 def _running(run_id: str, context: Any, uploads: list[str]) -> dict[str, Any]:
@@ -478,7 +491,8 @@ def _release(bucket: str, dataset: str, run_id: str, claim: _Claim, error: BaseE
     this export's own claim (If-Match its ETag) with the released one. Never raises: the export's error is the news."""
     try:
         with claim.lock:
-            released = _put_claim(_s3_client(), bucket, claim.key, _released(run_id), IfMatch=claim.etag)
+            s3, body = _s3_client(), _released(run_id)
+            released = _put_claim(s3, bucket, claim.key, body, IfMatch=claim.etag) or _own_write(s3, claim, body)
     except Exception:
         released = None
     if released is None:

@@ -1143,6 +1143,36 @@ def test_a_409_conditional_request_conflict_is_sent_again_not_taken_for_another_
     assert json.loads(aws.s3.get_object(Bucket=BUCKET, Key=MARKER)["Body"].read())["rows"] == 1
 
 
+def test_an_upload_noted_in_the_claim_after_a_lost_reply_goes_on(aws, monkeypatch):
+    """The claim notes each multipart upload (a put If-Match its ETag). S3 stored the note, its reply was lost, and
+    the SDK's resend was refused (the ETag had changed, by that very put): the export failed saying its claim
+    "changed under this export"."""
+    create_table(aws.dynamodb)
+    aws.dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "a"}})
+    monkeypatch.setattr(export, "TRANSFER", TransferConfig(multipart_threshold=1, multipart_chunksize=5 * MB))
+    make, resent = export._s3_client, []
+
+    def client():
+        made = make()
+
+        def lose_the_note_s_reply(request_dict, response, **_):
+            # The first put of the claim If-Match its ETag is the note (a release would come only after a failure).
+            noting = request_dict["url_path"].endswith(f"/{export.CLAIM}") and "If-Match" in request_dict["headers"]
+            if noting and not resent:
+                resent.append(response[0].status_code)
+                return 0  # send it again at once, as after a connection reset
+            return None
+
+        made.meta.events.register_first("needs-retry.s3.PutObject", lose_the_note_s_reply)
+        return made
+
+    monkeypatch.setattr(export, "_s3_client", client)
+    result = export.handler({"run_id": RUN_ID}, FakeContext())
+
+    assert resent == [200] and result["rows"] == 1
+    assert read_csv(aws.s3) == [["pk"], ["a"]]
+
+
 def test_a_finished_run_whose_claim_expired_first_is_refused_and_kept(aws):
     # raw/'s lifecycle rule expires each object by the day it was written: a claim written before midnight goes a
     # day before the marker written after it. The claim put If-None-Match then succeeded and the export rewrote the
