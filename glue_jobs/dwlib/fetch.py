@@ -769,15 +769,15 @@ class _Session:
         pieces += [piece for pair in re.split(r"[&;\s]+", parts.query) for piece in pair.partition("=")[::2]]
         local = {text for piece in pieces for text in (piece, unquote_plus(piece)) if _token_like(text)}
         local = {text for text in local if not any(text in configured for configured in own)} - found
-        if not (found | local).difference(self._learned):
-            for text in sorted(found | local):  # seen again (a CDN token in every link): the newest, kept longest
-                self._learned[text] = self._learned.pop(text)
-            return
-        for text in sorted(found | local):
+        # New, or named a secret where it was only a token before (then cut from the run's summary too).
+        news = [t for t in found | local if t not in self._learned or (t in found and not self._learned[t])]
+        for text in sorted(found | local):  # seen again (a CDN token in every link): the newest, kept longest
             self._learned[text] = self._learned.pop(text, False) or text in found
+        if not news:
+            return
         for oldest in list(self._learned)[: max(len(self._learned) - LEARNED_MAX, 0)]:
             del self._learned[oldest]  # long since requested: urllib3 and the warnings quote the URL under way
-        forms = {form for text, named in self._learned.items() for form in ([text] if named else text_forms(text))}
+        forms = {form for text in self._learned for form in text_forms(text)}  # as a message may write it (%2F, \/)
         self.secrets = sorted({*self._configured, *forms}, key=len, reverse=True)  # local: as messages write it
         self._secrets_pattern = forms_pattern(self.secrets)
         register_window(self._window, [text for text, named in self._learned.items() if named])

@@ -47,3 +47,21 @@ def test_what_a_fetch_learned_is_cut_as_a_registered_secret_is():
     finally:
         secrets.register_window(owner, [])
     assert secrets.scrub("password Zm9vYmFyYmF6cXV4") == "password Zm9vYmFyYmF6cXV4", "the window moved on"
+
+
+def test_a_token_first_seen_in_a_path_then_as_a_signature_is_cut_from_the_run_s_summary_too():
+    """A value first learned as a token of a link's path (cut from that fetch's messages only), then met as a query
+    value named as a secret (`X-Amz-Signature`): it was not registered for the process, so the run's summary kept it."""
+    from dwlib import fetch
+
+    session = fetch._Session(fetch.RetryPolicy())
+    token = "a1b2c3d4e5f6a7b8c9d0e1f2"
+    try:
+        session.learn(f"https://cdn.example/{token}/file.csv")
+        assert secrets.scrub(f"error at {token}") == f"error at {token}"
+        session.learn(f"https://cdn.example/file.csv?X-Amz-Signature={token}")
+        assert secrets.scrub(f"error at {token}") == "error at ***"
+        assert session.scrub(f"GET /{token}/file.csv") == "GET /***/file.csv"
+    finally:
+        session.close()
+        secrets.register_window(session._window, [])
