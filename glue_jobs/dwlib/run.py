@@ -194,14 +194,18 @@ def guarded_run(
     run's `staging` prefix is deleted whatever happens.
     """
     with ledger.holding(ctx, layer) as lock:
-        attempts = ledger.claim_run_id(ctx, layer)
-        lock.rename(ctx.run_id)
-        summary: RunSummary = summary_of()
-        summary.previous_attempts, summary.lock_taken_over = attempts, lock.took_over
-        entry = ctx.naming.run_summary_key(ctx.name, ctx.run_id, layer)
-        ctx.lake.write_json(entry, summary.as_dict())  # a run killed from here on is still found
+        early: list[BaseException] = []  # a stop while the run's id and first entry are written: raised just below
+        with stops.settling(hand_over=early):
+            attempts = ledger.claim_run_id(ctx, layer)
+            lock.rename(ctx.run_id)
+            summary: RunSummary = summary_of()
+            summary.previous_attempts, summary.lock_taken_over = attempts, lock.took_over
+            entry = ctx.naming.run_summary_key(ctx.name, ctx.run_id, layer)
+            ctx.lake.write_json(entry, summary.as_dict())  # a run killed from here on is still found
         try:
             try:
+                for stop in early:  # unwound as any stop of the run: its entry says so
+                    raise stop
                 summary.finished_for_others = ledger.finish_publishes(ctx)
                 with contextlib.suppress(Exception):  # staging/ is never read; on S3 its lifecycle rule expires it
                     ledger.clear_dead_staging(ctx, lock)

@@ -37,9 +37,10 @@ def came_while_settling(stop: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def settling() -> Iterator[None]:
+def settling(hand_over: list[BaseException] | None = None) -> Iterator[None]:
     """A step a stop must not cut in two: a stop that comes during it is raised once it is done (from the end of
-    this block, after any error of the step, which the stop's exception carries as its context)."""
+    this block; after an error of the step, in its place, carrying it as its context). With `hand_over`, a step
+    that ends without an error puts the stop there instead, for the caller to raise where its unwinding starts."""
     global _kept
     if _kept is not None or threading.current_thread() is not threading.main_thread():
         yield  # nested, or off the main thread (which signals never interrupt)
@@ -47,7 +48,13 @@ def settling() -> Iterator[None]:
     _kept = []
     try:
         yield
-    finally:
+    except BaseException as error:
         kept, _kept = _kept, None
         if kept:
-            raise kept[0]
+            raise kept[0] from error
+        raise
+    kept, _kept = _kept, None
+    if kept and hand_over is not None:
+        hand_over.extend(kept)
+    elif kept:
+        raise kept[0]

@@ -294,7 +294,7 @@ def _signal_after(
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("moment", ["lock written", "outcome written", "lock given back"])
+@pytest.mark.parametrize("moment", ["lock written", "first entry written", "outcome written", "lock given back"])
 def test_sigterm_while_the_lock_or_the_outcome_is_written_waits_for_the_write(on_glue, spark, tmp_path, monkeypatch, moment):
     """The signal raised where it found the driver: just after the lock's file was created (its version not yet read,
     so the run never gave it back), while the `runs` row was written (the finished run's entry left saying `running`),
@@ -309,8 +309,10 @@ def test_sigterm_while_the_lock_or_the_outcome_is_written_waits_for_the_write(on
     lake.write_json(naming.job_config_key(DATASET), jobs.job_config_document(core, dataset))
     drop_sample(lake)
     lock = naming.lock_key(DATASET)
+    entry_key = naming.run_summary_key(DATASET, RUN)
     sent = {
         "lock written": lambda: _signal_after(monkeypatch, Local, "create_exclusive", key=lock),
+        "first entry written": lambda: _signal_after(monkeypatch, Local, "write_bytes", key=entry_key),
         "outcome written": lambda: _signal_after(monkeypatch, metrics, "record_run", before=True),
         "lock given back": lambda: _signal_after(monkeypatch, Local, "delete_if_unchanged", key=lock, before=True),
     }[moment]()
@@ -326,6 +328,12 @@ def test_sigterm_while_the_lock_or_the_outcome_is_written_waits_for_the_write(on
     key = naming.run_summary_key(DATASET, RUN)
     if moment == "lock written":  # stopped before the run began: nothing written
         assert not lake.exists(key) and not lake.has_prefix("bronze/")
+        return
+    if moment == "first entry written":  # stopped as it began: its entry says so, not `running` for good
+        entry_ = json.loads(lake.read_bytes(key))
+        assert entry_["status"] == "failed", entry_
+        assert entry_["error"].startswith("interrupted (SIGTERM) before it published anything"), entry_["error"]
+        assert not lake.has_prefix("bronze/")
         return
     entry_ = json.loads(lake.read_bytes(key))
     assert entry_["status"] == "succeeded", entry_  # the run had finished: its outcome stands, written whole
