@@ -30,3 +30,21 @@ def answer_409(client, operation: str, key_end: str, times: int, answered: list[
 
     client.meta.events.register_first(f"before-call.s3.{operation}", conflict)
     return answered
+
+
+def lose_first_reply(
+    client, operation: str, key_end: str, resent: list[int] | None = None, also=lambda request: True
+) -> list[int]:
+    """Lose S3's reply to the first call of `operation` on a key ending in `key_end` (and for which `also(request)`
+    holds): S3 did what it was asked, and botocore sends the request again at once, as after a connection reset.
+    `resent` (shared by clients, if given) gets the status of the reply lost."""
+    resent = [] if resent is None else resent
+
+    def lose(request_dict, response, **_):
+        if request_dict["url_path"].endswith(key_end) and also(request_dict) and not resent and response is not None:
+            resent.append(response[0].status_code)
+            return 0
+        return None
+
+    client.meta.events.register_first(f"needs-retry.s3.{operation}", lose)
+    return resent

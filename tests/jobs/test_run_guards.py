@@ -605,18 +605,13 @@ def test_a_409_on_the_lock_is_sent_again_not_taken_for_another_run(core, monkeyp
 def test_a_lock_whose_reply_was_lost_is_this_run_s_not_another_s(core):
     """S3 stored the lock, its reply was lost and the SDK sent the put again, which S3 refused (the key is there):
     the run took its own lock for another run's and refused to start, naming its own pid as the holder."""
+    from tests.s3_answers import lose_first_reply
+
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
-        s3, resent = S3Lake(BUCKET, "lake", client=client), []
-
-        def lose_first_reply(request_dict, response, **_):
-            if request_dict["url_path"].endswith("/_lock.json") and not resent:
-                resent.append(response[0].status_code)
-                return 0  # send it again at once, as after a connection reset
-            return None
-
-        client.meta.events.register_first("needs-retry.s3.PutObject", lose_first_reply)
+        s3 = S3Lake(BUCKET, "lake", client=client)
+        resent = lose_first_reply(client, "PutObject", "/_lock.json")
         lock = ledger.RunLock(s3, Naming.of(core), DATASET, 120)
         lock.acquire(FIRST, "bronze")
         assert resent == [200] and lock.token is not None

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from lambdas.dynamodb_csv_export import handler as export
-from tests.s3_answers import answer_409
+from tests.s3_answers import answer_409, lose_first_reply
 
 RUN_ID = "20261121T060000Z"
 TABLE = "shop-orders-table"
@@ -1012,14 +1012,7 @@ def test_a_run_s_marker_is_published_once(aws, monkeypatch):
 
     def client():
         made = make()
-
-        def lose_first_reply(request_dict, response, **_):
-            if request_dict["url_path"].endswith("/_SUCCESS") and not resent:
-                resent.append(response[0].status_code)
-                return 0  # retry at once, as after a connection reset
-            return None
-
-        made.meta.events.register_first("needs-retry.s3.PutObject", lose_first_reply)
+        lose_first_reply(made, "PutObject", "/_SUCCESS", resent)
         return made
 
     monkeypatch.setattr(export, "_s3_client", client)
@@ -1086,14 +1079,7 @@ def test_an_export_whose_claim_put_was_sent_again_after_a_lost_reply_runs(aws, m
 
     def client():
         made = make()
-
-        def lose_first_reply(request_dict, response, **_):
-            if request_dict["url_path"].endswith(f"/{export.CLAIM}") and not resent:
-                resent.append(response[0].status_code)
-                return 0  # retry at once, as after a connection reset
-            return None
-
-        made.meta.events.register_first("needs-retry.s3.PutObject", lose_first_reply)
+        lose_first_reply(made, "PutObject", f"/{export.CLAIM}", resent)
         return made
 
     monkeypatch.setattr(export, "_s3_client", client)
@@ -1154,16 +1140,8 @@ def test_an_upload_noted_in_the_claim_after_a_lost_reply_goes_on(aws, monkeypatc
 
     def client():
         made = make()
-
-        def lose_the_note_s_reply(request_dict, response, **_):
-            # The first put of the claim If-Match its ETag is the note (a release would come only after a failure).
-            noting = request_dict["url_path"].endswith(f"/{export.CLAIM}") and "If-Match" in request_dict["headers"]
-            if noting and not resent:
-                resent.append(response[0].status_code)
-                return 0  # send it again at once, as after a connection reset
-            return None
-
-        made.meta.events.register_first("needs-retry.s3.PutObject", lose_the_note_s_reply)
+        # The first put of the claim If-Match its ETag is the note (a release would come only after a failure).
+        lose_first_reply(made, "PutObject", f"/{export.CLAIM}", resent, also=lambda r: "If-Match" in r["headers"])
         return made
 
     monkeypatch.setattr(export, "_s3_client", client)
