@@ -991,7 +991,14 @@ def _commit_files(
         for data_file in data_files:
             snapshot.append_data_file(data_file)
     before_commit()
-    tx.commit_transaction()
+    try:
+        tx.commit_transaction()
+    except Exception:
+        # The catalog may have applied the commit before the error reached us (its reply lost to a reset or a
+        # time-out): then the table's current snapshot is this run's, and the run's rows are what readers see.
+        if not _current_snapshot_is(cat, identifier, properties.get(RUN_PROPERTY)):
+            raise
+        log.warning("%s: the commit raised, but the table's current snapshot is this run's: it was applied", ".".join(identifier))
     result.committed = True
     committed = cat.load_table(identifier)
     current = committed.current_snapshot()
@@ -1007,6 +1014,15 @@ def _commit_files(
         files = list(live_data_files(committed).values())
     result.data_files, result.data_bytes = len(files), sum(f.file_size_in_bytes for f in files)
     return result
+
+
+def _current_snapshot_is(cat: Catalog, identifier: tuple[str, str], run_id: str | None) -> bool:
+    """Whether the table's current snapshot was committed by the run `run_id` (False if that cannot be read)."""
+    try:
+        current = cat.load_table(identifier).current_snapshot()
+    except Exception:
+        return False
+    return bool(run_id) and current is not None and (current.summary or {}).get(RUN_PROPERTY) == run_id
 
 
 def _all_optional(arrow_schema: Any) -> Any:
