@@ -998,7 +998,8 @@ def _commit_files(
         # time-out): then the table's current snapshot is this run's, and the run's rows are what readers see.
         if not _current_snapshot_is(cat, identifier, properties.get(RUN_PROPERTY)):
             raise
-        log.warning("%s: the commit raised, but the table's current snapshot is this run's: it was applied", ".".join(identifier))
+        name = ".".join(identifier)
+        log.warning("%s: the commit raised, but the table's current snapshot is this run's: it was applied", name)
     result.committed = True
     committed = cat.load_table(identifier)
     current = committed.current_snapshot()

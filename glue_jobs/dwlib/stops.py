@@ -2,8 +2,9 @@
 
 The handlers of `dw` and of the Glue entry points raise an exception where the signal finds the main thread. In
 the middle of a few short steps that would do harm: taking the lock (written, but not yet known as ours, so never
-given back), writing the final ledger entry and the `runs` row (an entry left saying `running` for a run that
-finished), giving the lock back (the next run waits out the job's timeout). Those steps run inside `settling()`;
+given back), writing the first ledger entry (left saying `running`, the run not yet unwinding), writing the final
+entry and the `runs` row (an entry left saying `running` for a run that finished), giving the lock back (the next
+run waits out the job's timeout). Those steps run inside `settling()`;
 a first stop there is kept and raised when the step is done. A second stop is not deferred: the handler does what
 it does for a stop during a cleanup (`dw` ends at once), so a step that hangs can still be stopped.
 """

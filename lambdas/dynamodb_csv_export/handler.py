@@ -308,8 +308,8 @@ def _put_if(s3, **request: Any) -> dict[str, Any]:
             if attempt == CONFLICT_RETRIES:
                 raise ConditionalConflict(
                     f"s3://{request['Bucket']}/{request['Key']}: S3 answered 409 ConditionalRequestConflict to each "
-                    f"of {CONFLICT_RETRIES + 1} tries of a conditional write (another request on the key kept going); invoke "
-                    "the export again"
+                    f"of {CONFLICT_RETRIES + 1} tries of a conditional write (another request on the key kept "
+                    "going); invoke the export again"
                 ) from None
             time.sleep(CONFLICT_WAIT_S * 2**attempt * (1 + random.random()))
     raise AssertionError("unreachable")
@@ -511,11 +511,12 @@ def _release(bucket: str, dataset: str, run_id: str, claim: _Claim, error: BaseE
 def _publish(s3, bucket: str, marker: str, body: bytes) -> None:
     """Put the run's marker, whose arrival starts the pipeline, once: If-None-Match, so that no second export of
     the run (one stopped whose last request is processed late) replaces it and starts the pipeline again."""
+    busy = False
     try:
         _put_if(s3, Bucket=bucket, Key=marker, Body=body, ContentType="application/json", IfNoneMatch="*")
         return
     except ConditionalConflict:
-        pass  # the tries may have stored it all the same: what the folder holds says
+        busy = True  # the tries may have stored it all the same: what the folder holds says
     except ClientError as error:
         if not _conflict(error):
             raise
@@ -524,7 +525,7 @@ def _publish(s3, bucket: str, marker: str, body: bytes) -> None:
     there = _listed(s3, bucket, folder + "/").get(name)
     if there is not None and there.get("ETag") == _md5_etag(body):
         return
-    if there is None:  # S3 answered 409 to every try, and the writes it was waiting on did not store a marker
+    if there is None and busy:  # S3 answered 409 to every try, and the writes it waited on stored no marker
         raise RuntimeError(
             f"s3://{bucket}/{marker} could not be written: S3 answered 409 ConditionalRequestConflict "
             f"{CONFLICT_RETRIES + 1} times, and no marker is there: invoke the export again with the same run_id "
