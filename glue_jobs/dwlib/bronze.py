@@ -480,6 +480,8 @@ def transform_and_check(
             shuffled = int(spark.conf.get("spark.sql.shuffle.partitions")) if small and keyed else 0
             kept = sized(kept_frame, output_file_count(input_bytes, fmt), len(keys), input_bytes, shuffled)
         in_place = jobs.excluding_rules(spark, FILTER_STAYS_ABOVE_TYPING) if hook is None else {}
+        if not one_task:
+            in_place |= jobs.whole_waves(spark, [o.size for o in listed])
         try:
             with jobs.session_settings(spark, in_place):
                 write_parquet(kept, lake.uri(staging + "output/"))

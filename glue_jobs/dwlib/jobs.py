@@ -247,6 +247,44 @@ def excluding_rules(spark: SparkSession, rules: tuple[str, ...]) -> dict[str, st
     return {EXCLUDED_RULES: ",".join([*excluded, *[r for r in rules if r not in excluded]])}
 
 
+MIN_PARTITIONS = "spark.sql.files.minPartitionNum"
+MAX_PARTITION_BYTES = "spark.sql.files.maxPartitionBytes"
+# How far above Spark's default split size (128 MB) `whole_waves` may go to save a wave of tasks.
+WAVE_STRETCH = 1.25
+
+
+def whole_waves(spark: SparkSession, sizes: list[int]) -> dict[str, str]:
+    """`session_settings` under which a read of files of these sizes (bytes) runs in as few whole waves of tasks
+    as it can.
+
+    Spark cuts a read into splits of at most `spark.sql.files.maxPartitionBytes` (128 MiB), and into smaller ones
+    only while the input (each file counted with `spark.sql.files.openCostInBytes` more) is below that size
+    times the cores. Just above it, the last split runs alone while the other cores wait: a 284 MiB file on 2
+    cores is read as 128, 128 and 28 MiB, three tasks in two waves. Here the split size is the input over the
+    cores times the waves it needs (`spark.sql.files.minPartitionNum`, which Spark divides the input by), so
+    every wave is full; and, unless the session sets `maxPartitionBytes` itself, a split may be up to a quarter
+    above it where that saves a wave: that file is then read as two splits of 142 MiB, in one wave. A bronze run
+    of it (the bench's 3 M-row CSV) took 6.29 s so, 6.60 s in two full waves (4 splits of 71 MiB) and 6.65 s as
+    Spark cuts it (bench/README.md). Nothing where the input fits one wave, or where the session sets
+    `minPartitionNum`.
+    """
+    conf = spark._jsparkSession.sessionState().conf()  # the sizes as Spark parses them ("128MB")
+    if conf.filesMinPartitionNum().isDefined():
+        return {}
+    cores = int(spark._jsparkSession.leafNodeDefaultParallelism())  # what Spark divides the input by
+    cap, open_cost = int(conf.filesMaxPartitionBytes()), int(conf.filesOpenCostInBytes())
+    total = sum(size + open_cost for size in sizes)
+    if cores < 1 or cap < 1 or total <= cores * cap:
+        return {}
+    stretched = cap if conf.contains(MAX_PARTITION_BYTES) else int(cap * WAVE_STRETCH)
+    waves = -(-total // (cores * stretched))
+    split = -(-total // (cores * waves))
+    settings = {MIN_PARTITIONS: str(cores * waves)}
+    if split > cap:
+        settings[MAX_PARTITION_BYTES] = str(split)
+    return settings
+
+
 # A fresh JVM spends most of a small run's CPU in HotSpot's optimizing compiler (C2), compiling Spark's
 # planner, Janino and the executor for a speed the run ends too soon to use: on the demo sample (243 rows)
 # the driver's CPU went from 32 s to 17 s with the quick compiler (C1) alone, and a bare read-and-write
