@@ -842,6 +842,14 @@ def _quiet_after_a_stop(record: logging.LogRecord) -> bool:
     return not (STATE.get("interrupted") and "py4j" in record.pathname)
 
 
+def _quiet_unraisable_after_a_stop(unraisable: Any) -> None:
+    """Python's report of an exception it could not raise (`Exception ignored in: ...` and a traceback), dropped
+    once the command was stopped: the stop raised into a call that could not take it (a lock released as a child
+    process was forked: `RuntimeError: release unlocked lock`). The one `interrupted:` line says it all."""
+    if not STATE.get("interrupted"):
+        sys.__unraisablehook__(unraisable)
+
+
 def _stop(exc: BaseException) -> None:
     """One line and the shell's code for the signal (130 Ctrl-C, 143 SIGTERM), no traceback; then exit at once.
 
@@ -894,6 +902,7 @@ def main() -> None:
     for number in (signal.SIGINT, signal.SIGTERM):  # the CLI is ready: a stop now unwinds, as Ctrl-C does
         signal.signal(number, _interrupt)
     logging.getLogger().addFilter(_quiet_after_a_stop)
+    sys.unraisablehook = _quiet_unraisable_after_a_stop
     try:
         code = app(standalone_mode=False)  # returns, rather than raises, the code of typer.Exit
     except STOPS as exc:
