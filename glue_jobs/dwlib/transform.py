@@ -1724,8 +1724,8 @@ def _typed(
         # A cast takes a time alone as today's (a value that depends on the day of the run), a year as its first
         # instant, and cuts digits past microseconds: a whole date, and no digit it would cut.
         cut = _only_where(text.contains("."), text.rlike(r"\.[0-9]{6}[0-9]*[1-9]"))
-        usual = _usual_date_shape(text)
-        whole = (usual | _only_where(~usual, text.rlike(f"{_WHOLE_DATE}([T\\x00-\\x20]|$)"))) & ~cut
+        # An OR tests its right side only where its left is not true: the regex only for a text of another shape.
+        whole = (_usual_date_shape(text) | text.rlike(f"{_WHOLE_DATE}([T\\x00-\\x20]|$)")) & ~cut
         instant = text.cast("timestamp")
         # A time in a named zone that its clocks skip (`2024-03-10 02:30 America/New_York`, a daylight saving gap) is
         # moved on by the cast (to 03:30): the time the zone's clocks show at the instant must be the time written.
@@ -1742,8 +1742,8 @@ def _typed(
         number = text.cast("double")  # where it is null, so is the result: a guard that is null changes nothing
         invented = _only_where(F.abs(number) == float("inf"), ~F.lower(text).rlike(_INFINITY))
         invented |= _only_where(number == 0, ~text.rlike(_ZERO))
-        plain = _only_where(_may_not_be_plain(text), ~text.rlike(_PLAIN_DOUBLE))
-        invented |= _only_where(plain, ~F.lower(text).rlike(_DOUBLE_WORD))
+        not_plain = _only_where(_may_not_be_plain(text), ~text.rlike(_PLAIN_DOUBLE))
+        invented |= _only_where(not_plain, ~F.lower(text).rlike(_DOUBLE_WORD))
         return F.when(~invented, number)
     return text.cast(ctype.spark_type)
 
