@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # ruff: noqa: E402 - `_EarlySpark` starts the JVM before the heavy imports below (see start_for_argv)
+import concurrent.futures.thread  # noqa: F401 - before Spark's thread forks: see below
 import contextlib
 import csv
 import json
@@ -131,6 +132,11 @@ def small_sample(dataset: str) -> bool:
     return total <= limit
 
 
+# The Spark thread starts the JVM with a `preexec_fn`, so Python runs its at-fork hooks around that fork. A module
+# imported meanwhile by this thread that registers a pair of them (`concurrent.futures.thread`: acquire a lock
+# before a fork, release it after) had only its second run, and Python printed `Exception ignored in: <built-in
+# method release of _thread.lock>` and a traceback (`RuntimeError: release unlocked lock`) on a run that then
+# succeeded. Imported above, its hooks are in place before any fork.
 _EarlySpark.start_for_argv(sys.argv)
 
 import typer
@@ -842,14 +848,6 @@ def _quiet_after_a_stop(record: logging.LogRecord) -> bool:
     return not (STATE.get("interrupted") and "py4j" in record.pathname)
 
 
-def _quiet_unraisable_after_a_stop(unraisable: Any) -> None:
-    """Python's report of an exception it could not raise (`Exception ignored in: ...` and a traceback), dropped
-    once the command was stopped: the stop raised into a call that could not take it (a lock released as a child
-    process was forked: `RuntimeError: release unlocked lock`). The one `interrupted:` line says it all."""
-    if not STATE.get("interrupted"):
-        sys.__unraisablehook__(unraisable)
-
-
 def _stop(exc: BaseException) -> None:
     """One line and the shell's code for the signal (130 Ctrl-C, 143 SIGTERM), no traceback; then exit at once.
 
@@ -902,7 +900,6 @@ def main() -> None:
     for number in (signal.SIGINT, signal.SIGTERM):  # the CLI is ready: a stop now unwinds, as Ctrl-C does
         signal.signal(number, _interrupt)
     logging.getLogger().addFilter(_quiet_after_a_stop)
-    sys.unraisablehook = _quiet_unraisable_after_a_stop
     try:
         code = app(standalone_mode=False)  # returns, rather than raises, the code of typer.Exit
     except STOPS as exc:

@@ -227,32 +227,3 @@ def test_a_query_file_not_in_utf8_is_named_with_the_fix(tmp_path):
     query.write_bytes("SELECT 'café' AS place\n".encode("latin-1"))
     result = dw("query", "--file", query, "--lake", tmp_path / "lake", cwd=ROOT)
     assert_error(result, f"{query}: is not UTF-8 text (byte 0xe9 at line 1, column 12", "save the file as UTF-8")
-
-
-UNRAISABLE = """
-import sys
-from dw import cli
-
-class Torn:
-    def __del__(self):
-        raise RuntimeError("release unlocked lock")
-
-sys.unraisablehook = cli._quiet_unraisable_after_a_stop  # as cli.main installs it
-Torn()  # not stopped: Python's report, as ever
-cli.STATE["interrupted"] = cli.Interrupted(2)
-Torn()  # stopped: the stop's own echo, dropped
-print("done")
-"""
-
-
-def test_after_a_stop_python_prints_no_exception_it_could_not_raise_and_before_it_does():
-    """A stop raised into a call that cannot take it (a lock released as a child was forked) made Python print
-    `Exception ignored in: ...` with a traceback above the `interrupted:` line (a Ctrl-C 0.6 s into a run, in one
-    full test run of several). Once stopped, such reports are dropped; before, they are printed as Python prints them."""
-    result = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-c", UNRAISABLE],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0 and result.stdout == "done\n", show(result)
-    assert result.stderr.count("Exception ignored in") == 1, show(result)
-    assert result.stderr.count("release unlocked lock") == 1, show(result)
